@@ -1,1 +1,56 @@
-//! stockcast
+//! stockcast: batch ML training and inference for daily stock prices.
+//!
+//! This crate holds the command-line interface and the orchestration of the stages that live in the member
+//! crates (`stockcast-features`, `stockcast-models`, `stockcast-backtest`, `stockcast-infer`).
+
+pub mod cli;
+mod commands;
+mod logging;
+mod progress;
+
+use std::process::ExitCode;
+
+pub use commands::run;
+
+/// Exit codes of the CLI.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Runtime failure (I/O, internal error).
+    pub const FAILURE: u8 = 1;
+    /// Bad usage, configuration or input data.
+    pub const BAD_INPUT: u8 = 2;
+}
+
+/// An error caused by the user's arguments or configuration (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for an error: 2 when any cause is a user error (bad input, config, usage), 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return exit::BAD_INPUT;
+        }
+        if let Some(e) = cause.downcast_ref::<stockcast_features::Error>() {
+            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+        }
+    }
+    exit::FAILURE
+}
+
+/// Prints the error chain (no backtrace) and returns the exit code.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            let mut msg = format!("error: {err}");
+            for cause in err.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            eprintln!("{msg}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}

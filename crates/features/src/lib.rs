@@ -1,1 +1,27 @@
-//! placeholder
+//! Price loading, data quality and feature engineering for stockcast.
+//!
+//! The flow is `load_prices` (read + quality checks + split adjustment) → [`PriceFrame`] →
+//! [`build_features`] with a [`FeatureSpec`] → [`FeatureFrame`] → [`FeatureMatrix`] for the models.
+//! This is the only stockcast crate whose public API names Polars types.
+
+pub mod build;
+pub mod error;
+pub mod io;
+pub mod load;
+pub mod matrix;
+pub mod prices;
+pub mod quality;
+pub mod spec;
+pub mod synth;
+
+pub use build::{FeatureFrame, LABEL, Skipped, build_features};
+pub use error::{Error, Result};
+pub use load::{Layout, PriceField, ReadOptions, Security};
+pub use matrix::{FeatureMatrix, MatrixOptions};
+pub use prices::{LoadOptions, Loaded, PriceFrame, load_prices};
+pub use quality::{Check, Policy, QualityConfig, QualityReport};
+pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
+pub use synth::{SynthConfig, synth_prices};
+
+/// Re-export of Polars for crates that need to build or inspect frames (only `features` names it in its API).
+pub use polars;

@@ -1,0 +1,93 @@
+//! Error type of the features crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading, checking or featurising prices.
+///
+/// Variants that describe bad user input (files, specs, values) are separated from environment failures
+/// (I/O, Polars internals) so the CLI can map them to exit code 2 versus 1 via [`Error::is_user_error`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The input file is structurally unusable (empty, no date column, unknown layout, ...).
+    #[error("{path}: {message}")]
+    BadInput {
+        /// The input file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// A data-quality check whose policy is `error` found rows.
+    #[error("data quality check `{check}` failed on {count} row(s) (policy: error); first: {first}{hint}")]
+    Quality {
+        /// The check name.
+        check: String,
+        /// How many rows were flagged.
+        count: usize,
+        /// The first flagged row, described with file, line, symbol, date and column.
+        first: String,
+        /// A hint on how to proceed.
+        hint: String,
+        /// The quality report up to the failure, when available.
+        report: Option<Box<crate::quality::QualityReport>>,
+    },
+    /// The feature spec (or another config) is invalid.
+    #[error("invalid {what}: {message}")]
+    Config {
+        /// Which config (`feature spec`, `quality config`, ...).
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A feature marked `required` in the spec needs a column the data lacks.
+    #[error("feature family `{family}` is marked required but the data has no `{column}` column")]
+    MissingRequired {
+        /// The feature family.
+        family: String,
+        /// The missing price column.
+        column: &'static str,
+    },
+    /// An error raised inside Polars.
+    #[error("polars: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+impl Error {
+    /// True when the error is caused by the user's input or configuration (exit code 2), false when it is a
+    /// runtime/environment failure (exit code 1).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::BadInput { .. } | Self::Quality { .. } | Self::Config { .. } | Self::MissingRequired { .. } => true,
+            Self::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Self::Polars(_) => false,
+        }
+    }
+
+    /// True when the error is a failed data-quality check (the nightly job maps this to its own exit code).
+    pub fn is_quality_failure(&self) -> bool {
+        matches!(self, Self::Quality { .. })
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn bad_input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::BadInput { path: path.into(), message: message.into() }
+    }
+
+    pub(crate) fn config(what: &'static str, message: impl Into<String>) -> Self {
+        Self::Config { what, message: message.into() }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

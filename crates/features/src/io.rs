@@ -1,0 +1,102 @@
+//! Atomic file output: write to a temporary file in the target directory, fsync, rename.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn parent_dir(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::fs::create_dir_all(p).map_err(|e| Error::io(p, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes through `fill` into a temporary sibling of `path`, fsyncs it, then renames it over `path`: readers see
+/// the old file or the complete new one, never a partial write. The temporary file is removed on failure.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    parent_dir(path)?;
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        fill(&mut file)?;
+        file.flush().map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
+}
+
+/// Output format of a frame, from the file extension (`.csv` → CSV, anything else → Parquet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// Apache Parquet (zstd).
+    Parquet,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+impl FrameFormat {
+    /// Picks the format from a path's extension.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => Self::Csv,
+            _ => Self::Parquet,
+        }
+    }
+}
+
+/// Writes a frame to `path` atomically, as Parquet or CSV by extension.
+pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
+    write_atomic_with(path, |file| {
+        match FrameFormat::from_path(path) {
+            FrameFormat::Parquet => {
+                ParquetWriter::new(file).with_compression(ParquetCompression::Zstd(None)).finish(df)?;
+            }
+            FrameFormat::Csv => CsvWriter::new(file).include_header(true).finish(df)?,
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/x.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn failed_write_keeps_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.txt");
+        write_atomic(&p, b"old").unwrap();
+        let r = write_atomic_with(&p, |_| Err(Error::config("test", "injected failure")));
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,645 @@
+//! Reading price files (CSV or Parquet; long, single-symbol or wide layout) into columnar [`Bars`].
+//!
+//! Parsing never fails on a bad value: every value that cannot be parsed is recorded as a [`ParseIssue`] with its
+//! line and column, and the quality stage decides what happens to it (error by default). Structural problems
+//! (empty file, no date column, no price column) are errors right here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// How the input file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// One row per symbol and day, with a symbol column.
+    Long,
+    /// One symbol per file, no symbol column.
+    SingleSymbol,
+    /// One close column per symbol.
+    Wide,
+}
+
+/// A price column the loader knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceField {
+    /// Opening price.
+    Open,
+    /// Daily high.
+    High,
+    /// Daily low.
+    Low,
+    /// Closing price (raw, as traded).
+    Close,
+    /// Traded volume.
+    Volume,
+    /// Split- and dividend-adjusted close.
+    AdjClose,
+}
+
+impl PriceField {
+    /// All fields, in output order.
+    pub const ALL: [PriceField; 6] = [Self::Open, Self::High, Self::Low, Self::Close, Self::Volume, Self::AdjClose];
+
+    /// Canonical column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::High => "high",
+            Self::Low => "low",
+            Self::Close => "close",
+            Self::Volume => "volume",
+            Self::AdjClose => "adj_close",
+        }
+    }
+
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Self::Open => &["open", "openprice", "opening"],
+            Self::High => &["high", "highprice"],
+            Self::Low => &["low", "lowprice"],
+            Self::Close => &["close", "closeprice", "closing"],
+            Self::Volume => &["volume", "vol", "sharesvolume"],
+            Self::AdjClose => &["adjclose", "adjustedclose", "adjcloseprice", "adjustedcloseprice", "adjclosing"],
+        }
+    }
+}
+
+const DATE_ALIASES: &[&str] = &["date", "day", "datetime", "timestamp", "time", "tradedate", "tradingdate"];
+const SYMBOL_ALIASES: &[&str] = &["symbol", "ticker", "sym", "instrument", "secid", "code"];
+
+/// Normalises a column name for alias matching: lower case, alphanumerics only (`Adj Close` → `adjclose`).
+fn norm(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// A value that could not be parsed, kept for the quality stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseIssue {
+    /// Row index into [`Bars`].
+    pub row: usize,
+    /// Column name as written in the file.
+    pub column: String,
+    /// The text that failed to parse.
+    pub value: String,
+    /// What was expected.
+    pub expected: &'static str,
+}
+
+/// Parsed price rows in file order, columnar. Missing or unparseable numbers are `NaN`; rows whose date could
+/// not be parsed have `date = None`.
+#[derive(Debug, Clone)]
+pub struct Bars {
+    /// The file the rows came from.
+    pub source: PathBuf,
+    /// `line` (CSV) or `row` (Parquet): what [`Bars::line`] counts.
+    pub line_unit: &'static str,
+    /// The detected layout.
+    pub layout: Layout,
+    /// Distinct symbol names; [`Bars::symbol`] indexes into it.
+    pub symbol_names: Vec<String>,
+    /// Symbol code per row.
+    pub symbol: Vec<u32>,
+    /// Trading date per row.
+    pub date: Vec<Option<NaiveDate>>,
+    /// Price columns present in the input, each one value per row.
+    pub fields: Vec<(PriceField, Vec<f64>)>,
+    /// Source line (1-based, header = 1) or row per row.
+    pub line: Vec<u64>,
+    /// Values that failed to parse.
+    pub issues: Vec<ParseIssue>,
+    /// Column names in the input matched to each field (as written), for messages.
+    pub column_names: HashMap<PriceField, String>,
+    /// Empty cells of a wide file (a symbol not trading yet): not rows, counted for the report.
+    pub empty_wide_cells: usize,
+}
+
+impl Bars {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.symbol.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.symbol.is_empty()
+    }
+
+    /// The values of one field, if the input has it.
+    pub fn field(&self, f: PriceField) -> Option<&[f64]> {
+        self.fields.iter().find(|(g, _)| *g == f).map(|(_, v)| v.as_slice())
+    }
+
+    /// Keeps only the rows for which `keep` is true, in order.
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        fn filt<T: Clone>(v: &[T], keep: &[bool]) -> Vec<T> {
+            v.iter().zip(keep).filter(|(_, k)| **k).map(|(x, _)| x.clone()).collect()
+        }
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut n = 0;
+        for (i, k) in keep.iter().enumerate() {
+            if *k {
+                new_index[i] = n;
+                n += 1;
+            }
+        }
+        self.symbol = filt(&self.symbol, keep);
+        self.date = filt(&self.date, keep);
+        self.line = filt(&self.line, keep);
+        for (_, v) in &mut self.fields {
+            *v = filt(v, keep);
+        }
+        self.issues.retain(|i| keep[i.row]);
+        for i in &mut self.issues {
+            i.row = new_index[i.row];
+        }
+    }
+
+    /// Reorders rows by `order` (a permutation of row indices).
+    pub fn permute(&mut self, order: &[usize]) {
+        fn perm<T: Clone>(v: &[T], order: &[usize]) -> Vec<T> {
+            order.iter().map(|&i| v[i].clone()).collect()
+        }
+        let mut new_index = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        self.symbol = perm(&self.symbol, order);
+        self.date = perm(&self.date, order);
+        self.line = perm(&self.line, order);
+        for (_, v) in &mut self.fields {
+            *v = perm(v, order);
+        }
+        for i in &mut self.issues {
+            i.row = new_index[i.row];
+        }
+    }
+
+    /// Describes a row for messages: `file line N, symbol S, date D`.
+    pub fn describe_row(&self, row: usize) -> String {
+        let date = self.date[row].map_or_else(|| "?".to_owned(), |d| d.to_string());
+        format!(
+            "{} {} {}, symbol {}, date {}",
+            self.source.display(),
+            self.line_unit,
+            self.line[row],
+            self.symbol_names[self.symbol[row] as usize],
+            date
+        )
+    }
+}
+
+/// What to read and how.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Symbol for a single-symbol file (default: the file stem); in a long file, keep only this symbol.
+    pub symbol: Option<String>,
+}
+
+/// File formats the loader reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Parquet,
+}
+
+fn format_of(path: &Path) -> Format {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("parquet" | "pq") => Format::Parquet,
+        _ => Format::Csv,
+    }
+}
+
+/// Reads a price file into [`Bars`].
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened; [`Error::BadInput`] when it is empty, has no date column, no
+/// price column, or a `--symbol` that is not in a long file.
+pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<Bars> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() == 0 {
+        return Err(Error::bad_input(path, "the file is empty"));
+    }
+    let (df, unit) = match format_of(path) {
+        Format::Csv => (read_csv_as_strings(path)?, "line"),
+        Format::Parquet => {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let df = ParquetReader::new(file)
+                .finish()
+                .map_err(|e| Error::bad_input(path, format!("not a readable Parquet file: {e}")))?;
+            (df, "row")
+        }
+    };
+    if df.height() == 0 {
+        return Err(Error::bad_input(path, "the file has a header but no data rows"));
+    }
+    // Header is line 1 in a CSV; Parquet rows count from 1.
+    let line_offset: u64 = if unit == "line" { 2 } else { 1 };
+    Parser { path, df: &df, unit, line_offset }.parse(opts)
+}
+
+fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(polars::prelude::SerReader::finish)
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.to_ascii_lowercase().contains("empty") {
+                Error::bad_input(path, "the file is empty")
+            } else {
+                Error::bad_input(path, format!("not a readable CSV file: {msg}"))
+            }
+        })
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    df: &'a DataFrame,
+    unit: &'static str,
+    line_offset: u64,
+}
+
+/// Matched columns of the input.
+struct Columns {
+    date: String,
+    symbol: Option<String>,
+    fields: Vec<(PriceField, String)>,
+    others: Vec<String>,
+}
+
+impl Parser<'_> {
+    fn columns(&self) -> Result<Columns> {
+        let names: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
+        let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
+        let date = find(DATE_ALIASES).ok_or_else(|| {
+            Error::bad_input(
+                self.path,
+                format!("no date column (looked for one named like `date`); columns are: {}", names.join(", ")),
+            )
+        })?;
+        let symbol = find(SYMBOL_ALIASES);
+        let fields: Vec<(PriceField, String)> =
+            PriceField::ALL.iter().filter_map(|f| find(f.aliases()).map(|n| (*f, n))).collect();
+        let used: Vec<&String> =
+            std::iter::once(&date).chain(symbol.iter()).chain(fields.iter().map(|(_, n)| n)).collect();
+        let others = names.iter().filter(|n| !used.contains(n)).cloned().collect();
+        Ok(Columns { date, symbol, fields, others })
+    }
+
+    fn parse(&self, opts: &ReadOptions) -> Result<Bars> {
+        let cols = self.columns()?;
+        let has_price = cols.fields.iter().any(|(f, _)| matches!(f, PriceField::Close | PriceField::AdjClose));
+        if cols.symbol.is_some() || has_price {
+            if !has_price {
+                return Err(Error::bad_input(
+                    self.path,
+                    format!(
+                        "no `close` or `adj_close` column; columns are: {}",
+                        self.df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if !cols.others.is_empty() {
+                tracing::info!(file = %self.path.display(), columns = ?cols.others, "ignoring extra columns");
+            }
+            self.parse_long(&cols, opts)
+        } else {
+            self.parse_wide(&cols)
+        }
+    }
+
+    fn new_bars(&self, layout: Layout) -> Bars {
+        Bars {
+            source: self.path.to_path_buf(),
+            line_unit: self.unit,
+            layout,
+            symbol_names: Vec::new(),
+            symbol: Vec::new(),
+            date: Vec::new(),
+            fields: Vec::new(),
+            line: Vec::new(),
+            issues: Vec::new(),
+            column_names: HashMap::new(),
+            empty_wide_cells: 0,
+        }
+    }
+
+    fn parse_long(&self, cols: &Columns, opts: &ReadOptions) -> Result<Bars> {
+        let n = self.df.height();
+        let layout = if cols.symbol.is_some() { Layout::Long } else { Layout::SingleSymbol };
+        let mut bars = self.new_bars(layout);
+        // Symbols.
+        let keep: Option<Vec<bool>> = if let Some(sym_col) = &cols.symbol {
+            let s = self.df.column(sym_col)?.cast(&DataType::String)?;
+            let ca = s.str()?;
+            let mut codes: HashMap<&str, u32> = HashMap::new();
+            let mut row_symbols = Vec::with_capacity(n);
+            for (row, v) in ca.iter().enumerate() {
+                let v = v.map(str::trim).unwrap_or("");
+                if v.is_empty() {
+                    bars.issues.push(ParseIssue {
+                        row,
+                        column: sym_col.clone(),
+                        value: String::new(),
+                        expected: "a symbol",
+                    });
+                }
+                let next = codes.len() as u32;
+                let code = *codes.entry(v).or_insert_with(|| {
+                    bars.symbol_names.push(v.to_owned());
+                    next
+                });
+                row_symbols.push(code);
+            }
+            bars.symbol = row_symbols;
+            opts.symbol.as_ref().map(|want| {
+                let code = codes.get(want.as_str()).copied();
+                bars.symbol.iter().map(|c| Some(*c) == code).collect()
+            })
+        } else {
+            let name = opts.symbol.clone().unwrap_or_else(|| {
+                self.path.file_stem().map_or_else(|| "SYMBOL".to_owned(), |s| s.to_string_lossy().into_owned())
+            });
+            bars.symbol_names.push(name);
+            bars.symbol = vec![0; n];
+            None
+        };
+        bars.date = self.parse_dates(&cols.date, &mut bars.issues)?;
+        bars.line = (0..n as u64).map(|i| i + self.line_offset).collect();
+        for (field, name) in &cols.fields {
+            let values = self.parse_numbers(name, &mut bars.issues, 0)?;
+            bars.fields.push((*field, values));
+            bars.column_names.insert(*field, name.clone());
+        }
+        bars.column_names.insert(PriceField::Close, cols_name(cols, PriceField::Close));
+        if let Some(keep) = keep {
+            if !keep.iter().any(|k| *k) {
+                return Err(Error::bad_input(
+                    self.path,
+                    format!("symbol `{}` does not occur in the file", opts.symbol.as_deref().unwrap_or_default()),
+                ));
+            }
+            bars.retain_rows(&keep);
+        }
+        Ok(bars)
+    }
+
+    fn parse_wide(&self, cols: &Columns) -> Result<Bars> {
+        let mut bars = self.new_bars(Layout::Wide);
+        let symbols: Vec<&String> = cols.others.iter().collect();
+        if symbols.is_empty() {
+            return Err(Error::bad_input(
+                self.path,
+                "no price columns: expected `close` (long or single-symbol layout) or one column per symbol (wide)",
+            ));
+        }
+        let mut date_issues = Vec::new();
+        let dates = self.parse_dates(&cols.date, &mut date_issues)?;
+        let mut close = Vec::new();
+        for (code, sym) in symbols.iter().enumerate() {
+            bars.symbol_names.push((*sym).clone());
+            let col = self.df.column(sym)?;
+            let texts = if col.dtype().is_primitive_numeric() {
+                None
+            } else {
+                Some(col.cast(&DataType::String)?.str()?.clone())
+            };
+            let values = self.parse_numbers(sym, &mut Vec::new(), 0)?;
+            for (row, v) in values.into_iter().enumerate() {
+                let text = texts.as_ref().and_then(|t| t.get(row)).map(str::trim);
+                let empty = match &texts {
+                    Some(_) => text.is_none_or(str::is_empty),
+                    None => col.get(row).is_ok_and(|a| a.is_null()),
+                };
+                if empty {
+                    bars.empty_wide_cells += 1;
+                    continue;
+                }
+                let out_row = bars.symbol.len();
+                if v.is_nan() && !is_nan_text(text.unwrap_or("")) {
+                    bars.issues.push(ParseIssue {
+                        row: out_row,
+                        column: (*sym).clone(),
+                        value: text.unwrap_or("").to_owned(),
+                        expected: "a number",
+                    });
+                }
+                if let Some(issue) = date_issues.iter().find(|i| i.row == row) {
+                    bars.issues.push(ParseIssue { row: out_row, ..issue.clone() });
+                }
+                bars.symbol.push(code as u32);
+                bars.date.push(dates[row]);
+                bars.line.push(row as u64 + self.line_offset);
+                close.push(v);
+            }
+        }
+        if bars.is_empty() {
+            return Err(Error::bad_input(self.path, "the wide file has no non-empty price cells"));
+        }
+        bars.fields.push((PriceField::Close, close));
+        bars.column_names.insert(PriceField::Close, "<symbol column>".to_owned());
+        Ok(bars)
+    }
+
+    fn parse_dates(&self, name: &str, issues: &mut Vec<ParseIssue>) -> Result<Vec<Option<NaiveDate>>> {
+        let col = self.df.column(name)?;
+        match col.dtype() {
+            DataType::Date => {
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch");
+                let ca = col.date()?;
+                Ok(ca
+                    .physical()
+                    .iter()
+                    .enumerate()
+                    .map(|(row, d)| {
+                        let d = d.and_then(|d| epoch.checked_add_signed(chrono::Duration::days(i64::from(d))));
+                        if d.is_none() {
+                            issues.push(ParseIssue {
+                                row,
+                                column: name.to_owned(),
+                                value: String::new(),
+                                expected: "a date",
+                            });
+                        }
+                        d
+                    })
+                    .collect())
+            }
+            _ => {
+                let s = col.cast(&DataType::String)?;
+                let ca = s.str()?;
+                let mut cache: HashMap<&str, Option<NaiveDate>> = HashMap::new();
+                Ok(ca
+                    .iter()
+                    .enumerate()
+                    .map(|(row, v)| {
+                        let v = v.unwrap_or("").trim();
+                        let d = *cache.entry(v).or_insert_with(|| parse_date(v));
+                        if d.is_none() {
+                            issues.push(ParseIssue {
+                                row,
+                                column: name.to_owned(),
+                                value: v.to_owned(),
+                                expected: "a date (YYYY-MM-DD)",
+                            });
+                        }
+                        d
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Parses a column to f64; unparseable and missing values become NaN and are recorded (missing values are
+    /// recorded as issues with an empty value so the quality stage can name them).
+    fn parse_numbers(&self, name: &str, issues: &mut Vec<ParseIssue>, row_offset: usize) -> Result<Vec<f64>> {
+        let col = self.df.column(name)?;
+        if col.dtype().is_primitive_numeric() {
+            let s = col.cast(&DataType::Float64)?;
+            let ca = s.f64()?;
+            return Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect());
+        }
+        let s = col.cast(&DataType::String)?;
+        let ca = s.str()?;
+        Ok(ca
+            .iter()
+            .enumerate()
+            .map(|(row, v)| {
+                let v = v.unwrap_or("").trim();
+                match parse_number(v) {
+                    Some(x) => x,
+                    None => {
+                        if !v.is_empty() {
+                            issues.push(ParseIssue {
+                                row: row + row_offset,
+                                column: name.to_owned(),
+                                value: v.to_owned(),
+                                expected: "a number",
+                            });
+                        }
+                        f64::NAN
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+fn cols_name(cols: &Columns, f: PriceField) -> String {
+    cols.fields
+        .iter()
+        .find(|(g, _)| *g == f)
+        .or_else(|| cols.fields.iter().find(|(g, _)| *g == PriceField::AdjClose))
+        .map_or_else(|| f.name().to_owned(), |(_, n)| n.clone())
+}
+
+fn is_nan_text(s: &str) -> bool {
+    matches!(s.to_ascii_lowercase().as_str(), "nan" | "inf" | "-inf" | "+inf" | "infinity" | "-infinity")
+}
+
+/// Parses a number; accepts `NaN`/`inf` spellings (they are caught by the non-finite check, not as parse errors)
+/// and thousands separators are rejected. Returns `None` for empty or non-numeric text.
+fn parse_number(s: &str) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Parses `YYYY-MM-DD` (optionally followed by a time), `YYYY/MM/DD` or `YYYYMMDD`.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let head = s.split([' ', 'T']).next().unwrap_or("");
+    NaiveDate::parse_from_str(head, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(head, "%Y/%m/%d"))
+        .or_else(|_| NaiveDate::parse_from_str(head, "%Y%m%d"))
+        .ok()
+}
+
+/// One security's static data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Security {
+    /// Ticker.
+    pub symbol: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Sector.
+    pub sector: Option<String>,
+}
+
+/// Reads a securities file (`symbol,name,sector`; `name` and `sector` optional).
+///
+/// # Errors
+/// [`Error::BadInput`] when there is no symbol column, a symbol is empty or occurs twice.
+pub fn read_securities(path: &Path) -> Result<Vec<Security>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() == 0 {
+        return Err(Error::bad_input(path, "the file is empty"));
+    }
+    let df = read_csv_as_strings(path)?;
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
+    let sym = find(SYMBOL_ALIASES).ok_or_else(|| Error::bad_input(path, "no `symbol` column"))?;
+    let name = find(&["name", "company", "companyname", "security"]);
+    let sector = find(&["sector", "gicssector", "industry"]);
+    let get = |c: &Option<String>| -> Result<Option<StringChunked>> {
+        c.as_ref().map(|c| Ok(df.column(c)?.str()?.clone())).transpose()
+    };
+    let (syms, nm, sec) = (df.column(&sym)?.str()?.clone(), get(&name)?, get(&sector)?);
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(df.height());
+    for row in 0..df.height() {
+        let s = syms.get(row).unwrap_or("").trim().to_owned();
+        let line = row + 2;
+        if s.is_empty() {
+            return Err(Error::bad_input(path, format!("line {line}: empty symbol")));
+        }
+        if let Some(prev) = seen.insert(s.clone(), line) {
+            return Err(Error::bad_input(path, format!("line {line}: symbol {s} already listed on line {prev}")));
+        }
+        let opt = |c: &Option<StringChunked>| {
+            c.as_ref().and_then(|c| c.get(row)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+        };
+        out.push(Security { symbol: s, name: opt(&nm), sector: opt(&sec) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_for_aliases() {
+        assert_eq!(norm("Adj Close"), "adjclose");
+        assert_eq!(norm("adj_close"), "adjclose");
+        assert_eq!(norm("Date"), "date");
+    }
+
+    #[test]
+    fn dates_in_common_spellings() {
+        let d = NaiveDate::from_ymd_opt(2020, 3, 9);
+        assert_eq!(parse_date("2020-03-09"), d);
+        assert_eq!(parse_date("2020/03/09"), d);
+        assert_eq!(parse_date("20200309"), d);
+        assert_eq!(parse_date("2020-03-09 00:00:00"), d);
+        assert_eq!(parse_date("2020-03-09T16:00:00Z"), d);
+        assert_eq!(parse_date("09.03.2020"), None);
+        assert_eq!(parse_date(""), None);
+    }
+
+    #[test]
+    fn numbers_accept_nan_spellings_but_not_text() {
+        assert!(parse_number("NaN").is_some_and(f64::is_nan));
+        assert_eq!(parse_number("inf"), Some(f64::INFINITY));
+        assert_eq!(parse_number("1.5e2"), Some(150.0));
+        assert_eq!(parse_number("12a"), None);
+        assert_eq!(parse_number("1,000"), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! The validated, adjusted price panel ([`PriceFrame`]) and the pipeline that produces it:
+//! read → row checks → sort → adjust → series checks.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::load::{Bars, Layout, PriceField, ReadOptions, Security, read_bars, read_securities};
+use crate::quality::{QualityConfig, QualityReport, QualityRun};
+
+/// Days from 0001-01-01 (CE) to 1970-01-01, for Polars' `Date` (days since the Unix epoch).
+const UNIX_EPOCH_DAYS_CE: i32 = 719_163;
+
+/// Converts a date to Polars' physical `Date` value.
+pub fn date_to_days(d: NaiveDate) -> i32 {
+    chrono::Datelike::num_days_from_ce(&d) - UNIX_EPOCH_DAYS_CE
+}
+
+/// Converts Polars' physical `Date` value to a date.
+pub fn days_to_date(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_CE)
+}
+
+/// How to load prices.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// File-level options (symbol for single-symbol files).
+    pub read: ReadOptions,
+    /// Quality policies.
+    pub quality: QualityConfig,
+    /// Optional securities file (`symbol,name,sector`).
+    pub securities: Option<PathBuf>,
+}
+
+/// Validated daily prices: one row per (symbol, date), sorted by symbol then date, OHLC adjusted for splits and
+/// dividends when the input had `adj_close`.
+///
+/// Columns: `symbol` (str), `date` (date), `close` (f64), and when present in the input `open`, `high`, `low`,
+/// `volume` (f64), `raw_close` (the unadjusted close, when adjusted), `sector` (str, from a securities file).
+#[derive(Debug, Clone)]
+pub struct PriceFrame {
+    df: DataFrame,
+    fields: Vec<PriceField>,
+    adjusted: bool,
+    data_hash: String,
+    securities: Vec<Security>,
+}
+
+/// The result of loading: prices plus the quality report.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The prices.
+    pub prices: PriceFrame,
+    /// What the quality stage found and did.
+    pub report: QualityReport,
+}
+
+/// Loads, checks and adjusts a price file.
+///
+/// # Errors
+/// Bad files ([`Error::BadInput`]) and failed checks ([`Error::Quality`], which carries
+/// the report so far) are user errors.
+pub fn load_prices(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    opts.quality.validate()?;
+    let mut bars = read_bars(path, &opts.read)?;
+    let mut run = QualityRun::new(&opts.quality, &bars);
+    let with_report = |e: Error, run: &QualityRun<'_>| match e {
+        Error::Quality { check, count, first, hint, .. } => {
+            Error::Quality { check, count, first, hint, report: Some(Box::new(run.report.clone())) }
+        }
+        other => other,
+    };
+    run.row_checks(&mut bars).map_err(|e| with_report(e, &run))?;
+    let adjusted = adjust(&mut bars);
+    run.series_checks(&mut bars).map_err(|e| with_report(e, &run))?;
+    let raw_close = adjusted.then(|| raw_close_of(&bars));
+    let report = run.finish(&bars, adjusted);
+    if bars.is_empty() {
+        return Err(Error::bad_input(path, "no rows left after the quality checks"));
+    }
+    let securities = match &opts.securities {
+        Some(p) => read_securities(p)?,
+        None => Vec::new(),
+    };
+    let prices = PriceFrame::from_bars(&bars, raw_close, adjusted, securities)?;
+    Ok(Loaded { prices, report })
+}
+
+/// Applies the factor `adj_close / close` to open, high, low and close (volume is divided by it) and keeps the
+/// factor in the `AdjClose` slot; returns whether anything was adjusted. When there is no raw close at all,
+/// `adj_close` simply becomes the close.
+fn adjust(bars: &mut Bars) -> bool {
+    let Some(adj_pos) = bars.fields.iter().position(|(f, _)| *f == PriceField::AdjClose) else {
+        return false;
+    };
+    let (_, adj) = bars.fields.remove(adj_pos);
+    let Some(close) = bars.field(PriceField::Close).map(<[f64]>::to_vec) else {
+        bars.fields.push((PriceField::Close, adj));
+        bars.fields.sort_by_key(|(f, _)| *f);
+        return false;
+    };
+    let factor: Vec<f64> = adj.iter().zip(&close).map(|(a, c)| a / c).collect();
+    for (f, values) in &mut bars.fields {
+        match f {
+            PriceField::Open | PriceField::High | PriceField::Low | PriceField::Close => {
+                values.iter_mut().zip(&factor).for_each(|(v, k)| *v *= k);
+            }
+            PriceField::Volume => values.iter_mut().zip(&factor).for_each(|(v, k)| *v /= k),
+            PriceField::AdjClose => {}
+        }
+    }
+    bars.fields.push((PriceField::AdjClose, factor));
+    true
+}
+
+/// Raw close = adjusted close / factor (the factor is kept in the `AdjClose` slot after [`adjust`]).
+fn raw_close_of(bars: &Bars) -> Vec<f64> {
+    let close = bars.field(PriceField::Close).expect("close present");
+    let factor = bars.field(PriceField::AdjClose).expect("factor present after adjust");
+    close.iter().zip(factor).map(|(c, k)| c / k).collect()
+}
+
+impl PriceFrame {
+    fn from_bars(bars: &Bars, raw_close: Option<Vec<f64>>, adjusted: bool, securities: Vec<Security>) -> Result<Self> {
+        let symbols: Vec<&str> = bars.symbol.iter().map(|&s| bars.symbol_names[s as usize].as_str()).collect();
+        let days: Vec<i32> =
+            bars.date.iter().map(|d| date_to_days(d.expect("rows without a date were removed"))).collect();
+        let mut cols: Vec<Column> =
+            vec![Column::new("symbol".into(), symbols), Column::new("date".into(), days).cast(&DataType::Date)?];
+        let mut fields = Vec::new();
+        for f in [PriceField::Open, PriceField::High, PriceField::Low, PriceField::Close, PriceField::Volume] {
+            if let Some(v) = bars.field(f) {
+                cols.push(Column::new(f.name().into(), v));
+                fields.push(f);
+            }
+        }
+        if let Some(raw) = raw_close {
+            cols.push(Column::new("raw_close".into(), raw));
+        }
+        if !securities.is_empty() {
+            let sector: Vec<Option<&str>> = bars
+                .symbol
+                .iter()
+                .map(|&s| {
+                    let name = &bars.symbol_names[s as usize];
+                    securities.iter().find(|x| &x.symbol == name).and_then(|x| x.sector.as_deref())
+                })
+                .collect();
+            cols.push(Column::new("sector".into(), sector));
+        }
+        let df = DataFrame::new_infer_height(cols)?;
+        let data_hash = hash_frame(&df)?;
+        Ok(Self { df, fields, adjusted, data_hash, securities })
+    }
+
+    /// Builds a frame from an existing, already validated and sorted DataFrame (e.g. read back from storage).
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] when required columns are missing or rows are not sorted and unique by (symbol, date).
+    pub fn from_df(df: DataFrame) -> Result<Self> {
+        for c in ["symbol", "date", "close"] {
+            if df.column(c).is_err() {
+                return Err(Error::bad_input("<frame>", format!("missing column `{c}`")));
+            }
+        }
+        let fields = [PriceField::Open, PriceField::High, PriceField::Low, PriceField::Close, PriceField::Volume]
+            .into_iter()
+            .filter(|f| df.column(f.name()).is_ok())
+            .collect();
+        let adjusted = df.column("raw_close").is_ok();
+        let data_hash = hash_frame(&df)?;
+        Ok(Self { df, fields, adjusted, data_hash, securities: Vec::new() })
+    }
+
+    /// The underlying frame.
+    pub fn df(&self) -> &DataFrame {
+        &self.df
+    }
+
+    /// Number of rows.
+    pub fn height(&self) -> usize {
+        self.df.height()
+    }
+
+    /// True when the input provided this field.
+    pub fn has(&self, f: PriceField) -> bool {
+        self.fields.contains(&f)
+    }
+
+    /// Fields present.
+    pub fn fields(&self) -> &[PriceField] {
+        &self.fields
+    }
+
+    /// True when OHLC were adjusted by `adj_close`.
+    pub fn adjusted(&self) -> bool {
+        self.adjusted
+    }
+
+    /// Securities (from `--securities`), possibly empty.
+    pub fn securities(&self) -> &[Security] {
+        &self.securities
+    }
+
+    /// Stable content hash of the prices (sha256, hex, first 16 bytes).
+    pub fn data_hash(&self) -> &str {
+        &self.data_hash
+    }
+
+    /// Distinct symbols in order.
+    pub fn symbols(&self) -> Result<Vec<String>> {
+        let s = self.df.column("symbol")?.str()?.clone();
+        let mut out: Vec<String> = Vec::new();
+        for v in s.iter().flatten() {
+            if out.last().is_none_or(|l| l != v) {
+                out.push(v.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// First and last date.
+    pub fn date_range(&self) -> Result<Option<(NaiveDate, NaiveDate)>> {
+        let d = self.df.column("date")?.date()?.physical().clone();
+        Ok(d.min().zip(d.max()).and_then(|(a, b)| days_to_date(a).zip(days_to_date(b))))
+    }
+
+    /// The rows dated on or before `as_of`: what was known at the close of `as_of`.
+    pub fn until(&self, as_of: NaiveDate) -> Result<Self> {
+        let days = date_to_days(as_of);
+        let mask = self.df.column("date")?.date()?.physical().lt_eq(days);
+        let df = self.df.filter(&mask)?;
+        let data_hash = hash_frame(&df)?;
+        Ok(Self { df, data_hash, ..self.clone() })
+    }
+
+    /// The input's layout is wide (close only) or otherwise lacks OHLC: convenience for messages.
+    pub fn is_close_only(&self) -> bool {
+        !self.has(PriceField::High) && !self.has(PriceField::Low)
+    }
+}
+
+/// Hash of symbol, date and every numeric column, in row order.
+fn hash_frame(df: &DataFrame) -> Result<String> {
+    let mut h = Sha256::new();
+    for col in df.columns() {
+        h.update(col.name().as_bytes());
+        h.update([0]);
+        match col.dtype() {
+            DataType::String => {
+                for v in col.str()?.iter() {
+                    h.update(v.unwrap_or("\u{0}").as_bytes());
+                    h.update([0]);
+                }
+            }
+            DataType::Date => {
+                for v in col.date()?.physical().iter() {
+                    h.update(v.unwrap_or(i32::MIN).to_le_bytes());
+                }
+            }
+            DataType::Float64 => {
+                for v in col.f64()?.iter() {
+                    h.update(v.unwrap_or(f64::NAN).to_bits().to_le_bytes());
+                }
+            }
+            _ => {}
+        }
+    }
+    let digest = h.finalize();
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Layout label for messages.
+pub fn layout_name(l: Layout) -> &'static str {
+    match l {
+        Layout::Long => "long",
+        Layout::SingleSymbol => "single-symbol",
+        Layout::Wide => "wide",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_days_round_trip() {
+        let d = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        assert_eq!(date_to_days(d), 0);
+        let d = NaiveDate::from_ymd_opt(2000, 3, 1).unwrap();
+        assert_eq!(date_to_days(d), 11_017);
+        assert_eq!(days_to_date(11_017), Some(d));
+    }
+}

@@ -1,0 +1,358 @@
+//! Layouts, aliases, adjustment, and every kind of bad input.
+
+use stockcast_features::polars::prelude::*;
+use stockcast_features::{
+    Check, Error, FeatureSpec, Layout, LoadOptions, Policy, PriceField, QualityConfig, ReadOptions, build_features,
+    load_prices,
+};
+
+use crate::{col_f64, col_str, dataset, load, write};
+
+const HEADER: &str = "date,symbol,open,high,low,close,volume\n";
+
+fn long(rows: &[&str]) -> String {
+    let mut s = HEADER.to_owned();
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+fn with_policy(p: Policy) -> LoadOptions {
+    LoadOptions { quality: QualityConfig { on_bad_rows: Some(p), ..Default::default() }, ..Default::default() }
+}
+
+#[test]
+fn bundled_us5_loads_adjusted_with_five_symbols() {
+    let loaded = load(&dataset("us5_daily.csv")).unwrap();
+    let p = &loaded.prices;
+    assert_eq!(p.symbols().unwrap(), ["AAPL", "FB", "GOOG", "IBM", "MSFT"]);
+    assert_eq!(p.height(), 12_154);
+    assert!(p.adjusted());
+    assert_eq!(loaded.report.layout, Layout::Long);
+    assert_eq!(loaded.report.rows_read, loaded.report.rows_kept + loaded.report.rows_quarantined);
+    // Adjusted close equals the file's adj_close; raw close is kept.
+    let close = col_f64(p.df(), "close");
+    let raw = col_f64(p.df(), "raw_close");
+    assert!((close[0].unwrap() - 4.186_662_803_811).abs() < 1e-9);
+    assert!((raw[0].unwrap() - 130.31).abs() < 1e-9);
+}
+
+#[test]
+fn split_day_is_not_a_fake_fifty_percent_drop() {
+    // AAPL split 2:1 on 2000-06-21; raw closes show about -50 %.
+    let loaded = load(&dataset("us5_daily.csv")).unwrap();
+    let spec = FeatureSpec::from_toml("[[features]]\nfamily='returns'\nwindows=[1]").unwrap();
+    let ff = build_features(&loaded.prices, &spec).unwrap();
+    let df = ff.df();
+    let syms = col_str(df, "symbol");
+    let dates: Vec<String> = df
+        .column("date")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|d| d.unwrap().to_owned())
+        .collect();
+    let ret = col_f64(df, "ret_1");
+    for day in ["2000-06-21", "2005-02-28"] {
+        let i = (0..df.height()).find(|&i| syms[i] == "AAPL" && dates[i] == day).unwrap();
+        let r = ret[i].unwrap();
+        assert!(r.abs() < 0.15, "AAPL {day}: adjusted return {r}");
+    }
+    // No suspected split remains once adj_close is applied.
+    assert_eq!(loaded.report.check(Check::SuspectSplit).flagged, 0);
+}
+
+#[test]
+fn raw_prices_without_adj_close_warn_about_the_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dataset("us5_daily.csv")).unwrap();
+    let raw: String = text
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0)
+        .filter(|l| l.starts_with("date") || l.contains(",AAPL,"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p = write(dir.path(), "aapl_raw.csv", &raw);
+    let loaded = load(&p).unwrap();
+    let split = loaded.report.check(Check::SuspectSplit);
+    assert_eq!(split.policy, Policy::Warn);
+    let dates: Vec<String> = split.examples.iter().map(|e| e.date.unwrap().to_string()).collect();
+    assert!(dates.contains(&"2000-06-21".to_owned()), "{dates:?}");
+    assert!(dates.contains(&"2005-02-28".to_owned()), "{dates:?}");
+    assert!(!loaded.prices.adjusted());
+}
+
+#[test]
+fn wide_close_only_file() {
+    let loaded = load(&dataset("sp500_20_adjclose_wide.csv")).unwrap();
+    assert_eq!(loaded.report.layout, Layout::Wide);
+    assert_eq!(loaded.prices.symbols().unwrap().len(), 20);
+    assert!(loaded.prices.has(PriceField::Close));
+    assert!(!loaded.prices.has(PriceField::High) && !loaded.prices.has(PriceField::Volume));
+    let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
+    let skipped: Vec<&str> = ff.skipped().iter().map(|s| s.family.name()).collect();
+    for fam in ["atr", "stochastic", "volume_z", "price_volume_corr", "hl_range", "open_gap"] {
+        assert!(skipped.contains(&fam), "{fam} not skipped: {skipped:?}");
+    }
+    assert!(ff.features().contains(&"ret_5".to_owned()));
+    assert!(ff.features().len() >= 40);
+}
+
+#[test]
+fn single_symbol_file_with_aliases_and_symbol_from_flag_or_stem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "acme.csv",
+        "Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,10,11,9,10,5,100\n2020-01-03,10,12,10,11,5.5,200\n",
+    );
+    let loaded = load(&p).unwrap();
+    assert_eq!(loaded.report.layout, Layout::SingleSymbol);
+    assert_eq!(loaded.prices.symbols().unwrap(), ["acme"]);
+    assert!(loaded.prices.adjusted());
+    assert_eq!(col_f64(loaded.prices.df(), "close"), [Some(5.0), Some(5.5)]);
+    assert_eq!(col_f64(loaded.prices.df(), "high"), [Some(5.5), Some(6.0)]);
+    // Volume is scaled by the inverse factor (share counts before a split double).
+    assert_eq!(col_f64(loaded.prices.df(), "volume"), [Some(200.0), Some(400.0)]);
+    let opts = LoadOptions { read: ReadOptions { symbol: Some("ACME".into()) }, ..Default::default() };
+    let loaded = load_prices(&p, &opts).unwrap();
+    assert_eq!(loaded.prices.symbols().unwrap(), ["ACME"]);
+}
+
+#[test]
+fn parquet_input_gives_the_same_prices_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dataset("us5_daily.csv");
+    let mut df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(csv.clone()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let pq = dir.path().join("us5.parquet");
+    stockcast_features::io::write_frame(&mut df, &pq).unwrap();
+    let a = load(&csv).unwrap();
+    let b = load(&pq).unwrap();
+    assert_eq!(a.prices.data_hash(), b.prices.data_hash());
+    assert_eq!(b.report.rows_kept, 12_154);
+}
+
+#[test]
+fn securities_file_adds_sector() {
+    let dir = tempfile::tempdir().unwrap();
+    let sec = write(
+        dir.path(),
+        "sec.csv",
+        "symbol,name,sector\nAAPL,Apple,Tech\nIBM,IBM,Tech\nMSFT,Microsoft,Tech\nGOOG,Alphabet,Comm\n",
+    );
+    let opts = LoadOptions { securities: Some(sec), ..Default::default() };
+    let loaded = load_prices(&dataset("us5_daily.csv"), &opts).unwrap();
+    let sector: Vec<Option<String>> =
+        loaded.prices.df().column("sector").unwrap().str().unwrap().iter().map(|s| s.map(str::to_owned)).collect();
+    assert_eq!(sector[0].as_deref(), Some("Tech"));
+    assert!(sector.iter().any(Option::is_none), "FB has no sector in the file");
+    let dup = write(dir.path(), "dup.csv", "symbol,sector\nA,x\nA,y\n");
+    let err = load_prices(&dataset("us5_daily.csv"), &LoadOptions { securities: Some(dup), ..Default::default() })
+        .unwrap_err();
+    assert!(err.to_string().contains("line 3"), "{err}");
+}
+
+// ---- bad input ----
+
+fn err_of(text: &str, opts: &LoadOptions) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "bad.csv", text);
+    load_prices(&p, opts).unwrap_err()
+}
+
+#[test]
+fn empty_file_and_header_only() {
+    let e = err_of("", &LoadOptions::default());
+    assert!(e.to_string().contains("bad.csv") && e.to_string().contains("empty"), "{e}");
+    assert!(e.is_user_error());
+    let e = err_of(HEADER, &LoadOptions::default());
+    assert!(e.to_string().contains("no data rows"), "{e}");
+}
+
+#[test]
+fn missing_columns() {
+    let e = err_of("symbol,close\nA,1\n", &LoadOptions::default());
+    assert!(e.to_string().contains("no date column"), "{e}");
+    let e = err_of("date,symbol,open\n2020-01-01,A,1\n", &LoadOptions::default());
+    assert!(e.to_string().contains("no `close`"), "{e}");
+    assert!(e.is_user_error());
+}
+
+#[test]
+fn unparseable_number_names_file_line_and_column() {
+    let text = long(&["2020-01-02,A,10,11,9,10,100", "2020-01-03,A,10,11,9,abc,100"]);
+    let e = err_of(&text, &LoadOptions::default());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bad.csv") && msg.contains("line 3") && msg.contains("column `close`") && msg.contains("\"abc\""),
+        "{msg}"
+    );
+    assert!(e.is_user_error());
+    // Unparseable date, too.
+    let text = long(&["2020-01-02,A,10,11,9,10,100", "2020-13-45,A,10,11,9,10,100"]);
+    let msg = err_of(&text, &LoadOptions::default()).to_string();
+    assert!(msg.contains("line 3") && msg.contains("column `date`"), "{msg}");
+}
+
+#[test]
+fn unparseable_rows_are_quarantined_under_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = long(&["2020-01-02,A,10,11,9,10,100", "2020-01-03,A,10,11,9,abc,100", "2020-01-06,A,10,11,9,10,100"]);
+    let p = write(dir.path(), "bad.csv", &text);
+    let loaded = load_prices(&p, &with_policy(Policy::Drop)).unwrap();
+    assert_eq!(loaded.report.rows_read, 3);
+    assert_eq!(loaded.report.rows_kept, 2);
+    assert_eq!(loaded.report.quarantine.len(), 1);
+    assert_eq!(loaded.report.quarantine[0].flag.line, 3);
+    let q = dir.path().join("q.csv");
+    loaded.report.write_quarantine(&q).unwrap();
+    let qtext = std::fs::read_to_string(&q).unwrap();
+    assert_eq!(qtext.lines().count(), 2, "{qtext}");
+    assert!(qtext.lines().nth(1).unwrap().contains(",3,A,2020-01-03,unparseable,close,"), "{qtext}");
+}
+
+#[test]
+fn duplicate_rows() {
+    let text = long(&["2020-01-02,A,10,11,9,10,100", "2020-01-03,A,10,11,9,10,100", "2020-01-03,A,10,11,9,10.5,100"]);
+    let msg = err_of(&text, &LoadOptions::default()).to_string();
+    assert!(msg.contains("duplicate") && msg.contains("line 4") && msg.contains("line 3"), "{msg}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "d.csv", &text);
+    let loaded = load_prices(&p, &with_policy(Policy::Drop)).unwrap();
+    assert_eq!(loaded.report.rows_kept, 2);
+    // The first occurrence is kept.
+    assert_eq!(col_f64(loaded.prices.df(), "close"), [Some(10.0), Some(10.0)]);
+    assert_eq!(loaded.report.quarantine[0].flag.line, 4);
+}
+
+#[test]
+fn nan_and_inf_values() {
+    for bad in ["NaN", "inf", ""] {
+        let text = long(&["2020-01-02,A,10,11,9,10,100", &format!("2020-01-03,A,10,11,9,{bad},100")]);
+        let e = err_of(&text, &LoadOptions::default());
+        let msg = e.to_string();
+        assert!(msg.contains("non_finite") && msg.contains("line 3") && msg.contains("close"), "{bad}: {msg}");
+    }
+}
+
+#[test]
+fn zero_and_negative_prices() {
+    for bad in ["0", "-5"] {
+        let text = long(&["2020-01-02,A,10,11,9,10,100", &format!("2020-01-03,A,{bad},11,9,10,100")]);
+        let msg = err_of(&text, &LoadOptions::default()).to_string();
+        assert!(msg.contains("non_positive") && msg.contains("line 3") && msg.contains("column `open`"), "{msg}");
+    }
+    let text = long(&["2020-01-02,A,10,11,9,10,-1"]);
+    let msg = err_of(&text, &LoadOptions::default()).to_string();
+    assert!(msg.contains("negative_volume"), "{msg}");
+}
+
+#[test]
+fn ohlc_inconsistent_rows_are_dropped_by_default_and_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = long(&[
+        "2020-01-02,A,10,11,9,10,100",
+        "2020-01-03,A,10,9.5,9,10,100",
+        "2020-01-06,A,10,11,10.5,10,100",
+        "2020-01-07,A,10,11,9,10,100",
+    ]);
+    let p = write(dir.path(), "o.csv", &text);
+    let loaded = load(&p).unwrap();
+    let c = loaded.report.check(Check::OhlcInconsistent);
+    assert_eq!((c.flagged, c.action), (2, "dropped"));
+    assert_eq!(loaded.report.rows_kept, 2);
+    let lines: Vec<u64> = loaded.report.quarantine.iter().map(|q| q.flag.line).collect();
+    assert_eq!(lines, [3, 4]);
+    assert!(loaded.report.quarantine[0].flag.detail.contains("high 9.5 below max"));
+    // With error policy it fails naming the row.
+    let mut opts = LoadOptions::default();
+    opts.quality.policies.insert(Check::OhlcInconsistent, Policy::Error);
+    let msg = load_prices(&p, &opts).unwrap_err().to_string();
+    assert!(msg.contains("line 3") && msg.contains("ohlc_inconsistent"), "{msg}");
+}
+
+#[test]
+fn unsorted_input_is_sorted_with_a_warning_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = long(&[
+        "2020-01-03,B,10,11,9,10,100",
+        "2020-01-03,A,10,11,9,10,100",
+        "2020-01-02,A,10,11,9,10.5,100",
+        "2020-01-02,B,10,11,9,10,100",
+    ]);
+    let p = write(dir.path(), "u.csv", &text);
+    let loaded = load(&p).unwrap();
+    assert_eq!(loaded.report.check(Check::Unsorted).action, "sorted");
+    assert_eq!(loaded.report.rows_kept, 4);
+    assert_eq!(col_str(loaded.prices.df(), "symbol"), ["A", "A", "B", "B"]);
+    assert_eq!(col_f64(loaded.prices.df(), "close")[0], Some(10.5));
+    let mut opts = LoadOptions::default();
+    opts.quality.policies.insert(Check::Unsorted, Policy::Error);
+    let msg = load_prices(&p, &opts).unwrap_err().to_string();
+    assert!(msg.contains("unsorted") && msg.contains("line 4"), "{msg}");
+}
+
+#[test]
+fn wide_file_with_a_non_numeric_column() {
+    let text = "date,AAA,Name,BBB\n2020-01-02,1.0,foo,2.0\n2020-01-03,1.1,bar,2.1\n";
+    let e = err_of(text, &LoadOptions::default());
+    let msg = e.to_string();
+    assert!(msg.contains("column `Name`") && msg.contains("line 2") && msg.contains("\"foo\""), "{msg}");
+    assert!(e.is_user_error());
+}
+
+#[test]
+fn wide_file_empty_cells_are_not_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "w.csv", "date,AAA,BBB\n2020-01-02,,2.0\n2020-01-03,1.1,2.1\n");
+    let loaded = load(&p).unwrap();
+    assert_eq!(loaded.report.rows_read, 3);
+    assert_eq!(loaded.report.empty_wide_cells, 1);
+    assert_eq!(loaded.prices.symbols().unwrap(), ["AAA", "BBB"]);
+}
+
+#[test]
+fn gaps_and_zero_volume_streaks_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = vec![];
+    for d in 1..=9 {
+        rows.push(format!("2020-03-0{d},A,10,11,9,10,0"));
+        rows.push(format!("2020-03-0{d},B,10,11,9,10,100"));
+    }
+    rows.push("2020-04-20,A,10,11,9,10,100".into());
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let p = write(dir.path(), "g.csv", &long(&refs));
+    let loaded = load(&p).unwrap();
+    assert_eq!(loaded.report.check(Check::Gap).flagged, 1);
+    assert_eq!(loaded.report.check(Check::ZeroVolumeStreak).flagged, 9);
+    assert_eq!(loaded.report.rows_kept, 19);
+}
+
+#[test]
+fn a_missing_file_is_a_user_error_naming_it() {
+    let e = load(std::path::Path::new("/nonexistent/prices.csv")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/prices.csv"));
+    assert!(e.is_user_error());
+}
+
+#[test]
+fn quality_error_carries_the_report() {
+    let text = long(&["2020-01-02,A,10,11,9,10,100", "2020-01-02,A,10,11,9,10,100"]);
+    match err_of(&text, &LoadOptions::default()) {
+        Error::Quality { report: Some(r), check, .. } => {
+            assert_eq!(check, "duplicate");
+            assert_eq!(r.check(Check::Duplicate).action, "failed");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

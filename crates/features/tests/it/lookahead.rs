@@ -1,0 +1,84 @@
+//! No look-ahead: features computed on data truncated at a random date equal those computed on the full data,
+//! for every feature of the default spec, on every row up to that date.
+
+use proptest::prelude::*;
+use stockcast_features::polars::prelude::*;
+use stockcast_features::prices::days_to_date;
+use stockcast_features::{FeatureSpec, PriceFrame, SynthConfig, build_features, synth_prices};
+
+use crate::col_f64;
+
+fn panel(seed: u64, late_start: usize) -> PriceFrame {
+    let df = synth_prices(&SynthConfig::new(3, 320, seed)).unwrap();
+    // Give one symbol a later listing date so symbols have different histories.
+    let sym = df.column("symbol").unwrap().str().unwrap().clone();
+    let first = df.column("date").unwrap().date().unwrap().physical().get(0).unwrap();
+    let dates = df.column("date").unwrap().date().unwrap().physical().clone();
+    let keep: BooleanChunked = sym
+        .iter()
+        .zip(dates.iter())
+        .map(|(s, d)| Some(s != Some("S0002") || d.unwrap() >= first + late_start as i32))
+        .collect();
+    let df = df.filter(&keep).unwrap();
+    let df = df.select(["symbol", "date", "open", "high", "low", "close", "volume"]).unwrap();
+    PriceFrame::from_df(df).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn features_at_t_ignore_rows_after_t(seed in 0u64..1_000, cut in 5usize..310, late in 0usize..60) {
+        let full = panel(seed, late);
+        let dates = full.df().column("date").unwrap().date().unwrap().physical().clone();
+        let first = dates.min().unwrap();
+        let cut_day = days_to_date(first + cut as i32).unwrap();
+        let truncated = full.until(cut_day).unwrap();
+        prop_assume!(truncated.height() > 0);
+        let spec = FeatureSpec::default();
+        let a = build_features(&full, &spec).unwrap();
+        let b = build_features(&truncated, &spec).unwrap();
+        prop_assert_eq!(a.features(), b.features());
+        // Row i of the truncated frame is the i-th row with date ≤ cut of the full frame.
+        let mask = full.df().column("date").unwrap().date().unwrap().physical().lt_eq(first + cut as i32);
+        let a_cut = a.df().filter(&mask).unwrap();
+        prop_assert_eq!(a_cut.height(), b.df().height());
+        for name in a.features() {
+            let (x, y) = (col_f64(&a_cut, name), col_f64(b.df(), name));
+            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+                match (x, y) {
+                    (None, None) => {}
+                    (Some(x), Some(y)) => {
+                        let tol = 1e-9 * x.abs().max(y.abs()).max(1e-300);
+                        prop_assert!((x - y).abs() <= tol, "{name} row {i}: full {x} vs truncated {y}");
+                    }
+                    _ => prop_assert!(false, "{name} row {i}: full {x:?} vs truncated {y:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn changing_a_future_price_does_not_change_past_features() {
+    let full = panel(7, 0);
+    let spec = FeatureSpec::default();
+    let a = build_features(&full, &spec).unwrap();
+    // Multiply every close after row 200 of each symbol by 3.
+    let df = full.df().clone();
+    let n = df.height();
+    let close = col_f64(&df, "close");
+    let bumped: Vec<f64> = (0..n).map(|i| close[i].unwrap() * if i % 320 > 200 { 3.0 } else { 1.0 }).collect();
+    let mut df2 = df.clone();
+    df2.with_column(Column::new("close".into(), bumped)).unwrap();
+    let b = build_features(&PriceFrame::from_df(df2).unwrap(), &spec).unwrap();
+    for name in a.features() {
+        let (x, y) = (col_f64(a.df(), name), col_f64(b.df(), name));
+        for i in (0..n).filter(|i| i % 320 <= 200) {
+            assert_eq!(x[i].map(f64::to_bits), y[i].map(f64::to_bits), "{name} row {i}");
+        }
+    }
+    // The label does look forward (by design): at row 198 (horizon 5) it changes.
+    let (la, lb) = (col_f64(a.df(), "label"), col_f64(b.df(), "label"));
+    assert!((la[198].unwrap() - lb[198].unwrap()).abs() > 0.5);
+}

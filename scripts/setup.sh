@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh machine: checks the toolchain. Idempotent; safe to run before every build.
+# (Later stages add their system dependencies here: the XGBoost library, PostgreSQL.)
+set -euo pipefail
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required: $2" >&2; exit 1; }; }
+need cargo "install Rust (rustup) 1.95 or newer"
+need cc "install a C compiler (Debian: apt-get install gcc); Polars compiles zstd/lz4 C code"
+if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi

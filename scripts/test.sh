@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README): builds the workspace once in the release profile and runs every test.
+# Uses a shared cargo target directory outside the clone so repeated runs are incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}"
+# XGBoost/OpenMP threads must not spin-wait while the machine is shared by parallel tests.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --release --locked --no-fail-fast "$@"
+else
+    cargo test --workspace --release --locked --no-fail-fast "$@"
+fi

@@ -1,0 +1,197 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// stockcast: batch ML training and inference for daily stock price history.
+///
+/// Loads price history (CSV/Parquet: long, single-symbol or wide layout), checks data quality, builds
+/// features and labels. Exit codes: 0 ok, 1 runtime failure, 2 bad usage, configuration or input data.
+#[derive(Debug, Parser)]
+#[command(name = "stockcast", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "STOCKCAST_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Only log warnings and errors (the level can also be set with STOCKCAST_LOG, e.g. `debug`).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for cron and log shippers).
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every stage that exists on the bundled data (datasets/us5_daily.csv).
+    Demo(DemoArgs),
+    /// Load prices and run the data-quality checks; print a summary, optionally a JSON report.
+    Quality(QualityArgs),
+    /// Compute features and labels from prices and write them as Parquet or CSV.
+    Features(FeaturesArgs),
+    /// Print a feature spec (the default, or --spec FILE) as TOML with its hash.
+    Spec(SpecArgs),
+    /// Dataset utilities.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Benchmarks on synthetic data (timings and peak memory).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Where prices come from and how bad rows are handled (shared by every command that reads prices).
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Price file: CSV or Parquet; long (date,symbol,open,high,low,close[,volume][,adj_close]),
+    /// single-symbol (no symbol column) or wide (date + one close column per symbol).
+    #[arg(long, value_name = "FILE")]
+    pub prices: PathBuf,
+    /// Symbol of a single-symbol file (default: the file stem); in a long file, keep only this symbol.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Securities file (`symbol,name,sector`) whose sector is carried along.
+    #[arg(long, value_name = "FILE")]
+    pub securities: Option<PathBuf>,
+    /// Override every quality check's policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_bad_rows: Option<PolicyArg>,
+    /// Write every removed row with its reason to this CSV (default when rows are removed:
+    /// `<output or input stem>.quarantine.csv`).
+    #[arg(long, value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
+    /// Quality policies and thresholds (TOML: `[policies]` check = "error|drop|warn", thresholds).
+    #[arg(long, value_name = "FILE")]
+    pub quality_config: Option<PathBuf>,
+}
+
+/// A quality policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Stop with an error naming the first bad row.
+    Error,
+    /// Remove bad rows and write them to the quarantine file.
+    Drop,
+    /// Keep bad rows and report them.
+    Warn,
+}
+
+/// `stockcast quality`.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// Input and policies.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Write the report as JSON to this file (`-` for stdout). Written also when a check fails.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// `stockcast features`.
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// Input and policies.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Feature spec (TOML); default: the built-in spec (`stockcast spec` prints it).
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Label horizon in trading days (overrides the spec).
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// Subtract the cross-sectional mean label per date (overrides the spec).
+    #[arg(long)]
+    pub demean: bool,
+    /// Output file: `.parquet` or `.csv`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the quality report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub quality_json: Option<PathBuf>,
+}
+
+/// `stockcast spec`.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Spec file to validate and print (default: the built-in spec).
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+}
+
+/// `stockcast demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Bundled price file.
+    #[arg(long, value_name = "FILE", default_value = "datasets/us5_daily.csv")]
+    pub prices: PathBuf,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "runs/demo")]
+    pub out: PathBuf,
+}
+
+/// `stockcast datasets ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Generate a seeded synthetic OHLCV panel (geometric random walks with a market factor).
+    Synth(SynthArgs),
+}
+
+/// `stockcast datasets synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Number of symbols.
+    #[arg(long, default_value_t = 100)]
+    pub symbols: usize,
+    /// Number of trading days (weekdays).
+    #[arg(long, default_value_t = 2520)]
+    pub days: usize,
+    /// Seed: the same seed gives the same file.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First date (YYYY-MM-DD).
+    #[arg(long, default_value = "2010-01-04")]
+    pub start: chrono::NaiveDate,
+    /// Output file: `.parquet` or `.csv`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `stockcast bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Features for a synthetic panel: load (Parquet and CSV) + quality + features; rows/s and peak memory.
+    Features(BenchFeaturesArgs),
+}
+
+/// `stockcast bench features`.
+#[derive(Debug, Args)]
+pub struct BenchFeaturesArgs {
+    /// Number of symbols.
+    #[arg(long, default_value_t = 2000)]
+    pub symbols: usize,
+    /// Number of trading days.
+    #[arg(long, default_value_t = 2500)]
+    pub days: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Repetitions (the best and the median are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Also time the CSV path (slower: every value is parsed with line/column tracking).
+    #[arg(long)]
+    pub csv: bool,
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}

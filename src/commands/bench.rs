@@ -1,0 +1,115 @@
+//! `stockcast bench ...`: timings and peak memory on synthetic data.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
+
+use super::{Ctx, out};
+use crate::cli::{BenchCommand, BenchFeaturesArgs};
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak RSS counter (Linux ≥ 4.0), so a measurement excludes data generation.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+#[derive(Debug, Serialize)]
+struct Timing {
+    input: &'static str,
+    rows: usize,
+    features: usize,
+    load_quality_s: f64,
+    features_s: f64,
+    total_s: f64,
+    rows_per_s: f64,
+    peak_rss_mb: Option<f64>,
+}
+
+fn time_one(path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
+    let mut runs = Vec::new();
+    let peak_reset = reset_peak_rss();
+    for _ in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        let loaded = load_prices(path, &LoadOptions::default())?;
+        let t1 = Instant::now();
+        let frame = build_features(&loaded.prices, spec)?;
+        let t2 = Instant::now();
+        runs.push((
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t2 - t0).as_secs_f64(),
+            frame.df().height(),
+            frame.features().len(),
+        ));
+    }
+    runs.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let best = runs[0];
+    Ok(Timing {
+        input,
+        rows: best.3,
+        features: best.4,
+        load_quality_s: best.0,
+        features_s: best.1,
+        total_s: best.2,
+        rows_per_s: best.3 as f64 / best.2,
+        peak_rss_mb: peak_reset.then(peak_rss).flatten().map(|b| b as f64 / 1_048_576.0),
+    })
+}
+
+fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let pb = ctx.progress.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
+    let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, a.seed))?;
+    let parquet = dir.path().join("prices.parquet");
+    let csv = dir.path().join("prices.csv");
+    stockcast_features::io::write_frame(&mut df, &parquet)?;
+    if a.csv {
+        stockcast_features::io::write_frame(&mut df, &csv)?;
+    }
+    drop(df);
+    pb.finish_and_clear();
+    let spec = FeatureSpec::default();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    out(&format!(
+        "bench features: {} symbols x {} days, default spec, {threads} CPU(s), best of {}",
+        a.symbols, a.days, a.repeat
+    ));
+    let mut results = vec![time_one(&parquet, "parquet", &spec, a.repeat)?];
+    if a.csv {
+        results.push(time_one(&csv, "csv", &spec, a.repeat)?);
+    }
+    out("input    rows       features  load+quality  features  total    rows/s      peak RSS");
+    for r in &results {
+        out(&format!(
+            "{:<8} {:<10} {:<9} {:>10.2} s {:>7.2} s {:>6.2} s {:>10.0} {:>9}",
+            r.input,
+            r.rows,
+            r.features,
+            r.load_quality_s,
+            r.features_s,
+            r.total_s,
+            r.rows_per_s,
+            r.peak_rss_mb.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.0} MB"))
+        ));
+    }
+    if let Some(p) = &a.json {
+        stockcast_features::io::write_atomic(p, serde_json::to_string_pretty(&results)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Features(a) => features(ctx, &a),
+    }
+}

@@ -1,0 +1,67 @@
+//! `stockcast demo`: every stage that exists, on the bundled data.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions};
+
+use super::features::compute;
+use super::{Ctx, load, out};
+use crate::cli::{DataArgs, DemoArgs};
+
+/// The bundled file, looked up in the working directory first, then in the source tree this binary was built
+/// from (so `target/release/stockcast demo` works from anywhere inside a checkout).
+fn locate(path: &Path) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if in_tree.exists() { in_tree } else { path.to_path_buf() }
+}
+
+pub(crate) fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
+    let prices = locate(&args.prices);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    out(&format!("stockcast demo on {}", prices.display()));
+
+    out("1/3 load + data quality");
+    let data =
+        DataArgs { prices, symbol: None, securities: None, on_bad_rows: None, quarantine: None, quality_config: None };
+    let quality_json = args.out.join("quality.json");
+    let loaded = load(ctx, &data, &args.out.join("prices"), Some(&quality_json))?;
+    let (first, last) = loaded.prices.date_range()?.context("no dates")?;
+    out(&format!(
+        "    {} rows, {} symbols, {first} .. {last}, adjusted for splits/dividends: {}; report {}",
+        loaded.prices.height(),
+        loaded.prices.symbols()?.len(),
+        loaded.prices.adjusted(),
+        quality_json.display()
+    ));
+
+    out("2/3 features + labels");
+    let spec = FeatureSpec::default();
+    let frame = compute(ctx, &loaded.prices, &spec)?;
+    let features_path = args.out.join("features.parquet");
+    frame.write(&features_path)?;
+    out(&format!(
+        "    {} features + label (forward {}-day return), spec hash {}; wrote {}",
+        frame.features().len(),
+        spec.label.horizon,
+        frame.spec_hash(),
+        features_path.display()
+    ));
+    for note in frame.notes() {
+        out(&format!("    note: {note}"));
+    }
+
+    out("3/3 model matrix");
+    let m = FeatureMatrix::from_frame(&frame, MatrixOptions { require_label: true, drop_incomplete: true })?;
+    let first_row = m.index.first().map(|(s, d)| format!("{s} {d}")).unwrap_or_default();
+    out(&format!(
+        "    {} training rows x {} features (rows with a label and a full look-back window), first row {first_row}",
+        m.nrows(),
+        m.ncols()
+    ));
+    out(&format!("done: outputs in {}", args.out.display()));
+    Ok(())
+}

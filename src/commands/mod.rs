@@ -1,0 +1,130 @@
+//! One module per subcommand, plus what they share: loading prices with quality reporting.
+
+mod bench;
+mod datasets;
+mod demo;
+mod features;
+mod quality;
+mod spec;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use stockcast_features::{LoadOptions, Loaded, Policy, QualityConfig, QualityReport, ReadOptions};
+
+use crate::UsageError;
+use crate::cli::{Cli, Command, DataArgs, PolicyArg};
+use crate::progress::Progress;
+
+/// Per-invocation context.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub(crate) progress: Progress,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::logging::init(cli.log_format, cli.quiet);
+    let ctx = Ctx { progress: Progress::new(cli.log_format, cli.quiet) };
+    match cli.command {
+        Command::Demo(a) => demo::run(&ctx, &a),
+        Command::Quality(a) => quality::run(&ctx, &a),
+        Command::Features(a) => features::run(&ctx, &a),
+        Command::Spec(a) => spec::run(&a),
+        Command::Datasets(c) => datasets::run(&ctx, c),
+        Command::Bench(c) => bench::run(&ctx, c),
+    }
+}
+
+/// Writes a line to stdout (the command's result); a closed pipe is not an error.
+pub(crate) fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn policy(p: PolicyArg) -> Policy {
+    match p {
+        PolicyArg::Error => Policy::Error,
+        PolicyArg::Drop => Policy::Drop,
+        PolicyArg::Warn => Policy::Warn,
+    }
+}
+
+/// Reads `--quality-config` (or the defaults) and applies `--on-bad-rows`.
+pub(crate) fn quality_config(data: &DataArgs) -> anyhow::Result<QualityConfig> {
+    let mut cfg = match &data.quality_config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<QualityConfig>(&text)
+                .map_err(|e| UsageError(format!("{}: invalid quality config: {e}", p.display())))?
+        }
+        None => QualityConfig::default(),
+    };
+    if let Some(p) = data.on_bad_rows {
+        cfg.on_bad_rows = Some(policy(p));
+    }
+    Ok(cfg)
+}
+
+/// Where removed rows go: `--quarantine`, else `<stem>.quarantine.csv` beside `default_beside`.
+fn quarantine_path(data: &DataArgs, default_beside: &Path) -> PathBuf {
+    data.quarantine.clone().unwrap_or_else(|| {
+        let stem = default_beside.file_stem().map_or_else(|| "prices".into(), |s| s.to_string_lossy().into_owned());
+        default_beside.with_file_name(format!("{stem}.quarantine.csv"))
+    })
+}
+
+/// Prints the report, writes the quarantine file (when rows were removed or a path was given) and the JSON
+/// report (when asked).
+fn publish_report(
+    report: &QualityReport,
+    data: &DataArgs,
+    quarantine_beside: &Path,
+    json: Option<&Path>,
+) -> anyhow::Result<()> {
+    eprint!("{}", report.summary());
+    if report.rows_quarantined > 0 || data.quarantine.is_some() {
+        let q = quarantine_path(data, quarantine_beside);
+        report.write_quarantine(&q)?;
+        eprintln!("  quarantine: {} row(s) written to {}", report.quarantine.len(), q.display());
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report)?;
+        if path == Path::new("-") {
+            out(&text);
+        } else {
+            stockcast_features::io::write_atomic(path, text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads prices with quality checks, printing the report and writing the quarantine/JSON files; on a failed
+/// check the report so far is still published before the error is returned.
+pub(crate) fn load(
+    ctx: &Ctx,
+    data: &DataArgs,
+    quarantine_beside: &Path,
+    json: Option<&Path>,
+) -> anyhow::Result<Loaded> {
+    let opts = LoadOptions {
+        read: ReadOptions { symbol: data.symbol.clone() },
+        quality: quality_config(data)?,
+        securities: data.securities.clone(),
+    };
+    let pb = ctx.progress.step(&format!("loading {}", data.prices.display()));
+    let result = stockcast_features::load_prices(&data.prices, &opts);
+    pb.finish_and_clear();
+    match result {
+        Ok(loaded) => {
+            publish_report(&loaded.report, data, quarantine_beside, json)?;
+            Ok(loaded)
+        }
+        Err(e) => {
+            if let stockcast_features::Error::Quality { report: Some(report), .. } = &e {
+                publish_report(report, data, quarantine_beside, json)?;
+            }
+            Err(e).with_context(|| format!("loading prices from {}", data.prices.display()))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `stockcast quality`.
+
+use std::path::PathBuf;
+
+use super::{Ctx, load, out};
+use crate::cli::QualityArgs;
+
+pub(crate) fn run(ctx: &Ctx, args: &QualityArgs) -> anyhow::Result<()> {
+    let beside = PathBuf::from(args.data.prices.file_name().unwrap_or_default());
+    let loaded = load(ctx, &args.data, &beside, args.json.as_deref())?;
+    let r = &loaded.report;
+    if args.json.as_deref() != Some(std::path::Path::new("-")) {
+        out(&format!(
+            "ok: {} rows of {} symbols kept ({} quarantined), data hash {}",
+            r.rows_kept,
+            r.symbols,
+            r.rows_quarantined,
+            loaded.prices.data_hash()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Progress display (indicatif) for long steps: shown on an interactive stderr with text logs, hidden otherwise.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::LogFormat;
+
+/// Creates progress bars consistent with the log settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    visible: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(format: LogFormat, quiet: bool) -> Self {
+        Self { visible: format == LogFormat::Text && !quiet && std::io::stderr().is_terminal() }
+    }
+
+    fn target(self) -> ProgressDrawTarget {
+        if self.visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() }
+    }
+
+    /// A spinner for a step of unknown length.
+    pub(crate) fn step(self, msg: &str) -> ProgressBar {
+        let pb = ProgressBar::with_draw_target(None, self.target());
+        pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
+        pb.set_message(msg.to_owned());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        pb
+    }
+
+    /// A bar over `len` items.
+    pub(crate) fn bar(self, len: u64, msg: &str) -> ProgressBar {
+        let pb = ProgressBar::with_draw_target(Some(len), self.target());
+        pb.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} [{elapsed}<{eta}]")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(msg.to_owned());
+        pb
+    }
+}

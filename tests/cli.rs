@@ -1,0 +1,197 @@
+//! End-to-end tests of the `stockcast` binary: commands, outputs, exit codes, messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use stockcast_features::polars::prelude::*;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stockcast"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("STOCKCAST_LOG").env_remove("STOCKCAST_LOG_FORMAT");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn dataset(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets").join(name).display().to_string()
+}
+
+fn read_parquet(p: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap()
+}
+
+fn feature_columns(df: &DataFrame) -> Vec<String> {
+    df.get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|c| !["symbol", "date", "sector", "label"].contains(&c.as_str()))
+        .collect()
+}
+
+#[test]
+fn features_on_bundled_data_writes_60_plus_features_for_all_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.parquet");
+    let o = run(&["features", "--prices", &dataset("us5_daily.csv"), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let df = read_parquet(&out);
+    assert!(feature_columns(&df).len() >= 60, "{:?}", feature_columns(&df));
+    assert!(df.column("label").is_ok());
+    let syms = df.column("symbol").unwrap().unique().unwrap();
+    assert_eq!(syms.len(), 5);
+    assert_eq!(df.height(), 12_154);
+    assert!(text(&o.stdout).contains("5 symbols"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn features_on_wide_close_only_data_names_skipped_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.csv");
+    let o = run(&["features", "--prices", &dataset("sp500_20_adjclose_wide.csv"), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    let stderr = text(&o.stderr);
+    assert!(stdout.contains("skipped families") && stdout.contains("atr") && stdout.contains("volume_z"), "{stdout}");
+    assert!(stderr.contains("note: skipped `stochastic`"), "{stderr}");
+    let header = std::fs::read_to_string(&out).unwrap().lines().next().unwrap().to_owned();
+    assert!(header.starts_with("symbol,date,ret_1,"), "{header}");
+    assert!(!header.contains("atr_"));
+}
+
+#[test]
+fn bad_input_exits_2_and_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.csv");
+    std::fs::write(&p, "date,symbol,open,high,low,close\n2020-01-02,A,1,1,1,1\n2020-01-03,A,1,1,1,x1\n").unwrap();
+    let o =
+        run(&["features", "--prices", p.to_str().unwrap(), "--out", dir.path().join("f.parquet").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("line 3") && err.contains("column `close`") && err.contains("bad.csv"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(!dir.path().join("f.parquet").exists());
+}
+
+#[test]
+fn missing_file_and_bad_usage_exit_2() {
+    let o = run(&["quality", "--prices", "/nonexistent.csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/nonexistent.csv"));
+    let o = run(&["features", "--prices"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn quality_drop_writes_quarantine_and_json_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    std::fs::write(
+        &p,
+        "date,symbol,open,high,low,close,volume\n2020-01-02,A,10,11,9,10,1\n2020-01-03,A,10,11,9,oops,1\n\
+         2020-01-06,A,10,9,9,10,1\n2020-01-07,A,10,11,9,10,1\n",
+    )
+    .unwrap();
+    let q = dir.path().join("q.csv");
+    let j = dir.path().join("r.json");
+    let o = run(&[
+        "quality",
+        "--prices",
+        p.to_str().unwrap(),
+        "--on-bad-rows",
+        "drop",
+        "--quarantine",
+        q.to_str().unwrap(),
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    assert_eq!(report["rows_read"], 4);
+    assert_eq!(report["rows_kept"], 2);
+    assert_eq!(report["rows_quarantined"], 2);
+    let quarantine = std::fs::read_to_string(&q).unwrap();
+    assert_eq!(quarantine.lines().count(), 3, "{quarantine}");
+    assert!(quarantine.contains("unparseable") && quarantine.contains("ohlc_inconsistent"));
+    assert!(text(&o.stderr).contains("quarantined"), "{}", text(&o.stderr));
+    // Default policy (error) on the same file: exit 2, and the JSON report is still written.
+    let j2 = dir.path().join("r2.json");
+    let o = run(&["quality", "--prices", p.to_str().unwrap(), "--json", j2.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j2).unwrap()).unwrap();
+    let failed: Vec<&serde_json::Value> =
+        report["checks"].as_array().unwrap().iter().filter(|c| c["action"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["check"], "unparseable");
+}
+
+#[test]
+fn synth_is_deterministic_and_feeds_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.csv");
+    for p in [&a, &b] {
+        let o =
+            run(&["datasets", "synth", "--symbols", "3", "--days", "300", "--seed", "5", "--out", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let out = dir.path().join("f.parquet");
+    let o = run(&["features", "--prices", a.to_str().unwrap(), "--out", out.to_str().unwrap(), "--horizon", "3"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(read_parquet(&out).height(), 900);
+}
+
+#[test]
+fn json_logs_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.parquet");
+    let o = run(&[
+        "--log-format",
+        "json",
+        "features",
+        "--prices",
+        &dataset("msft_daily.csv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let logs: Vec<serde_json::Value> =
+        text(&o.stderr).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(logs.iter().any(|l| l["message"] == "features computed"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn spec_prints_a_loadable_spec_with_its_hash() {
+    let o = run(&["spec"]);
+    assert!(o.status.success());
+    let s = text(&o.stdout);
+    let spec = stockcast_features::FeatureSpec::from_toml(&s).unwrap();
+    assert!(s.contains(&format!("hash: {}", spec.hash())));
+}
+
+#[test]
+fn demo_runs_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("demo");
+    let o = run(&["demo", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("3/3 model matrix") && stdout.contains("done"), "{stdout}");
+    let df = read_parquet(&out.join("features.parquet"));
+    assert!(feature_columns(&df).len() >= 60);
+    let q: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("quality.json")).unwrap()).unwrap();
+    assert_eq!(q["rows_kept"], 12_154);
+    assert_eq!(q["adjusted"], true);
+}
