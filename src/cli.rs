@@ -14,7 +14,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "STOCKCAST_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Only log warnings and errors (the level can also be set with STOCKCAST_LOG, e.g. `debug`).
+    /// Only log warnings and errors (the level can also be set with `STOCKCAST_LOG`, e.g. `debug`).
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// The command.
@@ -34,7 +34,7 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every stage that exists on the bundled data (datasets/us5_daily.csv).
+    /// Run every stage that exists on the bundled data (`datasets/us5_daily.csv`).
     Demo(DemoArgs),
     /// Load prices and run the data-quality checks; print a summary, optionally a JSON report.
     Quality(QualityArgs),

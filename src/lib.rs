@@ -8,6 +8,7 @@ mod commands;
 mod logging;
 mod progress;
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 pub use commands::run;
@@ -47,7 +48,7 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
         Err(err) => {
             let mut msg = format!("error: {err}");
             for cause in err.chain().skip(1) {
-                msg.push_str(&format!("\n  caused by: {cause}"));
+                let _ = write!(msg, "\n  caused by: {cause}");
             }
             eprintln!("{msg}");
             ExitCode::from(exit_code(&err))

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `stockcast` binary: commands, outputs, exit codes, messages.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::missing_panics_doc)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +32,7 @@ fn read_parquet(p: &Path) -> DataFrame {
 fn feature_columns(df: &DataFrame) -> Vec<String> {
     df.get_column_names()
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .filter(|c| !["symbol", "date", "sector", "label"].contains(&c.as_str()))
         .collect()
 }

@@ -35,9 +35,10 @@ struct Timing {
     peak_rss_mb: Option<f64>,
 }
 
-fn time_one(path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
+fn time_one(ctx: Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
     let mut runs = Vec::new();
     let peak_reset = reset_peak_rss();
+    let pb = ctx.progress.bar(repeat.max(1) as u64, &format!("{input}: load + quality + features"));
     for _ in 0..repeat.max(1) {
         let t0 = Instant::now();
         let loaded = load_prices(path, &LoadOptions::default())?;
@@ -51,7 +52,9 @@ fn time_one(path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize)
             frame.df().height(),
             frame.features().len(),
         ));
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     runs.sort_by(|a, b| a.2.total_cmp(&b.2));
     let best = runs[0];
     Ok(Timing {
@@ -66,7 +69,7 @@ fn time_one(path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize)
     })
 }
 
-fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
+fn features(ctx: Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let pb = ctx.progress.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, a.seed))?;
@@ -84,9 +87,9 @@ fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
         "bench features: {} symbols x {} days, default spec, {threads} CPU(s), best of {}",
         a.symbols, a.days, a.repeat
     ));
-    let mut results = vec![time_one(&parquet, "parquet", &spec, a.repeat)?];
+    let mut results = vec![time_one(ctx, &parquet, "parquet", &spec, a.repeat)?];
     if a.csv {
-        results.push(time_one(&csv, "csv", &spec, a.repeat)?);
+        results.push(time_one(ctx, &csv, "csv", &spec, a.repeat)?);
     }
     out("input    rows       features  load+quality  features  total    rows/s      peak RSS");
     for r in &results {
@@ -108,7 +111,7 @@ fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Features(a) => features(ctx, &a),
     }

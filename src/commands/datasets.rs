@@ -6,7 +6,7 @@ use stockcast_features::{SynthConfig, synth_prices};
 use super::{Ctx, out};
 use crate::cli::DatasetsCommand;
 
-pub(crate) fn run(ctx: &Ctx, cmd: DatasetsCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: Ctx, cmd: DatasetsCommand) -> anyhow::Result<()> {
     match cmd {
         DatasetsCommand::Synth(a) => {
             let cfg = SynthConfig { symbols: a.symbols, days: a.days, seed: a.seed, start: a.start };

@@ -19,7 +19,7 @@ fn locate(path: &Path) -> PathBuf {
     if in_tree.exists() { in_tree } else { path.to_path_buf() }
 }
 
-pub(crate) fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     let prices = locate(&args.prices);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     out(&format!("stockcast demo on {}", prices.display()));

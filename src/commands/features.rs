@@ -30,7 +30,7 @@ pub(crate) fn resolve_spec(
 }
 
 /// Builds features with a progress spinner and logs what was skipped.
-pub(crate) fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Result<FeatureFrame> {
+pub(crate) fn compute(ctx: Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Result<FeatureFrame> {
     let pb = ctx.progress.step("computing features");
     let t = Instant::now();
     let frame = build_features(prices, spec).context("computing features")?;
@@ -44,7 +44,7 @@ pub(crate) fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> any
     Ok(frame)
 }
 
-pub(crate) fn run(ctx: &Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
     let spec = resolve_spec(args.spec.as_deref(), args.horizon, args.demean)?;
     let loaded = load(ctx, &args.data, &args.out, args.quality_json.as_deref())?;
     let frame = compute(ctx, &loaded.prices, &spec)?;

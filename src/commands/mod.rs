@@ -28,12 +28,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.log_format, cli.quiet);
     let ctx = Ctx { progress: Progress::new(cli.log_format, cli.quiet) };
     match cli.command {
-        Command::Demo(a) => demo::run(&ctx, &a),
-        Command::Quality(a) => quality::run(&ctx, &a),
-        Command::Features(a) => features::run(&ctx, &a),
+        Command::Demo(a) => demo::run(ctx, &a),
+        Command::Quality(a) => quality::run(ctx, &a),
+        Command::Features(a) => features::run(ctx, &a),
         Command::Spec(a) => spec::run(&a),
-        Command::Datasets(c) => datasets::run(&ctx, c),
-        Command::Bench(c) => bench::run(&ctx, c),
+        Command::Datasets(c) => datasets::run(ctx, c),
+        Command::Bench(c) => bench::run(ctx, c),
     }
 }
 
@@ -101,12 +101,7 @@ fn publish_report(
 
 /// Loads prices with quality checks, printing the report and writing the quarantine/JSON files; on a failed
 /// check the report so far is still published before the error is returned.
-pub(crate) fn load(
-    ctx: &Ctx,
-    data: &DataArgs,
-    quarantine_beside: &Path,
-    json: Option<&Path>,
-) -> anyhow::Result<Loaded> {
+pub(crate) fn load(ctx: Ctx, data: &DataArgs, quarantine_beside: &Path, json: Option<&Path>) -> anyhow::Result<Loaded> {
     let opts = LoadOptions {
         read: ReadOptions { symbol: data.symbol.clone() },
         quality: quality_config(data)?,

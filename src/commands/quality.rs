@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{Ctx, load, out};
 use crate::cli::QualityArgs;
 
-pub(crate) fn run(ctx: &Ctx, args: &QualityArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: Ctx, args: &QualityArgs) -> anyhow::Result<()> {
     let beside = PathBuf::from(args.data.prices.file_name().unwrap_or_default());
     let loaded = load(ctx, &args.data, &beside, args.json.as_deref())?;
     let r = &loaded.report;

@@ -337,19 +337,16 @@ pub fn build_features(prices: &PriceFrame, spec: &FeatureSpec) -> Result<Feature
                 ),
             });
         }
-        for src in avail {
-            let out = outs[def.of.iter().position(|n| n == src).expect("listed")].clone();
+        for (src, out) in def.of.iter().zip(outs).filter(|(n, _)| avail.contains(n)) {
             let x = f(src);
-            let e = match def.family {
-                Family::CsRank => {
-                    let rank =
-                        per_date(x.clone().rank(RankOptions { method: RankMethod::Average, descending: false }, None))?;
-                    (rank.cast(DataType::Float64) - lit(0.5)) / per_date(x.count())?.cast(DataType::Float64)
-                }
-                Family::CsZscore => (x.clone() - per_date(x.clone().mean())?) / per_date(x.std(1))?,
-                _ => unreachable!(),
+            let e = if def.family == Family::CsRank {
+                let rank =
+                    per_date(x.clone().rank(RankOptions { method: RankMethod::Average, descending: false }, None))?;
+                (rank.cast(DataType::Float64) - lit(0.5)) / per_date(x.count())?.cast(DataType::Float64)
+            } else {
+                (x.clone() - per_date(x.clone().mean())?) / per_date(x.std(1))?
             };
-            cs_exprs.push(e.alias(out.clone()));
+            cs_exprs.push(e.alias(out.as_str()));
             cs_names.push(out);
         }
     }

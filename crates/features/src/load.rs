@@ -276,7 +276,7 @@ struct Columns {
 
 impl Parser<'_> {
     fn columns(&self) -> Result<Columns> {
-        let names: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = self.df.get_column_names().iter().map(ToString::to_string).collect();
         let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
         let date = find(DATE_ALIASES).ok_or_else(|| {
             Error::bad_input(
@@ -342,7 +342,7 @@ impl Parser<'_> {
             let mut codes: HashMap<&str, u32> = HashMap::new();
             let mut row_symbols = Vec::with_capacity(n);
             for (row, v) in ca.iter().enumerate() {
-                let v = v.map(str::trim).unwrap_or("");
+                let v = v.map_or("", str::trim);
                 if v.is_empty() {
                     bars.issues.push(ParseIssue {
                         row,
@@ -450,8 +450,8 @@ impl Parser<'_> {
 
     fn parse_dates(&self, name: &str, issues: &mut Vec<ParseIssue>) -> Result<Vec<Option<NaiveDate>>> {
         let col = self.df.column(name)?;
-        match col.dtype() {
-            DataType::Date => {
+        if col.dtype() == &DataType::Date {
+            {
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch");
                 let ca = col.date()?;
                 Ok(ca
@@ -472,7 +472,8 @@ impl Parser<'_> {
                     })
                     .collect())
             }
-            _ => {
+        } else {
+            {
                 let s = col.cast(&DataType::String)?;
                 let ca = s.str()?;
                 let mut cache: HashMap<&str, Option<NaiveDate>> = HashMap::new();
@@ -513,9 +514,10 @@ impl Parser<'_> {
             .enumerate()
             .map(|(row, v)| {
                 let v = v.unwrap_or("").trim();
-                match parse_number(v) {
-                    Some(x) => x,
-                    None => {
+                if let Some(x) = parse_number(v) {
+                    x
+                } else {
+                    {
                         if !v.is_empty() {
                             issues.push(ParseIssue {
                                 row: row + row_offset,
@@ -583,7 +585,7 @@ pub fn read_securities(path: &Path) -> Result<Vec<Security>> {
         return Err(Error::bad_input(path, "the file is empty"));
     }
     let df = read_csv_as_strings(path)?;
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df.get_column_names().iter().map(ToString::to_string).collect();
     let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
     let sym = find(SYMBOL_ALIASES).ok_or_else(|| Error::bad_input(path, "no `symbol` column"))?;
     let name = find(&["name", "company", "companyname", "security"]);

@@ -156,7 +156,7 @@ impl PriceFrame {
         Ok(Self { df, fields, adjusted, data_hash, securities })
     }
 
-    /// Builds a frame from an existing, already validated and sorted DataFrame (e.g. read back from storage).
+    /// Builds a frame from an existing, already validated and sorted `DataFrame` (e.g. read back from storage).
     ///
     /// # Errors
     /// [`Error::BadInput`] when required columns are missing or rows are not sorted and unique by (symbol, date).
@@ -269,8 +269,7 @@ fn hash_frame(df: &DataFrame) -> Result<String> {
             _ => {}
         }
     }
-    let digest = h.finalize();
-    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::spec::hex_prefix(&h.finalize()))
 }
 
 /// Layout label for messages.

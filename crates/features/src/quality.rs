@@ -269,6 +269,9 @@ impl QualityReport {
     }
 
     /// The summary of one check.
+    ///
+    /// # Panics
+    /// Never: a report holds a summary for every check.
     pub fn check(&self, check: Check) -> &CheckSummary {
         self.checks.iter().find(|c| c.check == check).expect("every check has a summary")
     }
@@ -381,7 +384,7 @@ impl<'a> QualityRun<'a> {
         Self { cfg, report }
     }
 
-    fn record(&self, bars: &Bars, f: &Flag) -> FlagRecord {
+    fn record(bars: &Bars, f: &Flag) -> FlagRecord {
         FlagRecord {
             line: bars.line[f.row],
             symbol: bars.symbol_names[bars.symbol[f.row] as usize].clone(),
@@ -406,7 +409,7 @@ impl<'a> QualityRun<'a> {
                 let summary = self.report.check_mut(*check);
                 summary.flagged += flags.len();
                 summary.action = "failed";
-                let examples: Vec<FlagRecord> = flags.iter().take(5).map(|f| self.record(bars, f)).collect();
+                let examples: Vec<FlagRecord> = flags.iter().take(5).map(|f| Self::record(bars, f)).collect();
                 self.report.check_mut(*check).examples = examples;
                 return Err(Error::Quality {
                     check: check.name().to_owned(),
@@ -423,7 +426,7 @@ impl<'a> QualityRun<'a> {
         let mut remove = vec![false; bars.len()];
         for (check, flags) in &by_check {
             let policy = self.cfg.policy(*check);
-            let examples: Vec<FlagRecord> = flags.iter().take(5).map(|f| self.record(bars, f)).collect();
+            let examples: Vec<FlagRecord> = flags.iter().take(5).map(|f| Self::record(bars, f)).collect();
             let mut dropped_any = false;
             for f in flags {
                 let drop = policy == Policy::Drop || must_remove(f);
@@ -431,7 +434,7 @@ impl<'a> QualityRun<'a> {
                     remove[f.row] = true;
                     dropped_any = true;
                     self.report.quarantine.push(QuarantinedRow {
-                        flag: self.record(bars, f),
+                        flag: Self::record(bars, f),
                         check: *check,
                         values: bars.fields.iter().map(|(p, v)| (*p, v[f.row])).collect(),
                     });
@@ -544,15 +547,15 @@ impl<'a> QualityRun<'a> {
         let mut unsorted = Vec::new();
         for row in 0..bars.len() {
             let Some(d) = bars.date[row] else { continue };
-            if let Some((prev, prev_row)) = last.get(&bars.symbol[row]) {
-                if d < *prev {
-                    unsorted.push(Flag {
-                        row,
-                        check: Check::Unsorted,
-                        column: None,
-                        detail: format!("date comes after {prev} (line {})", bars.line[*prev_row]),
-                    });
-                }
+            if let Some((prev, prev_row)) = last.get(&bars.symbol[row])
+                && d < *prev
+            {
+                unsorted.push(Flag {
+                    row,
+                    check: Check::Unsorted,
+                    column: None,
+                    detail: format!("date comes after {prev} (line {})", bars.line[*prev_row]),
+                });
             }
             last.insert(bars.symbol[row], (d, row));
         }
@@ -580,7 +583,7 @@ impl<'a> QualityRun<'a> {
         let unsorted_policy = self.cfg.policy(Check::Unsorted);
         if !unsorted.is_empty() {
             let n = unsorted.len();
-            let examples: Vec<FlagRecord> = unsorted.iter().take(5).map(|f| self.record(bars, f)).collect();
+            let examples: Vec<FlagRecord> = unsorted.iter().take(5).map(|f| Self::record(bars, f)).collect();
             let summary = self.report.check_mut(Check::Unsorted);
             summary.flagged = n;
             summary.examples = examples;
@@ -613,6 +616,9 @@ impl<'a> QualityRun<'a> {
 
     /// Series checks per symbol on sorted, adjusted closes (and volume when present): gaps, suspected
     /// unadjusted splits, reverting spikes, zero-volume streaks.
+    ///
+    /// # Panics
+    /// If called before [`QualityRun::row_checks`] succeeded (rows without a date or close remain).
     pub fn series_checks(&mut self, bars: &mut Bars) -> Result<()> {
         let close = bars.field(PriceField::Close).expect("close is always present after loading").to_vec();
         let open = bars.field(PriceField::Open).map(<[f64]>::to_vec);

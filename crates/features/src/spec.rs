@@ -243,6 +243,15 @@ pub struct FeatureSpec {
     pub features: Vec<FeatureDef>,
 }
 
+/// Hex of the first 16 bytes of a digest: the form of every content hash in stockcast.
+pub(crate) fn hex_prefix(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    digest.iter().take(16).fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 fn default_version() -> u32 {
     1
 }
@@ -308,15 +317,20 @@ impl FeatureSpec {
     }
 
     /// The spec as TOML.
+    ///
+    /// # Panics
+    /// Never: every field of a spec has a TOML representation.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a spec always serialises")
     }
 
     /// The stable content hash.
+    ///
+    /// # Panics
+    /// Never: a spec always serialises to JSON.
     pub fn hash(&self) -> SpecHash {
         let json = serde_json::to_vec(self).expect("a spec always serialises");
-        let digest = Sha256::digest(&json);
-        SpecHash(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        SpecHash(hex_prefix(&Sha256::digest(&json)))
     }
 
     /// All output feature names, in order (before skipping families whose columns are absent).

@@ -27,6 +27,9 @@ pub struct SynthConfig {
 
 impl SynthConfig {
     /// A config with the default start date 2010-01-04.
+    ///
+    /// # Panics
+    /// Never: the start date is a valid constant.
     pub fn new(symbols: usize, days: usize, seed: u64) -> Self {
         Self { symbols, days, seed, start: NaiveDate::from_ymd_opt(2010, 1, 4).expect("valid date") }
     }

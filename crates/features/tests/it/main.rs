@@ -1,6 +1,14 @@
 //! Integration tests of the features crate: loading, quality, indicators against independent references,
 //! look-ahead safety, synthetic data.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::float_cmp)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::float_cmp,
+    clippy::type_complexity,
+    clippy::missing_panics_doc,
+    clippy::default_trait_access
+)]
 
 mod indicators;
 mod loading;
