@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Polars allocates and frees many column-sized buffers; glibc returns them to the OS and every new one is
+/// faulted in page by page (a third of the feature time on 5 M rows). mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = stockcast::cli::Cli::parse();
     stockcast::report(stockcast::run(cli))

@@ -171,6 +171,7 @@ impl PriceFrame {
             .filter(|f| df.column(f.name()).is_ok())
             .collect();
         let adjusted = df.column("raw_close").is_ok();
+        check_sorted_unique(&df)?;
         let data_hash = hash_frame(&df)?;
         Ok(Self { df, fields, adjusted, data_hash, securities: Vec::new() })
     }
@@ -241,6 +242,28 @@ impl PriceFrame {
     pub fn is_close_only(&self) -> bool {
         !self.has(PriceField::High) && !self.has(PriceField::Low)
     }
+}
+
+/// Checks the frame invariant: rows sorted by symbol, then strictly increasing dates within a symbol.
+fn check_sorted_unique(df: &DataFrame) -> Result<()> {
+    let sym = df.column("symbol")?.str()?;
+    let date = df.column("date")?.date()?.physical();
+    let mut prev: Option<(&str, i32)> = None;
+    for (row, (s, d)) in sym.iter().zip(date.iter()).enumerate() {
+        let (Some(s), Some(d)) = (s, d) else {
+            return Err(Error::bad_input("<frame>", format!("row {row}: missing symbol or date")));
+        };
+        if let Some((ps, pd)) = prev
+            && (s < ps || (s == ps && d <= pd))
+        {
+            return Err(Error::bad_input(
+                "<frame>",
+                format!("row {row}: rows must be sorted by symbol, then strictly by date ({s} after {ps})"),
+            ));
+        }
+        prev = Some((s, d));
+    }
+    Ok(())
 }
 
 /// Hash of symbol, date and every numeric column, in row order.
