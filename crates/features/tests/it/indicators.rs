@@ -371,16 +371,21 @@ fn labels_forward_return_and_demeaned() {
 fn per_symbol_windows_do_not_mix_symbols() {
     // Symbol B's first rows must have no features from A's tail.
     let prices = frame(&[("A", 50), ("B", 50)]);
-    let ff = build_features(
-        &prices,
-        &spec_of("[[features]]\nfamily='ma_ratio'\nwindows=[5]\n[[features]]\nfamily='ema_ratio'\nwindows=[5]"),
-    )
-    .unwrap();
-    for name in ["ma_ratio_5", "ema_ratio_5"] {
+    let spec = spec_of(
+        "[[features]]\nfamily='ma_ratio'\nwindows=[5]\n[[features]]\nfamily='ema_ratio'\nwindows=[5]\n\
+         [[features]]\nfamily='returns'\nwindows=[4]\n[[features]]\nfamily='dist_max'\nwindows=[5]\n\
+         [[features]]\nfamily='stochastic'\nwindows=[5]\n[[features]]\nfamily='atr'\nwindows=[5]",
+    );
+    let ff = build_features(&prices, &spec).unwrap();
+    for name in ["ma_ratio_5", "ema_ratio_5", "ret_4", "dist_max_5", "stoch_k_5", "atr_5"] {
         let v = col_f64(ff.df(), name);
         assert!(v[50..54].iter().all(Option::is_none), "{name}: {:?}", &v[50..54]);
-        assert!(v[54].is_some());
+        assert!(v[54].is_some(), "{name}");
     }
+    // And A's last labels must not reach into B's prices.
+    let label = col_f64(ff.df(), "label");
+    assert!(label[45..50].iter().all(Option::is_none), "{:?}", &label[45..50]);
+    assert!(label[44].is_some());
 }
 
 #[test]
