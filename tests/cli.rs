@@ -195,3 +195,30 @@ fn demo_runs_every_stage() {
     assert_eq!(q["rows_kept"], 12_154);
     assert_eq!(q["adjusted"], true);
 }
+
+#[test]
+fn quality_config_file_sets_per_check_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    std::fs::write(
+        &p,
+        "date,symbol,open,high,low,close,volume\n2020-01-02,A,10,11,9,10,1\n2020-03-02,A,10,11,9,10,1\n",
+    )
+    .unwrap();
+    let ok = run(&["quality", "--prices", p.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stderr).contains("gap"), "{}", text(&ok.stderr));
+    let cfg = dir.path().join("q.toml");
+    std::fs::write(&cfg, "max_gap_calendar_days = 30\n[policies]\ngap = \"error\"\n").unwrap();
+    let o = run(&["quality", "--prices", p.to_str().unwrap(), "--quality-config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("check `gap` failed") && text(&o.stderr).contains("line 3"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::write(&cfg, "[policies]\nno_such_check = \"error\"\n").unwrap();
+    let o = run(&["quality", "--prices", p.to_str().unwrap(), "--quality-config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("invalid quality config"), "{}", text(&o.stderr));
+}

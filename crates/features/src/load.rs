@@ -24,6 +24,16 @@ pub enum Layout {
     Wide,
 }
 
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Long => "long",
+            Self::SingleSymbol => "single-symbol",
+            Self::Wide => "wide",
+        })
+    }
+}
+
 /// A price column the loader knows about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -378,7 +388,6 @@ impl Parser<'_> {
             bars.fields.push((*field, values));
             bars.column_names.insert(*field, name.clone());
         }
-        bars.column_names.insert(PriceField::Close, cols_name(cols, PriceField::Close));
         if let Some(keep) = keep {
             if !keep.iter().any(|k| *k) {
                 return Err(Error::bad_input(
@@ -532,14 +541,6 @@ impl Parser<'_> {
             })
             .collect())
     }
-}
-
-fn cols_name(cols: &Columns, f: PriceField) -> String {
-    cols.fields
-        .iter()
-        .find(|(g, _)| *g == f)
-        .or_else(|| cols.fields.iter().find(|(g, _)| *g == PriceField::AdjClose))
-        .map_or_else(|| f.name().to_owned(), |(_, n)| n.clone())
 }
 
 fn is_nan_text(s: &str) -> bool {

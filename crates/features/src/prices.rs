@@ -8,7 +8,7 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::load::{Bars, Layout, PriceField, ReadOptions, Security, read_bars, read_securities};
+use crate::load::{Bars, PriceField, ReadOptions, Security, read_bars, read_securities};
 use crate::quality::{QualityConfig, QualityReport, QualityRun};
 
 /// Days from 0001-01-01 (CE) to 1970-01-01, for Polars' `Date` (days since the Unix epoch).
@@ -293,15 +293,6 @@ fn hash_frame(df: &DataFrame) -> Result<String> {
         }
     }
     Ok(crate::spec::hex_prefix(&h.finalize()))
-}
-
-/// Layout label for messages.
-pub fn layout_name(l: Layout) -> &'static str {
-    match l {
-        Layout::Long => "long",
-        Layout::SingleSymbol => "single-symbol",
-        Layout::Wide => "wide",
-    }
 }
 
 #[cfg(test)]

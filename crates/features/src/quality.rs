@@ -289,7 +289,7 @@ impl QualityReport {
         };
         let _ = writeln!(
             s,
-            "quality: {} ({:?} layout): {} rows read, {} kept, {} quarantined; {} symbols, {}{}",
+            "quality: {} ({} layout): {} rows read, {} kept, {} quarantined; {} symbols, {}{}",
             self.source,
             self.layout,
             self.rows_read,

@@ -438,3 +438,28 @@ fn required_family_fails_on_close_only_data() {
     assert_eq!(ff.skipped().len(), 1);
     assert!(ff.notes()[0].contains("atr"));
 }
+
+#[test]
+fn feature_matrix_rows_columns_and_missing_values() {
+    use stockcast_features::{FeatureMatrix, MatrixOptions};
+    let prices = frame(&[("A", 30), ("B", 30)]);
+    let spec = spec_of("[label]\nhorizon=2\n[[features]]\nfamily='returns'\nwindows=[1,3]");
+    let ff = build_features(&prices, &spec).unwrap();
+    let all = FeatureMatrix::from_frame(&ff, MatrixOptions::default()).unwrap();
+    assert_eq!((all.nrows(), all.ncols()), (60, 2));
+    assert_eq!(all.feature_names, ["ret_1", "ret_3"]);
+    assert_eq!(&all.spec_hash, ff.spec_hash());
+    // Warm-up rows are NaN, not dropped, unless asked.
+    assert!(all.x[[0, 0]].is_nan() && all.x[[2, 1]].is_nan() && !all.x[[3, 1]].is_nan());
+    let ret1 = col_f64(ff.df(), "ret_1");
+    assert!((f64::from(all.x[[5, 0]]) - ret1[5].unwrap()).abs() < 1e-6);
+    assert_eq!(all.index[30].0, "B");
+    // Training rows: a label and every feature present → 30 - 3 (warm-up) - 2 (no label) per symbol.
+    let train = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
+    assert_eq!(train.nrows(), 2 * 25);
+    let y = train.y.as_ref().unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
+    assert!(train.x.iter().all(|v| v.is_finite()));
+    assert_eq!(train.index[0].0, "A");
+    assert!(train.index.windows(2).all(|w| w[0] < w[1]), "index sorted by (symbol, date)");
+}
