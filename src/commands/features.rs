@@ -49,7 +49,7 @@ pub(crate) fn run(ctx: Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
     let loaded = load(ctx, &args.data, &args.out, args.quality_json.as_deref())?;
     let frame = compute(ctx, &loaded.prices, &spec)?;
     for note in frame.notes() {
-        eprintln!("note: {note}");
+        ctx.note(&format!("note: {note}"));
     }
     let pb = ctx.progress.step(&format!("writing {}", args.out.display()));
     frame.write(&args.out).with_context(|| format!("writing {}", args.out.display()))?;

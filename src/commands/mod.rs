@@ -21,12 +21,28 @@ use crate::progress::Progress;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
     pub(crate) progress: Progress,
+    /// Logs are JSON lines: human-readable text goes through `tracing` events instead of plain stderr lines.
+    pub(crate) json_logs: bool,
+}
+
+impl Ctx {
+    /// A note for the user on stderr (a log event when logs are JSON).
+    pub(crate) fn note(self, msg: &str) {
+        if self.json_logs {
+            tracing::info!("{msg}");
+        } else {
+            eprintln!("{msg}");
+        }
+    }
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.log_format, cli.quiet);
-    let ctx = Ctx { progress: Progress::new(cli.log_format, cli.quiet) };
+    let ctx = Ctx {
+        progress: Progress::new(cli.log_format, cli.quiet),
+        json_logs: cli.log_format == crate::cli::LogFormat::Json,
+    };
     match cli.command {
         Command::Demo(a) => demo::run(ctx, &a),
         Command::Quality(a) => quality::run(ctx, &a),
@@ -77,16 +93,32 @@ fn quarantine_path(data: &DataArgs, default_beside: &Path) -> PathBuf {
 /// Prints the report, writes the quarantine file (when rows were removed or a path was given) and the JSON
 /// report (when asked).
 fn publish_report(
+    ctx: Ctx,
     report: &QualityReport,
     data: &DataArgs,
     quarantine_beside: &Path,
     json: Option<&Path>,
 ) -> anyhow::Result<()> {
-    eprint!("{}", report.summary());
+    if ctx.json_logs {
+        tracing::info!(
+            source = %report.source,
+            rows_read = report.rows_read,
+            rows_kept = report.rows_kept,
+            rows_quarantined = report.rows_quarantined,
+            symbols = report.symbols,
+            "quality report"
+        );
+        for c in report.checks.iter().filter(|c| c.flagged > 0) {
+            let first = c.examples.first().map(|e| format!("line {} {}: {}", e.line, e.symbol, e.detail));
+            tracing::warn!(check = c.check.name(), flagged = c.flagged, policy = %c.policy, action = c.action, first, "quality check flagged rows");
+        }
+    } else {
+        eprint!("{}", report.summary());
+    }
     if report.rows_quarantined > 0 || data.quarantine.is_some() {
         let q = quarantine_path(data, quarantine_beside);
         report.write_quarantine(&q)?;
-        eprintln!("  quarantine: {} row(s) written to {}", report.quarantine.len(), q.display());
+        ctx.note(&format!("  quarantine: {} row(s) written to {}", report.quarantine.len(), q.display()));
     }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(report)?;
@@ -112,12 +144,12 @@ pub(crate) fn load(ctx: Ctx, data: &DataArgs, quarantine_beside: &Path, json: Op
     pb.finish_and_clear();
     match result {
         Ok(loaded) => {
-            publish_report(&loaded.report, data, quarantine_beside, json)?;
+            publish_report(ctx, &loaded.report, data, quarantine_beside, json)?;
             Ok(loaded)
         }
         Err(e) => {
             if let stockcast_features::Error::Quality { report: Some(report), .. } = &e {
-                publish_report(report, data, quarantine_beside, json)?;
+                publish_report(ctx, report, data, quarantine_beside, json)?;
             }
             Err(e).with_context(|| format!("loading prices from {}", data.prices.display()))
         }

@@ -444,11 +444,6 @@ impl<'a> QualityRun<'a> {
             summary.flagged += flags.len();
             summary.examples = examples;
             summary.action = if policy == Policy::Drop || dropped_any { "dropped" } else { "warned" };
-            if policy == Policy::Warn {
-                for f in flags.iter().take(3) {
-                    tracing::warn!(check = check.name(), row = %bars.describe_row(f.row), "{}", f.detail);
-                }
-            }
         }
         let removed = remove.iter().filter(|r| **r).count();
         if removed > 0 {
@@ -599,7 +594,6 @@ impl<'a> QualityRun<'a> {
                 });
             }
             summary.action = "sorted";
-            tracing::warn!(rows = n, "input not sorted by date within symbol; sorted (nothing removed)");
         }
         bars.permute(&order);
         // After permute, duplicate rows are adjacent; recompute their new row indices.
@@ -671,13 +665,14 @@ impl<'a> QualityRun<'a> {
                     let reverts = next.is_some_and(|n| n.ln() * g.ln() < 0.0 && n.ln().abs() >= 0.5 * g.ln().abs());
                     if let (false, Some(ratio)) = (reverts, split_ratio(g)) {
                         let what = if open.is_some() { "opened" } else { "closed" };
+                        let hint = if open.is_some() { "" } else { " (close-only data: could be a real move)" };
                         flags.push(Flag {
                             row,
                             check: Check::SuspectSplit,
                             column: Some(if open.is_some() { "open" } else { "close" }.to_owned()),
                             detail: format!(
                                 "{what} {:+.1}% from the previous close (ratio {g:.3}, near a {ratio} split) and \
-                                 stayed: unadjusted split? provide adj_close",
+                                 stayed: unadjusted split? provide adj_close{hint}",
                                 (g - 1.0) * 100.0
                             ),
                         });
