@@ -65,8 +65,9 @@ pub(crate) fn run(ctx: Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
         frame.spec_hash()
     ));
     if !frame.skipped().is_empty() {
-        let fams: Vec<&str> = frame.skipped().iter().map(|s| s.family.name()).collect();
-        out(&format!("skipped families (columns absent): {}", fams.join(", ")));
+        let fams: Vec<String> =
+            frame.skipped().iter().map(|s| format!("{} ({})", s.family.name(), s.features.len())).collect();
+        out(&format!("skipped families (feature count; see the notes on stderr): {}", fams.join(", ")));
     }
     Ok(())
 }
