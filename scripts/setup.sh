@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh machine: checks the toolchain. Idempotent; safe to run before every build.
-# (Later stages add their system dependencies here: the XGBoost library, PostgreSQL.)
+# One-time setup on a fresh machine: checks the toolchain and installs the XGBoost library. Idempotent; safe to
+# run before every build.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required: $2" >&2; exit 1; }; }
 need cargo "install Rust (rustup) 1.95 or newer"
 need cc "install a C compiler (Debian: apt-get install gcc); Polars compiles zstd/lz4 C code"
+need python3 "install Python 3 with pip (used once to download the XGBoost library wheel)"
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
+lib=$(scripts/setup-xgboost.sh)
+echo "setup: libxgboost in $lib"

@@ -42,6 +42,10 @@ pub enum Command {
     Features(FeaturesArgs),
     /// Print a feature spec (the default, or --spec FILE) as TOML with its hash.
     Spec(SpecArgs),
+    /// Fit a model (configs/models/*.toml) on prices up to a date and save it to a directory.
+    Fit(FitArgs),
+    /// Score every symbol on a date with a saved model; CSV `symbol,date,score` to stdout or --out.
+    Predict(PredictArgs),
     /// Dataset utilities.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -118,6 +122,52 @@ pub struct FeaturesArgs {
     /// Also write the quality report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub quality_json: Option<PathBuf>,
+}
+
+/// `stockcast fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Model config (TOML with `kind = "gbm" | "linear" | "rule" | "ensemble"`).
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Input and policies.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Last date whose prices may be used (labels of later rows would need later prices and are dropped).
+    #[arg(long, value_name = "DATE")]
+    pub train_until: chrono::NaiveDate,
+    /// Output directory (replaced atomically if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Seed: same data + config + seed give identical predictions.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Feature spec (default: the built-in spec); saved with the model.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Label horizon in trading days (overrides the spec).
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// Share of the most recent training dates held out for early stopping (gbm), after a gap of the horizon.
+    #[arg(long, default_value_t = 0.1)]
+    pub valid_fraction: f64,
+}
+
+/// `stockcast predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A directory written by `stockcast fit`.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: PathBuf,
+    /// Input and policies.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The date to score (features use prices up to and including it).
+    #[arg(long, value_name = "DATE")]
+    pub date: chrono::NaiveDate,
+    /// Write the CSV here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `stockcast spec`.

@@ -222,3 +222,77 @@ fn quality_config_file_sets_per_check_policies() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("invalid quality config"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn fit_then_predict_with_every_example_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["gbm", "linear", "rule", "ensemble"] {
+        let model_dir = dir.path().join(kind);
+        let cfg = format!("configs/models/{kind}.toml");
+        let o = run(&[
+            "-q",
+            "fit",
+            "--model",
+            &cfg,
+            "--prices",
+            &dataset("us5_daily.csv"),
+            "--train-until",
+            "2011-12-30",
+            "--out",
+            model_dir.to_str().unwrap(),
+            "--seed",
+            "3",
+        ]);
+        assert!(o.status.success(), "{kind}: {}", text(&o.stderr));
+        assert!(model_dir.join("model.json").exists() && model_dir.join("spec.toml").exists());
+        let p = run(&[
+            "predict",
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--prices",
+            &dataset("us5_daily.csv"),
+            "--date",
+            "2012-06-01",
+        ]);
+        assert!(p.status.success(), "{kind}: {}", text(&p.stderr));
+        let csv = text(&p.stdout);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "symbol,date,score");
+        assert_eq!(lines.len(), 6, "{kind}: {csv}");
+        assert!(lines[1].starts_with("AAPL,2012-06-01,"));
+        let again = run(&[
+            "predict",
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--prices",
+            &dataset("us5_daily.csv"),
+            "--date",
+            "2012-06-01",
+        ]);
+        assert_eq!(text(&again.stdout), csv, "{kind}: predictions are reproducible");
+    }
+    // A date without prices, and a tampered model, are clear user errors.
+    let o = run(&[
+        "predict",
+        "--model-dir",
+        dir.path().join("linear").to_str().unwrap(),
+        "--prices",
+        &dataset("us5_daily.csv"),
+        "--date",
+        "2012-06-02",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("no prices on 2012-06-02"), "{}", text(&o.stderr));
+    std::fs::write(dir.path().join("linear/linear.json"), "{}").unwrap();
+    let o = run(&[
+        "predict",
+        "--model-dir",
+        dir.path().join("linear").to_str().unwrap(),
+        "--prices",
+        &dataset("us5_daily.csv"),
+        "--date",
+        "2012-06-01",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("altered or truncated"), "{}", text(&o.stderr));
+}

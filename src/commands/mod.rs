@@ -4,6 +4,7 @@ mod bench;
 mod datasets;
 mod demo;
 mod features;
+mod model;
 mod quality;
 mod spec;
 
@@ -23,6 +24,8 @@ pub(crate) struct Ctx {
     pub(crate) progress: Progress,
     /// Logs are JSON lines: human-readable text goes through `tracing` events instead of plain stderr lines.
     pub(crate) json_logs: bool,
+    /// `--quiet`: no quality summary when every check passed.
+    pub(crate) quiet: bool,
 }
 
 impl Ctx {
@@ -42,12 +45,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         progress: Progress::new(cli.log_format, cli.quiet),
         json_logs: cli.log_format == crate::cli::LogFormat::Json,
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Demo(a) => demo::run(ctx, &a),
         Command::Quality(a) => quality::run(ctx, &a),
         Command::Features(a) => features::run(ctx, &a),
         Command::Spec(a) => spec::run(&a),
+        Command::Fit(a) => model::fit(ctx, &a),
+        Command::Predict(a) => model::predict(ctx, &a),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Bench(c) => bench::run(ctx, c),
     }
@@ -112,7 +118,7 @@ fn publish_report(
             let first = c.examples.first().map(|e| format!("line {} {}: {}", e.line, e.symbol, e.detail));
             tracing::warn!(check = c.check.name(), flagged = c.flagged, policy = %c.policy, action = c.action, first, "quality check flagged rows");
         }
-    } else {
+    } else if !(ctx.quiet && report.checks.iter().all(|c| c.flagged == 0)) {
         eprint!("{}", report.summary());
     }
     if report.rows_quarantined > 0 || data.quarantine.is_some() {

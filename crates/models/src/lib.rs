@@ -1,4 +1,17 @@
-//! Models for stockcast: `XGBoost` gradient boosting, burn LSTM, forecasting, linfa baselines, rule baselines and the artifact registry. Depends on `stockcast-features` for `FeatureMatrix`.
-//!
-//! The crate is part of the workspace layout from the start so dependencies point one way
-//! (`features` ← `models` ← `backtest`; `infer` uses `features` + `models`); its code arrives with its issue.
+//! Models for stockcast behind one interface: configure ([`ModelConfig`]) → [`fit`] → [`TrainedModel`] →
+//! predict → save / load. Kinds: `gbm` (the real libxgboost), `linear` (linfa elastic net), `rule`
+//! (buy-and-hold, SMA crossover, momentum) and `ensemble`. Every score is the expected forward return over the
+//! label horizon (rules: a signal of the same sign convention), so backtests never care which model made it.
+//! XGBoost types stay inside `gbm`.
+
+pub mod data;
+pub mod ensemble;
+pub mod error;
+pub mod gbm;
+pub mod linear;
+pub mod model;
+pub mod rules;
+
+pub use data::{Dataset, History, Predictions, SymbolHistory};
+pub use error::{Error, Result};
+pub use model::{Model, ModelConfig, ModelMeta, TrainedModel, fit};

@@ -1,0 +1,137 @@
+//! What models consume and produce: [`Dataset`] (feature matrix + per-symbol price history) and [`Predictions`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use stockcast_features::polars::prelude::DataType;
+use stockcast_features::prices::days_to_date;
+use stockcast_features::{FeatureMatrix, PriceFrame};
+
+use crate::error::{Error, Result};
+
+/// One symbol's adjusted closes in date order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymbolHistory {
+    /// Trading dates, increasing.
+    pub dates: Vec<NaiveDate>,
+    /// Adjusted closes.
+    pub close: Vec<f64>,
+}
+
+impl SymbolHistory {
+    /// Index of the last date ≤ `d`.
+    pub fn position(&self, d: NaiveDate) -> Option<usize> {
+        match self.dates.binary_search(&d) {
+            Ok(i) => Some(i),
+            Err(0) => None,
+            Err(i) => Some(i - 1),
+        }
+    }
+
+    /// Closes up to and including `d`.
+    pub fn until(&self, d: NaiveDate) -> &[f64] {
+        self.position(d).map_or(&[], |i| &self.close[..=i])
+    }
+}
+
+/// Adjusted close histories per symbol, for models that work on prices (rules, forecasting).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Per symbol.
+    pub symbols: BTreeMap<String, SymbolHistory>,
+}
+
+impl History {
+    /// Extracts closes from prices.
+    pub fn from_prices(prices: &PriceFrame) -> Result<Self> {
+        let df = prices.df();
+        let sym = df.column("symbol").map_err(stockcast_features::Error::from)?;
+        let sym = sym.str().map_err(stockcast_features::Error::from)?;
+        let dates =
+            df.column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(stockcast_features::Error::from)?;
+        let dates = dates.i32().map_err(stockcast_features::Error::from)?;
+        let close = df.column("close").map_err(stockcast_features::Error::from)?;
+        let close = close.f64().map_err(stockcast_features::Error::from)?;
+        let mut symbols: BTreeMap<String, SymbolHistory> = BTreeMap::new();
+        for ((s, d), c) in sym.iter().zip(dates.iter()).zip(close.iter()) {
+            let (Some(s), Some(d), Some(c)) = (s, d.and_then(days_to_date), c) else { continue };
+            let h = symbols.entry(s.to_owned()).or_default();
+            h.dates.push(d);
+            h.close.push(c);
+        }
+        Ok(Self { symbols })
+    }
+
+    /// The history of `symbol`, if any.
+    pub fn get(&self, symbol: &str) -> Option<&SymbolHistory> {
+        self.symbols.get(symbol)
+    }
+}
+
+/// Model input: features per (symbol, date) row and the price history behind them.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Features (and labels when training).
+    pub matrix: FeatureMatrix,
+    /// Closes per symbol (shared between train/validation/test views).
+    pub history: Arc<History>,
+}
+
+impl Dataset {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.matrix.nrows()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.matrix.nrows() == 0
+    }
+
+    /// The labels, which training requires.
+    pub fn labels(&self) -> Result<&ndarray::Array1<f32>> {
+        self.matrix.y.as_ref().ok_or_else(|| Error::Data("the training data has no labels".into()))
+    }
+
+    /// The rows whose index satisfies `keep`.
+    #[must_use]
+    pub fn filter(&self, keep: impl Fn(&(String, NaiveDate)) -> bool) -> Self {
+        let rows: Vec<usize> = (0..self.len()).filter(|&i| keep(&self.matrix.index[i])).collect();
+        let m = &self.matrix;
+        let x = m.x.select(ndarray::Axis(0), &rows);
+        let y = m.y.as_ref().map(|y| y.select(ndarray::Axis(0), &rows));
+        let index = rows.iter().map(|&i| m.index[i].clone()).collect();
+        let matrix =
+            FeatureMatrix { x, y, index, feature_names: m.feature_names.clone(), spec_hash: m.spec_hash.clone() };
+        Self { matrix, history: Arc::clone(&self.history) }
+    }
+}
+
+/// Scores per (symbol, date): the expected forward return over the label horizon (rules: a signal whose sign
+/// and order carry the meaning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// `(symbol, date)` per row.
+    pub index: Vec<(String, NaiveDate)>,
+    /// Score per row.
+    pub score: Vec<f64>,
+}
+
+impl Predictions {
+    /// CSV text `symbol,date,score`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("symbol,date,score\n");
+        for ((s, d), v) in self.index.iter().zip(&self.score) {
+            let _ = writeln!(out, "{s},{d},{v}");
+        }
+        out
+    }
+
+    /// Writes [`Predictions::to_csv`] atomically.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        Ok(stockcast_features::io::write_atomic(path, self.to_csv().as_bytes())?)
+    }
+}

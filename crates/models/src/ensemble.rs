@@ -1,0 +1,129 @@
+//! `ensemble`: the (weighted) mean of member models' per-date rank-normalised scores. Members are fitted with
+//! seeds `seed + i` and saved in `member_<i>/` inside the ensemble's directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelConfig, TrainedModel, fit as fit_model};
+
+/// Members and optional weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleConfig {
+    /// Member models (`[[members]]` tables, each with its own `kind`).
+    pub members: Vec<ModelConfig>,
+    /// Weights per member (default: equal).
+    #[serde(default)]
+    pub weights: Vec<f64>,
+}
+
+impl EnsembleConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.members.is_empty() {
+            return Err(Error::Config("ensemble: no members".into()));
+        }
+        if !self.weights.is_empty()
+            && (self.weights.len() != self.members.len() || self.weights.iter().any(|w| !(*w >= 0.0 && w.is_finite())))
+        {
+            return Err(Error::Config("ensemble: weights must be one non-negative number per member".into()));
+        }
+        if self.weights.iter().sum::<f64>() == 0.0 && !self.weights.is_empty() {
+            return Err(Error::Config("ensemble: weights sum to 0".into()));
+        }
+        for m in &self.members {
+            m.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// A fitted ensemble.
+#[derive(Debug)]
+pub struct Ensemble {
+    members: Vec<TrainedModel>,
+    weights: Vec<f64>,
+}
+
+pub(crate) fn fit(cfg: &EnsembleConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Ensemble> {
+    let members = cfg
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| fit_model(m, train, valid, seed.wrapping_add(i as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let weights = if cfg.weights.is_empty() { vec![1.0; members.len()] } else { cfg.weights.clone() };
+    Ok(Ensemble { members, weights })
+}
+
+/// Per-date mid-rank percentiles `(rank - 0.5) / n` of the finite scores (ties averaged); NaN stays NaN.
+pub fn rank_normalise(index: &[(String, NaiveDate)], scores: &[f64]) -> Vec<f64> {
+    let mut by_date: HashMap<NaiveDate, Vec<usize>> = HashMap::new();
+    for (i, (_, d)) in index.iter().enumerate() {
+        if scores[i].is_finite() {
+            by_date.entry(*d).or_default().push(i);
+        }
+    }
+    let mut out = vec![f64::NAN; scores.len()];
+    for rows in by_date.values_mut() {
+        rows.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+        let n = rows.len();
+        let mut k = 0;
+        while k < n {
+            let mut e = k + 1;
+            while e < n && scores[rows[e]].total_cmp(&scores[rows[k]]).is_eq() {
+                e += 1;
+            }
+            let pct = ((k + 1 + e) as f64 / 2.0 - 0.5) / n as f64;
+            for &r in &rows[k..e] {
+                out[r] = pct;
+            }
+            k = e;
+        }
+    }
+    out
+}
+
+impl Ensemble {
+    pub(crate) fn load(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join("ensemble.json"))
+            .map_err(|e| Error::artifact(dir, format!("ensemble.json: {e}")))?;
+        let weights: Vec<f64> =
+            serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("ensemble.json: {e}")))?;
+        let members = (0..weights.len())
+            .map(|i| TrainedModel::load(&dir.join(format!("member_{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { members, weights })
+    }
+}
+
+impl Model for Ensemble {
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let n = data.len();
+        let mut sum = vec![0.0; n];
+        let mut wsum = vec![0.0; n];
+        for (m, w) in self.members.iter().zip(&self.weights) {
+            let ranks = rank_normalise(&data.matrix.index, &m.model.predict_rows(data)?);
+            for i in 0..n {
+                if ranks[i].is_finite() {
+                    sum[i] += w * ranks[i];
+                    wsum[i] += w;
+                }
+            }
+        }
+        Ok(sum.iter().zip(&wsum).map(|(s, w)| if *w > 0.0 { s / w } else { f64::NAN }).collect())
+    }
+
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        for (i, m) in self.members.iter().enumerate() {
+            m.save(&dir.join(format!("member_{i}")), &[])?;
+        }
+        let json = serde_json::to_vec(&self.weights).map_err(|e| Error::Data(e.to_string()))?;
+        std::fs::write(dir.join("ensemble.json"), json).map_err(|e| Error::io(dir.join("ensemble.json"), e))?;
+        Ok(BTreeMap::new())
+    }
+}

@@ -1,0 +1,235 @@
+//! `gbm`: gradient-boosted trees with the real libxgboost (hist tree method), early stopping on the validation
+//! tail, feature importance (total gain) recorded in `model.json`, the model saved in XGBoost's own JSON format
+//! (`xgboost.json`, loadable by any XGBoost tool).
+
+mod ffi;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use ffi::{Booster, DMatrix};
+
+/// XGBoost parameters (names as in XGBoost).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GbmConfig {
+    /// Maximum boosting rounds.
+    #[serde(default = "d_rounds")]
+    pub rounds: usize,
+    /// Learning rate.
+    #[serde(default = "d_eta")]
+    pub eta: f64,
+    /// Maximum tree depth.
+    #[serde(default = "d_depth")]
+    pub max_depth: u32,
+    /// Row subsample ratio per tree.
+    #[serde(default = "one")]
+    pub subsample: f64,
+    /// Column subsample ratio per tree.
+    #[serde(default = "one")]
+    pub colsample_bytree: f64,
+    /// Minimum hessian (row count for squared error) in a child.
+    #[serde(default = "one")]
+    pub min_child_weight: f64,
+    /// L2 regularisation on leaf weights.
+    #[serde(default = "one")]
+    pub lambda: f64,
+    /// Stop when the validation RMSE has not improved for this many rounds (0: off).
+    #[serde(default = "d_early")]
+    pub early_stopping_rounds: usize,
+    /// Threads (0: XGBoost's default, all cores). Results are reproducible for a fixed thread count.
+    #[serde(default)]
+    pub nthread: usize,
+}
+
+fn d_rounds() -> usize {
+    200
+}
+fn d_eta() -> f64 {
+    0.1
+}
+fn d_depth() -> u32 {
+    6
+}
+fn one() -> f64 {
+    1.0
+}
+fn d_early() -> usize {
+    20
+}
+
+impl GbmConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("gbm: {m}")));
+        if self.rounds == 0 {
+            return err("rounds must be at least 1".into());
+        }
+        if !(self.eta > 0.0 && self.eta <= 1.0) {
+            return err(format!("eta must be in (0, 1], got {}", self.eta));
+        }
+        if self.max_depth == 0 {
+            return err("max_depth must be at least 1".into());
+        }
+        for (name, v) in [("subsample", self.subsample), ("colsample_bytree", self.colsample_bytree)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return err(format!("{name} must be in (0, 1], got {v}"));
+            }
+        }
+        if !(self.min_child_weight >= 0.0 && self.lambda >= 0.0) {
+            return err("min_child_weight and lambda must be ≥ 0".into());
+        }
+        Ok(())
+    }
+
+    fn params(&self, seed: u64) -> Vec<(&'static str, String)> {
+        let mut p = vec![
+            ("booster", "gbtree".to_owned()),
+            ("objective", "reg:squarederror".to_owned()),
+            ("tree_method", "hist".to_owned()),
+            ("eval_metric", "rmse".to_owned()),
+            ("eta", self.eta.to_string()),
+            ("max_depth", self.max_depth.to_string()),
+            ("subsample", self.subsample.to_string()),
+            ("colsample_bytree", self.colsample_bytree.to_string()),
+            ("min_child_weight", self.min_child_weight.to_string()),
+            ("lambda", self.lambda.to_string()),
+            ("seed", (seed % (1 << 31)).to_string()),
+            ("verbosity", "0".to_owned()),
+        ];
+        if self.nthread > 0 {
+            p.push(("nthread", self.nthread.to_string()));
+        }
+        p
+    }
+}
+
+/// A fitted XGBoost model.
+#[derive(Debug)]
+pub struct Gbm {
+    booster: Booster,
+    feature_names: Vec<String>,
+    best_rounds: usize,
+}
+
+fn matrix(data: &Dataset, labels: bool) -> Result<DMatrix> {
+    let x = data.matrix.x.as_standard_layout();
+    let values = x.as_slice().ok_or_else(|| Error::Data("feature matrix is not contiguous".into()))?;
+    let m = DMatrix::dense(values, x.nrows(), x.ncols(), &data.matrix.feature_names)?;
+    if labels {
+        let y = data.labels()?;
+        if y.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Data("gbm: training labels must be finite (keep only rows with a label)".into()));
+        }
+        m.set_labels(y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?)?;
+    }
+    Ok(m)
+}
+
+/// Parses the metric value out of XGBoost's evaluation text `[i]\tname-rmse:value`.
+fn metric_value(text: &str) -> Option<f64> {
+    text.rsplit(':').next()?.trim().parse().ok()
+}
+
+pub(crate) fn fit(cfg: &GbmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Gbm> {
+    if train.is_empty() {
+        return Err(Error::Data("gbm: no training rows".into()));
+    }
+    let dtrain = matrix(train, true)?;
+    let dvalid = valid.filter(|v| !v.is_empty()).map(|v| matrix(v, true)).transpose()?;
+    let mut cache = vec![&dtrain];
+    if let Some(v) = &dvalid {
+        cache.push(v);
+    }
+    let mut booster = Booster::new(&cache)?;
+    for (k, v) in cfg.params(seed) {
+        booster.set_param(k, &v)?;
+    }
+    let (mut best, mut best_round, mut rounds) = (f64::INFINITY, 0, 0);
+    for i in 0..cfg.rounds {
+        booster.update(i, &dtrain)?;
+        rounds = i + 1;
+        if let Some(v) = &dvalid {
+            let text = booster.eval(i, v, "valid")?;
+            let value =
+                metric_value(&text).ok_or_else(|| Error::Xgboost(format!("cannot read metric from {text:?}")))?;
+            if value < best {
+                (best, best_round) = (value, i);
+            } else if cfg.early_stopping_rounds > 0 && i - best_round >= cfg.early_stopping_rounds {
+                break;
+            }
+        }
+    }
+    let best_rounds = if dvalid.is_some() { best_round + 1 } else { rounds };
+    tracing::debug!(rounds, best_rounds, valid_rmse = best, "gbm trained");
+    let booster = if best_rounds < rounds { booster.slice(best_rounds)? } else { booster };
+    Ok(Gbm { booster, feature_names: train.matrix.feature_names.clone(), best_rounds })
+}
+
+impl Gbm {
+    pub(crate) fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("xgboost.json");
+        let booster = Booster::load(&p).map_err(|e| Error::artifact(dir, format!("xgboost.json: {e}")))?;
+        let meta: serde_json::Value = std::fs::read_to_string(dir.join("model.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let feature_names = meta["feature_names"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let best_rounds = meta["extra"]["best_rounds"].as_u64().unwrap_or_default() as usize;
+        Ok(Self { booster, feature_names, best_rounds })
+    }
+}
+
+impl Model for Gbm {
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let m = matrix(data, false)?;
+        Ok(self.booster.predict(&m, data.len())?.into_iter().map(f64::from).collect())
+    }
+
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        self.booster.save(&dir.join("xgboost.json"))?;
+        // A sliced booster (early stopping) reports features as `f<column>`: map them back to names.
+        let mut importance: Vec<(String, f64)> = self
+            .booster
+            .importance()?
+            .into_iter()
+            .map(|(name, gain)| {
+                let named = name
+                    .strip_prefix('f')
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| self.feature_names.get(i))
+                    .cloned();
+                (named.unwrap_or(name), gain)
+            })
+            .collect();
+        importance.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut extra = BTreeMap::new();
+        extra.insert("best_rounds".to_owned(), serde_json::json!(self.best_rounds));
+        extra.insert(
+            "importance_total_gain".to_owned(),
+            serde_json::Value::Object(importance.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect()),
+        );
+        Ok(extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_value;
+
+    #[test]
+    fn reads_xgboost_eval_text() {
+        assert_eq!(metric_value("[12]\tvalid-rmse:0.0123"), Some(0.0123));
+        assert_eq!(metric_value("garbage"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! `linear`: ridge / elastic net (linfa-elasticnet) on features standardised with training statistics.
+//!
+//! Missing features (NaN) are imputed with the training mean (0 after standardisation), at fit and at predict.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use linfa::prelude::*;
+use linfa_elasticnet::ElasticNet;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Parameters of the linear model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {
+    /// Overall penalty strength (linfa's `penalty`, the α of scikit-learn).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Share of L1 in the penalty: 0 = ridge, 1 = lasso.
+    #[serde(default)]
+    pub l1_ratio: f64,
+    /// Coordinate-descent iterations.
+    #[serde(default = "default_iterations")]
+    pub max_iterations: u32,
+    /// Convergence tolerance.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_alpha() -> f64 {
+    1e-4
+}
+fn default_iterations() -> u32 {
+    1000
+}
+fn default_tolerance() -> f64 {
+    1e-6
+}
+
+impl LinearConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return Err(Error::Config(format!("linear: alpha must be ≥ 0, got {}", self.alpha)));
+        }
+        if !(0.0..=1.0).contains(&self.l1_ratio) {
+            return Err(Error::Config(format!("linear: l1_ratio must be in [0, 1], got {}", self.l1_ratio)));
+        }
+        if self.max_iterations == 0 || self.tolerance.is_nan() || self.tolerance <= 0.0 {
+            return Err(Error::Config("linear: max_iterations and tolerance must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A fitted linear model (coefficients on standardised features).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    /// Training means per feature.
+    pub means: Vec<f64>,
+    /// Training standard deviations per feature (1 where constant).
+    pub stds: Vec<f64>,
+    /// Coefficients on standardised features.
+    pub coef: Vec<f64>,
+    /// Intercept.
+    pub intercept: f64,
+}
+
+fn standardise(x: &Array2<f32>, means: &[f64], stds: &[f64]) -> Array2<f64> {
+    let mut out = Array2::<f64>::zeros(x.raw_dim());
+    for ((r, c), v) in x.indexed_iter() {
+        let v = f64::from(*v);
+        out[[r, c]] = if v.is_finite() { (v - means[c]) / stds[c] } else { 0.0 };
+    }
+    out
+}
+
+pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
+    let x = &train.matrix.x;
+    let y = train.labels()?;
+    let rows: Vec<usize> = (0..x.nrows()).filter(|&i| y[i].is_finite()).collect();
+    if rows.len() < 2 {
+        return Err(Error::Data(format!("linear: {} labelled training rows; need at least 2", rows.len())));
+    }
+    let x = x.select(ndarray::Axis(0), &rows);
+    let y: Array1<f64> = rows.iter().map(|&i| f64::from(y[i])).collect();
+    let (mut means, mut stds) = (Vec::new(), Vec::new());
+    for col in x.columns() {
+        let vals: Vec<f64> = col.iter().map(|v| f64::from(*v)).filter(|v| v.is_finite()).collect();
+        let n = vals.len().max(1) as f64;
+        let m = vals.iter().sum::<f64>() / n;
+        let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt();
+        means.push(m);
+        stds.push(if sd > 0.0 && sd.is_finite() { sd } else { 1.0 });
+    }
+    let xs = standardise(&x, &means, &stds);
+    let dataset = linfa::Dataset::new(xs, y);
+    let model = ElasticNet::params()
+        .penalty(cfg.alpha)
+        .l1_ratio(cfg.l1_ratio)
+        .max_iterations(cfg.max_iterations)
+        .tolerance(cfg.tolerance)
+        .fit(&dataset)
+        .map_err(|e| Error::Linfa(e.to_string()))?;
+    Ok(Linear { means, stds, coef: model.hyperplane().to_vec(), intercept: model.intercept() })
+}
+
+impl Linear {
+    pub(crate) fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("linear.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::artifact(dir, format!("linear.json: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("linear.json: {e}")))
+    }
+}
+
+impl Model for Linear {
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let xs = standardise(&data.matrix.x, &self.means, &self.stds);
+        let coef = Array1::from(self.coef.clone());
+        Ok((xs.dot(&coef) + self.intercept).to_vec())
+    }
+
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Data(e.to_string()))?;
+        std::fs::write(dir.join("linear.json"), json).map_err(|e| Error::io(dir.join("linear.json"), e))?;
+        Ok(BTreeMap::new())
+    }
+}

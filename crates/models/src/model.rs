@@ -1,0 +1,275 @@
+//! One interface for every model kind: configure ([`ModelConfig`], validated) → [`fit`] → [`TrainedModel`] →
+//! predict → save / load. A saved model is a directory with `model.json` (kind, config, feature spec hash and
+//! names, seed, training range, sha256 of every file) plus the kind's own files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::{Dataset, Predictions};
+use crate::error::{Error, Result};
+use crate::{ensemble, gbm, linear, rules};
+
+/// A fitted model of any kind.
+pub trait Model: std::fmt::Debug + Send + Sync {
+    /// Scores for every row of `data` (same order), NaN where the model has no opinion (e.g. too little history).
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>>;
+    /// Writes the kind's own files into the (existing, empty) directory `dir`; returns extra metadata to record.
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>>;
+}
+
+/// Which model to train, with its parameters (TOML: `kind = "gbm"` plus the kind's fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// XGBoost gradient-boosted trees.
+    Gbm(gbm::GbmConfig),
+    /// Ridge / elastic net (linfa) on standardised features.
+    Linear(linear::LinearConfig),
+    /// A rule baseline (no fitting).
+    Rule(rules::RuleConfig),
+    /// Mean of per-date rank-normalised member scores.
+    Ensemble(ensemble::EnsembleConfig),
+}
+
+impl ModelConfig {
+    /// The kind's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Gbm(_) => "gbm",
+            Self::Linear(_) => "linear",
+            Self::Rule(_) => "rule",
+            Self::Ensemble(_) => "ensemble",
+        }
+    }
+
+    /// Parses and validates a TOML config.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// True when fitting uses a validation set (early stopping), so callers hold one out.
+    pub fn uses_validation(&self) -> bool {
+        match self {
+            Self::Gbm(_) => true,
+            Self::Ensemble(e) => e.members.iter().any(Self::uses_validation),
+            Self::Linear(_) | Self::Rule(_) => false,
+        }
+    }
+
+    /// Checks every parameter once, before any fitting.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Gbm(c) => c.validate(),
+            Self::Linear(c) => c.validate(),
+            Self::Rule(c) => c.validate(),
+            Self::Ensemble(c) => c.validate(),
+        }
+    }
+}
+
+/// What is recorded about a fitted model (`model.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMeta {
+    /// Format version of this file.
+    pub format: u32,
+    /// Model kind.
+    pub kind: String,
+    /// The configuration it was fitted with.
+    pub config: ModelConfig,
+    /// Hash of the feature spec of the training data.
+    pub spec_hash: String,
+    /// Feature names, in matrix column order.
+    pub feature_names: Vec<String>,
+    /// Seed of the fit.
+    pub seed: u64,
+    /// Training rows.
+    pub train_rows: usize,
+    /// First and last training date.
+    pub train_range: Option<(NaiveDate, NaiveDate)>,
+    /// Kind-specific facts (best iteration, feature importance, ...).
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// sha256 of every other file in the directory, by relative path.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A fitted model and its metadata.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// Metadata.
+    pub meta: ModelMeta,
+    /// The model.
+    pub model: Box<dyn Model>,
+}
+
+/// Fits `config` on `train` (rows with labels), early-stopping on `valid` where the kind supports it.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid config, [`Error::Data`] for unusable data, library errors otherwise.
+pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<TrainedModel> {
+    config.validate()?;
+    if let Some(v) = valid
+        && (v.matrix.feature_names != train.matrix.feature_names || v.matrix.spec_hash != train.matrix.spec_hash)
+    {
+        return Err(Error::Data("validation data has other features than the training data".into()));
+    }
+    let model: Box<dyn Model> = match config {
+        ModelConfig::Gbm(c) => Box::new(gbm::fit(c, train, valid, seed)?),
+        ModelConfig::Linear(c) => Box::new(linear::fit(c, train)?),
+        ModelConfig::Rule(c) => Box::new(c.clone()),
+        ModelConfig::Ensemble(c) => Box::new(ensemble::fit(c, train, valid, seed)?),
+    };
+    let dates = train.matrix.index.iter().map(|(_, d)| *d);
+    let train_range = dates.clone().min().zip(dates.max());
+    let meta = ModelMeta {
+        format: 1,
+        kind: config.kind().to_owned(),
+        config: config.clone(),
+        spec_hash: train.matrix.spec_hash.0.clone(),
+        feature_names: train.matrix.feature_names.clone(),
+        seed,
+        train_rows: train.len(),
+        train_range,
+        extra: BTreeMap::new(),
+        files: BTreeMap::new(),
+    };
+    Ok(TrainedModel { meta, model })
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// Relative paths of all files under `dir` (recursively), sorted.
+fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let p = e.path();
+        let rel = prefix.join(e.file_name());
+        if p.is_dir() {
+            list_files(&p, &rel, out)?;
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+impl TrainedModel {
+    /// Scores the rows of `data`, after checking it was built with the model's feature spec and columns.
+    ///
+    /// # Errors
+    /// [`Error::SpecMismatch`] when the data's spec hash differs; [`Error::Data`] when the columns differ.
+    pub fn predict(&self, data: &Dataset) -> Result<Predictions> {
+        if data.matrix.spec_hash.0 != self.meta.spec_hash {
+            return Err(Error::SpecMismatch {
+                model: self.meta.spec_hash.clone(),
+                data: data.matrix.spec_hash.0.clone(),
+            });
+        }
+        if data.matrix.feature_names != self.meta.feature_names {
+            return Err(Error::Data(format!(
+                "the data has {} features, the model expects {} (same spec, but some families were skipped for \
+                 missing columns?)",
+                data.matrix.feature_names.len(),
+                self.meta.feature_names.len()
+            )));
+        }
+        let score = self.model.predict_rows(data)?;
+        Ok(Predictions { index: data.matrix.index.clone(), score })
+    }
+
+    /// Saves into `dir` atomically (a temporary sibling directory renamed into place; an existing `dir` is
+    /// replaced). `extra_files` (name, contents) are written beside the model's own files, e.g. the spec.
+    pub fn save(&self, dir: &Path, extra_files: &[(&str, &[u8])]) -> Result<()> {
+        let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let result = (|| {
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let extra = self.model.save_files(&tmp)?;
+            for (file, bytes) in extra_files {
+                std::fs::write(tmp.join(file), bytes).map_err(|e| Error::io(tmp.join(file), e))?;
+            }
+            let mut files = Vec::new();
+            list_files(&tmp, Path::new(""), &mut files)?;
+            let mut meta = self.meta.clone();
+            meta.extra.extend(extra);
+            meta.files = files
+                .iter()
+                .map(|rel| Ok((rel.to_string_lossy().into_owned(), sha256_file(&tmp.join(rel))?)))
+                .collect::<Result<_>>()?;
+            let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Data(e.to_string()))?;
+            stockcast_features::io::write_atomic(&tmp.join("model.json"), &json)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Loads a saved model, verifying that every recorded file exists with its recorded sha256.
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] when `model.json` is missing or invalid, a file is missing, altered or truncated.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let meta_path = dir.join("model.json");
+        let text = std::fs::read_to_string(&meta_path)
+            .map_err(|e| Error::artifact(dir, format!("cannot read model.json: {e}")))?;
+        let meta: ModelMeta =
+            serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("invalid model.json: {e}")))?;
+        if meta.format != 1 {
+            return Err(Error::artifact(dir, format!("unsupported model format {}", meta.format)));
+        }
+        for (rel, want) in &meta.files {
+            let p = dir.join(rel);
+            if !p.is_file() {
+                return Err(Error::artifact(dir, format!("file {rel} is missing")));
+            }
+            let got = sha256_file(&p)?;
+            if &got != want {
+                return Err(Error::artifact(
+                    dir,
+                    format!("file {rel} was altered or truncated (sha256 {got}, expected {want})"),
+                ));
+            }
+        }
+        let model: Box<dyn Model> = match &meta.config {
+            ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir)?),
+            ModelConfig::Linear(_) => Box::new(linear::Linear::load(dir)?),
+            ModelConfig::Rule(c) => Box::new(c.clone()),
+            ModelConfig::Ensemble(_) => Box::new(ensemble::Ensemble::load(dir)?),
+        };
+        Ok(Self { meta, model })
+    }
+}

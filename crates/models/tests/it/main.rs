@@ -1,0 +1,212 @@
+//! Integration tests of the models: every kind fits, predicts, saves, loads and predicts again identically;
+//! planted signals are learned; altered artifacts are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::missing_panics_doc)]
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use ndarray::{Array1, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use stockcast_features::{
+    FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, SpecHash, build_features, load_prices,
+};
+use stockcast_models::{Dataset, History, ModelConfig, TrainedModel, fit};
+
+/// The bundled us5 data as (train, test) datasets split at 2010-01-01 with a 5-day gap.
+fn us5() -> &'static (Dataset, Dataset) {
+    static DATA: OnceLock<(Dataset, Dataset)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/us5_daily.csv");
+        let loaded = load_prices(&path, &LoadOptions::default()).unwrap();
+        let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
+        let m = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
+        let all = Dataset { matrix: m, history: Arc::new(History::from_prices(&loaded.prices).unwrap()) };
+        let cut = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
+        let gap = chrono::NaiveDate::from_ymd_opt(2010, 1, 11).unwrap();
+        (all.filter(|(_, d)| *d < cut), all.filter(|(_, d)| *d >= gap))
+    })
+}
+
+fn config(name: &str) -> ModelConfig {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models").join(format!("{name}.toml"));
+    ModelConfig::from_file(&p).unwrap()
+}
+
+/// Asserts bit-identical scores, reporting how many differ (not the whole vectors).
+fn assert_identical(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differ, 0, "{what}: {differ} of {} scores differ", a.len());
+}
+
+fn round_trip(name: &str) {
+    let (train, test) = us5();
+    let cfg = config(name);
+    let m = fit(&cfg, train, None, 7).unwrap();
+    let p1 = m.predict(test).unwrap();
+    assert_eq!(p1.score.len(), test.len());
+    assert!(p1.score.iter().filter(|v| v.is_finite()).count() > test.len() / 2, "{name}: mostly NaN scores");
+    let dir = tempfile::tempdir().unwrap();
+    m.save(&dir.path().join("m"), &[("spec.toml", FeatureSpec::default().to_toml().as_bytes())]).unwrap();
+    let loaded = TrainedModel::load(&dir.path().join("m")).unwrap();
+    assert_eq!(loaded.meta.kind, name);
+    let p2 = loaded.predict(test).unwrap();
+    assert_identical(&p1.score, &p2.score, &format!("{name}: after save/load"));
+    let again = fit(&cfg, train, None, 7).unwrap().predict(test).unwrap();
+    assert_identical(&p1.score, &again.score, &format!("{name}: second fit with the same seed"));
+}
+
+#[test]
+fn gbm_round_trip() {
+    round_trip("gbm");
+}
+
+#[test]
+fn linear_round_trip() {
+    round_trip("linear");
+}
+
+#[test]
+fn rule_round_trip() {
+    round_trip("rule");
+}
+
+#[test]
+fn ensemble_round_trip() {
+    round_trip("ensemble");
+}
+
+/// `n` rows of 5 standard-normal features; label = 0.8·x0 − 0.5·x1 + N(0, 0.3²).
+fn planted(n: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal = || {
+        let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    let mut x = Array2::<f32>::zeros((n, 5));
+    let mut y = Array1::<f32>::zeros(n);
+    for i in 0..n {
+        for j in 0..5 {
+            x[[i, j]] = normal() as f32;
+        }
+        y[i] = (0.8 * f64::from(x[[i, 0]]) - 0.5 * f64::from(x[[i, 1]]) + 0.3 * normal()) as f32;
+    }
+    let start = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+    let index = (0..n).map(|i| (format!("S{}", i % 50), start + chrono::Duration::days((i / 50) as i64))).collect();
+    let matrix = FeatureMatrix {
+        x,
+        y: Some(y),
+        index,
+        feature_names: (0..5).map(|j| format!("f{j}")).collect(),
+        spec_hash: SpecHash("planted".into()),
+    };
+    Dataset { matrix, history: Arc::new(History::default()) }
+}
+
+fn r2(pred: &[f64], y: &Array1<f32>) -> f64 {
+    let mean = y.iter().map(|v| f64::from(*v)).sum::<f64>() / y.len() as f64;
+    let ss_tot: f64 = y.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum();
+    let ss_res: f64 = y.iter().zip(pred).map(|(v, p)| (f64::from(*v) - p).powi(2)).sum();
+    1.0 - ss_res / ss_tot
+}
+
+#[test]
+fn gbm_learns_a_planted_signal() {
+    let (train, valid, test) = (planted(6000, 1), planted(1500, 2), planted(2000, 3));
+    let cfg = ModelConfig::from_toml("kind = \"gbm\"\nrounds = 300\nmax_depth = 4\neta = 0.1\nnthread = 2").unwrap();
+    let m = fit(&cfg, &train, Some(&valid), 3).unwrap();
+    let r2 = r2(&m.predict(&test).unwrap().score, test.matrix.y.as_ref().unwrap());
+    assert!(r2 > 0.5, "test R² {r2}");
+}
+
+#[test]
+fn linear_recovers_coefficient_signs() {
+    let (train, test) = (planted(4000, 4), planted(1000, 5));
+    let m = fit(&ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001").unwrap(), &train, None, 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path(), &[]).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("linear.json")).unwrap()).unwrap();
+    let coef: Vec<f64> = saved["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(coef[0] > 0.5 && coef[1] < -0.3, "{coef:?}");
+    assert!(coef[2..].iter().all(|c| c.abs() < 0.05), "{coef:?}");
+    let r2 = r2(&m.predict(&test).unwrap().score, test.matrix.y.as_ref().unwrap());
+    assert!(r2 > 0.8, "linear test R² {r2}");
+}
+
+#[test]
+fn altered_truncated_or_mismatched_models_are_refused() {
+    let (train, test) = us5();
+    let m = fit(&config("gbm"), train, None, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("m");
+    m.save(&d, &[]).unwrap();
+    // Altered: one byte of the XGBoost model.
+    let model_file = d.join("xgboost.json");
+    let mut bytes = std::fs::read(&model_file).unwrap();
+    let original = bytes.clone();
+    let k = bytes.len() / 2;
+    bytes[k] = if bytes[k] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&model_file, &bytes).unwrap();
+    let e = TrainedModel::load(&d).unwrap_err().to_string();
+    assert!(e.contains("xgboost.json was altered or truncated"), "{e}");
+    // Truncated.
+    std::fs::write(&model_file, &original[..original.len() / 3]).unwrap();
+    let e = TrainedModel::load(&d).unwrap_err().to_string();
+    assert!(e.contains("altered or truncated"), "{e}");
+    // Missing.
+    std::fs::remove_file(&model_file).unwrap();
+    let e = TrainedModel::load(&d).unwrap_err().to_string();
+    assert!(e.contains("missing"), "{e}");
+    // Intact model, data from another spec.
+    std::fs::write(&model_file, &original).unwrap();
+    let loaded = TrainedModel::load(&d).unwrap();
+    let mut other = test.clone();
+    other.matrix.spec_hash = SpecHash("0123456789abcdef".into());
+    let e = loaded.predict(&other).unwrap_err().to_string();
+    assert!(e.contains("feature spec mismatch"), "{e}");
+    // A broken model.json.
+    std::fs::write(d.join("model.json"), "{").unwrap();
+    assert!(TrainedModel::load(&d).unwrap_err().to_string().contains("invalid model.json"));
+}
+
+#[test]
+fn rule_scores_match_their_definitions() {
+    let (_, test) = us5();
+    let m = fit(&config("rule"), &test.clone(), None, 0).unwrap();
+    let p = m.predict(test).unwrap();
+    let (s, d) = &test.matrix.index[100];
+    let closes = test.history.get(s).unwrap().until(*d);
+    let n = closes.len();
+    let fast = closes[n - 10..].iter().sum::<f64>() / 10.0;
+    let slow = closes[n - 20..].iter().sum::<f64>() / 20.0;
+    assert!((p.score[100] - (fast / slow - 1.0)).abs() < 1e-12);
+}
+
+#[test]
+fn ensemble_rank_normalises_per_date() {
+    let idx: Vec<(String, chrono::NaiveDate)> = ["A", "B", "C", "A", "B"]
+        .iter()
+        .zip([1, 1, 1, 2, 2])
+        .map(|(s, d)| (s.to_string(), chrono::NaiveDate::from_ymd_opt(2020, 1, d).unwrap()))
+        .collect();
+    let r = stockcast_models::ensemble::rank_normalise(&idx, &[0.3, -1.0, 0.3, f64::NAN, 5.0]);
+    assert!((r[0] - 4.0 / 6.0).abs() < 1e-12 && (r[1] - 1.0 / 6.0).abs() < 1e-12 && (r[2] - 4.0 / 6.0).abs() < 1e-12);
+    assert!(r[3].is_nan() && (r[4] - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn bad_configs_are_rejected_with_reasons() {
+    for (text, want) in [
+        ("kind = \"gbm\"\neta = 0", "eta"),
+        ("kind = \"gbm\"\nmax_dept = 3", "unknown field"),
+        ("kind = \"linear\"\nl1_ratio = 2", "l1_ratio"),
+        ("kind = \"rule\"\nrule = \"sma_cross\"\nfast = 20\nslow = 10", "fast < slow"),
+        ("kind = \"ensemble\"\nmembers = []", "no members"),
+        ("kind = \"nope\"", "unknown variant"),
+    ] {
+        let e = ModelConfig::from_toml(text).unwrap_err().to_string();
+        assert!(e.contains(want), "{text:?}: {e}");
+    }
+}
