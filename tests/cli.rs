@@ -226,7 +226,7 @@ fn quality_config_file_sets_per_check_policies() {
 #[test]
 fn fit_then_predict_with_every_example_config() {
     let dir = tempfile::tempdir().unwrap();
-    for kind in ["gbm", "linear", "rule", "ensemble"] {
+    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
         let model_dir = dir.path().join(kind);
         let cfg = format!("configs/models/{kind}.toml");
         let o = run(&[

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Predictions};
 use crate::error::{Error, Result};
-use crate::{ensemble, gbm, linear, rules};
+use crate::{ensemble, forecast, gbm, linear, rules};
 
 /// A fitted model of any kind.
 pub trait Model: std::fmt::Debug + Send + Sync {
@@ -30,6 +30,8 @@ pub enum ModelConfig {
     Gbm(gbm::GbmConfig),
     /// Ridge / elastic net (linfa) on standardised features.
     Linear(linear::LinearConfig),
+    /// Per-symbol Prophet-style or ETS forecasts of the log close.
+    Forecast(forecast::ForecastConfig),
     /// A rule baseline (no fitting).
     Rule(rules::RuleConfig),
     /// Mean of per-date rank-normalised member scores.
@@ -42,6 +44,7 @@ impl ModelConfig {
         match self {
             Self::Gbm(_) => "gbm",
             Self::Linear(_) => "linear",
+            Self::Forecast(_) => "forecast",
             Self::Rule(_) => "rule",
             Self::Ensemble(_) => "ensemble",
         }
@@ -68,7 +71,7 @@ impl ModelConfig {
         match self {
             Self::Gbm(_) => true,
             Self::Ensemble(e) => e.members.iter().any(Self::uses_validation),
-            Self::Linear(_) | Self::Rule(_) => false,
+            Self::Linear(_) | Self::Forecast(_) | Self::Rule(_) => false,
         }
     }
 
@@ -77,6 +80,7 @@ impl ModelConfig {
         match self {
             Self::Gbm(c) => c.validate(),
             Self::Linear(c) => c.validate(),
+            Self::Forecast(c) => c.validate(),
             Self::Rule(c) => c.validate(),
             Self::Ensemble(c) => c.validate(),
         }
@@ -134,6 +138,7 @@ pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed:
     let model: Box<dyn Model> = match config {
         ModelConfig::Gbm(c) => Box::new(gbm::fit(c, train, valid, seed)?),
         ModelConfig::Linear(c) => Box::new(linear::fit(c, train)?),
+        ModelConfig::Forecast(c) => Box::new(forecast::fit(c, train)?),
         ModelConfig::Rule(c) => Box::new(c.clone()),
         ModelConfig::Ensemble(c) => Box::new(ensemble::fit(c, train, valid, seed)?),
     };
@@ -267,6 +272,7 @@ impl TrainedModel {
         let model: Box<dyn Model> = match &meta.config {
             ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir)?),
             ModelConfig::Linear(_) => Box::new(linear::Linear::load(dir)?),
+            ModelConfig::Forecast(_) => Box::new(forecast::Forecast::load(dir)?),
             ModelConfig::Rule(c) => Box::new(c.clone()),
             ModelConfig::Ensemble(_) => Box::new(ensemble::Ensemble::load(dir)?),
         };

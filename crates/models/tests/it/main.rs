@@ -73,6 +73,11 @@ fn rule_round_trip() {
 }
 
 #[test]
+fn forecast_round_trip() {
+    round_trip("forecast");
+}
+
+#[test]
 fn ensemble_round_trip() {
     round_trip("ensemble");
 }

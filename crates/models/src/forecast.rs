@@ -1,0 +1,445 @@
+//! `forecast`: per-symbol univariate models of the log close, turned into an expected h-day return.
+//!
+//! * `prophet`: a Prophet-style additive model fitted by MAP: piecewise-linear trend with `n_changepoints`
+//!   potential changepoints in the first `changepoint_range` of the history and a Laplace (L1) prior on the rate
+//!   changes, plus weekly and yearly Fourier seasonality with a Gaussian (L2) prior. The MAP problem is a
+//!   lasso/ridge least-squares problem, solved exactly by cyclic coordinate descent (deterministic).
+//! * `ets`: additive damped-trend exponential smoothing (Holt–Gardner) on the log close; α, β, φ chosen by
+//!   minimising the in-sample one-step squared error over a grid.
+//!
+//! Score at (symbol, date t) = `exp(ŷ(t+h) − y(t)) − 1`, with y the actual log close at t and t+h the h-th
+//! weekday after t. Symbols are fitted in parallel on the history up to the last training date.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{Datelike, NaiveDate, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Dataset, SymbolHistory};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Forecasting method and parameters (TOML: `kind = "forecast"`, `method = "prophet" | "ets"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastConfig {
+    /// `prophet` or `ets`.
+    pub method: Method,
+    /// Forecast horizon in trading days: use the label horizon of the feature spec.
+    #[serde(default = "d_horizon")]
+    pub horizon: usize,
+    /// Fit on at most this many most recent trading days per symbol (0: all).
+    #[serde(default = "d_history")]
+    pub history_days: usize,
+    /// Prophet: potential changepoints.
+    #[serde(default = "d_changepoints")]
+    pub n_changepoints: usize,
+    /// Prophet: share of the history in which changepoints may lie.
+    #[serde(default = "d_range")]
+    pub changepoint_range: f64,
+    /// Prophet: scale of the Laplace prior on rate changes (larger = more flexible trend).
+    #[serde(default = "d_cps")]
+    pub changepoint_prior_scale: f64,
+    /// Prophet: scale of the Gaussian prior on seasonal coefficients.
+    #[serde(default = "d_sps")]
+    pub seasonality_prior_scale: f64,
+    /// Prophet: weekly Fourier order (0: none).
+    #[serde(default = "d_weekly")]
+    pub weekly_order: usize,
+    /// Prophet: yearly Fourier order (0: none).
+    #[serde(default = "d_yearly")]
+    pub yearly_order: usize,
+}
+
+/// Forecasting method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Prophet-style trend + changepoints + Fourier seasonality (MAP).
+    Prophet,
+    /// Damped-trend exponential smoothing.
+    Ets,
+}
+
+fn d_horizon() -> usize {
+    5
+}
+fn d_history() -> usize {
+    756
+}
+fn d_changepoints() -> usize {
+    25
+}
+fn d_range() -> f64 {
+    0.8
+}
+fn d_cps() -> f64 {
+    0.05
+}
+fn d_sps() -> f64 {
+    10.0
+}
+fn d_weekly() -> usize {
+    3
+}
+fn d_yearly() -> usize {
+    10
+}
+
+impl ForecastConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let err = |m: &str| Err(Error::Config(format!("forecast: {m}")));
+        if self.horizon == 0 {
+            return err("horizon must be at least 1");
+        }
+        if !(self.changepoint_range > 0.0 && self.changepoint_range <= 1.0) {
+            return err("changepoint_range must be in (0, 1]");
+        }
+        if !(self.changepoint_prior_scale > 0.0 && self.seasonality_prior_scale > 0.0) {
+            return err("prior scales must be positive");
+        }
+        if self.weekly_order > 3 {
+            return err("weekly_order is at most 3 (7-day period)");
+        }
+        Ok(())
+    }
+}
+
+/// Days since 1970-01-01.
+fn day_number(d: NaiveDate) -> f64 {
+    f64::from(stockcast_features::prices::date_to_days(d))
+}
+
+/// The `h`-th weekday after `d`.
+fn weekdays_after(d: NaiveDate, h: usize) -> NaiveDate {
+    let mut out = d;
+    let mut left = h;
+    while left > 0 {
+        out = out.succ_opt().unwrap_or(out);
+        if !matches!(out.weekday(), Weekday::Sat | Weekday::Sun) {
+            left -= 1;
+        }
+    }
+    out
+}
+
+/// A fitted Prophet-style model: `ŷ(t) = k·τ + m + Σ δ_j (τ − s_j)_+ + Σ seasonal`, τ = scaled time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProphetFit {
+    t0: f64,
+    t_scale: f64,
+    y_scale: f64,
+    changepoints: Vec<f64>,
+    weekly_order: usize,
+    yearly_order: usize,
+    /// Coefficients: [m, k, δ..., seasonal...].
+    beta: Vec<f64>,
+}
+
+impl ProphetFit {
+    fn row(&self, day: f64) -> Vec<f64> {
+        design_row(day, self.t0, self.t_scale, &self.changepoints, self.weekly_order, self.yearly_order)
+    }
+
+    /// Fitted log price at a calendar day number.
+    pub fn predict_day(&self, day: f64) -> f64 {
+        self.row(day).iter().zip(&self.beta).map(|(x, b)| x * b).sum::<f64>() * self.y_scale
+    }
+}
+
+fn design_row(day: f64, t0: f64, t_scale: f64, cps: &[f64], weekly: usize, yearly: usize) -> Vec<f64> {
+    let tau = (day - t0) / t_scale;
+    let mut row = Vec::with_capacity(2 + cps.len() + 2 * (weekly + yearly));
+    row.push(1.0);
+    row.push(tau);
+    row.extend(cps.iter().map(|s| (tau - s).max(0.0)));
+    for (order, period) in [(weekly, 7.0), (yearly, 365.25)] {
+        for k in 1..=order {
+            let a = std::f64::consts::TAU * k as f64 * day / period;
+            row.push(a.sin());
+            row.push(a.cos());
+        }
+    }
+    row
+}
+
+/// MAP fit by cyclic coordinate descent: minimise ½‖y − Xβ‖² + λ₁ Σ|δ| + ½ λ₂ Σ β_s².
+fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetFit {
+    let days: Vec<f64> = dates.iter().map(|d| day_number(*d)).collect();
+    let (t0, t1) = (days[0], days[days.len() - 1]);
+    let t_scale = (t1 - t0).max(1.0);
+    let y_scale = y.iter().fold(0.0_f64, |m, v| m.max(v.abs())).max(1e-12);
+    let ys: Vec<f64> = y.iter().map(|v| v / y_scale).collect();
+    let n_cp = cfg.n_changepoints.min(days.len().saturating_sub(2) / 2);
+    let cps: Vec<f64> = (1..=n_cp).map(|j| cfg.changepoint_range * j as f64 / (n_cp + 1) as f64).collect();
+    let x: Vec<Vec<f64>> =
+        days.iter().map(|d| design_row(*d, t0, t_scale, &cps, cfg.weekly_order, cfg.yearly_order)).collect();
+    let p = x[0].len();
+    let n = x.len();
+    // σ² (per-observation noise variance) for the prior weights, estimated from the residuals of a straight line.
+    // The MAP objective ½‖r‖²/σ² + Σ|δ|/τ + Σβ²/(2σ_s²), times σ², is ½‖r‖² + (σ²/τ)Σ|δ| + (σ²/2σ_s²)Σβ².
+    let line = {
+        let tm = x.iter().map(|r| r[1]).sum::<f64>() / n as f64;
+        let ym = ys.iter().sum::<f64>() / n as f64;
+        let sxy: f64 = x.iter().zip(&ys).map(|(r, v)| (r[1] - tm) * (v - ym)).sum();
+        let sxx: f64 = x.iter().map(|r| (r[1] - tm).powi(2)).sum::<f64>().max(1e-300);
+        let k = sxy / sxx;
+        x.iter().zip(&ys).map(|(r, v)| (v - ym - k * (r[1] - tm)).powi(2)).sum::<f64>() / n as f64
+    };
+    let sigma2 = line.max(1e-12);
+    let l1 = sigma2 / cfg.changepoint_prior_scale / n as f64;
+    let l2 = sigma2 / cfg.seasonality_prior_scale.powi(2) / n as f64;
+    let col_sq: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j] * r[j]).sum::<f64>().max(1e-300)).collect();
+    let mut beta = vec![0.0; p];
+    let mut resid = ys.clone();
+    for _ in 0..500 {
+        let mut max_change = 0.0_f64;
+        for j in 0..p {
+            let rho: f64 = x.iter().zip(&resid).map(|(r, e)| r[j] * e).sum::<f64>() + col_sq[j] * beta[j];
+            let is_cp = j >= 2 && j < 2 + cps.len();
+            let is_season = j >= 2 + cps.len();
+            let new = if is_cp {
+                let t = l1 * n as f64;
+                (rho.abs() - t).max(0.0).copysign(rho) / col_sq[j]
+            } else if is_season {
+                rho / (col_sq[j] + l2 * n as f64)
+            } else {
+                rho / col_sq[j]
+            };
+            let delta = new - beta[j];
+            if delta != 0.0 {
+                for (r, e) in x.iter().zip(resid.iter_mut()) {
+                    *e -= r[j] * delta;
+                }
+                beta[j] = new;
+                max_change = max_change.max(delta.abs());
+            }
+        }
+        if max_change < 1e-10 {
+            break;
+        }
+    }
+    ProphetFit {
+        t0,
+        t_scale,
+        y_scale,
+        changepoints: cps,
+        weekly_order: cfg.weekly_order,
+        yearly_order: cfg.yearly_order,
+        beta,
+    }
+}
+
+/// Fitted damped-trend ETS parameters and the starting state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtsFit {
+    alpha: f64,
+    beta: f64,
+    phi: f64,
+    /// First date the recursion starts from (its log close seeds the level).
+    start: NaiveDate,
+}
+
+/// Runs the recursion over `y`; returns (SSE of one-step errors, level, trend).
+fn ets_run(alpha: f64, beta: f64, phi: f64, y: &[f64]) -> (f64, f64, f64) {
+    let mut level = y[0];
+    let mut trend = if y.len() > 1 { y[1] - y[0] } else { 0.0 };
+    let mut sse = 0.0;
+    for &v in &y[1..] {
+        let e = v - (level + phi * trend);
+        sse += e * e;
+        level = level + phi * trend + alpha * e;
+        trend = phi * trend + beta * e;
+    }
+    (sse, level, trend)
+}
+
+fn fit_ets(dates: &[NaiveDate], y: &[f64]) -> EtsFit {
+    let mut best = (f64::INFINITY, 0.5, 0.01, 0.9);
+    for a in 1..=19 {
+        let alpha = f64::from(a) * 0.05;
+        for b in 0..=10 {
+            let beta = alpha * f64::from(b) * 0.05;
+            for phi in [0.8, 0.85, 0.9, 0.95, 0.98] {
+                let (sse, _, _) = ets_run(alpha, beta, phi, y);
+                if sse < best.0 {
+                    best = (sse, alpha, beta, phi);
+                }
+            }
+        }
+    }
+    EtsFit { alpha: best.1, beta: best.2, phi: best.3, start: dates[0] }
+}
+
+/// A fitted per-symbol model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum SymbolModel {
+    /// Prophet-style.
+    Prophet(ProphetFit),
+    /// ETS.
+    Ets(EtsFit),
+}
+
+/// Fitted forecasters for every symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    horizon: usize,
+    symbols: BTreeMap<String, SymbolModel>,
+}
+
+fn fit_symbol(cfg: &ForecastConfig, h: &SymbolHistory, until: NaiveDate) -> Option<SymbolModel> {
+    let end = h.position(until)?;
+    let start = if cfg.history_days > 0 { (end + 1).saturating_sub(cfg.history_days) } else { 0 };
+    if end + 1 - start < 30 {
+        return None;
+    }
+    let dates = &h.dates[start..=end];
+    let y: Vec<f64> = h.close[start..=end].iter().map(|c| c.ln()).collect();
+    Some(match cfg.method {
+        Method::Prophet => SymbolModel::Prophet(fit_prophet(cfg, dates, &y)),
+        Method::Ets => SymbolModel::Ets(fit_ets(dates, &y)),
+    })
+}
+
+pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
+    let until = train
+        .matrix
+        .index
+        .iter()
+        .map(|(_, d)| *d)
+        .max()
+        .ok_or_else(|| Error::Data("forecast: no training rows".into()))?;
+    let symbols: Vec<(&String, &SymbolHistory)> = train.history.symbols.iter().collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(symbols.len().max(1));
+    let chunk = symbols.len().div_ceil(threads).max(1);
+    let fitted: Vec<(String, SymbolModel)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = symbols
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|(s, h)| fit_symbol(cfg, h, until).map(|m| ((*s).clone(), m)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    if fitted.is_empty() {
+        return Err(Error::Data("forecast: no symbol has 30 or more closes up to the training end".into()));
+    }
+    Ok(Forecast { horizon: cfg.horizon, symbols: fitted.into_iter().collect() })
+}
+
+impl Forecast {
+    /// Forecast log close `horizon` weekdays after `d`, given the symbol's history.
+    fn forecast(&self, model: &SymbolModel, h: &SymbolHistory, d: NaiveDate) -> Option<(f64, f64)> {
+        let i = h.position(d)?;
+        let y_now = h.close[i].ln();
+        let y_future = match model {
+            SymbolModel::Prophet(p) => p.predict_day(day_number(weekdays_after(h.dates[i], self.horizon))),
+            SymbolModel::Ets(e) => {
+                let s = h.position(e.start).filter(|s| h.dates[*s] == e.start).unwrap_or(0);
+                if i <= s {
+                    return None;
+                }
+                let y: Vec<f64> = h.close[s..=i].iter().map(|c| c.ln()).collect();
+                let (_, level, trend) = ets_run(e.alpha, e.beta, e.phi, &y);
+                let damp: f64 = (1..=self.horizon).map(|k| e.phi.powi(k as i32)).sum();
+                level + damp * trend
+            }
+        };
+        Some((y_now, y_future))
+    }
+
+    /// Forecast close `horizon` weekdays after `d` (for tests and reports).
+    pub fn forecast_close(&self, symbol: &str, h: &SymbolHistory, d: NaiveDate) -> Option<f64> {
+        self.forecast(self.symbols.get(symbol)?, h, d).map(|(_, f)| f.exp())
+    }
+
+    pub(crate) fn load(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join("forecast.json"))
+            .map_err(|e| Error::artifact(dir, format!("forecast.json: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("forecast.json: {e}")))
+    }
+}
+
+impl Model for Forecast {
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        Ok(data
+            .matrix
+            .index
+            .iter()
+            .map(|(s, d)| {
+                let (Some(m), Some(h)) = (self.symbols.get(s), data.history.get(s)) else { return f64::NAN };
+                self.forecast(m, h, *d).map_or(f64::NAN, |(now, future)| (future - now).exp() - 1.0)
+            })
+            .collect())
+    }
+
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::Data(e.to_string()))?;
+        std::fs::write(dir.join("forecast.json"), json).map_err(|e| Error::io(dir.join("forecast.json"), e))?;
+        let mut extra = BTreeMap::new();
+        extra.insert("symbols_fitted".to_owned(), serde_json::json!(self.symbols.len()));
+        Ok(extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clean linear trend plus a weekly cycle of `amplitude` on weekdays.
+    fn series(n: usize, amplitude: f64) -> (Vec<NaiveDate>, Vec<f64>) {
+        let dates = stockcast_features::synth::weekdays(NaiveDate::from_ymd_opt(2018, 1, 1).unwrap(), n);
+        let close = dates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let dow = f64::from(d.weekday().num_days_from_monday());
+                100.0 + 0.2 * i as f64 + amplitude * (std::f64::consts::TAU * dow / 7.0).sin()
+            })
+            .collect();
+        (dates, close)
+    }
+
+    fn mape(method: Method, amplitude: f64) -> f64 {
+        let (dates, close) = series(600, amplitude);
+        let name = if method == Method::Prophet { "prophet" } else { "ets" };
+        let cfg: ForecastConfig = toml::from_str(&format!("method = \"{name}\"")).unwrap();
+        let h = SymbolHistory { dates: dates[..500].to_vec(), close: close[..500].to_vec() };
+        let model = fit_symbol(&cfg, &h, dates[499]).unwrap();
+        let fc = Forecast { horizon: 1, symbols: BTreeMap::from([("X".to_owned(), model)]) };
+        // One step ahead from each of the next 20 days: ETS updates its state with the actual closes; the
+        // Prophet-style model extrapolates its fitted trend and seasonality (1 to 20 days past the training end).
+        let full = SymbolHistory { dates: dates.clone(), close: close.clone() };
+        let mut errors = Vec::new();
+        for i in 499..519 {
+            let f = fc.forecast_close("X", &full, dates[i]).unwrap();
+            errors.push((f - close[i + 1]).abs() / close[i + 1]);
+        }
+        errors.iter().sum::<f64>() / errors.len() as f64
+    }
+
+    #[test]
+    fn prophet_forecasts_trend_plus_weekly_cycle_within_one_percent() {
+        let m = mape(Method::Prophet, 3.0);
+        assert!(m < 0.01, "MAPE {m}");
+    }
+
+    #[test]
+    fn ets_forecasts_a_trend_within_one_percent() {
+        let m = mape(Method::Ets, 0.0);
+        assert!(m < 0.01, "MAPE {m}");
+    }
+
+    #[test]
+    fn weekdays_skip_weekends() {
+        let fri = NaiveDate::from_ymd_opt(2020, 1, 3).unwrap();
+        assert_eq!(weekdays_after(fri, 1), NaiveDate::from_ymd_opt(2020, 1, 6).unwrap());
+        assert_eq!(weekdays_after(fri, 5), NaiveDate::from_ymd_opt(2020, 1, 10).unwrap());
+    }
+}
