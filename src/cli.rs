@@ -221,6 +221,44 @@ pub struct SynthArgs {
 pub enum BenchCommand {
     /// Features for a synthetic panel: load (Parquet and CSV) + quality + features; rows/s and peak memory.
     Features(BenchFeaturesArgs),
+    /// Forecast accuracy and speed: Prophet-style and ETS vs the naive last value, rolling origins on one series.
+    Forecast(BenchForecastArgs),
+    /// XGBoost training time on a synthetic planted-signal matrix (rows x cols, rounds).
+    Gbm(BenchGbmArgs),
+}
+
+/// `stockcast bench forecast`.
+#[derive(Debug, Args)]
+pub struct BenchForecastArgs {
+    /// A single-symbol (or long) price file.
+    #[arg(long, value_name = "FILE", default_value = "datasets/msft_daily.csv")]
+    pub prices: PathBuf,
+    /// Horizon in trading days.
+    #[arg(long, default_value_t = 5)]
+    pub horizon: usize,
+    /// Number of forecast origins (every `horizon` days, ending at the last date that has a target).
+    #[arg(long, default_value_t = 100)]
+    pub origins: usize,
+}
+
+/// `stockcast bench gbm`.
+#[derive(Debug, Args)]
+pub struct BenchGbmArgs {
+    /// Rows.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Feature columns.
+    #[arg(long, default_value_t = 30)]
+    pub cols: usize,
+    /// Boosting rounds (no early stopping).
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    pub nthread: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// `stockcast bench features`.

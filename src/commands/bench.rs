@@ -8,7 +8,7 @@ use serde::Serialize;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
 use super::{Ctx, out};
-use crate::cli::{BenchCommand, BenchFeaturesArgs};
+use crate::cli::{BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs};
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
@@ -111,8 +111,100 @@ fn features(ctx: Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn forecast(ctx: Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
+    use stockcast_models::forecast::{ForecastConfig, fit_series};
+    let loaded = load_prices(&a.prices, &LoadOptions::default())?;
+    let history = stockcast_models::History::from_prices(&loaded.prices)?;
+    let (symbol, h) = history.symbols.iter().next().context("no symbol in the file")?;
+    let n = h.close.len();
+    let last_origin = n.checked_sub(a.horizon + 1).context("series shorter than the horizon")?;
+    let origins: Vec<usize> = (0..a.origins).map(|k| last_origin - k * a.horizon).filter(|i| *i >= 800).collect();
+    out(&format!(
+        "bench forecast: {symbol} ({n} days), {} origins every {} days, horizon {}, fit on the last 756 days",
+        origins.len(),
+        a.horizon,
+        a.horizon
+    ));
+    out("model     MAE (price)  MAPE     vs naive  fit/series");
+    let mut naive = (0.0, 0.0);
+    for &i in &origins {
+        let (now, target) = (h.close[i], h.close[i + a.horizon]);
+        naive.0 += (now - target).abs();
+        naive.1 += (now - target).abs() / target;
+    }
+    let k = origins.len() as f64;
+    for method in ["prophet", "ets"] {
+        let cfg: ForecastConfig = toml::from_str(&format!("method = \"{method}\"\nhorizon = {}", a.horizon))?;
+        let pb = ctx.progress.bar(origins.len() as u64, method);
+        let (mut mae, mut mape, mut fit_s) = (0.0, 0.0, 0.0);
+        for &i in &origins {
+            let t = Instant::now();
+            let model = fit_series(&cfg, symbol, h, h.dates[i]).context("too little history")?;
+            fit_s += t.elapsed().as_secs_f64();
+            let f = model.forecast_close(symbol, h, h.dates[i]).context("no forecast")?;
+            let target = h.close[i + a.horizon];
+            mae += (f - target).abs();
+            mape += (f - target).abs() / target;
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        out(&format!(
+            "{method:<9} {:>11.4} {:>7.3}% {:>8.3}x {:>8.2} ms",
+            mae / k,
+            100.0 * mape / k,
+            mae / naive.0,
+            1e3 * fit_s / k
+        ));
+    }
+    out(&format!("{:<9} {:>11.4} {:>7.3}% {:>8.3}x", "naive", naive.0 / k, 100.0 * naive.1 / k, 1.0));
+    Ok(())
+}
+
+fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+    let x = ndarray::Array2::<f32>::from_shape_fn((a.rows, a.cols), |_| rng.random::<f32>() * 2.0 - 1.0);
+    let y = ndarray::Array1::<f32>::from_shape_fn(a.rows, |i| {
+        0.8 * x[[i, 0]] - 0.5 * x[[i, 1]] * x[[i, 2]] + 0.1 * (rng.random::<f32>() - 0.5)
+    });
+    let start = chrono::NaiveDate::from_ymd_opt(2000, 1, 3).context("date")?;
+    let matrix = stockcast_features::FeatureMatrix {
+        x,
+        y: Some(y),
+        index: (0..a.rows)
+            .map(|i| (format!("S{}", i % 100), start + chrono::Duration::days((i / 100) as i64)))
+            .collect(),
+        feature_names: (0..a.cols).map(|j| format!("f{j}")).collect(),
+        spec_hash: stockcast_features::SpecHash("bench".into()),
+    };
+    let data = stockcast_models::Dataset { matrix, history: std::sync::Arc::default() };
+    let cfg = stockcast_models::ModelConfig::from_toml(&format!(
+        "kind = \"gbm\"\nrounds = {}\nmax_depth = 6\neta = 0.1\nnthread = {}\nearly_stopping_rounds = 0",
+        a.rounds, a.nthread
+    ))?;
+    let pb = ctx.progress.step("training");
+    let t = Instant::now();
+    let model = stockcast_models::fit(&cfg, &data, None, a.seed)?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let preds = model.predict(&data)?;
+    let predict_s = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    out(&format!(
+        "bench gbm: {} x {}, {} rounds, depth 6, eta 0.1, hist, {} threads: fit {fit_s:.2} s, predict {} rows {predict_s:.3} s",
+        a.rows,
+        a.cols,
+        a.rounds,
+        a.nthread,
+        preds.score.len()
+    ));
+    Ok(())
+}
+
 pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Features(a) => features(ctx, &a),
+        BenchCommand::Forecast(a) => forecast(ctx, &a),
+        BenchCommand::Gbm(a) => gbm(ctx, &a),
     }
 }
