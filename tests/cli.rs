@@ -223,6 +223,10 @@ fn quality_config_file_sets_per_check_policies() {
     assert!(text(&o.stderr).contains("invalid quality config"), "{}", text(&o.stderr));
 }
 
+fn predict(model_dir: &Path, date: &str) -> Output {
+    run(&["predict", "--model-dir", model_dir.to_str().unwrap(), "--prices", &dataset("us5_daily.csv"), "--date", date])
+}
+
 #[test]
 fn fit_then_predict_with_every_example_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,54 +249,22 @@ fn fit_then_predict_with_every_example_config() {
         ]);
         assert!(o.status.success(), "{kind}: {}", text(&o.stderr));
         assert!(model_dir.join("model.json").exists() && model_dir.join("spec.toml").exists());
-        let p = run(&[
-            "predict",
-            "--model-dir",
-            model_dir.to_str().unwrap(),
-            "--prices",
-            &dataset("us5_daily.csv"),
-            "--date",
-            "2012-06-01",
-        ]);
+        let p = predict(&model_dir, "2012-06-01");
         assert!(p.status.success(), "{kind}: {}", text(&p.stderr));
         let csv = text(&p.stdout);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "symbol,date,score");
         assert_eq!(lines.len(), 6, "{kind}: {csv}");
         assert!(lines[1].starts_with("AAPL,2012-06-01,"));
-        let again = run(&[
-            "predict",
-            "--model-dir",
-            model_dir.to_str().unwrap(),
-            "--prices",
-            &dataset("us5_daily.csv"),
-            "--date",
-            "2012-06-01",
-        ]);
+        let again = predict(&model_dir, "2012-06-01");
         assert_eq!(text(&again.stdout), csv, "{kind}: predictions are reproducible");
     }
     // A date without prices, and a tampered model, are clear user errors.
-    let o = run(&[
-        "predict",
-        "--model-dir",
-        dir.path().join("linear").to_str().unwrap(),
-        "--prices",
-        &dataset("us5_daily.csv"),
-        "--date",
-        "2012-06-02",
-    ]);
+    let o = predict(&dir.path().join("linear"), "2012-06-02");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("no prices on 2012-06-02"), "{}", text(&o.stderr));
     std::fs::write(dir.path().join("linear/linear.json"), "{}").unwrap();
-    let o = run(&[
-        "predict",
-        "--model-dir",
-        dir.path().join("linear").to_str().unwrap(),
-        "--prices",
-        &dataset("us5_daily.csv"),
-        "--date",
-        "2012-06-01",
-    ]);
+    let o = predict(&dir.path().join("linear"), "2012-06-01");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("altered or truncated"), "{}", text(&o.stderr));
 }

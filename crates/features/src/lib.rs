@@ -14,7 +14,7 @@ pub mod quality;
 pub mod spec;
 pub mod synth;
 
-pub use build::{FeatureFrame, LABEL, Skipped, build_features};
+pub use build::{FeatureFrame, LABEL, Skipped, build_features, mid_rank_percentiles};
 pub use error::{Error, Result};
 pub use load::{Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};

@@ -62,28 +62,15 @@ pub(crate) fn fit(cfg: &EnsembleConfig, train: &Dataset, valid: Option<&Dataset>
 
 /// Per-date mid-rank percentiles `(rank - 0.5) / n` of the finite scores (ties averaged); NaN stays NaN.
 pub fn rank_normalise(index: &[(String, NaiveDate)], scores: &[f64]) -> Vec<f64> {
-    let mut by_date: HashMap<NaiveDate, Vec<usize>> = HashMap::new();
+    let mut by_date: HashMap<NaiveDate, Vec<(usize, f64)>> = HashMap::new();
     for (i, (_, d)) in index.iter().enumerate() {
         if scores[i].is_finite() {
-            by_date.entry(*d).or_default().push(i);
+            by_date.entry(*d).or_default().push((i, scores[i]));
         }
     }
     let mut out = vec![f64::NAN; scores.len()];
-    for rows in by_date.values_mut() {
-        rows.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-        let n = rows.len();
-        let mut k = 0;
-        while k < n {
-            let mut e = k + 1;
-            while e < n && scores[rows[e]].total_cmp(&scores[rows[k]]).is_eq() {
-                e += 1;
-            }
-            let pct = ((k + 1 + e) as f64 / 2.0 - 0.5) / n as f64;
-            for &r in &rows[k..e] {
-                out[r] = pct;
-            }
-            k = e;
-        }
+    for pairs in by_date.values_mut() {
+        stockcast_features::mid_rank_percentiles(pairs, |row, pct| out[row] = pct);
     }
     out
 }
