@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}"
+scripts/setup.sh >&2   # idempotent: toolchain check + libxgboost (downloaded once)
 # XGBoost/OpenMP threads must not spin-wait while the machine is shared by parallel tests.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 if cargo nextest --version >/dev/null 2>&1; then
