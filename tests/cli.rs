@@ -187,7 +187,11 @@ fn demo_runs_every_stage() {
     let o = run(&["demo", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{}", text(&o.stdout), text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.contains("3/3 model matrix") && stdout.contains("done"), "{stdout}");
+    assert!(stdout.contains("3/4 model matrix") && stdout.contains("done"), "{stdout}");
+    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
+        assert!(out.join("models").join(kind).join("model.json").exists(), "{kind}");
+        assert!(stdout.contains(&format!("    {kind}")), "{stdout}");
+    }
     let df = read_parquet(&out.join("features.parquet"));
     assert!(feature_columns(&df).len() >= 60);
     let q: serde_json::Value =

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions};
+use stockcast_models::{ModelConfig, TrainedModel};
 
 use super::features::compute;
+use super::model::{dataset, split_validation};
 use super::{Ctx, load, out};
 use crate::cli::{DataArgs, DemoArgs};
 
@@ -24,7 +26,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     out(&format!("stockcast demo on {}", prices.display()));
 
-    out("1/3 load + data quality");
+    out("1/4 load + data quality");
     let data =
         DataArgs { prices, symbol: None, securities: None, on_bad_rows: None, quarantine: None, quality_config: None };
     let quality_json = args.out.join("quality.json");
@@ -38,7 +40,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         quality_json.display()
     ));
 
-    out("2/3 features + labels");
+    out("2/4 features + labels");
     let spec = FeatureSpec::default();
     let frame = compute(ctx, &loaded.prices, &spec)?;
     let features_path = args.out.join("features.parquet");
@@ -54,7 +56,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         out(&format!("    note: {note}"));
     }
 
-    out("3/3 model matrix");
+    out("3/4 model matrix");
     let m = FeatureMatrix::from_frame(&frame, MatrixOptions { require_label: true, drop_incomplete: true })?;
     let first_row = m.index.first().map(|(s, d)| format!("{s} {d}")).unwrap_or_default();
     out(&format!(
@@ -62,6 +64,31 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         m.nrows(),
         m.ncols()
     ));
+    out("4/4 models: fit on prices up to the cut date, score the last date");
+    let (_, last) = loaded.prices.date_range()?.context("no dates")?;
+    let cut = last - chrono::Duration::days(365);
+    let train_all =
+        dataset(ctx, &loaded.prices, &spec, cut, MatrixOptions { require_label: true, drop_incomplete: true })?;
+    let scoring = dataset(ctx, &loaded.prices, &spec, last, MatrixOptions::default())?.filter(|(_, d)| *d == last);
+    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
+        let cfg_path = locate(&Path::new("configs/models").join(format!("{kind}.toml")));
+        let config = ModelConfig::from_file(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+        let (train, valid) = if config.uses_validation() {
+            split_validation(&train_all, 0.1, spec.label.horizon)
+        } else {
+            (train_all.clone(), None)
+        };
+        let model = stockcast_models::fit(&config, &train, valid.as_ref(), 42)?;
+        let dir = args.out.join("models").join(kind);
+        model.save(&dir, &[("spec.toml", spec.to_toml().as_bytes())])?;
+        let preds = TrainedModel::load(&dir)?.predict(&scoring)?;
+        let mut ranked: Vec<(&str, f64)> =
+            preds.index.iter().zip(&preds.score).map(|((s, _), v)| (s.as_str(), *v)).collect();
+        // Highest score first; NaN (no opinion, e.g. no history before the cut) last.
+        ranked.sort_by(|a, b| a.1.is_nan().cmp(&b.1.is_nan()).then(b.1.total_cmp(&a.1)));
+        let shown: Vec<String> = ranked.iter().map(|(s, v)| format!("{s} {v:+.4}")).collect();
+        out(&format!("    {kind:<9} trained to {cut} on {} rows; {last}: {}", train.len(), shown.join(", ")));
+    }
     out(&format!("done: outputs in {}", args.out.display()));
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::UsageError;
 use crate::cli::{FitArgs, PredictArgs};
 
 /// Features of `prices` (known at the close of `as_of`) as a dataset.
-fn dataset(
+pub(crate) fn dataset(
     ctx: Ctx,
     prices: &PriceFrame,
     spec: &FeatureSpec,
@@ -28,7 +28,7 @@ fn dataset(
 }
 
 /// Splits off the last `fraction` of dates as validation, leaving a gap of `gap` trading dates before it.
-fn split_validation(data: &Dataset, fraction: f64, gap: usize) -> (Dataset, Option<Dataset>) {
+pub(crate) fn split_validation(data: &Dataset, fraction: f64, gap: usize) -> (Dataset, Option<Dataset>) {
     let dates: Vec<NaiveDate> =
         data.matrix.index.iter().map(|(_, d)| *d).collect::<BTreeSet<_>>().into_iter().collect();
     let n_valid = ((dates.len() as f64) * fraction).round() as usize;
