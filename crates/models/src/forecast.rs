@@ -190,13 +190,16 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
     let sigma2 = line.max(1e-12);
     let l1 = sigma2 / cfg.changepoint_prior_scale / n as f64;
     let l2 = sigma2 / cfg.seasonality_prior_scale.powi(2) / n as f64;
-    let col_sq: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j] * r[j]).sum::<f64>().max(1e-300)).collect();
+    // Column-major copy: coordinate descent walks one column at a time.
+    let cols: Vec<Vec<f64>> = (0..p).map(|j| x.iter().map(|r| r[j]).collect()).collect();
+    let col_sq: Vec<f64> = cols.iter().map(|c| c.iter().map(|v| v * v).sum::<f64>().max(1e-300)).collect();
     let mut beta = vec![0.0; p];
     let mut resid = ys.clone();
     for _ in 0..500 {
         let mut max_change = 0.0_f64;
         for j in 0..p {
-            let rho: f64 = x.iter().zip(&resid).map(|(r, e)| r[j] * e).sum::<f64>() + col_sq[j] * beta[j];
+            let col = &cols[j];
+            let rho: f64 = col.iter().zip(&resid).map(|(v, e)| v * e).sum::<f64>() + col_sq[j] * beta[j];
             let is_cp = j >= 2 && j < 2 + cps.len();
             let is_season = j >= 2 + cps.len();
             let new = if is_cp {
@@ -209,8 +212,8 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
             };
             let delta = new - beta[j];
             if delta != 0.0 {
-                for (r, e) in x.iter().zip(resid.iter_mut()) {
-                    *e -= r[j] * delta;
+                for (v, e) in col.iter().zip(resid.iter_mut()) {
+                    *e -= v * delta;
                 }
                 beta[j] = new;
                 max_change = max_change.max(delta.abs());
