@@ -384,7 +384,7 @@ impl Parser<'_> {
         bars.date = self.parse_dates(&cols.date, &mut bars.issues)?;
         bars.line = (0..n as u64).map(|i| i + self.line_offset).collect();
         for (field, name) in &cols.fields {
-            let values = self.parse_numbers(name, &mut bars.issues, 0)?;
+            let values = self.parse_numbers(name, &mut bars.issues)?;
             bars.fields.push((*field, values));
             bars.column_names.insert(*field, name.clone());
         }
@@ -411,20 +411,24 @@ impl Parser<'_> {
         }
         let mut date_issues = Vec::new();
         let dates = self.parse_dates(&cols.date, &mut date_issues)?;
+        let date_issue_at: HashMap<usize, &ParseIssue> = date_issues.iter().map(|i| (i.row, i)).collect();
         let mut close = Vec::new();
         for (code, sym) in symbols.iter().enumerate() {
             bars.symbol_names.push((*sym).clone());
             let col = self.df.column(sym)?;
+            // An empty cell is "not trading yet", not a bad value: it must be told apart from text that fails
+            // to parse (recorded by parse_numbers) and from NaN spellings (left to the non-finite check).
             let texts = if col.dtype().is_primitive_numeric() {
                 None
             } else {
                 Some(col.cast(&DataType::String)?.str()?.clone())
             };
-            let values = self.parse_numbers(sym, &mut Vec::new(), 0)?;
+            let mut col_issues = Vec::new();
+            let values = self.parse_numbers(sym, &mut col_issues)?;
+            let mut issue_at: HashMap<usize, ParseIssue> = col_issues.into_iter().map(|i| (i.row, i)).collect();
             for (row, v) in values.into_iter().enumerate() {
-                let text = texts.as_ref().and_then(|t| t.get(row)).map(str::trim);
                 let empty = match &texts {
-                    Some(_) => text.is_none_or(str::is_empty),
+                    Some(t) => t.get(row).is_none_or(|s| s.trim().is_empty()),
                     None => col.get(row).is_ok_and(|a| a.is_null()),
                 };
                 if empty {
@@ -432,16 +436,11 @@ impl Parser<'_> {
                     continue;
                 }
                 let out_row = bars.symbol.len();
-                if v.is_nan() && !is_nan_text(text.unwrap_or("")) {
-                    bars.issues.push(ParseIssue {
-                        row: out_row,
-                        column: (*sym).clone(),
-                        value: text.unwrap_or("").to_owned(),
-                        expected: "a number",
-                    });
+                if let Some(issue) = issue_at.remove(&row) {
+                    bars.issues.push(ParseIssue { row: out_row, ..issue });
                 }
-                if let Some(issue) = date_issues.iter().find(|i| i.row == row) {
-                    bars.issues.push(ParseIssue { row: out_row, ..issue.clone() });
+                if let Some(issue) = date_issue_at.get(&row) {
+                    bars.issues.push(ParseIssue { row: out_row, ..(*issue).clone() });
                 }
                 bars.symbol.push(code as u32);
                 bars.date.push(dates[row]);
@@ -460,56 +459,51 @@ impl Parser<'_> {
     fn parse_dates(&self, name: &str, issues: &mut Vec<ParseIssue>) -> Result<Vec<Option<NaiveDate>>> {
         let col = self.df.column(name)?;
         if col.dtype() == &DataType::Date {
-            {
-                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch");
-                let ca = col.date()?;
-                Ok(ca
-                    .physical()
-                    .iter()
-                    .enumerate()
-                    .map(|(row, d)| {
-                        let d = d.and_then(|d| epoch.checked_add_signed(chrono::Duration::days(i64::from(d))));
-                        if d.is_none() {
-                            issues.push(ParseIssue {
-                                row,
-                                column: name.to_owned(),
-                                value: String::new(),
-                                expected: "a date",
-                            });
-                        }
-                        d
-                    })
-                    .collect())
-            }
+            let ca = col.date()?;
+            Ok(ca
+                .physical()
+                .iter()
+                .enumerate()
+                .map(|(row, d)| {
+                    let d = d.and_then(crate::prices::days_to_date);
+                    if d.is_none() {
+                        issues.push(ParseIssue {
+                            row,
+                            column: name.to_owned(),
+                            value: String::new(),
+                            expected: "a date",
+                        });
+                    }
+                    d
+                })
+                .collect())
         } else {
-            {
-                let s = col.cast(&DataType::String)?;
-                let ca = s.str()?;
-                let mut cache: HashMap<&str, Option<NaiveDate>> = HashMap::new();
-                Ok(ca
-                    .iter()
-                    .enumerate()
-                    .map(|(row, v)| {
-                        let v = v.unwrap_or("").trim();
-                        let d = *cache.entry(v).or_insert_with(|| parse_date(v));
-                        if d.is_none() {
-                            issues.push(ParseIssue {
-                                row,
-                                column: name.to_owned(),
-                                value: v.to_owned(),
-                                expected: "a date (YYYY-MM-DD)",
-                            });
-                        }
-                        d
-                    })
-                    .collect())
-            }
+            let s = col.cast(&DataType::String)?;
+            let ca = s.str()?;
+            let mut cache: HashMap<&str, Option<NaiveDate>> = HashMap::new();
+            Ok(ca
+                .iter()
+                .enumerate()
+                .map(|(row, v)| {
+                    let v = v.unwrap_or("").trim();
+                    let d = *cache.entry(v).or_insert_with(|| parse_date(v));
+                    if d.is_none() {
+                        issues.push(ParseIssue {
+                            row,
+                            column: name.to_owned(),
+                            value: v.to_owned(),
+                            expected: "a date (YYYY-MM-DD)",
+                        });
+                    }
+                    d
+                })
+                .collect())
         }
     }
 
-    /// Parses a column to f64; unparseable and missing values become NaN and are recorded (missing values are
-    /// recorded as issues with an empty value so the quality stage can name them).
-    fn parse_numbers(&self, name: &str, issues: &mut Vec<ParseIssue>, row_offset: usize) -> Result<Vec<f64>> {
+    /// Parses a column to f64. Unparseable text becomes NaN and is recorded as an issue; empty cells become NaN
+    /// without an issue (the non-finite check names them).
+    fn parse_numbers(&self, name: &str, issues: &mut Vec<ParseIssue>) -> Result<Vec<f64>> {
         let col = self.df.column(name)?;
         if col.dtype().is_primitive_numeric() {
             let s = col.cast(&DataType::Float64)?;
@@ -526,25 +520,19 @@ impl Parser<'_> {
                 if let Some(x) = parse_number(v) {
                     x
                 } else {
-                    {
-                        if !v.is_empty() {
-                            issues.push(ParseIssue {
-                                row: row + row_offset,
-                                column: name.to_owned(),
-                                value: v.to_owned(),
-                                expected: "a number",
-                            });
-                        }
-                        f64::NAN
+                    if !v.is_empty() {
+                        issues.push(ParseIssue {
+                            row,
+                            column: name.to_owned(),
+                            value: v.to_owned(),
+                            expected: "a number",
+                        });
                     }
+                    f64::NAN
                 }
             })
             .collect())
     }
-}
-
-fn is_nan_text(s: &str) -> bool {
-    matches!(s.to_ascii_lowercase().as_str(), "nan" | "inf" | "-inf" | "+inf" | "infinity" | "-infinity")
 }
 
 /// Parses a number; accepts `NaN`/`inf` spellings (they are caught by the non-finite check, not as parse errors)
