@@ -270,7 +270,7 @@ impl TrainedModel {
             }
         }
         let model: Box<dyn Model> = match &meta.config {
-            ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir)?),
+            ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir, &meta)?),
             ModelConfig::Linear(_) => Box::new(linear::Linear::load(dir)?),
             ModelConfig::Forecast(_) => Box::new(forecast::Forecast::load(dir)?),
             ModelConfig::Rule(c) => Box::new(c.clone()),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelMeta};
 use ffi::{Booster, DMatrix};
 
 /// XGBoost parameters (names as in XGBoost).
@@ -171,19 +171,13 @@ pub(crate) fn fit(cfg: &GbmConfig, train: &Dataset, valid: Option<&Dataset>, see
 }
 
 impl Gbm {
-    pub(crate) fn load(dir: &Path) -> Result<Self> {
+    /// Loads `xgboost.json`; names and best round come from the already verified `model.json`.
+    pub(crate) fn load(dir: &Path, meta: &ModelMeta) -> Result<Self> {
         let p = dir.join("xgboost.json");
         let booster = Booster::load(&p).map_err(|e| Error::artifact(dir, format!("xgboost.json: {e}")))?;
-        let meta: serde_json::Value = std::fs::read_to_string(dir.join("model.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        let feature_names = meta["feature_names"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let best_rounds = meta["extra"]["best_rounds"].as_u64().unwrap_or_default() as usize;
-        Ok(Self { booster, feature_names, best_rounds })
+        let best_rounds =
+            meta.extra.get("best_rounds").and_then(serde_json::Value::as_u64).unwrap_or_default() as usize;
+        Ok(Self { booster, feature_names: meta.feature_names.clone(), best_rounds })
     }
 }
 
