@@ -18,6 +18,11 @@ impl Progress {
         Self { visible: format == LogFormat::Text && !quiet && std::io::stderr().is_terminal() }
     }
 
+    /// True when bars are drawn.
+    pub(crate) fn visible(self) -> bool {
+        self.visible
+    }
+
     fn target(self) -> ProgressDrawTarget {
         if self.visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() }
     }

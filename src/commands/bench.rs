@@ -177,7 +177,7 @@ fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
         feature_names: (0..a.cols).map(|j| format!("f{j}")).collect(),
         spec_hash: stockcast_features::SpecHash("bench".into()),
     };
-    let data = stockcast_models::Dataset { matrix, history: std::sync::Arc::default() };
+    let data = stockcast_models::Dataset::new(matrix, std::sync::Arc::default());
     let cfg = stockcast_models::ModelConfig::from_toml(&format!(
         "kind = \"gbm\"\nrounds = {}\nmax_depth = 6\neta = 0.1\nnthread = {}\nearly_stopping_rounds = 0",
         a.rounds, a.nthread

@@ -68,9 +68,10 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     let (_, last) = loaded.prices.date_range()?.context("no dates")?;
     let cut = last - chrono::Duration::days(365);
     let train_all =
-        dataset(ctx, &loaded.prices, &spec, cut, MatrixOptions { require_label: true, drop_incomplete: true })?;
-    let scoring = dataset(ctx, &loaded.prices, &spec, last, MatrixOptions::default())?.filter(|(_, d)| *d == last);
-    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
+        dataset(ctx, &loaded.prices, &spec, cut, MatrixOptions { require_label: true, drop_incomplete: true }, true)?;
+    let scoring =
+        dataset(ctx, &loaded.prices, &spec, last, MatrixOptions::default(), true)?.filter(|(_, d)| *d == last);
+    for kind in ["gbm", "lstm", "linear", "forecast", "rule", "ensemble"] {
         let cfg_path = locate(&Path::new("configs/models").join(format!("{kind}.toml")));
         let config = ModelConfig::from_file(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
         let (train, valid) = if config.uses_validation() {

@@ -42,8 +42,10 @@ impl Ctx {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.log_format, cli.quiet);
+    let progress = Progress::new(cli.log_format, cli.quiet);
+    stockcast_models::progress::set_visible(progress.visible());
     let ctx = Ctx {
-        progress: Progress::new(cli.log_format, cli.quiet),
+        progress,
         json_logs: cli.log_format == crate::cli::LogFormat::Json,
         quiet: cli.quiet,
     };

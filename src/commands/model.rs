@@ -13,18 +13,25 @@ use super::{Ctx, load, out};
 use crate::UsageError;
 use crate::cli::{FitArgs, PredictArgs};
 
-/// Features of `prices` (known at the close of `as_of`) as a dataset.
+/// Features of `prices` (known at the close of `as_of`) as a dataset; with `context`, every known feature row is
+/// kept beside the selected ones for sequence models.
 pub(crate) fn dataset(
     ctx: Ctx,
     prices: &PriceFrame,
     spec: &FeatureSpec,
     as_of: NaiveDate,
     opts: MatrixOptions,
+    context: bool,
 ) -> anyhow::Result<Dataset> {
     let known = prices.until(as_of)?;
     let frame = compute(ctx, &known, spec)?;
     let matrix = FeatureMatrix::from_frame(&frame, opts)?;
-    Ok(Dataset { matrix, history: Arc::new(History::from_prices(&known)?) })
+    let context = match (context, opts == MatrixOptions::default()) {
+        (false, _) => None,
+        (true, true) => Some(Arc::new(matrix.clone())),
+        (true, false) => Some(Arc::new(FeatureMatrix::from_frame(&frame, MatrixOptions::default())?)),
+    };
+    Ok(Dataset { matrix, history: Arc::new(History::from_prices(&known)?), context })
 }
 
 /// Splits off the last `fraction` of dates as validation, leaving a gap of `gap` trading dates before it.
@@ -54,6 +61,7 @@ pub(crate) fn fit(ctx: Ctx, a: &FitArgs) -> anyhow::Result<()> {
         &spec,
         a.train_until,
         MatrixOptions { require_label: true, drop_incomplete: true },
+        config.uses_sequences(),
     )?;
     if data.is_empty() {
         return Err(UsageError(format!(
@@ -68,7 +76,12 @@ pub(crate) fn fit(ctx: Ctx, a: &FitArgs) -> anyhow::Result<()> {
     } else {
         (data, None)
     };
-    let pb = ctx.progress.step(&format!("fitting {} on {} rows", config.kind(), train.len()));
+    // Sequence models draw their own per-epoch bar.
+    let pb = if config.uses_sequences() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        ctx.progress.step(&format!("fitting {} on {} rows", config.kind(), train.len()))
+    };
     let model = stockcast_models::fit(&config, &train, valid.as_ref(), a.seed)?;
     pb.finish_and_clear();
     model
@@ -100,7 +113,8 @@ pub(crate) fn predict(ctx: Ctx, a: &PredictArgs) -> anyhow::Result<()> {
     let spec = FeatureSpec::from_file(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let quarantine_beside = a.out.clone().unwrap_or_else(|| "predictions.csv".into());
     let loaded = load(ctx, &a.data, &quarantine_beside, None)?;
-    let all = dataset(ctx, &loaded.prices, &spec, a.date, MatrixOptions::default())?;
+    let sequences = model.meta.config.uses_sequences();
+    let all = dataset(ctx, &loaded.prices, &spec, a.date, MatrixOptions::default(), sequences)?;
     let day = all.filter(|(_, d)| *d == a.date);
     if day.is_empty() {
         let last = loaded.prices.date_range()?.map(|(_, l)| l.to_string()).unwrap_or_default();

@@ -78,9 +78,17 @@ pub struct Dataset {
     pub matrix: FeatureMatrix,
     /// Closes per symbol (shared between train/validation/test views).
     pub history: Arc<History>,
+    /// Every feature row known (all dates, with or without label or missing features), where sequence models
+    /// look up the rows preceding each row of `matrix`; `None`: `matrix` itself. Shared between views.
+    pub context: Option<Arc<FeatureMatrix>>,
 }
 
 impl Dataset {
+    /// A dataset without a separate context.
+    pub fn new(matrix: FeatureMatrix, history: Arc<History>) -> Self {
+        Self { matrix, history, context: None }
+    }
+
     /// Rows.
     pub fn len(&self) -> usize {
         self.matrix.nrows()
@@ -106,7 +114,7 @@ impl Dataset {
         let index = rows.iter().map(|&i| m.index[i].clone()).collect();
         let matrix =
             FeatureMatrix { x, y, index, feature_names: m.feature_names.clone(), spec_hash: m.spec_hash.clone() };
-        Self { matrix, history: Arc::clone(&self.history) }
+        Self { matrix, history: Arc::clone(&self.history), context: self.context.clone() }
     }
 }
 

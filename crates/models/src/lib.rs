@@ -1,5 +1,5 @@
 //! Models for stockcast behind one interface: configure ([`ModelConfig`]) → [`fit`] → [`TrainedModel`] →
-//! predict → save / load. Kinds: `gbm` (the real libxgboost), `linear` (linfa elastic net), `forecast` (Prophet-style and ETS per symbol), `rule`
+//! predict → save / load. Kinds: `gbm` (the real libxgboost), `lstm` (burn), `linear` (linfa elastic net), `forecast` (Prophet-style and ETS per symbol), `rule`
 //! (buy-and-hold, SMA crossover, momentum) and `ensemble`. Every score is the expected forward return over the
 //! label horizon (rules: a signal of the same sign convention), so backtests never care which model made it.
 //! XGBoost types stay inside `gbm`.
@@ -10,7 +10,9 @@ pub mod error;
 pub mod forecast;
 pub mod gbm;
 pub mod linear;
+pub mod lstm;
 pub mod model;
+pub mod progress;
 pub mod rules;
 
 pub use data::{Dataset, History, Predictions, SymbolHistory};

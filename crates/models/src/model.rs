@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Predictions};
 use crate::error::{Error, Result};
-use crate::{ensemble, forecast, gbm, linear, rules};
+use crate::{ensemble, forecast, gbm, linear, lstm, rules};
 
 /// A fitted model of any kind.
 pub trait Model: std::fmt::Debug + Send + Sync {
@@ -28,6 +28,8 @@ pub trait Model: std::fmt::Debug + Send + Sync {
 pub enum ModelConfig {
     /// XGBoost gradient-boosted trees.
     Gbm(gbm::GbmConfig),
+    /// A burn LSTM over the last `lookback` days of normalised features per symbol.
+    Lstm(lstm::LstmConfig),
     /// Ridge / elastic net (linfa) on standardised features.
     Linear(linear::LinearConfig),
     /// Per-symbol Prophet-style or ETS forecasts of the log close.
@@ -43,6 +45,7 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Gbm(_) => "gbm",
+            Self::Lstm(_) => "lstm",
             Self::Linear(_) => "linear",
             Self::Forecast(_) => "forecast",
             Self::Rule(_) => "rule",
@@ -66,10 +69,21 @@ impl ModelConfig {
         })
     }
 
+    /// True when the model reads each row's preceding feature rows, so datasets should carry a
+    /// [`context`](Dataset::context) with every known row (not only the labelled or complete ones).
+    pub fn uses_sequences(&self) -> bool {
+        match self {
+            Self::Lstm(_) => true,
+            Self::Ensemble(e) => e.members.iter().any(Self::uses_sequences),
+            Self::Gbm(_) | Self::Linear(_) | Self::Forecast(_) | Self::Rule(_) => false,
+        }
+    }
+
     /// True when fitting uses a validation set (early stopping), so callers hold one out.
     pub fn uses_validation(&self) -> bool {
         match self {
             Self::Gbm(_) => true,
+            Self::Lstm(c) => c.uses_validation(),
             Self::Ensemble(e) => e.members.iter().any(Self::uses_validation),
             Self::Linear(_) | Self::Forecast(_) | Self::Rule(_) => false,
         }
@@ -79,6 +93,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             Self::Gbm(c) => c.validate(),
+            Self::Lstm(c) => c.validate(),
             Self::Linear(c) => c.validate(),
             Self::Forecast(c) => c.validate(),
             Self::Rule(c) => c.validate(),
@@ -137,6 +152,7 @@ pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed:
     }
     let model: Box<dyn Model> = match config {
         ModelConfig::Gbm(c) => Box::new(gbm::fit(c, train, valid, seed)?),
+        ModelConfig::Lstm(c) => Box::new(lstm::fit(c, train, valid, seed)?),
         ModelConfig::Linear(c) => Box::new(linear::fit(c, train)?),
         ModelConfig::Forecast(c) => Box::new(forecast::fit(c, train)?),
         ModelConfig::Rule(c) => Box::new(c.clone()),
@@ -271,6 +287,7 @@ impl TrainedModel {
         }
         let model: Box<dyn Model> = match &meta.config {
             ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir, &meta)?),
+            ModelConfig::Lstm(_) => Box::new(lstm::LstmModel::load(dir)?),
             ModelConfig::Linear(_) => Box::new(linear::Linear::load(dir)?),
             ModelConfig::Forecast(_) => Box::new(forecast::Forecast::load(dir)?),
             ModelConfig::Rule(c) => Box::new(c.clone()),

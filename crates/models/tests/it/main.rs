@@ -21,7 +21,7 @@ fn us5() -> &'static (Dataset, Dataset) {
         let loaded = load_prices(&path, &LoadOptions::default()).unwrap();
         let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
         let m = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
-        let all = Dataset { matrix: m, history: Arc::new(History::from_prices(&loaded.prices).unwrap()) };
+        let all = Dataset::new(m, Arc::new(History::from_prices(&loaded.prices).unwrap()));
         let cut = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
         let gap = chrono::NaiveDate::from_ymd_opt(2010, 1, 11).unwrap();
         (all.filter(|(_, d)| *d < cut), all.filter(|(_, d)| *d >= gap))
@@ -41,9 +41,12 @@ fn assert_identical(a: &[f64], b: &[f64], what: &str) {
 }
 
 fn round_trip(name: &str) {
+    round_trip_with(name, &config(name));
+}
+
+fn round_trip_with(name: &str, cfg: &ModelConfig) {
     let (train, test) = us5();
-    let cfg = config(name);
-    let m = fit(&cfg, train, None, 7).unwrap();
+    let m = fit(cfg, train, None, 7).unwrap();
     let p1 = m.predict(test).unwrap();
     assert_eq!(p1.score.len(), test.len());
     assert!(p1.score.iter().filter(|v| v.is_finite()).count() > test.len() / 2, "{name}: mostly NaN scores");
@@ -53,7 +56,7 @@ fn round_trip(name: &str) {
     assert_eq!(loaded.meta.kind, name);
     let p2 = loaded.predict(test).unwrap();
     assert_identical(&p1.score, &p2.score, &format!("{name}: after save/load"));
-    let again = fit(&cfg, train, None, 7).unwrap().predict(test).unwrap();
+    let again = fit(cfg, train, None, 7).unwrap().predict(test).unwrap();
     assert_identical(&p1.score, &again.score, &format!("{name}: second fit with the same seed"));
 }
 
@@ -75,6 +78,17 @@ fn rule_round_trip() {
 #[test]
 fn forecast_round_trip() {
     round_trip("forecast");
+}
+
+#[test]
+fn lstm_round_trip() {
+    // The example config, shortened to two epochs to keep the test quick.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/lstm.toml"))
+        .unwrap()
+        .replace("epochs = 8", "epochs = 2");
+    let cfg = ModelConfig::from_toml(&text).unwrap();
+    assert!(matches!(&cfg, ModelConfig::Lstm(c) if c.epochs == 2));
+    round_trip_with("lstm", &cfg);
 }
 
 #[test]
@@ -106,7 +120,7 @@ fn planted(n: usize, seed: u64) -> Dataset {
         feature_names: (0..5).map(|j| format!("f{j}")).collect(),
         spec_hash: SpecHash("planted".into()),
     };
-    Dataset { matrix, history: Arc::new(History::default()) }
+    Dataset::new(matrix, Arc::new(History::default()))
 }
 
 fn r2(pred: &[f64], y: &Array1<f32>) -> f64 {
@@ -138,6 +152,67 @@ fn linear_recovers_coefficient_signs() {
     assert!(coef[2..].iter().all(|c| c.abs() < 0.05), "{coef:?}");
     let r2 = r2(&m.predict(&test).unwrap().score, test.matrix.y.as_ref().unwrap());
     assert!(r2 > 0.8, "linear test R² {r2}");
+}
+
+fn mse(pred: &[f64], y: &Array1<f32>) -> f64 {
+    y.iter().zip(pred).map(|(v, p)| (f64::from(*v) - p).powi(2)).sum::<f64>() / y.len() as f64
+}
+
+#[test]
+fn lstm_loss_falls_and_beats_the_training_mean() {
+    let (train, valid, test) = (planted(6000, 11), planted(1000, 12), planted(2000, 13));
+    let cfg = ModelConfig::from_toml(
+        "kind = \"lstm\"\nlookback = 5\nhidden = 16\nepochs = 3\nbatch_size = 64\nlearning_rate = 0.01\npatience = 3",
+    )
+    .unwrap();
+    let m = fit(&cfg, &train, Some(&valid), 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path(), &[]).unwrap();
+    let meta = TrainedModel::load(dir.path()).unwrap().meta;
+    let losses: Vec<f64> = meta.extra["train_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 3, "{losses:?}");
+    assert!(losses.windows(2).all(|w| w[1] < w[0]), "training loss does not fall: {losses:?}");
+    let y_train = train.matrix.y.as_ref().unwrap();
+    let train_mean = y_train.iter().map(|v| f64::from(*v)).sum::<f64>() / y_train.len() as f64;
+    let y_test = test.matrix.y.as_ref().unwrap();
+    let model_mse = mse(&m.predict(&test).unwrap().score, y_test);
+    let mean_mse = mse(&vec![train_mean; test.len()], y_test);
+    assert!(model_mse < 0.7 * mean_mse, "lstm test MSE {model_mse} vs training-mean MSE {mean_mse}");
+}
+
+#[test]
+fn lstm_sequences_never_look_ahead() {
+    let (train, _) = us5();
+    let cfg = ModelConfig::from_toml("kind = \"lstm\"\nlookback = 10\nhidden = 8\nepochs = 1\npatience = 0").unwrap();
+    let m = fit(&cfg, train, None, 3).unwrap();
+    // Score one row of each symbol at a date in the middle, with a context of every row.
+    let mut data = train.clone();
+    data.context = Some(Arc::new(train.matrix.clone()));
+    let t = chrono::NaiveDate::from_ymd_opt(2005, 6, 1).unwrap();
+    let day = data.filter(|(_, d)| *d == t);
+    assert!(day.len() >= 3, "rows on {t}");
+    let base = m.predict(&day).unwrap().score;
+    // Scrambling every row after t changes nothing ...
+    let mut ctx = train.matrix.clone();
+    for (i, (_, d)) in train.matrix.index.iter().enumerate() {
+        if *d > t {
+            ctx.x.row_mut(i).fill(1e3);
+        }
+    }
+    let mut later = day.clone();
+    later.context = Some(Arc::new(ctx));
+    assert_identical(&base, &m.predict(&later).unwrap().score, "lstm with rows after t altered");
+    // ... while altering the row at t itself does change the scores (the test can fail).
+    let mut ctx = train.matrix.clone();
+    for (i, (_, d)) in train.matrix.index.iter().enumerate() {
+        if *d == t {
+            ctx.x.row_mut(i).fill(3.0);
+        }
+    }
+    let mut now = day.clone();
+    now.context = Some(Arc::new(ctx));
+    let changed = m.predict(&now).unwrap().score;
+    assert!(base.iter().zip(&changed).all(|(a, b)| (a - b).abs() > 1e-9), "{base:?} vs {changed:?}");
 }
 
 #[test]
@@ -209,6 +284,9 @@ fn bad_configs_are_rejected_with_reasons() {
         ("kind = \"linear\"\nl1_ratio = 2", "l1_ratio"),
         ("kind = \"rule\"\nrule = \"sma_cross\"\nfast = 20\nslow = 10", "fast < slow"),
         ("kind = \"ensemble\"\nmembers = []", "no members"),
+        ("kind = \"lstm\"\nhidden = 0", "hidden must be at least 1"),
+        ("kind = \"lstm\"\ndropout = 1.5", "dropout"),
+        ("kind = \"lstm\"\nloss = \"l1\"", "unknown variant"),
         ("kind = \"nope\"", "unknown variant"),
     ] {
         let e = ModelConfig::from_toml(text).unwrap_err().to_string();

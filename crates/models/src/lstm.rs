@@ -1,0 +1,510 @@
+//! `lstm`: a burn LSTM over the last `lookback` trading days of normalised features per symbol, a linear head on
+//! the last hidden state, MSE or Huber loss on the standardised label, Adam, shuffled mini-batches, early stopping
+//! on the validation loss (the best epoch's weights are kept).
+//!
+//! The sequence of a row `(symbol, t)` is that symbol's feature rows at its last `lookback` dates ≤ t, taken from
+//! the dataset's [`context`](crate::Dataset::context) (all feature rows known, also dates without a label) or,
+//! without one, from the dataset's own rows; shorter histories are left-padded with zeros (the training mean).
+//! Feature and label statistics are fitted on the training rows only and saved with the weights (`lstm.bpk`,
+//! burnpack) and the network config (`lstm.json`).
+//!
+//! Runs on burn's flex CPU backend; the `cuda` cargo feature adds `device = "cuda"`. burn's random generator is
+//! process-wide, so fits and loads hold a lock: with the same data, config and seed a fit is bit-identical.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use burn::module::Module;
+use burn::nn::loss::{HuberLossConfig, MseLoss, Reduction};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Lstm, LstmConfig as BurnLstmConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use chrono::NaiveDate;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use stockcast_features::FeatureMatrix;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Mean squared error.
+    #[default]
+    Mse,
+    /// Huber loss (quadratic within `huber_delta` standard deviations of the label, linear beyond).
+    Huber,
+}
+
+/// Where the network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// burn's flex CPU backend.
+    #[default]
+    Cpu,
+    /// CUDA (needs the `cuda` cargo feature and an NVIDIA GPU).
+    Cuda,
+}
+
+/// Parameters of the LSTM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmConfig {
+    /// Trading days per input sequence.
+    #[serde(default = "d_lookback")]
+    pub lookback: usize,
+    /// Hidden units per layer.
+    #[serde(default = "d_hidden")]
+    pub hidden: usize,
+    /// Stacked LSTM layers.
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    /// Dropout after each LSTM layer while training.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Maximum epochs.
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    /// Sequences per mini-batch.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[serde(default = "d_lr")]
+    pub learning_rate: f64,
+    /// Adam weight decay (L2), 0 for none.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Loss on the standardised label.
+    #[serde(default)]
+    pub loss: LossKind,
+    /// Huber threshold in label standard deviations.
+    #[serde(default = "d_delta")]
+    pub huber_delta: f64,
+    /// Stop when the validation loss has not improved for this many epochs (0: no early stopping, no validation).
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    /// Train on at most this many of the most recent labelled rows (0: all).
+    #[serde(default)]
+    pub max_train_rows: usize,
+    /// Where to run.
+    #[serde(default)]
+    pub device: DeviceKind,
+}
+
+fn d_lookback() -> usize {
+    20
+}
+fn d_hidden() -> usize {
+    32
+}
+fn d_layers() -> usize {
+    1
+}
+fn d_epochs() -> usize {
+    10
+}
+fn d_batch() -> usize {
+    256
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_delta() -> f64 {
+    1.0
+}
+fn d_patience() -> usize {
+    3
+}
+
+impl LstmConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("lstm: {m}")));
+        for (name, v) in [
+            ("lookback", self.lookback),
+            ("hidden", self.hidden),
+            ("layers", self.layers),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+        ] {
+            if v == 0 {
+                return err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.lookback > 1000 || self.hidden > 4096 || self.layers > 8 {
+            return err("lookback ≤ 1000, hidden ≤ 4096 and layers ≤ 8 please".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return err(format!("learning_rate must be positive, got {}", self.learning_rate));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return err(format!("weight_decay must be ≥ 0, got {}", self.weight_decay));
+        }
+        if !(self.huber_delta > 0.0 && self.huber_delta.is_finite()) {
+            return err(format!("huber_delta must be positive, got {}", self.huber_delta));
+        }
+        if self.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+            return err("device = \"cuda\" needs stockcast built with `--features cuda`".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn uses_validation(&self) -> bool {
+        self.patience > 0
+    }
+
+    fn device(&self) -> Device {
+        match self.device {
+            DeviceKind::Cpu => Device::flex(),
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => Device::cuda(0),
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => unreachable!("validate refuses cuda without the feature"),
+        }
+    }
+}
+
+/// The network: stacked LSTMs, dropout between them, a linear head on the last step's hidden state.
+#[derive(Module, Debug)]
+struct Net {
+    layers: Vec<Lstm>,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl Net {
+    fn new(cfg: &LstmConfig, inputs: usize, device: &Device) -> Self {
+        let layers = (0..cfg.layers)
+            .map(|i| BurnLstmConfig::new(if i == 0 { inputs } else { cfg.hidden }, cfg.hidden, true).init(device))
+            .collect();
+        Self {
+            layers,
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            head: LinearConfig::new(cfg.hidden, 1).init(device),
+        }
+    }
+
+    /// `[batch, lookback, features]` → `[batch]`.
+    fn forward(&self, x: Tensor<3>) -> Tensor<1> {
+        let [batch, steps, _] = x.dims();
+        let mut h = x;
+        for lstm in &self.layers {
+            let (out, _) = lstm.forward(h, None);
+            h = self.dropout.forward(out);
+        }
+        let hidden = h.dims()[2];
+        let last = h.narrow(1, steps - 1, 1).reshape([batch, hidden]);
+        self.head.forward(last).reshape([batch])
+    }
+}
+
+/// burn's random generator is process-wide: whoever seeds and draws from it holds this.
+fn burn_rng_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What is saved beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Saved {
+    config: LstmConfig,
+    inputs: usize,
+    /// Training means and standard deviations per feature.
+    means: Vec<f64>,
+    stds: Vec<f64>,
+    /// Training label mean and standard deviation.
+    y_mean: f64,
+    y_std: f64,
+    /// Epochs run and the epoch whose weights were kept (1-based), with its losses.
+    epochs_run: usize,
+    best_epoch: usize,
+    train_loss: Vec<f64>,
+    valid_loss: Vec<f64>,
+}
+
+/// A fitted LSTM.
+#[derive(Debug)]
+pub struct LstmModel {
+    saved: Saved,
+    net: Net,
+    device: Device,
+}
+
+/// Per symbol, the context rows in date order.
+struct SeqIndex<'a> {
+    matrix: &'a FeatureMatrix,
+    by_symbol: HashMap<&'a str, Vec<(NaiveDate, usize)>>,
+}
+
+impl<'a> SeqIndex<'a> {
+    fn new(matrix: &'a FeatureMatrix) -> Self {
+        let mut by_symbol: HashMap<&str, Vec<(NaiveDate, usize)>> = HashMap::new();
+        for (i, (s, d)) in matrix.index.iter().enumerate() {
+            by_symbol.entry(s.as_str()).or_default().push((*d, i));
+        }
+        for rows in by_symbol.values_mut() {
+            rows.sort_unstable();
+        }
+        Self { matrix, by_symbol }
+    }
+
+    /// Writes the normalised sequence of `(symbol, date)` (`lookback × features`) into `out`.
+    fn fill(&self, key: &(String, NaiveDate), lookback: usize, saved: &Saved, out: &mut [f32]) {
+        out.fill(0.0);
+        let Some(rows) = self.by_symbol.get(key.0.as_str()) else { return };
+        let end = rows.partition_point(|(d, _)| *d <= key.1);
+        let start = end.saturating_sub(lookback);
+        let f = saved.inputs;
+        let offset = lookback - (end - start);
+        for (k, &(_, row)) in rows[start..end].iter().enumerate() {
+            let dst = &mut out[(offset + k) * f..(offset + k + 1) * f];
+            for (j, (v, slot)) in self.matrix.x.row(row).iter().zip(dst).enumerate() {
+                let z = (f64::from(*v) - saved.means[j]) / saved.stds[j];
+                *slot = if z.is_finite() { z.clamp(-10.0, 10.0) as f32 } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Sequences of `keys` as one `[n, lookback, features]` buffer.
+fn sequences(index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
+    let per = saved.config.lookback * saved.inputs;
+    let mut buf = vec![0.0f32; keys.len() * per];
+    for (key, chunk) in keys.iter().zip(buf.chunks_mut(per)) {
+        index.fill(key, saved.config.lookback, saved, chunk);
+    }
+    buf
+}
+
+fn tensor3(buf: Vec<f32>, n: usize, saved: &Saved, device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(buf, [n, saved.config.lookback, saved.inputs]), device)
+}
+
+fn to_vec(t: &Tensor<1>) -> Result<Vec<f32>> {
+    t.to_data().try_to_vec::<f32>().map_err(|e| Error::Data(format!("lstm: reading a tensor: {e:?}")))
+}
+
+/// Labelled rows of `data` (indices, standardised labels), the most recent `max` when `max > 0`.
+fn labelled(data: &Dataset, max: usize, saved: Option<&Saved>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let y = data.labels()?;
+    let mut rows: Vec<usize> = (0..data.len()).filter(|&i| y[i].is_finite()).collect();
+    if max > 0 && rows.len() > max {
+        rows.sort_by_key(|&i| data.matrix.index[i].1);
+        rows.drain(..rows.len() - max);
+        rows.sort_unstable();
+    }
+    let (m, s) = saved.map_or((0.0, 1.0), |s| (s.y_mean, s.y_std));
+    let ys = rows.iter().map(|&i| ((f64::from(y[i]) - m) / s) as f32).collect();
+    Ok((rows, ys))
+}
+
+fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut n, mut sum, mut sq) = (0usize, 0.0, 0.0);
+    for v in values.filter(|v| v.is_finite()) {
+        n += 1;
+        sum += v;
+        sq += v * v;
+    }
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let m = sum / n as f64;
+    let sd = (sq / n as f64 - m * m).max(0.0).sqrt();
+    (m, if sd > 1e-12 && sd.is_finite() { sd } else { 1.0 })
+}
+
+fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
+    match cfg.loss {
+        LossKind::Mse => MseLoss::new().forward(pred, target, Reduction::Mean),
+        LossKind::Huber => HuberLossConfig::new(cfg.huber_delta as f32).init().forward(pred, target, Reduction::Mean),
+    }
+}
+
+/// Mean loss of `net` (in evaluation mode) over `keys`, in batches.
+fn eval_loss(net: &Net, index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], ys: &[f32], saved: &Saved, device: &Device) -> Result<f64> {
+    let mut total = 0.0;
+    for (kb, yb) in keys.chunks(saved.config.batch_size * 4).zip(ys.chunks(saved.config.batch_size * 4)) {
+        let x = tensor3(sequences(index, kb, saved), kb.len(), saved, device);
+        let target = Tensor::from_data(TensorData::new(yb.to_vec(), [yb.len()]), device);
+        let l = to_vec(&loss(&saved.config, net.forward(x), target))?;
+        total += f64::from(l[0]) * kb.len() as f64;
+    }
+    Ok(total / keys.len().max(1) as f64)
+}
+
+pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<LstmModel> {
+    let inputs = train.matrix.feature_names.len();
+    if inputs == 0 {
+        return Err(Error::Data("lstm: the data has no features".into()));
+    }
+    let (rows, _) = labelled(train, cfg.max_train_rows, None)?;
+    if rows.len() < 2 {
+        return Err(Error::Data(format!("lstm: {} labelled training rows; need at least 2", rows.len())));
+    }
+    // Statistics from the training rows only.
+    let x = &train.matrix.x;
+    let (mut means, mut stds) = (Vec::with_capacity(inputs), Vec::with_capacity(inputs));
+    for j in 0..inputs {
+        let (m, s) = mean_std(rows.iter().map(|&i| f64::from(x[[i, j]])));
+        means.push(m);
+        stds.push(s);
+    }
+    let y = train.labels()?;
+    let (y_mean, y_std) = mean_std(rows.iter().map(|&i| f64::from(y[i])));
+    let mut saved = Saved {
+        config: cfg.clone(),
+        inputs,
+        means,
+        stds,
+        y_mean,
+        y_std,
+        epochs_run: 0,
+        best_epoch: 0,
+        train_loss: Vec::new(),
+        valid_loss: Vec::new(),
+    };
+    let (rows, ys) = labelled(train, cfg.max_train_rows, Some(&saved))?;
+    let train_ctx = train.context.as_deref().unwrap_or(&train.matrix);
+    let train_index = SeqIndex::new(train_ctx);
+    let train_keys: Vec<&(String, NaiveDate)> = rows.iter().map(|&i| &train.matrix.index[i]).collect();
+    let valid = valid.filter(|v| !v.is_empty() && cfg.patience > 0);
+    let valid_parts = valid
+        .map(|v| -> Result<_> {
+            let (vrows, vys) = labelled(v, 0, Some(&saved))?;
+            let keys: Vec<&(String, NaiveDate)> = vrows.iter().map(|&i| &v.matrix.index[i]).collect();
+            Ok((SeqIndex::new(v.context.as_deref().unwrap_or(&v.matrix)), keys, vys))
+        })
+        .transpose()?
+        .filter(|(_, keys, _)| !keys.is_empty());
+
+    let base = cfg.device();
+    let device = base.clone().autodiff();
+    let _guard = burn_rng_lock();
+    device.seed(seed);
+    let mut net = Net::new(cfg, inputs, &device);
+    let mut adam = AdamConfig::new();
+    if cfg.weight_decay > 0.0 {
+        adam = adam.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(cfg.weight_decay as f32)));
+    }
+    let mut optim = adam.init();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..train_keys.len()).collect();
+    let (mut best, mut best_net, mut since_best) = (f64::INFINITY, None, 0usize);
+    let bar = crate::progress::epochs(cfg.epochs as u64);
+    for epoch in 1..=cfg.epochs {
+        order.shuffle(&mut rng);
+        let (mut sum, mut count) = (0.0, 0usize);
+        for batch in order.chunks(cfg.batch_size) {
+            let keys: Vec<_> = batch.iter().map(|&i| train_keys[i]).collect();
+            let target: Vec<f32> = batch.iter().map(|&i| ys[i]).collect();
+            let x = tensor3(sequences(&train_index, &keys, &saved), keys.len(), &saved, &device);
+            let target = Tensor::from_data(TensorData::new(target, [batch.len()]), &device);
+            let l = loss(cfg, net.forward(x), target);
+            sum += f64::from(to_vec(&l)?[0]) * batch.len() as f64;
+            count += batch.len();
+            let grads = GradientsParams::from_grads(l.backward(), &net);
+            net = optim.step(cfg.learning_rate, net, grads);
+        }
+        let train_loss = sum / count as f64;
+        if !train_loss.is_finite() {
+            return Err(Error::Data(format!(
+                "lstm: training loss is {train_loss} in epoch {epoch}; lower learning_rate or check the features"
+            )));
+        }
+        saved.train_loss.push(train_loss);
+        saved.epochs_run = epoch;
+        let msg = if let Some((index, keys, vys)) = &valid_parts {
+            let eval = net.valid();
+            let v = eval_loss(&eval, index, keys, vys, &saved, &base)?;
+            saved.valid_loss.push(v);
+            if v < best {
+                (best, since_best) = (v, 0);
+                saved.best_epoch = epoch;
+                best_net = Some(eval);
+            } else {
+                since_best += 1;
+            }
+            format!("loss {train_loss:.4}, valid {v:.4}")
+        } else {
+            saved.best_epoch = epoch;
+            format!("loss {train_loss:.4}")
+        };
+        tracing::info!(epoch, train_loss, valid_loss = saved.valid_loss.last(), "lstm epoch");
+        bar.set_message(msg);
+        bar.inc(1);
+        if valid_parts.is_some() && since_best >= cfg.patience {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let net = best_net.unwrap_or_else(|| net.valid());
+    Ok(LstmModel { saved, net, device: base })
+}
+
+impl LstmModel {
+    pub(crate) fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("lstm.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
+        let saved: Saved =
+            serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
+        saved.config.validate()?;
+        if saved.means.len() != saved.inputs || saved.stds.len() != saved.inputs {
+            return Err(Error::artifact(dir, "lstm.json: normaliser size differs from the input size"));
+        }
+        let device = saved.config.device();
+        let net = {
+            let _guard = burn_rng_lock();
+            Net::new(&saved.config, saved.inputs, &device)
+        };
+        let net = net
+            .try_load_file(dir.join("lstm.bpk"))
+            .map_err(|e| Error::artifact(dir, format!("lstm.bpk: {e:?}")))?
+            .valid();
+        Ok(Self { saved, net, device })
+    }
+}
+
+impl Model for LstmModel {
+    fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        if data.matrix.feature_names.len() != self.saved.inputs {
+            return Err(Error::Data(format!(
+                "lstm: the data has {} features, the model {}",
+                data.matrix.feature_names.len(),
+                self.saved.inputs
+            )));
+        }
+        let index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
+        let keys: Vec<&(String, NaiveDate)> = data.matrix.index.iter().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(self.saved.config.batch_size * 4) {
+            let x = tensor3(sequences(&index, chunk, &self.saved), chunk.len(), &self.saved, &self.device);
+            let pred = to_vec(&self.net.forward(x))?;
+            out.extend(pred.iter().map(|v| f64::from(*v) * self.saved.y_std + self.saved.y_mean));
+        }
+        Ok(out)
+    }
+
+    fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
+        let json = serde_json::to_vec_pretty(&self.saved).map_err(|e| Error::Data(e.to_string()))?;
+        std::fs::write(dir.join("lstm.json"), json).map_err(|e| Error::io(dir.join("lstm.json"), e))?;
+        self.net
+            .clone()
+            .save_file(dir.join("lstm.bpk"))
+            .map_err(|e| Error::Data(format!("lstm: saving weights: {e:?}")))?;
+        let mut extra = BTreeMap::new();
+        extra.insert("epochs_run".into(), self.saved.epochs_run.into());
+        extra.insert("best_epoch".into(), self.saved.best_epoch.into());
+        extra.insert("train_loss".into(), self.saved.train_loss.clone().into());
+        extra.insert("valid_loss".into(), self.saved.valid_loss.clone().into());
+        Ok(extra)
+    }
+}
