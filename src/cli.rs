@@ -225,6 +225,8 @@ pub enum BenchCommand {
     Forecast(BenchForecastArgs),
     /// XGBoost training time on a synthetic planted-signal matrix (rows x cols, rounds).
     Gbm(BenchGbmArgs),
+    /// LSTM training time per epoch on synthetic sequences (flex CPU backend).
+    Lstm(BenchLstmArgs),
 }
 
 /// `stockcast bench forecast`.
@@ -256,6 +258,32 @@ pub struct BenchGbmArgs {
     /// Threads.
     #[arg(long, default_value_t = 2)]
     pub nthread: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// `stockcast bench lstm`.
+#[derive(Debug, Args)]
+pub struct BenchLstmArgs {
+    /// Training sequences (one per row of a synthetic 100-symbol panel).
+    #[arg(long, default_value_t = 50_000)]
+    pub sequences: usize,
+    /// Time steps per sequence.
+    #[arg(long, default_value_t = 30)]
+    pub lookback: usize,
+    /// Features per step.
+    #[arg(long, default_value_t = 8)]
+    pub cols: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Epochs timed.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -8,7 +8,8 @@ use serde::Serialize;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
 use super::{Ctx, out};
-use crate::cli::{BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs};
+use crate::UsageError;
+use crate::cli::{BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs};
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
@@ -160,24 +161,31 @@ fn forecast(ctx: Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
+/// `rows` rows of `cols` uniform features over 100 symbols (one row per symbol and day); the label is a planted
+/// nonlinear function of the first three features plus noise.
+fn synthetic_dataset(rows: usize, cols: usize, seed: u64) -> anyhow::Result<stockcast_models::Dataset> {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
-    let x = ndarray::Array2::<f32>::from_shape_fn((a.rows, a.cols), |_| rng.random::<f32>() * 2.0 - 1.0);
-    let y = ndarray::Array1::<f32>::from_shape_fn(a.rows, |i| {
-        0.8 * x[[i, 0]] - 0.5 * x[[i, 1]] * x[[i, 2]] + 0.1 * (rng.random::<f32>() - 0.5)
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = ndarray::Array2::<f32>::from_shape_fn((rows, cols), |_| rng.random::<f32>() * 2.0 - 1.0);
+    let y = ndarray::Array1::<f32>::from_shape_fn(rows, |i| {
+        0.8 * x[[i, 0]] - 0.5 * x[[i, 1]] * x[[i, 2.min(cols - 1)]] + 0.1 * (rng.random::<f32>() - 0.5)
     });
     let start = chrono::NaiveDate::from_ymd_opt(2000, 1, 3).context("date")?;
     let matrix = stockcast_features::FeatureMatrix {
         x,
         y: Some(y),
-        index: (0..a.rows)
-            .map(|i| (format!("S{}", i % 100), start + chrono::Duration::days((i / 100) as i64)))
-            .collect(),
-        feature_names: (0..a.cols).map(|j| format!("f{j}")).collect(),
+        index: (0..rows).map(|i| (format!("S{}", i % 100), start + chrono::Duration::days((i / 100) as i64))).collect(),
+        feature_names: (0..cols).map(|j| format!("f{j}")).collect(),
         spec_hash: stockcast_features::SpecHash("bench".into()),
     };
-    let data = stockcast_models::Dataset::new(matrix, std::sync::Arc::default());
+    Ok(stockcast_models::Dataset::new(matrix, std::sync::Arc::default()))
+}
+
+fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
+    if a.cols < 3 {
+        return Err(UsageError("--cols must be at least 3".into()).into());
+    }
+    let data = synthetic_dataset(a.rows, a.cols, a.seed)?;
     let cfg = stockcast_models::ModelConfig::from_toml(&format!(
         "kind = \"gbm\"\nrounds = {}\nmax_depth = 6\neta = 0.1\nnthread = {}\nearly_stopping_rounds = 0",
         a.rounds, a.nthread
@@ -201,10 +209,41 @@ fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
+    if a.cols < 3 || a.epochs == 0 {
+        return Err(UsageError("--cols must be at least 3 and --epochs at least 1".into()).into());
+    }
+    let data = synthetic_dataset(a.sequences, a.cols, a.seed)?;
+    let cfg = stockcast_models::ModelConfig::from_toml(&format!(
+        "kind = \"lstm\"\nlookback = {}\nhidden = {}\nbatch_size = {}\nepochs = {}\npatience = 0",
+        a.lookback, a.hidden, a.batch_size, a.epochs
+    ))?;
+    let t = Instant::now();
+    let model = stockcast_models::fit(&cfg, &data, None, a.seed)?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let preds = model.predict(&data)?;
+    let predict_s = t.elapsed().as_secs_f64();
+    out(&format!(
+        "bench lstm: {} sequences x {} steps x {} features, hidden {}, batch {}, Adam, flex CPU: {:.2} s/epoch \
+         ({} epochs in {fit_s:.2} s); predict {} sequences {predict_s:.2} s",
+        a.sequences,
+        a.lookback,
+        a.cols,
+        a.hidden,
+        a.batch_size,
+        fit_s / a.epochs as f64,
+        a.epochs,
+        preds.score.len()
+    ));
+    Ok(())
+}
+
 pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Features(a) => features(ctx, &a),
         BenchCommand::Forecast(a) => forecast(ctx, &a),
         BenchCommand::Gbm(a) => gbm(ctx, &a),
+        BenchCommand::Lstm(a) => lstm(&a),
     }
 }
