@@ -44,11 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.log_format, cli.quiet);
     let progress = Progress::new(cli.log_format, cli.quiet);
     stockcast_models::progress::set_visible(progress.visible());
-    let ctx = Ctx {
-        progress,
-        json_logs: cli.log_format == crate::cli::LogFormat::Json,
-        quiet: cli.quiet,
-    };
+    let ctx = Ctx { progress, json_logs: cli.log_format == crate::cli::LogFormat::Json, quiet: cli.quiet };
     match cli.command {
         Command::Demo(a) => demo::run(ctx, &a),
         Command::Quality(a) => quality::run(ctx, &a),

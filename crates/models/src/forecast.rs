@@ -176,7 +176,9 @@ impl Lasso {
     /// h − Sδ.
     fn residual_gradient(&self, delta: &[f64]) -> Vec<f64> {
         let k = self.k;
-        (0..k).map(|j| self.h[j] - self.s[j * k..(j + 1) * k].iter().zip(delta).map(|(g, b)| g * b).sum::<f64>()).collect()
+        (0..k)
+            .map(|j| self.h[j] - self.s[j * k..(j + 1) * k].iter().zip(delta).map(|(g, b)| g * b).sum::<f64>())
+            .collect()
     }
 
     /// Up to `sweeps` cyclic coordinate-descent sweeps (O(k²) each); returns the largest change of the last one.
@@ -263,7 +265,7 @@ fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
         for m in 0..j {
             d -= a[j * k + m] * a[j * k + m];
         }
-        if !(d > 1e-15 * a[j * k + j].abs()) || d <= 0.0 {
+        if d.is_nan() || d <= 1e-15 * a[j * k + j].abs() || d <= 0.0 {
             return None;
         }
         let d = d.sqrt();
@@ -301,7 +303,14 @@ const MAX_SWEEPS: usize = 20_000;
 /// it is profiled out: the deltas solve a lasso on the Schur complement, the block follows. The seasonal
 /// columns are nearly collinear on trading days (five weekdays, six weekly terms), which makes plain coordinate
 /// descent crawl; the exact block solve does not mind. `None` if the smooth block is singular.
-fn solve_map(gram: &[f64], g0: &[f64], p: usize, cps: &std::ops::Range<usize>, l1: f64, ridge: &[f64]) -> Option<Vec<f64>> {
+fn solve_map(
+    gram: &[f64],
+    g0: &[f64],
+    p: usize,
+    cps: &std::ops::Range<usize>,
+    l1: f64,
+    ridge: &[f64],
+) -> Option<Vec<f64>> {
     let block: Vec<usize> = (0..p).filter(|j| !cps.contains(j)).collect();
     let c: Vec<usize> = cps.clone().collect();
     let (nb, nc) = (block.len(), c.len());
@@ -586,7 +595,11 @@ mod tests {
         let cps: Vec<f64> = (1..=12).map(|j| 0.8 * f64::from(j) / 13.0).collect();
         let x: Vec<Vec<f64>> = days.iter().map(|d| design_row(*d, days[0], days[599] - days[0], &cps, 3, 4)).collect();
         // A kink in the series so that some changepoints are active and some are not.
-        let y: Vec<f64> = close.iter().enumerate().map(|(i, c)| (c + if i > 300 { -0.5 * (i - 300) as f64 } else { 0.0 }).ln()).collect();
+        let y: Vec<f64> = close
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c + if i > 300 { -0.5 * (i - 300) as f64 } else { 0.0 }).ln())
+            .collect();
         let p = x[0].len();
         let gram: Vec<f64> = (0..p * p).map(|ij| x.iter().map(|r| r[ij / p] * r[ij % p]).sum()).collect();
         let g0: Vec<f64> = (0..p).map(|j| x.iter().zip(&y).map(|(r, v)| r[j] * v).sum()).collect();

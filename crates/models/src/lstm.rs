@@ -330,7 +330,14 @@ fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
 }
 
 /// Mean loss of `net` (in evaluation mode) over `keys`, in batches.
-fn eval_loss(net: &Net, index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], ys: &[f32], saved: &Saved, device: &Device) -> Result<f64> {
+fn eval_loss(
+    net: &Net,
+    index: &SeqIndex<'_>,
+    keys: &[&(String, NaiveDate)],
+    ys: &[f32],
+    saved: &Saved,
+    device: &Device,
+) -> Result<f64> {
     let mut total = 0.0;
     for (kb, yb) in keys.chunks(saved.config.batch_size * 4).zip(ys.chunks(saved.config.batch_size * 4)) {
         let x = tensor3(sequences(index, kb, saved), kb.len(), saved, device);
@@ -454,8 +461,7 @@ impl LstmModel {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let p = dir.join("lstm.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
-        let saved: Saved =
-            serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
+        let saved: Saved = serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
         saved.config.validate()?;
         if saved.means.len() != saved.inputs || saved.stds.len() != saved.inputs {
             return Err(Error::artifact(dir, "lstm.json: normaliser size differs from the input size"));
