@@ -46,6 +46,9 @@ pub enum Command {
     Fit(FitArgs),
     /// Score every symbol on a date with a saved model; CSV `symbol,date,score` to stdout or --out.
     Predict(PredictArgs),
+    /// Walk-forward backtest of the configured models: per-fold signal and forecast metrics, a portfolio
+    /// simulation with costs, and a report directory (JSON, Markdown, HTML with plots, Parquet).
+    Backtest(BacktestArgs),
     /// Dataset utilities.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -122,6 +125,53 @@ pub struct FeaturesArgs {
     /// Also write the quality report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub quality_json: Option<PathBuf>,
+}
+
+/// `stockcast backtest`: flags override the config file.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Backtest config (TOML: [data], [split], [[models]], [strategy]).
+    #[arg(long, value_name = "FILE", default_value = "configs/backtest.toml")]
+    pub config: PathBuf,
+    /// Price file (overrides data.prices).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Index close file for a second benchmark (overrides data.index).
+    #[arg(long, value_name = "FILE")]
+    pub index: Option<PathBuf>,
+    /// Run directory (default: runs/<name>); replaced atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only these models (by name; repeatable).
+    #[arg(long = "model", value_name = "NAME")]
+    pub models: Vec<String>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fits in parallel.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Label horizon in trading days.
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// Test dates per fold.
+    #[arg(long)]
+    pub test_days: Option<usize>,
+    /// Fewest training dates of the first fold.
+    #[arg(long)]
+    pub min_train_days: Option<usize>,
+    /// Rebalance every n trading dates.
+    #[arg(long)]
+    pub rebalance_days: Option<usize>,
+    /// Commission per side in basis points.
+    #[arg(long)]
+    pub commission_bps: Option<f64>,
+    /// Slippage per side in basis points.
+    #[arg(long)]
+    pub slippage_bps: Option<f64>,
+    /// Override every quality check's policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_bad_rows: Option<PolicyArg>,
 }
 
 /// `stockcast fit`.

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: loading prices with quality reporting.
 
+mod backtest;
 mod bench;
 mod datasets;
 mod demo;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Spec(a) => spec::run(&a),
         Command::Fit(a) => model::fit(ctx, &a),
         Command::Predict(a) => model::predict(ctx, &a),
+        Command::Backtest(a) => backtest::run(ctx, &a),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Bench(c) => bench::run(ctx, c),
     }

@@ -1,4 +1,20 @@
-//! Walk-forward evaluation for stockcast: splitters, out-of-sample runs, signal/forecast/portfolio metrics and reports.
-//!
-//! The crate is part of the workspace layout from the start so dependencies point one way
-//! (`features` ← `models` ← `backtest`; `infer` uses `features` + `models`); its code arrives with its issue.
+//! Walk-forward evaluation for stockcast: [`split`] (expanding/rolling folds with a purge gap), [`runner`]
+//! (fit per fold, out-of-sample predictions, in parallel), [`metrics`] (IC, Rank IC, ICIR, forecast errors,
+//! performance statistics), [`portfolio`] (top-k / long-short / threshold simulation with costs), [`report`]
+//! (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames) and [`config`] (the TOML file).
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod portfolio;
+pub mod report;
+pub mod runner;
+pub mod split;
+pub mod svg;
+
+pub use config::BacktestConfig;
+pub use error::{Error, Result};
+pub use portfolio::{Fill, Market, Rule, Simulation, StrategyConfig, StrategyKind};
+pub use report::{ModelReport, RunMeta};
+pub use runner::{ModelSpec, OosPrediction, RunOptions, WalkForward};
+pub use split::{Fold, SplitConfig, WindowKind};

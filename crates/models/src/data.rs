@@ -108,9 +108,15 @@ impl Dataset {
     #[must_use]
     pub fn filter(&self, keep: impl Fn(&(String, NaiveDate)) -> bool) -> Self {
         let rows: Vec<usize> = (0..self.len()).filter(|&i| keep(&self.matrix.index[i])).collect();
+        self.rows(&rows)
+    }
+
+    /// The given rows, in the given order.
+    #[must_use]
+    pub fn rows(&self, rows: &[usize]) -> Self {
         let m = &self.matrix;
-        let x = m.x.select(ndarray::Axis(0), &rows);
-        let y = m.y.as_ref().map(|y| y.select(ndarray::Axis(0), &rows));
+        let x = m.x.select(ndarray::Axis(0), rows);
+        let y = m.y.as_ref().map(|y| y.select(ndarray::Axis(0), rows));
         let index = rows.iter().map(|&i| m.index[i].clone()).collect();
         let matrix =
             FeatureMatrix { x, y, index, feature_names: m.feature_names.clone(), spec_hash: m.spec_hash.clone() };

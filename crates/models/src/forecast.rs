@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, SymbolHistory};
 use crate::error::{Error, Result};
+use crate::linalg::{cholesky, cholesky_solve};
 use crate::model::Model;
 
 /// Forecasting method and parameters (TOML: `kind = "forecast"`, `method = "prophet" | "ets"`).
@@ -258,41 +259,6 @@ impl Lasso {
     }
 }
 
-/// Cholesky factor (lower triangle, in place) of the symmetric positive definite `k × k` matrix `a`.
-fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
-    for j in 0..k {
-        let mut d = a[j * k + j];
-        for m in 0..j {
-            d -= a[j * k + m] * a[j * k + m];
-        }
-        if d.is_nan() || d <= 1e-15 * a[j * k + j].abs() || d <= 0.0 {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * k + j] = d;
-        for i in j + 1..k {
-            let mut v = a[i * k + j];
-            for m in 0..j {
-                v -= a[i * k + m] * a[j * k + m];
-            }
-            a[i * k + j] = v / d;
-        }
-    }
-    Some(())
-}
-
-/// Solves `L Lᵀ x = b` in place with the factor from [`cholesky`].
-fn cholesky_solve(l: &[f64], k: usize, b: &mut [f64]) {
-    for i in 0..k {
-        let v = b[i] - (0..i).map(|m| l[i * k + m] * b[m]).sum::<f64>();
-        b[i] = v / l[i * k + i];
-    }
-    for i in (0..k).rev() {
-        let v = b[i] - (i + 1..k).map(|m| l[m * k + i] * b[m]).sum::<f64>();
-        b[i] = v / l[i * k + i];
-    }
-}
-
 /// Active-set rounds before falling back to plain coordinate descent.
 const ACTIVE_SET_ROUNDS: usize = 50;
 /// Coordinate-descent sweeps of the fallback.
@@ -362,8 +328,12 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
     let ys: Vec<f64> = y.iter().map(|v| v / y_scale).collect();
     let n_cp = cfg.n_changepoints.min(days.len().saturating_sub(2) / 2);
     let cps: Vec<f64> = (1..=n_cp).map(|j| cfg.changepoint_range * j as f64 / (n_cp + 1) as f64).collect();
+    // Like Prophet's automatic seasonality: yearly terms need two years of history, weekly ones two weeks
+    // (without them a short series, e.g. a recent listing, extrapolates wild Fourier fits).
+    let yearly_order = if t1 - t0 >= 730.0 { cfg.yearly_order } else { 0 };
+    let weekly_order = if t1 - t0 >= 14.0 { cfg.weekly_order } else { 0 };
     let x: Vec<Vec<f64>> =
-        days.iter().map(|d| design_row(*d, t0, t_scale, &cps, cfg.weekly_order, cfg.yearly_order)).collect();
+        days.iter().map(|d| design_row(*d, t0, t_scale, &cps, weekly_order, yearly_order)).collect();
     let p = x[0].len();
     let n = x.len();
     // σ² (per-observation noise variance) for the prior weights, estimated from the residuals of a straight line.
@@ -407,8 +377,8 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
         t_scale,
         y_scale,
         changepoints: cps,
-        weekly_order: cfg.weekly_order,
-        yearly_order: cfg.yearly_order,
+        weekly_order,
+        yearly_order,
         beta,
     }
 }

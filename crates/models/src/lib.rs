@@ -9,6 +9,7 @@ pub mod ensemble;
 pub mod error;
 pub mod forecast;
 pub mod gbm;
+mod linalg;
 pub mod linear;
 pub mod lstm;
 pub mod model;

@@ -98,6 +98,9 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
         stds.push(if sd > 0.0 && sd.is_finite() { sd } else { 1.0 });
     }
     let xs = standardise(&x, &means, &stds);
+    if cfg.l1_ratio == 0.0 {
+        return ridge(&xs, &y, cfg.alpha, means, stds);
+    }
     let dataset = linfa::Dataset::new(xs, y);
     let model = ElasticNet::params()
         .penalty(cfg.alpha)
@@ -107,6 +110,28 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
         .fit(&dataset)
         .map_err(|e| Error::Linfa(e.to_string()))?;
     Ok(Linear { means, stds, coef: model.hyperplane().to_vec(), intercept: model.intercept() })
+}
+
+/// Pure ridge (`l1_ratio = 0`) has a closed form: the minimiser of linfa's objective
+/// ½n⁻¹‖y − b − Xw‖² + ½α‖w‖² solves (XcᵀXc/n + αI) w = Xcᵀyc/n on centred data, b = ȳ − x̄ᵀw. Exact, and far
+/// faster than coordinate descent on correlated features.
+fn ridge(xs: &Array2<f64>, y: &Array1<f64>, alpha: f64, means: Vec<f64>, stds: Vec<f64>) -> Result<Linear> {
+    let n = xs.nrows() as f64;
+    let p = xs.ncols();
+    let xm = xs.mean_axis(ndarray::Axis(0)).unwrap_or_else(|| Array1::zeros(p));
+    let ym = y.mean().unwrap_or(0.0);
+    let xc = xs - &xm;
+    let yc = y - ym;
+    let mut a = (xc.t().dot(&xc) / n).into_raw_vec_and_offset().0;
+    for j in 0..p {
+        a[j * p + j] += alpha.max(1e-12);
+    }
+    let mut w = (xc.t().dot(&yc) / n).to_vec();
+    crate::linalg::cholesky(&mut a, p)
+        .ok_or_else(|| Error::Linfa("ridge: the normal equations are singular; raise alpha".into()))?;
+    crate::linalg::cholesky_solve(&a, p, &mut w);
+    let intercept = ym - xm.iter().zip(&w).map(|(m, c)| m * c).sum::<f64>();
+    Ok(Linear { means, stds, coef: w, intercept })
 }
 
 impl Linear {

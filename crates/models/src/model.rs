@@ -79,6 +79,15 @@ impl ModelConfig {
         }
     }
 
+    /// True when fitting learns from training rows (rules do not: they need no labelled rows at all).
+    pub fn learns(&self) -> bool {
+        match self {
+            Self::Rule(_) => false,
+            Self::Ensemble(e) => e.members.iter().any(Self::learns),
+            Self::Gbm(_) | Self::Lstm(_) | Self::Linear(_) | Self::Forecast(_) => true,
+        }
+    }
+
     /// True when fitting uses a validation set (early stopping), so callers hold one out.
     pub fn uses_validation(&self) -> bool {
         match self {

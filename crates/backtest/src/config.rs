@@ -1,0 +1,173 @@
+//! The backtest configuration file (TOML): data, feature spec, label horizon, splitter, models and strategy.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use stockcast_models::ModelConfig;
+
+use crate::error::{Error, Result};
+use crate::portfolio::StrategyConfig;
+use crate::runner::ModelSpec;
+use crate::split::SplitConfig;
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Price file (CSV or Parquet; long, single-symbol or wide layout).
+    #[serde(default)]
+    pub prices: Option<PathBuf>,
+    /// Securities file (symbol, sector, name), optional.
+    #[serde(default)]
+    pub securities: Option<PathBuf>,
+    /// Index close file (`date`, `close`) for a second benchmark, optional.
+    #[serde(default)]
+    pub index: Option<PathBuf>,
+    /// Only these symbols (default: all).
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Feature spec file (default: the built-in default spec).
+    #[serde(default)]
+    pub spec: Option<PathBuf>,
+    /// Label horizon in trading days, overriding the spec's.
+    #[serde(default)]
+    pub horizon: Option<usize>,
+}
+
+/// A model entry: a name and either a config file or an inline config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Name in the report.
+    pub name: String,
+    /// Model config file (`configs/models/*.toml`).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Inline model config, e.g. `model = { kind = "rule", rule = "sma_cross", fast = 10, slow = 20 }`.
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+}
+
+/// The whole backtest configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestConfig {
+    /// Run name (the default output directory is `runs/<name>`).
+    #[serde(default = "d_name")]
+    pub name: String,
+    /// Base seed of every fit.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Fits in parallel (default: 1).
+    #[serde(default = "d_jobs")]
+    pub jobs: usize,
+    /// Data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Walk-forward splitter.
+    #[serde(default)]
+    pub split: SplitConfig,
+    /// Models.
+    pub models: Vec<ModelEntry>,
+    /// Portfolio strategy.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+}
+
+fn d_name() -> String {
+    "backtest".into()
+}
+fn d_seed() -> u64 {
+    42
+}
+fn d_jobs() -> usize {
+    1
+}
+
+/// Resolves a path named in a config: as given when it exists (relative to the working directory), else relative
+/// to the config file's directory and its ancestors (so `configs/x.toml` can name `datasets/...`).
+pub fn resolve(path: &Path, config_file: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    let mut dir = config_file.parent();
+    while let Some(d) = dir {
+        let candidate = d.join(path);
+        if candidate.exists() {
+            return candidate;
+        }
+        dir = d.parent();
+    }
+    path.to_path_buf()
+}
+
+impl BacktestConfig {
+    /// Parses a config; paths stay as written.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the parser's message.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        if cfg.models.is_empty() {
+            return Err(Error::Config("no [[models]] given".into()));
+        }
+        if cfg.jobs == 0 {
+            return Err(Error::Config("jobs must be at least 1".into()));
+        }
+        cfg.strategy.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file and resolves its paths (data files, spec, model configs) against it.
+    ///
+    /// # Errors
+    /// [`Error::File`] when unreadable, [`Error::Config`] when invalid (the message names the file).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut() {
+                *x = resolve(x, path);
+            }
+        };
+        fix(&mut cfg.data.prices);
+        fix(&mut cfg.data.securities);
+        fix(&mut cfg.data.index);
+        fix(&mut cfg.data.spec);
+        for m in &mut cfg.models {
+            fix(&mut m.config);
+        }
+        Ok(cfg)
+    }
+
+    /// The models with their configs read (a config file is read once here; the inline form wins if both given
+    /// is refused).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the model.
+    pub fn model_specs(&self) -> Result<Vec<ModelSpec>> {
+        self.models
+            .iter()
+            .map(|m| {
+                let config = match (&m.config, &m.model) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::Config(format!("model {:?}: give `config` or `model`, not both", m.name)));
+                    }
+                    (None, None) => {
+                        return Err(Error::Config(format!("model {:?}: give a `config` file or an inline `model`", m.name)));
+                    }
+                    (Some(p), None) => ModelConfig::from_file(p)
+                        .map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?,
+                    (None, Some(c)) => {
+                        c.validate().map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?;
+                        c.clone()
+                    }
+                };
+                Ok(ModelSpec { name: m.name.clone(), config })
+            })
+            .collect()
+    }
+}

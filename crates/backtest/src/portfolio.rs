@@ -1,0 +1,725 @@
+//! Portfolio simulation from scores: top-k long (optional n-drop turnover limit, like qlib's TopkDropout),
+//! long-short top/bottom-k, or threshold long/flat; rebalancing every n trading days; fills at the next open
+//! (default) or at the close of the signal date; commission per side and slippage in bps; cash accounting with
+//! fractional shares and compounding; an equal-weight benchmark of the universe and an optional index.
+//!
+//! Conventions: the signal of date t uses scores known at the close of t. With `fill = "next_open"` the orders
+//! execute at the open of the next trading date, with `fill = "close"` at the close of t. Target values are
+//! sized on the equity at the fill prices divided by (1 + commission + slippage), so a fully invested long book
+//! keeps non-negative cash; buys are scaled down to the cash available after the sells. Names that stay in the
+//! book keep their shares (no re-weighting churn) unless `reweight = true`. A symbol without a price at the fill is not traded that day. Equity is marked at
+//! each close (a symbol without a close keeps its last one).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics;
+
+/// How scores become target weights (the `kind` of the strategy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Long the `k` best scores, equal weight; with `n_drop`, at most that many holdings are replaced per
+    /// rebalance (qlib's TopkDropout).
+    #[default]
+    TopK,
+    /// Long the `k` best (+0.5/k each), short the `k` worst (−0.5/k each): gross exposure 1, net 0.
+    LongShort,
+    /// Long every symbol whose score exceeds `threshold`, equal weight (all-in for a single symbol); flat
+    /// otherwise.
+    Threshold,
+}
+
+/// The weighting rule with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// Top-k long.
+    TopK {
+        /// Names held.
+        k: usize,
+        /// Most names swapped per rebalance.
+        n_drop: Option<usize>,
+    },
+    /// Long-short k per side.
+    LongShort {
+        /// Names per side.
+        k: usize,
+    },
+    /// Long above a threshold.
+    Threshold {
+        /// The threshold.
+        threshold: f64,
+    },
+}
+
+/// Where orders fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    /// Open of the next trading date.
+    #[default]
+    NextOpen,
+    /// Close of the signal date.
+    Close,
+}
+
+/// Strategy parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// `top_k`, `long_short` or `threshold`.
+    #[serde(default)]
+    pub kind: StrategyKind,
+    /// Names held (top_k) or per side (long_short).
+    #[serde(default = "d_k")]
+    pub k: usize,
+    /// top_k: most holdings replaced per rebalance (default: no limit).
+    #[serde(default)]
+    pub n_drop: Option<usize>,
+    /// threshold: score above which a symbol is held.
+    #[serde(default)]
+    pub threshold: f64,
+    /// Rebalance every n trading dates (1: daily).
+    #[serde(default = "d_rebalance")]
+    pub rebalance_days: usize,
+    /// Fill price.
+    #[serde(default)]
+    pub fill: Fill,
+    /// Commission per side, in basis points of the traded value.
+    #[serde(default)]
+    pub commission_bps: f64,
+    /// Slippage per side, in basis points of the price (buys pay more, sells get less).
+    #[serde(default)]
+    pub slippage_bps: f64,
+    /// Re-weight names that stay in the book back to their target weight at every rebalance (default: they keep
+    /// their shares, only exits, flips and new names trade).
+    #[serde(default)]
+    pub reweight: bool,
+    /// Starting capital.
+    #[serde(default = "d_capital")]
+    pub capital: f64,
+    /// Annual risk-free rate for Sharpe and Sortino.
+    #[serde(default)]
+    pub risk_free: f64,
+}
+
+fn d_k() -> usize {
+    10
+}
+fn d_rebalance() -> usize {
+    1
+}
+fn d_capital() -> f64 {
+    1_000_000.0
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        Self {
+            kind: StrategyKind::TopK,
+            k: d_k(),
+            n_drop: None,
+            threshold: 0.0,
+            rebalance_days: 1,
+            fill: Fill::NextOpen,
+            commission_bps: 0.0,
+            slippage_bps: 0.0,
+            reweight: false,
+            capital: d_capital(),
+            risk_free: 0.0,
+        }
+    }
+}
+
+impl StrategyConfig {
+    /// The weighting rule.
+    pub fn rule(&self) -> Rule {
+        match self.kind {
+            StrategyKind::TopK => Rule::TopK { k: self.k, n_drop: self.n_drop },
+            StrategyKind::LongShort => Rule::LongShort { k: self.k },
+            StrategyKind::Threshold => Rule::Threshold { threshold: self.threshold },
+        }
+    }
+
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("strategy: {m}")));
+        match self.rule() {
+            Rule::TopK { k: 0, .. } | Rule::LongShort { k: 0 } => return err("k must be at least 1".into()),
+            Rule::TopK { k, n_drop: Some(n) } if n > k => return err(format!("n_drop = {n} exceeds k = {k}")),
+            Rule::Threshold { threshold } if !threshold.is_finite() => return err("threshold must be finite".into()),
+            _ => {}
+        }
+        if self.rebalance_days == 0 {
+            return err("rebalance_days must be at least 1".into());
+        }
+        for (name, v) in [("commission_bps", self.commission_bps), ("slippage_bps", self.slippage_bps)] {
+            if !(0.0..1000.0).contains(&v) {
+                return err(format!("{name} must be in [0, 1000), got {v}"));
+            }
+        }
+        if !(self.capital > 0.0 && self.capital.is_finite()) {
+            return err(format!("capital must be positive, got {}", self.capital));
+        }
+        if !(self.risk_free > -1.0 && self.risk_free < 1.0) {
+            return err(format!("risk_free is an annual fraction, got {}", self.risk_free));
+        }
+        Ok(())
+    }
+}
+
+/// Open and close prices on a common calendar (NaN where a symbol has no bar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Market {
+    /// Trading dates, increasing.
+    pub dates: Vec<NaiveDate>,
+    /// Symbols, sorted.
+    pub symbols: Vec<String>,
+    /// `open[symbol][date]`.
+    pub open: Vec<Vec<f64>>,
+    /// `close[symbol][date]`.
+    pub close: Vec<Vec<f64>>,
+}
+
+impl Market {
+    /// Builds a market from `(symbol, date, open, close)` rows (open may be NaN for close-only data: fills at the
+    /// open then use the close of the fill date).
+    pub fn from_rows(rows: impl IntoIterator<Item = (String, NaiveDate, f64, f64)>) -> Self {
+        let rows: Vec<_> = rows.into_iter().collect();
+        let dates = crate::split::calendar(rows.iter().map(|r| r.1));
+        let mut symbols: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        symbols.sort_unstable();
+        symbols.dedup();
+        let mut open = vec![vec![f64::NAN; dates.len()]; symbols.len()];
+        let mut close = open.clone();
+        for (s, d, o, c) in rows {
+            let (Ok(si), Ok(di)) = (symbols.binary_search(&s), dates.binary_search(&d)) else { continue };
+            open[si][di] = o;
+            close[si][di] = c;
+        }
+        Self { dates, symbols, open, close }
+    }
+
+    fn fill_price(&self, s: usize, d: usize, fill: Fill) -> f64 {
+        match fill {
+            Fill::Close => self.close[s][d],
+            // Close-only data: the fill date's close stands in for its open (later, never earlier).
+            Fill::NextOpen => {
+                let o = self.open[s][d];
+                if o.is_finite() { o } else { self.close[s][d] }
+            }
+        }
+    }
+}
+
+/// One round trip in a symbol: from a flat position to a position and back to flat (or still open).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trade {
+    /// Symbol.
+    pub symbol: String,
+    /// +1 long, −1 short.
+    pub side: i8,
+    /// Date of the opening fill.
+    pub entry_date: NaiveDate,
+    /// Execution price of the opening fill (after slippage).
+    pub entry_price: f64,
+    /// Date of the closing fill (None: still open at the end, marked at the last close).
+    pub exit_date: Option<NaiveDate>,
+    /// Execution price of the closing fill, or the last close while open.
+    pub exit_price: f64,
+    /// Profit and loss including commissions and slippage.
+    pub pnl: f64,
+    /// P&L over the largest absolute value held.
+    pub return_pct: f64,
+}
+
+/// Summary statistics of a simulation (fractions; annualised where named so).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortfolioStats {
+    /// Trading days simulated (returns).
+    pub days: usize,
+    /// Final equity / capital − 1.
+    pub total_return: f64,
+    /// Compound annual growth rate.
+    pub cagr: f64,
+    /// Annualised volatility of daily returns.
+    pub volatility: f64,
+    /// Annualised Sharpe ratio.
+    pub sharpe: f64,
+    /// Annualised Sortino ratio.
+    pub sortino: f64,
+    /// CAGR / |max drawdown|.
+    pub calmar: f64,
+    /// Largest peak-to-trough loss (≤ 0).
+    pub max_drawdown: f64,
+    /// Longest time below a previous peak, in trading days.
+    pub max_drawdown_days: usize,
+    /// Mean daily one-way turnover: traded value / equity.
+    pub turnover: f64,
+    /// Mean gross exposure: Σ|position value| / equity at the close.
+    pub exposure: f64,
+    /// Closed round trips.
+    pub trades: usize,
+    /// Fills (orders executed).
+    pub fills: usize,
+    /// Share of closed round trips with a positive P&L.
+    pub win_rate: f64,
+    /// Commissions and slippage paid, as a fraction of the starting capital.
+    pub costs: f64,
+    /// Benchmark (equal-weight universe) total return and CAGR.
+    pub benchmark_total_return: f64,
+    /// Benchmark CAGR.
+    pub benchmark_cagr: f64,
+    /// CAGR − benchmark CAGR.
+    pub excess_return: f64,
+    /// Annualised mean / std of daily active returns (strategy − benchmark).
+    pub information_ratio: f64,
+    /// Index (if given): total return, excess CAGR and information ratio against it.
+    pub index_total_return: Option<f64>,
+    /// CAGR − index CAGR.
+    pub index_excess_return: Option<f64>,
+    /// Information ratio against the index.
+    pub index_information_ratio: Option<f64>,
+}
+
+/// A simulation's curves, trades and statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Simulation {
+    /// Dates of the curves.
+    pub dates: Vec<NaiveDate>,
+    /// Equity at each close (the first value is after any fills at the first close).
+    pub equity: Vec<f64>,
+    /// Equal-weight universe benchmark, starting at the capital.
+    pub benchmark: Vec<f64>,
+    /// The index rebased to the capital, when given.
+    pub index: Option<Vec<f64>>,
+    /// Gross exposure at each close.
+    pub exposure: Vec<f64>,
+    /// One-way turnover of each date.
+    pub turnover: Vec<f64>,
+    /// Round trips.
+    pub trades: Vec<Trade>,
+    /// Statistics.
+    pub stats: PortfolioStats,
+}
+
+struct OpenTrade {
+    side: i8,
+    entry_date: NaiveDate,
+    entry_price: f64,
+    flow: f64,
+    max_value: f64,
+}
+
+/// Target weights of `rule` from the scores of one date (`held`: current holdings, for n-drop).
+fn targets(rule: &Rule, scores: &[(usize, f64)], held: &[usize]) -> BTreeMap<usize, f64> {
+    // Best first; ties by symbol index for determinism.
+    let mut ranked: Vec<(usize, f64)> = scores.to_vec();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut w = BTreeMap::new();
+    match *rule {
+        Rule::TopK { k, n_drop: None } => {
+            for &(s, _) in ranked.iter().take(k) {
+                w.insert(s, 1.0 / k as f64);
+            }
+        }
+        Rule::TopK { k, n_drop: Some(n_drop) } => {
+            let score_of = |s: usize| scores.iter().find(|x| x.0 == s).map_or(f64::NEG_INFINITY, |x| x.1);
+            // Holdings by score, worst last; unscored holdings count as the worst.
+            let mut last: Vec<(usize, f64)> = held.iter().map(|&s| (s, score_of(s))).collect();
+            last.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let want_new = (n_drop + k).saturating_sub(last.len());
+            let today: Vec<(usize, f64)> =
+                ranked.iter().filter(|(s, _)| !held.contains(s)).take(want_new).copied().collect();
+            let mut comb: Vec<(usize, f64)> = last.iter().chain(&today).copied().collect();
+            comb.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let bottom: Vec<usize> = comb.iter().rev().take(n_drop).map(|x| x.0).collect();
+            let sell: Vec<usize> = last.iter().map(|x| x.0).filter(|s| bottom.contains(s)).collect();
+            let n_buy = (sell.len() + k).saturating_sub(last.len());
+            let keep = last.iter().map(|x| x.0).filter(|s| !sell.contains(s));
+            let buy = today.iter().take(n_buy).map(|x| x.0);
+            let names: Vec<usize> = keep.chain(buy).collect();
+            for s in &names {
+                w.insert(*s, 1.0 / names.len() as f64);
+            }
+        }
+        Rule::LongShort { k } => {
+            let k = k.min(ranked.len() / 2);
+            for &(s, _) in ranked.iter().take(k) {
+                w.insert(s, 0.5 / k as f64);
+            }
+            for &(s, _) in ranked.iter().rev().take(k) {
+                w.insert(s, -0.5 / k as f64);
+            }
+        }
+        Rule::Threshold { threshold } => {
+            let chosen: Vec<usize> = ranked.iter().filter(|x| x.1 > threshold).map(|x| x.0).collect();
+            for s in &chosen {
+                w.insert(*s, 1.0 / chosen.len() as f64);
+            }
+        }
+    }
+    w
+}
+
+/// An index close series aligned to `dates` (forward-filled), rebased to `capital`.
+fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate], capital: f64) -> Option<Vec<f64>> {
+    let mut last = None;
+    let aligned: Vec<Option<f64>> = dates
+        .iter()
+        .map(|d| {
+            if let Some((_, v)) = index.range(..=*d).next_back() {
+                last = Some(*v);
+            }
+            last
+        })
+        .collect();
+    let first = aligned.iter().flatten().next().copied()?;
+    Some(aligned.iter().map(|v| v.unwrap_or(first) / first * capital).collect())
+}
+
+/// Simulates `cfg` on `scores` (`(symbol, date) → score`, out of sample) over the dates from the first to the
+/// last scored date.
+///
+/// # Errors
+/// [`Error::Config`] for invalid parameters, [`Error::Data`] when no score matches the market.
+pub fn simulate(
+    cfg: &StrategyConfig,
+    market: &Market,
+    scores: &BTreeMap<(NaiveDate, String), f64>,
+    index: Option<&BTreeMap<NaiveDate, f64>>,
+) -> Result<Simulation> {
+    cfg.validate()?;
+    let nsym = market.symbols.len();
+    let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+    for ((d, s), v) in scores {
+        if let (Ok(di), Ok(si)) = (market.dates.binary_search(d), market.symbols.binary_search(s))
+            && v.is_finite()
+        {
+            by_date.entry(di).or_default().push((si, *v));
+        }
+    }
+    let (Some(&first), Some(&last)) = (by_date.keys().next(), by_date.keys().next_back()) else {
+        return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
+    };
+    let cost_rate = (cfg.commission_bps + cfg.slippage_bps) / 1e4;
+    let (comm, slip) = (cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4);
+    let mut cash = cfg.capital;
+    let mut shares = vec![0.0_f64; nsym];
+    let mut last_close = vec![f64::NAN; nsym];
+    let mut open_trades: Vec<Option<OpenTrade>> = (0..nsym).map(|_| None).collect();
+    let mut trades = Vec::new();
+    let (mut fills, mut costs) = (0usize, 0.0);
+    let mut pending: Option<BTreeMap<usize, f64>> = None;
+    let mut sim = Simulation {
+        dates: Vec::new(),
+        equity: Vec::new(),
+        benchmark: Vec::new(),
+        index: None,
+        exposure: Vec::new(),
+        turnover: Vec::new(),
+        trades: Vec::new(),
+        stats: empty_stats(),
+    };
+    let mut bench = cfg.capital;
+    for d in first..=last {
+        let date = market.dates[d];
+        // Equal-weight benchmark: mean close-to-close return of symbols with both closes.
+        if d > first {
+            let rets: Vec<f64> = (0..nsym)
+                .filter_map(|s| {
+                    let (a, b) = (market.close[s][d - 1], market.close[s][d]);
+                    (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
+                })
+                .collect();
+            if !rets.is_empty() {
+                bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
+            }
+        }
+        let mut traded = 0.0;
+        let mut execute = |w: &BTreeMap<usize, f64>,
+                           fill: Fill,
+                           cash: &mut f64,
+                           shares: &mut [f64],
+                           last_close: &[f64],
+                           open_trades: &mut [Option<OpenTrade>],
+                           trades: &mut Vec<Trade>| {
+            let price: Vec<f64> = (0..nsym)
+                .map(|s| {
+                    let p = market.fill_price(s, d, fill);
+                    if p.is_finite() { p } else { f64::NAN }
+                })
+                .collect();
+            let mark = |s: usize| if price[s].is_finite() { price[s] } else { last_close[s] };
+            let equity: f64 = *cash + (0..nsym).filter(|&s| shares[s] != 0.0).map(|s| shares[s] * mark(s)).sum::<f64>();
+            let sizing = equity / (1.0 + cost_rate);
+            // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
+            // names get their target weight of the equity. Sells first (they raise the cash the buys use).
+            let mut orders: Vec<(usize, f64)> = (0..nsym)
+                .filter(|&s| price[s].is_finite())
+                .filter_map(|s| {
+                    let tw = w.get(&s).copied().unwrap_or(0.0);
+                    let cur = shares[s];
+                    let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+                    (!keep).then(|| (s, tw * sizing / price[s] - cur))
+                })
+                .filter(|(_, dq)| dq.abs() > 1e-9)
+                .collect();
+            // Buys never spend more than the cash after the sells.
+            let proceeds: f64 = orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
+            let spend: f64 = orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
+            let available = (*cash + proceeds).max(0.0);
+            if spend > available && spend > 0.0 {
+                let scale = available / spend;
+                for o in orders.iter_mut().filter(|o| o.1 > 0.0) {
+                    o.1 *= scale;
+                }
+            }
+            orders.sort_by(|a, b| (a.1 > 0.0).cmp(&(b.1 > 0.0)).then(a.0.cmp(&b.0)));
+            for (s, dq) in orders {
+                let exec = price[s] * (1.0 + slip * dq.signum());
+                let value = dq * exec;
+                let commission = value.abs() * comm;
+                *cash -= value + commission;
+                costs += commission + (dq * price[s] * slip).abs();
+                traded += (dq * price[s]).abs();
+                fills += 1;
+                let before = shares[s];
+                let after = before + dq;
+                shares[s] = if after.abs() < 1e-9 { 0.0 } else { after };
+                let flow = -value - commission;
+                // Close (or flip) an open trade.
+                if before != 0.0 && (shares[s] == 0.0 || shares[s].signum() != before.signum()) {
+                    if let Some(t) = open_trades[s].take() {
+                        // The part of the flow that closes the old position.
+                        let closing_share = if shares[s] == 0.0 { 1.0 } else { before.abs() / dq.abs() };
+                        let pnl = t.flow + flow * closing_share;
+                        trades.push(Trade {
+                            symbol: market.symbols[s].clone(),
+                            side: t.side,
+                            entry_date: t.entry_date,
+                            entry_price: t.entry_price,
+                            exit_date: Some(date),
+                            exit_price: exec,
+                            pnl,
+                            return_pct: pnl / t.max_value,
+                        });
+                        if shares[s] != 0.0 {
+                            open_trades[s] = Some(OpenTrade {
+                                side: shares[s].signum() as i8,
+                                entry_date: date,
+                                entry_price: exec,
+                                flow: flow * (1.0 - closing_share),
+                                max_value: (shares[s] * exec).abs(),
+                            });
+                        }
+                    }
+                } else if before == 0.0 {
+                    open_trades[s] = Some(OpenTrade {
+                        side: shares[s].signum() as i8,
+                        entry_date: date,
+                        entry_price: exec,
+                        flow,
+                        max_value: (shares[s] * exec).abs(),
+                    });
+                } else if let Some(t) = open_trades[s].as_mut() {
+                    t.flow += flow;
+                    t.max_value = t.max_value.max((shares[s] * exec).abs());
+                }
+            }
+            equity
+        };
+        let mut equity_before = f64::NAN;
+        if let Some(w) = pending.take() {
+            equity_before = execute(&w, Fill::NextOpen, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
+        }
+        for (lc, close) in last_close.iter_mut().zip(&market.close) {
+            if close[d].is_finite() {
+                *lc = close[d];
+            }
+        }
+        if (d - first) % cfg.rebalance_days == 0 {
+            let held: Vec<usize> = (0..nsym).filter(|&s| shares[s] != 0.0).collect();
+            let scored: Vec<(usize, f64)> = by_date
+                .get(&d)
+                .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
+                .unwrap_or_default();
+            let w = targets(&cfg.rule(), &scored, &held);
+            match cfg.fill {
+                Fill::Close => {
+                    equity_before = execute(&w, Fill::Close, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
+                }
+                Fill::NextOpen if d < last => pending = Some(w),
+                Fill::NextOpen => {}
+            }
+        }
+        let gross: f64 = (0..nsym).map(|s| (shares[s] * last_close[s]).abs()).filter(|v| v.is_finite()).sum();
+        let equity = cash + (0..nsym).filter(|&s| shares[s] != 0.0).map(|s| shares[s] * last_close[s]).sum::<f64>();
+        sim.dates.push(date);
+        sim.equity.push(equity);
+        sim.benchmark.push(bench);
+        sim.exposure.push(if equity > 0.0 { gross / equity } else { f64::NAN });
+        let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
+        sim.turnover.push(if base > 0.0 { traded / base } else { 0.0 });
+    }
+    // Open trades, marked at the last close.
+    for (s, t) in open_trades.into_iter().enumerate() {
+        if let Some(t) = t {
+            let value = shares[s] * last_close[s];
+            let pnl = t.flow + value;
+            trades.push(Trade {
+                symbol: market.symbols[s].clone(),
+                side: t.side,
+                entry_date: t.entry_date,
+                entry_price: t.entry_price,
+                exit_date: None,
+                exit_price: last_close[s],
+                pnl,
+                return_pct: pnl / t.max_value,
+            });
+        }
+    }
+    sim.index = index.and_then(|i| rebase_index(i, &sim.dates, cfg.capital));
+    sim.stats = stats(cfg, &sim, &trades, fills, costs);
+    sim.trades = trades;
+    Ok(sim)
+}
+
+fn empty_stats() -> PortfolioStats {
+    PortfolioStats {
+        days: 0,
+        total_return: f64::NAN,
+        cagr: f64::NAN,
+        volatility: f64::NAN,
+        sharpe: f64::NAN,
+        sortino: f64::NAN,
+        calmar: f64::NAN,
+        max_drawdown: f64::NAN,
+        max_drawdown_days: 0,
+        turnover: f64::NAN,
+        exposure: f64::NAN,
+        trades: 0,
+        fills: 0,
+        win_rate: f64::NAN,
+        costs: f64::NAN,
+        benchmark_total_return: f64::NAN,
+        benchmark_cagr: f64::NAN,
+        excess_return: f64::NAN,
+        information_ratio: f64::NAN,
+        index_total_return: None,
+        index_excess_return: None,
+        index_information_ratio: None,
+    }
+}
+
+fn information_ratio(a: &[f64], b: &[f64]) -> f64 {
+    let active: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let s = metrics::std(&active);
+    if s > 0.0 { active.iter().sum::<f64>() / active.len() as f64 / s * metrics::YEAR.sqrt() } else { f64::NAN }
+}
+
+fn stats(cfg: &StrategyConfig, sim: &Simulation, trades: &[Trade], fills: usize, costs: f64) -> PortfolioStats {
+    // The curve starts from the capital before the first date.
+    let mut eq = vec![cfg.capital];
+    eq.extend(&sim.equity);
+    let mut bench = vec![cfg.capital];
+    bench.extend(&sim.benchmark);
+    let r = metrics::returns(&eq);
+    let rb = metrics::returns(&bench);
+    let (dd, dd_days) = metrics::max_drawdown(&eq);
+    let closed: Vec<&Trade> = trades.iter().filter(|t| t.exit_date.is_some()).collect();
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let cagr = metrics::cagr(&eq);
+    let index_eq = sim.index.as_ref().map(|i| {
+        let mut e = vec![cfg.capital];
+        e.extend(i);
+        e
+    });
+    PortfolioStats {
+        days: r.len(),
+        total_return: eq[eq.len() - 1] / eq[0] - 1.0,
+        cagr,
+        volatility: metrics::volatility(&r),
+        sharpe: metrics::sharpe(&r, cfg.risk_free),
+        sortino: metrics::sortino(&r, cfg.risk_free),
+        calmar: metrics::calmar(&eq),
+        max_drawdown: dd,
+        max_drawdown_days: dd_days,
+        turnover: mean(&sim.turnover),
+        exposure: mean(&sim.exposure),
+        trades: closed.len(),
+        fills,
+        win_rate: if closed.is_empty() {
+            f64::NAN
+        } else {
+            closed.iter().filter(|t| t.pnl > 0.0).count() as f64 / closed.len() as f64
+        },
+        costs: costs / cfg.capital,
+        benchmark_total_return: bench[bench.len() - 1] / bench[0] - 1.0,
+        benchmark_cagr: metrics::cagr(&bench),
+        excess_return: cagr - metrics::cagr(&bench),
+        information_ratio: information_ratio(&r, &rb),
+        index_total_return: index_eq.as_ref().map(|e| e[e.len() - 1] / e[0] - 1.0),
+        index_excess_return: index_eq.as_ref().map(|e| cagr - metrics::cagr(e)),
+        index_information_ratio: index_eq.as_ref().map(|e| information_ratio(&r, &metrics::returns(e))),
+    }
+}
+
+impl Market {
+    /// The adjusted open and close of every bar of `prices` (close-only data: opens are NaN).
+    ///
+    /// # Errors
+    /// Polars errors on unexpected column types.
+    pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
+        use stockcast_features::polars::prelude::DataType;
+        let df = prices.df();
+        let f = |e| Error::Features(stockcast_features::Error::from(e));
+        let sym = df.column("symbol").map_err(f)?.str().map_err(f)?.clone();
+        let dates = df.column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(f)?;
+        let dates = dates.i32().map_err(f)?.clone();
+        let close = df.column("close").map_err(f)?.f64().map_err(f)?.clone();
+        let open: Vec<Option<f64>> = match df.column("open") {
+            Ok(c) => c.f64().map_err(f)?.iter().collect(),
+            Err(_) => vec![None; df.height()],
+        };
+        let rows = sym.iter().zip(dates.iter()).zip(close.iter()).zip(open).filter_map(|(((s, d), c), o)| {
+            let date = stockcast_features::prices::days_to_date(d?)?;
+            Some((s?.to_owned(), date, o.unwrap_or(f64::NAN), c?))
+        });
+        Ok(Self::from_rows(rows))
+    }
+}
+
+/// Reads an index close file: a header, then `date,value` rows (the first two columns; ISO dates).
+///
+/// # Errors
+/// [`Error::File`] naming the line of a bad date or value.
+pub fn load_index(path: &std::path::Path) -> Result<BTreeMap<NaiveDate, f64>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut cells = line.split(',');
+        let (d, v) = (cells.next().unwrap_or("").trim(), cells.next().unwrap_or("").trim());
+        let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| Error::file(path, format!("line {}: date {d:?} is not YYYY-MM-DD", i + 1)))?;
+        let value: f64 = v
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| Error::file(path, format!("line {}: index value {v:?} is not a positive number", i + 1)))?;
+        out.insert(date, value);
+    }
+    if out.is_empty() {
+        return Err(Error::file(path, "no index rows"));
+    }
+    Ok(out)
+}

@@ -1,0 +1,505 @@
+//! Evaluation of out-of-sample predictions (signal, forecast, portfolio) and the run directory: `report.json`
+//! (stable keys), `report.md`, a self-contained `report.html` with inline SVG plots, the plots as `.svg` files,
+//! and `predictions.parquet`, `equity.parquet`, `folds.parquet`, `trades.csv`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+use serde_json::{Value, json};
+use stockcast_features::polars::prelude::*;
+use stockcast_features::prices::date_to_days;
+
+use crate::error::{Error, Result};
+use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
+use crate::portfolio::{self, Market, Simulation, StrategyConfig};
+use crate::runner::WalkForward;
+use crate::svg;
+
+/// Everything evaluated for one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelReport {
+    /// Name in the run.
+    pub name: String,
+    /// Model kind.
+    pub kind: String,
+    /// Signal metrics over all out-of-sample dates.
+    pub signal: SignalStats,
+    /// Forecast errors over all out-of-sample rows.
+    pub forecast: ForecastStats,
+    /// Per-date IC.
+    pub daily_ic: Vec<DateIc>,
+    /// The portfolio simulation.
+    pub simulation: Simulation,
+    /// Seconds spent fitting, over all folds.
+    pub fit_seconds: f64,
+    /// Seconds spent predicting.
+    pub predict_seconds: f64,
+}
+
+/// Evaluates every model's out-of-sample predictions and simulates the strategy on them.
+///
+/// # Errors
+/// From [`portfolio::simulate`] (e.g. no score matches the prices).
+pub fn evaluate(
+    wf: &WalkForward,
+    kinds: &BTreeMap<String, String>,
+    market: &Market,
+    strategy: &StrategyConfig,
+    index: Option<&BTreeMap<NaiveDate, f64>>,
+) -> Result<Vec<ModelReport>> {
+    let mut names: Vec<&String> = Vec::new();
+    for r in &wf.results {
+        if !names.contains(&&r.model) {
+            names.push(&r.model);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let preds = &wf.predictions[name];
+            let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
+            let scores: BTreeMap<(NaiveDate, String), f64> =
+                preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+            let simulation = portfolio::simulate(strategy, market, &scores, index)
+                .map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+            let rows = wf.results.iter().filter(|r| &r.model == name);
+            Ok(ModelReport {
+                name: name.clone(),
+                kind: kinds.get(name).cloned().unwrap_or_default(),
+                signal: metrics::signal_stats(&daily),
+                forecast: metrics::forecast_stats(preds.iter().map(|p| (p.score, p.label))),
+                daily_ic: daily,
+                simulation,
+                fit_seconds: rows.clone().map(|r| r.fit_seconds).sum(),
+                predict_seconds: rows.map(|r| r.predict_seconds).sum(),
+            })
+        })
+        .collect()
+}
+
+/// What a report records besides the results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunMeta {
+    /// stockcast version.
+    pub version: String,
+    /// The resolved configuration.
+    pub config: Value,
+    /// Data facts: file, data hash, symbols, rows, first and last date.
+    pub data: Value,
+    /// Feature spec hash.
+    pub feature_spec_hash: String,
+    /// Label horizon in trading days.
+    pub horizon: usize,
+    /// Base seed.
+    pub seed: u64,
+    /// Seconds per stage.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// The keys every model has in `report.json` → `models.<name>` (fractions; see the README).
+pub const MODEL_KEYS: [&str; 13] = [
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "turnover",
+    "trades",
+    "win_rate",
+    "ic",
+    "rank_ic",
+    "icir",
+];
+
+fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result<()> {
+    match serde_json::to_value(v).map_err(|e| Error::Data(e.to_string()))? {
+        Value::Object(m) => {
+            into.extend(m);
+            Ok(())
+        }
+        _ => Err(Error::Data("expected an object".into())),
+    }
+}
+
+/// The `report.json` document.
+///
+/// # Errors
+/// Serialisation errors only.
+pub fn report_json(meta: &RunMeta, wf: &WalkForward, models: &[ModelReport], strategy: &StrategyConfig) -> Result<Value> {
+    let mut per_model = serde_json::Map::new();
+    for m in models {
+        let mut o = serde_json::Map::new();
+        o.insert("kind".into(), json!(m.kind));
+        merge(&mut o, &m.simulation.stats)?;
+        merge(&mut o, &m.signal)?;
+        merge(&mut o, &m.forecast)?;
+        o.insert("fit_seconds".into(), json!(m.fit_seconds));
+        o.insert("predict_seconds".into(), json!(m.predict_seconds));
+        let folds: Vec<Value> = wf
+            .results
+            .iter()
+            .filter(|r| r.model == m.name)
+            .map(|r| {
+                json!({
+                    "fold": r.fold, "fit_fold": r.fit_fold, "train_start": r.train_start, "train_end": r.train_end,
+                    "test_start": r.test_start, "test_end": r.test_end, "train_rows": r.train_rows,
+                    "valid_rows": r.valid_rows, "test_rows": r.test_rows, "fit_seconds": r.fit_seconds,
+                    "ic": r.signal.ic, "rank_ic": r.signal.rank_ic, "icir": r.signal.icir,
+                    "hit_rate": r.signal.hit_rate, "mae": r.forecast.mae, "rmse": r.forecast.rmse,
+                    "mase": r.forecast.mase, "directional_accuracy": r.forecast.directional_accuracy,
+                })
+            })
+            .collect();
+        o.insert("folds".into(), Value::Array(folds));
+        per_model.insert(m.name.clone(), Value::Object(o));
+    }
+    let bench = models.first().map(|m| {
+        json!({
+            "kind": "equal-weight universe, rebalanced daily, no costs",
+            "total_return": m.simulation.stats.benchmark_total_return,
+            "cagr": m.simulation.stats.benchmark_cagr,
+            "index_total_return": m.simulation.stats.index_total_return,
+        })
+    });
+    Ok(json!({
+        "format": 1,
+        "stockcast_version": meta.version,
+        "seed": meta.seed,
+        "feature_spec_hash": meta.feature_spec_hash,
+        "label_horizon": meta.horizon,
+        "data": meta.data,
+        "config": meta.config,
+        "conventions": {
+            "trading_days_per_year": metrics::YEAR,
+            "units": "returns, rates, drawdowns, turnover and exposure are fractions (0.05 = 5 %)",
+            "compounding": "equity compounds daily; CAGR = (final / initial)^(252 / days) - 1",
+            "risk_free_rate": strategy.risk_free,
+            "sharpe": "mean daily excess return / sample std of daily returns * sqrt(252)",
+            "sortino": "mean daily excess return / sqrt(mean(min(r - rf, 0)^2)) * sqrt(252)",
+            "ic": "per-date Pearson correlation of score and realised forward return across symbols (>= 3 symbols), averaged over dates",
+            "rank_ic": "per-date Spearman correlation (average ranks for ties), averaged over dates",
+            "icir": "mean IC / std of the daily IC (not annualised)",
+            "hit_rate": "share of dates with a positive Rank IC",
+            "mase": "MAE / MAE of the zero-return (random walk) forecast on the same rows",
+            "turnover": "mean daily traded value / equity (one way)",
+            "fills": format!("{:?} (signal at the close of t)", strategy.fill),
+            "costs": format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps),
+        },
+        "folds": wf.folds.iter().map(|f| json!({
+            "fold": f.id,
+            "train_start": wf.calendar.get(f.train.start), "train_end": f.train.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
+            "valid_start": (!f.valid.is_empty()).then(|| wf.calendar[f.valid.start]),
+            "valid_end": (!f.valid.is_empty()).then(|| wf.calendar[f.valid.end - 1]),
+            "test_start": wf.calendar.get(f.test.start), "test_end": f.test.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
+            "fit_fold": f.fit_fold,
+        })).collect::<Vec<_>>(),
+        "benchmark": bench,
+        "models": per_model,
+        "timings_seconds": meta.timings,
+    }))
+}
+
+fn pct(v: f64) -> String {
+    if v.is_finite() { format!("{:.2}%", v * 100.0) } else { "–".into() }
+}
+fn num(v: f64) -> String {
+    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+}
+
+/// The summary table (Markdown), also printed by the CLI.
+pub fn summary_table(models: &[ModelReport]) -> String {
+    let mut s = String::from(
+        "| model | total return | CAGR | vol | Sharpe | Sortino | max DD | turnover | trades | IC | Rank IC | ICIR | MAE |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for m in models {
+        let p = &m.simulation.stats;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.name,
+            pct(p.total_return),
+            pct(p.cagr),
+            pct(p.volatility),
+            num(p.sharpe),
+            num(p.sortino),
+            pct(p.max_drawdown),
+            pct(p.turnover),
+            p.trades,
+            num(m.signal.ic),
+            num(m.signal.rank_ic),
+            num(m.signal.icir),
+            num(m.forecast.mae),
+        );
+    }
+    if let Some(m) = models.first() {
+        let p = &m.simulation.stats;
+        let _ = writeln!(s, "| benchmark (equal weight) | {} | {} | | | | | | | | | | |", pct(p.benchmark_total_return), pct(p.benchmark_cagr));
+        if let Some(i) = p.index_total_return {
+            let _ = writeln!(s, "| index | {} | | | | | | | | | | | |", pct(i));
+        }
+    }
+    s
+}
+
+/// Plots as (file name, title, SVG).
+fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)> {
+    let Some(first) = models.first() else { return Vec::new() };
+    let dates = &first.simulation.dates;
+    let mut eq: Vec<(&str, &[f64])> = models.iter().map(|m| (m.name.as_str(), m.simulation.equity.as_slice())).collect();
+    eq.push(("benchmark", first.simulation.benchmark.as_slice()));
+    if let Some(i) = &first.simulation.index {
+        eq.push(("index", i.as_slice()));
+    }
+    let dds: Vec<Vec<f64>> = models.iter().map(|m| metrics::drawdowns(&m.simulation.equity)).collect();
+    let dd: Vec<(&str, &[f64])> = models.iter().zip(&dds).map(|(m, d)| (m.name.as_str(), d.as_slice())).collect();
+    // Mean Rank IC per calendar month.
+    let mut months: Vec<String> = models
+        .iter()
+        .flat_map(|m| m.daily_ic.iter().map(|d| format!("{}-{:02}", d.date.year(), d.date.month())))
+        .collect();
+    months.sort_unstable();
+    months.dedup();
+    let monthly: Vec<Vec<f64>> = models
+        .iter()
+        .map(|m| {
+            months
+                .iter()
+                .map(|mo| {
+                    let v: Vec<f64> = m
+                        .daily_ic
+                        .iter()
+                        .filter(|d| format!("{}-{:02}", d.date.year(), d.date.month()) == *mo && d.rank_ic.is_finite())
+                        .map(|d| d.rank_ic)
+                        .collect();
+                    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+                })
+                .collect()
+        })
+        .collect();
+    let ic: Vec<(&str, &[f64])> = models.iter().zip(&monthly).map(|(m, v)| (m.name.as_str(), v.as_slice())).collect();
+    let fold_labels: Vec<String> = wf.folds.iter().map(|f| f.id.to_string()).collect();
+    let per_fold: Vec<Vec<f64>> = models
+        .iter()
+        .map(|m| {
+            let mut v = vec![f64::NAN; wf.folds.len()];
+            for r in wf.results.iter().filter(|r| r.model == m.name) {
+                v[r.fold] = r.signal.rank_ic;
+            }
+            v
+        })
+        .collect();
+    let pf: Vec<(&str, &[f64])> = models.iter().zip(&per_fold).map(|(m, v)| (m.name.as_str(), v.as_slice())).collect();
+    vec![
+        ("equity.svg", svg::line_chart("Equity vs benchmark", dates, &eq, false)),
+        ("drawdown.svg", svg::line_chart("Drawdown", dates, &dd, true)),
+        ("ic.svg", svg::bar_chart("Mean Rank IC per month", &months, &ic, false)),
+        ("folds.svg", svg::bar_chart("Rank IC per fold", &fold_labels, &pf, false)),
+    ]
+}
+
+fn markdown(meta: &RunMeta, models: &[ModelReport], wf: &WalkForward) -> String {
+    let mut s = String::from("# stockcast backtest\n\n");
+    let _ = writeln!(
+        s,
+        "stockcast {}, seed {}, feature spec {}, label horizon {} trading days, {} folds.\n\nData: `{}`\n",
+        meta.version,
+        meta.seed,
+        meta.feature_spec_hash,
+        meta.horizon,
+        wf.folds.len(),
+        meta.data
+    );
+    s.push_str(&summary_table(models));
+    s.push_str(
+        "\nConventions: 252 trading days a year; daily compounding; fractions shown as percentages; Sharpe and Sortino \
+         annualised with √252 over the risk-free rate in the config; IC/Rank IC are per-date cross-sectional \
+         correlations averaged over dates; ICIR = mean / std of the daily IC.\n\n## Per fold\n\n\
+         | model | fold | train | test | rows | Rank IC | IC | MAE |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &wf.results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} .. {} | {} .. {} | {} | {} | {} | {} |",
+            r.model,
+            r.fold,
+            r.train_start,
+            r.train_end,
+            r.test_start,
+            r.test_end,
+            r.test_rows,
+            num(r.signal.rank_ic),
+            num(r.signal.ic),
+            num(r.forecast.mae)
+        );
+    }
+    s.push_str("\n![equity](equity.svg)\n![drawdown](drawdown.svg)\n![ic](ic.svg)\n![folds](folds.svg)\n");
+    s
+}
+
+fn html(md_table: &str, meta: &RunMeta, plots: &[(&str, String)]) -> String {
+    let mut s = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>stockcast backtest</title><style>\
+         body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}</style></head><body>\
+         <h1>stockcast backtest</h1>",
+    );
+    let _ = write!(
+        s,
+        "<p>stockcast {}, seed {}, feature spec <code>{}</code>, label horizon {} trading days.</p><table>",
+        meta.version, meta.seed, meta.feature_spec_hash, meta.horizon
+    );
+    for (i, line) in md_table.lines().enumerate() {
+        if i == 1 {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let tag = if i == 0 { "th" } else { "td" };
+        s.push_str("<tr>");
+        for c in cells {
+            let _ = write!(s, "<{tag}>{}</{tag}>", c.replace('&', "&amp;").replace('<', "&lt;"));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table><p>252 trading days a year, daily compounding; see report.json → conventions.</p>");
+    for (_, svg) in plots {
+        let _ = write!(s, "<div>{svg}</div>");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+fn date_col(name: &str, dates: impl Iterator<Item = NaiveDate>) -> Result<Column> {
+    let days: Vec<i32> = dates.map(date_to_days).collect();
+    Ok(Column::new(name.into(), days).cast(&DataType::Date).map_err(stockcast_features::Error::from)?)
+}
+
+fn frame(cols: Vec<Column>) -> Result<DataFrame> {
+    Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
+}
+
+fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport]) -> Result<()> {
+    // predictions.parquet: model, symbol, date, fold, score, label.
+    let all: Vec<(&String, &crate::runner::OosPrediction)> =
+        wf.predictions.iter().flat_map(|(m, v)| v.iter().map(move |p| (m, p))).collect();
+    let mut df = frame(vec![
+        Column::new("model".into(), all.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>()),
+        Column::new("symbol".into(), all.iter().map(|(_, p)| p.symbol.as_str()).collect::<Vec<_>>()),
+        date_col("date", all.iter().map(|(_, p)| p.date))?,
+        Column::new("fold".into(), all.iter().map(|(_, p)| p.fold as u32).collect::<Vec<_>>()),
+        Column::new("score".into(), all.iter().map(|(_, p)| p.score).collect::<Vec<_>>()),
+        Column::new("label".into(), all.iter().map(|(_, p)| p.label).collect::<Vec<_>>()),
+    ])?;
+    stockcast_features::io::write_frame(&mut df, &dir.join("predictions.parquet"))?;
+    // equity.parquet: model, date, equity, benchmark, index, drawdown, exposure, turnover.
+    let mut cols: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let (mut names, mut dates) = (Vec::new(), Vec::new());
+    for m in models {
+        let sim = &m.simulation;
+        let dd = metrics::drawdowns(&sim.equity);
+        names.extend(std::iter::repeat_n(m.name.as_str(), sim.dates.len()));
+        dates.extend(sim.dates.iter().copied());
+        cols.entry("equity").or_default().extend(&sim.equity);
+        cols.entry("benchmark").or_default().extend(&sim.benchmark);
+        cols.entry("index").or_default().extend(sim.index.clone().unwrap_or_else(|| vec![f64::NAN; sim.dates.len()]));
+        cols.entry("drawdown").or_default().extend(dd);
+        cols.entry("exposure").or_default().extend(&sim.exposure);
+        cols.entry("turnover").or_default().extend(&sim.turnover);
+    }
+    let mut c = vec![Column::new("model".into(), names), date_col("date", dates.into_iter())?];
+    for key in ["equity", "benchmark", "index", "drawdown", "exposure", "turnover"] {
+        c.push(Column::new(key.into(), cols.remove(key).unwrap_or_default()));
+    }
+    let mut df = frame(c)?;
+    stockcast_features::io::write_frame(&mut df, &dir.join("equity.parquet"))?;
+    // folds.parquet: one row per model and fold.
+    let r = &wf.results;
+    let mut df = frame(vec![
+        Column::new("model".into(), r.iter().map(|x| x.model.as_str()).collect::<Vec<_>>()),
+        Column::new("fold".into(), r.iter().map(|x| x.fold as u32).collect::<Vec<_>>()),
+        Column::new("fit_fold".into(), r.iter().map(|x| x.fit_fold as u32).collect::<Vec<_>>()),
+        date_col("train_start", r.iter().map(|x| x.train_start))?,
+        date_col("train_end", r.iter().map(|x| x.train_end))?,
+        date_col("test_start", r.iter().map(|x| x.test_start))?,
+        date_col("test_end", r.iter().map(|x| x.test_end))?,
+        Column::new("train_rows".into(), r.iter().map(|x| x.train_rows as u64).collect::<Vec<_>>()),
+        Column::new("test_rows".into(), r.iter().map(|x| x.test_rows as u64).collect::<Vec<_>>()),
+        Column::new("ic".into(), r.iter().map(|x| x.signal.ic).collect::<Vec<_>>()),
+        Column::new("rank_ic".into(), r.iter().map(|x| x.signal.rank_ic).collect::<Vec<_>>()),
+        Column::new("icir".into(), r.iter().map(|x| x.signal.icir).collect::<Vec<_>>()),
+        Column::new("hit_rate".into(), r.iter().map(|x| x.signal.hit_rate).collect::<Vec<_>>()),
+        Column::new("mae".into(), r.iter().map(|x| x.forecast.mae).collect::<Vec<_>>()),
+        Column::new("rmse".into(), r.iter().map(|x| x.forecast.rmse).collect::<Vec<_>>()),
+        Column::new("fit_seconds".into(), r.iter().map(|x| x.fit_seconds).collect::<Vec<_>>()),
+    ])?;
+    stockcast_features::io::write_frame(&mut df, &dir.join("folds.parquet"))?;
+    Ok(())
+}
+
+fn trades_csv(models: &[ModelReport]) -> String {
+    let mut s = String::from("model,symbol,side,entry_date,entry_price,exit_date,exit_price,pnl,return\n");
+    for m in models {
+        for t in &m.simulation.trades {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{}",
+                m.name,
+                t.symbol,
+                t.side,
+                t.entry_date,
+                t.entry_price,
+                t.exit_date.map(|d| d.to_string()).unwrap_or_default(),
+                t.exit_price,
+                t.pnl,
+                t.return_pct
+            );
+        }
+    }
+    s
+}
+
+/// Writes the run directory atomically (built in a temporary sibling, then renamed over `dir`).
+///
+/// # Errors
+/// [`Error::File`] on I/O failures.
+pub fn write_run(
+    dir: &Path,
+    meta: &RunMeta,
+    wf: &WalkForward,
+    models: &[ModelReport],
+    strategy: &StrategyConfig,
+) -> Result<PathBuf> {
+    let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        let write = |file: &str, bytes: &[u8]| std::fs::write(tmp.join(file), bytes).map_err(|e| Error::file(tmp.join(file), e));
+        let report = report_json(meta, wf, models, strategy)?;
+        write("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| Error::Data(e.to_string()))?)?;
+        let plots = plots(models, wf);
+        for (file, svg) in &plots {
+            write(file, svg.as_bytes())?;
+        }
+        write("report.md", markdown(meta, models, wf).as_bytes())?;
+        write("report.html", html(&summary_table(models), meta, &plots).as_bytes())?;
+        write("trades.csv", trades_csv(models).as_bytes())?;
+        write_frames(&tmp, wf, models)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+        }
+        if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| dir.to_path_buf())
+}

@@ -1,0 +1,306 @@
+//! Walk-forward runner: for each model and fold, fit on the fold's training dates (validation tail for early
+//! stopping where the model uses one), predict the test dates, and collect out-of-sample predictions and
+//! per-fold metrics. Several models run on identical folds; fits run on `jobs` threads; a fold that does not
+//! refit reuses the model of its refit fold. Every fit is seeded with `seed + fit fold`, so results do not depend
+//! on the thread count or scheduling.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use stockcast_models::{Dataset, ModelConfig, TrainedModel};
+
+use crate::error::{Error, Result};
+use crate::metrics::{self, ForecastStats, SignalStats};
+use crate::split::{Fold, SplitConfig, Span, calendar};
+
+/// A model in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    /// Name in reports (unique in a run).
+    pub name: String,
+    /// Its configuration.
+    pub config: ModelConfig,
+}
+
+/// One out-of-sample prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OosPrediction {
+    /// Symbol.
+    pub symbol: String,
+    /// Date of the features (the signal date).
+    pub date: NaiveDate,
+    /// Fold that predicted it.
+    pub fold: usize,
+    /// Score.
+    pub score: f64,
+    /// Realised label (NaN when the horizon runs past the data).
+    pub label: f64,
+}
+
+/// Metrics of one model on one fold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FoldResult {
+    /// Model name.
+    pub model: String,
+    /// Fold number.
+    pub fold: usize,
+    /// The fold whose fit made these predictions.
+    pub fit_fold: usize,
+    /// First and last training date of the fit (validation included).
+    pub train_start: NaiveDate,
+    /// Last date whose row (and label) the fit used.
+    pub train_end: NaiveDate,
+    /// First test date.
+    pub test_start: NaiveDate,
+    /// Last test date.
+    pub test_end: NaiveDate,
+    /// Rows fitted on (without validation).
+    pub train_rows: usize,
+    /// Validation rows.
+    pub valid_rows: usize,
+    /// Rows predicted.
+    pub test_rows: usize,
+    /// Seconds spent fitting (0 for folds that reuse a fit).
+    pub fit_seconds: f64,
+    /// Seconds spent predicting.
+    pub predict_seconds: f64,
+    /// Signal metrics on the fold's test dates.
+    pub signal: SignalStats,
+    /// Forecast errors on the fold's test dates.
+    pub forecast: ForecastStats,
+}
+
+/// The outcome of a walk-forward run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalkForward {
+    /// Trading dates of the data.
+    pub calendar: Vec<NaiveDate>,
+    /// The folds.
+    pub folds: Vec<Fold>,
+    /// Per model and fold (model order of the run, then fold order).
+    pub results: Vec<FoldResult>,
+    /// Out-of-sample predictions per model, ordered by date then symbol.
+    pub predictions: BTreeMap<String, Vec<OosPrediction>>,
+}
+
+/// Run parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Label horizon of the data (the gap is at least this).
+    pub horizon: usize,
+    /// Base seed.
+    pub seed: u64,
+    /// Fits in parallel (at least 1).
+    pub jobs: usize,
+}
+
+/// Progress reports: (model name, fold, folds done so far over all models, total).
+pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize, usize) + Sync);
+
+fn span_dates(cal: &[NaiveDate], s: &Span) -> Option<(NaiveDate, NaiveDate)> {
+    (!s.is_empty()).then(|| (cal[s.start], cal[s.end - 1]))
+}
+
+/// Rows of `data` with a date in `[a, b]`; with `labelled`, only rows with a finite label and complete features.
+fn select(data: &Dataset, range: Option<(NaiveDate, NaiveDate)>, labelled: bool) -> Dataset {
+    let Some((a, b)) = range else { return data.filter(|_| false) };
+    let m = &data.matrix;
+    let y = m.y.as_ref();
+    let rows: Vec<usize> = (0..m.nrows())
+        .filter(|&i| {
+            let d = m.index[i].1;
+            d >= a
+                && d <= b
+                && (!labelled
+                    || (y.is_some_and(|y| y[i].is_finite()) && m.x.row(i).iter().all(|v| v.is_finite())))
+        })
+        .collect();
+    data.rows(&rows)
+}
+
+struct Task {
+    model: usize,
+    fit_fold: usize,
+    folds: Vec<usize>,
+}
+
+type TaskOutput = Vec<(FoldResult, Vec<OosPrediction>)>;
+
+/// Fits and predicts every model on every fold of `split` over the dates of `data` (all rows, labels NaN where
+/// unknown).
+///
+/// # Errors
+/// [`Error::Config`]/[`Error::Data`] for unusable splits or data, [`Error::Model`] naming the model and fold.
+pub fn run(
+    data: &Dataset,
+    models: &[ModelSpec],
+    split: &SplitConfig,
+    opts: RunOptions,
+    progress: Progress<'_>,
+) -> Result<WalkForward> {
+    if models.is_empty() {
+        return Err(Error::Config("no models to run".into()));
+    }
+    for (i, m) in models.iter().enumerate() {
+        if models[..i].iter().any(|o| o.name == m.name) {
+            return Err(Error::Config(format!("model name {:?} is used twice", m.name)));
+        }
+        m.config.validate().map_err(|e| Error::Model { model: m.name.clone(), fold: 0, source: e })?;
+    }
+    let cal = calendar(data.matrix.index.iter().map(|(_, d)| *d));
+    let folds = split.folds(cal.len(), opts.horizon)?;
+    let mut data = data.clone();
+    if data.context.is_none() && models.iter().any(|m| m.config.uses_sequences()) {
+        data.context = Some(Arc::new(data.matrix.clone()));
+    }
+    let tasks: Vec<Task> = (0..models.len())
+        .flat_map(|m| {
+            folds.iter().filter(|f| f.fit_fold == f.id).map(move |f| Task { model: m, fit_fold: f.id, folds: vec![] })
+        })
+        .map(|mut t| {
+            t.folds = folds.iter().filter(|f| f.fit_fold == t.fit_fold).map(|f| f.id).collect();
+            t
+        })
+        .collect();
+    let total = models.len() * folds.len();
+    let done = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let outputs: Mutex<Vec<Option<Result<TaskOutput>>>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(task) = tasks.get(i) else { break };
+            let out = run_task(&data, &cal, &folds, &models[task.model], task, opts, &|fold| {
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                progress(&models[task.model].name, fold, n, total);
+            });
+            let failed = out.is_err();
+            outputs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(out);
+            if failed {
+                // Stop handing out work; running tasks finish.
+                next.store(tasks.len(), Ordering::Relaxed);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..opts.jobs.max(1).min(tasks.len()) {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    let outputs = outputs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut per_model: Vec<Vec<(FoldResult, Vec<OosPrediction>)>> = (0..models.len()).map(|_| Vec::new()).collect();
+    for (task, out) in tasks.iter().zip(outputs) {
+        match out {
+            Some(Ok(v)) => per_model[task.model].extend(v),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    let mut results = Vec::new();
+    let mut predictions = BTreeMap::new();
+    for (m, mut rows) in models.iter().zip(per_model) {
+        rows.sort_by_key(|(r, _)| r.fold);
+        let mut preds: Vec<OosPrediction> = Vec::new();
+        for (r, p) in rows {
+            results.push(r);
+            preds.extend(p);
+        }
+        preds.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
+        predictions.insert(m.name.clone(), preds);
+    }
+    Ok(WalkForward { calendar: cal, folds, results, predictions })
+}
+
+fn run_task(
+    data: &Dataset,
+    cal: &[NaiveDate],
+    folds: &[Fold],
+    spec: &ModelSpec,
+    task: &Task,
+    opts: RunOptions,
+    on_fold: &dyn Fn(usize),
+) -> Result<TaskOutput> {
+    let fit_fold = &folds[task.fit_fold];
+    let model_err = |fold: usize| move |e: stockcast_models::Error| Error::Model { model: spec.name.clone(), fold, source: e };
+    let uses_valid = spec.config.uses_validation() && !fit_fold.valid.is_empty();
+    // Without a validation set in use, the validation tail (and its gap) is trained on.
+    let train_span = if uses_valid || fit_fold.valid.is_empty() {
+        fit_fold.train.clone()
+    } else {
+        fit_fold.train.start..fit_fold.valid.end
+    };
+    let train = select(data, span_dates(cal, &train_span), true);
+    let valid = uses_valid.then(|| select(data, span_dates(cal, &fit_fold.valid), true));
+    if train.is_empty() && spec.config.learns() {
+        return Err(Error::Data(format!(
+            "model {}, fold {}: no training rows with a label and complete features in {:?}",
+            spec.name,
+            fit_fold.id,
+            span_dates(cal, &train_span)
+        )));
+    }
+    let seed = opts.seed.wrapping_add(task.fit_fold as u64);
+    let t = Instant::now();
+    let model: TrainedModel =
+        stockcast_models::fit(&spec.config, &train, valid.as_ref(), seed).map_err(model_err(fit_fold.id))?;
+    let fit_seconds = t.elapsed().as_secs_f64();
+    let last_fit_span = if uses_valid { &fit_fold.valid } else { &train_span };
+    let (train_start, train_end) = (cal[train_span.start], cal[last_fit_span.end - 1]);
+    let mut out = Vec::new();
+    for &fid in &task.folds {
+        let fold = &folds[fid];
+        let test = select(data, span_dates(cal, &fold.test), false);
+        let t = Instant::now();
+        let preds = if test.is_empty() {
+            stockcast_models::Predictions { index: Vec::new(), score: Vec::new() }
+        } else {
+            model.predict(&test).map_err(model_err(fid))?
+        };
+        let predict_seconds = t.elapsed().as_secs_f64();
+        let labels: Vec<f64> = test.matrix.y.as_ref().map_or_else(
+            || vec![f64::NAN; test.len()],
+            |y| y.iter().map(|v| f64::from(*v)).collect(),
+        );
+        let rows: Vec<OosPrediction> = preds
+            .index
+            .iter()
+            .zip(&preds.score)
+            .zip(&labels)
+            .map(|(((s, d), score), label)| OosPrediction {
+                symbol: s.clone(),
+                date: *d,
+                fold: fid,
+                score: *score,
+                label: *label,
+            })
+            .collect();
+        let daily = metrics::daily_ic(rows.iter().map(|p| (p.date, p.score, p.label)));
+        let (test_start, test_end) = span_dates(cal, &fold.test).unwrap_or((cal[0], cal[0]));
+        out.push((
+            FoldResult {
+                model: spec.name.clone(),
+                fold: fid,
+                fit_fold: task.fit_fold,
+                train_start,
+                train_end,
+                test_start,
+                test_end,
+                train_rows: train.len(),
+                valid_rows: valid.as_ref().map_or(0, Dataset::len),
+                test_rows: test.len(),
+                fit_seconds: if fid == task.fit_fold { fit_seconds } else { 0.0 },
+                predict_seconds,
+                signal: metrics::signal_stats(&daily),
+                forecast: metrics::forecast_stats(rows.iter().map(|p| (p.score, p.label))),
+            },
+            rows,
+        ));
+        on_fold(fid);
+    }
+    Ok(out)
+}

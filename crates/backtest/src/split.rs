@@ -1,0 +1,189 @@
+//! Walk-forward folds over the data's trading dates: expanding or rolling train window, a gap (purge) of at least
+//! the label horizon between the last training date and the first test date, an optional validation tail inside
+//! the train window (after its own gap), and refits every k folds.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the training window moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// From the first date to the fold's last training date.
+    #[default]
+    Expanding,
+    /// The last `train_days` dates before the gap.
+    Rolling,
+}
+
+/// Splitter parameters, in trading dates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Expanding or rolling training window.
+    #[serde(default)]
+    pub window: WindowKind,
+    /// Rolling: training dates per fold. Expanding: ignored.
+    #[serde(default = "d_train")]
+    pub train_days: usize,
+    /// Fewest training dates of the first fold.
+    #[serde(default = "d_min_train")]
+    pub min_train_days: usize,
+    /// Test dates per fold.
+    #[serde(default = "d_test")]
+    pub test_days: usize,
+    /// Dates between fold starts (default: `test_days`, contiguous test windows).
+    #[serde(default)]
+    pub step_days: Option<usize>,
+    /// Dates dropped between the last training date and the first test date; at least the label horizon
+    /// (default: the horizon).
+    #[serde(default)]
+    pub gap_days: Option<usize>,
+    /// Dates at the end of the train window held out for validation / early stopping (0: none). A gap of
+    /// `gap_days` separates them from the rest of the training dates too.
+    #[serde(default)]
+    pub valid_days: usize,
+    /// Fit a new model every k folds; folds in between reuse the last fit (1: refit every fold).
+    #[serde(default = "d_refit")]
+    pub refit_every: usize,
+}
+
+fn d_train() -> usize {
+    756
+}
+fn d_min_train() -> usize {
+    504
+}
+fn d_test() -> usize {
+    63
+}
+fn d_refit() -> usize {
+    1
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            window: WindowKind::Expanding,
+            train_days: d_train(),
+            min_train_days: d_min_train(),
+            test_days: d_test(),
+            step_days: None,
+            gap_days: None,
+            valid_days: 0,
+            refit_every: d_refit(),
+        }
+    }
+}
+
+/// A half-open range of indices into the trading-date calendar.
+pub type Span = std::ops::Range<usize>;
+
+/// One walk-forward fold, as index ranges into the calendar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fold {
+    /// Fold number from 0.
+    pub id: usize,
+    /// Training dates (excluding the validation tail and its gap).
+    pub train: Span,
+    /// Validation dates (empty when none).
+    pub valid: Span,
+    /// Test dates.
+    pub test: Span,
+    /// The fold whose fit this fold uses (itself when it refits).
+    pub fit_fold: usize,
+}
+
+impl SplitConfig {
+    /// The gap for label horizon `horizon`.
+    pub fn gap(&self, horizon: usize) -> usize {
+        self.gap_days.unwrap_or(horizon)
+    }
+
+    /// Checks the parameters against the label horizon.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self, horizon: usize) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("split: {m}")));
+        if self.test_days == 0 || self.min_train_days == 0 || self.refit_every == 0 {
+            return err("test_days, min_train_days and refit_every must be at least 1".into());
+        }
+        if self.step_days.is_some_and(|s| s < self.test_days) {
+            return err(format!(
+                "step_days = {} is shorter than test_days = {}: test windows would overlap",
+                self.step_days.unwrap_or_default(),
+                self.test_days
+            ));
+        }
+        if self.gap(horizon) < horizon {
+            return err(format!(
+                "gap_days = {} is shorter than the label horizon {horizon}: training labels would overlap the test \
+                 window",
+                self.gap(horizon)
+            ));
+        }
+        if self.window == WindowKind::Rolling && self.train_days < self.min_train_days {
+            return err(format!(
+                "rolling train_days = {} is below min_train_days = {}",
+                self.train_days, self.min_train_days
+            ));
+        }
+        if self.valid_days > 0 && self.valid_days + self.gap(horizon) >= self.min_train_days {
+            return err(format!(
+                "valid_days + gap_days = {} leaves no training dates within min_train_days = {}",
+                self.valid_days + self.gap(horizon),
+                self.min_train_days
+            ));
+        }
+        Ok(())
+    }
+
+    /// Folds over a calendar of `n` trading dates. The first test window starts after `min_train_days` training
+    /// dates and the gap; folds step by `step_days` until the calendar ends (the last test window may be short).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid parameters, [`Error::Data`] when the calendar is too short for one fold.
+    pub fn folds(&self, n: usize, horizon: usize) -> Result<Vec<Fold>> {
+        self.validate(horizon)?;
+        let gap = self.gap(horizon);
+        let step = self.step_days.unwrap_or(self.test_days);
+        let first_test = self.min_train_days + gap;
+        if first_test >= n {
+            return Err(Error::Data(format!(
+                "{n} trading dates are too few for one fold: min_train_days {} + gap {gap} + at least one test date",
+                self.min_train_days
+            )));
+        }
+        let mut folds = Vec::new();
+        let mut test_start = first_test;
+        while test_start < n {
+            let id = folds.len();
+            let train_end = test_start - gap; // exclusive
+            let train_start = match self.window {
+                WindowKind::Expanding => 0,
+                WindowKind::Rolling => train_end.saturating_sub(self.train_days),
+            };
+            let (train, valid) = if self.valid_days > 0 {
+                let valid_start = train_end - self.valid_days;
+                (train_start..valid_start - gap, valid_start..train_end)
+            } else {
+                (train_start..train_end, train_end..train_end)
+            };
+            let fit_fold = id - id % self.refit_every;
+            folds.push(Fold { id, train, valid, test: test_start..(test_start + self.test_days).min(n), fit_fold });
+            test_start += step;
+        }
+        Ok(folds)
+    }
+}
+
+/// The sorted distinct dates of `dates`.
+pub fn calendar(dates: impl IntoIterator<Item = NaiveDate>) -> Vec<NaiveDate> {
+    let mut c: Vec<NaiveDate> = dates.into_iter().collect();
+    c.sort_unstable();
+    c.dedup();
+    c
+}

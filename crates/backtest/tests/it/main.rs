@@ -1,0 +1,402 @@
+//! Walk-forward tests: fold properties, no look-ahead (by construction and by perturbing later prices), metrics
+//! against hand-computed values, an SMA crossover against an independent loop, and a shuffled-label control.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::missing_panics_doc)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use proptest::prelude::*;
+use stockcast_backtest::metrics::{self, average_ranks};
+use stockcast_backtest::portfolio::{self, Fill, Market, StrategyConfig, StrategyKind};
+use stockcast_backtest::runner::{self, ModelSpec, RunOptions};
+use stockcast_backtest::split::{SplitConfig, WindowKind};
+use stockcast_features::polars::prelude::*;
+use stockcast_features::{FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, PriceFrame, SynthConfig};
+use stockcast_models::{Dataset, History, ModelConfig};
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+// ---------------------------------------------------------------- splits
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn folds_never_overlap_and_keep_the_gap(
+        n in 50usize..2000,
+        min_train in 10usize..400,
+        test in 1usize..200,
+        extra_step in 0usize..50,
+        horizon in 1usize..20,
+        extra_gap in 0usize..10,
+        valid in 0usize..40,
+        rolling in any::<bool>(),
+        train_days_extra in 0usize..300,
+        refit in 1usize..4,
+    ) {
+        let cfg = SplitConfig {
+            window: if rolling { WindowKind::Rolling } else { WindowKind::Expanding },
+            train_days: min_train + train_days_extra,
+            min_train_days: min_train,
+            test_days: test,
+            step_days: Some(test + extra_step),
+            gap_days: Some(horizon + extra_gap),
+            valid_days: valid,
+            refit_every: refit,
+        };
+        let gap = horizon + extra_gap;
+        let Ok(folds) = cfg.folds(n, horizon) else {
+            // Refused only for a reason: too little data or a validation tail that does not fit.
+            prop_assert!(min_train + gap >= n || (valid > 0 && valid + gap >= min_train));
+            return Ok(());
+        };
+        let mut last_test_end = 0;
+        for f in &folds {
+            prop_assert!(!f.train.is_empty() && !f.test.is_empty());
+            prop_assert!(f.train.end + gap <= f.test.start, "train {:?} + gap {gap} vs test {:?}", f.train, f.test);
+            if !f.valid.is_empty() {
+                prop_assert!(f.train.end + gap <= f.valid.start);
+                prop_assert!(f.valid.end + gap <= f.test.start);
+            }
+            prop_assert!(f.test.start >= last_test_end, "test windows overlap");
+            prop_assert!(f.test.end <= n);
+            last_test_end = f.test.end;
+            prop_assert!(f.fit_fold <= f.id && f.id - f.fit_fold < refit);
+            if rolling {
+                let inner_gap = if f.valid.is_empty() { 0 } else { gap };
+                prop_assert!(f.train.len() + f.valid.len() + inner_gap <= cfg.train_days);
+            } else {
+                prop_assert_eq!(f.train.start, 0);
+            }
+        }
+        // Contiguous steps cover every date from the first test date to the end exactly once.
+        if extra_step == 0 {
+            prop_assert_eq!(folds[0].test.start, min_train + gap);
+            prop_assert!(folds.windows(2).all(|w| w[0].test.end == w[1].test.start));
+            prop_assert_eq!(folds.last().unwrap().test.end, n);
+        }
+    }
+}
+
+#[test]
+fn a_gap_shorter_than_the_horizon_is_refused() {
+    let cfg = SplitConfig { gap_days: Some(2), ..SplitConfig::default() };
+    let e = cfg.folds(2000, 5).unwrap_err().to_string();
+    assert!(e.contains("shorter than the label horizon"), "{e}");
+    let cfg = SplitConfig { step_days: Some(10), test_days: 20, ..SplitConfig::default() };
+    assert!(cfg.folds(2000, 5).unwrap_err().to_string().contains("overlap"));
+}
+
+// ---------------------------------------------------------------- synthetic data
+
+fn synth(symbols: usize, days: usize, seed: u64) -> PriceFrame {
+    let df = stockcast_features::synth_prices(&SynthConfig::new(symbols, days, seed)).unwrap();
+    let df = df.sort(["symbol", "date"], SortMultipleOptions::default()).unwrap();
+    PriceFrame::from_df(df).unwrap()
+}
+
+fn dataset(prices: &PriceFrame, spec: &FeatureSpec) -> Dataset {
+    let ff = stockcast_features::build_features(prices, spec).unwrap();
+    let m = FeatureMatrix::from_frame(&ff, MatrixOptions::default()).unwrap();
+    Dataset::new(m, Arc::new(History::from_prices(prices).unwrap()))
+}
+
+fn model(name: &str, toml: &str) -> ModelSpec {
+    ModelSpec { name: name.into(), config: ModelConfig::from_toml(toml).unwrap() }
+}
+
+fn small_models() -> Vec<ModelSpec> {
+    vec![
+        model("gbm", "kind = \"gbm\"\nrounds = 20\nmax_depth = 3\nnthread = 1\nearly_stopping_rounds = 5"),
+        model("linear", "kind = \"linear\"\nalpha = 0.01"),
+        model("forecast", "kind = \"forecast\"\nmethod = \"ets\"\nhorizon = 5\nhistory_days = 200"),
+        model("momentum", "kind = \"rule\"\nrule = \"momentum\"\nlookback = 20"),
+        model("lstm", "kind = \"lstm\"\nlookback = 5\nhidden = 4\nepochs = 1\nbatch_size = 128\npatience = 1"),
+    ]
+}
+
+fn split() -> SplitConfig {
+    SplitConfig { min_train_days: 300, test_days: 60, valid_days: 40, ..SplitConfig::default() }
+}
+
+#[test]
+fn every_prediction_comes_from_a_fit_that_ended_a_gap_before_it() {
+    let prices = synth(12, 520, 3);
+    let data = dataset(&prices, &FeatureSpec::default());
+    let opts = RunOptions { horizon: 5, seed: 1, jobs: 2 };
+    let wf = runner::run(&data, &small_models(), &split(), opts, &|_, _, _, _| {}).unwrap();
+    let pos = |x: NaiveDate| wf.calendar.binary_search(&x).unwrap();
+    assert_eq!(wf.results.len(), 5 * wf.folds.len());
+    for r in &wf.results {
+        // The fit saw rows up to train_end, whose labels reach train_end + horizon < test_start.
+        assert!(pos(r.train_end) + 5 < pos(r.test_start), "{r:?}");
+        for p in wf.predictions[&r.model].iter().filter(|p| p.fold == r.fold) {
+            assert!(p.date >= r.test_start && p.date <= r.test_end);
+            assert!(pos(p.date) > pos(r.train_end) + 5);
+        }
+    }
+    // Every model predicted every test row.
+    let n = wf.predictions["gbm"].len();
+    assert!(n > 0 && wf.predictions.values().all(|v| v.len() == n));
+}
+
+/// Multiplies every price after `after` by a random factor per row (keeping each bar consistent).
+fn perturb_after(prices: &PriceFrame, after: NaiveDate) -> PriceFrame {
+    let mut df = prices.df().clone();
+    let cutoff = stockcast_features::prices::date_to_days(after);
+    let dates = df.column("date").unwrap().cast(&DataType::Int32).unwrap();
+    let dates: Vec<i32> = dates.i32().unwrap().into_no_null_iter().collect();
+    let factor: Vec<f64> =
+        dates.iter().enumerate().map(|(i, d)| if *d > cutoff { 1.5 + (i % 7) as f64 * 0.1 } else { 1.0 }).collect();
+    for c in ["open", "high", "low", "close"] {
+        let v: Vec<f64> =
+            df.column(c).unwrap().f64().unwrap().into_no_null_iter().zip(&factor).map(|(x, f)| x * f).collect();
+        df.with_column(Column::new(c.into(), v)).unwrap();
+    }
+    PriceFrame::from_df(df).unwrap()
+}
+
+#[test]
+fn changing_prices_after_a_fold_never_changes_its_predictions() {
+    let prices = synth(10, 560, 5);
+    let spec = FeatureSpec::default();
+    let opts = RunOptions { horizon: 5, seed: 9, jobs: 1 };
+    let models = small_models();
+    let base = runner::run(&dataset(&prices, &spec), &models, &split(), opts, &|_, _, _, _| {}).unwrap();
+    assert!(base.folds.len() >= 3);
+    let fold1_end = base.calendar[base.folds[1].test.end - 1];
+    let changed = perturb_after(&prices, fold1_end);
+    let after = runner::run(&dataset(&changed, &spec), &models, &split(), opts, &|_, _, _, _| {}).unwrap();
+    for m in &models {
+        let keep = |v: &[runner::OosPrediction]| -> Vec<(String, NaiveDate, u64)> {
+            v.iter().filter(|p| p.fold <= 1).map(|p| (p.symbol.clone(), p.date, p.score.to_bits())).collect()
+        };
+        let (a, b) = (keep(&base.predictions[&m.name]), keep(&after.predictions[&m.name]));
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{}: folds 0-1 changed when only later prices changed", m.name);
+        // ... and the later fold does change (the perturbation is real).
+        let later = |v: &[runner::OosPrediction]| v.iter().filter(|p| p.fold == 2).map(|p| p.score.to_bits()).collect::<Vec<_>>();
+        if m.name != "lstm" {
+            assert_ne!(later(&base.predictions[&m.name]), later(&after.predictions[&m.name]), "{}", m.name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- metrics by hand
+
+#[test]
+fn ic_and_rank_ic_match_hand_computations() {
+    // Scores 1,2,3,4 vs labels 1,3,2,4: Pearson = 0.8, Spearman = 0.8.
+    let day = d(2020, 1, 2);
+    let rows = [(day, 1.0, 1.0), (day, 2.0, 3.0), (day, 3.0, 2.0), (day, 4.0, 4.0)];
+    let ic = metrics::daily_ic(rows);
+    assert!(close(ic[0].ic, 0.8, 1e-12) && close(ic[0].rank_ic, 0.8, 1e-12), "{ic:?}");
+    // Ties share the average rank: [1, 2, 2, 3] → ranks [1, 2.5, 2.5, 4].
+    assert_eq!(average_ranks(&[1.0, 2.0, 2.0, 3.0]), vec![1.0, 2.5, 2.5, 4.0]);
+    // Spearman with ties = Pearson of ranks: x ranks [1,2.5,2.5,4], y = [1,2,3,4].
+    // mean 2.5; cov = (-1.5·-1.5 + 0 + 0 + 1.5·1.5) = 4.5; var x = 4.5, var y = 5 → 4.5/√22.5.
+    let r = metrics::spearman(&[1.0, 2.0, 2.0, 3.0], &[10.0, 20.0, 30.0, 40.0]);
+    assert!(close(r, 4.5 / 22.5_f64.sqrt(), 1e-12), "{r}");
+    // Fewer than three pairs: no IC that date; NaN labels are skipped.
+    let rows = [(day, 1.0, 1.0), (day, 2.0, f64::NAN), (day, 3.0, 2.0)];
+    assert!(metrics::daily_ic(rows).is_empty());
+    // Summary: daily rank ICs 0.2, 0.4 → mean 0.3, std √0.02, ICIR 0.3/√0.02, hit rate 1.
+    let daily = vec![
+        metrics::DateIc { date: day, n: 3, ic: 0.1, rank_ic: 0.2 },
+        metrics::DateIc { date: d(2020, 1, 3), n: 3, ic: 0.3, rank_ic: 0.4 },
+    ];
+    let s = metrics::signal_stats(&daily);
+    assert!(close(s.rank_ic, 0.3, 1e-12) && close(s.rank_icir, 0.3 / 0.02_f64.sqrt(), 1e-9) && close(s.hit_rate, 1.0, 0.0));
+    assert!(close(s.t_stat, 0.3 / 0.02_f64.sqrt() * 2f64.sqrt(), 1e-9));
+}
+
+#[test]
+fn performance_statistics_match_hand_computations() {
+    let eq = [100.0, 110.0, 99.0, 108.9, 120.0];
+    let r = metrics::returns(&eq);
+    assert!(close(r[0], 0.1, 1e-12) && close(r[1], -0.1, 1e-12) && close(r[2], 0.1, 1e-12));
+    // Max drawdown: peak 110 → 99 = −10 %, 2 days below the peak (99, 108.9), then a new high.
+    let (dd, days) = metrics::max_drawdown(&eq);
+    assert!(close(dd, -0.1, 1e-12) && days == 2, "{dd} {days}");
+    // CAGR over 4 daily returns: (1.2)^(252/4) − 1.
+    assert!(close(metrics::cagr(&eq), 1.2_f64.powf(63.0) - 1.0, 1e-9));
+    // Sharpe with rf = 0: mean / sample std · √252.
+    let mean = r.iter().sum::<f64>() / 4.0;
+    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
+    assert!(close(metrics::sharpe(&r, 0.0), mean / sd * 252f64.sqrt(), 1e-12));
+    // Sortino: downside deviation over all 4 days = √(0.1² / 4) = 0.05.
+    assert!(close(metrics::sortino(&r, 0.0), mean / 0.05 * 252f64.sqrt(), 1e-12));
+    // Calmar = CAGR / 10 %.
+    assert!(close(metrics::calmar(&eq), metrics::cagr(&eq) / 0.1, 1e-12));
+    // Forecast errors: scores 0.01, −0.02 vs labels 0.02, −0.01 → MAE 0.01, MASE 0.01 / 0.015.
+    let f = metrics::forecast_stats([(0.01, 0.02), (-0.02, -0.01)]);
+    assert!(close(f.mae, 0.01, 1e-12) && close(f.rmse, 0.01, 1e-12) && close(f.mase, 0.01 / 0.015, 1e-12));
+    assert!(close(f.directional_accuracy, 1.0, 0.0));
+}
+
+fn two_symbol_market() -> Market {
+    // A rises 10 % a day (opens at the previous close), B is flat at 50.
+    let dates: Vec<NaiveDate> = (0..5).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let mut rows = Vec::new();
+    let mut a = 100.0;
+    for dt in &dates {
+        rows.push(("A".to_string(), *dt, a, a * 1.1));
+        rows.push(("B".to_string(), *dt, 50.0, 50.0));
+        a *= 1.1;
+    }
+    Market::from_rows(rows)
+}
+
+#[test]
+fn costs_turnover_and_fills_match_hand_computations() {
+    let market = two_symbol_market();
+    // Hold A (score 1 > B's 0) every day, fills at the next open, 10 bps commission + 10 bps slippage.
+    let scores: BTreeMap<(NaiveDate, String), f64> = market
+        .dates
+        .iter()
+        .flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), 0.0)])
+        .collect();
+    let cfg = StrategyConfig {
+        kind: StrategyKind::TopK,
+        k: 1,
+        commission_bps: 10.0,
+        slippage_bps: 10.0,
+        capital: 1000.0,
+        ..StrategyConfig::default()
+    };
+    // A 3rd symbol is not needed: B is only the loser.
+    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    // Day 0: signal only. Day 1: buy at open 110 · 1.001 with equity 1000 / 1.002 to spend.
+    let exec = 110.0 * 1.001;
+    let shares = 1000.0 / 1.002 / 110.0;
+    let cash = 1000.0 - shares * exec * 1.001;
+    assert!(close(sim.equity[0], 1000.0, 1e-12));
+    assert!(close(sim.equity[1], cash + shares * 121.0, 1e-9), "{} vs {}", sim.equity[1], cash + shares * 121.0);
+    // Turnover on day 1: traded value (at the open, before slippage) / equity before the trade.
+    assert!(close(sim.turnover[1], shares * 110.0 / 1000.0, 1e-9));
+    // Later days re-weight a single name: nothing to trade but tiny drift corrections are not needed (k = 1).
+    assert!(sim.turnover[2..].iter().all(|t| *t < 1e-12), "{:?}", sim.turnover);
+    // Slippage: 10 bps of the open; commission: 10 bps of the executed value (open + slippage).
+    assert!(close(sim.stats.costs, shares * (110.0 * 0.001 + exec * 0.001) / 1000.0, 1e-9));
+    assert_eq!(sim.stats.fills, 1);
+    // Benchmark: mean of A's 10 % and B's 0 % each day from day 1.
+    assert!(close(sim.benchmark[4], 1000.0 * 1.05_f64.powi(4), 1e-9));
+}
+
+#[test]
+fn long_short_and_n_drop_pick_the_documented_names() {
+    let dates: Vec<NaiveDate> = (0..3).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let syms = ["A", "B", "C", "D"];
+    let rows = dates.iter().flat_map(|dt| syms.iter().map(move |s| (s.to_string(), *dt, 10.0, 10.0)));
+    let market = Market::from_rows(rows);
+    // Day 0 ranks A > B > C > D; day 1 ranks D > C > B > A.
+    let mut scores = BTreeMap::new();
+    for (i, s) in syms.iter().enumerate() {
+        scores.insert((dates[0], s.to_string()), -(i as f64));
+        scores.insert((dates[1], s.to_string()), i as f64);
+    }
+    let ls = StrategyConfig { kind: StrategyKind::LongShort, k: 1, fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&ls, &market, &scores, None).unwrap();
+    // Flat prices: long A/short D then long D/short A; all trades break even, exposure 1.
+    assert!(close(sim.stats.exposure, 1.0, 1e-9), "{}", sim.stats.exposure);
+    assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == 1).count(), 1);
+    assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == -1).count(), 1);
+    // Top 2 with n_drop = 1: day 0 holds A, B; day 1 drops only the worst held (A) for the best new (D).
+    let td = StrategyConfig { kind: StrategyKind::TopK, k: 2, n_drop: Some(1), fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&td, &market, &scores, None).unwrap();
+    let held_day1: Vec<&str> =
+        sim.trades.iter().filter(|t| t.entry_date <= dates[1] && t.exit_date.is_none_or(|x| x > dates[1])).map(|t| t.symbol.as_str()).collect();
+    let mut held = held_day1.clone();
+    held.sort_unstable();
+    assert_eq!(held, vec!["B", "D"], "{:?}", sim.trades);
+}
+
+// ---------------------------------------------------------------- SMA crossover vs an independent loop
+
+#[test]
+fn sma_crossover_trades_match_an_independent_loop() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let loaded = stockcast_features::load_prices(
+        &root.join("datasets/us5_daily.csv"),
+        &LoadOptions { read: stockcast_features::ReadOptions { symbol: Some("MSFT".into()) }, ..LoadOptions::default() },
+    )
+    .unwrap();
+    let prices = loaded.prices;
+    let mut spec = FeatureSpec::default();
+    spec.label.horizon = 1;
+    let data = dataset(&prices, &spec);
+    let cfg = stockcast_backtest::BacktestConfig::from_file(&root.join("configs/backtest_sma_cross.toml")).unwrap();
+    let models = cfg.model_specs().unwrap();
+    let wf = runner::run(&data, &models, &cfg.split, RunOptions { horizon: 1, seed: 0, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    let market = Market::from_prices(&prices).unwrap();
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        wf.predictions["sma_10_20"].iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+    let sim = portfolio::simulate(&cfg.strategy, &market, &scores, None).unwrap();
+
+    // The loop: SMA10 and SMA20 of the close at t; long when SMA10 > SMA20; act at the next open; 0.2 % per side.
+    let (dates, open, close_px) = (&market.dates, &market.open[0], &market.close[0]);
+    let first = dates.binary_search(&wf.results[0].test_start).unwrap();
+    let last = dates.binary_search(&wf.results.last().unwrap().test_end).unwrap();
+    let (mut cash, mut shares) = (cfg.strategy.capital, 0.0);
+    let mut trades: Vec<(NaiveDate, Option<NaiveDate>)> = Vec::new();
+    let mut want_long = false;
+    for t in first..=last {
+        if t > first {
+            // Execute yesterday's decision at today's open.
+            if want_long && shares == 0.0 {
+                shares = cash / (open[t] * 1.002);
+                cash = 0.0;
+                trades.push((dates[t], None));
+            } else if !want_long && shares > 0.0 {
+                cash = shares * open[t] * (1.0 - 0.002);
+                shares = 0.0;
+                trades.last_mut().unwrap().1 = Some(dates[t]);
+            }
+        }
+        let sma = |n: usize| close_px[t + 1 - n..=t].iter().sum::<f64>() / n as f64;
+        want_long = t >= 19 && sma(10) > sma(20);
+    }
+    let final_equity = cash + shares * close_px[last];
+    let got: Vec<(NaiveDate, Option<NaiveDate>)> = sim.trades.iter().map(|t| (t.entry_date, t.exit_date)).collect();
+    assert!(trades.len() > 20, "{} trades", trades.len());
+    assert_eq!(got, trades);
+    assert!(close(*sim.equity.last().unwrap(), final_equity, 1e-9), "{} vs {final_equity}", sim.equity.last().unwrap());
+}
+
+// ---------------------------------------------------------------- leakage control
+
+#[test]
+fn models_trained_on_shuffled_labels_show_no_rank_ic() {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let prices = synth(200, 420, 11);
+    let mut spec = FeatureSpec::default();
+    spec.label.horizon = 5;
+    let data = dataset(&prices, &spec);
+    let truth: BTreeMap<(String, NaiveDate), f32> =
+        data.matrix.index.iter().cloned().zip(data.matrix.y.as_ref().unwrap().iter().copied()).collect();
+    let mut shuffled = data.clone();
+    let y = shuffled.matrix.y.as_mut().unwrap();
+    let mut v: Vec<f32> = y.to_vec();
+    v.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+    *y = ndarray::Array1::from(v);
+    let models = vec![
+        model("gbm", "kind = \"gbm\"\nrounds = 40\nmax_depth = 4\nnthread = 2\nearly_stopping_rounds = 0"),
+        model("linear", "kind = \"linear\"\nalpha = 0.01"),
+    ];
+    let split = SplitConfig { min_train_days: 250, test_days: 40, ..SplitConfig::default() };
+    let wf = runner::run(&shuffled, &models, &split, RunOptions { horizon: 5, seed: 2, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    for m in ["gbm", "linear"] {
+        let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.clone(), p.date)])));
+        let s = metrics::signal_stats(&metrics::daily_ic(rows));
+        assert!(s.dates > 100, "{m}: {} dates", s.dates);
+        assert!(s.rank_ic.abs() < 0.03, "{m}: mean Rank IC {} on shuffled labels", s.rank_ic);
+    }
+}
