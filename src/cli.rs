@@ -277,6 +277,25 @@ pub enum BenchCommand {
     Gbm(BenchGbmArgs),
     /// LSTM training time per epoch on synthetic sequences (flex CPU backend).
     Lstm(BenchLstmArgs),
+    /// Walk-forward backtest of every model kind on a synthetic panel; time per stage and per model.
+    Backtest(BenchBacktestArgs),
+}
+
+/// `stockcast bench backtest`.
+#[derive(Debug, Args)]
+pub struct BenchBacktestArgs {
+    /// Symbols.
+    #[arg(long, default_value_t = 500)]
+    pub symbols: usize,
+    /// Trading days (2520 = 10 years).
+    #[arg(long, default_value_t = 2520)]
+    pub days: usize,
+    /// Fits in parallel.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Work directory (synthetic prices, config, run).
+    #[arg(long, value_name = "DIR", default_value = "runs/bench-backtest")]
+    pub out: PathBuf,
 }
 
 /// `stockcast bench forecast`.

@@ -31,7 +31,9 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
         for name in &a.models {
             if !cfg.models.iter().any(|m| &m.name == name) {
                 let known: Vec<&str> = cfg.models.iter().map(|m| m.name.as_str()).collect();
-                return Err(UsageError(format!("--model {name}: not in the config (it has {})", known.join(", "))).into());
+                return Err(
+                    UsageError(format!("--model {name}: not in the config (it has {})", known.join(", "))).into()
+                );
             }
         }
         cfg.models.retain(|m| a.models.contains(&m.name));

@@ -9,7 +9,9 @@ use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, 
 
 use super::{Ctx, out};
 use crate::UsageError;
-use crate::cli::{BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs};
+use crate::cli::{
+    BacktestArgs, BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs,
+};
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
@@ -239,11 +241,101 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Models of the backtest benchmark: every kind, sized for a 500 × 2520 panel on 2 cores.
+const BENCH_MODELS: &str = r#"
+[[models]]
+name = "gbm"
+model = { kind = "gbm", rounds = 100, eta = 0.1, max_depth = 6, subsample = 0.8, colsample_bytree = 0.8, min_child_weight = 50.0, early_stopping_rounds = 10, nthread = 2 }
+
+[[models]]
+name = "lstm"
+model = { kind = "lstm", lookback = 20, hidden = 32, epochs = 2, batch_size = 512, max_train_rows = 50000, patience = 0 }
+
+[[models]]
+name = "linear"
+model = { kind = "linear", alpha = 0.001 }
+
+[[models]]
+name = "forecast"
+model = { kind = "forecast", method = "prophet", horizon = 5, history_days = 504 }
+
+[[models]]
+name = "momentum"
+model = { kind = "rule", rule = "momentum", lookback = 60 }
+
+[[models]]
+name = "ensemble"
+model = { kind = "ensemble", members = [{ kind = "linear", alpha = 0.001 }, { kind = "rule", rule = "momentum", lookback = 60 }] }
+"#;
+
+fn backtest(ctx: Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let t = Instant::now();
+    let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, 42))?;
+    let prices = a.out.join("prices.parquet");
+    stockcast_features::io::write_frame(&mut df, &prices)?;
+    let synth_s = t.elapsed().as_secs_f64();
+    let config = a.out.join("backtest.toml");
+    let text = format!(
+        "name = \"bench\"\nseed = 42\njobs = {}\n\n[data]\nprices = {:?}\nhorizon = 5\n\n[split]\nmin_train_days = 504\n\
+         test_days = 252\nvalid_days = 63\n{BENCH_MODELS}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
+         rebalance_days = 5\ncommission_bps = 10\nslippage_bps = 5\n",
+        a.jobs,
+        prices.display().to_string()
+    );
+    stockcast_features::io::write_atomic(&config, text.as_bytes())?;
+    let run_dir = a.out.join("run");
+    let args = BacktestArgs {
+        config,
+        prices: None,
+        index: None,
+        out: Some(run_dir.clone()),
+        models: Vec::new(),
+        seed: None,
+        jobs: None,
+        horizon: None,
+        test_days: None,
+        min_train_days: None,
+        rebalance_days: None,
+        commission_bps: None,
+        slippage_bps: None,
+        on_bad_rows: None,
+    };
+    let t = Instant::now();
+    super::backtest::run(ctx, &args)?;
+    let total = t.elapsed().as_secs_f64();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
+    out(&format!(
+        "bench backtest: {} symbols x {} days, {} folds, jobs {}; synthetic data {synth_s:.1} s, backtest {total:.1} s",
+        a.symbols,
+        a.days,
+        report["folds"].as_array().map_or(0, Vec::len),
+        a.jobs
+    ));
+    if let Some(t) = report["timings_seconds"].as_object() {
+        for (stage, s) in t {
+            out(&format!("  stage {stage:<14} {:>8.1} s", s.as_f64().unwrap_or(f64::NAN)));
+        }
+    }
+    if let Some(m) = report["models"].as_object() {
+        for (name, v) in m {
+            out(&format!(
+                "  model {name:<14} fit {:>7.1} s  predict {:>6.1} s  rank IC {:+.4}",
+                v["fit_seconds"].as_f64().unwrap_or(f64::NAN),
+                v["predict_seconds"].as_f64().unwrap_or(f64::NAN),
+                v["rank_ic"].as_f64().unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Features(a) => features(ctx, &a),
         BenchCommand::Forecast(a) => forecast(ctx, &a),
         BenchCommand::Gbm(a) => gbm(ctx, &a),
         BenchCommand::Lstm(a) => lstm(&a),
+        BenchCommand::Backtest(a) => backtest(ctx, &a),
     }
 }

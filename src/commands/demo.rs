@@ -9,7 +9,7 @@ use stockcast_models::{ModelConfig, TrainedModel};
 use super::features::compute;
 use super::model::{dataset, split_validation};
 use super::{Ctx, load, out};
-use crate::cli::{DataArgs, DemoArgs};
+use crate::cli::{BacktestArgs, DataArgs, DemoArgs};
 
 /// The bundled file, looked up in the working directory first, then in the source tree this binary was built
 /// from (so `target/release/stockcast demo` works from anywhere inside a checkout).
@@ -26,7 +26,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     out(&format!("stockcast demo on {}", prices.display()));
 
-    out("1/4 load + data quality");
+    out("1/5 load + data quality");
     let data =
         DataArgs { prices, symbol: None, securities: None, on_bad_rows: None, quarantine: None, quality_config: None };
     let quality_json = args.out.join("quality.json");
@@ -40,7 +40,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         quality_json.display()
     ));
 
-    out("2/4 features + labels");
+    out("2/5 features + labels");
     let spec = FeatureSpec::default();
     let frame = compute(ctx, &loaded.prices, &spec)?;
     let features_path = args.out.join("features.parquet");
@@ -56,7 +56,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         out(&format!("    note: {note}"));
     }
 
-    out("3/4 model matrix");
+    out("3/5 model matrix");
     let m = FeatureMatrix::from_frame(&frame, MatrixOptions { require_label: true, drop_incomplete: true })?;
     let first_row = m.index.first().map(|(s, d)| format!("{s} {d}")).unwrap_or_default();
     out(&format!(
@@ -64,7 +64,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         m.nrows(),
         m.ncols()
     ));
-    out("4/4 models: fit on prices up to the cut date, score the last date");
+    out("4/5 models: fit on prices up to the cut date, save, load, score the last date");
     let (_, last) = loaded.prices.date_range()?.context("no dates")?;
     let cut = last - chrono::Duration::days(365);
     let train_all =
@@ -90,6 +90,24 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         let shown: Vec<String> = ranked.iter().map(|(s, v)| format!("{s} {v:+.4}")).collect();
         out(&format!("    {kind:<9} trained to {cut} on {} rows; {last}: {}", train.len(), shown.join(", ")));
     }
+    out("5/5 walk-forward backtest of every model kind (configs/backtest.toml)");
+    let bt = BacktestArgs {
+        config: locate(Path::new("configs/backtest.toml")),
+        prices: Some(data.prices.clone()),
+        index: None,
+        out: Some(args.out.join("backtest")),
+        models: Vec::new(),
+        seed: None,
+        jobs: None,
+        horizon: None,
+        test_days: None,
+        min_train_days: None,
+        rebalance_days: None,
+        commission_bps: None,
+        slippage_bps: None,
+        on_bad_rows: None,
+    };
+    super::backtest::run(ctx, &bt)?;
     out(&format!("done: outputs in {}", args.out.display()));
     Ok(())
 }

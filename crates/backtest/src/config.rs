@@ -157,10 +157,14 @@ impl BacktestConfig {
                         return Err(Error::Config(format!("model {:?}: give `config` or `model`, not both", m.name)));
                     }
                     (None, None) => {
-                        return Err(Error::Config(format!("model {:?}: give a `config` file or an inline `model`", m.name)));
+                        return Err(Error::Config(format!(
+                            "model {:?}: give a `config` file or an inline `model`",
+                            m.name
+                        )));
                     }
-                    (Some(p), None) => ModelConfig::from_file(p)
-                        .map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?,
+                    (Some(p), None) => {
+                        ModelConfig::from_file(p).map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?
+                    }
                     (None, Some(c)) => {
                         c.validate().map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?;
                         c.clone()

@@ -137,7 +137,11 @@ pub fn signal_stats(daily: &[DateIc]) -> SignalStats {
         rank_ic_std: ric_s,
         rank_icir: ratio(ric_m, ric_s),
         t_stat: ratio(ric_m, ric_s) * (ric.len() as f64).sqrt(),
-        hit_rate: if ric.is_empty() { f64::NAN } else { ric.iter().filter(|v| **v > 0.0).count() as f64 / ric.len() as f64 },
+        hit_rate: if ric.is_empty() {
+            f64::NAN
+        } else {
+            ric.iter().filter(|v| **v > 0.0).count() as f64 / ric.len() as f64
+        },
     }
 }
 

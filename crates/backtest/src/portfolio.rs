@@ -472,8 +472,10 @@ pub fn simulate(
                 .filter(|(_, dq)| dq.abs() > 1e-9)
                 .collect();
             // Buys never spend more than the cash after the sells.
-            let proceeds: f64 = orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
-            let spend: f64 = orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
+            let proceeds: f64 =
+                orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
+            let spend: f64 =
+                orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
             let available = (*cash + proceeds).max(0.0);
             if spend > available && spend > 0.0 {
                 let scale = available / spend;
@@ -537,7 +539,8 @@ pub fn simulate(
         };
         let mut equity_before = f64::NAN;
         if let Some(w) = pending.take() {
-            equity_before = execute(&w, Fill::NextOpen, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
+            equity_before =
+                execute(&w, Fill::NextOpen, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
         }
         for (lc, close) in last_close.iter_mut().zip(&market.close) {
             if close[d].is_finite() {
@@ -553,7 +556,8 @@ pub fn simulate(
             let w = targets(&cfg.rule(), &scored, &held);
             match cfg.fill {
                 Fill::Close => {
-                    equity_before = execute(&w, Fill::Close, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
+                    equity_before =
+                        execute(&w, Fill::Close, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
                 }
                 Fill::NextOpen if d < last => pending = Some(w),
                 Fill::NextOpen => {}
@@ -711,11 +715,10 @@ pub fn load_index(path: &std::path::Path) -> Result<BTreeMap<NaiveDate, f64>> {
         let (d, v) = (cells.next().unwrap_or("").trim(), cells.next().unwrap_or("").trim());
         let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map_err(|_| Error::file(path, format!("line {}: date {d:?} is not YYYY-MM-DD", i + 1)))?;
-        let value: f64 = v
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x > 0.0)
-            .ok_or_else(|| Error::file(path, format!("line {}: index value {v:?} is not a positive number", i + 1)))?;
+        let value: f64 =
+            v.parse().ok().filter(|x: &f64| x.is_finite() && *x > 0.0).ok_or_else(|| {
+                Error::file(path, format!("line {}: index value {v:?} is not a positive number", i + 1))
+            })?;
         out.insert(date, value);
     }
     if out.is_empty() {

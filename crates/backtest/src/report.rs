@@ -130,7 +130,12 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 ///
 /// # Errors
 /// Serialisation errors only.
-pub fn report_json(meta: &RunMeta, wf: &WalkForward, models: &[ModelReport], strategy: &StrategyConfig) -> Result<Value> {
+pub fn report_json(
+    meta: &RunMeta,
+    wf: &WalkForward,
+    models: &[ModelReport],
+    strategy: &StrategyConfig,
+) -> Result<Value> {
     let mut per_model = serde_json::Map::new();
     for m in models {
         let mut o = serde_json::Map::new();
@@ -239,7 +244,12 @@ pub fn summary_table(models: &[ModelReport]) -> String {
     }
     if let Some(m) = models.first() {
         let p = &m.simulation.stats;
-        let _ = writeln!(s, "| benchmark (equal weight) | {} | {} | | | | | | | | | | |", pct(p.benchmark_total_return), pct(p.benchmark_cagr));
+        let _ = writeln!(
+            s,
+            "| benchmark (equal weight) | {} | {} | | | | | | | | | | |",
+            pct(p.benchmark_total_return),
+            pct(p.benchmark_cagr)
+        );
         if let Some(i) = p.index_total_return {
             let _ = writeln!(s, "| index | {} | | | | | | | | | | | |", pct(i));
         }
@@ -251,7 +261,8 @@ pub fn summary_table(models: &[ModelReport]) -> String {
 fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)> {
     let Some(first) = models.first() else { return Vec::new() };
     let dates = &first.simulation.dates;
-    let mut eq: Vec<(&str, &[f64])> = models.iter().map(|m| (m.name.as_str(), m.simulation.equity.as_slice())).collect();
+    let mut eq: Vec<(&str, &[f64])> =
+        models.iter().map(|m| (m.name.as_str(), m.simulation.equity.as_slice())).collect();
     eq.push(("benchmark", first.simulation.benchmark.as_slice()));
     if let Some(i) = &first.simulation.index {
         eq.push(("index", i.as_slice()));
@@ -479,7 +490,9 @@ pub fn write_run(
     let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        let write = |file: &str, bytes: &[u8]| std::fs::write(tmp.join(file), bytes).map_err(|e| Error::file(tmp.join(file), e));
+        let write = |file: &str, bytes: &[u8]| {
+            std::fs::write(tmp.join(file), bytes).map_err(|e| Error::file(tmp.join(file), e))
+        };
         let report = report_json(meta, wf, models, strategy)?;
         write("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| Error::Data(e.to_string()))?)?;
         let plots = plots(models, wf);

@@ -15,7 +15,7 @@ use stockcast_models::{Dataset, ModelConfig, TrainedModel};
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, ForecastStats, SignalStats};
-use crate::split::{Fold, SplitConfig, Span, calendar};
+use crate::split::{Fold, Span, SplitConfig, calendar};
 
 /// A model in a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,8 +115,7 @@ fn select(data: &Dataset, range: Option<(NaiveDate, NaiveDate)>, labelled: bool)
             let d = m.index[i].1;
             d >= a
                 && d <= b
-                && (!labelled
-                    || (y.is_some_and(|y| y[i].is_finite()) && m.x.row(i).iter().all(|v| v.is_finite())))
+                && (!labelled || (y.is_some_and(|y| y[i].is_finite()) && m.x.row(i).iter().all(|v| v.is_finite())))
         })
         .collect();
     data.rows(&rows)
@@ -226,7 +225,8 @@ fn run_task(
     on_fold: &dyn Fn(usize),
 ) -> Result<TaskOutput> {
     let fit_fold = &folds[task.fit_fold];
-    let model_err = |fold: usize| move |e: stockcast_models::Error| Error::Model { model: spec.name.clone(), fold, source: e };
+    let model_err =
+        |fold: usize| move |e: stockcast_models::Error| Error::Model { model: spec.name.clone(), fold, source: e };
     let uses_valid = spec.config.uses_validation() && !fit_fold.valid.is_empty();
     // Without a validation set in use, the validation tail (and its gap) is trained on.
     let train_span = if uses_valid || fit_fold.valid.is_empty() {
@@ -262,10 +262,11 @@ fn run_task(
             model.predict(&test).map_err(model_err(fid))?
         };
         let predict_seconds = t.elapsed().as_secs_f64();
-        let labels: Vec<f64> = test.matrix.y.as_ref().map_or_else(
-            || vec![f64::NAN; test.len()],
-            |y| y.iter().map(|v| f64::from(*v)).collect(),
-        );
+        let labels: Vec<f64> = test
+            .matrix
+            .y
+            .as_ref()
+            .map_or_else(|| vec![f64::NAN; test.len()], |y| y.iter().map(|v| f64::from(*v)).collect());
         let rows: Vec<OosPrediction> = preds
             .index
             .iter()

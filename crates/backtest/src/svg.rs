@@ -41,7 +41,11 @@ fn frame(title: &str) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#
     );
-    let _ = write!(s, r#"<rect width="{W}" height="{H}" fill="white"/><text x="{LEFT}" y="20" font-size="14" font-weight="bold">{}</text>"#, esc(title));
+    let _ = write!(
+        s,
+        r#"<rect width="{W}" height="{H}" fill="white"/><text x="{LEFT}" y="20" font-size="14" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
     s
 }
 
@@ -77,7 +81,8 @@ pub fn line_chart(title: &str, dates: &[NaiveDate], series: &[(&str, &[f64])], p
     let x = |i: usize| LEFT + pw * i as f64 / (dates.len() - 1) as f64;
     for k in 0..=4 {
         let i = (dates.len() - 1) * k / 4;
-        let _ = write!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, x(i), H - BOTTOM + 16.0, dates[i]);
+        let _ =
+            write!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, x(i), H - BOTTOM + 16.0, dates[i]);
     }
     for (n, (name, v)) in series.iter().enumerate() {
         let color = COLORS[n % COLORS.len()];
@@ -123,7 +128,13 @@ pub fn bar_chart(title: &str, labels: &[String], series: &[(&str, &[f64])], perc
     let every = labels.len().div_ceil(12);
     for (i, l) in labels.iter().enumerate() {
         if i % every == 0 {
-            let _ = write!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, LEFT + group * (i as f64 + 0.5), H - BOTTOM + 16.0, esc(l));
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                LEFT + group * (i as f64 + 0.5),
+                H - BOTTOM + 16.0,
+                esc(l)
+            );
         }
     }
     for (n, (name, v)) in series.iter().enumerate() {

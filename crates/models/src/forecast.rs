@@ -332,8 +332,7 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
     // (without them a short series, e.g. a recent listing, extrapolates wild Fourier fits).
     let yearly_order = if t1 - t0 >= 730.0 { cfg.yearly_order } else { 0 };
     let weekly_order = if t1 - t0 >= 14.0 { cfg.weekly_order } else { 0 };
-    let x: Vec<Vec<f64>> =
-        days.iter().map(|d| design_row(*d, t0, t_scale, &cps, weekly_order, yearly_order)).collect();
+    let x: Vec<Vec<f64>> = days.iter().map(|d| design_row(*d, t0, t_scale, &cps, weekly_order, yearly_order)).collect();
     let p = x[0].len();
     let n = x.len();
     // σ² (per-observation noise variance) for the prior weights, estimated from the residuals of a straight line.
@@ -372,15 +371,7 @@ fn fit_prophet(cfg: &ForecastConfig, dates: &[NaiveDate], y: &[f64]) -> ProphetF
             b[0] = ys.iter().sum::<f64>() / n as f64;
             b
         });
-    ProphetFit {
-        t0,
-        t_scale,
-        y_scale,
-        changepoints: cps,
-        weekly_order,
-        yearly_order,
-        beta,
-    }
+    ProphetFit { t0, t_scale, y_scale, changepoints: cps, weekly_order, yearly_order, beta }
 }
 
 /// Fitted damped-trend ETS parameters and the starting state.

@@ -182,7 +182,9 @@ fn changing_prices_after_a_fold_never_changes_its_predictions() {
         assert!(!a.is_empty());
         assert_eq!(a, b, "{}: folds 0-1 changed when only later prices changed", m.name);
         // ... and the later fold does change (the perturbation is real).
-        let later = |v: &[runner::OosPrediction]| v.iter().filter(|p| p.fold == 2).map(|p| p.score.to_bits()).collect::<Vec<_>>();
+        let later = |v: &[runner::OosPrediction]| {
+            v.iter().filter(|p| p.fold == 2).map(|p| p.score.to_bits()).collect::<Vec<_>>()
+        };
         if m.name != "lstm" {
             assert_ne!(later(&base.predictions[&m.name]), later(&after.predictions[&m.name]), "{}", m.name);
         }
@@ -213,7 +215,9 @@ fn ic_and_rank_ic_match_hand_computations() {
         metrics::DateIc { date: d(2020, 1, 3), n: 3, ic: 0.3, rank_ic: 0.4 },
     ];
     let s = metrics::signal_stats(&daily);
-    assert!(close(s.rank_ic, 0.3, 1e-12) && close(s.rank_icir, 0.3 / 0.02_f64.sqrt(), 1e-9) && close(s.hit_rate, 1.0, 0.0));
+    assert!(
+        close(s.rank_ic, 0.3, 1e-12) && close(s.rank_icir, 0.3 / 0.02_f64.sqrt(), 1e-9) && close(s.hit_rate, 1.0, 0.0)
+    );
     assert!(close(s.t_stat, 0.3 / 0.02_f64.sqrt() * 2f64.sqrt(), 1e-9));
 }
 
@@ -258,11 +262,8 @@ fn two_symbol_market() -> Market {
 fn costs_turnover_and_fills_match_hand_computations() {
     let market = two_symbol_market();
     // Hold A (score 1 > B's 0) every day, fills at the next open, 10 bps commission + 10 bps slippage.
-    let scores: BTreeMap<(NaiveDate, String), f64> = market
-        .dates
-        .iter()
-        .flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), 0.0)])
-        .collect();
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        market.dates.iter().flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), 0.0)]).collect();
     let cfg = StrategyConfig {
         kind: StrategyKind::TopK,
         k: 1,
@@ -309,10 +310,20 @@ fn long_short_and_n_drop_pick_the_documented_names() {
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == 1).count(), 1);
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == -1).count(), 1);
     // Top 2 with n_drop = 1: day 0 holds A, B; day 1 drops only the worst held (A) for the best new (D).
-    let td = StrategyConfig { kind: StrategyKind::TopK, k: 2, n_drop: Some(1), fill: Fill::Close, ..StrategyConfig::default() };
+    let td = StrategyConfig {
+        kind: StrategyKind::TopK,
+        k: 2,
+        n_drop: Some(1),
+        fill: Fill::Close,
+        ..StrategyConfig::default()
+    };
     let sim = portfolio::simulate(&td, &market, &scores, None).unwrap();
-    let held_day1: Vec<&str> =
-        sim.trades.iter().filter(|t| t.entry_date <= dates[1] && t.exit_date.is_none_or(|x| x > dates[1])).map(|t| t.symbol.as_str()).collect();
+    let held_day1: Vec<&str> = sim
+        .trades
+        .iter()
+        .filter(|t| t.entry_date <= dates[1] && t.exit_date.is_none_or(|x| x > dates[1]))
+        .map(|t| t.symbol.as_str())
+        .collect();
     let mut held = held_day1.clone();
     held.sort_unstable();
     assert_eq!(held, vec!["B", "D"], "{:?}", sim.trades);
@@ -325,7 +336,10 @@ fn sma_crossover_trades_match_an_independent_loop() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let loaded = stockcast_features::load_prices(
         &root.join("datasets/us5_daily.csv"),
-        &LoadOptions { read: stockcast_features::ReadOptions { symbol: Some("MSFT".into()) }, ..LoadOptions::default() },
+        &LoadOptions {
+            read: stockcast_features::ReadOptions { symbol: Some("MSFT".into()) },
+            ..LoadOptions::default()
+        },
     )
     .unwrap();
     let prices = loaded.prices;
@@ -334,7 +348,8 @@ fn sma_crossover_trades_match_an_independent_loop() {
     let data = dataset(&prices, &spec);
     let cfg = stockcast_backtest::BacktestConfig::from_file(&root.join("configs/backtest_sma_cross.toml")).unwrap();
     let models = cfg.model_specs().unwrap();
-    let wf = runner::run(&data, &models, &cfg.split, RunOptions { horizon: 1, seed: 0, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    let wf =
+        runner::run(&data, &models, &cfg.split, RunOptions { horizon: 1, seed: 0, jobs: 1 }, &|_, _, _, _| {}).unwrap();
     let market = Market::from_prices(&prices).unwrap();
     let scores: BTreeMap<(NaiveDate, String), f64> =
         wf.predictions["sma_10_20"].iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
@@ -392,7 +407,8 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
         model("linear", "kind = \"linear\"\nalpha = 0.01"),
     ];
     let split = SplitConfig { min_train_days: 250, test_days: 40, ..SplitConfig::default() };
-    let wf = runner::run(&shuffled, &models, &split, RunOptions { horizon: 5, seed: 2, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    let wf =
+        runner::run(&shuffled, &models, &split, RunOptions { horizon: 5, seed: 2, jobs: 1 }, &|_, _, _, _| {}).unwrap();
     for m in ["gbm", "linear"] {
         let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.clone(), p.date)])));
         let s = metrics::signal_stats(&metrics::daily_ic(rows));
