@@ -187,8 +187,14 @@ fn demo_runs_every_stage() {
     let o = run(&["demo", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{}", text(&o.stdout), text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.contains("3/4 model matrix") && stdout.contains("done"), "{stdout}");
-    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
+    assert!(stdout.contains("3/5 model matrix") && stdout.contains("done"), "{stdout}");
+    assert!(stdout.contains("5/5 walk-forward") && stdout.contains("| benchmark (equal weight)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("backtest/report.json")).unwrap()).unwrap();
+    for kind in ["gbm", "lstm", "linear", "forecast", "momentum", "ensemble"] {
+        assert!(report["models"][kind]["sharpe"].is_number(), "{kind} in the demo backtest");
+    }
+    for kind in ["gbm", "lstm", "linear", "forecast", "rule", "ensemble"] {
         assert!(out.join("models").join(kind).join("model.json").exists(), "{kind}");
         assert!(stdout.contains(&format!("    {kind}")), "{stdout}");
     }
@@ -234,7 +240,7 @@ fn predict(model_dir: &Path, date: &str) -> Output {
 #[test]
 fn fit_then_predict_with_every_example_config() {
     let dir = tempfile::tempdir().unwrap();
-    for kind in ["gbm", "linear", "forecast", "rule", "ensemble"] {
+    for kind in ["gbm", "lstm", "linear", "forecast", "rule", "ensemble"] {
         let model_dir = dir.path().join(kind);
         let cfg = format!("configs/models/{kind}.toml");
         let o = run(&[
@@ -271,4 +277,87 @@ fn fit_then_predict_with_every_example_config() {
     let o = predict(&dir.path().join("linear"), "2012-06-01");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("altered or truncated"), "{}", text(&o.stderr));
+}
+
+/// The files and columns `notebooks/backtest_report.ipynb` declares it reads (its `SCHEMA` line).
+fn notebook_schema() -> Vec<(String, Vec<String>)> {
+    let nb: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/backtest_report.ipynb"))
+            .unwrap(),
+    )
+    .unwrap();
+    let line = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["source"].as_str().unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+        .find(|l| l.starts_with("SCHEMA = "))
+        .expect("the notebook declares SCHEMA");
+    let schema: serde_json::Value = serde_json::from_str(line.trim_start_matches("SCHEMA = ")).unwrap();
+    schema
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(f, cols)| (f.clone(), cols.as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()))
+        .collect()
+}
+
+#[test]
+fn backtest_writes_the_documented_report_and_the_files_the_notebook_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = run(&["backtest", "--config", "configs/backtest_sma_cross.toml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("| sma_10_20 |") && stdout.contains("report.html"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let m = &report["models"]["sma_10_20"];
+    for key in stockcast_backtest::report::MODEL_KEYS {
+        assert!(m.get(key).is_some(), "report.json lacks models.sma_10_20.{key}");
+    }
+    assert!(m["total_return"].is_number() && m["trades"].as_u64().unwrap() > 20, "{m}");
+    // One symbol: no cross-sectional IC, written as null rather than a made-up number.
+    assert!(m["ic"].is_null() && m["rank_ic"].is_null());
+    assert_eq!(report["conventions"]["trading_days_per_year"], 252.0);
+    assert!(report["feature_spec_hash"].as_str().unwrap().len() >= 16);
+    assert!(report["data"]["data_hash"].is_string() && report["seed"] == 0);
+    for f in ["report.md", "report.html", "equity.svg", "drawdown.svg", "ic.svg", "folds.svg", "trades.csv"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"), "self-contained, no scripts");
+    for (file, cols) in notebook_schema() {
+        let have: Vec<String> = if file == "report.json" {
+            report.as_object().unwrap().keys().cloned().collect()
+        } else {
+            read_parquet(&out.join(&file)).get_column_names().iter().map(ToString::to_string).collect()
+        };
+        for c in cols {
+            assert!(have.contains(&c), "{file} lacks {c} (has {have:?})");
+        }
+    }
+    let eq = read_parquet(&out.join("equity.parquet"));
+    assert_eq!(eq.column("date").unwrap().dtype(), &DataType::Date);
+}
+
+#[test]
+fn backtest_config_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nprices = {:?}\nhorizon = 5\n[split]\ngap_days = 2\n[[models]]\nname = \"m\"\nmodel = {{ kind = \"rule\", rule = \"buy_and_hold\" }}\n",
+            dataset("us5_daily.csv")
+        ),
+    )
+    .unwrap();
+    let o = run(&["backtest", "--config", cfg.to_str().unwrap(), "--out", dir.path().join("r").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("shorter than the label horizon"), "{}", text(&o.stderr));
+    std::fs::write(&cfg, "[[models]]\nname = \"m\"\nmodel = { kind = \"rule\", rule = \"nope\" }\n").unwrap();
+    let o = run(&["backtest", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("bad.toml") && text(&o.stderr).contains("unknown variant"), "{}", text(&o.stderr));
 }

@@ -216,6 +216,25 @@ fn lstm_sequences_never_look_ahead() {
 }
 
 #[test]
+fn exact_ridge_agrees_with_linfa_coordinate_descent() {
+    let train = planted(3000, 21);
+    let coef = |toml: &str| -> Vec<f64> {
+        let m = fit(&ModelConfig::from_toml(toml).unwrap(), &train, None, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        m.save(dir.path(), &[]).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("linear.json")).unwrap()).unwrap();
+        v["coef"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect()
+    };
+    // l1_ratio = 0 is solved in closed form; a vanishing l1_ratio goes through linfa's elastic net.
+    let exact = coef("kind = \"linear\"\nalpha = 0.05");
+    let cd = coef("kind = \"linear\"\nalpha = 0.05\nl1_ratio = 1e-9\ntolerance = 1e-10\nmax_iterations = 100000");
+    for (a, b) in exact.iter().zip(&cd) {
+        assert!((a - b).abs() < 1e-4, "{exact:?} vs {cd:?}");
+    }
+}
+
+#[test]
 fn altered_truncated_or_mismatched_models_are_refused() {
     let (train, test) = us5();
     let m = fit(&config("gbm"), train, None, 1).unwrap();
