@@ -174,6 +174,28 @@ pub struct BacktestArgs {
     pub on_bad_rows: Option<PolicyArg>,
 }
 
+impl BacktestArgs {
+    /// Arguments that run `config` as it is (no overrides).
+    pub fn from_config(config: PathBuf) -> Self {
+        Self {
+            config,
+            prices: None,
+            index: None,
+            out: None,
+            models: Vec::new(),
+            seed: None,
+            jobs: None,
+            horizon: None,
+            test_days: None,
+            min_train_days: None,
+            rebalance_days: None,
+            commission_bps: None,
+            slippage_bps: None,
+            on_bad_rows: None,
+        }
+    }
+}
+
 /// `stockcast fit`.
 #[derive(Debug, Args)]
 pub struct FitArgs {

@@ -285,22 +285,7 @@ fn backtest(ctx: Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     );
     stockcast_features::io::write_atomic(&config, text.as_bytes())?;
     let run_dir = a.out.join("run");
-    let args = BacktestArgs {
-        config,
-        prices: None,
-        index: None,
-        out: Some(run_dir.clone()),
-        models: Vec::new(),
-        seed: None,
-        jobs: None,
-        horizon: None,
-        test_days: None,
-        min_train_days: None,
-        rebalance_days: None,
-        commission_bps: None,
-        slippage_bps: None,
-        on_bad_rows: None,
-    };
+    let args = BacktestArgs { out: Some(run_dir.clone()), ..BacktestArgs::from_config(config) };
     let t = Instant::now();
     super::backtest::run(ctx, &args)?;
     let total = t.elapsed().as_secs_f64();

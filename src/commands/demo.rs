@@ -92,20 +92,9 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     }
     out("5/5 walk-forward backtest of every model kind (configs/backtest.toml)");
     let bt = BacktestArgs {
-        config: locate(Path::new("configs/backtest.toml")),
         prices: Some(data.prices.clone()),
-        index: None,
         out: Some(args.out.join("backtest")),
-        models: Vec::new(),
-        seed: None,
-        jobs: None,
-        horizon: None,
-        test_days: None,
-        min_train_days: None,
-        rebalance_days: None,
-        commission_bps: None,
-        slippage_bps: None,
-        on_bad_rows: None,
+        ..BacktestArgs::from_config(locate(Path::new("configs/backtest.toml")))
     };
     super::backtest::run(ctx, &bt)?;
     out(&format!("done: outputs in {}", args.out.display()));
