@@ -49,6 +49,12 @@ pub enum Command {
     /// Walk-forward backtest of the configured models: per-fold signal and forecast metrics, a portfolio
     /// simulation with costs, and a report directory (JSON, Markdown, HTML with plots, Parquet).
     Backtest(BacktestArgs),
+    /// Nightly training: walk-forward evaluation, final fit, publish to the registry, promote when the gate
+    /// passes. Exit codes: 0 published (promoted or not), 1 failure, 2 bad config/input, 3 data-quality failure.
+    Train(TrainArgs),
+    /// The model registry: list, show, promote, rollback, gc.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Dataset utilities.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -194,6 +200,88 @@ impl BacktestArgs {
             on_bad_rows: None,
         }
     }
+}
+
+/// `stockcast train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Nightly config (a backtest config plus [gate] and [final]).
+    #[arg(long, value_name = "FILE", default_value = "configs/nightly.toml")]
+    pub config: PathBuf,
+    /// Registry root.
+    #[arg(long, value_name = "DIR", default_value = "models", env = "STOCKCAST_MODELS_DIR")]
+    pub models_dir: PathBuf,
+    /// Use prices up to this date only (reproducible reruns); default: the last date of the data.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Price file (overrides data.prices).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Seed (overrides the config).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Creation time recorded in manifests and alias history (RFC 3339; default: now).
+    #[arg(long, value_name = "TIME")]
+    pub created_at: Option<String>,
+    /// Override every quality check's policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_bad_rows: Option<PolicyArg>,
+}
+
+/// `stockcast models ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every model with its versions, aliases and headline metrics.
+    List(ModelsDirArg),
+    /// A version's manifest (NAME, NAME@VERSION or NAME@ALIAS); --verify re-checks every file hash.
+    Show {
+        /// Registry root.
+        #[command(flatten)]
+        dir: ModelsDirArg,
+        /// NAME[@VERSION|@ALIAS] (bare name: the champion).
+        reference: String,
+        /// Re-check every file's sha256; exit 2 on a mismatch.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Point `champion` (or --alias) at a version.
+    Promote {
+        /// Registry root.
+        #[command(flatten)]
+        dir: ModelsDirArg,
+        /// Model name.
+        name: String,
+        /// Version.
+        version: u64,
+        /// Alias to move.
+        #[arg(long, default_value = "champion")]
+        alias: String,
+    },
+    /// Move `champion` back to the version it pointed to before its latest promotion.
+    Rollback {
+        /// Registry root.
+        #[command(flatten)]
+        dir: ModelsDirArg,
+        /// Model name.
+        name: String,
+    },
+    /// Delete all but the newest N versions of every model (aliased versions are kept).
+    Gc {
+        /// Registry root.
+        #[command(flatten)]
+        dir: ModelsDirArg,
+        /// Versions to keep per model.
+        #[arg(long)]
+        keep: usize,
+    },
+}
+
+/// `--models-dir`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsDirArg {
+    /// Registry root.
+    #[arg(long, value_name = "DIR", default_value = "models", env = "STOCKCAST_MODELS_DIR")]
+    pub models_dir: PathBuf,
 }
 
 /// `stockcast fit`.

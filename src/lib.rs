@@ -21,7 +21,14 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad usage, configuration or input data.
     pub const BAD_INPUT: u8 = 2;
+    /// `train`: a data-quality check failed.
+    pub const QUALITY: u8 = 3;
 }
+
+/// Marks a data-quality failure of `train` (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("data-quality check failed")]
+pub struct QualityFailure;
 
 /// An error caused by the user's arguments or configuration (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,9 @@ pub struct UsageError(pub String);
 
 /// The exit code for an error: 2 when any cause is a user error (bad input, config, usage), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(<dyn std::error::Error>::is::<QualityFailure>) {
+        return exit::QUALITY;
+    }
     for cause in err.chain() {
         if cause.is::<UsageError>() {
             return exit::BAD_INPUT;

@@ -6,8 +6,10 @@ mod datasets;
 mod demo;
 mod features;
 mod model;
+mod models;
 mod quality;
 mod spec;
+mod train;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fit(a) => model::fit(ctx, &a),
         Command::Predict(a) => model::predict(ctx, &a),
         Command::Backtest(a) => backtest::run(ctx, &a),
+        Command::Train(a) => train::run(ctx, &a),
+        Command::Models(c) => models::run(c),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Bench(c) => bench::run(ctx, c),
     }

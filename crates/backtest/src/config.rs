@@ -123,9 +123,27 @@ impl BacktestConfig {
     /// # Errors
     /// [`Error::File`] when unreadable, [`Error::Config`] when invalid (the message names the file).
     pub fn from_file(path: &Path) -> Result<Self> {
+        Ok(Self::from_file_with(path, &[])?.0)
+    }
+
+    /// Like [`BacktestConfig::from_file`] for a file that also has the top-level tables `extra` (e.g. the nightly
+    /// config's `[gate]`), which are returned as they are.
+    ///
+    /// # Errors
+    /// As [`BacktestConfig::from_file`].
+    pub fn from_file_with(path: &Path, extra: &[&str]) -> Result<(Self, toml::Table)> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+        let named = |m: String| Error::Config(format!("{}: {m}", path.display()));
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| named(e.to_string()))?;
+        let mut extras = toml::Table::new();
+        for key in extra {
+            if let Some(v) = table.remove(*key) {
+                extras.insert((*key).to_owned(), v);
+            }
+        }
+        let rest = toml::to_string(&table).map_err(|e| named(e.to_string()))?;
+        let mut cfg = Self::from_toml(&rest).map_err(|e| match e {
+            Error::Config(m) => named(m),
             other => other,
         })?;
         let fix = |p: &mut Option<PathBuf>| {
@@ -140,7 +158,7 @@ impl BacktestConfig {
         for m in &mut cfg.models {
             fix(&mut m.config);
         }
-        Ok(cfg)
+        Ok((cfg, extras))
     }
 
     /// The models with their configs read (a config file is read once here; the inline form wins if both given

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod lstm;
 pub mod model;
 pub mod progress;
+pub mod registry;
 pub mod rules;
 
 pub use data::{Dataset, History, Predictions, SymbolHistory};

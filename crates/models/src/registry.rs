@@ -1,0 +1,436 @@
+//! The model registry: `<root>/<name>/<version>/` holds a saved model (see [`TrainedModel::save`]) plus
+//! `manifest.json` (name, version, creation time passed in, kind and parameters, feature spec hash, data range and
+//! hash, training range, walk-forward metrics, seed, stockcast version, git commit, sha256 of every file).
+//! Versions are published atomically: written into a hidden temporary directory, fsynced, then renamed into
+//! place, so a crash leaves no partial version (hidden directories are ignored and removed by [`Registry::gc`]).
+//! Aliases (`champion` and user-named) live in `<root>/<name>/aliases.json`, replaced atomically, with the
+//! history of every move.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::{ModelConfig, TrainedModel};
+
+/// The alias the server and `recommend` use.
+pub const CHAMPION: &str = "champion";
+
+/// Facts about the data a version was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DataInfo {
+    /// Price file or table.
+    pub source: String,
+    /// Hash of the price data.
+    pub data_hash: String,
+    /// First and last date of the data used.
+    pub first_date: Option<NaiveDate>,
+    /// Last date (the as-of date of the run).
+    pub last_date: Option<NaiveDate>,
+    /// Symbols.
+    pub symbols: usize,
+    /// Price rows.
+    pub rows: usize,
+}
+
+/// `manifest.json` of a published version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version.
+    pub format: u32,
+    /// Registry name.
+    pub name: String,
+    /// Version number (1, 2, ...).
+    pub version: u64,
+    /// Creation time (RFC 3339), passed in by the caller.
+    pub created_at: String,
+    /// Model kind.
+    pub kind: String,
+    /// Its parameters.
+    pub config: ModelConfig,
+    /// Feature spec hash (the spec itself is `spec.toml` in the version directory).
+    pub feature_spec_hash: String,
+    /// Data facts.
+    pub data: DataInfo,
+    /// First and last training date of the final fit.
+    pub train_range: Option<(NaiveDate, NaiveDate)>,
+    /// Walk-forward metrics (the backtest report's per-model keys).
+    pub metrics: serde_json::Value,
+    /// Seed of the final fit.
+    pub seed: u64,
+    /// stockcast version.
+    pub stockcast_version: String,
+    /// Git commit of the build, if known.
+    pub git_commit: Option<String>,
+    /// sha256 of every other file in the version directory.
+    pub files: BTreeMap<String, String>,
+}
+
+/// What a caller supplies to publish a version.
+#[derive(Debug, Clone)]
+pub struct Publish<'a> {
+    /// The fitted model.
+    pub model: &'a TrainedModel,
+    /// The feature spec (TOML) the model was trained with.
+    pub spec_toml: &'a str,
+    /// Creation time, RFC 3339.
+    pub created_at: &'a str,
+    /// Data facts.
+    pub data: DataInfo,
+    /// Walk-forward metrics.
+    pub metrics: serde_json::Value,
+    /// stockcast version.
+    pub stockcast_version: &'a str,
+    /// Git commit, if known.
+    pub git_commit: Option<String>,
+}
+
+/// One move of an alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasMove {
+    /// Alias.
+    pub alias: String,
+    /// Version it pointed to before (none: new alias).
+    pub from: Option<u64>,
+    /// Version it points to now.
+    pub to: u64,
+    /// When (RFC 3339, passed in).
+    pub at: String,
+    /// Why (promotion, rollback, manual).
+    pub reason: String,
+}
+
+/// `aliases.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Aliases {
+    /// Alias → version.
+    pub aliases: BTreeMap<String, u64>,
+    /// Every move, oldest first.
+    pub history: Vec<AliasMove>,
+}
+
+/// A registry rooted at a directory (default `models/`).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Files under `dir`, relative, sorted (recursively).
+fn files_under(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let rel = prefix.join(e.file_name());
+        if e.path().is_dir() {
+            files_under(&e.path(), &rel, out)?;
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a registry name: letters, digits, `-`, `_`, `.` (not leading), at most 64 characters.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok { Ok(()) } else { Err(Error::Config(format!("invalid model name {name:?}: use letters, digits, -, _ and ."))) }
+}
+
+impl Registry {
+    /// A registry at `root` (created on the first publish).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Directory of a version.
+    pub fn version_dir(&self, name: &str, version: u64) -> PathBuf {
+        self.dir(name).join(version.to_string())
+    }
+
+    /// Registered names (directories with at least one version), sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        if !self.root.exists() {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
+            let e = e.map_err(|e| Error::io(&self.root, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && check_name(&name).is_ok() && !self.versions(&name)?.is_empty() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Published versions of `name`, ascending (complete ones only: a directory named by a number with a
+    /// manifest).
+    pub fn versions(&self, name: &str) -> Result<Vec<u64>> {
+        let dir = self.dir(name);
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let e = e.map_err(|e| Error::io(&dir, e))?;
+            if let Ok(n) = e.file_name().to_string_lossy().parse::<u64>()
+                && e.path().join("manifest.json").is_file()
+            {
+                v.push(n);
+            }
+        }
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Publishes a new version; `before_rename` runs after every file is written and fsynced, just before the
+    /// rename that makes the version visible (tests inject crashes there).
+    ///
+    /// # Errors
+    /// I/O errors; an invalid name.
+    pub fn publish_with(&self, name: &str, p: &Publish<'_>, before_rename: &dyn Fn(&Path)) -> Result<Manifest> {
+        check_name(name)?;
+        let dir = self.dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let version = self.versions(name)?.last().map_or(1, |v| v + 1);
+        let tmp = dir.join(format!(".tmp-{version}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        p.model.save(&tmp, &[("spec.toml", p.spec_toml.as_bytes())])?;
+        let mut rel = Vec::new();
+        files_under(&tmp, Path::new(""), &mut rel)?;
+        let mut files = BTreeMap::new();
+        for r in &rel {
+            let path = tmp.join(r);
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
+            files.insert(r.to_string_lossy().into_owned(), sha256_file(&path)?);
+        }
+        let manifest = Manifest {
+            format: 1,
+            name: name.to_owned(),
+            version,
+            created_at: p.created_at.to_owned(),
+            kind: p.model.meta.kind.clone(),
+            config: p.model.meta.config.clone(),
+            feature_spec_hash: p.model.meta.spec_hash.clone(),
+            data: p.data.clone(),
+            train_range: p.model.meta.train_range,
+            metrics: p.metrics.clone(),
+            seed: p.model.meta.seed,
+            stockcast_version: p.stockcast_version.to_owned(),
+            git_commit: p.git_commit.clone(),
+            files,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Data(e.to_string()))?;
+        stockcast_features::io::write_atomic(&tmp.join("manifest.json"), &json)?;
+        fsync_dir(&tmp)?;
+        before_rename(&tmp);
+        let target = self.version_dir(name, version);
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        fsync_dir(&dir)?;
+        Ok(manifest)
+    }
+
+    /// Publishes a new version (see [`Registry::publish_with`]).
+    ///
+    /// # Errors
+    /// As [`Registry::publish_with`].
+    pub fn publish(&self, name: &str, p: &Publish<'_>) -> Result<Manifest> {
+        self.publish_with(name, p, &|_| {})
+    }
+
+    /// The manifest of a version.
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] when missing or invalid.
+    pub fn manifest(&self, name: &str, version: u64) -> Result<Manifest> {
+        let dir = self.version_dir(name, version);
+        let text = std::fs::read_to_string(dir.join("manifest.json"))
+            .map_err(|e| Error::artifact(&dir, format!("manifest.json: {e} (is {name}@{version} published?)")))?;
+        serde_json::from_str(&text).map_err(|e| Error::artifact(&dir, format!("invalid manifest.json: {e}")))
+    }
+
+    /// Re-checks every file of a version against its manifest; returns the problems (empty: intact).
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] when the manifest itself is unreadable.
+    pub fn verify(&self, name: &str, version: u64) -> Result<Vec<String>> {
+        let m = self.manifest(name, version)?;
+        let dir = self.version_dir(name, version);
+        let mut problems = Vec::new();
+        for (rel, want) in &m.files {
+            let p = dir.join(rel);
+            if !p.is_file() {
+                problems.push(format!("{rel}: missing"));
+            } else if &sha256_file(&p)? != want {
+                problems.push(format!("{rel}: sha256 differs from the manifest (altered or truncated)"));
+            }
+        }
+        let mut rel = Vec::new();
+        files_under(&dir, Path::new(""), &mut rel)?;
+        for r in rel {
+            let r = r.to_string_lossy().into_owned();
+            if r != "manifest.json" && !m.files.contains_key(&r) {
+                problems.push(format!("{r}: not in the manifest"));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Loads a version after verifying every file hash (and the model's own checks).
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] naming the first problem.
+    pub fn load(&self, name: &str, version: u64) -> Result<(Manifest, TrainedModel)> {
+        let problems = self.verify(name, version)?;
+        let dir = self.version_dir(name, version);
+        if let Some(p) = problems.first() {
+            return Err(Error::artifact(&dir, format!("{name}@{version} failed verification: {p}")));
+        }
+        let model = TrainedModel::load(&dir)?;
+        let manifest = self.manifest(name, version)?;
+        if model.meta.spec_hash != manifest.feature_spec_hash {
+            return Err(Error::artifact(&dir, "the manifest's feature spec hash differs from model.json's"));
+        }
+        Ok((manifest, model))
+    }
+
+    /// The aliases of `name` (empty when none).
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] when `aliases.json` is unreadable.
+    pub fn aliases(&self, name: &str) -> Result<Aliases> {
+        let p = self.dir(name).join("aliases.json");
+        if !p.exists() {
+            return Ok(Aliases::default());
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::artifact(self.dir(name), format!("invalid aliases.json: {e}")))
+    }
+
+    /// Points `alias` at `version` (atomically replacing `aliases.json`), recording the move.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the version does not exist.
+    pub fn set_alias(&self, name: &str, alias: &str, version: u64, at: &str, reason: &str) -> Result<()> {
+        check_name(alias)?;
+        if alias.parse::<u64>().is_ok() {
+            return Err(Error::Config(format!("alias {alias:?} looks like a version number")));
+        }
+        if !self.versions(name)?.contains(&version) {
+            return Err(Error::Config(format!("{name}@{version} is not published")));
+        }
+        let mut a = self.aliases(name)?;
+        let from = a.aliases.insert(alias.to_owned(), version);
+        a.history.push(AliasMove { alias: alias.to_owned(), from, to: version, at: at.to_owned(), reason: reason.to_owned() });
+        let json = serde_json::to_vec_pretty(&a).map_err(|e| Error::Data(e.to_string()))?;
+        Ok(stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?)
+    }
+
+    /// Moves the champion back to the version it pointed to before its latest promotion.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there is no earlier champion.
+    pub fn rollback(&self, name: &str, at: &str) -> Result<(u64, u64)> {
+        let a = self.aliases(name)?;
+        let current = *a.aliases.get(CHAMPION).ok_or_else(|| Error::Config(format!("{name} has no champion")))?;
+        let previous = a
+            .history
+            .iter()
+            .rev()
+            .find(|m| m.alias == CHAMPION && m.to == current && m.reason != "rollback")
+            .and_then(|m| m.from)
+            .ok_or_else(|| Error::Config(format!("{name}: no earlier champion to roll back to")))?;
+        self.set_alias(name, CHAMPION, previous, at, "rollback")?;
+        Ok((current, previous))
+    }
+
+    /// Resolves `NAME`, `NAME@VERSION` or `NAME@ALIAS` (bare name: the champion, else the latest version).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for unknown names, versions or aliases.
+    pub fn resolve(&self, reference: &str) -> Result<(String, u64)> {
+        let (name, which) = reference.split_once('@').map_or((reference, None), |(n, w)| (n, Some(w)));
+        check_name(name)?;
+        let versions = self.versions(name)?;
+        if versions.is_empty() {
+            return Err(Error::Config(format!("no model named {name:?} in {}", self.root.display())));
+        }
+        let aliases = self.aliases(name)?;
+        let v = match which {
+            None => aliases.aliases.get(CHAMPION).copied().unwrap_or(versions[versions.len() - 1]),
+            Some(w) => match w.parse::<u64>() {
+                Ok(v) => v,
+                Err(_) => *aliases
+                    .aliases
+                    .get(w)
+                    .ok_or_else(|| Error::Config(format!("{name} has no alias {w:?}")))?,
+            },
+        };
+        if !versions.contains(&v) {
+            return Err(Error::Config(format!("{name}@{v} is not published (versions: {versions:?})")));
+        }
+        Ok((name.to_owned(), v))
+    }
+
+    /// Removes all but the newest `keep` versions of `name` (never one an alias points to) and leftovers of
+    /// interrupted publishes; returns the removed versions.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn gc(&self, name: &str, keep: usize) -> Result<Vec<u64>> {
+        let dir = self.dir(name);
+        if dir.exists() {
+            for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let e = e.map_err(|e| Error::io(&dir, e))?;
+                if e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
+                    std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+                }
+            }
+        }
+        let pinned: Vec<u64> = self.aliases(name)?.aliases.values().copied().collect();
+        let versions = self.versions(name)?;
+        let cut = versions.len().saturating_sub(keep);
+        let mut removed = Vec::new();
+        for v in &versions[..cut] {
+            if !pinned.contains(v) {
+                let d = self.version_dir(name, *v);
+                std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+                removed.push(*v);
+            }
+        }
+        Ok(removed)
+    }
+}
