@@ -37,7 +37,7 @@ pub struct UsageError(pub String);
 
 /// The exit code for an error: 2 when any cause is a user error (bad input, config, usage), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(<dyn std::error::Error>::is::<QualityFailure>) {
+    if err.downcast_ref::<QualityFailure>().is_some() {
         return exit::QUALITY;
     }
     for cause in err.chain() {

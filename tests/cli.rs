@@ -361,3 +361,161 @@ fn backtest_config_errors_name_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("bad.toml") && text(&o.stderr).contains("unknown variant"), "{}", text(&o.stderr));
 }
+
+/// A small nightly config (linear + a rule, yearly folds) with a gate floor of `min`.
+fn nightly_config(dir: &Path, min: f64, prices: &str) -> PathBuf {
+    let p = dir.join(format!("nightly-{min}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "seed = 7\n[data]\nprices = {prices:?}\nhorizon = 5\n[split]\nmin_train_days = 504\ntest_days = 504\n\
+             [[models]]\nname = \"lin\"\nmodel = {{ kind = \"linear\", alpha = 0.01 }}\n\
+             [[models]]\nname = \"mom\"\nmodel = {{ kind = \"rule\", rule = \"momentum\", lookback = 20 }}\n\
+             [gate]\nmetric = \"rank_ic\"\nmin = {min}\n[final]\ntrain_days = 756\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn train(config: &Path, models: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--as-of",
+        "2012-12-31",
+        "--created-at",
+        "2026-11-23T00:00:00Z",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn train_publishes_promotes_and_models_list_shows_the_champion() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    let o = train(&cfg, &models, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("lin: published version 1") && stdout.contains("PROMOTED to champion"), "{stdout}");
+    let list = run(&["models", "list", "--models-dir", models.to_str().unwrap()]);
+    let listed = text(&list.stdout);
+    assert!(listed.contains("lin@1 [champion]") && listed.contains("mom@1 [champion]"), "{listed}");
+    let show = run(&["models", "show", "lin@champion", "--verify", "--models-dir", models.to_str().unwrap()]);
+    assert!(show.status.success() && text(&show.stdout).contains("match their sha256"), "{}", text(&show.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("lin/1/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["data"]["last_date"], "2012-12-31");
+    assert!(manifest["metrics"]["rank_ic"].is_number() && manifest["files"]["model.json"].is_string());
+    // A second run is compared with the champion on the same folds and publishes version 2.
+    let o = train(&cfg, &models, &[]);
+    assert!(o.status.success() && text(&o.stdout).contains("(champion v1"), "{}", text(&o.stdout));
+    // Tampering is caught by --verify (exit 2), and rollback restores the previous champion.
+    std::fs::write(models.join("lin/2/linear.json"), "{}").unwrap();
+    let v = run(&["models", "show", "lin@2", "--verify", "--models-dir", models.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v.stderr));
+    let r = run(&["models", "rollback", "lin", "--models-dir", models.to_str().unwrap()]);
+    assert!(r.status.success() && text(&r.stdout).contains("champion 2 -> 1"), "{}", text(&r.stderr));
+}
+
+#[test]
+fn a_failing_gate_publishes_without_promoting() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let o = train(&nightly_config(dir.path(), 1.0, &dataset("us5_daily.csv")), &models, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("NOT promoted: rank_ic"), "{}", text(&o.stdout));
+    assert!(models.join("lin/1/manifest.json").exists());
+    let listed = text(&run(&["models", "list", "--models-dir", models.to_str().unwrap()]).stdout);
+    assert!(listed.contains("lin@1") && !listed.contains("champion"), "{listed}");
+}
+
+#[test]
+fn same_config_data_seed_and_as_of_give_identical_metrics_and_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(train(&cfg, &a, &[]).status.success());
+    assert!(train(&cfg, &b, &[]).status.success());
+    for name in ["lin", "mom"] {
+        let read = |root: &Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(root.join(name).join("1/manifest.json")).unwrap()).unwrap()
+        };
+        assert_eq!(read(&a)["metrics"], read(&b)["metrics"], "{name}");
+        let pa = predict(&a.join(name).join("1"), "2012-12-31");
+        let pb = predict(&b.join(name).join("1"), "2012-12-31");
+        assert!(pa.status.success(), "{}", text(&pa.stderr));
+        assert_eq!(text(&pa.stdout), text(&pb.stdout), "{name}");
+    }
+}
+
+#[test]
+fn a_second_concurrent_train_fails_fast_and_a_stale_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    // A live process holds the lock: this test's own pid.
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join(".train.lock"), format!("{}\n", std::process::id())).unwrap();
+    let o = train(&cfg, &models, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("another `stockcast train`"), "{}", text(&o.stderr));
+    assert!(!models.join("lin").exists(), "nothing published while locked");
+    // A real concurrent run: start a slower one (a gbm over 11 folds), wait for its lock, start another.
+    std::fs::remove_file(models.join(".train.lock")).unwrap();
+    let slow = dir.path().join("slow.toml");
+    std::fs::write(
+        &slow,
+        format!(
+            "[data]\nprices = {:?}\n[split]\nmin_train_days = 504\ntest_days = 252\n[[models]]\nname = \"slow\"\n\
+             model = {{ kind = \"gbm\", rounds = 60, max_depth = 4, early_stopping_rounds = 0, nthread = 1 }}\n",
+            dataset("us5_daily.csv")
+        ),
+    )
+    .unwrap();
+    let mut first = bin()
+        .args([
+            "train",
+            "--config",
+            slow.to_str().unwrap(),
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--as-of",
+            "2012-12-31",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !models.join(".train.lock").exists() && t.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let second = train(&cfg, &models, &[]);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("is running on"), "{}", text(&second.stderr));
+    // A lock left by a dead process is taken over.
+    std::fs::write(models.join(".train.lock"), "999999999\n").unwrap();
+    let o = train(&cfg, &models, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("stale lock"), "{}", text(&o.stderr));
+    assert!(!models.join(".train.lock").exists(), "the lock is released");
+}
+
+#[test]
+fn train_exits_3_on_a_data_quality_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    let mut text_in = std::fs::read_to_string(dataset("us5_daily.csv")).unwrap();
+    text_in.push_str("2013-03-04,MSFT,-1,1,1,1,100,1\n");
+    std::fs::write(&bad, text_in).unwrap();
+    let o = train(&nightly_config(dir.path(), -1.0, bad.to_str().unwrap()), &dir.path().join("m"), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("MSFT"), "{}", text(&o.stderr));
+}

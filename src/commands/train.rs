@@ -129,7 +129,8 @@ impl Drop for Lock {
 
 /// The current time as RFC 3339 (UTC) — read here at the command-line boundary only.
 pub(crate) fn now_rfc3339() -> String {
-    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn metric(metrics: &Value, key: &str) -> anyhow::Result<f64> {
@@ -137,6 +138,25 @@ fn metric(metrics: &Value, key: &str) -> anyhow::Result<f64> {
         .get(key)
         .ok_or_else(|| UsageError(format!("gate.metric {key:?} is not a backtest metric")).into())
         .map(|v| v.as_f64().unwrap_or(f64::NAN))
+}
+
+/// Metrics without wall-clock timings, so that reruns give identical manifests.
+fn without_timings(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.ends_with("_seconds"));
+            for x in m.values_mut() {
+                *x = without_timings(std::mem::take(x));
+            }
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                *x = without_timings(std::mem::take(x));
+            }
+        }
+        _ => {}
+    }
+    v
 }
 
 pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
@@ -216,7 +236,9 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         }
     }
     let opts = RunOptions { horizon: spec.label.horizon, seed: cfg.seed, jobs: cfg.jobs };
-    let folds = cfg.split.folds(stockcast_backtest::split::calendar(data.matrix.index.iter().map(|(_, d)| *d)).len(), opts.horizon)?;
+    let folds = cfg
+        .split
+        .folds(stockcast_backtest::split::calendar(data.matrix.index.iter().map(|(_, d)| *d)).len(), opts.horizon)?;
     let pb = ctx.progress.bar((folds.len() * specs.len()) as u64, "walk-forward");
     let wf = runner::run(&data, &specs, &cfg.split, opts, &|model, fold, done, _| {
         pb.set_position(done as u64);
@@ -240,7 +262,7 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let labelled = data.filter(|_| true);
     let mut summary = Vec::new();
     for m in &models {
-        let metrics = doc["models"][&m.name].clone();
+        let metrics = without_timings(doc["models"][&m.name].clone());
         let value = metric(&metrics, &gate.metric)?;
         let rows: Vec<usize> = {
             let mx = &labelled.matrix;
@@ -297,7 +319,13 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         }
         let promoted = reasons.is_empty();
         if promoted {
-            registry.set_alias(&m.name, CHAMPION, manifest.version, &created_at, &format!("promoted: {} {value:.4} passed the gate", gate.metric))?;
+            registry.set_alias(
+                &m.name,
+                CHAMPION,
+                manifest.version,
+                &created_at,
+                &format!("promoted: {} {value:.4} passed the gate", gate.metric),
+            )?;
         }
         out(&format!(
             "{}: published version {} ({} .. {}, {} rows); {} {value:.4}{}; {}",

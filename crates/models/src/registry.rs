@@ -156,7 +156,11 @@ fn check_name(name: &str) -> Result<()> {
         && name.len() <= 64
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(()) } else { Err(Error::Config(format!("invalid model name {name:?}: use letters, digits, -, _ and ."))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("invalid model name {name:?}: use letters, digits, -, _ and .")))
+    }
 }
 
 impl Registry {
@@ -354,7 +358,13 @@ impl Registry {
         }
         let mut a = self.aliases(name)?;
         let from = a.aliases.insert(alias.to_owned(), version);
-        a.history.push(AliasMove { alias: alias.to_owned(), from, to: version, at: at.to_owned(), reason: reason.to_owned() });
+        a.history.push(AliasMove {
+            alias: alias.to_owned(),
+            from,
+            to: version,
+            at: at.to_owned(),
+            reason: reason.to_owned(),
+        });
         let json = serde_json::to_vec_pretty(&a).map_err(|e| Error::Data(e.to_string()))?;
         Ok(stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?)
     }
@@ -393,10 +403,7 @@ impl Registry {
             None => aliases.aliases.get(CHAMPION).copied().unwrap_or(versions[versions.len() - 1]),
             Some(w) => match w.parse::<u64>() {
                 Ok(v) => v,
-                Err(_) => *aliases
-                    .aliases
-                    .get(w)
-                    .ok_or_else(|| Error::Config(format!("{name} has no alias {w:?}")))?,
+                Err(_) => *aliases.aliases.get(w).ok_or_else(|| Error::Config(format!("{name} has no alias {w:?}")))?,
             },
         };
         if !versions.contains(&v) {

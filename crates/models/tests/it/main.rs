@@ -13,6 +13,8 @@ use stockcast_features::{
 };
 use stockcast_models::{Dataset, History, ModelConfig, TrainedModel, fit};
 
+mod registry;
+
 /// The bundled us5 data as (train, test) datasets split at 2010-01-01 with a 5-day gap.
 fn us5() -> &'static (Dataset, Dataset) {
     static DATA: OnceLock<(Dataset, Dataset)> = OnceLock::new();

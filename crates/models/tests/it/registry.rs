@@ -1,0 +1,118 @@
+//! Registry: atomic publish (a crash before the rename leaves nothing visible), verification, aliases, rollback,
+//! garbage collection.
+
+use std::panic::AssertUnwindSafe;
+
+use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
+use stockcast_models::{ModelConfig, TrainedModel, fit};
+
+fn model(seed: u64) -> TrainedModel {
+    let train = super::planted(500, seed);
+    fit(&ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.01").unwrap(), &train, None, seed).unwrap()
+}
+
+fn publish(reg: &Registry, m: &TrainedModel, at: &str) -> u64 {
+    reg.publish(
+        "demo",
+        &Publish {
+            model: m,
+            spec_toml: "# spec\n",
+            created_at: at,
+            data: DataInfo::default(),
+            metrics: serde_json::json!({ "rank_ic": 0.01 }),
+            stockcast_version: "test",
+            git_commit: None,
+        },
+    )
+    .unwrap()
+    .version
+}
+
+#[test]
+fn a_crash_before_the_rename_leaves_no_version_and_the_champion_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    let m = model(1);
+    assert_eq!(publish(&reg, &m, "t1"), 1);
+    reg.set_alias("demo", CHAMPION, 1, "t1", "first").unwrap();
+    let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        reg.publish_with(
+            "demo",
+            &Publish {
+                model: &m,
+                spec_toml: "# spec\n",
+                created_at: "t2",
+                data: DataInfo::default(),
+                metrics: serde_json::json!({}),
+                stockcast_version: "test",
+                git_commit: None,
+            },
+            &|tmp| {
+                assert!(tmp.join("manifest.json").exists(), "every file is written before the hook");
+                panic!("injected crash");
+            },
+        )
+    }));
+    assert!(crashed.is_err());
+    // The half-published directory is there but hidden: no version 2, champion still 1, still loadable.
+    let leftovers = std::fs::read_dir(dir.path().join("demo"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"));
+    assert_eq!(leftovers.count(), 1);
+    assert_eq!(reg.versions("demo").unwrap(), vec![1]);
+    assert_eq!(reg.resolve("demo").unwrap(), ("demo".to_owned(), 1));
+    reg.load("demo", 1).unwrap();
+    // The next publish is version 2; gc clears the leftover.
+    assert_eq!(publish(&reg, &m, "t3"), 2);
+    assert!(reg.gc("demo", 10).unwrap().is_empty());
+    let hidden = std::fs::read_dir(dir.path().join("demo"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(hidden, 0);
+}
+
+#[test]
+fn a_tampered_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    publish(&reg, &model(2), "t1");
+    assert!(reg.verify("demo", 1).unwrap().is_empty());
+    let f = reg.version_dir("demo", 1).join("linear.json");
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    text.push(' ');
+    std::fs::write(&f, text).unwrap();
+    let problems = reg.verify("demo", 1).unwrap();
+    assert!(problems.iter().any(|p| p.contains("linear.json") && p.contains("sha256")), "{problems:?}");
+    let e = reg.load("demo", 1).unwrap_err().to_string();
+    assert!(e.contains("failed verification") && e.contains("linear.json"), "{e}");
+    // An extra file is reported too.
+    std::fs::write(reg.version_dir("demo", 1).join("extra.bin"), b"x").unwrap();
+    assert!(reg.verify("demo", 1).unwrap().iter().any(|p| p.contains("extra.bin")));
+}
+
+#[test]
+fn rollback_restores_the_previous_champion_and_gc_keeps_aliased_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    let m = model(3);
+    for v in 1..=4 {
+        assert_eq!(publish(&reg, &m, &format!("t{v}")), v);
+    }
+    assert!(reg.rollback("demo", "t").unwrap_err().to_string().contains("no champion"));
+    reg.set_alias("demo", CHAMPION, 1, "t5", "promoted").unwrap();
+    assert!(reg.rollback("demo", "t").unwrap_err().to_string().contains("no earlier champion"));
+    reg.set_alias("demo", CHAMPION, 3, "t6", "promoted").unwrap();
+    assert_eq!(reg.rollback("demo", "t7").unwrap(), (3, 1));
+    assert_eq!(reg.resolve("demo@champion").unwrap().1, 1);
+    let history = reg.aliases("demo").unwrap().history;
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[2].reason, "rollback");
+    reg.set_alias("demo", "staging", 2, "t8", "manual").unwrap();
+    // Keep the newest one: 4 stays, 1 (champion) and 2 (staging) are pinned, 3 goes.
+    assert_eq!(reg.gc("demo", 1).unwrap(), vec![3]);
+    assert_eq!(reg.versions("demo").unwrap(), vec![1, 2, 4]);
+    assert!(reg.resolve("demo@7").unwrap_err().to_string().contains("not published"));
+    assert!(reg.resolve("demo@nope").unwrap_err().to_string().contains("no alias"));
+    assert!(reg.set_alias("demo", CHAMPION, 3, "t", "x").unwrap_err().to_string().contains("not published"));
+}
