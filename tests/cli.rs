@@ -415,6 +415,7 @@ fn train_publishes_promotes_and_models_list_shows_the_champion() {
     // A second run is compared with the champion on the same folds and publishes version 2.
     let o = train(&cfg, &models, &[]);
     assert!(o.status.success() && text(&o.stdout).contains("(champion v1"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("features: reused all"), "{}", text(&o.stdout));
     // Tampering is caught by --verify (exit 2), and rollback restores the previous champion.
     std::fs::write(models.join("lin/2/linear.json"), "{}").unwrap();
     let v = run(&["models", "show", "lin@2", "--verify", "--models-dir", models.to_str().unwrap()]);

@@ -19,7 +19,7 @@ use stockcast_features::{FeatureMatrix, MatrixOptions};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, History};
 
-use super::features::{compute, resolve_spec};
+use super::features::resolve_spec;
 use super::model::split_validation;
 use super::{Ctx, load, out};
 use crate::cli::{DataArgs, TrainArgs};
@@ -209,7 +209,12 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let as_of = a.as_of.unwrap_or(last);
     let prices = loaded.prices.until(as_of)?;
     let (first, last) = prices.date_range()?.ok_or_else(|| UsageError(format!("no prices up to {as_of}")))?;
-    let frame = compute(ctx, &prices, &spec)?;
+    let pb = ctx.progress.step("computing features");
+    let built = stockcast_features::build_features_cached(&prices, &spec, &a.models_dir.join(".cache"))
+        .context("computing features")?;
+    pb.finish_and_clear();
+    out(&built.message);
+    let frame = built.frame;
     let data = Dataset::new(
         FeatureMatrix::from_frame(&frame, MatrixOptions::default())?,
         Arc::new(History::from_prices(&prices)?),

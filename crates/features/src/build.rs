@@ -41,6 +41,12 @@ pub struct FeatureFrame {
 }
 
 impl FeatureFrame {
+    /// The same features over other rows (same columns), e.g. cached rows joined with fresh ones.
+    #[must_use]
+    pub(crate) fn with_df(&self, df: DataFrame) -> Self {
+        Self { df, ..self.clone() }
+    }
+
     /// The frame.
     pub fn df(&self) -> &DataFrame {
         &self.df

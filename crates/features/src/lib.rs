@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod error;
+pub mod incremental;
 pub mod io;
 pub mod load;
 pub mod matrix;
@@ -16,6 +17,7 @@ pub mod synth;
 
 pub use build::{FeatureFrame, LABEL, Skipped, build_features, mid_rank_percentiles};
 pub use error::{Error, Result};
+pub use incremental::{CachedBuild, build_features_cached};
 pub use load::{Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};
 pub use prices::{LoadOptions, Loaded, PriceFrame, load_prices};

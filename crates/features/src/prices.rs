@@ -238,6 +238,18 @@ impl PriceFrame {
         Ok(Self { df, data_hash, ..self.clone() })
     }
 
+    /// Rows dated on or after `from` (e.g. the warm-up window of an incremental feature build).
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub fn since(&self, from: NaiveDate) -> Result<Self> {
+        let days = date_to_days(from);
+        let mask = self.df.column("date")?.date()?.physical().gt_eq(days);
+        let df = self.df.filter(&mask)?;
+        let data_hash = hash_frame(&df)?;
+        Ok(Self { df, data_hash, ..self.clone() })
+    }
+
     /// The input's layout is wide (close only) or otherwise lacks OHLC: convenience for messages.
     pub fn is_close_only(&self) -> bool {
         !self.has(PriceField::High) && !self.has(PriceField::Low)

@@ -324,6 +324,24 @@ impl FeatureSpec {
         toml::to_string(self).expect("a spec always serialises")
     }
 
+    /// Trading days of history a feature row needs so that recomputing it from a slice matches the full
+    /// computation: the longest rolling window (+1 for shifted returns) and, for exponentially weighted families
+    /// (EMA ratio, RSI, MACD, ATR), 40 spans, after which the truncated weights are below 1e-17 of the total.
+    pub fn warmup_days(&self) -> usize {
+        self.features
+            .iter()
+            .map(|d| match d.family {
+                Family::EmaRatio | Family::Rsi | Family::Atr => 40 * d.windows.iter().max().copied().unwrap_or(1),
+                Family::Macd => {
+                    let [f, s, g] = d.macd_spans();
+                    40 * (f.max(s) + g)
+                }
+                _ => d.windows.iter().max().copied().unwrap_or(0) + 1,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The stable content hash.
     ///
     /// # Panics

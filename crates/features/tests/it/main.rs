@@ -10,6 +10,7 @@
     clippy::default_trait_access
 )]
 
+mod incremental;
 mod indicators;
 mod loading;
 mod lookahead;

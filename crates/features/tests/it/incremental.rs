@@ -1,0 +1,73 @@
+//! Incremental builds: appending days reuses cached rows and matches a full rebuild; edited history or another
+//! spec recomputes everything.
+
+use polars::prelude::*;
+use stockcast_features::{FeatureSpec, PriceFrame, SynthConfig, build_features, build_features_cached, synth_prices};
+
+fn prices(days: usize) -> PriceFrame {
+    let df = synth_prices(&SynthConfig::new(15, days, 21)).unwrap();
+    PriceFrame::from_df(df.sort(["symbol", "date"], SortMultipleOptions::default()).unwrap()).unwrap()
+}
+
+/// Every column of `a` equals `b`'s within 1e-9 (relative), with the same missing values.
+fn assert_same(a: &DataFrame, b: &DataFrame) {
+    assert_eq!(a.height(), b.height());
+    assert_eq!(a.get_column_names(), b.get_column_names());
+    for name in a.get_column_names() {
+        let (x, y) = (a.column(name).unwrap(), b.column(name).unwrap());
+        if !x.dtype().is_float() {
+            assert!(x.equals_missing(y), "{name}");
+            continue;
+        }
+        for (i, (u, v)) in x.f64().unwrap().iter().zip(y.f64().unwrap().iter()).enumerate() {
+            match (u, v) {
+                (Some(u), Some(v)) if u.is_nan() && v.is_nan() => {}
+                (Some(u), Some(v)) => assert!((u - v).abs() <= 1e-9 * (1.0 + v.abs()), "{name} row {i}: {u} vs {v}"),
+                (None, None) => {}
+                other => panic!("{name} row {i}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn appended_days_reuse_the_cache_and_match_a_full_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FeatureSpec::default();
+    let all = prices(1300);
+    let cut = chrono::NaiveDate::from_ymd_opt(2014, 6, 30).unwrap();
+    let first = build_features_cached(&all.until(cut).unwrap(), &spec, dir.path()).unwrap();
+    assert_eq!(first.reused_rows, 0);
+    assert!(first.message.contains("no cached features"), "{}", first.message);
+    let next = build_features_cached(&all, &spec, dir.path()).unwrap();
+    assert!(next.reused_rows > 5 * next.computed_rows, "{}", next.message);
+    assert!(next.message.contains("reused"), "{}", next.message);
+    let full = build_features(&all, &spec).unwrap();
+    assert_same(next.frame.df(), full.df());
+    // Nothing new: everything reused.
+    let again = build_features_cached(&all, &spec, dir.path()).unwrap();
+    assert_eq!(again.computed_rows, 0, "{}", again.message);
+    assert_same(again.frame.df(), full.df());
+}
+
+#[test]
+fn edited_history_or_another_spec_recomputes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FeatureSpec::default();
+    let all = prices(700);
+    build_features_cached(&all, &spec, dir.path()).unwrap();
+    // Change one early close.
+    let mut df = all.df().clone();
+    let mut close: Vec<f64> = df.column("close").unwrap().f64().unwrap().into_no_null_iter().collect();
+    close[10] *= 1.01;
+    df.with_column(Column::new("close".into(), close)).unwrap();
+    let edited = PriceFrame::from_df(df).unwrap();
+    let b = build_features_cached(&edited, &spec, dir.path()).unwrap();
+    assert_eq!(b.reused_rows, 0);
+    assert!(b.message.contains("changed"), "{}", b.message);
+    assert_same(b.frame.df(), build_features(&edited, &spec).unwrap().df());
+    let mut other = spec.clone();
+    other.label.horizon = 10;
+    let c = build_features_cached(&edited, &other, dir.path()).unwrap();
+    assert_eq!(c.reused_rows, 0, "{}", c.message);
+}
