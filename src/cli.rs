@@ -55,6 +55,9 @@ pub enum Command {
     /// The model registry: list, show, promote, rollback, gc.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Postgres: apply the schema, import prices.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Dataset utilities.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -282,6 +285,36 @@ pub struct ModelsDirArg {
     /// Registry root.
     #[arg(long, value_name = "DIR", default_value = "models", env = "STOCKCAST_MODELS_DIR")]
     pub models_dir: PathBuf,
+}
+
+/// `stockcast db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply every pending migration (the schema is embedded in the binary).
+    Migrate(DbArgs),
+    /// Validate a price file (the quality checks) and upsert it into `prices` in one transaction (idempotent).
+    ImportPrices {
+        /// Database connection.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Input and policies.
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Database connection settings.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Postgres URL, e.g. postgres://user@127.0.0.1:5432/stockcast.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most pool connections.
+    #[arg(long, default_value_t = 8)]
+    pub db_max_connections: u32,
+    /// Seconds to wait for a connection.
+    #[arg(long, default_value_t = 5)]
+    pub db_timeout_s: u64,
 }
 
 /// `stockcast fit`.

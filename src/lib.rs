@@ -50,6 +50,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<stockcast_models::Error>() {
             return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
         }
+        if let Some(e) = cause.downcast_ref::<stockcast_infer::Error>() {
+            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+        }
         if let Some(e) = cause.downcast_ref::<stockcast_backtest::Error>() {
             return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
         }

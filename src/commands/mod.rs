@@ -3,6 +3,7 @@
 mod backtest;
 mod bench;
 mod datasets;
+mod db;
 mod demo;
 mod features;
 mod model;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(a) => backtest::run(ctx, &a),
         Command::Train(a) => train::run(ctx, &a),
         Command::Models(c) => models::run(c),
+        Command::Db(c) => db::run(ctx, c),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Bench(c) => bench::run(ctx, c),
     }

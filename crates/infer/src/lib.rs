@@ -1,4 +1,8 @@
-//! Inference server for stockcast: axum HTTP API over promoted model artifacts, with recommendations stored in Postgres via sqlx.
+//! Postgres storage and (later) the HTTP inference server for stockcast.
 //!
-//! The crate is part of the workspace layout from the start so dependencies point one way
-//! (`features` ← `models` ← `backtest`; `infer` uses `features` + `models`); its code arrives with its issue.
+//! [`db`]: the schema (embedded sqlx migrations), connections, and the validated bulk import of prices.
+
+pub mod db;
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,178 @@
+//! Postgres: connection pool, embedded migrations, and the prices import.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use stockcast_features::polars::prelude::DataType;
+use stockcast_features::prices::days_to_date;
+use stockcast_features::{PriceFrame, Security};
+
+use crate::error::{Error, Result};
+
+/// The schema, embedded at build time from `crates/infer/migrations`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Rows per UNNEST statement of the import.
+const BATCH: usize = 10_000;
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most connections.
+    pub max_connections: u32,
+    /// How long to wait for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Connects (lazily checked with one `SELECT 1`).
+///
+/// # Errors
+/// [`Error::Unavailable`] naming the host when the server cannot be reached.
+pub async fn connect(url: &str, cfg: PoolConfig) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(cfg.acquire_timeout)
+        .connect(url)
+        .await
+        .map_err(|e| Error::Unavailable(format!("{}: {e}", redact(url))))?;
+    Ok(pool)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// [`Error::Migrate`].
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ImportStats {
+    /// Price rows written.
+    pub rows: usize,
+    /// Of which new.
+    pub inserted: usize,
+    /// Of which replaced an existing (symbol, date).
+    pub updated: usize,
+    /// Symbols.
+    pub symbols: usize,
+}
+
+fn f64_column(prices: &PriceFrame, name: &str) -> Result<Option<Vec<Option<f64>>>> {
+    match prices.df().column(name) {
+        Ok(c) => Ok(Some(
+            c.cast(&DataType::Float64)
+                .map_err(stockcast_features::Error::from)?
+                .f64()
+                .map_err(stockcast_features::Error::from)?
+                .iter()
+                .collect(),
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Upserts `prices` (validated by the loader) and their securities in ONE transaction: all rows or none.
+/// Re-importing the same file changes nothing; a changed row replaces the stored one.
+///
+/// # Errors
+/// [`Error::Database`] (the transaction is rolled back), [`Error::Data`] for rows the loader should have refused.
+pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Security]) -> Result<ImportStats> {
+    let df = prices.df();
+    let f = |e| Error::Features(stockcast_features::Error::from(e));
+    let symbols: Vec<String> =
+        df.column("symbol").map_err(f)?.str().map_err(f)?.iter().map(|s| s.unwrap_or_default().to_owned()).collect();
+    let dates: Vec<NaiveDate> = df
+        .column("date")
+        .and_then(|c| c.cast(&DataType::Int32))
+        .map_err(f)?
+        .i32()
+        .map_err(f)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.and_then(days_to_date).ok_or_else(|| Error::Data(format!("row {i} ({}): no date", symbols[i]))))
+        .collect::<Result<_>>()?;
+    let close = f64_column(prices, "close")?.ok_or_else(|| Error::Data("prices have no close".into()))?;
+    let none = || vec![None; df.height()];
+    let open = f64_column(prices, "open")?.unwrap_or_else(none);
+    let high = f64_column(prices, "high")?.unwrap_or_else(none);
+    let low = f64_column(prices, "low")?.unwrap_or_else(none);
+    let volume = f64_column(prices, "volume")?.unwrap_or_else(none);
+    let raw_close = f64_column(prices, "raw_close")?.unwrap_or_else(none);
+    let mut distinct: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+
+    let mut tx = pool.begin().await?;
+    // Securities: every symbol of the prices, with name/sector from the securities file where given.
+    let (sec_sym, sec_name, sec_sector): (Vec<String>, Vec<Option<String>>, Vec<Option<String>>) = distinct
+        .iter()
+        .map(|s| {
+            let info = securities.iter().find(|x| x.symbol == *s);
+            ((*s).to_owned(), info.and_then(|x| x.name.clone()), info.and_then(|x| x.sector.clone()))
+        })
+        .fold((Vec::new(), Vec::new(), Vec::new()), |mut acc, (a, b, c)| {
+            acc.0.push(a);
+            acc.1.push(b);
+            acc.2.push(c);
+            acc
+        });
+    sqlx::query(
+        "INSERT INTO securities (symbol, name, sector) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+         ON CONFLICT (symbol) DO UPDATE SET name = COALESCE(EXCLUDED.name, securities.name), \
+         sector = COALESCE(EXCLUDED.sector, securities.sector)",
+    )
+    .bind(&sec_sym)
+    .bind(&sec_name)
+    .bind(&sec_sector)
+    .execute(&mut *tx)
+    .await?;
+    let mut stats = ImportStats { symbols: distinct.len(), ..ImportStats::default() };
+    for start in (0..df.height()).step_by(BATCH) {
+        let r = start..(start + BATCH).min(df.height());
+        let inserted: Vec<bool> = sqlx::query_scalar(
+            "INSERT INTO prices (symbol, date, open, high, low, close, volume, raw_close) \
+             SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], \
+             $7::float8[], $8::float8[]) \
+             ON CONFLICT (symbol, date) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, \
+             close = EXCLUDED.close, volume = EXCLUDED.volume, raw_close = EXCLUDED.raw_close \
+             RETURNING (xmax = 0)",
+        )
+        .bind(&symbols[r.clone()])
+        .bind(&dates[r.clone()])
+        .bind(&open[r.clone()])
+        .bind(&high[r.clone()])
+        .bind(&low[r.clone()])
+        .bind(&close[r.clone()])
+        .bind(&volume[r.clone()])
+        .bind(&raw_close[r])
+        .fetch_all(&mut *tx)
+        .await?;
+        stats.rows += inserted.len();
+        stats.inserted += inserted.iter().filter(|x| **x).count();
+    }
+    stats.updated = stats.rows - stats.inserted;
+    tx.commit().await?;
+    Ok(stats)
+}
