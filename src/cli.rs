@@ -91,6 +91,13 @@ pub struct DataArgs {
     pub quality_config: Option<PathBuf>,
 }
 
+impl DataArgs {
+    /// A price file with default quality handling (policies from the defaults, or all set to `on_bad_rows`).
+    pub fn file(prices: PathBuf, securities: Option<PathBuf>, on_bad_rows: Option<PolicyArg>) -> Self {
+        Self { prices, symbol: None, securities, on_bad_rows, quarantine: None, quality_config: None }
+    }
+}
+
 /// A quality policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolicyArg {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use stockcast_backtest::report::{self, RunMeta};
-use stockcast_backtest::{BacktestConfig, Market, RunOptions, portfolio, runner};
+use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions, SplitConfig, WalkForward, portfolio, runner};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::{FeatureMatrix, MatrixOptions, PriceFrame};
 use stockcast_models::{Dataset, History};
@@ -65,6 +65,25 @@ fn only_symbols(prices: PriceFrame, symbols: &[String]) -> anyhow::Result<PriceF
     Ok(PriceFrame::from_df(df.filter(&mask)?)?)
 }
 
+/// The walk-forward run with a progress bar over every (model, fold).
+pub(crate) fn walk_forward(
+    ctx: Ctx,
+    data: &Dataset,
+    models: &[ModelSpec],
+    split: &SplitConfig,
+    opts: RunOptions,
+) -> anyhow::Result<WalkForward> {
+    let pb = ctx.progress.bar(0, "walk-forward");
+    let wf = runner::run(data, models, split, opts, &|model, fold, done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+        pb.set_message(format!("walk-forward {model} fold {fold}"));
+        tracing::debug!(model, fold, done, total, "fold done");
+    })?;
+    pb.finish_and_clear();
+    Ok(wf)
+}
+
 pub(crate) fn run(ctx: Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
@@ -79,14 +98,7 @@ pub(crate) fn run(ctx: Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let spec = resolve_spec(cfg.data.spec.as_deref(), cfg.data.horizon, false)?;
 
     let t = Instant::now();
-    let data_args = DataArgs {
-        prices: prices_path.clone(),
-        symbol: None,
-        securities: cfg.data.securities.clone(),
-        on_bad_rows: a.on_bad_rows,
-        quarantine: None,
-        quality_config: None,
-    };
+    let data_args = DataArgs::file(prices_path.clone(), cfg.data.securities.clone(), a.on_bad_rows);
     let quarantine_beside = out_dir.with_extension("prices.csv");
     let loaded = load(ctx, &data_args, &quarantine_beside, None)?;
     let prices = only_symbols(loaded.prices, &cfg.data.symbols)?;
@@ -100,18 +112,8 @@ pub(crate) fn run(ctx: Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let folds = cfg.split.folds(
-        stockcast_backtest::split::calendar(data.matrix.index.iter().map(|(_, d)| *d)).len(),
-        spec.label.horizon,
-    )?;
-    let pb = ctx.progress.bar((folds.len() * models.len()) as u64, "walk-forward");
     let opts = RunOptions { horizon: spec.label.horizon, seed: cfg.seed, jobs: cfg.jobs };
-    let wf = runner::run(&data, &models, &cfg.split, opts, &|model, fold, done, total| {
-        pb.set_position(done as u64);
-        pb.set_message(format!("walk-forward {model} fold {fold}"));
-        tracing::debug!(model, fold, done, total, "fold done");
-    })?;
-    pb.finish_and_clear();
+    let wf = walk_forward(ctx, &data, &models, &cfg.split, opts)?;
     timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();

@@ -183,6 +183,20 @@ fn synthetic_dataset(rows: usize, cols: usize, seed: u64) -> anyhow::Result<stoc
     Ok(stockcast_models::Dataset::new(matrix, std::sync::Arc::default()))
 }
 
+/// Fits on `data` and predicts it again: the predictions and the seconds each step took.
+fn fit_and_predict(
+    cfg: &stockcast_models::ModelConfig,
+    data: &stockcast_models::Dataset,
+    seed: u64,
+) -> anyhow::Result<(stockcast_models::Predictions, f64, f64)> {
+    let t = Instant::now();
+    let model = stockcast_models::fit(cfg, data, None, seed)?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let preds = model.predict(data)?;
+    Ok((preds, fit_s, t.elapsed().as_secs_f64()))
+}
+
 fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
     if a.cols < 3 {
         return Err(UsageError("--cols must be at least 3".into()).into());
@@ -193,12 +207,7 @@ fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
         a.rounds, a.nthread
     ))?;
     let pb = ctx.progress.step("training");
-    let t = Instant::now();
-    let model = stockcast_models::fit(&cfg, &data, None, a.seed)?;
-    let fit_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let preds = model.predict(&data)?;
-    let predict_s = t.elapsed().as_secs_f64();
+    let (preds, fit_s, predict_s) = fit_and_predict(&cfg, &data, a.seed)?;
     pb.finish_and_clear();
     out(&format!(
         "bench gbm: {} x {}, {} rounds, depth 6, eta 0.1, hist, {} threads: fit {fit_s:.2} s, predict {} rows {predict_s:.3} s",
@@ -220,12 +229,7 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
         "kind = \"lstm\"\nlookback = {}\nhidden = {}\nbatch_size = {}\nepochs = {}\npatience = 0",
         a.lookback, a.hidden, a.batch_size, a.epochs
     ))?;
-    let t = Instant::now();
-    let model = stockcast_models::fit(&cfg, &data, None, a.seed)?;
-    let fit_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let preds = model.predict(&data)?;
-    let predict_s = t.elapsed().as_secs_f64();
+    let (preds, fit_s, predict_s) = fit_and_predict(&cfg, &data, a.seed)?;
     out(&format!(
         "bench lstm: {} sequences x {} steps x {} features, hidden {}, batch {}, Adam, flex CPU: {:.2} s/epoch \
          ({} epochs in {fit_s:.2} s); predict {} sequences {predict_s:.2} s",

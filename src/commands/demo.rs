@@ -27,8 +27,7 @@ pub(crate) fn run(ctx: Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     out(&format!("stockcast demo on {}", prices.display()));
 
     out("1/5 load + data quality");
-    let data =
-        DataArgs { prices, symbol: None, securities: None, on_bad_rows: None, quarantine: None, quality_config: None };
+    let data = DataArgs::file(prices, None, None);
     let quality_json = args.out.join("quality.json");
     let loaded = load(ctx, &data, &args.out.join("prices"), Some(&quality_json))?;
     let (first, last) = loaded.prices.date_range()?.context("no dates")?;

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stockcast_backtest::report;
-use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions, runner};
+use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions};
 use stockcast_features::{FeatureMatrix, MatrixOptions};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, History};
@@ -190,14 +189,7 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let created_at = a.created_at.clone().unwrap_or_else(now_rfc3339);
 
     // Data up to the as-of date.
-    let data_args = DataArgs {
-        prices: prices_path.clone(),
-        symbol: None,
-        securities: cfg.data.securities.clone(),
-        on_bad_rows: a.on_bad_rows,
-        quarantine: None,
-        quality_config: None,
-    };
+    let data_args = DataArgs::file(prices_path.clone(), cfg.data.securities.clone(), a.on_bad_rows);
     let loaded = load(ctx, &data_args, &a.models_dir.join("train-prices.csv"), None).map_err(|e| {
         if e.chain().any(|c| matches!(c.downcast_ref(), Some(stockcast_features::Error::Quality { .. }))) {
             e.context(QualityFailure)
@@ -241,15 +233,7 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         }
     }
     let opts = RunOptions { horizon: spec.label.horizon, seed: cfg.seed, jobs: cfg.jobs };
-    let folds = cfg
-        .split
-        .folds(stockcast_backtest::split::calendar(data.matrix.index.iter().map(|(_, d)| *d)).len(), opts.horizon)?;
-    let pb = ctx.progress.bar((folds.len() * specs.len()) as u64, "walk-forward");
-    let wf = runner::run(&data, &specs, &cfg.split, opts, &|model, fold, done, _| {
-        pb.set_position(done as u64);
-        pb.set_message(format!("walk-forward {model} fold {fold}"));
-    })?;
-    pb.finish_and_clear();
+    let wf = super::backtest::walk_forward(ctx, &data, &specs, &cfg.split, opts)?;
     let kinds = specs.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
     let reports = report::evaluate(&wf, &kinds, &Market::from_prices(&prices)?, &cfg.strategy, None)?;
     let meta = report::RunMeta {
@@ -264,26 +248,18 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let doc = report::report_json(&meta, &wf, &reports, &cfg.strategy)?;
 
     // Final fit on the most recent window, publish, gate.
-    let labelled = data.filter(|_| true);
+    let calendar = &wf.calendar;
+    // The final fit trains on the most recent `final.train_days` dates (0: all).
+    let final_start = if final_fit.train_days > 0 {
+        calendar[calendar.len().saturating_sub(final_fit.train_days)]
+    } else {
+        calendar[0]
+    };
     let mut summary = Vec::new();
     for m in &models {
         let metrics = without_timings(doc["models"][&m.name].clone());
         let value = metric(&metrics, &gate.metric)?;
-        let rows: Vec<usize> = {
-            let mx = &labelled.matrix;
-            let y = mx.y.as_ref();
-            let cal = stockcast_backtest::split::calendar(mx.index.iter().map(|(_, d)| *d));
-            let start: NaiveDate =
-                if final_fit.train_days > 0 { cal[cal.len().saturating_sub(final_fit.train_days)] } else { cal[0] };
-            (0..mx.nrows())
-                .filter(|&i| {
-                    mx.index[i].1 >= start
-                        && y.is_some_and(|y| y[i].is_finite())
-                        && mx.x.row(i).iter().all(|v| v.is_finite())
-                })
-                .collect()
-        };
-        let mut train = labelled.rows(&rows);
+        let mut train = data.rows(&data.trainable_rows(final_start, as_of));
         train.context = m.config.uses_sequences().then(|| Arc::new(data.matrix.clone()));
         let (train, valid) = if m.config.uses_validation() {
             split_validation(&train, final_fit.valid_fraction, spec.label.horizon)

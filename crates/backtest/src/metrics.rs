@@ -16,7 +16,8 @@ pub const YEAR: f64 = 252.0;
 /// Fewest (score, label) pairs on a date for its IC.
 pub const MIN_PAIRS: usize = 3;
 
-fn mean(v: &[f64]) -> f64 {
+/// Arithmetic mean (NaN when empty).
+pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
 

@@ -625,7 +625,7 @@ fn empty_stats() -> PortfolioStats {
 fn information_ratio(a: &[f64], b: &[f64]) -> f64 {
     let active: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
     let s = metrics::std(&active);
-    if s > 0.0 { active.iter().sum::<f64>() / active.len() as f64 / s * metrics::YEAR.sqrt() } else { f64::NAN }
+    if s > 0.0 { metrics::mean(&active) / s * metrics::YEAR.sqrt() } else { f64::NAN }
 }
 
 fn stats(cfg: &StrategyConfig, sim: &Simulation, trades: &[Trade], fills: usize, costs: f64) -> PortfolioStats {
@@ -638,7 +638,6 @@ fn stats(cfg: &StrategyConfig, sim: &Simulation, trades: &[Trade], fills: usize,
     let rb = metrics::returns(&bench);
     let (dd, dd_days) = metrics::max_drawdown(&eq);
     let closed: Vec<&Trade> = trades.iter().filter(|t| t.exit_date.is_some()).collect();
-    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
     let cagr = metrics::cagr(&eq);
     let index_eq = sim.index.as_ref().map(|i| {
         let mut e = vec![cfg.capital];
@@ -655,8 +654,8 @@ fn stats(cfg: &StrategyConfig, sim: &Simulation, trades: &[Trade], fills: usize,
         calmar: metrics::calmar(&eq),
         max_drawdown: dd,
         max_drawdown_days: dd_days,
-        turnover: mean(&sim.turnover),
-        exposure: mean(&sim.exposure),
+        turnover: metrics::mean(&sim.turnover),
+        exposure: metrics::mean(&sim.exposure),
         trades: closed.len(),
         fills,
         win_rate: if closed.is_empty() {

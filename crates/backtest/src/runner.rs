@@ -108,17 +108,7 @@ fn span_dates(cal: &[NaiveDate], s: &Span) -> Option<(NaiveDate, NaiveDate)> {
 /// Rows of `data` with a date in `[a, b]`; with `labelled`, only rows with a finite label and complete features.
 fn select(data: &Dataset, range: Option<(NaiveDate, NaiveDate)>, labelled: bool) -> Dataset {
     let Some((a, b)) = range else { return data.filter(|_| false) };
-    let m = &data.matrix;
-    let y = m.y.as_ref();
-    let rows: Vec<usize> = (0..m.nrows())
-        .filter(|&i| {
-            let d = m.index[i].1;
-            d >= a
-                && d <= b
-                && (!labelled || (y.is_some_and(|y| y[i].is_finite()) && m.x.row(i).iter().all(|v| v.is_finite())))
-        })
-        .collect();
-    data.rows(&rows)
+    if labelled { data.rows(&data.trainable_rows(a, b)) } else { data.filter(|(_, d)| *d >= a && *d <= b) }
 }
 
 struct Task {

@@ -49,6 +49,19 @@ fn frame(title: &str) -> String {
     s
 }
 
+/// The legend entry of series `n`, along the bottom edge.
+fn legend(s: &mut String, n: usize, name: &str, color: &str) {
+    let lx = LEFT + 10.0 + 130.0 * n as f64;
+    let _ = write!(
+        s,
+        r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+        H - 14.0,
+        lx + 14.0,
+        H - 5.0,
+        esc(name)
+    );
+}
+
 fn y_axis(s: &mut String, lo: f64, hi: f64, percent: bool) -> impl Fn(f64) -> f64 + use<> {
     let ph = H - TOP - BOTTOM;
     let y = move |v: f64| TOP + ph * (1.0 - (v - lo) / (hi - lo).max(1e-12));
@@ -97,15 +110,7 @@ pub fn line_chart(title: &str, dates: &[NaiveDate], series: &[(&str, &[f64])], p
             }
         }
         let _ = write!(s, r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="1.4"/>"#);
-        let lx = LEFT + 10.0 + 130.0 * n as f64;
-        let _ = write!(
-            s,
-            r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            H - 14.0,
-            lx + 14.0,
-            H - 5.0,
-            esc(name)
-        );
+        legend(&mut s, n, name, color);
     }
     s.push_str("</svg>");
     s
@@ -152,15 +157,7 @@ pub fn bar_chart(title: &str, labels: &[String], series: &[(&str, &[f64])], perc
                 (y1 - y0).abs()
             );
         }
-        let lx = LEFT + 10.0 + 130.0 * n as f64;
-        let _ = write!(
-            s,
-            r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            H - 14.0,
-            lx + 14.0,
-            H - 5.0,
-            esc(name)
-        );
+        legend(&mut s, n, name, color);
     }
     s.push_str("</svg>");
     s

@@ -104,6 +104,18 @@ impl Dataset {
         self.matrix.y.as_ref().ok_or_else(|| Error::Data("the training data has no labels".into()))
     }
 
+    /// Rows dated in `[from, to]` that can be trained on: a finite label and every feature present.
+    pub fn trainable_rows(&self, from: NaiveDate, to: NaiveDate) -> Vec<usize> {
+        let m = &self.matrix;
+        let Some(y) = m.y.as_ref() else { return Vec::new() };
+        (0..m.nrows())
+            .filter(|&i| {
+                let d = m.index[i].1;
+                d >= from && d <= to && y[i].is_finite() && m.x.row(i).iter().all(|v| v.is_finite())
+            })
+            .collect()
+    }
+
     /// The rows whose index satisfies `keep`.
     #[must_use]
     pub fn filter(&self, keep: impl Fn(&(String, NaiveDate)) -> bool) -> Self {

@@ -184,7 +184,7 @@ pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed:
     Ok(TrainedModel { meta, model })
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     Ok(Sha256::digest(&bytes).iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -193,7 +193,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Relative paths of all files under `dir` (recursively), sorted.
-fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .collect::<std::io::Result<_>>()

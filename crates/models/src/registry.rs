@@ -7,15 +7,13 @@
 //! history of every move.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, TrainedModel};
+use crate::model::{ModelConfig, TrainedModel, list_files, sha256_file};
 
 /// The alias the server and `recommend` use.
 pub const CHAMPION: &str = "champion";
@@ -120,34 +118,8 @@ pub struct Registry {
     root: PathBuf,
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(Sha256::digest(&bytes).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
-}
-
 fn fsync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
-}
-
-/// Files under `dir`, relative, sorted (recursively).
-fn files_under(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io(dir, e))?;
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    for e in entries {
-        let rel = prefix.join(e.file_name());
-        if e.path().is_dir() {
-            files_under(&e.path(), &rel, out)?;
-        } else {
-            out.push(rel);
-        }
-    }
-    Ok(())
 }
 
 /// Checks a registry name: letters, digits, `-`, `_`, `.` (not leading), at most 64 characters.
@@ -234,7 +206,7 @@ impl Registry {
         let _ = std::fs::remove_dir_all(&tmp);
         p.model.save(&tmp, &[("spec.toml", p.spec_toml.as_bytes())])?;
         let mut rel = Vec::new();
-        files_under(&tmp, Path::new(""), &mut rel)?;
+        list_files(&tmp, Path::new(""), &mut rel)?;
         let mut files = BTreeMap::new();
         for r in &rel {
             let path = tmp.join(r);
@@ -303,7 +275,7 @@ impl Registry {
             }
         }
         let mut rel = Vec::new();
-        files_under(&dir, Path::new(""), &mut rel)?;
+        list_files(&dir, Path::new(""), &mut rel)?;
         for r in rel {
             let r = r.to_string_lossy().into_owned();
             if r != "manifest.json" && !m.files.contains_key(&r) {
