@@ -70,7 +70,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Price file: CSV or Parquet; long (date,symbol,open,high,low,close[,volume][,adj_close]),
-    /// single-symbol (no symbol column) or wide (date + one close column per symbol).
+    /// single-symbol (no symbol column) or wide (date + one close column per symbol); or a Postgres URL
+    /// (`postgres://user:pass@host/db`) to read the `prices` table (see `stockcast db import-prices`).
     #[arg(long, value_name = "FILE")]
     pub prices: PathBuf,
     /// Symbol of a single-symbol file (default: the file stem); in a long file, keep only this symbol.
@@ -149,9 +150,12 @@ pub struct BacktestArgs {
     /// Backtest config (TOML: [data], [split], [[models]], [strategy]).
     #[arg(long, value_name = "FILE", default_value = "configs/backtest.toml")]
     pub config: PathBuf,
-    /// Price file (overrides data.prices).
-    #[arg(long, value_name = "FILE")]
+    /// Price file or Postgres URL (overrides data.prices).
+    #[arg(long, value_name = "FILE|URL")]
     pub prices: Option<PathBuf>,
+    /// Read the `prices` table of this Postgres database (same as `--prices URL`).
+    #[arg(long, value_name = "URL", conflicts_with = "prices")]
+    pub database_url: Option<String>,
     /// Index close file for a second benchmark (overrides data.index).
     #[arg(long, value_name = "FILE")]
     pub index: Option<PathBuf>,
@@ -196,6 +200,7 @@ impl BacktestArgs {
         Self {
             config,
             prices: None,
+            database_url: None,
             index: None,
             out: None,
             models: Vec::new(),
@@ -224,9 +229,12 @@ pub struct TrainArgs {
     /// Use prices up to this date only (reproducible reruns); default: the last date of the data.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<chrono::NaiveDate>,
-    /// Price file (overrides data.prices).
-    #[arg(long, value_name = "FILE")]
+    /// Price file or Postgres URL (overrides data.prices).
+    #[arg(long, value_name = "FILE|URL")]
     pub prices: Option<PathBuf>,
+    /// Read the `prices` table of this Postgres database (same as `--prices URL`).
+    #[arg(long, value_name = "URL", conflicts_with = "prices")]
+    pub database_url: Option<String>,
     /// Seed (overrides the config).
     #[arg(long)]
     pub seed: Option<u64>,

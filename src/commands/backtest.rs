@@ -21,8 +21,8 @@ use crate::cli::{BacktestArgs, DataArgs};
 /// Reads the config and applies the command-line overrides.
 fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
     let mut cfg = BacktestConfig::from_file(&a.config)?;
-    if let Some(p) = &a.prices {
-        cfg.data.prices = Some(p.clone());
+    if let Some(p) = a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)) {
+        cfg.data.prices = Some(p);
     }
     if let Some(p) = &a.index {
         cfg.data.index = Some(p.clone());

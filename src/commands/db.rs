@@ -4,12 +4,8 @@ use std::time::Duration;
 
 use stockcast_infer::db::{self, PoolConfig};
 
-use super::{Ctx, load, out};
+use super::{Ctx, load, out, runtime};
 use crate::cli::{DbArgs, DbCommand};
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
-}
 
 async fn pool(a: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
     let cfg = PoolConfig {

@@ -143,6 +143,47 @@ fn publish_report(
     Ok(())
 }
 
+/// How a `--prices` value is named in messages and manifests: a file's path, or a database URL without its
+/// password.
+pub(crate) fn source_label(p: &Path) -> String {
+    if stockcast_features::is_database_url(p) {
+        format!("{} (prices table)", stockcast_infer::db::redact(&p.to_string_lossy()))
+    } else {
+        p.display().to_string()
+    }
+}
+
+/// A small tokio runtime for the commands that talk to Postgres.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Reads the `prices` table of the database at `url` and runs the quality checks on it.
+/// The outer error is the database's, the inner one the quality stage's.
+fn load_from_db(
+    url: &str,
+    data: &DataArgs,
+    opts: &LoadOptions,
+) -> anyhow::Result<stockcast_features::Result<Loaded>> {
+    use stockcast_infer::db::{self, PoolConfig, PriceQuery};
+    let label = source_label(Path::new(url));
+    let read = async {
+        let pool = db::connect(url, PoolConfig { max_connections: 1, ..PoolConfig::default() }).await?;
+        let q = PriceQuery { symbols: data.symbol.iter().cloned().collect(), until: None };
+        let r = db::read_prices(&pool, &label, &q).await;
+        pool.close().await;
+        r
+    };
+    let (bars, mut securities) = runtime()?.block_on(read)?;
+    if let Some(p) = &opts.securities {
+        // A securities file given on the command line wins over the stored names and sectors.
+        let given = stockcast_features::load::read_securities(p)?;
+        securities.retain(|s| !given.iter().any(|g| g.symbol == s.symbol));
+        securities.extend(given);
+    }
+    Ok(stockcast_features::check_bars(bars, &opts.quality, securities, true))
+}
+
 /// Loads prices with quality checks, printing the report and writing the quarantine/JSON files; on a failed
 /// check the report so far is still published before the error is returned.
 pub(crate) fn load(ctx: Ctx, data: &DataArgs, quarantine_beside: &Path, json: Option<&Path>) -> anyhow::Result<Loaded> {
@@ -151,8 +192,13 @@ pub(crate) fn load(ctx: Ctx, data: &DataArgs, quarantine_beside: &Path, json: Op
         quality: quality_config(data)?,
         securities: data.securities.clone(),
     };
-    let pb = ctx.progress.step(&format!("loading {}", data.prices.display()));
-    let result = stockcast_features::load_prices(&data.prices, &opts);
+    let label = source_label(&data.prices);
+    let pb = ctx.progress.step(&format!("loading {label}"));
+    let result = if stockcast_features::is_database_url(&data.prices) {
+        load_from_db(&data.prices.to_string_lossy(), data, &opts).inspect_err(|_| pb.finish_and_clear())?
+    } else {
+        stockcast_features::load_prices(&data.prices, &opts)
+    };
     pb.finish_and_clear();
     match result {
         Ok(loaded) => {
@@ -163,7 +209,7 @@ pub(crate) fn load(ctx: Ctx, data: &DataArgs, quarantine_beside: &Path, json: Op
             if let stockcast_features::Error::Quality { report: Some(report), .. } = &e {
                 publish_report(ctx, report, data, quarantine_beside, json)?;
             }
-            Err(e).with_context(|| format!("loading prices from {}", data.prices.display()))
+            Err(e).with_context(|| format!("loading prices from {label}"))
         }
     }
 }

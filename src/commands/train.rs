@@ -176,8 +176,8 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     if !(0.0..0.9).contains(&final_fit.valid_fraction) {
         return Err(UsageError("final.valid_fraction must be in [0, 0.9)".into()).into());
     }
-    if let Some(p) = &a.prices {
-        cfg.data.prices = Some(p.clone());
+    if let Some(p) = a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)) {
+        cfg.data.prices = Some(p);
     }
     cfg.seed = a.seed.unwrap_or(cfg.seed);
     let models = cfg.model_specs()?;
@@ -212,7 +212,7 @@ pub(crate) fn run(ctx: Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         Arc::new(History::from_prices(&prices)?),
     );
     let data_info = DataInfo {
-        source: prices_path.display().to_string(),
+        source: super::source_label(&prices_path),
         data_hash: prices.data_hash().to_owned(),
         first_date: Some(first),
         last_date: Some(last),

@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};
 pub use load::{Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};
-pub use prices::{LoadOptions, Loaded, PriceFrame, load_prices};
+pub use prices::{LoadOptions, Loaded, PriceFrame, check_bars, is_database_url, load_prices};
 pub use quality::{Check, Policy, QualityConfig, QualityReport};
 pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 pub use synth::{SynthConfig, synth_prices};

@@ -24,6 +24,12 @@ pub fn days_to_date(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_CE)
 }
 
+/// True when a `--prices` value is a Postgres URL (`postgres://…` or `postgresql://…`) rather than a file: the
+/// `prices` table is read instead.
+pub fn is_database_url(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
 /// How to load prices.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -65,8 +71,26 @@ pub struct Loaded {
 /// the report so far) are user errors.
 pub fn load_prices(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     opts.quality.validate()?;
-    let mut bars = read_bars(path, &opts.read)?;
-    let mut run = QualityRun::new(&opts.quality, &bars);
+    let bars = read_bars(path, &opts.read)?;
+    let securities = match &opts.securities {
+        Some(p) => read_securities(p)?,
+        None => Vec::new(),
+    };
+    check_bars(bars, &opts.quality, securities, false)
+}
+
+/// Runs the quality checks on rows read from anywhere (a file, a database) and builds the frame.
+///
+/// With `stored = false` the rows are as a file gives them: an `adj_close` field adjusts OHLCV. With
+/// `stored = true` they were adjusted before they were stored: OHLCV are used as they are and the
+/// [`PriceField::AdjClose`] slot, when present, holds the stored unadjusted close (kept as `raw_close`).
+///
+/// # Errors
+/// As [`load_prices`]; the source named in messages is `bars.source`.
+pub fn check_bars(mut bars: Bars, quality: &QualityConfig, securities: Vec<Security>, stored: bool) -> Result<Loaded> {
+    quality.validate()?;
+    let path = bars.source.clone();
+    let mut run = QualityRun::new(quality, &bars);
     let with_report = |e: Error, run: &QualityRun<'_>| match e {
         Error::Quality { check, count, first, hint, .. } => {
             Error::Quality { check, count, first, hint, report: Some(Box::new(run.report.clone())) }
@@ -74,17 +98,17 @@ pub fn load_prices(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         other => other,
     };
     run.row_checks(&mut bars).map_err(|e| with_report(e, &run))?;
-    let adjusted = adjust(&mut bars);
+    let adjusted = if stored { bars.field(PriceField::AdjClose).is_some() } else { adjust(&mut bars) };
     run.series_checks(&mut bars).map_err(|e| with_report(e, &run))?;
-    let raw_close = adjusted.then(|| raw_close_of(&bars));
+    let raw_close = match (adjusted, stored) {
+        (false, _) => None,
+        (true, false) => Some(raw_close_of(&bars)),
+        (true, true) => bars.field(PriceField::AdjClose).map(<[f64]>::to_vec),
+    };
     let report = run.finish(&bars, adjusted);
     if bars.is_empty() {
-        return Err(Error::bad_input(path, "no rows left after the quality checks"));
+        return Err(Error::bad_input(&path, "no rows left after the quality checks"));
     }
-    let securities = match &opts.securities {
-        Some(p) => read_securities(p)?,
-        None => Vec::new(),
-    };
     let prices = PriceFrame::from_bars(&bars, raw_close, adjusted, securities)?;
     Ok(Loaded { prices, report })
 }

@@ -6,7 +6,8 @@ use chrono::NaiveDate;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use stockcast_features::polars::prelude::DataType;
 use stockcast_features::prices::days_to_date;
-use stockcast_features::{PriceFrame, Security};
+use stockcast_features::load::Bars;
+use stockcast_features::{Layout, PriceField, PriceFrame, Security};
 
 use crate::error::{Error, Result};
 
@@ -175,4 +176,92 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
     stats.updated = stats.rows - stats.inserted;
     tx.commit().await?;
     Ok(stats)
+}
+
+/// Which stored prices to read.
+#[derive(Debug, Clone, Default)]
+pub struct PriceQuery {
+    /// Only these symbols (all when empty).
+    pub symbols: Vec<String>,
+    /// Only dates up to and including this one.
+    pub until: Option<NaiveDate>,
+}
+
+/// Reads the `prices` table (and the securities' names and sectors) as rows for the quality stage: the stored
+/// prices are already adjusted, `raw_close` is carried in the [`PriceField::AdjClose`] slot when every row has
+/// one (see [`stockcast_features::check_bars`] with `stored = true`). `source` names the rows in messages.
+///
+/// # Errors
+/// [`Error::Database`]; [`Error::Data`] when nothing matches.
+pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<(Bars, Vec<Security>)> {
+    use sqlx::Row as _;
+    use futures_util::TryStreamExt as _;
+
+    let mut rows = sqlx::query(
+        "SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices \
+         WHERE (cardinality($1::text[]) = 0 OR symbol = ANY($1)) AND ($2::date IS NULL OR date <= $2) \
+         ORDER BY symbol, date",
+    )
+    .bind(&q.symbols)
+    .bind(q.until)
+    .fetch(pool);
+    let mut symbol_names: Vec<String> = Vec::new();
+    let (mut symbol, mut date) = (Vec::new(), Vec::new());
+    let mut cols: [Vec<f64>; 6] = Default::default();
+    let mut nulls = [0usize; 6];
+    while let Some(row) = rows.try_next().await? {
+        let s: &str = row.try_get(0)?;
+        if symbol_names.last().is_none_or(|l| l != s) {
+            symbol_names.push(s.to_owned());
+        }
+        symbol.push((symbol_names.len() - 1) as u32);
+        date.push(Some(row.try_get::<NaiveDate, _>(1)?));
+        for (i, col) in cols.iter_mut().enumerate() {
+            let v: Option<f64> = row.try_get(i + 2)?;
+            nulls[i] += usize::from(v.is_none());
+            col.push(v.unwrap_or(f64::NAN));
+        }
+    }
+    drop(rows);
+    let n = symbol.len();
+    if n == 0 {
+        let what = if q.symbols.is_empty() { String::new() } else { format!(" for {}", q.symbols.join(", ")) };
+        let until = q.until.map_or_else(String::new, |d| format!(" up to {d}"));
+        return Err(Error::Data(format!("{source}: the prices table has no rows{what}{until}")));
+    }
+    let order = [PriceField::Open, PriceField::High, PriceField::Low, PriceField::Close, PriceField::Volume];
+    let mut fields = Vec::new();
+    for (i, values) in cols.into_iter().enumerate() {
+        // A column never filled is absent (e.g. close-only data); a partly missing one goes to the checks.
+        let absent = nulls[i] == n;
+        match order.get(i) {
+            Some(f) if !absent || *f == PriceField::Close => fields.push((*f, values)),
+            Some(_) => {}
+            None if nulls[i] == 0 => fields.push((PriceField::AdjClose, values)),
+            None => {}
+        }
+    }
+    let securities = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+        "SELECT symbol, name, sector FROM securities WHERE symbol = ANY($1) ORDER BY symbol",
+    )
+    .bind(&symbol_names)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(symbol, name, sector)| Security { symbol, name, sector })
+    .collect();
+    let bars = Bars {
+        source: source.into(),
+        line_unit: "row",
+        layout: Layout::Long,
+        symbol_names,
+        symbol,
+        date,
+        fields,
+        line: (1..=n as u64).collect(),
+        issues: Vec::new(),
+        column_names: std::iter::once((PriceField::AdjClose, "raw_close".to_owned())).collect(),
+        empty_wide_cells: 0,
+    };
+    Ok((bars, securities))
 }
