@@ -52,6 +52,11 @@ pub enum Command {
     /// Nightly training: walk-forward evaluation, final fit, publish to the registry, promote when the gate
     /// passes. Exit codes: 0 published (promoted or not), 1 failure, 2 bad config/input, 3 data-quality failure.
     Train(TrainArgs),
+    /// Score every symbol as of a date with the champion (or pinned) model versions and store the ranked
+    /// recommendations in Postgres (one transaction per model version; rerunning a date replaces its rows).
+    Recommend(RecommendArgs),
+    /// The HTTP inference server: predictions and recommendations from the promoted models and Postgres.
+    Serve(ServeArgs),
     /// The model registry: list, show, promote, rollback, gc.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -292,6 +297,89 @@ pub enum ModelsCommand {
         #[arg(long)]
         keep: usize,
     },
+}
+
+/// `stockcast recommend`.
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// As-of date (a trading day of the data; only prices up to it are used).
+    #[arg(long, value_name = "DATE")]
+    pub date: chrono::NaiveDate,
+    /// Model to use: NAME (its champion), NAME@VERSION or NAME@ALIAS; repeatable. Default: the champion of every
+    /// model in the registry.
+    #[arg(long = "model", value_name = "REF")]
+    pub models: Vec<String>,
+    /// Registry root.
+    #[command(flatten)]
+    pub dir: ModelsDirArg,
+    /// Database connection (where the run is written).
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Read prices from this file or Postgres URL instead of the database's `prices` table.
+    #[arg(long, value_name = "FILE|URL")]
+    pub prices: Option<PathBuf>,
+    /// Securities file (`symbol,name,sector`) for sectors not stored in the database.
+    #[arg(long, value_name = "FILE")]
+    pub securities: Option<PathBuf>,
+    /// Override every quality check's policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_bad_rows: Option<PolicyArg>,
+    /// Action rule: `quantile` (top/bottom fractions of the ranking) or `threshold` (expected-return cut-offs).
+    #[arg(long, value_enum, default_value_t = ActionMethod::Quantile)]
+    pub actions: ActionMethod,
+    /// Quantile rule: fraction of symbols to buy.
+    #[arg(long, default_value_t = 0.2)]
+    pub buy_fraction: f64,
+    /// Quantile rule: fraction of symbols to sell.
+    #[arg(long, default_value_t = 0.2)]
+    pub sell_fraction: f64,
+    /// Threshold rule: buy above this expected h-day return.
+    #[arg(long, default_value_t = 0.005, allow_negative_numbers = true)]
+    pub buy_above: f64,
+    /// Threshold rule: sell below this expected h-day return.
+    #[arg(long, default_value_t = -0.005, allow_negative_numbers = true)]
+    pub sell_below: f64,
+    /// Labelled dates used to turn rule scores into expected returns.
+    #[arg(long, default_value_t = 252)]
+    pub calibration_days: usize,
+    /// Creation time recorded with the run (RFC 3339; default: now).
+    #[arg(long, value_name = "TIME")]
+    pub created_at: Option<String>,
+}
+
+/// How actions are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionMethod {
+    /// Top/bottom fractions of the ranking.
+    Quantile,
+    /// Expected-return thresholds.
+    Threshold,
+}
+
+/// `stockcast serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Settings file (TOML; every key optional, flags and environment variables win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, value_name = "ADDR", env = "STOCKCAST_ADDR")]
+    pub addr: Option<std::net::SocketAddr>,
+    /// Registry root.
+    #[arg(long, value_name = "DIR", env = "STOCKCAST_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Postgres URL.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Bearer token of the write/admin endpoints (prefer the environment variable).
+    #[arg(long, env = "STOCKCAST_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Apply pending migrations at start.
+    #[arg(long)]
+    pub migrate: bool,
+    /// Run for this many seconds, then shut down gracefully (demos, benchmarks).
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_after_s: Option<f64>,
 }
 
 /// `--models-dir`.

@@ -9,6 +9,8 @@ mod features;
 mod model;
 mod models;
 mod quality;
+mod recommend;
+mod serve;
 mod spec;
 mod train;
 
@@ -62,6 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Db(c) => db::run(ctx, c),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Bench(c) => bench::run(ctx, c),
+        Command::Recommend(a) => recommend::run(ctx, &a),
+        Command::Serve(a) => serve::run(ctx, &a),
     }
 }
 

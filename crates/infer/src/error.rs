@@ -19,6 +19,9 @@ pub enum Error {
     /// An error from the features crate.
     #[error(transparent)]
     Features(#[from] stockcast_features::Error),
+    /// An error from the models crate (a missing or damaged model version).
+    #[error(transparent)]
+    Model(#[from] stockcast_models::Error),
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl Error {
         match self {
             Self::Data(_) => true,
             Self::Features(e) => e.is_user_error(),
+            Self::Model(e) => e.is_user_error(),
             Self::Unavailable(_) | Self::Database(_) | Self::Migrate(_) => false,
         }
     }

@@ -1,0 +1,128 @@
+//! A throwaway local PostgreSQL cluster (for the demo and the tests): `initdb` + `pg_ctl start` in a temporary
+//! directory, listening on 127.0.0.1 on a free port with a private socket directory, stopped and deleted on drop.
+//! `initdb` refuses to run as root, so as root the cluster is created and run as the `postgres` system user (via
+//! `runuser`), in a directory it owns.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+/// A running throwaway cluster; stopped (immediately) and removed when dropped.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `initdb`/`pg_ctl`/`psql`: from PATH, else Debian's newest versioned directory.
+fn pg_bin(name: &str) -> PathBuf {
+    if Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success()) {
+        return PathBuf::from(name);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.pop().map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("local PostgreSQL: {what}: {e}"))
+}
+
+impl LocalCluster {
+    fn command(&self, program: &Path) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Result<()> {
+        let out = self.command(program).args(args).output().map_err(|e| {
+            unavailable(&program.display().to_string(), format!("{e} (is PostgreSQL installed? see the README)"))
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(unavailable(
+                &program.display().to_string(),
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            ))
+        }
+    }
+
+    /// Creates and starts the cluster (trust authentication, user `postgres`, fsync off: throwaway data only).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] with the tool's output when PostgreSQL is missing or does not start.
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("stockcast-pg-").tempdir().map_err(|e| unavailable("tempdir", e))?;
+        let as_postgres = is_root();
+        if as_postgres {
+            let ok = Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status();
+            if !ok.is_ok_and(|s| s.success()) {
+                return Err(unavailable("chown", "cannot give the cluster directory to the postgres user"));
+            }
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| unavailable("free port", e))?
+            .port();
+        let c = Self { dir, port, as_postgres };
+        let data = c.dir.path().join("data");
+        let data = data.to_string_lossy();
+        c.run(&pg_bin("initdb"), &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])?;
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            c.port,
+            c.dir.path().display()
+        );
+        let log = c.dir.path().join("server.log");
+        c.run(&pg_bin("pg_ctl"), &["-D", &data, "-o", &opts, "-l", &log.to_string_lossy(), "-w", "-t", "60", "start"])?;
+        Ok(c)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates database `name` and returns its URL.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] with psql's output.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let base = format!("postgres://postgres@127.0.0.1:{}", self.port);
+        let out = Command::new(pg_bin("psql"))
+            .args([&format!("{base}/postgres"), "-qc", &format!("CREATE DATABASE \"{name}\"")])
+            .output()
+            .map_err(|e| unavailable("psql", e))?;
+        if !out.status.success() {
+            return Err(unavailable("create database", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// Stops the server now (as a crash would: immediate mode); later connections fail.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        let _ = self.command(&pg_bin("pg_ctl")).args(["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"]).output();
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,568 @@
+//! Daily recommendations: score every symbol with a published model version as of a date, derive an expected
+//! return, rank, assign an action, and store the run in Postgres in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame, ReturnKind};
+use stockcast_models::registry::{Manifest, Registry};
+use stockcast_models::{Dataset, History, ModelConfig, TrainedModel};
+
+use crate::error::{Error, Result};
+
+/// A published model version loaded for scoring (hashes verified by the registry).
+#[derive(Debug)]
+pub struct Scorer {
+    /// Registry name.
+    pub name: String,
+    /// Version number.
+    pub version: u64,
+    /// The version's manifest.
+    pub manifest: Manifest,
+    /// The feature spec it was trained with.
+    pub spec: FeatureSpec,
+    model: TrainedModel,
+}
+
+impl Scorer {
+    /// Loads `reference` (`NAME`, `NAME@VERSION` or `NAME@ALIAS`; a bare name means its champion), verifying
+    /// every file's hash and the spec.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the version does not exist or its files are damaged.
+    pub fn load(registry: &Registry, reference: &str) -> Result<Self> {
+        let reference = if reference.contains('@') {
+            reference.to_owned()
+        } else {
+            format!("{reference}@{}", stockcast_models::registry::CHAMPION)
+        };
+        let (name, version) = registry.resolve(&reference)?;
+        let (manifest, model) = registry.load(&name, version)?;
+        let spec_path = registry.version_dir(&name, version).join("spec.toml");
+        let spec = FeatureSpec::from_file(&spec_path)?;
+        Ok(Self { name, version, manifest, spec, model })
+    }
+
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.meta.config
+    }
+
+    /// Trading days of history before `as_of` the model needs (None: all of it). Forecasting and rule models
+    /// read the whole price history; feature models need the spec's warm-up (plus the sequence length).
+    fn history_days(&self) -> Option<usize> {
+        fn days(c: &ModelConfig, warmup: usize) -> Option<usize> {
+            match c {
+                ModelConfig::Gbm(_) | ModelConfig::Linear(_) => Some(warmup),
+                ModelConfig::Lstm(l) => Some(warmup + l.lookback),
+                ModelConfig::Forecast(_) | ModelConfig::Rule(_) => None,
+                ModelConfig::Ensemble(e) => {
+                    e.members.iter().map(|m| days(m, warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))
+                }
+            }
+        }
+        days(self.config(), self.spec.warmup_days() + 5)
+    }
+
+    /// Scores every symbol that has prices on `as_of`, using only prices up to `as_of`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when no symbol has prices on `as_of`; feature and model errors.
+    pub fn score_day(&self, prices: &PriceFrame, as_of: NaiveDate) -> Result<DayScores> {
+        let known = prices.until(as_of)?;
+        let Some((_, last)) = known.date_range()? else {
+            return Err(Error::Data(format!("no prices up to {as_of}")));
+        };
+        let known = match self.history_days() {
+            Some(n) => {
+                let dates: BTreeSet<i32> = date_days(&known)?.into_iter().collect();
+                match dates.iter().rev().nth(n) {
+                    Some(&first) => known.since(stockcast_features::prices::days_to_date(first).unwrap_or(as_of))?,
+                    None => known,
+                }
+            }
+            None => known,
+        };
+        let all_symbols = known.symbols()?;
+        let data = self.dataset(&known, MatrixOptions::default())?;
+        let day = data.filter(|(_, d)| *d == as_of);
+        if day.is_empty() {
+            return Err(Error::Data(format!(
+                "no prices on {as_of} (the data ends on {last}; dates are trading days)"
+            )));
+        }
+        let preds = self.model.predict(&day)?;
+        let scored: BTreeSet<&str> = preds.index.iter().map(|(s, _)| s.as_str()).collect();
+        let skipped = all_symbols
+            .iter()
+            .filter(|s| !scored.contains(s.as_str()))
+            .map(|s| (s.clone(), format!("no prices on {as_of}")))
+            .collect();
+        Ok(DayScores {
+            as_of,
+            symbols: preds.index.into_iter().map(|(s, _)| s).collect(),
+            scores: preds.score,
+            skipped,
+        })
+    }
+
+    fn dataset(&self, prices: &PriceFrame, opts: MatrixOptions) -> Result<Dataset> {
+        let frame = stockcast_features::build_features(prices, &self.spec)?;
+        let matrix = FeatureMatrix::from_frame(&frame, opts)?;
+        let context = if self.config().uses_sequences() {
+            Some(Arc::new(FeatureMatrix::from_frame(&frame, MatrixOptions::default())?))
+        } else {
+            None
+        };
+        Ok(Dataset { matrix, history: Arc::new(History::from_prices(prices)?), context })
+    }
+
+    /// Expected h-day returns for `day`'s scores. Models that learn the label predict it directly (a log label
+    /// is turned into a simple return; a demeaned label gives the return in excess of the cross-sectional
+    /// mean). Rule scores are not returns: they are mapped by a least-squares line fitted on the last
+    /// `calibration_days` dates whose labels are known at `as_of` (their h-day windows end on or before it).
+    ///
+    /// # Errors
+    /// Feature and model errors; [`Error::Data`] when a rule model has no labelled history to calibrate on.
+    pub fn expected_returns(
+        &self,
+        prices: &PriceFrame,
+        day: &DayScores,
+        calibration_days: usize,
+    ) -> Result<(Vec<f64>, ExpectedReturn)> {
+        let label = &self.spec.label;
+        if score_is_label(self.config()) {
+            let er = day
+                .scores
+                .iter()
+                .map(|&s| match label.kind {
+                    ReturnKind::Simple => s,
+                    ReturnKind::Log => s.exp_m1(),
+                })
+                .collect();
+            let method = if label.demean { ExpectedReturn::ModelExcess } else { ExpectedReturn::Model };
+            return Ok((er, method));
+        }
+        let known = prices.until(day.as_of)?;
+        let data = self.dataset(&known, MatrixOptions { require_label: true, drop_incomplete: false })?;
+        let dates: BTreeSet<NaiveDate> = data.matrix.index.iter().map(|(_, d)| *d).collect();
+        let from = dates.iter().rev().nth(calibration_days.saturating_sub(1)).or(dates.first()).copied();
+        let Some(from) = from else {
+            return Err(Error::Data(format!(
+                "{}: no dates with known {}-day returns before {} to calibrate the rule's scores on",
+                self.label(),
+                label.horizon,
+                day.as_of
+            )));
+        };
+        let recent = data.filter(|(_, d)| *d >= from);
+        let preds = self.model.predict(&recent)?;
+        let labels = recent.matrix.y.as_ref().map(|y| y.to_vec()).unwrap_or_default();
+        let pairs: Vec<(f64, f64)> = preds
+            .score
+            .iter()
+            .zip(&labels)
+            .map(|(&s, &y)| (s, f64::from(y)))
+            .filter(|(s, y)| s.is_finite() && y.is_finite())
+            .collect();
+        let (intercept, slope) = least_squares(&pairs);
+        let er = day.scores.iter().map(|&s| intercept + slope * s).collect();
+        Ok((er, ExpectedReturn::Calibrated { dates: calibration_days.min(dates.len()), intercept, slope }))
+    }
+}
+
+/// True when the model's score estimates the label (not a rule's signal).
+fn score_is_label(c: &ModelConfig) -> bool {
+    match c {
+        ModelConfig::Rule(_) => false,
+        ModelConfig::Ensemble(e) => e.members.iter().all(score_is_label),
+        _ => true,
+    }
+}
+
+fn least_squares(pairs: &[(f64, f64)]) -> (f64, f64) {
+    let n = pairs.len() as f64;
+    if pairs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mx = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - slope * mx, slope)
+}
+
+fn date_days(prices: &PriceFrame) -> Result<Vec<i32>> {
+    use stockcast_features::polars::prelude::DataType;
+    let f = |e| Error::Features(stockcast_features::Error::from(e));
+    let c = prices.df().column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(f)?;
+    Ok(c.i32().map_err(f)?.into_no_null_iter().collect())
+}
+
+/// How `expected_return` was derived (stored with the run).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum ExpectedReturn {
+    /// The model's prediction of the h-day return.
+    Model,
+    /// The model's prediction of the h-day return in excess of the cross-sectional mean (demeaned label).
+    ModelExcess,
+    /// A least-squares line from score to realised h-day return over the last `dates` labelled dates.
+    Calibrated {
+        /// Dates used.
+        dates: usize,
+        /// Intercept.
+        intercept: f64,
+        /// Slope.
+        slope: f64,
+    },
+}
+
+/// One day's scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayScores {
+    /// The as-of date.
+    pub as_of: NaiveDate,
+    /// Scored symbols (sorted).
+    pub symbols: Vec<String>,
+    /// Score per symbol.
+    pub scores: Vec<f64>,
+    /// Symbols in the data that could not be scored, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// How actions are assigned from expected returns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionRule {
+    /// `buy` when the expected return is above `buy_above`, `sell` when below `sell_below`, else `hold`.
+    Threshold {
+        /// Buy threshold (h-day return, e.g. 0.005 = 0.5 %).
+        buy_above: f64,
+        /// Sell threshold.
+        sell_below: f64,
+    },
+    /// `buy` the top `buy_fraction` of the ranking, `sell` the bottom `sell_fraction`, `hold` the rest (at
+    /// least one symbol each when the fraction is positive and there are enough symbols).
+    Quantile {
+        /// Fraction bought.
+        buy_fraction: f64,
+        /// Fraction sold.
+        sell_fraction: f64,
+    },
+}
+
+impl Default for ActionRule {
+    fn default() -> Self {
+        Self::Quantile { buy_fraction: 0.2, sell_fraction: 0.2 }
+    }
+}
+
+impl ActionRule {
+    /// Checks the numbers.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Self::Threshold { buy_above, sell_below } => {
+                if !(buy_above.is_finite() && sell_below.is_finite() && sell_below <= buy_above) {
+                    return Err(Error::Data(format!(
+                        "actions: need finite sell_below ≤ buy_above, got sell_below = {sell_below}, buy_above = \
+                         {buy_above}"
+                    )));
+                }
+            }
+            Self::Quantile { buy_fraction, sell_fraction } => {
+                let ok = |f: f64| (0.0..=1.0).contains(&f);
+                if !(ok(buy_fraction) && ok(sell_fraction) && buy_fraction + sell_fraction <= 1.0) {
+                    return Err(Error::Data(format!(
+                        "actions: buy_fraction and sell_fraction must be in [0, 1] with a sum ≤ 1, got \
+                         {buy_fraction} and {sell_fraction}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn action(&self, rank: usize, n: usize, expected: f64) -> Action {
+        match *self {
+            Self::Threshold { buy_above, sell_below } => {
+                if expected > buy_above {
+                    Action::Buy
+                } else if expected < sell_below {
+                    Action::Sell
+                } else {
+                    Action::Hold
+                }
+            }
+            Self::Quantile { buy_fraction, sell_fraction } => {
+                let count = |f: f64| if f > 0.0 { ((f * n as f64).round() as usize).max(1) } else { 0 };
+                let (buys, sells) = (count(buy_fraction), count(sell_fraction));
+                if rank <= buys {
+                    Action::Buy
+                } else if rank > n.saturating_sub(sells) {
+                    Action::Sell
+                } else {
+                    Action::Hold
+                }
+            }
+        }
+    }
+}
+
+/// A recommended action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Buy.
+    Buy,
+    /// Hold.
+    Hold,
+    /// Sell.
+    Sell,
+}
+
+impl Action {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "buy",
+            Self::Hold => "hold",
+            Self::Sell => "sell",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "buy" => Some(Self::Buy),
+            "hold" => Some(Self::Hold),
+            "sell" => Some(Self::Sell),
+            _ => None,
+        }
+    }
+}
+
+/// One recommendation row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    /// Symbol.
+    pub symbol: String,
+    /// The model's score.
+    pub score: f64,
+    /// 1 = highest expected return.
+    pub rank: u32,
+    /// Expected h-day return (see [`ExpectedReturn`]).
+    pub expected_return: f64,
+    /// The action.
+    pub action: Action,
+    /// Sector, when known.
+    pub sector: Option<String>,
+}
+
+/// Ranks by expected return (ties by symbol) and assigns actions.
+pub fn rank(day: &DayScores, expected: &[f64], sectors: &BTreeMap<String, String>, rule: &ActionRule) -> Vec<Recommendation> {
+    let mut order: Vec<usize> = (0..day.symbols.len()).collect();
+    order.sort_by(|&a, &b| {
+        let key = |i: usize| if expected[i].is_nan() { f64::NEG_INFINITY } else { expected[i] };
+        key(b).total_cmp(&key(a)).then_with(|| day.symbols[a].cmp(&day.symbols[b]))
+    });
+    let n = order.len();
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(r, i)| Recommendation {
+            symbol: day.symbols[i].clone(),
+            score: day.scores[i],
+            rank: (r + 1) as u32,
+            expected_return: expected[i],
+            action: rule.action(r + 1, n, expected[i]),
+            sector: sectors.get(&day.symbols[i]).cloned(),
+        })
+        .collect()
+}
+
+/// Sectors by symbol from the frame's securities.
+pub fn sectors(prices: &PriceFrame) -> BTreeMap<String, String> {
+    prices.securities().iter().filter_map(|s| Some((s.symbol.clone(), s.sector.clone()?))).collect()
+}
+
+/// What a stored run looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRun {
+    /// `recommendation_runs.id`.
+    pub run_id: i64,
+    /// `model_versions.id`.
+    pub model_version_id: i64,
+    /// True when a run for the same date and version existed and was replaced.
+    pub replaced: bool,
+    /// Rows written.
+    pub rows: usize,
+}
+
+/// Inserts (or updates) the `model_versions` row of a manifest; returns its id.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn upsert_model_version(conn: &mut sqlx::PgConnection, m: &Manifest) -> Result<i64> {
+    let manifest = serde_json::to_value(m).map_err(|e| Error::Data(e.to_string()))?;
+    let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+        .map_err(|e| Error::Data(format!("manifest {}@{}: created_at {:?}: {e}", m.name, m.version, m.created_at)))?;
+    let id = sqlx::query_scalar(
+        "INSERT INTO model_versions (name, version, kind, feature_spec_hash, created_at, manifest) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (name, version) DO UPDATE SET kind = EXCLUDED.kind, \
+         feature_spec_hash = EXCLUDED.feature_spec_hash, created_at = EXCLUDED.created_at, \
+         manifest = EXCLUDED.manifest RETURNING id",
+    )
+    .bind(&m.name)
+    .bind(m.version as i64)
+    .bind(&m.kind)
+    .bind(&m.feature_spec_hash)
+    .bind(created)
+    .bind(manifest)
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A run to store.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// The model version's manifest.
+    pub manifest: &'a Manifest,
+    /// The as-of date.
+    pub as_of: NaiveDate,
+    /// When the run was made (passed in).
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Parameters and notes kept with the run (action rule, expected-return method, skipped symbols).
+    pub params: serde_json::Value,
+    /// The rows.
+    pub rows: &'a [Recommendation],
+}
+
+/// Writes the run, its predictions and its recommendations in ONE transaction. A run for the same date and model
+/// version is replaced (its rows are deleted and rewritten); on any error nothing of this call is kept.
+///
+/// # Errors
+/// [`Error::Database`] (rolled back).
+pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
+    let mut tx = pool.begin().await?;
+    let model_version_id = upsert_model_version(&mut tx, run.manifest).await?;
+    let symbols: Vec<&str> = run.rows.iter().map(|r| r.symbol.as_str()).collect();
+    let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
+    // Symbols scored from a file may not be in `securities` yet.
+    sqlx::query(
+        "INSERT INTO securities (symbol, sector) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+         ON CONFLICT (symbol) DO NOTHING",
+    )
+    .bind(&symbols)
+    .bind(&sectors)
+    .execute(&mut *tx)
+    .await?;
+    let (run_id, inserted): (i64, bool) = sqlx::query_as(
+        "INSERT INTO recommendation_runs (as_of, model_version_id, created_at, symbols, params) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (as_of, model_version_id) DO UPDATE SET created_at = EXCLUDED.created_at, \
+         symbols = EXCLUDED.symbols, params = EXCLUDED.params RETURNING id, (xmax = 0)",
+    )
+    .bind(run.as_of)
+    .bind(model_version_id)
+    .bind(run.created_at)
+    .bind(run.rows.len() as i32)
+    .bind(&run.params)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !inserted {
+        sqlx::query("DELETE FROM recommendations WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM predictions WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+    }
+    let scores: Vec<f64> = run.rows.iter().map(|r| r.score).collect();
+    sqlx::query("INSERT INTO predictions (run_id, symbol, score) SELECT $1, * FROM UNNEST($2::text[], $3::float8[])")
+        .bind(run_id)
+        .bind(&symbols)
+        .bind(&scores)
+        .execute(&mut *tx)
+        .await?;
+    let ranks: Vec<i32> = run.rows.iter().map(|r| r.rank as i32).collect();
+    let expected: Vec<f64> = run.rows.iter().map(|r| r.expected_return).collect();
+    let actions: Vec<&str> = run.rows.iter().map(|r| r.action.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO recommendations (run_id, symbol, rank, expected_return, action, sector) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::float8[], $5::text[], $6::text[])",
+    )
+    .bind(run_id)
+    .bind(&symbols)
+    .bind(&ranks)
+    .bind(&expected)
+    .bind(&actions)
+    .bind(&sectors)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StoredRun { run_id, model_version_id, replaced: !inserted, rows: run.rows.len() })
+}
+
+/// Settings of a recommendation run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendConfig {
+    /// How actions are assigned.
+    #[serde(default)]
+    pub actions: ActionRule,
+    /// Labelled dates used to calibrate rule scores into expected returns.
+    #[serde(default = "default_calibration_days")]
+    pub calibration_days: usize,
+}
+
+fn default_calibration_days() -> usize {
+    252
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        Self { actions: ActionRule::default(), calibration_days: default_calibration_days() }
+    }
+}
+
+/// A computed (not yet stored) day of recommendations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRun {
+    /// The rows, by rank.
+    pub rows: Vec<Recommendation>,
+    /// What is stored in `recommendation_runs.params`.
+    pub params: serde_json::Value,
+    /// Symbols that could not be scored, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Scores, ranks and assigns actions for `as_of` (CPU work; no database).
+///
+/// # Errors
+/// [`Error::Data`] for a bad rule or a date without prices; feature and model errors.
+pub fn compute_day(scorer: &Scorer, prices: &PriceFrame, as_of: NaiveDate, cfg: &RecommendConfig) -> Result<DayRun> {
+    cfg.actions.validate()?;
+    let day = scorer.score_day(prices, as_of)?;
+    let (expected, method) = scorer.expected_returns(prices, &day, cfg.calibration_days)?;
+    let rows = rank(&day, &expected, &sectors(prices), &cfg.actions);
+    let params = serde_json::json!({
+        "model": scorer.label(),
+        "horizon": scorer.spec.label.horizon,
+        "actions": cfg.actions,
+        "expected_return": method,
+        "data_hash": prices.until(as_of)?.data_hash(),
+        "skipped": day.skipped.iter().map(|(s, why)| serde_json::json!({"symbol": s, "reason": why})).collect::<Vec<_>>(),
+    });
+    Ok(DayRun { rows, params, skipped: day.skipped })
+}
