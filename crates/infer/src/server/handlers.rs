@@ -1,0 +1,595 @@
+//! Route handlers and request validation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use stockcast_features::load::Bars;
+use stockcast_features::{Layout, PriceField, QualityConfig};
+
+use super::{ApiError, AppState};
+use crate::db::{self, PriceQuery};
+use crate::error::Error;
+use crate::recommend::{self, Action, Scorer};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON body extractor whose rejections are API errors: malformed JSON → 400, wrong fields or types → 422,
+/// too large → 413, not JSON → 415.
+pub(super) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable(format!("invalid request body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON"),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `content-type: application/json`",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        other => ApiError::new(other.status(), "invalid_body", "the request body could not be read"),
+    }
+}
+
+/// Query string as key → value, refusing unknown and repeated keys.
+fn params(q: &[(String, String)], allowed: &[&str]) -> ApiResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for (k, v) in q {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}` (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+        if out.insert(k.clone(), v.clone()).is_some() {
+            return Err(ApiError::bad_request(format!("query parameter `{k}` given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_date(name: &str, v: &str) -> ApiResult<NaiveDate> {
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_request(format!("`{name}` must be a date YYYY-MM-DD, got {v:?}")))
+}
+
+pub(super) fn valid_symbol(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._^-".contains(&b))
+}
+
+fn check_symbols(symbols: &[String], max: usize) -> ApiResult<()> {
+    if let Some(bad) = symbols.iter().find(|s| !valid_symbol(s)) {
+        return Err(ApiError::bad_request(format!(
+            "invalid symbol {bad:?}: 1–32 characters of letters, digits and . _ ^ -"
+        )));
+    }
+    if symbols.len() > max {
+        return Err(ApiError::bad_request(format!("at most {max} symbols per request, got {}", symbols.len())));
+    }
+    Ok(())
+}
+
+/// The served model a request means: `NAME` (its served version), or the only model served.
+fn served(state: &AppState, model: Option<&str>) -> ApiResult<Arc<Scorer>> {
+    let set = state.models();
+    match model {
+        Some(m) => {
+            let (name, version) = match m.split_once('@') {
+                Some((n, v)) => {
+                    let v = v.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!("`model` must be NAME or NAME@VERSION, got {m:?}"))
+                    })?;
+                    (n, Some(v))
+                }
+                None => (m, None),
+            };
+            let s = set
+                .by_name
+                .get(name)
+                .ok_or_else(|| ApiError::not_found(format!("model {name:?} is not being served")))?;
+            if version.is_some_and(|v| v != s.version) {
+                return Err(ApiError::not_found(format!("{m} is not being served (serving {})", s.label())));
+            }
+            Ok(s.clone())
+        }
+        None => match set.by_name.len() {
+            1 => Ok(set.by_name.values().next().cloned().ok_or_else(ApiError::internal)?),
+            0 => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", "no model is being served")),
+            _ => Err(ApiError::bad_request(format!(
+                "several models are served ({}): pass `model`",
+                set.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        },
+    }
+}
+
+/// `NAME@VERSION` of a stored run: a served name, or an explicit version (which need not be served).
+fn stored_model(state: &AppState, model: Option<&str>) -> ApiResult<(String, u64)> {
+    if let Some((n, v)) = model.and_then(|m| m.split_once('@')) {
+        let v = v
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("`model` must be NAME or NAME@VERSION, got {n}@{v}")))?;
+        return Ok((n.to_owned(), v));
+    }
+    let s = served(state, model)?;
+    Ok((s.name.clone(), s.version))
+}
+
+pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let set = state.models();
+    Json(json!({
+        "status": "ok",
+        "database": if state.db_up.load(Ordering::Relaxed) { "ok" } else { "unavailable" },
+        "models": set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect::<Vec<_>>(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    state.db_up.store(db_ok, Ordering::Relaxed);
+    let set = state.models();
+    let ready = db_ok && !set.by_name.is_empty();
+    let body = json!({
+        "ready": ready,
+        "database": if db_ok { "ok" } else { "unavailable" },
+        "models": set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect::<Vec<_>>(),
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::document().to_string()).into_response()
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let set = state.models();
+    let models: Vec<Value> = set
+        .by_name
+        .values()
+        .map(|s| {
+            let m = &s.manifest;
+            json!({
+                "name": m.name,
+                "version": m.version,
+                "kind": m.kind,
+                "created_at": m.created_at,
+                "feature_spec_hash": m.feature_spec_hash,
+                "horizon": s.spec.label.horizon,
+                "train_range": m.train_range,
+                "data_last_date": m.data.last_date,
+                "seed": m.seed,
+                "metrics": m.metrics,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+/// The newest run of `name@version` (on `date` when given).
+async fn find_run(
+    state: &AppState,
+    name: &str,
+    version: u64,
+    date: Option<NaiveDate>,
+) -> ApiResult<(i64, NaiveDate, chrono::DateTime<chrono::Utc>)> {
+    let run: Option<(i64, NaiveDate, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT r.id, r.as_of, r.created_at FROM recommendation_runs r \
+         JOIN model_versions m ON m.id = r.model_version_id \
+         WHERE m.name = $1 AND m.version = $2 AND ($3::date IS NULL OR r.as_of = $3) \
+         ORDER BY r.as_of DESC LIMIT 1",
+    )
+    .bind(name)
+    .bind(version as i64)
+    .bind(date)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| state.error(e.into()))?;
+    run.ok_or_else(|| {
+        ApiError::not_found(match date {
+            Some(d) => format!("no recommendation run of {name}@{version} for {d}"),
+            None => format!("no recommendation run of {name}@{version} yet"),
+        })
+    })
+}
+
+pub(super) async fn predictions(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    let p = params(&q, &["date", "symbols", "model"])?;
+    let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
+    let symbols: Vec<String> = p
+        .get("symbols")
+        .map(|s| s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    check_symbols(&symbols, state.cfg.max_symbols)?;
+    let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
+    let (run_id, as_of, created_at) = find_run(&state, &name, version, date).await?;
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT symbol, score FROM predictions WHERE run_id = $1 \
+         AND (cardinality($2::text[]) = 0 OR symbol = ANY($2)) ORDER BY symbol",
+    )
+    .bind(run_id)
+    .bind(&symbols)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| state.error(e.into()))?;
+    let found: BTreeSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    let missing: Vec<&String> = symbols.iter().filter(|s| !found.contains(s.as_str())).collect();
+    if !symbols.is_empty() && rows.is_empty() {
+        return Err(ApiError::not_found(format!("no predictions for {} on {as_of}", symbols.join(", "))));
+    }
+    Ok(Json(json!({
+        "model": format!("{name}@{version}"),
+        "date": as_of,
+        "run_id": run_id,
+        "created_at": created_at,
+        "predictions": rows.iter().map(|(s, score)| json!({"symbol": s, "score": score})).collect::<Vec<_>>(),
+        "missing": missing,
+    })))
+}
+
+pub(super) async fn recommendations(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let p = params(&q, &["date", "sector", "limit", "action", "model"])?;
+    let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
+    let limit = match p.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=state.cfg.max_limit).contains(l))
+            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be 1..={}, got {l:?}", state.cfg.max_limit)))?,
+        None => 100,
+    };
+    let action = p
+        .get("action")
+        .map(|a| Action::parse(a).ok_or_else(|| ApiError::bad_request(format!("`action` must be buy, hold or sell, got {a:?}"))))
+        .transpose()?;
+    let sector = p.get("sector").cloned();
+    if sector.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
+        return Err(ApiError::bad_request("`sector` must be 1–100 characters"));
+    }
+    let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
+    let key = format!(
+        "{name}@{version}|{}|{}|{limit}|{}",
+        date.map(|d| d.to_string()).unwrap_or_default(),
+        sector.as_deref().unwrap_or(""),
+        action.map_or("", Action::as_str)
+    );
+    let ttl = Duration::from_millis(state.cfg.cache_ttl_ms);
+    if !ttl.is_zero()
+        && let Some(body) = state.cache.lock().ok().and_then(|c| c.get(&key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
+    {
+        state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(json_bytes(body));
+    }
+    let (run_id, as_of, created_at) = find_run(&state, &name, version, date).await?;
+    let rows: Vec<(String, i32, f64, String, Option<String>, f64)> = sqlx::query_as(
+        "SELECT r.symbol, r.rank, r.expected_return, r.action, r.sector, p.score FROM recommendations r \
+         JOIN predictions p ON p.run_id = r.run_id AND p.symbol = r.symbol \
+         WHERE r.run_id = $1 AND ($2::text IS NULL OR r.sector = $2) AND ($3::text IS NULL OR r.action = $3) \
+         ORDER BY r.rank LIMIT $4",
+    )
+    .bind(run_id)
+    .bind(&sector)
+    .bind(action.map(Action::as_str))
+    .bind(limit as i64)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| state.error(e.into()))?;
+    let body = json!({
+        "model": format!("{name}@{version}"),
+        "date": as_of,
+        "run_id": run_id,
+        "created_at": created_at,
+        "recommendations": rows.iter().map(|(symbol, rank, er, action, sector, score)| json!({
+            "rank": rank, "symbol": symbol, "expected_return": er, "action": action, "sector": sector, "score": score,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = Bytes::from(body.to_string());
+    if !ttl.is_zero()
+        && let Ok(mut c) = state.cache.lock()
+    {
+        if c.len() > 10_000 {
+            c.clear();
+        }
+        c.insert(key, (Instant::now(), bytes.clone()));
+    }
+    Ok(json_bytes(bytes))
+}
+
+fn json_bytes(b: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], b).into_response()
+}
+
+/// One bar of `POST /v1/predict`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BarIn {
+    symbol: String,
+    date: NaiveDate,
+    open: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    close: f64,
+    volume: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PredictIn {
+    model: Option<String>,
+    date: Option<NaiveDate>,
+    symbols: Option<Vec<String>>,
+    bars: Option<Vec<BarIn>>,
+}
+
+fn bars_frame(bars: Vec<BarIn>) -> Result<stockcast_features::Loaded, Error> {
+    let n = bars.len();
+    let mut names: Vec<String> = bars.iter().map(|b| b.symbol.clone()).collect();
+    names.sort();
+    names.dedup();
+    let code: HashMap<&str, u32> = names.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
+    let has = |f: fn(&BarIn) -> Option<f64>| bars.iter().any(|b| f(b).is_some());
+    let mut fields = Vec::new();
+    for (field, get) in [
+        (PriceField::Open, (|b: &BarIn| b.open) as fn(&BarIn) -> Option<f64>),
+        (PriceField::High, |b: &BarIn| b.high),
+        (PriceField::Low, |b: &BarIn| b.low),
+        (PriceField::Close, |b: &BarIn| Some(b.close)),
+        (PriceField::Volume, |b: &BarIn| b.volume),
+    ] {
+        if field == PriceField::Close || has(get) {
+            fields.push((field, bars.iter().map(|b| get(b).unwrap_or(f64::NAN)).collect()));
+        }
+    }
+    let raw = Bars {
+        source: "request body bars".into(),
+        line_unit: "bar",
+        layout: Layout::Long,
+        symbol: bars.iter().map(|b| code[b.symbol.as_str()]).collect(),
+        date: bars.iter().map(|b| Some(b.date)).collect(),
+        symbol_names: names,
+        fields,
+        line: (0..n as u64).collect(),
+        issues: Vec::new(),
+        column_names: HashMap::new(),
+        empty_wide_cells: 0,
+    };
+    Ok(stockcast_features::check_bars(raw, &QualityConfig::default(), Vec::new(), false)?)
+}
+
+/// Reads every stored price up to `until` (quality-checked as stored data).
+async fn stored_prices(state: &AppState, until: NaiveDate) -> Result<stockcast_features::PriceFrame, Error> {
+    let (bars, securities) =
+        db::read_prices(&state.pool, "prices table", &PriceQuery { symbols: Vec::new(), until: Some(until) }).await?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)
+    })
+    .await
+    .map_err(|e| Error::Data(format!("quality checks: {e}")))??;
+    Ok(loaded.prices)
+}
+
+async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
+    let d: Option<NaiveDate> = sqlx::query_scalar("SELECT max(date) FROM prices")
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| state.error(e.into()))?;
+    d.ok_or_else(|| ApiError::not_found("the prices table is empty"))
+}
+
+/// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date).
+async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> ApiResult<Arc<BTreeMap<String, f64>>> {
+    let key = (scorer.name.clone(), scorer.version, date);
+    if let Some(hit) = state.days.lock().ok().and_then(|d| d.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let prices = stored_prices(state, date).await.map_err(|e| state.error(e))?;
+    let s = scorer.clone();
+    let day = tokio::task::spawn_blocking(move || s.score_day(&prices, date))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| match e {
+            Error::Data(m) => ApiError::not_found(m),
+            other => state.error(other),
+        })?;
+    let map: Arc<BTreeMap<String, f64>> = Arc::new(day.symbols.into_iter().zip(day.scores).collect());
+    if let Ok(mut d) = state.days.lock() {
+        if d.len() > 64 {
+            d.clear();
+        }
+        d.insert(key, map.clone());
+    }
+    Ok(map)
+}
+
+pub(super) async fn predict(State(state): State<Arc<AppState>>, JsonBody(body): JsonBody<PredictIn>) -> ApiResult<Json<Value>> {
+    let scorer = served(&state, body.model.as_deref())?;
+    let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
+        (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either `symbols` or `bars`, not both")),
+        (None, None) => return Err(ApiError::unprocessable("give `symbols` (scored from stored prices) or `bars`")),
+        (Some(symbols), None) => {
+            if symbols.is_empty() {
+                return Err(ApiError::unprocessable("`symbols` is empty"));
+            }
+            check_symbols(&symbols, state.cfg.max_symbols)?;
+            let date = match body.date {
+                Some(d) => d,
+                None => latest_price_date(&state).await?,
+            };
+            let all = day_scores(&state, &scorer, date).await?;
+            (symbols.iter().filter_map(|s| all.get(s).map(|v| (s.clone(), *v))).collect(), date)
+        }
+        (None, Some(bars)) => {
+            if bars.is_empty() || bars.len() > state.cfg.max_bars {
+                return Err(ApiError::unprocessable(format!("`bars` must hold 1..={} bars", state.cfg.max_bars)));
+            }
+            if let Some(b) = bars.iter().find(|b| !valid_symbol(&b.symbol)) {
+                return Err(ApiError::unprocessable(format!("invalid symbol {:?} in `bars`", b.symbol)));
+            }
+            let date = body.date.or_else(|| bars.iter().map(|b| b.date).max()).ok_or_else(ApiError::internal)?;
+            let s = scorer.clone();
+            let day = tokio::task::spawn_blocking(move || {
+                let loaded = bars_frame(bars)?;
+                s.score_day(&loaded.prices, date)
+            })
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| match e {
+                Error::Features(f) => ApiError::unprocessable(f.to_string()),
+                other => state.error(other),
+            })?;
+            (day.symbols.into_iter().zip(day.scores).collect(), date)
+        }
+    };
+    if scores.is_empty() {
+        return Err(ApiError::not_found(format!("none of the symbols has prices on {date}")));
+    }
+    Ok(Json(json!({
+        "model": scorer.label(),
+        "date": date,
+        "predictions": scores.iter().map(|(s, v)| json!({"symbol": s, "score": v})).collect::<Vec<_>>(),
+    })))
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let Some(token) = state.cfg.api_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(unauthorized("this endpoint is disabled: no API token is configured (STOCKCAST_API_TOKEN)"));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("missing `authorization: Bearer <token>`"))?;
+    // Constant-time comparison.
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    let diff = a.iter().zip(b).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+    if diff == 0 { Ok(()) } else { Err(unauthorized("invalid token")) }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunIn {
+    date: NaiveDate,
+    model: Option<String>,
+}
+
+pub(super) async fn run_recommendations(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<JsonBody<RunIn>, ApiError>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &headers)?;
+    let JsonBody(body) = body?;
+    let scorers: Vec<Arc<Scorer>> = match body.model.as_deref() {
+        Some(m) => vec![served(&state, Some(m))?],
+        None => state.models().by_name.values().cloned().collect(),
+    };
+    if scorers.is_empty() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", "no model is being served"));
+    }
+    let prices = Arc::new(stored_prices(&state, body.date).await.map_err(|e| state.error(e))?);
+    let mut runs = Vec::new();
+    for scorer in scorers {
+        let (s, p, cfg) = (scorer.clone(), prices.clone(), state.cfg.recommend);
+        let day = tokio::task::spawn_blocking(move || recommend::compute_day(&s, &p, body.date, &cfg))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| match e {
+                Error::Data(m) => ApiError::unprocessable(m),
+                other => state.error(other),
+            })?;
+        let stored = recommend::store_run(
+            &state.pool,
+            &recommend::NewRun {
+                manifest: &scorer.manifest,
+                as_of: body.date,
+                created_at: (state.clock)(),
+                params: day.params.clone(),
+                rows: &day.rows,
+            },
+        )
+        .await
+        .map_err(|e| state.error(e))?;
+        state.metrics.recommendation_runs.fetch_add(1, Ordering::Relaxed);
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &day.rows {
+            *counts.entry(r.action.as_str()).or_default() += 1;
+        }
+        runs.push(json!({
+            "model": scorer.label(),
+            "date": body.date,
+            "run_id": stored.run_id,
+            "rows": stored.rows,
+            "replaced": stored.replaced,
+            "actions": counts,
+            "skipped": day.skipped.iter().map(|(s, why)| json!({"symbol": s, "reason": why})).collect::<Vec<_>>(),
+        }));
+    }
+    state.invalidate();
+    Ok(Json(json!({ "runs": runs })))
+}
+
+pub(super) async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&state, &headers)?;
+    let report = state.reload().await.map_err(|e| state.error(e))?;
+    if report.refused.is_empty() {
+        Ok((StatusCode::OK, Json(json!(report))).into_response())
+    } else {
+        let models: Vec<&str> = report.refused.iter().map(|r| r.model.as_str()).collect();
+        let body = json!({
+            "error": "reload_refused",
+            "message": format!("refused {}; still serving {}", models.join(", "), report.serving.join(", ")),
+            "refused": report.refused,
+            "loaded": report.loaded,
+            "serving": report.serving,
+        });
+        Ok((StatusCode::CONFLICT, Json(body)).into_response())
+    }
+}
