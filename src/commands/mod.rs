@@ -164,11 +164,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Reads the `prices` table of the database at `url` and runs the quality checks on it.
 /// The outer error is the database's, the inner one the quality stage's.
-fn load_from_db(
-    url: &str,
-    data: &DataArgs,
-    opts: &LoadOptions,
-) -> anyhow::Result<stockcast_features::Result<Loaded>> {
+fn load_from_db(url: &str, data: &DataArgs, opts: &LoadOptions) -> anyhow::Result<stockcast_features::Result<Loaded>> {
     use stockcast_infer::db::{self, PoolConfig, PriceQuery};
     let label = source_label(Path::new(url));
     let read = async {

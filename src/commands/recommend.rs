@@ -35,9 +35,7 @@ pub(crate) fn references(reg: &Registry, given: &[String]) -> anyhow::Result<Vec
 
 fn config(a: &RecommendArgs) -> RecommendConfig {
     let actions = match a.actions {
-        ActionMethod::Quantile => {
-            ActionRule::Quantile { buy_fraction: a.buy_fraction, sell_fraction: a.sell_fraction }
-        }
+        ActionMethod::Quantile => ActionRule::Quantile { buy_fraction: a.buy_fraction, sell_fraction: a.sell_fraction },
         ActionMethod::Threshold => ActionRule::Threshold { buy_above: a.buy_above, sell_below: a.sell_below },
     };
     RecommendConfig { actions, calibration_days: a.calibration_days }
@@ -63,14 +61,18 @@ pub(crate) fn run(ctx: Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let pool = rt.block_on(db::connect(
         &a.db.database_url,
-        PoolConfig { max_connections: a.db.db_max_connections.max(1), acquire_timeout: Duration::from_secs(a.db.db_timeout_s) },
+        PoolConfig {
+            max_connections: a.db.db_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(a.db.db_timeout_s),
+        },
     ))?;
     rt.block_on(db::migrate(&pool))?;
     for scorer in &scorers {
         let pb = ctx.progress.step(&format!("scoring {} as of {}", scorer.label(), a.date));
         let day = recommend::compute_day(scorer, &loaded.prices, a.date, &cfg);
         pb.finish_and_clear();
-        let day = day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?;
+        let day =
+            day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?;
         let stored = rt.block_on(recommend::store_run(
             &pool,
             &recommend::NewRun {

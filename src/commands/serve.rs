@@ -34,7 +34,10 @@ pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
     }
     cfg.migrate |= a.migrate;
     if cfg.database_url.is_none() {
-        return Err(UsageError("no database: pass --database-url, set DATABASE_URL, or database_url in --config".into()).into());
+        return Err(UsageError(
+            "no database: pass --database-url, set DATABASE_URL, or database_url in --config".into(),
+        )
+        .into());
     }
     cfg.recommend.actions.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok(cfg)
@@ -46,9 +49,8 @@ pub(crate) fn run(ctx: Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let addr = cfg.addr;
         let state = server::build_state(cfg, system_clock()).await?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let models = state.models().by_name.values().map(|s| s.label()).collect::<Vec<_>>();
         ctx.note(&format!(
             "serving {} on http://{} (models: {})",

@@ -164,7 +164,7 @@ impl PriceFrame {
         if let Some(raw) = raw_close {
             cols.push(Column::new("raw_close".into(), raw));
         }
-        if !securities.is_empty() {
+        if securities.iter().any(|s| s.sector.is_some()) {
             let sector: Vec<Option<&str>> = bars
                 .symbol
                 .iter()

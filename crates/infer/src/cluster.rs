@@ -117,7 +117,10 @@ impl LocalCluster {
     /// Stops the server now (as a crash would: immediate mode); later connections fail.
     pub fn stop(&self) {
         let data = self.dir.path().join("data");
-        let _ = self.command(&pg_bin("pg_ctl")).args(["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"]).output();
+        let _ = self
+            .command(&pg_bin("pg_ctl"))
+            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 

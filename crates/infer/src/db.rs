@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use stockcast_features::load::Bars;
 use stockcast_features::polars::prelude::DataType;
 use stockcast_features::prices::days_to_date;
-use stockcast_features::load::Bars;
 use stockcast_features::{Layout, PriceField, PriceFrame, Security};
 
 use crate::error::{Error, Result};
@@ -194,8 +194,8 @@ pub struct PriceQuery {
 /// # Errors
 /// [`Error::Database`]; [`Error::Data`] when nothing matches.
 pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<(Bars, Vec<Security>)> {
-    use sqlx::Row as _;
     use futures_util::TryStreamExt as _;
+    use sqlx::Row as _;
 
     let mut rows = sqlx::query(
         "SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices \
@@ -234,11 +234,12 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     for (i, values) in cols.into_iter().enumerate() {
         // A column never filled is absent (e.g. close-only data); a partly missing one goes to the checks.
         let absent = nulls[i] == n;
-        match order.get(i) {
-            Some(f) if !absent || *f == PriceField::Close => fields.push((*f, values)),
-            Some(_) => {}
-            None if nulls[i] == 0 => fields.push((PriceField::AdjClose, values)),
-            None => {}
+        let keep = match order.get(i) {
+            Some(f) => !absent || *f == PriceField::Close,
+            None => nulls[i] == 0,
+        };
+        if keep {
+            fields.push((order.get(i).copied().unwrap_or(PriceField::AdjClose), values));
         }
     }
     let securities = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(

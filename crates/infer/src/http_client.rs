@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 keep-alive client and a closed-loop load generator, for the integration tests and the
 //! `stockcast bench serve` benchmark (no extra dependencies; loopback only, no TLS).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -70,13 +71,13 @@ impl HttpClient {
     ) -> std::io::Result<HttpResponse> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.host);
         for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
+            let _ = write!(req, "{k}: {v}\r\n");
         }
         if let Some(b) = body {
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
                 req.push_str("content-type: application/json\r\n");
             }
-            req.push_str(&format!("content-length: {}\r\n", b.len()));
+            let _ = write!(req, "content-length: {}\r\n", b.len());
         }
         req.push_str("\r\n");
         let w = self.stream.get_mut();

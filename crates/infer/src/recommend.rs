@@ -95,9 +95,7 @@ impl Scorer {
         let data = self.dataset(&known, MatrixOptions::default())?;
         let day = data.filter(|(_, d)| *d == as_of);
         if day.is_empty() {
-            return Err(Error::Data(format!(
-                "no prices on {as_of} (the data ends on {last}; dates are trading days)"
-            )));
+            return Err(Error::Data(format!("no prices on {as_of} (the data ends on {last}; dates are trading days)")));
         }
         let preds = self.model.predict(&day)?;
         let scored: BTreeSet<&str> = preds.index.iter().map(|(s, _)| s.as_str()).collect();
@@ -165,7 +163,7 @@ impl Scorer {
         };
         let recent = data.filter(|(_, d)| *d >= from);
         let preds = self.model.predict(&recent)?;
-        let labels = recent.matrix.y.as_ref().map(|y| y.to_vec()).unwrap_or_default();
+        let labels = recent.matrix.y.as_ref().map(|y| y.iter().copied().collect::<Vec<f32>>()).unwrap_or_default();
         let pairs: Vec<(f64, f64)> = preds
             .score
             .iter()
@@ -372,7 +370,12 @@ pub struct Recommendation {
 }
 
 /// Ranks by expected return (ties by symbol) and assigns actions.
-pub fn rank(day: &DayScores, expected: &[f64], sectors: &BTreeMap<String, String>, rule: &ActionRule) -> Vec<Recommendation> {
+pub fn rank(
+    day: &DayScores,
+    expected: &[f64],
+    sectors: &BTreeMap<String, String>,
+    rule: &ActionRule,
+) -> Vec<Recommendation> {
     let mut order: Vec<usize> = (0..day.symbols.len()).collect();
     order.sort_by(|&a, &b| {
         let key = |i: usize| if expected[i].is_nan() { f64::NEG_INFINITY } else { expected[i] };

@@ -43,7 +43,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 fn json_rejection(r: &JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => ApiError::unprocessable(format!("invalid request body: {}", e.body_text())),
-        JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON"),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not valid JSON")
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -277,17 +279,19 @@ pub(super) async fn recommendations(
 ) -> ApiResult<Response> {
     let p = params(&q, &["date", "sector", "limit", "action", "model"])?;
     let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
-    let limit = match p.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=state.cfg.max_limit).contains(l))
-            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be 1..={}, got {l:?}", state.cfg.max_limit)))?,
-        None => 100,
-    };
+    let limit =
+        match p.get("limit") {
+            Some(l) => l.parse::<usize>().ok().filter(|l| (1..=state.cfg.max_limit).contains(l)).ok_or_else(|| {
+                ApiError::bad_request(format!("`limit` must be 1..={}, got {l:?}", state.cfg.max_limit))
+            })?,
+            None => 100,
+        };
     let action = p
         .get("action")
-        .map(|a| Action::parse(a).ok_or_else(|| ApiError::bad_request(format!("`action` must be buy, hold or sell, got {a:?}"))))
+        .map(|a| {
+            Action::parse(a)
+                .ok_or_else(|| ApiError::bad_request(format!("`action` must be buy, hold or sell, got {a:?}")))
+        })
         .transpose()?;
     let sector = p.get("sector").cloned();
     if sector.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
@@ -302,7 +306,8 @@ pub(super) async fn recommendations(
     );
     let ttl = Duration::from_millis(state.cfg.cache_ttl_ms);
     if !ttl.is_zero()
-        && let Some(body) = state.cache.lock().ok().and_then(|c| c.get(&key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
+        && let Some(body) =
+            state.cache.lock().ok().and_then(|c| c.get(&key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
     {
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(json_bytes(body));
@@ -368,7 +373,7 @@ pub(super) struct PredictIn {
     bars: Option<Vec<BarIn>>,
 }
 
-fn bars_frame(bars: Vec<BarIn>) -> Result<stockcast_features::Loaded, Error> {
+fn bars_frame(bars: &[BarIn]) -> Result<stockcast_features::Loaded, Error> {
     let n = bars.len();
     let mut names: Vec<String> = bars.iter().map(|b| b.symbol.clone()).collect();
     names.sort();
@@ -448,7 +453,10 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
     Ok(map)
 }
 
-pub(super) async fn predict(State(state): State<Arc<AppState>>, JsonBody(body): JsonBody<PredictIn>) -> ApiResult<Json<Value>> {
+pub(super) async fn predict(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<PredictIn>,
+) -> ApiResult<Json<Value>> {
     let scorer = served(&state, body.model.as_deref())?;
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
         (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either `symbols` or `bars`, not both")),
@@ -475,7 +483,7 @@ pub(super) async fn predict(State(state): State<Arc<AppState>>, JsonBody(body): 
             let date = body.date.or_else(|| bars.iter().map(|b| b.date).max()).ok_or_else(ApiError::internal)?;
             let s = scorer.clone();
             let day = tokio::task::spawn_blocking(move || {
-                let loaded = bars_frame(bars)?;
+                let loaded = bars_frame(&bars)?;
                 s.score_day(&loaded.prices, date)
             })
             .await

@@ -98,7 +98,8 @@ impl Metrics {
         let _ = writeln!(out, "stockcast_models_loaded {}", models.len());
         let _ = writeln!(out, "# HELP stockcast_recommendation_runs_total Recommendation runs stored by this server.");
         let _ = writeln!(out, "# TYPE stockcast_recommendation_runs_total counter");
-        let _ = writeln!(out, "stockcast_recommendation_runs_total {}", self.recommendation_runs.load(Ordering::Relaxed));
+        let _ =
+            writeln!(out, "stockcast_recommendation_runs_total {}", self.recommendation_runs.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP stockcast_model_reloads_total Model reloads by result.");
         let _ = writeln!(out, "# TYPE stockcast_model_reloads_total counter");
         if let Ok(m) = self.reloads.lock() {

@@ -114,8 +114,7 @@ impl ServeConfig {
     /// # Errors
     /// [`Error::Data`] naming the file and the bad key.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
     }
 }
@@ -281,7 +280,9 @@ impl AppState {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!(model = %reference, error = %e, "model reference not found");
-                    report.refused.push(Refused { model: reference.clone(), reason: "not found in the registry".into() });
+                    report
+                        .refused
+                        .push(Refused { model: reference.clone(), reason: "not found in the registry".into() });
                     continue;
                 }
             };
@@ -291,10 +292,9 @@ impl AppState {
             }
             let registry = self.registry.clone();
             let label = format!("{name}@{version}");
-            let loaded =
-                tokio::task::spawn_blocking(move || Scorer::load(&registry, &label)).await.map_err(|e| {
-                    Error::Data(format!("loading {name}@{version}: {e}"))
-                })?;
+            let loaded = tokio::task::spawn_blocking(move || Scorer::load(&registry, &label))
+                .await
+                .map_err(|e| Error::Data(format!("loading {name}@{version}: {e}")))?;
             match loaded {
                 Ok(s) => {
                     report.loaded.push(s.label());
@@ -492,12 +492,11 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
 }
 
 async fn catch_panic(req: Request, next: Next) -> Response {
-    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::error!("a request handler panicked");
-            ApiError::internal().into_response()
-        }
+    if let Ok(r) = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        r
+    } else {
+        tracing::error!("a request handler panicked");
+        ApiError::internal().into_response()
     }
 }
 
@@ -561,7 +560,9 @@ pub async fn serve(
                 let changed = tokio::task::spawn_blocking(move || s.registry_changed()).await.unwrap_or(false);
                 if changed {
                     match state.reload().await {
-                        Ok(r) => tracing::info!(loaded = ?r.loaded, refused = r.refused.len(), "registry poll: reloaded"),
+                        Ok(r) => {
+                            tracing::info!(loaded = ?r.loaded, refused = r.refused.len(), "registry poll: reloaded");
+                        }
                         Err(e) => tracing::error!(error = %e, "registry poll: reload failed"),
                     }
                 }
@@ -597,4 +598,31 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::http_client::HttpClient;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_json_500_without_the_panic_text() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail at /srv/x.rs:1")
+        }
+        let app = Router::new().route("/boom", get(boom)).layer(middleware::from_fn(catch_panic));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut c = HttpClient::connect(addr).await.unwrap();
+        let r = c.send("GET", "/boom", &[], None).await.unwrap();
+        assert_eq!(r.status, 500);
+        assert_eq!(r.json()["error"], "internal");
+        assert!(!r.text().contains("secret"), "{}", r.text());
+        // The server keeps serving.
+        let r = c.send("GET", "/boom", &[], None).await.unwrap();
+        assert_eq!(r.status, 500);
+    }
 }

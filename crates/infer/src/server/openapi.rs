@@ -6,14 +6,14 @@ fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
-fn query(name: &str, description: &str, schema: Value) -> Value {
+fn query(name: &str, description: &str, schema: &Value) -> Value {
     json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
 }
 
 /// The document.
 pub(super) fn document() -> Value {
     let date = json!({ "type": "string", "format": "date" });
-    let model = query("model", "NAME or NAME@VERSION (default: the only model served)", json!({ "type": "string" }));
+    let model = query("model", "NAME or NAME@VERSION (default: the only model served)", &json!({ "type": "string" }));
     let errors = |codes: &[&str]| -> Value {
         let mut m = serde_json::Map::new();
         for c in codes {
@@ -37,7 +37,8 @@ pub(super) fn document() -> Value {
         m.insert("200".into(), ok);
         Value::Object(m)
     };
-    let ok = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let ok =
+        |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
     let bearer = json!([{ "bearer": [] }]);
     json!({
         "openapi": "3.1.0",
@@ -74,8 +75,8 @@ pub(super) fn document() -> Value {
             "/v1/predictions": { "get": {
                 "summary": "Stored scores of a recommendation run",
                 "parameters": [
-                    query("date", "as-of date (default: the newest run)", date.clone()),
-                    query("symbols", "comma-separated symbols (default: all)", json!({ "type": "string" })),
+                    query("date", "as-of date (default: the newest run)", &date),
+                    query("symbols", "comma-separated symbols (default: all)", &json!({ "type": "string" })),
                     model.clone()
                 ],
                 "responses": merge(ok("predictions"), errors(&["400", "404", "503"]))
@@ -83,10 +84,10 @@ pub(super) fn document() -> Value {
             "/v1/recommendations": { "get": {
                 "summary": "Ranked recommendations of a run (cached in memory for cache_ttl_ms)",
                 "parameters": [
-                    query("date", "as-of date (default: the newest run)", date.clone()),
-                    query("sector", "only this sector", json!({ "type": "string" })),
-                    query("action", "only this action", json!({ "type": "string", "enum": ["buy", "hold", "sell"] })),
-                    query("limit", "most rows (default 100)", json!({ "type": "integer", "minimum": 1 })),
+                    query("date", "as-of date (default: the newest run)", &date),
+                    query("sector", "only this sector", &json!({ "type": "string" })),
+                    query("action", "only this action", &json!({ "type": "string", "enum": ["buy", "hold", "sell"] })),
+                    query("limit", "most rows (default 100)", &json!({ "type": "integer", "minimum": 1 })),
                     model
                 ],
                 "responses": merge(ok("recommendations by rank"), errors(&["400", "404", "503"]))

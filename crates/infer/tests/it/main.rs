@@ -2,17 +2,13 @@
 //! port, a private socket directory), started and stopped by each test.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::missing_panics_doc)]
 
+mod fixture;
 mod pg;
+mod recommend;
+mod server;
 
-use std::path::Path;
-
-use stockcast_features::{LoadOptions, load_prices};
+use fixture::us5;
 use stockcast_infer::db;
-
-fn us5() -> stockcast_features::Loaded {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/us5_daily.csv");
-    load_prices(&p, &LoadOptions::default()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_from_empty_and_again_idempotently() {

@@ -1,0 +1,92 @@
+//! Shared test data: us5 prices, a registry with linear models fitted on them, a running server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use stockcast_features::{FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, PriceFrame, load_prices};
+use stockcast_infer::server::{self, ServeConfig};
+use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
+use stockcast_models::{Dataset, History, ModelConfig};
+
+pub(crate) fn us5() -> stockcast_features::Loaded {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/us5_daily.csv");
+    load_prices(&p, &LoadOptions::default()).unwrap()
+}
+
+pub(crate) fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// Fits `config` (TOML) on prices up to `until` and publishes it as the next version of `name`.
+pub(crate) fn publish(reg: &Registry, name: &str, config: &str, prices: &PriceFrame, until: NaiveDate) -> u64 {
+    let config = ModelConfig::from_toml(config).unwrap();
+    let spec = FeatureSpec::default();
+    let known = prices.until(until).unwrap();
+    let frame = stockcast_features::build_features(&known, &spec).unwrap();
+    let matrix =
+        FeatureMatrix::from_frame(&frame, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
+    let data = Dataset::new(matrix, Arc::new(History::from_prices(&known).unwrap()));
+    let model = stockcast_models::fit(&config, &data, None, 7).unwrap();
+    let m = reg
+        .publish(
+            name,
+            &Publish {
+                model: &model,
+                spec_toml: &spec.to_toml(),
+                created_at: "2026-11-23T00:00:00Z",
+                data: DataInfo::default(),
+                metrics: serde_json::json!({"rank_ic": 0.01}),
+                stockcast_version: "test",
+                git_commit: None,
+            },
+        )
+        .unwrap();
+    m.version
+}
+
+pub(crate) fn promote(reg: &Registry, name: &str, version: u64) {
+    reg.set_alias(name, CHAMPION, version, "2026-11-23T00:00:00Z", "test").unwrap();
+}
+
+pub(crate) const LINEAR: &str = "kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n";
+
+/// A running server; stopped when dropped.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    pub(crate) async fn start(cfg: ServeConfig) -> Self {
+        let clock: server::Clock = Arc::new(|| "2026-11-23T12:00:00Z".parse().unwrap());
+        let state = server::build_state(cfg, clock).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(state.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Self { addr, stop: Some(tx), task: Some(task) }
+    }
+
+    /// Graceful stop; returns when the server has finished.
+    pub(crate) async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Recommendations: scoring, ranking, actions, and the one-transaction store.
+
+use std::collections::BTreeMap;
+
+use stockcast_features::QualityConfig;
+use stockcast_infer::db;
+use stockcast_infer::recommend::{
+    self, Action, ActionRule, DayScores, ExpectedReturn, NewRun, RecommendConfig, Scorer,
+};
+use stockcast_models::registry::Registry;
+
+use crate::fixture::{LINEAR, date, promote, publish, us5};
+use crate::pg;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_prices_read_back_as_the_file_loaded_them() {
+    let cluster = pg::Cluster::start();
+    let pool = db::connect(&cluster.url("rt"), db::PoolConfig::default()).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let file = us5();
+    db::import_prices(&pool, &file.prices, &[]).await.unwrap();
+    let (bars, secs) = db::read_prices(&pool, "test db", &db::PriceQuery::default()).await.unwrap();
+    let back = stockcast_features::check_bars(bars, &QualityConfig::default(), secs, true).unwrap();
+    assert_eq!(back.prices.height(), file.prices.height());
+    // Same columns and values (raw_close included): the content hash matches.
+    assert_eq!(back.prices.data_hash(), file.prices.data_hash());
+    // A filtered read names what is missing.
+    let q = db::PriceQuery { symbols: vec!["NOPE".into()], until: None };
+    let e = db::read_prices(&pool, "test db", &q).await.unwrap_err().to_string();
+    assert!(e.contains("test db") && e.contains("NOPE"), "{e}");
+    let q = db::PriceQuery { symbols: vec!["MSFT".into()], until: Some(date("2012-12-31")) };
+    let (bars, _) = db::read_prices(&pool, "test db", &q).await.unwrap();
+    assert!(bars.date.iter().all(|d| d.unwrap() <= date("2012-12-31")));
+    assert_eq!(bars.symbol_names, ["MSFT"]);
+}
+
+fn day(scores: &[f64]) -> DayScores {
+    DayScores {
+        as_of: date("2020-01-02"),
+        symbols: (0..scores.len()).map(|i| format!("S{i}")).collect(),
+        scores: scores.to_vec(),
+        skipped: Vec::new(),
+    }
+}
+
+#[test]
+fn ranks_follow_expected_returns_and_actions_follow_the_rule() {
+    let d = day(&[0.01, -0.02, 0.03, 0.0, -0.01]);
+    let sectors: BTreeMap<String, String> = [("S2".to_owned(), "Tech".to_owned())].into();
+    let q = recommend::rank(&d, &d.scores, &sectors, &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.4 });
+    let order: Vec<&str> = q.iter().map(|r| r.symbol.as_str()).collect();
+    assert_eq!(order, ["S2", "S0", "S3", "S4", "S1"]);
+    assert_eq!(q.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    let actions: Vec<Action> = q.iter().map(|r| r.action).collect();
+    assert_eq!(actions, [Action::Buy, Action::Hold, Action::Hold, Action::Sell, Action::Sell]);
+    assert_eq!(q[0].sector.as_deref(), Some("Tech"));
+    assert_eq!(q[1].sector, None);
+    let t = recommend::rank(&d, &d.scores, &sectors, &ActionRule::Threshold { buy_above: 0.005, sell_below: -0.015 });
+    let actions: Vec<Action> = t.iter().map(|r| r.action).collect();
+    assert_eq!(actions, [Action::Buy, Action::Buy, Action::Hold, Action::Hold, Action::Sell]);
+    assert!(ActionRule::Quantile { buy_fraction: 0.7, sell_fraction: 0.4 }.validate().is_err());
+    assert!(ActionRule::Threshold { buy_above: -0.1, sell_below: 0.1 }.validate().is_err());
+}
+
+#[test]
+fn rule_scores_are_calibrated_on_labels_known_at_the_as_of_date_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    let prices = us5().prices;
+    let rule = "kind = \"rule\"\nrule = \"momentum\"\nlookback = 60\n";
+    let v = publish(&reg, "mom", rule, &prices, date("2012-12-31"));
+    let scorer = Scorer::load(&reg, &format!("mom@{v}")).unwrap();
+    let as_of = date("2012-12-31");
+    let d = scorer.score_day(&prices, as_of).unwrap();
+    assert_eq!(d.symbols.len(), 5);
+    let (er, method) = scorer.expected_returns(&prices, &d, 252).unwrap();
+    let ExpectedReturn::Calibrated { dates, slope, intercept } = method else { panic!("{method:?}") };
+    assert_eq!(dates, 252);
+    for (e, s) in er.iter().zip(&d.scores) {
+        assert!((e - (intercept + slope * s)).abs() < 1e-12);
+    }
+    // Prices after the as-of date change nothing.
+    let cut = prices.until(as_of).unwrap();
+    let d2 = scorer.score_day(&cut, as_of).unwrap();
+    let (er2, _) = scorer.expected_returns(&cut, &d2, 252).unwrap();
+    assert_eq!(d.scores, d2.scores);
+    assert_eq!(er, er2);
+    // A model that learns the label predicts the return itself.
+    let lin = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
+    let s = Scorer::load(&reg, &format!("lin@{lin}")).unwrap();
+    let d = s.score_day(&prices, as_of).unwrap();
+    let (er, method) = s.expected_returns(&prices, &d, 252).unwrap();
+    assert_eq!(method, ExpectedReturn::Model);
+    assert_eq!(er, d.scores);
+}
+
+async fn counts(pool: &sqlx::PgPool) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM recommendation_runs), (SELECT count(*) FROM predictions), \
+         (SELECT count(*) FROM recommendations)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_replaces_its_rows_and_a_failed_run_leaves_none() {
+    let cluster = pg::Cluster::start();
+    let pool = db::connect(&cluster.url("runs"), db::PoolConfig::default()).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    let prices = us5().prices;
+    db::import_prices(&pool, &prices, &[]).await.unwrap();
+    let v = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
+    promote(&reg, "lin", v);
+    let scorer = Scorer::load(&reg, "lin").unwrap();
+    assert_eq!(scorer.version, v);
+    let as_of = date("2012-12-31");
+    let day = recommend::compute_day(&scorer, &prices, as_of, &RecommendConfig::default()).unwrap();
+    assert_eq!(day.rows.len(), 5);
+    let run = |rows: Vec<recommend::Recommendation>, as_of| {
+        let (pool, manifest, params) = (pool.clone(), scorer.manifest.clone(), day.params.clone());
+        async move {
+            recommend::store_run(
+                &pool,
+                &NewRun {
+                    manifest: &manifest,
+                    as_of,
+                    created_at: "2026-11-23T00:00:00Z".parse().unwrap(),
+                    params,
+                    rows: &rows,
+                },
+            )
+            .await
+        }
+    };
+    let first = run(day.rows.clone(), as_of).await.unwrap();
+    assert!(!first.replaced);
+    assert_eq!(counts(&pool).await, (1, 5, 5));
+    let again = run(day.rows.clone(), as_of).await.unwrap();
+    assert!(again.replaced);
+    assert_eq!(again.run_id, first.run_id);
+    assert_eq!(counts(&pool).await, (1, 5, 5));
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM model_versions").fetch_one(&pool).await.unwrap();
+    assert_eq!(versions, 1);
+
+    // A constraint violation on the last row: nothing of the failed call is kept, the earlier run is intact.
+    let mut bad = day.rows.clone();
+    for r in &mut bad {
+        r.expected_return += 1.0;
+    }
+    bad.last_mut().unwrap().rank = 0;
+    let e = run(bad.clone(), as_of).await.unwrap_err().to_string();
+    assert!(e.contains("recommendations_rank_check"), "{e}");
+    assert_eq!(counts(&pool).await, (1, 5, 5));
+    let stored: Vec<f64> =
+        sqlx::query_scalar("SELECT expected_return FROM recommendations ORDER BY rank").fetch_all(&pool).await.unwrap();
+    let want: Vec<f64> = day.rows.iter().map(|r| r.expected_return).collect();
+    assert_eq!(stored, want);
+    // ...and a failing run of a new date leaves no run row at all.
+    run(bad, date("2012-12-28")).await.unwrap_err();
+    assert_eq!(counts(&pool).await, (1, 5, 5));
+}

@@ -1,0 +1,357 @@
+//! The HTTP server against real Postgres: every endpoint's success and error paths, reload under load, a damaged
+//! artifact refused, the database lost while serving and unreachable at start, rate limiting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stockcast_infer::db;
+use stockcast_infer::http_client::{self, HttpClient, HttpResponse, LoadRequest};
+use stockcast_infer::server::ServeConfig;
+use stockcast_models::registry::Registry;
+
+use crate::fixture::{LINEAR, Server, date, promote, publish, us5};
+use crate::pg;
+
+const TOKEN: &str = "test-token-123";
+
+struct Env {
+    cluster: pg::Cluster,
+    url: String,
+    models: tempfile::TempDir,
+    reg: Registry,
+    prices: stockcast_features::PriceFrame,
+}
+
+/// A database with us5 prices (AAPL in "Information Technology") and a registry whose `lin` champion is v1.
+async fn env(db_name: &str) -> Env {
+    let cluster = pg::Cluster::start();
+    let url = cluster.url(db_name);
+    let pool = db::connect(&url, db::PoolConfig::default()).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let prices = us5().prices;
+    let sec = [stockcast_features::Security {
+        symbol: "AAPL".into(),
+        name: Some("Apple".into()),
+        sector: Some("Information Technology".into()),
+    }];
+    db::import_prices(&pool, &prices, &sec).await.unwrap();
+    pool.close().await;
+    let models = tempfile::tempdir().unwrap();
+    let reg = Registry::new(models.path());
+    let v = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
+    promote(&reg, "lin", v);
+    Env { cluster, url, models, reg, prices }
+}
+
+fn config(e: &Env) -> ServeConfig {
+    ServeConfig {
+        models_dir: e.models.path().to_path_buf(),
+        database_url: Some(e.url.clone()),
+        api_token: Some(TOKEN.into()),
+        poll_s: 0,
+        db_acquire_timeout_ms: 1_000,
+        ..ServeConfig::default()
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    HttpClient::connect(addr).await.unwrap().send("GET", path, &[], None).await.unwrap()
+}
+
+async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Value) -> HttpResponse {
+    let b = body.to_string();
+    HttpClient::connect(addr).await.unwrap().send("POST", path, headers, Some(b.as_bytes())).await.unwrap()
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer test-token-123");
+
+/// The error body: `{error, message}`, with no internals.
+fn error(r: &HttpResponse, status: u16, code: &str) -> String {
+    assert_eq!(r.status, status, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"], code, "{v}");
+    let m = v["message"].as_str().unwrap().to_owned();
+    for leak in ["SELECT", "INSERT", "panicked", "/tmp", ".rs:", "sqlx"] {
+        assert!(!m.contains(leak), "internal detail {leak:?} in {m}");
+    }
+    assert!(r.header("x-request-id").is_some());
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
+    let e = env("api").await;
+    let s = Server::start(ServeConfig { body_limit_bytes: 4_096, ..config(&e) }).await;
+    let a = s.addr;
+
+    // Health, readiness, OpenAPI, models.
+    let h = get(a, "/healthz").await;
+    assert_eq!((h.status, h.json()["database"].clone()), (200, json!("ok")));
+    assert_eq!(h.json()["models"], json!(["lin@1"]));
+    let r = get(a, "/readyz").await;
+    assert_eq!((r.status, r.json()["ready"].clone()), (200, json!(true)));
+    let o = get(a, "/openapi.json").await.json();
+    assert_eq!(o["openapi"], "3.1.0");
+    for p in [
+        "/v1/models",
+        "/v1/predictions",
+        "/v1/recommendations",
+        "/v1/predict",
+        "/v1/recommendations/run",
+        "/v1/admin/reload",
+    ] {
+        assert!(o["paths"][p].is_object(), "{p} missing from the OpenAPI document");
+    }
+    let m = get(a, "/v1/models").await.json();
+    assert_eq!(m["models"][0]["name"], "lin");
+    assert_eq!(m["models"][0]["version"], 1);
+    assert_eq!(m["models"][0]["horizon"], 5);
+
+    // Before any run: 404 with a message naming the model.
+    let msg = error(&get(a, "/v1/recommendations").await, 404, "not_found");
+    assert!(msg.contains("lin@1"), "{msg}");
+
+    // Runs need the token.
+    let body = json!({"date": "2012-12-31"});
+    error(&post(a, "/v1/recommendations/run", &[], &body).await, 401, "unauthorized");
+    error(&post(a, "/v1/recommendations/run", &[("authorization", "Bearer wrong")], &body).await, 401, "unauthorized");
+    error(&post(a, "/v1/admin/reload", &[], &json!({})).await, 401, "unauthorized");
+    let run = post(a, "/v1/recommendations/run", &[AUTH], &body).await;
+    assert_eq!(run.status, 200, "{}", run.text());
+    let runs = run.json()["runs"].clone();
+    assert_eq!(runs[0]["rows"], 5);
+    assert_eq!(runs[0]["replaced"], false);
+    let again = post(a, "/v1/recommendations/run", &[AUTH], &body).await.json();
+    assert_eq!(again["runs"][0]["replaced"], true);
+    assert_eq!(again["runs"][0]["run_id"], runs[0]["run_id"]);
+    let msg =
+        error(&post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-25"})).await, 422, "unprocessable");
+    assert!(msg.contains("2012-12-25"), "{msg}");
+    error(&post(a, "/v1/recommendations/run", &[AUTH], &json!({"day": "2012-12-31"})).await, 422, "unprocessable");
+
+    // Recommendations: ordering, filters, limit; the rows agree with the database.
+    let rec = get(a, "/v1/recommendations?date=2012-12-31").await;
+    assert_eq!(rec.status, 200);
+    let v = rec.json();
+    let rows = v["recommendations"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(v["model"], "lin@1");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["rank"], i + 1);
+        if i > 0 {
+            assert!(r["expected_return"].as_f64().unwrap() <= rows[i - 1]["expected_return"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(rows[0]["action"], "buy");
+    assert_eq!(rows[4]["action"], "sell");
+    let it = get(a, "/v1/recommendations?sector=Information%20Technology").await.json();
+    assert_eq!(it["recommendations"].as_array().unwrap().len(), 1);
+    assert_eq!(it["recommendations"][0]["symbol"], "AAPL");
+    let buys = get(a, "/v1/recommendations?action=buy&limit=3").await.json();
+    assert!(buys["recommendations"].as_array().unwrap().iter().all(|r| r["action"] == "buy"));
+    assert_eq!(get(a, "/v1/recommendations?limit=2").await.json()["recommendations"].as_array().unwrap().len(), 2);
+    for bad in ["date=2012-13-01", "limit=0", "limit=abc", "action=short", "colour=red", "model=lin@x", "date=1&date=2"]
+    {
+        error(&get(a, &format!("/v1/recommendations?{bad}")).await, 400, "invalid_parameter");
+    }
+    error(&get(a, "/v1/recommendations?model=other").await, 404, "not_found");
+    error(&get(a, "/v1/recommendations?date=2012-12-28").await, 404, "not_found");
+
+    // Stored predictions.
+    let p = get(a, "/v1/predictions?symbols=AAPL,MSFT,ZZZ").await.json();
+    assert_eq!(p["predictions"].as_array().unwrap().len(), 2);
+    assert_eq!(p["missing"], json!(["ZZZ"]));
+    let score_aapl = p["predictions"][0]["score"].as_f64().unwrap();
+    error(&get(a, "/v1/predictions?symbols=bad%20symbol").await, 400, "invalid_parameter");
+    error(&get(a, "/v1/predictions?symbols=ZZZ").await, 404, "not_found");
+
+    // Live scoring from stored prices agrees with the stored run.
+    let live = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": "2012-12-31"})).await;
+    assert_eq!(live.status, 200, "{}", live.text());
+    let live_aapl = live.json()["predictions"][0]["score"].as_f64().unwrap();
+    assert!((live_aapl - score_aapl).abs() < 1e-12, "{live_aapl} vs {score_aapl}");
+    // ... and from bars in the body: the stored history of AAPL and MSFT up to the date.
+    let df = e.prices.until(date("2012-12-31")).unwrap().since(date("2011-06-01")).unwrap();
+    let mut bars = Vec::new();
+    {
+        let df = df.df();
+        let col = |n: &str| df.column(n).unwrap().f64().unwrap().clone();
+        let (o, h, l, c, v) = (col("open"), col("high"), col("low"), col("close"), col("volume"));
+        let sym = df.column("symbol").unwrap().str().unwrap().clone();
+        let d = df.column("date").unwrap().date().unwrap().physical().clone();
+        for i in 0..df.height() {
+            let s = sym.get(i).unwrap();
+            if s == "AAPL" || s == "MSFT" {
+                let day = stockcast_features::prices::days_to_date(d.get(i).unwrap()).unwrap();
+                bars.push(json!({"symbol": s, "date": day, "open": o.get(i), "high": h.get(i), "low": l.get(i), "close": c.get(i), "volume": v.get(i)}));
+            }
+        }
+    }
+    let big = ServeConfig { body_limit_bytes: 1 << 20, ..config(&e) };
+    let s2 = Server::start(big).await;
+    let from_bars = post(s2.addr, "/v1/predict", &[], &json!({"bars": bars})).await;
+    assert_eq!(from_bars.status, 200, "{}", from_bars.text());
+    let fb = from_bars.json();
+    assert_eq!(fb["date"], "2012-12-31");
+    assert_eq!(fb["predictions"].as_array().unwrap().len(), 2);
+    // A bad bar is named.
+    let mut broken = bars.clone();
+    broken[3]["close"] = json!(-1.0);
+    let msg = error(&post(s2.addr, "/v1/predict", &[], &json!({"bars": broken})).await, 422, "unprocessable");
+    assert!(msg.contains("close") && msg.contains("AAPL"), "{msg}");
+    s2.stop().await;
+
+    // Body errors: 413 too large, 400 not JSON, 415 wrong type, 422 wrong fields.
+    let huge = json!({"symbols": vec!["AAPL"; 2_000]});
+    error(&post(a, "/v1/predict", &[], &huge).await, 413, "payload_too_large");
+    let mut c = HttpClient::connect(a).await.unwrap();
+    let r = c.send("POST", "/v1/predict", &[], Some(b"{not json")).await.unwrap();
+    error(&r, 400, "invalid_json");
+    let r = c.send("POST", "/v1/predict", &[("content-type", "text/plain")], Some(b"{}")).await.unwrap();
+    error(&r, 415, "unsupported_media_type");
+    error(&post(a, "/v1/predict", &[], &json!({"symbols": "AAPL"})).await, 422, "unprocessable");
+    error(&post(a, "/v1/predict", &[], &json!({})).await, 422, "unprocessable");
+    error(&post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "extra": 1})).await, 422, "unprocessable");
+    error(&post(a, "/v1/predict", &[], &json!({"symbols": ["a b"]})).await, 400, "invalid_parameter");
+    error(&post(a, "/v1/predict", &[], &json!({"symbols": ["ZZZ"], "date": "2012-12-31"})).await, 404, "not_found");
+    error(&post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "model": "nope"})).await, 404, "not_found");
+    error(&get(a, "/nope").await, 404, "not_found");
+    let mut c = HttpClient::connect(a).await.unwrap();
+    error(&c.send("DELETE", "/v1/models", &[], None).await.unwrap(), 405, "method_not_allowed");
+
+    // A given request id is echoed.
+    let r = HttpClient::connect(a)
+        .await
+        .unwrap()
+        .send("GET", "/healthz", &[("x-request-id", "abc-123")], None)
+        .await
+        .unwrap();
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+
+    // Metrics count what happened.
+    let text = get(a, "/metrics").await.text();
+    assert!(
+        text.contains("stockcast_http_requests_total{route=\"/v1/recommendations\",method=\"GET\",status=\"200\"}")
+    );
+    assert!(text.contains("stockcast_http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"}"));
+    assert!(text.contains("stockcast_model_version_loaded{name=\"lin\",version=\"1\"} 1"));
+    assert!(text.contains("stockcast_recommendation_runs_total 2"), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_swaps_versions_under_load_without_failures_and_refuses_a_damaged_one() {
+    let e = env("reload").await;
+    let s = Server::start(config(&e)).await;
+    let a = s.addr;
+    let r = post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Load: live predictions and stored recommendations of version 1, 4 connections, 3 s.
+    let load = tokio::spawn(http_client::load(a, 4, Duration::from_secs(3), |i| {
+        if i % 2 == 0 {
+            LoadRequest {
+                method: "POST",
+                path: "/v1/predict".into(),
+                body: Some(br#"{"symbols":["AAPL","IBM"],"date":"2012-12-31"}"#.to_vec()),
+            }
+        } else {
+            LoadRequest { method: "GET", path: "/v1/recommendations?model=lin@1&limit=3".into(), body: None }
+        }
+    }));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let reg = e.reg.clone();
+    let prices = e.prices.clone();
+    let v2 = tokio::task::spawn_blocking(move || {
+        let v = publish(&reg, "lin", "kind = \"linear\"\nalpha = 10.0\nl1_ratio = 0.0\n", &prices, date("2012-09-28"));
+        promote(&reg, "lin", v);
+        v
+    })
+    .await
+    .unwrap();
+    let rl = post(a, "/v1/admin/reload", &[AUTH], &json!({})).await;
+    assert_eq!(rl.status, 200, "{}", rl.text());
+    assert_eq!(rl.json()["loaded"], json!([format!("lin@{v2}")]));
+    let report = load.await.unwrap().unwrap();
+    assert!(report.requests > 100, "{report:?}");
+    assert_eq!(report.failures, 0, "{report:?}");
+    let p = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": "2012-12-31"})).await.json();
+    assert_eq!(p["model"], format!("lin@{v2}"));
+
+    // A damaged new champion is refused; version 2 keeps serving.
+    let v3 = publish(&e.reg, "lin", LINEAR, &e.prices, date("2012-11-30"));
+    let dir = e.reg.version_dir("lin", v3);
+    let victim = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|p| p.file_name().unwrap() != "manifest.json" && p.is_file())
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes.extend_from_slice(b" ");
+    std::fs::write(&victim, bytes).unwrap();
+    promote(&e.reg, "lin", v3);
+    let refused = post(a, "/v1/admin/reload", &[AUTH], &json!({})).await;
+    let msg = error(&refused, 409, "reload_refused");
+    assert!(msg.contains(&format!("lin@{v3}")) && msg.contains(&format!("lin@{v2}")), "{msg}");
+    assert_eq!(get(a, "/v1/models").await.json()["models"][0]["version"], v2);
+    let p = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": "2012-12-31"})).await;
+    assert_eq!(p.json()["model"], format!("lin@{v2}"));
+    assert!(get(a, "/metrics").await.text().contains("stockcast_model_reloads_total{result=\"refused\"} 1"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
+    let e = env("lost").await;
+    let s = Server::start(ServeConfig { cache_ttl_ms: 0, ..config(&e) }).await;
+    let a = s.addr;
+    post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
+    assert_eq!(get(a, "/v1/recommendations").await.status, 200);
+    e.cluster.0.stop();
+    let msg = error(&get(a, "/v1/recommendations").await, 503, "database_unavailable");
+    assert!(!msg.contains("127.0.0.1"), "{msg}");
+    error(&get(a, "/v1/predictions").await, 503, "database_unavailable");
+    let r = get(a, "/readyz").await;
+    assert_eq!((r.status, r.json()["database"].clone()), (503, json!("unavailable")));
+    let h = get(a, "/healthz").await;
+    assert_eq!((h.status, h.json()["database"].clone()), (200, json!("unavailable")));
+    // Routes that do not need the database still work.
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_at_start_is_retried_then_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServeConfig {
+        models_dir: dir.path().to_path_buf(),
+        database_url: Some("postgres://app:hunter2@127.0.0.1:1/x".into()),
+        db_connect_attempts: 3,
+        db_connect_backoff_ms: 10,
+        db_acquire_timeout_ms: 200,
+        ..ServeConfig::default()
+    };
+    let start = std::time::Instant::now();
+    let clock: stockcast_infer::server::Clock = Arc::new(|| "2026-11-23T12:00:00Z".parse().unwrap());
+    let err = stockcast_infer::server::build_state(cfg, clock).await.unwrap_err().to_string();
+    assert!(err.contains("gave up after 3 attempts") && err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    // Back-off 10 ms then 20 ms.
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_answers_429_and_spares_health_checks() {
+    let e = env("rate").await;
+    let s = Server::start(ServeConfig { rate_limit_per_s: 0.5, rate_limit_burst: 2.0, ..config(&e) }).await;
+    let a = s.addr;
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    let r = get(a, "/v1/models").await;
+    error(&r, 429, "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(get(a, "/healthz").await.status, 200);
+    s.stop().await;
+}
