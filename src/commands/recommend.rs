@@ -66,18 +66,35 @@ pub(crate) fn run(ctx: Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
             acquire_timeout: Duration::from_secs(a.db.db_timeout_s),
         },
     ))?;
-    rt.block_on(db::migrate(&pool))?;
-    for scorer in &scorers {
-        let pb = ctx.progress.step(&format!("scoring {} as of {}", scorer.label(), a.date));
-        let day = recommend::compute_day(scorer, &loaded.prices, a.date, &cfg);
+    let result = store_days(ctx, &rt, &pool, &scorers, &loaded.prices, a.date, &cfg, created_at);
+    rt.block_on(pool.close());
+    result
+}
+
+/// Scores `date` with each scorer and stores each run (one transaction per model version), printing a summary.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_days(
+    ctx: Ctx,
+    rt: &tokio::runtime::Runtime,
+    pool: &sqlx::PgPool,
+    scorers: &[Scorer],
+    prices: &stockcast_features::PriceFrame,
+    date: chrono::NaiveDate,
+    cfg: &RecommendConfig,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    rt.block_on(db::migrate(pool))?;
+    for scorer in scorers {
+        let pb = ctx.progress.step(&format!("scoring {} as of {date}", scorer.label()));
+        let day = recommend::compute_day(scorer, prices, date, cfg);
         pb.finish_and_clear();
         let day =
             day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?;
         let stored = rt.block_on(recommend::store_run(
-            &pool,
+            pool,
             &recommend::NewRun {
                 manifest: &scorer.manifest,
-                as_of: a.date,
+                as_of: date,
                 created_at,
                 params: day.params.clone(),
                 rows: &day.rows,
@@ -91,7 +108,7 @@ pub(crate) fn run(ctx: Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
         out(&format!(
             "{} as of {}: {} recommendations ({} buy, {} hold, {} sell) {} run {} in one transaction",
             scorer.label(),
-            a.date,
+            date,
             stored.rows,
             count(Action::Buy),
             count(Action::Hold),
@@ -113,6 +130,5 @@ pub(crate) fn run(ctx: Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    rt.block_on(pool.close());
     Ok(())
 }
