@@ -525,6 +525,38 @@ pub enum BenchCommand {
     Lstm(BenchLstmArgs),
     /// Walk-forward backtest of every model kind on a synthetic panel; time per stage and per model.
     Backtest(BenchBacktestArgs),
+    /// The HTTP server and Postgres on loopback: writing a day of recommendations, then req/s and p50/p99 of
+    /// `GET /v1/recommendations` (cached read) and `POST /v1/predict` under a closed-loop load.
+    Serve(BenchServeArgs),
+}
+
+/// `stockcast bench serve`.
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Symbols of the synthetic panel (one recommendation each).
+    #[arg(long, default_value_t = 5000)]
+    pub symbols: usize,
+    /// Trading days of the synthetic panel.
+    #[arg(long, default_value_t = 300)]
+    pub days: usize,
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds of load per endpoint.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub server_threads: usize,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub load_threads: usize,
+    /// Times the 5,000-row recommendation run is written (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub writes: usize,
+    /// Work directory (synthetic prices, registry, results.json).
+    #[arg(long, value_name = "DIR", default_value = "runs/bench-serve")]
+    pub out: PathBuf,
 }
 
 /// `stockcast bench backtest`.

@@ -8,8 +8,9 @@ use crate::cli::LogFormat;
 
 /// Installs the global subscriber (once; later calls are ignored, which keeps tests that call `run` twice happy).
 pub(crate) fn init(format: LogFormat, quiet: bool) {
-    // sqlx logs the server's NOTICEs (e.g. "relation already exists, skipping") at info: keep them out.
-    let default = if quiet { "warn" } else { "info,sqlx=warn" };
+    // sqlx logs the server's NOTICEs ("relation already exists, skipping") at info and slow statements at warn
+    // (a full read of a large prices table is slow by nature): keep them out unless STOCKCAST_LOG asks.
+    let default = if quiet { "warn,sqlx=error" } else { "info,sqlx=error" };
     let filter = EnvFilter::try_from_env("STOCKCAST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -11,6 +11,7 @@ use super::{Ctx, out};
 use crate::UsageError;
 use crate::cli::{
     BacktestArgs, BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs,
+    BenchServeArgs,
 };
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
@@ -326,5 +327,186 @@ pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Gbm(a) => gbm(ctx, &a),
         BenchCommand::Lstm(a) => lstm(&a),
         BenchCommand::Backtest(a) => backtest(ctx, &a),
+        BenchCommand::Serve(a) => serve(ctx, &a),
     }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `stockcast bench serve`: Postgres + server on loopback, load from a second runtime in this process.
+fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use stockcast_features::MatrixOptions;
+    use stockcast_infer::cluster::LocalCluster;
+    use stockcast_infer::db::{self, PoolConfig};
+    use stockcast_infer::http_client::{self, LoadRequest};
+    use stockcast_infer::recommend::{self, NewRun, RecommendConfig, Scorer};
+    use stockcast_infer::server::{self, ServeConfig};
+    use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
+
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let pb = ctx.progress.step("synthetic prices");
+    let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, 42))?;
+    let path = a.out.join("prices.parquet");
+    stockcast_features::io::write_frame(&mut df, &path)?;
+    let prices = load_prices(&path, &LoadOptions::default())?.prices;
+    pb.finish_and_clear();
+    let (_, last) = prices.date_range()?.context("no dates")?;
+
+    let cluster = LocalCluster::start()?;
+    let url = cluster.create_database("bench")?;
+    let rt = super::runtime()?;
+    let pool = rt.block_on(db::connect(&url, PoolConfig::default()))?;
+    rt.block_on(db::migrate(&pool))?;
+    let t = Instant::now();
+    let imported = rt.block_on(db::import_prices(&pool, &prices, &[]))?;
+    let import_s = t.elapsed().as_secs_f64();
+
+    // A linear model on the panel, published as the champion.
+    let models_dir = a.out.join("registry");
+    let _ = std::fs::remove_dir_all(&models_dir);
+    let reg = Registry::new(&models_dir);
+    let spec = FeatureSpec::default();
+    let cut = last - chrono::Duration::days(30);
+    let train = super::model::dataset(
+        ctx,
+        &prices,
+        &spec,
+        cut,
+        MatrixOptions { require_label: true, drop_incomplete: true },
+        false,
+    )?;
+    let config = stockcast_models::ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n")?;
+    let model = stockcast_models::fit(&config, &train, None, 42)?;
+    let m = reg.publish(
+        "bench",
+        &Publish {
+            model: &model,
+            spec_toml: &spec.to_toml(),
+            created_at: "2026-01-01T00:00:00Z",
+            data: DataInfo::default(),
+            metrics: serde_json::json!({}),
+            stockcast_version: env!("CARGO_PKG_VERSION"),
+            git_commit: None,
+        },
+    )?;
+    reg.set_alias("bench", CHAMPION, m.version, "2026-01-01T00:00:00Z", "bench")?;
+
+    // Writing a day of recommendations: scoring once, then the one-transaction write, `writes` times.
+    let scorer = Scorer::load(&reg, "bench")?;
+    let t = Instant::now();
+    let day = recommend::compute_day(&scorer, &prices, last, &RecommendConfig::default())?;
+    let score_s = t.elapsed().as_secs_f64();
+    let created_at = "2026-01-01T00:00:00Z".parse()?;
+    let mut write_ms = Vec::new();
+    for _ in 0..a.writes.max(1) {
+        let run =
+            NewRun { manifest: &scorer.manifest, as_of: last, created_at, params: day.params.clone(), rows: &day.rows };
+        let t = Instant::now();
+        rt.block_on(recommend::store_run(&pool, &run))?;
+        write_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    rt.block_on(pool.close());
+    drop(rt);
+
+    // The server on its own runtime; the load generator on another.
+    let server_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(a.server_threads.max(1)).enable_all().build()?;
+    let cfg = ServeConfig {
+        models_dir: models_dir.clone(),
+        database_url: Some(url),
+        poll_s: 0,
+        max_symbols: a.symbols.max(1000),
+        ..ServeConfig::default()
+    };
+    let (addr, stop, task) = server_rt.block_on(async {
+        let state = server::build_state(cfg, super::serve::system_clock()).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(state, listener, async move {
+            let _ = rx.await;
+        }));
+        anyhow::Ok((addr, tx, task))
+    })?;
+    let load_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(a.load_threads.max(1)).enable_all().build()?;
+    let symbols = prices.symbols()?;
+    let duration = Duration::from_secs_f64(a.seconds.max(0.1));
+    let rec_path = "/v1/recommendations?limit=100".to_owned();
+    let reads = load_rt.block_on(http_client::load(addr, a.connections, duration, move |_| LoadRequest {
+        method: "GET",
+        path: rec_path.clone(),
+        body: None,
+    }))?;
+    // The first prediction of a day reads the stored prices and scores every symbol once; later ones are cached.
+    let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);
+    let t = Instant::now();
+    let cold = load_rt.block_on(async {
+        let mut c = stockcast_infer::http_client::HttpClient::connect(addr).await?;
+        c.send("POST", "/v1/predict", &[], Some(first.as_bytes())).await
+    })?;
+    let cold_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(cold.status == 200, "first prediction failed: {} {}", cold.status, cold.text());
+    let syms = Arc::new(symbols);
+    let predicts = load_rt.block_on(http_client::load(addr, a.connections, duration, move |i| {
+        let n = syms.len();
+        let pick = |k: u64| syms[((i * 7 + k) % n as u64) as usize].clone();
+        let body = serde_json::json!({ "symbols": [pick(0), pick(1), pick(2)], "date": last }).to_string();
+        LoadRequest { method: "POST", path: "/v1/predict".into(), body: Some(body.into_bytes()) }
+    }))?;
+    let _ = stop.send(());
+    server_rt.block_on(task)??;
+    drop(cluster);
+
+    let write_median = median(write_ms.clone());
+    out(&format!(
+        "bench serve: {} symbols x {} days ({} rows imported in {import_s:.2} s); server {} threads, load generator {} \
+         threads, {} connections, {:.0} s per endpoint, loopback, {} cores",
+        a.symbols,
+        a.days,
+        imported.rows,
+        a.server_threads,
+        a.load_threads,
+        a.connections,
+        a.seconds,
+        std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get)
+    ));
+    out(&format!(
+        "  write {} recommendations (run + predictions + recommendations, one transaction, replacing): median \
+         {write_median:.1} ms over {} writes (min {:.1}, max {:.1}); scoring the day took {score_s:.2} s",
+        day.rows.len(),
+        write_ms.len(),
+        write_ms.iter().copied().fold(f64::INFINITY, f64::min),
+        write_ms.iter().copied().fold(0.0, f64::max)
+    ));
+    out(&format!(
+        "  first POST /v1/predict of the day (reads {} stored rows, scores all symbols): {cold_s:.2} s",
+        imported.rows
+    ));
+    out("  | endpoint | requests | failures | req/s | p50 ms | p99 ms | max ms |");
+    out("  |---|---|---|---|---|---|---|");
+    for (name, r) in
+        [("GET /v1/recommendations?limit=100 (cached)", &reads), ("POST /v1/predict (3 symbols)", &predicts)]
+    {
+        out(&format!(
+            "  | {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            r.requests, r.failures, r.rps, r.p50_ms, r.p99_ms, r.max_ms
+        ));
+    }
+    let results = serde_json::json!({
+        "symbols": a.symbols, "days": a.days, "connections": a.connections, "seconds": a.seconds,
+        "server_threads": a.server_threads, "load_threads": a.load_threads,
+        "import_s": import_s, "score_day_s": score_s, "write_ms": write_ms, "write_median_ms": write_median, "first_predict_s": cold_s,
+        "recommendations": reads, "predict": predicts,
+    });
+    let p = a.out.join("results.json");
+    stockcast_features::io::write_atomic(&p, serde_json::to_string_pretty(&results)?.as_bytes())?;
+    ctx.note(&format!("results: {}", p.display()));
+    Ok(())
 }

@@ -467,7 +467,8 @@ pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
     let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
     // Symbols scored from a file may not be in `securities` yet.
     sqlx::query(
-        "INSERT INTO securities (symbol, sector) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+        "INSERT INTO securities (symbol, sector) SELECT t.symbol, t.sector FROM UNNEST($1::text[], $2::text[]) \
+         AS t (symbol, sector) WHERE NOT EXISTS (SELECT 1 FROM securities s WHERE s.symbol = t.symbol) \
          ON CONFLICT (symbol) DO NOTHING",
     )
     .bind(&symbols)

@@ -428,29 +428,32 @@ async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
     d.ok_or_else(|| ApiError::not_found("the prices table is empty"))
 }
 
-/// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date).
+/// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date): concurrent requests
+/// for a day not computed yet wait for one computation.
 async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> ApiResult<Arc<BTreeMap<String, f64>>> {
     let key = (scorer.name.clone(), scorer.version, date);
-    if let Some(hit) = state.days.lock().ok().and_then(|d| d.get(&key).cloned()) {
-        return Ok(hit);
-    }
-    let prices = stored_prices(state, date).await.map_err(|e| state.error(e))?;
-    let s = scorer.clone();
-    let day = tokio::task::spawn_blocking(move || s.score_day(&prices, date))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| match e {
-            Error::Data(m) => ApiError::not_found(m),
-            other => state.error(other),
-        })?;
-    let map: Arc<BTreeMap<String, f64>> = Arc::new(day.symbols.into_iter().zip(day.scores).collect());
-    if let Ok(mut d) = state.days.lock() {
+    let cell = {
+        let Ok(mut d) = state.days.lock() else { return Err(ApiError::internal()) };
         if d.len() > 64 {
             d.clear();
         }
-        d.insert(key, map.clone());
-    }
-    Ok(map)
+        d.entry(key).or_default().clone()
+    };
+    let map = cell
+        .get_or_try_init(|| async {
+            let prices = stored_prices(state, date).await.map_err(|e| state.error(e))?;
+            let s = scorer.clone();
+            let day = tokio::task::spawn_blocking(move || s.score_day(&prices, date))
+                .await
+                .map_err(|_| ApiError::internal())?
+                .map_err(|e| match e {
+                    Error::Data(m) => ApiError::not_found(m),
+                    other => state.error(other),
+                })?;
+            Ok::<_, ApiError>(Arc::new(day.symbols.into_iter().zip(day.scores).collect::<BTreeMap<_, _>>()))
+        })
+        .await?;
+    Ok(map.clone())
 }
 
 pub(super) async fn predict(

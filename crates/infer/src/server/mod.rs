@@ -138,6 +138,9 @@ impl ModelSet {
 /// Scores of one (model version, date), computed once from the stored prices.
 type DayKey = (String, u64, NaiveDate);
 
+/// Computed once: concurrent requests for the same day wait for the first computation instead of repeating it.
+type DayCell = Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, f64>>>>;
+
 /// Shared state.
 pub struct AppState {
     cfg: ServeConfig,
@@ -147,7 +150,7 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Metrics,
     cache: Mutex<HashMap<String, (Instant, Bytes)>>,
-    days: Mutex<HashMap<DayKey, Arc<BTreeMap<String, f64>>>>,
+    days: Mutex<HashMap<DayKey, DayCell>>,
     db_up: AtomicBool,
     clock: Clock,
     request_seq: AtomicU64,
