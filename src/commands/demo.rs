@@ -112,20 +112,18 @@ fn postgres_step(ctx: Ctx, args: &DemoArgs, data: &DataArgs) -> anyhow::Result<(
     use stockcast_models::registry::Registry;
 
     out("6/6 Postgres: import, nightly training from the prices table, recommendations, the HTTP server");
-    let (_cluster, url) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            out(&format!("    using DATABASE_URL ({})", db::redact(&url)));
-            (None, url)
-        }
-        None => {
-            let pb = ctx.progress.step("starting a throwaway PostgreSQL cluster");
-            let cluster =
-                LocalCluster::start().context("starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")?;
-            pb.finish_and_clear();
-            let url = cluster.create_database("stockcast_demo")?;
-            out(&format!("    started a throwaway PostgreSQL on 127.0.0.1:{} (removed at the end)", cluster.port()));
-            (Some(cluster), url)
-        }
+    let given = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let (_cluster, url) = if let Some(url) = given {
+        out(&format!("    using DATABASE_URL ({})", db::redact(&url)));
+        (None, url)
+    } else {
+        let pb = ctx.progress.step("starting a throwaway PostgreSQL cluster");
+        let cluster =
+            LocalCluster::start().context("starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")?;
+        pb.finish_and_clear();
+        let url = cluster.create_database("stockcast_demo")?;
+        out(&format!("    started a throwaway PostgreSQL on 127.0.0.1:{} (removed at the end)", cluster.port()));
+        (Some(cluster), url)
     };
     let rt = super::runtime()?;
     let pool = rt.block_on(db::connect(&url, PoolConfig::default()))?;
