@@ -9,7 +9,7 @@ use stockcast_features::polars::prelude::*;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stockcast"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env_remove("STOCKCAST_LOG").env_remove("STOCKCAST_LOG_FORMAT");
+    c.env_remove("STOCKCAST_LOG").env_remove("STOCKCAST_LOG_FORMAT").env_remove("DATABASE_URL");
     c
 }
 
@@ -187,8 +187,13 @@ fn demo_runs_every_stage() {
     let o = run(&["demo", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{}", text(&o.stdout), text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.contains("3/5 model matrix") && stdout.contains("done"), "{stdout}");
-    assert!(stdout.contains("5/5 walk-forward") && stdout.contains("| benchmark (equal weight)"), "{stdout}");
+    assert!(stdout.contains("3/6 model matrix") && stdout.contains("done"), "{stdout}");
+    assert!(stdout.contains("5/6 walk-forward") && stdout.contains("| benchmark (equal weight)"), "{stdout}");
+    // Step 6: a throwaway Postgres, import, training from the table, recommendations, the server answering.
+    assert!(stdout.contains("6/6 Postgres") && stdout.contains("imported 12154 price rows"), "{stdout}");
+    assert!(stdout.contains("recommendations (") && stdout.contains("in one transaction"), "{stdout}");
+    assert!(stdout.contains("/v1/recommendations?limit=3'\n    200 {"), "{stdout}");
+    assert!(stdout.contains("/v1/predict\n    200 {"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("backtest/report.json")).unwrap()).unwrap();
     for kind in ["gbm", "lstm", "linear", "forecast", "momentum", "ensemble"] {
@@ -519,4 +524,82 @@ fn train_exits_3_on_a_data_quality_failure() {
     let o = train(&nightly_config(dir.path(), -1.0, bad.to_str().unwrap()), &dir.path().join("m"), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("MSFT"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn train_and_recommend_read_the_postgres_prices_table() {
+    let cluster = stockcast_infer::cluster::LocalCluster::start().unwrap();
+    let url = cluster.create_database("e2e").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "db",
+        "import-prices",
+        "--database-url",
+        &url,
+        "--prices",
+        &dataset("us5_daily.csv"),
+        "--securities",
+        &dataset("us5_securities.csv"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("imported 12154 price rows of 5 symbols"), "{}", text(&o.stdout));
+
+    // The same nightly job from the table and from the file gives the same walk-forward metrics.
+    let from_db = dir.path().join("db-models");
+    let o = train(&nightly_config(dir.path(), -1.0, &url), &from_db, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("(prices table)"), "{}", text(&o.stderr));
+    let from_file = dir.path().join("file-models");
+    let file_cfg = dir.path().join("file");
+    std::fs::create_dir_all(&file_cfg).unwrap();
+    let o = train(&nightly_config(&file_cfg, -1.0, &dataset("us5_daily.csv")), &from_file, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let manifest = |root: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join("lin/1/manifest.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (manifest(&from_db), manifest(&from_file));
+    assert_eq!(a["metrics"], b["metrics"]);
+    assert!(a["data"]["source"].as_str().unwrap().ends_with("/e2e (prices table)"), "{}", a["data"]);
+
+    // Recommendations for a date: stored, then replaced by a rerun.
+    let rec = |date: &str| {
+        run(&[
+            "recommend",
+            "--date",
+            date,
+            "--models-dir",
+            from_db.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--model",
+            "lin",
+        ])
+    };
+    let o = rec("2012-12-31");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("lin@1 as of 2012-12-31: 5 recommendations (1 buy, 3 hold, 1 sell) stored as run"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Information Technology"), "{stdout}");
+    let o = rec("2012-12-31");
+    assert!(text(&o.stdout).contains("replaced run"), "{}", text(&o.stdout));
+    // A holiday is not a trading day of the data: exit 2 with the reason.
+    let o = rec("2012-12-25");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("no prices on 2012-12-25"), "{}", text(&o.stderr));
+    // An unknown model is a usage error too.
+    let o = run(&[
+        "recommend",
+        "--date",
+        "2012-12-31",
+        "--models-dir",
+        from_db.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--model",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
