@@ -629,3 +629,16 @@ mod tests {
         assert_eq!(r.status, 500);
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_documented_settings_file_holds_exactly_the_defaults() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/serve.toml");
+        assert_eq!(super::ServeConfig::from_file(&p).unwrap(), super::ServeConfig::default());
+        let e = toml::from_str::<super::ServeConfig>("colour = 1").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}
