@@ -355,3 +355,28 @@ async fn the_rate_limit_answers_429_and_spares_health_checks() {
     assert_eq!(get(a, "/healthz").await.status, 200);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_poll_picks_up_a_new_champion_and_slow_requests_time_out() {
+    let e = env("poll").await;
+    let s = Server::start(ServeConfig { poll_s: 1, ..config(&e) }).await;
+    let v2 = publish(&e.reg, "lin", "kind = \"linear\"\nalpha = 10.0\nl1_ratio = 0.0\n", &e.prices, date("2012-09-28"));
+    promote(&e.reg, "lin", v2);
+    let mut served = 0;
+    for _ in 0..50 {
+        served = get(s.addr, "/v1/models").await.json()["models"][0]["version"].as_u64().unwrap();
+        if served == v2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served, v2, "the poll did not load version {v2}");
+    s.stop().await;
+
+    // A run reads the prices table and scores every symbol: far more than 1 ms.
+    let s = Server::start(ServeConfig { request_timeout_ms: 1, ..config(&e) }).await;
+    let r = post(s.addr, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
+    let msg = error(&r, 503, "timeout");
+    assert!(msg.contains("1 ms"), "{msg}");
+    s.stop().await;
+}
