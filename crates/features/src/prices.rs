@@ -105,7 +105,8 @@ pub fn check_bars(mut bars: Bars, quality: &QualityConfig, securities: Vec<Secur
         (true, false) => Some(raw_close_of(&bars)),
         (true, true) => bars.field(PriceField::AdjClose).map(<[f64]>::to_vec),
     };
-    let report = run.finish(&bars, adjusted);
+    // Stored rows were adjusted before they were stored: the report says whether this load adjusted anything.
+    let report = run.finish(&bars, adjusted && !stored);
     if bars.is_empty() {
         return Err(Error::bad_input(&path, "no rows left after the quality checks"));
     }

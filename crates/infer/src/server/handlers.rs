@@ -461,6 +461,7 @@ pub(super) async fn predict(
     JsonBody(body): JsonBody<PredictIn>,
 ) -> ApiResult<Json<Value>> {
     let scorer = served(&state, body.model.as_deref())?;
+    let mut missing: Vec<String> = Vec::new();
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
         (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either `symbols` or `bars`, not both")),
         (None, None) => return Err(ApiError::unprocessable("give `symbols` (scored from stored prices) or `bars`")),
@@ -474,6 +475,7 @@ pub(super) async fn predict(
                 None => latest_price_date(&state).await?,
             };
             let all = day_scores(&state, &scorer, date).await?;
+            missing = symbols.iter().filter(|s| !all.contains_key(*s)).cloned().collect();
             (symbols.iter().filter_map(|s| all.get(s).map(|v| (s.clone(), *v))).collect(), date)
         }
         (None, Some(bars)) => {
@@ -505,6 +507,7 @@ pub(super) async fn predict(
         "model": scorer.label(),
         "date": date,
         "predictions": scores.iter().map(|(s, v)| json!({"symbol": s, "score": v})).collect::<Vec<_>>(),
+        "missing": missing,
     })))
 }
 

@@ -171,6 +171,8 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     let live = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": "2012-12-31"})).await;
     assert_eq!(live.status, 200, "{}", live.text());
     let live_aapl = live.json()["predictions"][0]["score"].as_f64().unwrap();
+    let partial = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL", "ZZZ"], "date": "2012-12-31"})).await.json();
+    assert_eq!(partial["missing"], json!(["ZZZ"]));
     assert!((live_aapl - score_aapl).abs() < 1e-12, "{live_aapl} vs {score_aapl}");
     // ... and from bars in the body: the stored history of AAPL and MSFT up to the date.
     let df = e.prices.until(date("2012-12-31")).unwrap().since(date("2011-06-01")).unwrap();
