@@ -169,7 +169,7 @@ fn load_from_db(url: &str, data: &DataArgs, opts: &LoadOptions) -> anyhow::Resul
     let label = source_label(Path::new(url));
     let read = async {
         let pool = db::connect(url, PoolConfig { max_connections: 1, ..PoolConfig::default() }).await?;
-        let q = PriceQuery { symbols: data.symbol.iter().cloned().collect(), until: None };
+        let q = PriceQuery { symbols: data.symbol.iter().cloned().collect(), ..PriceQuery::default() };
         let r = db::read_prices(&pool, &label, &q).await;
         pool.close().await;
         r

@@ -185,6 +185,31 @@ pub struct PriceQuery {
     pub symbols: Vec<String>,
     /// Only dates up to and including this one.
     pub until: Option<NaiveDate>,
+    /// Only dates from this one on.
+    pub since: Option<NaiveDate>,
+}
+
+/// The first of the last `n` trading dates (dates with any price) up to `until`; `None` when there are fewer.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn nth_last_date(pool: &PgPool, until: NaiveDate, n: usize) -> Result<Option<NaiveDate>> {
+    let d: Option<NaiveDate> = sqlx::query_scalar(
+        "SELECT date FROM (SELECT DISTINCT date FROM prices WHERE date <= $1 ORDER BY date DESC LIMIT $2) d \
+         ORDER BY date LIMIT 1",
+    )
+    .bind(until)
+    .bind(n as i64)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT DISTINCT date FROM prices WHERE date <= $1 LIMIT $2) d")
+            .bind(until)
+            .bind(n as i64)
+            .fetch_one(pool)
+            .await?;
+    Ok(d.filter(|_| count as usize == n))
 }
 
 /// Reads the `prices` table (and the securities' names and sectors) as rows for the quality stage: the stored
@@ -200,10 +225,12 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     let mut rows = sqlx::query(
         "SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices \
          WHERE (cardinality($1::text[]) = 0 OR symbol = ANY($1)) AND ($2::date IS NULL OR date <= $2) \
+         AND ($3::date IS NULL OR date >= $3) \
          ORDER BY symbol, date",
     )
     .bind(&q.symbols)
     .bind(q.until)
+    .bind(q.since)
     .fetch(pool);
     let mut symbol_names: Vec<String> = Vec::new();
     let (mut symbol, mut date) = (Vec::new(), Vec::new());

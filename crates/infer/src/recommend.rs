@@ -58,7 +58,7 @@ impl Scorer {
 
     /// Trading days of history before `as_of` the model needs (None: all of it). Forecasting and rule models
     /// read the whole price history; feature models need the spec's warm-up (plus the sequence length).
-    fn history_days(&self) -> Option<usize> {
+    pub fn history_days(&self) -> Option<usize> {
         fn days(c: &ModelConfig, warmup: usize) -> Option<usize> {
             match c {
                 ModelConfig::Gbm(_) | ModelConfig::Linear(_) => Some(warmup),

@@ -408,10 +408,19 @@ fn bars_frame(bars: &[BarIn]) -> Result<stockcast_features::Loaded, Error> {
     Ok(stockcast_features::check_bars(raw, &QualityConfig::default(), Vec::new(), false)?)
 }
 
-/// Reads every stored price up to `until` (quality-checked as stored data).
-async fn stored_prices(state: &AppState, until: NaiveDate) -> Result<stockcast_features::PriceFrame, Error> {
-    let (bars, securities) =
-        db::read_prices(&state.pool, "prices table", &PriceQuery { symbols: Vec::new(), until: Some(until) }).await?;
+/// Reads the stored prices up to `until` (quality-checked as stored data): all of them, or only the last `days`
+/// trading dates.
+async fn stored_prices(
+    state: &AppState,
+    until: NaiveDate,
+    days: Option<usize>,
+) -> Result<stockcast_features::PriceFrame, Error> {
+    let since = match days {
+        Some(n) => db::nth_last_date(&state.pool, until, n + 1).await?,
+        None => None,
+    };
+    let q = PriceQuery { symbols: Vec::new(), until: Some(until), since };
+    let (bars, securities) = db::read_prices(&state.pool, "prices table", &q).await?;
     let loaded = tokio::task::spawn_blocking(move || {
         stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)
     })
@@ -441,7 +450,8 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
     };
     let map = cell
         .get_or_try_init(|| async {
-            let prices = stored_prices(state, date).await.map_err(|e| state.error(e))?;
+            // Only the history the model needs: the same rows `score_day` would keep from a full read.
+            let prices = stored_prices(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
             let s = scorer.clone();
             let day = tokio::task::spawn_blocking(move || s.score_day(&prices, date))
                 .await
@@ -548,7 +558,7 @@ pub(super) async fn run_recommendations(
     if scorers.is_empty() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", "no model is being served"));
     }
-    let prices = Arc::new(stored_prices(&state, body.date).await.map_err(|e| state.error(e))?);
+    let prices = Arc::new(stored_prices(&state, body.date, None).await.map_err(|e| state.error(e))?);
     let mut runs = Vec::new();
     for scorer in scorers {
         let (s, p, cfg) = (scorer.clone(), prices.clone(), state.cfg.recommend);

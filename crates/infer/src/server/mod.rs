@@ -386,7 +386,10 @@ pub async fn connect_with_retry(cfg: &ServeConfig) -> Result<PgPool> {
         match db::connect(url, pool_cfg).await {
             Ok(p) => return Ok(p),
             Err(e) => {
-                last = e.to_string();
+                last = match e {
+                    Error::Unavailable(m) => m,
+                    other => other.to_string(),
+                };
                 if attempt < attempts {
                     tracing::warn!(attempt, of = attempts, retry_in_ms = wait.as_millis() as u64, error = %last, "database not reachable yet");
                     tokio::time::sleep(wait).await;

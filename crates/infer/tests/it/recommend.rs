@@ -25,12 +25,20 @@ async fn stored_prices_read_back_as_the_file_loaded_them() {
     // Same columns and values (raw_close included): the content hash matches.
     assert_eq!(back.prices.data_hash(), file.prices.data_hash());
     // A filtered read names what is missing.
-    let q = db::PriceQuery { symbols: vec!["NOPE".into()], until: None };
+    let q = db::PriceQuery { symbols: vec!["NOPE".into()], ..db::PriceQuery::default() };
     let e = db::read_prices(&pool, "test db", &q).await.unwrap_err().to_string();
     assert!(e.contains("test db") && e.contains("NOPE"), "{e}");
-    let q = db::PriceQuery { symbols: vec!["MSFT".into()], until: Some(date("2012-12-31")) };
+    let q = db::PriceQuery {
+        symbols: vec!["MSFT".into()],
+        until: Some(date("2012-12-31")),
+        since: Some(date("2012-01-03")),
+    };
     let (bars, _) = db::read_prices(&pool, "test db", &q).await.unwrap();
-    assert!(bars.date.iter().all(|d| d.unwrap() <= date("2012-12-31")));
+    assert!(bars.date.iter().all(|d| (date("2012-01-03")..=date("2012-12-31")).contains(&d.unwrap())));
+    assert_eq!(bars.len(), 250);
+    // 2012 had 250 trading dates (counted in the file with awk): the 250th last one up to 2012-12-31 is 2012-01-03.
+    assert_eq!(db::nth_last_date(&pool, date("2012-12-31"), 250).await.unwrap(), Some(date("2012-01-03")));
+    assert_eq!(db::nth_last_date(&pool, date("2000-03-03"), 5).await.unwrap(), None);
     assert_eq!(bars.symbol_names, ["MSFT"]);
 }
 
