@@ -418,22 +418,15 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     let server_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(a.server_threads.max(1)).enable_all().build()?;
     let cfg = ServeConfig {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         models_dir: models_dir.clone(),
         database_url: Some(url),
         poll_s: 0,
         max_symbols: a.symbols.max(1000),
         ..ServeConfig::default()
     };
-    let (addr, stop, task) = server_rt.block_on(async {
-        let state = server::build_state(cfg, super::serve::system_clock()).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(state, listener, async move {
-            let _ = rx.await;
-        }));
-        anyhow::Ok((addr, tx, task))
-    })?;
+    let background = server_rt.block_on(server::Background::start(cfg, super::serve::system_clock()))?;
+    let addr = background.addr;
     let load_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(a.load_threads.max(1)).enable_all().build()?;
     let symbols = prices.symbols()?;
@@ -460,8 +453,7 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         let body = serde_json::json!({ "symbols": [pick(0), pick(1), pick(2)], "date": last }).to_string();
         LoadRequest { method: "POST", path: "/v1/predict".into(), body: Some(body.into_bytes()) }
     }))?;
-    let _ = stop.send(());
-    server_rt.block_on(task)??;
+    server_rt.block_on(background.stop())?;
     drop(cluster);
 
     let write_median = median(write_ms.clone());

@@ -168,13 +168,8 @@ fn postgres_step(ctx: Ctx, args: &DemoArgs, data: &DataArgs) -> anyhow::Result<(
         ..ServeConfig::default()
     };
     rt.block_on(async {
-        let state = server::build_state(cfg, super::serve::system_clock()).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(state, listener, async move {
-            let _ = rx.await;
-        }));
+        let background = server::Background::start(cfg, super::serve::system_clock()).await?;
+        let addr = background.addr;
         out(&format!("    server on http://{addr} (stopped after these requests; `stockcast serve` runs it for good)"));
         let mut client = HttpClient::connect(addr).await?;
         let path = "/v1/recommendations?limit=3";
@@ -187,8 +182,7 @@ fn postgres_step(ctx: Ctx, args: &DemoArgs, data: &DataArgs) -> anyhow::Result<(
             r.status,
             r.text()
         ));
-        let _ = tx.send(());
-        task.await??;
+        background.stop().await?;
         anyhow::Ok(())
     })?;
     Ok(())

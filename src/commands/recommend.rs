@@ -1,12 +1,11 @@
 //! `stockcast recommend`: score a day with the champion (or pinned) versions and store the recommendations.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use stockcast_infer::db::{self, PoolConfig};
 use stockcast_infer::recommend::{self, Action, ActionRule, RecommendConfig, Scorer};
-use stockcast_models::registry::{CHAMPION, Registry};
+use stockcast_models::registry::Registry;
 
 use super::{Ctx, load, out, runtime};
 use crate::UsageError;
@@ -17,12 +16,7 @@ pub(crate) fn references(reg: &Registry, given: &[String]) -> anyhow::Result<Vec
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
-    let mut refs = Vec::new();
-    for name in reg.names()? {
-        if reg.aliases(&name)?.aliases.contains_key(CHAMPION) {
-            refs.push(format!("{name}@{CHAMPION}"));
-        }
-    }
+    let refs = recommend::champion_references(reg)?;
     if refs.is_empty() {
         return Err(UsageError(format!(
             "no champion model in {} (run `stockcast train` or pass --model NAME@VERSION)",
@@ -100,10 +94,7 @@ pub(crate) fn store_days(
                 rows: &day.rows,
             },
         ))?;
-        let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
-        for r in &day.rows {
-            *counts.entry(r.action).or_default() += 1;
-        }
+        let counts = recommend::action_counts(&day.rows);
         let count = |x: Action| counts.get(&x).copied().unwrap_or(0);
         out(&format!(
             "{} as of {}: {} recommendations ({} buy, {} hold, {} sell) {} run {} in one transaction",

@@ -194,22 +194,15 @@ pub struct PriceQuery {
 /// # Errors
 /// [`Error::Database`].
 pub async fn nth_last_date(pool: &PgPool, until: NaiveDate, n: usize) -> Result<Option<NaiveDate>> {
-    let d: Option<NaiveDate> = sqlx::query_scalar(
-        "SELECT date FROM (SELECT DISTINCT date FROM prices WHERE date <= $1 ORDER BY date DESC LIMIT $2) d \
-         ORDER BY date LIMIT 1",
+    let (first, count): (Option<NaiveDate>, i64) = sqlx::query_as(
+        "SELECT min(date), count(*) FROM \
+         (SELECT DISTINCT date FROM prices WHERE date <= $1 ORDER BY date DESC LIMIT $2) d",
     )
     .bind(until)
     .bind(n as i64)
-    .fetch_optional(pool)
-    .await?
-    .flatten();
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM (SELECT DISTINCT date FROM prices WHERE date <= $1 LIMIT $2) d")
-            .bind(until)
-            .bind(n as i64)
-            .fetch_one(pool)
-            .await?;
-    Ok(d.filter(|_| count as usize == n))
+    .fetch_one(pool)
+    .await?;
+    Ok(first.filter(|_| count as usize == n))
 }
 
 /// Reads the `prices` table (and the securities' names and sectors) as rows for the quality stage: the stored

@@ -19,6 +19,9 @@ pub enum Error {
     /// An error from the features crate.
     #[error(transparent)]
     Features(#[from] stockcast_features::Error),
+    /// A socket or task error of the server.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
     /// An error from the models crate (a missing or damaged model version).
     #[error(transparent)]
     Model(#[from] stockcast_models::Error),
@@ -31,7 +34,7 @@ impl Error {
             Self::Data(_) => true,
             Self::Features(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
-            Self::Unavailable(_) | Self::Database(_) | Self::Migrate(_) => false,
+            Self::Unavailable(_) | Self::Database(_) | Self::Migrate(_) | Self::Io(_) => false,
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame, ReturnKind};
-use stockcast_models::registry::{Manifest, Registry};
+use stockcast_models::registry::{CHAMPION, Manifest, Registry};
 use stockcast_models::{Dataset, History, ModelConfig, TrainedModel};
 
 use crate::error::{Error, Result};
@@ -34,11 +34,7 @@ impl Scorer {
     /// # Errors
     /// [`Error::Model`] when the version does not exist or its files are damaged.
     pub fn load(registry: &Registry, reference: &str) -> Result<Self> {
-        let reference = if reference.contains('@') {
-            reference.to_owned()
-        } else {
-            format!("{reference}@{}", stockcast_models::registry::CHAMPION)
-        };
+        let reference = if reference.contains('@') { reference.to_owned() } else { format!("{reference}@{CHAMPION}") };
         let (name, version) = registry.resolve(&reference)?;
         let (manifest, model) = registry.load(&name, version)?;
         let spec_path = registry.version_dir(&name, version).join("spec.toml");
@@ -394,6 +390,29 @@ pub fn rank(
             sector: sectors.get(&day.symbols[i]).cloned(),
         })
         .collect()
+}
+
+/// How many rows got each action (actions with no row are absent).
+pub fn action_counts(rows: &[Recommendation]) -> BTreeMap<Action, usize> {
+    let mut counts = BTreeMap::new();
+    for r in rows {
+        *counts.entry(r.action).or_default() += 1;
+    }
+    counts
+}
+
+/// `NAME@champion` for every model of the registry that has a champion, in name order.
+///
+/// # Errors
+/// Registry errors (unreadable directory or aliases file).
+pub fn champion_references(registry: &Registry) -> Result<Vec<String>> {
+    let mut refs = Vec::new();
+    for name in registry.names()? {
+        if registry.aliases(&name)?.aliases.contains_key(CHAMPION) {
+            refs.push(format!("{name}@{CHAMPION}"));
+        }
+    }
+    Ok(refs)
 }
 
 /// Sectors by symbol from the frame's securities.

@@ -582,18 +582,14 @@ pub(super) async fn run_recommendations(
         .await
         .map_err(|e| state.error(e))?;
         state.metrics.recommendation_runs.fetch_add(1, Ordering::Relaxed);
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &day.rows {
-            *counts.entry(r.action.as_str()).or_default() += 1;
-        }
         runs.push(json!({
             "model": scorer.label(),
             "date": body.date,
             "run_id": stored.run_id,
             "rows": stored.rows,
             "replaced": stored.replaced,
-            "actions": counts,
-            "skipped": day.skipped.iter().map(|(s, why)| json!({"symbol": s, "reason": why})).collect::<Vec<_>>(),
+            "actions": recommend::action_counts(&day.rows),
+            "skipped": day.params["skipped"],
         }));
     }
     state.invalidate();

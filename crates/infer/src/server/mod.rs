@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use chrono::NaiveDate;
 use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use stockcast_models::registry::{CHAMPION, Registry};
+use stockcast_models::registry::Registry;
 
 use crate::db::{self, PoolConfig};
 use crate::error::{Error, Result};
@@ -258,13 +258,7 @@ impl AppState {
         if !self.cfg.models.is_empty() {
             return Ok(self.cfg.models.clone());
         }
-        let mut refs = Vec::new();
-        for name in self.registry.names()? {
-            if self.registry.aliases(&name)?.aliases.contains_key(CHAMPION) {
-                refs.push(format!("{name}@{CHAMPION}"));
-            }
-        }
-        Ok(refs)
+        crate::recommend::champion_references(&self.registry)
     }
 
     /// Loads new versions of the served references and swaps them in; a version that fails to load (missing
@@ -460,19 +454,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-const ROUTES: [&str; 10] = [
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/v1/models",
-    "/v1/predictions",
-    "/v1/recommendations",
-    "/v1/predict",
-    "/v1/recommendations/run",
-    "/v1/admin/reload",
-];
-
 async fn request_id(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
@@ -489,11 +470,12 @@ async fn request_id(State(state): State<Arc<AppState>>, mut req: Request, next: 
 }
 
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = ROUTES.iter().find(|r| **r == req.uri().path()).copied().unwrap_or("unmatched");
+    // The route pattern the router matched (bounded label set); the fallback has none.
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(route, &method, resp.status().as_u16(), start.elapsed());
+    state.metrics.observe(&route, &method, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -581,6 +563,56 @@ pub async fn serve(
         p.abort();
     }
     result
+}
+
+/// A server on `cfg.addr` (port 0: a free one), running on the current tokio runtime until [`Background::stop`]
+/// (or drop): for the demo, the benchmark and the tests.
+#[derive(Debug)]
+pub struct Background {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Background {
+    /// Builds the state ([`build_state`]) and serves on `cfg.addr`.
+    ///
+    /// # Errors
+    /// As [`build_state`]; [`Error::Io`] when no port can be bound.
+    pub async fn start(cfg: ServeConfig, clock: Clock) -> Result<Self> {
+        let addr = cfg.addr;
+        let state = build_state(cfg, clock).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(state, listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self { addr, stop: Some(tx), task: Some(task) })
+    }
+
+    /// Graceful stop: returns when the requests in flight are done.
+    ///
+    /// # Errors
+    /// The server's I/O error, or [`Error::Io`] when its task panicked.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.take() {
+            Some(t) => Ok(t.await.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -52,41 +52,21 @@ pub(crate) fn promote(reg: &Registry, name: &str, version: u64) {
 
 pub(crate) const LINEAR: &str = "kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n";
 
-/// A running server; stopped when dropped.
+/// A running server (with a fixed clock); stopped when dropped.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    inner: server::Background,
 }
 
 impl Server {
     pub(crate) async fn start(cfg: ServeConfig) -> Self {
         let clock: server::Clock = Arc::new(|| "2026-11-23T12:00:00Z".parse().unwrap());
-        let state = server::build_state(cfg, clock).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(state.clone(), listener, async move {
-            let _ = rx.await;
-        }));
-        Self { addr, stop: Some(tx), task: Some(task) }
+        let inner = server::Background::start(cfg, clock).await.unwrap();
+        Self { addr: inner.addr, inner }
     }
 
     /// Graceful stop; returns when the server has finished.
-    pub(crate) async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+    pub(crate) async fn stop(self) {
+        self.inner.stop().await.unwrap();
     }
 }

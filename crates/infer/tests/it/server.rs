@@ -47,6 +47,7 @@ async fn env(db_name: &str) -> Env {
 
 fn config(e: &Env) -> ServeConfig {
     ServeConfig {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         models_dir: e.models.path().to_path_buf(),
         database_url: Some(e.url.clone()),
         api_token: Some(TOKEN.into()),
