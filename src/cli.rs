@@ -483,6 +483,9 @@ pub struct DemoArgs {
     /// Output directory.
     #[arg(long, value_name = "DIR", default_value = "runs/demo")]
     pub out: PathBuf,
+    /// Postgres for step 6 (default: a throwaway local cluster, removed at the end).
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// `stockcast datasets ...`.

@@ -1,12 +1,34 @@
 //! stockcast: batch ML training and inference for daily stock prices.
 //!
-//! This crate holds the command-line interface and the orchestration of the stages that live in the member
-//! crates (`stockcast-features`, `stockcast-models`, `stockcast-backtest`, `stockcast-infer`).
+//! This crate is the orchestrator: the jobs a user runs are library functions here, with typed inputs and
+//! outputs, so a scheduler, a shard runner or a test calls them without spawning the binary:
+//!
+//! - [`prices::load`]: a file or the Postgres `prices` table through the quality checks;
+//! - [`features::dataset`] (over [`stockcast_models::Dataset::from_prices`]): prices → features → model input;
+//! - [`backtest::run`]: walk-forward of every configured model → evaluation → a report directory;
+//! - [`train::run`]: the nightly job (gate, champion comparison, publish, promote);
+//! - [`recommend::run`]: score a day with the promoted versions and store the recommendations;
+//! - [`demo::run`]: every stage on the bundled data.
+//!
+//! The stages themselves live in the member crates (`stockcast-features`, `stockcast-models`,
+//! `stockcast-backtest`, `stockcast-infer`). `src/commands/` only parses arguments, calls one of these and prints.
+//! Time comes from the [`Clock`] in the [`Ctx`]: only `main` reads the system clock.
 
+pub mod backtest;
 pub mod cli;
 mod commands;
+pub mod config;
+pub mod ctx;
+pub mod demo;
+pub mod features;
 mod logging;
+pub mod prices;
 mod progress;
+pub mod recommend;
+pub mod train;
+
+pub use ctx::Ctx;
+pub use stockcast_features::Clock;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

@@ -11,5 +11,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = stockcast::cli::Cli::parse();
-    stockcast::report(stockcast::run(cli))
+    // The only place the engine's time comes from: everything below reads this clock.
+    stockcast::report(stockcast::run(cli, stockcast::Clock::system()))
 }

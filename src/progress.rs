@@ -18,6 +18,11 @@ impl Progress {
         Self { visible: format == LogFormat::Text && !quiet && std::io::stderr().is_terminal() }
     }
 
+    /// Never drawn.
+    pub(crate) fn hidden() -> Self {
+        Self { visible: false }
+    }
+
     /// True when bars are drawn.
     pub(crate) fn visible(self) -> bool {
         self.visible

@@ -528,7 +528,7 @@ fn train_exits_3_on_a_data_quality_failure() {
 
 #[test]
 fn train_and_recommend_read_the_postgres_prices_table() {
-    let cluster = stockcast_infer::cluster::LocalCluster::start().unwrap();
+    let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
     let url = cluster.create_database("e2e").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let o = run(&[
@@ -607,7 +607,7 @@ fn train_and_recommend_read_the_postgres_prices_table() {
 #[test]
 fn serve_starts_answers_and_stops_gracefully_on_sigterm() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let cluster = stockcast_infer::cluster::LocalCluster::start().unwrap();
+    let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
     let url = cluster.create_database("serve").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -7,12 +7,12 @@ use anyhow::Context;
 use serde::Serialize;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
-use super::{Ctx, out};
+use super::out;
 use crate::UsageError;
 use crate::cli::{
-    BacktestArgs, BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs,
-    BenchServeArgs,
+    BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs, BenchServeArgs,
 };
+use crate::ctx::Ctx;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
@@ -39,7 +39,7 @@ struct Timing {
     peak_rss_mb: Option<f64>,
 }
 
-fn time_one(ctx: Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
+fn time_one(ctx: &Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
     let mut runs = Vec::new();
     let peak_reset = reset_peak_rss();
     let pb = ctx.progress.bar(repeat.max(1) as u64, &format!("{input}: load + quality + features"));
@@ -73,7 +73,7 @@ fn time_one(ctx: Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repe
     })
 }
 
-fn features(ctx: Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
+fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let pb = ctx.progress.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, a.seed))?;
@@ -115,7 +115,7 @@ fn features(ctx: Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn forecast(ctx: Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
+fn forecast(ctx: &Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
     use stockcast_models::forecast::{ForecastConfig, fit_series};
     let loaded = load_prices(&a.prices, &LoadOptions::default())?;
     let history = stockcast_models::History::from_prices(&loaded.prices)?;
@@ -198,7 +198,7 @@ fn fit_and_predict(
     Ok((preds, fit_s, t.elapsed().as_secs_f64()))
 }
 
-fn gbm(ctx: Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
+fn gbm(ctx: &Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
     if a.cols < 3 {
         return Err(UsageError("--cols must be at least 3".into()).into());
     }
@@ -273,7 +273,7 @@ name = "ensemble"
 model = { kind = "ensemble", members = [{ kind = "linear", alpha = 0.001 }, { kind = "rule", rule = "momentum", lookback = 60 }] }
 "#;
 
-fn backtest(ctx: Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
+fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let t = Instant::now();
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, 42))?;
@@ -290,9 +290,13 @@ fn backtest(ctx: Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     );
     stockcast_features::io::write_atomic(&config, text.as_bytes())?;
     let run_dir = a.out.join("run");
-    let args = BacktestArgs { out: Some(run_dir.clone()), ..BacktestArgs::from_config(config) };
     let t = Instant::now();
-    super::backtest::run(ctx, &args)?;
+    let cfg = stockcast_backtest::BacktestConfig::from_file(&config)?;
+    let data = crate::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
+    let bt = crate::backtest::run(ctx, &cfg, &data)?;
+    bt.write(&run_dir)?;
+    out(&format!("{}, {:.1} s", bt.headline(), t.elapsed().as_secs_f64()));
+    out(bt.summary_table().trim_end());
     let total = t.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
     out(&format!(
@@ -320,7 +324,7 @@ fn backtest(ctx: Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(ctx: Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Features(a) => features(ctx, &a),
         BenchCommand::Forecast(a) => forecast(ctx, &a),
@@ -337,16 +341,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `stockcast bench serve`: Postgres + server on loopback, load from a second runtime in this process.
-fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
+fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::time::Duration;
 
     use stockcast_features::MatrixOptions;
-    use stockcast_infer::cluster::LocalCluster;
-    use stockcast_infer::db::{self, PoolConfig};
-    use stockcast_infer::http_client::{self, LoadRequest};
-    use stockcast_infer::recommend::{self, NewRun, RecommendConfig, Scorer};
+    use stockcast_infer::recommend::{self, RecommendConfig, Scorer};
     use stockcast_infer::server::{self, ServeConfig};
+    use stockcast_infer::store::NewRun;
+    use stockcast_infer::store::{self, PoolConfig};
+    use stockcast_infer::testkit::LocalCluster;
+    use stockcast_infer::testkit::{self as http_client, LoadRequest};
     use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -360,11 +365,11 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
 
     let cluster = LocalCluster::start()?;
     let url = cluster.create_database("bench")?;
-    let rt = super::runtime()?;
-    let pool = rt.block_on(db::connect(&url, PoolConfig::default()))?;
-    rt.block_on(db::migrate(&pool))?;
+    let rt = crate::prices::runtime()?;
+    let pool = rt.block_on(store::connect(&url, PoolConfig::default()))?;
+    rt.block_on(store::migrate(&pool))?;
     let t = Instant::now();
-    let imported = rt.block_on(db::import_prices(&pool, &prices, &[]))?;
+    let imported = rt.block_on(store::import_prices(&pool, &prices, &[]))?;
     let import_s = t.elapsed().as_secs_f64();
 
     // A linear model on the panel, published as the champion.
@@ -373,14 +378,11 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     let reg = Registry::new(&models_dir);
     let spec = FeatureSpec::default();
     let cut = last - chrono::Duration::days(30);
-    let train = super::model::dataset(
-        ctx,
-        &prices,
-        &spec,
-        cut,
-        MatrixOptions { require_label: true, drop_incomplete: true },
-        false,
-    )?;
+    let opts = stockcast_models::DatasetOptions {
+        matrix: MatrixOptions { require_label: true, drop_incomplete: true },
+        context: false,
+    };
+    let train = crate::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
     let config = stockcast_models::ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n")?;
     let model = stockcast_models::fit(&config, &train, None, 42)?;
     let m = reg.publish(
@@ -408,7 +410,7 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         let run =
             NewRun { manifest: &scorer.manifest, as_of: last, created_at, params: day.params.clone(), rows: &day.rows };
         let t = Instant::now();
-        rt.block_on(recommend::store_run(&pool, &run))?;
+        rt.block_on(store::store_run(&pool, &run))?;
         write_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     rt.block_on(pool.close());
@@ -425,7 +427,7 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         max_symbols: a.symbols.max(1000),
         ..ServeConfig::default()
     };
-    let background = server_rt.block_on(server::Background::start(cfg, super::serve::system_clock()))?;
+    let background = server_rt.block_on(server::Background::start(cfg, ctx.clock().clone()))?;
     let addr = background.addr;
     let load_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(a.load_threads.max(1)).enable_all().build()?;
@@ -441,7 +443,7 @@ fn serve(ctx: Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);
     let t = Instant::now();
     let cold = load_rt.block_on(async {
-        let mut c = stockcast_infer::http_client::HttpClient::connect(addr).await?;
+        let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
         c.send("POST", "/v1/predict", &[], Some(first.as_bytes())).await
     })?;
     let cold_s = t.elapsed().as_secs_f64();

@@ -3,10 +3,11 @@
 use anyhow::Context;
 use stockcast_features::{SynthConfig, synth_prices};
 
-use super::{Ctx, out};
+use super::out;
 use crate::cli::DatasetsCommand;
+use crate::ctx::Ctx;
 
-pub(crate) fn run(ctx: Ctx, cmd: DatasetsCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, cmd: DatasetsCommand) -> anyhow::Result<()> {
     match cmd {
         DatasetsCommand::Synth(a) => {
             let cfg = SynthConfig { symbols: a.symbols, days: a.days, seed: a.seed, start: a.start };

@@ -2,34 +2,36 @@
 
 use std::time::Duration;
 
-use stockcast_infer::db::{self, PoolConfig};
+use stockcast_infer::store::{self, PoolConfig};
 
-use super::{Ctx, load, out, runtime};
+use super::out;
 use crate::cli::{DbArgs, DbCommand};
+use crate::ctx::Ctx;
+use crate::prices::{load, runtime};
 
 async fn pool(a: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
     let cfg = PoolConfig {
         max_connections: a.db_max_connections.max(1),
         acquire_timeout: Duration::from_secs(a.db_timeout_s),
     };
-    Ok(db::connect(&a.database_url, cfg).await?)
+    Ok(store::connect(&a.database_url, cfg).await?)
 }
 
-pub(crate) fn run(ctx: Ctx, cmd: DbCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
     let rt = runtime()?;
     match cmd {
         DbCommand::Migrate(a) => rt.block_on(async {
             let pool = pool(&a).await?;
-            db::migrate(&pool).await?;
-            out(&format!("migrations applied to {}", db::redact(&a.database_url)));
+            store::migrate(&pool).await?;
+            out(&format!("migrations applied to {}", store::redact(&a.database_url)));
             Ok(())
         }),
         DbCommand::ImportPrices { db: a, data } => {
-            let loaded = load(ctx, &data, &data.prices, None)?;
+            let loaded = load(ctx, &data.input(), &data.prices, None)?;
             rt.block_on(async {
                 let pool = pool(&a).await?;
-                db::migrate(&pool).await?;
-                let s = db::import_prices(&pool, &loaded.prices, loaded.prices.securities()).await?;
+                store::migrate(&pool).await?;
+                let s = store::import_prices(&pool, &loaded.prices, loaded.prices.securities()).await?;
                 out(&format!(
                     "imported {} price rows of {} symbols from {} ({} new, {} updated) in one transaction",
                     s.rows,

@@ -1,68 +1,29 @@
 //! `stockcast fit` and `stockcast predict`: use one model by hand.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use anyhow::Context;
-use chrono::NaiveDate;
-use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame};
-use stockcast_models::{Dataset, History, ModelConfig, TrainedModel};
+use stockcast_features::{FeatureSpec, MatrixOptions};
+use stockcast_models::{DatasetOptions, ModelConfig, TrainedModel};
 
-use super::features::{compute, resolve_spec};
-use super::{Ctx, load, out};
+use super::out;
 use crate::UsageError;
 use crate::cli::{FitArgs, PredictArgs};
+use crate::ctx::Ctx;
+use crate::features::{dataset, resolve_spec};
+use crate::prices::load;
 
-/// Features of `prices` (known at the close of `as_of`) as a dataset; with `context`, every known feature row is
-/// kept beside the selected ones for sequence models.
-pub(crate) fn dataset(
-    ctx: Ctx,
-    prices: &PriceFrame,
-    spec: &FeatureSpec,
-    as_of: NaiveDate,
-    opts: MatrixOptions,
-    context: bool,
-) -> anyhow::Result<Dataset> {
-    let known = prices.until(as_of)?;
-    let frame = compute(ctx, &known, spec)?;
-    let matrix = FeatureMatrix::from_frame(&frame, opts)?;
-    let context = match (context, opts == MatrixOptions::default()) {
-        (false, _) => None,
-        (true, true) => Some(Arc::new(matrix.clone())),
-        (true, false) => Some(Arc::new(FeatureMatrix::from_frame(&frame, MatrixOptions::default())?)),
-    };
-    Ok(Dataset { matrix, history: Arc::new(History::from_prices(&known)?), context })
-}
-
-/// Splits off the last `fraction` of dates as validation, leaving a gap of `gap` trading dates before it.
-pub(crate) fn split_validation(data: &Dataset, fraction: f64, gap: usize) -> (Dataset, Option<Dataset>) {
-    let dates: Vec<NaiveDate> =
-        data.matrix.index.iter().map(|(_, d)| *d).collect::<BTreeSet<_>>().into_iter().collect();
-    let n_valid = ((dates.len() as f64) * fraction).round() as usize;
-    if fraction <= 0.0 || n_valid == 0 || dates.len() < n_valid + gap + 10 {
-        return (data.clone(), None);
-    }
-    let valid_start = dates[dates.len() - n_valid];
-    let train_end = dates[dates.len() - n_valid - gap - 1];
-    (data.filter(|(_, d)| *d <= train_end), Some(data.filter(|(_, d)| *d >= valid_start)))
-}
-
-pub(crate) fn fit(ctx: Ctx, a: &FitArgs) -> anyhow::Result<()> {
+pub(crate) fn fit(ctx: &Ctx, a: &FitArgs) -> anyhow::Result<()> {
     let config =
         ModelConfig::from_file(&a.model).with_context(|| format!("reading model config {}", a.model.display()))?;
     if !(0.0..0.9).contains(&a.valid_fraction) {
         return Err(UsageError(format!("--valid-fraction must be in [0, 0.9), got {}", a.valid_fraction)).into());
     }
     let spec = resolve_spec(a.spec.as_deref(), a.horizon, false)?;
-    let loaded = load(ctx, &a.data, &a.out, None)?;
-    let data = dataset(
-        ctx,
-        &loaded.prices,
-        &spec,
-        a.train_until,
-        MatrixOptions { require_label: true, drop_incomplete: true },
-        config.uses_sequences(),
-    )?;
+    let loaded = load(ctx, &a.data.input(), &a.out, None)?;
+    let opts = DatasetOptions {
+        matrix: MatrixOptions { require_label: true, drop_incomplete: true },
+        context: config.uses_sequences(),
+    };
+    let data = dataset(ctx, &loaded.prices.until(a.train_until)?, &spec, opts)?;
     if data.is_empty() {
         return Err(UsageError(format!(
             "no training rows up to {}: the data needs more history than the longest feature window plus the \
@@ -72,7 +33,7 @@ pub(crate) fn fit(ctx: Ctx, a: &FitArgs) -> anyhow::Result<()> {
         .into());
     }
     let (train, valid) = if config.uses_validation() {
-        split_validation(&data, a.valid_fraction, spec.label.horizon)
+        data.split_validation(a.valid_fraction, spec.label.horizon)
     } else {
         (data, None)
     };
@@ -107,14 +68,14 @@ pub(crate) fn fit(ctx: Ctx, a: &FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn predict(ctx: Ctx, a: &PredictArgs) -> anyhow::Result<()> {
+pub(crate) fn predict(ctx: &Ctx, a: &PredictArgs) -> anyhow::Result<()> {
     let model = TrainedModel::load(&a.model_dir)?;
     let spec_path = a.model_dir.join("spec.toml");
     let spec = FeatureSpec::from_file(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let quarantine_beside = a.out.clone().unwrap_or_else(|| "predictions.csv".into());
-    let loaded = load(ctx, &a.data, &quarantine_beside, None)?;
-    let sequences = model.meta.config.uses_sequences();
-    let all = dataset(ctx, &loaded.prices, &spec, a.date, MatrixOptions::default(), sequences)?;
+    let loaded = load(ctx, &a.data.input(), &quarantine_beside, None)?;
+    let opts = DatasetOptions { matrix: MatrixOptions::default(), context: model.meta.config.uses_sequences() };
+    let all = dataset(ctx, &loaded.prices.until(a.date)?, &spec, opts)?;
     let day = all.filter(|(_, d)| *d == a.date);
     if day.is_empty() {
         let last = loaded.prices.date_range()?.map(|(_, l)| l.to_string()).unwrap_or_default();

@@ -3,16 +3,16 @@
 use stockcast_models::registry::{CHAMPION, Registry};
 
 use super::out;
-use super::train::now_rfc3339;
 use crate::UsageError;
 use crate::cli::ModelsCommand;
+use crate::ctx::Ctx;
 
 fn headline(m: &serde_json::Value) -> String {
     let f = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).map_or("–".to_owned(), |v| format!("{v:.4}"));
     format!("rank_ic {} sharpe {} total_return {}", f("rank_ic"), f("sharpe"), f("total_return"))
 }
 
-pub(crate) fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, cmd: ModelsCommand) -> anyhow::Result<()> {
     match cmd {
         ModelsCommand::List(d) => {
             let reg = Registry::new(&d.models_dir);
@@ -54,12 +54,12 @@ pub(crate) fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Promote { dir, name, version, alias } => {
             let reg = Registry::new(&dir.models_dir);
             reg.load(&name, version)?;
-            reg.set_alias(&name, &alias, version, &now_rfc3339(), "manual promote")?;
+            reg.set_alias(&name, &alias, version, &ctx.clock().now_rfc3339(), "manual promote")?;
             out(&format!("{name}: {alias} -> {version}"));
         }
         ModelsCommand::Rollback { dir, name } => {
             let reg = Registry::new(&dir.models_dir);
-            let (from, to) = reg.rollback(&name, &now_rfc3339())?;
+            let (from, to) = reg.rollback(&name, &ctx.clock().now_rfc3339())?;
             out(&format!("{name}: {CHAMPION} {from} -> {to}"));
         }
         ModelsCommand::Gc { dir, keep } => {

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
-use super::{Ctx, load, out};
+use super::out;
 use crate::cli::QualityArgs;
+use crate::ctx::Ctx;
+use crate::prices::load;
 
-pub(crate) fn run(ctx: Ctx, args: &QualityArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, args: &QualityArgs) -> anyhow::Result<()> {
     let beside = PathBuf::from(args.data.prices.file_name().unwrap_or_default());
-    let loaded = load(ctx, &args.data, &beside, args.json.as_deref())?;
+    let loaded = load(ctx, &args.data.input(), &beside, args.json.as_deref())?;
     let r = &loaded.report;
     if args.json.as_deref() != Some(std::path::Path::new("-")) {
         out(&format!(

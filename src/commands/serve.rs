@@ -1,18 +1,13 @@
 //! `stockcast serve`: the HTTP inference server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use stockcast_infer::server::{self, Clock, ServeConfig};
+use stockcast_infer::server::{self, ServeConfig};
 
-use super::{Ctx, runtime};
 use crate::UsageError;
 use crate::cli::ServeArgs;
-
-/// The wall clock, read here at the edge and passed into the engine.
-pub(crate) fn system_clock() -> Clock {
-    Arc::new(|| chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()))
-}
+use crate::ctx::Ctx;
+use crate::prices::runtime;
 
 /// Settings: the file (when given), then flags and environment variables.
 pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -43,12 +38,12 @@ pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
     Ok(cfg)
 }
 
-pub(crate) fn run(ctx: Ctx, a: &ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let cfg = settings(a)?;
     let exit_after = a.exit_after_s.map(Duration::from_secs_f64);
     runtime()?.block_on(async move {
         let addr = cfg.addr;
-        let state = server::build_state(cfg, system_clock()).await?;
+        let state = server::build_state(cfg, ctx.clock().clone()).await?;
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let models = state.models().by_name.values().map(|s| s.label()).collect::<Vec<_>>();

@@ -678,22 +678,12 @@ impl Market {
     /// The adjusted open and close of every bar of `prices` (close-only data: opens are NaN).
     ///
     /// # Errors
-    /// Polars errors on unexpected column types.
+    /// Only if the frame's columns are not as the loader builds them.
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
-        use stockcast_features::polars::prelude::DataType;
-        let df = prices.df();
-        let f = |e| Error::Features(stockcast_features::Error::from(e));
-        let sym = df.column("symbol").map_err(f)?.str().map_err(f)?.clone();
-        let dates = df.column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(f)?;
-        let dates = dates.i32().map_err(f)?.clone();
-        let close = df.column("close").map_err(f)?.f64().map_err(f)?.clone();
-        let open: Vec<Option<f64>> = match df.column("open") {
-            Ok(c) => c.f64().map_err(f)?.iter().collect(),
-            Err(_) => vec![None; df.height()],
-        };
-        let rows = sym.iter().zip(dates.iter()).zip(close.iter()).zip(open).filter_map(|(((s, d), c), o)| {
-            let date = stockcast_features::prices::days_to_date(d?)?;
-            Some((s?.to_owned(), date, o.unwrap_or(f64::NAN), c?))
+        let series = prices.series()?;
+        let rows = series.iter().flat_map(|s| {
+            (0..s.len())
+                .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
         });
         Ok(Self::from_rows(rows))
     }

@@ -52,6 +52,11 @@ impl FeatureFrame {
         &self.df
     }
 
+    /// Rows (one per symbol and date).
+    pub fn height(&self) -> usize {
+        self.df.height()
+    }
+
     /// Feature column names, in order.
     pub fn features(&self) -> &[String] {
         &self.features

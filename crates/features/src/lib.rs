@@ -5,6 +5,7 @@
 //! This is the only stockcast crate whose public API names Polars types.
 
 pub mod build;
+pub mod clock;
 pub mod error;
 pub mod incremental;
 pub mod io;
@@ -16,11 +17,12 @@ pub mod spec;
 pub mod synth;
 
 pub use build::{FeatureFrame, LABEL, Skipped, build_features, mid_rank_percentiles};
+pub use clock::Clock;
 pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};
-pub use load::{Layout, PriceField, ReadOptions, Security};
+pub use load::{BarsBuilder, Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};
-pub use prices::{LoadOptions, Loaded, PriceFrame, check_bars, is_database_url, load_prices};
+pub use prices::{LoadOptions, Loaded, PriceFrame, SymbolSeries, check_bars, is_database_url, load_prices};
 pub use quality::{Check, Policy, QualityConfig, QualityReport};
 pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 pub use synth::{SynthConfig, synth_prices};

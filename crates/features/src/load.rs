@@ -204,6 +204,90 @@ impl Bars {
     }
 }
 
+/// Builds [`Bars`] from values given in code (a request body, database rows) instead of a file; the result goes
+/// through [`check_bars`](crate::check_bars) like a file's rows, so the same checks and messages apply.
+///
+/// A price field is present when any row has a value for it (close always); a row without a value gets `NaN`,
+/// which the quality checks report with the row's number. [`PriceField::AdjClose`] is present only when every
+/// row has one.
+#[derive(Debug)]
+pub struct BarsBuilder {
+    bars: Bars,
+    code: HashMap<String, u32>,
+    seen: [usize; 6],
+}
+
+impl BarsBuilder {
+    /// An empty builder; `source` names the rows in messages, `line_unit` says what a row number counts.
+    pub fn new(source: impl Into<PathBuf>, line_unit: &'static str) -> Self {
+        let bars = Bars {
+            source: source.into(),
+            line_unit,
+            layout: Layout::Long,
+            symbol_names: Vec::new(),
+            symbol: Vec::new(),
+            date: Vec::new(),
+            fields: PriceField::ALL.iter().map(|f| (*f, Vec::new())).collect(),
+            line: Vec::new(),
+            issues: Vec::new(),
+            column_names: HashMap::new(),
+            empty_wide_cells: 0,
+        };
+        Self { bars, code: HashMap::new(), seen: [0; 6] }
+    }
+
+    /// Names the column a field came from in messages (e.g. the stored `raw_close` in the `AdjClose` slot).
+    #[must_use]
+    pub fn column_name(mut self, field: PriceField, name: &str) -> Self {
+        self.bars.column_names.insert(field, name.to_owned());
+        self
+    }
+
+    /// Appends one row; `values` are in [`PriceField::ALL`] order (open, high, low, close, volume, adj_close).
+    pub fn push(&mut self, symbol: &str, date: NaiveDate, values: [Option<f64>; 6]) {
+        let next = self.code.len() as u32;
+        let code = *self.code.entry(symbol.to_owned()).or_insert_with(|| {
+            self.bars.symbol_names.push(symbol.to_owned());
+            next
+        });
+        self.bars.symbol.push(code);
+        self.bars.date.push(Some(date));
+        self.bars.line.push(self.bars.line.len() as u64 + 1);
+        for (i, v) in values.into_iter().enumerate() {
+            self.seen[i] += usize::from(v.is_some());
+            self.bars.fields[i].1.push(v.unwrap_or(f64::NAN));
+        }
+    }
+
+    /// Rows pushed so far.
+    pub fn len(&self) -> usize {
+        self.bars.len()
+    }
+
+    /// True when no row was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.bars.is_empty()
+    }
+
+    /// The rows, with the fields that are present.
+    pub fn finish(self) -> Bars {
+        let Self { mut bars, seen, .. } = self;
+        let n = bars.len();
+        let fields = std::mem::take(&mut bars.fields);
+        bars.fields = fields
+            .into_iter()
+            .zip(seen)
+            .filter(|((f, _), seen)| match f {
+                PriceField::Close => true,
+                PriceField::AdjClose => *seen == n && n > 0,
+                _ => *seen > 0,
+            })
+            .map(|(f, _)| f)
+            .collect();
+        bars
+    }
+}
+
 /// What to read and how.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {

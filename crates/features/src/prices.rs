@@ -55,6 +55,42 @@ pub struct PriceFrame {
     securities: Vec<Security>,
 }
 
+/// One symbol's validated bars as typed columns ([`PriceFrame::series`]); optional columns are `None` when the
+/// input did not have them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SymbolSeries {
+    /// The symbol.
+    pub symbol: String,
+    /// Trading dates, strictly increasing.
+    pub dates: Vec<NaiveDate>,
+    /// Adjusted opens.
+    pub open: Option<Vec<f64>>,
+    /// Adjusted highs.
+    pub high: Option<Vec<f64>>,
+    /// Adjusted lows.
+    pub low: Option<Vec<f64>>,
+    /// Adjusted closes.
+    pub close: Vec<f64>,
+    /// Volume (divided by the adjustment factor).
+    pub volume: Option<Vec<f64>>,
+    /// The unadjusted close, when the prices were adjusted.
+    pub raw_close: Option<Vec<f64>>,
+    /// Sector from the securities file, if known.
+    pub sector: Option<String>,
+}
+
+impl SymbolSeries {
+    /// Number of bars.
+    pub fn len(&self) -> usize {
+        self.dates.len()
+    }
+
+    /// True when the symbol has no bars.
+    pub fn is_empty(&self) -> bool {
+        self.dates.is_empty()
+    }
+}
+
 /// The result of loading: prices plus the quality report.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -270,6 +306,96 @@ impl PriceFrame {
     pub fn since(&self, from: NaiveDate) -> Result<Self> {
         let days = date_to_days(from);
         let mask = self.df.column("date")?.date()?.physical().gt_eq(days);
+        let df = self.df.filter(&mask)?;
+        let data_hash = hash_frame(&df)?;
+        Ok(Self { df, data_hash, ..self.clone() })
+    }
+
+    /// The trading calendar: every distinct date with a price, increasing.
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub fn calendar(&self) -> Result<Vec<NaiveDate>> {
+        let mut days: Vec<i32> = self.df.column("date")?.date()?.physical().into_no_null_iter().collect();
+        days.sort_unstable();
+        days.dedup();
+        Ok(days.into_iter().filter_map(days_to_date).collect())
+    }
+
+    /// The date of every row, in row order (sorted by symbol, then date).
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub fn row_dates(&self) -> Result<Vec<NaiveDate>> {
+        Ok(self.df.column("date")?.date()?.physical().into_no_null_iter().filter_map(days_to_date).collect())
+    }
+
+    /// Each symbol's bars as typed columns, in symbol order: the way every crate outside `features` reads prices.
+    ///
+    /// # Errors
+    /// Polars errors only (the frame's columns are checked when it is built).
+    pub fn series(&self) -> Result<Vec<SymbolSeries>> {
+        let df = &self.df;
+        let sym = df.column("symbol")?.str()?;
+        let date = df.column("date")?.date()?.physical();
+        let f64_col = |name: &str| -> Result<Option<Vec<f64>>> {
+            match df.column(name) {
+                Ok(c) => Ok(Some(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())),
+                Err(_) => Ok(None),
+            }
+        };
+        let close = f64_col("close")?.unwrap_or_default();
+        let [open, high, low, volume, raw_close] = ["open", "high", "low", "volume", "raw_close"].map(f64_col);
+        let (open, high, low, volume, raw_close) = (open?, high?, low?, volume?, raw_close?);
+        let sector = match df.column("sector") {
+            Ok(c) => Some(c.str()?.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>()),
+            Err(_) => None,
+        };
+        let mut out: Vec<SymbolSeries> = Vec::new();
+        let mut start = 0;
+        let names: Vec<Option<&str>> = sym.iter().collect();
+        while start < names.len() {
+            let name = names[start].unwrap_or_default();
+            let end = start + names[start..].iter().take_while(|s| s.unwrap_or_default() == name).count();
+            let part = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v[start..end].to_vec());
+            out.push(SymbolSeries {
+                symbol: name.to_owned(),
+                dates: date.iter().skip(start).take(end - start).filter_map(|d| d.and_then(days_to_date)).collect(),
+                open: part(&open),
+                high: part(&high),
+                low: part(&low),
+                close: close[start..end].to_vec(),
+                volume: part(&volume),
+                raw_close: part(&raw_close),
+                sector: sector.as_ref().and_then(|s| s[start].clone()),
+            });
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Only the rows of `symbols` (all rows when empty).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first symbol that is not in the prices.
+    pub fn filter_symbols(&self, symbols: &[String]) -> Result<Self> {
+        if symbols.is_empty() {
+            return Ok(self.clone());
+        }
+        let have = self.symbols()?;
+        if let Some(missing) = symbols.iter().find(|s| !have.contains(s)) {
+            return Err(Error::config(
+                "symbol filter",
+                format!("{missing} is not in the prices ({})", have.join(", ")),
+            ));
+        }
+        let mask: BooleanChunked = self
+            .df
+            .column("symbol")?
+            .str()?
+            .iter()
+            .map(|s| s.is_some_and(|s| symbols.iter().any(|x| x == s)))
+            .collect();
         let df = self.df.filter(&mask)?;
         let data_hash = hash_frame(&df)?;
         Ok(Self { df, data_hash, ..self.clone() })

@@ -1,12 +1,17 @@
-//! Postgres storage, daily recommendations and the HTTP inference server for stockcast.
+//! Postgres storage, daily recommendations and the HTTP inference server for stockcast, split by job:
 //!
-//! [`db`]: the schema (embedded sqlx migrations), connections, and the validated bulk import of prices.
+//! - [`store`]: all SQL — the schema (embedded sqlx migrations), connections, the prices import and read, model
+//!   versions and recommendation runs;
+//! - [`recommend`]: scoring a day with a published version, expected returns, ranks and actions (no database);
+//! - [`server`]: the axum HTTP API (settings, state, errors, middleware, handlers, the generated OpenAPI);
+//! - `testkit` (feature `testkit`): a throwaway PostgreSQL cluster, an HTTP client and a load generator for tests,
+//!   the demo and benchmarks.
 
-pub mod cluster;
-pub mod db;
 pub mod error;
-pub mod http_client;
 pub mod recommend;
 pub mod server;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::{Error, Result};

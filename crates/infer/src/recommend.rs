@@ -2,14 +2,12 @@
 //! return, rank, assign an action, and store the run in Postgres in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
-use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame, ReturnKind};
+use stockcast_features::{FeatureSpec, MatrixOptions, PriceFrame, ReturnKind};
 use stockcast_models::registry::{CHAMPION, Manifest, Registry};
-use stockcast_models::{Dataset, History, ModelConfig, TrainedModel};
+use stockcast_models::{Dataset, DatasetOptions, ModelConfig, TrainedModel};
 
 use crate::error::{Error, Result};
 
@@ -55,17 +53,7 @@ impl Scorer {
     /// Trading days of history before `as_of` the model needs (None: all of it). Forecasting and rule models
     /// read the whole price history; feature models need the spec's warm-up (plus the sequence length).
     pub fn history_days(&self) -> Option<usize> {
-        fn days(c: &ModelConfig, warmup: usize) -> Option<usize> {
-            match c {
-                ModelConfig::Gbm(_) | ModelConfig::Linear(_) => Some(warmup),
-                ModelConfig::Lstm(l) => Some(warmup + l.lookback),
-                ModelConfig::Forecast(_) | ModelConfig::Rule(_) => None,
-                ModelConfig::Ensemble(e) => {
-                    e.members.iter().map(|m| days(m, warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))
-                }
-            }
-        }
-        days(self.config(), self.spec.warmup_days() + 5)
+        self.config().history_days(self.spec.warmup_days() + 5)
     }
 
     /// Scores every symbol that has prices on `as_of`, using only prices up to `as_of`.
@@ -79,9 +67,9 @@ impl Scorer {
         };
         let known = match self.history_days() {
             Some(n) => {
-                let dates: BTreeSet<i32> = date_days(&known)?.into_iter().collect();
-                match dates.iter().rev().nth(n) {
-                    Some(&first) => known.since(stockcast_features::prices::days_to_date(first).unwrap_or(as_of))?,
+                let calendar = known.calendar()?;
+                match calendar.iter().rev().nth(n) {
+                    Some(&first) => known.since(first)?,
                     None => known,
                 }
             }
@@ -108,15 +96,9 @@ impl Scorer {
         })
     }
 
-    fn dataset(&self, prices: &PriceFrame, opts: MatrixOptions) -> Result<Dataset> {
-        let frame = stockcast_features::build_features(prices, &self.spec)?;
-        let matrix = FeatureMatrix::from_frame(&frame, opts)?;
-        let context = if self.config().uses_sequences() {
-            Some(Arc::new(FeatureMatrix::from_frame(&frame, MatrixOptions::default())?))
-        } else {
-            None
-        };
-        Ok(Dataset { matrix, history: Arc::new(History::from_prices(prices)?), context })
+    fn dataset(&self, prices: &PriceFrame, matrix: MatrixOptions) -> Result<Dataset> {
+        let opts = DatasetOptions { matrix, context: self.config().uses_sequences() };
+        Ok(Dataset::from_prices(prices, &self.spec, opts)?)
     }
 
     /// Expected h-day returns for `day`'s scores. Models that learn the label predict it directly (a log label
@@ -133,7 +115,7 @@ impl Scorer {
         calibration_days: usize,
     ) -> Result<(Vec<f64>, ExpectedReturn)> {
         let label = &self.spec.label;
-        if score_is_label(self.config()) {
+        if self.config().score_is_label() {
             let er = day
                 .scores
                 .iter()
@@ -173,15 +155,6 @@ impl Scorer {
     }
 }
 
-/// True when the model's score estimates the label (not a rule's signal).
-fn score_is_label(c: &ModelConfig) -> bool {
-    match c {
-        ModelConfig::Rule(_) => false,
-        ModelConfig::Ensemble(e) => e.members.iter().all(score_is_label),
-        _ => true,
-    }
-}
-
 fn least_squares(pairs: &[(f64, f64)]) -> (f64, f64) {
     let n = pairs.len() as f64;
     if pairs.is_empty() {
@@ -193,13 +166,6 @@ fn least_squares(pairs: &[(f64, f64)]) -> (f64, f64) {
     let sxy: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
     (my - slope * mx, slope)
-}
-
-fn date_days(prices: &PriceFrame) -> Result<Vec<i32>> {
-    use stockcast_features::polars::prelude::DataType;
-    let f = |e| Error::Features(stockcast_features::Error::from(e));
-    let c = prices.df().column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(f)?;
-    Ok(c.i32().map_err(f)?.into_no_null_iter().collect())
 }
 
 /// How `expected_return` was derived (stored with the run).
@@ -418,123 +384,6 @@ pub fn champion_references(registry: &Registry) -> Result<Vec<String>> {
 /// Sectors by symbol from the frame's securities.
 pub fn sectors(prices: &PriceFrame) -> BTreeMap<String, String> {
     prices.securities().iter().filter_map(|s| Some((s.symbol.clone(), s.sector.clone()?))).collect()
-}
-
-/// What a stored run looks like.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredRun {
-    /// `recommendation_runs.id`.
-    pub run_id: i64,
-    /// `model_versions.id`.
-    pub model_version_id: i64,
-    /// True when a run for the same date and version existed and was replaced.
-    pub replaced: bool,
-    /// Rows written.
-    pub rows: usize,
-}
-
-/// Inserts (or updates) the `model_versions` row of a manifest; returns its id.
-///
-/// # Errors
-/// [`Error::Database`].
-pub async fn upsert_model_version(conn: &mut sqlx::PgConnection, m: &Manifest) -> Result<i64> {
-    let manifest = serde_json::to_value(m).map_err(|e| Error::Data(e.to_string()))?;
-    let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
-        .map_err(|e| Error::Data(format!("manifest {}@{}: created_at {:?}: {e}", m.name, m.version, m.created_at)))?;
-    let id = sqlx::query_scalar(
-        "INSERT INTO model_versions (name, version, kind, feature_spec_hash, created_at, manifest) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (name, version) DO UPDATE SET kind = EXCLUDED.kind, \
-         feature_spec_hash = EXCLUDED.feature_spec_hash, created_at = EXCLUDED.created_at, \
-         manifest = EXCLUDED.manifest RETURNING id",
-    )
-    .bind(&m.name)
-    .bind(m.version as i64)
-    .bind(&m.kind)
-    .bind(&m.feature_spec_hash)
-    .bind(created)
-    .bind(manifest)
-    .fetch_one(conn)
-    .await?;
-    Ok(id)
-}
-
-/// A run to store.
-#[derive(Debug, Clone)]
-pub struct NewRun<'a> {
-    /// The model version's manifest.
-    pub manifest: &'a Manifest,
-    /// The as-of date.
-    pub as_of: NaiveDate,
-    /// When the run was made (passed in).
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    /// Parameters and notes kept with the run (action rule, expected-return method, skipped symbols).
-    pub params: serde_json::Value,
-    /// The rows.
-    pub rows: &'a [Recommendation],
-}
-
-/// Writes the run, its predictions and its recommendations in ONE transaction. A run for the same date and model
-/// version is replaced (its rows are deleted and rewritten); on any error nothing of this call is kept.
-///
-/// # Errors
-/// [`Error::Database`] (rolled back).
-pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
-    let mut tx = pool.begin().await?;
-    let model_version_id = upsert_model_version(&mut tx, run.manifest).await?;
-    let symbols: Vec<&str> = run.rows.iter().map(|r| r.symbol.as_str()).collect();
-    let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
-    // Symbols scored from a file may not be in `securities` yet.
-    sqlx::query(
-        "INSERT INTO securities (symbol, sector) SELECT t.symbol, t.sector FROM UNNEST($1::text[], $2::text[]) \
-         AS t (symbol, sector) WHERE NOT EXISTS (SELECT 1 FROM securities s WHERE s.symbol = t.symbol) \
-         ON CONFLICT (symbol) DO NOTHING",
-    )
-    .bind(&symbols)
-    .bind(&sectors)
-    .execute(&mut *tx)
-    .await?;
-    let (run_id, inserted): (i64, bool) = sqlx::query_as(
-        "INSERT INTO recommendation_runs (as_of, model_version_id, created_at, symbols, params) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (as_of, model_version_id) DO UPDATE SET created_at = EXCLUDED.created_at, \
-         symbols = EXCLUDED.symbols, params = EXCLUDED.params RETURNING id, (xmax = 0)",
-    )
-    .bind(run.as_of)
-    .bind(model_version_id)
-    .bind(run.created_at)
-    .bind(run.rows.len() as i32)
-    .bind(&run.params)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !inserted {
-        sqlx::query("DELETE FROM recommendations WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM predictions WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
-    }
-    let scores: Vec<f64> = run.rows.iter().map(|r| r.score).collect();
-    sqlx::query("INSERT INTO predictions (run_id, symbol, score) SELECT $1, * FROM UNNEST($2::text[], $3::float8[])")
-        .bind(run_id)
-        .bind(&symbols)
-        .bind(&scores)
-        .execute(&mut *tx)
-        .await?;
-    let ranks: Vec<i32> = run.rows.iter().map(|r| r.rank as i32).collect();
-    let expected: Vec<f64> = run.rows.iter().map(|r| r.expected_return).collect();
-    let actions: Vec<&str> = run.rows.iter().map(|r| r.action.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO recommendations (run_id, symbol, rank, expected_return, action, sector) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::float8[], $5::text[], $6::text[])",
-    )
-    .bind(run_id)
-    .bind(&symbols)
-    .bind(&ranks)
-    .bind(&expected)
-    .bind(&actions)
-    .bind(&sectors)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(StoredRun { run_id, model_version_id, replaced: !inserted, rows: run.rows.len() })
 }
 
 /// Settings of a recommendation run.

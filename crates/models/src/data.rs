@@ -6,9 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use stockcast_features::polars::prelude::DataType;
-use stockcast_features::prices::days_to_date;
-use stockcast_features::{FeatureMatrix, PriceFrame};
+use stockcast_features::{FeatureFrame, FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame};
 
 use crate::error::{Error, Result};
 
@@ -47,21 +45,11 @@ pub struct History {
 impl History {
     /// Extracts closes from prices.
     pub fn from_prices(prices: &PriceFrame) -> Result<Self> {
-        let df = prices.df();
-        let sym = df.column("symbol").map_err(stockcast_features::Error::from)?;
-        let sym = sym.str().map_err(stockcast_features::Error::from)?;
-        let dates =
-            df.column("date").and_then(|c| c.cast(&DataType::Int32)).map_err(stockcast_features::Error::from)?;
-        let dates = dates.i32().map_err(stockcast_features::Error::from)?;
-        let close = df.column("close").map_err(stockcast_features::Error::from)?;
-        let close = close.f64().map_err(stockcast_features::Error::from)?;
-        let mut symbols: BTreeMap<String, SymbolHistory> = BTreeMap::new();
-        for ((s, d), c) in sym.iter().zip(dates.iter()).zip(close.iter()) {
-            let (Some(s), Some(d), Some(c)) = (s, d.and_then(days_to_date), c) else { continue };
-            let h = symbols.entry(s.to_owned()).or_default();
-            h.dates.push(d);
-            h.close.push(c);
-        }
+        let symbols = prices
+            .series()?
+            .into_iter()
+            .map(|s| (s.symbol, SymbolHistory { dates: s.dates, close: s.close }))
+            .collect();
         Ok(Self { symbols })
     }
 
@@ -83,7 +71,41 @@ pub struct Dataset {
     pub context: Option<Arc<FeatureMatrix>>,
 }
 
+/// How [`Dataset::from_prices`] builds a dataset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatasetOptions {
+    /// Which feature rows the matrix keeps.
+    pub matrix: MatrixOptions,
+    /// Also keep every known feature row as the [`Dataset::context`] that sequence models read.
+    pub context: bool,
+}
+
 impl Dataset {
+    /// The one way from prices to model input: features of `prices` by `spec` → matrix → closes per symbol (and
+    /// the context of every known row when asked). Prices after the date of interest must already be cut off
+    /// ([`PriceFrame::until`]): features use only rows up to each date, labels need the rows after it.
+    ///
+    /// # Errors
+    /// Feature errors.
+    pub fn from_prices(prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> Result<Self> {
+        let frame = stockcast_features::build_features(prices, spec)?;
+        Self::from_frame(&frame, prices, opts)
+    }
+
+    /// As [`Dataset::from_prices`], from features already built from `prices` (e.g. by the incremental cache).
+    ///
+    /// # Errors
+    /// Feature errors.
+    pub fn from_frame(frame: &FeatureFrame, prices: &PriceFrame, opts: DatasetOptions) -> Result<Self> {
+        let matrix = FeatureMatrix::from_frame(frame, opts.matrix)?;
+        let context = match (opts.context, opts.matrix == MatrixOptions::default()) {
+            (false, _) => None,
+            (true, true) => Some(Arc::new(matrix.clone())),
+            (true, false) => Some(Arc::new(FeatureMatrix::from_frame(frame, MatrixOptions::default())?)),
+        };
+        Ok(Self { matrix, history: Arc::new(History::from_prices(prices)?), context })
+    }
+
     /// A dataset without a separate context.
     pub fn new(matrix: FeatureMatrix, history: Arc<History>) -> Self {
         Self { matrix, history, context: None }
@@ -114,6 +136,21 @@ impl Dataset {
                 d >= from && d <= to && y[i].is_finite() && m.x.row(i).iter().all(|v| v.is_finite())
             })
             .collect()
+    }
+
+    /// Splits off the last `fraction` of dates as validation (early stopping), leaving a gap of `gap` trading
+    /// dates before it so no training label overlaps the validation window. Too few dates (fewer than
+    /// validation + gap + 10) or a zero fraction: everything trains, no validation set.
+    pub fn split_validation(&self, fraction: f64, gap: usize) -> (Self, Option<Self>) {
+        let dates: Vec<NaiveDate> =
+            self.matrix.index.iter().map(|(_, d)| *d).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let n_valid = ((dates.len() as f64) * fraction).round() as usize;
+        if fraction <= 0.0 || n_valid == 0 || dates.len() < n_valid + gap + 10 {
+            return (self.clone(), None);
+        }
+        let valid_start = dates[dates.len() - n_valid];
+        let train_end = dates[dates.len() - n_valid - gap - 1];
+        (self.filter(|(_, d)| *d <= train_end), Some(self.filter(|(_, d)| *d >= valid_start)))
     }
 
     /// The rows whose index satisfies `keep`.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelConfig, TrainedModel, fit as fit_model};
+use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit as fit_model};
 
 /// Members and optional weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +23,8 @@ pub struct EnsembleConfig {
 }
 
 impl EnsembleConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         if self.members.is_empty() {
             return Err(Error::Config("ensemble: no members".into()));
         }
@@ -39,6 +40,36 @@ impl EnsembleConfig {
             m.validate()?;
         }
         Ok(())
+    }
+}
+
+impl ModelKind for EnsembleConfig {
+    fn name(&self) -> &'static str {
+        "ensemble"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, train, valid, seed)?))
+    }
+    fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Ensemble::load(dir)?))
+    }
+    fn uses_sequences(&self) -> bool {
+        self.members.iter().any(ModelConfig::uses_sequences)
+    }
+    fn uses_validation(&self) -> bool {
+        self.members.iter().any(ModelConfig::uses_validation)
+    }
+    fn learns(&self) -> bool {
+        self.members.iter().any(ModelConfig::learns)
+    }
+    fn history_days(&self, warmup: usize) -> Option<usize> {
+        self.members.iter().map(|m| m.history_days(warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))
+    }
+    fn score_is_label(&self) -> bool {
+        self.members.iter().all(ModelConfig::score_is_label)
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, SymbolHistory};
 use crate::error::{Error, Result};
 use crate::linalg::{cholesky, cholesky_solve};
-use crate::model::Model;
+use crate::model::{Model, ModelKind, ModelMeta};
 
 /// Forecasting method and parameters (TOML: `kind = "forecast"`, `method = "prophet" | "ets"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +89,8 @@ fn d_yearly() -> usize {
 }
 
 impl ForecastConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         let err = |m: &str| Err(Error::Config(format!("forecast: {m}")));
         if self.horizon == 0 {
             return err("horizon must be at least 1");
@@ -104,6 +105,24 @@ impl ForecastConfig {
             return err("weekly_order is at most 3 (7-day period)");
         }
         Ok(())
+    }
+}
+
+impl ModelKind for ForecastConfig {
+    fn name(&self) -> &'static str {
+        "forecast"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, train)?))
+    }
+    fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Forecast::load(dir)?))
+    }
+    fn history_days(&self, _warmup: usize) -> Option<usize> {
+        None
     }
 }
 

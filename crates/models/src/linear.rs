@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelKind, ModelMeta};
 
 /// Parameters of the linear model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +43,8 @@ fn default_tolerance() -> f64 {
 }
 
 impl LinearConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
             return Err(Error::Config(format!("linear: alpha must be ≥ 0, got {}", self.alpha)));
         }
@@ -54,6 +55,21 @@ impl LinearConfig {
             return Err(Error::Config("linear: max_iterations and tolerance must be positive".into()));
         }
         Ok(())
+    }
+}
+
+impl ModelKind for LinearConfig {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, train)?))
+    }
+    fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Linear::load(dir)?))
     }
 }
 

@@ -29,7 +29,7 @@ use stockcast_features::FeatureMatrix;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelKind, ModelMeta};
 
 /// Training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -124,7 +124,8 @@ fn d_patience() -> usize {
 }
 
 impl LstmConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("lstm: {m}")));
         for (name, v) in [
             ("lookback", self.lookback),
@@ -158,10 +159,6 @@ impl LstmConfig {
         Ok(())
     }
 
-    pub(crate) fn uses_validation(&self) -> bool {
-        self.patience > 0
-    }
-
     fn device(&self) -> Device {
         match self.device {
             DeviceKind::Cpu => Device::flex(),
@@ -170,6 +167,30 @@ impl LstmConfig {
             #[cfg(not(feature = "cuda"))]
             DeviceKind::Cuda => unreachable!("validate refuses cuda without the feature"),
         }
+    }
+}
+
+impl ModelKind for LstmConfig {
+    fn name(&self) -> &'static str {
+        "lstm"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, train, valid, seed)?))
+    }
+    fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(LstmModel::load(dir)?))
+    }
+    fn uses_sequences(&self) -> bool {
+        true
+    }
+    fn uses_validation(&self) -> bool {
+        self.patience > 0
+    }
+    fn history_days(&self, warmup: usize) -> Option<usize> {
+        Some(warmup + self.lookback)
     }
 }
 
@@ -462,7 +483,7 @@ impl LstmModel {
         let p = dir.join("lstm.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
         let saved: Saved = serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
-        saved.config.validate()?;
+        saved.config.check()?;
         if saved.means.len() != saved.inputs || saved.stds.len() != saved.inputs {
             return Err(Error::artifact(dir, "lstm.json: normaliser size differs from the input size"));
         }

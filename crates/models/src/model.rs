@@ -22,10 +22,65 @@ pub trait Model: std::fmt::Debug + Send + Sync {
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>>;
 }
 
-/// Which model to train, with its parameters (TOML: `kind = "gbm"` plus the kind's fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelConfig {
+/// What one model kind provides, implemented once per kind in the kind's own file. [`ModelConfig`] is the serde
+/// entry point and delegates to it; adding a kind is a new file implementing this trait plus one line in the
+/// [`model_kinds!`] list below (and a config example under `configs/models/`).
+pub trait ModelKind: std::fmt::Debug + Send + Sync {
+    /// The kind's name (`kind = "..."` in TOML).
+    fn name(&self) -> &'static str;
+    /// Checks every parameter once, before any fitting.
+    fn validate(&self) -> Result<()>;
+    /// Fits on `train` (rows with labels), early-stopping on `valid` where the kind supports it.
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>>;
+    /// Loads the kind's own files from a saved model directory (already verified against `meta`).
+    fn load(&self, dir: &Path, meta: &ModelMeta) -> Result<Box<dyn Model>>;
+    /// True when the model reads each row's preceding feature rows, so datasets should carry a
+    /// [`context`](Dataset::context) with every known row (not only the labelled or complete ones).
+    fn uses_sequences(&self) -> bool {
+        false
+    }
+    /// True when fitting uses a validation set (early stopping), so callers hold one out.
+    fn uses_validation(&self) -> bool {
+        false
+    }
+    /// True when fitting learns from training rows (rules do not: they need no labelled rows at all).
+    fn learns(&self) -> bool {
+        true
+    }
+    /// Trading days of history before a date that scoring it needs, given the feature spec's warm-up
+    /// (`None`: the whole price history, as forecasting and rule models read it).
+    fn history_days(&self, warmup: usize) -> Option<usize> {
+        Some(warmup)
+    }
+    /// True when the score estimates the label (an h-day return), not a rule's signal.
+    fn score_is_label(&self) -> bool {
+        true
+    }
+}
+
+/// Declares [`ModelConfig`] from one list of kinds: each line is a variant (its TOML `kind` is the snake-case
+/// variant name) and the type implementing [`ModelKind`] for it.
+macro_rules! model_kinds {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty),)+) => {
+        /// Which model to train, with its parameters (TOML: `kind = "gbm"` plus the kind's fields).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum ModelConfig {
+            $($(#[$doc])* $variant($ty),)+
+        }
+
+        impl ModelConfig {
+            /// The kind's implementation.
+            pub fn as_kind(&self) -> &dyn ModelKind {
+                match self {
+                    $(Self::$variant(c) => c,)+
+                }
+            }
+        }
+    };
+}
+
+model_kinds! {
     /// XGBoost gradient-boosted trees.
     Gbm(gbm::GbmConfig),
     /// A burn LSTM over the last `lookback` days of normalised features per symbol.
@@ -43,14 +98,7 @@ pub enum ModelConfig {
 impl ModelConfig {
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Gbm(_) => "gbm",
-            Self::Lstm(_) => "lstm",
-            Self::Linear(_) => "linear",
-            Self::Forecast(_) => "forecast",
-            Self::Rule(_) => "rule",
-            Self::Ensemble(_) => "ensemble",
-        }
+        self.as_kind().name()
     }
 
     /// Parses and validates a TOML config.
@@ -69,45 +117,34 @@ impl ModelConfig {
         })
     }
 
-    /// True when the model reads each row's preceding feature rows, so datasets should carry a
-    /// [`context`](Dataset::context) with every known row (not only the labelled or complete ones).
+    /// See [`ModelKind::uses_sequences`].
     pub fn uses_sequences(&self) -> bool {
-        match self {
-            Self::Lstm(_) => true,
-            Self::Ensemble(e) => e.members.iter().any(Self::uses_sequences),
-            Self::Gbm(_) | Self::Linear(_) | Self::Forecast(_) | Self::Rule(_) => false,
-        }
+        self.as_kind().uses_sequences()
     }
 
-    /// True when fitting learns from training rows (rules do not: they need no labelled rows at all).
+    /// See [`ModelKind::learns`].
     pub fn learns(&self) -> bool {
-        match self {
-            Self::Rule(_) => false,
-            Self::Ensemble(e) => e.members.iter().any(Self::learns),
-            Self::Gbm(_) | Self::Lstm(_) | Self::Linear(_) | Self::Forecast(_) => true,
-        }
+        self.as_kind().learns()
     }
 
-    /// True when fitting uses a validation set (early stopping), so callers hold one out.
+    /// See [`ModelKind::uses_validation`].
     pub fn uses_validation(&self) -> bool {
-        match self {
-            Self::Gbm(_) => true,
-            Self::Lstm(c) => c.uses_validation(),
-            Self::Ensemble(e) => e.members.iter().any(Self::uses_validation),
-            Self::Linear(_) | Self::Forecast(_) | Self::Rule(_) => false,
-        }
+        self.as_kind().uses_validation()
+    }
+
+    /// See [`ModelKind::history_days`].
+    pub fn history_days(&self, warmup: usize) -> Option<usize> {
+        self.as_kind().history_days(warmup)
+    }
+
+    /// See [`ModelKind::score_is_label`].
+    pub fn score_is_label(&self) -> bool {
+        self.as_kind().score_is_label()
     }
 
     /// Checks every parameter once, before any fitting.
     pub fn validate(&self) -> Result<()> {
-        match self {
-            Self::Gbm(c) => c.validate(),
-            Self::Lstm(c) => c.validate(),
-            Self::Linear(c) => c.validate(),
-            Self::Forecast(c) => c.validate(),
-            Self::Rule(c) => c.validate(),
-            Self::Ensemble(c) => c.validate(),
-        }
+        self.as_kind().validate()
     }
 }
 
@@ -159,14 +196,7 @@ pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed:
     {
         return Err(Error::Data("validation data has other features than the training data".into()));
     }
-    let model: Box<dyn Model> = match config {
-        ModelConfig::Gbm(c) => Box::new(gbm::fit(c, train, valid, seed)?),
-        ModelConfig::Lstm(c) => Box::new(lstm::fit(c, train, valid, seed)?),
-        ModelConfig::Linear(c) => Box::new(linear::fit(c, train)?),
-        ModelConfig::Forecast(c) => Box::new(forecast::fit(c, train)?),
-        ModelConfig::Rule(c) => Box::new(c.clone()),
-        ModelConfig::Ensemble(c) => Box::new(ensemble::fit(c, train, valid, seed)?),
-    };
+    let model = config.as_kind().fit(train, valid, seed)?;
     let dates = train.matrix.index.iter().map(|(_, d)| *d);
     let train_range = dates.clone().min().zip(dates.max());
     let meta = ModelMeta {
@@ -294,14 +324,7 @@ impl TrainedModel {
                 ));
             }
         }
-        let model: Box<dyn Model> = match &meta.config {
-            ModelConfig::Gbm(_) => Box::new(gbm::Gbm::load(dir, &meta)?),
-            ModelConfig::Lstm(_) => Box::new(lstm::LstmModel::load(dir)?),
-            ModelConfig::Linear(_) => Box::new(linear::Linear::load(dir)?),
-            ModelConfig::Forecast(_) => Box::new(forecast::Forecast::load(dir)?),
-            ModelConfig::Rule(c) => Box::new(c.clone()),
-            ModelConfig::Ensemble(_) => Box::new(ensemble::Ensemble::load(dir)?),
-        };
+        let model = meta.config.as_kind().load(dir, &meta)?;
         Ok(Self { meta, model })
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, ModelKind, ModelMeta};
 
 /// A rule (TOML: `kind = "rule"`, `rule = "sma_cross"`, parameters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +31,8 @@ pub enum RuleConfig {
 }
 
 impl RuleConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         match self {
             Self::SmaCross { fast, slow } if *fast == 0 || fast >= slow => {
                 Err(Error::Config(format!("sma_cross needs 0 < fast < slow, got fast {fast}, slow {slow}")))
@@ -62,6 +63,30 @@ impl RuleConfig {
                 }
             }
         }
+    }
+}
+
+impl ModelKind for RuleConfig {
+    fn name(&self) -> &'static str {
+        "rule"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, _train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(self.clone()))
+    }
+    fn load(&self, _dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(self.clone()))
+    }
+    fn learns(&self) -> bool {
+        false
+    }
+    fn history_days(&self, _warmup: usize) -> Option<usize> {
+        None
+    }
+    fn score_is_label(&self) -> bool {
+        false
     }
 }
 

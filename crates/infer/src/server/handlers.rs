@@ -15,13 +15,12 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use stockcast_features::load::Bars;
-use stockcast_features::{Layout, PriceField, QualityConfig};
+use stockcast_features::{BarsBuilder, QualityConfig};
 
 use super::{ApiError, AppState};
-use crate::db::{self, PriceQuery};
 use crate::error::Error;
 use crate::recommend::{self, Action, Scorer};
+use crate::store::{self, PriceQuery};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -374,38 +373,11 @@ pub(super) struct PredictIn {
 }
 
 fn bars_frame(bars: &[BarIn]) -> Result<stockcast_features::Loaded, Error> {
-    let n = bars.len();
-    let mut names: Vec<String> = bars.iter().map(|b| b.symbol.clone()).collect();
-    names.sort();
-    names.dedup();
-    let code: HashMap<&str, u32> = names.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
-    let has = |f: fn(&BarIn) -> Option<f64>| bars.iter().any(|b| f(b).is_some());
-    let mut fields = Vec::new();
-    for (field, get) in [
-        (PriceField::Open, (|b: &BarIn| b.open) as fn(&BarIn) -> Option<f64>),
-        (PriceField::High, |b: &BarIn| b.high),
-        (PriceField::Low, |b: &BarIn| b.low),
-        (PriceField::Close, |b: &BarIn| Some(b.close)),
-        (PriceField::Volume, |b: &BarIn| b.volume),
-    ] {
-        if field == PriceField::Close || has(get) {
-            fields.push((field, bars.iter().map(|b| get(b).unwrap_or(f64::NAN)).collect()));
-        }
+    let mut builder = BarsBuilder::new("request body bars", "bar");
+    for b in bars {
+        builder.push(&b.symbol, b.date, [b.open, b.high, b.low, Some(b.close), b.volume, None]);
     }
-    let raw = Bars {
-        source: "request body bars".into(),
-        line_unit: "bar",
-        layout: Layout::Long,
-        symbol: bars.iter().map(|b| code[b.symbol.as_str()]).collect(),
-        date: bars.iter().map(|b| Some(b.date)).collect(),
-        symbol_names: names,
-        fields,
-        line: (0..n as u64).collect(),
-        issues: Vec::new(),
-        column_names: HashMap::new(),
-        empty_wide_cells: 0,
-    };
-    Ok(stockcast_features::check_bars(raw, &QualityConfig::default(), Vec::new(), false)?)
+    Ok(stockcast_features::check_bars(builder.finish(), &QualityConfig::default(), Vec::new(), false)?)
 }
 
 /// Reads the stored prices up to `until` (quality-checked as stored data): all of them, or only the last `days`
@@ -416,11 +388,11 @@ async fn stored_prices(
     days: Option<usize>,
 ) -> Result<stockcast_features::PriceFrame, Error> {
     let since = match days {
-        Some(n) => db::nth_last_date(&state.pool, until, n + 1).await?,
+        Some(n) => store::nth_last_date(&state.pool, until, n + 1).await?,
         None => None,
     };
     let q = PriceQuery { symbols: Vec::new(), until: Some(until), since };
-    let (bars, securities) = db::read_prices(&state.pool, "prices table", &q).await?;
+    let (bars, securities) = store::read_prices(&state.pool, "prices table", &q).await?;
     let loaded = tokio::task::spawn_blocking(move || {
         stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)
     })
@@ -569,12 +541,12 @@ pub(super) async fn run_recommendations(
                 Error::Data(m) => ApiError::unprocessable(m),
                 other => state.error(other),
             })?;
-        let stored = recommend::store_run(
+        let stored = store::store_run(
             &state.pool,
-            &recommend::NewRun {
+            &store::NewRun {
                 manifest: &scorer.manifest,
                 as_of: body.date,
-                created_at: (state.clock)(),
+                created_at: state.clock.now(),
                 params: day.params.clone(),
                 rows: &day.rows,
             },

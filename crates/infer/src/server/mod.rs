@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use stockcast_models::registry::Registry;
 
-use crate::db::{self, PoolConfig};
 use crate::error::{Error, Result};
 use crate::recommend::{RecommendConfig, Scorer};
+use crate::store::{self, PoolConfig};
 pub use metrics::Metrics;
 
 /// Server settings; every field has a default (TOML file, then flags / environment variables on top).
@@ -119,8 +119,7 @@ impl ServeConfig {
     }
 }
 
-/// The wall clock, passed in (the engine never reads it itself).
-pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+pub use stockcast_features::Clock;
 
 /// The model versions being served, by name.
 #[derive(Debug, Default)]
@@ -377,7 +376,7 @@ pub async fn connect_with_retry(cfg: &ServeConfig) -> Result<PgPool> {
     let mut wait = Duration::from_millis(cfg.db_connect_backoff_ms);
     let mut last = String::new();
     for attempt in 1..=attempts {
-        match db::connect(url, pool_cfg).await {
+        match store::connect(url, pool_cfg).await {
             Ok(p) => return Ok(p),
             Err(e) => {
                 last = match e {
@@ -402,7 +401,7 @@ pub async fn connect_with_retry(cfg: &ServeConfig) -> Result<PgPool> {
 pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>> {
     let pool = connect_with_retry(&cfg).await?;
     if cfg.migrate {
-        db::migrate(&pool).await?;
+        store::migrate(&pool).await?;
     }
     let state = Arc::new(AppState {
         registry: Registry::new(&cfg.models_dir),
@@ -643,7 +642,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::http_client::HttpClient;
+    use crate::testkit::HttpClient;
 
     #[tokio::test]
     async fn a_panicking_handler_becomes_a_json_500_without_the_panic_text() {

@@ -60,7 +60,7 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start(cfg: ServeConfig) -> Self {
-        let clock: server::Clock = Arc::new(|| "2026-11-23T12:00:00Z".parse().unwrap());
+        let clock = server::Clock::fixed("2026-11-23T12:00:00Z".parse().unwrap());
         let inner = server::Background::start(cfg, clock).await.unwrap();
         Self { addr: inner.addr, inner }
     }

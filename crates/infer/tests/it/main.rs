@@ -8,14 +8,14 @@ mod recommend;
 mod server;
 
 use fixture::us5;
-use stockcast_infer::db;
+use stockcast_infer::store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_from_empty_and_again_idempotently() {
     let cluster = pg::Cluster::start();
-    let pool = db::connect(&cluster.url("mig"), db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&cluster.url("mig"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> \
          '_sqlx_migrations' ORDER BY 1",
@@ -40,12 +40,12 @@ async fn migrations_apply_from_empty_and_again_idempotently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importing_prices_twice_is_idempotent_and_updates_replace_rows() {
     let cluster = pg::Cluster::start();
-    let pool = db::connect(&cluster.url("imp"), db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&cluster.url("imp"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     let loaded = us5();
-    let first = db::import_prices(&pool, &loaded.prices, &[]).await.unwrap();
+    let first = store::import_prices(&pool, &loaded.prices, &[]).await.unwrap();
     assert_eq!((first.rows, first.inserted, first.updated, first.symbols), (12_154, 12_154, 0, 5));
-    let again = db::import_prices(&pool, &loaded.prices, &[]).await.unwrap();
+    let again = store::import_prices(&pool, &loaded.prices, &[]).await.unwrap();
     assert_eq!((again.rows, again.inserted, again.updated), (12_154, 0, 12_154));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM prices").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 12_154);
@@ -69,8 +69,8 @@ async fn importing_prices_twice_is_idempotent_and_updates_replace_rows() {
 async fn a_failed_import_leaves_nothing_behind() {
     use stockcast_features::polars::prelude::*;
     let cluster = pg::Cluster::start();
-    let pool = db::connect(&cluster.url("fail"), db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&cluster.url("fail"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     // A symbol the schema refuses (space) makes the securities insert fail inside the transaction.
     let loaded = us5();
     let mut df = loaded.prices.df().clone();
@@ -85,7 +85,7 @@ async fn a_failed_import_leaves_nothing_behind() {
     df.with_column(Column::new("symbol".into(), sym)).unwrap();
     let df = df.sort(["symbol", "date"], SortMultipleOptions::default()).unwrap();
     let bad = stockcast_features::PriceFrame::from_df(df).unwrap();
-    let e = db::import_prices(&pool, &bad, &[]).await.unwrap_err().to_string();
+    let e = store::import_prices(&pool, &bad, &[]).await.unwrap_err().to_string();
     assert!(e.contains("securities_symbol_check"), "{e}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM prices").fetch_one(&pool).await.unwrap();
     let secs: i64 = sqlx::query_scalar("SELECT count(*) FROM securities").fetch_one(&pool).await.unwrap();
@@ -94,9 +94,9 @@ async fn a_failed_import_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_a_clear_error_without_the_password() {
-    let e = db::connect(
+    let e = store::connect(
         "postgres://app:secret@127.0.0.1:1/none",
-        db::PoolConfig { max_connections: 1, acquire_timeout: std::time::Duration::from_millis(500) },
+        store::PoolConfig { max_connections: 1, acquire_timeout: std::time::Duration::from_millis(500) },
     )
     .await
     .unwrap_err()

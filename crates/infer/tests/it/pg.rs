@@ -1,6 +1,6 @@
 //! The throwaway cluster of `stockcast_infer::cluster`, unwrapped for tests.
 
-use stockcast_infer::cluster::LocalCluster;
+use stockcast_infer::testkit::LocalCluster;
 
 pub(crate) struct Cluster(pub(crate) LocalCluster);
 

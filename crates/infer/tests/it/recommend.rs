@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 
 use stockcast_features::QualityConfig;
-use stockcast_infer::db;
-use stockcast_infer::recommend::{
-    self, Action, ActionRule, DayScores, ExpectedReturn, NewRun, RecommendConfig, Scorer,
-};
+use stockcast_infer::recommend::{self, Action, ActionRule, DayScores, ExpectedReturn, RecommendConfig, Scorer};
+use stockcast_infer::store;
 use stockcast_models::registry::Registry;
 
 use crate::fixture::{LINEAR, date, promote, publish, us5};
@@ -15,30 +13,30 @@ use crate::pg;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_prices_read_back_as_the_file_loaded_them() {
     let cluster = pg::Cluster::start();
-    let pool = db::connect(&cluster.url("rt"), db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&cluster.url("rt"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     let file = us5();
-    db::import_prices(&pool, &file.prices, &[]).await.unwrap();
-    let (bars, secs) = db::read_prices(&pool, "test db", &db::PriceQuery::default()).await.unwrap();
+    store::import_prices(&pool, &file.prices, &[]).await.unwrap();
+    let (bars, secs) = store::read_prices(&pool, "test db", &store::PriceQuery::default()).await.unwrap();
     let back = stockcast_features::check_bars(bars, &QualityConfig::default(), secs, true).unwrap();
     assert_eq!(back.prices.height(), file.prices.height());
     // Same columns and values (raw_close included): the content hash matches.
     assert_eq!(back.prices.data_hash(), file.prices.data_hash());
     // A filtered read names what is missing.
-    let q = db::PriceQuery { symbols: vec!["NOPE".into()], ..db::PriceQuery::default() };
-    let e = db::read_prices(&pool, "test db", &q).await.unwrap_err().to_string();
+    let q = store::PriceQuery { symbols: vec!["NOPE".into()], ..store::PriceQuery::default() };
+    let e = store::read_prices(&pool, "test db", &q).await.unwrap_err().to_string();
     assert!(e.contains("test db") && e.contains("NOPE"), "{e}");
-    let q = db::PriceQuery {
+    let q = store::PriceQuery {
         symbols: vec!["MSFT".into()],
         until: Some(date("2012-12-31")),
         since: Some(date("2012-01-03")),
     };
-    let (bars, _) = db::read_prices(&pool, "test db", &q).await.unwrap();
+    let (bars, _) = store::read_prices(&pool, "test db", &q).await.unwrap();
     assert!(bars.date.iter().all(|d| (date("2012-01-03")..=date("2012-12-31")).contains(&d.unwrap())));
     assert_eq!(bars.len(), 250);
     // 2012 had 250 trading dates (counted in the file with awk): the 250th last one up to 2012-12-31 is 2012-01-03.
-    assert_eq!(db::nth_last_date(&pool, date("2012-12-31"), 250).await.unwrap(), Some(date("2012-01-03")));
-    assert_eq!(db::nth_last_date(&pool, date("2000-03-03"), 5).await.unwrap(), None);
+    assert_eq!(store::nth_last_date(&pool, date("2012-12-31"), 250).await.unwrap(), Some(date("2012-01-03")));
+    assert_eq!(store::nth_last_date(&pool, date("2000-03-03"), 5).await.unwrap(), None);
     assert_eq!(bars.symbol_names, ["MSFT"]);
 }
 
@@ -115,12 +113,12 @@ async fn counts(pool: &sqlx::PgPool) -> (i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_replaces_its_rows_and_a_failed_run_leaves_none() {
     let cluster = pg::Cluster::start();
-    let pool = db::connect(&cluster.url("runs"), db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&cluster.url("runs"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new(dir.path());
     let prices = us5().prices;
-    db::import_prices(&pool, &prices, &[]).await.unwrap();
+    store::import_prices(&pool, &prices, &[]).await.unwrap();
     let v = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
     promote(&reg, "lin", v);
     let scorer = Scorer::load(&reg, "lin").unwrap();
@@ -131,9 +129,9 @@ async fn a_rerun_replaces_its_rows_and_a_failed_run_leaves_none() {
     let run = |rows: Vec<recommend::Recommendation>, as_of| {
         let (pool, manifest, params) = (pool.clone(), scorer.manifest.clone(), day.params.clone());
         async move {
-            recommend::store_run(
+            stockcast_infer::store::store_run(
                 &pool,
-                &NewRun {
+                &stockcast_infer::store::NewRun {
                     manifest: &manifest,
                     as_of,
                     created_at: "2026-11-23T00:00:00Z".parse().unwrap(),

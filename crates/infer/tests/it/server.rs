@@ -2,13 +2,12 @@
 //! artifact refused, the database lost while serving and unreachable at start, rate limiting.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stockcast_infer::db;
-use stockcast_infer::http_client::{self, HttpClient, HttpResponse, LoadRequest};
 use stockcast_infer::server::ServeConfig;
+use stockcast_infer::store;
+use stockcast_infer::testkit::{self as http_client, HttpClient, HttpResponse, LoadRequest};
 use stockcast_models::registry::Registry;
 
 use crate::fixture::{LINEAR, Server, date, promote, publish, us5};
@@ -28,15 +27,15 @@ struct Env {
 async fn env(db_name: &str) -> Env {
     let cluster = pg::Cluster::start();
     let url = cluster.url(db_name);
-    let pool = db::connect(&url, db::PoolConfig::default()).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = store::connect(&url, store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
     let prices = us5().prices;
     let sec = [stockcast_features::Security {
         symbol: "AAPL".into(),
         name: Some("Apple".into()),
         sector: Some("Information Technology".into()),
     }];
-    db::import_prices(&pool, &prices, &sec).await.unwrap();
+    store::import_prices(&pool, &prices, &sec).await.unwrap();
     pool.close().await;
     let models = tempfile::tempdir().unwrap();
     let reg = Registry::new(models.path());
@@ -337,7 +336,7 @@ async fn an_unreachable_database_at_start_is_retried_then_a_clear_error() {
         ..ServeConfig::default()
     };
     let start = std::time::Instant::now();
-    let clock: stockcast_infer::server::Clock = Arc::new(|| "2026-11-23T12:00:00Z".parse().unwrap());
+    let clock = stockcast_infer::server::Clock::fixed("2026-11-23T12:00:00Z".parse().unwrap());
     let err = stockcast_infer::server::build_state(cfg, clock).await.unwrap_err().to_string();
     assert!(err.contains("gave up after 3 attempts") && err.contains("127.0.0.1:1"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");

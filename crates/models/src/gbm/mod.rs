@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelMeta};
+use crate::model::{Model, ModelKind, ModelMeta};
 use ffi::{Booster, DMatrix};
 
 /// XGBoost parameters (names as in XGBoost).
@@ -64,7 +64,8 @@ fn d_early() -> usize {
 }
 
 impl GbmConfig {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::validate`]).
+    pub(crate) fn check(&self) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("gbm: {m}")));
         if self.rounds == 0 {
             return err("rounds must be at least 1".into());
@@ -105,6 +106,24 @@ impl GbmConfig {
             p.push(("nthread", self.nthread.to_string()));
         }
         p
+    }
+}
+
+impl ModelKind for GbmConfig {
+    fn name(&self) -> &'static str {
+        "gbm"
+    }
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, train, valid, seed)?))
+    }
+    fn load(&self, dir: &Path, meta: &ModelMeta) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Gbm::load(dir, meta)?))
+    }
+    fn uses_validation(&self) -> bool {
+        true
     }
 }
 

@@ -1,15 +1,16 @@
-//! Postgres: connection pool, embedded migrations, and the prices import.
+//! Postgres, and all of its SQL: connection pool, embedded migrations, the prices import and read, model
+//! versions, and recommendation runs with their predictions.
 
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use stockcast_features::load::Bars;
-use stockcast_features::polars::prelude::DataType;
-use stockcast_features::prices::days_to_date;
-use stockcast_features::{Layout, PriceField, PriceFrame, Security};
+use stockcast_features::{BarsBuilder, PriceField, PriceFrame, Security};
+use stockcast_models::registry::Manifest;
 
 use crate::error::{Error, Result};
+use crate::recommend::Recommendation;
 
 /// The schema, embedded at build time from `crates/infer/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -80,47 +81,28 @@ pub struct ImportStats {
     pub symbols: usize,
 }
 
-fn f64_column(prices: &PriceFrame, name: &str) -> Result<Option<Vec<Option<f64>>>> {
-    match prices.df().column(name) {
-        Ok(c) => Ok(Some(
-            c.cast(&DataType::Float64)
-                .map_err(stockcast_features::Error::from)?
-                .f64()
-                .map_err(stockcast_features::Error::from)?
-                .iter()
-                .collect(),
-        )),
-        Err(_) => Ok(None),
-    }
-}
-
 /// Upserts `prices` (validated by the loader) and their securities in ONE transaction: all rows or none.
 /// Re-importing the same file changes nothing; a changed row replaces the stored one.
 ///
 /// # Errors
 /// [`Error::Database`] (the transaction is rolled back), [`Error::Data`] for rows the loader should have refused.
 pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Security]) -> Result<ImportStats> {
-    let df = prices.df();
-    let f = |e| Error::Features(stockcast_features::Error::from(e));
-    let symbols: Vec<String> =
-        df.column("symbol").map_err(f)?.str().map_err(f)?.iter().map(|s| s.unwrap_or_default().to_owned()).collect();
-    let dates: Vec<NaiveDate> = df
-        .column("date")
-        .and_then(|c| c.cast(&DataType::Int32))
-        .map_err(f)?
-        .i32()
-        .map_err(f)?
-        .iter()
-        .enumerate()
-        .map(|(i, d)| d.and_then(days_to_date).ok_or_else(|| Error::Data(format!("row {i} ({}): no date", symbols[i]))))
-        .collect::<Result<_>>()?;
-    let close = f64_column(prices, "close")?.ok_or_else(|| Error::Data("prices have no close".into()))?;
-    let none = || vec![None; df.height()];
-    let open = f64_column(prices, "open")?.unwrap_or_else(none);
-    let high = f64_column(prices, "high")?.unwrap_or_else(none);
-    let low = f64_column(prices, "low")?.unwrap_or_else(none);
-    let volume = f64_column(prices, "volume")?.unwrap_or_else(none);
-    let raw_close = f64_column(prices, "raw_close")?.unwrap_or_else(none);
+    let series = prices.series()?;
+    let height = prices.height();
+    let (mut symbols, mut dates) = (Vec::with_capacity(height), Vec::with_capacity(height));
+    let mut cols: [Vec<Option<f64>>; 6] = Default::default();
+    for s in &series {
+        symbols.extend(std::iter::repeat_n(s.symbol.clone(), s.len()));
+        dates.extend_from_slice(&s.dates);
+        let close = Some(s.close.clone());
+        for (col, values) in cols.iter_mut().zip([&s.open, &s.high, &s.low, &close, &s.volume, &s.raw_close]) {
+            match values {
+                Some(v) => col.extend(v.iter().map(|x| Some(*x))),
+                None => col.extend(std::iter::repeat_n(None, s.len())),
+            }
+        }
+    }
+    let [open, high, low, close, volume, raw_close] = cols;
     let mut distinct: Vec<&str> = symbols.iter().map(String::as_str).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -150,8 +132,8 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
     .execute(&mut *tx)
     .await?;
     let mut stats = ImportStats { symbols: distinct.len(), ..ImportStats::default() };
-    for start in (0..df.height()).step_by(BATCH) {
-        let r = start..(start + BATCH).min(df.height());
+    for start in (0..height).step_by(BATCH) {
+        let r = start..(start + BATCH).min(height);
         let inserted: Vec<bool> = sqlx::query_scalar(
             "INSERT INTO prices (symbol, date, open, high, low, close, volume, raw_close) \
              SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], \
@@ -225,64 +207,147 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     .bind(q.until)
     .bind(q.since)
     .fetch(pool);
-    let mut symbol_names: Vec<String> = Vec::new();
-    let (mut symbol, mut date) = (Vec::new(), Vec::new());
-    let mut cols: [Vec<f64>; 6] = Default::default();
-    let mut nulls = [0usize; 6];
+    let mut builder = BarsBuilder::new(source, "row").column_name(PriceField::AdjClose, "raw_close");
     while let Some(row) = rows.try_next().await? {
         let s: &str = row.try_get(0)?;
-        if symbol_names.last().is_none_or(|l| l != s) {
-            symbol_names.push(s.to_owned());
+        let mut values = [None; 6];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = row.try_get(i + 2)?;
         }
-        symbol.push((symbol_names.len() - 1) as u32);
-        date.push(Some(row.try_get::<NaiveDate, _>(1)?));
-        for (i, col) in cols.iter_mut().enumerate() {
-            let v: Option<f64> = row.try_get(i + 2)?;
-            nulls[i] += usize::from(v.is_none());
-            col.push(v.unwrap_or(f64::NAN));
-        }
+        builder.push(s, row.try_get::<NaiveDate, _>(1)?, values);
     }
     drop(rows);
-    let n = symbol.len();
-    if n == 0 {
+    if builder.is_empty() {
         let what = if q.symbols.is_empty() { String::new() } else { format!(" for {}", q.symbols.join(", ")) };
         let until = q.until.map_or_else(String::new, |d| format!(" up to {d}"));
         return Err(Error::Data(format!("{source}: the prices table has no rows{what}{until}")));
     }
-    let order = [PriceField::Open, PriceField::High, PriceField::Low, PriceField::Close, PriceField::Volume];
-    let mut fields = Vec::new();
-    for (i, values) in cols.into_iter().enumerate() {
-        // A column never filled is absent (e.g. close-only data); a partly missing one goes to the checks.
-        let absent = nulls[i] == n;
-        let keep = match order.get(i) {
-            Some(f) => !absent || *f == PriceField::Close,
-            None => nulls[i] == 0,
-        };
-        if keep {
-            fields.push((order.get(i).copied().unwrap_or(PriceField::AdjClose), values));
-        }
-    }
+    let bars = builder.finish();
     let securities = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
         "SELECT symbol, name, sector FROM securities WHERE symbol = ANY($1) ORDER BY symbol",
     )
-    .bind(&symbol_names)
+    .bind(&bars.symbol_names)
     .fetch_all(pool)
     .await?
     .into_iter()
     .map(|(symbol, name, sector)| Security { symbol, name, sector })
     .collect();
-    let bars = Bars {
-        source: source.into(),
-        line_unit: "row",
-        layout: Layout::Long,
-        symbol_names,
-        symbol,
-        date,
-        fields,
-        line: (1..=n as u64).collect(),
-        issues: Vec::new(),
-        column_names: std::iter::once((PriceField::AdjClose, "raw_close".to_owned())).collect(),
-        empty_wide_cells: 0,
-    };
     Ok((bars, securities))
+}
+
+/// What a stored run looks like.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredRun {
+    /// `recommendation_runs.id`.
+    pub run_id: i64,
+    /// `model_versions.id`.
+    pub model_version_id: i64,
+    /// True when a run for the same date and version existed and was replaced.
+    pub replaced: bool,
+    /// Rows written.
+    pub rows: usize,
+}
+
+/// Inserts (or updates) the `model_versions` row of a manifest; returns its id.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn upsert_model_version(conn: &mut sqlx::PgConnection, m: &Manifest) -> Result<i64> {
+    let manifest = serde_json::to_value(m).map_err(|e| Error::Data(e.to_string()))?;
+    let created = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+        .map_err(|e| Error::Data(format!("manifest {}@{}: created_at {:?}: {e}", m.name, m.version, m.created_at)))?;
+    let id = sqlx::query_scalar(
+        "INSERT INTO model_versions (name, version, kind, feature_spec_hash, created_at, manifest) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (name, version) DO UPDATE SET kind = EXCLUDED.kind, \
+         feature_spec_hash = EXCLUDED.feature_spec_hash, created_at = EXCLUDED.created_at, \
+         manifest = EXCLUDED.manifest RETURNING id",
+    )
+    .bind(&m.name)
+    .bind(m.version as i64)
+    .bind(&m.kind)
+    .bind(&m.feature_spec_hash)
+    .bind(created)
+    .bind(manifest)
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A run to store.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// The model version's manifest.
+    pub manifest: &'a Manifest,
+    /// The as-of date.
+    pub as_of: NaiveDate,
+    /// When the run was made (passed in).
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Parameters and notes kept with the run (action rule, expected-return method, skipped symbols).
+    pub params: serde_json::Value,
+    /// The rows.
+    pub rows: &'a [Recommendation],
+}
+
+/// Writes the run, its predictions and its recommendations in ONE transaction. A run for the same date and model
+/// version is replaced (its rows are deleted and rewritten); on any error nothing of this call is kept.
+///
+/// # Errors
+/// [`Error::Database`] (rolled back).
+pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
+    let mut tx = pool.begin().await?;
+    let model_version_id = upsert_model_version(&mut tx, run.manifest).await?;
+    let symbols: Vec<&str> = run.rows.iter().map(|r| r.symbol.as_str()).collect();
+    let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
+    // Symbols scored from a file may not be in `securities` yet.
+    sqlx::query(
+        "INSERT INTO securities (symbol, sector) SELECT t.symbol, t.sector FROM UNNEST($1::text[], $2::text[]) \
+         AS t (symbol, sector) WHERE NOT EXISTS (SELECT 1 FROM securities s WHERE s.symbol = t.symbol) \
+         ON CONFLICT (symbol) DO NOTHING",
+    )
+    .bind(&symbols)
+    .bind(&sectors)
+    .execute(&mut *tx)
+    .await?;
+    let (run_id, inserted): (i64, bool) = sqlx::query_as(
+        "INSERT INTO recommendation_runs (as_of, model_version_id, created_at, symbols, params) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (as_of, model_version_id) DO UPDATE SET created_at = EXCLUDED.created_at, \
+         symbols = EXCLUDED.symbols, params = EXCLUDED.params RETURNING id, (xmax = 0)",
+    )
+    .bind(run.as_of)
+    .bind(model_version_id)
+    .bind(run.created_at)
+    .bind(run.rows.len() as i32)
+    .bind(&run.params)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !inserted {
+        sqlx::query("DELETE FROM recommendations WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM predictions WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+    }
+    let scores: Vec<f64> = run.rows.iter().map(|r| r.score).collect();
+    sqlx::query("INSERT INTO predictions (run_id, symbol, score) SELECT $1, * FROM UNNEST($2::text[], $3::float8[])")
+        .bind(run_id)
+        .bind(&symbols)
+        .bind(&scores)
+        .execute(&mut *tx)
+        .await?;
+    let ranks: Vec<i32> = run.rows.iter().map(|r| r.rank as i32).collect();
+    let expected: Vec<f64> = run.rows.iter().map(|r| r.expected_return).collect();
+    let actions: Vec<&str> = run.rows.iter().map(|r| r.action.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO recommendations (run_id, symbol, rank, expected_return, action, sector) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::float8[], $5::text[], $6::text[])",
+    )
+    .bind(run_id)
+    .bind(&symbols)
+    .bind(&ranks)
+    .bind(&expected)
+    .bind(&actions)
+    .bind(&sectors)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StoredRun { run_id, model_version_id, replaced: !inserted, rows: run.rows.len() })
 }

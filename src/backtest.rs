@@ -1,0 +1,165 @@
+//! The backtest job as a library call: prices → features → walk-forward of every configured model on the same
+//! folds → signal, forecast and portfolio evaluation → a [`Backtest`] that writes the report directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use serde_json::json;
+use stockcast_backtest::report::{self, RunMeta};
+use stockcast_backtest::{
+    BacktestConfig, Market, ModelReport, ModelSpec, RunOptions, SplitConfig, WalkForward, portfolio, runner,
+};
+use stockcast_features::{FeatureSpec, Policy, PriceFrame};
+use stockcast_models::{Dataset, DatasetOptions};
+
+use crate::ctx::Ctx;
+use crate::prices::{PriceInput, load, require};
+
+/// The prices a backtest runs on, already loaded and checked.
+#[derive(Debug, Clone)]
+pub struct BacktestData {
+    /// The prices (only `data.symbols` when the config names some).
+    pub prices: PriceFrame,
+    /// How the source is named in the report (a path, or a database URL without its password).
+    pub source: String,
+    /// Index closes for a second benchmark, when the config names an index file.
+    pub index: Option<BTreeMap<NaiveDate, f64>>,
+}
+
+impl BacktestData {
+    /// Loads what `cfg.data` names: prices through the quality checks (removed rows quarantined beside
+    /// `quarantine_beside`), the symbol filter, and the index file.
+    pub fn load(
+        ctx: &Ctx,
+        cfg: &BacktestConfig,
+        on_bad_rows: Option<Policy>,
+        quarantine_beside: &Path,
+    ) -> anyhow::Result<Self> {
+        let path = require(cfg.data.prices.clone())?;
+        let input = PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows);
+        let loaded = load(ctx, &input, quarantine_beside, None)?;
+        let prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
+        let index = cfg.data.index.as_deref().map(portfolio::load_index).transpose()?;
+        Ok(Self { prices, source: crate::prices::source_label(&path), index })
+    }
+}
+
+/// A finished backtest: the walk-forward predictions and each model's evaluation.
+#[derive(Debug)]
+pub struct Backtest {
+    /// The configuration it ran.
+    pub config: BacktestConfig,
+    /// The models, resolved from the config.
+    pub models: Vec<ModelSpec>,
+    /// The feature spec.
+    pub spec: FeatureSpec,
+    /// Out-of-sample predictions and per-fold results.
+    pub walk_forward: WalkForward,
+    /// Signal, forecast and portfolio metrics per model.
+    pub reports: Vec<ModelReport>,
+    /// What the report records about the run (config, data, hashes, seed, timings).
+    pub meta: RunMeta,
+}
+
+/// The spec a config asks for: its `data.spec` file (or the default spec) with `data.horizon` applied.
+pub fn spec_of(cfg: &BacktestConfig) -> anyhow::Result<FeatureSpec> {
+    crate::features::resolve_spec(cfg.data.spec.as_deref(), cfg.data.horizon, false)
+}
+
+/// The walk-forward run with a progress bar over every (model, fold).
+pub fn walk_forward(
+    ctx: &Ctx,
+    data: &Dataset,
+    models: &[ModelSpec],
+    split: &SplitConfig,
+    opts: RunOptions,
+) -> anyhow::Result<WalkForward> {
+    let pb = ctx.progress.bar(0, "walk-forward");
+    let wf = runner::run(data, models, split, opts, &|model, fold, done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+        pb.set_message(format!("walk-forward {model} fold {fold}"));
+        tracing::debug!(model, fold, done, total, "fold done");
+    })?;
+    pb.finish_and_clear();
+    Ok(wf)
+}
+
+/// Runs the backtest of `cfg` on `data`.
+///
+/// # Errors
+/// Invalid model or split configuration, too little data for the folds, feature and model errors.
+pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Result<Backtest> {
+    let mut timings = BTreeMap::new();
+    let models = cfg.model_specs()?;
+    let spec = spec_of(cfg)?;
+    let prices = &data.prices;
+
+    let t = Instant::now();
+    let dataset = crate::features::dataset(ctx, prices, &spec, DatasetOptions::default())?;
+    timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let opts = RunOptions { horizon: spec.label.horizon, seed: cfg.seed, jobs: cfg.jobs };
+    let wf = walk_forward(ctx, &dataset, &models, &cfg.split, opts)?;
+    timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let market = Market::from_prices(prices)?;
+    let kinds = models.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
+    let reports = report::evaluate(&wf, &kinds, &market, &cfg.strategy, data.index.as_ref())?;
+    timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
+
+    let (first, last) = prices.date_range()?.unzip();
+    let mut resolved = serde_json::to_value(cfg)?;
+    resolved["models_resolved"] = serde_json::to_value(&models)?;
+    let meta = RunMeta {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config: resolved,
+        data: json!({
+            "prices": data.source,
+            "data_hash": prices.data_hash(),
+            "symbols": prices.symbols()?.len(),
+            "rows": prices.height(),
+            "first_date": first,
+            "last_date": last,
+            "index": cfg.data.index.as_ref().map(|p| p.display().to_string()),
+        }),
+        feature_spec_hash: spec.hash().0,
+        horizon: spec.label.horizon,
+        seed: cfg.seed,
+        timings,
+    };
+    Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, reports, meta })
+}
+
+impl Backtest {
+    /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        report::write_run(dir, &self.meta, &self.walk_forward, &self.reports, &self.config.strategy)
+            .with_context(|| format!("writing the run to {}", dir.display()))
+    }
+
+    /// One line saying what ran.
+    pub fn headline(&self) -> String {
+        let wf = &self.walk_forward;
+        format!(
+            "backtest {}: {} model(s), {} folds ({} .. {}), horizon {}, strategy {:?}",
+            self.config.name,
+            self.models.len(),
+            wf.folds.len(),
+            wf.results.first().map(|r| r.test_start.to_string()).unwrap_or_default(),
+            wf.results.iter().map(|r| r.test_end).max().map(|d| d.to_string()).unwrap_or_default(),
+            self.spec.label.horizon,
+            self.config.strategy.rule(),
+        )
+    }
+
+    /// The per-model summary table (Markdown).
+    pub fn summary_table(&self) -> String {
+        report::summary_table(&self.reports)
+    }
+}

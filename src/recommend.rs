@@ -1,0 +1,160 @@
+//! The recommendation job as a library call: score a day with published model versions (the champions, or
+//! pinned references), rank, assign actions, and store each run in Postgres.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+use stockcast_features::PriceFrame;
+use stockcast_infer::recommend::{self, Action, DayRun, RecommendConfig, Scorer};
+use stockcast_infer::store::{self, PoolConfig, StoredRun};
+use stockcast_models::registry::Registry;
+
+use crate::UsageError;
+use crate::ctx::Ctx;
+use crate::prices::runtime;
+
+/// The model references to run: the given ones, or every registry name that has a champion.
+///
+/// # Errors
+/// A usage error when nothing is given and the registry has no champion.
+pub fn references(reg: &Registry, given: &[String]) -> anyhow::Result<Vec<String>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let refs = recommend::champion_references(reg)?;
+    if refs.is_empty() {
+        return Err(UsageError(format!(
+            "no champion model in {} (run `stockcast train` or pass --model NAME@VERSION)",
+            reg.root().display()
+        ))
+        .into());
+    }
+    Ok(refs)
+}
+
+/// Loads the scorers of `refs` (hashes verified); an unknown reference is a usage error.
+pub fn scorers(reg: &Registry, refs: &[String]) -> anyhow::Result<Vec<Scorer>> {
+    refs.iter().map(|r| Scorer::load(reg, r).map_err(|e| UsageError(format!("model {r}: {e}")).into())).collect()
+}
+
+/// One stored day of one model version.
+#[derive(Debug, Clone)]
+pub struct StoredDay {
+    /// `name@version`.
+    pub model: String,
+    /// The as-of date.
+    pub date: NaiveDate,
+    /// The rows and parameters computed.
+    pub day: DayRun,
+    /// What the store did.
+    pub stored: StoredRun,
+}
+
+impl StoredDay {
+    /// A summary line and the top rows, for the console.
+    pub fn lines(&self, top: usize) -> Vec<String> {
+        let counts = recommend::action_counts(&self.day.rows);
+        let count = |x: Action| counts.get(&x).copied().unwrap_or(0);
+        let mut lines = vec![format!(
+            "{} as of {}: {} recommendations ({} buy, {} hold, {} sell) {} run {} in one transaction",
+            self.model,
+            self.date,
+            self.stored.rows,
+            count(Action::Buy),
+            count(Action::Hold),
+            count(Action::Sell),
+            if self.stored.replaced { "replaced" } else { "stored as" },
+            self.stored.run_id
+        )];
+        for r in self.day.rows.iter().take(top) {
+            lines.push(format!(
+                "  #{:<3} {:<8} expected {:+.4}  {:<4}  {}",
+                r.rank,
+                r.symbol,
+                r.expected_return,
+                r.action.as_str(),
+                r.sector.as_deref().unwrap_or("")
+            ));
+        }
+        lines
+    }
+}
+
+/// Scores `date` with each scorer and stores each run (one transaction per model version).
+///
+/// # Errors
+/// Usage errors for a date without prices or a bad action rule; database and model errors.
+pub fn store_days(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    pool: &PgPool,
+    scorers: &[Scorer],
+    prices: &PriceFrame,
+    date: NaiveDate,
+    cfg: &RecommendConfig,
+) -> anyhow::Result<Vec<StoredDay>> {
+    rt.block_on(store::migrate(pool))?;
+    let created_at = ctx.clock().now();
+    let mut out = Vec::new();
+    for scorer in scorers {
+        let pb = ctx.progress.step(&format!("scoring {} as of {date}", scorer.label()));
+        let day = recommend::compute_day(scorer, prices, date, cfg);
+        pb.finish_and_clear();
+        let day =
+            day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?;
+        let stored = rt.block_on(store::store_run(
+            pool,
+            &store::NewRun {
+                manifest: &scorer.manifest,
+                as_of: date,
+                created_at,
+                params: day.params.clone(),
+                rows: &day.rows,
+            },
+        ))?;
+        for (symbol, why) in &day.skipped {
+            ctx.note(&format!("  not scored: {symbol}: {why}"));
+        }
+        out.push(StoredDay { model: scorer.label(), date, day, stored });
+    }
+    Ok(out)
+}
+
+/// Where a recommendation run stores its rows.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// Postgres URL.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Connection timeout.
+    pub timeout: Duration,
+}
+
+/// The whole job: load the scorers from `models_dir`, then score and store `date` on `prices`.
+///
+/// # Errors
+/// As [`references`], [`scorers`] and [`store_days`].
+pub fn run(
+    ctx: &Ctx,
+    models_dir: &Path,
+    models: &[String],
+    prices: &PriceFrame,
+    date: NaiveDate,
+    cfg: &RecommendConfig,
+    db: &Database,
+) -> anyhow::Result<Vec<StoredDay>> {
+    cfg.actions.validate().map_err(|e| UsageError(e.to_string()))?;
+    let reg = Registry::new(models_dir);
+    let scorers = scorers(&reg, &references(&reg, models)?)?;
+    let rt = runtime()?;
+    let pool = rt.block_on(store::connect(
+        &db.url,
+        PoolConfig { max_connections: db.max_connections.max(1), acquire_timeout: db.timeout },
+    ))?;
+    let result = store_days(ctx, &rt, &pool, &scorers, prices, date, cfg);
+    rt.block_on(pool.close());
+    result
+}

@@ -1,0 +1,452 @@
+//! The nightly job as a library call: load prices up to the as-of date, check quality, build features (cached
+//! incrementally per models directory), evaluate each configured model walk-forward together with its current
+//! champion on the same folds, fit it on the most recent window, publish a version and promote it to
+//! `champion` only when the gate passes. One run at a time per models directory (a lock file; a stale lock of a
+//! dead process is taken over).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stockcast_backtest::report;
+use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions};
+use stockcast_features::Policy;
+use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
+use stockcast_models::{Dataset, DatasetOptions};
+
+use crate::ctx::Ctx;
+use crate::prices::{PriceInput, load, require, source_label};
+use crate::{QualityFailure, UsageError};
+
+/// `[gate]`: when a new version becomes the champion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// Walk-forward metric compared (a key of the backtest report's per-model metrics, higher is better).
+    #[serde(default = "default_gate_metric")]
+    pub metric: String,
+    /// Floor the metric must reach.
+    #[serde(default)]
+    pub min: f64,
+    /// Also require at least the current champion's value, evaluated on the same folds and data.
+    #[serde(default = "default_true")]
+    pub beat_champion: bool,
+}
+
+fn default_gate_metric() -> String {
+    "rank_ic".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_valid_fraction() -> f64 {
+    0.1
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self { metric: default_gate_metric(), min: 0.0, beat_champion: true }
+    }
+}
+
+/// `[final]`: the fit that is published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalFit {
+    /// Most recent trading dates to train on (0: all).
+    #[serde(default)]
+    pub train_days: usize,
+    /// Share of those dates held out (after a gap of the horizon) for early stopping, for models that use it.
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+}
+
+impl Default for FinalFit {
+    fn default() -> Self {
+        Self { train_days: 0, valid_fraction: default_valid_fraction() }
+    }
+}
+
+/// A nightly configuration: a backtest config (data, split, models, strategy) plus `[gate]` and `[final]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The file it was read from (named in the run summary).
+    pub path: PathBuf,
+    /// Data, split, models and strategy.
+    pub backtest: BacktestConfig,
+    /// When a new version is promoted.
+    pub gate: Gate,
+    /// The published fit.
+    pub final_fit: FinalFit,
+}
+
+impl TrainConfig {
+    /// Reads and checks a nightly config file.
+    ///
+    /// # Errors
+    /// Usage errors naming the file and the table that is wrong.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let (backtest, extra) = BacktestConfig::from_file_with(path, &["gate", "final"])?;
+        let gate: Gate = table(&extra, "gate", path)?;
+        let final_fit: FinalFit = table(&extra, "final", path)?;
+        if !(0.0..0.9).contains(&final_fit.valid_fraction) {
+            return Err(UsageError("final.valid_fraction must be in [0, 0.9)".into()).into());
+        }
+        Ok(Self { path: path.to_path_buf(), backtest, gate, final_fit })
+    }
+}
+
+/// The table `name` of a config file, or its default when absent.
+fn table<T: serde::de::DeserializeOwned + Default>(extra: &toml::Table, name: &str, path: &Path) -> anyhow::Result<T> {
+    let value = extra.get(name).map(|v| v.clone().try_into()).transpose();
+    Ok(value.map_err(|e| UsageError(format!("{}: [{name}]: {e}", path.display())))?.unwrap_or_default())
+}
+
+/// Where and as of when the job runs.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// The registry root (models, aliases, lock, feature cache, run summaries).
+    pub models_dir: PathBuf,
+    /// Train on data up to this date (default: the last date of the data).
+    pub as_of: Option<NaiveDate>,
+    /// The versions' creation time, RFC 3339 (default: the clock's now).
+    pub created_at: Option<String>,
+    /// Overrides every quality check's policy.
+    pub on_bad_rows: Option<Policy>,
+}
+
+/// What happened to one configured model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelOutcome {
+    /// Registry name.
+    pub name: String,
+    /// The version published.
+    pub version: u64,
+    /// Model kind.
+    pub kind: String,
+    /// The gate metric.
+    pub metric: String,
+    /// Its walk-forward value.
+    pub value: f64,
+    /// The champion version before this run.
+    pub champion_before: Option<u64>,
+    /// The champion's value on the same folds.
+    pub champion_value: Option<f64>,
+    /// True when the new version became the champion.
+    pub promoted: bool,
+    /// Why it was not promoted.
+    pub reasons: Vec<String>,
+    /// Walk-forward metrics (without timings).
+    pub metrics: Value,
+    /// Rows of the final fit.
+    #[serde(skip)]
+    pub train_rows: usize,
+    /// Dates of the final fit.
+    #[serde(skip)]
+    pub train_range: Option<(NaiveDate, NaiveDate)>,
+}
+
+impl ModelOutcome {
+    /// One line for the console.
+    pub fn line(&self) -> String {
+        let (first, last) = self.train_range.map(|r| (r.0.to_string(), r.1.to_string())).unwrap_or_default();
+        format!(
+            "{}: published version {} ({first} .. {last}, {} rows); {} {:.4}{}; {}",
+            self.name,
+            self.version,
+            self.train_rows,
+            self.metric,
+            self.value,
+            self.champion_value
+                .map(|c| format!(" (champion v{} {c:.4})", self.champion_before.unwrap_or_default()))
+                .unwrap_or_default(),
+            if self.promoted {
+                "PROMOTED to champion".to_owned()
+            } else {
+                format!("NOT promoted: {}", self.reasons.join("; "))
+            }
+        )
+    }
+}
+
+/// The run summary (saved as `runs/train-<as-of>-<created-at>.json` in the models directory).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// Creation time of the versions.
+    pub created_at: String,
+    /// Last date of the data used.
+    pub as_of: NaiveDate,
+    /// The config file.
+    pub config: String,
+    /// Seed of every fit.
+    pub seed: u64,
+    /// The data trained on.
+    pub data: DataInfo,
+    /// Hash of the feature spec.
+    pub feature_spec_hash: String,
+    /// The gate.
+    pub gate: Gate,
+    /// Walk-forward folds.
+    pub folds: usize,
+    /// One outcome per configured model.
+    pub models: Vec<ModelOutcome>,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// What the feature cache reused.
+    #[serde(skip)]
+    pub feature_cache: String,
+    /// Where the summary was written.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The lock of a models directory, removed on drop.
+#[derive(Debug)]
+struct Lock {
+    path: PathBuf,
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+impl Lock {
+    fn acquire(dir: &Path, ctx: &Ctx) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(".train.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(pid) if pid_alive(pid) => {
+                            anyhow::bail!(
+                                "another `stockcast train` (pid {pid}) is running on {} (lock file {}); wait for it \
+                                 to finish",
+                                dir.display(),
+                                path.display()
+                            );
+                        }
+                        _ => {
+                            ctx.note(&format!(
+                                "removing a stale lock {} (pid {:?} is not running)",
+                                path.display(),
+                                text.trim()
+                            ));
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        anyhow::bail!("could not take the lock {}", path.display())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn metric(metrics: &Value, key: &str) -> anyhow::Result<f64> {
+    metrics
+        .get(key)
+        .ok_or_else(|| UsageError(format!("gate.metric {key:?} is not a backtest metric")).into())
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+}
+
+/// Metrics without wall-clock timings, so that reruns give identical manifests.
+fn without_timings(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.ends_with("_seconds"));
+            for x in m.values_mut() {
+                *x = without_timings(std::mem::take(x));
+            }
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                *x = without_timings(std::mem::take(x));
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Runs the nightly job of `cfg` on the registry at `opts.models_dir`.
+///
+/// # Errors
+/// [`QualityFailure`] in the chain when a data-quality check failed (exit code 3); usage errors for bad
+/// configuration; a held lock; model, registry and I/O errors.
+pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let started = Instant::now();
+    let bt = &cfg.backtest;
+    let gate = &cfg.gate;
+    let models = bt.model_specs()?;
+    let spec = crate::backtest::spec_of(bt)?;
+    let prices_path = require(bt.data.prices.clone())?;
+    let registry = Registry::new(&opts.models_dir);
+    let _lock = Lock::acquire(&opts.models_dir, ctx)?;
+    let created_at = opts.created_at.clone().unwrap_or_else(|| ctx.clock().now_rfc3339());
+
+    // Data up to the as-of date.
+    let input = PriceInput::file(prices_path.clone(), bt.data.securities.clone(), opts.on_bad_rows);
+    let loaded = load(ctx, &input, &opts.models_dir.join("train-prices.csv"), None).map_err(|e| {
+        if e.chain().any(|c| matches!(c.downcast_ref(), Some(stockcast_features::Error::Quality { .. }))) {
+            e.context(QualityFailure)
+        } else {
+            e
+        }
+    })?;
+    let (_, last) = loaded.prices.date_range()?.context("no prices")?;
+    let as_of = opts.as_of.unwrap_or(last);
+    let prices = loaded.prices.until(as_of)?;
+    let (first, last) = prices.date_range()?.ok_or_else(|| UsageError(format!("no prices up to {as_of}")))?;
+    let pb = ctx.progress.step("computing features");
+    let built = stockcast_features::build_features_cached(&prices, &spec, &opts.models_dir.join(".cache"))
+        .context("computing features")?;
+    pb.finish_and_clear();
+    let data = Dataset::from_frame(&built.frame, &prices, DatasetOptions::default())?;
+    let data_info = DataInfo {
+        source: source_label(&prices_path),
+        data_hash: prices.data_hash().to_owned(),
+        first_date: Some(first),
+        last_date: Some(last),
+        symbols: prices.symbols()?.len(),
+        rows: prices.height(),
+    };
+
+    // Walk-forward evaluation of the candidates, and of each current champion on the same folds.
+    let mut specs: Vec<ModelSpec> = models.clone();
+    let mut champions: BTreeMap<String, u64> = BTreeMap::new();
+    for m in &models {
+        if let Some(v) = registry.aliases(&m.name)?.aliases.get(CHAMPION).copied() {
+            let manifest = registry.manifest(&m.name, v)?;
+            if gate.beat_champion {
+                specs.push(ModelSpec { name: format!("{}@{v}", m.name), config: manifest.config });
+            }
+            champions.insert(m.name.clone(), v);
+        }
+    }
+    let run_opts = RunOptions { horizon: spec.label.horizon, seed: bt.seed, jobs: bt.jobs };
+    let wf = crate::backtest::walk_forward(ctx, &data, &specs, &bt.split, run_opts)?;
+    let kinds = specs.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
+    let reports = report::evaluate(&wf, &kinds, &Market::from_prices(&prices)?, &bt.strategy, None)?;
+    let meta = report::RunMeta {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config: serde_json::to_value(bt)?,
+        data: serde_json::to_value(&data_info)?,
+        feature_spec_hash: spec.hash().0,
+        horizon: spec.label.horizon,
+        seed: bt.seed,
+        timings: BTreeMap::new(),
+    };
+    let doc = report::report_json(&meta, &wf, &reports, &bt.strategy)?;
+
+    // Final fit on the most recent window, publish, gate.
+    let calendar = &wf.calendar;
+    let final_start = if cfg.final_fit.train_days > 0 {
+        calendar[calendar.len().saturating_sub(cfg.final_fit.train_days)]
+    } else {
+        calendar[0]
+    };
+    let mut outcomes = Vec::new();
+    for m in &models {
+        let metrics = without_timings(doc["models"][&m.name].clone());
+        let value = metric(&metrics, &gate.metric)?;
+        let mut train = data.rows(&data.trainable_rows(final_start, as_of));
+        train.context = m.config.uses_sequences().then(|| Arc::new(data.matrix.clone()));
+        let (train, valid) = if m.config.uses_validation() {
+            train.split_validation(cfg.final_fit.valid_fraction, spec.label.horizon)
+        } else {
+            (train, None)
+        };
+        let model = stockcast_models::fit(&m.config, &train, valid.as_ref(), bt.seed)
+            .with_context(|| format!("final fit of {}", m.name))?;
+        let manifest = registry.publish(
+            &m.name,
+            &Publish {
+                model: &model,
+                spec_toml: &spec.to_toml(),
+                created_at: &created_at,
+                data: data_info.clone(),
+                metrics: metrics.clone(),
+                stockcast_version: env!("CARGO_PKG_VERSION"),
+                git_commit: option_env!("STOCKCAST_GIT_COMMIT").map(str::to_owned),
+            },
+        )?;
+        let champion = champions.get(&m.name).copied();
+        let champion_value = match champion {
+            Some(v) if gate.beat_champion => Some(metric(&doc["models"][&format!("{}@{v}", m.name)], &gate.metric)?),
+            _ => None,
+        };
+        let mut reasons = Vec::new();
+        if value.is_nan() || value < gate.min {
+            reasons.push(format!("{} {value:.4} is below the floor {}", gate.metric, gate.min));
+        }
+        if let Some(c) = champion_value
+            && value < c
+        {
+            reasons.push(format!(
+                "{} {value:.4} is below the champion's {c:.4} (v{}) on the same folds",
+                gate.metric,
+                champion.unwrap_or_default()
+            ));
+        }
+        let promoted = reasons.is_empty();
+        if promoted {
+            registry.set_alias(
+                &m.name,
+                CHAMPION,
+                manifest.version,
+                &created_at,
+                &format!("promoted: {} {value:.4} passed the gate", gate.metric),
+            )?;
+        }
+        outcomes.push(ModelOutcome {
+            name: m.name.clone(),
+            version: manifest.version,
+            kind: manifest.kind.clone(),
+            metric: gate.metric.clone(),
+            value,
+            champion_before: champion,
+            champion_value,
+            promoted,
+            reasons,
+            metrics,
+            train_rows: train.len(),
+            train_range: manifest.train_range,
+        });
+    }
+    let path = opts.models_dir.join("runs").join(format!("train-{as_of}-{}.json", created_at.replace(':', "")));
+    let summary = TrainSummary {
+        created_at,
+        as_of,
+        config: cfg.path.display().to_string(),
+        seed: bt.seed,
+        data: data_info,
+        feature_spec_hash: spec.hash().0,
+        gate: gate.clone(),
+        folds: wf.folds.len(),
+        models: outcomes,
+        seconds: started.elapsed().as_secs_f64(),
+        feature_cache: built.message,
+        path,
+    };
+    stockcast_features::io::write_atomic(&summary.path, &serde_json::to_vec_pretty(&summary)?)?;
+    tracing::info!(summary = %summary.path.display(), seconds = summary.seconds, "train finished");
+    Ok(summary)
+}
