@@ -163,3 +163,73 @@ impl Backtest {
         report::summary_table(&self.reports)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::Clock;
+
+    pub(crate) fn us5() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/us5_daily.csv")
+    }
+
+    pub(crate) fn config(models: &str) -> BacktestConfig {
+        let text = format!(
+            "seed = 7\n[data]\nprices = {:?}\nhorizon = 5\n[split]\nmin_train_days = 504\ntest_days = 252\n\
+             valid_days = 63\n{models}\n[strategy]\nkind = \"top_k\"\nk = 2\nrebalance_days = 5\n",
+            us5().display().to_string()
+        );
+        BacktestConfig::from_toml(&text).unwrap()
+    }
+
+    const MODELS: &str = "[[models]]\nname = \"lin\"\nmodel = { kind = \"linear\", alpha = 0.01 }\n\
+                          [[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n";
+
+    #[test]
+    fn backtest_runs_as_a_library_call_and_is_reproducible() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let cfg = config(MODELS);
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let a = run(&ctx, &cfg, &data).unwrap();
+        let names: Vec<&str> = a.reports.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["lin", "mom"]);
+        assert!(a.walk_forward.folds.len() >= 5, "{} folds", a.walk_forward.folds.len());
+        // Every out-of-sample prediction is dated after its fold's training window plus the label horizon.
+        let calendar = &a.walk_forward.calendar;
+        for r in &a.walk_forward.results {
+            let train_end = calendar.binary_search(&r.train_end).unwrap();
+            let test_start = calendar.binary_search(&r.test_start).unwrap();
+            assert!(test_start > train_end + 5, "fold {} of {}: gap {}", r.fold, r.model, test_start - train_end);
+        }
+        // Same data, config and seed: identical predictions.
+        let b = run(&ctx, &cfg, &data).unwrap();
+        let bits = |x: &Backtest| -> Vec<(String, String, NaiveDate, u64)> {
+            x.walk_forward
+                .predictions
+                .iter()
+                .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.clone(), p.date, p.score.to_bits())))
+                .collect()
+        };
+        assert!(!bits(&a).is_empty());
+        assert_eq!(bits(&a), bits(&b));
+        let out = a.write(&dir.path().join("run")).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        assert!(report["models"]["lin"]["rank_ic"].is_number(), "{}", report["models"]["lin"]);
+        assert_eq!(report["seed"], 7);
+    }
+
+    #[test]
+    fn an_unknown_symbol_filter_is_a_usage_error() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let mut cfg = config(MODELS);
+        cfg.data.symbols = vec!["NOPE".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let e = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap_err();
+        assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT);
+        assert!(format!("{e:#}").contains("NOPE"), "{e:#}");
+    }
+}

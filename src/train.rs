@@ -450,3 +450,45 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
     tracing::info!(summary = %summary.path.display(), seconds = summary.seconds, "train finished");
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::Clock;
+
+    fn nightly(min: f64) -> TrainConfig {
+        let bt =
+            crate::backtest::tests::config("[[models]]\nname = \"lin\"\nmodel = { kind = \"linear\", alpha = 0.01 }\n");
+        let gate = Gate { min, ..Gate::default() };
+        TrainConfig { path: "nightly.toml".into(), backtest: bt, gate, final_fit: FinalFit::default() }
+    }
+
+    #[test]
+    fn the_nightly_job_publishes_gates_and_compares_with_the_champion_without_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::fixed("2026-11-30T01:02:03Z".parse().unwrap());
+        let ctx = Ctx::quiet(clock);
+        let opts = TrainOptions { models_dir: dir.path().to_path_buf(), ..TrainOptions::default() };
+        // A floor nobody reaches: published, not promoted.
+        let first = run(&ctx, &nightly(1.0), &opts).unwrap();
+        let m = &first.models[0];
+        assert_eq!((m.version, m.promoted, m.champion_before), (1, false, None));
+        assert!(m.reasons[0].contains("below the floor"), "{:?}", m.reasons);
+        // The clock passed in is the versions' creation time and names the run summary.
+        assert_eq!(first.created_at, "2026-11-30T01:02:03Z");
+        assert!(first.path.ends_with(format!("runs/train-{}-2026-11-30T010203Z.json", first.as_of)));
+        assert!(first.path.is_file());
+        // A reachable floor: promoted; the next run is compared with that champion on the same folds.
+        let second = run(&ctx, &nightly(-1.0), &opts).unwrap();
+        assert_eq!((second.models[0].version, second.models[0].promoted), (2, true));
+        let third = run(&ctx, &nightly(-1.0), &opts).unwrap();
+        let m = &third.models[0];
+        assert_eq!((m.version, m.champion_before), (3, Some(2)));
+        // Same data, config and seed as the champion: the same walk-forward value, so it passes (≥).
+        let champion = m.champion_value.unwrap();
+        assert!((champion - m.value).abs() < 1e-12, "{champion} vs {}", m.value);
+        assert!(m.promoted);
+    }
+}

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use stockcast_features::{BarsBuilder, QualityConfig};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, api};
 use crate::error::Error;
 use crate::recommend::{self, Action, Scorer};
 use crate::store::{self, PriceQuery};
@@ -141,16 +141,23 @@ fn stored_model(state: &AppState, model: Option<&str>) -> ApiResult<(String, u64
     Ok((s.name.clone(), s.version))
 }
 
-pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// Liveness, with the database state and the models served.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive", body = api::Health)))]
+pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Json<api::Health> {
     let set = state.models();
-    Json(json!({
-        "status": "ok",
-        "database": if state.db_up.load(Ordering::Relaxed) { "ok" } else { "unavailable" },
-        "models": set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect::<Vec<_>>(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    Json(api::Health {
+        status: "ok".into(),
+        database: if state.db_up.load(Ordering::Relaxed) { "ok" } else { "unavailable" }.into(),
+        models: set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
+/// Ready when the database answers and a model is served.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready", body = api::Ready),
+    (status = 503, description = "not ready (same body)", body = api::Ready),
+))]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool))
         .await
@@ -158,20 +165,28 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     state.db_up.store(db_ok, Ordering::Relaxed);
     let set = state.models();
     let ready = db_ok && !set.by_name.is_empty();
-    let body = json!({
-        "ready": ready,
-        "database": if db_ok { "ok" } else { "unavailable" },
-        "models": set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect::<Vec<_>>(),
-    });
+    let body = api::Ready {
+        ready,
+        database: if db_ok { "ok" } else { "unavailable" }.into(),
+        models: set.versions().iter().map(|(n, v)| format!("{n}@{v}")).collect(),
+    };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses(
+    (status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object),
+))]
 pub(super) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], super::openapi::document().to_string()).into_response()
 }
@@ -184,28 +199,30 @@ pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
-pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// Model versions served, with their manifests' metrics.
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, description = "models", body = api::Models)))]
+pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<api::Models> {
     let set = state.models();
-    let models: Vec<Value> = set
+    let models = set
         .by_name
         .values()
         .map(|s| {
             let m = &s.manifest;
-            json!({
-                "name": m.name,
-                "version": m.version,
-                "kind": m.kind,
-                "created_at": m.created_at,
-                "feature_spec_hash": m.feature_spec_hash,
-                "horizon": s.spec.label.horizon,
-                "train_range": m.train_range,
-                "data_last_date": m.data.last_date,
-                "seed": m.seed,
-                "metrics": m.metrics,
-            })
+            api::ModelInfo {
+                name: m.name.clone(),
+                version: m.version,
+                kind: m.kind.clone(),
+                created_at: m.created_at.clone(),
+                feature_spec_hash: m.feature_spec_hash.clone(),
+                horizon: s.spec.label.horizon,
+                train_range: m.train_range,
+                data_last_date: m.data.last_date,
+                seed: m.seed,
+                metrics: m.metrics.clone(),
+            }
         })
         .collect();
-    Json(json!({ "models": models }))
+    Json(api::Models { models })
 }
 
 /// The newest run of `name@version` (on `date` when given).
@@ -235,10 +252,24 @@ async fn find_run(
     })
 }
 
+/// Stored scores of a recommendation run.
+#[utoipa::path(get, path = "/v1/predictions",
+    params(
+        ("date" = Option<NaiveDate>, Query, description = "as-of date (default: the newest run)"),
+        ("symbols" = Option<String>, Query, description = "comma-separated symbols (default: all)"),
+        ("model" = Option<String>, Query, description = "NAME or NAME@VERSION (default: the only model served)"),
+    ),
+    responses(
+        (status = 200, description = "predictions", body = api::StoredPredictions),
+        (status = 400, description = "invalid query parameter", body = api::ErrorBody),
+        (status = 404, description = "no such model, run or symbol", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+    )
+)]
 pub(super) async fn predictions(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::StoredPredictions>> {
     let p = params(&q, &["date", "symbols", "model"])?;
     let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
     let symbols: Vec<String> = p
@@ -262,16 +293,32 @@ pub(super) async fn predictions(
     if !symbols.is_empty() && rows.is_empty() {
         return Err(ApiError::not_found(format!("no predictions for {} on {as_of}", symbols.join(", "))));
     }
-    Ok(Json(json!({
-        "model": format!("{name}@{version}"),
-        "date": as_of,
-        "run_id": run_id,
-        "created_at": created_at,
-        "predictions": rows.iter().map(|(s, score)| json!({"symbol": s, "score": score})).collect::<Vec<_>>(),
-        "missing": missing,
-    })))
+    Ok(Json(api::StoredPredictions {
+        model: format!("{name}@{version}"),
+        date: as_of,
+        run_id,
+        created_at,
+        predictions: rows.into_iter().map(|(symbol, score)| api::Score { symbol, score }).collect(),
+        missing: missing.into_iter().cloned().collect(),
+    }))
 }
 
+/// Ranked recommendations of a run (cached in memory for cache_ttl_ms).
+#[utoipa::path(get, path = "/v1/recommendations",
+    params(
+        ("date" = Option<NaiveDate>, Query, description = "as-of date (default: the newest run)"),
+        ("sector" = Option<String>, Query, description = "only this sector"),
+        ("action" = Option<String>, Query, description = "only this action: buy, hold or sell"),
+        ("limit" = Option<usize>, Query, description = "most rows (default 100)", minimum = 1),
+        ("model" = Option<String>, Query, description = "NAME or NAME@VERSION (default: the only model served)"),
+    ),
+    responses(
+        (status = 200, description = "recommendations by rank", body = api::Recommendations),
+        (status = 400, description = "invalid query parameter", body = api::ErrorBody),
+        (status = 404, description = "no such model or run", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+    )
+)]
 pub(super) async fn recommendations(
     State(state): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -325,16 +372,24 @@ pub(super) async fn recommendations(
     .fetch_all(&state.pool)
     .await
     .map_err(|e| state.error(e.into()))?;
-    let body = json!({
-        "model": format!("{name}@{version}"),
-        "date": as_of,
-        "run_id": run_id,
-        "created_at": created_at,
-        "recommendations": rows.iter().map(|(symbol, rank, er, action, sector, score)| json!({
-            "rank": rank, "symbol": symbol, "expected_return": er, "action": action, "sector": sector, "score": score,
-        })).collect::<Vec<_>>(),
-    });
-    let bytes = Bytes::from(body.to_string());
+    let body = api::Recommendations {
+        model: format!("{name}@{version}"),
+        date: as_of,
+        run_id,
+        created_at,
+        recommendations: rows
+            .into_iter()
+            .map(|(symbol, rank, expected_return, action, sector, score)| api::RecommendationRow {
+                rank,
+                symbol,
+                expected_return,
+                action,
+                sector,
+                score,
+            })
+            .collect(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
     if !ttl.is_zero()
         && let Ok(mut c) = state.cache.lock()
     {
@@ -350,29 +405,7 @@ fn json_bytes(b: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], b).into_response()
 }
 
-/// One bar of `POST /v1/predict`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct BarIn {
-    symbol: String,
-    date: NaiveDate,
-    open: Option<f64>,
-    high: Option<f64>,
-    low: Option<f64>,
-    close: f64,
-    volume: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PredictIn {
-    model: Option<String>,
-    date: Option<NaiveDate>,
-    symbols: Option<Vec<String>>,
-    bars: Option<Vec<BarIn>>,
-}
-
-fn bars_frame(bars: &[BarIn]) -> Result<stockcast_features::Loaded, Error> {
+fn bars_frame(bars: &[api::BarIn]) -> Result<stockcast_features::Loaded, Error> {
     let mut builder = BarsBuilder::new("request body bars", "bar");
     for b in bars {
         builder.push(&b.symbol, b.date, [b.open, b.high, b.low, Some(b.close), b.volume, None]);
@@ -438,10 +471,22 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
     Ok(map.clone())
 }
 
+/// Score symbols as of a date from the stored prices, or bars given in the body.
+#[utoipa::path(post, path = "/v1/predict", request_body = api::PredictIn,
+    responses(
+        (status = 200, description = "scores", body = api::Predicted),
+        (status = 400, description = "malformed JSON", body = api::ErrorBody),
+        (status = 404, description = "no such model, or no prices on the date", body = api::ErrorBody),
+        (status = 413, description = "request body too large", body = api::ErrorBody),
+        (status = 415, description = "body is not JSON", body = api::ErrorBody),
+        (status = 422, description = "body has wrong fields or values", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+    )
+)]
 pub(super) async fn predict(
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<PredictIn>,
-) -> ApiResult<Json<Value>> {
+    JsonBody(body): JsonBody<api::PredictIn>,
+) -> ApiResult<Json<api::Predicted>> {
     let scorer = served(&state, body.model.as_deref())?;
     let mut missing: Vec<String> = Vec::new();
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
@@ -485,12 +530,12 @@ pub(super) async fn predict(
     if scores.is_empty() {
         return Err(ApiError::not_found(format!("none of the symbols has prices on {date}")));
     }
-    Ok(Json(json!({
-        "model": scorer.label(),
-        "date": date,
-        "predictions": scores.iter().map(|(s, v)| json!({"symbol": s, "score": v})).collect::<Vec<_>>(),
-        "missing": missing,
-    })))
+    Ok(Json(api::Predicted {
+        model: scorer.label(),
+        date,
+        predictions: scores.into_iter().map(|(symbol, score)| api::Score { symbol, score }).collect(),
+        missing,
+    }))
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
@@ -509,18 +554,22 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if diff == 0 { Ok(()) } else { Err(unauthorized("invalid token")) }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RunIn {
-    date: NaiveDate,
-    model: Option<String>,
-}
-
+/// Compute and store a day's recommendations (one transaction per model version; a rerun replaces).
+#[utoipa::path(post, path = "/v1/recommendations/run", request_body = api::RunIn, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "runs stored", body = api::Runs),
+        (status = 401, description = "missing or wrong bearer token", body = api::ErrorBody),
+        (status = 404, description = "no such model", body = api::ErrorBody),
+        (status = 413, description = "request body too large", body = api::ErrorBody),
+        (status = 422, description = "body has wrong fields or values", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+    )
+)]
 pub(super) async fn run_recommendations(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<JsonBody<RunIn>, ApiError>,
-) -> ApiResult<Json<Value>> {
+    body: Result<JsonBody<api::RunIn>, ApiError>,
+) -> ApiResult<Json<api::Runs>> {
     authorize(&state, &headers)?;
     let JsonBody(body) = body?;
     let scorers: Vec<Arc<Scorer>> = match body.model.as_deref() {
@@ -554,25 +603,33 @@ pub(super) async fn run_recommendations(
         .await
         .map_err(|e| state.error(e))?;
         state.metrics.recommendation_runs.fetch_add(1, Ordering::Relaxed);
-        runs.push(json!({
-            "model": scorer.label(),
-            "date": body.date,
-            "run_id": stored.run_id,
-            "rows": stored.rows,
-            "replaced": stored.replaced,
-            "actions": recommend::action_counts(&day.rows),
-            "skipped": day.params["skipped"],
-        }));
+        runs.push(api::RunOut {
+            model: scorer.label(),
+            date: body.date,
+            run_id: stored.run_id,
+            rows: stored.rows,
+            replaced: stored.replaced,
+            actions: recommend::action_counts(&day.rows).into_iter().map(|(a, n)| (a.as_str().to_owned(), n)).collect(),
+            skipped: day.params["skipped"].clone(),
+        });
     }
     state.invalidate();
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(api::Runs { runs }))
 }
 
+/// Load new champion versions (a damaged one is refused; the old one keeps serving).
+#[utoipa::path(post, path = "/v1/admin/reload", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "reloaded", body = api::ReloadReport),
+        (status = 401, description = "missing or wrong bearer token", body = api::ErrorBody),
+        (status = 409, description = "a new version was refused; the old one keeps serving", body = api::ErrorBody),
+    )
+)]
 pub(super) async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     authorize(&state, &headers)?;
     let report = state.reload().await.map_err(|e| state.error(e))?;
     if report.refused.is_empty() {
-        Ok((StatusCode::OK, Json(json!(report))).into_response())
+        Ok((StatusCode::OK, Json(report)).into_response())
     } else {
         let models: Vec<&str> = report.refused.iter().map(|r| r.model.as_str()).collect();
         let body = json!({

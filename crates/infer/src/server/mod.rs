@@ -5,6 +5,7 @@
 //! carries `x-request-id`. Middleware, outermost first: request id → metrics → panic catcher → rate limit →
 //! timeout → handler.
 
+pub mod api;
 mod handlers;
 pub mod metrics;
 mod openapi;
@@ -339,25 +340,7 @@ impl AppState {
     }
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReloadReport {
-    /// Versions newly loaded.
-    pub loaded: Vec<String>,
-    /// Versions refused, with the reason.
-    pub refused: Vec<Refused>,
-    /// Versions served after the reload.
-    pub serving: Vec<String>,
-}
-
-/// A refused version.
-#[derive(Debug, Clone, Serialize)]
-pub struct Refused {
-    /// `name@version` or the reference.
-    pub model: String,
-    /// Why.
-    pub reason: String,
-}
+pub use api::{Refused, ReloadReport};
 
 /// Connects with retries and exponential back-off.
 ///

@@ -1,123 +1,67 @@
-//! The OpenAPI 3.1 description served at `/openapi.json`.
+//! The OpenAPI 3.1 description served at `/openapi.json`, generated (utoipa) from the handlers' `#[utoipa::path]`
+//! annotations and the typed bodies in [`super::api`]: a field added to a response type appears here.
 
-use serde_json::{Value, json};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-fn error_response(description: &str) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+use super::api;
+use super::handlers;
+
+/// Adds the bearer scheme of the protected routes.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
 }
 
-fn query(name: &str, description: &str, schema: &Value) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
-}
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "stockcast inference API",
+        description = "Predictions and daily recommendations of the promoted stockcast models. Errors are JSON \
+                       {error, message}; every response has an x-request-id header."
+    ),
+    paths(
+        handlers::healthz,
+        handlers::readyz,
+        handlers::metrics,
+        handlers::openapi,
+        handlers::models,
+        handlers::predictions,
+        handlers::recommendations,
+        handlers::predict,
+        handlers::run_recommendations,
+        handlers::reload,
+    ),
+    components(schemas(
+        api::ErrorBody,
+        api::Health,
+        api::Ready,
+        api::Models,
+        api::ModelInfo,
+        api::Score,
+        api::StoredPredictions,
+        api::Recommendations,
+        api::RecommendationRow,
+        api::BarIn,
+        api::PredictIn,
+        api::Predicted,
+        api::RunIn,
+        api::RunOut,
+        api::Runs,
+        api::Refused,
+        api::ReloadReport,
+    )),
+    modifiers(&Bearer)
+)]
+struct ApiDoc;
 
 /// The document.
-pub(super) fn document() -> Value {
-    let date = json!({ "type": "string", "format": "date" });
-    let model = query("model", "NAME or NAME@VERSION (default: the only model served)", &json!({ "type": "string" }));
-    let errors = |codes: &[&str]| -> Value {
-        let mut m = serde_json::Map::new();
-        for c in codes {
-            let d = match *c {
-                "400" => "invalid query parameter",
-                "401" => "missing or wrong bearer token",
-                "404" => "no such model, run, symbol or route",
-                "409" => "a new model version was refused; the old one keeps serving",
-                "413" => "request body too large",
-                "415" => "body is not JSON",
-                "422" => "body has wrong fields or values",
-                "429" => "rate limited",
-                _ => "database unavailable, no model served, or timeout",
-            };
-            m.insert((*c).to_owned(), error_response(d));
-        }
-        Value::Object(m)
-    };
-    let merge = |ok: Value, err: Value| -> Value {
-        let mut m = err.as_object().cloned().unwrap_or_default();
-        m.insert("200".into(), ok);
-        Value::Object(m)
-    };
-    let ok =
-        |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
-    let bearer = json!([{ "bearer": [] }]);
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "stockcast inference API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Predictions and daily recommendations of the promoted stockcast models. Errors are JSON {error, message}; every response has an x-request-id header."
-        },
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": { "error": { "type": "string" }, "message": { "type": "string" } }
-                },
-                "Bar": {
-                    "type": "object",
-                    "required": ["symbol", "date", "close"],
-                    "properties": {
-                        "symbol": { "type": "string" }, "date": date, "open": { "type": "number" },
-                        "high": { "type": "number" }, "low": { "type": "number" }, "close": { "type": "number" },
-                        "volume": { "type": "number" }
-                    }
-                }
-            }
-        },
-        "paths": {
-            "/healthz": { "get": { "summary": "Liveness, with the database state and the models served", "responses": { "200": ok("alive") } } },
-            "/readyz": { "get": { "summary": "Ready when the database answers and a model is served", "responses": merge(ok("ready"), errors(&["503"])) } },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } },
-            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": ok("OpenAPI 3.1") } } },
-            "/v1/models": { "get": { "summary": "Model versions served, with their manifests' metrics", "responses": { "200": ok("models") } } },
-            "/v1/predictions": { "get": {
-                "summary": "Stored scores of a recommendation run",
-                "parameters": [
-                    query("date", "as-of date (default: the newest run)", &date),
-                    query("symbols", "comma-separated symbols (default: all)", &json!({ "type": "string" })),
-                    model.clone()
-                ],
-                "responses": merge(ok("predictions"), errors(&["400", "404", "503"]))
-            } },
-            "/v1/recommendations": { "get": {
-                "summary": "Ranked recommendations of a run (cached in memory for cache_ttl_ms)",
-                "parameters": [
-                    query("date", "as-of date (default: the newest run)", &date),
-                    query("sector", "only this sector", &json!({ "type": "string" })),
-                    query("action", "only this action", &json!({ "type": "string", "enum": ["buy", "hold", "sell"] })),
-                    query("limit", "most rows (default 100)", &json!({ "type": "integer", "minimum": 1 })),
-                    model
-                ],
-                "responses": merge(ok("recommendations by rank"), errors(&["400", "404", "503"]))
-            } },
-            "/v1/predict": { "post": {
-                "summary": "Score symbols as of a date from the stored prices, or bars given in the body",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object",
-                    "properties": {
-                        "model": { "type": "string" }, "date": date.clone(),
-                        "symbols": { "type": "array", "items": { "type": "string" } },
-                        "bars": { "type": "array", "items": { "$ref": "#/components/schemas/Bar" } }
-                    }
-                } } } },
-                "responses": merge(ok("scores"), errors(&["400", "404", "413", "415", "422", "503"]))
-            } },
-            "/v1/recommendations/run": { "post": {
-                "summary": "Compute and store a day's recommendations (one transaction per model version; a rerun replaces)",
-                "security": bearer.clone(),
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "required": ["date"],
-                    "properties": { "date": date, "model": { "type": "string" } }
-                } } } },
-                "responses": merge(ok("runs stored"), errors(&["401", "404", "413", "422", "503"]))
-            } },
-            "/v1/admin/reload": { "post": {
-                "summary": "Load new champion versions (a damaged one is refused; the old one keeps serving)",
-                "security": bearer,
-                "responses": merge(ok("reloaded"), errors(&["401", "409"]))
-            } }
-        }
-    })
+pub(super) fn document() -> serde_json::Value {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    serde_json::to_value(&doc).unwrap_or_default()
 }

@@ -54,13 +54,11 @@ async fn importing_prices_twice_is_idempotent_and_updates_replace_rows() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let m = loaded.prices.df().clone();
     let want = {
-        use stockcast_features::polars::prelude::*;
-        let d = stockcast_features::prices::date_to_days(chrono::NaiveDate::from_ymd_opt(2012, 6, 1).unwrap());
-        let mask = m.column("symbol").unwrap().str().unwrap().equal("MSFT")
-            & m.column("date").unwrap().date().unwrap().physical().equal(d);
-        m.filter(&mask).unwrap().column("close").unwrap().f64().unwrap().get(0).unwrap()
+        let series = loaded.prices.series().unwrap();
+        let msft = series.iter().find(|s| s.symbol == "MSFT").unwrap();
+        let i = msft.dates.binary_search(&chrono::NaiveDate::from_ymd_opt(2012, 6, 1).unwrap()).unwrap();
+        msft.close[i]
     };
     assert!((stored - want).abs() < 1e-12, "{stored} vs {want}");
 }

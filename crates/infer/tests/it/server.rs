@@ -65,6 +65,15 @@ async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Val
     HttpClient::connect(addr).await.unwrap().send("POST", path, headers, Some(b.as_bytes())).await.unwrap()
 }
 
+/// The property names of a response's JSON schema, following a `$ref` into the components.
+fn documented_fields(doc: &Value, response: &Value) -> std::collections::BTreeSet<String> {
+    let mut schema = &response["content"]["application/json"]["schema"];
+    if let Some(r) = schema["$ref"].as_str() {
+        schema = &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")];
+    }
+    schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
 const AUTH: (&str, &str) = ("authorization", "Bearer test-token-123");
 
 /// The error body: `{error, message}`, with no internals.
@@ -104,7 +113,28 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     ] {
         assert!(o["paths"][p].is_object(), "{p} missing from the OpenAPI document");
     }
+    // Every documented 200 of a /v1/ route names its fields (generated from the handlers' types).
+    let mut checked = 0;
+    for (path, item) in o["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let fields = documented_fields(&o, &op["responses"]["200"]);
+            assert!(!fields.is_empty(), "{method} {path}: the 200 response has no properties");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
     let m = get(a, "/v1/models").await.json();
+    // What the handler returns is what the document says (no undocumented field).
+    let documented = documented_fields(&o, &o["paths"]["/v1/models"]["get"]["responses"]["200"]);
+    let item = documented_fields(
+        &o,
+        &json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelInfo"}}}}),
+    );
+    assert!(m.as_object().unwrap().keys().all(|k| documented.contains(k)), "{m}");
+    assert!(m["models"][0].as_object().unwrap().keys().all(|k| item.contains(k)), "{m}");
     assert_eq!(m["models"][0]["name"], "lin");
     assert_eq!(m["models"][0]["version"], 1);
     assert_eq!(m["models"][0]["horizon"], 5);
@@ -177,18 +207,11 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     // ... and from bars in the body: the stored history of AAPL and MSFT up to the date.
     let df = e.prices.until(date("2012-12-31")).unwrap().since(date("2011-06-01")).unwrap();
     let mut bars = Vec::new();
-    {
-        let df = df.df();
-        let col = |n: &str| df.column(n).unwrap().f64().unwrap().clone();
-        let (o, h, l, c, v) = (col("open"), col("high"), col("low"), col("close"), col("volume"));
-        let sym = df.column("symbol").unwrap().str().unwrap().clone();
-        let d = df.column("date").unwrap().date().unwrap().physical().clone();
-        for i in 0..df.height() {
-            let s = sym.get(i).unwrap();
-            if s == "AAPL" || s == "MSFT" {
-                let day = stockcast_features::prices::days_to_date(d.get(i).unwrap()).unwrap();
-                bars.push(json!({"symbol": s, "date": day, "open": o.get(i), "high": h.get(i), "low": l.get(i), "close": c.get(i), "volume": v.get(i)}));
-            }
+    for s in df.series().unwrap().iter().filter(|s| s.symbol == "AAPL" || s.symbol == "MSFT") {
+        let (o, h, l, v) =
+            (s.open.as_ref().unwrap(), s.high.as_ref().unwrap(), s.low.as_ref().unwrap(), s.volume.as_ref().unwrap());
+        for i in 0..s.len() {
+            bars.push(json!({"symbol": s.symbol, "date": s.dates[i], "open": o[i], "high": h[i], "low": l[i], "close": s.close[i], "volume": v[i]}));
         }
     }
     let big = ServeConfig { body_limit_bytes: 1 << 20, ..config(&e) };
