@@ -12,9 +12,8 @@ use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use stockcast_features::{BarsBuilder, QualityConfig};
 
 use super::{ApiError, AppState, api};
