@@ -62,6 +62,6 @@ struct ApiDoc;
 /// The document.
 pub(super) fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
     serde_json::to_value(&doc).unwrap_or_default()
 }
