@@ -46,6 +46,8 @@ pub(crate) fn run(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         let state = server::build_state(cfg, ctx.clock().clone()).await?;
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        // Installed before "serving" is announced: from then on SIGTERM means a graceful stop.
+        let signal = server::shutdown_signal();
         let models = state.models().by_name.values().map(|s| s.label()).collect::<Vec<_>>();
         ctx.note(&format!(
             "serving {} on http://{} (models: {})",
@@ -57,9 +59,9 @@ pub(crate) fn run(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
             match exit_after {
                 Some(d) => tokio::select! {
                     () = tokio::time::sleep(d) => {},
-                    () = server::shutdown_signal() => {},
+                    () = signal => {},
                 },
-                None => server::shutdown_signal().await,
+                None => signal.await,
             }
         };
         server::serve(state, listener, shutdown).await?;
