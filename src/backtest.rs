@@ -220,6 +220,30 @@ pub(crate) mod tests {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
         assert!(report["models"]["lin"]["rank_ic"].is_number(), "{}", report["models"]["lin"]);
         assert_eq!(report["seed"], 7);
+        // The key set users read from notebooks: a renamed or dropped key shows up in review.
+        let mut keys = std::collections::BTreeSet::new();
+        key_paths(&report, "", &mut keys);
+        assert!(keys.contains("models.lin.rank_ic"), "{keys:?}");
+        insta::assert_snapshot!("report_json_keys", keys.into_iter().collect::<Vec<_>>().join("\n"));
+    }
+
+    /// Dotted paths of every key (`[]` for array elements, the union over them).
+    fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    out.insert(p.clone());
+                    key_paths(x, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    key_paths(x, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
     }
 
     #[test]

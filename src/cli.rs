@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use stockcast_models::registry::ModelRef;
 
 /// stockcast: batch ML training and inference for daily stock price history.
 ///
@@ -261,8 +262,8 @@ pub enum ModelsCommand {
         /// Registry root.
         #[command(flatten)]
         dir: ModelsDirArg,
-        /// NAME[@VERSION|@ALIAS] (bare name: the champion).
-        reference: String,
+        /// NAME[@VERSION|@ALIAS] (bare name: the champion, else the newest version).
+        reference: ModelRef,
         /// Re-check every file's sha256; exit 2 on a mismatch.
         #[arg(long)]
         verify: bool,
@@ -308,7 +309,7 @@ pub struct RecommendArgs {
     /// Model to use: NAME (its champion), NAME@VERSION or NAME@ALIAS; repeatable. Default: the champion of every
     /// model in the registry.
     #[arg(long = "model", value_name = "REF")]
-    pub models: Vec<String>,
+    pub models: Vec<ModelRef>,
     /// Registry root.
     #[command(flatten)]
     pub dir: ModelsDirArg,

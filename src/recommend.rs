@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use stockcast_features::PriceFrame;
 use stockcast_infer::recommend::{self, Action, DayRun, RecommendConfig, Scorer};
 use stockcast_infer::store::{self, PoolConfig, StoredRun};
-use stockcast_models::registry::Registry;
+use stockcast_models::registry::{ModelRef, Registry};
 
 use crate::UsageError;
 use crate::ctx::Ctx;
@@ -19,7 +19,7 @@ use crate::prices::runtime;
 ///
 /// # Errors
 /// A usage error when nothing is given and the registry has no champion.
-pub fn references(reg: &Registry, given: &[String]) -> anyhow::Result<Vec<String>> {
+pub fn references(reg: &Registry, given: &[ModelRef]) -> anyhow::Result<Vec<ModelRef>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
@@ -35,7 +35,7 @@ pub fn references(reg: &Registry, given: &[String]) -> anyhow::Result<Vec<String
 }
 
 /// Loads the scorers of `refs` (hashes verified); an unknown reference is a usage error.
-pub fn scorers(reg: &Registry, refs: &[String]) -> anyhow::Result<Vec<Scorer>> {
+pub fn scorers(reg: &Registry, refs: &[ModelRef]) -> anyhow::Result<Vec<Scorer>> {
     refs.iter().map(|r| Scorer::load(reg, r).map_err(|e| UsageError(format!("model {r}: {e}")).into())).collect()
 }
 
@@ -140,7 +140,7 @@ pub struct Database {
 pub fn run(
     ctx: &Ctx,
     models_dir: &Path,
-    models: &[String],
+    models: &[ModelRef],
     prices: &PriceFrame,
     date: NaiveDate,
     cfg: &RecommendConfig,

@@ -400,7 +400,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     reg.set_alias("bench", CHAMPION, m.version, "2026-01-01T00:00:00Z", "bench")?;
 
     // Writing a day of recommendations: scoring once, then the one-transaction write, `writes` times.
-    let scorer = Scorer::load(&reg, "bench")?;
+    let scorer = Scorer::load(&reg, &"bench".parse()?)?;
     let t = Instant::now();
     let day = recommend::compute_day(&scorer, &prices, last, &RecommendConfig::default())?;
     let score_s = t.elapsed().as_secs_f64();

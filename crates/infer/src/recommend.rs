@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use stockcast_features::{FeatureSpec, MatrixOptions, PriceFrame, ReturnKind};
-use stockcast_models::registry::{CHAMPION, Manifest, Registry};
+use stockcast_models::registry::{At, CHAMPION, Manifest, ModelRef, Registry};
 use stockcast_models::{Dataset, DatasetOptions, ModelConfig, TrainedModel};
 
 use crate::error::{Error, Result};
@@ -31,9 +31,8 @@ impl Scorer {
     ///
     /// # Errors
     /// [`Error::Model`] when the version does not exist or its files are damaged.
-    pub fn load(registry: &Registry, reference: &str) -> Result<Self> {
-        let reference = if reference.contains('@') { reference.to_owned() } else { format!("{reference}@{CHAMPION}") };
-        let (name, version) = registry.resolve(&reference)?;
+    pub fn load(registry: &Registry, reference: &ModelRef) -> Result<Self> {
+        let (name, version) = registry.resolve(&reference.clone().champion_if_bare())?;
         let (manifest, model) = registry.load(&name, version)?;
         let spec_path = registry.version_dir(&name, version).join("spec.toml");
         let spec = FeatureSpec::from_file(&spec_path)?;
@@ -371,11 +370,11 @@ pub fn action_counts(rows: &[Recommendation]) -> BTreeMap<Action, usize> {
 ///
 /// # Errors
 /// Registry errors (unreadable directory or aliases file).
-pub fn champion_references(registry: &Registry) -> Result<Vec<String>> {
+pub fn champion_references(registry: &Registry) -> Result<Vec<ModelRef>> {
     let mut refs = Vec::new();
     for name in registry.names()? {
         if registry.aliases(&name)?.aliases.contains_key(CHAMPION) {
-            refs.push(format!("{name}@{CHAMPION}"));
+            refs.push(ModelRef { name, at: At::Alias(CHAMPION.to_owned()) });
         }
     }
     Ok(refs)

@@ -235,6 +235,127 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     Ok((bars, securities))
 }
 
+/// `SELECT 1`: whether the database answers.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+/// The newest stored price date; `None` when the table is empty.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn latest_price_date(pool: &PgPool) -> Result<Option<NaiveDate>> {
+    Ok(sqlx::query_scalar("SELECT max(date) FROM prices").fetch_one(pool).await?)
+}
+
+/// One row of `recommendation_runs`, as the API names it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunRow {
+    /// `recommendation_runs.id`.
+    pub run_id: i64,
+    /// The trading date the run scored.
+    pub as_of: NaiveDate,
+    /// When the run was stored.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The newest run of `name@version` (the one on `date` when given).
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn find_run(pool: &PgPool, name: &str, version: u64, date: Option<NaiveDate>) -> Result<Option<RunRow>> {
+    Ok(sqlx::query_as(
+        "SELECT r.id AS run_id, r.as_of, r.created_at FROM recommendation_runs r \
+         JOIN model_versions m ON m.id = r.model_version_id \
+         WHERE m.name = $1 AND m.version = $2 AND ($3::date IS NULL OR r.as_of = $3) \
+         ORDER BY r.as_of DESC LIMIT 1",
+    )
+    .bind(name)
+    .bind(version as i64)
+    .bind(date)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A stored prediction: one symbol's score in a run.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ScoreRow {
+    /// Ticker.
+    pub symbol: String,
+    /// Model score.
+    pub score: f64,
+}
+
+/// The stored scores of a run, by symbol (only `symbols` when not empty).
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn run_scores(pool: &PgPool, run_id: i64, symbols: &[String]) -> Result<Vec<ScoreRow>> {
+    Ok(sqlx::query_as(
+        "SELECT symbol, score FROM predictions WHERE run_id = $1 \
+         AND (cardinality($2::text[]) = 0 OR symbol = ANY($2)) ORDER BY symbol",
+    )
+    .bind(run_id)
+    .bind(symbols)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A stored recommendation with its score.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RecommendationRow {
+    /// 1 = best.
+    pub rank: i32,
+    /// Ticker.
+    pub symbol: String,
+    /// Expected return over the label horizon.
+    pub expected_return: f64,
+    /// `buy`, `hold` or `sell`.
+    pub action: String,
+    /// Sector, when known.
+    pub sector: Option<String>,
+    /// Model score.
+    pub score: f64,
+}
+
+/// Which recommendations of a run to read.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendationQuery {
+    /// Only this sector.
+    pub sector: Option<String>,
+    /// Only this action (`buy`, `hold`, `sell`).
+    pub action: Option<String>,
+    /// Most rows, best ranks first.
+    pub limit: usize,
+}
+
+/// The recommendations of a run by rank.
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn run_recommendations(
+    pool: &PgPool,
+    run_id: i64,
+    q: &RecommendationQuery,
+) -> Result<Vec<RecommendationRow>> {
+    Ok(sqlx::query_as(
+        "SELECT r.rank, r.symbol, r.expected_return, r.action, r.sector, p.score FROM recommendations r \
+         JOIN predictions p ON p.run_id = r.run_id AND p.symbol = r.symbol \
+         WHERE r.run_id = $1 AND ($2::text IS NULL OR r.sector = $2) AND ($3::text IS NULL OR r.action = $3) \
+         ORDER BY r.rank LIMIT $4",
+    )
+    .bind(run_id)
+    .bind(&q.sector)
+    .bind(&q.action)
+    .bind(q.limit as i64)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// What a stored run looks like.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredRun {

@@ -135,6 +135,88 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// Which version of a model a reference means.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum At {
+    /// A bare `NAME`: its champion (for [`Registry::resolve`], the newest version when none is promoted).
+    Default,
+    /// `NAME@3`.
+    Version(u64),
+    /// `NAME@staging`: whatever version the alias points to.
+    Alias(String),
+}
+
+/// A model reference, the one grammar of the CLI, the server's settings and query parameters, and
+/// recommendation runs: `NAME`, `NAME@VERSION` (digits) or `NAME@ALIAS`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ModelRef {
+    /// Registry name.
+    pub name: String,
+    /// Which version.
+    pub at: At,
+}
+
+impl ModelRef {
+    /// `NAME@VERSION`.
+    pub fn version(name: impl Into<String>, version: u64) -> Self {
+        Self { name: name.into(), at: At::Version(version) }
+    }
+
+    /// A bare name becomes `NAME@champion`; others stay as they are.
+    #[must_use]
+    pub fn champion_if_bare(self) -> Self {
+        match self.at {
+            At::Default => Self { name: self.name, at: At::Alias(CHAMPION.to_owned()) },
+            _ => self,
+        }
+    }
+}
+
+impl std::str::FromStr for ModelRef {
+    type Err = Error;
+
+    /// # Errors
+    /// [`Error::Config`] naming the reference and the grammar.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Config(format!("invalid model reference {s:?}: use NAME, NAME@VERSION or NAME@ALIAS"));
+        let (name, at) = match s.split_once('@') {
+            None => (s, At::Default),
+            Some((_, "")) => return Err(bad()),
+            Some((n, w)) if w.bytes().all(|b| b.is_ascii_digit()) => (n, At::Version(w.parse().map_err(|_| bad())?)),
+            Some((n, w)) => {
+                check_name(w).map_err(|_| bad())?;
+                (n, At::Alias(w.to_owned()))
+            }
+        };
+        check_name(name).map_err(|_| bad())?;
+        Ok(Self { name: name.to_owned(), at })
+    }
+}
+
+impl TryFrom<String> for ModelRef {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<ModelRef> for String {
+    fn from(r: ModelRef) -> Self {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            At::Default => write!(f, "{}", self.name),
+            At::Version(v) => write!(f, "{}@{v}", self.name),
+            At::Alias(a) => write!(f, "{}@{a}", self.name),
+        }
+    }
+}
+
 impl Registry {
     /// A registry at `root` (created on the first publish).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -363,20 +445,19 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::Config`] for unknown names, versions or aliases.
-    pub fn resolve(&self, reference: &str) -> Result<(String, u64)> {
-        let (name, which) = reference.split_once('@').map_or((reference, None), |(n, w)| (n, Some(w)));
-        check_name(name)?;
+    pub fn resolve(&self, reference: &ModelRef) -> Result<(String, u64)> {
+        let name = reference.name.as_str();
         let versions = self.versions(name)?;
         if versions.is_empty() {
             return Err(Error::Config(format!("no model named {name:?} in {}", self.root.display())));
         }
         let aliases = self.aliases(name)?;
-        let v = match which {
-            None => aliases.aliases.get(CHAMPION).copied().unwrap_or(versions[versions.len() - 1]),
-            Some(w) => match w.parse::<u64>() {
-                Ok(v) => v,
-                Err(_) => *aliases.aliases.get(w).ok_or_else(|| Error::Config(format!("{name} has no alias {w:?}")))?,
-            },
+        let v = match &reference.at {
+            At::Default => aliases.aliases.get(CHAMPION).copied().unwrap_or(versions[versions.len() - 1]),
+            At::Version(v) => *v,
+            At::Alias(w) => {
+                *aliases.aliases.get(w).ok_or_else(|| Error::Config(format!("{name} has no alias {w:?}")))?
+            }
         };
         if !versions.contains(&v) {
             return Err(Error::Config(format!("{name}@{v} is not published (versions: {versions:?})")));

@@ -117,6 +117,13 @@ pub struct RecommendationRow {
     pub score: f64,
 }
 
+impl From<crate::store::RecommendationRow> for RecommendationRow {
+    fn from(r: crate::store::RecommendationRow) -> Self {
+        let crate::store::RecommendationRow { rank, symbol, expected_return, action, sector, score } = r;
+        Self { rank, symbol, expected_return, action, sector, score }
+    }
+}
+
 /// `GET /v1/recommendations`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Recommendations {
@@ -156,7 +163,7 @@ pub struct BarIn {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictIn {
-    /// `NAME` or `NAME@VERSION` (default: the only model served).
+    /// `NAME`, `NAME@VERSION` or `NAME@ALIAS` (default: the only model served).
     pub model: Option<String>,
     /// As-of date (default: the last stored date, or the last bar's date).
     pub date: Option<NaiveDate>,
@@ -185,7 +192,7 @@ pub struct Predicted {
 pub struct RunIn {
     /// As-of date.
     pub date: NaiveDate,
-    /// `NAME` or `NAME@VERSION` (default: every model served).
+    /// `NAME`, `NAME@VERSION` or `NAME@ALIAS` (default: every model served).
     pub model: Option<String>,
 }
 

@@ -20,6 +20,7 @@ use super::{ApiError, AppState, api};
 use crate::error::Error;
 use crate::recommend::{self, Action, Scorer};
 use crate::store::{self, PriceQuery};
+use stockcast_models::registry::{At, ModelRef};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -94,26 +95,43 @@ fn check_symbols(symbols: &[String], max: usize) -> ApiResult<()> {
     Ok(())
 }
 
-/// The served model a request means: `NAME` (its served version), or the only model served.
+/// The `model` query parameter, in the one reference grammar ([`ModelRef`]).
+fn model_param(model: Option<&str>) -> ApiResult<Option<ModelRef>> {
+    model
+        .map(|m| {
+            m.parse::<ModelRef>().map_err(|_| {
+                ApiError::bad_request(format!("`model` must be NAME, NAME@VERSION or NAME@ALIAS, got {m:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// The version an alias points to now.
+fn alias_version(state: &AppState, r: &ModelRef) -> ApiResult<u64> {
+    state
+        .registry
+        .resolve(r)
+        .map(|(_, v)| v)
+        .map_err(|_| ApiError::not_found(format!("{r}: no such model version or alias")))
+}
+
+/// The served model a request means: `NAME` (its served version), `NAME@VERSION` / `NAME@ALIAS` when that is
+/// the version served, or the only model served.
 fn served(state: &AppState, model: Option<&str>) -> ApiResult<Arc<Scorer>> {
     let set = state.models();
-    match model {
-        Some(m) => {
-            let (name, version) = match m.split_once('@') {
-                Some((n, v)) => {
-                    let v = v.parse::<u64>().map_err(|_| {
-                        ApiError::bad_request(format!("`model` must be NAME or NAME@VERSION, got {m:?}"))
-                    })?;
-                    (n, Some(v))
-                }
-                None => (m, None),
-            };
+    match model_param(model)? {
+        Some(r) => {
             let s = set
                 .by_name
-                .get(name)
-                .ok_or_else(|| ApiError::not_found(format!("model {name:?} is not being served")))?;
-            if version.is_some_and(|v| v != s.version) {
-                return Err(ApiError::not_found(format!("{m} is not being served (serving {})", s.label())));
+                .get(&r.name)
+                .ok_or_else(|| ApiError::not_found(format!("model {:?} is not being served", r.name)))?;
+            let wanted = match &r.at {
+                At::Default => None,
+                At::Version(v) => Some(*v),
+                At::Alias(_) => Some(alias_version(state, &r)?),
+            };
+            if wanted.is_some_and(|v| v != s.version) {
+                return Err(ApiError::not_found(format!("{r} is not being served (serving {})", s.label())));
             }
             Ok(s.clone())
         }
@@ -128,13 +146,14 @@ fn served(state: &AppState, model: Option<&str>) -> ApiResult<Arc<Scorer>> {
     }
 }
 
-/// `NAME@VERSION` of a stored run: a served name, or an explicit version (which need not be served).
+/// `NAME@VERSION` of a stored run: a served name, or an explicit version or alias (which need not be served).
 fn stored_model(state: &AppState, model: Option<&str>) -> ApiResult<(String, u64)> {
-    if let Some((n, v)) = model.and_then(|m| m.split_once('@')) {
-        let v = v
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("`model` must be NAME or NAME@VERSION, got {n}@{v}")))?;
-        return Ok((n.to_owned(), v));
+    if let Some(r) = model_param(model)? {
+        match &r.at {
+            At::Version(v) => return Ok((r.name, *v)),
+            At::Alias(_) => return Ok((r.name.clone(), alias_version(state, &r)?)),
+            At::Default => {}
+        }
     }
     let s = served(state, model)?;
     Ok((s.name.clone(), s.version))
@@ -158,9 +177,7 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Json<api::Hea
     (status = 503, description = "not ready (same body)", body = api::Ready),
 ))]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await.is_ok_and(|r| r.is_ok());
     state.db_up.store(db_ok, Ordering::Relaxed);
     let set = state.models();
     let ready = db_ok && !set.by_name.is_empty();
@@ -225,24 +242,8 @@ pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<api::Mode
 }
 
 /// The newest run of `name@version` (on `date` when given).
-async fn find_run(
-    state: &AppState,
-    name: &str,
-    version: u64,
-    date: Option<NaiveDate>,
-) -> ApiResult<(i64, NaiveDate, chrono::DateTime<chrono::Utc>)> {
-    let run: Option<(i64, NaiveDate, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT r.id, r.as_of, r.created_at FROM recommendation_runs r \
-         JOIN model_versions m ON m.id = r.model_version_id \
-         WHERE m.name = $1 AND m.version = $2 AND ($3::date IS NULL OR r.as_of = $3) \
-         ORDER BY r.as_of DESC LIMIT 1",
-    )
-    .bind(name)
-    .bind(version as i64)
-    .bind(date)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| state.error(e.into()))?;
+async fn find_run(state: &AppState, name: &str, version: u64, date: Option<NaiveDate>) -> ApiResult<store::RunRow> {
+    let run = store::find_run(&state.pool, name, version, date).await.map_err(|e| state.error(e))?;
     run.ok_or_else(|| {
         ApiError::not_found(match date {
             Some(d) => format!("no recommendation run of {name}@{version} for {d}"),
@@ -256,7 +257,7 @@ async fn find_run(
     params(
         ("date" = Option<NaiveDate>, Query, description = "as-of date (default: the newest run)"),
         ("symbols" = Option<String>, Query, description = "comma-separated symbols (default: all)"),
-        ("model" = Option<String>, Query, description = "NAME or NAME@VERSION (default: the only model served)"),
+        ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
     ),
     responses(
         (status = 200, description = "predictions", body = api::StoredPredictions),
@@ -277,17 +278,9 @@ pub(super) async fn predictions(
         .unwrap_or_default();
     check_symbols(&symbols, state.cfg.max_symbols)?;
     let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
-    let (run_id, as_of, created_at) = find_run(&state, &name, version, date).await?;
-    let rows: Vec<(String, f64)> = sqlx::query_as(
-        "SELECT symbol, score FROM predictions WHERE run_id = $1 \
-         AND (cardinality($2::text[]) = 0 OR symbol = ANY($2)) ORDER BY symbol",
-    )
-    .bind(run_id)
-    .bind(&symbols)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| state.error(e.into()))?;
-    let found: BTreeSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    let store::RunRow { run_id, as_of, created_at } = find_run(&state, &name, version, date).await?;
+    let rows = store::run_scores(&state.pool, run_id, &symbols).await.map_err(|e| state.error(e))?;
+    let found: BTreeSet<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
     let missing: Vec<&String> = symbols.iter().filter(|s| !found.contains(s.as_str())).collect();
     if !symbols.is_empty() && rows.is_empty() {
         return Err(ApiError::not_found(format!("no predictions for {} on {as_of}", symbols.join(", "))));
@@ -297,7 +290,7 @@ pub(super) async fn predictions(
         date: as_of,
         run_id,
         created_at,
-        predictions: rows.into_iter().map(|(symbol, score)| api::Score { symbol, score }).collect(),
+        predictions: rows.into_iter().map(|r| api::Score { symbol: r.symbol, score: r.score }).collect(),
         missing: missing.into_iter().cloned().collect(),
     }))
 }
@@ -309,7 +302,7 @@ pub(super) async fn predictions(
         ("sector" = Option<String>, Query, description = "only this sector"),
         ("action" = Option<String>, Query, description = "only this action: buy, hold or sell"),
         ("limit" = Option<usize>, Query, description = "most rows (default 100)", minimum = 1),
-        ("model" = Option<String>, Query, description = "NAME or NAME@VERSION (default: the only model served)"),
+        ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
     ),
     responses(
         (status = 200, description = "recommendations by rank", body = api::Recommendations),
@@ -357,36 +350,15 @@ pub(super) async fn recommendations(
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(json_bytes(body));
     }
-    let (run_id, as_of, created_at) = find_run(&state, &name, version, date).await?;
-    let rows: Vec<(String, i32, f64, String, Option<String>, f64)> = sqlx::query_as(
-        "SELECT r.symbol, r.rank, r.expected_return, r.action, r.sector, p.score FROM recommendations r \
-         JOIN predictions p ON p.run_id = r.run_id AND p.symbol = r.symbol \
-         WHERE r.run_id = $1 AND ($2::text IS NULL OR r.sector = $2) AND ($3::text IS NULL OR r.action = $3) \
-         ORDER BY r.rank LIMIT $4",
-    )
-    .bind(run_id)
-    .bind(&sector)
-    .bind(action.map(Action::as_str))
-    .bind(limit as i64)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| state.error(e.into()))?;
+    let store::RunRow { run_id, as_of, created_at } = find_run(&state, &name, version, date).await?;
+    let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit };
+    let rows = store::run_recommendations(&state.pool, run_id, &q).await.map_err(|e| state.error(e))?;
     let body = api::Recommendations {
         model: format!("{name}@{version}"),
         date: as_of,
         run_id,
         created_at,
-        recommendations: rows
-            .into_iter()
-            .map(|(symbol, rank, expected_return, action, sector, score)| api::RecommendationRow {
-                rank,
-                symbol,
-                expected_return,
-                action,
-                sector,
-                score,
-            })
-            .collect(),
+        recommendations: rows.into_iter().map(api::RecommendationRow::from).collect(),
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
     if !ttl.is_zero()
@@ -398,6 +370,23 @@ pub(super) async fn recommendations(
         c.insert(key, (Instant::now(), bytes.clone()));
     }
     Ok(json_bytes(bytes))
+}
+
+/// Runs CPU work (quality checks, scoring) on the blocking pool. A panic there is the JSON 500; the work's own
+/// error goes through `special` first and, when that does not claim it, through [`AppState::error`].
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    special: fn(&Error) -> Option<ApiError>,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(special(&e).unwrap_or_else(|| state.error(e))),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking work failed");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 fn json_bytes(b: Bytes) -> Response {
@@ -434,10 +423,7 @@ async fn stored_prices(
 }
 
 async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
-    let d: Option<NaiveDate> = sqlx::query_scalar("SELECT max(date) FROM prices")
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| state.error(e.into()))?;
+    let d = store::latest_price_date(&state.pool).await.map_err(|e| state.error(e))?;
     d.ok_or_else(|| ApiError::not_found("the prices table is empty"))
 }
 
@@ -457,13 +443,15 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
             let prices = stored_prices(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
             let s = scorer.clone();
-            let day = tokio::task::spawn_blocking(move || s.score_day(&prices, date))
-                .await
-                .map_err(|_| ApiError::internal())?
-                .map_err(|e| match e {
-                    Error::Data(m) => ApiError::not_found(m),
-                    other => state.error(other),
-                })?;
+            let day = blocking(
+                state,
+                move || s.score_day(&prices, date),
+                |e| match e {
+                    Error::Data(m) => Some(ApiError::not_found(m.clone())),
+                    _ => None,
+                },
+            )
+            .await?;
             Ok::<_, ApiError>(Arc::new(day.symbols.into_iter().zip(day.scores).collect::<BTreeMap<_, _>>()))
         })
         .await?;
@@ -513,16 +501,15 @@ pub(super) async fn predict(
             }
             let date = body.date.or_else(|| bars.iter().map(|b| b.date).max()).ok_or_else(ApiError::internal)?;
             let s = scorer.clone();
-            let day = tokio::task::spawn_blocking(move || {
+            let work = move || {
                 let loaded = bars_frame(&bars)?;
                 s.score_day(&loaded.prices, date)
+            };
+            // The caller's bars: any features error (even one not marked as the user's) is about them.
+            let day = blocking(&state, work, |e| {
+                matches!(e, Error::Features(_)).then(|| ApiError::unprocessable(e.to_string()))
             })
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|e| match e {
-                Error::Features(f) => ApiError::unprocessable(f.to_string()),
-                other => state.error(other),
-            })?;
+            .await?;
             (day.symbols.into_iter().zip(day.scores).collect(), date)
         }
     };
@@ -582,13 +569,7 @@ pub(super) async fn run_recommendations(
     let mut runs = Vec::new();
     for scorer in scorers {
         let (s, p, cfg) = (scorer.clone(), prices.clone(), state.cfg.recommend);
-        let day = tokio::task::spawn_blocking(move || recommend::compute_day(&s, &p, body.date, &cfg))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|e| match e {
-                Error::Data(m) => ApiError::unprocessable(m),
-                other => state.error(other),
-            })?;
+        let day = blocking(&state, move || recommend::compute_day(&s, &p, body.date, &cfg), |_| None).await?;
         let stored = store::store_run(
             &state.pool,
             &store::NewRun {

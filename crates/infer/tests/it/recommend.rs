@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use stockcast_features::QualityConfig;
 use stockcast_infer::recommend::{self, Action, ActionRule, DayScores, ExpectedReturn, RecommendConfig, Scorer};
 use stockcast_infer::store;
-use stockcast_models::registry::Registry;
+use stockcast_models::registry::{ModelRef, Registry};
 
 use crate::fixture::{LINEAR, date, promote, publish, us5};
 use crate::pg;
@@ -75,7 +75,7 @@ fn rule_scores_are_calibrated_on_labels_known_at_the_as_of_date_only() {
     let prices = us5().prices;
     let rule = "kind = \"rule\"\nrule = \"momentum\"\nlookback = 60\n";
     let v = publish(&reg, "mom", rule, &prices, date("2012-12-31"));
-    let scorer = Scorer::load(&reg, &format!("mom@{v}")).unwrap();
+    let scorer = Scorer::load(&reg, &ModelRef::version("mom", v)).unwrap();
     let as_of = date("2012-12-31");
     let d = scorer.score_day(&prices, as_of).unwrap();
     assert_eq!(d.symbols.len(), 5);
@@ -93,7 +93,7 @@ fn rule_scores_are_calibrated_on_labels_known_at_the_as_of_date_only() {
     assert_eq!(er, er2);
     // A model that learns the label predicts the return itself.
     let lin = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
-    let s = Scorer::load(&reg, &format!("lin@{lin}")).unwrap();
+    let s = Scorer::load(&reg, &ModelRef::version("lin", lin)).unwrap();
     let d = s.score_day(&prices, as_of).unwrap();
     let (er, method) = s.expected_returns(&prices, &d, 252).unwrap();
     assert_eq!(method, ExpectedReturn::Model);
@@ -121,7 +121,7 @@ async fn a_rerun_replaces_its_rows_and_a_failed_run_leaves_none() {
     store::import_prices(&pool, &prices, &[]).await.unwrap();
     let v = publish(&reg, "lin", LINEAR, &prices, date("2012-06-29"));
     promote(&reg, "lin", v);
-    let scorer = Scorer::load(&reg, "lin").unwrap();
+    let scorer = Scorer::load(&reg, &"lin".parse().unwrap()).unwrap();
     assert_eq!(scorer.version, v);
     let as_of = date("2012-12-31");
     let day = recommend::compute_day(&scorer, &prices, as_of, &RecommendConfig::default()).unwrap();

@@ -182,11 +182,23 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     let buys = get(a, "/v1/recommendations?action=buy&limit=3").await.json();
     assert!(buys["recommendations"].as_array().unwrap().iter().all(|r| r["action"] == "buy"));
     assert_eq!(get(a, "/v1/recommendations?limit=2").await.json()["recommendations"].as_array().unwrap().len(), 2);
-    for bad in ["date=2012-13-01", "limit=0", "limit=abc", "action=short", "colour=red", "model=lin@x", "date=1&date=2"]
-    {
+    for bad in [
+        "date=2012-13-01",
+        "limit=0",
+        "limit=abc",
+        "action=short",
+        "colour=red",
+        "model=lin@",
+        "model=a/b",
+        "date=1&date=2",
+    ] {
         error(&get(a, &format!("/v1/recommendations?{bad}")).await, 400, "invalid_parameter");
     }
     error(&get(a, "/v1/recommendations?model=other").await, 404, "not_found");
+    // NAME@ALIAS is the same grammar as the CLI's: an unknown alias is not found, the champion's is the run.
+    error(&get(a, "/v1/recommendations?model=lin@nope").await, 404, "not_found");
+    let by_alias = get(a, "/v1/recommendations?model=lin@champion&limit=1").await;
+    assert_eq!(by_alias.status, 200, "{}", by_alias.text());
     error(&get(a, "/v1/recommendations?date=2012-12-28").await, 404, "not_found");
 
     // Stored predictions.

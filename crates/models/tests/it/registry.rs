@@ -60,7 +60,7 @@ fn a_crash_before_the_rename_leaves_no_version_and_the_champion_unchanged() {
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"));
     assert_eq!(leftovers.count(), 1);
     assert_eq!(reg.versions("demo").unwrap(), vec![1]);
-    assert_eq!(reg.resolve("demo").unwrap(), ("demo".to_owned(), 1));
+    assert_eq!(reg.resolve(&"demo".parse().unwrap()).unwrap(), ("demo".to_owned(), 1));
     reg.load("demo", 1).unwrap();
     // The next publish is version 2; gc clears the leftover.
     assert_eq!(publish(&reg, &m, "t3"), 2);
@@ -104,7 +104,7 @@ fn rollback_restores_the_previous_champion_and_gc_keeps_aliased_versions() {
     assert!(reg.rollback("demo", "t").unwrap_err().to_string().contains("no earlier champion"));
     reg.set_alias("demo", CHAMPION, 3, "t6", "promoted").unwrap();
     assert_eq!(reg.rollback("demo", "t7").unwrap(), (3, 1));
-    assert_eq!(reg.resolve("demo@champion").unwrap().1, 1);
+    assert_eq!(reg.resolve(&"demo@champion".parse().unwrap()).unwrap().1, 1);
     let history = reg.aliases("demo").unwrap().history;
     assert_eq!(history.len(), 3);
     assert_eq!(history[2].reason, "rollback");
@@ -112,7 +112,27 @@ fn rollback_restores_the_previous_champion_and_gc_keeps_aliased_versions() {
     // Keep the newest one: 4 stays, 1 (champion) and 2 (staging) are pinned, 3 goes.
     assert_eq!(reg.gc("demo", 1).unwrap(), vec![3]);
     assert_eq!(reg.versions("demo").unwrap(), vec![1, 2, 4]);
-    assert!(reg.resolve("demo@7").unwrap_err().to_string().contains("not published"));
-    assert!(reg.resolve("demo@nope").unwrap_err().to_string().contains("no alias"));
+    assert!(reg.resolve(&"demo@7".parse().unwrap()).unwrap_err().to_string().contains("not published"));
+    assert!(reg.resolve(&"demo@nope".parse().unwrap()).unwrap_err().to_string().contains("no alias"));
     assert!(reg.set_alias("demo", CHAMPION, 3, "t", "x").unwrap_err().to_string().contains("not published"));
+}
+
+#[test]
+fn model_references_have_one_grammar() {
+    use stockcast_models::registry::{At, ModelRef};
+    let r: ModelRef = "lin".parse().unwrap();
+    assert_eq!(r.at, At::Default);
+    assert_eq!("lin@12".parse::<ModelRef>().unwrap().at, At::Version(12));
+    assert_eq!("lin@staging".parse::<ModelRef>().unwrap().at, At::Alias("staging".into()));
+    for text in ["lin", "lin@12", "lin@staging", "a.b-c_d@champion"] {
+        assert_eq!(text.parse::<ModelRef>().unwrap().to_string(), text);
+    }
+    for bad in ["", "@1", "lin@", "lin@a/b", "../x", "lin@1@2", "l in"] {
+        let e = bad.parse::<ModelRef>().unwrap_err().to_string();
+        assert!(e.contains("NAME@VERSION"), "{bad:?}: {e}");
+    }
+    assert_eq!("lin".parse::<ModelRef>().unwrap().champion_if_bare().to_string(), "lin@champion");
+    // Serialised as the string users write (server settings file).
+    let v: Vec<ModelRef> = serde_json::from_str(r#"["lin@3"]"#).unwrap();
+    assert_eq!(serde_json::to_string(&v).unwrap(), r#"["lin@3"]"#);
 }

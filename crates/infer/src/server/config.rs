@@ -1,0 +1,107 @@
+//! Server settings: a TOML file, then flags and environment variables on top.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::recommend::RecommendConfig;
+
+/// Server settings; every field has a default (TOML file, then flags / environment variables on top).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Registry root.
+    pub models_dir: PathBuf,
+    /// Postgres URL (required; `DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// Bearer token of `POST /v1/recommendations/run` and `POST /v1/admin/reload` (`STOCKCAST_API_TOKEN`);
+    /// without one those endpoints answer 401.
+    pub api_token: Option<String>,
+    /// Model references to serve (`NAME`, `NAME@ALIAS`, `NAME@VERSION`); empty: the champion of every model.
+    pub models: Vec<stockcast_models::registry::ModelRef>,
+    /// Apply pending migrations at start.
+    pub migrate: bool,
+    /// Largest request body, bytes (413 above).
+    pub body_limit_bytes: usize,
+    /// Per-request time limit, ms (503 `timeout` after it).
+    pub request_timeout_ms: u64,
+    /// Requests per second allowed on /v1 routes (token bucket; 0 = unlimited; 429 beyond).
+    pub rate_limit_per_s: f64,
+    /// Bucket size of the rate limit.
+    pub rate_limit_burst: f64,
+    /// How long a `GET /v1/recommendations` answer is served from memory, ms (0 = no cache).
+    pub cache_ttl_ms: u64,
+    /// Check the registry for new champions every this many seconds (0 = only on `POST /v1/admin/reload`).
+    pub poll_s: u64,
+    /// Most database connections.
+    pub db_max_connections: u32,
+    /// Wait for a pooled connection at most this long, ms (503 after it).
+    pub db_acquire_timeout_ms: u64,
+    /// Connection attempts at start before giving up.
+    pub db_connect_attempts: u32,
+    /// First back-off between attempts, ms (doubles each time).
+    pub db_connect_backoff_ms: u64,
+    /// Most symbols per request.
+    pub max_symbols: usize,
+    /// Most rows per response (`limit`).
+    pub max_limit: usize,
+    /// Most bars in a `POST /v1/predict` body.
+    pub max_bars: usize,
+    /// How recommendation runs rank and act.
+    pub recommend: RecommendConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            models_dir: PathBuf::from("models"),
+            database_url: None,
+            api_token: None,
+            models: Vec::new(),
+            migrate: false,
+            body_limit_bytes: 1 << 20,
+            request_timeout_ms: 30_000,
+            rate_limit_per_s: 0.0,
+            rate_limit_burst: 200.0,
+            cache_ttl_ms: 1_000,
+            poll_s: 30,
+            db_max_connections: 8,
+            db_acquire_timeout_ms: 2_000,
+            db_connect_attempts: 6,
+            db_connect_backoff_ms: 250,
+            max_symbols: 1_000,
+            max_limit: 10_000,
+            max_bars: 200_000,
+            recommend: RecommendConfig::default(),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a TOML settings file.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file and the bad key.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_documented_settings_file_holds_exactly_the_defaults() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/serve.toml");
+        assert_eq!(super::ServeConfig::from_file(&p).unwrap(), super::ServeConfig::default());
+        let e = toml::from_str::<super::ServeConfig>("colour = 1").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

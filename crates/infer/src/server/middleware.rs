@@ -1,0 +1,119 @@
+//! Middleware of the router, outermost first: request id → metrics → panic catcher (tower-http) → rate limit →
+//! timeout → handler. The request id and the timeout stay hand-written: tower-http's keep any client id as given
+//! (no length/charset check) and answer a timeout with an empty 408, where ours is a JSON 503 `timeout`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+pub(super) async fn request_id(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| format!("sc-{:x}", state.request_seq.fetch_add(1, Ordering::Relaxed) + 1));
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    req.headers_mut().insert("x-request-id", value.clone());
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("x-request-id", value);
+    resp
+}
+
+pub(super) async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // The route pattern the router matched (bounded label set); the fallback has none.
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// The panic catcher: a handler that panics answers the JSON 500 of every internal error (the panic text goes
+/// to the log only) and the server keeps serving.
+pub(super) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    fn answer(_: Box<dyn std::any::Any + Send>) -> Response {
+        tracing::error!("a request handler panicked");
+        ApiError::internal().into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(Box<dyn std::any::Any + Send>) -> Response)
+}
+
+pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let rate = state.cfg.rate_limit_per_s;
+    if rate > 0.0 && req.uri().path().starts_with("/v1/") {
+        let allowed = state.bucket.lock().is_ok_and(|mut b| {
+            let now = Instant::now();
+            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(state.cfg.rate_limit_burst.max(1.0));
+            b.1 = now;
+            if b.0 >= 1.0 {
+                b.0 -= 1.0;
+                true
+            } else {
+                false
+            }
+        });
+        if !allowed {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than {rate} requests per second; retry later"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+pub(super) async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+    use crate::testkit::HttpClient;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_json_500_without_the_panic_text() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail at /srv/x.rs:1")
+        }
+        let app = Router::new().route("/boom", get(boom)).layer(catch_panic());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut c = HttpClient::connect(addr).await.unwrap();
+        let r = c.send("GET", "/boom", &[], None).await.unwrap();
+        assert_eq!(r.status, 500);
+        assert_eq!(r.json()["error"], "internal");
+        assert!(!r.text().contains("secret"), "{}", r.text());
+        // The server keeps serving.
+        let r = c.send("GET", "/boom", &[], None).await.unwrap();
+        assert_eq!(r.status, 500);
+    }
+}
