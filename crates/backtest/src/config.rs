@@ -53,13 +53,13 @@ pub struct ModelEntry {
 #[serde(deny_unknown_fields)]
 pub struct BacktestConfig {
     /// Run name (the default output directory is `runs/<name>`).
-    #[serde(default = "d_name")]
+    #[serde(default = "default_name")]
     pub name: String,
     /// Base seed of every fit.
-    #[serde(default = "d_seed")]
+    #[serde(default = "default_seed")]
     pub seed: u64,
     /// Fits in parallel (default: 1).
-    #[serde(default = "d_jobs")]
+    #[serde(default = "default_jobs")]
     pub jobs: usize,
     /// Data.
     #[serde(default)]
@@ -74,13 +74,13 @@ pub struct BacktestConfig {
     pub strategy: StrategyConfig,
 }
 
-fn d_name() -> String {
+fn default_name() -> String {
     "backtest".into()
 }
-fn d_seed() -> u64 {
+fn default_seed() -> u64 {
     42
 }
-fn d_jobs() -> usize {
+fn default_jobs() -> usize {
     1
 }
 
@@ -132,7 +132,7 @@ impl BacktestConfig {
     /// # Errors
     /// As [`BacktestConfig::from_file`].
     pub fn from_file_with(path: &Path, extra: &[&str]) -> Result<(Self, toml::Table)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        let text = stockcast_features::io::read_text(path)?;
         let named = |m: String| Error::Config(format!("{}: {m}", path.display()));
         let mut table: toml::Table = toml::from_str(&text).map_err(|e| named(e.to_string()))?;
         let mut extras = toml::Table::new();

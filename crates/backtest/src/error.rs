@@ -12,7 +12,8 @@ pub enum Error {
     /// The data cannot support the run (too few dates, no predictions, missing prices...).
     #[error("{0}")]
     Data(String),
-    /// A file could not be read or written.
+    /// An output file could not be written (the environment; input files that cannot be read are
+    /// [`stockcast_features::Error::Read`]).
     #[error("{path}: {message}")]
     File {
         /// The file.

@@ -74,7 +74,7 @@ pub struct StrategyConfig {
     #[serde(default)]
     pub kind: StrategyKind,
     /// Names held (top_k) or per side (long_short).
-    #[serde(default = "d_k")]
+    #[serde(default = "default_k")]
     pub k: usize,
     /// top_k: most holdings replaced per rebalance (default: no limit).
     #[serde(default)]
@@ -83,7 +83,7 @@ pub struct StrategyConfig {
     #[serde(default)]
     pub threshold: f64,
     /// Rebalance every n trading dates (1: daily).
-    #[serde(default = "d_rebalance")]
+    #[serde(default = "default_rebalance")]
     pub rebalance_days: usize,
     /// Fill price.
     #[serde(default)]
@@ -99,20 +99,20 @@ pub struct StrategyConfig {
     #[serde(default)]
     pub reweight: bool,
     /// Starting capital.
-    #[serde(default = "d_capital")]
+    #[serde(default = "default_capital")]
     pub capital: f64,
     /// Annual risk-free rate for Sharpe and Sortino.
     #[serde(default)]
     pub risk_free: f64,
 }
 
-fn d_k() -> usize {
+fn default_k() -> usize {
     10
 }
-fn d_rebalance() -> usize {
+fn default_rebalance() -> usize {
     1
 }
-fn d_capital() -> f64 {
+fn default_capital() -> f64 {
     1_000_000.0
 }
 
@@ -120,7 +120,7 @@ impl Default for StrategyConfig {
     fn default() -> Self {
         Self {
             kind: StrategyKind::TopK,
-            k: d_k(),
+            k: default_k(),
             n_drop: None,
             threshold: 0.0,
             rebalance_days: 1,
@@ -128,7 +128,7 @@ impl Default for StrategyConfig {
             commission_bps: 0.0,
             slippage_bps: 0.0,
             reweight: false,
-            capital: d_capital(),
+            capital: default_capital(),
             risk_free: 0.0,
         }
     }
@@ -692,9 +692,11 @@ impl Market {
 /// Reads an index close file: a header, then `date,value` rows (the first two columns; ISO dates).
 ///
 /// # Errors
-/// [`Error::File`] naming the line of a bad date or value.
+/// An unreadable file (a user error, like every input file); [`Error::Data`] naming the file and line of a bad
+/// date or value.
 pub fn load_index(path: &std::path::Path) -> Result<BTreeMap<NaiveDate, f64>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    let text = stockcast_features::io::read_text(path)?;
+    let bad = |m: String| Error::Data(format!("{}: {m}", path.display()));
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
@@ -703,15 +705,16 @@ pub fn load_index(path: &std::path::Path) -> Result<BTreeMap<NaiveDate, f64>> {
         let mut cells = line.split(',');
         let (d, v) = (cells.next().unwrap_or("").trim(), cells.next().unwrap_or("").trim());
         let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| Error::file(path, format!("line {}: date {d:?} is not YYYY-MM-DD", i + 1)))?;
-        let value: f64 =
-            v.parse().ok().filter(|x: &f64| x.is_finite() && *x > 0.0).ok_or_else(|| {
-                Error::file(path, format!("line {}: index value {v:?} is not a positive number", i + 1))
-            })?;
+            .map_err(|_| bad(format!("line {}: date {d:?} is not YYYY-MM-DD", i + 1)))?;
+        let value: f64 = v
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| bad(format!("line {}: index value {v:?} is not a positive number", i + 1)))?;
         out.insert(date, value);
     }
     if out.is_empty() {
-        return Err(Error::file(path, "no index rows"));
+        return Err(bad("no index rows".into()));
     }
     Ok(out)
 }

@@ -26,13 +26,13 @@ pub struct SplitConfig {
     #[serde(default)]
     pub window: WindowKind,
     /// Rolling: training dates per fold. Expanding: ignored.
-    #[serde(default = "d_train")]
+    #[serde(default = "default_train")]
     pub train_days: usize,
     /// Fewest training dates of the first fold.
-    #[serde(default = "d_min_train")]
+    #[serde(default = "default_min_train")]
     pub min_train_days: usize,
     /// Test dates per fold.
-    #[serde(default = "d_test")]
+    #[serde(default = "default_test")]
     pub test_days: usize,
     /// Dates between fold starts (default: `test_days`, contiguous test windows).
     #[serde(default)]
@@ -46,20 +46,20 @@ pub struct SplitConfig {
     #[serde(default)]
     pub valid_days: usize,
     /// Fit a new model every k folds; folds in between reuse the last fit (1: refit every fold).
-    #[serde(default = "d_refit")]
+    #[serde(default = "default_refit")]
     pub refit_every: usize,
 }
 
-fn d_train() -> usize {
+fn default_train() -> usize {
     756
 }
-fn d_min_train() -> usize {
+fn default_min_train() -> usize {
     504
 }
-fn d_test() -> usize {
+fn default_test() -> usize {
     63
 }
-fn d_refit() -> usize {
+fn default_refit() -> usize {
     1
 }
 
@@ -67,13 +67,13 @@ impl Default for SplitConfig {
     fn default() -> Self {
         Self {
             window: WindowKind::Expanding,
-            train_days: d_train(),
-            min_train_days: d_min_train(),
-            test_days: d_test(),
+            train_days: default_train(),
+            min_train_days: default_min_train(),
+            test_days: default_test(),
             step_days: None,
             gap_days: None,
             valid_days: 0,
-            refit_every: d_refit(),
+            refit_every: default_refit(),
         }
     }
 }

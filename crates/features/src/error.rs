@@ -9,7 +9,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file could not be read or written.
+    /// A file the user named (data, config, model, index) could not be read: their input is at fault.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written (or an internal file read): the environment is at fault.
     #[error("{path}: {source}")]
     Io {
         /// The file involved.
@@ -65,15 +73,22 @@ impl Error {
     /// runtime/environment failure (exit code 1).
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::BadInput { .. } | Self::Quality { .. } | Self::Config { .. } | Self::MissingRequired { .. } => true,
-            Self::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-            Self::Polars(_) => false,
+            Self::BadInput { .. }
+            | Self::Quality { .. }
+            | Self::Config { .. }
+            | Self::MissingRequired { .. }
+            | Self::Read { .. } => true,
+            Self::Io { .. } | Self::Polars(_) => false,
         }
     }
 
     /// True when the error is a failed data-quality check (the nightly job maps this to its own exit code).
     pub fn is_quality_failure(&self) -> bool {
         matches!(self, Self::Quality { .. })
+    }
+
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Read { path: path.into(), source }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -1,4 +1,7 @@
-//! Atomic file output: write to a temporary file in the target directory, fsync, rename.
+//! File input and output with one error class each: a file the user names that cannot be read is
+//! [`Error::Read`] (their input, exit code 2), a file that cannot be written is [`Error::Io`] (the environment,
+//! exit code 1); a TOML file that does not parse is [`Error::Config`] naming the file. Output is atomic: write to
+//! a temporary file in the target directory, fsync, rename.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,6 +9,31 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+
+/// Reads a text file the user named.
+///
+/// # Errors
+/// [`Error::Read`] naming the file.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::read(path, e))
+}
+
+/// Reads a file the user named.
+///
+/// # Errors
+/// [`Error::Read`] naming the file.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::read(path, e))
+}
+
+/// Reads and parses a TOML file; `what` names it in messages (`quality config`, `server settings`, …).
+///
+/// # Errors
+/// [`Error::Read`] when it cannot be read, [`Error::Config`] (naming the file) when it does not parse as `T`.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
+    let text = read_text(path)?;
+    toml::from_str(&text).map_err(|e| Error::config(what, format!("{}: {e}", path.display())))
+}
 
 fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());

@@ -312,17 +312,17 @@ fn format_of(path: &Path) -> Format {
 /// Reads a price file into [`Bars`].
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be opened; [`Error::BadInput`] when it is empty, has no date column, no
+/// [`Error::Read`] when the file cannot be opened; [`Error::BadInput`] when it is empty, has no date column, no
 /// price column, or a `--symbol` that is not in a long file.
 pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<Bars> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::read(path, e))?;
     if meta.len() == 0 {
         return Err(Error::bad_input(path, "the file is empty"));
     }
     let (df, unit) = match format_of(path) {
         Format::Csv => (read_csv_as_strings(path)?, "line"),
         Format::Parquet => {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
             let df = ParquetReader::new(file)
                 .finish()
                 .map_err(|e| Error::bad_input(path, format!("not a readable Parquet file: {e}")))?;
@@ -653,7 +653,7 @@ pub struct Security {
 /// # Errors
 /// [`Error::BadInput`] when there is no symbol column, a symbol is empty or occurs twice.
 pub fn read_securities(path: &Path) -> Result<Vec<Security>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::read(path, e))?;
     if meta.len() == 0 {
         return Err(Error::bad_input(path, "the file is empty"));
     }

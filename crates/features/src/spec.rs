@@ -307,7 +307,7 @@ impl FeatureSpec {
 
     /// Reads a spec file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::read_text(path)?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config { what, message } => {
                 Error::Config { what, message: format!("{}: {message}", path.display()) }

@@ -63,9 +63,8 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Config(_) | Self::Data(_) | Self::Artifact { .. } | Self::SpecMismatch { .. } => true,
-            Self::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Self::Features(e) => e.is_user_error(),
-            Self::Xgboost(_) | Self::Linfa(_) => false,
+            Self::Io { .. } | Self::Xgboost(_) | Self::Linfa(_) => false,
         }
     }
 }

@@ -28,28 +28,28 @@ pub struct ForecastConfig {
     /// `prophet` or `ets`.
     pub method: Method,
     /// Forecast horizon in trading days: use the label horizon of the feature spec.
-    #[serde(default = "d_horizon")]
+    #[serde(default = "default_horizon")]
     pub horizon: usize,
     /// Fit on at most this many most recent trading days per symbol (0: all).
-    #[serde(default = "d_history")]
+    #[serde(default = "default_history")]
     pub history_days: usize,
     /// Prophet: potential changepoints.
-    #[serde(default = "d_changepoints")]
+    #[serde(default = "default_changepoints")]
     pub n_changepoints: usize,
     /// Prophet: share of the history in which changepoints may lie.
-    #[serde(default = "d_range")]
+    #[serde(default = "default_range")]
     pub changepoint_range: f64,
     /// Prophet: scale of the Laplace prior on rate changes (larger = more flexible trend).
-    #[serde(default = "d_cps")]
+    #[serde(default = "default_cps")]
     pub changepoint_prior_scale: f64,
     /// Prophet: scale of the Gaussian prior on seasonal coefficients.
-    #[serde(default = "d_sps")]
+    #[serde(default = "default_sps")]
     pub seasonality_prior_scale: f64,
     /// Prophet: weekly Fourier order (0: none).
-    #[serde(default = "d_weekly")]
+    #[serde(default = "default_weekly")]
     pub weekly_order: usize,
     /// Prophet: yearly Fourier order (0: none).
-    #[serde(default = "d_yearly")]
+    #[serde(default = "default_yearly")]
     pub yearly_order: usize,
 }
 
@@ -63,28 +63,28 @@ pub enum Method {
     Ets,
 }
 
-fn d_horizon() -> usize {
+fn default_horizon() -> usize {
     5
 }
-fn d_history() -> usize {
+fn default_history() -> usize {
     756
 }
-fn d_changepoints() -> usize {
+fn default_changepoints() -> usize {
     25
 }
-fn d_range() -> f64 {
+fn default_range() -> f64 {
     0.8
 }
-fn d_cps() -> f64 {
+fn default_cps() -> f64 {
     0.05
 }
-fn d_sps() -> f64 {
+fn default_sps() -> f64 {
     10.0
 }
-fn d_weekly() -> usize {
+fn default_weekly() -> usize {
     3
 }
-fn d_yearly() -> usize {
+fn default_yearly() -> usize {
     10
 }
 

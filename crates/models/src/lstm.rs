@@ -58,25 +58,25 @@ pub enum DeviceKind {
 #[serde(deny_unknown_fields)]
 pub struct LstmConfig {
     /// Trading days per input sequence.
-    #[serde(default = "d_lookback")]
+    #[serde(default = "default_lookback")]
     pub lookback: usize,
     /// Hidden units per layer.
-    #[serde(default = "d_hidden")]
+    #[serde(default = "default_hidden")]
     pub hidden: usize,
     /// Stacked LSTM layers.
-    #[serde(default = "d_layers")]
+    #[serde(default = "default_layers")]
     pub layers: usize,
     /// Dropout after each LSTM layer while training.
     #[serde(default)]
     pub dropout: f64,
     /// Maximum epochs.
-    #[serde(default = "d_epochs")]
+    #[serde(default = "default_epochs")]
     pub epochs: usize,
     /// Sequences per mini-batch.
-    #[serde(default = "d_batch")]
+    #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// Adam learning rate.
-    #[serde(default = "d_lr")]
+    #[serde(default = "default_lr")]
     pub learning_rate: f64,
     /// Adam weight decay (L2), 0 for none.
     #[serde(default)]
@@ -85,10 +85,10 @@ pub struct LstmConfig {
     #[serde(default)]
     pub loss: LossKind,
     /// Huber threshold in label standard deviations.
-    #[serde(default = "d_delta")]
+    #[serde(default = "default_delta")]
     pub huber_delta: f64,
     /// Stop when the validation loss has not improved for this many epochs (0: no early stopping, no validation).
-    #[serde(default = "d_patience")]
+    #[serde(default = "default_patience")]
     pub patience: usize,
     /// Train on at most this many of the most recent labelled rows (0: all).
     #[serde(default)]
@@ -98,28 +98,28 @@ pub struct LstmConfig {
     pub device: DeviceKind,
 }
 
-fn d_lookback() -> usize {
+fn default_lookback() -> usize {
     20
 }
-fn d_hidden() -> usize {
+fn default_hidden() -> usize {
     32
 }
-fn d_layers() -> usize {
+fn default_layers() -> usize {
     1
 }
-fn d_epochs() -> usize {
+fn default_epochs() -> usize {
     10
 }
-fn d_batch() -> usize {
+fn default_batch() -> usize {
     256
 }
-fn d_lr() -> f64 {
+fn default_lr() -> f64 {
     1e-3
 }
-fn d_delta() -> f64 {
+fn default_delta() -> f64 {
     1.0
 }
-fn d_patience() -> usize {
+fn default_patience() -> usize {
     3
 }
 

@@ -110,7 +110,7 @@ impl ModelConfig {
 
     /// Reads and validates a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = stockcast_features::io::read_text(path)?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::recommend::RecommendConfig;
 
 /// Server settings; every field has a default (TOML file, then flags / environment variables on top).
@@ -88,8 +88,7 @@ impl ServeConfig {
     /// # Errors
     /// [`Error::Data`] naming the file and the bad key.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+        Ok(stockcast_features::io::load_toml(path, "server settings")?)
     }
 }
 

@@ -19,47 +19,47 @@ use ffi::{Booster, DMatrix};
 #[serde(deny_unknown_fields)]
 pub struct GbmConfig {
     /// Maximum boosting rounds.
-    #[serde(default = "d_rounds")]
+    #[serde(default = "default_rounds")]
     pub rounds: usize,
     /// Learning rate.
-    #[serde(default = "d_eta")]
+    #[serde(default = "default_eta")]
     pub eta: f64,
     /// Maximum tree depth.
-    #[serde(default = "d_depth")]
+    #[serde(default = "default_depth")]
     pub max_depth: u32,
     /// Row subsample ratio per tree.
-    #[serde(default = "one")]
+    #[serde(default = "default_one")]
     pub subsample: f64,
     /// Column subsample ratio per tree.
-    #[serde(default = "one")]
+    #[serde(default = "default_one")]
     pub colsample_bytree: f64,
     /// Minimum hessian (row count for squared error) in a child.
-    #[serde(default = "one")]
+    #[serde(default = "default_one")]
     pub min_child_weight: f64,
     /// L2 regularisation on leaf weights.
-    #[serde(default = "one")]
+    #[serde(default = "default_one")]
     pub lambda: f64,
     /// Stop when the validation RMSE has not improved for this many rounds (0: off).
-    #[serde(default = "d_early")]
+    #[serde(default = "default_early")]
     pub early_stopping_rounds: usize,
     /// Threads (0: XGBoost's default, all cores). Results are reproducible for a fixed thread count.
     #[serde(default)]
     pub nthread: usize,
 }
 
-fn d_rounds() -> usize {
+fn default_rounds() -> usize {
     200
 }
-fn d_eta() -> f64 {
+fn default_eta() -> f64 {
     0.1
 }
-fn d_depth() -> u32 {
+fn default_depth() -> u32 {
     6
 }
-fn one() -> f64 {
+fn default_one() -> f64 {
     1.0
 }
-fn d_early() -> usize {
+fn default_early() -> usize {
     20
 }
 
