@@ -16,18 +16,11 @@ pub const YEAR: f64 = 252.0;
 /// Fewest (score, label) pairs on a date for its IC.
 pub const MIN_PAIRS: usize = 3;
 
-/// Arithmetic mean (NaN when empty).
-pub fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
-}
+pub use stockcast_features::stats::{average_ranks, mean};
 
-/// Sample standard deviation (NaN below two points).
+/// Sample standard deviation (`ddof = 1`; NaN below two points): [`stockcast_features::stats::std`].
 pub fn std(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return f64::NAN;
-    }
-    let m = mean(v);
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    stockcast_features::stats::std(v, 1)
 }
 
 /// Pearson correlation; NaN when either side is constant or fewer than two points.
@@ -43,26 +36,6 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
         syy += (b - my).powi(2);
     }
     if sxx <= 0.0 || syy <= 0.0 { f64::NAN } else { sxy / (sxx * syy).sqrt() }
-}
-
-/// Ranks from 1, ties sharing their average rank.
-pub fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut ranks = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]].total_cmp(&v[order[i]]).is_eq() {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = r;
-        }
-        i = j + 1;
-    }
-    ranks
 }
 
 /// Spearman correlation (Pearson of average ranks).

@@ -689,7 +689,7 @@ impl Market {
     }
 }
 
-/// Reads an index close file: a header, then `date,value` rows (the first two columns; ISO dates).
+/// Reads an index close file: a header, then `date,value` rows (the first two columns; dates as in price files).
 ///
 /// # Errors
 /// An unreadable file (a user error, like every input file); [`Error::Data`] naming the file and line of a bad
@@ -704,8 +704,9 @@ pub fn load_index(path: &std::path::Path) -> Result<BTreeMap<NaiveDate, f64>> {
         }
         let mut cells = line.split(',');
         let (d, v) = (cells.next().unwrap_or("").trim(), cells.next().unwrap_or("").trim());
-        let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| bad(format!("line {}: date {d:?} is not YYYY-MM-DD", i + 1)))?;
+        // The price files' date parser: the same spellings are accepted in both.
+        let date = stockcast_features::load::parse_date(d)
+            .ok_or_else(|| bad(format!("line {}: date {d:?} is not YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD", i + 1)))?;
         let value: f64 = v
             .parse()
             .ok()

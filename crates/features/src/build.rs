@@ -12,6 +12,7 @@ use crate::io::write_frame;
 use crate::load::PriceField;
 use crate::prices::PriceFrame;
 use crate::spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
+use crate::stats;
 
 /// Name of the label column.
 pub const LABEL: &str = "label";
@@ -329,38 +330,20 @@ fn cross_sectional(df: &DataFrame, jobs: &[(Family, String, String)]) -> Result<
     Ok(jobs.iter().zip(outputs).map(|((_, _, name), v)| Column::new(name.as_str().into(), v)).collect())
 }
 
-/// Mid-rank percentiles `(rank − 0.5) / n` of `(row, value)` pairs (ties share their average rank), passed to
-/// `write(row, percentile)`. Sorts `pairs` by value. Shared by the cross-sectional rank feature and the ensemble.
-pub fn mid_rank_percentiles(pairs: &mut [(usize, f64)], mut write: impl FnMut(usize, f64)) {
-    pairs.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let n = pairs.len();
-    let mut k = 0;
-    while k < n {
-        let mut e = k + 1;
-        while e < n && pairs[e].1.total_cmp(&pairs[k].1).is_eq() {
-            e += 1;
-        }
-        // Ranks k+1 ..= e share their average (k + 1 + e) / 2.
-        let pct = ((k + 1 + e) as f64 / 2.0 - 0.5) / n as f64;
-        for &(row, _) in &pairs[k..e] {
-            write(row, pct);
-        }
-        k = e;
-    }
-}
-
 fn cs_kernel(family: Family, x: &[Option<f64>], groups: &[&[usize]]) -> Vec<Option<f64>> {
     let mut out = vec![None; x.len()];
     let mut idx: Vec<(usize, f64)> = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
     for group in groups {
         idx.clear();
         idx.extend(group.iter().filter_map(|&i| x[i].map(|v| (i, v))));
         let n = idx.len();
         if family == Family::CsRank {
-            mid_rank_percentiles(&mut idx, |i, pct| out[i] = Some(pct));
+            stats::mid_rank_percentiles(&mut idx, |i, pct| out[i] = Some(pct));
         } else if n >= 2 {
-            let mean = idx.iter().map(|(_, v)| v).sum::<f64>() / n as f64;
-            let sd = (idx.iter().map(|(_, v)| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt();
+            values.clear();
+            values.extend(idx.iter().map(|&(_, v)| v));
+            let (mean, sd) = (stats::mean(&values), stats::std(&values, 1));
             if sd > 0.0 && sd.is_finite() {
                 for &(i, v) in &idx {
                     out[i] = Some((v - mean) / sd);

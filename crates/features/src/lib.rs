@@ -14,9 +14,10 @@ pub mod matrix;
 pub mod prices;
 pub mod quality;
 pub mod spec;
+pub mod stats;
 pub mod synth;
 
-pub use build::{FeatureFrame, LABEL, Skipped, build_features, mid_rank_percentiles};
+pub use build::{FeatureFrame, LABEL, Skipped, build_features};
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};

@@ -101,7 +101,7 @@ pub fn rank_normalise(index: &[(String, NaiveDate)], scores: &[f64]) -> Vec<f64>
     }
     let mut out = vec![f64::NAN; scores.len()];
     for pairs in by_date.values_mut() {
-        stockcast_features::mid_rank_percentiles(pairs, |row, pct| out[row] = pct);
+        stockcast_features::stats::mid_rank_percentiles(pairs, |row, pct| out[row] = pct);
     }
     out
 }

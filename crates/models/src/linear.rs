@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelKind, ModelMeta};
+use stockcast_features::stats;
 
 /// Parameters of the linear model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,9 +108,9 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
     let (mut means, mut stds) = (Vec::new(), Vec::new());
     for col in x.columns() {
         let vals: Vec<f64> = col.iter().map(|v| f64::from(*v)).filter(|v| v.is_finite()).collect();
-        let n = vals.len().max(1) as f64;
-        let m = vals.iter().sum::<f64>() / n;
-        let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt();
+        // Population sd (ddof = 0), as scikit-learn's StandardScaler; a column without values is left as is.
+        let m = if vals.is_empty() { 0.0 } else { stats::mean(&vals) };
+        let sd = stats::std(&vals, 0);
         means.push(m);
         stds.push(if sd > 0.0 && sd.is_finite() { sd } else { 1.0 });
     }

@@ -328,18 +328,13 @@ fn labelled(data: &Dataset, max: usize, saved: Option<&Saved>) -> Result<(Vec<us
     Ok((rows, ys))
 }
 
+/// Mean and population sd (`ddof = 0`) of the finite values; (0, 1) when there are none, sd 1 when constant.
 fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut n, mut sum, mut sq) = (0usize, 0.0, 0.0);
-    for v in values.filter(|v| v.is_finite()) {
-        n += 1;
-        sum += v;
-        sq += v * v;
-    }
-    if n == 0 {
+    let finite: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
         return (0.0, 1.0);
     }
-    let m = sum / n as f64;
-    let sd = (sq / n as f64 - m * m).max(0.0).sqrt();
+    let (m, sd) = (stockcast_features::stats::mean(&finite), stockcast_features::stats::std(&finite, 0));
     (m, if sd > 1e-12 && sd.is_finite() { sd } else { 1.0 })
 }
 

@@ -74,9 +74,9 @@ fn params(q: &[(String, String)], allowed: &[&str]) -> ApiResult<HashMap<String,
     Ok(out)
 }
 
+/// An ISO date, parsed as the CLI's `--date` is (chrono's `FromStr`).
 fn parse_date(name: &str, v: &str) -> ApiResult<NaiveDate> {
-    NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .map_err(|_| ApiError::bad_request(format!("`{name}` must be a date YYYY-MM-DD, got {v:?}")))
+    v.parse::<NaiveDate>().map_err(|_| ApiError::bad_request(format!("`{name}` must be a date YYYY-MM-DD, got {v:?}")))
 }
 
 pub(super) fn valid_symbol(s: &str) -> bool {
