@@ -154,7 +154,7 @@ impl Backtest {
             wf.results.first().map(|r| r.test_start.to_string()).unwrap_or_default(),
             wf.results.iter().map(|r| r.test_end).max().map(|d| d.to_string()).unwrap_or_default(),
             self.spec.label.horizon,
-            self.config.strategy.rule(),
+            self.config.strategy.rule,
         )
     }
 

@@ -66,44 +66,57 @@ pub enum Fill {
     Close,
 }
 
-/// Strategy parameters.
+/// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the
+/// rule is flat (`kind = "top_k"`, `k = 10`, `n_drop = 2`); a parameter of another kind (`threshold` with
+/// `top_k`, `n_drop` with `long_short`, …) is refused instead of ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "StrategyToml", into = "StrategyToml")]
 pub struct StrategyConfig {
-    /// `top_k`, `long_short` or `threshold`.
-    #[serde(default)]
-    pub kind: StrategyKind,
-    /// Names held (top_k) or per side (long_short).
-    #[serde(default = "default_k")]
-    pub k: usize,
-    /// top_k: most holdings replaced per rebalance (default: no limit).
-    #[serde(default)]
-    pub n_drop: Option<usize>,
-    /// threshold: score above which a symbol is held.
-    #[serde(default)]
-    pub threshold: f64,
+    /// How scores become target weights.
+    pub rule: Rule,
     /// Rebalance every n trading dates (1: daily).
-    #[serde(default = "default_rebalance")]
     pub rebalance_days: usize,
     /// Fill price.
-    #[serde(default)]
     pub fill: Fill,
     /// Commission per side, in basis points of the traded value.
-    #[serde(default)]
     pub commission_bps: f64,
     /// Slippage per side, in basis points of the price (buys pay more, sells get less).
-    #[serde(default)]
     pub slippage_bps: f64,
     /// Re-weight names that stay in the book back to their target weight at every rebalance (default: they keep
     /// their shares, only exits, flips and new names trade).
-    #[serde(default)]
     pub reweight: bool,
     /// Starting capital.
-    #[serde(default = "default_capital")]
     pub capital: f64,
     /// Annual risk-free rate for Sharpe and Sortino.
-    #[serde(default)]
     pub risk_free: f64,
+}
+
+/// The TOML/JSON shape of [`StrategyConfig`]: the rule's parameters flat beside `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyToml {
+    #[serde(default)]
+    kind: StrategyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n_drop: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    #[serde(default = "default_rebalance")]
+    rebalance_days: usize,
+    #[serde(default)]
+    fill: Fill,
+    #[serde(default)]
+    commission_bps: f64,
+    #[serde(default)]
+    slippage_bps: f64,
+    #[serde(default)]
+    reweight: bool,
+    #[serde(default = "default_capital")]
+    capital: f64,
+    #[serde(default)]
+    risk_free: f64,
 }
 
 fn default_k() -> usize {
@@ -116,14 +129,67 @@ fn default_capital() -> f64 {
     1_000_000.0
 }
 
+impl TryFrom<StrategyToml> for StrategyConfig {
+    type Error = String;
+
+    fn try_from(t: StrategyToml) -> std::result::Result<Self, String> {
+        let kind = match t.kind {
+            StrategyKind::TopK => "top_k",
+            StrategyKind::LongShort => "long_short",
+            StrategyKind::Threshold => "threshold",
+        };
+        let not_for = |field: &str| format!("strategy: `{field}` does not apply to kind = \"{kind}\"");
+        let rule = match t.kind {
+            StrategyKind::TopK if t.threshold.is_some() => return Err(not_for("threshold")),
+            StrategyKind::TopK => Rule::TopK { k: t.k.unwrap_or_else(default_k), n_drop: t.n_drop },
+            StrategyKind::LongShort if t.threshold.is_some() => return Err(not_for("threshold")),
+            StrategyKind::LongShort if t.n_drop.is_some() => return Err(not_for("n_drop")),
+            StrategyKind::LongShort => Rule::LongShort { k: t.k.unwrap_or_else(default_k) },
+            StrategyKind::Threshold if t.k.is_some() => return Err(not_for("k")),
+            StrategyKind::Threshold if t.n_drop.is_some() => return Err(not_for("n_drop")),
+            StrategyKind::Threshold => Rule::Threshold { threshold: t.threshold.unwrap_or(0.0) },
+        };
+        Ok(Self {
+            rule,
+            rebalance_days: t.rebalance_days,
+            fill: t.fill,
+            commission_bps: t.commission_bps,
+            slippage_bps: t.slippage_bps,
+            reweight: t.reweight,
+            capital: t.capital,
+            risk_free: t.risk_free,
+        })
+    }
+}
+
+impl From<StrategyConfig> for StrategyToml {
+    fn from(c: StrategyConfig) -> Self {
+        let (kind, k, n_drop, threshold) = match c.rule {
+            Rule::TopK { k, n_drop } => (StrategyKind::TopK, Some(k), n_drop, None),
+            Rule::LongShort { k } => (StrategyKind::LongShort, Some(k), None, None),
+            Rule::Threshold { threshold } => (StrategyKind::Threshold, None, None, Some(threshold)),
+        };
+        Self {
+            kind,
+            k,
+            n_drop,
+            threshold,
+            rebalance_days: c.rebalance_days,
+            fill: c.fill,
+            commission_bps: c.commission_bps,
+            slippage_bps: c.slippage_bps,
+            reweight: c.reweight,
+            capital: c.capital,
+            risk_free: c.risk_free,
+        }
+    }
+}
+
 impl Default for StrategyConfig {
     fn default() -> Self {
         Self {
-            kind: StrategyKind::TopK,
-            k: default_k(),
-            n_drop: None,
-            threshold: 0.0,
-            rebalance_days: 1,
+            rule: Rule::TopK { k: default_k(), n_drop: None },
+            rebalance_days: default_rebalance(),
             fill: Fill::NextOpen,
             commission_bps: 0.0,
             slippage_bps: 0.0,
@@ -135,22 +201,13 @@ impl Default for StrategyConfig {
 }
 
 impl StrategyConfig {
-    /// The weighting rule.
-    pub fn rule(&self) -> Rule {
-        match self.kind {
-            StrategyKind::TopK => Rule::TopK { k: self.k, n_drop: self.n_drop },
-            StrategyKind::LongShort => Rule::LongShort { k: self.k },
-            StrategyKind::Threshold => Rule::Threshold { threshold: self.threshold },
-        }
-    }
-
     /// Checks the parameters.
     ///
     /// # Errors
     /// [`Error::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("strategy: {m}")));
-        match self.rule() {
+        match self.rule {
             Rule::TopK { k: 0, .. } | Rule::LongShort { k: 0 } => return err("k must be at least 1".into()),
             Rule::TopK { k, n_drop: Some(n) } if n > k => return err(format!("n_drop = {n} exceeds k = {k}")),
             Rule::Threshold { threshold } if !threshold.is_finite() => return err("threshold must be finite".into()),
@@ -553,7 +610,7 @@ pub fn simulate(
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
-            let w = targets(&cfg.rule(), &scored, &held);
+            let w = targets(&cfg.rule, &scored, &held);
             match cfg.fill {
                 Fill::Close => {
                     equity_before =

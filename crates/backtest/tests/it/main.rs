@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use proptest::prelude::*;
 use stockcast_backtest::metrics::{self, average_ranks};
-use stockcast_backtest::portfolio::{self, Fill, Market, StrategyConfig, StrategyKind};
+use stockcast_backtest::portfolio::{self, Fill, Market, Rule, StrategyConfig};
 use stockcast_backtest::runner::{self, ModelSpec, RunOptions};
 use stockcast_backtest::split::{SplitConfig, WindowKind};
 use stockcast_features::polars::prelude::*;
@@ -265,8 +265,7 @@ fn costs_turnover_and_fills_match_hand_computations() {
     let scores: BTreeMap<(NaiveDate, String), f64> =
         market.dates.iter().flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), 0.0)]).collect();
     let cfg = StrategyConfig {
-        kind: StrategyKind::TopK,
-        k: 1,
+        rule: Rule::TopK { k: 1, n_drop: None },
         commission_bps: 10.0,
         slippage_bps: 10.0,
         capital: 1000.0,
@@ -303,7 +302,7 @@ fn long_short_and_n_drop_pick_the_documented_names() {
         scores.insert((dates[0], s.to_string()), -(i as f64));
         scores.insert((dates[1], s.to_string()), i as f64);
     }
-    let ls = StrategyConfig { kind: StrategyKind::LongShort, k: 1, fill: Fill::Close, ..StrategyConfig::default() };
+    let ls = StrategyConfig { rule: Rule::LongShort { k: 1 }, fill: Fill::Close, ..StrategyConfig::default() };
     let sim = portfolio::simulate(&ls, &market, &scores, None).unwrap();
     // Flat prices: long A/short D then long D/short A; all trades break even, exposure 1.
     assert!(close(sim.stats.exposure, 1.0, 1e-9), "{}", sim.stats.exposure);
@@ -311,9 +310,7 @@ fn long_short_and_n_drop_pick_the_documented_names() {
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == -1).count(), 1);
     // Top 2 with n_drop = 1: day 0 holds A, B; day 1 drops only the worst held (A) for the best new (D).
     let td = StrategyConfig {
-        kind: StrategyKind::TopK,
-        k: 2,
-        n_drop: Some(1),
+        rule: Rule::TopK { k: 2, n_drop: Some(1) },
         fill: Fill::Close,
         ..StrategyConfig::default()
     };
