@@ -413,3 +413,22 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
         assert!(s.rank_ic.abs() < 0.03, "{m}: mean Rank IC {} on shuffled labels", s.rank_ic);
     }
 }
+
+#[test]
+fn a_strategy_parameter_of_another_kind_is_refused_and_the_toml_round_trips() {
+    let parse = |body: &str| toml::from_str::<StrategyConfig>(body);
+    for (body, field) in [
+        ("kind = \"top_k\"\nthreshold = 0.1", "threshold"),
+        ("kind = \"long_short\"\nn_drop = 1", "n_drop"),
+        ("kind = \"threshold\"\nk = 3", "k"),
+    ] {
+        let e = parse(body).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{field}` does not apply")), "{body}: {e}");
+    }
+    let c = parse("kind = \"top_k\"\nk = 3\nn_drop = 1\ncommission_bps = 5").unwrap();
+    assert_eq!(c.rule, Rule::TopK { k: 3, n_drop: Some(1) });
+    assert_eq!(parse(&toml::to_string(&c).unwrap()).unwrap(), c);
+    let t = parse("kind = \"threshold\"\nthreshold = 0.02").unwrap();
+    assert_eq!(t.rule, Rule::Threshold { threshold: 0.02 });
+    assert_eq!(parse("").unwrap(), StrategyConfig::default());
+}
