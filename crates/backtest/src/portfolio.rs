@@ -139,14 +139,25 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             StrategyKind::Threshold => "threshold",
         };
         let not_for = |field: &str| format!("strategy: `{field}` does not apply to kind = \"{kind}\"");
+        // The parameters each kind takes; any other one given is an error.
+        let (takes_k, takes_n_drop, takes_threshold) = match t.kind {
+            StrategyKind::TopK => (true, true, false),
+            StrategyKind::LongShort => (true, false, false),
+            StrategyKind::Threshold => (false, false, true),
+        };
+        for (field, given, takes) in [
+            ("k", t.k.is_some(), takes_k),
+            ("n_drop", t.n_drop.is_some(), takes_n_drop),
+            ("threshold", t.threshold.is_some(), takes_threshold),
+        ] {
+            if given && !takes {
+                return Err(not_for(field));
+            }
+        }
+        let k = t.k.unwrap_or_else(default_k);
         let rule = match t.kind {
-            StrategyKind::TopK if t.threshold.is_some() => return Err(not_for("threshold")),
-            StrategyKind::TopK => Rule::TopK { k: t.k.unwrap_or_else(default_k), n_drop: t.n_drop },
-            StrategyKind::LongShort if t.threshold.is_some() => return Err(not_for("threshold")),
-            StrategyKind::LongShort if t.n_drop.is_some() => return Err(not_for("n_drop")),
-            StrategyKind::LongShort => Rule::LongShort { k: t.k.unwrap_or_else(default_k) },
-            StrategyKind::Threshold if t.k.is_some() => return Err(not_for("k")),
-            StrategyKind::Threshold if t.n_drop.is_some() => return Err(not_for("n_drop")),
+            StrategyKind::TopK => Rule::TopK { k, n_drop: t.n_drop },
+            StrategyKind::LongShort => Rule::LongShort { k },
             StrategyKind::Threshold => Rule::Threshold { threshold: t.threshold.unwrap_or(0.0) },
         };
         Ok(Self {
@@ -441,8 +452,183 @@ fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate], capital: 
     Some(aligned.iter().map(|v| v.unwrap_or(first) / first * capital).collect())
 }
 
+/// The book of a simulation: cash, shares, the last close of each symbol, open and closed trades, fills and
+/// costs. [`simulate`] decides when and what to trade; the book executes orders and keeps the accounts.
+struct Book {
+    cash: f64,
+    shares: Vec<f64>,
+    last_close: Vec<f64>,
+    open_trades: Vec<Option<OpenTrade>>,
+    trades: Vec<Trade>,
+    fills: usize,
+    costs: f64,
+}
+
+impl Book {
+    fn new(capital: f64, nsym: usize) -> Self {
+        Self {
+            cash: capital,
+            shares: vec![0.0; nsym],
+            last_close: vec![f64::NAN; nsym],
+            open_trades: (0..nsym).map(|_| None).collect(),
+            trades: Vec::new(),
+            fills: 0,
+            costs: 0.0,
+        }
+    }
+
+    /// Symbols held (long or short).
+    fn held(&self) -> Vec<usize> {
+        (0..self.shares.len()).filter(|&s| self.shares[s] != 0.0).collect()
+    }
+
+    /// Remembers the closes of date `d` (a missing close keeps the previous one).
+    fn mark_closes(&mut self, market: &Market, d: usize) {
+        for (lc, close) in self.last_close.iter_mut().zip(&market.close) {
+            if close[d].is_finite() {
+                *lc = close[d];
+            }
+        }
+    }
+
+    /// Equity at the last closes and gross exposure (Σ|position value|).
+    fn equity_and_gross(&self) -> (f64, f64) {
+        let n = self.shares.len();
+        let gross: f64 = (0..n).map(|s| (self.shares[s] * self.last_close[s]).abs()).filter(|v| v.is_finite()).sum();
+        let equity = self.cash
+            + (0..n).filter(|&s| self.shares[s] != 0.0).map(|s| self.shares[s] * self.last_close[s]).sum::<f64>();
+        (equity, gross)
+    }
+
+    /// Trades to the target weights `w` at the `fill` prices of date `d`; returns the equity before trading (at
+    /// those prices) and the value traded.
+    fn rebalance(
+        &mut self,
+        cfg: &StrategyConfig,
+        market: &Market,
+        d: usize,
+        w: &BTreeMap<usize, f64>,
+        fill: Fill,
+    ) -> (f64, f64) {
+        let nsym = self.shares.len();
+        let cost_rate = (cfg.commission_bps + cfg.slippage_bps) / 1e4;
+        let price: Vec<f64> = (0..nsym)
+            .map(|s| {
+                let p = market.fill_price(s, d, fill);
+                if p.is_finite() { p } else { f64::NAN }
+            })
+            .collect();
+        let mark = |s: usize| if price[s].is_finite() { price[s] } else { self.last_close[s] };
+        let equity: f64 =
+            self.cash + (0..nsym).filter(|&s| self.shares[s] != 0.0).map(|s| self.shares[s] * mark(s)).sum::<f64>();
+        let sizing = equity / (1.0 + cost_rate);
+        // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
+        // names get their target weight of the equity. Sells first (they raise the cash the buys use).
+        let mut orders: Vec<(usize, f64)> = (0..nsym)
+            .filter(|&s| price[s].is_finite())
+            .filter_map(|s| {
+                let tw = w.get(&s).copied().unwrap_or(0.0);
+                let cur = self.shares[s];
+                let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+                (!keep).then(|| (s, tw * sizing / price[s] - cur))
+            })
+            .filter(|(_, dq)| dq.abs() > 1e-9)
+            .collect();
+        // Buys never spend more than the cash after the sells.
+        let proceeds: f64 =
+            orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
+        let spend: f64 = orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
+        let available = (self.cash + proceeds).max(0.0);
+        if spend > available && spend > 0.0 {
+            let scale = available / spend;
+            for o in orders.iter_mut().filter(|o| o.1 > 0.0) {
+                o.1 *= scale;
+            }
+        }
+        orders.sort_by(|a, b| (a.1 > 0.0).cmp(&(b.1 > 0.0)).then(a.0.cmp(&b.0)));
+        let mut traded = 0.0;
+        for (s, dq) in orders {
+            traded += (dq * price[s]).abs();
+            self.fill(cfg, market, s, dq, price[s], market.dates[d]);
+        }
+        (equity, traded)
+    }
+
+    /// Executes `dq` shares of symbol `s` at `price` (plus slippage against the order, plus commission) and
+    /// keeps the trade ledger: a position opened, grown, closed or flipped.
+    fn fill(&mut self, cfg: &StrategyConfig, market: &Market, s: usize, dq: f64, price: f64, date: NaiveDate) {
+        let (comm, slip) = (cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4);
+        let exec = price * (1.0 + slip * dq.signum());
+        let value = dq * exec;
+        let commission = value.abs() * comm;
+        self.cash -= value + commission;
+        self.costs += commission + (dq * price * slip).abs();
+        self.fills += 1;
+        let before = self.shares[s];
+        let after = before + dq;
+        self.shares[s] = if after.abs() < 1e-9 { 0.0 } else { after };
+        let now = self.shares[s];
+        let flow = -value - commission;
+        let opened = |flow: f64| OpenTrade {
+            side: now.signum() as i8,
+            entry_date: date,
+            entry_price: exec,
+            flow,
+            max_value: (now * exec).abs(),
+        };
+        // Close (or flip) an open trade.
+        if before != 0.0 && (now == 0.0 || now.signum() != before.signum()) {
+            if let Some(t) = self.open_trades[s].take() {
+                // The part of the flow that closes the old position.
+                let closing_share = if now == 0.0 { 1.0 } else { before.abs() / dq.abs() };
+                let pnl = t.flow + flow * closing_share;
+                self.trades.push(Trade {
+                    symbol: market.symbols[s].clone(),
+                    side: t.side,
+                    entry_date: t.entry_date,
+                    entry_price: t.entry_price,
+                    exit_date: Some(date),
+                    exit_price: exec,
+                    pnl,
+                    return_pct: pnl / t.max_value,
+                });
+                if now != 0.0 {
+                    self.open_trades[s] = Some(opened(flow * (1.0 - closing_share)));
+                }
+            }
+        } else if before == 0.0 {
+            self.open_trades[s] = Some(opened(flow));
+        } else if let Some(t) = self.open_trades[s].as_mut() {
+            t.flow += flow;
+            t.max_value = t.max_value.max((now * exec).abs());
+        }
+    }
+
+    /// Closes the books: open trades are marked at the last close; returns every trade, fills and costs.
+    fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, f64) {
+        for (s, t) in std::mem::take(&mut self.open_trades).into_iter().enumerate() {
+            if let Some(t) = t {
+                let value = self.shares[s] * self.last_close[s];
+                let pnl = t.flow + value;
+                self.trades.push(Trade {
+                    symbol: market.symbols[s].clone(),
+                    side: t.side,
+                    entry_date: t.entry_date,
+                    entry_price: t.entry_price,
+                    exit_date: None,
+                    exit_price: self.last_close[s],
+                    pnl,
+                    return_pct: pnl / t.max_value,
+                });
+            }
+        }
+        (self.trades, self.fills, self.costs)
+    }
+}
+
 /// Simulates `cfg` on `scores` (`(symbol, date) → score`, out of sample) over the dates from the first to the
-/// last scored date.
+/// last scored date: each rebalance date's scores become target weights ([`Rule`]), filled at the close or the
+/// next open by the [`Book`].
 ///
 /// # Errors
 /// [`Error::Config`] for invalid parameters, [`Error::Data`] when no score matches the market.
@@ -465,14 +651,7 @@ pub fn simulate(
     let (Some(&first), Some(&last)) = (by_date.keys().next(), by_date.keys().next_back()) else {
         return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
     };
-    let cost_rate = (cfg.commission_bps + cfg.slippage_bps) / 1e4;
-    let (comm, slip) = (cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4);
-    let mut cash = cfg.capital;
-    let mut shares = vec![0.0_f64; nsym];
-    let mut last_close = vec![f64::NAN; nsym];
-    let mut open_trades: Vec<Option<OpenTrade>> = (0..nsym).map(|_| None).collect();
-    let mut trades = Vec::new();
-    let (mut fills, mut costs) = (0usize, 0.0);
+    let mut book = Book::new(cfg.capital, nsym);
     let mut pending: Option<BTreeMap<usize, f64>> = None;
     let mut sim = Simulation {
         dates: Vec::new(),
@@ -499,129 +678,24 @@ pub fn simulate(
                 bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
             }
         }
-        let mut traded = 0.0;
-        let mut execute = |w: &BTreeMap<usize, f64>,
-                           fill: Fill,
-                           cash: &mut f64,
-                           shares: &mut [f64],
-                           last_close: &[f64],
-                           open_trades: &mut [Option<OpenTrade>],
-                           trades: &mut Vec<Trade>| {
-            let price: Vec<f64> = (0..nsym)
-                .map(|s| {
-                    let p = market.fill_price(s, d, fill);
-                    if p.is_finite() { p } else { f64::NAN }
-                })
-                .collect();
-            let mark = |s: usize| if price[s].is_finite() { price[s] } else { last_close[s] };
-            let equity: f64 = *cash + (0..nsym).filter(|&s| shares[s] != 0.0).map(|s| shares[s] * mark(s)).sum::<f64>();
-            let sizing = equity / (1.0 + cost_rate);
-            // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
-            // names get their target weight of the equity. Sells first (they raise the cash the buys use).
-            let mut orders: Vec<(usize, f64)> = (0..nsym)
-                .filter(|&s| price[s].is_finite())
-                .filter_map(|s| {
-                    let tw = w.get(&s).copied().unwrap_or(0.0);
-                    let cur = shares[s];
-                    let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
-                    (!keep).then(|| (s, tw * sizing / price[s] - cur))
-                })
-                .filter(|(_, dq)| dq.abs() > 1e-9)
-                .collect();
-            // Buys never spend more than the cash after the sells.
-            let proceeds: f64 =
-                orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
-            let spend: f64 =
-                orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
-            let available = (*cash + proceeds).max(0.0);
-            if spend > available && spend > 0.0 {
-                let scale = available / spend;
-                for o in orders.iter_mut().filter(|o| o.1 > 0.0) {
-                    o.1 *= scale;
-                }
-            }
-            orders.sort_by(|a, b| (a.1 > 0.0).cmp(&(b.1 > 0.0)).then(a.0.cmp(&b.0)));
-            for (s, dq) in orders {
-                let exec = price[s] * (1.0 + slip * dq.signum());
-                let value = dq * exec;
-                let commission = value.abs() * comm;
-                *cash -= value + commission;
-                costs += commission + (dq * price[s] * slip).abs();
-                traded += (dq * price[s]).abs();
-                fills += 1;
-                let before = shares[s];
-                let after = before + dq;
-                shares[s] = if after.abs() < 1e-9 { 0.0 } else { after };
-                let flow = -value - commission;
-                // Close (or flip) an open trade.
-                if before != 0.0 && (shares[s] == 0.0 || shares[s].signum() != before.signum()) {
-                    if let Some(t) = open_trades[s].take() {
-                        // The part of the flow that closes the old position.
-                        let closing_share = if shares[s] == 0.0 { 1.0 } else { before.abs() / dq.abs() };
-                        let pnl = t.flow + flow * closing_share;
-                        trades.push(Trade {
-                            symbol: market.symbols[s].clone(),
-                            side: t.side,
-                            entry_date: t.entry_date,
-                            entry_price: t.entry_price,
-                            exit_date: Some(date),
-                            exit_price: exec,
-                            pnl,
-                            return_pct: pnl / t.max_value,
-                        });
-                        if shares[s] != 0.0 {
-                            open_trades[s] = Some(OpenTrade {
-                                side: shares[s].signum() as i8,
-                                entry_date: date,
-                                entry_price: exec,
-                                flow: flow * (1.0 - closing_share),
-                                max_value: (shares[s] * exec).abs(),
-                            });
-                        }
-                    }
-                } else if before == 0.0 {
-                    open_trades[s] = Some(OpenTrade {
-                        side: shares[s].signum() as i8,
-                        entry_date: date,
-                        entry_price: exec,
-                        flow,
-                        max_value: (shares[s] * exec).abs(),
-                    });
-                } else if let Some(t) = open_trades[s].as_mut() {
-                    t.flow += flow;
-                    t.max_value = t.max_value.max((shares[s] * exec).abs());
-                }
-            }
-            equity
-        };
-        let mut equity_before = f64::NAN;
+        let (mut equity_before, mut traded) = (f64::NAN, 0.0);
         if let Some(w) = pending.take() {
-            equity_before =
-                execute(&w, Fill::NextOpen, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
+            (equity_before, traded) = book.rebalance(cfg, market, d, &w, Fill::NextOpen);
         }
-        for (lc, close) in last_close.iter_mut().zip(&market.close) {
-            if close[d].is_finite() {
-                *lc = close[d];
-            }
-        }
+        book.mark_closes(market, d);
         if (d - first) % cfg.rebalance_days == 0 {
-            let held: Vec<usize> = (0..nsym).filter(|&s| shares[s] != 0.0).collect();
             let scored: Vec<(usize, f64)> = by_date
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
-            let w = targets(&cfg.rule, &scored, &held);
+            let w = targets(&cfg.rule, &scored, &book.held());
             match cfg.fill {
-                Fill::Close => {
-                    equity_before =
-                        execute(&w, Fill::Close, &mut cash, &mut shares, &last_close, &mut open_trades, &mut trades);
-                }
+                Fill::Close => (equity_before, traded) = book.rebalance(cfg, market, d, &w, Fill::Close),
                 Fill::NextOpen if d < last => pending = Some(w),
                 Fill::NextOpen => {}
             }
         }
-        let gross: f64 = (0..nsym).map(|s| (shares[s] * last_close[s]).abs()).filter(|v| v.is_finite()).sum();
-        let equity = cash + (0..nsym).filter(|&s| shares[s] != 0.0).map(|s| shares[s] * last_close[s]).sum::<f64>();
+        let (equity, gross) = book.equity_and_gross();
         sim.dates.push(date);
         sim.equity.push(equity);
         sim.benchmark.push(bench);
@@ -629,23 +703,7 @@ pub fn simulate(
         let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
         sim.turnover.push(if base > 0.0 { traded / base } else { 0.0 });
     }
-    // Open trades, marked at the last close.
-    for (s, t) in open_trades.into_iter().enumerate() {
-        if let Some(t) = t {
-            let value = shares[s] * last_close[s];
-            let pnl = t.flow + value;
-            trades.push(Trade {
-                symbol: market.symbols[s].clone(),
-                side: t.side,
-                entry_date: t.entry_date,
-                entry_price: t.entry_price,
-                exit_date: None,
-                exit_price: last_close[s],
-                pnl,
-                return_pct: pnl / t.max_value,
-            });
-        }
-    }
+    let (trades, fills, costs) = book.finish(market);
     sim.index = index.and_then(|i| rebase_index(i, &sim.dates, cfg.capital));
     sim.stats = stats(cfg, &sim, &trades, fills, costs);
     sim.trades = trades;

@@ -309,11 +309,8 @@ fn long_short_and_n_drop_pick_the_documented_names() {
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == 1).count(), 1);
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == -1).count(), 1);
     // Top 2 with n_drop = 1: day 0 holds A, B; day 1 drops only the worst held (A) for the best new (D).
-    let td = StrategyConfig {
-        rule: Rule::TopK { k: 2, n_drop: Some(1) },
-        fill: Fill::Close,
-        ..StrategyConfig::default()
-    };
+    let td =
+        StrategyConfig { rule: Rule::TopK { k: 2, n_drop: Some(1) }, fill: Fill::Close, ..StrategyConfig::default() };
     let sim = portfolio::simulate(&td, &market, &scores, None).unwrap();
     let held_day1: Vec<&str> = sim
         .trades
