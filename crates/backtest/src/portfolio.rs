@@ -795,7 +795,8 @@ impl Market {
     /// # Errors
     /// Only if the frame's columns are not as the loader builds them.
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
-        let series = prices.series()?;
+        let opens = stockcast_features::SeriesColumns { open: true, ..stockcast_features::SeriesColumns::CLOSE };
+        let series = prices.series_with(opens)?;
         let rows = series.iter().flat_map(|s| {
             (0..s.len())
                 .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))

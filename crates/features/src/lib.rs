@@ -23,7 +23,9 @@ pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};
 pub use load::{BarsBuilder, Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};
-pub use prices::{LoadOptions, Loaded, PriceFrame, SymbolSeries, check_bars, is_database_url, load_prices};
+pub use prices::{
+    LoadOptions, Loaded, PriceFrame, SeriesColumns, SymbolSeries, check_bars, is_database_url, load_prices,
+};
 pub use quality::{Check, Policy, QualityConfig, QualityReport};
 pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 pub use synth::{SynthConfig, synth_prices};

@@ -79,6 +79,32 @@ pub struct SymbolSeries {
     pub sector: Option<String>,
 }
 
+/// Which optional columns [`PriceFrame::series_with`] copies (symbol, dates and close always).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct SeriesColumns {
+    /// Opens.
+    pub open: bool,
+    /// Highs.
+    pub high: bool,
+    /// Lows.
+    pub low: bool,
+    /// Volumes.
+    pub volume: bool,
+    /// Unadjusted closes.
+    pub raw_close: bool,
+    /// Sectors.
+    pub sector: bool,
+}
+
+impl SeriesColumns {
+    /// Every column.
+    pub const ALL: Self = Self { open: true, high: true, low: true, volume: true, raw_close: true, sector: true };
+    /// Closes only.
+    pub const CLOSE: Self =
+        Self { open: false, high: false, low: false, volume: false, raw_close: false, sector: false };
+}
+
 impl SymbolSeries {
     /// Number of bars.
     pub fn len(&self) -> usize {
@@ -335,41 +361,56 @@ impl PriceFrame {
     /// # Errors
     /// Polars errors only (the frame's columns are checked when it is built).
     pub fn series(&self) -> Result<Vec<SymbolSeries>> {
+        self.series_with(SeriesColumns::ALL)
+    }
+
+    /// As [`PriceFrame::series`], copying only the optional `columns` asked for (symbol, dates and close always);
+    /// the others are `None`. Each value is copied once, straight from the frame.
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub fn series_with(&self, columns: SeriesColumns) -> Result<Vec<SymbolSeries>> {
         let df = &self.df;
         let sym = df.column("symbol")?.str()?;
         let date = df.column("date")?.date()?.physical();
-        let f64_col = |name: &str| -> Result<Option<Vec<f64>>> {
+        let close = df.column("close")?.f64()?;
+        let optional = |name: &str, wanted: bool| -> Result<Option<&Float64Chunked>> {
             match df.column(name) {
-                Ok(c) => Ok(Some(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())),
-                Err(_) => Ok(None),
+                Ok(c) if wanted => Ok(Some(c.f64()?)),
+                _ => Ok(None),
             }
         };
-        let close = f64_col("close")?.unwrap_or_default();
-        let [open, high, low, volume, raw_close] = ["open", "high", "low", "volume", "raw_close"].map(f64_col);
-        let (open, high, low, volume, raw_close) = (open?, high?, low?, volume?, raw_close?);
+        let open = optional("open", columns.open)?;
+        let high = optional("high", columns.high)?;
+        let low = optional("low", columns.low)?;
+        let volume = optional("volume", columns.volume)?;
+        let raw_close = optional("raw_close", columns.raw_close)?;
         let sector = match df.column("sector") {
-            Ok(c) => Some(c.str()?.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>()),
-            Err(_) => None,
+            Ok(c) if columns.sector => Some(c.str()?),
+            _ => None,
+        };
+        let values = |c: &Float64Chunked, start: usize, len: usize| -> Vec<f64> {
+            c.slice(start as i64, len).iter().map(|v| v.unwrap_or(f64::NAN)).collect()
         };
         let mut out: Vec<SymbolSeries> = Vec::new();
-        let mut start = 0;
         let names: Vec<Option<&str>> = sym.iter().collect();
+        let mut start = 0;
         while start < names.len() {
             let name = names[start].unwrap_or_default();
-            let end = start + names[start..].iter().take_while(|s| s.unwrap_or_default() == name).count();
-            let part = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v[start..end].to_vec());
+            let len = names[start..].iter().take_while(|s| s.unwrap_or_default() == name).count();
+            let part = |c: Option<&Float64Chunked>| c.map(|c| values(c, start, len));
             out.push(SymbolSeries {
                 symbol: name.to_owned(),
-                dates: date.iter().skip(start).take(end - start).filter_map(|d| d.and_then(days_to_date)).collect(),
-                open: part(&open),
-                high: part(&high),
-                low: part(&low),
-                close: close[start..end].to_vec(),
-                volume: part(&volume),
-                raw_close: part(&raw_close),
-                sector: sector.as_ref().and_then(|s| s[start].clone()),
+                dates: date.slice(start as i64, len).iter().filter_map(|d| d.and_then(days_to_date)).collect(),
+                open: part(open),
+                high: part(high),
+                low: part(low),
+                close: values(close, start, len),
+                volume: part(volume),
+                raw_close: part(raw_close),
+                sector: sector.and_then(|s| s.get(start)).map(str::to_owned),
             });
-            start = end;
+            start += len;
         }
         Ok(out)
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use stockcast_features::load::Bars;
-use stockcast_features::{BarsBuilder, PriceField, PriceFrame, Security};
+use stockcast_features::{BarsBuilder, PriceField, PriceFrame, Security, SeriesColumns};
 use stockcast_models::registry::Manifest;
 
 use crate::error::{Error, Result};
@@ -87,15 +87,23 @@ pub struct ImportStats {
 /// # Errors
 /// [`Error::Database`] (the transaction is rolled back), [`Error::Data`] for rows the loader should have refused.
 pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Security]) -> Result<ImportStats> {
-    let series = prices.series()?;
+    // Sectors go in through `securities`, not per row.
+    let series = prices.series_with(SeriesColumns { sector: false, ..SeriesColumns::ALL })?;
     let height = prices.height();
     let (mut symbols, mut dates) = (Vec::with_capacity(height), Vec::with_capacity(height));
     let mut cols: [Vec<Option<f64>>; 6] = Default::default();
     for s in &series {
         symbols.extend(std::iter::repeat_n(s.symbol.clone(), s.len()));
         dates.extend_from_slice(&s.dates);
-        let close = Some(s.close.clone());
-        for (col, values) in cols.iter_mut().zip([&s.open, &s.high, &s.low, &close, &s.volume, &s.raw_close]) {
+        let columns = [
+            s.open.as_deref(),
+            s.high.as_deref(),
+            s.low.as_deref(),
+            Some(&s.close[..]),
+            s.volume.as_deref(),
+            s.raw_close.as_deref(),
+        ];
+        for (col, values) in cols.iter_mut().zip(columns) {
             match values {
                 Some(v) => col.extend(v.iter().map(|x| Some(*x))),
                 None => col.extend(std::iter::repeat_n(None, s.len())),

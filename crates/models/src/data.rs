@@ -46,7 +46,7 @@ impl History {
     /// Extracts closes from prices.
     pub fn from_prices(prices: &PriceFrame) -> Result<Self> {
         let symbols = prices
-            .series()?
+            .series_with(stockcast_features::SeriesColumns::CLOSE)?
             .into_iter()
             .map(|s| (s.symbol, SymbolHistory { dates: s.dates, close: s.close }))
             .collect();
