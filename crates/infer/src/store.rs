@@ -313,14 +313,14 @@ pub async fn run_scores(pool: &PgPool, run_id: i64, symbols: &[String]) -> Resul
     .await?)
 }
 
-/// A stored recommendation with its score.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// One recommendation row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct RecommendationRow {
-    /// 1 = best.
+    /// Rank by expected return (1 = highest).
     pub rank: i32,
-    /// Ticker.
+    /// Symbol.
     pub symbol: String,
-    /// Expected return over the label horizon.
+    /// Expected h-day return.
     pub expected_return: f64,
     /// `buy`, `hold` or `sell`.
     pub action: String,

@@ -100,29 +100,8 @@ pub struct StoredPredictions {
     pub missing: Vec<String>,
 }
 
-/// One recommendation row.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RecommendationRow {
-    /// Rank by expected return (1 = highest).
-    pub rank: i32,
-    /// Symbol.
-    pub symbol: String,
-    /// Expected h-day return.
-    pub expected_return: f64,
-    /// `buy`, `hold` or `sell`.
-    pub action: String,
-    /// Sector, when known.
-    pub sector: Option<String>,
-    /// Model score.
-    pub score: f64,
-}
-
-impl From<crate::store::RecommendationRow> for RecommendationRow {
-    fn from(r: crate::store::RecommendationRow) -> Self {
-        let crate::store::RecommendationRow { rank, symbol, expected_return, action, sector, score } = r;
-        Self { rank, symbol, expected_return, action, sector, score }
-    }
-}
+/// One recommendation row: the stored row as it is read (one type for the query and the response).
+pub use crate::store::RecommendationRow;
 
 /// `GET /v1/recommendations`.
 #[derive(Debug, Clone, Serialize, ToSchema)]

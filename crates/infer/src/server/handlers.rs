@@ -358,7 +358,7 @@ pub(super) async fn recommendations(
         date: as_of,
         run_id,
         created_at,
-        recommendations: rows.into_iter().map(api::RecommendationRow::from).collect(),
+        recommendations: rows,
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
     if !ttl.is_zero()
