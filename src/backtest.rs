@@ -10,7 +10,8 @@ use chrono::NaiveDate;
 use serde_json::json;
 use stockcast_backtest::report::{self, RunMeta};
 use stockcast_backtest::{
-    BacktestConfig, Market, ModelReport, ModelSpec, RunOptions, SplitConfig, WalkForward, portfolio, runner,
+    BacktestConfig, Market, ModelReport, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio,
+    runner,
 };
 use stockcast_features::{FeatureSpec, Policy, PriceFrame};
 use stockcast_models::{Dataset, DatasetOptions};
@@ -97,13 +98,17 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
     let models = cfg.model_specs()?;
     let spec = spec_of(cfg)?;
     let prices = &data.prices;
+    let alignment = label_alignment(&spec.label, cfg.strategy.fill);
+    if let Some(w) = &alignment.warning {
+        ctx.note(&format!("warning: {w}"));
+    }
 
     let t = Instant::now();
     let dataset = crate::features::dataset(ctx, prices, &spec, DatasetOptions::default())?;
     timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let opts = RunOptions { horizon: spec.label.horizon, seed: cfg.seed, jobs: cfg.jobs };
+    let opts = RunOptions::new(&spec.label, cfg.seed, cfg.jobs);
     let wf = walk_forward(ctx, &dataset, &models, &cfg.split, opts)?;
     timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
 
@@ -130,6 +135,7 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
         }),
         feature_spec_hash: spec.hash().0,
         horizon: spec.label.horizon,
+        label: alignment,
         seed: cfg.seed,
         timings,
     };

@@ -341,7 +341,11 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
             champions.insert(m.name.clone(), v);
         }
     }
-    let run_opts = RunOptions { horizon: spec.label.horizon, seed: bt.seed, jobs: bt.jobs };
+    let run_opts = RunOptions::new(&spec.label, bt.seed, bt.jobs);
+    let alignment = stockcast_backtest::label_alignment(&spec.label, bt.strategy.fill);
+    if let Some(w) = &alignment.warning {
+        ctx.note(&format!("warning: {w}"));
+    }
     let wf = crate::backtest::walk_forward(ctx, &data, &specs, &bt.split, run_opts)?;
     let kinds = specs.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
     let reports = report::evaluate(&wf, &kinds, &Market::from_prices(&prices)?, &bt.strategy, None)?;
@@ -351,6 +355,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         data: serde_json::to_value(&data_info)?,
         feature_spec_hash: spec.hash().0,
         horizon: spec.label.horizon,
+        label: alignment,
         seed: bt.seed,
         timings: BTreeMap::new(),
     };

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use stockcast_models::ModelConfig;
 
 use crate::error::{Error, Result};
-use crate::portfolio::StrategyConfig;
+use crate::portfolio::{Fill, StrategyConfig};
 use crate::runner::ModelSpec;
 use crate::split::SplitConfig;
 
@@ -82,6 +82,40 @@ fn default_seed() -> u64 {
 }
 fn default_jobs() -> usize {
     1
+}
+
+/// Whether the label measures what the strategy's fills can earn: next-open fills earn open(t+1) → open(t+1+h)
+/// (`label.price = "open"`, the default), close fills earn close(t) → close(t+h) (`label.price = "close"`). A
+/// mismatch is allowed but reported: with a close label and next-open fills, IC and the promotion gate include the
+/// overnight move close(t) → open(t+1), which the portfolio never earns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelAlignment {
+    /// The label's formula.
+    pub definition: String,
+    /// The label price (`open` or `close`).
+    pub price: &'static str,
+    /// The strategy's fill.
+    pub fill: Fill,
+    /// True when the label starts where the fills trade.
+    pub aligned: bool,
+    /// What a mismatch means, when there is one.
+    pub warning: Option<String>,
+}
+
+/// See [`LabelAlignment`].
+pub fn label_alignment(label: &stockcast_features::LabelSpec, fill: Fill) -> LabelAlignment {
+    use stockcast_features::LabelPrice;
+    let aligned = matches!((label.price, fill), (LabelPrice::Open, Fill::NextOpen) | (LabelPrice::Close, Fill::Close));
+    let warning = (!aligned).then(|| match fill {
+        Fill::NextOpen => "the label is close(t) → close(t+h) but orders fill at the next open: IC, Rank IC and the \
+                           gate include the overnight move close(t) → open(t+1), which the portfolio never earns \
+                           (set label.price = \"open\" in the feature spec)"
+            .to_owned(),
+        Fill::Close => "the label is open(t+1) → open(t+1+h) but orders fill at the close of t: the signal metrics \
+                        leave out the overnight move the portfolio does earn (set label.price = \"close\")"
+            .to_owned(),
+    });
+    LabelAlignment { definition: label.describe(), price: label.price.name(), fill, aligned, warning }
 }
 
 /// Resolves a path named in a config: as given when it exists (relative to the working directory), else relative

@@ -12,7 +12,7 @@ pub mod runner;
 pub mod split;
 pub mod svg;
 
-pub use config::BacktestConfig;
+pub use config::{BacktestConfig, LabelAlignment, label_alignment};
 pub use error::{Error, Result};
 pub use portfolio::{Fill, Market, Rule, Simulation, StrategyConfig, StrategyKind};
 pub use report::{ModelReport, RunMeta};

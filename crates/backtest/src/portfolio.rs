@@ -7,8 +7,17 @@
 //! execute at the open of the next trading date, with `fill = "close"` at the close of t. Target values are
 //! sized on the equity at the fill prices divided by (1 + commission + slippage), so a fully invested long book
 //! keeps non-negative cash; buys are scaled down to the cash available after the sells. Names that stay in the
-//! book keep their shares (no re-weighting churn) unless `reweight = true`. A symbol without a price at the fill is not traded that day. Equity is marked at
-//! each close (a symbol without a close keeps its last one).
+//! book keep their shares (no re-weighting churn) unless `reweight = true`. Equity is marked at each close (a
+//! symbol without a close keeps its last one).
+//!
+//! Missing bars and delistings: an order for a symbol with no bar at the fill waits and fills at the next bar the
+//! symbol trades (at that bar's fill price, sized on the equity then), unless a later rebalance replaces it. A
+//! held symbol whose prices end (its last bar is before the date simulated) is sold on the next date at its last
+//! close × (1 + `delisting_return`), without commission or slippage (a cash-out, not a trade), and leaves the
+//! equity; it is never marked at a stale price again.
+//!
+//! Turnover: `turnover` is one-way, ½ · (value bought + value sold) / equity before trading, per date, averaged
+//! over every simulated date (a full rotation from one name to another is 1.0); `turnover_two_way` is twice that.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +98,9 @@ pub struct StrategyConfig {
     pub capital: f64,
     /// Annual risk-free rate for Sharpe and Sortino.
     pub risk_free: f64,
+    /// Return realised on a held position when its symbol's prices end, applied to its last close (default 0:
+    /// cashed out at the last close; e.g. -0.3 for delistings for cause).
+    pub delisting_return: f64,
 }
 
 /// The TOML/JSON shape of [`StrategyConfig`]: the rule's parameters flat beside `kind`.
@@ -117,6 +129,8 @@ struct StrategyToml {
     capital: f64,
     #[serde(default)]
     risk_free: f64,
+    #[serde(default)]
+    delisting_return: f64,
 }
 
 fn default_k() -> usize {
@@ -169,6 +183,7 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             reweight: t.reweight,
             capital: t.capital,
             risk_free: t.risk_free,
+            delisting_return: t.delisting_return,
         })
     }
 }
@@ -192,6 +207,7 @@ impl From<StrategyConfig> for StrategyToml {
             reweight: c.reweight,
             capital: c.capital,
             risk_free: c.risk_free,
+            delisting_return: c.delisting_return,
         }
     }
 }
@@ -207,6 +223,7 @@ impl Default for StrategyConfig {
             reweight: false,
             capital: default_capital(),
             risk_free: 0.0,
+            delisting_return: 0.0,
         }
     }
 }
@@ -237,6 +254,9 @@ impl StrategyConfig {
         }
         if !(self.risk_free > -1.0 && self.risk_free < 1.0) {
             return err(format!("risk_free is an annual fraction, got {}", self.risk_free));
+        }
+        if !(self.delisting_return >= -1.0 && self.delisting_return.is_finite()) {
+            return err(format!("delisting_return must be a return ≥ -1, got {}", self.delisting_return));
         }
         Ok(())
     }
@@ -328,8 +348,12 @@ pub struct PortfolioStats {
     pub max_drawdown: f64,
     /// Longest time below a previous peak, in trading days.
     pub max_drawdown_days: usize,
-    /// Mean daily one-way turnover: traded value / equity.
+    /// Mean daily one-way turnover: ½ · (bought + sold) / equity before trading.
     pub turnover: f64,
+    /// Mean daily two-way turnover: (bought + sold) / equity before trading.
+    pub turnover_two_way: f64,
+    /// Positions closed because the symbol's prices ended.
+    pub delisted: usize,
     /// Mean gross exposure: Σ|position value| / equity at the close.
     pub exposure: f64,
     /// Closed round trips.
@@ -369,7 +393,7 @@ pub struct Simulation {
     pub index: Option<Vec<f64>>,
     /// Gross exposure at each close.
     pub exposure: Vec<f64>,
-    /// One-way turnover of each date.
+    /// One-way turnover of each date (½ · traded value / equity before trading).
     pub turnover: Vec<f64>,
     /// Round trips.
     pub trades: Vec<Trade>,
@@ -462,6 +486,9 @@ struct Book {
     trades: Vec<Trade>,
     fills: usize,
     costs: f64,
+    /// Target weights of orders that found no bar at their fill, by symbol: they fill at the symbol's next bar.
+    waiting: BTreeMap<usize, f64>,
+    delisted: usize,
 }
 
 impl Book {
@@ -474,6 +501,8 @@ impl Book {
             trades: Vec::new(),
             fills: 0,
             costs: 0.0,
+            waiting: BTreeMap::new(),
+            delisted: 0,
         }
     }
 
@@ -500,8 +529,8 @@ impl Book {
         (equity, gross)
     }
 
-    /// Trades to the target weights `w` at the `fill` prices of date `d`; returns the equity before trading (at
-    /// those prices) and the value traded.
+    /// Trades to the target weights `w` at the `fill` prices of date `d` (a new rebalance: orders still waiting
+    /// for a bar are replaced); returns the equity before trading (at those prices) and the value traded.
     fn rebalance(
         &mut self,
         cfg: &StrategyConfig,
@@ -509,6 +538,51 @@ impl Book {
         d: usize,
         w: &BTreeMap<usize, f64>,
         fill: Fill,
+    ) -> (f64, f64) {
+        self.waiting.clear();
+        self.trade_to(cfg, market, d, w, fill, None)
+    }
+
+    /// Fills the waiting orders of symbols that have a bar at date `d`.
+    fn fill_waiting(&mut self, cfg: &StrategyConfig, market: &Market, d: usize, fill: Fill) -> (f64, f64) {
+        let ready: Vec<usize> =
+            self.waiting.keys().copied().filter(|&s| market.fill_price(s, d, fill).is_finite()).collect();
+        if ready.is_empty() {
+            return (f64::NAN, 0.0);
+        }
+        let w: BTreeMap<usize, f64> = ready.iter().map(|s| (*s, self.waiting[s])).collect();
+        for s in &ready {
+            self.waiting.remove(s);
+        }
+        self.trade_to(cfg, market, d, &w, fill, Some(&ready))
+    }
+
+    /// Sells every held symbol whose prices ended before date `d` at its last close × (1 + `delisting_return`),
+    /// without costs, and drops its waiting order.
+    fn delist(&mut self, cfg: &StrategyConfig, market: &Market, d: usize, last_bar: &[usize]) {
+        for s in 0..self.shares.len() {
+            if last_bar[s] >= d {
+                continue;
+            }
+            self.waiting.remove(&s);
+            if self.shares[s] != 0.0 && self.last_close[s].is_finite() {
+                let price = self.last_close[s] * (1.0 + cfg.delisting_return);
+                self.fill((0.0, 0.0), market, s, -self.shares[s], price, market.dates[d]);
+                self.delisted += 1;
+            }
+        }
+    }
+
+    /// Trades symbols (all, or `only`) to the weights `w` at the `fill` prices of date `d`. A symbol without a
+    /// price there gets its target kept as a waiting order.
+    fn trade_to(
+        &mut self,
+        cfg: &StrategyConfig,
+        market: &Market,
+        d: usize,
+        w: &BTreeMap<usize, f64>,
+        fill: Fill,
+        only: Option<&[usize]>,
     ) -> (f64, f64) {
         let nsym = self.shares.len();
         let cost_rate = (cfg.commission_bps + cfg.slippage_bps) / 1e4;
@@ -524,16 +598,23 @@ impl Book {
         let sizing = equity / (1.0 + cost_rate);
         // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
         // names get their target weight of the equity. Sells first (they raise the cash the buys use).
-        let mut orders: Vec<(usize, f64)> = (0..nsym)
-            .filter(|&s| price[s].is_finite())
-            .filter_map(|s| {
-                let tw = w.get(&s).copied().unwrap_or(0.0);
-                let cur = self.shares[s];
-                let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
-                (!keep).then(|| (s, tw * sizing / price[s] - cur))
-            })
-            .filter(|(_, dq)| dq.abs() > 1e-9)
-            .collect();
+        let mut orders: Vec<(usize, f64)> = Vec::new();
+        for s in (0..nsym).filter(|s| only.is_none_or(|o| o.contains(s))) {
+            let tw = w.get(&s).copied().unwrap_or(0.0);
+            let cur = self.shares[s];
+            let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+            if keep || (tw == 0.0 && cur == 0.0) {
+                continue;
+            }
+            if !price[s].is_finite() {
+                self.waiting.insert(s, tw);
+                continue;
+            }
+            let dq = tw * sizing / price[s] - cur;
+            if dq.abs() > 1e-9 {
+                orders.push((s, dq));
+            }
+        }
         // Buys never spend more than the cash after the sells.
         let proceeds: f64 =
             orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
@@ -549,15 +630,14 @@ impl Book {
         let mut traded = 0.0;
         for (s, dq) in orders {
             traded += (dq * price[s]).abs();
-            self.fill(cfg, market, s, dq, price[s], market.dates[d]);
+            self.fill((cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4), market, s, dq, price[s], market.dates[d]);
         }
         (equity, traded)
     }
 
-    /// Executes `dq` shares of symbol `s` at `price` (plus slippage against the order, plus commission) and
-    /// keeps the trade ledger: a position opened, grown, closed or flipped.
-    fn fill(&mut self, cfg: &StrategyConfig, market: &Market, s: usize, dq: f64, price: f64, date: NaiveDate) {
-        let (comm, slip) = (cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4);
+    /// Executes `dq` shares of symbol `s` at `price` (plus slippage against the order, plus commission, both as
+    /// fractions) and keeps the trade ledger: a position opened, grown, closed or flipped.
+    fn fill(&mut self, (comm, slip): (f64, f64), market: &Market, s: usize, dq: f64, price: f64, date: NaiveDate) {
         let exec = price * (1.0 + slip * dq.signum());
         let value = dq * exec;
         let commission = value.abs() * comm;
@@ -604,8 +684,9 @@ impl Book {
         }
     }
 
-    /// Closes the books: open trades are marked at the last close; returns every trade, fills and costs.
-    fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, f64) {
+    /// Closes the books: open trades are marked at the last close; returns every trade, fills, costs and
+    /// delistings.
+    fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, f64, usize) {
         for (s, t) in std::mem::take(&mut self.open_trades).into_iter().enumerate() {
             if let Some(t) = t {
                 let value = self.shares[s] * self.last_close[s];
@@ -622,7 +703,7 @@ impl Book {
                 });
             }
         }
-        (self.trades, self.fills, self.costs)
+        (self.trades, self.fills, self.costs, self.delisted)
     }
 }
 
@@ -664,6 +745,9 @@ pub fn simulate(
         stats: empty_stats(),
     };
     let mut bench = cfg.capital;
+    // Index of each symbol's last bar (a close): after it, the symbol is delisted.
+    let last_bar: Vec<usize> =
+        market.close.iter().map(|c| c.iter().rposition(|v| v.is_finite()).unwrap_or(0)).collect();
     for d in first..=last {
         let date = market.dates[d];
         // Equal-weight benchmark: mean close-to-close return of symbols with both closes.
@@ -679,18 +763,31 @@ pub fn simulate(
             }
         }
         let (mut equity_before, mut traded) = (f64::NAN, 0.0);
+        let mut add = |(e, t): (f64, f64)| {
+            if equity_before.is_nan() {
+                equity_before = e;
+            }
+            traded += t;
+        };
         if let Some(w) = pending.take() {
-            (equity_before, traded) = book.rebalance(cfg, market, d, &w, Fill::NextOpen);
+            add(book.rebalance(cfg, market, d, &w, Fill::NextOpen));
+        } else if cfg.fill == Fill::NextOpen {
+            add(book.fill_waiting(cfg, market, d, Fill::NextOpen));
         }
         book.mark_closes(market, d);
-        if (d - first) % cfg.rebalance_days == 0 {
+        book.delist(cfg, market, d, &last_bar);
+        let rebalances = (d - first) % cfg.rebalance_days == 0;
+        if cfg.fill == Fill::Close && !rebalances {
+            add(book.fill_waiting(cfg, market, d, Fill::Close));
+        }
+        if rebalances {
             let scored: Vec<(usize, f64)> = by_date
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
             let w = targets(&cfg.rule, &scored, &book.held());
             match cfg.fill {
-                Fill::Close => (equity_before, traded) = book.rebalance(cfg, market, d, &w, Fill::Close),
+                Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
                 Fill::NextOpen if d < last => pending = Some(w),
                 Fill::NextOpen => {}
             }
@@ -701,11 +798,12 @@ pub fn simulate(
         sim.benchmark.push(bench);
         sim.exposure.push(if equity > 0.0 { gross / equity } else { f64::NAN });
         let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
-        sim.turnover.push(if base > 0.0 { traded / base } else { 0.0 });
+        sim.turnover.push(if base > 0.0 { 0.5 * traded / base } else { 0.0 });
     }
-    let (trades, fills, costs) = book.finish(market);
+    let (trades, fills, costs, delisted) = book.finish(market);
     sim.index = index.and_then(|i| rebase_index(i, &sim.dates, cfg.capital));
     sim.stats = stats(cfg, &sim, &trades, fills, costs);
+    sim.stats.delisted = delisted;
     sim.trades = trades;
     Ok(sim)
 }
@@ -722,6 +820,8 @@ fn empty_stats() -> PortfolioStats {
         max_drawdown: f64::NAN,
         max_drawdown_days: 0,
         turnover: f64::NAN,
+        turnover_two_way: f64::NAN,
+        delisted: 0,
         exposure: f64::NAN,
         trades: 0,
         fills: 0,
@@ -770,6 +870,8 @@ fn stats(cfg: &StrategyConfig, sim: &Simulation, trades: &[Trade], fills: usize,
         max_drawdown: dd,
         max_drawdown_days: dd_days,
         turnover: metrics::mean(&sim.turnover),
+        turnover_two_way: 2.0 * metrics::mean(&sim.turnover),
+        delisted: 0,
         exposure: metrics::mean(&sim.exposure),
         trades: closed.len(),
         fills,

@@ -93,6 +93,8 @@ pub struct RunMeta {
     pub feature_spec_hash: String,
     /// Label horizon in trading days.
     pub horizon: usize,
+    /// The label's definition and whether it matches the fills.
+    pub label: crate::config::LabelAlignment,
     /// Base seed.
     pub seed: u64,
     /// Seconds per stage.
@@ -177,6 +179,7 @@ pub fn report_json(
         "seed": meta.seed,
         "feature_spec_hash": meta.feature_spec_hash,
         "label_horizon": meta.horizon,
+        "label": meta.label,
         "data": meta.data,
         "config": meta.config,
         "conventions": {

@@ -92,10 +92,22 @@ pub struct WalkForward {
 pub struct RunOptions {
     /// Label horizon of the data (the gap is at least this).
     pub horizon: usize,
+    /// Rows of a symbol from a signal row to the last price its label reads ([`LabelSpec::span_rows`]): training
+    /// rows whose label window, counted in the symbol's own rows, reaches the next window are purged.
+    ///
+    /// [`LabelSpec::span_rows`]: stockcast_features::LabelSpec::span_rows
+    pub label_span: usize,
     /// Base seed.
     pub seed: u64,
     /// Fits in parallel (at least 1).
     pub jobs: usize,
+}
+
+impl RunOptions {
+    /// Options for data labelled by `label`.
+    pub fn new(label: &stockcast_features::LabelSpec, seed: u64, jobs: usize) -> Self {
+        Self { horizon: label.horizon, label_span: label.span_rows(), seed, jobs }
+    }
 }
 
 /// Progress reports: (model name, fold, folds done so far over all models, total).
@@ -105,10 +117,45 @@ fn span_dates(cal: &[NaiveDate], s: &Span) -> Option<(NaiveDate, NaiveDate)> {
     (!s.is_empty()).then(|| (cal[s.start], cal[s.end - 1]))
 }
 
-/// Rows of `data` with a date in `[a, b]`; with `labelled`, only rows with a finite label and complete features.
-fn select(data: &Dataset, range: Option<(NaiveDate, NaiveDate)>, labelled: bool) -> Dataset {
+/// Rows of `data` with a date in `range`.
+fn select(data: &Dataset, range: Option<(NaiveDate, NaiveDate)>) -> Dataset {
     let Some((a, b)) = range else { return data.filter(|_| false) };
-    if labelled { data.rows(&data.trainable_rows(a, b)) } else { data.filter(|(_, d)| *d >= a && *d <= b) }
+    data.filter(|(_, d)| *d >= a && *d <= b)
+}
+
+/// Rows of `data` that can be trained on for a window starting at `before`: dated in `[from, to]`, a finite
+/// label, every feature present, and a label window that ends before `before` in the symbol's own rows (the row
+/// `label_span` rows later is dated before `before`). This is the per-symbol purge: the calendar gap between
+/// folds counts dates of the union calendar, so a symbol missing bars near the boundary would otherwise keep
+/// training labels that end inside the next window.
+pub fn training_rows(
+    data: &Dataset,
+    from: NaiveDate,
+    to: NaiveDate,
+    before: NaiveDate,
+    label_span: usize,
+) -> Vec<usize> {
+    data.trainable_rows(from, to)
+        .into_iter()
+        .filter(|&i| {
+            let (symbol, date) = &data.matrix.index[i];
+            data.history.get(symbol).is_some_and(|h| {
+                h.dates
+                    .binary_search(date)
+                    .ok()
+                    .and_then(|p| h.dates.get(p + label_span))
+                    .is_some_and(|end| *end < before)
+            })
+        })
+        .collect()
+}
+
+/// [`training_rows`] over the calendar span `span`, purged against the date at calendar index `before`.
+fn select_training(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Dataset {
+    let Some((a, b)) = span_dates(cal, span) else { return data.filter(|_| false) };
+    // Past the calendar's end nothing follows: every label known in the data may be used.
+    let before = cal.get(before).copied().unwrap_or(NaiveDate::MAX);
+    data.rows(&training_rows(data, a, b, before, label_span))
 }
 
 struct Task {
@@ -224,8 +271,11 @@ fn run_task(
     } else {
         fit_fold.train.start..fit_fold.valid.end
     };
-    let train = select(data, span_dates(cal, &train_span), true);
-    let valid = uses_valid.then(|| select(data, span_dates(cal, &fit_fold.valid), true));
+    // Training labels end before the next window (validation or test), validation labels before the test.
+    let span = opts.label_span;
+    let train_before = if uses_valid { fit_fold.valid.start } else { fit_fold.test.start };
+    let train = select_training(data, cal, &train_span, train_before, span);
+    let valid = uses_valid.then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
     if train.is_empty() && spec.config.learns() {
         return Err(Error::Data(format!(
             "model {}, fold {}: no training rows with a label and complete features in {:?}",
@@ -244,7 +294,7 @@ fn run_task(
     let mut out = Vec::new();
     for &fid in &task.folds {
         let fold = &folds[fid];
-        let test = select(data, span_dates(cal, &fold.test), false);
+        let test = select(data, span_dates(cal, &fold.test));
         let t = Instant::now();
         let preds = if test.is_empty() {
             stockcast_models::Predictions { index: Vec::new(), score: Vec::new() }

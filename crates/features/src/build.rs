@@ -275,11 +275,10 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
 fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Result<Expr> {
     let ratio = match label.price {
         LabelPrice::Close => lead(f("close"), label.horizon) / f("close"),
+        // Close-only data: the close of t+1 stands in for its open, as it does for next-open fills.
         LabelPrice::Open => {
-            if !prices.has(PriceField::Open) {
-                return Err(Error::MissingRequired { family: "label (price = \"open\")".into(), column: "open" });
-            }
-            lead(f("open"), label.horizon + 1) / lead(f("open"), 1)
+            let p = if prices.has(PriceField::Open) { "open" } else { "close" };
+            lead(f(p), label.horizon + 1) / lead(f(p), 1)
         }
     };
     Ok(match label.kind {

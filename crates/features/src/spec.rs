@@ -190,15 +190,28 @@ pub enum ReturnKind {
     Log,
 }
 
-/// Which price the label's return is measured on.
+/// Which price the label's return is measured on. The default is `open`: the label starts where a strategy
+/// that fills at the next open (the default fill) can trade, so IC and the promotion gate never include the
+/// overnight move close(t) → open(t+1) that no such portfolio earns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelPrice {
-    /// Close of t to close of t+h.
-    #[default]
+    /// Close of t to close of t+h (what a strategy filling at the close of the signal date earns).
     Close,
-    /// Open of t+1 to open of t+1+h (what a strategy filling at the next open earns).
+    /// Open of t+1 to open of t+1+h (what a strategy filling at the next open earns). On close-only data the
+    /// close of t+1 stands in for its open, as it does for next-open fills.
+    #[default]
     Open,
+}
+
+impl LabelPrice {
+    /// The name written in specs (`close`, `open`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Close => "close",
+            Self::Open => "open",
+        }
+    }
 }
 
 /// The label: forward return over `horizon` trading days.
@@ -225,7 +238,36 @@ fn default_horizon() -> usize {
 
 impl Default for LabelSpec {
     fn default() -> Self {
-        Self { horizon: default_horizon(), kind: ReturnKind::Simple, price: LabelPrice::Close, demean: false }
+        Self { horizon: default_horizon(), kind: ReturnKind::Simple, price: LabelPrice::Open, demean: false }
+    }
+}
+
+impl LabelSpec {
+    /// Rows of a symbol from the signal row to the last price row the label reads: `h` for close labels,
+    /// `h + 1` for next-open labels. A training row is usable for a test window starting at date T only when the
+    /// symbol's row that many rows later is dated before T.
+    pub fn span_rows(&self) -> usize {
+        match self.price {
+            LabelPrice::Close => self.horizon,
+            LabelPrice::Open => self.horizon + 1,
+        }
+    }
+
+    /// The label's formula in words, e.g. `open(t+1+5) / open(t+1) - 1`.
+    pub fn describe(&self) -> String {
+        let h = self.horizon;
+        let ratio = match self.price {
+            LabelPrice::Close => format!("close(t+{h}) / close(t)"),
+            LabelPrice::Open => format!("open(t+1+{h}) / open(t+1)"),
+        };
+        let r = match self.kind {
+            ReturnKind::Simple => format!("{ratio} - 1"),
+            ReturnKind::Log => format!("ln({ratio})"),
+        };
+        let r = if self.demean { format!("{r}, minus its cross-sectional mean per date") } else { r };
+        let t =
+            if self.price == LabelPrice::Open { "; close-only data: close(t+1) stands in for open(t+1)" } else { "" };
+        format!("{r} (t = signal date, in the symbol's own trading rows{t})")
     }
 }
 

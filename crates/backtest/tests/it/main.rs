@@ -85,6 +85,117 @@ proptest! {
     }
 }
 
+/// `prices` with each bar of the symbols in `thin` deleted with probability `p` (seeded).
+fn delete_bars(prices: &PriceFrame, thin: &[&str], p: f64, seed: u64) -> PriceFrame {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let df = prices.df();
+    let syms: Vec<String> = symbol_strings(df);
+    let keep: BooleanChunked = syms.iter().map(|s| !(thin.contains(&s.as_str()) && rng.random::<f64>() < p)).collect();
+    PriceFrame::from_df(df.filter(&keep).unwrap()).unwrap()
+}
+
+/// The symbol of every row.
+fn symbol_strings(df: &DataFrame) -> Vec<String> {
+    let c = df.column("symbol").unwrap().cast(&DataType::String).unwrap();
+    c.str().unwrap().iter().map(|s| s.unwrap().to_owned()).collect()
+}
+
+/// Each symbol's trading dates, read from the price frame itself.
+fn symbol_dates(prices: &PriceFrame) -> BTreeMap<String, Vec<NaiveDate>> {
+    let df = prices.df();
+    let syms = symbol_strings(df);
+    let days = df.column("date").unwrap().date().unwrap().physical().clone();
+    let mut out: BTreeMap<String, Vec<NaiveDate>> = BTreeMap::new();
+    for (s, d) in syms.into_iter().zip(days.into_no_null_iter()) {
+        out.entry(s).or_default().push(stockcast_features::prices::days_to_date(d).unwrap());
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn no_training_label_window_reaches_the_next_window_with_deleted_bars(
+        seed in 0u64..1000,
+        horizon in 1usize..6,
+        open_label in any::<bool>(),
+        p in 0.05f64..0.5,
+        boundary in 40usize..110,
+    ) {
+        let full = synth(3, 130, seed);
+        let prices = delete_bars(&full, &["S0001", "S0002"], p, seed + 1);
+        let mut spec = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1]\n").unwrap();
+        spec.label.horizon = horizon;
+        spec.label.price = if open_label { stockcast_features::LabelPrice::Open } else { stockcast_features::LabelPrice::Close };
+        let data = dataset(&prices, &spec);
+        let cal = stockcast_backtest::split::calendar(data.matrix.index.iter().map(|(_, d)| *d));
+        let before = cal[boundary];
+        // The union-calendar gap of the splitter: training dates end `horizon` dates before the boundary.
+        let to = cal[boundary - horizon - 1];
+        let rows = runner::training_rows(&data, cal[0], to, before, spec.label.span_rows());
+        let dates = symbol_dates(&prices);
+        let span = horizon + usize::from(open_label);
+        let y = data.matrix.y.as_ref().unwrap();
+        let ends_before = |i: usize| {
+            let (s, d) = &data.matrix.index[i];
+            let own = &dates[s];
+            let pos = own.binary_search(d).unwrap();
+            own.get(pos + span).is_some_and(|end| *end < before)
+        };
+        for &i in &rows {
+            prop_assert!(data.matrix.index[i].1 <= to);
+            prop_assert!(ends_before(i), "row {:?}: its label window reaches {before}", data.matrix.index[i]);
+        }
+        // Nothing else is purged: every labelled, complete row in range whose window ends before is kept.
+        let expected: Vec<usize> = (0..data.len())
+            .filter(|&i| data.matrix.index[i].1 <= to && y[i].is_finite()
+                && data.matrix.x.row(i).iter().all(|v| v.is_finite()) && ends_before(i))
+            .collect();
+        prop_assert_eq!(rows, expected);
+    }
+}
+
+#[test]
+fn a_symbol_missing_bars_before_the_test_start_loses_the_labels_that_cross_it() {
+    // S0001 has no bars for the 8 dates before the boundary: its rows just before the gap have labels that end
+    // after the boundary in its own rows; the calendar gap alone would keep them.
+    let full = synth(2, 120, 3);
+    let cal = symbol_dates(&full)["S0000"].clone();
+    let boundary = 80;
+    let hole: Vec<NaiveDate> = cal[boundary - 8..boundary].to_vec();
+    let df = full.df();
+    let syms: Vec<String> = symbol_strings(df);
+    let days: Vec<NaiveDate> = df
+        .column("date")
+        .unwrap()
+        .date()
+        .unwrap()
+        .physical()
+        .into_no_null_iter()
+        .map(|d| stockcast_features::prices::days_to_date(d).unwrap())
+        .collect();
+    let keep: BooleanChunked = syms.iter().zip(&days).map(|(s, d)| !(s == "S0001" && hole.contains(d))).collect();
+    let prices = PriceFrame::from_df(df.filter(&keep).unwrap()).unwrap();
+    let spec =
+        FeatureSpec::from_toml("[label]\nhorizon = 5\n[[features]]\nfamily = \"returns\"\nwindows = [1]\n").unwrap();
+    let data = dataset(&prices, &spec);
+    let to = cal[boundary - 5 - 1];
+    let rows = runner::training_rows(&data, cal[0], to, cal[boundary], spec.label.span_rows());
+    let last_kept =
+        |sym: &str| rows.iter().map(|&i| &data.matrix.index[i]).filter(|(s, _)| s == sym).map(|(_, d)| *d).max();
+    // S0000 trades every date: its last kept row is the last training date (span 6 = 5 + next open, gap 5).
+    assert_eq!(last_kept("S0000"), Some(cal[boundary - 6 - 1]).min(Some(to)));
+    // S0001: its last 6 own rows before the hole all have label windows ending on or after the boundary.
+    let own = &symbol_dates(&prices)["S0001"];
+    let pos = own.partition_point(|d| *d < cal[boundary]);
+    assert_eq!(last_kept("S0001"), Some(own[pos - 7]));
+    assert!(own[pos - 7] < to);
+}
+
 #[test]
 fn a_gap_shorter_than_the_horizon_is_refused() {
     let cfg = SplitConfig { gap_days: Some(2), ..SplitConfig::default() };
@@ -130,7 +241,7 @@ fn split() -> SplitConfig {
 fn every_prediction_comes_from_a_fit_that_ended_a_gap_before_it() {
     let prices = synth(12, 520, 3);
     let data = dataset(&prices, &FeatureSpec::default());
-    let opts = RunOptions { horizon: 5, seed: 1, jobs: 2 };
+    let opts = RunOptions::new(&FeatureSpec::default().label, 1, 2);
     let wf = runner::run(&data, &small_models(), &split(), opts, &|_, _, _, _| {}).unwrap();
     let pos = |x: NaiveDate| wf.calendar.binary_search(&x).unwrap();
     assert_eq!(wf.results.len(), 5 * wf.folds.len());
@@ -167,7 +278,7 @@ fn perturb_after(prices: &PriceFrame, after: NaiveDate) -> PriceFrame {
 fn changing_prices_after_a_fold_never_changes_its_predictions() {
     let prices = synth(10, 560, 5);
     let spec = FeatureSpec::default();
-    let opts = RunOptions { horizon: 5, seed: 9, jobs: 1 };
+    let opts = RunOptions::new(&spec.label, 9, 1);
     let models = small_models();
     let base = runner::run(&dataset(&prices, &spec), &models, &split(), opts, &|_, _, _, _| {}).unwrap();
     assert!(base.folds.len() >= 3);
@@ -279,8 +390,9 @@ fn costs_turnover_and_fills_match_hand_computations() {
     let cash = 1000.0 - shares * exec * 1.001;
     assert!(close(sim.equity[0], 1000.0, 1e-12));
     assert!(close(sim.equity[1], cash + shares * 121.0, 1e-9), "{} vs {}", sim.equity[1], cash + shares * 121.0);
-    // Turnover on day 1: traded value (at the open, before slippage) / equity before the trade.
-    assert!(close(sim.turnover[1], shares * 110.0 / 1000.0, 1e-9));
+    // One-way turnover on day 1: ½ · traded value (at the open, before slippage) / equity before the trade.
+    assert!(close(sim.turnover[1], 0.5 * shares * 110.0 / 1000.0, 1e-9));
+    assert!(close(sim.stats.turnover_two_way, 2.0 * sim.stats.turnover, 1e-12));
     // Later days re-weight a single name: nothing to trade but tiny drift corrections are not needed (k = 1).
     assert!(sim.turnover[2..].iter().all(|t| *t < 1e-12), "{:?}", sim.turnover);
     // Slippage: 10 bps of the open; commission: 10 bps of the executed value (open + slippage).
@@ -288,6 +400,107 @@ fn costs_turnover_and_fills_match_hand_computations() {
     assert_eq!(sim.stats.fills, 1);
     // Benchmark: mean of A's 10 % and B's 0 % each day from day 1.
     assert!(close(sim.benchmark[4], 1000.0 * 1.05_f64.powi(4), 1e-9));
+}
+
+#[test]
+fn a_full_rotation_between_two_symbols_is_one_way_turnover_one() {
+    // Flat prices; day 0 scores A best, day 1 B best; no costs, close fills: day 0 buys A from cash, day 1 sells
+    // all of A and buys B with the proceeds.
+    let dates: Vec<NaiveDate> = (0..3).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let rows = dates.iter().flat_map(|dt| ["A", "B"].map(|s| (s.to_string(), *dt, 10.0, 10.0)));
+    let market = Market::from_rows(rows);
+    let mut scores = BTreeMap::new();
+    for (i, dt) in dates.iter().enumerate() {
+        scores.insert((*dt, "A".to_string()), if i == 0 { 1.0 } else { 0.0 });
+        scores.insert((*dt, "B".to_string()), if i == 0 { 0.0 } else { 1.0 });
+    }
+    let cfg =
+        StrategyConfig { rule: Rule::TopK { k: 1, n_drop: None }, fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    // Day 0: bought 100 % from cash (one-way ½); day 1: sold 100 % and bought 100 % (one-way 1); day 2: nothing.
+    assert!(close(sim.turnover[0], 0.5, 1e-12), "{:?}", sim.turnover);
+    assert!(close(sim.turnover[1], 1.0, 1e-12), "{:?}", sim.turnover);
+    assert!(sim.turnover[2].abs() < 1e-12, "{:?}", sim.turnover);
+    assert!(close(sim.stats.turnover, 0.5, 1e-12));
+    assert!(close(sim.stats.turnover_two_way, 1.0, 1e-12));
+}
+
+/// A at 10 every day; B at 20 on days 0..=2, then no more bars (delisted) while the panel goes on to day 5.
+fn delisting_market() -> Market {
+    let dates: Vec<NaiveDate> = (0..6).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let mut rows = Vec::new();
+    for (i, dt) in dates.iter().enumerate() {
+        rows.push(("A".to_string(), *dt, 10.0, 10.0));
+        if i <= 2 {
+            rows.push(("B".to_string(), *dt, 20.0, 20.0 + i as f64));
+        }
+    }
+    Market::from_rows(rows)
+}
+
+#[test]
+fn a_held_symbol_whose_prices_stop_is_liquidated_at_its_last_close() {
+    let market = delisting_market();
+    // B always scores best (it is scored only while it trades), so the rule holds B until it disappears.
+    let mut scores = BTreeMap::new();
+    for (i, dt) in market.dates.iter().enumerate() {
+        scores.insert((*dt, "A".to_string()), 0.0);
+        if i <= 2 {
+            scores.insert((*dt, "B".to_string()), 1.0);
+        }
+    }
+    for delisting_return in [0.0, -0.5] {
+        let cfg = StrategyConfig {
+            rule: Rule::TopK { k: 1, n_drop: None },
+            fill: Fill::Close,
+            rebalance_days: 10, // no rebalance after day 0: only the delisting may sell B
+            capital: 1000.0,
+            delisting_return,
+            ..StrategyConfig::default()
+        };
+        let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+        // Bought 50 shares of B at 20 on day 0; its last close is 22 on day 2; sold on day 3 at 22 · (1 + r).
+        let cash = 50.0 * 22.0 * (1.0 + delisting_return);
+        assert_eq!(sim.stats.delisted, 1);
+        let b = sim.trades.iter().find(|t| t.symbol == "B").unwrap();
+        assert_eq!(b.exit_date, Some(market.dates[3]));
+        assert!(close(b.exit_price, 22.0 * (1.0 + delisting_return), 1e-12));
+        // After the delisting the equity is cash: it no longer moves with (or is marked at) B.
+        for i in 3..6 {
+            assert!(close(sim.equity[i], cash, 1e-9), "day {i}: {} vs {cash}", sim.equity[i]);
+            assert!(sim.exposure[i].abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn an_order_for_a_missing_bar_fills_at_the_symbol_next_bar() {
+    // B has no bar on day 1 (the fill day of day 0's signal) and trades again on day 2 at 30.
+    let dates: Vec<NaiveDate> = (0..4).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let mut rows = Vec::new();
+    for (i, dt) in dates.iter().enumerate() {
+        rows.push(("A".to_string(), *dt, 10.0, 10.0));
+        if i != 1 {
+            rows.push(("B".to_string(), *dt, 30.0, 30.0));
+        }
+    }
+    let market = Market::from_rows(rows);
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        [((dates[0], "A".to_string()), 0.0), ((dates[0], "B".to_string()), 1.0), ((dates[3], "A".to_string()), 0.0)]
+            .into_iter()
+            .collect();
+    let cfg = StrategyConfig {
+        rule: Rule::TopK { k: 1, n_drop: None },
+        rebalance_days: 10,
+        capital: 900.0,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    let b = sim.trades.iter().find(|t| t.symbol == "B").expect("the order for B waited and filled");
+    assert_eq!(b.entry_date, dates[2]);
+    assert!(close(b.entry_price, 30.0, 1e-12));
+    assert!(close(sim.equity[3], 900.0, 1e-9));
+    assert!(close(sim.exposure[2], 1.0, 1e-9), "{:?}", sim.exposure);
 }
 
 #[test]
@@ -342,8 +555,7 @@ fn sma_crossover_trades_match_an_independent_loop() {
     let data = dataset(&prices, &spec);
     let cfg = stockcast_backtest::BacktestConfig::from_file(&root.join("configs/backtest_sma_cross.toml")).unwrap();
     let models = cfg.model_specs().unwrap();
-    let wf =
-        runner::run(&data, &models, &cfg.split, RunOptions { horizon: 1, seed: 0, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    let wf = runner::run(&data, &models, &cfg.split, RunOptions::new(&spec.label, 0, 1), &|_, _, _, _| {}).unwrap();
     let market = Market::from_prices(&prices).unwrap();
     let scores: BTreeMap<(NaiveDate, String), f64> =
         wf.predictions["sma_10_20"].iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
@@ -385,7 +597,7 @@ fn sma_crossover_trades_match_an_independent_loop() {
 fn models_trained_on_shuffled_labels_show_no_rank_ic() {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
-    let prices = synth(200, 420, 11);
+    let prices = synth(200, 460, 11);
     let mut spec = FeatureSpec::default();
     spec.label.horizon = 5;
     let data = dataset(&prices, &spec);
@@ -400,9 +612,8 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
         model("gbm", "kind = \"gbm\"\nrounds = 40\nmax_depth = 4\nnthread = 2\nearly_stopping_rounds = 0"),
         model("linear", "kind = \"linear\"\nalpha = 0.01"),
     ];
-    let split = SplitConfig { min_train_days: 250, test_days: 40, ..SplitConfig::default() };
-    let wf =
-        runner::run(&shuffled, &models, &split, RunOptions { horizon: 5, seed: 2, jobs: 1 }, &|_, _, _, _| {}).unwrap();
+    let split = SplitConfig { min_train_days: 300, test_days: 40, ..SplitConfig::default() };
+    let wf = runner::run(&shuffled, &models, &split, RunOptions::new(&spec.label, 2, 1), &|_, _, _, _| {}).unwrap();
     for m in ["gbm", "linear"] {
         let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.clone(), p.date)])));
         let s = metrics::signal_stats(&metrics::daily_ic(rows));
