@@ -1,8 +1,13 @@
 //! Incremental feature builds for nightly runs: when the prices only gained new days since the cached build
-//! (the cached prefix hashes the same), only the new days and the last `horizon` cached days (whose labels now
-//! resolve) are recomputed, from a slice that starts [`FeatureSpec::warmup_days`] earlier; every other row is
-//! reused from the cache. Any other change (edited history, another spec, no cache) recomputes everything and
-//! says why.
+//! (the cached prefix hashes the same), only the rows whose values can change are recomputed: every new day and,
+//! for each symbol that gained rows, its last [`LabelSpec::span_rows`] cached rows (their labels read prices that
+//! are new now: `h` rows for close labels, `h + 1` for next-open labels, counted in the symbol's own rows, so a
+//! symbol that missed the last calendar days is covered too). Every symbol's rows from the earliest such date on
+//! are recomputed (a demeaned label depends on every symbol of its date), from a slice that gives each of those
+//! symbols [`FeatureSpec::warmup_days`] of its own rows before that date; every other row is reused from the
+//! cache. Any other change (edited history, another spec, no cache) recomputes everything and says why.
+//!
+//! [`LabelSpec::span_rows`]: crate::spec::LabelSpec::span_rows
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +66,30 @@ fn date_mask(df: &DataFrame, keep: impl Fn(i32) -> bool) -> Result<BooleanChunke
     Ok(df.column("date")?.date()?.physical().iter().map(|d| d.is_some_and(&keep)).collect())
 }
 
+/// The first date to recompute and the first date of the slice to compute it from, when `prices` extends a
+/// cached build that ends on `cached_last` (see the module doc).
+fn refresh_window(prices: &PriceFrame, spec: &FeatureSpec, cached_last: NaiveDate) -> Result<(NaiveDate, NaiveDate)> {
+    let series = prices.series_with(crate::prices::SeriesColumns::CLOSE)?;
+    let span = spec.label.span_rows();
+    let mut refresh = NaiveDate::MAX;
+    for s in &series {
+        let cached = s.dates.partition_point(|d| *d <= cached_last);
+        if cached < s.dates.len() {
+            refresh = refresh.min(s.dates[cached.saturating_sub(span)]);
+        }
+    }
+    let warmup = spec.warmup_days();
+    let start = series
+        .iter()
+        .filter_map(|s| {
+            let first = s.dates.partition_point(|d| *d < refresh);
+            (first < s.dates.len()).then(|| s.dates[first.saturating_sub(warmup)])
+        })
+        .min()
+        .unwrap_or(refresh);
+    Ok((refresh, start))
+}
+
 /// Builds features for `prices`, reusing the cache in `dir` where only new days were appended, and refreshes the
 /// cache (atomically).
 ///
@@ -94,12 +123,11 @@ pub fn build_features_cached(prices: &PriceFrame, spec: &FeatureSpec, dir: &Path
         }
         (Ok(cached_last), Some((_, cached_df))) => {
             let pos = dates.partition_point(|d| *d <= cached_last);
-            // Rows from `refresh` on are recomputed: the last `horizon` cached dates (their labels now resolve)
-            // and every new date; the slice starts `warmup` dates before `refresh`.
-            let refresh_idx = pos.saturating_sub(spec.label.horizon);
-            let start_idx = refresh_idx.saturating_sub(spec.warmup_days());
-            let refresh = date_to_days(dates[refresh_idx]);
-            let tail = build_features(&prices.since(dates[start_idx])?, spec)?;
+            let (refresh_date, start_date) = refresh_window(prices, spec, cached_last)?;
+            let refresh_idx = dates.partition_point(|d| *d < refresh_date);
+            let start_idx = dates.partition_point(|d| *d < start_date);
+            let refresh = date_to_days(refresh_date);
+            let tail = build_features(&prices.since(start_date)?, spec)?;
             let keep_old = cached_df.filter(&date_mask(&cached_df, |d| d < refresh)?)?;
             let new_rows = tail.df().filter(&date_mask(tail.df(), |d| d >= refresh)?)?;
             let (reused, computed) = (keep_old.height(), new_rows.height());

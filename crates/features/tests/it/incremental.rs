@@ -71,3 +71,47 @@ fn edited_history_or_another_spec_recomputes_everything() {
     let c = build_features_cached(&edited, &other, dir.path()).unwrap();
     assert_eq!(c.reused_rows, 0, "{}", c.message);
 }
+
+/// 1,700 days of 4 symbols: S0002 stops 30 days before the cut (delisted), S0003 has no bars for the last 4 days
+/// before the cut and misses scattered days after it.
+fn ragged(days: usize, cut: usize) -> PriceFrame {
+    let df = synth_prices(&SynthConfig::new(4, days, 5)).unwrap();
+    let df = df.sort(["symbol", "date"], SortMultipleOptions::default()).unwrap();
+    let n = df.height();
+    let keep: BooleanChunked = (0..n)
+        .map(|i| {
+            let (s, t) = (i / days, i % days);
+            match s {
+                2 => t < cut - 30,
+                3 => !(cut - 4..cut).contains(&t) && !(t > cut && t % 3 == 0),
+                _ => true,
+            }
+        })
+        .collect();
+    PriceFrame::from_df(df.filter(&keep).unwrap()).unwrap()
+}
+
+#[test]
+fn labels_left_open_by_missing_bars_resolve_incrementally_past_the_warm_up() {
+    let (days, cut) = (1_700, 1_690);
+    let all = ragged(days, cut);
+    let cut_date = stockcast_features::synth::weekdays(SynthConfig::new(1, 1, 0).start, days)[cut - 1];
+    for label in
+        ["price = \"open\"", "price = \"close\"\ndemean = true", "price = \"open\"\nkind = \"log\"\nhorizon = 3"]
+    {
+        let spec = FeatureSpec::from_toml(&format!(
+            "[label]\n{label}\n[[features]]\nfamily = \"returns\"\nwindows = [1, 5]\n[[features]]\nfamily = \
+             \"ema_ratio\"\nwindows = [12]\n[[features]]\nfamily = \"rsi\"\nwindows = [14]\n"
+        ))
+        .unwrap();
+        assert!(spec.warmup_days() + 100 < cut, "the slice must start after the first day");
+        let dir = tempfile::tempdir().unwrap();
+        build_features_cached(&all.until(cut_date).unwrap(), &spec, dir.path()).unwrap();
+        let next = build_features_cached(&all, &spec, dir.path()).unwrap();
+        // Most rows reused; the recomputed slice is far shorter than the history (warm-up truncation in use).
+        assert!(next.reused_rows > 10 * next.computed_rows, "{label}: {}", next.message);
+        assert!(next.message.contains("warm-up"), "{}", next.message);
+        let full = build_features(&all, &spec).unwrap();
+        assert_same(next.frame.df(), full.df());
+    }
+}

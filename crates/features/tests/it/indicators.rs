@@ -130,8 +130,9 @@ fn returns_by_hand() {
         build_features(&prices, &spec_of("[label]\nhorizon=1\n[[features]]\nfamily='returns'\nwindows=[1,2]")).unwrap();
     assert_close(&col_f64(ff.df(), "ret_1"), &[None, Some(0.1), Some(0.1), Some(-0.2)], 1e-12, "ret_1");
     assert_close(&col_f64(ff.df(), "ret_2"), &[None, None, Some(0.21), Some(-0.12)], 1e-12, "ret_2");
-    // label = next day's return; the last day has none.
-    assert_close(&col_f64(ff.df(), "label"), &[Some(0.1), Some(0.1), Some(-0.2), None], 1e-12, "label");
+    // The default label on close-only data: close(t+1+1) / close(t+1) - 1 (the close of t+1 stands in for its
+    // open); the last two days have none.
+    assert_close(&col_f64(ff.df(), "label"), &[Some(0.1), Some(-0.2), None, None], 1e-12, "label");
 }
 
 #[test]
@@ -344,22 +345,35 @@ fn cross_sectional_rank_with_ties_and_zscore() {
 #[test]
 fn labels_forward_return_and_demeaned() {
     let prices = frame(&[("A", 80), ("B", 80), ("C", 80)]);
-    let spec = spec_of("[label]\nhorizon=5\n[[features]]\nfamily='returns'\nwindows=[1]");
-    let ff = build_features(&prices, &spec).unwrap();
+    // Close label: close(t+5) / close(t) - 1.
+    let close_spec = spec_of("[label]\nhorizon=5\nprice='close'\n[[features]]\nfamily='returns'\nwindows=[1]");
+    let ff = build_features(&prices, &close_spec).unwrap();
     let close = col_f64(prices.df(), "close");
     let label = col_f64(ff.df(), "label");
     for s in 0..3 {
         for t in 0..80 {
             let i = s * 80 + t;
             let want = (t + 5 < 80).then(|| close[i + 5].unwrap() / close[i].unwrap() - 1.0);
-            assert_close(&[label[i]], &[want], 1e-12, "label");
+            assert_close(&[label[i]], &[want], 1e-12, "close label");
+        }
+    }
+    // The default (next-open) label: open(t+1+5) / open(t+1) - 1.
+    let spec = spec_of("[label]\nhorizon=5\n[[features]]\nfamily='returns'\nwindows=[1]");
+    let ff = build_features(&prices, &spec).unwrap();
+    let open = col_f64(prices.df(), "open");
+    let label = col_f64(ff.df(), "label");
+    for s in 0..3 {
+        for t in 0..80 {
+            let i = s * 80 + t;
+            let want = (t + 6 < 80).then(|| open[i + 6].unwrap() / open[i + 1].unwrap() - 1.0);
+            assert_close(&[label[i]], &[want], 1e-12, "open label");
         }
     }
     let mut demeaned = spec.clone();
     demeaned.label.demean = true;
     let ff = build_features(&prices, &demeaned).unwrap();
     let dl = col_f64(ff.df(), "label");
-    for t in 0..75 {
+    for t in 0..74 {
         let m = (dl[t].unwrap() + dl[80 + t].unwrap() + dl[160 + t].unwrap()) / 3.0;
         assert!(m.abs() < 1e-12, "mean demeaned label at {t}: {m}");
         let raw_mean = (label[t].unwrap() + label[80 + t].unwrap() + label[160 + t].unwrap()) / 3.0;
@@ -382,10 +396,10 @@ fn per_symbol_windows_do_not_mix_symbols() {
         assert!(v[50..54].iter().all(Option::is_none), "{name}: {:?}", &v[50..54]);
         assert!(v[54].is_some(), "{name}");
     }
-    // And A's last labels must not reach into B's prices.
+    // And A's last labels (next open to open 5 rows later: 6 rows ahead) must not reach into B's prices.
     let label = col_f64(ff.df(), "label");
-    assert!(label[45..50].iter().all(Option::is_none), "{:?}", &label[45..50]);
-    assert!(label[44].is_some());
+    assert!(label[44..50].iter().all(Option::is_none), "{:?}", &label[44..50]);
+    assert!(label[43].is_some());
 }
 
 #[test]
@@ -454,9 +468,10 @@ fn feature_matrix_rows_columns_and_missing_values() {
     let ret1 = col_f64(ff.df(), "ret_1");
     assert!((f64::from(all.x[[5, 0]]) - ret1[5].unwrap()).abs() < 1e-6);
     assert_eq!(all.index[30].0, "B");
-    // Training rows: a label and every feature present → 30 - 3 (warm-up) - 2 (no label) per symbol.
+    // Training rows: a label and every feature present → 30 - 3 (warm-up) - 3 (no label: the next-open label
+    // needs open(t+1+2)) per symbol.
     let train = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
-    assert_eq!(train.nrows(), 2 * 25);
+    assert_eq!(train.nrows(), 2 * 24);
     let y = train.y.as_ref().unwrap();
     assert!(y.iter().all(|v| v.is_finite()));
     assert!(train.x.iter().all(|v| v.is_finite()));

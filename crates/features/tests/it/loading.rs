@@ -356,3 +356,44 @@ fn quality_error_carries_the_report() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn default_label_on_us5_is_the_next_open_to_open_return() {
+    // label(t) = open(t+1+h) / open(t+1) - 1 with opens adjusted by adj_close / close, computed here from the CSV.
+    let loaded = load(&dataset("us5_daily.csv")).unwrap();
+    assert_eq!(loaded.report.rows_quarantined, 0);
+    let spec = FeatureSpec::default();
+    let h = spec.label.horizon;
+    let ff = build_features(&loaded.prices, &spec).unwrap();
+    let df = ff.df();
+    let got: std::collections::HashMap<(String, String), Option<f64>> = col_str(df, "symbol")
+        .into_iter()
+        .zip(df.column("date").unwrap().cast(&DataType::String).unwrap().str().unwrap().iter())
+        .zip(col_f64(df, "label"))
+        .map(|((s, d), l)| ((s, d.unwrap().to_owned()), l))
+        .collect();
+    let text = std::fs::read_to_string(dataset("us5_daily.csv")).unwrap();
+    let mut rows: std::collections::BTreeMap<String, Vec<(String, f64)>> = std::collections::BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        let (open, close, adj): (f64, f64, f64) = (c[2].parse().unwrap(), c[5].parse().unwrap(), c[7].parse().unwrap());
+        rows.entry(c[1].to_owned()).or_default().push((c[0].to_owned(), open * adj / close));
+    }
+    let mut checked = 0;
+    for (sym, mut v) in rows {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        for t in 0..v.len() {
+            let want = (t + 1 + h < v.len()).then(|| v[t + 1 + h].1 / v[t + 1].1 - 1.0);
+            let have = got[&(sym.clone(), v[t].0.clone())];
+            match (want, have) {
+                (Some(w), Some(g)) => {
+                    assert!((w - g).abs() < 1e-9 * (1.0 + w.abs()), "{sym} {}: {g} vs {w}", v[t].0);
+                    checked += 1;
+                }
+                (None, None) => {}
+                other => panic!("{sym} {}: {other:?}", v[t].0),
+            }
+        }
+    }
+    assert!(checked > 12_000, "{checked}");
+}

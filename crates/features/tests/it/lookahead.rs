@@ -64,13 +64,15 @@ fn changing_a_future_price_does_not_change_past_features() {
     let full = panel(7, 0);
     let spec = FeatureSpec::default();
     let a = build_features(&full, &spec).unwrap();
-    // Multiply every close after row 200 of each symbol by 3.
+    // Multiply every price after row 200 of each symbol by 3.
     let df = full.df().clone();
     let n = df.height();
-    let close = col_f64(&df, "close");
-    let bumped: Vec<f64> = (0..n).map(|i| close[i].unwrap() * if i % 320 > 200 { 3.0 } else { 1.0 }).collect();
     let mut df2 = df.clone();
-    df2.with_column(Column::new("close".into(), bumped)).unwrap();
+    for c in ["open", "high", "low", "close"] {
+        let v = col_f64(&df, c);
+        let bumped: Vec<f64> = (0..n).map(|i| v[i].unwrap() * if i % 320 > 200 { 3.0 } else { 1.0 }).collect();
+        df2.with_column(Column::new(c.into(), bumped)).unwrap();
+    }
     let b = build_features(&PriceFrame::from_df(df2).unwrap(), &spec).unwrap();
     for name in a.features() {
         let (x, y) = (col_f64(a.df(), name), col_f64(b.df(), name));
@@ -78,7 +80,7 @@ fn changing_a_future_price_does_not_change_past_features() {
             assert_eq!(x[i].map(f64::to_bits), y[i].map(f64::to_bits), "{name} row {i}");
         }
     }
-    // The label does look forward (by design): at row 198 (horizon 5) it changes.
+    // The label does look forward (by design): at row 196 (open(t+1) → open(t+6)) it changes.
     let (la, lb) = (col_f64(a.df(), "label"), col_f64(b.df(), "label"));
-    assert!((la[198].unwrap() - lb[198].unwrap()).abs() > 0.5);
+    assert!((la[196].unwrap() - lb[196].unwrap()).abs() > 0.5);
 }
