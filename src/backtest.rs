@@ -8,10 +8,9 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::NaiveDate;
 use serde_json::json;
-use stockcast_backtest::report::{self, RunMeta};
+use stockcast_backtest::report::{self, Evaluation, RunMeta};
 use stockcast_backtest::{
-    BacktestConfig, Market, ModelReport, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio,
-    runner,
+    BacktestConfig, Market, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio, runner,
 };
 use stockcast_features::{FeatureSpec, Policy, PriceFrame};
 use stockcast_models::{Dataset, DatasetOptions};
@@ -60,7 +59,7 @@ pub struct Backtest {
     /// Out-of-sample predictions and per-fold results.
     pub walk_forward: WalkForward,
     /// Signal, forecast and portfolio metrics per model.
-    pub reports: Vec<ModelReport>,
+    pub evaluation: Evaluation,
     /// What the report records about the run (config, data, hashes, seed, timings).
     pub meta: RunMeta,
 }
@@ -114,8 +113,7 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
 
     let t = Instant::now();
     let market = Market::from_prices(prices)?;
-    let kinds = models.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
-    let reports = report::evaluate(&wf, &kinds, &market, &cfg.strategy, data.index.as_ref())?;
+    let evaluation = report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed)?;
     timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
 
     let (first, last) = prices.date_range()?.unzip();
@@ -139,13 +137,13 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
         seed: cfg.seed,
         timings,
     };
-    Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, reports, meta })
+    Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta })
 }
 
 impl Backtest {
     /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
-        report::write_run(dir, &self.meta, &self.walk_forward, &self.reports, &self.config.strategy)
+        report::write_run(dir, &self.meta, &self.walk_forward, &self.evaluation, &self.config.strategy)
             .with_context(|| format!("writing the run to {}", dir.display()))
     }
 
@@ -166,7 +164,7 @@ impl Backtest {
 
     /// The per-model summary table (Markdown).
     pub fn summary_table(&self) -> String {
-        report::summary_table(&self.reports)
+        report::summary_table(&self.evaluation.models)
     }
 }
 
@@ -200,7 +198,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
         let a = run(&ctx, &cfg, &data).unwrap();
-        let names: Vec<&str> = a.reports.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = a.evaluation.models.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["lin", "mom"]);
         assert!(a.walk_forward.folds.len() >= 5, "{} folds", a.walk_forward.folds.len());
         // Every out-of-sample prediction is dated after its fold's training window plus the label horizon.

@@ -117,6 +117,9 @@ pub fn store_days(
         for (symbol, why) in &day.skipped {
             ctx.note(&format!("  not scored: {symbol}: {why}"));
         }
+        for symbol in &day.unscored {
+            ctx.note(&format!("  unscored: {symbol}: the model gave no finite score (not ranked, no action)"));
+        }
         out.push(StoredDay { model: scorer.label(), date, day, stored });
     }
     Ok(out)

@@ -347,8 +347,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         ctx.note(&format!("warning: {w}"));
     }
     let wf = crate::backtest::walk_forward(ctx, &data, &specs, &bt.split, run_opts)?;
-    let kinds = specs.iter().map(|m| (m.name.clone(), m.config.kind().to_owned())).collect();
-    let reports = report::evaluate(&wf, &kinds, &Market::from_prices(&prices)?, &bt.strategy, None)?;
+    let evaluation = report::evaluate(&wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed)?;
     let meta = report::RunMeta {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config: serde_json::to_value(bt)?,
@@ -359,7 +358,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         seed: bt.seed,
         timings: BTreeMap::new(),
     };
-    let doc = report::report_json(&meta, &wf, &reports, &bt.strategy)?;
+    let doc = report::report_json(&meta, &wf, &evaluation, &bt.strategy)?;
 
     // Final fit on the most recent window, publish, gate.
     let calendar = &wf.calendar;

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod overfit;
 pub mod portfolio;
 pub mod report;
 pub mod runner;
@@ -15,6 +16,6 @@ pub mod svg;
 pub use config::{BacktestConfig, LabelAlignment, label_alignment};
 pub use error::{Error, Result};
 pub use portfolio::{Fill, Market, Rule, Simulation, StrategyConfig, StrategyKind};
-pub use report::{ModelReport, RunMeta};
+pub use report::{Evaluation, ModelReport, RunMeta};
 pub use runner::{ModelSpec, OosPrediction, RunOptions, WalkForward};
 pub use split::{Fold, SplitConfig, WindowKind};

@@ -1,4 +1,4 @@
-//! Signal metrics (IC, Rank IC, ICIR, t-stat, hit rate), forecast metrics (MAE, RMSE, MASE, directional
+//! Signal metrics (IC, Rank IC, ICIR, t-stat, hit rate), forecast metrics (MAE, RMSE, relative MAE, directional
 //! accuracy) and performance statistics of an equity curve.
 //!
 //! Conventions (written into every report): 252 trading days a year; returns compound; the risk-free rate is an
@@ -128,10 +128,19 @@ pub struct ForecastStats {
     pub mae: f64,
     /// Root mean squared error.
     pub rmse: f64,
-    /// MAE over the MAE of the naive random-walk forecast (a zero return) on the same rows.
-    pub mase: f64,
+    /// MAE over the MAE of the zero-return forecast on the same rows (< 1: better than predicting no move).
+    /// Not Hyndman's MASE, which scales by the in-sample MAE of the naive forecast.
+    pub relative_mae: f64,
     /// Share of pairs where the score and the realised return have the same sign (zeros excluded).
     pub directional_accuracy: f64,
+}
+
+impl ForecastStats {
+    /// For models whose score is not a forecast of the label (rules, ensembles of rank percentiles): every
+    /// error is undefined (`null` in JSON), `n` is 0.
+    pub fn not_applicable() -> Self {
+        Self { n: 0, mae: f64::NAN, rmse: f64::NAN, relative_mae: f64::NAN, directional_accuracy: f64::NAN }
+    }
 }
 
 /// Forecast errors of `(score, label)` pairs.
@@ -155,7 +164,7 @@ pub fn forecast_stats(pairs: impl IntoIterator<Item = (f64, f64)>) -> ForecastSt
         n,
         mae: if n == 0 { f64::NAN } else { abs / nf },
         rmse: if n == 0 { f64::NAN } else { (sq / nf).sqrt() },
-        mase: if naive > 0.0 { abs / naive } else { f64::NAN },
+        relative_mae: if naive > 0.0 { abs / naive } else { f64::NAN },
         directional_accuracy: if dir_n == 0 { f64::NAN } else { dir_hit as f64 / dir_n as f64 },
     }
 }

@@ -14,6 +14,7 @@ use stockcast_features::prices::date_to_days;
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
+use crate::overfit::{self, ModelOverfit, RunOverfit};
 use crate::portfolio::{self, Market, Simulation, StrategyConfig};
 use crate::runner::WalkForward;
 use crate::svg;
@@ -37,15 +38,54 @@ pub struct ModelReport {
     pub fit_seconds: f64,
     /// Seconds spent predicting.
     pub predict_seconds: f64,
+    /// Bootstrap intervals, PSR and DSR.
+    pub overfit: ModelOverfit,
 }
 
-/// Evaluates every model's out-of-sample predictions and simulates the strategy on them.
+/// The evaluation of a run: per model, and the run-level overfitting statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Per model, in run order.
+    pub models: Vec<ModelReport>,
+    /// Trials, the DSR benchmark, PBO.
+    pub overfitting: RunOverfit,
+}
+
+/// Evaluates every model's out-of-sample predictions, simulates the strategy on them, and computes the
+/// overfitting statistics ([`crate::overfit`]; bootstrap seeded with `seed`).
 ///
 /// # Errors
 /// From [`portfolio::simulate`] (e.g. no score matches the prices).
 pub fn evaluate(
     wf: &WalkForward,
-    kinds: &BTreeMap<String, String>,
+    models: &[crate::runner::ModelSpec],
+    market: &Market,
+    strategy: &StrategyConfig,
+    index: Option<&BTreeMap<NaiveDate, f64>>,
+    seed: u64,
+) -> Result<Evaluation> {
+    let mut reports = evaluate_models(wf, models, market, strategy, index)?;
+    let returns: Vec<(Vec<NaiveDate>, Vec<f64>)> = reports
+        .iter()
+        .map(|m| {
+            let mut eq = vec![strategy.capital];
+            eq.extend(&m.simulation.equity);
+            (m.simulation.dates.clone(), metrics::returns(&eq))
+        })
+        .collect();
+    let ics: Vec<Vec<f64>> =
+        reports.iter().map(|m| m.daily_ic.iter().map(|d| d.rank_ic).filter(|v| v.is_finite()).collect()).collect();
+    let (per_model, overfitting) =
+        overfit::evaluate(&returns, &ics, strategy.risk_free, wf.folds.len(), overfit::Bootstrap::new(seed));
+    for (r, o) in reports.iter_mut().zip(per_model) {
+        r.overfit = o;
+    }
+    Ok(Evaluation { models: reports, overfitting })
+}
+
+fn evaluate_models(
+    wf: &WalkForward,
+    models: &[crate::runner::ModelSpec],
     market: &Market,
     strategy: &StrategyConfig,
     index: Option<&BTreeMap<NaiveDate, f64>>,
@@ -60,6 +100,7 @@ pub fn evaluate(
         .into_iter()
         .map(|name| {
             let preds = &wf.predictions[name];
+            let spec = models.iter().find(|m| &m.name == name);
             let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
             let scores: BTreeMap<(NaiveDate, String), f64> =
                 preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
@@ -68,13 +109,18 @@ pub fn evaluate(
             let rows = wf.results.iter().filter(|r| &r.model == name);
             Ok(ModelReport {
                 name: name.clone(),
-                kind: kinds.get(name).cloned().unwrap_or_default(),
+                kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
                 signal: metrics::signal_stats(&daily),
-                forecast: metrics::forecast_stats(preds.iter().map(|p| (p.score, p.label))),
+                forecast: if spec.is_some_and(|m| m.config.score_is_label()) {
+                    metrics::forecast_stats(preds.iter().map(|p| (p.score, p.label)))
+                } else {
+                    ForecastStats::not_applicable()
+                },
                 daily_ic: daily,
                 simulation,
                 fit_seconds: rows.clone().map(|r| r.fit_seconds).sum(),
                 predict_seconds: rows.map(|r| r.predict_seconds).sum(),
+                overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
             })
         })
         .collect()
@@ -132,12 +178,8 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 ///
 /// # Errors
 /// Serialisation errors only.
-pub fn report_json(
-    meta: &RunMeta,
-    wf: &WalkForward,
-    models: &[ModelReport],
-    strategy: &StrategyConfig,
-) -> Result<Value> {
+pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy: &StrategyConfig) -> Result<Value> {
+    let models = &eval.models;
     let mut per_model = serde_json::Map::new();
     for m in models {
         let mut o = serde_json::Map::new();
@@ -145,6 +187,7 @@ pub fn report_json(
         merge(&mut o, &m.simulation.stats)?;
         merge(&mut o, &m.signal)?;
         merge(&mut o, &m.forecast)?;
+        merge(&mut o, &m.overfit)?;
         o.insert("fit_seconds".into(), json!(m.fit_seconds));
         o.insert("predict_seconds".into(), json!(m.predict_seconds));
         let folds: Vec<Value> = wf
@@ -158,7 +201,7 @@ pub fn report_json(
                     "valid_rows": r.valid_rows, "test_rows": r.test_rows, "fit_seconds": r.fit_seconds,
                     "ic": r.signal.ic, "rank_ic": r.signal.rank_ic, "icir": r.signal.icir,
                     "hit_rate": r.signal.hit_rate, "mae": r.forecast.mae, "rmse": r.forecast.rmse,
-                    "mase": r.forecast.mase, "directional_accuracy": r.forecast.directional_accuracy,
+                    "relative_mae": r.forecast.relative_mae, "directional_accuracy": r.forecast.directional_accuracy,
                 })
             })
             .collect();
@@ -193,7 +236,8 @@ pub fn report_json(
             "rank_ic": "per-date Spearman correlation (average ranks for ties), averaged over dates",
             "icir": "mean IC / std of the daily IC (not annualised)",
             "hit_rate": "share of dates with a positive Rank IC",
-            "mase": "MAE / MAE of the zero-return (random walk) forecast on the same rows",
+            "relative_mae": "MAE / MAE of the zero-return forecast on the same rows (not Hyndman's MASE, which scales by the in-sample naive MAE)",
+            "forecast_errors": "mae, rmse, relative_mae and directional_accuracy only for models whose score is a forecast of the label (gbm, linear, lstm, forecast); null for rules and ensembles",
             "turnover": "mean daily traded value / equity (one way)",
             "fills": format!("{:?} (signal at the close of t)", strategy.fill),
             "costs": format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps),
@@ -207,6 +251,7 @@ pub fn report_json(
             "fit_fold": f.fit_fold,
         })).collect::<Vec<_>>(),
         "benchmark": bench,
+        "overfitting": eval.overfitting,
         "models": per_model,
         "timings_seconds": meta.timings,
     }))
@@ -317,7 +362,53 @@ fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)
     ]
 }
 
-fn markdown(meta: &RunMeta, models: &[ModelReport], wf: &WalkForward) -> String {
+/// The overfitting table (Markdown): intervals, PSR, DSR per model, and the run's PBO.
+pub fn overfitting_table(eval: &Evaluation) -> String {
+    let o = &eval.overfitting;
+    let ci = |c: Option<[f64; 2]>| c.map_or_else(|| "–".to_owned(), |[a, b]| format!("[{}, {}]", num(a), num(b)));
+    let mut s = format!(
+        "{} trials; DSR benchmark (expected max daily Sharpe of {} unskilled trials) {}; bootstrap: {} stationary \
+         resamples, {:.0} % intervals, seed {}.\n\n| model | Sharpe 95 % CI | Rank IC 95 % CI | PSR | DSR |\n|---|---|---|---|---|\n",
+        o.trials,
+        o.trials,
+        num(o.expected_max_sharpe),
+        o.bootstrap.resamples,
+        o.bootstrap.level * 100.0,
+        o.bootstrap.seed
+    );
+    for m in &eval.models {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            m.name,
+            ci(m.overfit.sharpe_ci),
+            ci(m.overfit.rank_ic_ci),
+            num(m.overfit.psr),
+            num(m.overfit.dsr)
+        );
+    }
+    match (&o.pbo, &o.pbo_note) {
+        (Some(p), _) => {
+            let _ = writeln!(
+                s,
+                "\nProbability of Backtest Overfitting (CSCV, {} blocks, {} splits, {} models): {} (median logit {}).",
+                p.blocks,
+                p.splits,
+                p.models,
+                num(p.pbo),
+                num(p.median_logit)
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(s, "\nProbability of Backtest Overfitting: not computed ({why}).");
+        }
+        (None, None) => {}
+    }
+    s
+}
+
+fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> String {
+    let models = &eval.models;
     let mut s = String::from("# stockcast backtest\n\n");
     let _ = writeln!(
         s,
@@ -330,11 +421,17 @@ fn markdown(meta: &RunMeta, models: &[ModelReport], wf: &WalkForward) -> String 
         meta.data
     );
     s.push_str(&summary_table(models));
-    s.push_str(
+    let warning = meta.label.warning.as_deref().map(|w| format!(" **Warning:** {w}.")).unwrap_or_default();
+    let _ = write!(
+        s,
         "\nConventions: 252 trading days a year; daily compounding; fractions shown as percentages; Sharpe and Sortino \
          annualised with √252 over the risk-free rate in the config; IC/Rank IC are per-date cross-sectional \
-         correlations averaged over dates; ICIR = mean / std of the daily IC.\n\n## Per fold\n\n\
+         correlations averaged over dates; ICIR = mean / std of the daily IC; turnover is one-way. Label: {}; fills: \
+         {:?}.{warning} Formulas: report.json → conventions and the README.\n\n## Overfitting\n\n{}\n## Per fold\n\n\
          | model | fold | train | test | rows | Rank IC | IC | MAE |\n|---|---|---|---|---|---|---|---|\n",
+        meta.label.definition,
+        meta.label.fill,
+        overfitting_table(eval),
     );
     for r in &wf.results {
         let _ = writeln!(
@@ -356,7 +453,46 @@ fn markdown(meta: &RunMeta, models: &[ModelReport], wf: &WalkForward) -> String 
     s
 }
 
-fn html(md_table: &str, meta: &RunMeta, plots: &[(&str, String)]) -> String {
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// The Markdown `text` as HTML: its table lines as a table, other non-empty lines as paragraphs.
+fn md_html(text: &str) -> String {
+    let mut s = String::new();
+    let mut row = 0;
+    for line in text.lines() {
+        if !line.starts_with('|') {
+            if row > 0 {
+                s.push_str("</table>");
+                row = 0;
+            }
+            if !line.trim().is_empty() {
+                let _ = write!(s, "<p>{}</p>", escape(line));
+            }
+            continue;
+        }
+        row += 1;
+        if row == 1 {
+            s.push_str("<table>");
+        }
+        if row == 2 {
+            continue;
+        }
+        let tag = if row == 1 { "th" } else { "td" };
+        s.push_str("<tr>");
+        for c in line.trim_matches('|').split('|').map(str::trim) {
+            let _ = write!(s, "<{tag}>{}</{tag}>", escape(c));
+        }
+        s.push_str("</tr>");
+    }
+    if row > 0 {
+        s.push_str("</table>");
+    }
+    s
+}
+
+fn html(eval: &Evaluation, meta: &RunMeta, plots: &[(&str, String)]) -> String {
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>stockcast backtest</title><style>\
          body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse}\
@@ -365,22 +501,22 @@ fn html(md_table: &str, meta: &RunMeta, plots: &[(&str, String)]) -> String {
     );
     let _ = write!(
         s,
-        "<p>stockcast {}, seed {}, feature spec <code>{}</code>, label horizon {} trading days.</p><table>",
+        "<p>stockcast {}, seed {}, feature spec <code>{}</code>, label horizon {} trading days.</p>",
         meta.version, meta.seed, meta.feature_spec_hash, meta.horizon
     );
-    for (i, line) in md_table.lines().enumerate() {
-        if i == 1 {
-            continue;
-        }
-        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        let tag = if i == 0 { "th" } else { "td" };
-        s.push_str("<tr>");
-        for c in cells {
-            let _ = write!(s, "<{tag}>{}</{tag}>", c.replace('&', "&amp;").replace('<', "&lt;"));
-        }
-        s.push_str("</tr>");
+    s.push_str(&md_html(&summary_table(&eval.models)));
+    let _ = write!(
+        s,
+        "<p>252 trading days a year, daily compounding, one-way turnover; label {}, fills {:?}; see report.json → \
+         conventions.</p>",
+        escape(&meta.label.definition),
+        meta.label.fill
+    );
+    if let Some(w) = &meta.label.warning {
+        let _ = write!(s, "<p><strong>Warning:</strong> {}</p>", escape(w));
     }
-    s.push_str("</table><p>252 trading days a year, daily compounding; see report.json → conventions.</p>");
+    s.push_str("<h2>Overfitting</h2>");
+    s.push_str(&md_html(&overfitting_table(eval)));
     for (_, svg) in plots {
         let _ = write!(s, "<div>{svg}</div>");
     }
@@ -485,9 +621,10 @@ pub fn write_run(
     dir: &Path,
     meta: &RunMeta,
     wf: &WalkForward,
-    models: &[ModelReport],
+    eval: &Evaluation,
     strategy: &StrategyConfig,
 ) -> Result<PathBuf> {
+    let models = &eval.models;
     let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -496,14 +633,14 @@ pub fn write_run(
         let write = |file: &str, bytes: &[u8]| {
             std::fs::write(tmp.join(file), bytes).map_err(|e| Error::file(tmp.join(file), e))
         };
-        let report = report_json(meta, wf, models, strategy)?;
+        let report = report_json(meta, wf, eval, strategy)?;
         write("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| Error::Data(e.to_string()))?)?;
         let plots = plots(models, wf);
         for (file, svg) in &plots {
             write(file, svg.as_bytes())?;
         }
-        write("report.md", markdown(meta, models, wf).as_bytes())?;
-        write("report.html", html(&summary_table(models), meta, &plots).as_bytes())?;
+        write("report.md", markdown(meta, eval, wf).as_bytes())?;
+        write("report.html", html(eval, meta, &plots).as_bytes())?;
         write("trades.csv", trades_csv(models).as_bytes())?;
         write_frames(&tmp, wf, models)?;
         if dir.exists() {

@@ -337,7 +337,11 @@ fn run_task(
                 fit_seconds: if fid == task.fit_fold { fit_seconds } else { 0.0 },
                 predict_seconds,
                 signal: metrics::signal_stats(&daily),
-                forecast: metrics::forecast_stats(rows.iter().map(|p| (p.score, p.label))),
+                forecast: if spec.config.score_is_label() {
+                    metrics::forecast_stats(rows.iter().map(|p| (p.score, p.label)))
+                } else {
+                    ForecastStats::not_applicable()
+                },
             },
             rows,
         ));

@@ -330,31 +330,48 @@ pub struct Recommendation {
     pub sector: Option<String>,
 }
 
-/// Ranks by expected return (ties by symbol) and assigns actions.
+/// Ranks the scored symbols by expected return (ties by symbol for the rank number) and assigns actions.
+///
+/// - A symbol without a finite expected return (the model could not score it) is not ranked and gets no action:
+///   it is returned in the second list, to be reported as `unscored`, never stored as buy/hold/sell.
+/// - Equal expected returns share one action: when a quantile boundary falls inside a group of ties, the whole
+///   group gets the milder action (`hold`), so the order of symbol names never decides a buy or a sell.
 pub fn rank(
     day: &DayScores,
     expected: &[f64],
     sectors: &BTreeMap<String, String>,
     rule: &ActionRule,
-) -> Vec<Recommendation> {
-    let mut order: Vec<usize> = (0..day.symbols.len()).collect();
-    order.sort_by(|&a, &b| {
-        let key = |i: usize| if expected[i].is_nan() { f64::NEG_INFINITY } else { expected[i] };
-        key(b).total_cmp(&key(a)).then_with(|| day.symbols[a].cmp(&day.symbols[b]))
-    });
+) -> (Vec<Recommendation>, Vec<String>) {
+    let (mut order, unscored): (Vec<usize>, Vec<usize>) =
+        (0..day.symbols.len()).partition(|&i| expected[i].is_finite());
+    order.sort_by(|&a, &b| expected[b].total_cmp(&expected[a]).then_with(|| day.symbols[a].cmp(&day.symbols[b])));
     let n = order.len();
-    order
+    let mut actions: Vec<Action> = order.iter().enumerate().map(|(r, &i)| rule.action(r + 1, n, expected[i])).collect();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && expected[order[end]] == expected[order[start]] {
+            end += 1;
+        }
+        if actions[start..end].iter().any(|a| *a != actions[start]) {
+            actions[start..end].fill(Action::Hold);
+        }
+        start = end;
+    }
+    let rows = order
         .into_iter()
+        .zip(actions)
         .enumerate()
-        .map(|(r, i)| Recommendation {
+        .map(|(r, (i, action))| Recommendation {
             symbol: day.symbols[i].clone(),
             score: day.scores[i],
             rank: (r + 1) as u32,
             expected_return: expected[i],
-            action: rule.action(r + 1, n, expected[i]),
+            action,
             sector: sectors.get(&day.symbols[i]).cloned(),
         })
-        .collect()
+        .collect();
+    (rows, unscored.into_iter().map(|i| day.symbols[i].clone()).collect())
 }
 
 /// How many rows got each action (actions with no row are absent).
@@ -416,6 +433,8 @@ pub struct DayRun {
     pub params: serde_json::Value,
     /// Symbols that could not be scored, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Symbols with prices on the date that the model gave no finite score (not ranked, no action).
+    pub unscored: Vec<String>,
 }
 
 /// Scores, ranks and assigns actions for `as_of` (CPU work; no database).
@@ -426,7 +445,7 @@ pub fn compute_day(scorer: &Scorer, prices: &PriceFrame, as_of: NaiveDate, cfg: 
     cfg.actions.validate()?;
     let day = scorer.score_day(prices, as_of)?;
     let (expected, method) = scorer.expected_returns(prices, &day, cfg.calibration_days)?;
-    let rows = rank(&day, &expected, &sectors(prices), &cfg.actions);
+    let (rows, unscored) = rank(&day, &expected, &sectors(prices), &cfg.actions);
     let params = serde_json::json!({
         "model": scorer.label(),
         "horizon": scorer.spec.label.horizon,
@@ -434,6 +453,7 @@ pub fn compute_day(scorer: &Scorer, prices: &PriceFrame, as_of: NaiveDate, cfg: 
         "expected_return": method,
         "data_hash": prices.until(as_of)?.data_hash(),
         "skipped": day.skipped.iter().map(|(s, why)| serde_json::json!({"symbol": s, "reason": why})).collect::<Vec<_>>(),
+        "unscored": unscored,
     });
-    Ok(DayRun { rows, params, skipped: day.skipped })
+    Ok(DayRun { rows, params, skipped: day.skipped, unscored })
 }

@@ -68,8 +68,10 @@ impl ModelKind for EnsembleConfig {
     fn history_days(&self, warmup: usize) -> Option<usize> {
         self.members.iter().map(|m| m.history_days(warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))
     }
+    /// Never: the score is a (weighted) mean of per-date rank percentiles in (0, 1), not a return, whatever the
+    /// members predict. Expected returns are calibrated from it like a rule's.
     fn score_is_label(&self) -> bool {
-        self.members.iter().all(ModelConfig::score_is_label)
+        false
     }
 }
 

@@ -16,6 +16,8 @@ use stockcast_features::polars::prelude::*;
 use stockcast_features::{FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, PriceFrame, SynthConfig};
 use stockcast_models::{Dataset, History, ModelConfig};
 
+mod overfit;
+
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
 }
@@ -350,9 +352,9 @@ fn performance_statistics_match_hand_computations() {
     assert!(close(metrics::sortino(&r, 0.0), mean / 0.05 * 252f64.sqrt(), 1e-12));
     // Calmar = CAGR / 10 %.
     assert!(close(metrics::calmar(&eq), metrics::cagr(&eq) / 0.1, 1e-12));
-    // Forecast errors: scores 0.01, −0.02 vs labels 0.02, −0.01 → MAE 0.01, MASE 0.01 / 0.015.
+    // Forecast errors: scores 0.01, −0.02 vs labels 0.02, −0.01 → MAE 0.01, relative MAE 0.01 / 0.015.
     let f = metrics::forecast_stats([(0.01, 0.02), (-0.02, -0.01)]);
-    assert!(close(f.mae, 0.01, 1e-12) && close(f.rmse, 0.01, 1e-12) && close(f.mase, 0.01 / 0.015, 1e-12));
+    assert!(close(f.mae, 0.01, 1e-12) && close(f.rmse, 0.01, 1e-12) && close(f.relative_mae, 0.01 / 0.015, 1e-12));
     assert!(close(f.directional_accuracy, 1.0, 0.0));
 }
 

@@ -193,6 +193,8 @@ pub struct RunOut {
     /// Symbols not scored, with the reason.
     #[schema(value_type = Object)]
     pub skipped: serde_json::Value,
+    /// Symbols with prices on the date that the model gave no finite score: not ranked, no action stored.
+    pub unscored: Vec<String>,
 }
 
 /// `POST /v1/recommendations/run` response.

@@ -591,6 +591,7 @@ pub(super) async fn run_recommendations(
             replaced: stored.replaced,
             actions: recommend::action_counts(&day.rows).into_iter().map(|(a, n)| (a.as_str().to_owned(), n)).collect(),
             skipped: day.params["skipped"].clone(),
+            unscored: day.unscored.clone(),
         });
     }
     state.invalidate();

@@ -50,10 +50,52 @@ fn day(scores: &[f64]) -> DayScores {
 }
 
 #[test]
+fn ties_share_one_action_and_unscorable_symbols_are_never_ranked() {
+    // S1, S2, S3 tie at +0.0041; a 20 % / 20 % quantile rule over 6 ranked symbols buys 1 and sells 1, and the sell
+    // boundary falls inside the tie: the three share the milder action (hold). S5 has no score.
+    let d = day(&[0.02, 0.0041, 0.0041, 0.0041, -0.01, f64::NAN, 0.0041]);
+    let (rows, unscored) = recommend::rank(
+        &d,
+        &d.scores,
+        &BTreeMap::new(),
+        &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.2 },
+    );
+    assert_eq!(unscored, ["S5"]);
+    assert!(rows.iter().all(|r| r.symbol != "S5" && r.expected_return.is_finite()));
+    assert_eq!(rows.len(), 6);
+    let action = |s: &str| rows.iter().find(|r| r.symbol == s).unwrap().action;
+    for s in ["S1", "S2", "S3", "S6"] {
+        assert_eq!(action(s), Action::Hold, "{s}");
+    }
+    assert_eq!(action("S0"), Action::Buy);
+    assert_eq!(action("S4"), Action::Sell);
+    // All tied: no symbol name decides a buy or sell.
+    let flat = day(&[0.001; 5]);
+    let (rows, _) = recommend::rank(
+        &flat,
+        &flat.scores,
+        &BTreeMap::new(),
+        &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.2 },
+    );
+    assert!(rows.iter().all(|r| r.action == Action::Hold));
+    // A tie entirely inside the buy bucket stays a buy.
+    let top = day(&[0.05, 0.05, 0.0, -0.01, -0.02, -0.03, -0.04, -0.05, -0.06, -0.07]);
+    let (rows, _) = recommend::rank(
+        &top,
+        &top.scores,
+        &BTreeMap::new(),
+        &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.2 },
+    );
+    assert_eq!(rows[0].action, Action::Buy);
+    assert_eq!(rows[1].action, Action::Buy);
+}
+
+#[test]
 fn ranks_follow_expected_returns_and_actions_follow_the_rule() {
     let d = day(&[0.01, -0.02, 0.03, 0.0, -0.01]);
     let sectors: BTreeMap<String, String> = [("S2".to_owned(), "Tech".to_owned())].into();
-    let q = recommend::rank(&d, &d.scores, &sectors, &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.4 });
+    let (q, _) =
+        recommend::rank(&d, &d.scores, &sectors, &ActionRule::Quantile { buy_fraction: 0.2, sell_fraction: 0.4 });
     let order: Vec<&str> = q.iter().map(|r| r.symbol.as_str()).collect();
     assert_eq!(order, ["S2", "S0", "S3", "S4", "S1"]);
     assert_eq!(q.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
@@ -61,7 +103,8 @@ fn ranks_follow_expected_returns_and_actions_follow_the_rule() {
     assert_eq!(actions, [Action::Buy, Action::Hold, Action::Hold, Action::Sell, Action::Sell]);
     assert_eq!(q[0].sector.as_deref(), Some("Tech"));
     assert_eq!(q[1].sector, None);
-    let t = recommend::rank(&d, &d.scores, &sectors, &ActionRule::Threshold { buy_above: 0.005, sell_below: -0.015 });
+    let (t, _) =
+        recommend::rank(&d, &d.scores, &sectors, &ActionRule::Threshold { buy_above: 0.005, sell_below: -0.015 });
     let actions: Vec<Action> = t.iter().map(|r| r.action).collect();
     assert_eq!(actions, [Action::Buy, Action::Buy, Action::Hold, Action::Hold, Action::Sell]);
     assert!(ActionRule::Quantile { buy_fraction: 0.7, sell_fraction: 0.4 }.validate().is_err());
