@@ -86,22 +86,43 @@ pub struct DataArgs {
     /// Securities file (`symbol,name,sector`) whose sector is carried along.
     #[arg(long, value_name = "FILE")]
     pub securities: Option<PathBuf>,
-    /// Override every quality check's policy.
+    /// Policy for row defects (unparseable, non-finite, non-positive, negative-volume, OHLC-inconsistent and
+    /// duplicate rows): `drop` quarantines exactly those rows. Series findings about valid bars keep their own
+    /// policies: gaps and zero-volume streaks warn (or error, never drop), suspect splits warn (remedy: --splits
+    /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
     /// Write every removed row with its reason to this CSV (default when rows are removed:
     /// `<output or input stem>.quarantine.csv`).
     #[arg(long, value_name = "FILE")]
     pub quarantine: Option<PathBuf>,
-    /// Quality policies and thresholds (TOML: `[policies]` check = "error|drop|warn", thresholds).
+    /// Quality policies and thresholds (TOML: `[policies]` check = "error|drop|warn", thresholds, `[[splits]]`,
+    /// `adjust_detected_splits`).
     #[arg(long, value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
+    /// Declared stock splits (CSV `symbol,date,ratio`, ratio = new shares per old share): the symbol's earlier
+    /// OHLC are divided by the ratio and its volume multiplied, before the series checks; listed in the report.
+    #[arg(long, value_name = "FILE")]
+    pub splits: Option<PathBuf>,
+    /// Back-adjust every suspected unadjusted split (a non-reverting overnight move near a common split ratio)
+    /// by that ratio instead of only warning; each adjustment is listed in the report.
+    #[arg(long)]
+    pub adjust_detected_splits: bool,
 }
 
 impl DataArgs {
-    /// A price file with default quality handling (policies from the defaults, or all set to `on_bad_rows`).
+    /// A price file with default quality handling (policies from the defaults, row defects set to `on_bad_rows`).
     pub fn file(prices: PathBuf, securities: Option<PathBuf>, on_bad_rows: Option<PolicyArg>) -> Self {
-        Self { prices, symbol: None, securities, on_bad_rows, quarantine: None, quality_config: None }
+        Self {
+            prices,
+            symbol: None,
+            securities,
+            on_bad_rows,
+            quarantine: None,
+            quality_config: None,
+            splits: None,
+            adjust_detected_splits: false,
+        }
     }
 }
 
@@ -195,7 +216,10 @@ pub struct BacktestArgs {
     /// Slippage per side in basis points.
     #[arg(long)]
     pub slippage_bps: Option<f64>,
-    /// Override every quality check's policy.
+    /// Policy for row defects (unparseable, non-finite, non-positive, negative-volume, OHLC-inconsistent and
+    /// duplicate rows): `drop` quarantines exactly those rows. Series findings about valid bars keep their own
+    /// policies: gaps and zero-volume streaks warn (or error, never drop), suspect splits warn (remedy: --splits
+    /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
 }
@@ -247,7 +271,10 @@ pub struct TrainArgs {
     /// Creation time recorded in manifests and alias history (RFC 3339; default: now).
     #[arg(long, value_name = "TIME")]
     pub created_at: Option<String>,
-    /// Override every quality check's policy.
+    /// Policy for row defects (unparseable, non-finite, non-positive, negative-volume, OHLC-inconsistent and
+    /// duplicate rows): `drop` quarantines exactly those rows. Series findings about valid bars keep their own
+    /// policies: gaps and zero-volume streaks warn (or error, never drop), suspect splits warn (remedy: --splits
+    /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
 }
@@ -322,7 +349,10 @@ pub struct RecommendArgs {
     /// Securities file (`symbol,name,sector`) for sectors not stored in the database.
     #[arg(long, value_name = "FILE")]
     pub securities: Option<PathBuf>,
-    /// Override every quality check's policy.
+    /// Policy for row defects (unparseable, non-finite, non-positive, negative-volume, OHLC-inconsistent and
+    /// duplicate rows): `drop` quarantines exactly those rows. Series findings about valid bars keep their own
+    /// policies: gaps and zero-volume streaks warn (or error, never drop), suspect splits warn (remedy: --splits
+    /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
     /// Action rule: `quantile` (top/bottom fractions of the ranking) or `threshold` (expected-return cut-offs).

@@ -18,16 +18,20 @@ pub struct PriceInput {
     pub symbol: Option<String>,
     /// Securities file (`symbol,name,sector`).
     pub securities: Option<PathBuf>,
-    /// Overrides every quality check's policy.
+    /// Overrides the policy of the row-defect checks.
     pub on_bad_rows: Option<Policy>,
     /// Where removed rows go (default: `<stem>.quarantine.csv` beside the output).
     pub quarantine: Option<PathBuf>,
     /// Quality policies and thresholds (TOML).
     pub quality_config: Option<PathBuf>,
+    /// Declared splits (CSV `symbol,date,ratio`), added to the config's.
+    pub splits: Option<PathBuf>,
+    /// Back-adjust detected suspect splits.
+    pub adjust_detected_splits: bool,
 }
 
 impl PriceInput {
-    /// A price file or URL with default quality handling (all policies set to `on_bad_rows` when given).
+    /// A price file or URL with default quality handling (row-defect policies set to `on_bad_rows` when given).
     pub fn file(prices: PathBuf, securities: Option<PathBuf>, on_bad_rows: Option<Policy>) -> Self {
         Self { prices, securities, on_bad_rows, ..Self::default() }
     }
@@ -42,6 +46,11 @@ pub fn quality_config(input: &PriceInput) -> anyhow::Result<QualityConfig> {
     if let Some(p) = input.on_bad_rows {
         cfg.on_bad_rows = Some(p);
     }
+    if let Some(path) = &input.splits {
+        cfg.splits.extend(stockcast_features::read_splits(path)?);
+    }
+    cfg.adjust_detected_splits |= input.adjust_detected_splits;
+    cfg.validate()?;
     Ok(cfg)
 }
 

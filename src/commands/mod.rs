@@ -71,6 +71,8 @@ impl DataArgs {
             on_bad_rows: self.on_bad_rows.map(policy),
             quarantine: self.quarantine.clone(),
             quality_config: self.quality_config.clone(),
+            splits: self.splits.clone(),
+            adjust_detected_splits: self.adjust_detected_splits,
         }
     }
 }

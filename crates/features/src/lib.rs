@@ -26,7 +26,7 @@ pub use matrix::{FeatureMatrix, MatrixOptions};
 pub use prices::{
     LoadOptions, Loaded, PriceFrame, SeriesColumns, SymbolSeries, check_bars, is_database_url, load_prices,
 };
-pub use quality::{Check, Policy, QualityConfig, QualityReport};
+pub use quality::{Check, Policy, QualityConfig, QualityReport, SplitAdjustment, SplitEvent, read_splits};
 pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 pub use synth::{SynthConfig, synth_prices};
 

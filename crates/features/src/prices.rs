@@ -161,6 +161,7 @@ pub fn check_bars(mut bars: Bars, quality: &QualityConfig, securities: Vec<Secur
     };
     run.row_checks(&mut bars).map_err(|e| with_report(e, &run))?;
     let adjusted = if stored { bars.field(PriceField::AdjClose).is_some() } else { adjust(&mut bars) };
+    run.declared_splits(&mut bars);
     run.series_checks(&mut bars).map_err(|e| with_report(e, &run))?;
     let raw_close = match (adjusted, stored) {
         (false, _) => None,

@@ -2,6 +2,15 @@
 //!
 //! Row checks run on the raw parsed rows (before adjustment); series checks run per symbol on the sorted,
 //! adjusted prices, so a split that `adj_close` explains is not reported as a suspicious move.
+//!
+//! Row defects and series findings get different remedies. A row defect (unparseable, non-finite, non-positive,
+//! negative volume, OHLC-inconsistent, duplicate) is a bad row: `drop` removes it (and `--on-bad-rows` sets the
+//! policy of exactly these checks). A series finding is about valid bars: the first bar after a gap is real data
+//! (dropping it only widens the gap), so `gap`, `zero_volume_streak` and `unsorted` are `warn` or `error`, never
+//! `drop`; a suspected unadjusted split is remedied by adjusting, not by dropping the day after it (which leaves
+//! the split in the series): declared splits (`splits`, `--splits FILE` with `symbol,date,ratio`) and, with
+//! `adjust_detected_splits`, the detected ones back-adjust the symbol's earlier OHLC (÷ ratio) and volume
+//! (× ratio), each adjustment listed in the report. A reverting spike (a bad print) may be dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -108,6 +117,24 @@ impl Check {
         }
     }
 
+    /// True for checks that find bad rows (as opposed to findings about a symbol's series of valid bars).
+    pub fn is_row_defect(self) -> bool {
+        matches!(
+            self,
+            Self::Unparseable
+                | Self::NonFinite
+                | Self::NonPositive
+                | Self::NegativeVolume
+                | Self::OhlcInconsistent
+                | Self::Duplicate
+        )
+    }
+
+    /// Whether `drop` is a remedy for this check: row defects and reverting spikes only.
+    pub fn can_drop(self) -> bool {
+        self.is_row_defect() || self == Self::Spike
+    }
+
     /// The default policy: errors for unusable values, drop for OHLC inconsistencies, warn for the rest.
     pub fn default_policy(self) -> Policy {
         match self {
@@ -124,10 +151,14 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QualityConfig {
-    /// Policy per check; checks not listed use [`Check::default_policy`].
+    /// Policy per check; checks not listed use [`Check::default_policy`]. `drop` only for row defects and spikes.
     pub policies: BTreeMap<Check, Policy>,
-    /// Overrides every check's policy when set (`--on-bad-rows`).
+    /// Overrides the policy of every row-defect check when set (`--on-bad-rows`); series checks keep theirs.
     pub on_bad_rows: Option<Policy>,
+    /// Declared splits, back-adjusted before the series checks (`--splits FILE`).
+    pub splits: Vec<SplitEvent>,
+    /// Back-adjust every detected suspect split by the common ratio it is near (`--adjust-detected-splits`).
+    pub adjust_detected_splits: bool,
     /// A gap is flagged when more trading days of the data's calendar than this are missing between two bars.
     pub max_gap_trading_days: usize,
     /// A gap is also flagged when two consecutive bars are more calendar days apart than this.
@@ -143,6 +174,8 @@ impl Default for QualityConfig {
         Self {
             policies: BTreeMap::new(),
             on_bad_rows: None,
+            splits: Vec::new(),
+            adjust_detected_splits: false,
             max_gap_trading_days: 5,
             max_gap_calendar_days: 14,
             move_threshold: 0.4,
@@ -152,9 +185,10 @@ impl Default for QualityConfig {
 }
 
 impl QualityConfig {
-    /// The policy in force for a check.
+    /// The policy in force for a check: `on_bad_rows` for row defects, else the configured or default policy.
     pub fn policy(&self, check: Check) -> Policy {
-        self.on_bad_rows.or_else(|| self.policies.get(&check).copied()).unwrap_or_else(|| check.default_policy())
+        let over = if check.is_row_defect() { self.on_bad_rows } else { None };
+        over.or_else(|| self.policies.get(&check).copied()).unwrap_or_else(|| check.default_policy())
     }
 
     /// Validates thresholds.
@@ -165,8 +199,88 @@ impl QualityConfig {
         if self.zero_volume_streak == 0 {
             return Err(Error::config("quality config", "zero_volume_streak must be at least 1"));
         }
+        for (check, policy) in &self.policies {
+            if *policy == Policy::Drop && !check.can_drop() {
+                let remedy = match check {
+                    Check::SuspectSplit => "declare the split (--splits FILE) or use --adjust-detected-splits",
+                    Check::Gap => "the bar after a gap is valid data; dropping it widens the gap",
+                    _ => "its rows are valid bars",
+                };
+                return Err(Error::config(
+                    "quality config",
+                    format!("`{}` cannot be `drop` (warn or error only): {remedy}", check.name()),
+                ));
+            }
+        }
+        for s in &self.splits {
+            if !(s.ratio > 0.0 && s.ratio.is_finite()) {
+                return Err(Error::config(
+                    "quality config",
+                    format!("split {} {}: ratio must be a positive number, got {}", s.symbol, s.date, s.ratio),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// A stock split: from `date` on, one old share is `ratio` new shares (2 for a 2-for-1 split; 0.1 for a 1-for-10
+/// reverse split). Rows before `date` are back-adjusted: OHLC ÷ ratio, volume × ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEvent {
+    /// Symbol.
+    pub symbol: String,
+    /// First trading date at the new share count.
+    pub date: NaiveDate,
+    /// New shares per old share.
+    pub ratio: f64,
+}
+
+/// Reads a splits file: a header, then `symbol,date,ratio` rows (dates as in price files).
+///
+/// # Errors
+/// An unreadable file; [`Error::BadInput`] naming the file and line of a bad row.
+pub fn read_splits(path: &Path) -> Result<Vec<SplitEvent>> {
+    let text = crate::io::read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let c: Vec<&str> = line.split(',').map(str::trim).collect();
+        let bad = |m: String| Error::bad_input(path, format!("line {}: {m}", i + 1));
+        if c.len() != 3 {
+            return Err(bad(format!("expected symbol,date,ratio, got {line:?}")));
+        }
+        let date = crate::load::parse_date(c[1])
+            .ok_or_else(|| bad(format!("date {:?} is not YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD", c[1])))?;
+        let ratio: f64 = c[2]
+            .parse()
+            .ok()
+            .filter(|r: &f64| *r > 0.0 && r.is_finite())
+            .ok_or_else(|| bad(format!("ratio {:?} is not a positive number", c[2])))?;
+        if c[0].is_empty() {
+            return Err(bad("empty symbol".into()));
+        }
+        out.push(SplitEvent { symbol: c[0].to_owned(), date, ratio });
+    }
+    Ok(out)
+}
+
+/// A split adjustment the quality stage applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitAdjustment {
+    /// Symbol.
+    pub symbol: String,
+    /// First date at the new share count.
+    pub date: NaiveDate,
+    /// New shares per old share; earlier OHLC were divided by it, volume multiplied.
+    pub ratio: f64,
+    /// `declared` (a splits file or config) or `detected` (a suspect split adjusted by its common ratio).
+    pub source: &'static str,
+    /// Rows adjusted (the symbol's rows before `date`).
+    pub rows: usize,
 }
 
 /// One flagged row as it appears in reports.
@@ -235,6 +349,8 @@ pub struct QualityReport {
     pub adjusted: bool,
     /// Per-check outcomes, in [`Check::ALL`] order.
     pub checks: Vec<CheckSummary>,
+    /// Split adjustments applied (declared and detected), in the order applied.
+    pub split_adjustments: Vec<SplitAdjustment>,
     /// Every removed row.
     #[serde(skip)]
     pub quarantine: Vec<QuarantinedRow>,
@@ -264,6 +380,7 @@ impl QualityReport {
                     examples: vec![],
                 })
                 .collect(),
+            split_adjustments: Vec::new(),
             quarantine: Vec::new(),
         }
     }
@@ -316,6 +433,13 @@ impl QualityReport {
         }
         if self.checks.iter().all(|c| c.flagged == 0) {
             let _ = writeln!(s, "  all {} checks passed", self.checks.len());
+        }
+        for a in &self.split_adjustments {
+            let _ = writeln!(
+                s,
+                "  split adjusted ({}): {} {} ratio {} ({} earlier rows: OHLC ÷ {}, volume × {})",
+                a.source, a.symbol, a.date, a.ratio, a.rows, a.ratio, a.ratio
+            );
         }
         s
     }
@@ -625,6 +749,8 @@ impl<'a> QualityRun<'a> {
         let t = self.cfg.move_threshold;
         let (lo, hi) = (1.0 / (1.0 + t), 1.0 + t);
         let mut flags = Vec::new();
+        // Detected splits to back-adjust: (first row of the symbol, the split row, new shares per old share).
+        let mut detected: Vec<(usize, usize, f64)> = Vec::new();
         let n = bars.len();
         let mut start = 0;
         while start < n {
@@ -663,7 +789,10 @@ impl<'a> QualityRun<'a> {
                 }
                 if g < lo || g > hi {
                     let reverts = next.is_some_and(|n| n.ln() * g.ln() < 0.0 && n.ln().abs() >= 0.5 * g.ln().abs());
-                    if let (false, Some(ratio)) = (reverts, split_ratio(g)) {
+                    if let (false, Some((factor, ratio))) = (reverts, split_ratio(g)) {
+                        if self.cfg.adjust_detected_splits {
+                            detected.push((start, row, 1.0 / factor));
+                        }
                         let what = if open.is_some() { "opened" } else { "closed" };
                         let hint = if open.is_some() { "" } else { " (close-only data: could be a real move)" };
                         flags.push(Flag {
@@ -705,7 +834,53 @@ impl<'a> QualityRun<'a> {
             }
             start = end;
         }
+        if !detected.is_empty() {
+            // Adjusted suspect splits are remedied: reported as `adjusted`, not subject to the split policy.
+            let rows: Vec<usize> = detected.iter().map(|d| d.1).collect();
+            let (adjusted, rest): (Vec<Flag>, Vec<Flag>) =
+                flags.into_iter().partition(|f| f.check == Check::SuspectSplit && rows.contains(&f.row));
+            let examples: Vec<FlagRecord> = adjusted.iter().take(5).map(|f| Self::record(bars, f)).collect();
+            let summary = self.report.check_mut(Check::SuspectSplit);
+            summary.flagged += adjusted.len();
+            summary.examples = examples;
+            summary.action = "adjusted";
+            flags = rest;
+            for (first, row, ratio) in detected {
+                let date = dates[row];
+                let symbol = bars.symbol_names[bars.symbol[row] as usize].clone();
+                back_adjust(bars, first..row, ratio);
+                self.report.split_adjustments.push(SplitAdjustment {
+                    symbol,
+                    date,
+                    ratio,
+                    source: "detected",
+                    rows: row - first,
+                });
+            }
+        }
         self.apply(bars, flags, |_| false)
+    }
+
+    /// Back-adjusts the declared splits (`splits`) on rows sorted by (symbol, date): each split divides the
+    /// symbol's earlier OHLC by its ratio and multiplies their volume by it. A split of a symbol the data does
+    /// not have adjusts nothing (listed with 0 rows).
+    pub fn declared_splits(&mut self, bars: &mut Bars) {
+        for s in &self.cfg.splits {
+            let code = bars.symbol_names.iter().position(|n| *n == s.symbol);
+            let rows: Vec<usize> = (0..bars.len())
+                .filter(|&i| Some(bars.symbol[i] as usize) == code && bars.date[i].is_some_and(|d| d < s.date))
+                .collect();
+            if let (Some(&a), Some(&b)) = (rows.first(), rows.last()) {
+                back_adjust(bars, a..b + 1, s.ratio);
+            }
+            self.report.split_adjustments.push(SplitAdjustment {
+                symbol: s.symbol.clone(),
+                date: s.date,
+                ratio: s.ratio,
+                source: "declared",
+                rows: rows.len(),
+            });
+        }
     }
 
     /// Finishes the report with the kept rows' symbols and date range.
@@ -722,8 +897,22 @@ impl<'a> QualityRun<'a> {
     }
 }
 
-/// The common split ratio (`2:1`, `3:2`, `1:4`...) a close ratio is near (within 4 %), if any.
-fn split_ratio(r: f64) -> Option<&'static str> {
+/// Divides OHLC of `rows` by `ratio` and multiplies their volume by it.
+fn back_adjust(bars: &mut Bars, rows: std::ops::Range<usize>, ratio: f64) {
+    for (f, values) in &mut bars.fields {
+        let v = &mut values[rows.clone()];
+        match f {
+            PriceField::Open | PriceField::High | PriceField::Low | PriceField::Close => {
+                v.iter_mut().for_each(|x| *x /= ratio);
+            }
+            PriceField::Volume => v.iter_mut().for_each(|x| *x *= ratio),
+            PriceField::AdjClose => {}
+        }
+    }
+}
+
+/// The common split (price ratio, name: `2:1`, `3:2`, `1:4`...) a close ratio is near (within 4 %), if any.
+fn split_ratio(r: f64) -> Option<(f64, &'static str)> {
     const RATIOS: [(f64, &str); 14] = [
         (1.0 / 2.0, "2:1"),
         (1.0 / 3.0, "3:1"),
@@ -740,7 +929,7 @@ fn split_ratio(r: f64) -> Option<&'static str> {
         (10.0, "1:10"),
         (20.0, "1:20"),
     ];
-    RATIOS.iter().find(|(x, _)| (r / x - 1.0).abs() < 0.04).map(|(_, s)| *s)
+    RATIOS.iter().find(|(x, _)| (r / x - 1.0).abs() < 0.04).copied()
 }
 
 #[cfg(test)]
@@ -749,11 +938,12 @@ mod tests {
 
     #[test]
     fn split_ratios_are_recognised() {
-        assert_eq!(split_ratio(0.5), Some("2:1"));
-        assert_eq!(split_ratio(0.49), Some("2:1"));
-        assert_eq!(split_ratio(0.34), Some("3:1"));
-        assert_eq!(split_ratio(0.58), None);
-        assert_eq!(split_ratio(2.02), Some("1:2"));
+        let name = |r: f64| split_ratio(r).map(|x| x.1);
+        assert_eq!(name(0.5), Some("2:1"));
+        assert_eq!(name(0.49), Some("2:1"));
+        assert_eq!(name(0.34), Some("3:1"));
+        assert_eq!(name(0.58), None);
+        assert_eq!(name(2.02), Some("1:2"));
     }
 
     #[test]
@@ -765,8 +955,21 @@ mod tests {
         cfg.policies.insert(Check::Gap, Policy::Error);
         assert_eq!(cfg.policy(Check::Gap), Policy::Error);
         cfg.on_bad_rows = Some(Policy::Drop);
-        assert_eq!(cfg.policy(Check::Gap), Policy::Drop);
+        // `--on-bad-rows` sets the row defects' policy; series checks keep theirs.
+        assert_eq!(cfg.policy(Check::Gap), Policy::Error);
+        assert_eq!(cfg.policy(Check::SuspectSplit), Policy::Warn);
         assert_eq!(cfg.policy(Check::Duplicate), Policy::Drop);
+        assert_eq!(cfg.policy(Check::OhlcInconsistent), Policy::Drop);
+        // `drop` is refused for findings about valid bars.
+        for check in [Check::Gap, Check::SuspectSplit, Check::ZeroVolumeStreak, Check::Unsorted] {
+            let mut c = QualityConfig::default();
+            c.policies.insert(check, Policy::Drop);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(check.name()) && e.contains("cannot be `drop`"), "{e}");
+        }
+        let mut c = QualityConfig::default();
+        c.policies.insert(Check::Spike, Policy::Drop);
+        c.validate().unwrap();
     }
 
     #[test]

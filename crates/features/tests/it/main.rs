@@ -10,6 +10,7 @@
     clippy::default_trait_access
 )]
 
+mod dirty;
 mod incremental;
 mod indicators;
 mod loading;
