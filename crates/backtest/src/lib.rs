@@ -18,4 +18,4 @@ pub use error::{Error, Result};
 pub use portfolio::{Fill, Market, Rule, Simulation, StrategyConfig, StrategyKind};
 pub use report::{Evaluation, ModelReport, RunMeta};
 pub use runner::{ModelSpec, OosPrediction, RunOptions, WalkForward};
-pub use split::{Fold, SplitConfig, WindowKind};
+pub use split::{Fold, SplitConfig, SplitKind, WindowKind};

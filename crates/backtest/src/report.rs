@@ -40,6 +40,25 @@ pub struct ModelReport {
     pub predict_seconds: f64,
     /// Bootstrap intervals, PSR and DSR.
     pub overfit: ModelOverfit,
+    /// CPCV runs: the strategy's Sharpe ratio and the mean Rank IC on every backtest path.
+    pub cpcv: Option<CpcvPaths>,
+}
+
+/// Per-path results of a CPCV run (path 0 is the one the rest of the report shows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpcvPaths {
+    /// Paths.
+    pub paths: usize,
+    /// Annualised Sharpe ratio of the strategy on each path.
+    pub sharpe: Vec<f64>,
+    /// Mean daily Rank IC on each path.
+    pub rank_ic: Vec<f64>,
+    /// Mean and sample std of the paths' Sharpe ratios.
+    pub sharpe_mean: f64,
+    /// Sample std of the paths' Sharpe ratios.
+    pub sharpe_std: f64,
+    /// Share of paths with a positive Sharpe ratio.
+    pub sharpe_positive: f64,
 }
 
 /// The evaluation of a run: per model, and the run-level overfitting statistics.
@@ -65,6 +84,11 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Evaluation> {
     let mut reports = evaluate_models(wf, models, market, strategy, index)?;
+    for r in &mut reports {
+        if let Some(paths) = wf.paths.get(&r.name) {
+            r.cpcv = Some(cpcv_paths(&r.name, paths, market, strategy)?);
+        }
+    }
     let returns: Vec<(Vec<NaiveDate>, Vec<f64>)> = reports
         .iter()
         .map(|m| {
@@ -81,6 +105,34 @@ pub fn evaluate(
         r.overfit = o;
     }
     Ok(Evaluation { models: reports, overfitting })
+}
+
+fn cpcv_paths(
+    name: &str,
+    paths: &[Vec<crate::runner::OosPrediction>],
+    market: &Market,
+    strategy: &StrategyConfig,
+) -> Result<CpcvPaths> {
+    let mut sharpe = Vec::new();
+    let mut rank_ic = Vec::new();
+    for (i, preds) in paths.iter().enumerate() {
+        let scores: BTreeMap<(NaiveDate, String), f64> =
+            preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+        let sim = portfolio::simulate(strategy, market, &scores, None)
+            .map_err(|e| Error::Data(format!("model {name}, cpcv path {i}: {e}")))?;
+        sharpe.push(sim.stats.sharpe);
+        rank_ic
+            .push(metrics::signal_stats(&metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)))).rank_ic);
+    }
+    let finite: Vec<f64> = sharpe.iter().copied().filter(|v| v.is_finite()).collect();
+    Ok(CpcvPaths {
+        paths: paths.len(),
+        sharpe_mean: metrics::mean(&finite),
+        sharpe_std: metrics::std(&finite),
+        sharpe_positive: finite.iter().filter(|v| **v > 0.0).count() as f64 / finite.len().max(1) as f64,
+        sharpe,
+        rank_ic,
+    })
 }
 
 fn evaluate_models(
@@ -121,6 +173,7 @@ fn evaluate_models(
                 fit_seconds: rows.clone().map(|r| r.fit_seconds).sum(),
                 predict_seconds: rows.map(|r| r.predict_seconds).sum(),
                 overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
+                cpcv: None,
             })
         })
         .collect()
@@ -188,6 +241,9 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         merge(&mut o, &m.signal)?;
         merge(&mut o, &m.forecast)?;
         merge(&mut o, &m.overfit)?;
+        if let Some(c) = &m.cpcv {
+            o.insert("cpcv".into(), serde_json::to_value(c).map_err(|e| Error::Data(e.to_string()))?);
+        }
         o.insert("fit_seconds".into(), json!(m.fit_seconds));
         o.insert("predict_seconds".into(), json!(m.predict_seconds));
         let folds: Vec<Value> = wf
@@ -249,6 +305,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
             "valid_end": (!f.valid.is_empty()).then(|| wf.calendar[f.valid.end - 1]),
             "test_start": wf.calendar.get(f.test.start), "test_end": f.test.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
             "fit_fold": f.fit_fold,
+            "path": f.path,
         })).collect::<Vec<_>>(),
         "benchmark": bench,
         "overfitting": eval.overfitting,

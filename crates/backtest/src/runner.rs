@@ -83,8 +83,11 @@ pub struct WalkForward {
     pub folds: Vec<Fold>,
     /// Per model and fold (model order of the run, then fold order).
     pub results: Vec<FoldResult>,
-    /// Out-of-sample predictions per model, ordered by date then symbol.
+    /// Out-of-sample predictions per model, ordered by date then symbol (CPCV: path 0).
     pub predictions: BTreeMap<String, Vec<OosPrediction>>,
+    /// CPCV: every path's predictions per model (path 0 first), each ordered by date then symbol; empty for
+    /// walk-forward runs.
+    pub paths: BTreeMap<String, Vec<Vec<OosPrediction>>>,
 }
 
 /// Run parameters.
@@ -151,11 +154,15 @@ pub fn training_rows(
 }
 
 /// [`training_rows`] over the calendar span `span`, purged against the date at calendar index `before`.
-fn select_training(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Dataset {
-    let Some((a, b)) = span_dates(cal, span) else { return data.filter(|_| false) };
+fn span_training_rows(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Vec<usize> {
+    let Some((a, b)) = span_dates(cal, span) else { return Vec::new() };
     // Past the calendar's end nothing follows: every label known in the data may be used.
     let before = cal.get(before).copied().unwrap_or(NaiveDate::MAX);
-    data.rows(&training_rows(data, a, b, before, label_span))
+    training_rows(data, a, b, before, label_span)
+}
+
+fn select_training(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Dataset {
+    data.rows(&span_training_rows(data, cal, span, before, label_span))
 }
 
 struct Task {
@@ -239,17 +246,25 @@ pub fn run(
     }
     let mut results = Vec::new();
     let mut predictions = BTreeMap::new();
+    let mut paths = BTreeMap::new();
+    let n_paths = folds.iter().map(|f| f.path + 1).max().unwrap_or(1);
+    let cpcv = folds.iter().any(|f| !f.train_parts.is_empty());
     for (m, mut rows) in models.iter().zip(per_model) {
         rows.sort_by_key(|(r, _)| r.fold);
-        let mut preds: Vec<OosPrediction> = Vec::new();
+        let mut by_path: Vec<Vec<OosPrediction>> = vec![Vec::new(); n_paths];
         for (r, p) in rows {
+            by_path[folds[r.fold].path].extend(p);
             results.push(r);
-            preds.extend(p);
         }
-        preds.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
-        predictions.insert(m.name.clone(), preds);
+        for preds in &mut by_path {
+            preds.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
+        }
+        predictions.insert(m.name.clone(), by_path[0].clone());
+        if cpcv {
+            paths.insert(m.name.clone(), by_path);
+        }
     }
-    Ok(WalkForward { calendar: cal, folds, results, predictions })
+    Ok(WalkForward { calendar: cal, folds, results, predictions, paths })
 }
 
 fn run_task(
@@ -274,7 +289,17 @@ fn run_task(
     // Training labels end before the next window (validation or test), validation labels before the test.
     let span = opts.label_span;
     let train_before = if uses_valid { fit_fold.valid.start } else { fit_fold.test.start };
-    let train = select_training(data, cal, &train_span, train_before, span);
+    let train = if fit_fold.train_parts.is_empty() {
+        select_training(data, cal, &train_span, train_before, span)
+    } else {
+        // CPCV: the training runs around the test groups, each purged against the group that follows it.
+        let rows: Vec<usize> = fit_fold
+            .train_parts
+            .iter()
+            .flat_map(|(s, before)| span_training_rows(data, cal, s, *before, span))
+            .collect();
+        data.rows(&rows)
+    };
     let valid = uses_valid.then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
     if train.is_empty() && spec.config.learns() {
         return Err(Error::Data(format!(

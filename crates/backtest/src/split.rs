@@ -1,6 +1,14 @@
-//! Walk-forward folds over the data's trading dates: expanding or rolling train window, a gap (purge) of at least
-//! the label horizon between the last training date and the first test date, an optional validation tail inside
-//! the train window (after its own gap), and refits every k folds.
+//! Folds over the data's trading dates.
+//!
+//! - Walk-forward (`kind = "walk_forward"`, the default): expanding or rolling train window, a gap (purge) of at
+//!   least the label horizon between the last training date and the first test date, an optional validation tail
+//!   inside the train window (after its own gap), and refits every k folds.
+//! - Combinatorial purged cross-validation (`kind = "cpcv"`, López de Prado 2018, ch. 12): the calendar is cut
+//!   into `groups` equal contiguous groups; every choice of `test_groups` of them is one split whose model trains
+//!   on the other groups and predicts the chosen ones. Training rows before a test group are purged per symbol
+//!   (no label window reaches the test group, see the runner); the first `embargo_days` dates after a test group
+//!   are not trained on. Each test group of a split is one [`Fold`] sharing the split's fit; the `C(N−1, k−1)`
+//!   splits that test a group give it paths 0, 1, …, so every path is a complete out-of-sample history.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -18,11 +26,34 @@ pub enum WindowKind {
     Rolling,
 }
 
+/// Which splitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    /// Walk-forward folds (expanding or rolling window).
+    #[default]
+    WalkForward,
+    /// Combinatorial purged cross-validation.
+    Cpcv,
+}
+
 /// Splitter parameters, in trading dates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitConfig {
-    /// Expanding or rolling training window.
+    /// Walk-forward or combinatorial purged cross-validation.
+    #[serde(default)]
+    pub kind: SplitKind,
+    /// CPCV: contiguous groups the calendar is cut into (N).
+    #[serde(default = "default_groups")]
+    pub groups: usize,
+    /// CPCV: groups tested per split (k).
+    #[serde(default = "default_test_groups")]
+    pub test_groups: usize,
+    /// CPCV: dates after each test group that are not trained on (default: the gap, i.e. the label horizon).
+    #[serde(default)]
+    pub embargo_days: Option<usize>,
+    /// Walk-forward: expanding or rolling training window.
     #[serde(default)]
     pub window: WindowKind,
     /// Rolling: training dates per fold. Expanding: ignored.
@@ -62,10 +93,25 @@ fn default_test() -> usize {
 fn default_refit() -> usize {
     1
 }
+fn default_groups() -> usize {
+    6
+}
+fn default_test_groups() -> usize {
+    2
+}
+
+/// `n` choose `k` (saturating).
+pub fn choose(n: usize, k: usize) -> usize {
+    (0..k.min(n)).fold(1usize, |acc, i| acc.saturating_mul(n - i) / (i + 1))
+}
 
 impl Default for SplitConfig {
     fn default() -> Self {
         Self {
+            kind: SplitKind::WalkForward,
+            groups: default_groups(),
+            test_groups: default_test_groups(),
+            embargo_days: None,
             window: WindowKind::Expanding,
             train_days: default_train(),
             min_train_days: default_min_train(),
@@ -94,6 +140,12 @@ pub struct Fold {
     pub test: Span,
     /// The fold whose fit this fold uses (itself when it refits).
     pub fit_fold: usize,
+    /// CPCV: the training spans of the split, each with the calendar index its labels must end before (the
+    /// next test group's start, or the calendar's length). Empty for walk-forward folds (`train`/`valid` apply).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub train_parts: Vec<(Span, usize)>,
+    /// CPCV: the backtest path this fold's predictions belong to (0 for walk-forward folds).
+    pub path: usize,
 }
 
 impl SplitConfig {
@@ -108,6 +160,22 @@ impl SplitConfig {
     /// [`Error::Config`] naming the field.
     pub fn validate(&self, horizon: usize) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("split: {m}")));
+        if self.kind == SplitKind::Cpcv {
+            if self.groups < 2 || self.test_groups == 0 || self.test_groups >= self.groups {
+                return err(format!(
+                    "cpcv needs groups ≥ 2 and 1 ≤ test_groups < groups, got groups = {}, test_groups = {}",
+                    self.groups, self.test_groups
+                ));
+            }
+            if choose(self.groups, self.test_groups) > 1000 {
+                return err(format!(
+                    "cpcv with groups = {} and test_groups = {} makes {} splits (at most 1000)",
+                    self.groups,
+                    self.test_groups,
+                    choose(self.groups, self.test_groups)
+                ));
+            }
+        }
         if self.test_days == 0 || self.min_train_days == 0 || self.refit_every == 0 {
             return err("test_days, min_train_days and refit_every must be at least 1".into());
         }
@@ -148,6 +216,9 @@ impl SplitConfig {
     /// [`Error::Config`] for invalid parameters, [`Error::Data`] when the calendar is too short for one fold.
     pub fn folds(&self, n: usize, horizon: usize) -> Result<Vec<Fold>> {
         self.validate(horizon)?;
+        if self.kind == SplitKind::Cpcv {
+            return self.cpcv_folds(n, horizon);
+        }
         let gap = self.gap(horizon);
         let step = self.step_days.unwrap_or(self.test_days);
         let first_test = self.min_train_days + gap;
@@ -173,8 +244,80 @@ impl SplitConfig {
                 (train_start..train_end, train_end..train_end)
             };
             let fit_fold = id - id % self.refit_every;
-            folds.push(Fold { id, train, valid, test: test_start..(test_start + self.test_days).min(n), fit_fold });
+            folds.push(Fold {
+                id,
+                train,
+                valid,
+                test: test_start..(test_start + self.test_days).min(n),
+                fit_fold,
+                train_parts: Vec::new(),
+                path: 0,
+            });
             test_start += step;
+        }
+        Ok(folds)
+    }
+}
+
+impl SplitConfig {
+    /// The embargo after each CPCV test group.
+    pub fn embargo(&self, horizon: usize) -> usize {
+        self.embargo_days.unwrap_or_else(|| self.gap(horizon))
+    }
+
+    /// CPCV folds (see the module doc): splits in lexicographic order of their test groups, one fold per test
+    /// group, the split's first fold carrying the fit.
+    fn cpcv_folds(&self, n: usize, horizon: usize) -> Result<Vec<Fold>> {
+        let (groups, k, embargo) = (self.groups, self.test_groups, self.embargo(horizon));
+        if n < groups * (embargo + 2) {
+            return Err(Error::Data(format!(
+                "{n} trading dates are too few for cpcv with {groups} groups and an embargo of {embargo} dates"
+            )));
+        }
+        let bounds: Vec<Span> = (0..groups).map(|g| g * n / groups..(g + 1) * n / groups).collect();
+        let mut next_path = vec![0usize; groups];
+        let mut folds = Vec::new();
+        for mask in 0u32..(1 << groups) {
+            if mask.count_ones() as usize != k {
+                continue;
+            }
+            let tested = |g: usize| (mask >> g) & 1 == 1;
+            // Training runs: maximal stretches of untested groups, embargoed after a test group, purged before one.
+            let mut parts = Vec::new();
+            let mut g = 0;
+            while g < groups {
+                if tested(g) {
+                    g += 1;
+                    continue;
+                }
+                let first = g;
+                while g < groups && !tested(g) {
+                    g += 1;
+                }
+                let start = if first > 0 { bounds[first].start + embargo } else { bounds[first].start };
+                let end = bounds[g - 1].end;
+                let before = if g < groups { bounds[g].start } else { n };
+                if start < end {
+                    parts.push((start..end, before));
+                }
+            }
+            let train = match (parts.first(), parts.last()) {
+                (Some(a), Some(b)) => a.0.start..b.0.end,
+                _ => 0..0,
+            };
+            let fit_fold = folds.len();
+            for g in (0..groups).filter(|g| tested(*g)) {
+                folds.push(Fold {
+                    id: folds.len(),
+                    train: train.clone(),
+                    valid: 0..0,
+                    test: bounds[g].clone(),
+                    fit_fold,
+                    train_parts: parts.clone(),
+                    path: next_path[g],
+                });
+                next_path[g] += 1;
+            }
         }
         Ok(folds)
     }

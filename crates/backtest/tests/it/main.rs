@@ -52,6 +52,7 @@ proptest! {
             gap_days: Some(horizon + extra_gap),
             valid_days: valid,
             refit_every: refit,
+            ..SplitConfig::default()
         };
         let gap = horizon + extra_gap;
         let Ok(folds) = cfg.folds(n, horizon) else {
@@ -196,6 +197,98 @@ fn a_symbol_missing_bars_before_the_test_start_loses_the_labels_that_cross_it() 
     let pos = own.partition_point(|d| *d < cal[boundary]);
     assert_eq!(last_kept("S0001"), Some(own[pos - 7]));
     assert!(own[pos - 7] < to);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn cpcv_splits_purge_embargo_and_make_complete_paths(
+        n in 200usize..1500,
+        groups in 2usize..9,
+        k_raw in 1usize..8,
+        embargo in 0usize..15,
+    ) {
+        let k = 1 + (k_raw - 1) % (groups - 1);
+        let cfg = SplitConfig {
+            kind: stockcast_backtest::split::SplitKind::Cpcv,
+            groups,
+            test_groups: k,
+            embargo_days: Some(embargo),
+            ..SplitConfig::default()
+        };
+        let folds = cfg.folds(n, 5).unwrap();
+        let choose = stockcast_backtest::split::choose;
+        prop_assert_eq!(folds.len(), choose(groups, k) * k);
+        let tests: Vec<std::ops::Range<usize>> = {
+            let mut t: Vec<_> = folds.iter().map(|f| f.test.clone()).collect();
+            t.sort_by_key(|r| r.start);
+            t.dedup();
+            t
+        };
+        prop_assert_eq!(tests.len(), groups);
+        prop_assert_eq!(tests.first().unwrap().start, 0);
+        prop_assert_eq!(tests.last().unwrap().end, n);
+        for f in &folds {
+            let split: Vec<&stockcast_backtest::Fold> = folds.iter().filter(|g| g.fit_fold == f.fit_fold).collect();
+            prop_assert_eq!(split.len(), k);
+            for (part, before) in &f.train_parts {
+                for t in &split {
+                    // No training date inside a test group, and none in the embargo after one.
+                    prop_assert!(part.end <= t.test.start || part.start >= t.test.end + embargo, "{part:?} vs {:?}", t.test);
+                }
+                // Labels are purged against the next test group (or nothing follows).
+                prop_assert!(*before >= part.end);
+                prop_assert!(*before == n || split.iter().any(|t| t.test.start == *before));
+            }
+        }
+        // Every group is tested C(N-1, k-1) times, once on each path.
+        let paths = choose(groups - 1, k - 1);
+        for p in 0..paths {
+            let mut covered: Vec<std::ops::Range<usize>> = folds.iter().filter(|f| f.path == p).map(|f| f.test.clone()).collect();
+            covered.sort_by_key(|r| r.start);
+            prop_assert_eq!(&covered, &tests, "path {}", p);
+        }
+        prop_assert!(folds.iter().all(|f| f.path < paths));
+    }
+}
+
+#[test]
+fn a_cpcv_run_predicts_every_date_on_every_path() {
+    let prices = synth(12, 600, 8);
+    let spec = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1, 5, 20]\n").unwrap();
+    let data = dataset(&prices, &spec);
+    let split = SplitConfig {
+        kind: stockcast_backtest::split::SplitKind::Cpcv,
+        groups: 5,
+        test_groups: 2,
+        ..SplitConfig::default()
+    };
+    let models = vec![model("linear", "kind = \"linear\"\nalpha = 0.01")];
+    let wf = runner::run(&data, &models, &split, RunOptions::new(&spec.label, 3, 2), &|_, _, _, _| {}).unwrap();
+    let paths = &wf.paths["linear"];
+    assert_eq!(paths.len(), 4); // C(4, 1)
+    let keys = |v: &[runner::OosPrediction]| -> Vec<(String, NaiveDate)> {
+        v.iter().map(|p| (p.symbol.clone(), p.date)).collect()
+    };
+    let first = keys(&paths[0]);
+    assert_eq!(first, keys(&wf.predictions["linear"]));
+    assert_eq!(first.len(), data.len(), "every row predicted once per path");
+    for p in &paths[1..] {
+        assert_eq!(keys(p), first);
+    }
+    // Different paths come from different fits: some scores differ.
+    assert!(paths[0].iter().zip(&paths[1]).any(|(a, b)| a.score.to_bits() != b.score.to_bits()));
+    assert!(
+        wf.results.iter().all(|r| r.train_rows > 100),
+        "{:?}",
+        wf.results.iter().map(|r| r.train_rows).collect::<Vec<_>>()
+    );
+    let market = Market::from_prices(&prices).unwrap();
+    let eval =
+        stockcast_backtest::report::evaluate(&wf, &models, &market, &StrategyConfig::default(), None, 1).unwrap();
+    let c = eval.models[0].cpcv.as_ref().unwrap();
+    assert_eq!((c.paths, c.sharpe.len(), c.rank_ic.len()), (4, 4, 4));
+    assert!(c.sharpe.iter().all(|s| s.is_finite()));
 }
 
 #[test]
