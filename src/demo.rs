@@ -61,9 +61,9 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
     let features_path = out_dir.join("features.parquet");
     frame.write(&features_path)?;
     ctx.out(&format!(
-        "    {} features + label (forward {}-day return), spec hash {}; wrote {}",
+        "    {} features + label {}, spec hash {}; wrote {}",
         frame.features().len(),
-        spec.label.horizon,
+        spec.label.describe(),
         frame.spec_hash(),
         features_path.display()
     ));
@@ -114,6 +114,13 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
     let dir = bt.write(&out_dir.join("backtest"))?;
     ctx.out(&format!("{}, {:.1} s", bt.headline(), started.elapsed().as_secs_f64()));
     ctx.out(bt.summary_table().trim_end());
+    let o = &bt.evaluation.overfitting;
+    ctx.out(&format!(
+        "overfitting: {} trials; DSR per model: {}; PBO {}",
+        o.trials,
+        bt.evaluation.models.iter().map(|m| format!("{} {:.2}", m.name, m.overfit.dsr)).collect::<Vec<_>>().join(", "),
+        o.pbo.as_ref().map_or_else(|| o.pbo_note.clone().unwrap_or_default(), |p| format!("{:.2}", p.pbo))
+    ));
     ctx.out(&format!("report: {}", dir.join("report.html").display()));
     postgres_step(ctx, opts, &input)?;
     ctx.out(&format!("done: outputs in {}", out_dir.display()));

@@ -35,6 +35,35 @@ pub fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
+/// Acklam's coefficients (central region numerator).
+const ACKLAM_A: [f64; 6] = [
+    -3.969_683_028_665_376e1,
+    2.209_460_984_245_205e2,
+    -2.759_285_104_469_687e2,
+    1.383_577_518_672_69e2,
+    -3.066_479_806_614_716e1,
+    2.506_628_277_459_239,
+];
+/// Central region denominator.
+const ACKLAM_B: [f64; 5] = [
+    -5.447_609_879_822_406e1,
+    1.615_858_368_580_409e2,
+    -1.556_989_798_598_866e2,
+    6.680_131_188_771_972e1,
+    -1.328_068_155_288_572e1,
+];
+/// Tail numerator.
+const ACKLAM_C: [f64; 6] = [
+    -7.784_894_002_430_293e-3,
+    -3.223_964_580_411_365e-1,
+    -2.400_758_277_161_838,
+    -2.549_732_539_343_734,
+    4.374_664_141_464_968,
+    2.938_163_982_698_783,
+];
+/// Tail denominator.
+const ACKLAM_D: [f64; 4] =
+    [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
 /// Standard normal quantile (Acklam's rational approximation refined by one Halley step: |error| < 1e-14).
 pub fn normal_quantile(p: f64) -> f64 {
     if p <= 0.0 {
@@ -43,34 +72,9 @@ pub fn normal_quantile(p: f64) -> f64 {
     if p >= 1.0 {
         return f64::INFINITY;
     }
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] =
-        [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
     let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((ACKLAM_C[0] * q + ACKLAM_C[1]) * q + ACKLAM_C[2]) * q + ACKLAM_C[3]) * q + ACKLAM_C[4]) * q + ACKLAM_C[5])
+            / ((((ACKLAM_D[0] * q + ACKLAM_D[1]) * q + ACKLAM_D[2]) * q + ACKLAM_D[3]) * q + 1.0)
     };
     let x = if p < 0.024_25 {
         tail((-2.0 * p.ln()).sqrt())
@@ -79,8 +83,9 @@ pub fn normal_quantile(p: f64) -> f64 {
     } else {
         let q = p - 0.5;
         let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        (((((ACKLAM_A[0] * r + ACKLAM_A[1]) * r + ACKLAM_A[2]) * r + ACKLAM_A[3]) * r + ACKLAM_A[4]) * r + ACKLAM_A[5])
+            * q
+            / (((((ACKLAM_B[0] * r + ACKLAM_B[1]) * r + ACKLAM_B[2]) * r + ACKLAM_B[3]) * r + ACKLAM_B[4]) * r + 1.0)
     };
     // Halley refinement.
     let e = normal_cdf(x) - p;
@@ -99,7 +104,7 @@ pub fn skew_kurtosis(r: &[f64]) -> (f64, f64) {
     let n = r.len() as f64;
     let m = metrics::mean(r);
     let m2 = r.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-    if !(m2 > 0.0) {
+    if m2.is_nan() || m2 <= 0.0 {
         return (f64::NAN, f64::NAN);
     }
     let m3 = r.iter().map(|x| (x - m).powi(3)).sum::<f64>() / n;
@@ -113,7 +118,7 @@ pub fn probabilistic_sharpe(r: &[f64], rf_period: f64, sr_star: f64) -> f64 {
     let sr = period_sharpe(r, rf_period);
     let (g3, g4) = skew_kurtosis(r);
     let denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr;
-    if n < 2 || !sr.is_finite() || !(denom > 0.0) {
+    if n < 2 || !sr.is_finite() || denom.is_nan() || denom <= 0.0 {
         return f64::NAN;
     }
     normal_cdf((sr - sr_star) * ((n - 1) as f64).sqrt() / denom.sqrt())
@@ -122,7 +127,7 @@ pub fn probabilistic_sharpe(r: &[f64], rf_period: f64, sr_star: f64) -> f64 {
 /// The expected maximum per-period Sharpe ratio of `trials` unskilled trials whose Sharpe ratios have variance
 /// `variance` (0 with fewer than two trials or no variance).
 pub fn expected_max_sharpe(variance: f64, trials: usize) -> f64 {
-    if trials < 2 || !(variance > 0.0) {
+    if trials < 2 || variance.is_nan() || variance <= 0.0 {
         return 0.0;
     }
     let n = trials as f64;
@@ -213,7 +218,7 @@ pub struct Pbo {
 pub fn pbo_cscv(returns: &[Vec<f64>], blocks: usize) -> Option<Pbo> {
     let n_models = returns.len();
     let t = returns.first()?.len();
-    if n_models < 2 || blocks < 2 || blocks % 2 != 0 || blocks > 24 || t < 2 * blocks {
+    if n_models < 2 || blocks < 2 || !blocks.is_multiple_of(2) || blocks > 24 || t < 2 * blocks {
         return None;
     }
     if returns.iter().any(|r| r.len() != t) {
@@ -263,8 +268,8 @@ pub fn pbo_cscv(returns: &[Vec<f64>], blocks: usize) -> Option<Pbo> {
         }
         // Rank of the winner out of sample (1 = worst; ties averaged).
         let below = oos.iter().filter(|v| v.is_finite() && **v < oos[best]).count() as f64;
-        let equal = oos.iter().filter(|v| **v == oos[best]).count() as f64;
-        let rank = below + (equal + 1.0) / 2.0;
+        let equal = oos.iter().filter(|v| v.total_cmp(&oos[best]).is_eq()).count() as f64;
+        let rank = below + f64::midpoint(equal, 1.0);
         let omega = rank / (n_models as f64 + 1.0);
         logits.push((omega / (1.0 - omega)).ln());
     }
@@ -275,7 +280,7 @@ pub fn pbo_cscv(returns: &[Vec<f64>], blocks: usize) -> Option<Pbo> {
     let pbo = logits.iter().filter(|l| **l <= 0.0).count() as f64 / splits as f64;
     logits.sort_by(f64::total_cmp);
     let median_logit =
-        if splits % 2 == 1 { logits[splits / 2] } else { (logits[splits / 2 - 1] + logits[splits / 2]) / 2.0 };
+        if splits % 2 == 1 { logits[splits / 2] } else { f64::midpoint(logits[splits / 2 - 1], logits[splits / 2]) };
     Some(Pbo { pbo, blocks, splits, models: n_models, dates: t, median_logit })
 }
 

@@ -560,8 +560,8 @@ impl Book {
     /// Sells every held symbol whose prices ended before date `d` at its last close × (1 + `delisting_return`),
     /// without costs, and drops its waiting order.
     fn delist(&mut self, cfg: &StrategyConfig, market: &Market, d: usize, last_bar: &[usize]) {
-        for s in 0..self.shares.len() {
-            if last_bar[s] >= d {
+        for (s, &last) in last_bar.iter().enumerate() {
+            if last >= d {
                 continue;
             }
             self.waiting.remove(&s);

@@ -272,7 +272,7 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
     Ok(out)
 }
 
-fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Result<Expr> {
+fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Expr {
     let ratio = match label.price {
         LabelPrice::Close => lead(f("close"), label.horizon) / f("close"),
         // Close-only data: the close of t+1 stands in for its open, as it does for next-open fills.
@@ -281,10 +281,10 @@ fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Result<Expr> {
             lead(f(p), label.horizon + 1) / lead(f(p), 1)
         }
     };
-    Ok(match label.kind {
+    match label.kind {
         ReturnKind::Simple => ratio - lit(1.0),
         ReturnKind::Log => ratio.log(lit(std::f64::consts::E)),
-    })
+    }
 }
 
 /// Replaces NaN and ±inf by null.
@@ -417,7 +417,7 @@ pub fn build_features(prices: &PriceFrame, spec: &FeatureSpec) -> Result<Feature
             stages[stage].push(e.alias(name));
         }
     }
-    stages[0].push(label_expr(&spec.label, prices)?.alias(RAW_LABEL));
+    stages[0].push(label_expr(&spec.label, prices).alias(RAW_LABEL));
 
     // Rows are sorted by symbol (a PriceFrame invariant). Flagging the column lets Polars form contiguous
     // slice groups for `over(symbol)` and put results back without a scatter: several times faster.

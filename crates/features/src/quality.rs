@@ -903,9 +903,15 @@ fn back_adjust(bars: &mut Bars, rows: std::ops::Range<usize>, ratio: f64) {
         let v = &mut values[rows.clone()];
         match f {
             PriceField::Open | PriceField::High | PriceField::Low | PriceField::Close => {
-                v.iter_mut().for_each(|x| *x /= ratio);
+                for x in v.iter_mut() {
+                    *x /= ratio;
+                }
             }
-            PriceField::Volume => v.iter_mut().for_each(|x| *x *= ratio),
+            PriceField::Volume => {
+                for x in v.iter_mut() {
+                    *x *= ratio;
+                }
+            }
             PriceField::AdjClose => {}
         }
     }

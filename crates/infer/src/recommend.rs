@@ -350,7 +350,7 @@ pub fn rank(
     let mut start = 0;
     while start < n {
         let mut end = start + 1;
-        while end < n && expected[order[end]] == expected[order[start]] {
+        while end < n && expected[order[end]].total_cmp(&expected[order[start]]).is_eq() {
             end += 1;
         }
         if actions[start..end].iter().any(|a| *a != actions[start]) {

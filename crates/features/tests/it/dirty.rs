@@ -2,6 +2,7 @@
 //! quarantines the row defects only; gaps and splits are findings with their own remedies.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use stockcast_features::{
     Check, LoadOptions, Policy, QualityConfig, SplitEvent, SynthConfig, load_prices, synth::weekdays, synth_prices,
@@ -33,7 +34,7 @@ fn dirty_panel() -> (String, BTreeSet<(String, String)>) {
     let mut defects = BTreeSet::new();
     for s in 0..SYMBOLS {
         let sym = format!("S{s:04}");
-        for t in 0..DAYS {
+        for (t, day) in dates.iter().enumerate() {
             // Gaps: symbols 1, 2, 3 miss 10 trading days each.
             if (1..=3).contains(&s) && (100 + 20 * s..110 + 20 * s).contains(&t) {
                 continue;
@@ -44,7 +45,7 @@ fn dirty_panel() -> (String, BTreeSet<(String, String)>) {
             if sym == SPLIT_SYMBOL && t >= SPLIT_DAY {
                 (o, h, l, c, v) = (o / 2.0, h / 2.0, l / 2.0, c / 2.0, v * 2.0);
             }
-            let date = dates[t].to_string();
+            let date = day.to_string();
             // Zero closes (5 rows) and a high below the close (5 rows).
             if s % 6 == 4 && t == 200 {
                 c = 0.0;
@@ -53,7 +54,7 @@ fn dirty_panel() -> (String, BTreeSet<(String, String)>) {
                 h = c * 0.98;
                 defects.insert((sym.clone(), date.clone()));
             }
-            text.push_str(&format!("{date},{sym},{o},{h},{l},{c},{v}\n"));
+            let _ = writeln!(text, "{date},{sym},{o},{h},{l},{c},{v}");
         }
     }
     (text, defects)

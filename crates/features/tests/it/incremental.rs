@@ -83,7 +83,7 @@ fn ragged(days: usize, cut: usize) -> PriceFrame {
             let (s, t) = (i / days, i % days);
             match s {
                 2 => t < cut - 30,
-                3 => !(cut - 4..cut).contains(&t) && !(t > cut && t % 3 == 0),
+                3 => !((cut - 4..cut).contains(&t) || (t > cut && t % 3 == 0)),
                 _ => true,
             }
         })
