@@ -223,6 +223,12 @@ pub(crate) mod tests {
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
         assert!(report["models"]["lin"]["rank_ic"].is_number(), "{}", report["models"]["lin"]);
+        // Forecast errors only where the score forecasts the label: the momentum rule's are null.
+        assert!(report["models"]["lin"]["mae"].is_number());
+        assert!(report["models"]["mom"]["mae"].is_null() && report["models"]["mom"]["relative_mae"].is_null());
+        // The default label starts at the default next-open fill.
+        assert_eq!(report["label"]["aligned"], true);
+        assert_eq!(report["label"]["price"], "open");
         assert_eq!(report["seed"], 7);
         // The key set users read from notebooks: a renamed or dropped key shows up in review.
         let mut keys = std::collections::BTreeSet::new();

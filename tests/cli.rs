@@ -417,6 +417,11 @@ fn train_publishes_promotes_and_models_list_shows_the_champion() {
         serde_json::from_str(&std::fs::read_to_string(models.join("lin/1/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["data"]["last_date"], "2012-12-31");
     assert!(manifest["metrics"]["rank_ic"].is_number() && manifest["files"]["model.json"].is_string());
+    // The overfitting statistics travel with the version: DSR deflated for the run's trials (2 models).
+    let m = &manifest["metrics"];
+    assert_eq!(m["trials"], 2, "{m}");
+    assert!(m["dsr"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)) && m["psr"].is_number(), "{m}");
+    assert!(m["dsr"].as_f64() <= m["psr"].as_f64(), "deflating never raises the PSR: {m}");
     // A second run is compared with the champion on the same folds and publishes version 2.
     let o = train(&cfg, &models, &[]);
     assert!(o.status.success() && text(&o.stdout).contains("(champion v1"), "{}", text(&o.stdout));

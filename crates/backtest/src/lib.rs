@@ -1,7 +1,9 @@
-//! Walk-forward evaluation for stockcast: [`split`] (expanding/rolling folds with a purge gap), [`runner`]
-//! (fit per fold, out-of-sample predictions, in parallel), [`metrics`] (IC, Rank IC, ICIR, forecast errors,
-//! performance statistics), [`portfolio`] (top-k / long-short / threshold simulation with costs), [`report`]
-//! (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames) and [`config`] (the TOML file).
+//! Walk-forward evaluation for stockcast: [`split`] (expanding/rolling folds with a purge gap, or combinatorial
+//! purged cross-validation), [`runner`] (fit per fold with a per-symbol label purge, out-of-sample predictions, in
+//! parallel), [`metrics`] (IC, Rank IC, ICIR, forecast errors, performance statistics), [`portfolio`] (top-k /
+//! long-short / threshold simulation with costs, delistings and orders waiting for a bar), [`overfit`] (bootstrap
+//! intervals, PSR, DSR, PBO), [`report`] (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames)
+//! and [`config`] (the TOML file, label/fill alignment).
 
 pub mod config;
 pub mod error;

@@ -735,3 +735,21 @@ fn a_strategy_parameter_of_another_kind_is_refused_and_the_toml_round_trips() {
     assert_eq!(t.rule, Rule::Threshold { threshold: 0.02 });
     assert_eq!(parse("").unwrap(), StrategyConfig::default());
 }
+
+#[test]
+fn a_label_that_does_not_start_at_the_fill_is_flagged() {
+    let open = stockcast_features::LabelSpec::default();
+    let close = stockcast_features::LabelSpec {
+        price: stockcast_features::LabelPrice::Close,
+        ..stockcast_features::LabelSpec::default()
+    };
+    assert!(stockcast_backtest::label_alignment(&open, Fill::NextOpen).aligned);
+    assert!(stockcast_backtest::label_alignment(&close, Fill::Close).aligned);
+    assert!(stockcast_backtest::label_alignment(&open, Fill::NextOpen).warning.is_none());
+    let a = stockcast_backtest::label_alignment(&close, Fill::NextOpen);
+    assert!(!a.aligned && a.warning.as_deref().is_some_and(|w| w.contains("overnight")), "{a:?}");
+    assert!(a.definition.starts_with("close(t+5) / close(t) - 1"), "{}", a.definition);
+    let b = stockcast_backtest::label_alignment(&open, Fill::Close);
+    assert!(!b.aligned && b.warning.is_some());
+    assert!(b.definition.starts_with("open(t+1+5) / open(t+1) - 1"), "{}", b.definition);
+}

@@ -141,6 +141,17 @@ fn rule_scores_are_calibrated_on_labels_known_at_the_as_of_date_only() {
     let (er, method) = s.expected_returns(&prices, &d, 252).unwrap();
     assert_eq!(method, ExpectedReturn::Model);
     assert_eq!(er, d.scores);
+    // An ensemble's score is a mean rank percentile in (0, 1), not a return, even when every member learns the
+    // label: it is calibrated like a rule, never stored as an 80 % "expected return".
+    let ens = "kind = \"ensemble\"\n[[members]]\nkind = \"linear\"\nalpha = 0.01\n[[members]]\nkind = \"linear\"\n\
+               alpha = 0.1\n";
+    let e = publish(&reg, "ens", ens, &prices, date("2012-06-29"));
+    let s = Scorer::load(&reg, &ModelRef::version("ens", e)).unwrap();
+    let d = s.score_day(&prices, as_of).unwrap();
+    assert!(d.scores.iter().all(|v| (0.0..=1.0).contains(v)), "{:?}", d.scores);
+    let (er, method) = s.expected_returns(&prices, &d, 252).unwrap();
+    assert!(matches!(method, ExpectedReturn::Calibrated { .. }), "{method:?}");
+    assert!(er.iter().all(|v| v.abs() < 0.1), "calibrated 5-day returns: {er:?}");
 }
 
 async fn counts(pool: &sqlx::PgPool) -> (i64, i64, i64) {
