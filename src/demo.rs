@@ -90,7 +90,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
         let cfg_path = locate(&Path::new("configs/models").join(format!("{kind}.toml")));
         let config = ModelConfig::from_file(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
         let (train, valid) = if config.uses_validation() {
-            train_all.split_validation(0.1, spec.label.horizon)
+            train_all.split_validation(0.1, spec.label.span_rows())
         } else {
             (train_all.clone(), None)
         };

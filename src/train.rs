@@ -374,7 +374,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         let mut train = data.rows(&data.trainable_rows(final_start, as_of));
         train.context = m.config.uses_sequences().then(|| Arc::new(data.matrix.clone()));
         let (train, valid) = if m.config.uses_validation() {
-            train.split_validation(cfg.final_fit.valid_fraction, spec.label.horizon)
+            train.split_validation(cfg.final_fit.valid_fraction, spec.label.span_rows())
         } else {
             (train, None)
         };

@@ -33,7 +33,7 @@ pub(crate) fn fit(ctx: &Ctx, a: &FitArgs) -> anyhow::Result<()> {
         .into());
     }
     let (train, valid) = if config.uses_validation() {
-        data.split_validation(a.valid_fraction, spec.label.horizon)
+        data.split_validation(a.valid_fraction, spec.label.span_rows())
     } else {
         (data, None)
     };
