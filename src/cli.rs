@@ -321,7 +321,7 @@ pub enum ModelsCommand {
         /// Registry root.
         #[command(flatten)]
         dir: ModelsDirArg,
-        /// Versions to keep per model.
+        /// Versions to keep per model (at least 1).
         #[arg(long)]
         keep: usize,
     },

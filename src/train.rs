@@ -1,11 +1,10 @@
 //! The nightly job as a library call: load prices up to the as-of date, check quality, build features (cached
 //! incrementally per models directory), evaluate each configured model walk-forward together with its current
 //! champion on the same folds, fit it on the most recent window, publish a version and promote it to
-//! `champion` only when the gate passes. One run at a time per models directory (a lock file; a stale lock of a
-//! dead process is taken over).
+//! `champion` only when the gate passes. The run holds the registry's lock (an OS file lock the kernel releases
+//! when the process ends): a second `train` fails fast, `models promote | rollback | gc` wait for it.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,60 +205,6 @@ pub struct TrainSummary {
     pub path: PathBuf,
 }
 
-/// The lock of a models directory, removed on drop.
-#[derive(Debug)]
-struct Lock {
-    path: PathBuf,
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
-impl Lock {
-    fn acquire(dir: &Path, ctx: &Ctx) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(".train.lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    match text.trim().parse::<u32>() {
-                        Ok(pid) if pid_alive(pid) => {
-                            anyhow::bail!(
-                                "another `stockcast train` (pid {pid}) is running on {} (lock file {}); wait for it \
-                                 to finish",
-                                dir.display(),
-                                path.display()
-                            );
-                        }
-                        _ => {
-                            ctx.note(&format!(
-                                "removing a stale lock {} (pid {:?} is not running)",
-                                path.display(),
-                                text.trim()
-                            ));
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-        anyhow::bail!("could not take the lock {}", path.display())
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 fn metric(metrics: &Value, key: &str) -> anyhow::Result<f64> {
     metrics
         .get(key)
@@ -299,7 +244,13 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
     let spec = crate::backtest::spec_of(bt)?;
     let prices_path = require(bt.data.prices.clone())?;
     let registry = Registry::new(&opts.models_dir);
-    let _lock = Lock::acquire(&opts.models_dir, ctx)?;
+    let Some(_lock) = registry.try_lock("train")? else {
+        anyhow::bail!(
+            "another stockcast process ({}) holds the registry lock of {}; wait for it to finish",
+            registry.lock_holder(),
+            opts.models_dir.display()
+        );
+    };
     let created_at = opts.created_at.clone().unwrap_or_else(|| ctx.clock().now_rfc3339());
 
     // Data up to the as-of date.

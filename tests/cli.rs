@@ -466,57 +466,57 @@ fn same_config_data_seed_and_as_of_give_identical_metrics_and_predictions() {
 }
 
 #[test]
-fn a_second_concurrent_train_fails_fast_and_a_stale_lock_is_taken_over() {
+fn the_registry_lock_keeps_train_and_models_commands_apart() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
-    // A live process holds the lock: this test's own pid.
+    let reg = stockcast_models::registry::Registry::new(&models);
+    // A live holder whose lock file is still empty (it has not written its pid yet): never taken over.
     std::fs::create_dir_all(&models).unwrap();
-    std::fs::write(models.join(".train.lock"), format!("{}\n", std::process::id())).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(models.join(stockcast_models::registry::LOCK_FILE))
+        .unwrap();
+    file.lock().unwrap();
+    assert_eq!(std::fs::read_to_string(models.join(stockcast_models::registry::LOCK_FILE)).unwrap(), "");
     let o = train(&cfg, &models, &[]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("another `stockcast train`"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("holds the registry lock"), "{}", text(&o.stderr));
     assert!(!models.join("lin").exists(), "nothing published while locked");
-    // A real concurrent run: start a slower one (a gbm over 11 folds), wait for its lock, start another.
-    std::fs::remove_file(models.join(".train.lock")).unwrap();
-    let slow = dir.path().join("slow.toml");
-    std::fs::write(
-        &slow,
-        format!(
-            "[data]\nprices = {:?}\n[split]\nmin_train_days = 504\ntest_days = 252\n[[models]]\nname = \"slow\"\n\
-             model = {{ kind = \"gbm\", rounds = 60, max_depth = 4, early_stopping_rounds = 0, nthread = 1 }}\n",
-            dataset("us5_daily.csv")
-        ),
-    )
-    .unwrap();
-    let mut first = bin()
-        .args([
-            "train",
-            "--config",
-            slow.to_str().unwrap(),
-            "--models-dir",
-            models.to_str().unwrap(),
-            "--as-of",
-            "2012-12-31",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !models.join(".train.lock").exists() && t.elapsed().as_secs() < 30 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let second = train(&cfg, &models, &[]);
-    assert!(first.wait().unwrap().success());
-    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
-    assert!(text(&second.stderr).contains("is running on"), "{}", text(&second.stderr));
-    // A lock left by a dead process is taken over.
-    std::fs::write(models.join(".train.lock"), "999999999\n").unwrap();
+    file.unlock().unwrap();
+    // A lock file left by a dead process (any text) is no lock at all: the kernel released it.
+    std::fs::write(models.join(stockcast_models::registry::LOCK_FILE), "pid 999999999 train\n").unwrap();
     let o = train(&cfg, &models, &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("stale lock"), "{}", text(&o.stderr));
-    assert!(!models.join(".train.lock").exists(), "the lock is released");
+    let o = train(&cfg, &models, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(reg.versions("lin").unwrap(), [1, 2]);
+    // `models gc` waits for a held lock instead of racing a publish, then keeps the champion.
+    let held = reg.try_lock("test").unwrap().expect("the lock is free");
+    let mut gc = bin()
+        .args(["models", "gc", "--models-dir", models.to_str().unwrap(), "--keep", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(gc.try_wait().unwrap().is_none(), "gc must wait while the registry is locked");
+    drop(held);
+    let out = gc.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("waiting for the registry lock held by pid"), "{}", text(&out.stderr));
+    let champion = reg.aliases("lin").unwrap().aliases["champion"];
+    assert!(reg.versions("lin").unwrap().contains(&champion), "the champion survives gc");
+    // Version numbers never go back: after gc removed version 1, the next publish is 3, not a reused number.
+    let o = train(&cfg, &models, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(reg.versions("lin").unwrap().last(), Some(&3));
+    // --keep 0 is refused.
+    let o = bin().args(["models", "gc", "--models-dir", models.to_str().unwrap(), "--keep", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
 
 #[test]

@@ -12,6 +12,11 @@ fn headline(m: &serde_json::Value) -> String {
     format!("rank_ic {} sharpe {} total_return {}", f("rank_ic"), f("sharpe"), f("total_return"))
 }
 
+/// The registry lock for a mutating command, waiting (with a note) while a `train` or another command holds it.
+fn lock(ctx: &Ctx, reg: &Registry, what: &str) -> anyhow::Result<stockcast_models::registry::RegistryLock> {
+    Ok(reg.lock(what, &|holder| ctx.note(&format!("waiting for the registry lock held by {holder}")))?)
+}
+
 pub(crate) fn run(ctx: &Ctx, cmd: ModelsCommand) -> anyhow::Result<()> {
     match cmd {
         ModelsCommand::List(d) => {
@@ -53,17 +58,23 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::Promote { dir, name, version, alias } => {
             let reg = Registry::new(&dir.models_dir);
+            let _lock = lock(ctx, &reg, "models promote")?;
             reg.load(&name, version)?;
             reg.set_alias(&name, &alias, version, &ctx.clock().now_rfc3339(), "manual promote")?;
             out(&format!("{name}: {alias} -> {version}"));
         }
         ModelsCommand::Rollback { dir, name } => {
             let reg = Registry::new(&dir.models_dir);
+            let _lock = lock(ctx, &reg, "models rollback")?;
             let (from, to) = reg.rollback(&name, &ctx.clock().now_rfc3339())?;
             out(&format!("{name}: {CHAMPION} {from} -> {to}"));
         }
         ModelsCommand::Gc { dir, keep } => {
+            if keep == 0 {
+                return Err(UsageError("--keep must be at least 1 (the newest version is always kept)".into()).into());
+            }
             let reg = Registry::new(&dir.models_dir);
+            let _lock = lock(ctx, &reg, "models gc")?;
             for name in reg.names()? {
                 let removed = reg.gc(&name, keep)?;
                 out(&format!("{name}: removed {} version(s) {removed:?}", removed.len()));

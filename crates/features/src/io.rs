@@ -47,8 +47,18 @@ fn parent_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes through `fill` into a temporary sibling of `path`, fsyncs it, then renames it over `path`: readers see
-/// the old file or the complete new one, never a partial write. The temporary file is removed on failure.
+/// Fsyncs the directory `dir`, so that a rename into it survives a power failure.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Writes through `fill` into a temporary sibling of `path`, fsyncs it, renames it over `path` and fsyncs the
+/// directory: readers see the old file or the complete new one, never a partial write, and the rename survives a
+/// power failure. The temporary file is removed on failure.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     parent_dir(path)?;
     let tmp = temp_path(path);
@@ -57,7 +67,8 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> R
         fill(&mut file)?;
         file.flush().map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -287,10 +287,25 @@ impl TrainedModel {
                 .collect::<Result<_>>()?;
             let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Data(e.to_string()))?;
             stockcast_features::io::write_atomic(&tmp.join("model.json"), &json)?;
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // Replace: the old directory moves aside (never deleted first), the new one takes its name, then the
+            // old one goes. A crash in between leaves the old model complete at `.NAME.old-PID`.
+            let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
+            let had_old = dir.exists();
+            if had_old {
+                let _ = std::fs::remove_dir_all(&old);
+                std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
             }
-            std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+            if let Err(e) = std::fs::rename(&tmp, dir) {
+                if had_old {
+                    let _ = std::fs::rename(&old, dir);
+                }
+                return Err(Error::io(dir, e));
+            }
+            stockcast_features::io::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+            if had_old {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            Ok(())
         })();
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);

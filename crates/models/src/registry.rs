@@ -113,9 +113,31 @@ pub struct Aliases {
 }
 
 /// A registry rooted at a directory (default `models/`).
+///
+/// Every process that changes it (`train`, `models promote | rollback | gc`) first takes its exclusive lock
+/// ([`Registry::try_lock`], [`Registry::lock`]): an OS file lock (`flock`) on `<root>/.registry.lock`, which the
+/// kernel releases when the holder exits or dies, so there is no stale lock to take over and no window between
+/// creating the file and writing the pid. Readers (the server, `show`, `list`) take no lock: versions appear by
+/// an atomic rename and aliases by an atomic file replace.
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+}
+
+/// Name of the lock file in the registry root.
+pub const LOCK_FILE: &str = ".registry.lock";
+
+/// The registry's exclusive lock; released on drop (or by the kernel when the process ends).
+#[derive(Debug)]
+pub struct RegistryLock {
+    file: std::fs::File,
+}
+
+impl Drop for RegistryLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
@@ -232,6 +254,73 @@ impl Registry {
         self.root.join(name)
     }
 
+    fn open_lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let path = self.root.join(LOCK_FILE);
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    fn holding(file: std::fs::File, holder: &str) -> Result<RegistryLock> {
+        use std::io::Write as _;
+        let mut f = &file;
+        // Who holds it, for the messages of those who wait (the lock itself is the flock, not this text).
+        let _ = file.set_len(0);
+        let _ = writeln!(f, "pid {} {holder}", std::process::id());
+        let _ = file.sync_data();
+        Ok(RegistryLock { file })
+    }
+
+    /// Who holds the lock, as its holder wrote it (`pid N what`), or `unknown`.
+    pub fn lock_holder(&self) -> String {
+        let text = std::fs::read_to_string(self.root.join(LOCK_FILE)).unwrap_or_default();
+        let t = text.trim();
+        if t.is_empty() { "unknown".to_owned() } else { t.to_owned() }
+    }
+
+    /// Takes the registry's exclusive lock if it is free; `Ok(None)` when another process (or another handle in
+    /// this one) holds it. `holder` says what takes it (e.g. `train`), for the messages of others.
+    ///
+    /// # Errors
+    /// I/O errors opening or locking the lock file.
+    pub fn try_lock(&self, holder: &str) -> Result<Option<RegistryLock>> {
+        let file = self.open_lock()?;
+        match file.try_lock() {
+            Ok(()) => Self::holding(file, holder).map(Some),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(self.root.join(LOCK_FILE), e)),
+        }
+    }
+
+    /// Takes the registry's exclusive lock, waiting for it; `on_wait` is told who holds it when it must wait.
+    ///
+    /// # Errors
+    /// I/O errors opening or locking the lock file.
+    pub fn lock(&self, holder: &str, on_wait: &dyn Fn(&str)) -> Result<RegistryLock> {
+        if let Some(l) = self.try_lock(holder)? {
+            return Ok(l);
+        }
+        on_wait(&self.lock_holder());
+        let file = self.open_lock()?;
+        file.lock().map_err(|e| Error::io(self.root.join(LOCK_FILE), e))?;
+        Self::holding(file, holder)
+    }
+
+    /// The highest version number ever given to `name` (its `.high_water` file, or its newest version): numbers
+    /// never go back, so a deleted version's number is never reused.
+    fn high_water(&self, name: &str) -> Result<u64> {
+        let stored = std::fs::read_to_string(self.dir(name).join(".high_water"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(stored.max(self.versions(name)?.last().copied().unwrap_or(0)))
+    }
+
     /// Directory of a version.
     pub fn version_dir(&self, name: &str, version: u64) -> PathBuf {
         self.dir(name).join(version.to_string())
@@ -275,7 +364,8 @@ impl Registry {
     }
 
     /// Publishes a new version; `before_rename` runs after every file is written and fsynced, just before the
-    /// rename that makes the version visible (tests inject crashes there).
+    /// rename that makes the version visible (tests inject crashes there). The number is one above the high-water
+    /// mark, which is raised (durably) before the rename. The caller holds the lock ([`Registry::lock`]).
     ///
     /// # Errors
     /// I/O errors; an invalid name.
@@ -283,7 +373,8 @@ impl Registry {
         check_name(name)?;
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let version = self.versions(name)?.last().map_or(1, |v| v + 1);
+        let version = self.high_water(name)? + 1;
+        stockcast_features::io::write_atomic(&dir.join(".high_water"), format!("{version}\n").as_bytes())?;
         let tmp = dir.join(format!(".tmp-{version}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         p.model.save(&tmp, &[("spec.toml", p.spec_toml.as_bytes())])?;
@@ -465,12 +556,16 @@ impl Registry {
         Ok((name.to_owned(), v))
     }
 
-    /// Removes all but the newest `keep` versions of `name` (never one an alias points to) and leftovers of
-    /// interrupted publishes; returns the removed versions.
+    /// Removes all but the newest `keep` (≥ 1) versions of `name` (never one an alias points to) and leftovers of
+    /// interrupted publishes; returns the removed versions. The caller holds the lock ([`Registry::lock`]), so no
+    /// publish is in flight: every hidden `.tmp-*` directory is a crashed one's.
     ///
     /// # Errors
-    /// I/O errors.
+    /// [`Error::Config`] for `keep = 0`; I/O errors.
     pub fn gc(&self, name: &str, keep: usize) -> Result<Vec<u64>> {
+        if keep == 0 {
+            return Err(Error::Config("gc --keep must be at least 1 (the newest version is always kept)".into()));
+        }
         let dir = self.dir(name);
         if dir.exists() {
             for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {

@@ -29,11 +29,26 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
 }
 
+/// The method as a metrics label: the standard methods as they are, anything else `other` (a client can send
+/// any token as a method; each would otherwise be a new series).
+fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE" => method,
+        _ => "other",
+    }
+}
+
+/// The status as a metrics label: the real code, or 0 outside 100–599.
+fn status_label(status: u16) -> u16 {
+    if (100..600).contains(&status) { status } else { 0 }
+}
+
 impl Metrics {
-    /// Counts a request and its latency.
+    /// Counts a request and its latency. `route` must be a route pattern (a bounded set) or `unmatched`; the
+    /// method and status are normalised to bounded label sets.
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route.to_owned(), method.to_owned(), status)).or_default() += 1;
+            *m.entry((route.to_owned(), method_label(method).to_owned(), status_label(status))).or_default() += 1;
         }
         let secs = elapsed.as_secs_f64();
         if let Ok(mut m) = self.latency.lock() {
@@ -118,5 +133,28 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE stockcast_database_up gauge");
         let _ = writeln!(out, "stockcast_database_up {}", u8::from(db_up));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_do_not_grow_the_exposition() {
+        let m = Metrics::default();
+        let d = Duration::from_millis(1);
+        m.observe("/v1/predict", "POST", 200, d);
+        m.observe("unmatched", "BREW", 405, d);
+        let before = m.render(&[], true);
+        for i in 0..1000 {
+            m.observe("unmatched", &format!("X{i}"), 405, d);
+        }
+        let after = m.render(&[], true);
+        // Only the counts change (a few more digits): no new series, and the size stays within those digits.
+        assert_eq!(before.lines().count(), after.lines().count());
+        assert!(after.len() < before.len() + 100, "{} -> {}", before.len(), after.len());
+        assert!(after.contains("method=\"other\"") && !after.contains("X999"));
+        assert!(after.contains("method=\"POST\""));
     }
 }

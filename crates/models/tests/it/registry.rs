@@ -62,14 +62,36 @@ fn a_crash_before_the_rename_leaves_no_version_and_the_champion_unchanged() {
     assert_eq!(reg.versions("demo").unwrap(), vec![1]);
     assert_eq!(reg.resolve(&"demo".parse().unwrap()).unwrap(), ("demo".to_owned(), 1));
     reg.load("demo", 1).unwrap();
-    // The next publish is version 2; gc clears the leftover.
-    assert_eq!(publish(&reg, &m, "t3"), 2);
+    // The crashed publish used number 2 (the high-water mark never goes back): the next one is 3. gc clears the
+    // leftover.
+    assert_eq!(publish(&reg, &m, "t3"), 3);
     assert!(reg.gc("demo", 10).unwrap().is_empty());
     let hidden = std::fs::read_dir(dir.path().join("demo"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
         .count();
     assert_eq!(hidden, 0);
+}
+
+#[test]
+fn version_numbers_are_never_reused_and_the_lock_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path());
+    let m = model(4);
+    assert_eq!(publish(&reg, &m, "t1"), 1);
+    assert_eq!(publish(&reg, &m, "t2"), 2);
+    // The newest version deleted by hand: its number is not given again (it may be stored elsewhere already).
+    std::fs::remove_dir_all(reg.version_dir("demo", 2)).unwrap();
+    assert_eq!(publish(&reg, &m, "t3"), 3);
+    assert_eq!(reg.versions("demo").unwrap(), vec![1, 3]);
+    // One holder at a time, also within one process; released on drop.
+    let held = reg.try_lock("first").unwrap().expect("free");
+    assert!(reg.try_lock("second").unwrap().is_none());
+    assert!(reg.lock_holder().contains("first") && reg.lock_holder().contains(&std::process::id().to_string()));
+    drop(held);
+    assert!(reg.try_lock("third").unwrap().is_some());
+    assert!(reg.gc("demo", 0).unwrap_err().to_string().contains("at least 1"));
 }
 
 #[test]
