@@ -180,8 +180,10 @@ pub struct BacktestArgs {
     /// Price file or Postgres URL (overrides data.prices).
     #[arg(long, value_name = "FILE|URL")]
     pub prices: Option<PathBuf>,
-    /// Read the `prices` table of this Postgres database (same as `--prices URL`).
-    #[arg(long, value_name = "URL", conflicts_with = "prices")]
+    /// Read the `prices` table of this Postgres database (same as `--prices URL`). Prefer the environment
+    /// variable, which `ps` does not show (`DATABASE_URL` is not read here, so a server's setting never
+    /// redirects a file-based run).
+    #[arg(long, value_name = "URL", conflicts_with = "prices", env = "STOCKCAST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Index close file for a second benchmark (overrides data.index).
     #[arg(long, value_name = "FILE")]
@@ -262,14 +264,16 @@ pub struct TrainArgs {
     /// Price file or Postgres URL (overrides data.prices).
     #[arg(long, value_name = "FILE|URL")]
     pub prices: Option<PathBuf>,
-    /// Read the `prices` table of this Postgres database (same as `--prices URL`).
-    #[arg(long, value_name = "URL", conflicts_with = "prices")]
+    /// Read the `prices` table of this Postgres database (same as `--prices URL`). Prefer the environment
+    /// variable, which `ps` does not show (`DATABASE_URL` is not read here, so a server's setting never
+    /// redirects a file-based run).
+    #[arg(long, value_name = "URL", conflicts_with = "prices", env = "STOCKCAST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Seed (overrides the config).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Creation time recorded in manifests and alias history (RFC 3339; default: now).
-    #[arg(long, value_name = "TIME")]
+    /// Creation time recorded in manifests and alias history (RFC 3339, e.g. 2026-11-30T22:30:00Z; default: now).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
     pub created_at: Option<String>,
     /// Policy for row defects (unparseable, non-finite, non-positive, negative-volume, OHLC-inconsistent and
     /// duplicate rows): `drop` quarantines exactly those rows. Series findings about valid bars keep their own
@@ -373,8 +377,8 @@ pub struct RecommendArgs {
     /// Labelled dates used to turn rule scores into expected returns.
     #[arg(long, default_value_t = 252)]
     pub calibration_days: usize,
-    /// Creation time recorded with the run (RFC 3339; default: now).
-    #[arg(long, value_name = "TIME")]
+    /// Creation time recorded with the run (RFC 3339, e.g. 2026-11-30T22:30:00Z; default: now).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
     pub created_at: Option<String>,
 }
 
@@ -691,4 +695,11 @@ pub struct BenchFeaturesArgs {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// A `--created-at` value: RFC 3339 only (it names files and is stored; anything else is refused).
+fn rfc3339(s: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-30T22:30:00Z ({e})"))
 }

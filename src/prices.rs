@@ -54,9 +54,15 @@ pub fn quality_config(input: &PriceInput) -> anyhow::Result<QualityConfig> {
     Ok(cfg)
 }
 
-/// Where removed rows go: `quarantine`, else `<stem>.quarantine.csv` beside `default_beside`.
+/// Where removed rows go: `quarantine`, else `<stem>.quarantine.csv` beside `default_beside` (a database source
+/// gives `prices.quarantine.csv`: a file name never carries a URL, or its password).
 fn quarantine_path(input: &PriceInput, default_beside: &Path) -> PathBuf {
     input.quarantine.clone().unwrap_or_else(|| {
+        if stockcast_features::is_database_url(&input.prices) && default_beside.to_string_lossy().contains("://")
+            || default_beside.to_string_lossy().contains('@')
+        {
+            return PathBuf::from("prices.quarantine.csv");
+        }
         let stem = default_beside.file_stem().map_or_else(|| "prices".into(), |s| s.to_string_lossy().into_owned());
         default_beside.with_file_name(format!("{stem}.quarantine.csv"))
     })

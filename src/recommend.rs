@@ -82,7 +82,7 @@ impl StoredDay {
     }
 }
 
-/// Scores `date` with each scorer and stores each run (one transaction per model version).
+/// Scores `date` with each scorer, then stores every run in ONE transaction (all model versions or none).
 ///
 /// # Errors
 /// Usage errors for a date without prices or a bad action rule; database and model errors.
@@ -97,23 +97,30 @@ pub fn store_days(
 ) -> anyhow::Result<Vec<StoredDay>> {
     rt.block_on(store::migrate(pool))?;
     let created_at = ctx.clock().now();
-    let mut out = Vec::new();
+    let mut days = Vec::new();
     for scorer in scorers {
         let pb = ctx.progress.step(&format!("scoring {} as of {date}", scorer.label()));
         let day = recommend::compute_day(scorer, prices, date, cfg);
         pb.finish_and_clear();
-        let day =
-            day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?;
-        let stored = rt.block_on(store::store_run(
-            pool,
-            &store::NewRun {
-                manifest: &scorer.manifest,
-                as_of: date,
-                created_at,
-                params: day.params.clone(),
-                rows: &day.rows,
-            },
-        ))?;
+        days.push(
+            day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?,
+        );
+    }
+    let runs: Vec<store::NewRun<'_>> = scorers
+        .iter()
+        .zip(&days)
+        .map(|(scorer, day)| store::NewRun {
+            manifest: &scorer.manifest,
+            as_of: date,
+            created_at,
+            params: day.params.clone(),
+            rows: &day.rows,
+        })
+        .collect();
+    let stored = rt.block_on(store::store_runs(pool, &runs))?;
+    drop(runs);
+    let mut out = Vec::new();
+    for ((scorer, day), stored) in scorers.iter().zip(days).zip(stored) {
         for (symbol, why) in &day.skipped {
             ctx.note(&format!("  not scored: {symbol}: {why}"));
         }

@@ -9,7 +9,10 @@ use stockcast_features::polars::prelude::*;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stockcast"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env_remove("STOCKCAST_LOG").env_remove("STOCKCAST_LOG_FORMAT").env_remove("DATABASE_URL");
+    c.env_remove("STOCKCAST_LOG")
+        .env_remove("STOCKCAST_LOG_FORMAT")
+        .env_remove("DATABASE_URL")
+        .env_remove("STOCKCAST_DATABASE_URL");
     c
 }
 
@@ -566,6 +569,36 @@ fn train_and_recommend_read_the_postgres_prices_table() {
     assert_eq!(a["metrics"], b["metrics"]);
     assert!(a["data"]["source"].as_str().unwrap().ends_with("/e2e (prices table)"), "{}", a["data"]);
 
+    // The URL from the environment (not on the command line, where `ps` shows it), with a password parameter:
+    // the table is read, and the password appears in no output, log or manifest.
+    let from_env = dir.path().join("env-models");
+    let secret_url = format!("{url}?password=hunter2&application_name=stockcast");
+    let o = bin()
+        .args(["train", "--config"])
+        .arg(nightly_config(&file_cfg, -1.0, &dataset("us5_daily.csv")))
+        .args([
+            "--models-dir",
+            from_env.to_str().unwrap(),
+            "--as-of",
+            "2012-12-31",
+            "--created-at",
+            "2026-11-23T00:00:00Z",
+        ])
+        .env("STOCKCAST_DATABASE_URL", &secret_url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("(prices table)"), "{}", text(&o.stderr));
+    let everything = format!(
+        "{}{}{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        std::fs::read_to_string(from_env.join("lin/1/manifest.json")).unwrap()
+    );
+    assert!(!everything.contains("hunter2"), "{everything}");
+    assert!(everything.contains("password=***"), "{everything}");
+    assert_eq!(manifest(&from_env)["metrics"], b["metrics"]);
+
     // Recommendations for a date: stored, then replaced by a rerun.
     let rec = |date: &str| {
         run(&[
@@ -649,4 +682,24 @@ fn serve_starts_answers_and_stops_gracefully_on_sigterm() {
     let o = run(&["serve", "--models-dir", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("DATABASE_URL"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn created_at_must_be_rfc3339() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    for bad in ["../x", "2026-11-30", "yesterday", "2026-11-30T22:30:00Z/../../etc"] {
+        let o = run(&[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--models-dir",
+            dir.path().join("m").to_str().unwrap(),
+            "--created-at",
+            bad,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("RFC 3339"), "{}", text(&o.stderr));
+        assert!(!dir.path().join("m").join("runs").exists());
+    }
 }

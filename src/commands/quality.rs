@@ -8,7 +8,12 @@ use crate::ctx::Ctx;
 use crate::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &QualityArgs) -> anyhow::Result<()> {
-    let beside = PathBuf::from(args.data.prices.file_name().unwrap_or_default());
+    // A database URL names no file: the quarantine goes to `prices.quarantine.csv`, never to a name with the URL.
+    let beside = if stockcast_features::is_database_url(&args.data.prices) {
+        PathBuf::from("prices")
+    } else {
+        PathBuf::from(args.data.prices.file_name().unwrap_or_default())
+    };
     let loaded = load(ctx, &args.data.input(), &beside, args.json.as_deref())?;
     let r = &loaded.report;
     if args.json.as_deref() != Some(std::path::Path::new("-")) {

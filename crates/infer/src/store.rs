@@ -49,14 +49,35 @@ pub async fn connect(url: &str, cfg: PoolConfig) -> Result<PgPool> {
 
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], Some(&url[q + 1..])),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..s + 3], &url[at..])
+            format!("{}{user}{}", &base[..s + 3], &base[at..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        // Any parameter whose name mentions a password or secret keeps its name, never its value.
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _))
+                    if ["password", "pass", "secret", "token"].iter().any(|w| k.to_ascii_lowercase().contains(w)) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Applies every pending migration.
@@ -424,8 +445,26 @@ pub struct NewRun<'a> {
 /// # Errors
 /// [`Error::Database`] (rolled back).
 pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
+    let mut stored = store_runs(pool, std::slice::from_ref(run)).await?;
+    stored.pop().ok_or_else(|| Error::Data("no run stored".into()))
+}
+
+/// Writes several runs (e.g. one per served model) in ONE transaction: all of them or none.
+///
+/// # Errors
+/// [`Error::Database`] (rolled back).
+pub async fn store_runs(pool: &PgPool, runs: &[NewRun<'_>]) -> Result<Vec<StoredRun>> {
     let mut tx = pool.begin().await?;
-    let model_version_id = upsert_model_version(&mut tx, run.manifest).await?;
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        out.push(write_run(&mut tx, run).await?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn write_run(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, run: &NewRun<'_>) -> Result<StoredRun> {
+    let model_version_id = upsert_model_version(&mut **tx, run.manifest).await?;
     let symbols: Vec<&str> = run.rows.iter().map(|r| r.symbol.as_str()).collect();
     let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
     // Symbols scored from a file may not be in `securities` yet.
@@ -436,7 +475,7 @@ pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
     )
     .bind(&symbols)
     .bind(&sectors)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let (run_id, inserted): (i64, bool) = sqlx::query_as(
         "INSERT INTO recommendation_runs (as_of, model_version_id, created_at, symbols, params) \
@@ -449,18 +488,18 @@ pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
     .bind(run.created_at)
     .bind(run.rows.len() as i32)
     .bind(&run.params)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     if !inserted {
-        sqlx::query("DELETE FROM recommendations WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM predictions WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM recommendations WHERE run_id = $1").bind(run_id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM predictions WHERE run_id = $1").bind(run_id).execute(&mut **tx).await?;
     }
     let scores: Vec<f64> = run.rows.iter().map(|r| r.score).collect();
     sqlx::query("INSERT INTO predictions (run_id, symbol, score) SELECT $1, * FROM UNNEST($2::text[], $3::float8[])")
         .bind(run_id)
         .bind(&symbols)
         .bind(&scores)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let ranks: Vec<i32> = run.rows.iter().map(|r| r.rank as i32).collect();
     let expected: Vec<f64> = run.rows.iter().map(|r| r.expected_return).collect();
@@ -475,8 +514,23 @@ pub async fn store_run(pool: &PgPool, run: &NewRun<'_>) -> Result<StoredRun> {
     .bind(&expected)
     .bind(&actions)
     .bind(&sectors)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(StoredRun { run_id, model_version_id, replaced: !inserted, rows: run.rows.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn every_url_form_is_redacted() {
+        assert_eq!(redact("postgres://u:pw@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=pw&x=1"),
+            "postgres://u@h/db?sslmode=disable&password=***&x=1"
+        );
+        assert_eq!(redact("postgres://u:p%40ss@h/db?PassWord=x"), "postgres://u@h/db?PassWord=***");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
 }

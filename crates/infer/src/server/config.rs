@@ -8,8 +8,22 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::recommend::RecommendConfig;
 
-/// Server settings; every field has a default (TOML file, then flags / environment variables on top).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        if self.api_token.is_some() {
+            v["api_token"] = serde_json::json!("***");
+        }
+        if let Some(url) = &self.database_url {
+            v["database_url"] = serde_json::json!(crate::store::redact(url));
+        }
+        write!(f, "ServeConfig {v}")
+    }
+}
+
+/// Server settings; every field has a default (TOML file, then flags / environment variables on top). `Debug`
+/// shows no secret: the token is `***`, the database URL redacted.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// Listen address.
@@ -102,5 +116,22 @@ mod config_tests {
         assert_eq!(super::ServeConfig::from_file(&p).unwrap(), super::ServeConfig::default());
         let e = toml::from_str::<super::ServeConfig>("colour = 1").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::ServeConfig;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let cfg = ServeConfig {
+            api_token: Some("s3cret-token".into()),
+            database_url: Some("postgres://u:hunter2@h/db?password=hunter2".into()),
+            ..ServeConfig::default()
+        };
+        let text = format!("{cfg:?}");
+        assert!(!text.contains("s3cret-token") && !text.contains("hunter2"), "{text}");
+        assert!(text.contains("***") && text.contains("postgres://u@h/db"), "{text}");
     }
 }

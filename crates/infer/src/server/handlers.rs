@@ -566,22 +566,27 @@ pub(super) async fn run_recommendations(
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", "no model is being served"));
     }
     let prices = Arc::new(stored_prices(&state, body.date, None).await.map_err(|e| state.error(e))?);
-    let mut runs = Vec::new();
-    for scorer in scorers {
+    // Compute every model's day first, then store them all in one transaction: all runs or none.
+    let mut days = Vec::new();
+    for scorer in &scorers {
         let (s, p, cfg) = (scorer.clone(), prices.clone(), state.cfg.recommend);
-        let day = blocking(&state, move || recommend::compute_day(&s, &p, body.date, &cfg), |_| None).await?;
-        let stored = store::store_run(
-            &state.pool,
-            &store::NewRun {
-                manifest: &scorer.manifest,
-                as_of: body.date,
-                created_at: state.clock.now(),
-                params: day.params.clone(),
-                rows: &day.rows,
-            },
-        )
-        .await
-        .map_err(|e| state.error(e))?;
+        days.push(blocking(&state, move || recommend::compute_day(&s, &p, body.date, &cfg), |_| None).await?);
+    }
+    let created_at = state.clock.now();
+    let new_runs: Vec<store::NewRun<'_>> = scorers
+        .iter()
+        .zip(&days)
+        .map(|(scorer, day)| store::NewRun {
+            manifest: &scorer.manifest,
+            as_of: body.date,
+            created_at,
+            params: day.params.clone(),
+            rows: &day.rows,
+        })
+        .collect();
+    let stored_runs = store::store_runs(&state.pool, &new_runs).await.map_err(|e| state.error(e))?;
+    let mut runs = Vec::new();
+    for ((scorer, day), stored) in scorers.iter().zip(&days).zip(stored_runs) {
         state.metrics.recommendation_runs.fetch_add(1, Ordering::Relaxed);
         runs.push(api::RunOut {
             model: scorer.label(),
