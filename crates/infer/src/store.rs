@@ -216,6 +216,16 @@ pub async fn nth_last_date(pool: &PgPool, until: NaiveDate, n: usize) -> Result<
     Ok(first.filter(|_| count as usize == n))
 }
 
+/// Whether any symbol has a price on `date` (an index lookup).
+///
+/// # Errors
+/// [`Error::Database`].
+pub async fn has_prices_on(pool: &PgPool, date: NaiveDate) -> Result<bool> {
+    let (found,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM prices WHERE date = $1)").bind(date).fetch_one(pool).await?;
+    Ok(found)
+}
+
 /// Reads the `prices` table (and the securities' names and sectors) as rows for the quality stage: the stored
 /// prices are already adjusted, `raw_close` is carried in the [`PriceField::AdjClose`] slot when every row has
 /// one (see [`stockcast_features::check_bars`] with `stored = true`). `source` names the rows in messages.
@@ -360,6 +370,8 @@ pub struct RecommendationQuery {
     pub action: Option<String>,
     /// Most rows, best ranks first.
     pub limit: usize,
+    /// Only ranks after this one (the cursor of the previous page).
+    pub after: Option<i32>,
 }
 
 /// The recommendations of a run by rank.
@@ -375,12 +387,13 @@ pub async fn run_recommendations(
         "SELECT r.rank, r.symbol, r.expected_return, r.action, r.sector, p.score FROM recommendations r \
          JOIN predictions p ON p.run_id = r.run_id AND p.symbol = r.symbol \
          WHERE r.run_id = $1 AND ($2::text IS NULL OR r.sector = $2) AND ($3::text IS NULL OR r.action = $3) \
-         ORDER BY r.rank LIMIT $4",
+         AND ($5::int4 IS NULL OR r.rank > $5) ORDER BY r.rank LIMIT $4",
     )
     .bind(run_id)
     .bind(&q.sector)
     .bind(&q.action)
     .bind(q.limit as i64)
+    .bind(q.after)
     .fetch_all(pool)
     .await?)
 }
@@ -464,7 +477,7 @@ pub async fn store_runs(pool: &PgPool, runs: &[NewRun<'_>]) -> Result<Vec<Stored
 }
 
 async fn write_run(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, run: &NewRun<'_>) -> Result<StoredRun> {
-    let model_version_id = upsert_model_version(&mut **tx, run.manifest).await?;
+    let model_version_id = upsert_model_version(tx, run.manifest).await?;
     let symbols: Vec<&str> = run.rows.iter().map(|r| r.symbol.as_str()).collect();
     let sectors: Vec<Option<&str>> = run.rows.iter().map(|r| r.sector.as_deref()).collect();
     // Symbols scored from a file may not be in `securities` yet.

@@ -266,14 +266,14 @@ impl Registry {
             .map_err(|e| Error::io(&path, e))
     }
 
-    fn holding(file: std::fs::File, holder: &str) -> Result<RegistryLock> {
+    fn holding(file: std::fs::File, holder: &str) -> RegistryLock {
         use std::io::Write as _;
         let mut f = &file;
         // Who holds it, for the messages of those who wait (the lock itself is the flock, not this text).
         let _ = file.set_len(0);
         let _ = writeln!(f, "pid {} {holder}", std::process::id());
         let _ = file.sync_data();
-        Ok(RegistryLock { file })
+        RegistryLock { file }
     }
 
     /// Who holds the lock, as its holder wrote it (`pid N what`), or `unknown`.
@@ -291,7 +291,7 @@ impl Registry {
     pub fn try_lock(&self, holder: &str) -> Result<Option<RegistryLock>> {
         let file = self.open_lock()?;
         match file.try_lock() {
-            Ok(()) => Self::holding(file, holder).map(Some),
+            Ok(()) => Ok(Some(Self::holding(file, holder))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(self.root.join(LOCK_FILE), e)),
         }
@@ -308,7 +308,7 @@ impl Registry {
         on_wait(&self.lock_holder());
         let file = self.open_lock()?;
         file.lock().map_err(|e| Error::io(self.root.join(LOCK_FILE), e))?;
-        Self::holding(file, holder)
+        Ok(Self::holding(file, holder))
     }
 
     /// The highest version number ever given to `name` (its `.high_water` file, or its newest version): numbers

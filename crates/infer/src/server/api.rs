@@ -116,6 +116,8 @@ pub struct Recommendations {
     pub created_at: DateTime<Utc>,
     /// Rows by rank.
     pub recommendations: Vec<RecommendationRow>,
+    /// The cursor of the next page (`after=` this rank) when this page is full; `null` on the last page.
+    pub next_after: Option<i32>,
 }
 
 /// One bar of `POST /v1/predict`.

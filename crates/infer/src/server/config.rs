@@ -43,14 +43,28 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     /// Per-request time limit, ms (503 `timeout` after it).
     pub request_timeout_ms: u64,
+    /// A connection must deliver a complete request head within this long, ms, or it is closed. The timer starts
+    /// whenever the connection waits for a request, so it is also the idle keep-alive timeout.
+    pub header_read_timeout_ms: u64,
+    /// Most open client connections; beyond it, new connections wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Keep connections open between requests (HTTP/1.1 keep-alive).
+    pub keep_alive: bool,
     /// Requests per second allowed on /v1 routes (token bucket; 0 = unlimited; 429 beyond).
     pub rate_limit_per_s: f64,
     /// Bucket size of the rate limit.
     pub rate_limit_burst: f64,
     /// How long a `GET /v1/recommendations` answer is served from memory, ms (0 = no cache).
     pub cache_ttl_ms: u64,
+    /// Most bytes of cached answers (the oldest go first beyond it).
+    pub cache_max_bytes: usize,
+    /// Expensive computations (scoring a day from the stored history) running at once; more wait up to the
+    /// request timeout, and a request that finds `2 × heavy_slots` already waiting gets 503 with Retry-After.
+    pub heavy_slots: usize,
     /// Check the registry for new champions every this many seconds (0 = only on `POST /v1/admin/reload`).
     pub poll_s: u64,
+    /// Probe the database every this many ms (`/healthz`, `stockcast_database_up`); 0 = only on `/readyz`.
+    pub health_probe_ms: u64,
     /// Most database connections.
     pub db_max_connections: u32,
     /// Wait for a pooled connection at most this long, ms (503 after it).
@@ -80,10 +94,16 @@ impl Default for ServeConfig {
             migrate: false,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 4096,
+            keep_alive: true,
             rate_limit_per_s: 0.0,
             rate_limit_burst: 200.0,
             cache_ttl_ms: 1_000,
+            cache_max_bytes: 64 << 20,
+            heavy_slots: 2,
             poll_s: 30,
+            health_probe_ms: 2_000,
             db_max_connections: 8,
             db_acquire_timeout_ms: 2_000,
             db_connect_attempts: 6,

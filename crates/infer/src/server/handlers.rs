@@ -1,15 +1,15 @@
 //! Route handlers and request validation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
@@ -177,8 +177,7 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Json<api::Hea
     (status = 503, description = "not ready (same body)", body = api::Ready),
 ))]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await.is_ok_and(|r| r.is_ok());
-    state.db_up.store(db_ok, Ordering::Relaxed);
+    let db_ok = state.probe_database().await;
     let set = state.models();
     let ready = db_ok && !set.by_name.is_empty();
     let body = api::Ready {
@@ -195,7 +194,14 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
 ))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed));
+    let mut text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed));
+    let (entries, bytes) = state.cache_size();
+    let _ = write!(
+        text,
+        "# HELP stockcast_cache_bytes Bytes of cached answers (bounded by cache_max_bytes).\n# TYPE \
+         stockcast_cache_bytes gauge\nstockcast_cache_bytes {bytes}\n# HELP stockcast_cache_entries Cached \
+         answers.\n# TYPE stockcast_cache_entries gauge\nstockcast_cache_entries {entries}\n"
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -260,7 +266,8 @@ async fn find_run(state: &AppState, name: &str, version: u64, date: Option<Naive
         ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
     ),
     responses(
-        (status = 200, description = "predictions", body = api::StoredPredictions),
+        (status = 200, description = "predictions (with an ETag)", body = api::StoredPredictions),
+        (status = 304, description = "unchanged since the ETag in If-None-Match"),
         (status = 400, description = "invalid query parameter", body = api::ErrorBody),
         (status = 404, description = "no such model, run or symbol", body = api::ErrorBody),
         (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
@@ -268,8 +275,9 @@ async fn find_run(state: &AppState, name: &str, version: u64, date: Option<Naive
 )]
 pub(super) async fn predictions(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
-) -> ApiResult<Json<api::StoredPredictions>> {
+) -> ApiResult<Response> {
     let p = params(&q, &["date", "symbols", "model"])?;
     let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
     let symbols: Vec<String> = p
@@ -285,14 +293,15 @@ pub(super) async fn predictions(
     if !symbols.is_empty() && rows.is_empty() {
         return Err(ApiError::not_found(format!("no predictions for {} on {as_of}", symbols.join(", "))));
     }
-    Ok(Json(api::StoredPredictions {
+    let body = api::StoredPredictions {
         model: format!("{name}@{version}"),
         date: as_of,
         run_id,
         created_at,
         predictions: rows.into_iter().map(|r| api::Score { symbol: r.symbol, score: r.score }).collect(),
         missing: missing.into_iter().cloned().collect(),
-    }))
+    };
+    Ok(etagged(&headers, Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?)))
 }
 
 /// Ranked recommendations of a run (cached in memory for cache_ttl_ms).
@@ -302,10 +311,13 @@ pub(super) async fn predictions(
         ("sector" = Option<String>, Query, description = "only this sector"),
         ("action" = Option<String>, Query, description = "only this action: buy, hold or sell"),
         ("limit" = Option<usize>, Query, description = "most rows (default 100)", minimum = 1),
+        ("after" = Option<i32>, Query, description = "cursor: only ranks after this one (the previous page's `next_after`)"),
         ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
+        ("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer: 304 when unchanged"),
     ),
     responses(
-        (status = 200, description = "recommendations by rank", body = api::Recommendations),
+        (status = 200, description = "recommendations by rank (with an ETag)", body = api::Recommendations),
+        (status = 304, description = "unchanged since the ETag in If-None-Match"),
         (status = 400, description = "invalid query parameter", body = api::ErrorBody),
         (status = 404, description = "no such model or run", body = api::ErrorBody),
         (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
@@ -313,9 +325,10 @@ pub(super) async fn predictions(
 )]
 pub(super) async fn recommendations(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let p = params(&q, &["date", "sector", "limit", "action", "model"])?;
+    let p = params(&q, &["date", "sector", "limit", "action", "model", "after"])?;
     let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
     let limit =
         match p.get("limit") {
@@ -324,6 +337,15 @@ pub(super) async fn recommendations(
             })?,
             None => 100,
         };
+    let after = p
+        .get("after")
+        .map(|a| {
+            a.parse::<i32>()
+                .ok()
+                .filter(|a| *a >= 0)
+                .ok_or_else(|| ApiError::bad_request(format!("`after` must be a rank (0 or more), got {a:?}")))
+        })
+        .transpose()?;
     let action = p
         .get("action")
         .map(|a| {
@@ -336,40 +358,58 @@ pub(super) async fn recommendations(
         return Err(ApiError::bad_request("`sector` must be 1–100 characters"));
     }
     let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
+    // The key holds the parsed values (one spelling per query), so `limit=010` and `limit=10` share an entry.
     let key = format!(
-        "{name}@{version}|{}|{}|{limit}|{}",
+        "{name}@{version}|{}|{}|{limit}|{}|{}",
         date.map(|d| d.to_string()).unwrap_or_default(),
         sector.as_deref().unwrap_or(""),
-        action.map_or("", Action::as_str)
+        action.map_or("", Action::as_str),
+        after.map(|a| a.to_string()).unwrap_or_default(),
     );
-    let ttl = Duration::from_millis(state.cfg.cache_ttl_ms);
-    if !ttl.is_zero()
-        && let Some(body) =
-            state.cache.lock().ok().and_then(|c| c.get(&key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
-    {
+    if let Some(body) = state.cached(&key) {
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        return Ok(json_bytes(body));
+        return Ok(etagged(&headers, body));
     }
     let store::RunRow { run_id, as_of, created_at } = find_run(&state, &name, version, date).await?;
-    let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit };
+    let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
     let rows = store::run_recommendations(&state.pool, run_id, &q).await.map_err(|e| state.error(e))?;
+    let next_after = (rows.len() == limit).then(|| rows.last().map(|r| r.rank)).flatten();
     let body = api::Recommendations {
         model: format!("{name}@{version}"),
         date: as_of,
         run_id,
         created_at,
         recommendations: rows,
+        next_after,
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
-    if !ttl.is_zero()
-        && let Ok(mut c) = state.cache.lock()
-    {
-        if c.len() > 10_000 {
-            c.clear();
-        }
-        c.insert(key, (Instant::now(), bytes.clone()));
+    state.cache_put(key, bytes.clone());
+    Ok(etagged(&headers, bytes))
+}
+
+/// A strong ETag of a body: FNV-1a (64 bit) of its bytes. The same run answers the same bytes on every replica,
+/// so a client's ETag stays valid until the run is recomputed.
+fn etag_of(body: &[u8]) -> String {
+    let h = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("\"{h:016x}\"")
+}
+
+/// The JSON `body` with its ETag, or 304 (no body) when `If-None-Match` names that ETag (or `*`).
+fn etagged(headers: &HeaderMap, body: Bytes) -> Response {
+    let tag = etag_of(&body);
+    let matches =
+        headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+            |t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == tag
+            },
+        );
+    let value = HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, value)]).into_response();
     }
-    Ok(json_bytes(bytes))
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, value)], body)
+        .into_response()
 }
 
 /// Runs CPU work (quality checks, scoring) on the blocking pool. A panic there is the JSON 500; the work's own
@@ -387,10 +427,6 @@ async fn blocking<T: Send + 'static>(
             Err(ApiError::internal())
         }
     }
-}
-
-fn json_bytes(b: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], b).into_response()
 }
 
 fn bars_frame(bars: &[api::BarIn]) -> Result<stockcast_features::Loaded, Error> {
@@ -430,17 +466,29 @@ async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
 /// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date): concurrent requests
 /// for a day not computed yet wait for one computation.
 async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> ApiResult<Arc<BTreeMap<String, f64>>> {
+    // A date that is not a trading date of the stored prices is answered from the calendar (one indexed query,
+    // remembered), never by reading and scoring the whole history.
+    if !state.is_trading_date(date).await.map_err(|e| state.error(e))? {
+        return Err(ApiError::not_found(format!("no prices on {date} (dates are trading days of the stored prices)")));
+    }
     let key = (scorer.name.clone(), scorer.version, date);
-    let cell = {
-        let Ok(mut d) = state.days.lock() else { return Err(ApiError::internal()) };
-        if d.len() > 64 {
-            d.clear();
-        }
-        d.entry(key).or_default().clone()
-    };
+    let Some(cell) = state.day_cell(key) else { return Err(ApiError::internal()) };
+    if let Some(done) = cell.get() {
+        return Ok(done.clone());
+    }
+    // Expensive work is bounded: a few at a time, a short queue, then 503 with Retry-After.
+    let waiting = state.cfg.heavy_slots.max(1) * 2;
+    if state.heavy.available_permits() == 0 && state.heavy_waiting.load(Ordering::Relaxed) >= waiting {
+        return Err(ApiError::busy());
+    }
+    state.heavy_waiting.fetch_add(1, Ordering::Relaxed);
+    let permit = state.heavy.acquire().await;
+    state.heavy_waiting.fetch_sub(1, Ordering::Relaxed);
+    let _permit = permit.map_err(|_| ApiError::internal())?;
     let map = cell
         .get_or_try_init(|| async {
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
+            state.metrics.day_computations.fetch_add(1, Ordering::Relaxed);
             let prices = stored_prices(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
             let s = scorer.clone();
             let day = blocking(

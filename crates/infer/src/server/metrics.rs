@@ -27,6 +27,8 @@ pub struct Metrics {
     reloads: Mutex<BTreeMap<&'static str, u64>>,
     /// Responses served from the recommendations cache.
     pub cache_hits: AtomicU64,
+    /// Days scored from the stored history (the expensive path of `POST /v1/predict`).
+    pub day_computations: AtomicU64,
 }
 
 /// The method as a metrics label: the standard methods as they are, anything else `other` (a client can send
@@ -129,6 +131,9 @@ impl Metrics {
         let _ = writeln!(out, "# HELP stockcast_recommendations_cache_hits_total Reads answered from the cache.");
         let _ = writeln!(out, "# TYPE stockcast_recommendations_cache_hits_total counter");
         let _ = writeln!(out, "stockcast_recommendations_cache_hits_total {}", self.cache_hits.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP stockcast_day_computations_total Days scored from the stored price history.");
+        let _ = writeln!(out, "# TYPE stockcast_day_computations_total counter");
+        let _ = writeln!(out, "stockcast_day_computations_total {}", self.day_computations.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP stockcast_database_up 1 when the last database check succeeded.");
         let _ = writeln!(out, "# TYPE stockcast_database_up gauge");
         let _ = writeln!(out, "stockcast_database_up {}", u8::from(db_up));

@@ -85,12 +85,75 @@ pub async fn serve(
             }
         })
     });
-    let app = router(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    if let Some(p) = poller {
-        p.abort();
+    // The database probe: `/healthz` and `stockcast_database_up` recover by themselves after an outage.
+    let prober = (state.cfg.health_probe_ms > 0).then(|| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(state.cfg.health_probe_ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.probe_database().await;
+            }
+        })
+    });
+    let app = router(state.clone());
+    let result = accept_loop(&state, listener, app, shutdown).await;
+    for task in [poller, prober].into_iter().flatten() {
+        task.abort();
     }
     result
+}
+
+/// Accepts connections until `shutdown`, each served by hyper's HTTP/1 connection with a header-read timeout,
+/// at most `max_connections` at a time (the next accept waits for a free slot, so excess clients queue in the
+/// listen backlog instead of exhausting file descriptors); then drains: connections finish their request in
+/// flight and close.
+async fn accept_loop(
+    state: &Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let cfg = &state.cfg;
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms.max(1)))
+        .keep_alive(cfg.keep_alive);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: log, back off a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, header timeout, malformed request): nothing to report.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Requests in flight finish; idle keep-alive connections close at once.
+    let _ = tokio::time::timeout(Duration::from_millis(cfg.request_timeout_ms.max(1000)), graceful.shutdown()).await;
+    Ok(())
 }
 
 /// A server on `cfg.addr` (port 0: a free one), running on the current tokio runtime until [`Background::stop`]

@@ -1,7 +1,7 @@
 //! Shared state: the pool, the served model versions (hot-swapped on reload), caches and counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,51 @@ impl ModelSet {
     }
 }
 
+/// Response bodies by normalised query, bounded in entries and bytes; the oldest entries go first.
+#[derive(Debug, Default)]
+pub(super) struct ResponseCache {
+    map: HashMap<String, (Instant, Bytes)>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl ResponseCache {
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(k) = self.order.pop_front()
+            && let Some((_, b)) = self.map.remove(&k)
+        {
+            self.bytes -= b.len();
+        }
+    }
+
+    fn put(&mut self, key: String, body: Bytes, max_entries: usize, max_bytes: usize) {
+        if body.len() > max_bytes {
+            return;
+        }
+        if let Some((_, old)) = self.map.remove(&key) {
+            self.bytes -= old.len();
+            self.order.retain(|k| *k != key);
+        }
+        while !self.order.is_empty() && (self.map.len() >= max_entries || self.bytes + body.len() > max_bytes) {
+            self.evict_oldest();
+        }
+        self.bytes += body.len();
+        self.order.push_back(key.clone());
+        self.map.insert(key, (Instant::now(), body));
+    }
+}
+
+/// Most cached response bodies (besides the byte bound).
+const CACHE_ENTRIES: usize = 10_000;
+/// Most (model version, date) score maps kept; the oldest go first.
+const DAYS_KEPT: usize = 64;
+
 /// Scores of one (model version, date), computed once from the stored prices.
 pub(super) type DayKey = (String, u64, NaiveDate);
 
@@ -46,8 +91,14 @@ pub struct AppState {
     pub(super) pool: PgPool,
     /// Metrics.
     pub metrics: Metrics,
-    pub(super) cache: Mutex<HashMap<String, (Instant, Bytes)>>,
-    pub(super) days: Mutex<HashMap<DayKey, DayCell>>,
+    pub(super) cache: Mutex<ResponseCache>,
+    pub(super) days: Mutex<(HashMap<DayKey, DayCell>, std::collections::VecDeque<DayKey>)>,
+    /// Dates known not to be trading dates of the stored prices (bounded; cleared with the caches).
+    pub(super) not_trading: Mutex<std::collections::BTreeSet<NaiveDate>>,
+    /// Slots for expensive work (scoring a day from the stored history); full: 503 with Retry-After.
+    pub(super) heavy: tokio::sync::Semaphore,
+    /// Requests waiting for a heavy slot.
+    pub(super) heavy_waiting: AtomicUsize,
     pub(super) db_up: AtomicBool,
     pub(super) clock: Clock,
     pub(super) request_seq: AtomicU64,
@@ -81,8 +132,84 @@ impl AppState {
             c.clear();
         }
         if let Ok(mut d) = self.days.lock() {
-            d.clear();
+            d.0.clear();
+            d.1.clear();
         }
+        if let Ok(mut n) = self.not_trading.lock() {
+            n.clear();
+        }
+    }
+
+    /// Entries and bytes of the response cache.
+    pub(super) fn cache_size(&self) -> (usize, usize) {
+        self.cache.lock().map(|c| (c.map.len(), c.bytes)).unwrap_or_default()
+    }
+
+    /// A cached response body for `key`, if fresh.
+    pub(super) fn cached(&self, key: &str) -> Option<Bytes> {
+        let ttl = Duration::from_millis(self.cfg.cache_ttl_ms);
+        if ttl.is_zero() {
+            return None;
+        }
+        self.cache.lock().ok().and_then(|c| c.map.get(key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
+    }
+
+    /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first).
+    pub(super) fn cache_put(&self, key: String, body: Bytes) {
+        if self.cfg.cache_ttl_ms == 0 {
+            return;
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.put(key, body, CACHE_ENTRIES, self.cfg.cache_max_bytes);
+        }
+    }
+
+    /// The once-cell of a (model version, date), kept among the newest 64 (the oldest is evicted first).
+    pub(super) fn day_cell(&self, key: DayKey) -> Option<DayCell> {
+        let mut d = self.days.lock().ok()?;
+        if let Some(c) = d.0.get(&key) {
+            return Some(c.clone());
+        }
+        while d.1.len() >= DAYS_KEPT {
+            if let Some(old) = d.1.pop_front() {
+                d.0.remove(&old);
+            }
+        }
+        let cell = DayCell::default();
+        d.0.insert(key.clone(), cell.clone());
+        d.1.push_back(key);
+        Some(cell)
+    }
+
+    /// Whether `date` is a trading date of the stored prices: one indexed query, remembered when it is not.
+    pub(super) async fn is_trading_date(&self, date: NaiveDate) -> Result<bool> {
+        if self.not_trading.lock().is_ok_and(|n| n.contains(&date)) {
+            return Ok(false);
+        }
+        let known = store::has_prices_on(&self.pool, date).await?;
+        if !known && let Ok(mut n) = self.not_trading.lock() {
+            if n.len() >= 10_000 {
+                n.clear();
+            }
+            n.insert(date);
+        }
+        Ok(known)
+    }
+
+    /// Pings the database (2 s at most) and records the result for `/healthz` and the metrics.
+    pub(super) async fn probe_database(&self) -> bool {
+        let ok = tokio::time::timeout(std::time::Duration::from_secs(2), crate::store::ping(&self.pool))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let was = self.db_up.swap(ok, std::sync::atomic::Ordering::Relaxed);
+        if was != ok {
+            if ok {
+                tracing::info!("database reachable again");
+            } else {
+                tracing::warn!("database unreachable");
+            }
+        }
+        ok
     }
 
     /// The references to serve: the configured ones, or every model's champion.
@@ -108,10 +235,20 @@ impl AppState {
             let (name, version) = match resolved {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::error!(model = %reference, error = %e, "model reference not found");
-                    report
-                        .refused
-                        .push(Refused { model: reference.to_string(), reason: "not found in the registry".into() });
+                    // Keep serving what is served under that name: a registry mid-change (or a mistaken alias)
+                    // must not take a model offline.
+                    tracing::error!(model = %reference, error = %e, "model reference not found; keeping the served version");
+                    let kept = current.by_name.get(&reference.name);
+                    report.refused.push(Refused {
+                        model: reference.to_string(),
+                        reason: match kept {
+                            Some(s) => format!("not found in the registry; still serving {}", s.label()),
+                            None => "not found in the registry".into(),
+                        },
+                    });
+                    if let Some(s) = kept {
+                        next.insert(reference.name.clone(), s.clone());
+                    }
                     continue;
                 }
             };
@@ -121,9 +258,12 @@ impl AppState {
             }
             let registry = self.registry.clone();
             let exact = ModelRef::version(name.clone(), version);
-            let loaded = tokio::task::spawn_blocking(move || Scorer::load(&registry, &exact))
-                .await
-                .map_err(|e| Error::Data(format!("loading {name}@{version}: {e}")))?;
+            // A panic while loading is a refused version like any other (its text goes to the log only).
+            let loaded =
+                tokio::task::spawn_blocking(move || Scorer::load(&registry, &exact)).await.unwrap_or_else(|e| {
+                    tracing::error!(model = %format!("{name}@{version}"), error = %e, "loading panicked");
+                    Err(Error::Data("loading panicked".into()))
+                });
             match loaded {
                 Ok(s) => {
                     report.loaded.push(s.label());
@@ -216,13 +356,17 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
     if cfg.migrate {
         store::migrate(&pool).await?;
     }
+    let cfg_heavy = cfg.heavy_slots.max(1);
     let state = Arc::new(AppState {
         registry: Registry::new(&cfg.models_dir),
         models: RwLock::new(Arc::new(ModelSet::default())),
         pool,
         metrics: Metrics::default(),
-        cache: Mutex::new(HashMap::new()),
-        days: Mutex::new(HashMap::new()),
+        cache: Mutex::new(ResponseCache::default()),
+        days: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+        not_trading: Mutex::new(std::collections::BTreeSet::new()),
+        heavy: tokio::sync::Semaphore::new(cfg_heavy),
+        heavy_waiting: AtomicUsize::new(0),
         db_up: AtomicBool::new(true),
         clock,
         request_seq: AtomicU64::new(0),

@@ -83,14 +83,26 @@ impl LocalCluster {
         let data = c.dir.path().join("data");
         let data = data.to_string_lossy();
         c.run(&pg_bin("initdb"), &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])?;
+        c.restart()?;
+        Ok(c)
+    }
+
+    /// Starts the server (again, after [`LocalCluster::stop`]) on the same port and data.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] with pg_ctl's output.
+    pub fn restart(&self) -> Result<()> {
+        let data = self.dir.path().join("data");
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            c.port,
-            c.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = c.dir.path().join("server.log");
-        c.run(&pg_bin("pg_ctl"), &["-D", &data, "-o", &opts, "-l", &log.to_string_lossy(), "-w", "-t", "60", "start"])?;
-        Ok(c)
+        let log = self.dir.path().join("server.log");
+        self.run(
+            &pg_bin("pg_ctl"),
+            &["-D", &data.to_string_lossy(), "-o", &opts, "-l", &log.to_string_lossy(), "-w", "-t", "60", "start"],
+        )
     }
 
     /// The port it listens on (127.0.0.1).

@@ -337,12 +337,21 @@ async fn reload_swaps_versions_under_load_without_failures_and_refuses_a_damaged
     assert_eq!(p.json()["model"], format!("lin@{v2}"));
     assert!(get(a, "/metrics").await.text().contains("stockcast_model_reloads_total{result=\"refused\"} 1"));
     s.stop().await;
+
+    // A configured reference that no longer resolves (its version deleted) keeps the loaded version serving.
+    let s = Server::start(ServeConfig { models: vec![format!("lin@{v2}").parse().unwrap()], ..config(&e) }).await;
+    std::fs::remove_dir_all(e.reg.version_dir("lin", v2)).unwrap();
+    let refused = post(s.addr, "/v1/admin/reload", &[AUTH], &json!({})).await;
+    let msg = error(&refused, 409, "reload_refused");
+    assert!(msg.contains(&format!("still serving lin@{v2}")), "{msg}");
+    assert_eq!(get(s.addr, "/v1/models").await.json()["models"][0]["version"], v2);
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
     let e = env("lost").await;
-    let s = Server::start(ServeConfig { cache_ttl_ms: 0, ..config(&e) }).await;
+    let s = Server::start(ServeConfig { cache_ttl_ms: 0, health_probe_ms: 300, ..config(&e) }).await;
     let a = s.addr;
     post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
     assert_eq!(get(a, "/v1/recommendations").await.status, 200);
@@ -356,6 +365,23 @@ async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
     assert_eq!((h.status, h.json()["database"].clone()), (200, json!("unavailable")));
     // Routes that do not need the database still work.
     assert_eq!(get(a, "/v1/models").await.status, 200);
+    // Postgres comes back: health recovers by itself within the probe period (nobody calls /readyz).
+    e.cluster.0.restart().unwrap();
+    let t = std::time::Instant::now();
+    let mut healthy = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        if get(a, "/healthz").await.json()["database"] == json!("ok") {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "/healthz still says unavailable after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_millis(2_500), "recovered after {:?}", t.elapsed());
+    assert!(get(a, "/metrics").await.text().contains("stockcast_database_up 1"));
+    // Database routes answer again (the run itself may be gone: the test cluster runs without fsync and was
+    // killed in immediate mode, so a 404 "no run" is an honest answer too).
+    assert_ne!(get(a, "/v1/recommendations").await.status, 503);
     s.stop().await;
 }
 
@@ -415,5 +441,166 @@ async fn the_registry_poll_picks_up_a_new_champion_and_slow_requests_time_out() 
     let r = post(s.addr, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
     let msg = error(&r, 503, "timeout");
     assert!(msg.contains("1 ms"), "{msg}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_half_header_connections_are_closed_and_do_not_starve_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = env("slowloris").await;
+    let s = Server::start(ServeConfig { header_read_timeout_ms: 1_000, ..config(&e) }).await;
+    let a = s.addr;
+    // 2,000 clients that send half a request head and stall.
+    let mut stalled = Vec::new();
+    for _ in 0..2000 {
+        let mut c = tokio::net::TcpStream::connect(a).await.unwrap();
+        c.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        stalled.push(c);
+    }
+    // A normal client is still served while they are open.
+    let t = std::time::Instant::now();
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    assert!(t.elapsed() < Duration::from_millis(900), "served only after the stalled ones timed out");
+    // After the header-read timeout the server has closed every stalled connection (EOF or reset).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut closed = 0;
+    for c in &mut stalled {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => {}  // a 408 before the close
+                Err(_) => break, // still open
+            }
+        }
+    }
+    assert_eq!(closed, 2000);
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_instead_of_failing() {
+    use tokio::io::AsyncWriteExt;
+    let e = env("connlimit").await;
+    let s = Server::start(ServeConfig { max_connections: 4, header_read_timeout_ms: 800, ..config(&e) }).await;
+    let a = s.addr;
+    // Four idle connections take every slot; a fifth client's request is answered once they time out.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(a).await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(500), "answered after {waited:?}: the limit was not applied");
+    s.stop().await;
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etags_pagination_and_bounded_caches() {
+    use stockcast_infer::recommend::{Action, Recommendation};
+    let e = env("paging").await;
+    let s = Server::start(ServeConfig { cache_max_bytes: 256 << 10, ..config(&e) }).await;
+    let a = s.addr;
+    // A stored run of 5,000 recommendations (more symbols than the prices have: a run stores what it was given).
+    let pool = store::connect(&e.url, store::PoolConfig::default()).await.unwrap();
+    let manifest = e.reg.manifest("lin", 1).unwrap();
+    let rows: Vec<Recommendation> = (0..5000)
+        .map(|i| Recommendation {
+            symbol: format!("Z{i:04}"),
+            score: -f64::from(i),
+            rank: i + 1,
+            expected_return: 0.01 - f64::from(i) * 1e-6,
+            action: if i < 1000 { Action::Buy } else { Action::Hold },
+            sector: Some(format!("sector{}", i % 7)),
+        })
+        .collect();
+    let run = store::NewRun {
+        manifest: &manifest,
+        as_of: date("2012-12-31"),
+        created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+        params: json!({}),
+        rows: &rows,
+    };
+    store::store_run(&pool, &run).await.unwrap();
+    // Paging with `after` returns each row exactly once, in rank order.
+    let mut seen = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            Some(x) => format!("/v1/recommendations?date=2012-12-31&limit=700&after={x}"),
+            None => "/v1/recommendations?date=2012-12-31&limit=700".to_owned(),
+        };
+        let r = get(a, &path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        for row in body["recommendations"].as_array().unwrap() {
+            seen.push((row["rank"].as_i64().unwrap(), row["symbol"].as_str().unwrap().to_owned()));
+        }
+        match body["next_after"].as_i64() {
+            Some(x) => after = Some(x),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5000);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "ranks strictly increase");
+    let unique: std::collections::BTreeSet<&String> = seen.iter().map(|x| &x.1).collect();
+    assert_eq!(unique.len(), 5000);
+    // ETag: a repeat with If-None-Match gets 304 and no body; a different page gets a different tag.
+    let r = get(a, "/v1/recommendations?date=2012-12-31&limit=5").await;
+    let tag = r.header("etag").expect("an ETag").to_owned();
+    let again = HttpClient::connect(a)
+        .await
+        .unwrap()
+        .send("GET", "/v1/recommendations?date=2012-12-31&limit=5", &[("if-none-match", &tag)], None)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 304);
+    assert!(again.text().is_empty());
+    assert_eq!(again.header("etag"), Some(tag.as_str()));
+    let other = get(a, "/v1/recommendations?date=2012-12-31&limit=6").await;
+    assert_ne!(other.header("etag"), Some(tag.as_str()));
+    let p = get(a, "/v1/predictions?date=2012-12-31&symbols=Z0001").await;
+    let ptag = p.header("etag").expect("predictions carry an ETag").to_owned();
+    let p2 = HttpClient::connect(a)
+        .await
+        .unwrap()
+        .send("GET", "/v1/predictions?date=2012-12-31&symbols=Z0001", &[("if-none-match", &ptag)], None)
+        .await
+        .unwrap();
+    assert_eq!(p2.status, 304);
+    // 5,000 distinct (limit, sector) queries: the cache stays within its byte bound.
+    for i in 0..5000 {
+        let r =
+            get(a, &format!("/v1/recommendations?date=2012-12-31&limit={}&sector=sector{}", 1 + i % 900, i % 7)).await;
+        assert_eq!(r.status, 200);
+    }
+    let m = get(a, "/metrics").await.text();
+    let bytes = metric_value(&m, "stockcast_cache_bytes");
+    assert!(bytes > 0.0 && bytes <= f64::from(256 << 10), "cache holds {bytes} bytes");
+    // Non-trading dates are answered from the calendar: no day is scored for any of them.
+    let before = metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total");
+    for d in 0..1000 {
+        let day = chrono::NaiveDate::from_ymd_opt(2013, 6, 1).unwrap() + chrono::Duration::days(d);
+        let r = post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": day.to_string()})).await;
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
+    let after_n = metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total");
+    assert!((after_n - before).abs() < 0.5, "{before} -> {after_n}: non-trading dates were scored");
     s.stop().await;
 }
