@@ -9,14 +9,25 @@ need cc "install a C compiler (Debian: apt-get install gcc); Polars compiles zst
 need python3 "install Python 3 with pip (used once to download the XGBoost library wheel)"
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
-# PostgreSQL server binaries (initdb, pg_ctl, postgres, psql): the Postgres tests start a throwaway cluster.
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+# Debian packages the tests start themselves: apt-get update once (a fresh machine has no package lists), then
+# install what is missing.
+updated=0
+apt_install() {
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        apt-get install -y postgresql >/dev/null
+        if [ "$updated" = 0 ]; then apt-get update -qq >/dev/null || true; updated=1; fi
+        apt-get install -y "$@" >/dev/null
     else
-        echo "setup: PostgreSQL server binaries are required for the tests (Debian: apt-get install postgresql)" >&2
+        echo "setup: $* is required for the tests (Debian: apt-get install $*)" >&2
         exit 1
     fi
+}
+# PostgreSQL server binaries (initdb, pg_ctl, postgres, psql): the Postgres tests start a throwaway cluster.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install postgresql
+fi
+# redis-server: the shared rate-limit test starts a throwaway one.
+if ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
 fi
 lib=$(scripts/setup-xgboost.sh)
 echo "setup: libxgboost in $lib"

@@ -50,10 +50,16 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Keep connections open between requests (HTTP/1.1 keep-alive).
     pub keep_alive: bool,
-    /// Requests per second allowed on /v1 routes (token bucket; 0 = unlimited; 429 beyond).
+    /// Requests per second allowed on /v1 routes per client (token bucket per API token, else per client IP; 0 =
+    /// unlimited; 429 with Retry-After beyond).
     pub rate_limit_per_s: f64,
     /// Bucket size of the rate limit.
     pub rate_limit_burst: f64,
+    /// Redis holding the buckets, shared by every replica (`redis://host:port[/db]`); none: buckets in this
+    /// process. When Redis cannot be reached the in-process buckets take over.
+    pub rate_limit_redis_url: Option<String>,
+    /// Key prefix of the buckets in Redis.
+    pub rate_limit_key: String,
     /// How long a `GET /v1/recommendations` answer is served from memory, ms (0 = no cache).
     pub cache_ttl_ms: u64,
     /// Most bytes of cached answers (the oldest go first beyond it).
@@ -99,6 +105,8 @@ impl Default for ServeConfig {
             keep_alive: true,
             rate_limit_per_s: 0.0,
             rate_limit_burst: 200.0,
+            rate_limit_redis_url: None,
+            rate_limit_key: "stockcast:ratelimit".into(),
             cache_ttl_ms: 1_000,
             cache_max_bytes: 64 << 20,
             heavy_slots: 2,

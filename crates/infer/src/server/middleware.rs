@@ -49,30 +49,39 @@ pub(super) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<d
     tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(Box<dyn std::any::Any + Send>) -> Response)
 }
 
+/// The peer address of the connection a request came on (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClientAddr(pub(super) std::net::IpAddr);
+
 pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let rate = state.cfg.rate_limit_per_s;
-    if rate > 0.0 && req.uri().path().starts_with("/v1/") {
-        let allowed = state.bucket.lock().is_ok_and(|mut b| {
-            let now = Instant::now();
-            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(state.cfg.rate_limit_burst.max(1.0));
-            b.1 = now;
-            if b.0 >= 1.0 {
-                b.0 -= 1.0;
-                true
-            } else {
-                false
-            }
-        });
-        if !allowed {
-            return ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("more than {rate} requests per second; retry later"),
-            )
-            .into_response();
-        }
+    if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| state.cfg.api_token.as_deref() == Some(*t));
+    let ip = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    let d = state.limiter.take(&super::ratelimit::client_key(token, ip)).await;
+    let mut resp = if d.allowed {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("more than {} requests per second from this client; retry later", state.cfg.rate_limit_per_s),
+        )
+        .into_response();
+        r.headers_mut().insert("retry-after", HeaderValue::from(d.retry_after_s));
+        r
+    };
+    let h = resp.headers_mut();
+    h.insert("ratelimit-limit", HeaderValue::from(state.limiter.burst() as u64));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining.floor() as u64));
+    h.insert("ratelimit-reset", HeaderValue::from(d.reset_s));
+    resp
 }
 
 pub(super) async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

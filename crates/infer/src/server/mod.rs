@@ -13,6 +13,7 @@ mod handlers;
 pub mod metrics;
 mod middleware;
 mod openapi;
+pub mod ratelimit;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -129,7 +130,7 @@ async fn accept_loop(
             s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -142,7 +143,10 @@ async fn accept_loop(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The client's address for per-client rate limits.
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(middleware::ClientAddr(peer.ip()))),
+        );
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Errors here are the client's (reset, header timeout, malformed request): nothing to report.

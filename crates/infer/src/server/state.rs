@@ -102,7 +102,7 @@ pub struct AppState {
     pub(super) db_up: AtomicBool,
     pub(super) clock: Clock,
     pub(super) request_seq: AtomicU64,
-    pub(super) bucket: Mutex<(f64, Instant)>,
+    pub(super) limiter: super::ratelimit::RateLimiter,
     pub(super) reload_lock: tokio::sync::Mutex<()>,
     pub(super) refused: Mutex<Vec<(String, u64)>>,
 }
@@ -357,6 +357,13 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         store::migrate(&pool).await?;
     }
     let cfg_heavy = cfg.heavy_slots.max(1);
+    let limiter = super::ratelimit::RateLimiter::new(
+        cfg.rate_limit_per_s,
+        cfg.rate_limit_burst,
+        cfg.rate_limit_redis_url.as_deref(),
+        &cfg.rate_limit_key,
+    )
+    .map_err(|m| Error::Data(format!("serve settings: {m}")))?;
     let state = Arc::new(AppState {
         registry: Registry::new(&cfg.models_dir),
         models: RwLock::new(Arc::new(ModelSet::default())),
@@ -370,7 +377,7 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         db_up: AtomicBool::new(true),
         clock,
         request_seq: AtomicU64::new(0),
-        bucket: Mutex::new((cfg.rate_limit_burst, Instant::now())),
+        limiter,
         reload_lock: tokio::sync::Mutex::new(()),
         refused: Mutex::new(Vec::new()),
         cfg,

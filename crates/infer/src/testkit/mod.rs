@@ -4,6 +4,8 @@
 
 pub mod cluster;
 pub mod http_client;
+pub mod redis;
 
 pub use cluster::LocalCluster;
 pub use http_client::{HttpClient, HttpResponse, LoadReport, LoadRequest, load};
+pub use redis::LocalRedis;

@@ -414,7 +414,12 @@ async fn the_rate_limit_answers_429_and_spares_health_checks() {
     assert_eq!(get(a, "/v1/models").await.status, 200);
     let r = get(a, "/v1/models").await;
     error(&r, 429, "rate_limited");
-    assert_eq!(r.header("retry-after"), Some("1"));
+    // 0.5 tokens a second: the next token is about 2 s away.
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!((r.header("ratelimit-limit"), r.header("ratelimit-remaining")), (Some("2"), Some("0")));
+    // The holder of the API token is another client, with its own bucket.
+    let authed = HttpClient::connect(a).await.unwrap().send("GET", "/v1/models", &[AUTH], None).await.unwrap();
+    assert_eq!(authed.status, 200);
     assert_eq!(get(a, "/healthz").await.status, 200);
     s.stop().await;
 }
@@ -603,4 +608,47 @@ async fn etags_pagination_and_bounded_caches() {
     let after_n = metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total");
     assert!((after_n - before).abs() < 0.5, "{before} -> {after_n}: non-trading dates were scored");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_enforce_one_budget_per_client() {
+    let e = env("replicas").await;
+    let redis = stockcast_infer::testkit::LocalRedis::start().unwrap();
+    let (rate, burst) = (2.0, 10.0);
+    let shared = ServeConfig {
+        rate_limit_per_s: rate,
+        rate_limit_burst: burst,
+        rate_limit_redis_url: Some(redis.url()),
+        ..config(&e)
+    };
+    let a = Server::start(shared.clone()).await;
+    let b = Server::start(shared).await;
+    // One client (this test's address) alternating between the replicas for a while.
+    let t = std::time::Instant::now();
+    let mut ok = 0;
+    for i in 0..120 {
+        let r = get(if i % 2 == 0 { a.addr } else { b.addr }, "/v1/models").await;
+        match r.status {
+            200 => ok += 1,
+            429 => assert!(r.header("retry-after").is_some()),
+            s => panic!("status {s}"),
+        }
+    }
+    let budget = burst + rate * t.elapsed().as_secs_f64();
+    assert!(f64::from(ok) <= budget + 1.0, "{ok} requests allowed, the shared budget was {budget:.1}");
+    assert!(ok >= 10, "{ok}");
+    // Without Redis each replica would have its own bucket: the same run allows about twice as many.
+    a.stop().await;
+    b.stop().await;
+    let own = ServeConfig { rate_limit_per_s: rate, rate_limit_burst: burst, ..config(&e) };
+    let (a, b) = (Server::start(own.clone()).await, Server::start(own).await);
+    let mut ok_local = 0;
+    for i in 0..40 {
+        if get(if i % 2 == 0 { a.addr } else { b.addr }, "/v1/models").await.status == 200 {
+            ok_local += 1;
+        }
+    }
+    assert!(ok_local >= 20, "separate buckets per replica: {ok_local}");
+    a.stop().await;
+    b.stop().await;
 }
