@@ -397,3 +397,56 @@ fn default_label_on_us5_is_the_next_open_to_open_return() {
     }
     assert!(checked > 12_000, "{checked}");
 }
+
+mod fuzz {
+    //! The loader on arbitrary input: every outcome is a value or a clear error, never a panic.
+    use proptest::prelude::*;
+    use stockcast_features::{LoadOptions, load_prices};
+
+    /// Lines that look like price rows, with any of them mangled.
+    fn near_csv() -> impl Strategy<Value = String> {
+        let cell = prop_oneof![
+            Just(String::new()),
+            "[0-9]{1,6}(\\.[0-9]{1,4})?",
+            "-?[0-9]{1,3}e[0-9]{1,3}",
+            Just("NaN".to_owned()),
+            Just("inf".to_owned()),
+            "20[0-2][0-9]-[01][0-9]-[0-3][0-9]",
+            "[A-Z]{1,5}",
+            ".{0,12}",
+        ];
+        let row = proptest::collection::vec(cell, 0..9).prop_map(|c| c.join(","));
+        (
+            prop_oneof![
+                Just("date,symbol,open,high,low,close,volume".to_owned()),
+                Just("date,close".to_owned()),
+                Just("date,A,B".to_owned()),
+                ".{0,40}",
+            ],
+            proptest::collection::vec(row, 0..30),
+        )
+            .prop_map(|(h, rows)| format!("{h}\n{}", rows.join("\n")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn arbitrary_csv_is_loaded_or_refused_clearly(text in near_csv()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fuzz.csv");
+            std::fs::write(&path, &text).unwrap();
+            if let Err(e) = load_prices(&path, &LoadOptions::default()) {
+                let m = e.to_string();
+                prop_assert!(!m.is_empty() && !m.contains("panicked"), "{m}");
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_csv_or_parquet_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), parquet in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(if parquet { "fuzz.parquet" } else { "fuzz.csv" });
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = load_prices(&path, &LoadOptions::default());
+        }
+    }
+}

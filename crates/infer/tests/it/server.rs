@@ -580,6 +580,19 @@ async fn etags_pagination_and_bounded_caches() {
     assert_eq!(again.header("etag"), Some(tag.as_str()));
     let other = get(a, "/v1/recommendations?date=2012-12-31&limit=6").await;
     assert_ne!(other.header("etag"), Some(tag.as_str()));
+    // A client that accepts gzip gets a compressed body that decodes to the same JSON.
+    let plain = get(a, "/v1/recommendations?date=2012-12-31&limit=2000").await;
+    let zipped = HttpClient::connect(a)
+        .await
+        .unwrap()
+        .send("GET", "/v1/recommendations?date=2012-12-31&limit=2000", &[("accept-encoding", "gzip")], None)
+        .await
+        .unwrap();
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert!(zipped.body.len() * 3 < plain.body.len(), "{} vs {} bytes", zipped.body.len(), plain.body.len());
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped.body[..]), &mut decoded).unwrap();
+    assert_eq!(decoded, plain.body);
     let p = get(a, "/v1/predictions?date=2012-12-31&symbols=Z0001").await;
     let ptag = p.header("etag").expect("predictions carry an ETag").to_owned();
     let p2 = HttpClient::connect(a)
@@ -651,4 +664,53 @@ async fn two_replicas_sharing_redis_enforce_one_budget_per_client() {
     assert!(ok_local >= 20, "separate buckets per replica: {ok_local}");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_request_bodies_get_json_errors_never_a_500() {
+    use rand::{Rng, SeedableRng};
+    let e = env("fuzzbody").await;
+    let s = Server::start(config(&e)).await;
+    let a = s.addr;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let fragments: [&[u8]; 12] = [
+        b"{",
+        b"}",
+        b"\"symbols\":",
+        b"[\"AAPL\"]",
+        b"\"date\":\"2012-12-31\"",
+        b",",
+        b"null",
+        b"1e999",
+        b"\"bars\":[{\"symbol\":\"X\",\"date\":\"2012-01-02\",\"close\":-1}]",
+        b"\xff\xfe",
+        b"\"model\":\"lin@9\"",
+        b"[]",
+    ];
+    for i in 0..400 {
+        let body: Vec<u8> = if i % 3 == 0 {
+            (0..rng.random_range(0..200)).map(|_| rng.random::<u8>()).collect()
+        } else {
+            (0..rng.random_range(1..8)).flat_map(|_| fragments[rng.random_range(0..fragments.len())].to_vec()).collect()
+        };
+        let path = if i % 2 == 0 { "/v1/predict" } else { "/v1/recommendations/run" };
+        let headers: &[(&str, &str)] = if i % 2 == 0 {
+            &[("content-type", "application/json")]
+        } else {
+            &[("content-type", "application/json"), AUTH]
+        };
+        let r = HttpClient::connect(a).await.unwrap().send("POST", path, headers, Some(&body)).await.unwrap();
+        assert!(
+            r.status != 500 && r.status != 0,
+            "{path} {:?}: {} {}",
+            String::from_utf8_lossy(&body),
+            r.status,
+            r.text()
+        );
+        if r.status >= 400 {
+            let j = r.json();
+            assert!(j["error"].is_string() && j["message"].is_string(), "{path}: {}", r.text());
+        }
+    }
+    s.stop().await;
 }
