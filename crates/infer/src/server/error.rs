@@ -29,6 +29,10 @@ impl ApiError {
     pub(super) fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
     }
+    /// True for 503 `database_unavailable`.
+    pub(super) fn is_database_unavailable(&self) -> bool {
+        self.code == "database_unavailable"
+    }
     /// The server is at its limit for expensive work: 503 `busy` with Retry-After.
     pub(super) fn busy() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many computations in progress; retry shortly")

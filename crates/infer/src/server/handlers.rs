@@ -370,9 +370,27 @@ pub(super) async fn recommendations(
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(etagged(&headers, body));
     }
-    let store::RunRow { run_id, as_of, created_at } = find_run(&state, &name, version, date).await?;
     let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
-    let rows = store::run_recommendations(&state.pool, run_id, &q).await.map_err(|e| state.error(e))?;
+    let fetched = async {
+        let run = find_run(&state, &name, version, date).await?;
+        let rows = store::run_recommendations(&state.pool, run.run_id, &q).await.map_err(|e| state.error(e))?;
+        Ok::<_, ApiError>((run, rows))
+    }
+    .await;
+    let (store::RunRow { run_id, as_of, created_at }, rows) = match fetched {
+        Ok(x) => x,
+        // The database is down: an answer cached earlier (a stored run does not change until it is rerun) is
+        // served, marked stale, instead of a 503.
+        Err(e) if e.is_database_unavailable() => match state.cached_stale(&key) {
+            Some(body) => {
+                let mut r = etagged(&headers, body);
+                r.headers_mut().insert("x-stale", HeaderValue::from_static("database unavailable"));
+                return Ok(r);
+            }
+            None => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     let next_after = (rows.len() == limit).then(|| rows.last().map(|r| r.rank)).flatten();
     let body = api::Recommendations {
         model: format!("{name}@{version}"),

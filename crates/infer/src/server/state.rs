@@ -145,6 +145,11 @@ impl AppState {
         self.cache.lock().map(|c| (c.map.len(), c.bytes)).unwrap_or_default()
     }
 
+    /// A cached response body for `key` of any age (served, marked stale, while the database is unavailable).
+    pub(super) fn cached_stale(&self, key: &str) -> Option<Bytes> {
+        self.cache.lock().ok().and_then(|c| c.map.get(key).map(|(_, b)| b.clone()))
+    }
+
     /// A cached response body for `key`, if fresh.
     pub(super) fn cached(&self, key: &str) -> Option<Bytes> {
         let ttl = Duration::from_millis(self.cfg.cache_ttl_ms);
@@ -154,11 +159,9 @@ impl AppState {
         self.cache.lock().ok().and_then(|c| c.map.get(key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
     }
 
-    /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first).
+    /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first). Kept even with
+    /// `cache_ttl_ms = 0`, for the stale answers of a database outage.
     pub(super) fn cache_put(&self, key: String, body: Bytes) {
-        if self.cfg.cache_ttl_ms == 0 {
-            return;
-        }
         if let Ok(mut c) = self.cache.lock() {
             c.put(key, body, CACHE_ENTRIES, self.cfg.cache_max_bytes);
         }

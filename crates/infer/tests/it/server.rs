@@ -355,8 +355,16 @@ async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
     let a = s.addr;
     post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
     assert_eq!(get(a, "/v1/recommendations").await.status, 200);
+    // A read answered before the outage (any age) is served again, marked stale, while the database is down.
+    let early = get(a, "/v1/recommendations?date=2012-12-31&limit=3").await;
+    assert_eq!(early.status, 200);
     e.cluster.0.stop();
-    let msg = error(&get(a, "/v1/recommendations").await, 503, "database_unavailable");
+    let stale = get(a, "/v1/recommendations?date=2012-12-31&limit=3").await;
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    assert_eq!(stale.header("x-stale"), Some("database unavailable"));
+    assert_eq!(stale.body, early.body);
+    // A read never answered before has nothing to fall back on: 503.
+    let msg = error(&get(a, "/v1/recommendations?limit=7").await, 503, "database_unavailable");
     assert!(!msg.contains("127.0.0.1"), "{msg}");
     error(&get(a, "/v1/predictions").await, 503, "database_unavailable");
     let r = get(a, "/readyz").await;
