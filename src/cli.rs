@@ -592,6 +592,10 @@ pub struct BenchServeArgs {
     /// Times the 5,000-row recommendation run is written (the median is reported).
     #[arg(long, default_value_t = 7)]
     pub writes: usize,
+    /// Fault run: during the cached-read load, stop Postgres for this many seconds (from 20 % of `--seconds`),
+    /// restart it, then publish and reload a new champion; 0: no faults.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_outage_s: f64,
     /// Work directory (synthetic prices, registry, results.json).
     #[arg(long, value_name = "DIR", default_value = "runs/bench-serve")]
     pub out: PathBuf,

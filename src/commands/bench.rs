@@ -363,7 +363,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let (_, last) = prices.date_range()?.context("no dates")?;
 
-    let cluster = LocalCluster::start()?;
+    let cluster = Arc::new(LocalCluster::start()?);
     let url = cluster.create_database("bench")?;
     let rt = crate::prices::runtime()?;
     let pool = rt.block_on(store::connect(&url, PoolConfig::default()))?;
@@ -424,6 +424,8 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         models_dir: models_dir.clone(),
         database_url: Some(url),
         poll_s: 0,
+        api_token: Some("bench-token".into()),
+        health_probe_ms: 500,
         max_symbols: a.symbols.max(1000),
         ..ServeConfig::default()
     };
@@ -433,12 +435,58 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(a.load_threads.max(1)).enable_all().build()?;
     let symbols = prices.symbols()?;
     let duration = Duration::from_secs_f64(a.seconds.max(0.1));
-    let rec_path = "/v1/recommendations?limit=100".to_owned();
+    // Pinned to the stored run's version: a fault run's reload serves a new champion with no stored run yet.
+    let rec_path = "/v1/recommendations?limit=100&model=bench@1".to_owned();
+    // The fault run: Postgres stopped and restarted, then a new champion published and reloaded, under load.
+    let v2 = if a.fault_outage_s > 0.0 {
+        let m = reg.publish(
+            "bench",
+            &Publish {
+                model: &model,
+                spec_toml: &spec.to_toml(),
+                created_at: "2026-01-02T00:00:00Z",
+                data: DataInfo::default(),
+                metrics: serde_json::json!({}),
+                stockcast_version: env!("CARGO_PKG_VERSION"),
+                git_commit: None,
+            },
+        )?;
+        Some(m.version)
+    } else {
+        None
+    };
+    let faults = v2.map(|v2| {
+        let (cluster, reg, outage, lead) =
+            (cluster.clone(), reg.clone(), Duration::from_secs_f64(a.fault_outage_s), duration.mul_f64(0.2));
+        std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
+            let mut log = Vec::new();
+            let t0 = Instant::now();
+            std::thread::sleep(lead);
+            cluster.stop();
+            log.push(format!("{:.1} s: postgres stopped", t0.elapsed().as_secs_f64()));
+            std::thread::sleep(outage);
+            cluster.restart()?;
+            log.push(format!("{:.1} s: postgres restarted", t0.elapsed().as_secs_f64()));
+            reg.set_alias("bench", CHAMPION, v2, "2026-01-02T00:00:00Z", "fault run")?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let r = rt.block_on(async {
+                let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
+                c.send("POST", "/v1/admin/reload", &[("authorization", "Bearer bench-token")], Some(b"{}")).await
+            })?;
+            log.push(format!("{:.1} s: reload to v{v2} answered {}", t0.elapsed().as_secs_f64(), r.status));
+            Ok(log)
+        })
+    });
     let reads = load_rt.block_on(http_client::load(addr, a.connections, duration, move |_| LoadRequest {
         method: "GET",
         path: rec_path.clone(),
         body: None,
     }))?;
+    if let Some(f) = faults {
+        for line in f.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))?? {
+            out(&format!("  fault run: {line}"));
+        }
+    }
     // The first prediction of a day reads the stored prices and scores every symbol once; later ones are cached.
     let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);
     let t = Instant::now();
