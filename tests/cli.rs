@@ -703,3 +703,51 @@ fn created_at_must_be_rfc3339() {
         assert!(!dir.path().join("m").join("runs").exists());
     }
 }
+
+#[test]
+fn a_concurrent_train_and_gc_lose_no_version_and_no_promotion() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    for _ in 0..2 {
+        let o = train(&cfg, &models, &[]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    // A slower train (a gbm over 11 folds) holds the registry lock while gc --keep 1 is started.
+    let slow = dir.path().join("slow.toml");
+    std::fs::write(
+        &slow,
+        format!(
+            "[data]\nprices = {:?}\n[split]\nmin_train_days = 504\ntest_days = 252\n[[models]]\nname = \"lin\"\n\
+             model = {{ kind = \"gbm\", rounds = 60, max_depth = 4, early_stopping_rounds = 0, nthread = 1 }}\n\
+             [gate]\nmetric = \"rank_ic\"\nmin = -1.0\nbeat_champion = false\n",
+            dataset("us5_daily.csv")
+        ),
+    )
+    .unwrap();
+    let lock = models.join(stockcast_models::registry::LOCK_FILE);
+    let mut first = bin()
+        .args(["train", "--config", slow.to_str().unwrap(), "--models-dir", models.to_str().unwrap()])
+        .args(["--as-of", "2012-12-31", "--created-at", "2026-11-24T00:00:00Z"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains("train") && t.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let gc = bin().args(["models", "gc", "--models-dir", models.to_str().unwrap(), "--keep", "1"]).output().unwrap();
+    let trained = first.wait_with_output().unwrap();
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
+    assert!(gc.status.success(), "{}", text(&gc.stderr));
+    assert!(text(&gc.stderr).contains("waiting for the registry lock held by"), "{}", text(&gc.stderr));
+    // gc ran after the publish: the new version (3) and the champion survive; numbers never repeat.
+    let reg = stockcast_models::registry::Registry::new(&models);
+    let versions = reg.versions("lin").unwrap();
+    let champion = reg.aliases("lin").unwrap().aliases["champion"];
+    assert!(versions.contains(&3) && versions.contains(&champion), "{versions:?}, champion {champion}");
+    for v in &versions {
+        reg.load("lin", *v).unwrap();
+    }
+}
