@@ -596,6 +596,9 @@ pub struct BenchServeArgs {
     /// restart it, then publish and reload a new champion; 0: no faults.
     #[arg(long, default_value_t = 0.0)]
     pub fault_outage_s: f64,
+    /// Fault run: requests per second of the second, fixed-rate pass.
+    #[arg(long, default_value_t = 1000.0)]
+    pub fault_rate: f64,
     /// Work directory (synthetic prices, registry, results.json).
     #[arg(long, value_name = "DIR", default_value = "runs/bench-serve")]
     pub out: PathBuf,

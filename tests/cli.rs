@@ -726,7 +726,7 @@ fn a_concurrent_train_and_gc_lose_no_version_and_no_promotion() {
     )
     .unwrap();
     let lock = models.join(stockcast_models::registry::LOCK_FILE);
-    let mut first = bin()
+    let first = bin()
         .args(["train", "--config", slow.to_str().unwrap(), "--models-dir", models.to_str().unwrap()])
         .args(["--as-of", "2012-12-31", "--created-at", "2026-11-24T00:00:00Z"])
         .stdout(std::process::Stdio::null())

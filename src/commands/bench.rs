@@ -486,6 +486,29 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         for line in f.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))?? {
             out(&format!("  fault run: {line}"));
         }
+        // The same faults at a fixed rate (open loop, latency from each request's scheduled start).
+        let fault2 = {
+            let (cluster, outage, lead) =
+                (cluster.clone(), Duration::from_secs_f64(a.fault_outage_s), duration.mul_f64(0.2));
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                std::thread::sleep(lead);
+                cluster.stop();
+                std::thread::sleep(outage);
+                cluster.restart()?;
+                Ok(())
+            })
+        };
+        let path = "/v1/recommendations?limit=100&model=bench@1".to_owned();
+        let fixed =
+            load_rt.block_on(http_client::load_at_rate(addr, a.connections, a.fault_rate, duration, move |_| {
+                LoadRequest { method: "GET", path: path.clone(), body: None }
+            }))?;
+        fault2.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))??;
+        out(&format!(
+            "  fault run at a fixed {:.0} req/s (Postgres stopped {:.0} s again): {} requests, statuses {:?}, p50 {:.2} \
+             ms, p99 {:.2} ms, max {:.1} ms",
+            a.fault_rate, a.fault_outage_s, fixed.requests, fixed.statuses, fixed.p50_ms, fixed.p99_ms, fixed.max_ms
+        ));
     }
     // The first prediction of a day reads the stored prices and scores every symbol once; later ones are cached.
     let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);

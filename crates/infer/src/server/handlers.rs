@@ -370,6 +370,13 @@ pub(super) async fn recommendations(
         state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(etagged(&headers, body));
     }
+    // The database is known to be down (the probe or an earlier request said so): answer from memory at once
+    // rather than waiting for the pool's acquire timeout on every request.
+    if !state.db_up.load(Ordering::Relaxed)
+        && let Some(body) = state.cached_stale(&key)
+    {
+        return Ok(stale(etagged(&headers, body)));
+    }
     let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
     let fetched = async {
         let run = find_run(&state, &name, version, date).await?;
@@ -382,11 +389,7 @@ pub(super) async fn recommendations(
         // The database is down: an answer cached earlier (a stored run does not change until it is rerun) is
         // served, marked stale, instead of a 503.
         Err(e) if e.is_database_unavailable() => match state.cached_stale(&key) {
-            Some(body) => {
-                let mut r = etagged(&headers, body);
-                r.headers_mut().insert("x-stale", HeaderValue::from_static("database unavailable"));
-                return Ok(r);
-            }
+            Some(body) => return Ok(stale(etagged(&headers, body))),
             None => return Err(e),
         },
         Err(e) => return Err(e),
@@ -403,6 +406,12 @@ pub(super) async fn recommendations(
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
     state.cache_put(key, bytes.clone());
     Ok(etagged(&headers, bytes))
+}
+
+/// Marks an answer served from memory while the database is unavailable.
+fn stale(mut r: Response) -> Response {
+    r.headers_mut().insert("x-stale", HeaderValue::from_static("database unavailable"));
+    r
 }
 
 /// A strong ETag of a body: FNV-1a (64 bit) of its bytes. The same run answers the same bytes on every replica,

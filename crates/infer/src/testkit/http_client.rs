@@ -221,3 +221,86 @@ pub async fn load(
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
     })
 }
+
+/// What an open-loop (fixed-rate) run measured: every status seen, and latencies counted from each request's
+/// scheduled start (so a stall shows in the tail instead of silently lowering the rate).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RateReport {
+    /// Requests sent.
+    pub requests: u64,
+    /// Responses by status (`0`: an I/O error).
+    pub statuses: std::collections::BTreeMap<u16, u64>,
+    /// Median latency from the scheduled start, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+}
+
+/// Open loop: `rate` requests per second in total for `duration`, spread over `connections` keep-alive
+/// connections (each sends its share on a fixed schedule; a late response delays that connection's next send,
+/// and the delay counts in the latency of the requests it held up).
+///
+/// # Errors
+/// When a connection cannot be opened.
+pub async fn load_at_rate(
+    addr: SocketAddr,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+    request: impl Fn(u64) -> LoadRequest + Send + Sync + 'static,
+) -> std::io::Result<RateReport> {
+    let request = std::sync::Arc::new(request);
+    let connections = connections.max(1);
+    let period = Duration::from_secs_f64(connections as f64 / rate.max(1e-3));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mut client = HttpClient::connect(addr).await?;
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut statuses = std::collections::BTreeMap::new();
+            let mut k = 0u32;
+            loop {
+                let due = start + period.mul_f64(f64::from(k) + c as f64 / connections as f64);
+                if due.duration_since(start) >= duration {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let r = request(u64::from(k) * connections as u64 + c as u64);
+                let status = if let Ok(resp) = client.send(r.method, &r.path, &[], r.body.as_deref()).await {
+                    resp.status
+                } else {
+                    if let Ok(fresh) = HttpClient::connect(addr).await {
+                        client = fresh;
+                    }
+                    0
+                };
+                *statuses.entry(status).or_insert(0u64) += 1;
+                lat.push(due.elapsed().as_secs_f64() * 1e3);
+                k += 1;
+            }
+            (lat, statuses)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (l, s) = t.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        lat.extend(l);
+        for (k, v) in s {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
+    Ok(RateReport {
+        requests: lat.len() as u64,
+        statuses,
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+    })
+}

@@ -7,5 +7,5 @@ pub mod http_client;
 pub mod redis;
 
 pub use cluster::LocalCluster;
-pub use http_client::{HttpClient, HttpResponse, LoadReport, LoadRequest, load};
+pub use http_client::{HttpClient, HttpResponse, LoadReport, LoadRequest, RateReport, load, load_at_rate};
 pub use redis::LocalRedis;
