@@ -341,6 +341,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `stockcast bench serve`: Postgres + server on loopback, load from a second runtime in this process.
+/// Waits `lead`, stops Postgres for `outage`, restarts it.
+fn postgres_outage(
+    cluster: &stockcast_infer::testkit::LocalCluster,
+    lead: std::time::Duration,
+    outage: std::time::Duration,
+) -> anyhow::Result<()> {
+    std::thread::sleep(lead);
+    cluster.stop();
+    std::thread::sleep(outage);
+    cluster.restart()?;
+    Ok(())
+}
+
 fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::time::Duration;
@@ -385,18 +398,21 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     let train = crate::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
     let config = stockcast_models::ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n")?;
     let model = stockcast_models::fit(&config, &train, None, 42)?;
-    let m = reg.publish(
-        "bench",
-        &Publish {
-            model: &model,
-            spec_toml: &spec.to_toml(),
-            created_at: "2026-01-01T00:00:00Z",
-            data: DataInfo::default(),
-            metrics: serde_json::json!({}),
-            stockcast_version: env!("CARGO_PKG_VERSION"),
-            git_commit: None,
-        },
-    )?;
+    let publish = |created_at: &str| {
+        reg.publish(
+            "bench",
+            &Publish {
+                model: &model,
+                spec_toml: &spec.to_toml(),
+                created_at,
+                data: DataInfo::default(),
+                metrics: serde_json::json!({}),
+                stockcast_version: env!("CARGO_PKG_VERSION"),
+                git_commit: None,
+            },
+        )
+    };
+    let m = publish("2026-01-01T00:00:00Z")?;
     reg.set_alias("bench", CHAMPION, m.version, "2026-01-01T00:00:00Z", "bench")?;
 
     // Writing a day of recommendations: scoring once, then the one-transaction write, `writes` times.
@@ -438,35 +454,19 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     // Pinned to the stored run's version: a fault run's reload serves a new champion with no stored run yet.
     let rec_path = "/v1/recommendations?limit=100&model=bench@1".to_owned();
     // The fault run: Postgres stopped and restarted, then a new champion published and reloaded, under load.
-    let v2 = if a.fault_outage_s > 0.0 {
-        let m = reg.publish(
-            "bench",
-            &Publish {
-                model: &model,
-                spec_toml: &spec.to_toml(),
-                created_at: "2026-01-02T00:00:00Z",
-                data: DataInfo::default(),
-                metrics: serde_json::json!({}),
-                stockcast_version: env!("CARGO_PKG_VERSION"),
-                git_commit: None,
-            },
-        )?;
-        Some(m.version)
-    } else {
-        None
-    };
+    let v2 = if a.fault_outage_s > 0.0 { Some(publish("2026-01-02T00:00:00Z")?.version) } else { None };
+    let (outage, lead) = (Duration::from_secs_f64(a.fault_outage_s), duration.mul_f64(0.2));
     let faults = v2.map(|v2| {
-        let (cluster, reg, outage, lead) =
-            (cluster.clone(), reg.clone(), Duration::from_secs_f64(a.fault_outage_s), duration.mul_f64(0.2));
+        let (cluster, reg) = (cluster.clone(), reg.clone());
         std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
             let mut log = Vec::new();
             let t0 = Instant::now();
-            std::thread::sleep(lead);
-            cluster.stop();
-            log.push(format!("{:.1} s: postgres stopped", t0.elapsed().as_secs_f64()));
-            std::thread::sleep(outage);
-            cluster.restart()?;
-            log.push(format!("{:.1} s: postgres restarted", t0.elapsed().as_secs_f64()));
+            postgres_outage(&cluster, lead, outage)?;
+            log.push(format!(
+                "postgres stopped at {:.1} s, restarted at {:.1} s",
+                lead.as_secs_f64(),
+                t0.elapsed().as_secs_f64()
+            ));
             reg.set_alias("bench", CHAMPION, v2, "2026-01-02T00:00:00Z", "fault run")?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let r = rt.block_on(async {
@@ -477,32 +477,18 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
             Ok(log)
         })
     });
-    let reads = load_rt.block_on(http_client::load(addr, a.connections, duration, move |_| LoadRequest {
-        method: "GET",
-        path: rec_path.clone(),
-        body: None,
-    }))?;
+    let read = move |_| LoadRequest { method: "GET", path: rec_path.clone(), body: None };
+    let reads = load_rt.block_on(http_client::load(addr, a.connections, duration, read.clone()))?;
     if let Some(f) = faults {
         for line in f.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))?? {
             out(&format!("  fault run: {line}"));
         }
         // The same faults at a fixed rate (open loop, latency from each request's scheduled start).
         let fault2 = {
-            let (cluster, outage, lead) =
-                (cluster.clone(), Duration::from_secs_f64(a.fault_outage_s), duration.mul_f64(0.2));
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                std::thread::sleep(lead);
-                cluster.stop();
-                std::thread::sleep(outage);
-                cluster.restart()?;
-                Ok(())
-            })
+            let cluster = cluster.clone();
+            std::thread::spawn(move || postgres_outage(&cluster, lead, outage))
         };
-        let path = "/v1/recommendations?limit=100&model=bench@1".to_owned();
-        let fixed =
-            load_rt.block_on(http_client::load_at_rate(addr, a.connections, a.fault_rate, duration, move |_| {
-                LoadRequest { method: "GET", path: path.clone(), body: None }
-            }))?;
+        let fixed = load_rt.block_on(http_client::load_at_rate(addr, a.connections, a.fault_rate, duration, read))?;
         fault2.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))??;
         out(&format!(
             "  fault run at a fixed {:.0} req/s (Postgres stopped {:.0} s again): {} requests, statuses {:?}, p50 {:.2} \
