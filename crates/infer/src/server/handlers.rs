@@ -417,8 +417,7 @@ fn stale(mut r: Response) -> Response {
 /// A strong ETag of a body: FNV-1a (64 bit) of its bytes. The same run answers the same bytes on every replica,
 /// so a client's ETag stays valid until the run is recomputed.
 fn etag_of(body: &[u8]) -> String {
-    let h = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("\"{h:016x}\"")
+    format!("\"{:016x}\"", super::ratelimit::fnv1a(body))
 }
 
 /// The JSON `body` with its ETag, or 304 (no body) when `If-None-Match` names that ETag (or `*`).

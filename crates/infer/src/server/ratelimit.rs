@@ -251,14 +251,16 @@ impl RateLimiter {
     }
 }
 
+/// FNV-1a (64 bit): a stable, dependency-free hash (the same on every replica and release) for ETags and keys.
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The client a request is counted for: `token:<hash>` when it carries the configured API token, else
 /// `ip:<address>` (a made-up token does not buy a fresh bucket).
 pub fn client_key(valid_token: Option<&str>, ip: Option<IpAddr>) -> String {
     match (valid_token, ip) {
-        (Some(t), _) => {
-            let h = t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-            format!("token:{h:016x}")
-        }
+        (Some(t), _) => format!("token:{:016x}", fnv1a(t.as_bytes())),
         (None, Some(ip)) => format!("ip:{ip}"),
         (None, None) => "ip:unknown".to_owned(),
     }

@@ -145,9 +145,16 @@ impl AppState {
         self.cache.lock().map(|c| (c.map.len(), c.bytes)).unwrap_or_default()
     }
 
+    /// A cached response body for `key` no older than `max_age` (`None`: any age, served marked stale while
+    /// the database is unavailable).
+    fn cached_within(&self, key: &str, max_age: Option<Duration>) -> Option<Bytes> {
+        let c = self.cache.lock().ok()?;
+        c.map.get(key).filter(|(t, _)| max_age.is_none_or(|m| t.elapsed() < m)).map(|(_, b)| b.clone())
+    }
+
     /// A cached response body for `key` of any age (served, marked stale, while the database is unavailable).
     pub(super) fn cached_stale(&self, key: &str) -> Option<Bytes> {
-        self.cache.lock().ok().and_then(|c| c.map.get(key).map(|(_, b)| b.clone()))
+        self.cached_within(key, None)
     }
 
     /// A cached response body for `key`, if fresh.
@@ -156,7 +163,7 @@ impl AppState {
         if ttl.is_zero() {
             return None;
         }
-        self.cache.lock().ok().and_then(|c| c.map.get(key).filter(|(t, _)| t.elapsed() < ttl).map(|(_, b)| b.clone()))
+        self.cached_within(key, Some(ttl))
     }
 
     /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first). Kept even with

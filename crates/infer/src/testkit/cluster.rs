@@ -3,7 +3,6 @@
 //! `initdb` refuses to run as root, so as root the cluster is created and run as the `postgres` system user (via
 //! `runuser`), in a directory it owns.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -75,10 +74,7 @@ impl LocalCluster {
                 return Err(unavailable("chown", "cannot give the cluster directory to the postgres user"));
             }
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| unavailable("free port", e))?
-            .port();
+        let port = super::free_port().map_err(|e| unavailable("free port", e))?;
         let c = Self { dir, port, as_postgres };
         let data = c.dir.path().join("data");
         let data = data.to_string_lossy();

@@ -210,16 +210,15 @@ pub async fn load(
         failures += f;
     }
     let secs = start.elapsed().as_secs_f64();
+    let (p50_ms, p99_ms, max_ms) = latency_summary(&mut lat);
+    Ok(LoadReport { requests: lat.len() as u64, failures, rps: lat.len() as f64 / secs, p50_ms, p99_ms, max_ms })
+}
+
+/// Median, 99th percentile and maximum of latencies in ms (sorts them; NaN when empty).
+fn latency_summary(lat: &mut [f64]) -> (f64, f64, f64) {
     lat.sort_by(f64::total_cmp);
     let q = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
-    Ok(LoadReport {
-        requests: lat.len() as u64,
-        failures,
-        rps: lat.len() as f64 / secs,
-        p50_ms: q(0.5),
-        p99_ms: q(0.99),
-        max_ms: lat.last().copied().unwrap_or(f64::NAN),
-    })
+    (q(0.5), q(0.99), lat.last().copied().unwrap_or(f64::NAN))
 }
 
 /// What an open-loop (fixed-rate) run measured: every status seen, and latencies counted from each request's
@@ -294,13 +293,6 @@ pub async fn load_at_rate(
             *statuses.entry(k).or_insert(0) += v;
         }
     }
-    lat.sort_by(f64::total_cmp);
-    let q = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
-    Ok(RateReport {
-        requests: lat.len() as u64,
-        statuses,
-        p50_ms: q(0.5),
-        p99_ms: q(0.99),
-        max_ms: lat.last().copied().unwrap_or(f64::NAN),
-    })
+    let (p50_ms, p99_ms, max_ms) = latency_summary(&mut lat);
+    Ok(RateReport { requests: lat.len() as u64, statuses, p50_ms, p99_ms, max_ms })
 }

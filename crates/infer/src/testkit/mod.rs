@@ -9,3 +9,8 @@ pub mod redis;
 pub use cluster::LocalCluster;
 pub use http_client::{HttpClient, HttpResponse, LoadReport, LoadRequest, RateReport, load, load_at_rate};
 pub use redis::LocalRedis;
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller's server takes it next).
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
+}

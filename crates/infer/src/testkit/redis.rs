@@ -1,6 +1,5 @@
 //! A throwaway Redis server on loopback (Debian's `redis-server`), for the shared rate-limit tests.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,7 @@ impl LocalRedis {
     pub fn start() -> Result<Self> {
         let unavailable = |m: String| Error::Unavailable(format!("redis-server: {m}"));
         let dir = tempfile::tempdir().map_err(|e| unavailable(e.to_string()))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| unavailable(e.to_string()))?
-            .port();
+        let port = super::free_port().map_err(|e| unavailable(e.to_string()))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
