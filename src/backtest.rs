@@ -176,7 +176,8 @@ pub(crate) mod tests {
     use crate::Clock;
 
     pub(crate) fn us5() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/us5_daily.csv")
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+            .join("datasets/us5_daily.csv")
     }
 
     pub(crate) fn config(models: &str) -> BacktestConfig {

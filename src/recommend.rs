@@ -100,7 +100,7 @@ pub fn store_days(
     let mut days = Vec::new();
     for scorer in scorers {
         let pb = ctx.progress.step(&format!("scoring {} as of {date}", scorer.label()));
-        let day = recommend::compute_day(scorer, prices, date, cfg);
+        let day = recommend::compute_day(scorer, prices, date, cfg, &recommend::Cancel::new());
         pb.finish_and_clear();
         days.push(
             day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?,

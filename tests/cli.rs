@@ -8,7 +8,7 @@ use stockcast_features::polars::prelude::*;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stockcast"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.current_dir(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"));
     c.env_remove("STOCKCAST_LOG")
         .env_remove("STOCKCAST_LOG_FORMAT")
         .env_remove("DATABASE_URL")
@@ -25,7 +25,11 @@ fn text(b: &[u8]) -> String {
 }
 
 fn dataset(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets").join(name).display().to_string()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+        .join("datasets")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn read_parquet(p: &Path) -> DataFrame {
@@ -290,8 +294,11 @@ fn fit_then_predict_with_every_example_config() {
 /// The files and columns `notebooks/backtest_report.ipynb` declares it reads (its `SCHEMA` line).
 fn notebook_schema() -> Vec<(String, Vec<String>)> {
     let nb: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/backtest_report.ipynb"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+                .join("notebooks/backtest_report.ipynb"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let line = nb["cells"]

@@ -43,7 +43,7 @@ fn help_of_every_command() {
 fn spec_output() {
     let o = Command::new(env!("CARGO_BIN_EXE_stockcast"))
         .arg("spec")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
         .env_remove("STOCKCAST_LOG")
         .output()
         .unwrap();

@@ -418,7 +418,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     // Writing a day of recommendations: scoring once, then the one-transaction write, `writes` times.
     let scorer = Scorer::load(&reg, &"bench".parse()?)?;
     let t = Instant::now();
-    let day = recommend::compute_day(&scorer, &prices, last, &RecommendConfig::default())?;
+    let day = recommend::compute_day(&scorer, &prices, last, &RecommendConfig::default(), &recommend::Cancel::new())?;
     let score_s = t.elapsed().as_secs_f64();
     let created_at = "2026-01-01T00:00:00Z".parse()?;
     let mut write_ms = Vec::new();

@@ -519,7 +519,8 @@ mod tests {
 
     #[test]
     fn bundled_default_spec_file_matches_code() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/features/default.toml");
+        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+            .join("../../configs/features/default.toml");
         let spec = FeatureSpec::from_file(&path).unwrap();
         assert_eq!(spec, FeatureSpec::default(), "configs/features/default.toml drifted from FeatureSpec::default()");
     }

@@ -25,6 +25,9 @@ pub enum Error {
     /// An error from the models crate (a missing or damaged model version).
     #[error(transparent)]
     Model(#[from] stockcast_models::Error),
+    /// The caller gave up (its request timed out or its client went away); the work stopped at a checkpoint.
+    #[error("cancelled: the request that asked for this work went away")]
+    Cancelled,
 }
 
 impl Error {
@@ -34,7 +37,7 @@ impl Error {
             Self::Data(_) => true,
             Self::Features(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
-            Self::Unavailable(_) | Self::Database(_) | Self::Migrate(_) | Self::Io(_) => false,
+            Self::Unavailable(_) | Self::Database(_) | Self::Migrate(_) | Self::Io(_) | Self::Cancelled => false,
         }
     }
 }

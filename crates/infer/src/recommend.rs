@@ -2,6 +2,8 @@
 //! return, rank, assign an action, and store the run in Postgres in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,37 @@ use stockcast_models::registry::{At, CHAMPION, Manifest, ModelRef, Registry};
 use stockcast_models::{Dataset, DatasetOptions, ModelConfig, TrainedModel};
 
 use crate::error::{Error, Result};
+
+/// A flag the caller of long work sets when it no longer wants the result (its request timed out, its client
+/// went away). The work checks it between its stages (quality checks, features, prediction, calibration) and
+/// stops with [`Error::Cancelled`], so an abandoned request does not keep a core busy. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the work to stop at its next checkpoint.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A checkpoint: [`Error::Cancelled`] once cancelled.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`].
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
+    }
+}
 
 /// A published model version loaded for scoring (hashes verified by the registry).
 #[derive(Debug)]
@@ -60,6 +93,15 @@ impl Scorer {
     /// # Errors
     /// [`Error::Data`] when no symbol has prices on `as_of`; feature and model errors.
     pub fn score_day(&self, prices: &PriceFrame, as_of: NaiveDate) -> Result<DayScores> {
+        self.score_day_cancellable(prices, as_of, &Cancel::new())
+    }
+
+    /// [`Scorer::score_day`], checking `cancel` before the features, before the prediction and at the end.
+    ///
+    /// # Errors
+    /// As [`Scorer::score_day`]; [`Error::Cancelled`] once `cancel` is set.
+    pub fn score_day_cancellable(&self, prices: &PriceFrame, as_of: NaiveDate, cancel: &Cancel) -> Result<DayScores> {
+        cancel.check()?;
         let known = prices.until(as_of)?;
         let Some((_, last)) = known.date_range()? else {
             return Err(Error::Data(format!("no prices up to {as_of}")));
@@ -80,7 +122,9 @@ impl Scorer {
         if day.is_empty() {
             return Err(Error::Data(format!("no prices on {as_of} (the data ends on {last}; dates are trading days)")));
         }
+        cancel.check()?;
         let preds = self.model.predict(&day)?;
+        cancel.check()?;
         let scored: BTreeSet<&str> = preds.index.iter().map(|(s, _)| s.as_str()).collect();
         let skipped = all_symbols
             .iter()
@@ -437,14 +481,21 @@ pub struct DayRun {
     pub unscored: Vec<String>,
 }
 
-/// Scores, ranks and assigns actions for `as_of` (CPU work; no database).
+/// Scores, ranks and assigns actions for `as_of` (CPU work; no database), checking `cancel` between stages.
 ///
 /// # Errors
-/// [`Error::Data`] for a bad rule or a date without prices; feature and model errors.
-pub fn compute_day(scorer: &Scorer, prices: &PriceFrame, as_of: NaiveDate, cfg: &RecommendConfig) -> Result<DayRun> {
+/// [`Error::Data`] for a bad rule or a date without prices; feature and model errors; [`Error::Cancelled`].
+pub fn compute_day(
+    scorer: &Scorer,
+    prices: &PriceFrame,
+    as_of: NaiveDate,
+    cfg: &RecommendConfig,
+    cancel: &Cancel,
+) -> Result<DayRun> {
     cfg.actions.validate()?;
-    let day = scorer.score_day(prices, as_of)?;
+    let day = scorer.score_day_cancellable(prices, as_of, cancel)?;
     let (expected, method) = scorer.expected_returns(prices, &day, cfg.calibration_days)?;
+    cancel.check()?;
     let (rows, unscored) = rank(&day, &expected, &sectors(prices), &cfg.actions);
     let params = serde_json::json!({
         "model": scorer.label(),

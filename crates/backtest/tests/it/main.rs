@@ -635,7 +635,8 @@ fn long_short_and_n_drop_pick_the_documented_names() {
 
 #[test]
 fn sma_crossover_trades_match_an_independent_loop() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time")).join("../..");
     let loaded = stockcast_features::load_prices(
         &root.join("datasets/us5_daily.csv"),
         &LoadOptions {

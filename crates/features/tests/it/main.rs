@@ -24,7 +24,9 @@ use stockcast_features::{LoadOptions, Loaded, load_prices};
 
 /// Path of a bundled dataset.
 pub fn dataset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets").join(name)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+        .join("../../datasets")
+        .join(name)
 }
 
 /// Writes `text` to `name` in `dir` and returns the path.

@@ -140,7 +140,9 @@ mod config_tests {
 
     #[test]
     fn the_documented_settings_file_holds_exactly_the_defaults() {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/serve.toml");
+        let p =
+            std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+                .join("../../configs/serve.toml");
         assert_eq!(super::ServeConfig::from_file(&p).unwrap(), super::ServeConfig::default());
         let e = toml::from_str::<super::ServeConfig>("colour = 1").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");

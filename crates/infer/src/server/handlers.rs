@@ -16,9 +16,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use stockcast_features::{BarsBuilder, QualityConfig};
 
+use super::work::cancellable;
 use super::{ApiError, AppState, api};
 use crate::error::Error;
-use crate::recommend::{self, Action, Scorer};
+use crate::recommend::{self, Action, Cancel, Scorer};
 use crate::store::{self, PriceQuery};
 use stockcast_models::registry::{At, ModelRef};
 
@@ -194,7 +195,8 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
 ))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed));
+    let heavy_busy = state.heavy.running();
+    let mut text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed), heavy_busy);
     let (entries, bytes) = state.cache_size();
     let _ = write!(
         text,
@@ -375,7 +377,16 @@ pub(super) async fn recommendations(
     if !state.db_up.load(Ordering::Relaxed)
         && let Some(body) = state.cached_stale(&key)
     {
-        return Ok(stale(etagged(&headers, body)));
+        return Ok(stale(etagged(&headers, body), "database unavailable"));
+    }
+    // An expired answer is refreshed by one request at a time; the others meanwhile answer with the previous
+    // body (stale by at most the TTL plus one request timeout), so a slow or lost database delays one request
+    // per key, not all of them.
+    let refresh = state.begin_refresh(&key);
+    if refresh.is_none()
+        && let Some(body) = state.cached_stale(&key)
+    {
+        return Ok(stale(etagged(&headers, body), "refreshing"));
     }
     let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
     let fetched = async {
@@ -389,7 +400,7 @@ pub(super) async fn recommendations(
         // The database is down: an answer cached earlier (a stored run does not change until it is rerun) is
         // served, marked stale, instead of a 503.
         Err(e) if e.is_database_unavailable() => match state.cached_stale(&key) {
-            Some(body) => return Ok(stale(etagged(&headers, body))),
+            Some(body) => return Ok(stale(etagged(&headers, body), "database unavailable")),
             None => return Err(e),
         },
         Err(e) => return Err(e),
@@ -405,12 +416,14 @@ pub(super) async fn recommendations(
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
     state.cache_put(key, bytes.clone());
+    drop(refresh);
     Ok(etagged(&headers, bytes))
 }
 
-/// Marks an answer served from memory while the database is unavailable.
-fn stale(mut r: Response) -> Response {
-    r.headers_mut().insert("x-stale", HeaderValue::from_static("database unavailable"));
+/// Marks an answer served from memory past its TTL: the database is unavailable, or another request is
+/// refreshing it.
+fn stale(mut r: Response, why: &'static str) -> Response {
+    r.headers_mut().insert("x-stale", HeaderValue::from_static(why));
     r
 }
 
@@ -438,14 +451,23 @@ fn etagged(headers: &HeaderMap, body: Bytes) -> Response {
         .into_response()
 }
 
-/// Runs CPU work (quality checks, scoring) on the blocking pool. A panic there is the JSON 500; the work's own
-/// error goes through `special` first and, when that does not claim it, through [`AppState::error`].
+/// Runs CPU work (quality checks, features, scoring) through [`cancellable`]. A panic there is the JSON 500; the
+/// work's own error goes through `special` first and, when that does not claim it, through [`AppState::error`].
 async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    state: &Arc<AppState>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    work: impl FnOnce(&Cancel) -> Result<T, Error> + Send + 'static,
     special: fn(&Error) -> Option<ApiError>,
 ) -> ApiResult<T> {
-    match tokio::task::spawn_blocking(work).await {
+    let st = Arc::clone(state);
+    let counted = move |cancel: &Cancel| {
+        let r = work(cancel);
+        if matches!(r, Err(Error::Cancelled)) {
+            st.metrics.cancelled_work.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    };
+    match cancellable(slot, counted).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(special(&e).unwrap_or_else(|| state.error(e))),
         Err(e) => {
@@ -453,6 +475,11 @@ async fn blocking<T: Send + 'static>(
             Err(ApiError::internal())
         }
     }
+}
+
+/// One of the `heavy_slots` for expensive work, or 503 `busy` with Retry-After when the short queue is full.
+async fn heavy_slot(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state.heavy.acquire().await.ok_or_else(ApiError::busy)
 }
 
 fn bars_frame(bars: &[api::BarIn]) -> Result<stockcast_features::Loaded, Error> {
@@ -463,25 +490,27 @@ fn bars_frame(bars: &[api::BarIn]) -> Result<stockcast_features::Loaded, Error> 
     Ok(stockcast_features::check_bars(builder.finish(), &QualityConfig::default(), Vec::new(), false)?)
 }
 
-/// Reads the stored prices up to `until` (quality-checked as stored data): all of them, or only the last `days`
-/// trading dates.
-async fn stored_prices(
+/// Reads the stored bars up to `until`: all of them, or only the last `days` trading dates (quality checks are
+/// CPU work: [`checked_prices`] runs them on the blocking pool).
+async fn stored_bars(
     state: &AppState,
     until: NaiveDate,
     days: Option<usize>,
-) -> Result<stockcast_features::PriceFrame, Error> {
+) -> Result<(stockcast_features::load::Bars, Vec<stockcast_features::Security>), Error> {
     let since = match days {
         Some(n) => store::nth_last_date(&state.pool, until, n + 1).await?,
         None => None,
     };
     let q = PriceQuery { symbols: Vec::new(), until: Some(until), since };
-    let (bars, securities) = store::read_prices(&state.pool, "prices table", &q).await?;
-    let loaded = tokio::task::spawn_blocking(move || {
-        stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)
-    })
-    .await
-    .map_err(|e| Error::Data(format!("quality checks: {e}")))??;
-    Ok(loaded.prices)
+    store::read_prices(&state.pool, "prices table", &q).await
+}
+
+/// Stored bars quality-checked as stored data.
+fn checked_prices(
+    bars: stockcast_features::load::Bars,
+    securities: Vec<stockcast_features::Security>,
+) -> Result<stockcast_features::PriceFrame, Error> {
+    Ok(stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)?.prices)
 }
 
 async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
@@ -490,8 +519,12 @@ async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {
 }
 
 /// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date): concurrent requests
-/// for a day not computed yet wait for one computation.
-async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> ApiResult<Arc<BTreeMap<String, f64>>> {
+/// for a day not computed yet wait for one computation, which holds one heavy slot.
+async fn day_scores(
+    state: &Arc<AppState>,
+    scorer: &Arc<Scorer>,
+    date: NaiveDate,
+) -> ApiResult<Arc<BTreeMap<String, f64>>> {
     // A date that is not a trading date of the stored prices is answered from the calendar (one indexed query,
     // remembered), never by reading and scoring the whole history.
     if !state.is_trading_date(date).await.map_err(|e| state.error(e))? {
@@ -502,29 +535,22 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
     if let Some(done) = cell.get() {
         return Ok(done.clone());
     }
-    // Expensive work is bounded: a few at a time, a short queue, then 503 with Retry-After.
-    let waiting = state.cfg.heavy_slots.max(1) * 2;
-    if state.heavy.available_permits() == 0 && state.heavy_waiting.load(Ordering::Relaxed) >= waiting {
-        return Err(ApiError::busy());
-    }
-    state.heavy_waiting.fetch_add(1, Ordering::Relaxed);
-    let permit = state.heavy.acquire().await;
-    state.heavy_waiting.fetch_sub(1, Ordering::Relaxed);
-    let _permit = permit.map_err(|_| ApiError::internal())?;
     let map = cell
         .get_or_try_init(|| async {
-            // Only the history the model needs: the same rows `score_day` would keep from a full read.
+            let slot = heavy_slot(state).await?;
             state.metrics.day_computations.fetch_add(1, Ordering::Relaxed);
-            let prices = stored_prices(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
+            // Only the history the model needs: the same rows `score_day` would keep from a full read.
+            let (bars, securities) =
+                stored_bars(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
             let s = scorer.clone();
-            let day = blocking(
-                state,
-                move || s.score_day(&prices, date),
-                |e| match e {
-                    Error::Data(m) => Some(ApiError::not_found(m.clone())),
-                    _ => None,
-                },
-            )
+            let work = move |cancel: &Cancel| {
+                let prices = checked_prices(bars, securities)?;
+                s.score_day_cancellable(&prices, date, cancel)
+            };
+            let day = blocking(state, Some(slot), work, |e| match e {
+                Error::Data(m) => Some(ApiError::not_found(m.clone())),
+                _ => None,
+            })
             .await?;
             Ok::<_, ApiError>(Arc::new(day.symbols.into_iter().zip(day.scores).collect::<BTreeMap<_, _>>()))
         })
@@ -541,7 +567,7 @@ async fn day_scores(state: &AppState, scorer: &Arc<Scorer>, date: NaiveDate) -> 
         (status = 413, description = "request body too large", body = api::ErrorBody),
         (status = 415, description = "body is not JSON", body = api::ErrorBody),
         (status = 422, description = "body has wrong fields or values", body = api::ErrorBody),
-        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, busy (Retry-After), or timeout", body = api::ErrorBody),
     )
 )]
 pub(super) async fn predict(
@@ -575,12 +601,13 @@ pub(super) async fn predict(
             }
             let date = body.date.or_else(|| bars.iter().map(|b| b.date).max()).ok_or_else(ApiError::internal)?;
             let s = scorer.clone();
-            let work = move || {
+            let work = move |cancel: &Cancel| {
                 let loaded = bars_frame(&bars)?;
-                s.score_day(&loaded.prices, date)
+                s.score_day_cancellable(&loaded.prices, date, cancel)
             };
+            let slot = heavy_slot(&state).await?;
             // The caller's bars: any features error (even one not marked as the user's) is about them.
-            let day = blocking(&state, work, |e| {
+            let day = blocking(&state, Some(slot), work, |e| {
                 matches!(e, Error::Features(_)).then(|| ApiError::unprocessable(e.to_string()))
             })
             .await?;
@@ -622,7 +649,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         (status = 404, description = "no such model", body = api::ErrorBody),
         (status = 413, description = "request body too large", body = api::ErrorBody),
         (status = 422, description = "body has wrong fields or values", body = api::ErrorBody),
-        (status = 503, description = "database unavailable, no model served, or timeout", body = api::ErrorBody),
+        (status = 503, description = "database unavailable, no model served, busy (Retry-After), or timeout", body = api::ErrorBody),
     )
 )]
 pub(super) async fn run_recommendations(
@@ -639,13 +666,18 @@ pub(super) async fn run_recommendations(
     if scorers.is_empty() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", "no model is being served"));
     }
-    let prices = Arc::new(stored_prices(&state, body.date, None).await.map_err(|e| state.error(e))?);
+    let slot = heavy_slot(&state).await?;
+    let (bars, securities) = stored_bars(&state, body.date, None).await.map_err(|e| state.error(e))?;
     // Compute every model's day first, then store them all in one transaction: all runs or none.
-    let mut days = Vec::new();
-    for scorer in &scorers {
-        let (s, p, cfg) = (scorer.clone(), prices.clone(), state.cfg.recommend);
-        days.push(blocking(&state, move || recommend::compute_day(&s, &p, body.date, &cfg), |_| None).await?);
-    }
+    let (models, cfg) = (scorers.clone(), state.cfg.recommend);
+    let work = move |cancel: &Cancel| {
+        let prices = checked_prices(bars, securities)?;
+        models
+            .iter()
+            .map(|s| recommend::compute_day(s, &prices, body.date, &cfg, cancel))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let days = blocking(&state, Some(slot), work, |_| None).await?;
     let created_at = state.clock.now();
     let new_runs: Vec<store::NewRun<'_>> = scorers
         .iter()

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
     /// Days scored from the stored history (the expensive path of `POST /v1/predict`).
     pub day_computations: AtomicU64,
+    /// Expensive computations stopped at a checkpoint because their request went away (timeout, client gone).
+    pub cancelled_work: AtomicU64,
 }
 
 /// The method as a metrics label: the standard methods as they are, anything else `other` (a client can send
@@ -72,8 +74,9 @@ impl Metrics {
         }
     }
 
-    /// The exposition text; `models` are the loaded (name, version) pairs, `db_up` the last known state.
-    pub fn render(&self, models: &[(String, u64)], db_up: bool) -> String {
+    /// The exposition text; `models` are the loaded (name, version) pairs, `db_up` the last known state,
+    /// `heavy_busy` the expensive computations running now.
+    pub fn render(&self, models: &[(String, u64)], db_up: bool, heavy_busy: usize) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP stockcast_http_requests_total HTTP requests by route, method and status.");
         let _ = writeln!(out, "# TYPE stockcast_http_requests_total counter");
@@ -134,6 +137,15 @@ impl Metrics {
         let _ = writeln!(out, "# HELP stockcast_day_computations_total Days scored from the stored price history.");
         let _ = writeln!(out, "# TYPE stockcast_day_computations_total counter");
         let _ = writeln!(out, "stockcast_day_computations_total {}", self.day_computations.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP stockcast_cancelled_computations_total Expensive computations stopped because their request went away."
+        );
+        let _ = writeln!(out, "# TYPE stockcast_cancelled_computations_total counter");
+        let _ = writeln!(out, "stockcast_cancelled_computations_total {}", self.cancelled_work.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP stockcast_heavy_computations_running Expensive computations holding a slot now.");
+        let _ = writeln!(out, "# TYPE stockcast_heavy_computations_running gauge");
+        let _ = writeln!(out, "stockcast_heavy_computations_running {heavy_busy}");
         let _ = writeln!(out, "# HELP stockcast_database_up 1 when the last database check succeeded.");
         let _ = writeln!(out, "# TYPE stockcast_database_up gauge");
         let _ = writeln!(out, "stockcast_database_up {}", u8::from(db_up));
@@ -151,11 +163,11 @@ mod tests {
         let d = Duration::from_millis(1);
         m.observe("/v1/predict", "POST", 200, d);
         m.observe("unmatched", "BREW", 405, d);
-        let before = m.render(&[], true);
+        let before = m.render(&[], true, 0);
         for i in 0..1000 {
             m.observe("unmatched", &format!("X{i}"), 405, d);
         }
-        let after = m.render(&[], true);
+        let after = m.render(&[], true, 0);
         // Only the counts change (a few more digits): no new series, and the size stays within those digits.
         assert_eq!(before.lines().count(), after.lines().count());
         assert!(after.len() < before.len() + 100, "{} -> {}", before.len(), after.len());

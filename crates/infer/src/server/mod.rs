@@ -3,7 +3,7 @@
 //!
 //! Every error is JSON `{"error": code, "message": text}` with no SQL, paths or panic text in it; every response
 //! carries `x-request-id`. Split by concern: [`config`] (settings), [`state`] (pool, served models, reload),
-//! `error` (the JSON error), `middleware`, `handlers`, [`api`] (typed bodies) and `openapi` (the document
+//! `error` (the JSON error), `middleware`, `handlers`, `work` (bounded, cancellable CPU work), [`api`] (typed bodies) and `openapi` (the document
 //! generated from them).
 
 pub mod api;
@@ -15,6 +15,7 @@ mod middleware;
 mod openapi;
 pub mod ratelimit;
 pub mod state;
+mod work;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

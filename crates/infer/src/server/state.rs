@@ -1,7 +1,7 @@
 //! Shared state: the pool, the served model versions (hot-swapped on reload), caches and counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,20 @@ pub(super) type DayKey = (String, u64, NaiveDate);
 /// Computed once: concurrent requests for the same day wait for the first computation instead of repeating it.
 pub(super) type DayCell = Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, f64>>>>;
 
+/// A claimed refresh of a cached answer; released when dropped (done, failed, or its request went away).
+pub(super) struct Refreshing<'a> {
+    state: &'a AppState,
+    key: String,
+}
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.state.refreshing.lock() {
+            r.remove(&self.key);
+        }
+    }
+}
+
 /// Shared state.
 pub struct AppState {
     pub(super) cfg: ServeConfig,
@@ -92,13 +106,13 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Metrics,
     pub(super) cache: Mutex<ResponseCache>,
+    /// Cache keys being refreshed from the database now (one request each).
+    pub(super) refreshing: Mutex<std::collections::HashSet<String>>,
     pub(super) days: Mutex<(HashMap<DayKey, DayCell>, std::collections::VecDeque<DayKey>)>,
     /// Dates known not to be trading dates of the stored prices (bounded; cleared with the caches).
     pub(super) not_trading: Mutex<std::collections::BTreeSet<NaiveDate>>,
-    /// Slots for expensive work (scoring a day from the stored history); full: 503 with Retry-After.
-    pub(super) heavy: tokio::sync::Semaphore,
-    /// Requests waiting for a heavy slot.
-    pub(super) heavy_waiting: AtomicUsize,
+    /// Slots for expensive work (scoring a day, bars in a body, a recommendations run); full: 503 `busy`.
+    pub(super) heavy: super::work::HeavySlots,
     pub(super) db_up: AtomicBool,
     pub(super) clock: Clock,
     pub(super) request_seq: AtomicU64,
@@ -164,6 +178,16 @@ impl AppState {
             return None;
         }
         self.cached_within(key, Some(ttl))
+    }
+
+    /// Claims the refresh of `key`'s cached answer from the database: None while another request is refreshing
+    /// it (that one request waits for the database; the others answer with the previous body meanwhile).
+    pub(super) fn begin_refresh(&self, key: &str) -> Option<Refreshing<'_>> {
+        let mut r = self.refreshing.lock().ok()?;
+        if r.len() >= CACHE_ENTRIES || !r.insert(key.to_owned()) {
+            return None;
+        }
+        Some(Refreshing { state: self, key: key.to_owned() })
     }
 
     /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first). Kept even with
@@ -380,10 +404,10 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         pool,
         metrics: Metrics::default(),
         cache: Mutex::new(ResponseCache::default()),
+        refreshing: Mutex::new(std::collections::HashSet::new()),
         days: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
         not_trading: Mutex::new(std::collections::BTreeSet::new()),
-        heavy: tokio::sync::Semaphore::new(cfg_heavy),
-        heavy_waiting: AtomicUsize::new(0),
+        heavy: super::work::HeavySlots::new(cfg_heavy),
         db_up: AtomicBool::new(true),
         clock,
         request_seq: AtomicU64::new(0),

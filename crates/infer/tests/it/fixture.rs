@@ -11,7 +11,8 @@ use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, History, ModelConfig};
 
 pub(crate) fn us5() -> stockcast_features::Loaded {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/us5_daily.csv");
+    let p = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+        .join("../../datasets/us5_daily.csv");
     load_prices(&p, &LoadOptions::default()).unwrap()
 }
 

@@ -128,6 +128,14 @@ fn rule_scores_are_calibrated_on_labels_known_at_the_as_of_date_only() {
     for (e, s) in er.iter().zip(&d.scores) {
         assert!((e - (intercept + slope * s)).abs() < 1e-12);
     }
+    // A cancelled caller gets no scores: the work stops at its first checkpoint.
+    let cancel = stockcast_infer::recommend::Cancel::new();
+    cancel.cancel();
+    let stopped = scorer.score_day_cancellable(&prices, as_of, &cancel).unwrap_err();
+    assert!(matches!(stopped, stockcast_infer::Error::Cancelled), "{stopped}");
+    let cfg = stockcast_infer::recommend::RecommendConfig::default();
+    let stopped = stockcast_infer::recommend::compute_day(&scorer, &prices, as_of, &cfg, &cancel).unwrap_err();
+    assert!(matches!(stopped, stockcast_infer::Error::Cancelled), "{stopped}");
     // Prices after the as-of date change nothing.
     let cut = prices.until(as_of).unwrap();
     let d2 = scorer.score_day(&cut, as_of).unwrap();
@@ -178,7 +186,8 @@ async fn a_rerun_replaces_its_rows_and_a_failed_run_leaves_none() {
     let scorer = Scorer::load(&reg, &"lin".parse().unwrap()).unwrap();
     assert_eq!(scorer.version, v);
     let as_of = date("2012-12-31");
-    let day = recommend::compute_day(&scorer, &prices, as_of, &RecommendConfig::default()).unwrap();
+    let day = recommend::compute_day(&scorer, &prices, as_of, &RecommendConfig::default(), &recommend::Cancel::new())
+        .unwrap();
     assert_eq!(day.rows.len(), 5);
     let run = |rows: Vec<recommend::Recommendation>, as_of| {
         let (pool, manifest, params) = (pool.clone(), scorer.manifest.clone(), day.params.clone());

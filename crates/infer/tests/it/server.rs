@@ -349,6 +349,45 @@ async fn reload_swaps_versions_under_load_without_failures_and_refuses_a_damaged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_database_delays_one_refresh_per_key_not_every_read() {
+    use sqlx::Executor as _;
+    let e = env("slowdb").await;
+    let s = Server::start(ServeConfig { cache_ttl_ms: 0, ..config(&e) }).await;
+    let a = s.addr;
+    post(a, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
+    let path = "/v1/recommendations?date=2012-12-31&limit=3";
+    let first = get(a, path).await;
+    assert_eq!(first.status, 200);
+    // Another session locks the runs table: the server's next read of it blocks until the lock goes.
+    let pool = store::connect(&e.url, store::PoolConfig::default()).await.unwrap();
+    let mut locker = pool.begin().await.unwrap();
+    locker.execute("LOCK TABLE recommendation_runs IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let blocked = tokio::spawn(get(a, path));
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+    let t = std::time::Instant::now();
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the refresh never reached the database");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While that one refresh waits, every other read of the key answers at once with the previous body.
+    for _ in 0..20 {
+        let r = get(a, path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-stale"), Some("refreshing"));
+        assert_eq!(r.body, first.body);
+    }
+    assert!(!blocked.is_finished(), "the refresh cannot finish while the table is locked");
+    locker.rollback().await.unwrap();
+    let refreshed = blocked.await.unwrap();
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(refreshed.header("x-stale"), None);
+    assert_eq!(refreshed.body, first.body);
+    // The claim is released: the next read refreshes again (fresh, not stale).
+    assert_eq!(get(a, path).await.header("x-stale"), None);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
     let e = env("lost").await;
     let s = Server::start(ServeConfig { cache_ttl_ms: 0, health_probe_ms: 300, ..config(&e) }).await;
@@ -524,6 +563,13 @@ fn metric_value(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// Resident memory of this process (Linux `/proc/self/status`).
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
+    kb.trim().trim_end_matches("kB").trim().parse::<usize>().unwrap() * 1024
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etags_pagination_and_bounded_caches() {
     use stockcast_infer::recommend::{Action, Recommendation};
@@ -610,15 +656,23 @@ async fn etags_pagination_and_bounded_caches() {
         .await
         .unwrap();
     assert_eq!(p2.status, 304);
-    // 5,000 distinct (limit, sector) queries: the cache stays within its byte bound.
+    // 5,000 distinct (limit, sector) queries: the cache stays within its byte bound, and so does the memory of
+    // this process (the server runs in it): it grows by less than 32 MiB while the answers sum to far more.
+    let rss_before = rss_bytes();
+    let mut answered = 0usize;
     for i in 0..5000 {
         let r =
             get(a, &format!("/v1/recommendations?date=2012-12-31&limit={}&sector=sector{}", 1 + i % 900, i % 7)).await;
         assert_eq!(r.status, 200);
+        answered += r.body.len();
     }
     let m = get(a, "/metrics").await.text();
     let bytes = metric_value(&m, "stockcast_cache_bytes");
     assert!(bytes > 0.0 && bytes <= f64::from(256 << 10), "cache holds {bytes} bytes");
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(answered > 4 * (32 << 20), "the answers ({answered} bytes) must dwarf the bound for this to mean much");
+    eprintln!("RSS grew by {grown} bytes; {answered} bytes answered");
+    assert!(grown < 32 << 20, "RSS grew by {grown} bytes over 5,000 distinct queries ({answered} bytes answered)");
     // Non-trading dates are answered from the calendar: no day is scored for any of them.
     let before = metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total");
     for d in 0..1000 {

@@ -19,7 +19,8 @@ mod registry;
 fn us5() -> &'static (Dataset, Dataset) {
     static DATA: OnceLock<(Dataset, Dataset)> = OnceLock::new();
     DATA.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/us5_daily.csv");
+        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+            .join("../../datasets/us5_daily.csv");
         let loaded = load_prices(&path, &LoadOptions::default()).unwrap();
         let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
         let m = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
@@ -31,7 +32,9 @@ fn us5() -> &'static (Dataset, Dataset) {
 }
 
 fn config(name: &str) -> ModelConfig {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models").join(format!("{name}.toml"));
+    let p = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+        .join("../../configs/models")
+        .join(format!("{name}.toml"));
     ModelConfig::from_file(&p).unwrap()
 }
 
@@ -85,9 +88,12 @@ fn forecast_round_trip() {
 #[test]
 fn lstm_round_trip() {
     // The example config, shortened to two epochs to keep the test quick.
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/lstm.toml"))
-        .unwrap()
-        .replace("epochs = 8", "epochs = 2");
+    let text = std::fs::read_to_string(
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+            .join("../../configs/models/lstm.toml"),
+    )
+    .unwrap()
+    .replace("epochs = 8", "epochs = 2");
     let cfg = ModelConfig::from_toml(&text).unwrap();
     assert!(matches!(&cfg, ModelConfig::Lstm(c) if c.epochs == 2));
     round_trip_with("lstm", &cfg);
