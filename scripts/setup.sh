@@ -29,5 +29,10 @@ fi
 if ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
 fi
+# Headless Chromium: the report test renders report.html in a real browser.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1; then
+    apt_install chromium
+fi
 lib=$(scripts/setup-xgboost.sh)
 echo "setup: libxgboost in $lib"

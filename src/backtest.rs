@@ -113,7 +113,8 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
 
     let t = Instant::now();
     let market = Market::from_prices(prices)?;
-    let evaluation = report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed)?;
+    let evaluation =
+        report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed, &cfg.report)?;
     timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
 
     let (first, last) = prices.date_range()?.unzip();

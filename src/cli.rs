@@ -67,6 +67,9 @@ pub enum Command {
     /// Dataset utilities.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Backtest reports: compare two runs.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Benchmarks on synthetic data (timings and peak memory).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -521,6 +524,26 @@ pub struct DemoArgs {
     /// Postgres for step 6 (default: a throwaway local cluster, removed at the end).
     #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+/// `stockcast report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Two backtest run directories side by side: metrics with differences, both equity curves, and the config
+    /// keys, data and spec hashes that differ. Prints Markdown; --out also writes compare.html/.md/.json.
+    Compare(CompareArgs),
+}
+
+/// `stockcast report compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run A (a directory written by `stockcast backtest`).
+    pub run_a: PathBuf,
+    /// Run B.
+    pub run_b: PathBuf,
+    /// Directory for compare.html, compare.md, compare.json and plots/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `stockcast datasets ...`.

@@ -298,7 +298,8 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         ctx.note(&format!("warning: {w}"));
     }
     let wf = crate::backtest::walk_forward(ctx, &data, &specs, &bt.split, run_opts)?;
-    let evaluation = report::evaluate(&wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed)?;
+    let evaluation =
+        report::evaluate(&wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed, &bt.report)?;
     let meta = report::RunMeta {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config: serde_json::to_value(bt)?,

@@ -6,35 +6,8 @@ use std::process::{Command, Output};
 
 use stockcast_features::polars::prelude::*;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stockcast"));
-    c.current_dir(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"));
-    c.env_remove("STOCKCAST_LOG")
-        .env_remove("STOCKCAST_LOG_FORMAT")
-        .env_remove("DATABASE_URL")
-        .env_remove("STOCKCAST_DATABASE_URL");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn dataset(name: &str) -> String {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
-        .join("datasets")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn read_parquet(p: &Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap()
-}
+mod common;
+use common::{bin, dataset, read_parquet, run, text};
 
 fn feature_columns(df: &DataFrame) -> Vec<String> {
     df.get_column_names()
@@ -293,14 +266,9 @@ fn fit_then_predict_with_every_example_config() {
 
 /// The files and columns `notebooks/backtest_report.ipynb` declares it reads (its `SCHEMA` line).
 fn notebook_schema() -> Vec<(String, Vec<String>)> {
-    let nb: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
-                .join("notebooks/backtest_report.ipynb"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let nb: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::root().join("notebooks/backtest_report.ipynb")).unwrap())
+            .unwrap();
     let line = nb["cells"]
         .as_array()
         .unwrap()
@@ -341,7 +309,11 @@ fn backtest_writes_the_documented_report_and_the_files_the_notebook_reads() {
         assert!(out.join(f).exists(), "{f}");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && !html.contains("<script"), "self-contained, no scripts");
+    // Self-contained: the script and the chart data are inline; nothing is fetched at view time.
+    assert!(html.contains("id=\"chart-data\"") && html.contains("<script>"), "inline script and data");
+    for remote in ["src=\"http", "href=\"http", "src=\"//", "@import"] {
+        assert!(!html.contains(remote), "report.html references {remote}");
+    }
     for (file, cols) in notebook_schema() {
         let have: Vec<String> = if file == "report.json" {
             report.as_object().unwrap().keys().cloned().collect()

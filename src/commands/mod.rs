@@ -11,6 +11,7 @@ mod model;
 mod models;
 mod quality;
 mod recommend;
+mod report;
 mod serve;
 mod spec;
 mod train;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli, clock: Clock) -> anyhow::Result<()> {
         Command::Models(c) => models::run(ctx, c),
         Command::Db(c) => db::run(ctx, c),
         Command::Datasets(c) => datasets::run(ctx, c),
+        Command::Report(c) => report::run(c),
         Command::Bench(c) => bench::run(ctx, c),
         Command::Recommend(a) => recommend::run(ctx, &a),
         Command::Serve(a) => serve::run(ctx, &a),

@@ -72,6 +72,9 @@ pub struct BacktestConfig {
     /// Portfolio strategy.
     #[serde(default)]
     pub strategy: StrategyConfig,
+    /// Report settings (quantiles, IC decay horizons, rolling window, drawdown periods).
+    #[serde(default)]
+    pub report: crate::tearsheet::ReportConfig,
 }
 
 fn default_name() -> String {

@@ -5,15 +5,19 @@
 //! intervals, PSR, DSR, PBO), [`report`] (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames)
 //! and [`config`] (the TOML file, label/fill alignment).
 
+pub mod charts;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod overfit;
+pub mod page;
 pub mod portfolio;
 pub mod report;
 pub mod runner;
 pub mod split;
 pub mod svg;
+pub mod tearsheet;
 
 pub use config::{BacktestConfig, LabelAlignment, label_alignment};
 pub use error::{Error, Result};

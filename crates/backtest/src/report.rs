@@ -15,9 +15,11 @@ use stockcast_features::prices::date_to_days;
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
+use crate::page;
 use crate::portfolio::{self, Market, Simulation, StrategyConfig};
 use crate::runner::WalkForward;
 use crate::svg;
+use crate::tearsheet::{self, ReportConfig, Tearsheet};
 
 /// Everything evaluated for one model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +44,12 @@ pub struct ModelReport {
     pub overfit: ModelOverfit,
     /// CPCV runs: the strategy's Sharpe ratio and the mean Rank IC on every backtest path.
     pub cpcv: Option<CpcvPaths>,
+    /// Performance and factor tear sheet (plotted in the report; its data in `plots/*.parquet`).
+    #[serde(skip)]
+    pub sheet: Tearsheet,
+    /// The model's resolved configuration (every parameter, defaults included).
+    #[serde(skip)]
+    pub params: Value,
 }
 
 /// Per-path results of a CPCV run (path 0 is the one the rest of the report shows).
@@ -82,8 +90,10 @@ pub fn evaluate(
     strategy: &StrategyConfig,
     index: Option<&BTreeMap<NaiveDate, f64>>,
     seed: u64,
+    report: &ReportConfig,
 ) -> Result<Evaluation> {
-    let mut reports = evaluate_models(wf, models, market, strategy, index)?;
+    report.validate().map_err(Error::Config)?;
+    let mut reports = evaluate_models(wf, models, market, strategy, index, report)?;
     for r in &mut reports {
         if let Some(paths) = wf.paths.get(&r.name) {
             r.cpcv = Some(cpcv_paths(&r.name, paths, market, strategy)?);
@@ -141,6 +151,7 @@ fn evaluate_models(
     market: &Market,
     strategy: &StrategyConfig,
     index: Option<&BTreeMap<NaiveDate, f64>>,
+    report: &ReportConfig,
 ) -> Result<Vec<ModelReport>> {
     let mut names: Vec<&String> = Vec::new();
     for r in &wf.results {
@@ -159,6 +170,8 @@ fn evaluate_models(
             let simulation = portfolio::simulate(strategy, market, &scores, index)
                 .map_err(|e| Error::Data(format!("model {name}: {e}")))?;
             let rows = wf.results.iter().filter(|r| &r.model == name);
+            let sheet =
+                tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
             Ok(ModelReport {
                 name: name.clone(),
                 kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
@@ -174,6 +187,8 @@ fn evaluate_models(
                 predict_seconds: rows.map(|r| r.predict_seconds).sum(),
                 overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
                 cpcv: None,
+                sheet,
+                params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
             })
         })
         .collect()
@@ -227,6 +242,41 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
     }
 }
 
+/// The formula of every number in the report (report.json → conventions, the page's Conventions section).
+pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
+    json!({
+            "trading_days_per_year": metrics::YEAR,
+            "units": "returns, rates, drawdowns, turnover and exposure are fractions (0.05 = 5 %)",
+            "compounding": "equity compounds daily; CAGR = (final / initial)^(252 / days) - 1",
+            "risk_free_rate": strategy.risk_free,
+            "sharpe": "mean daily excess return / sample std of daily returns * sqrt(252)",
+            "sortino": "mean daily excess return / sqrt(mean(min(r - rf, 0)^2)) * sqrt(252)",
+            "ic": "per-date Pearson correlation of score and realised forward return across symbols (>= 3 symbols), averaged over dates",
+            "rank_ic": "per-date Spearman correlation (average ranks for ties), averaged over dates",
+            "icir": "mean IC / std of the daily IC (not annualised)",
+            "hit_rate": "share of dates with a positive Rank IC",
+            "relative_mae": "MAE / MAE of the zero-return forecast on the same rows (not Hyndman's MASE, which scales by the in-sample naive MAE)",
+            "forecast_errors": "mae, rmse, relative_mae and directional_accuracy only for models whose score is a forecast of the label (gbm, linear, lstm, forecast); null for rules and ensembles",
+            "turnover": "one-way: mean over dates of 0.5 * (value bought + value sold) / equity before trading (a full rotation is 1.0); turnover_two_way = 2 * turnover",
+            "fills": format!("{:?} (signal at the close of t); an order for a symbol without a bar on the fill date fills at its next bar", strategy.fill),
+            "delisting": format!("a held symbol whose prices end is sold on the next date at its last close * (1 + {}), without costs", strategy.delisting_return),
+            "label": meta.label.definition,
+            "purge": "per symbol: a training row is used only if its label window, in the symbol's own rows, ends before the next validation or test window",
+            "bootstrap_ci": "stationary block bootstrap (Politis & Romano 1994), mean block round(n^(1/3)), 1000 resamples, percentile 95 % interval, seeded by the run's seed",
+            "psr": "Phi(SR * sqrt(n - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2)), SR = daily (mean(r) - rf) / sd(r), biased skewness, non-excess kurtosis (Bailey & Lopez de Prado 2012)",
+            "dsr": "PSR against SR0 = sqrt(V) * ((1 - g) * PhiInv(1 - 1/N) + g * PhiInv(1 - 1/(N e))), N trials = models x configurations in the run, V = sample variance of their daily Sharpe ratios, g = Euler-Mascheroni (Bailey & Lopez de Prado 2014)",
+            "pbo": "CSCV over the models' aligned daily returns in S blocks (folds rounded down to even, at most 16): share of the C(S, S/2) in/out splits whose in-sample best Sharpe ranks at or below the out-of-sample median (Bailey et al. 2015); null below 2 models or 8 folds",
+            "costs": format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps),
+                "monthly_returns": "compounded daily returns of the month's trading days: prod(1 + r_t) - 1, r_t = E_t / E_(t-1) - 1, E_0 = capital",
+        "rolling": "rolling Sharpe and volatility over the last report.rolling_days daily returns, annualised with sqrt(252)",
+        "drawdown_periods": "peak (last date at the running maximum before the fall), valley (lowest equity), recovery (first date back at the peak), depth = valley / peak - 1, days = trading days from peak to recovery or to the end",
+        "quantiles": "per date, scored symbols ranked by score (ties by symbol) and cut into report.quantiles groups by rank * q / n (Q1 lowest); mean label per group, averaged over dates",
+        "quantile_cumulative": "per date, mean 1-day forward return px(t+2) / px(t+1) - 1 of each quantile (px: open, close without opens), compounded; top minus bottom compounds the difference of the two means",
+        "ic_decay": "mean over dates of the Spearman correlation between the score and the h-day forward return px(t+1+h) / px(t+1) - 1, h in report.ic_horizons",
+        "rank_autocorrelation": "Spearman correlation between a date's scores and the previous prediction date's scores of the same symbols",
+    })
+}
+
 /// The `report.json` document.
 ///
 /// # Errors
@@ -244,6 +294,17 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         if let Some(c) = &m.cpcv {
             o.insert("cpcv".into(), serde_json::to_value(c).map_err(|e| Error::Data(e.to_string()))?);
         }
+        let autocorr: Vec<f64> = m.sheet.rank_autocorr.iter().map(|x| x.1).filter(|x| x.is_finite()).collect();
+        let autocorr = if autocorr.is_empty() { f64::NAN } else { metrics::mean(&autocorr) };
+        o.insert(
+            "tearsheet".into(),
+            json!({
+                "quantile_mean_label": m.sheet.quantile_mean,
+                "ic_decay": m.sheet.ic_decay.iter().map(|(h, v)| json!({"horizon": h, "rank_ic": v})).collect::<Vec<_>>(),
+                "rank_autocorrelation": autocorr,
+                "drawdown_periods": m.sheet.drawdowns,
+            }),
+        );
         o.insert("fit_seconds".into(), json!(m.fit_seconds));
         o.insert("predict_seconds".into(), json!(m.predict_seconds));
         let folds: Vec<Value> = wf
@@ -281,30 +342,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         "label": meta.label,
         "data": meta.data,
         "config": meta.config,
-        "conventions": {
-            "trading_days_per_year": metrics::YEAR,
-            "units": "returns, rates, drawdowns, turnover and exposure are fractions (0.05 = 5 %)",
-            "compounding": "equity compounds daily; CAGR = (final / initial)^(252 / days) - 1",
-            "risk_free_rate": strategy.risk_free,
-            "sharpe": "mean daily excess return / sample std of daily returns * sqrt(252)",
-            "sortino": "mean daily excess return / sqrt(mean(min(r - rf, 0)^2)) * sqrt(252)",
-            "ic": "per-date Pearson correlation of score and realised forward return across symbols (>= 3 symbols), averaged over dates",
-            "rank_ic": "per-date Spearman correlation (average ranks for ties), averaged over dates",
-            "icir": "mean IC / std of the daily IC (not annualised)",
-            "hit_rate": "share of dates with a positive Rank IC",
-            "relative_mae": "MAE / MAE of the zero-return forecast on the same rows (not Hyndman's MASE, which scales by the in-sample naive MAE)",
-            "forecast_errors": "mae, rmse, relative_mae and directional_accuracy only for models whose score is a forecast of the label (gbm, linear, lstm, forecast); null for rules and ensembles",
-            "turnover": "one-way: mean over dates of 0.5 * (value bought + value sold) / equity before trading (a full rotation is 1.0); turnover_two_way = 2 * turnover",
-            "fills": format!("{:?} (signal at the close of t); an order for a symbol without a bar on the fill date fills at its next bar", strategy.fill),
-            "delisting": format!("a held symbol whose prices end is sold on the next date at its last close * (1 + {}), without costs", strategy.delisting_return),
-            "label": meta.label.definition,
-            "purge": "per symbol: a training row is used only if its label window, in the symbol's own rows, ends before the next validation or test window",
-            "bootstrap_ci": "stationary block bootstrap (Politis & Romano 1994), mean block round(n^(1/3)), 1000 resamples, percentile 95 % interval, seeded by the run's seed",
-            "psr": "Phi(SR * sqrt(n - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2)), SR = daily (mean(r) - rf) / sd(r), biased skewness, non-excess kurtosis (Bailey & Lopez de Prado 2012)",
-            "dsr": "PSR against SR0 = sqrt(V) * ((1 - g) * PhiInv(1 - 1/N) + g * PhiInv(1 - 1/(N e))), N trials = models x configurations in the run, V = sample variance of their daily Sharpe ratios, g = Euler-Mascheroni (Bailey & Lopez de Prado 2014)",
-            "pbo": "CSCV over the models' aligned daily returns in S blocks (folds rounded down to even, at most 16): share of the C(S, S/2) in/out splits whose in-sample best Sharpe ranks at or below the out-of-sample median (Bailey et al. 2015); null below 2 models or 8 folds",
-            "costs": format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps),
-        },
+        "conventions": conventions(meta, strategy),
         "folds": wf.folds.iter().map(|f| json!({
             "fold": f.id,
             "train_start": wf.calendar.get(f.train.start), "train_end": f.train.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
@@ -328,45 +366,83 @@ fn num(v: f64) -> String {
     if v.is_finite() { format!("{v:.3}") } else { "–".into() }
 }
 
-/// The summary table (Markdown), also printed by the CLI.
-pub fn summary_table(models: &[ModelReport]) -> String {
-    let mut s = String::from(
-        "| model | total return | CAGR | vol | Sharpe | Sortino | max DD | turnover | trades | IC | Rank IC | ICIR | MAE |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for m in models {
-        let p = &m.simulation.stats;
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            m.name,
-            pct(p.total_return),
-            pct(p.cagr),
-            pct(p.volatility),
-            num(p.sharpe),
-            num(p.sortino),
-            pct(p.max_drawdown),
-            pct(p.turnover),
-            p.trades,
-            num(m.signal.ic),
-            num(m.signal.rank_ic),
-            num(m.signal.icir),
-            num(m.forecast.mae),
-        );
+/// A table of formatted cells, written as Markdown (report.md, the CLI) or HTML (the page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows of cells.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The table in Markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("| {} |\n|{}\n", self.header.join(" | "), "---|".repeat(self.header.len()));
+        for r in &self.rows {
+            let _ = writeln!(s, "| {} |", r.join(" | "));
+        }
+        s
     }
+}
+
+/// The summary: one row per model, then the benchmark.
+pub fn summary(models: &[ModelReport]) -> Table {
+    let header = [
+        "model",
+        "total return",
+        "CAGR",
+        "vol",
+        "Sharpe",
+        "Sortino",
+        "max DD",
+        "turnover",
+        "trades",
+        "IC",
+        "Rank IC",
+        "ICIR",
+        "MAE",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            let p = &m.simulation.stats;
+            vec![
+                m.name.clone(),
+                pct(p.total_return),
+                pct(p.cagr),
+                pct(p.volatility),
+                num(p.sharpe),
+                num(p.sortino),
+                pct(p.max_drawdown),
+                pct(p.turnover),
+                p.trades.to_string(),
+                num(m.signal.ic),
+                num(m.signal.rank_ic),
+                num(m.signal.icir),
+                num(m.forecast.mae),
+            ]
+        })
+        .collect();
     if let Some(m) = models.first() {
         let p = &m.simulation.stats;
-        let _ = writeln!(
-            s,
-            "| benchmark (equal weight) | {} | {} | | | | | | | | | | |",
-            pct(p.benchmark_total_return),
-            pct(p.benchmark_cagr)
-        );
+        let mut row = vec!["benchmark (equal weight)".to_owned(), pct(p.benchmark_total_return), pct(p.benchmark_cagr)];
+        row.resize(header.len(), String::new());
+        rows.push(row);
         if let Some(i) = p.index_total_return {
-            let _ = writeln!(s, "| index | {} | | | | | | | | | | | |", pct(i));
+            let mut row = vec!["index".to_owned(), pct(i)];
+            row.resize(header.len(), String::new());
+            rows.push(row);
         }
     }
-    s
+    Table { header, rows }
+}
+
+/// The summary table (Markdown), also printed by the CLI.
+pub fn summary_table(models: &[ModelReport]) -> String {
+    summary(models).markdown()
 }
 
 /// Plots as (file name, title, SVG).
@@ -426,13 +502,14 @@ fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)
     ]
 }
 
-/// The overfitting table (Markdown): intervals, PSR, DSR per model, and the run's PBO.
-pub fn overfitting_table(eval: &Evaluation) -> String {
+/// The overfitting statistics: an introduction (trials, DSR benchmark, bootstrap), a table of intervals, PSR and
+/// DSR per model, and the run's PBO sentence.
+pub fn overfitting_parts(eval: &Evaluation) -> (String, Table, String) {
     let o = &eval.overfitting;
     let ci = |c: Option<[f64; 2]>| c.map_or_else(|| "–".to_owned(), |[a, b]| format!("[{}, {}]", num(a), num(b)));
-    let mut s = format!(
+    let intro = format!(
         "{} trials; DSR benchmark (expected max daily Sharpe of {} unskilled trials) {}; bootstrap: {} stationary \
-         resamples, {:.0} % intervals, seed {}.\n\n| model | Sharpe 95 % CI | Rank IC 95 % CI | PSR | DSR |\n|---|---|---|---|---|\n",
+         resamples, {:.0} % intervals, seed {}.",
         o.trials,
         o.trials,
         num(o.expected_max_sharpe),
@@ -440,33 +517,43 @@ pub fn overfitting_table(eval: &Evaluation) -> String {
         o.bootstrap.level * 100.0,
         o.bootstrap.seed
     );
-    for m in &eval.models {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            m.name,
-            ci(m.overfit.sharpe_ci),
-            ci(m.overfit.rank_ic_ci),
-            num(m.overfit.psr),
-            num(m.overfit.dsr)
-        );
-    }
-    match (&o.pbo, &o.pbo_note) {
-        (Some(p), _) => {
-            let _ = writeln!(
-                s,
-                "\nProbability of Backtest Overfitting (CSCV, {} blocks, {} splits, {} models): {} (median logit {}).",
-                p.blocks,
-                p.splits,
-                p.models,
-                num(p.pbo),
-                num(p.median_logit)
-            );
-        }
-        (None, Some(why)) => {
-            let _ = writeln!(s, "\nProbability of Backtest Overfitting: not computed ({why}).");
-        }
-        (None, None) => {}
+    let table = Table {
+        header: ["model", "Sharpe 95 % CI", "Rank IC 95 % CI", "PSR", "DSR"].map(str::to_owned).to_vec(),
+        rows: eval
+            .models
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    ci(m.overfit.sharpe_ci),
+                    ci(m.overfit.rank_ic_ci),
+                    num(m.overfit.psr),
+                    num(m.overfit.dsr),
+                ]
+            })
+            .collect(),
+    };
+    let pbo = match (&o.pbo, &o.pbo_note) {
+        (Some(p), _) => format!(
+            "Probability of Backtest Overfitting (CSCV, {} blocks, {} splits, {} models): {} (median logit {}).",
+            p.blocks,
+            p.splits,
+            p.models,
+            num(p.pbo),
+            num(p.median_logit)
+        ),
+        (None, Some(why)) => format!("Probability of Backtest Overfitting: not computed ({why})."),
+        (None, None) => String::new(),
+    };
+    (intro, table, pbo)
+}
+
+/// The overfitting table (Markdown): intervals, PSR, DSR per model, and the run's PBO.
+pub fn overfitting_table(eval: &Evaluation) -> String {
+    let (intro, table, pbo) = overfitting_parts(eval);
+    let mut s = format!("{intro}\n\n{}", table.markdown());
+    if !pbo.is_empty() {
+        let _ = writeln!(s, "\n{pbo}");
     }
     s
 }
@@ -514,77 +601,6 @@ fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> String {
         );
     }
     s.push_str("\n![equity](equity.svg)\n![drawdown](drawdown.svg)\n![ic](ic.svg)\n![folds](folds.svg)\n");
-    s
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;")
-}
-
-/// The Markdown `text` as HTML: its table lines as a table, other non-empty lines as paragraphs.
-fn md_html(text: &str) -> String {
-    let mut s = String::new();
-    let mut row = 0;
-    for line in text.lines() {
-        if !line.starts_with('|') {
-            if row > 0 {
-                s.push_str("</table>");
-                row = 0;
-            }
-            if !line.trim().is_empty() {
-                let _ = write!(s, "<p>{}</p>", escape(line));
-            }
-            continue;
-        }
-        row += 1;
-        if row == 1 {
-            s.push_str("<table>");
-        }
-        if row == 2 {
-            continue;
-        }
-        let tag = if row == 1 { "th" } else { "td" };
-        s.push_str("<tr>");
-        for c in line.trim_matches('|').split('|').map(str::trim) {
-            let _ = write!(s, "<{tag}>{}</{tag}>", escape(c));
-        }
-        s.push_str("</tr>");
-    }
-    if row > 0 {
-        s.push_str("</table>");
-    }
-    s
-}
-
-fn html(eval: &Evaluation, meta: &RunMeta, plots: &[(&str, String)]) -> String {
-    let mut s = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>stockcast backtest</title><style>\
-         body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}</style></head><body>\
-         <h1>stockcast backtest</h1>",
-    );
-    let _ = write!(
-        s,
-        "<p>stockcast {}, seed {}, feature spec <code>{}</code>, label horizon {} trading days.</p>",
-        meta.version, meta.seed, meta.feature_spec_hash, meta.horizon
-    );
-    s.push_str(&md_html(&summary_table(&eval.models)));
-    let _ = write!(
-        s,
-        "<p>252 trading days a year, daily compounding, one-way turnover; label {}, fills {:?}; see report.json → \
-         conventions.</p>",
-        escape(&meta.label.definition),
-        meta.label.fill
-    );
-    if let Some(w) = &meta.label.warning {
-        let _ = write!(s, "<p><strong>Warning:</strong> {}</p>", escape(w));
-    }
-    s.push_str("<h2>Overfitting</h2>");
-    s.push_str(&md_html(&overfitting_table(eval)));
-    for (_, svg) in plots {
-        let _ = write!(s, "<div>{svg}</div>");
-    }
-    s.push_str("</body></html>\n");
     s
 }
 
@@ -704,7 +720,17 @@ pub fn write_run(
             write(file, svg.as_bytes())?;
         }
         write("report.md", markdown(meta, eval, wf).as_bytes())?;
-        write("report.html", html(eval, meta, &plots).as_bytes())?;
+        let charts = page::charts(eval, wf);
+        let plots_dir = tmp.join("plots");
+        std::fs::create_dir_all(&plots_dir).map_err(|e| Error::file(&plots_dir, e))?;
+        for c in &charts {
+            write(&format!("plots/{}.png", c.id), &c.png()?)?;
+            let mut df = c.frame()?;
+            stockcast_features::io::write_frame(&mut df, &plots_dir.join(format!("{}.parquet", c.id)))?;
+        }
+        let (intro, table, pbo) = overfitting_parts(eval);
+        let page = page::render(meta, eval, wf, &charts, &conventions(meta, strategy), (&intro, &table, &pbo))?;
+        write("report.html", page.as_bytes())?;
         write("trades.csv", trades_csv(models).as_bytes())?;
         write_frames(&tmp, wf, models)?;
         if dir.exists() {

@@ -72,6 +72,10 @@ pub struct FoldResult {
     pub signal: SignalStats,
     /// Forecast errors on the fold's test dates.
     pub forecast: ForecastStats,
+    /// Feature importance of the fit (on the fold that fitted it; None for folds reusing a fit and for kinds
+    /// without a measure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub importance: Option<stockcast_models::Importance>,
 }
 
 /// The outcome of a walk-forward run.
@@ -314,6 +318,7 @@ fn run_task(
     let model: TrainedModel =
         stockcast_models::fit(&spec.config, &train, valid.as_ref(), seed).map_err(model_err(fit_fold.id))?;
     let fit_seconds = t.elapsed().as_secs_f64();
+    let importance = model.importance().map_err(model_err(fit_fold.id))?;
     let last_fit_span = if uses_valid { &fit_fold.valid } else { &train_span };
     let (train_start, train_end) = (cal[train_span.start], cal[last_fit_span.end - 1]);
     let mut out = Vec::new();
@@ -367,6 +372,7 @@ fn run_task(
                 } else {
                     ForecastStats::not_applicable()
                 },
+                importance: if fid == task.fit_fold { importance.clone() } else { None },
             },
             rows,
         ));

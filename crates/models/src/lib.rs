@@ -19,4 +19,4 @@ pub mod rules;
 
 pub use data::{Dataset, DatasetOptions, History, Predictions, SymbolHistory};
 pub use error::{Error, Result};
-pub use model::{Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit};
+pub use model::{Importance, Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit};

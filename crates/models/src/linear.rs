@@ -171,4 +171,10 @@ impl Model for Linear {
         std::fs::write(dir.join("linear.json"), json).map_err(|e| Error::io(dir.join("linear.json"), e))?;
         Ok(BTreeMap::new())
     }
+
+    fn importance(&self, feature_names: &[String]) -> Result<Option<crate::model::Importance>> {
+        let mut values: Vec<(String, f64)> = feature_names.iter().cloned().zip(self.coef.iter().copied()).collect();
+        values.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        Ok(Some(crate::model::Importance { measure: "coefficient".into(), values }))
+    }
 }

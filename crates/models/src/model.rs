@@ -20,6 +20,22 @@ pub trait Model: std::fmt::Debug + Send + Sync {
     fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>>;
     /// Writes the kind's own files into the (existing, empty) directory `dir`; returns extra metadata to record.
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>>;
+    /// How much each feature (named by `feature_names`, the matrix columns) drives the model, with the measure's
+    /// name (`total_gain` for boosted trees, `coefficient` on standardised features for linear models); None for
+    /// kinds without such a measure.
+    fn importance(&self, feature_names: &[String]) -> Result<Option<Importance>> {
+        let _ = feature_names;
+        Ok(None)
+    }
+}
+
+/// Feature importance of a fitted model: the measure and (feature, value) pairs, largest magnitude first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Importance {
+    /// `total_gain` or `coefficient`.
+    pub measure: String,
+    /// (feature, value), sorted by decreasing |value|.
+    pub values: Vec<(String, f64)>,
 }
 
 /// What one model kind provides, implemented once per kind in the kind's own file. [`ModelConfig`] is the serde
@@ -242,6 +258,14 @@ pub(crate) fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> R
 }
 
 impl TrainedModel {
+    /// The model's feature importance ([`Model::importance`]).
+    ///
+    /// # Errors
+    /// Errors of the kind's library (XGBoost).
+    pub fn importance(&self) -> Result<Option<Importance>> {
+        self.model.importance(&self.meta.feature_names)
+    }
+
     /// Scores the rows of `data`, after checking it was built with the model's feature spec and columns.
     ///
     /// # Errors

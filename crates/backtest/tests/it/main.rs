@@ -284,8 +284,16 @@ fn a_cpcv_run_predicts_every_date_on_every_path() {
         wf.results.iter().map(|r| r.train_rows).collect::<Vec<_>>()
     );
     let market = Market::from_prices(&prices).unwrap();
-    let eval =
-        stockcast_backtest::report::evaluate(&wf, &models, &market, &StrategyConfig::default(), None, 1).unwrap();
+    let eval = stockcast_backtest::report::evaluate(
+        &wf,
+        &models,
+        &market,
+        &StrategyConfig::default(),
+        None,
+        1,
+        &stockcast_backtest::tearsheet::ReportConfig::default(),
+    )
+    .unwrap();
     let c = eval.models[0].cpcv.as_ref().unwrap();
     assert_eq!((c.paths, c.sharpe.len(), c.rank_ic.len()), (4, 4, 4));
     assert!(c.sharpe.iter().all(|s| s.is_finite()));

@@ -211,21 +211,7 @@ impl Model for Gbm {
 
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
         self.booster.save(&dir.join("xgboost.json"))?;
-        // A sliced booster (early stopping) reports features as `f<column>`: map them back to names.
-        let mut importance: Vec<(String, f64)> = self
-            .booster
-            .importance()?
-            .into_iter()
-            .map(|(name, gain)| {
-                let named = name
-                    .strip_prefix('f')
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .and_then(|i| self.feature_names.get(i))
-                    .cloned();
-                (named.unwrap_or(name), gain)
-            })
-            .collect();
-        importance.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let importance = self.importance(&self.feature_names)?.map(|i| i.values).unwrap_or_default();
         let mut extra = BTreeMap::new();
         extra.insert("best_rounds".to_owned(), serde_json::json!(self.best_rounds));
         extra.insert(
@@ -233,6 +219,25 @@ impl Model for Gbm {
             serde_json::Value::Object(importance.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect()),
         );
         Ok(extra)
+    }
+
+    fn importance(&self, feature_names: &[String]) -> Result<Option<crate::model::Importance>> {
+        // A sliced booster (early stopping) reports features as `f<column>`: map them back to names.
+        let mut values: Vec<(String, f64)> = self
+            .booster
+            .importance()?
+            .into_iter()
+            .map(|(name, gain)| {
+                let named = name
+                    .strip_prefix('f')
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| feature_names.get(i))
+                    .cloned();
+                (named.unwrap_or(name), gain)
+            })
+            .collect();
+        values.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(Some(crate::model::Importance { measure: "total_gain".into(), values }))
     }
 }
 

@@ -1,0 +1,343 @@
+//! Tear sheets: the performance plots of quantstats/pyfolio and the factor plots of alphalens, computed from a
+//! model's simulation, its out-of-sample predictions and the prices. Every formula is stated on its field and in
+//! the README (Conventions → report).
+//!
+//! Daily strategy returns are r_t = E_t / E_{t−1} − 1 with E_0 the starting capital. Forward returns follow the
+//! label convention: a signal on date t is traded at the next open, so the h-day forward return is
+//! px(t+1+h) / px(t+1) − 1 with px the open (the close where the data has no opens), in the symbol's own rows.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics;
+use crate::portfolio::{Market, Simulation};
+use crate::runner::OosPrediction;
+
+/// `[report]` settings of a backtest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Score quantiles of the factor tear sheet (≥ 2).
+    pub quantiles: usize,
+    /// Horizons (trading days) of the IC decay.
+    pub ic_horizons: Vec<usize>,
+    /// Window (trading days) of the rolling Sharpe ratio and volatility.
+    pub rolling_days: usize,
+    /// Drawdown periods listed (the deepest first).
+    pub drawdown_periods: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { quantiles: 5, ic_horizons: vec![1, 5, 10, 20], rolling_days: 126, drawdown_periods: 5 }
+    }
+}
+
+impl ReportConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A message naming the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.quantiles < 2 || self.quantiles > 20 {
+            return Err(format!("report.quantiles must be in 2..=20, got {}", self.quantiles));
+        }
+        if self.ic_horizons.is_empty() || self.ic_horizons.contains(&0) {
+            return Err("report.ic_horizons must list horizons ≥ 1".into());
+        }
+        if self.rolling_days < 2 {
+            return Err(format!("report.rolling_days must be ≥ 2, got {}", self.rolling_days));
+        }
+        Ok(())
+    }
+}
+
+/// One drawdown period: from a peak to the first date the equity is back at that peak.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrawdownPeriod {
+    /// Last date at the peak before the fall.
+    pub start: NaiveDate,
+    /// Date of the lowest equity.
+    pub valley: NaiveDate,
+    /// First date the equity is at or above the peak again (None: not recovered by the end).
+    pub recovery: Option<NaiveDate>,
+    /// valley equity / peak equity − 1.
+    pub depth: f64,
+    /// Trading days from the peak to the recovery (or to the last date).
+    pub days: usize,
+}
+
+/// A histogram: `counts[i]` values in [edges[i], edges[i+1]) (the last bin includes its upper edge).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Bin edges (bins + 1).
+    pub edges: Vec<f64>,
+    /// Values per bin.
+    pub counts: Vec<u64>,
+}
+
+/// Everything the report plots for one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tearsheet {
+    /// (year, month 1–12, compounded return of the month's trading days).
+    pub monthly: Vec<(i32, u32, f64)>,
+    /// (year, strategy return, benchmark return), compounded over the year's trading days.
+    pub yearly: Vec<(i32, f64, f64)>,
+    /// Rolling annualised Sharpe ratio over `rolling_days` returns (NaN before a full window), per simulation date.
+    pub rolling_sharpe: Vec<f64>,
+    /// Rolling annualised volatility over `rolling_days` returns.
+    pub rolling_vol: Vec<f64>,
+    /// Equity / benchmark equity (above 1: ahead of the equal-weight buy-and-hold).
+    pub relative: Vec<f64>,
+    /// The deepest drawdown periods.
+    pub drawdowns: Vec<DrawdownPeriod>,
+    /// Distribution of daily returns (30 bins).
+    pub returns_hist: Histogram,
+    /// Mean label by score quantile (quantile 1 the lowest scores): per date, rows ranked by score and cut into
+    /// `quantiles` equal groups (rank · q / n), the label averaged in each; then averaged over dates.
+    pub quantile_mean: Vec<f64>,
+    /// Dates of the quantile cumulative returns.
+    pub quantile_dates: Vec<NaiveDate>,
+    /// Cumulative 1-day forward return of each quantile, equal-weighted and rebalanced daily: Π(1 + mean r1).
+    pub quantile_cumulative: Vec<Vec<f64>>,
+    /// Cumulative top-minus-bottom: Π(1 + mean r1(top) − mean r1(bottom)).
+    pub spread_cumulative: Vec<f64>,
+    /// (horizon, mean daily Rank IC of the score against the forward return over that horizon).
+    pub ic_decay: Vec<(usize, f64)>,
+    /// Distribution of the daily Rank IC (20 bins).
+    pub ic_hist: Histogram,
+    /// (date, Spearman correlation of the scores with the previous prediction date's, common symbols).
+    pub rank_autocorr: Vec<(NaiveDate, f64)>,
+}
+
+/// Daily returns of a simulation: E_0 is the capital.
+pub fn daily_returns(sim: &Simulation, capital: f64) -> Vec<f64> {
+    let mut eq = vec![capital];
+    eq.extend(&sim.equity);
+    metrics::returns(&eq)
+}
+
+/// Compounded return per (year, month) of dated daily returns.
+pub fn monthly_returns(dates: &[NaiveDate], r: &[f64]) -> Vec<(i32, u32, f64)> {
+    let mut out: BTreeMap<(i32, u32), f64> = BTreeMap::new();
+    for (d, x) in dates.iter().zip(r) {
+        let g = out.entry((d.year(), d.month())).or_insert(1.0);
+        *g *= 1.0 + x;
+    }
+    out.into_iter().map(|((y, m), g)| (y, m, g - 1.0)).collect()
+}
+
+fn yearly_returns(dates: &[NaiveDate], r: &[f64]) -> BTreeMap<i32, f64> {
+    let mut out: BTreeMap<i32, f64> = BTreeMap::new();
+    for (d, x) in dates.iter().zip(r) {
+        *out.entry(d.year()).or_insert(1.0) *= 1.0 + x;
+    }
+    out.into_iter().map(|(y, g)| (y, g - 1.0)).collect()
+}
+
+/// The drawdown periods of an equity curve (dated), deepest first, at most `n`.
+pub fn drawdown_periods(dates: &[NaiveDate], equity: &[f64], n: usize) -> Vec<DrawdownPeriod> {
+    let mut out = Vec::new();
+    let mut peak = (0usize, f64::NEG_INFINITY);
+    let mut valley: Option<(usize, f64)> = None;
+    for (i, &e) in equity.iter().enumerate() {
+        if !e.is_finite() {
+            continue;
+        }
+        if e >= peak.1 {
+            if let Some((v, ve)) = valley.take() {
+                out.push(DrawdownPeriod {
+                    start: dates[peak.0],
+                    valley: dates[v],
+                    recovery: Some(dates[i]),
+                    depth: ve / peak.1 - 1.0,
+                    days: i - peak.0,
+                });
+            }
+            peak = (i, e);
+        } else if valley.is_none_or(|(_, ve)| e < ve) {
+            valley = Some((i, e));
+        }
+    }
+    if let Some((v, ve)) = valley {
+        out.push(DrawdownPeriod {
+            start: dates[peak.0],
+            valley: dates[v],
+            recovery: None,
+            depth: ve / peak.1 - 1.0,
+            days: equity.len() - 1 - peak.0,
+        });
+    }
+    out.sort_by(|a, b| a.depth.total_cmp(&b.depth).then(a.start.cmp(&b.start)));
+    out.truncate(n);
+    out
+}
+
+/// A histogram of the finite values in `bins` equal bins between their min and max.
+pub fn histogram(values: &[f64], bins: usize) -> Histogram {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    if v.is_empty() || bins == 0 {
+        return Histogram { edges: Vec::new(), counts: Vec::new() };
+    }
+    let width = if hi > lo { (hi - lo) / bins as f64 } else { 1.0 };
+    let edges = (0..=bins).map(|i| lo + width * i as f64).collect();
+    let mut counts = vec![0u64; bins];
+    for x in v {
+        let i = (((x - lo) / width) as usize).min(bins - 1);
+        counts[i] += 1;
+    }
+    Histogram { edges, counts }
+}
+
+fn rolling(r: &[f64], window: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..r.len()).map(|i| if i + 1 >= window { f(&r[i + 1 - window..=i]) } else { f64::NAN }).collect()
+}
+
+/// Prices of the forward returns: the open, or the close where the data has no open.
+#[derive(Clone, Copy)]
+struct Forward<'a> {
+    market: &'a Market,
+}
+
+impl Forward<'_> {
+    fn px(self, s: usize, d: usize) -> f64 {
+        let o = self.market.open[s][d];
+        if o.is_finite() { o } else { self.market.close[s][d] }
+    }
+
+    /// px(t+1+h) / px(t+1) − 1 in market date indices (NaN past the data or on a missing bar).
+    fn ret(self, s: usize, t: usize, h: usize) -> f64 {
+        let n = self.market.dates.len();
+        if t + 1 + h >= n {
+            return f64::NAN;
+        }
+        self.px(s, t + 1 + h) / self.px(s, t + 1) - 1.0
+    }
+}
+
+/// Rows of one prediction date: (symbol index, market date index, score, label).
+type DateRows = Vec<(usize, usize, f64, f64)>;
+
+fn by_date(preds: &[OosPrediction], market: &Market) -> BTreeMap<NaiveDate, DateRows> {
+    let mut out: BTreeMap<NaiveDate, DateRows> = BTreeMap::new();
+    for p in preds {
+        let (Ok(s), Ok(d)) = (market.symbols.binary_search(&p.symbol), market.dates.binary_search(&p.date)) else {
+            continue;
+        };
+        if p.score.is_finite() {
+            out.entry(p.date).or_default().push((s, d, p.score, p.label));
+        }
+    }
+    out
+}
+
+/// The quantile (0 = lowest scores) of each row by score, ties broken by symbol; rows sorted as given.
+fn quantile_of(rows: &[(usize, usize, f64, f64)], q: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| rows[a].2.total_cmp(&rows[b].2).then(rows[a].0.cmp(&rows[b].0)));
+    let n = rows.len();
+    let mut out = vec![0; n];
+    for (rank, &i) in order.iter().enumerate() {
+        out[i] = rank * q / n;
+    }
+    out
+}
+
+/// Builds the tear sheet of one model.
+pub fn tearsheet(
+    sim: &Simulation,
+    capital: f64,
+    risk_free: f64,
+    preds: &[OosPrediction],
+    daily_ic: &[metrics::DateIc],
+    market: &Market,
+    cfg: &ReportConfig,
+) -> Tearsheet {
+    let r = daily_returns(sim, capital);
+    let bench = daily_returns(&Simulation { equity: sim.benchmark.clone(), ..sim.clone() }, capital);
+    let years = yearly_returns(&sim.dates, &r);
+    let bench_years = yearly_returns(&sim.dates, &bench);
+    let w = cfg.rolling_days.max(2);
+    let fw = Forward { market };
+    let rows = by_date(preds, market);
+    let q = cfg.quantiles.max(2);
+    let mut sums = vec![(0.0, 0usize); q];
+    let mut cum = vec![1.0; q];
+    let mut spread = 1.0;
+    let (mut qdates, mut qcum, mut scum) = (Vec::new(), vec![Vec::new(); q], Vec::new());
+    let mut prev: Option<&DateRows> = None;
+    let mut autocorr = Vec::new();
+    for (date, day) in &rows {
+        if day.len() >= q {
+            let quant = quantile_of(day, q);
+            let mut lab = vec![(0.0, 0usize); q];
+            let mut one = vec![(0.0, 0usize); q];
+            for (row, &k) in day.iter().zip(&quant) {
+                if row.3.is_finite() {
+                    lab[k].0 += row.3;
+                    lab[k].1 += 1;
+                }
+                let f = fw.ret(row.0, row.1, 1);
+                if f.is_finite() {
+                    one[k].0 += f;
+                    one[k].1 += 1;
+                }
+            }
+            if lab.iter().all(|x| x.1 > 0) {
+                for (s, l) in sums.iter_mut().zip(&lab) {
+                    s.0 += l.0 / l.1 as f64;
+                    s.1 += 1;
+                }
+            }
+            if one.iter().all(|x| x.1 > 0) {
+                let means: Vec<f64> = one.iter().map(|x| x.0 / x.1 as f64).collect();
+                for ((c, m), series) in cum.iter_mut().zip(&means).zip(qcum.iter_mut()) {
+                    *c *= 1.0 + m;
+                    series.push(*c);
+                }
+                spread *= 1.0 + means[q - 1] - means[0];
+                scum.push(spread);
+                qdates.push(*date);
+            }
+        }
+        if let Some(p) = prev {
+            let before: BTreeMap<usize, f64> = p.iter().map(|x| (x.0, x.2)).collect();
+            let (a, b): (Vec<f64>, Vec<f64>) = day.iter().filter_map(|x| before.get(&x.0).map(|&s| (s, x.2))).unzip();
+            if a.len() >= 3 {
+                autocorr.push((*date, metrics::spearman(&a, &b)));
+            }
+        }
+        prev = Some(day);
+    }
+    let ic_decay = cfg
+        .ic_horizons
+        .iter()
+        .map(|&h| {
+            let ics = metrics::daily_ic(
+                rows.iter().flat_map(|(d, day)| day.iter().map(move |x| (*d, x.2, fw.ret(x.0, x.1, h)))),
+            );
+            let v: Vec<f64> = ics.iter().map(|d| d.rank_ic).filter(|x| x.is_finite()).collect();
+            (h, if v.is_empty() { f64::NAN } else { metrics::mean(&v) })
+        })
+        .collect();
+    let rank_ics: Vec<f64> = daily_ic.iter().map(|d| d.rank_ic).collect();
+    Tearsheet {
+        monthly: monthly_returns(&sim.dates, &r),
+        yearly: years.iter().map(|(y, v)| (*y, *v, bench_years.get(y).copied().unwrap_or(f64::NAN))).collect(),
+        rolling_sharpe: rolling(&r, w, |x| metrics::sharpe(x, risk_free)),
+        rolling_vol: rolling(&r, w, metrics::volatility),
+        relative: sim.equity.iter().zip(&sim.benchmark).map(|(e, b)| e / b).collect(),
+        drawdowns: drawdown_periods(&sim.dates, &sim.equity, cfg.drawdown_periods),
+        returns_hist: histogram(&r, 30),
+        quantile_mean: sums.iter().map(|(s, n)| if *n > 0 { s / *n as f64 } else { f64::NAN }).collect(),
+        quantile_dates: qdates,
+        quantile_cumulative: qcum,
+        spread_cumulative: scum,
+        ic_decay,
+        ic_hist: histogram(&rank_ics, 20),
+        rank_autocorr: autocorr,
+    }
+}
