@@ -75,6 +75,38 @@ fn attrs(html: &str, marker: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A page that frames the report (REPORT_URL), clicks, hovers and drags on its equity chart, and writes what
+/// happened as JSON into `#out`.
+const DRIVER: &str = r#"<html><body><div id="out">pending</div>
+<iframe id="f" src="REPORT_URL" width="1200" height="900"></iframe>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var out = {};
+  try {
+    var fig = document.getElementById("f").contentDocument.getElementById("chart-equity");
+    var paths = function () { return fig.querySelectorAll("path.series").length; };
+    var firstDate = function () {
+      return Array.prototype.map.call(fig.querySelectorAll("svg text"), function (t) { return t.textContent; })
+        .filter(function (t) { return /^\d{4}-/.test(t); })[0];
+    };
+    var overlay = function () { var r = fig.querySelectorAll("svg rect"); return r[r.length - 1]; };
+    var ev = function (type, x) {
+      var r = fig.querySelector("svg").getBoundingClientRect();
+      overlay().dispatchEvent(new MouseEvent(type, {bubbles: true, clientX: r.left + x * r.width, clientY: r.top + r.height / 2}));
+    };
+    out.before = paths();
+    fig.querySelector(".legend span").dispatchEvent(new MouseEvent("click", {bubbles: true}));
+    out.afterToggle = paths();
+    out.labelBefore = firstDate();
+    ev("mousemove", 0.5);
+    out.tip = fig.querySelector(".tip").style.display + "|" + fig.querySelector(".tip").textContent;
+    ev("mousedown", 0.5); ev("mousemove", 0.7); ev("mouseup", 0.7);
+    out.labelAfter = firstDate();
+  } catch (e) { out.error = String(e); }
+  document.getElementById("out").textContent = JSON.stringify(out);
+});
+</script></body></html>"#;
+
 fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let mut reader = decoder.read_info().unwrap();
@@ -129,6 +161,23 @@ fn the_report_renders_in_chromium_with_every_section_and_chart_drawn() {
     assert!(paths >= 20, "{paths} drawn line paths");
     // The trades table lists trades; the tables are sortable.
     assert!(html.matches("<tr>").count() > 50 && html.contains("class=\"sortable\""));
+    // Interaction, driven from a page that frames the report: a legend click hides a line, hovering shows the
+    // values, a drag across the chart zooms into that date range.
+    let wrapper = dir.path().join("drive.html");
+    std::fs::write(&wrapper, DRIVER.replace("REPORT_URL", &url)).unwrap();
+    let driven = Command::new(&browser)
+        .args(headless)
+        .args(["--allow-file-access-from-files", "--dump-dom", &format!("file://{}", wrapper.display())])
+        .output()
+        .unwrap();
+    let dom = text(&driven.stdout);
+    let at = dom.find("<div id=\"out\">").expect("the driver's output") + "<div id=\"out\">".len();
+    let result: serde_json::Value = serde_json::from_str(&dom[at..at + dom[at..].find('<').unwrap()]).unwrap();
+    assert!(result.get("error").is_none(), "{result}");
+    assert_eq!(result["afterToggle"].as_u64().unwrap() + 1, result["before"].as_u64().unwrap(), "{result}");
+    assert!(result["tip"].as_str().unwrap().starts_with("block|"), "{result}");
+    let (before, after) = (result["labelBefore"].as_str().unwrap(), result["labelAfter"].as_str().unwrap());
+    assert!(after > before, "zooming moved the first date from {before} to {after}");
     // A screenshot of the rendered page.
     let shot = dir.path().join("report.png");
     let s = Command::new(&browser)
