@@ -622,6 +622,10 @@ pub struct BenchServeArgs {
     /// Fault run: requests per second of the second, fixed-rate pass.
     #[arg(long, default_value_t = 1000.0)]
     pub fault_rate: f64,
+    /// Fault run: a third pass with `wrk` (Debian package) at `--fault-rate` (bench/wrk_fixed_rate.lua) through
+    /// the same outage and a reload.
+    #[arg(long)]
+    pub wrk: bool,
     /// Work directory (synthetic prices, registry, results.json).
     #[arg(long, value_name = "DIR", default_value = "runs/bench-serve")]
     pub out: PathBuf,

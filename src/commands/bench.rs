@@ -495,6 +495,43 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
              ms, p99 {:.2} ms, max {:.1} ms",
             a.fault_rate, a.fault_outage_s, fixed.requests, fixed.statuses, fixed.p50_ms, fixed.p99_ms, fixed.max_ms
         ));
+        if a.wrk {
+            // wrk at the same rate through the same outage, then a reload (back to version 1) while it runs.
+            let fault3 = {
+                let (cluster, reg) = (cluster.clone(), reg.clone());
+                std::thread::spawn(move || -> anyhow::Result<u16> {
+                    postgres_outage(&cluster, lead, outage)?;
+                    reg.set_alias("bench", CHAMPION, 1, "2026-01-03T00:00:00Z", "fault run: back to v1")?;
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let r = rt.block_on(async {
+                        let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
+                        c.send("POST", "/v1/admin/reload", &[("authorization", "Bearer bench-token")], Some(b"{}"))
+                            .await
+                    })?;
+                    Ok(r.status)
+                })
+            };
+            let url = format!("http://{addr}/v1/recommendations?limit=100&model=bench@1");
+            let script = crate::demo::locate(Path::new("bench/wrk_fixed_rate.lua"));
+            let wrk = std::process::Command::new("wrk")
+                .args(["-t2", &format!("-c{}", a.connections), &format!("-d{:.0}s", a.seconds), "--latency", "-s"])
+                .arg(&script)
+                .arg(&url)
+                .args(["--", &format!("{}", a.fault_rate), &a.connections.to_string()])
+                .output()
+                .context("running wrk (Debian: apt-get install wrk)")?;
+            let reload = fault3.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))??;
+            let text = String::from_utf8_lossy(&wrk.stdout);
+            anyhow::ensure!(wrk.status.success(), "wrk failed: {text} {}", String::from_utf8_lossy(&wrk.stderr));
+            let line = |tag: &str| text.lines().find(|l| l.starts_with(tag)).unwrap_or_default().to_owned();
+            out(&format!(
+                "  fault run with wrk at {:.0} req/s (Postgres stopped {:.0} s, then a reload answered {reload}): {} | {}",
+                a.fault_rate,
+                a.fault_outage_s,
+                line("wrk-statuses"),
+                line("wrk-totals")
+            ));
+        }
     }
     // The first prediction of a day reads the stored prices and scores every symbol once; later ones are cached.
     let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);
