@@ -103,7 +103,7 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
     }
 
     let t = Instant::now();
-    let dataset = crate::features::dataset(ctx, prices, &spec, DatasetOptions::default())?;
+    let dataset = crate::features::dataset_for(ctx, prices, &spec, &models, DatasetOptions::default())?;
     timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -256,6 +256,45 @@ pub(crate) mod tests {
             }
             _ => {}
         }
+    }
+
+    #[test]
+    fn a_rules_only_run_computes_no_features_and_scores_the_same() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let both = config(MODELS);
+        let data = BacktestData::load(&ctx, &both, None, &dir.path().join("q.csv")).unwrap();
+        let rules =
+            config("[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n");
+        let models = rules.model_specs().unwrap();
+        let spec = spec_of(&rules).unwrap();
+        let only = crate::features::dataset_for(&ctx, &data.prices, &spec, &models, DatasetOptions::default()).unwrap();
+        assert_eq!(only.matrix.ncols(), 0, "{:?}", only.matrix.feature_names);
+        let full = crate::features::dataset_for(
+            &ctx,
+            &data.prices,
+            &spec,
+            &both.model_specs().unwrap(),
+            DatasetOptions::default(),
+        )
+        .unwrap();
+        assert!(full.matrix.ncols() > 60);
+        // The same rows and labels, bit for bit.
+        assert_eq!(only.matrix.index, full.matrix.index);
+        let bits = |d: &Dataset| d.matrix.y.as_ref().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&only), bits(&full));
+        // So the rule's out-of-sample scores, and its portfolio, do not depend on what else ran.
+        let (a, b) = (run(&ctx, &rules, &data).unwrap(), run(&ctx, &both, &data).unwrap());
+        let scores = |x: &Backtest| -> Vec<(String, NaiveDate, u64)> {
+            x.walk_forward.predictions["mom"].iter().map(|p| (p.symbol.clone(), p.date, p.score.to_bits())).collect()
+        };
+        assert!(!scores(&a).is_empty());
+        assert_eq!(scores(&a), scores(&b));
+        let ret = |x: &Backtest| {
+            let r = x.evaluation.models.iter().find(|r| r.name == "mom").unwrap();
+            r.simulation.stats.total_return
+        };
+        assert!((ret(&a) - ret(&b)).abs() < 1e-12, "{} vs {}", ret(&a), ret(&b));
     }
 
     #[test]

@@ -643,6 +643,9 @@ pub struct BenchBacktestArgs {
     /// Fits in parallel.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Which of the benchmark's models to run (comma-separated: gbm, lstm, linear, forecast, momentum, ensemble).
+    #[arg(long, value_delimiter = ',', default_value = "gbm,lstm,linear,forecast,momentum,ensemble")]
+    pub models: Vec<String>,
     /// Work directory (synthetic prices, config, run).
     #[arg(long, value_name = "DIR", default_value = "runs/bench-backtest")]
     pub out: PathBuf,
@@ -706,6 +709,9 @@ pub struct BenchLstmArgs {
     /// Seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also write the timings as JSON here (`epoch_s`, `predict_s`, …), for `bench/compare.sh`.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
 }
 
 /// `stockcast bench features`.
@@ -729,6 +735,9 @@ pub struct BenchFeaturesArgs {
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Only write the synthetic prices to this Parquet file and stop (the input of `bench/compare.py features`).
+    #[arg(long, value_name = "FILE")]
+    pub write_prices: Option<PathBuf>,
 }
 
 /// A `--created-at` value: RFC 3339 only (it names files and is stored; anything else is refused).

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use stockcast_features::{FeatureFrame, FeatureSpec, PriceFrame, build_features};
+use stockcast_features::{FeatureFrame, FeatureSpec, PriceFrame, build_features, build_labels};
 use stockcast_models::{Dataset, DatasetOptions};
 
 use crate::UsageError;
@@ -29,9 +29,18 @@ pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -
 
 /// Builds features with a progress spinner and logs what was computed.
 pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Result<FeatureFrame> {
+    compute_with(ctx, prices, spec, build_features)
+}
+
+fn compute_with(
+    ctx: &Ctx,
+    prices: &PriceFrame,
+    spec: &FeatureSpec,
+    build: fn(&PriceFrame, &FeatureSpec) -> stockcast_features::Result<FeatureFrame>,
+) -> anyhow::Result<FeatureFrame> {
     let pb = ctx.progress.step("computing features");
     let t = Instant::now();
-    let frame = build_features(prices, spec).context("computing features")?;
+    let frame = build(prices, spec).context("computing features")?;
     pb.finish_and_clear();
     tracing::info!(
         rows = frame.height(),
@@ -45,5 +54,25 @@ pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Re
 /// [`Dataset::from_frame`] of freshly computed features, with the spinner of [`compute`].
 pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> anyhow::Result<Dataset> {
     let frame = compute(ctx, prices, spec)?;
+    Ok(Dataset::from_frame(&frame, prices, opts)?)
+}
+
+/// The dataset `models` read: [`dataset`] when any of them reads features, otherwise the label of `spec` alone
+/// ([`build_labels`]: the same rows, no feature columns), which is all rules need.
+pub fn dataset_for(
+    ctx: &Ctx,
+    prices: &PriceFrame,
+    spec: &FeatureSpec,
+    models: &[stockcast_backtest::ModelSpec],
+    opts: DatasetOptions,
+) -> anyhow::Result<Dataset> {
+    // Sequence models read every row before each row: keep it as the context once, here, rather than a copy of
+    // the whole dataset in the runner.
+    let opts = DatasetOptions { context: opts.context || models.iter().any(|m| m.config.uses_sequences()), ..opts };
+    if models.iter().any(|m| m.config.uses_features()) {
+        return dataset(ctx, prices, spec, opts);
+    }
+    tracing::info!("no model reads features: computing the label only");
+    let frame = compute_with(ctx, prices, spec, build_labels)?;
     Ok(Dataset::from_frame(&frame, prices, opts)?)
 }

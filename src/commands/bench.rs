@@ -77,6 +77,11 @@ fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let pb = ctx.progress.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, a.seed))?;
+    if let Some(p) = &a.write_prices {
+        stockcast_features::io::write_frame(&mut df, p)?;
+        pb.finish_and_clear();
+        return Ok(());
+    }
     let parquet = dir.path().join("prices.parquet");
     let csv = dir.path().join("prices.csv");
     stockcast_features::io::write_frame(&mut df, &parquet)?;
@@ -243,37 +248,65 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
         a.epochs,
         preds.score.len()
     ));
+    if let Some(p) = &a.json {
+        let json = serde_json::json!({
+            "peer": "stockcast",
+            "sequences": a.sequences,
+            "lookback": a.lookback,
+            "cols": a.cols,
+            "hidden": a.hidden,
+            "batch_size": a.batch_size,
+            "epochs": a.epochs,
+            "epoch_s": fit_s / a.epochs as f64,
+            "predict_s": predict_s,
+            "predicted": preds.score.len(),
+        });
+        stockcast_features::io::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
     Ok(())
 }
 
 /// Models of the backtest benchmark: every kind, sized for a 500 × 2520 panel on 2 cores.
-const BENCH_MODELS: &str = r#"
-[[models]]
-name = "gbm"
-model = { kind = "gbm", rounds = 100, eta = 0.1, max_depth = 6, subsample = 0.8, colsample_bytree = 0.8, min_child_weight = 50.0, early_stopping_rounds = 10, nthread = 2 }
+const BENCH_MODELS: [(&str, &str); 6] = [
+    (
+        "gbm",
+        "{ kind = \"gbm\", rounds = 100, eta = 0.1, max_depth = 6, subsample = 0.8, colsample_bytree = 0.8, \
+         min_child_weight = 50.0, early_stopping_rounds = 10, nthread = 2 }",
+    ),
+    (
+        "lstm",
+        "{ kind = \"lstm\", lookback = 20, hidden = 32, epochs = 2, batch_size = 512, max_train_rows = 50000, \
+         patience = 0 }",
+    ),
+    ("linear", "{ kind = \"linear\", alpha = 0.001 }"),
+    ("forecast", "{ kind = \"forecast\", method = \"prophet\", horizon = 5, history_days = 504 }"),
+    ("momentum", "{ kind = \"rule\", rule = \"momentum\", lookback = 60 }"),
+    (
+        "ensemble",
+        "{ kind = \"ensemble\", members = [{ kind = \"linear\", alpha = 0.001 }, \
+         { kind = \"rule\", rule = \"momentum\", lookback = 60 }] }",
+    ),
+];
 
-[[models]]
-name = "lstm"
-model = { kind = "lstm", lookback = 20, hidden = 32, epochs = 2, batch_size = 512, max_train_rows = 50000, patience = 0 }
-
-[[models]]
-name = "linear"
-model = { kind = "linear", alpha = 0.001 }
-
-[[models]]
-name = "forecast"
-model = { kind = "forecast", method = "prophet", horizon = 5, history_days = 504 }
-
-[[models]]
-name = "momentum"
-model = { kind = "rule", rule = "momentum", lookback = 60 }
-
-[[models]]
-name = "ensemble"
-model = { kind = "ensemble", members = [{ kind = "linear", alpha = 0.001 }, { kind = "rule", rule = "momentum", lookback = 60 }] }
-"#;
+/// The `[[models]]` tables of `names` (each one of [`BENCH_MODELS`]).
+fn bench_models(names: &[String]) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for name in names {
+        let (_, model) = BENCH_MODELS.iter().find(|(n, _)| n == name).ok_or_else(|| {
+            let known: Vec<&str> = BENCH_MODELS.iter().map(|(n, _)| *n).collect();
+            UsageError(format!("--models: unknown model {name:?} (one of {})", known.join(", ")))
+        })?;
+        let _ = write!(text, "\n[[models]]\nname = \"{name}\"\nmodel = {model}\n");
+    }
+    if text.is_empty() {
+        return Err(UsageError("--models: name at least one model".into()).into());
+    }
+    Ok(text)
+}
 
 fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
+    let models = bench_models(&a.models)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let t = Instant::now();
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, 42))?;
@@ -283,13 +316,15 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let config = a.out.join("backtest.toml");
     let text = format!(
         "name = \"bench\"\nseed = 42\njobs = {}\n\n[data]\nprices = {:?}\nhorizon = 5\n\n[split]\nmin_train_days = 504\n\
-         test_days = 252\nvalid_days = 63\n{BENCH_MODELS}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
+         test_days = 252\nvalid_days = 63\n{models}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
          rebalance_days = 5\ncommission_bps = 10\nslippage_bps = 5\n",
         a.jobs,
         prices.display().to_string()
     );
     stockcast_features::io::write_atomic(&config, text.as_bytes())?;
     let run_dir = a.out.join("run");
+    drop(df);
+    let peak_reset = reset_peak_rss();
     let t = Instant::now();
     let cfg = stockcast_backtest::BacktestConfig::from_file(&config)?;
     let data = crate::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
@@ -299,12 +334,18 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     out(bt.summary_table().trim_end());
     let total = t.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
+    let peak = peak_reset
+        .then(peak_rss)
+        .flatten()
+        .map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} MB", b as f64 / 1_048_576.0));
     out(&format!(
-        "bench backtest: {} symbols x {} days, {} folds, jobs {}; synthetic data {synth_s:.1} s, backtest {total:.1} s",
+        "bench backtest: {} symbols x {} days, {} folds, jobs {}, models {}; synthetic data {synth_s:.1} s, backtest \
+         {total:.1} s, peak RSS {peak}",
         a.symbols,
         a.days,
         report["folds"].as_array().map_or(0, Vec::len),
-        a.jobs
+        a.jobs,
+        a.models.join(",")
     ));
     if let Some(t) = report["timings_seconds"].as_object() {
         for (stage, s) in t {

@@ -200,10 +200,15 @@ pub fn run(
     }
     let cal = calendar(data.matrix.index.iter().map(|(_, d)| *d));
     let folds = split.folds(cal.len(), opts.horizon)?;
-    let mut data = data.clone();
-    if data.context.is_none() && models.iter().any(|m| m.config.uses_sequences()) {
-        data.context = Some(Arc::new(data.matrix.clone()));
-    }
+    // Sequence models look up the rows before each row in the full matrix, which the train/test views made
+    // below do not carry; datasets built with `DatasetOptions::context` have it already (no copy here).
+    let with_context;
+    let data = if data.context.is_none() && models.iter().any(|m| m.config.uses_sequences()) {
+        with_context = Dataset { context: Some(Arc::new(data.matrix.clone())), ..data.clone() };
+        &with_context
+    } else {
+        data
+    };
     let tasks: Vec<Task> = (0..models.len())
         .flat_map(|m| {
             folds.iter().filter(|f| f.fit_fold == f.id).map(move |f| Task { model: m, fit_fold: f.id, folds: vec![] })
@@ -221,7 +226,7 @@ pub fn run(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(task) = tasks.get(i) else { break };
-            let out = run_task(&data, &cal, &folds, &models[task.model], task, opts, &|fold| {
+            let out = run_task(data, &cal, &folds, &models[task.model], task, opts, &|fold| {
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(&models[task.model].name, fold, n, total);
             });

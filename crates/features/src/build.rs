@@ -360,6 +360,21 @@ fn cs_kernel(family: Family, x: &[Option<f64>], groups: &[&[usize]]) -> Vec<Opti
 /// open-price label) needs a column the data lacks.
 pub fn build_features(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
     spec.validate()?;
+    build_checked(prices, spec)
+}
+
+/// The label of `spec` for every row of `prices`, without any feature: the frame of a run whose models read
+/// prices only (rules, forecasting), which would otherwise compute every feature for nothing. Its spec hash is
+/// that of the label-only spec.
+///
+/// # Errors
+/// As [`build_features`].
+pub fn build_labels(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
+    spec.validate()?;
+    build_checked(prices, &FeatureSpec { features: Vec::new(), ..spec.clone() })
+}
+
+fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
     let has_volume = prices.has(PriceField::Volume);
     let has_hl = prices.has(PriceField::High) && prices.has(PriceField::Low);
 

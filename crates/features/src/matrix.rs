@@ -34,27 +34,48 @@ pub struct FeatureMatrix {
 }
 
 impl FeatureMatrix {
-    /// Converts a feature frame.
+    /// Converts a feature frame, one column at a time (no second copy of the whole frame: the 5 M-row, 68-feature
+    /// frame converts with one f64 column in flight beside the f32 matrix).
     pub fn from_frame(frame: &FeatureFrame, opts: MatrixOptions) -> Result<Self> {
         let df = frame.df();
         let n = df.height();
-        let label: Vec<Option<f64>> = df.column(LABEL)?.f64()?.iter().collect();
-        let feats: Vec<Vec<Option<f64>>> = frame
-            .features()
-            .iter()
-            .map(|name| Ok(df.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect()))
-            .collect::<Result<_>>()?;
-        let keep: Vec<usize> = (0..n)
-            .filter(|&i| !opts.require_label || label[i].is_some())
-            .filter(|&i| !opts.drop_incomplete || feats.iter().all(|c| c[i].is_some()))
-            .collect();
-        let mut x = Array2::<f32>::zeros((keep.len(), feats.len()));
-        for (j, c) in feats.iter().enumerate() {
-            for (r, &i) in keep.iter().enumerate() {
-                x[[r, j]] = c[i].map_or(f32::NAN, |v| v as f32);
+        let label = df.column(LABEL)?.f64()?;
+        let mut keep_mask: Vec<bool> =
+            if opts.require_label { label.iter().map(|v| v.is_some()).collect() } else { vec![true; n] };
+        if opts.drop_incomplete {
+            for name in frame.features() {
+                let col = df.column(name)?.as_materialized_series();
+                if col.null_count() > 0 {
+                    for (k, valid) in keep_mask.iter_mut().zip(col.is_not_null().iter()) {
+                        *k &= valid.unwrap_or(false);
+                    }
+                }
             }
         }
-        let y = Array1::from_iter(keep.iter().map(|&i| label[i].map_or(f32::NAN, |v| v as f32)));
+        let keep: Vec<usize> = (0..n).filter(|&i| keep_mask[i]).collect();
+        drop(keep_mask);
+        let all = keep.len() == n;
+        let mut x = Array2::<f32>::zeros((keep.len(), frame.features().len()));
+        for (j, name) in frame.features().iter().enumerate() {
+            // Through f64, as the frame's values are: integer columns round once, the same as before.
+            let col = df.column(name)?.cast(&DataType::Float64)?;
+            let col = col.f64()?;
+            let mut dst = x.column_mut(j);
+            if all && col.null_count() == 0 {
+                for (slot, v) in dst.iter_mut().zip(col.into_no_null_iter()) {
+                    *slot = v as f32;
+                }
+            } else if all {
+                for (slot, v) in dst.iter_mut().zip(col.iter()) {
+                    *slot = v.map_or(f32::NAN, |v| v as f32);
+                }
+            } else {
+                for (slot, &i) in dst.iter_mut().zip(&keep) {
+                    *slot = col.get(i).map_or(f32::NAN, |v| v as f32);
+                }
+            }
+        }
+        let y = Array1::from_iter(keep.iter().map(|&i| label.get(i).map_or(f32::NAN, |v| v as f32)));
         let symbols = df.column("symbol")?.str()?.clone();
         let dates = df.column("date")?.date()?.physical().clone();
         let index = keep

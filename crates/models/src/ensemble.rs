@@ -65,6 +65,9 @@ impl ModelKind for EnsembleConfig {
     fn learns(&self) -> bool {
         self.members.iter().any(ModelConfig::learns)
     }
+    fn uses_features(&self) -> bool {
+        self.members.iter().any(ModelConfig::uses_features)
+    }
     fn history_days(&self, warmup: usize) -> Option<usize> {
         self.members.iter().map(|m| m.history_days(warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))
     }

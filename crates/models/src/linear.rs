@@ -96,6 +96,9 @@ fn standardise(x: &Array2<f32>, means: &[f64], stds: &[f64]) -> Array2<f64> {
     out
 }
 
+/// Rows standardised per block in the streaming passes (a block is `ROWS_PER_BLOCK × features` f64).
+const ROWS_PER_BLOCK: usize = 8192;
+
 pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
     let x = &train.matrix.x;
     let y = train.labels()?;
@@ -103,21 +106,25 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
     if rows.len() < 2 {
         return Err(Error::Data(format!("linear: {} labelled training rows; need at least 2", rows.len())));
     }
-    let x = x.select(ndarray::Axis(0), &rows);
-    let y: Array1<f64> = rows.iter().map(|&i| f64::from(y[i])).collect();
-    let (mut means, mut stds) = (Vec::new(), Vec::new());
-    for col in x.columns() {
-        let vals: Vec<f64> = col.iter().map(|v| f64::from(*v)).filter(|v| v.is_finite()).collect();
-        // Population sd (ddof = 0), as scikit-learn's StandardScaler; a column without values is left as is.
+    let p = x.ncols();
+    // Population sd (ddof = 0), as scikit-learn's StandardScaler, of each column's finite values on the labelled
+    // rows; a column without values is left as is.
+    let (mut means, mut stds) = (Vec::with_capacity(p), Vec::with_capacity(p));
+    let mut vals: Vec<f64> = Vec::with_capacity(rows.len());
+    for c in 0..p {
+        vals.clear();
+        vals.extend(rows.iter().map(|&i| f64::from(x[[i, c]])).filter(|v| v.is_finite()));
         let m = if vals.is_empty() { 0.0 } else { stats::mean(&vals) };
         let sd = stats::std(&vals, 0);
         means.push(m);
         stds.push(if sd > 0.0 && sd.is_finite() { sd } else { 1.0 });
     }
-    let xs = standardise(&x, &means, &stds);
+    drop(vals);
+    let y: Array1<f64> = rows.iter().map(|&i| f64::from(y[i])).collect();
     if cfg.l1_ratio == 0.0 {
-        return ridge(&xs, &y, cfg.alpha, means, stds);
+        return ridge(x, &rows, &y, cfg.alpha, means, stds);
     }
+    let xs = standardise(&x.select(ndarray::Axis(0), &rows), &means, &stds);
     let dataset = linfa::Dataset::new(xs, y);
     let model = ElasticNet::params()
         .penalty(cfg.alpha)
@@ -129,21 +136,61 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
     Ok(Linear { means, stds, coef: model.hyperplane().to_vec(), intercept: model.intercept() })
 }
 
+/// The standardised (NaN → 0) rows `rows` of `x`, one block of at most [`ROWS_PER_BLOCK`] at a time.
+fn standardised_blocks<'a>(
+    x: &'a Array2<f32>,
+    rows: &'a [usize],
+    means: &'a [f64],
+    stds: &'a [f64],
+) -> impl Iterator<Item = (&'a [usize], Array2<f64>)> + 'a {
+    rows.chunks(ROWS_PER_BLOCK).map(move |block| {
+        let mut out = Array2::<f64>::zeros((block.len(), x.ncols()));
+        for (r, &i) in block.iter().enumerate() {
+            for (c, v) in x.row(i).iter().enumerate() {
+                let v = f64::from(*v);
+                out[[r, c]] = if v.is_finite() { (v - means[c]) / stds[c] } else { 0.0 };
+            }
+        }
+        (block, out)
+    })
+}
+
 /// Pure ridge (`l1_ratio = 0`) has a closed form: the minimiser of linfa's objective
 /// ½n⁻¹‖y − b − Xw‖² + ½α‖w‖² solves (XcᵀXc/n + αI) w = Xcᵀyc/n on centred data, b = ȳ − x̄ᵀw. Exact, and far
-/// faster than coordinate descent on correlated features.
-fn ridge(xs: &Array2<f64>, y: &Array1<f64>, alpha: f64, means: Vec<f64>, stds: Vec<f64>) -> Result<Linear> {
-    let n = xs.nrows() as f64;
-    let p = xs.ncols();
-    let xm = xs.mean_axis(ndarray::Axis(0)).unwrap_or_else(|| Array1::zeros(p));
+/// faster than coordinate descent on correlated features. Two streaming passes over blocks of standardised rows
+/// (means, then the centred Gram matrix), so no standardised copy of the training matrix is ever whole: the
+/// 4.4 M-row, 68-feature fit used 6 GB for two f64 copies.
+fn ridge(
+    x: &Array2<f32>,
+    rows: &[usize],
+    y: &Array1<f64>,
+    alpha: f64,
+    means: Vec<f64>,
+    stds: Vec<f64>,
+) -> Result<Linear> {
+    let n = rows.len() as f64;
+    let p = x.ncols();
+    let mut xm = Array1::<f64>::zeros(p);
+    for (_, block) in standardised_blocks(x, rows, &means, &stds) {
+        xm += &block.sum_axis(ndarray::Axis(0));
+    }
+    xm /= n;
     let ym = y.mean().unwrap_or(0.0);
-    let xc = xs - &xm;
-    let yc = y - ym;
-    let mut a = (xc.t().dot(&xc) / n).into_raw_vec_and_offset().0;
+    let mut gram = Array2::<f64>::zeros((p, p));
+    let mut xty = Array1::<f64>::zeros(p);
+    let mut at = 0;
+    for (block, mut xc) in standardised_blocks(x, rows, &means, &stds) {
+        xc -= &xm;
+        let yc = y.slice(ndarray::s![at..at + block.len()]).mapv(|v| v - ym);
+        at += block.len();
+        gram += &xc.t().dot(&xc);
+        xty += &xc.t().dot(&yc);
+    }
+    let mut a = (gram / n).into_raw_vec_and_offset().0;
     for j in 0..p {
         a[j * p + j] += alpha.max(1e-12);
     }
-    let mut w = (xc.t().dot(&yc) / n).to_vec();
+    let mut w = (xty / n).to_vec();
     crate::linalg::cholesky(&mut a, p)
         .ok_or_else(|| Error::Linfa("ridge: the normal equations are singular; raise alpha".into()))?;
     crate::linalg::cholesky_solve(&a, p, &mut w);
@@ -161,9 +208,13 @@ impl Linear {
 
 impl Model for Linear {
     fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
-        let xs = standardise(&data.matrix.x, &self.means, &self.stds);
         let coef = Array1::from(self.coef.clone());
-        Ok((xs.dot(&coef) + self.intercept).to_vec())
+        let rows: Vec<usize> = (0..data.len()).collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, xs) in standardised_blocks(&data.matrix.x, &rows, &self.means, &self.stds) {
+            out.extend((xs.dot(&coef) + self.intercept).iter());
+        }
+        Ok(out)
     }
 
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {

@@ -8,6 +8,9 @@
 //! Feature and label statistics are fitted on the training rows only and saved with the weights (`lstm.bpk`,
 //! burnpack) and the network config (`lstm.json`).
 //!
+//! Each layer fuses its four gates: one input projection for all steps, one `[batch, hidden] × [hidden, 4·hidden]`
+//! matmul per step; prediction projects each distinct context row once and gathers the windows.
+//!
 //! Runs on burn's flex CPU backend; the `cuda` cargo feature adds `device = "cuda"`. burn's random generator is
 //! process-wide, so fits and loads hold a lock: with the same data, config and seed a fit is bit-identical.
 
@@ -17,9 +20,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use burn::module::Module;
 use burn::nn::loss::{HuberLossConfig, MseLoss, Reduction};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Lstm, LstmConfig as BurnLstmConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use chrono::NaiveDate;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -194,10 +198,89 @@ impl ModelKind for LstmConfig {
     }
 }
 
-/// The network: stacked LSTMs, dropout between them, a linear head on the last step's hidden state.
+/// One LSTM layer with its four gates fused: per step one `x_t·W_x + b` and one `h·W_h`
+/// (`[batch, hidden] × [hidden, 4·hidden]`) give all four gates, laid out `[input, forget, output | cell]`.
+///
+/// One sigmoid covers all four: the cell candidate is `tanh(z) = 2σ(2z) − 1`, with its columns holding `2z`
+/// (a reparametrisation of the standard LSTM, initialised accordingly), and the output `o·tanh(c)` uses the same
+/// identity. burn's CPU `tanh` calls libm's scalar `tanhf` (through `expm1f`), three times the cost of its sigmoid:
+/// it was a third of the training time. Otherwise initialised like PyTorch's `nn.LSTM` (uniform in ±1/√hidden).
+#[derive(Module, Debug)]
+struct FusedLstm {
+    /// `[inputs, 4·hidden]` with the bias.
+    input: Linear,
+    /// `[hidden, 4·hidden]`, no bias.
+    recurrent: Linear,
+}
+
+/// `tanh(x)` as `2σ(2x) − 1` (see [`FusedLstm`]).
+fn tanh_via_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
+}
+
+impl FusedLstm {
+    fn new(inputs: usize, hidden: usize, device: &Device) -> Self {
+        let k = 1.0 / (hidden as f64).sqrt();
+        let init = Initializer::Uniform { min: -k, max: k };
+        let mut input = LinearConfig::new(inputs, 4 * hidden).with_initializer(init.clone()).init(device);
+        let mut recurrent = LinearConfig::new(hidden, 4 * hidden).with_bias(false).with_initializer(init).init(device);
+        // The cell columns hold 2z: twice the standard initialisation (a fresh leaf, trainable where the device
+        // records gradients).
+        let scale: Vec<f32> = (0..4 * hidden).map(|c| if c >= 3 * hidden { 2.0 } else { 1.0 }).collect();
+        let scale = Tensor::<1>::from_data(TensorData::new(scale, [4 * hidden]), device);
+        let leaf = |t: Tensor<2>| if t.is_require_grad() { t.detach().require_grad() } else { t.detach() };
+        let double_cell = |w: Tensor<2>| {
+            let rows = w.dims()[0];
+            leaf(w.clone() * scale.clone().reshape([1, 4 * hidden]).expand([rows, 4 * hidden]))
+        };
+        input.weight = input.weight.map(double_cell);
+        recurrent.weight = recurrent.weight.map(double_cell);
+        input.bias = input.bias.take().map(|b| {
+            b.map(|b| {
+                let trainable = b.is_require_grad();
+                let b = (b * scale.clone()).detach();
+                if trainable { b.require_grad() } else { b }
+            })
+        });
+        Self { input, recurrent }
+    }
+
+    /// Runs the recurrence from a zero state over the projected inputs of each step (`x_t·W_x + b`,
+    /// `[batch, 4·hidden]` each); the hidden state of every step when `all`, else of the last step only.
+    fn recur(&self, projected: impl Iterator<Item = Tensor<2>>, all: bool) -> Vec<Tensor<2>> {
+        let w_h = self.recurrent.weight.val();
+        let (mut h, mut c): (Option<Tensor<2>>, Option<Tensor<2>>) = (None, None);
+        let mut outputs = Vec::new();
+        for mut gates in projected {
+            let hidden = gates.dims()[1] / 4;
+            if let Some(h) = &h {
+                gates = gates + h.clone().matmul(w_h.clone());
+            }
+            let s = sigmoid(gates);
+            let input_gate = s.clone().narrow(1, 0, hidden);
+            let output_gate = s.clone().narrow(1, 2 * hidden, hidden);
+            let candidate = s.clone().narrow(1, 3 * hidden, hidden).mul_scalar(2.0).sub_scalar(1.0);
+            let cell = match c {
+                Some(c) => s.narrow(1, hidden, hidden) * c + input_gate * candidate,
+                None => input_gate * candidate,
+            };
+            let next = output_gate * tanh_via_sigmoid(cell.clone());
+            if all {
+                outputs.push(next.clone());
+            }
+            (h, c) = (Some(next), Some(cell));
+        }
+        if !all {
+            outputs.extend(h);
+        }
+        outputs
+    }
+}
+
+/// The network: stacked fused LSTMs, dropout between them, a linear head on the last step's hidden state.
 #[derive(Module, Debug)]
 struct Net {
-    layers: Vec<Lstm>,
+    layers: Vec<FusedLstm>,
     dropout: Dropout,
     head: Linear,
 }
@@ -205,7 +288,7 @@ struct Net {
 impl Net {
     fn new(cfg: &LstmConfig, inputs: usize, device: &Device) -> Self {
         let layers = (0..cfg.layers)
-            .map(|i| BurnLstmConfig::new(if i == 0 { inputs } else { cfg.hidden }, cfg.hidden, true).init(device))
+            .map(|i| FusedLstm::new(if i == 0 { inputs } else { cfg.hidden }, cfg.hidden, device))
             .collect();
         Self {
             layers,
@@ -214,17 +297,26 @@ impl Net {
         }
     }
 
-    /// `[batch, lookback, features]` → `[batch]`.
-    fn forward(&self, x: Tensor<3>) -> Tensor<1> {
-        let [batch, steps, _] = x.dims();
-        let mut h = x;
-        for lstm in &self.layers {
-            let (out, _) = lstm.forward(h, None);
-            h = self.dropout.forward(out);
+    /// `[batch, lookback, features]` → `[batch]`. Each step's input is sliced from the data (no gradient flows
+    /// into it) and projected on its own: slicing one projection of all steps would cost a full-size zero tensor
+    /// per step in the backward pass.
+    fn forward(&self, x: &Tensor<3>) -> Tensor<1> {
+        let [batch, steps, features] = x.dims();
+        let first = &self.layers[0].input;
+        self.forward_projected((0..steps).map(|t| first.forward(x.clone().narrow(1, t, 1).reshape([batch, features]))))
+    }
+
+    /// As [`Net::forward`], from the first layer's projected inputs of each step (`[batch, 4·hidden]`).
+    fn forward_projected(&self, projected: impl Iterator<Item = Tensor<2>>) -> Tensor<1> {
+        let last_layer = self.layers.len() - 1;
+        let mut h: Vec<Tensor<2>> = self.layers[0].recur(projected, last_layer > 0);
+        for (i, layer) in self.layers.iter().enumerate().skip(1) {
+            let inputs: Vec<Tensor<2>> = h.into_iter().map(|x| layer.input.forward(self.dropout.forward(x))).collect();
+            h = layer.recur(inputs.into_iter(), i < last_layer);
         }
-        let hidden = h.dims()[2];
-        let last = h.narrow(1, steps - 1, 1).reshape([batch, hidden]);
-        self.head.forward(last).reshape([batch])
+        let last = h.pop().expect("a sequence has at least one step");
+        let batch = last.dims()[0];
+        self.head.forward(self.dropout.forward(last)).reshape([batch])
     }
 }
 
@@ -234,9 +326,19 @@ fn burn_rng_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The weight layout written now: 2, fused gates ([`FusedLstm`]).
+const NETWORK_FORMAT: u32 = 2;
+
+fn old_network_format() -> u32 {
+    1
+}
+
 /// What is saved beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Saved {
+    /// Layout of the weights in `lstm.bpk` ([`NETWORK_FORMAT`]; absent: 1, burn's four-gate `Lstm` module).
+    #[serde(default = "old_network_format")]
+    network: u32,
     config: LstmConfig,
     inputs: usize,
     /// Training means and standard deviations per feature.
@@ -278,22 +380,80 @@ impl<'a> SeqIndex<'a> {
         Self { matrix, by_symbol }
     }
 
+    /// The context rows of the sequence of `(symbol, date)`: its last `lookback` rows dated ≤ the date, and how
+    /// many zero steps pad them on the left.
+    fn window(&self, key: &(String, NaiveDate), lookback: usize) -> (usize, &[(NaiveDate, usize)]) {
+        let Some(rows) = self.by_symbol.get(key.0.as_str()) else { return (lookback, &[]) };
+        let end = rows.partition_point(|(d, _)| *d <= key.1);
+        let start = end.saturating_sub(lookback);
+        (lookback - (end - start), &rows[start..end])
+    }
+
+    /// Writes context row `row` normalised by the training statistics (NaN → 0, clipped at ±10σ) into `out`.
+    fn normalise(&self, row: usize, saved: &Saved, out: &mut [f32]) {
+        for (j, (v, slot)) in self.matrix.x.row(row).iter().zip(out).enumerate() {
+            let z = (f64::from(*v) - saved.means[j]) / saved.stds[j];
+            *slot = if z.is_finite() { z.clamp(-10.0, 10.0) as f32 } else { 0.0 };
+        }
+    }
+
     /// Writes the normalised sequence of `(symbol, date)` (`lookback × features`) into `out`.
     fn fill(&self, key: &(String, NaiveDate), lookback: usize, saved: &Saved, out: &mut [f32]) {
         out.fill(0.0);
-        let Some(rows) = self.by_symbol.get(key.0.as_str()) else { return };
-        let end = rows.partition_point(|(d, _)| *d <= key.1);
-        let start = end.saturating_sub(lookback);
+        let (offset, rows) = self.window(key, lookback);
         let f = saved.inputs;
-        let offset = lookback - (end - start);
-        for (k, &(_, row)) in rows[start..end].iter().enumerate() {
-            let dst = &mut out[(offset + k) * f..(offset + k + 1) * f];
-            for (j, (v, slot)) in self.matrix.x.row(row).iter().zip(dst).enumerate() {
-                let z = (f64::from(*v) - saved.means[j]) / saved.stds[j];
-                *slot = if z.is_finite() { z.clamp(-10.0, 10.0) as f32 } else { 0.0 };
-            }
+        for (k, &(_, row)) in rows.iter().enumerate() {
+            self.normalise(row, saved, &mut out[(offset + k) * f..(offset + k + 1) * f]);
         }
     }
+}
+
+/// Rows scored per forward pass when predicting.
+const PREDICT_CHUNK: usize = 4096;
+
+/// The first layer's input projections of the sequences of `keys`, per step (`[keys, 4·hidden]` each): each distinct
+/// context row is normalised and projected once (neighbouring dates of a symbol share `lookback - 1` rows), then
+/// gathered into the windows; padding steps take the projection of the zero row.
+fn projected_sequences(
+    net: &Net,
+    index: &SeqIndex<'_>,
+    keys: &[&(String, NaiveDate)],
+    saved: &Saved,
+    device: &Device,
+) -> Vec<Tensor<2>> {
+    let (lookback, f) = (saved.config.lookback, saved.inputs);
+    let mut slot: HashMap<usize, i64> = HashMap::new();
+    // Slot 0 is the zero row of the padding.
+    let mut rows = vec![0.0f32; f];
+    let mut gather: Vec<i64> = Vec::with_capacity(keys.len() * lookback);
+    for key in keys {
+        let (offset, window) = index.window(key, lookback);
+        gather.extend(std::iter::repeat_n(0, offset));
+        for &(_, row) in window {
+            let next = slot.len() as i64 + 1;
+            let s = *slot.entry(row).or_insert_with(|| {
+                let at = rows.len();
+                rows.resize(at + f, 0.0);
+                index.normalise(row, saved, &mut rows[at..]);
+                next
+            });
+            gather.push(s);
+        }
+    }
+    let unique = rows.len() / f;
+    let x: Tensor<2> = Tensor::from_data(TensorData::new(rows, [unique, f]), device);
+    let projected = net.layers[0].input.forward(x);
+    let four = projected.dims()[1];
+    // Time-major, so that each step is one contiguous block.
+    let mut time_major = vec![0i64; gather.len()];
+    for (k, chunk) in gather.chunks(lookback).enumerate() {
+        for (t, &g) in chunk.iter().enumerate() {
+            time_major[t * keys.len() + k] = g;
+        }
+    }
+    let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(time_major, [keys.len() * lookback]), device);
+    let steps = projected.select(0, idx).reshape([lookback, keys.len(), four]);
+    (0..lookback).map(|t| steps.clone().narrow(0, t, 1).reshape([keys.len(), four])).collect()
 }
 
 /// Sequences of `keys` as one `[n, lookback, features]` buffer.
@@ -358,7 +518,7 @@ fn eval_loss(
     for (kb, yb) in keys.chunks(saved.config.batch_size * 4).zip(ys.chunks(saved.config.batch_size * 4)) {
         let x = tensor3(sequences(index, kb, saved), kb.len(), saved, device);
         let target = Tensor::from_data(TensorData::new(yb.to_vec(), [yb.len()]), device);
-        let l = to_vec(&loss(&saved.config, net.forward(x), target))?;
+        let l = to_vec(&loss(&saved.config, net.forward(&x), target))?;
         total += f64::from(l[0]) * kb.len() as f64;
     }
     Ok(total / keys.len().max(1) as f64)
@@ -384,6 +544,7 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
     let y = train.labels()?;
     let (y_mean, y_std) = mean_std(rows.iter().map(|&i| f64::from(y[i])));
     let mut saved = Saved {
+        network: NETWORK_FORMAT,
         config: cfg.clone(),
         inputs,
         means,
@@ -431,7 +592,7 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
             let target: Vec<f32> = batch.iter().map(|&i| ys[i]).collect();
             let x = tensor3(sequences(&train_index, &keys, &saved), keys.len(), &saved, &device);
             let target = Tensor::from_data(TensorData::new(target, [batch.len()]), &device);
-            let l = loss(cfg, net.forward(x), target);
+            let l = loss(cfg, net.forward(&x), target);
             sum += f64::from(to_vec(&l)?[0]) * batch.len() as f64;
             count += batch.len();
             let grads = GradientsParams::from_grads(l.backward(), &net);
@@ -479,6 +640,16 @@ impl LstmModel {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
         let saved: Saved = serde_json::from_str(&text).map_err(|e| Error::artifact(dir, format!("lstm.json: {e}")))?;
         saved.config.check()?;
+        if saved.network != NETWORK_FORMAT {
+            return Err(Error::artifact(
+                dir,
+                format!(
+                    "lstm.json: weight layout {} was written by an older stockcast (this one reads {NETWORK_FORMAT}, \
+                     fused gates); retrain the model",
+                    saved.network
+                ),
+            ));
+        }
         if saved.means.len() != saved.inputs || saved.stds.len() != saved.inputs {
             return Err(Error::artifact(dir, "lstm.json: normaliser size differs from the input size"));
         }
@@ -507,9 +678,9 @@ impl Model for LstmModel {
         let index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
         let keys: Vec<&(String, NaiveDate)> = data.matrix.index.iter().collect();
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(self.saved.config.batch_size * 4) {
-            let x = tensor3(sequences(&index, chunk, &self.saved), chunk.len(), &self.saved, &self.device);
-            let pred = to_vec(&self.net.forward(x))?;
+        for chunk in keys.chunks(PREDICT_CHUNK) {
+            let x = projected_sequences(&self.net, &index, chunk, &self.saved, &self.device);
+            let pred = to_vec(&self.net.forward_projected(x.into_iter()))?;
             out.extend(pred.iter().map(|v| f64::from(*v) * self.saved.y_std + self.saved.y_mean));
         }
         Ok(out)
@@ -528,5 +699,91 @@ impl Model for LstmModel {
         extra.insert("train_loss".into(), self.saved.train_loss.clone().into());
         extra.insert("valid_loss".into(), self.saved.valid_loss.clone().into());
         Ok(extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use rand::Rng;
+    use stockcast_features::SpecHash;
+
+    use super::*;
+    use crate::data::History;
+
+    /// A 40-symbol panel with NaNs sprinkled in, every row its own date per symbol; rows in symbol order.
+    fn panel(days: usize, seed: u64) -> Dataset {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (symbols, cols) = (40, 6);
+        let n = symbols * days;
+        let start = NaiveDate::from_ymd_opt(2001, 1, 1).unwrap();
+        let x = ndarray::Array2::from_shape_fn((n, cols), |_| {
+            if rng.random::<f32>() < 0.02 { f32::NAN } else { rng.random::<f32>() * 2.0 - 1.0 }
+        });
+        let y = ndarray::Array1::from_shape_fn(n, |i| 0.5 * x[[i, 0]].max(0.0) - 0.2 * x[[i, 1]].min(0.0));
+        let index =
+            (0..n).map(|i| (format!("S{:02}", i / days), start + chrono::Duration::days((i % days) as i64))).collect();
+        let matrix = FeatureMatrix {
+            x,
+            y: Some(y),
+            index,
+            feature_names: (0..cols).map(|j| format!("f{j}")).collect(),
+            spec_hash: SpecHash("lstm-test".into()),
+        };
+        let mut d = Dataset::new(matrix, Arc::new(History::default()));
+        d.context = Some(Arc::new(d.matrix.clone()));
+        d
+    }
+
+    #[test]
+    fn batched_prediction_equals_the_network_on_each_built_sequence() {
+        let data = panel(60, 3);
+        let cfg = LstmConfig {
+            lookback: 8,
+            hidden: 12,
+            layers: 2,
+            epochs: 2,
+            batch_size: 128,
+            patience: 0,
+            ..toml::from_str("").unwrap()
+        };
+        let model = fit(&cfg, &data, None, 11).unwrap();
+        // Rows of a date range, as a fold's test set: the window of their first dates reaches before the range.
+        let from = NaiveDate::from_ymd_opt(2001, 1, 20).unwrap();
+        let test = data.filter(|(_, d)| *d >= from);
+        let fast = model.predict_rows(&test).unwrap();
+        // Reference: the full normalised sequence of every row (zero-padded), through the plain forward pass.
+        let index = SeqIndex::new(test.context.as_deref().unwrap());
+        let keys: Vec<&(String, NaiveDate)> = test.matrix.index.iter().collect();
+        let x = tensor3(sequences(&index, &keys, &model.saved), keys.len(), &model.saved, &model.device);
+        let slow: Vec<f64> = to_vec(&model.net.forward(&x))
+            .unwrap()
+            .iter()
+            .map(|v| f64::from(*v) * model.saved.y_std + model.saved.y_mean)
+            .collect();
+        assert_eq!(fast.len(), slow.len());
+        let worst = fast.iter().zip(&slow).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5 * model.saved.y_std.max(1e-3), "largest difference {worst}");
+        // Early dates of a symbol have short, padded windows: they are in the test set too.
+        assert!(test.matrix.index.iter().any(|(_, d)| *d < from + chrono::Duration::days(8)));
+    }
+
+    #[test]
+    fn weights_of_the_old_layout_are_refused_with_a_retrain_message() {
+        let data = panel(30, 5);
+        let cfg = LstmConfig { lookback: 4, hidden: 4, epochs: 1, patience: 0, ..toml::from_str("").unwrap() };
+        let model = fit(&cfg, &data, None, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        model.save_files(dir.path()).unwrap();
+        assert!(LstmModel::load(dir.path()).is_ok());
+        let path = dir.path().join("lstm.json");
+        let mut saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        saved.as_object_mut().unwrap().remove("network");
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let e = LstmModel::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("layout 1") && e.contains("retrain"), "{e}");
     }
 }

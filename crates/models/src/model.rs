@@ -59,6 +59,11 @@ pub trait ModelKind: std::fmt::Debug + Send + Sync {
     fn uses_validation(&self) -> bool {
         false
     }
+    /// True when the model reads the feature columns; false for kinds that read only the price history and the
+    /// rows' `(symbol, date)` (rules, forecasting), so a run of only such models computes no features.
+    fn uses_features(&self) -> bool {
+        true
+    }
     /// True when fitting learns from training rows (rules do not: they need no labelled rows at all).
     fn learns(&self) -> bool {
         true
@@ -136,6 +141,11 @@ impl ModelConfig {
     /// See [`ModelKind::uses_sequences`].
     pub fn uses_sequences(&self) -> bool {
         self.as_kind().uses_sequences()
+    }
+
+    /// See [`ModelKind::uses_features`].
+    pub fn uses_features(&self) -> bool {
+        self.as_kind().uses_features()
     }
 
     /// See [`ModelKind::learns`].

@@ -82,6 +82,9 @@ impl ModelKind for RuleConfig {
     fn learns(&self) -> bool {
         false
     }
+    fn uses_features(&self) -> bool {
+        false
+    }
     fn history_days(&self, _warmup: usize) -> Option<usize> {
         None
     }
@@ -92,11 +95,23 @@ impl ModelKind for RuleConfig {
 
 impl Model for RuleConfig {
     fn predict_rows(&self, data: &Dataset) -> Result<Vec<f64>> {
+        // Rows come grouped by symbol: look each symbol's history up once per run of its rows.
+        let mut current: Option<(&str, Option<&crate::data::SymbolHistory>)> = None;
         Ok(data
             .matrix
             .index
             .iter()
-            .map(|(s, d)| data.history.get(s).map_or(f64::NAN, |h| self.score(h.until(*d))))
+            .map(|(s, d)| {
+                let h = match current {
+                    Some((name, h)) if name == s.as_str() => h,
+                    _ => {
+                        let h = data.history.get(s);
+                        current = Some((s.as_str(), h));
+                        h
+                    }
+                };
+                h.map_or(f64::NAN, |h| self.score(h.until(*d)))
+            })
             .collect())
     }
 

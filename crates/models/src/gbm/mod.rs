@@ -154,12 +154,24 @@ fn metric_value(text: &str) -> Option<f64> {
     text.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// The QuantileDMatrix of labelled rows (see [`DMatrix::quantile`]), sharing `reference`'s bin edges when given.
+fn quantile_matrix(data: &Dataset, reference: Option<&DMatrix>, nthread: usize) -> Result<DMatrix> {
+    let x = data.matrix.x.as_standard_layout();
+    let values = x.as_slice().ok_or_else(|| Error::Data("feature matrix is not contiguous".into()))?;
+    let y = data.labels()?;
+    if y.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Data("gbm: training labels must be finite (keep only rows with a label)".into()));
+    }
+    let labels = y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?;
+    DMatrix::quantile(values, x.nrows(), x.ncols(), labels, &data.matrix.feature_names, reference, nthread)
+}
+
 pub(crate) fn fit(cfg: &GbmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Gbm> {
     if train.is_empty() {
         return Err(Error::Data("gbm: no training rows".into()));
     }
-    let dtrain = matrix(train, true)?;
-    let dvalid = valid.filter(|v| !v.is_empty()).map(|v| matrix(v, true)).transpose()?;
+    let dtrain = quantile_matrix(train, None, cfg.nthread)?;
+    let dvalid = valid.filter(|v| !v.is_empty()).map(|v| quantile_matrix(v, Some(&dtrain), cfg.nthread)).transpose()?;
     let mut cache = vec![&dtrain];
     if let Some(v) = &dvalid {
         cache.push(v);
