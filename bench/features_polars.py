@@ -106,6 +106,11 @@ def features(lf: pl.LazyFrame, horizon: int) -> tuple[pl.LazyFrame, list[str]]:
     return lf.select([S, "date", *names, "label"]), names
 
 
+FAMILIES = ["cs_rank", "ret", "logret", "ma_ratio", "ema_ratio", "vol", "rsi", "macd_signal", "macd_hist", "macd",
+            "bb_pctb", "atr", "stoch_k", "volume_z", "pv_corr", "dist_max", "dist_min", "skew", "kurt", "hl_range",
+            "open_gap", "label"]
+
+
 def check(ours: pl.DataFrame, theirs_path: str) -> dict:
     theirs = pl.read_parquet(theirs_path).sort([S, "date"])
     ours = ours.sort([S, "date"])
@@ -116,7 +121,7 @@ def check(ours: pl.DataFrame, theirs_path: str) -> dict:
         a, b = ours[name].cast(pl.Float64), theirs[name].cast(pl.Float64)
         nulls = int((a.is_null() != b.is_null()).sum())
         diff = (a - b).abs().max()
-        family = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
+        family = next((f for f in FAMILIES if name.startswith(f)), name)
         prev = worst.get(family, (0.0, 0))
         worst[family] = (max(prev[0], diff or 0.0), prev[1] + nulls)
     return {k: {"max_abs_diff": v[0], "null_mismatches": v[1]} for k, v in worst.items()}

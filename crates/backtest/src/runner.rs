@@ -58,7 +58,7 @@ pub struct FoldResult {
     pub test_start: NaiveDate,
     /// Last test date.
     pub test_end: NaiveDate,
-    /// Rows fitted on (without validation).
+    /// Rows fitted on (without validation; 0 for models that learn nothing, such as rules).
     pub train_rows: usize,
     /// Validation rows.
     pub valid_rows: usize,
@@ -298,7 +298,10 @@ fn run_task(
     // Training labels end before the next window (validation or test), validation labels before the test.
     let span = opts.label_span;
     let train_before = if uses_valid { fit_fold.valid.start } else { fit_fold.test.start };
-    let train = if fit_fold.train_parts.is_empty() {
+    let train = if !spec.config.learns() {
+        // Rules fit nothing: selecting (and purging) a training set would only cost time. `train_rows` is 0.
+        data.rows(&[])
+    } else if fit_fold.train_parts.is_empty() {
         select_training(data, cal, &train_span, train_before, span)
     } else {
         // CPCV: the training runs around the test groups, each purged against the group that follows it.
@@ -309,7 +312,8 @@ fn run_task(
             .collect();
         data.rows(&rows)
     };
-    let valid = uses_valid.then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
+    let valid = (uses_valid && spec.config.learns())
+        .then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
     if train.is_empty() && spec.config.learns() {
         return Err(Error::Data(format!(
             "model {}, fold {}: no training rows with a label and complete features in {:?}",
