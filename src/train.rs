@@ -324,7 +324,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         let metrics = without_timings(doc["models"][&m.name].clone());
         let value = metric(&metrics, &gate.metric)?;
         let mut train = data.rows(&data.trainable_rows(final_start, as_of));
-        train.context = m.config.uses_sequences().then(|| Arc::new(data.matrix.clone()));
+        train.context = m.config.uses_sequences().then(|| Arc::clone(&data.matrix));
         let (train, valid) = if m.config.uses_validation() {
             train.split_validation(cfg.final_fit.valid_fraction, spec.label.span_rows())
         } else {

@@ -204,7 +204,7 @@ pub fn run(
     // below do not carry; datasets built with `DatasetOptions::context` have it already (no copy here).
     let with_context;
     let data = if data.context.is_none() && models.iter().any(|m| m.config.uses_sequences()) {
-        with_context = Dataset { context: Some(Arc::new(data.matrix.clone())), ..data.clone() };
+        with_context = Dataset { context: Some(Arc::clone(&data.matrix)), ..data.clone() };
         &with_context
     } else {
         data

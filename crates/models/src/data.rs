@@ -62,8 +62,9 @@ impl History {
 /// Model input: features per (symbol, date) row and the price history behind them.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    /// Features (and labels when training).
-    pub matrix: FeatureMatrix,
+    /// Features (and labels when training); shared, so that a dataset whose context is its own matrix holds it
+    /// once (the 5,000-symbol matrix is 3.4 GB).
+    pub matrix: Arc<FeatureMatrix>,
     /// Closes per symbol (shared between train/validation/test views).
     pub history: Arc<History>,
     /// Every feature row known (all dates, with or without label or missing features), where sequence models
@@ -97,10 +98,10 @@ impl Dataset {
     /// # Errors
     /// Feature errors.
     pub fn from_frame(frame: &FeatureFrame, prices: &PriceFrame, opts: DatasetOptions) -> Result<Self> {
-        let matrix = FeatureMatrix::from_frame(frame, opts.matrix)?;
+        let matrix = Arc::new(FeatureMatrix::from_frame(frame, opts.matrix)?);
         let context = match (opts.context, opts.matrix == MatrixOptions::default()) {
             (false, _) => None,
-            (true, true) => Some(Arc::new(matrix.clone())),
+            (true, true) => Some(Arc::clone(&matrix)),
             (true, false) => Some(Arc::new(FeatureMatrix::from_frame(frame, MatrixOptions::default())?)),
         };
         Ok(Self { matrix, history: Arc::new(History::from_prices(prices)?), context })
@@ -108,7 +109,7 @@ impl Dataset {
 
     /// A dataset without a separate context.
     pub fn new(matrix: FeatureMatrix, history: Arc<History>) -> Self {
-        Self { matrix, history, context: None }
+        Self { matrix: Arc::new(matrix), history, context: None }
     }
 
     /// Rows.
@@ -169,7 +170,7 @@ impl Dataset {
         let index = rows.iter().map(|&i| m.index[i].clone()).collect();
         let matrix =
             FeatureMatrix { x, y, index, feature_names: m.feature_names.clone(), spec_hash: m.spec_hash.clone() };
-        Self { matrix, history: Arc::clone(&self.history), context: self.context.clone() }
+        Self { matrix: Arc::new(matrix), history: Arc::clone(&self.history), context: self.context.clone() }
     }
 }
 

@@ -8,8 +8,9 @@
 //! Feature and label statistics are fitted on the training rows only and saved with the weights (`lstm.bpk`,
 //! burnpack) and the network config (`lstm.json`).
 //!
-//! Each layer fuses its four gates: one input projection for all steps, one `[batch, hidden] × [hidden, 4·hidden]`
-//! matmul per step; prediction projects each distinct context row once and gathers the windows.
+//! Each layer fuses its four gates: one input projection and one `[batch, hidden] × [hidden, 4·hidden]` matmul per
+//! step. Prediction reads the weights out of burn once and runs the same network in ndarray matmuls and vectorised
+//! loops on both cores ([`Inference`]), projecting each distinct context row once and gathering the windows.
 //!
 //! Runs on burn's flex CPU backend; the `cuda` cargo feature adds `device = "cuda"`. burn's random generator is
 //! process-wide, so fits and loads hold a lock: with the same data, config and seed a fit is bit-identical.
@@ -23,7 +24,7 @@ use burn::nn::loss::{HuberLossConfig, MseLoss, Reduction};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use chrono::NaiveDate;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -359,7 +360,8 @@ struct Saved {
 pub struct LstmModel {
     saved: Saved,
     net: Net,
-    device: Device,
+    /// The same network's weights for prediction without burn (see [`Inference`]).
+    infer: Inference,
 }
 
 /// Per symbol, the context rows in date order.
@@ -410,51 +412,6 @@ impl<'a> SeqIndex<'a> {
 
 /// Rows scored per forward pass when predicting.
 const PREDICT_CHUNK: usize = 4096;
-
-/// The first layer's input projections of the sequences of `keys`, per step (`[keys, 4·hidden]` each): each distinct
-/// context row is normalised and projected once (neighbouring dates of a symbol share `lookback - 1` rows), then
-/// gathered into the windows; padding steps take the projection of the zero row.
-fn projected_sequences(
-    net: &Net,
-    index: &SeqIndex<'_>,
-    keys: &[&(String, NaiveDate)],
-    saved: &Saved,
-    device: &Device,
-) -> Vec<Tensor<2>> {
-    let (lookback, f) = (saved.config.lookback, saved.inputs);
-    let mut slot: HashMap<usize, i64> = HashMap::new();
-    // Slot 0 is the zero row of the padding.
-    let mut rows = vec![0.0f32; f];
-    let mut gather: Vec<i64> = Vec::with_capacity(keys.len() * lookback);
-    for key in keys {
-        let (offset, window) = index.window(key, lookback);
-        gather.extend(std::iter::repeat_n(0, offset));
-        for &(_, row) in window {
-            let next = slot.len() as i64 + 1;
-            let s = *slot.entry(row).or_insert_with(|| {
-                let at = rows.len();
-                rows.resize(at + f, 0.0);
-                index.normalise(row, saved, &mut rows[at..]);
-                next
-            });
-            gather.push(s);
-        }
-    }
-    let unique = rows.len() / f;
-    let x: Tensor<2> = Tensor::from_data(TensorData::new(rows, [unique, f]), device);
-    let projected = net.layers[0].input.forward(x);
-    let four = projected.dims()[1];
-    // Time-major, so that each step is one contiguous block.
-    let mut time_major = vec![0i64; gather.len()];
-    for (k, chunk) in gather.chunks(lookback).enumerate() {
-        for (t, &g) in chunk.iter().enumerate() {
-            time_major[t * keys.len() + k] = g;
-        }
-    }
-    let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(time_major, [keys.len() * lookback]), device);
-    let steps = projected.select(0, idx).reshape([lookback, keys.len(), four]);
-    (0..lookback).map(|t| steps.clone().narrow(0, t, 1).reshape([keys.len(), four])).collect()
-}
 
 /// Sequences of `keys` as one `[n, lookback, features]` buffer.
 fn sequences(index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
@@ -631,7 +588,170 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
     }
     bar.finish_and_clear();
     let net = best_net.unwrap_or_else(|| net.valid());
-    Ok(LstmModel { saved, net, device: base })
+    let infer = Inference::of(&net)?;
+    Ok(LstmModel { saved, net, infer })
+}
+
+/// `e^x` for f32 in plain arithmetic that compilers vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6
+/// polynomial in r, `2^n` from the exponent bits); relative error below 2e-7 on the clamped range.
+#[inline]
+fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2^23: adding and subtracting it rounds to the nearest integer without a library call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[inline]
+fn sigmoid_approx(x: f32) -> f32 {
+    1.0 / (1.0 + exp_approx(-x))
+}
+
+/// One layer's weights as plain arrays: `[inputs, 4·hidden]`, `[4·hidden]`, `[hidden, 4·hidden]`.
+#[derive(Debug)]
+struct LayerWeights {
+    input: ndarray::Array2<f32>,
+    bias: ndarray::Array1<f32>,
+    recurrent: ndarray::Array2<f32>,
+}
+
+/// Prediction without burn: the fitted network's weights read out once and its forward pass in ndarray matmuls
+/// (matrixmultiply's kernels) and element-wise loops that vectorise. burn's CPU backend evaluates a sigmoid as one
+/// scalar libm `expf` per element, most of the prediction time; this agrees with burn's forward pass to float
+/// rounding (tested) and is what `predict` runs.
+#[derive(Debug)]
+struct Inference {
+    layers: Vec<LayerWeights>,
+    head: ndarray::Array1<f32>,
+    head_bias: f32,
+}
+
+fn values(t: &Tensor<2>) -> Result<ndarray::Array2<f32>> {
+    let [r, c] = t.dims();
+    let v = t.to_data().try_to_vec::<f32>().map_err(|e| Error::Data(format!("lstm: reading weights: {e:?}")))?;
+    ndarray::Array2::from_shape_vec((r, c), v).map_err(|e| Error::Data(format!("lstm: weights: {e}")))
+}
+
+impl Inference {
+    fn of(net: &Net) -> Result<Self> {
+        let layers = net
+            .layers
+            .iter()
+            .map(|l| {
+                let four = l.recurrent.weight.dims()[1];
+                let bias = match &l.input.bias {
+                    Some(b) => values(&b.val().reshape([1, four]))?.row(0).to_owned(),
+                    None => ndarray::Array1::zeros(four),
+                };
+                Ok(LayerWeights {
+                    input: values(&l.input.weight.val())?,
+                    bias,
+                    recurrent: values(&l.recurrent.weight.val())?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let head = values(&net.head.weight.val())?.column(0).to_owned();
+        let head_bias = match &net.head.bias {
+            Some(b) => values(&b.val().reshape([1, 1]))?[[0, 0]],
+            None => 0.0,
+        };
+        Ok(Self { layers, head, head_bias })
+    }
+
+    /// Standardised scores of the sequences of `keys`.
+    fn predict(&self, index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
+        let (lookback, f) = (saved.config.lookback, saved.inputs);
+        let n = keys.len();
+        // Each distinct context row normalised and projected once; slot 0 is the zero row of the padding.
+        let mut slot: HashMap<usize, usize> = HashMap::new();
+        let mut rows = vec![0.0f32; f];
+        let mut gather: Vec<usize> = Vec::with_capacity(n * lookback);
+        for key in keys {
+            let (offset, window) = index.window(key, lookback);
+            gather.extend(std::iter::repeat_n(0, offset));
+            for &(_, row) in window {
+                let next = slot.len() + 1;
+                gather.push(*slot.entry(row).or_insert_with(|| {
+                    let at = rows.len();
+                    rows.resize(at + f, 0.0);
+                    index.normalise(row, saved, &mut rows[at..]);
+                    next
+                }));
+            }
+        }
+        let unique = ndarray::Array2::from_shape_vec((rows.len() / f, f), rows).expect("rows are whole");
+        let first = &self.layers[0];
+        let projected = unique.dot(&first.input) + &first.bias;
+        let four = projected.ncols();
+        // Layer 0's input at step t: the projected rows of the keys' step-t context rows.
+        let mut inputs: Vec<ndarray::Array2<f32>> = (0..lookback)
+            .map(|t| {
+                let mut x = ndarray::Array2::<f32>::zeros((n, four));
+                for (k, mut row) in x.rows_mut().into_iter().enumerate() {
+                    row.assign(&projected.row(gather[k * lookback + t]));
+                }
+                x
+            })
+            .collect();
+        let last = self.layers.len() - 1;
+        let mut h = ndarray::Array2::<f32>::zeros((n, four / 4));
+        for (l, layer) in self.layers.iter().enumerate() {
+            if l > 0 {
+                // The previous layer's outputs, projected by this layer.
+                for x in &mut inputs {
+                    *x = x.dot(&layer.input) + &layer.bias;
+                }
+            }
+            let outputs = recur(layer, &inputs, l < last);
+            h = outputs.last().cloned().unwrap_or(h);
+            inputs = outputs;
+        }
+        (h.dot(&self.head) + self.head_bias).to_vec()
+    }
+}
+
+/// The recurrence of one layer from a zero state over projected step inputs (`[n, 4·hidden]` each): every step's
+/// hidden state when `all`, else the last one only. Gates `[i, f, o | g]`, the cell columns holding `2z`.
+fn recur(layer: &LayerWeights, inputs: &[ndarray::Array2<f32>], all: bool) -> Vec<ndarray::Array2<f32>> {
+    let (n, four) = inputs[0].dim();
+    let hidden = four / 4;
+    let mut h = ndarray::Array2::<f32>::zeros((n, hidden));
+    let mut c = ndarray::Array2::<f32>::zeros((n, hidden));
+    let mut out = Vec::new();
+    for (t, x) in inputs.iter().enumerate() {
+        let mut gates = if t == 0 { x.clone() } else { h.dot(&layer.recurrent) + x };
+        for g in &mut gates {
+            *g = sigmoid_approx(*g);
+        }
+        for ((g, c), h) in gates.rows().into_iter().zip(c.rows_mut()).zip(h.rows_mut()) {
+            let g = g.as_slice().expect("gates are row-major");
+            let (c, h) = (c.into_slice().expect("row-major"), h.into_slice().expect("row-major"));
+            for j in 0..hidden {
+                let (i, f, o, cand) = (g[j], g[hidden + j], g[2 * hidden + j], 2.0 * g[3 * hidden + j] - 1.0);
+                c[j] = f * c[j] + i * cand;
+                h[j] = o * (2.0 * sigmoid_approx(2.0 * c[j]) - 1.0);
+            }
+        }
+        if all {
+            out.push(h.clone());
+        }
+    }
+    if !all {
+        out.push(h);
+    }
+    out
 }
 
 impl LstmModel {
@@ -662,7 +782,8 @@ impl LstmModel {
             .try_load_file(dir.join("lstm.bpk"))
             .map_err(|e| Error::artifact(dir, format!("lstm.bpk: {e:?}")))?
             .valid();
-        Ok(Self { saved, net, device })
+        let infer = Inference::of(&net)?;
+        Ok(Self { saved, net, infer })
     }
 }
 
@@ -677,13 +798,24 @@ impl Model for LstmModel {
         }
         let index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
         let keys: Vec<&(String, NaiveDate)> = data.matrix.index.iter().collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(PREDICT_CHUNK) {
-            let x = projected_sequences(&self.net, &index, chunk, &self.saved, &self.device);
-            let pred = to_vec(&self.net.forward_projected(x.into_iter()))?;
-            out.extend(pred.iter().map(|v| f64::from(*v) * self.saved.y_std + self.saved.y_mean));
-        }
-        Ok(out)
+        // Rows are independent: both halves run at once, each in chunks; the result does not depend on the split.
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 2);
+        let part = keys.len().div_ceil(threads).max(1);
+        let scores: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = keys
+                .chunks(part)
+                .map(|mine| {
+                    let index = &index;
+                    scope.spawn(move || {
+                        mine.chunks(PREDICT_CHUNK)
+                            .flat_map(|chunk| self.infer.predict(index, chunk, &self.saved))
+                            .collect::<Vec<f32>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        Ok(scores.into_iter().flatten().map(|v| f64::from(v) * self.saved.y_std + self.saved.y_mean).collect())
     }
 
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
@@ -734,7 +866,7 @@ mod tests {
             spec_hash: SpecHash("lstm-test".into()),
         };
         let mut d = Dataset::new(matrix, Arc::new(History::default()));
-        d.context = Some(Arc::new(d.matrix.clone()));
+        d.context = Some(Arc::clone(&d.matrix));
         d
     }
 
@@ -758,7 +890,7 @@ mod tests {
         // Reference: the full normalised sequence of every row (zero-padded), through the plain forward pass.
         let index = SeqIndex::new(test.context.as_deref().unwrap());
         let keys: Vec<&(String, NaiveDate)> = test.matrix.index.iter().collect();
-        let x = tensor3(sequences(&index, &keys, &model.saved), keys.len(), &model.saved, &model.device);
+        let x = tensor3(sequences(&index, &keys, &model.saved), keys.len(), &model.saved, &model.saved.config.device());
         let slow: Vec<f64> = to_vec(&model.net.forward(&x))
             .unwrap()
             .iter()

@@ -708,7 +708,7 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
     let truth: BTreeMap<(String, NaiveDate), f32> =
         data.matrix.index.iter().cloned().zip(data.matrix.y.as_ref().unwrap().iter().copied()).collect();
     let mut shuffled = data.clone();
-    let y = shuffled.matrix.y.as_mut().unwrap();
+    let y = std::sync::Arc::make_mut(&mut shuffled.matrix).y.as_mut().unwrap();
     let mut v: Vec<f32> = y.to_vec();
     v.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
     *y = ndarray::Array1::from(v);

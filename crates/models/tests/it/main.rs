@@ -195,13 +195,13 @@ fn lstm_sequences_never_look_ahead() {
     let m = fit(&cfg, train, None, 3).unwrap();
     // Score one row of each symbol at a date in the middle, with a context of every row.
     let mut data = train.clone();
-    data.context = Some(Arc::new(train.matrix.clone()));
+    data.context = Some(Arc::clone(&train.matrix));
     let t = chrono::NaiveDate::from_ymd_opt(2005, 6, 1).unwrap();
     let day = data.filter(|(_, d)| *d == t);
     assert!(day.len() >= 3, "rows on {t}");
     let base = m.predict(&day).unwrap().score;
     // Scrambling every row after t changes nothing ...
-    let mut ctx = train.matrix.clone();
+    let mut ctx = (*train.matrix).clone();
     for (i, (_, d)) in train.matrix.index.iter().enumerate() {
         if *d > t {
             ctx.x.row_mut(i).fill(1e3);
@@ -211,7 +211,7 @@ fn lstm_sequences_never_look_ahead() {
     later.context = Some(Arc::new(ctx));
     assert_identical(&base, &m.predict(&later).unwrap().score, "lstm with rows after t altered");
     // ... while altering the row at t itself does change the scores (the test can fail).
-    let mut ctx = train.matrix.clone();
+    let mut ctx = (*train.matrix).clone();
     for (i, (_, d)) in train.matrix.index.iter().enumerate() {
         if *d == t {
             ctx.x.row_mut(i).fill(3.0);
@@ -270,7 +270,7 @@ fn altered_truncated_or_mismatched_models_are_refused() {
     std::fs::write(&model_file, &original).unwrap();
     let loaded = TrainedModel::load(&d).unwrap();
     let mut other = test.clone();
-    other.matrix.spec_hash = SpecHash("0123456789abcdef".into());
+    Arc::make_mut(&mut other.matrix).spec_hash = SpecHash("0123456789abcdef".into());
     let e = loaded.predict(&other).unwrap_err().to_string();
     assert!(e.contains("feature spec mismatch"), "{e}");
     // A broken model.json.
