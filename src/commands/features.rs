@@ -5,32 +5,42 @@ use anyhow::Context;
 use super::out;
 use crate::cli::FeaturesArgs;
 use crate::ctx::Ctx;
-use crate::features::{compute, resolve_spec};
+use crate::features::resolve_spec;
+
+/// Rows per shard of the feature build (whole symbols): 500k rows of 68 f64 features are ~270 MB in flight.
+const SHARD_ROWS: usize = 500_000;
 use crate::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
     let spec = resolve_spec(args.spec.as_deref(), args.horizon, args.demean)?;
     let loaded = load(ctx, &args.data.input(), &args.out, args.quality_json.as_deref())?;
-    let frame = compute(ctx, &loaded.prices, &spec)?;
-    for note in frame.notes() {
+    let pb = ctx.progress.step(&format!("computing features and writing {}", args.out.display()));
+    let t = std::time::Instant::now();
+    let written = stockcast_features::write_features(&loaded.prices, &spec, &args.out, SHARD_ROWS)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    pb.finish_and_clear();
+    tracing::info!(
+        rows = written.rows,
+        features = written.features.len(),
+        seconds = t.elapsed().as_secs_f64(),
+        "features computed"
+    );
+    for note in written.notes() {
         ctx.note(&format!("note: {note}"));
     }
-    let pb = ctx.progress.step(&format!("writing {}", args.out.display()));
-    frame.write(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    pb.finish_and_clear();
     let symbols = loaded.prices.symbols()?;
     out(&format!(
         "wrote {}: {} rows, {} symbols, {} features + label (horizon {}), spec hash {}",
         args.out.display(),
-        frame.height(),
+        written.rows,
         symbols.len(),
-        frame.features().len(),
+        written.features.len(),
         spec.label.horizon,
-        frame.spec_hash()
+        written.spec_hash
     ));
-    if !frame.skipped().is_empty() {
+    if !written.skipped.is_empty() {
         let fams: Vec<String> =
-            frame.skipped().iter().map(|s| format!("{} ({})", s.family.name(), s.features.len())).collect();
+            written.skipped.iter().map(|s| format!("{} ({})", s.family.name(), s.features.len())).collect();
         out(&format!("skipped families (feature count; see the notes on stderr): {}", fams.join(", ")));
     }
     Ok(())

@@ -86,19 +86,166 @@ impl FeatureFrame {
 
     /// Human-readable notes about skipped families, one per line.
     pub fn notes(&self) -> Vec<String> {
-        self.skipped
-            .iter()
-            .map(|s| {
-                format!(
-                    "skipped `{}` ({} features: {}): {}",
-                    s.family.name(),
-                    s.features.len(),
-                    s.features.join(", "),
-                    s.reason
-                )
-            })
-            .collect()
+        notes(&self.skipped)
     }
+}
+
+fn notes(skipped: &[Skipped]) -> Vec<String> {
+    skipped
+        .iter()
+        .map(|s| {
+            format!(
+                "skipped `{}` ({} features: {}): {}",
+                s.family.name(),
+                s.features.len(),
+                s.features.join(", "),
+                s.reason
+            )
+        })
+        .collect()
+}
+
+/// What [`write_features`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenFeatures {
+    /// Rows written.
+    pub rows: usize,
+    /// Feature columns, in order.
+    pub features: Vec<String>,
+    /// Families skipped for missing columns.
+    pub skipped: Vec<Skipped>,
+    /// Hash of the spec.
+    pub spec_hash: SpecHash,
+}
+
+impl WrittenFeatures {
+    /// Human-readable notes about skipped families, one per line.
+    pub fn notes(&self) -> Vec<String> {
+        notes(&self.skipped)
+    }
+}
+
+fn is_cross_sectional(def: &FeatureDef) -> bool {
+    is_cs_family(def.family)
+}
+
+/// `def` cut down to the outputs named in `keep` (`None` when it produces none of them).
+fn restricted(def: &FeatureDef, keep: &std::collections::BTreeSet<&str>) -> Option<FeatureDef> {
+    if def.family == Family::Macd {
+        return def.output_names().iter().any(|n| keep.contains(n.as_str())).then(|| def.clone());
+    }
+    let windows: Vec<usize> = def
+        .windows
+        .iter()
+        .zip(def.output_names())
+        .filter(|(_, n)| keep.contains(n.as_str()))
+        .map(|(w, _)| *w)
+        .collect();
+    (!windows.is_empty()).then(|| FeatureDef { windows, ..def.clone() })
+}
+
+/// Computes the features of `prices` by `spec` and writes them to `path` (Parquet or CSV by extension, atomically):
+/// the same rows and values as [`build_features`] followed by [`FeatureFrame::write`] (row groups may be cut
+/// differently), without the whole output frame in memory. Time-series features are computed `shard_rows` rows at a time (whole symbols: they read only
+/// their own symbol's rows) and appended to a Parquet writer; cross-sectional families, which need every symbol
+/// of a date, are computed first over all rows from their source features alone. A demeaned label (a per-date
+/// mean), CSV output, or data no larger than one shard take the unsharded path.
+///
+/// # Errors
+/// As [`build_features`], and [`Error::Io`] naming the file.
+pub fn write_features(
+    prices: &PriceFrame,
+    spec: &FeatureSpec,
+    path: &std::path::Path,
+    shard_rows: usize,
+) -> Result<WrittenFeatures> {
+    spec.validate()?;
+    let parquet = crate::io::FrameFormat::from_path(path) == crate::io::FrameFormat::Parquet;
+    if spec.label.demean || !parquet || prices.height() <= shard_rows.max(1) {
+        let frame = build_checked(prices, spec)?;
+        frame.write(path)?;
+        return Ok(WrittenFeatures {
+            rows: frame.height(),
+            features: frame.features,
+            skipped: frame.skipped,
+            spec_hash: frame.spec_hash,
+        });
+    }
+    let ts_spec = FeatureSpec {
+        features: spec.features.iter().filter(|d| !is_cross_sectional(d)).cloned().collect(),
+        ..spec.clone()
+    };
+    // Cross-sectional columns over every row, from a spec cut down to their sources.
+    let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cross_sectional(d)).collect();
+    let cs = if cs_defs.is_empty() {
+        None
+    } else {
+        let sources: std::collections::BTreeSet<&str> =
+            cs_defs.iter().flat_map(|d| d.of.iter().map(String::as_str)).collect();
+        let features = ts_spec
+            .features
+            .iter()
+            .filter_map(|d| restricted(d, &sources))
+            .chain(cs_defs.iter().map(|d| (*d).clone()))
+            .collect();
+        Some(build_checked(prices, &FeatureSpec { features, ..spec.clone() })?)
+    };
+    let cs_outputs: Vec<String> = cs_defs.iter().flat_map(|d| d.output_names()).collect();
+    let cs_names: Vec<String> = cs
+        .as_ref()
+        .map(|f| f.features.iter().filter(|n| cs_outputs.contains(n)).cloned().collect())
+        .unwrap_or_default();
+    let shards = prices.symbol_shards(shard_rows.max(1))?;
+    let mut summary: Option<WrittenFeatures> = None;
+    crate::io::write_atomic_with(path, |file| {
+        let mut writer = None;
+        for &(offset, len) in &shards {
+            let part = build_checked(&prices.slice_rows(offset, len), &ts_spec)?;
+            let features: Vec<String> =
+                spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
+            let mut df = part.df.clone();
+            if let Some(cs) = &cs {
+                for name in &cs_names {
+                    df.with_column(cs.df.column(name)?.slice(offset as i64, len))?;
+                }
+            }
+            let mut order: Vec<&str> = vec![SYMBOL, DATE];
+            if df.column("sector").is_ok() {
+                order.push("sector");
+            }
+            order.extend(features.iter().map(String::as_str));
+            order.push(LABEL);
+            let mut df = df.select(order)?;
+            // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
+            let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
+            if writer.is_none() {
+                writer = Some(
+                    ParquetWriter::new(&mut *file)
+                        .with_compression(ParquetCompression::Zstd(None))
+                        .batched(df.schema())?,
+                );
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write_batch(&df)?;
+            }
+            let df_height = df.height();
+            let s = summary.get_or_insert_with(|| {
+                let mut skipped = part.skipped.clone();
+                skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
+                WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
+            });
+            s.rows += df_height;
+        }
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        Ok(())
+    })?;
+    summary.ok_or_else(|| Error::Config { what: "features", message: "no rows to write".into() })
+}
+
+fn is_cs_family(f: Family) -> bool {
+    matches!(f, Family::CsRank | Family::CsZscore)
 }
 
 const SYMBOL: &str = "symbol";

@@ -264,6 +264,33 @@ impl PriceFrame {
         Ok(Self { df, fields, adjusted, data_hash, securities: Vec::new() })
     }
 
+    /// Rows `offset..offset + len` (the caller keeps whole symbols together), for a sharded feature build; the data
+    /// hash stays the whole frame's.
+    pub(crate) fn slice_rows(&self, offset: usize, len: usize) -> Self {
+        Self { df: self.df.slice(offset as i64, len), ..self.clone() }
+    }
+
+    /// Row ranges `(offset, len)` of about `rows` rows each that never split a symbol (rows are sorted by symbol).
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub(crate) fn symbol_shards(&self, rows: usize) -> Result<Vec<(usize, usize)>> {
+        let sym = self.df.column("symbol")?.str()?;
+        let mut out = Vec::new();
+        let (mut start, mut prev): (usize, Option<&str>) = (0, None);
+        for (i, s) in sym.iter().enumerate() {
+            if prev.is_some() && s != prev && i - start >= rows {
+                out.push((start, i - start));
+                start = i;
+            }
+            prev = s;
+        }
+        if self.df.height() > start {
+            out.push((start, self.df.height() - start));
+        }
+        Ok(out)
+    }
+
     /// The underlying frame.
     pub fn df(&self) -> &DataFrame {
         &self.df

@@ -115,3 +115,46 @@ fn labels_left_open_by_missing_bars_resolve_incrementally_past_the_warm_up() {
         assert_same(next.frame.df(), full.df());
     }
 }
+
+/// Every column of `a` and `b` identical, bit for bit (missing values in the same places).
+fn assert_identical(a: &DataFrame, b: &DataFrame) {
+    assert_eq!(a.height(), b.height());
+    assert_eq!(a.get_column_names(), b.get_column_names());
+    for name in a.get_column_names() {
+        let (x, y) = (a.column(name).unwrap(), b.column(name).unwrap());
+        if let (Ok(x), Ok(y)) = (x.f64(), y.f64()) {
+            let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+            assert_eq!(bits(x), bits(y), "{name}");
+        } else {
+            assert!(x.equals_missing(y), "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_sharded_write_is_the_whole_build_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = prices(700);
+    // The default spec has cross-sectional ranks (every symbol of a date) besides per-symbol families; a demeaned
+    // label and a z-score family exercise the per-date paths too.
+    let mut demeaned = FeatureSpec::default();
+    demeaned.label.demean = true;
+    let mut zscore = FeatureSpec::default();
+    let mut z = FeatureSpec::default().features.last().unwrap().clone();
+    z.family = stockcast_features::Family::CsZscore;
+    z.of = vec!["ret_1".into(), "vol_5".into()];
+    zscore.features.push(z);
+    for (k, spec) in [FeatureSpec::default(), demeaned, zscore].iter().enumerate() {
+        let whole = build_features(&all, spec).unwrap();
+        let reference = dir.path().join(format!("whole{k}.parquet"));
+        whole.write(&reference).unwrap();
+        // Shards of about three symbols (700 rows each): five shards, none splitting a symbol.
+        let sharded = dir.path().join(format!("sharded{k}.parquet"));
+        let written = stockcast_features::write_features(&all, spec, &sharded, 3 * 700).unwrap();
+        assert_eq!(written.rows, whole.height());
+        assert_eq!(written.features, whole.features());
+        assert_eq!(written.spec_hash, *whole.spec_hash());
+        let read = |p: &std::path::Path| ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap();
+        assert_identical(&read(&reference), &read(&sharded));
+    }
+}
