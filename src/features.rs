@@ -11,6 +11,9 @@ use stockcast_models::{Dataset, DatasetOptions};
 use crate::UsageError;
 use crate::ctx::Ctx;
 
+/// Rows per shard of a sharded feature build (whole symbols): 500k rows of 68 f64 features are ~270 MB in flight.
+pub const SHARD_ROWS: usize = 500_000;
+
 /// The spec from `path` (or the default spec) with `horizon` and `demean` applied.
 pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> anyhow::Result<FeatureSpec> {
     let mut spec = match path {
@@ -70,7 +73,18 @@ pub fn dataset_for(
     // the whole dataset in the runner.
     let opts = DatasetOptions { context: opts.context || models.iter().any(|m| m.config.uses_sequences()), ..opts };
     if models.iter().any(|m| m.config.uses_features()) {
-        return dataset(ctx, prices, spec, opts);
+        // Shard by shard: the f64 feature frame of a 5,000-symbol panel (6.9 GB) is never whole.
+        let pb = ctx.progress.step("computing features");
+        let t = Instant::now();
+        let data = Dataset::from_prices_sharded(prices, spec, opts, SHARD_ROWS).context("computing features")?;
+        pb.finish_and_clear();
+        tracing::info!(
+            rows = data.len(),
+            features = data.matrix.ncols(),
+            seconds = t.elapsed().as_secs_f64(),
+            "features computed"
+        );
+        return Ok(data);
     }
     tracing::info!("no model reads features: computing the label only");
     let frame = compute_with(ctx, prices, spec, build_labels)?;

@@ -5,10 +5,7 @@ use anyhow::Context;
 use super::out;
 use crate::cli::FeaturesArgs;
 use crate::ctx::Ctx;
-use crate::features::resolve_spec;
-
-/// Rows per shard of the feature build (whole symbols): 500k rows of 68 f64 features are ~270 MB in flight.
-const SHARD_ROWS: usize = 500_000;
+use crate::features::{SHARD_ROWS, resolve_spec};
 use crate::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {

@@ -146,10 +146,8 @@ fn restricted(def: &FeatureDef, keep: &std::collections::BTreeSet<&str>) -> Opti
 
 /// Computes the features of `prices` by `spec` and writes them to `path` (Parquet or CSV by extension, atomically):
 /// the same rows and values as [`build_features`] followed by [`FeatureFrame::write`] (row groups may be cut
-/// differently), without the whole output frame in memory. Time-series features are computed `shard_rows` rows at a time (whole symbols: they read only
-/// their own symbol's rows) and appended to a Parquet writer; cross-sectional families, which need every symbol
-/// of a date, are computed first over all rows from their source features alone. A demeaned label (a per-date
-/// mean), CSV output, or data no larger than one shard take the unsharded path.
+/// differently), without the whole output frame in memory: the frames of [`for_each_shard`] are appended to a
+/// batched Parquet writer. CSV output, a demeaned label or data no larger than one shard take the unsharded path.
 ///
 /// # Errors
 /// As [`build_features`], and [`Error::Io`] naming the file.
@@ -160,8 +158,7 @@ pub fn write_features(
     shard_rows: usize,
 ) -> Result<WrittenFeatures> {
     spec.validate()?;
-    let parquet = crate::io::FrameFormat::from_path(path) == crate::io::FrameFormat::Parquet;
-    if spec.label.demean || !parquet || prices.height() <= shard_rows.max(1) {
+    if crate::io::FrameFormat::from_path(path) != crate::io::FrameFormat::Parquet {
         let frame = build_checked(prices, spec)?;
         frame.write(path)?;
         return Ok(WrittenFeatures {
@@ -171,11 +168,61 @@ pub fn write_features(
             spec_hash: frame.spec_hash,
         });
     }
+    let mut summary = None;
+    crate::io::write_atomic_with(path, |file| {
+        // A second handle on the same open file (shared offset) that the writer can own across the shards.
+        let mut out = Some(file.try_clone().map_err(|e| Error::io(path, e))?);
+        let mut writer = None;
+        summary = Some(for_each_shard(prices, spec, shard_rows, |mut df| {
+            // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
+            let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
+            if let Some(f) = out.take() {
+                writer =
+                    Some(ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).batched(df.schema())?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write_batch(&df)?;
+            }
+            Ok(())
+        })?);
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        Ok(())
+    })?;
+    summary.ok_or_else(|| Error::Config { what: "features", message: "no rows to write".into() })
+}
+
+/// The output of [`build_features`] in consecutive pieces of about `shard_rows` rows (whole symbols), in row order,
+/// each with the columns the whole frame has: time-series features are computed per shard (they read only their
+/// own symbol's rows); cross-sectional families, which need every symbol of a date, are computed first over all
+/// rows from a spec cut down to their source features. A demeaned label (a per-date mean) or data no larger than
+/// one shard come as one piece. Returns what the pieces hold.
+///
+/// # Errors
+/// As [`build_features`], and whatever `each` returns.
+pub fn for_each_shard(
+    prices: &PriceFrame,
+    spec: &FeatureSpec,
+    shard_rows: usize,
+    mut each: impl FnMut(DataFrame) -> Result<()>,
+) -> Result<WrittenFeatures> {
+    spec.validate()?;
+    if spec.label.demean || prices.height() <= shard_rows.max(1) {
+        let frame = build_checked(prices, spec)?;
+        let summary = WrittenFeatures {
+            rows: frame.height(),
+            features: frame.features,
+            skipped: frame.skipped,
+            spec_hash: frame.spec_hash,
+        };
+        each(frame.df)?;
+        return Ok(summary);
+    }
     let ts_spec = FeatureSpec {
         features: spec.features.iter().filter(|d| !is_cross_sectional(d)).cloned().collect(),
         ..spec.clone()
     };
-    // Cross-sectional columns over every row, from a spec cut down to their sources.
     let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cross_sectional(d)).collect();
     let cs = if cs_defs.is_empty() {
         None
@@ -195,53 +242,33 @@ pub fn write_features(
         .as_ref()
         .map(|f| f.features.iter().filter(|n| cs_outputs.contains(n)).cloned().collect())
         .unwrap_or_default();
-    let shards = prices.symbol_shards(shard_rows.max(1))?;
     let mut summary: Option<WrittenFeatures> = None;
-    crate::io::write_atomic_with(path, |file| {
-        let mut writer = None;
-        for &(offset, len) in &shards {
-            let part = build_checked(&prices.slice_rows(offset, len), &ts_spec)?;
-            let features: Vec<String> =
-                spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
-            let mut df = part.df.clone();
-            if let Some(cs) = &cs {
-                for name in &cs_names {
-                    df.with_column(cs.df.column(name)?.slice(offset as i64, len))?;
-                }
+    for (offset, len) in prices.symbol_shards(shard_rows.max(1))? {
+        let part = build_checked(&prices.slice_rows(offset, len), &ts_spec)?;
+        let features: Vec<String> =
+            spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
+        let mut df = part.df;
+        if let Some(cs) = &cs {
+            for name in &cs_names {
+                df.with_column(cs.df.column(name)?.slice(offset as i64, len))?;
             }
-            let mut order: Vec<&str> = vec![SYMBOL, DATE];
-            if df.column("sector").is_ok() {
-                order.push("sector");
-            }
-            order.extend(features.iter().map(String::as_str));
-            order.push(LABEL);
-            let mut df = df.select(order)?;
-            // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
-            let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
-            if writer.is_none() {
-                writer = Some(
-                    ParquetWriter::new(&mut *file)
-                        .with_compression(ParquetCompression::Zstd(None))
-                        .batched(df.schema())?,
-                );
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_batch(&df)?;
-            }
-            let df_height = df.height();
-            let s = summary.get_or_insert_with(|| {
-                let mut skipped = part.skipped.clone();
-                skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
-                WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
-            });
-            s.rows += df_height;
         }
-        if let Some(w) = writer {
-            w.finish()?;
+        let mut order: Vec<&str> = vec![SYMBOL, DATE];
+        if df.column("sector").is_ok() {
+            order.push("sector");
         }
-        Ok(())
-    })?;
-    summary.ok_or_else(|| Error::Config { what: "features", message: "no rows to write".into() })
+        order.extend(features.iter().map(String::as_str));
+        order.push(LABEL);
+        let df = df.select(order)?;
+        let s = summary.get_or_insert_with(|| {
+            let mut skipped = part.skipped;
+            skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
+            WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
+        });
+        s.rows += df.height();
+        each(df)?;
+    }
+    summary.ok_or_else(|| Error::Config { what: "features", message: "no rows".into() })
 }
 
 fn is_cs_family(f: Family) -> bool {

@@ -17,7 +17,9 @@ pub mod spec;
 pub mod stats;
 pub mod synth;
 
-pub use build::{FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_labels, write_features};
+pub use build::{
+    FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_labels, for_each_shard, write_features,
+};
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};

@@ -37,13 +37,56 @@ impl FeatureMatrix {
     /// Converts a feature frame, one column at a time (no second copy of the whole frame: the 5 M-row, 68-feature
     /// frame converts with one f64 column in flight beside the f32 matrix).
     pub fn from_frame(frame: &FeatureFrame, opts: MatrixOptions) -> Result<Self> {
-        let df = frame.df();
+        Self::from_df(frame.df(), frame.features(), frame.spec_hash(), opts)
+    }
+
+    /// The matrix of [`build_features`](crate::build_features)' frame, built from the pieces of
+    /// [`for_each_shard`](crate::for_each_shard): each piece becomes f32 rows as it is computed, so the f64 frame
+    /// (5 M rows × 68 features: 2.7 GB) is never whole. The same matrix as converting the whole frame.
+    ///
+    /// # Errors
+    /// As [`build_features`](crate::build_features).
+    pub fn from_shards(
+        prices: &crate::PriceFrame,
+        spec: &crate::FeatureSpec,
+        opts: MatrixOptions,
+        shard_rows: usize,
+    ) -> Result<Self> {
+        let hash = spec.hash();
+        let (mut x, mut y, mut index): (Vec<f32>, Vec<f32>, Vec<(String, NaiveDate)>) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut names: Option<Vec<String>> = None;
+        crate::for_each_shard(prices, spec, shard_rows, |df| {
+            let features: Vec<String> = df
+                .get_column_names()
+                .into_iter()
+                .filter(|n| !["symbol", "date", "sector", LABEL].contains(&n.as_str()))
+                .map(PlSmallStr::to_string)
+                .collect();
+            let part = Self::from_df(&df, &features, &hash, opts)?;
+            if x.is_empty() {
+                x.reserve_exact(prices.height() * features.len());
+            }
+            x.extend(part.x.iter());
+            y.extend(part.y.iter().flatten());
+            index.extend(part.index);
+            names.get_or_insert(features);
+            Ok(())
+        })?;
+        let names = names.unwrap_or_default();
+        let rows = index.len();
+        let x = Array2::from_shape_vec((rows, names.len()), x)
+            .map_err(|e| crate::Error::Config { what: "features", message: format!("feature matrix: {e}") })?;
+        Ok(Self { x, y: Some(Array1::from(y)), index, feature_names: names, spec_hash: hash })
+    }
+
+    fn from_df(df: &DataFrame, features: &[String], spec_hash: &SpecHash, opts: MatrixOptions) -> Result<Self> {
         let n = df.height();
         let label = df.column(LABEL)?.f64()?;
         let mut keep_mask: Vec<bool> =
             if opts.require_label { label.iter().map(|v| v.is_some()).collect() } else { vec![true; n] };
         if opts.drop_incomplete {
-            for name in frame.features() {
+            for name in features {
                 let col = df.column(name)?.as_materialized_series();
                 if col.null_count() > 0 {
                     for (k, valid) in keep_mask.iter_mut().zip(col.is_not_null().iter()) {
@@ -55,8 +98,8 @@ impl FeatureMatrix {
         let keep: Vec<usize> = (0..n).filter(|&i| keep_mask[i]).collect();
         drop(keep_mask);
         let all = keep.len() == n;
-        let mut x = Array2::<f32>::zeros((keep.len(), frame.features().len()));
-        for (j, name) in frame.features().iter().enumerate() {
+        let mut x = Array2::<f32>::zeros((keep.len(), features.len()));
+        for (j, name) in features.iter().enumerate() {
             // Through f64, as the frame's values are: integer columns round once, the same as before.
             let col = df.column(name)?.cast(&DataType::Float64)?;
             let col = col.f64()?;
@@ -86,13 +129,7 @@ impl FeatureMatrix {
                 (s, d)
             })
             .collect();
-        Ok(Self {
-            x,
-            y: Some(y),
-            index,
-            feature_names: frame.features().to_vec(),
-            spec_hash: frame.spec_hash().clone(),
-        })
+        Ok(Self { x, y: Some(y), index, feature_names: features.to_vec(), spec_hash: spec_hash.clone() })
     }
 
     /// Number of rows.

@@ -93,6 +93,26 @@ impl Dataset {
         Self::from_frame(&frame, prices, opts)
     }
 
+    /// As [`Dataset::from_prices`], computing the features `shard_rows` rows (whole symbols) at a time
+    /// ([`FeatureMatrix::from_shards`]): the same dataset without the f64 feature frame ever whole. A context
+    /// other than the matrix itself (filtered matrix options) takes the unsharded path.
+    ///
+    /// # Errors
+    /// Feature errors.
+    pub fn from_prices_sharded(
+        prices: &PriceFrame,
+        spec: &FeatureSpec,
+        opts: DatasetOptions,
+        shard_rows: usize,
+    ) -> Result<Self> {
+        if opts.context && opts.matrix != MatrixOptions::default() {
+            return Self::from_prices(prices, spec, opts);
+        }
+        let matrix = Arc::new(FeatureMatrix::from_shards(prices, spec, opts.matrix, shard_rows)?);
+        let context = opts.context.then(|| Arc::clone(&matrix));
+        Ok(Self { matrix, history: Arc::new(History::from_prices(prices)?), context })
+    }
+
     /// As [`Dataset::from_prices`], from features already built from `prices` (e.g. by the incremental cache).
     ///
     /// # Errors

@@ -158,3 +158,23 @@ fn a_sharded_write_is_the_whole_build_bit_for_bit() {
         assert_identical(&read(&reference), &read(&sharded));
     }
 }
+
+#[test]
+fn a_matrix_built_by_shards_is_the_whole_frame_matrix_bit_for_bit() {
+    use stockcast_features::{FeatureMatrix, MatrixOptions};
+    let all = prices(500);
+    let spec = FeatureSpec::default();
+    let whole = build_features(&all, &spec).unwrap();
+    for opts in [MatrixOptions::default(), MatrixOptions { require_label: true, drop_incomplete: true }] {
+        let a = FeatureMatrix::from_frame(&whole, opts).unwrap();
+        // About two symbols per shard: eight shards.
+        let b = FeatureMatrix::from_shards(&all, &spec, opts, 2 * 500).unwrap();
+        assert!(a.nrows() > 1000, "{opts:?}: {} rows", a.nrows());
+        assert_eq!(a.index, b.index, "{opts:?}");
+        assert_eq!(a.feature_names, b.feature_names);
+        assert_eq!(a.spec_hash, b.spec_hash);
+        let bits = |v: &mut dyn Iterator<Item = &f32>| v.map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&mut a.x.iter()), bits(&mut b.x.iter()), "{opts:?}");
+        assert_eq!(bits(&mut a.y.as_ref().unwrap().iter()), bits(&mut b.y.as_ref().unwrap().iter()), "{opts:?}");
+    }
+}
