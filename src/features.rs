@@ -32,26 +32,24 @@ pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -
 
 /// Builds features with a progress spinner and logs what was computed.
 pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Result<FeatureFrame> {
-    compute_with(ctx, prices, spec, build_features)
+    timed(ctx, "computing features", || build_features(prices, spec), |f| (f.height(), f.features().len()))
 }
 
-fn compute_with(
+/// Runs a feature build under a progress spinner named `step` and logs `features computed` with the rows and
+/// feature columns `counts` reads off its result, and the seconds it took.
+pub(crate) fn timed<T, E: std::error::Error + Send + Sync + 'static>(
     ctx: &Ctx,
-    prices: &PriceFrame,
-    spec: &FeatureSpec,
-    build: fn(&PriceFrame, &FeatureSpec) -> stockcast_features::Result<FeatureFrame>,
-) -> anyhow::Result<FeatureFrame> {
-    let pb = ctx.progress.step("computing features");
+    step: &str,
+    build: impl FnOnce() -> Result<T, E>,
+    counts: impl Fn(&T) -> (usize, usize),
+) -> anyhow::Result<T> {
+    let pb = ctx.progress.step(step);
     let t = Instant::now();
-    let frame = build(prices, spec).context("computing features")?;
+    let built = build().context("computing features")?;
     pb.finish_and_clear();
-    tracing::info!(
-        rows = frame.height(),
-        features = frame.features().len(),
-        seconds = t.elapsed().as_secs_f64(),
-        "features computed"
-    );
-    Ok(frame)
+    let (rows, features) = counts(&built);
+    tracing::info!(rows, features, seconds = t.elapsed().as_secs_f64(), "features computed");
+    Ok(built)
 }
 
 /// [`Dataset::from_frame`] of freshly computed features, with the spinner of [`compute`].
@@ -60,8 +58,9 @@ pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: Dataset
     Ok(Dataset::from_frame(&frame, prices, opts)?)
 }
 
-/// The dataset `models` read: [`dataset`] when any of them reads features, otherwise the label of `spec` alone
-/// ([`build_labels`]: the same rows, no feature columns), which is all rules need.
+/// The dataset `models` read: the features of `spec` ([`Dataset::from_prices_sharded`]: [`dataset`]'s result,
+/// built shard by shard) when any of them reads features, otherwise the label of `spec` alone ([`build_labels`]:
+/// the same rows, no feature columns), which is all rules need.
 pub fn dataset_for(
     ctx: &Ctx,
     prices: &PriceFrame,
@@ -74,19 +73,14 @@ pub fn dataset_for(
     let opts = DatasetOptions { context: opts.context || models.iter().any(|m| m.config.uses_sequences()), ..opts };
     if models.iter().any(|m| m.config.uses_features()) {
         // Shard by shard: the f64 feature frame of a 5,000-symbol panel (6.9 GB) is never whole.
-        let pb = ctx.progress.step("computing features");
-        let t = Instant::now();
-        let data = Dataset::from_prices_sharded(prices, spec, opts, SHARD_ROWS).context("computing features")?;
-        pb.finish_and_clear();
-        tracing::info!(
-            rows = data.len(),
-            features = data.matrix.ncols(),
-            seconds = t.elapsed().as_secs_f64(),
-            "features computed"
+        return timed(
+            ctx,
+            "computing features",
+            || Dataset::from_prices_sharded(prices, spec, opts, SHARD_ROWS),
+            |d| (d.len(), d.matrix.ncols()),
         );
-        return Ok(data);
     }
     tracing::info!("no model reads features: computing the label only");
-    let frame = compute_with(ctx, prices, spec, build_labels)?;
+    let frame = timed(ctx, "computing features", || build_labels(prices, spec), |f| (f.height(), f.features().len()))?;
     Ok(Dataset::from_frame(&frame, prices, opts)?)
 }

@@ -5,23 +5,19 @@ use anyhow::Context;
 use super::out;
 use crate::cli::FeaturesArgs;
 use crate::ctx::Ctx;
-use crate::features::{SHARD_ROWS, resolve_spec};
+use crate::features::{SHARD_ROWS, resolve_spec, timed};
 use crate::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
     let spec = resolve_spec(args.spec.as_deref(), args.horizon, args.demean)?;
     let loaded = load(ctx, &args.data.input(), &args.out, args.quality_json.as_deref())?;
-    let pb = ctx.progress.step(&format!("computing features and writing {}", args.out.display()));
-    let t = std::time::Instant::now();
-    let written = stockcast_features::write_features(&loaded.prices, &spec, &args.out, SHARD_ROWS)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    pb.finish_and_clear();
-    tracing::info!(
-        rows = written.rows,
-        features = written.features.len(),
-        seconds = t.elapsed().as_secs_f64(),
-        "features computed"
-    );
+    let written = timed(
+        ctx,
+        &format!("computing features and writing {}", args.out.display()),
+        || stockcast_features::write_features(&loaded.prices, &spec, &args.out, SHARD_ROWS),
+        |w| (w.rows, w.features.len()),
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
     for note in written.notes() {
         ctx.note(&format!("note: {note}"));
     }

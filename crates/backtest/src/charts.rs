@@ -6,6 +6,7 @@
 use std::sync::Once;
 
 use chrono::NaiveDate;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde::Serialize;
@@ -160,15 +161,24 @@ impl Chart {
 
     fn tick(&self, v: f64) -> String {
         let v = if v.abs() < 1e-12 { 0.0 } else { v };
-        if self.percent {
-            format!("{:.1}%", v * 100.0)
-        } else if v.abs() >= 1e4 {
-            format!("{:.0}k", v / 1e3)
-        } else if v.abs() >= 10.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.3}")
-        }
+        crate::svg::tick_label(v, self.percent, 1, 3)
+    }
+
+    /// The chart area with the title, `label_areas` (x, y) in pixels and the given x and y ranges.
+    fn axes<'a, DB: DrawingBackend>(
+        &self,
+        root: &'a DrawingArea<DB, plotters::coord::Shift>,
+        label_areas: (u32, u32),
+        x: std::ops::Range<f64>,
+        y: std::ops::Range<f64>,
+    ) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+        ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(label_areas.0)
+            .y_label_area_size(label_areas.1)
+            .build_cartesian_2d(x, y)
+            .map_err(draw_err)
     }
 
     fn x_label(&self, x: f64) -> String {
@@ -181,13 +191,7 @@ impl Chart {
 
     fn draw_lines<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()> {
         let n = self.x.len().max(2);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..(n - 1) as f64, self.y_range(false))
-            .map_err(draw_err)?;
+        let mut chart = self.axes(root, (32, 70), 0f64..(n - 1) as f64, self.y_range(false))?;
         // Ticks where plotters puts them; each labelled with the x value nearest to it.
         let xl = |x: &f64| self.x.get(x.round().max(0.0) as usize).cloned().unwrap_or_default();
         let yl = |y: &f64| self.tick(*y);
@@ -221,25 +225,12 @@ impl Chart {
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(draw_err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 
     fn draw_bars<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()> {
         let n = self.x.len().max(1);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(70)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, self.y_range(true))
-            .map_err(draw_err)?;
+        let mut chart = self.axes(root, (32, 70), -0.5f64..n as f64 - 0.5, self.y_range(true))?;
         let step = (n as f64 / 15.0).ceil().max(1.0);
         let xl = |x: &f64| if (x / step).fract().abs() < 1e-9 { self.x_label(*x) } else { String::new() };
         let yl = |y: &f64| self.tick(*y);
@@ -268,26 +259,14 @@ impl Chart {
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
         if self.series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(draw_err)?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
 
     fn draw_heatmap<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()> {
         let (cols, rows) = (self.x.len().max(1), self.series.len().max(1));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..cols as f64, 0f64..rows as f64)
-            .map_err(draw_err)?;
+        let mut chart = self.axes(root, (28, 60), 0f64..cols as f64, 0f64..rows as f64)?;
         let xl = |x: &f64| {
             let i = (x - 0.5).round();
             if (x - 0.5 - i).abs() < 1e-9 && i >= 0.0 {
@@ -359,6 +338,20 @@ pub fn sanitize(id: &str) -> String {
     id.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '_' })
         .collect()
+}
+
+/// The series legend of `chart` at `position`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(draw_err)
 }
 
 fn draw_err(e: impl std::fmt::Display) -> Error {

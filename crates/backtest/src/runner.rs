@@ -312,8 +312,7 @@ fn run_task(
             .collect();
         data.rows(&rows)
     };
-    let valid = (uses_valid && spec.config.learns())
-        .then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
+    let valid = uses_valid.then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
     if train.is_empty() && spec.config.learns() {
         return Err(Error::Data(format!(
             "model {}, fold {}: no training rows with a label and complete features in {:?}",

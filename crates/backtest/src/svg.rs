@@ -26,14 +26,20 @@ fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 }
 
 fn fmt_tick(v: f64, percent: bool) -> String {
+    tick_label(v, percent, 0, 2)
+}
+
+/// An axis tick: a percentage with `percent_decimals`, thousands as `12k`, values of 10 and more without
+/// decimals, smaller ones with `decimals`.
+pub(crate) fn tick_label(v: f64, percent: bool, percent_decimals: usize, decimals: usize) -> String {
     if percent {
-        format!("{:.0}%", v * 100.0)
+        format!("{:.*}%", percent_decimals, v * 100.0)
     } else if v.abs() >= 1e4 {
         format!("{:.0}k", v / 1e3)
     } else if v.abs() >= 10.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        format!("{v:.decimals$}")
     }
 }
 

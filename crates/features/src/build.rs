@@ -123,10 +123,15 @@ impl WrittenFeatures {
     pub fn notes(&self) -> Vec<String> {
         notes(&self.skipped)
     }
-}
 
-fn is_cross_sectional(def: &FeatureDef) -> bool {
-    is_cs_family(def.family)
+    fn of(frame: &FeatureFrame) -> Self {
+        Self {
+            rows: frame.height(),
+            features: frame.features.clone(),
+            skipped: frame.skipped.clone(),
+            spec_hash: frame.spec_hash.clone(),
+        }
+    }
 }
 
 /// `def` cut down to the outputs named in `keep` (`None` when it produces none of them).
@@ -161,19 +166,14 @@ pub fn write_features(
     if crate::io::FrameFormat::from_path(path) != crate::io::FrameFormat::Parquet {
         let frame = build_checked(prices, spec)?;
         frame.write(path)?;
-        return Ok(WrittenFeatures {
-            rows: frame.height(),
-            features: frame.features,
-            skipped: frame.skipped,
-            spec_hash: frame.spec_hash,
-        });
+        return Ok(WrittenFeatures::of(&frame));
     }
     let mut summary = None;
     crate::io::write_atomic_with(path, |file| {
         // A second handle on the same open file (shared offset) that the writer can own across the shards.
         let mut out = Some(file.try_clone().map_err(|e| Error::io(path, e))?);
         let mut writer = None;
-        summary = Some(for_each_shard(prices, spec, shard_rows, |mut df| {
+        summary = Some(for_each_shard(prices, spec, shard_rows, |mut df, _| {
             // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
             let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
             if let Some(f) = out.take() {
@@ -197,7 +197,7 @@ pub fn write_features(
 /// each with the columns the whole frame has: time-series features are computed per shard (they read only their
 /// own symbol's rows); cross-sectional families, which need every symbol of a date, are computed first over all
 /// rows from a spec cut down to their source features. A demeaned label (a per-date mean) or data no larger than
-/// one shard come as one piece. Returns what the pieces hold.
+/// one shard come as one piece. `each` gets the piece and its feature columns; returns what the pieces hold.
 ///
 /// # Errors
 /// As [`build_features`], and whatever `each` returns.
@@ -205,25 +205,20 @@ pub fn for_each_shard(
     prices: &PriceFrame,
     spec: &FeatureSpec,
     shard_rows: usize,
-    mut each: impl FnMut(DataFrame) -> Result<()>,
+    mut each: impl FnMut(DataFrame, &[String]) -> Result<()>,
 ) -> Result<WrittenFeatures> {
     spec.validate()?;
     if spec.label.demean || prices.height() <= shard_rows.max(1) {
         let frame = build_checked(prices, spec)?;
-        let summary = WrittenFeatures {
-            rows: frame.height(),
-            features: frame.features,
-            skipped: frame.skipped,
-            spec_hash: frame.spec_hash,
-        };
-        each(frame.df)?;
+        let summary = WrittenFeatures::of(&frame);
+        each(frame.df, &summary.features)?;
         return Ok(summary);
     }
     let ts_spec = FeatureSpec {
-        features: spec.features.iter().filter(|d| !is_cross_sectional(d)).cloned().collect(),
+        features: spec.features.iter().filter(|d| !is_cs_family(d.family)).cloned().collect(),
         ..spec.clone()
     };
-    let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cross_sectional(d)).collect();
+    let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cs_family(d.family)).collect();
     let cs = if cs_defs.is_empty() {
         None
     } else {
@@ -245,30 +240,36 @@ pub fn for_each_shard(
     let mut summary: Option<WrittenFeatures> = None;
     for (offset, len) in prices.symbol_shards(shard_rows.max(1))? {
         let part = build_checked(&prices.slice_rows(offset, len), &ts_spec)?;
-        let features: Vec<String> =
-            spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
+        // Every shard has the same columns: what the first one says holds for all.
+        let s = summary.get_or_insert_with(|| {
+            let features =
+                spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
+            let mut skipped = part.skipped.clone();
+            skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
+            WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
+        });
         let mut df = part.df;
         if let Some(cs) = &cs {
             for name in &cs_names {
                 df.with_column(cs.df.column(name)?.slice(offset as i64, len))?;
             }
         }
-        let mut order: Vec<&str> = vec![SYMBOL, DATE];
-        if df.column("sector").is_ok() {
-            order.push("sector");
-        }
-        order.extend(features.iter().map(String::as_str));
-        order.push(LABEL);
-        let df = df.select(order)?;
-        let s = summary.get_or_insert_with(|| {
-            let mut skipped = part.skipped;
-            skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
-            WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
-        });
+        let df = output_columns(&df, &s.features)?;
         s.rows += df.height();
-        each(df)?;
+        each(df, &s.features)?;
     }
     summary.ok_or_else(|| Error::Config { what: "features", message: "no rows".into() })
+}
+
+/// `df`'s output columns in their order: `symbol`, `date`, `sector` when present, `features`, `label`.
+fn output_columns(df: &DataFrame, features: &[String]) -> Result<DataFrame> {
+    let mut order: Vec<&str> = vec![SYMBOL, DATE];
+    if df.column("sector").is_ok() {
+        order.push("sector");
+    }
+    order.extend(features.iter().map(String::as_str));
+    order.push(LABEL);
+    Ok(df.select(order)?)
 }
 
 fn is_cs_family(f: Family) -> bool {
@@ -558,7 +559,7 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     let mut produced: Vec<String> = Vec::new();
     let mut cs_defs = Vec::new();
     for def in &spec.features {
-        if def.family == Family::CsRank || def.family == Family::CsZscore {
+        if is_cs_family(def.family) {
             cs_defs.push(def);
             continue;
         }
@@ -675,12 +676,6 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     for c in cross_sectional(&df, &cs_jobs)? {
         df.with_column(c)?;
     }
-    let mut order: Vec<&str> = vec![SYMBOL, DATE];
-    if df.column("sector").is_ok() {
-        order.push("sector");
-    }
-    order.extend(features.iter().map(String::as_str));
-    order.push(LABEL);
-    let df = df.select(order)?;
+    let df = output_columns(&df, &features)?;
     Ok(FeatureFrame { df, features, skipped, spec_hash: spec.hash(), label: spec.label.clone() })
 }

@@ -55,29 +55,19 @@ impl FeatureMatrix {
         let hash = spec.hash();
         let (mut x, mut y, mut index): (Vec<f32>, Vec<f32>, Vec<(String, NaiveDate)>) =
             (Vec::new(), Vec::new(), Vec::new());
-        let mut names: Option<Vec<String>> = None;
-        crate::for_each_shard(prices, spec, shard_rows, |df| {
-            let features: Vec<String> = df
-                .get_column_names()
-                .into_iter()
-                .filter(|n| !["symbol", "date", "sector", LABEL].contains(&n.as_str()))
-                .map(PlSmallStr::to_string)
-                .collect();
-            let part = Self::from_df(&df, &features, &hash, opts)?;
-            if x.is_empty() {
+        let written = crate::for_each_shard(prices, spec, shard_rows, |df, features| {
+            let part = Self::from_df(&df, features, &hash, opts)?;
+            if x.capacity() == 0 {
                 x.reserve_exact(prices.height() * features.len());
             }
             x.extend(part.x.iter());
             y.extend(part.y.iter().flatten());
             index.extend(part.index);
-            names.get_or_insert(features);
             Ok(())
         })?;
-        let names = names.unwrap_or_default();
-        let rows = index.len();
-        let x = Array2::from_shape_vec((rows, names.len()), x)
+        let x = Array2::from_shape_vec((index.len(), written.features.len()), x)
             .map_err(|e| crate::Error::Config { what: "features", message: format!("feature matrix: {e}") })?;
-        Ok(Self { x, y: Some(Array1::from(y)), index, feature_names: names, spec_hash: hash })
+        Ok(Self { x, y: Some(Array1::from(y)), index, feature_names: written.features, spec_hash: hash })
     }
 
     fn from_df(df: &DataFrame, features: &[String], spec_hash: &SpecHash, opts: MatrixOptions) -> Result<Self> {

@@ -87,11 +87,14 @@ pub struct Linear {
     pub intercept: f64,
 }
 
-fn standardise(x: &Array2<f32>, means: &[f64], stds: &[f64]) -> Array2<f64> {
-    let mut out = Array2::<f64>::zeros(x.raw_dim());
-    for ((r, c), v) in x.indexed_iter() {
-        let v = f64::from(*v);
-        out[[r, c]] = if v.is_finite() { (v - means[c]) / stds[c] } else { 0.0 };
+/// Rows `rows` of `x` standardised by the training statistics (NaN → 0).
+fn standardise(x: &Array2<f32>, rows: &[usize], means: &[f64], stds: &[f64]) -> Array2<f64> {
+    let mut out = Array2::<f64>::zeros((rows.len(), x.ncols()));
+    for (mut dst, &i) in out.rows_mut().into_iter().zip(rows) {
+        for ((slot, v), (m, s)) in dst.iter_mut().zip(x.row(i)).zip(means.iter().zip(stds)) {
+            let v = f64::from(*v);
+            *slot = if v.is_finite() { (v - m) / s } else { 0.0 };
+        }
     }
     out
 }
@@ -124,7 +127,7 @@ pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
     if cfg.l1_ratio == 0.0 {
         return ridge(x, &rows, &y, cfg.alpha, means, stds);
     }
-    let xs = standardise(&x.select(ndarray::Axis(0), &rows), &means, &stds);
+    let xs = standardise(x, &rows, &means, &stds);
     let dataset = linfa::Dataset::new(xs, y);
     let model = ElasticNet::params()
         .penalty(cfg.alpha)
@@ -143,16 +146,7 @@ fn standardised_blocks<'a>(
     means: &'a [f64],
     stds: &'a [f64],
 ) -> impl Iterator<Item = (&'a [usize], Array2<f64>)> + 'a {
-    rows.chunks(ROWS_PER_BLOCK).map(move |block| {
-        let mut out = Array2::<f64>::zeros((block.len(), x.ncols()));
-        for (r, &i) in block.iter().enumerate() {
-            for (c, v) in x.row(i).iter().enumerate() {
-                let v = f64::from(*v);
-                out[[r, c]] = if v.is_finite() { (v - means[c]) / stds[c] } else { 0.0 };
-            }
-        }
-        (block, out)
-    })
+    rows.chunks(ROWS_PER_BLOCK).map(move |block| (block, standardise(x, block, means, stds)))
 }
 
 /// Pure ridge (`l1_ratio = 0`) has a closed form: the minimiser of linfa's objective

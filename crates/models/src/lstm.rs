@@ -214,6 +214,14 @@ struct FusedLstm {
     recurrent: Linear,
 }
 
+/// `t` with its last dimension scaled by `scale`, as a fresh leaf (trainable where the device records gradients).
+fn scaled_leaf<const D: usize>(t: Tensor<D>, scale: &Tensor<1>) -> Tensor<D> {
+    let trainable = t.is_require_grad();
+    let dims = t.dims();
+    let t = (t * scale.clone().unsqueeze::<D>().expand(dims)).detach();
+    if trainable { t.require_grad() } else { t }
+}
+
 /// `tanh(x)` as `2σ(2x) − 1` (see [`FusedLstm`]).
 fn tanh_via_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sigmoid(x.mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0)
@@ -225,24 +233,12 @@ impl FusedLstm {
         let init = Initializer::Uniform { min: -k, max: k };
         let mut input = LinearConfig::new(inputs, 4 * hidden).with_initializer(init.clone()).init(device);
         let mut recurrent = LinearConfig::new(hidden, 4 * hidden).with_bias(false).with_initializer(init).init(device);
-        // The cell columns hold 2z: twice the standard initialisation (a fresh leaf, trainable where the device
-        // records gradients).
+        // The cell columns hold 2z: twice the standard initialisation.
         let scale: Vec<f32> = (0..4 * hidden).map(|c| if c >= 3 * hidden { 2.0 } else { 1.0 }).collect();
         let scale = Tensor::<1>::from_data(TensorData::new(scale, [4 * hidden]), device);
-        let leaf = |t: Tensor<2>| if t.is_require_grad() { t.detach().require_grad() } else { t.detach() };
-        let double_cell = |w: Tensor<2>| {
-            let rows = w.dims()[0];
-            leaf(w.clone() * scale.clone().reshape([1, 4 * hidden]).expand([rows, 4 * hidden]))
-        };
-        input.weight = input.weight.map(double_cell);
-        recurrent.weight = recurrent.weight.map(double_cell);
-        input.bias = input.bias.take().map(|b| {
-            b.map(|b| {
-                let trainable = b.is_require_grad();
-                let b = (b * scale.clone()).detach();
-                if trainable { b.require_grad() } else { b }
-            })
-        });
+        input.weight = input.weight.map(|w| scaled_leaf(w, &scale));
+        recurrent.weight = recurrent.weight.map(|w| scaled_leaf(w, &scale));
+        input.bias = input.bias.take().map(|b| b.map(|b| scaled_leaf(b, &scale)));
         Self { input, recurrent }
     }
 

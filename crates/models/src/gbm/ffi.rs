@@ -19,7 +19,6 @@ unsafe extern "C" {
         missing: c_float,
         out: *mut Handle,
     ) -> c_int;
-    fn XGDMatrixSetFloatInfo(handle: Handle, field: *const c_char, array: *const c_float, len: BstUlong) -> c_int;
     fn XGDMatrixSetStrFeatureInfo(
         handle: Handle,
         field: *const c_char,
@@ -183,18 +182,12 @@ impl DMatrix {
         // SAFETY: `ptrs` points to `names.len()` NUL-terminated strings kept alive by `owned` during the call.
         check(unsafe { XGDMatrixSetStrFeatureInfo(self.0, field.as_ptr(), ptrs.as_ptr(), ptrs.len() as BstUlong) })
     }
-
-    /// Sets the labels (one per row).
-    pub(crate) fn set_labels(&self, labels: &[f32]) -> Result<()> {
-        let field = cstring("label")?;
-        // SAFETY: the handle is live (owned by self); `labels` is valid for its length and copied by XGBoost.
-        check(unsafe { XGDMatrixSetFloatInfo(self.0, field.as_ptr(), labels.as_ptr(), labels.len() as BstUlong) })
-    }
 }
 
 impl Drop for DMatrix {
     fn drop(&mut self) {
-        // SAFETY: the handle was created by XGDMatrixCreateFromMat and is freed exactly once, here.
+        // SAFETY: the handle was created by XGDMatrixCreateFromMat, XGProxyDMatrixCreate or
+        // XGQuantileDMatrixCreateFromCallback, is owned by this value alone and is freed exactly once, here.
         unsafe {
             XGDMatrixFree(self.0);
         }

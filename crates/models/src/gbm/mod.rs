@@ -135,18 +135,11 @@ pub struct Gbm {
     best_rounds: usize,
 }
 
-fn matrix(data: &Dataset, labels: bool) -> Result<DMatrix> {
+/// The DMatrix of `data`'s features (no labels: prediction).
+fn matrix(data: &Dataset) -> Result<DMatrix> {
     let x = data.matrix.x.as_standard_layout();
     let values = x.as_slice().ok_or_else(|| Error::Data("feature matrix is not contiguous".into()))?;
-    let m = DMatrix::dense(values, x.nrows(), x.ncols(), &data.matrix.feature_names)?;
-    if labels {
-        let y = data.labels()?;
-        if y.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Data("gbm: training labels must be finite (keep only rows with a label)".into()));
-        }
-        m.set_labels(y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?)?;
-    }
-    Ok(m)
+    DMatrix::dense(values, x.nrows(), x.ncols(), &data.matrix.feature_names)
 }
 
 /// Parses the metric value out of XGBoost's evaluation text `[i]\tname-rmse:value`.
@@ -217,7 +210,7 @@ impl Model for Gbm {
         if data.is_empty() {
             return Ok(Vec::new());
         }
-        let m = matrix(data, false)?;
+        let m = matrix(data)?;
         Ok(self.booster.predict(&m, data.len())?.into_iter().map(f64::from).collect())
     }
 
