@@ -8,13 +8,17 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::NaiveDate;
 use serde_json::json;
+use stockcast_backtest::config::ModelEntry;
 use stockcast_backtest::report::{self, Evaluation, RunMeta};
+use stockcast_backtest::runner::Plan;
+use stockcast_backtest::shard::{self, PlanFile, ShardId};
 use stockcast_backtest::{
     BacktestConfig, Market, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio, runner,
 };
 use stockcast_features::{FeatureSpec, Policy, PriceFrame};
 use stockcast_models::{Dataset, DatasetOptions};
 
+use crate::UsageError;
 use crate::ctx::Ctx;
 use crate::prices::{PriceInput, load, require};
 
@@ -94,23 +98,34 @@ pub fn walk_forward(
 /// Invalid model or split configuration, too little data for the folds, feature and model errors.
 pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Result<Backtest> {
     let mut timings = BTreeMap::new();
-    let models = cfg.model_specs()?;
-    let spec = spec_of(cfg)?;
-    let prices = &data.prices;
-    let alignment = label_alignment(&spec.label, cfg.strategy.fill);
-    if let Some(w) = &alignment.warning {
-        ctx.note(&format!("warning: {w}"));
-    }
-
+    let (models, spec) = (cfg.model_specs()?, spec_of(cfg)?);
     let t = Instant::now();
-    let dataset = crate::features::dataset_for(ctx, prices, &spec, &models, DatasetOptions::default())?;
+    let dataset = crate::features::dataset_for(ctx, &data.prices, &spec, &models, DatasetOptions::default())?;
     timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let opts = RunOptions::new(&spec.label, cfg.seed, cfg.jobs);
     let wf = walk_forward(ctx, &dataset, &models, &cfg.split, opts)?;
     timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
+    drop(dataset);
+    finish(ctx, cfg, data, models, spec, wf, timings)
+}
 
+/// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
+fn finish(
+    ctx: &Ctx,
+    cfg: &BacktestConfig,
+    data: &BacktestData,
+    models: Vec<ModelSpec>,
+    spec: FeatureSpec,
+    wf: WalkForward,
+    mut timings: BTreeMap<String, f64>,
+) -> anyhow::Result<Backtest> {
+    let prices = &data.prices;
+    let alignment = label_alignment(&spec.label, cfg.strategy.fill);
+    if let Some(w) = &alignment.warning {
+        ctx.note(&format!("warning: {w}"));
+    }
     let t = Instant::now();
     let market = Market::from_prices(prices)?;
     let evaluation =
@@ -139,6 +154,177 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Resu
         timings,
     };
     Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta })
+}
+
+/// The configuration a plan records and its shards and merge run: every model inline (sweeps expanded, model
+/// files read), `jobs` left out (it changes no result), and a database URL without its password.
+fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> BacktestConfig {
+    let mut r = cfg.clone();
+    r.models = models
+        .iter()
+        .map(|m| ModelEntry { name: m.name.clone(), config: None, model: Some(m.config.clone()) })
+        .collect();
+    r.sweep.clear();
+    r.jobs = 1;
+    if let Some(p) = r.data.prices.as_mut().filter(|p| stockcast_features::is_database_url(p)) {
+        *p = PathBuf::from(stockcast_infer::store::redact(&p.to_string_lossy()));
+    }
+    r
+}
+
+/// The plan file of `cfg` on `data` for `job` over the trading dates `calendar`.
+fn plan_file(
+    job: &str,
+    cfg: &BacktestConfig,
+    data: &PriceFrame,
+    calendar: Vec<NaiveDate>,
+) -> anyhow::Result<(PlanFile, Plan, Vec<ModelSpec>, FeatureSpec)> {
+    let (models, spec) = (cfg.model_specs()?, spec_of(cfg)?);
+    let plan = runner::plan_calendar(calendar, &models, &cfg.split, spec.label.horizon)?;
+    let config = toml::to_string(&resolved_config(cfg, &models)).context("writing the resolved config")?;
+    let file = PlanFile::new(job, config, data.data_hash(), &spec.hash().0, cfg.seed, &models, &plan);
+    Ok((file, plan, models, spec))
+}
+
+/// `--plan`: writes `dir/plan.json` (the tasks of `cfg` on `data`) and returns it.
+///
+/// # Errors
+/// As [`run`] before any fitting; [`stockcast_backtest::Error::File`] when the plan cannot be written.
+pub fn write_plan(cfg: &BacktestConfig, data: &BacktestData, dir: &Path) -> anyhow::Result<PlanFile> {
+    let (file, ..) = plan_file("backtest", cfg, &data.prices, data.prices.calendar()?)?;
+    file.write(dir)?;
+    Ok(file)
+}
+
+/// The shard a process runs: `text` (`I/N`, or `env` for the scheduler's environment), or with only `shards`
+/// given, the index from the environment. From the environment: a Slurm array task
+/// (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed Job
+/// (`JOB_COMPLETION_INDEX` of `shards`). `env` reads a variable (the process environment in the CLI).
+///
+/// # Errors
+/// A usage error naming what is missing or malformed.
+pub fn shard_id(
+    text: Option<&str>,
+    shards: Option<usize>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<ShardId>> {
+    let usage = |m: String| anyhow::Error::from(UsageError(m));
+    let number = |name: &str| -> anyhow::Result<Option<usize>> {
+        env(name)
+            .map(|v| v.trim().parse().map_err(|_| usage(format!("{name}={v:?} is not a whole number"))))
+            .transpose()
+    };
+    match (text, shards) {
+        (None, None) => return Ok(None),
+        (Some(t), _) if t != "env" => return Ok(Some(ShardId::parse(t).map_err(|e| usage(e.to_string()))?)),
+        _ => {}
+    }
+    let id = if let (Some(task), Some(count)) = (number("SLURM_ARRAY_TASK_ID")?, number("SLURM_ARRAY_TASK_COUNT")?) {
+        let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let index = task.checked_sub(min).ok_or_else(|| usage(format!("SLURM_ARRAY_TASK_ID {task} < MIN {min}")))?;
+        ShardId::new(index, shards.unwrap_or(count))
+    } else if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+        let n =
+            shards.ok_or_else(|| usage("JOB_COMPLETION_INDEX is set: give the shard count with --shards N".into()))?;
+        ShardId::new(index, n)
+    } else {
+        return Err(usage(
+            "--shard without I/N reads the scheduler's environment, and neither SLURM_ARRAY_TASK_ID with \
+             SLURM_ARRAY_TASK_COUNT nor JOB_COMPLETION_INDEX is set"
+                .into(),
+        ));
+    };
+    Ok(Some(id.map_err(|e| usage(e.to_string()))?))
+}
+
+/// What a shard did.
+#[derive(Debug)]
+pub struct ShardRun {
+    /// Its output directory.
+    pub dir: PathBuf,
+    /// Tasks it ran, of how many in the plan.
+    pub tasks: (usize, usize),
+}
+
+/// `--shard I/N`: runs the tasks of `shard` and writes them to `dir/shards/<i>/` (replacing an earlier run of it).
+/// The plan is computed here too: when `dir/plan.json` exists it must be the same (else a stale-plan error), and
+/// when it does not, it is written.
+///
+/// # Errors
+/// A stale plan; as [`run`].
+pub fn run_shard(
+    ctx: &Ctx,
+    cfg: &BacktestConfig,
+    data: &BacktestData,
+    dir: &Path,
+    shard: ShardId,
+) -> anyhow::Result<ShardRun> {
+    let mut timings = BTreeMap::new();
+    let (file, _, models, spec) = plan_file("backtest", cfg, &data.prices, data.prices.calendar()?)?;
+    match PlanFile::read(dir) {
+        Ok(planned) => planned.check_same(&file, dir)?,
+        Err(_) if !dir.join(shard::PLAN_FILE).exists() => {
+            file.write(dir)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let t = Instant::now();
+    let dataset = crate::features::dataset_for(ctx, &data.prices, &spec, &models, DatasetOptions::default())?;
+    timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
+    let opts = RunOptions::new(&spec.label, cfg.seed, cfg.jobs);
+    let plan = runner::plan(&dataset, &models, &cfg.split, opts)?;
+    if plan.calendar.len() != file.calendar.2 {
+        anyhow::bail!("the dataset has {} trading dates, the prices {}", plan.calendar.len(), file.calendar.2);
+    }
+    let which = shard.tasks(plan.tasks.len());
+    let t = Instant::now();
+    let pb = ctx.progress.bar(0, "walk-forward");
+    let outputs = runner::run_tasks(&dataset, &plan, &models, &which, opts, &|model, fold, done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+        pb.set_message(format!("shard {shard}: {model} fold {fold}"));
+    })?;
+    pb.finish_and_clear();
+    timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
+    let out = shard::write_shard(dir, &file, shard, &outputs, timings)?;
+    Ok(ShardRun { dir: out, tasks: (which.len(), plan.tasks.len()) })
+}
+
+/// `backtest merge`: checks that every shard in `dir` is there and ran the plan of `dir/plan.json` on the same
+/// data, then evaluates and records the run exactly as [`run`] would have (the same predictions and metrics, bit
+/// for bit). `prices` replaces the recorded price source (a database URL, whose password the plan leaves out).
+///
+/// # Errors
+/// A missing, stale or incomplete shard, or data that is not what the plan was made from, each named.
+pub fn merge(
+    ctx: &Ctx,
+    dir: &Path,
+    prices: Option<PathBuf>,
+    on_bad_rows: Option<stockcast_features::Policy>,
+) -> anyhow::Result<Backtest> {
+    let planned = PlanFile::read(dir)?;
+    if planned.job != "backtest" {
+        anyhow::bail!(UsageError(format!("{}: a plan of `{}`, not of a backtest", dir.display(), planned.job)));
+    }
+    let mut cfg = BacktestConfig::from_toml(&planned.config)
+        .with_context(|| format!("the configuration in {}", dir.join(shard::PLAN_FILE).display()))?;
+    if let Some(p) = prices {
+        cfg.data.prices = Some(p);
+    }
+    let data = BacktestData::load(ctx, &cfg, on_bad_rows, &dir.with_extension("prices.csv"))?;
+    let (file, plan, models, spec) = plan_file("backtest", &cfg, &data.prices, data.prices.calendar()?)?;
+    planned.check_same(&file, dir)?;
+    let t = Instant::now();
+    let shard::ShardOutputs { tasks, timings: shard_timings } = shard::read_shards(dir, &planned, &models)?;
+    let wf = runner::assemble(&plan, &models, tasks);
+    let mut timings = BTreeMap::from([("merge_read".to_owned(), t.elapsed().as_secs_f64())]);
+    timings.insert("shards".to_owned(), shard_timings.len() as f64);
+    for key in ["features", "walk_forward"] {
+        let per: Vec<f64> = shard_timings.iter().filter_map(|t| t.get(key).copied()).collect();
+        timings.insert(format!("{key}_shard_max"), per.iter().copied().fold(0.0, f64::max));
+        timings.insert(format!("{key}_shard_total"), per.iter().sum());
+    }
+    finish(ctx, &cfg, &data, models, spec, wf, timings)
 }
 
 impl Backtest {
@@ -295,6 +481,32 @@ pub(crate) mod tests {
             r.simulation.stats.total_return
         };
         assert!((ret(&a) - ret(&b)).abs() < 1e-12, "{} vs {}", ret(&a), ret(&b));
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_or_the_schedulers_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let id = |t: Option<&str>, n: Option<usize>, vars| shard_id(t, n, env(vars));
+        assert_eq!(id(None, None, &[("SLURM_ARRAY_TASK_ID", "1")]).unwrap(), None, "not sharded unless asked");
+        assert_eq!(id(Some("2/4"), None, &[]).unwrap(), Some(ShardId { index: 2, count: 4 }));
+        let slurm = &[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "3")];
+        assert_eq!(id(Some("env"), None, slurm).unwrap(), Some(ShardId { index: 2, count: 4 }));
+        let k8s = &[("JOB_COMPLETION_INDEX", "3")];
+        assert_eq!(id(None, Some(4), k8s).unwrap(), Some(ShardId { index: 3, count: 4 }));
+        for (t, n, vars, says) in [
+            (Some("4/4"), None, &[][..], "below the count"),
+            (Some("x"), None, &[][..], "I/N"),
+            (Some("env"), None, &[][..], "SLURM_ARRAY_TASK_ID"),
+            (Some("env"), None, k8s, "--shards"),
+            (None, Some(3), k8s, "3/3"),
+            (None, Some(2), &[("JOB_COMPLETION_INDEX", "one")][..], "JOB_COMPLETION_INDEX"),
+        ] {
+            let e = id(t, n, vars).unwrap_err();
+            assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT, "{e:#}");
+            assert!(format!("{e:#}").contains(says), "{says}: {e:#}");
+        }
     }
 
     #[test]

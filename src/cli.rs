@@ -176,7 +176,11 @@ pub struct FeaturesArgs {
 
 /// `stockcast backtest`: flags override the config file.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BacktestArgs {
+    /// `merge`: the report of a sharded run.
+    #[command(subcommand)]
+    pub action: Option<BacktestAction>,
     /// Backtest config (TOML: [data], [split], [[models]], [strategy]).
     #[arg(long, value_name = "FILE", default_value = "configs/backtest.toml")]
     pub config: PathBuf,
@@ -227,12 +231,49 @@ pub struct BacktestArgs {
     /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
+    /// Write the run's tasks (model × refit fold) to OUT/plan.json with the data and spec hashes they assume,
+    /// print the task count, and stop.
+    #[arg(long, conflicts_with = "shard")]
+    pub plan: bool,
+    /// Run task subset I of N (from 0) into OUT/shards/I/, replacing an earlier run of it; `backtest merge`
+    /// makes the report. Default from the scheduler: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) with --shards.
+    /// `--shard` alone: from the environment.
+    #[arg(long, value_name = "I/N", num_args = 0..=1, default_missing_value = "env")]
+    pub shard: Option<String>,
+    /// Shard count with JOB_COMPLETION_INDEX (or STOCKCAST_SHARDS).
+    #[arg(long, value_name = "N", env = "STOCKCAST_SHARDS")]
+    pub shards: Option<usize>,
+}
+
+/// `stockcast backtest <action>`.
+#[derive(Debug, Subcommand)]
+pub enum BacktestAction {
+    /// Check that every shard of OUT/plan.json is present, complete and planned from the same data and config,
+    /// then run the portfolio simulation, metrics and report into OUT (the same report as one process).
+    Merge(MergeArgs),
+}
+
+/// `stockcast backtest merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The sharded run directory (plan.json, shards/).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Price file or Postgres URL, when it is not where the plan says (a database URL's password is never
+    /// recorded in the plan).
+    #[arg(long, value_name = "FILE|URL", env = "STOCKCAST_DATABASE_URL", hide_env_values = true)]
+    pub prices: Option<PathBuf>,
+    /// Policy for row defects, as the shards ran with.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_bad_rows: Option<PolicyArg>,
 }
 
 impl BacktestArgs {
     /// Arguments that run `config` as it is (no overrides).
     pub fn from_config(config: PathBuf) -> Self {
         Self {
+            action: None,
             config,
             prices: None,
             database_url: None,
@@ -248,6 +289,9 @@ impl BacktestArgs {
             commission_bps: None,
             slippage_bps: None,
             on_bad_rows: None,
+            plan: false,
+            shard: None,
+            shards: None,
         }
     }
 }

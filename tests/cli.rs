@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use stockcast_features::polars::prelude::*;
 
 mod common;
-use common::{bin, dataset, read_parquet, run, text};
+use common::{bin, dataset, every_kind_config, read_parquet, report_results, run, text};
 
 fn feature_columns(df: &DataFrame) -> Vec<String> {
     df.get_column_names()
@@ -729,4 +729,89 @@ fn a_concurrent_train_and_gc_lose_no_version_and_no_promotion() {
     for v in &versions {
         reg.load("lin", *v).unwrap();
     }
+}
+
+/// Runs `stockcast backtest --config cfg --out out` with `extra` arguments.
+fn backtest(cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["backtest", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn a_backtest_in_four_shard_processes_merges_to_the_single_process_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every model kind, and a sweep of the ridge's alpha.
+    let cfg = every_kind_config(dir.path(), "[sweep.linear]\nalpha = [0.001, 0.1]\n");
+    let single = dir.path().join("single");
+    let o = backtest(&cfg, &single, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let sharded = dir.path().join("sharded");
+    let o = backtest(&cfg, &sharded, &["--plan"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sharded.join("plan.json")).unwrap()).unwrap();
+    let tasks = plan["tasks"].as_array().unwrap().len();
+    assert!(text(&o.stdout).starts_with(&format!("{tasks} tasks")), "{}", text(&o.stdout));
+    // Four processes at once, one fit each; shard 1 reads its index from a Kubernetes-style environment.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = bin();
+            c.args(["backtest", "--config", cfg.to_str().unwrap(), "--out", sharded.to_str().unwrap(), "--jobs", "1"]);
+            if i == 1 {
+                c.args(["--shards", "4"]).env("JOB_COMPLETION_INDEX", "1");
+            } else {
+                c.args(["--shard", &format!("{i}/4")]);
+            }
+            c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "shard {i}: {}", text(&o.stderr));
+        assert!(text(&o.stdout).starts_with(&format!("shard {i}/4")), "{}", text(&o.stdout));
+    }
+    let merge = || run(&["backtest", "merge", "--out", sharded.to_str().unwrap()]);
+    let o = merge();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let same = |a: &Path, b: &Path| {
+        let (ra, rb) = (report_results(a), report_results(b));
+        let names: Vec<&String> = ra["models"].as_object().unwrap().keys().collect();
+        for kind in ["gbm", "lstm", "linear[alpha=0.001]", "linear[alpha=0.1]", "forecast", "momentum", "ensemble"] {
+            assert!(names.iter().any(|n| *n == kind), "{kind} not in {names:?}");
+        }
+        assert_eq!(ra, rb, "report.json metrics differ");
+        for f in ["predictions.parquet", "equity.parquet"] {
+            assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f} differs");
+        }
+    };
+    same(&single, &sharded);
+    // The merge kept the plan and the shards beside the report.
+    assert!(sharded.join("plan.json").exists() && sharded.join("shards/3/shard.json").exists());
+
+    // A scheduler's retry of a shard replaces its output: the merge is unchanged.
+    let o = backtest(&cfg, &sharded, &["--shard", "2/4"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(merge().status.success());
+    same(&single, &sharded);
+
+    // A shard run with another seed than the plan is refused before any work.
+    let o = backtest(&cfg, &sharded, &["--shard", "0/4", "--seed", "9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("plan.json is stale"), "{}", text(&o.stderr));
+
+    // A missing shard is named.
+    std::fs::remove_dir_all(sharded.join("shards/3")).unwrap();
+    let o = merge();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("shard(s) 3 of 4 missing"), "{}", text(&o.stderr));
+
+    // Shards of an older plan are named as stale once the plan changes.
+    let o = backtest(&cfg, &sharded, &["--plan", "--seed", "9"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = merge();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("shard 0") && text(&o.stderr).contains("stale"), "{}", text(&o.stderr));
 }

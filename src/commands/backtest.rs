@@ -8,7 +8,7 @@ use stockcast_backtest::BacktestConfig;
 use super::{out, policy};
 use crate::UsageError;
 use crate::backtest::{BacktestData, run as run_backtest};
-use crate::cli::BacktestArgs;
+use crate::cli::{BacktestAction, BacktestArgs};
 use crate::ctx::Ctx;
 
 /// Reads the config and applies the command-line overrides.
@@ -30,6 +30,7 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
             }
         }
         cfg.models.retain(|m| a.models.contains(&m.name));
+        cfg.sweep.retain(|name, _| a.models.contains(name));
     }
     cfg.seed = a.seed.unwrap_or(cfg.seed);
     cfg.jobs = a.jobs.unwrap_or(cfg.jobs).max(1);
@@ -45,13 +46,46 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
 
 pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(BacktestAction::Merge(m)) = &a.action {
+        let bt = crate::backtest::merge(ctx, &m.out, m.prices.clone(), m.on_bad_rows.map(policy))?;
+        let dir = bt.write(&m.out)?;
+        summary(&bt, &dir, started);
+        return Ok(());
+    }
     let cfg = config(a)?;
     let out_dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join(&cfg.name));
+    let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
     let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &out_dir.with_extension("prices.csv"))?;
+    if a.plan {
+        let plan = crate::backtest::write_plan(&cfg, &data, &out_dir)?;
+        out(&format!(
+            "{} tasks ({} models × refit folds, {} folds) planned in {}",
+            plan.tasks.len(),
+            plan.models.len(),
+            plan.folds,
+            out_dir.join(stockcast_backtest::shard::PLAN_FILE).display()
+        ));
+        return Ok(());
+    }
+    if let Some(shard) = shard {
+        let r = crate::backtest::run_shard(ctx, &cfg, &data, &out_dir, shard)?;
+        out(&format!(
+            "shard {shard}: {} of {} tasks in {:.1} s -> {}",
+            r.tasks.0,
+            r.tasks.1,
+            started.elapsed().as_secs_f64(),
+            r.dir.display()
+        ));
+        return Ok(());
+    }
     let bt = run_backtest(ctx, &cfg, &data)?;
     let dir = bt.write(&out_dir)?;
+    summary(&bt, &dir, started);
+    Ok(())
+}
+
+fn summary(bt: &crate::backtest::Backtest, dir: &Path, started: Instant) {
     out(&format!("{}, {:.1} s", bt.headline(), started.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
     out(&format!("report: {}", dir.join("report.html").display()));
-    Ok(())
 }

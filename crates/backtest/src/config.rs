@@ -75,6 +75,10 @@ pub struct BacktestConfig {
     /// Report settings (quantiles, IC decay horizons, rolling window, drawdown periods).
     #[serde(default)]
     pub report: crate::tearsheet::ReportConfig,
+    /// Parameter sweeps: `[sweep.<model name>]` with `parameter = [values...]` replaces that model by one model
+    /// per point of the grid (every combination), named `<name>[p1=v1,p2=v2]` (parameters in name order).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sweep: std::collections::BTreeMap<String, toml::Table>,
 }
 
 fn default_name() -> String {
@@ -227,6 +231,68 @@ impl BacktestConfig {
                 };
                 Ok(ModelSpec { name: m.name.clone(), config })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()
+            .and_then(|specs| self.expand_sweeps(specs))
     }
+
+    /// Replaces each swept model by its grid (see [`BacktestConfig::sweep`]).
+    fn expand_sweeps(&self, specs: Vec<ModelSpec>) -> Result<Vec<ModelSpec>> {
+        for name in self.sweep.keys() {
+            if !specs.iter().any(|s| &s.name == name) {
+                return Err(Error::Config(format!("[sweep.{name}]: no model named {name:?} in [[models]]")));
+            }
+        }
+        let mut out = Vec::new();
+        for spec in specs {
+            match self.sweep.get(&spec.name) {
+                None => out.push(spec),
+                Some(grid) => out.extend(sweep_grid(&spec, grid)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every point of `grid` applied to `base`'s parameters, in odometer order (the last parameter fastest).
+fn sweep_grid(base: &ModelSpec, grid: &toml::Table) -> Result<Vec<ModelSpec>> {
+    let err = |m: String| Error::Config(format!("[sweep.{}]: {m}", base.name));
+    if grid.is_empty() {
+        return Err(err("no parameters to sweep".into()));
+    }
+    let mut axes: Vec<(&String, &Vec<toml::Value>)> = Vec::new();
+    for (param, values) in grid {
+        if param == "kind" {
+            return Err(err("the model kind cannot be swept (give one [[models]] entry per kind)".into()));
+        }
+        match values {
+            toml::Value::Array(v) if !v.is_empty() => axes.push((param, v)),
+            _ => return Err(err(format!("{param} must be a non-empty array of values, e.g. {param} = [1, 2]"))),
+        }
+    }
+    let toml::Value::Table(params) = toml::Value::try_from(&base.config).map_err(|e| err(e.to_string()))? else {
+        return Err(err("the model's parameters are not a table".into()));
+    };
+    let points: usize = axes.iter().map(|(_, v)| v.len()).product();
+    let mut out = Vec::with_capacity(points);
+    for n in 0..points {
+        let (mut table, mut label, mut rest) = (params.clone(), Vec::new(), n);
+        for (param, values) in axes.iter().rev() {
+            let v = &values[rest % values.len()];
+            rest /= values.len();
+            table.insert((*param).clone(), v.clone());
+            label.push(format!(
+                "{param}={}",
+                match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }
+            ));
+        }
+        label.reverse();
+        let name = format!("{}[{}]", base.name, label.join(","));
+        let config: ModelConfig = toml::Value::Table(table).try_into().map_err(|e| err(format!("{name}: {e}")))?;
+        config.validate().map_err(|e| err(format!("{name}: {e}")))?;
+        out.push(ModelSpec { name, config });
+    }
+    Ok(out)
 }

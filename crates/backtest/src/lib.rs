@@ -3,7 +3,7 @@
 //! parallel), [`metrics`] (IC, Rank IC, ICIR, forecast errors, performance statistics), [`portfolio`] (top-k /
 //! long-short / threshold simulation with costs, delistings and orders waiting for a bar), [`overfit`] (bootstrap
 //! intervals, PSR, DSR, PBO), [`report`] (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames)
-//! and [`config`] (the TOML file, label/fill alignment).
+//! [`shard`] (plan files, shard outputs and the checks of a merge) and [`config`] (the TOML file, label/fill alignment).
 
 pub mod charts;
 pub mod compare;
@@ -15,6 +15,7 @@ pub mod page;
 pub mod portfolio;
 pub mod report;
 pub mod runner;
+pub mod shard;
 pub mod split;
 pub mod svg;
 pub mod tearsheet;

@@ -733,13 +733,29 @@ pub fn write_run(
         write("report.html", page.as_bytes())?;
         write("trades.csv", trades_csv(models).as_bytes())?;
         write_frames(&tmp, wf, models)?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-        }
         if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
         }
-        std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))
+        // A sharded run's plan and shard outputs stay with the report they were merged into (moved back if the
+        // swap fails, so a failed write never loses them).
+        let kept: Vec<&str> =
+            [crate::shard::PLAN_FILE, crate::shard::SHARDS_DIR].into_iter().filter(|e| dir.join(e).exists()).collect();
+        let swapped = (|| {
+            for entry in &kept {
+                std::fs::rename(dir.join(entry), tmp.join(entry)).map_err(|e| Error::file(dir.join(entry), e))?;
+            }
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+            }
+            std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))
+        })();
+        if swapped.is_err() {
+            let _ = std::fs::create_dir_all(dir);
+            for entry in kept.iter().filter(|e| tmp.join(e).exists()) {
+                let _ = std::fs::rename(tmp.join(entry), dir.join(entry));
+            }
+        }
+        swapped
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -169,16 +169,71 @@ fn select_training(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize
     data.rows(&span_training_rows(data, cal, span, before, label_span))
 }
 
-struct Task {
-    model: usize,
-    fit_fold: usize,
-    folds: Vec<usize>,
+/// One unit of walk-forward work: a model's fit on its refit fold and the predictions of every fold that uses
+/// that fit. Tasks are independent: any subset can run in any process and [`assemble`] puts them together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Task {
+    /// Index of the model in the run's model list.
+    pub model: usize,
+    /// The fold that fits.
+    pub fit_fold: usize,
+    /// The folds predicted with that fit (the fit fold first).
+    pub folds: Vec<usize>,
 }
 
-type TaskOutput = Vec<(FoldResult, Vec<OosPrediction>)>;
+/// What one task produced: per fold its result and out-of-sample predictions.
+pub type TaskOutput = Vec<(FoldResult, Vec<OosPrediction>)>;
+
+/// The work of a run, before any fitting: the calendar, the folds and the tasks (model-major, then fit fold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Trading dates of the data.
+    pub calendar: Vec<NaiveDate>,
+    /// The folds.
+    pub folds: Vec<Fold>,
+    /// The tasks.
+    pub tasks: Vec<Task>,
+}
+
+/// Checks the models and splits the calendar of `data` into folds and tasks.
+///
+/// # Errors
+/// [`Error::Config`] for no models, a name used twice or an invalid model or split; [`Error::Data`] for too few
+/// dates.
+pub fn plan(data: &Dataset, models: &[ModelSpec], split: &SplitConfig, opts: RunOptions) -> Result<Plan> {
+    plan_calendar(calendar(data.matrix.index.iter().map(|(_, d)| *d)), models, split, opts.horizon)
+}
+
+/// [`plan`] over a known calendar.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_calendar(cal: Vec<NaiveDate>, models: &[ModelSpec], split: &SplitConfig, horizon: usize) -> Result<Plan> {
+    if models.is_empty() {
+        return Err(Error::Config("no models to run".into()));
+    }
+    for (i, m) in models.iter().enumerate() {
+        if models[..i].iter().any(|o| o.name == m.name) {
+            return Err(Error::Config(format!("model name {:?} is used twice", m.name)));
+        }
+        m.config.validate().map_err(|e| Error::Model { model: m.name.clone(), fold: 0, source: e })?;
+    }
+    let folds = split.folds(cal.len(), horizon)?;
+    let tasks = (0..models.len())
+        .flat_map(|m| {
+            let folds = &folds;
+            folds.iter().filter(|f| f.fit_fold == f.id).map(move |f| Task {
+                model: m,
+                fit_fold: f.id,
+                folds: folds.iter().filter(|g| g.fit_fold == f.id).map(|g| g.id).collect(),
+            })
+        })
+        .collect();
+    Ok(Plan { calendar: cal, folds, tasks })
+}
 
 /// Fits and predicts every model on every fold of `split` over the dates of `data` (all rows, labels NaN where
-/// unknown).
+/// unknown): [`plan`], [`run_tasks`] of every task, [`assemble`].
 ///
 /// # Errors
 /// [`Error::Config`]/[`Error::Data`] for unusable splits or data, [`Error::Model`] naming the model and fold.
@@ -189,36 +244,37 @@ pub fn run(
     opts: RunOptions,
     progress: Progress<'_>,
 ) -> Result<WalkForward> {
-    if models.is_empty() {
-        return Err(Error::Config("no models to run".into()));
-    }
-    for (i, m) in models.iter().enumerate() {
-        if models[..i].iter().any(|o| o.name == m.name) {
-            return Err(Error::Config(format!("model name {:?} is used twice", m.name)));
-        }
-        m.config.validate().map_err(|e| Error::Model { model: m.name.clone(), fold: 0, source: e })?;
-    }
-    let cal = calendar(data.matrix.index.iter().map(|(_, d)| *d));
-    let folds = split.folds(cal.len(), opts.horizon)?;
+    let plan = plan(data, models, split, opts)?;
+    let all: Vec<usize> = (0..plan.tasks.len()).collect();
+    let outputs = run_tasks(data, &plan, models, &all, opts, progress)?;
+    Ok(assemble(&plan, models, all.into_iter().zip(outputs)))
+}
+
+/// Runs the tasks `which` (indices into `plan.tasks`) of `plan` on `jobs` threads; the outputs come in the order
+/// of `which`. `progress` counts the folds of these tasks.
+///
+/// # Errors
+/// The first failing task's error ([`Error::Model`] naming the model and fold, [`Error::Data`]).
+pub fn run_tasks(
+    data: &Dataset,
+    plan: &Plan,
+    models: &[ModelSpec],
+    which: &[usize],
+    opts: RunOptions,
+    progress: Progress<'_>,
+) -> Result<Vec<TaskOutput>> {
+    let (cal, folds) = (&plan.calendar, &plan.folds);
     // Sequence models look up the rows before each row in the full matrix, which the train/test views made
     // below do not carry; datasets built with `DatasetOptions::context` have it already (no copy here).
     let with_context;
-    let data = if data.context.is_none() && models.iter().any(|m| m.config.uses_sequences()) {
+    let data = if data.context.is_none() && which.iter().any(|&t| models[plan.tasks[t].model].config.uses_sequences()) {
         with_context = Dataset { context: Some(Arc::clone(&data.matrix)), ..data.clone() };
         &with_context
     } else {
         data
     };
-    let tasks: Vec<Task> = (0..models.len())
-        .flat_map(|m| {
-            folds.iter().filter(|f| f.fit_fold == f.id).map(move |f| Task { model: m, fit_fold: f.id, folds: vec![] })
-        })
-        .map(|mut t| {
-            t.folds = folds.iter().filter(|f| f.fit_fold == t.fit_fold).map(|f| f.id).collect();
-            t
-        })
-        .collect();
-    let total = models.len() * folds.len();
+    let tasks: Vec<&Task> = which.iter().map(|&t| &plan.tasks[t]).collect();
+    let total = tasks.iter().map(|t| t.folds.len()).sum();
     let done = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let outputs: Mutex<Vec<Option<Result<TaskOutput>>>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
@@ -226,7 +282,7 @@ pub fn run(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(task) = tasks.get(i) else { break };
-            let out = run_task(data, &cal, &folds, &models[task.model], task, opts, &|fold| {
+            let out = run_task(data, cal, folds, &models[task.model], task, opts, &|fold| {
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(&models[task.model].name, fold, n, total);
             });
@@ -245,13 +301,28 @@ pub fn run(
         worker();
     });
     let outputs = outputs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut per_model: Vec<Vec<(FoldResult, Vec<OosPrediction>)>> = (0..models.len()).map(|_| Vec::new()).collect();
-    for (task, out) in tasks.iter().zip(outputs) {
+    let mut done = Vec::with_capacity(outputs.len());
+    for out in outputs {
         match out {
-            Some(Ok(v)) => per_model[task.model].extend(v),
+            Some(Ok(v)) => done.push(v),
             Some(Err(e)) => return Err(e),
             None => {}
         }
+    }
+    Ok(done)
+}
+
+/// Puts task outputs (by task index; every task of `plan` once, in any order) together into the run's result:
+/// results in model then fold order, predictions per model ordered by date then symbol.
+pub fn assemble(
+    plan: &Plan,
+    models: &[ModelSpec],
+    outputs: impl IntoIterator<Item = (usize, TaskOutput)>,
+) -> WalkForward {
+    let folds = &plan.folds;
+    let mut per_model: Vec<Vec<(FoldResult, Vec<OosPrediction>)>> = (0..models.len()).map(|_| Vec::new()).collect();
+    for (t, out) in outputs {
+        per_model[plan.tasks[t].model].extend(out);
     }
     let mut results = Vec::new();
     let mut predictions = BTreeMap::new();
@@ -273,7 +344,19 @@ pub fn run(
             paths.insert(m.name.clone(), by_path);
         }
     }
-    Ok(WalkForward { calendar: cal, folds, results, predictions, paths })
+    WalkForward { calendar: plan.calendar.clone(), folds: plan.folds.clone(), results, predictions, paths }
+}
+
+/// A fold's signal and forecast metrics from its out-of-sample rows (forecast errors only where the score
+/// estimates the label).
+pub fn fold_stats(config: &ModelConfig, rows: &[OosPrediction]) -> (SignalStats, ForecastStats) {
+    let daily = metrics::daily_ic(rows.iter().map(|p| (p.date, p.score, p.label)));
+    let forecast = if config.score_is_label() {
+        metrics::forecast_stats(rows.iter().map(|p| (p.score, p.label)))
+    } else {
+        ForecastStats::not_applicable()
+    };
+    (metrics::signal_stats(&daily), forecast)
 }
 
 fn run_task(
@@ -358,7 +441,7 @@ fn run_task(
                 label: *label,
             })
             .collect();
-        let daily = metrics::daily_ic(rows.iter().map(|p| (p.date, p.score, p.label)));
+        let (signal, forecast) = fold_stats(&spec.config, &rows);
         let (test_start, test_end) = span_dates(cal, &fold.test).unwrap_or((cal[0], cal[0]));
         out.push((
             FoldResult {
@@ -374,12 +457,8 @@ fn run_task(
                 test_rows: test.len(),
                 fit_seconds: if fid == task.fit_fold { fit_seconds } else { 0.0 },
                 predict_seconds,
-                signal: metrics::signal_stats(&daily),
-                forecast: if spec.config.score_is_label() {
-                    metrics::forecast_stats(rows.iter().map(|p| (p.score, p.label)))
-                } else {
-                    ForecastStats::not_applicable()
-                },
+                signal,
+                forecast,
                 importance: if fid == task.fit_fold { importance.clone() } else { None },
             },
             rows,

@@ -285,6 +285,11 @@ pub struct FeatureSpec {
     pub features: Vec<FeatureDef>,
 }
 
+/// The content hash of `bytes` in stockcast's form (sha256, hex of the first 16 bytes).
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex_prefix(&Sha256::digest(bytes))
+}
+
 /// Hex of the first 16 bytes of a digest: the form of every content hash in stockcast.
 pub(crate) fn hex_prefix(digest: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -1,0 +1,521 @@
+//! Sharded walk-forward runs: a plan file, shard outputs and the checks of a merge.
+//!
+//! A run directory of a sharded run holds `plan.json` (the tasks of [`runner::plan`], the configuration and the
+//! data and spec hashes they assume) and `shards/<i>/` per shard (`shard.json` and `predictions.parquet`, written
+//! to a temporary directory and renamed into place, so a shard directory is complete or absent and a rerun
+//! replaces it). [`read_shards`] checks that every shard of one plan is there and puts the task outputs back
+//! together; what it returns is exactly what the tasks produced in one process (scores and labels are stored as
+//! the same f64 bits, fold metrics are recomputed from them by the same code).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use stockcast_features::polars::prelude::*;
+use stockcast_features::prices::{date_to_days, days_to_date};
+use stockcast_models::Importance;
+
+use crate::error::{Error, Result};
+use crate::runner::{self, FoldResult, ModelSpec, OosPrediction, Plan, Task, TaskOutput};
+
+/// The plan file's name in a run directory.
+pub const PLAN_FILE: &str = "plan.json";
+/// The folder of the shard outputs in a run directory.
+pub const SHARDS_DIR: &str = "shards";
+const SHARD_FILE: &str = "shard.json";
+const PREDICTIONS_FILE: &str = "predictions.parquet";
+const FORMAT: u32 = 1;
+
+/// Which part of a plan a process runs: shard `index` of `count` (tasks `index`, `index + count`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardId {
+    /// From 0.
+    pub index: usize,
+    /// Shards in all (at least 1).
+    pub count: usize,
+}
+
+impl ShardId {
+    /// Checks `index < count`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming both.
+    pub fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count {
+            return Err(Error::Config(format!("shard {index}/{count}: the index must be below the count (from 0)")));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Parses `I/N`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] quoting the text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || Error::Config(format!("shard {text:?}: expected I/N, e.g. 0/4 (I from 0 to N-1)"));
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        Self::new(i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?)
+    }
+
+    /// The task indices of this shard among `tasks` tasks (round robin, so each model's folds spread over the
+    /// shards).
+    pub fn tasks(self, tasks: usize) -> Vec<usize> {
+        (self.index..tasks).step_by(self.count).collect()
+    }
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// A planned task as the plan file lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTask {
+    /// Index in the plan.
+    pub id: usize,
+    /// Model name.
+    pub model: String,
+    /// The task (`model` is the model's index).
+    pub task: Task,
+}
+
+/// `plan.json`: what every shard of a run must agree on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    /// Format of this file.
+    pub format: u32,
+    /// `backtest` or `train`.
+    pub job: String,
+    /// The resolved configuration (TOML, every model inline) that shards and the merge run.
+    pub config: String,
+    /// Content hash of `config`.
+    pub config_hash: String,
+    /// Content hash of the prices.
+    pub data_hash: String,
+    /// Hash of the feature spec.
+    pub feature_spec_hash: String,
+    /// Base seed.
+    pub seed: u64,
+    /// Model names in run order.
+    pub models: Vec<String>,
+    /// First and last trading date and how many.
+    pub calendar: (NaiveDate, NaiveDate, usize),
+    /// Folds.
+    pub folds: usize,
+    /// The tasks.
+    pub tasks: Vec<PlannedTask>,
+}
+
+impl PlanFile {
+    /// The plan file of `plan` for a run of `job` with the resolved `config` (TOML).
+    pub fn new(
+        job: &str,
+        config: String,
+        data_hash: &str,
+        feature_spec_hash: &str,
+        seed: u64,
+        models: &[ModelSpec],
+        plan: &Plan,
+    ) -> Self {
+        let tasks = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(id, t)| PlannedTask { id, model: models[t.model].name.clone(), task: t.clone() })
+            .collect();
+        let cal = &plan.calendar;
+        let first_last = |i: usize| cal.get(i).copied().unwrap_or(NaiveDate::MIN);
+        Self {
+            format: FORMAT,
+            job: job.to_owned(),
+            config_hash: stockcast_features::spec::content_hash(config.as_bytes()),
+            config,
+            data_hash: data_hash.to_owned(),
+            feature_spec_hash: feature_spec_hash.to_owned(),
+            seed,
+            models: models.iter().map(|m| m.name.clone()).collect(),
+            calendar: (first_last(0), first_last(cal.len().saturating_sub(1)), cal.len()),
+            folds: plan.folds.len(),
+            tasks,
+        }
+    }
+
+    /// Content hash of the whole plan (what shards record).
+    pub fn hash(&self) -> String {
+        stockcast_features::spec::content_hash(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads `dir/plan.json`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file when it is missing or unreadable.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(PLAN_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Data(format!("{}: {e} (write it with `--plan`, or run a shard, first)", path.display()))
+        })?;
+        let plan: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::Data(format!("{}: not a plan file: {e}", path.display())))?;
+        if plan.format != FORMAT {
+            return Err(Error::Data(format!(
+                "{}: plan format {} (this stockcast reads {FORMAT})",
+                path.display(),
+                plan.format
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Writes `dir/plan.json` atomically.
+    ///
+    /// # Errors
+    /// [`Error::File`].
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(PLAN_FILE);
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Data(e.to_string()))?;
+        stockcast_features::io::write_atomic(&path, &bytes)?;
+        Ok(path)
+    }
+
+    /// Checks that `other` (the plan a process computed now) is this plan, naming what differs.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the first difference and `dir`'s plan file.
+    pub fn check_same(&self, other: &Self, dir: &Path) -> Result<()> {
+        let differs = if self.job != other.job {
+            Some(format!("the job ({} vs {})", self.job, other.job))
+        } else if self.config_hash != other.config_hash {
+            Some(format!("the configuration (hash {} vs {})", self.config_hash, other.config_hash))
+        } else if self.data_hash != other.data_hash {
+            Some(format!("the data (hash {} vs {})", self.data_hash, other.data_hash))
+        } else if self.feature_spec_hash != other.feature_spec_hash {
+            Some(format!("the feature spec (hash {} vs {})", self.feature_spec_hash, other.feature_spec_hash))
+        } else if self != other {
+            Some("the tasks".to_owned())
+        } else {
+            None
+        };
+        match differs {
+            None => Ok(()),
+            Some(what) => Err(Error::Data(format!(
+                "{} is stale: it was planned for different {what}; write a new plan (--plan) or use another --out",
+                dir.join(PLAN_FILE).display()
+            ))),
+        }
+    }
+}
+
+/// A fold result as stored by a shard (metrics are recomputed from the predictions on reading).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFold {
+    task: usize,
+    model: String,
+    fold: usize,
+    fit_fold: usize,
+    train_start: NaiveDate,
+    train_end: NaiveDate,
+    test_start: NaiveDate,
+    test_end: NaiveDate,
+    train_rows: usize,
+    valid_rows: usize,
+    test_rows: usize,
+    fit_seconds: f64,
+    predict_seconds: f64,
+    /// Out-of-sample rows of this fold in `predictions.parquet`.
+    predictions: usize,
+    /// The importance measure and (feature, value bits): JSON keeps the exact f64.
+    importance: Option<(String, Vec<(String, u64)>)>,
+}
+
+/// `shards/<i>/shard.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardFile {
+    format: u32,
+    plan_hash: String,
+    shard: ShardId,
+    tasks: Vec<usize>,
+    folds: Vec<StoredFold>,
+    /// Seconds per stage of this shard's process.
+    timings: BTreeMap<String, f64>,
+}
+
+/// A shard's directory in run directory `dir`.
+pub fn shard_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(SHARDS_DIR).join(index.to_string())
+}
+
+/// Writes the outputs of `shard` (its tasks' outputs in task order) into `dir/shards/<i>/`, replacing an
+/// earlier run of the same shard; nothing is visible there until every file is written.
+///
+/// # Errors
+/// [`Error::File`] and Parquet errors.
+pub fn write_shard(
+    dir: &Path,
+    plan: &PlanFile,
+    shard: ShardId,
+    outputs: &[TaskOutput],
+    timings: BTreeMap<String, f64>,
+) -> Result<PathBuf> {
+    let tasks = shard.tasks(plan.tasks.len());
+    let mut folds = Vec::new();
+    let mut cols = PredictionColumns::default();
+    for (&task, out) in tasks.iter().zip(outputs) {
+        for (r, rows) in out {
+            folds.push(StoredFold {
+                task,
+                model: r.model.clone(),
+                fold: r.fold,
+                fit_fold: r.fit_fold,
+                train_start: r.train_start,
+                train_end: r.train_end,
+                test_start: r.test_start,
+                test_end: r.test_end,
+                train_rows: r.train_rows,
+                valid_rows: r.valid_rows,
+                test_rows: r.test_rows,
+                fit_seconds: r.fit_seconds,
+                predict_seconds: r.predict_seconds,
+                predictions: rows.len(),
+                importance: r
+                    .importance
+                    .as_ref()
+                    .map(|i| (i.measure.clone(), i.values.iter().map(|(f, v)| (f.clone(), v.to_bits())).collect())),
+            });
+            cols.push(task, rows);
+        }
+    }
+    let file = ShardFile { format: FORMAT, plan_hash: plan.hash(), shard, tasks, folds, timings };
+    let target = shard_dir(dir, shard.index);
+    let parent = dir.join(SHARDS_DIR);
+    let tmp = parent.join(format!(".{}.tmp-{}", shard.index, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        let mut df = cols.frame()?;
+        stockcast_features::io::write_frame(&mut df, &tmp.join(PREDICTIONS_FILE))?;
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Data(e.to_string()))?;
+        stockcast_features::io::write_atomic(&tmp.join(SHARD_FILE), &bytes)?;
+        // A rerun replaces the earlier output: the old directory goes first, then the complete new one is renamed
+        // in (a reader sees the old shard, none, or the new one).
+        if target.exists() {
+            let old = parent.join(format!(".{}.old-{}", shard.index, std::process::id()));
+            std::fs::rename(&target, &old).map_err(|e| Error::file(&target, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| Error::file(&target, e))?;
+        stockcast_features::io::sync_dir(&parent)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| target)
+}
+
+#[derive(Default)]
+struct PredictionColumns {
+    task: Vec<u32>,
+    symbol: Vec<String>,
+    date: Vec<i32>,
+    fold: Vec<u32>,
+    score: Vec<f64>,
+    label: Vec<f64>,
+}
+
+impl PredictionColumns {
+    fn push(&mut self, task: usize, rows: &[OosPrediction]) {
+        for p in rows {
+            self.task.push(task as u32);
+            self.symbol.push(p.symbol.clone());
+            self.date.push(date_to_days(p.date));
+            self.fold.push(p.fold as u32);
+            self.score.push(p.score);
+            self.label.push(p.label);
+        }
+    }
+
+    fn frame(self) -> Result<DataFrame> {
+        let cols = vec![
+            Column::new("task".into(), self.task),
+            Column::new("symbol".into(), self.symbol),
+            Column::new("date".into(), self.date),
+            Column::new("fold".into(), self.fold),
+            Column::new("score".into(), self.score),
+            Column::new("label".into(), self.label),
+        ];
+        Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
+    }
+}
+
+/// What the shards of a plan produced.
+#[derive(Debug)]
+pub struct ShardOutputs {
+    /// Each task's output with its index in the plan, in task order.
+    pub tasks: Vec<(usize, TaskOutput)>,
+    /// Each shard's stage timings (seconds), in shard order.
+    pub timings: Vec<BTreeMap<String, f64>>,
+}
+
+/// Reads every shard of `plan` from `dir/shards/`, after checking that every shard of one shard count is present,
+/// ran this plan and covers its tasks completely.
+///
+/// # Errors
+/// [`Error::Data`] naming the missing, stale, incomplete or unreadable shard.
+pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<ShardOutputs> {
+    let root = dir.join(SHARDS_DIR);
+    let entries = std::fs::read_dir(&root).map_err(|e| {
+        Error::Data(format!("{}: {e} (no shard has finished: run `--shard I/N` for every I first)", root.display()))
+    })?;
+    let mut found = BTreeSet::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::file(&root, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // a shard still being written, or one that died while writing
+        }
+        let index: usize = name.parse().map_err(|_| {
+            Error::Data(format!("{}: not a shard directory (shards are named 0, 1, ...)", e.path().display()))
+        })?;
+        found.insert(index);
+    }
+    let plan_hash = plan.hash();
+    let mut files = Vec::new();
+    let mut count = None;
+    for &i in &found {
+        let path = shard_dir(dir, i).join(SHARD_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Error::Data(format!("shard {i}: {}: {e}", path.display())))?;
+        let f: ShardFile = serde_json::from_str(&text)
+            .map_err(|e| Error::Data(format!("shard {i}: {}: unreadable: {e}", path.display())))?;
+        if f.plan_hash != plan_hash {
+            return Err(Error::Data(format!(
+                "shard {i} ({}) is stale: it ran plan {} but {} is plan {plan_hash}; rerun it",
+                shard_dir(dir, i).display(),
+                f.plan_hash,
+                dir.join(PLAN_FILE).display()
+            )));
+        }
+        match count {
+            None => count = Some(f.shard.count),
+            Some(n) if n != f.shard.count => {
+                return Err(Error::Data(format!(
+                    "shard {i} was run as one of {} shards, shard {} as one of {n}: rerun all with one count",
+                    f.shard.count,
+                    found.iter().next().copied().unwrap_or(0)
+                )));
+            }
+            Some(_) => {}
+        }
+        if f.shard.index != i || f.tasks != f.shard.tasks(plan.tasks.len()) {
+            return Err(Error::Data(format!("shard {i}: {} lists other tasks than shard {}", path.display(), f.shard)));
+        }
+        files.push(f);
+    }
+    let n = count.ok_or_else(|| Error::Data(format!("{}: no shard has finished", root.display())))?;
+    let missing: Vec<String> = (0..n).filter(|i| !found.contains(i)).map(|i| i.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(Error::Data(format!(
+            "shard(s) {} of {n} missing in {} (run `--shard I/{n}` for each)",
+            missing.join(", "),
+            root.display()
+        )));
+    }
+    if let Some(extra) = found.iter().find(|&&i| i >= n) {
+        return Err(Error::Data(format!("{}: shard {extra} is beyond the count {n}", root.display())));
+    }
+    let mut outputs = Vec::with_capacity(plan.tasks.len());
+    let mut timings = Vec::new();
+    for f in files {
+        let i = f.shard.index;
+        let mut rows = read_predictions(&shard_dir(dir, i).join(PREDICTIONS_FILE), i)?.into_iter().peekable();
+        let mut per_task: BTreeMap<usize, TaskOutput> = f.tasks.iter().map(|&t| (t, Vec::new())).collect();
+        for s in &f.folds {
+            let (Some(task), Some(out)) = (plan.tasks.get(s.task), per_task.get_mut(&s.task)) else {
+                return Err(Error::Data(format!("shard {i}: fold {} names task {} it was not given", s.fold, s.task)));
+            };
+            let mut preds = Vec::with_capacity(s.predictions);
+            while preds.len() < s.predictions {
+                match rows.next_if(|(t, p)| *t == s.task && p.fold == s.fold) {
+                    Some((_, p)) => preds.push(p),
+                    None => {
+                        return Err(Error::Data(format!(
+                            "shard {i}: {} has fewer predictions for {} fold {} than shard.json lists ({})",
+                            PREDICTIONS_FILE, s.model, s.fold, s.predictions
+                        )));
+                    }
+                }
+            }
+            let spec = models.get(task.task.model).filter(|m| m.name == s.model).ok_or_else(|| {
+                Error::Data(format!("shard {i}: task {} is model {} in the plan, not {}", s.task, task.model, s.model))
+            })?;
+            let (signal, forecast) = runner::fold_stats(&spec.config, &preds);
+            let result = FoldResult {
+                model: s.model.clone(),
+                fold: s.fold,
+                fit_fold: s.fit_fold,
+                train_start: s.train_start,
+                train_end: s.train_end,
+                test_start: s.test_start,
+                test_end: s.test_end,
+                train_rows: s.train_rows,
+                valid_rows: s.valid_rows,
+                test_rows: s.test_rows,
+                fit_seconds: s.fit_seconds,
+                predict_seconds: s.predict_seconds,
+                signal,
+                forecast,
+                importance: s.importance.as_ref().map(|(measure, v)| Importance {
+                    measure: measure.clone(),
+                    values: v.iter().map(|(f, b)| (f.clone(), f64::from_bits(*b))).collect(),
+                }),
+            };
+            out.push((result, preds));
+        }
+        if rows.next().is_some() {
+            return Err(Error::Data(format!("shard {i}: {PREDICTIONS_FILE} has rows shard.json does not list")));
+        }
+        for (t, out) in per_task {
+            let want = &plan.tasks[t].task.folds;
+            let got: Vec<usize> = out.iter().map(|(r, _)| r.fold).collect();
+            if &got != want {
+                return Err(Error::Data(format!(
+                    "shard {i} is incomplete: task {t} ({}) has folds {got:?}, the plan {want:?}",
+                    plan.tasks[t].model
+                )));
+            }
+            outputs.push((t, out));
+        }
+        timings.push(f.timings);
+    }
+    outputs.sort_by_key(|(t, _)| *t);
+    Ok(ShardOutputs { tasks: outputs, timings })
+}
+
+fn read_predictions(path: &Path, shard: usize) -> Result<Vec<(usize, OosPrediction)>> {
+    let bad = |e: PolarsError| Error::Data(format!("shard {shard}: {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| Error::Data(format!("shard {shard}: {}: {e}", path.display())))?;
+    let df = ParquetReader::new(file).finish().map_err(bad)?;
+    let col = |n: &str| df.column(n).map_err(bad);
+    let task = col("task")?.u32().map_err(bad)?.clone();
+    let symbol = col("symbol")?.str().map_err(bad)?.clone();
+    let date = col("date")?.i32().map_err(bad)?.clone();
+    let fold = col("fold")?.u32().map_err(bad)?.clone();
+    let score = col("score")?.f64().map_err(bad)?.clone();
+    let label = col("label")?.f64().map_err(bad)?.clone();
+    let mut out = Vec::with_capacity(df.height());
+    for r in 0..df.height() {
+        let row =
+            (task.get(r), symbol.get(r), date.get(r).and_then(days_to_date), fold.get(r), score.get(r), label.get(r));
+        let (Some(t), Some(s), Some(d), Some(f), Some(score), Some(label)) = row else {
+            return Err(Error::Data(format!("shard {shard}: {}: row {r} has a missing value", path.display())));
+        };
+        out.push((t as usize, OosPrediction { symbol: s.to_owned(), date: d, fold: f as usize, score, label }));
+    }
+    Ok(out)
+}
