@@ -34,5 +34,10 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     && ! command -v google-chrome >/dev/null 2>&1; then
     apt_install chromium
 fi
+# Slurm (slurmctld, slurmd, sbatch; brings munge): the sharded-run test starts a single-node cluster
+# (scripts/slurm-local.sh) and submits deploy/slurm/ to it.
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    apt_install slurm-wlm munge
+fi
 lib=$(scripts/setup-xgboost.sh)
 echo "setup: libxgboost in $lib"

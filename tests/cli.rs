@@ -815,3 +815,82 @@ fn a_backtest_in_four_shard_processes_merges_to_the_single_process_run_bit_for_b
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("shard 0") && text(&o.stderr).contains("stale"), "{}", text(&o.stderr));
 }
+
+/// A single-node Slurm cluster started by `scripts/slurm-local.sh`, stopped on drop.
+struct Slurm {
+    dir: PathBuf,
+}
+
+impl Slurm {
+    fn start(dir: PathBuf) -> Self {
+        let o = Command::new(common::root().join("scripts/slurm-local.sh")).arg("start").arg(&dir).output().unwrap();
+        assert!(o.status.success(), "slurm-local.sh start: {}{}", text(&o.stdout), text(&o.stderr));
+        Self { dir }
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("slurm.conf")
+    }
+
+    /// `JobState` of every task of job `id` (`scontrol show job`).
+    fn states(&self, id: &str) -> Vec<String> {
+        let o =
+            Command::new("scontrol").args(["show", "job", "-o", id]).env("SLURM_CONF", self.conf()).output().unwrap();
+        text(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("JobState=")).map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let _ = Command::new(common::root().join("scripts/slurm-local.sh")).arg("stop").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let slurm = Slurm::start(dir.path().join("slurm"));
+    let cfg = every_kind_config(dir.path(), "");
+    let single = dir.path().join("single");
+    let o = backtest(&cfg, &single, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let out = dir.path().join("sharded");
+    let o = Command::new(common::root().join("deploy/slurm/submit.sh"))
+        .arg(&cfg)
+        .arg(&out)
+        .arg("4")
+        .env("SLURM_CONF", slurm.conf())
+        .env("STOCKCAST_BIN", env!("CARGO_BIN_EXE_stockcast"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "submit.sh: {}", text(&o.stderr));
+    let ids: Vec<String> = text(&o.stdout).split_whitespace().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 2, "{}", text(&o.stdout));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let merge_state = loop {
+        let s = slurm.states(&ids[1]);
+        if let Some(s) =
+            s.first().filter(|s| !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING"].contains(&s.as_str()))
+        {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "merge job still {s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let log = |f: &str| std::fs::read_to_string(out.join("logs").join(f)).unwrap_or_default();
+    assert_eq!(merge_state, "COMPLETED", "merge: {}\nshard 0: {}", log("merge.out"), log("shard-0.out"));
+    // Four array tasks, each completed, each with its log kept beside the report.
+    let tasks = slurm.states(&ids[0]);
+    assert_eq!(tasks, vec!["COMPLETED"; 4], "{tasks:?}");
+    for i in 0..4 {
+        assert!(log(&format!("shard-{i}.out")).contains(&format!("shard {i}/4")), "{}", log(&format!("shard-{i}.out")));
+    }
+    assert_eq!(report_results(&single), report_results(&out), "report.json metrics differ");
+    for f in ["predictions.parquet", "equity.parquet"] {
+        assert_eq!(std::fs::read(single.join(f)).unwrap(), std::fs::read(out.join(f)).unwrap(), "{f} differs");
+    }
+}

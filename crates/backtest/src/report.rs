@@ -736,10 +736,9 @@ pub fn write_run(
         if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
         }
-        // A sharded run's plan and shard outputs stay with the report they were merged into (moved back if the
+        // A sharded run's plan, shard outputs and logs stay with the report they were merged into (moved back if the
         // swap fails, so a failed write never loses them).
-        let kept: Vec<&str> =
-            [crate::shard::PLAN_FILE, crate::shard::SHARDS_DIR].into_iter().filter(|e| dir.join(e).exists()).collect();
+        let kept: Vec<&str> = crate::shard::KEPT.into_iter().filter(|e| dir.join(e).exists()).collect();
         let swapped = (|| {
             for entry in &kept {
                 std::fs::rename(dir.join(entry), tmp.join(entry)).map_err(|e| Error::file(dir.join(entry), e))?;

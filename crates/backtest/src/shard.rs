@@ -23,6 +23,10 @@ use crate::runner::{self, FoldResult, ModelSpec, OosPrediction, Plan, Task, Task
 pub const PLAN_FILE: &str = "plan.json";
 /// The folder of the shard outputs in a run directory.
 pub const SHARDS_DIR: &str = "shards";
+/// The folder deploy/slurm/submit.sh writes the scheduler's logs to.
+pub const LOGS_DIR: &str = "logs";
+/// What a sharded run keeps beside the report merged into its directory (the report replaces the rest).
+pub const KEPT: [&str; 3] = [PLAN_FILE, SHARDS_DIR, LOGS_DIR];
 const SHARD_FILE: &str = "shard.json";
 const PREDICTIONS_FILE: &str = "predictions.parquet";
 const FORMAT: u32 = 1;
