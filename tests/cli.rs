@@ -870,7 +870,7 @@ fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run()
     assert!(o.status.success(), "submit.sh: {}", text(&o.stderr));
     let ids: Vec<String> = text(&o.stdout).split_whitespace().map(str::to_owned).collect();
     assert_eq!(ids.len(), 2, "{}", text(&o.stdout));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(15);
     let merge_state = loop {
         let s = slurm.states(&ids[1]);
         if let Some(s) =
