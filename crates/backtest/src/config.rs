@@ -159,6 +159,23 @@ impl BacktestConfig {
         Ok(cfg)
     }
 
+    /// Like [`BacktestConfig::from_toml`] for a text that also has the top-level tables `extra`, which are returned
+    /// as they are (paths stay as written).
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the parser's message.
+    pub fn from_toml_with(text: &str, extra: &[&str]) -> Result<(Self, toml::Table)> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let mut extras = toml::Table::new();
+        for key in extra {
+            if let Some(v) = table.remove(*key) {
+                extras.insert((*key).to_owned(), v);
+            }
+        }
+        let rest = toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?;
+        Ok((Self::from_toml(&rest)?, extras))
+    }
+
     /// Reads a config file and resolves its paths (data files, spec, model configs) against it.
     ///
     /// # Errors
@@ -174,17 +191,8 @@ impl BacktestConfig {
     /// As [`BacktestConfig::from_file`].
     pub fn from_file_with(path: &Path, extra: &[&str]) -> Result<(Self, toml::Table)> {
         let text = stockcast_features::io::read_text(path)?;
-        let named = |m: String| Error::Config(format!("{}: {m}", path.display()));
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| named(e.to_string()))?;
-        let mut extras = toml::Table::new();
-        for key in extra {
-            if let Some(v) = table.remove(*key) {
-                extras.insert((*key).to_owned(), v);
-            }
-        }
-        let rest = toml::to_string(&table).map_err(|e| named(e.to_string()))?;
-        let mut cfg = Self::from_toml(&rest).map_err(|e| match e {
-            Error::Config(m) => named(m),
+        let (mut cfg, extras) = Self::from_toml_with(&text, extra).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
         })?;
         let fix = |p: &mut Option<PathBuf>| {
