@@ -39,5 +39,9 @@ fi
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
     apt_install slurm-wlm munge
 fi
+# moto in server mode (PyPI): the S3-compatible server the object-store tests start (conditional puts included).
+if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' >&2
+fi
 lib=$(scripts/setup-xgboost.sh)
 echo "setup: libxgboost in $lib"

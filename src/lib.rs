@@ -25,6 +25,7 @@ mod logging;
 pub mod prices;
 mod progress;
 pub mod recommend;
+pub mod staging;
 pub mod train;
 
 pub use ctx::Ctx;

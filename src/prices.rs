@@ -162,6 +162,11 @@ pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Optio
     let pb = ctx.progress.step(&format!("loading {label}"));
     let result = if stockcast_features::is_database_url(&input.prices) {
         load_from_db(&input.prices.to_string_lossy(), input, &opts).inspect_err(|_| pb.finish_and_clear())?
+    } else if stockcast_features::objects::is_object_path(&input.prices) {
+        // An object (s3://bucket/prices.parquet): a local copy for the reader, removed after it.
+        let copy = stockcast_features::objects::download(&input.prices.to_string_lossy())
+            .inspect_err(|_| pb.finish_and_clear())?;
+        stockcast_features::load_prices(&copy.path, &opts)
     } else {
         stockcast_features::load_prices(&input.prices, &opts)
     };

@@ -16,6 +16,7 @@ use serde_json::Value;
 use stockcast_backtest::report;
 use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions};
 use stockcast_features::Policy;
+use stockcast_features::objects::{self, Objects};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, DatasetOptions};
 
@@ -252,10 +253,16 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         );
     };
     let created_at = opts.created_at.clone().unwrap_or_else(|| ctx.clock().now_rfc3339());
+    // Local files of the run (quarantine, feature cache): beside a directory registry, or in a local cache
+    // directory for an object-store one (whose run summaries are uploaded under `runs/`).
+    let remote = objects::is_object_path(&opts.models_dir).then(|| Objects::open(&opts.models_dir.to_string_lossy()));
+    let remote = remote.transpose()?;
+    let local_dir =
+        if remote.is_some() { std::env::temp_dir().join("stockcast-cache") } else { opts.models_dir.clone() };
 
     // Data up to the as-of date.
     let input = PriceInput::file(prices_path.clone(), bt.data.securities.clone(), opts.on_bad_rows);
-    let loaded = load(ctx, &input, &opts.models_dir.join("train-prices.csv"), None).map_err(|e| {
+    let loaded = load(ctx, &input, &local_dir.join("train-prices.csv"), None).map_err(|e| {
         if e.chain().any(|c| matches!(c.downcast_ref(), Some(stockcast_features::Error::Quality { .. }))) {
             e.context(QualityFailure)
         } else {
@@ -267,7 +274,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
     let prices = loaded.prices.until(as_of)?;
     let (first, last) = prices.date_range()?.ok_or_else(|| UsageError(format!("no prices up to {as_of}")))?;
     let pb = ctx.progress.step("computing features");
-    let built = stockcast_features::build_features_cached(&prices, &spec, &opts.models_dir.join(".cache"))
+    let built = stockcast_features::build_features_cached(&prices, &spec, &local_dir.join(".cache"))
         .context("computing features")?;
     pb.finish_and_clear();
     let data = Dataset::from_frame(&built.frame, &prices, DatasetOptions::default())?;
@@ -402,7 +409,13 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         feature_cache: built.message,
         path,
     };
-    stockcast_features::io::write_atomic(&summary.path, &serde_json::to_vec_pretty(&summary)?)?;
+    let json = serde_json::to_vec_pretty(&summary)?;
+    if let Some(o) = &remote {
+        let rel = summary.path.strip_prefix(&opts.models_dir).unwrap_or(&summary.path).to_string_lossy();
+        o.put(&rel, json)?;
+    } else {
+        stockcast_features::io::write_atomic(&summary.path, &json)?;
+    }
     tracing::info!(summary = %summary.path.display(), seconds = summary.seconds, "train finished");
     Ok(summary)
 }

@@ -894,3 +894,186 @@ fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run()
         assert_eq!(std::fs::read(single.join(f)).unwrap(), std::fs::read(out.join(f)).unwrap(), "{f} differs");
     }
 }
+
+/// `bin()` with the environment of an S3 client of `s3`.
+fn s3_bin(s3: &stockcast_infer::testkit::LocalS3) -> Command {
+    let mut c = bin();
+    for (k, v) in s3.env() {
+        c.env(k, v);
+    }
+    c
+}
+
+fn s3_run(s3: &stockcast_infer::testkit::LocalS3, args: &[&str]) -> Output {
+    s3_bin(s3).args(args).output().unwrap()
+}
+
+#[test]
+fn runs_prices_and_shards_on_an_s3_server_give_the_local_results() {
+    let s3 = stockcast_infer::testkit::LocalS3::start().unwrap();
+    s3.create_bucket("stockcast").unwrap();
+    let csv = std::fs::read(dataset("us5_daily.csv")).unwrap();
+    s3.put_object("stockcast", "data/us5_daily.csv", &csv).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("backtest.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "seed = 7\n[data]\nprices = {:?}\nhorizon = 5\n[split]\nmin_train_days = 504\ntest_days = 504\n\
+             [[models]]\nname = \"lin\"\nmodel = {{ kind = \"linear\", alpha = 0.01 }}\n\
+             [[models]]\nname = \"mom\"\nmodel = {{ kind = \"rule\", rule = \"momentum\", lookback = 20 }}\n",
+            dataset("us5_daily.csv")
+        ),
+    )
+    .unwrap();
+    let local = dir.path().join("local");
+    let o = backtest(&cfg, &local, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    // Prices read from the bucket, the run written to it.
+    let prices = "s3://stockcast/data/us5_daily.csv";
+    let o = s3_run(
+        &s3,
+        &["backtest", "--config", cfg.to_str().unwrap(), "--prices", prices, "--out", "s3://stockcast/runs/a"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("s3://stockcast/runs/a/report.html"), "{}", text(&o.stdout));
+    let fetched = |run: &str, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for f in ["report.json", "predictions.parquet", "equity.parquet"] {
+            let bytes = s3.get_object("stockcast", &format!("runs/{run}/{f}")).unwrap();
+            std::fs::write(to.join(f), bytes.unwrap_or_else(|| panic!("runs/{run}/{f} not uploaded"))).unwrap();
+        }
+    };
+    let same = |run: &Path| {
+        // The same results; only the recorded price source differs (the file, or its copy in the bucket).
+        let (mut a, mut b) = (report_results(&local), report_results(run));
+        for r in [&mut a, &mut b] {
+            r["data"].as_object_mut().unwrap().remove("prices");
+        }
+        assert!(a == b, "report.json metrics differ");
+        for f in ["predictions.parquet", "equity.parquet"] {
+            assert_eq!(std::fs::read(local.join(f)).unwrap(), std::fs::read(run.join(f)).unwrap(), "{f} differs");
+        }
+    };
+    fetched("a", &dir.path().join("a"));
+    same(&dir.path().join("a"));
+    let keys = s3.list("stockcast", "runs/a").unwrap();
+    assert!(keys.iter().any(|k| k.starts_with("runs/a/plots/")), "{keys:?}");
+
+    // A sharded run whose plan, shards and report all live in the bucket.
+    let out = "s3://stockcast/runs/b";
+    let c = cfg.to_str().unwrap();
+    let o = s3_run(&s3, &["backtest", "--config", c, "--out", out, "--plan"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for i in 0..2 {
+        let o = s3_run(&s3, &["backtest", "--config", c, "--out", out, "--shard", &format!("{i}/2")]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let o = s3_run(&s3, &["backtest", "merge", "--out", out]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    fetched("b", &dir.path().join("b"));
+    same(&dir.path().join("b"));
+    assert!(s3.get_object("stockcast", "runs/b/shards/1/shard.json").unwrap().is_some(), "shards kept");
+    // A missing shard is named, as on a filesystem.
+    let o = s3_run(&s3, &["backtest", "--config", c, "--out", "s3://stockcast/runs/c", "--shard", "1/2"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = s3_run(&s3, &["backtest", "merge", "--out", "s3://stockcast/runs/c"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("shard(s) 0 of 2 missing"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let s3 = stockcast_infer::testkit::LocalS3::start().unwrap();
+    s3.create_bucket("stockcast").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A floor every run passes: each train promotes what it publishes.
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    let models = "s3://stockcast/models";
+    // Two nightly jobs at once: there is no lock on an object store, so both run to the end.
+    let trains: Vec<_> = (0..2)
+        .map(|i| {
+            s3_bin(&s3)
+                .args(["train", "--config", cfg.to_str().unwrap(), "--models-dir", models])
+                .args(["--created-at", &format!("2026-11-30T22:0{i}:00Z")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for t in trains {
+        let o = t.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let aliases = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&s3.get_object("stockcast", &format!("models/{name}/aliases.json")).unwrap().unwrap())
+            .unwrap()
+    };
+    for name in ["lin", "mom"] {
+        // Two distinct versions, each complete; both promotions recorded.
+        for v in [1, 2] {
+            let o = s3_run(&s3, &["models", "show", &format!("{name}@{v}"), "--verify", "--models-dir", models]);
+            assert!(o.status.success(), "{name}@{v}: {}", text(&o.stderr));
+            assert!(text(&o.stdout).contains("match their sha256"), "{}", text(&o.stdout));
+        }
+        assert!(s3.get_object("stockcast", &format!("models/{name}/3/manifest.json")).unwrap().is_none());
+        let history = aliases(name)["history"].as_array().unwrap().len();
+        assert_eq!(history, 2, "{name}: {}", aliases(name));
+    }
+    // Eight promotions at once through conditional puts: every move is in the history, none overwritten.
+    let promotes: Vec<_> = (0..8)
+        .map(|i| {
+            s3_bin(&s3)
+                .args(["models", "promote", "lin", &(1 + i % 2).to_string(), "--models-dir", models])
+                .args(["--alias", if i < 4 { "champion" } else { "staging" }])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in promotes {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let a = aliases("lin");
+    assert_eq!(a["history"].as_array().unwrap().len(), 10, "{a}");
+    let staging = a["history"].as_array().unwrap().iter().filter(|m| m["alias"] == "staging").count();
+    assert_eq!(staging, 4, "{a}");
+    // The list reads the bucket like a directory.
+    let o = s3_run(&s3, &["models", "list", "--models-dir", models]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let listed = text(&o.stdout);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("lin@")).count(), 2, "{listed}");
+    assert_eq!(s3.list("stockcast", "models/runs").unwrap().len(), 2, "both run summaries uploaded");
+
+    // The server loads the champions from the bucket.
+    let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
+    let url = cluster.create_database("s3serve").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = s3_bin(&s3)
+        .args(["serve", "--migrate", "--addr", &addr, "--models-dir", models])
+        .env("DATABASE_URL", &url)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let champion = a["aliases"]["champion"].as_u64().unwrap();
+    assert!(resp.contains("\"lin\"") && resp.contains(&format!("\"version\":{champion}")), "{resp}");
+}

@@ -10,6 +10,7 @@ use crate::UsageError;
 use crate::backtest::{BacktestData, run as run_backtest};
 use crate::cli::{BacktestAction, BacktestArgs};
 use crate::ctx::Ctx;
+use crate::staging::Staging;
 
 /// Reads the config and applies the command-line overrides.
 fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
@@ -47,45 +48,55 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
 pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(BacktestAction::Merge(m)) = &a.action {
-        let bt = crate::backtest::merge(ctx, &m.out, m.prices.clone(), m.on_bad_rows.map(policy))?;
-        let dir = bt.write(&m.out)?;
-        summary(&bt, &dir, started);
+        let stage = Staging::new(&m.out)?;
+        stage.pull(true)?;
+        let bt = crate::backtest::merge(ctx, &stage.dir, m.prices.clone(), m.on_bad_rows.map(policy))?;
+        bt.write(&stage.dir)?;
+        stage.push_run()?;
+        summary(&bt, &stage.shown(), started);
         return Ok(());
     }
     let cfg = config(a)?;
     let out_dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join(&cfg.name));
     let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
-    let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &out_dir.with_extension("prices.csv"))?;
+    let stage = Staging::new(&out_dir)?;
+    let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &stage.dir.with_extension("prices.csv"))?;
     if a.plan {
-        let plan = crate::backtest::write_plan(&cfg, &data, &out_dir)?;
+        let plan = crate::backtest::write_plan(&cfg, &data, &stage.dir)?;
+        stage.push_plan(true)?;
         out(&format!(
-            "{} tasks ({} models × refit folds, {} folds) planned in {}",
+            "{} tasks ({} models × refit folds, {} folds) planned in {}/{}",
             plan.tasks.len(),
             plan.models.len(),
             plan.folds,
-            out_dir.join(stockcast_backtest::shard::PLAN_FILE).display()
+            stage.shown(),
+            stockcast_backtest::shard::PLAN_FILE
         ));
         return Ok(());
     }
     if let Some(shard) = shard {
-        let r = crate::backtest::run_shard(ctx, &cfg, &data, &out_dir, shard)?;
+        stage.pull(false)?;
+        let r = crate::backtest::run_shard(ctx, &cfg, &data, &stage.dir, shard)?;
+        stage.push_shard(shard)?;
         out(&format!(
-            "shard {shard}: {} of {} tasks in {:.1} s -> {}",
+            "shard {shard}: {} of {} tasks in {:.1} s -> {}/shards/{}",
             r.tasks.0,
             r.tasks.1,
             started.elapsed().as_secs_f64(),
-            r.dir.display()
+            stage.shown(),
+            shard.index
         ));
         return Ok(());
     }
     let bt = run_backtest(ctx, &cfg, &data)?;
-    let dir = bt.write(&out_dir)?;
-    summary(&bt, &dir, started);
+    bt.write(&stage.dir)?;
+    stage.push_run()?;
+    summary(&bt, &stage.shown(), started);
     Ok(())
 }
 
-fn summary(bt: &crate::backtest::Backtest, dir: &Path, started: Instant) {
+fn summary(bt: &crate::backtest::Backtest, dir: &str, started: Instant) {
     out(&format!("{}, {:.1} s", bt.headline(), started.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
-    out(&format!("report: {}", dir.join("report.html").display()));
+    out(&format!("report: {dir}/report.html"));
 }

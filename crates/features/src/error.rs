@@ -66,6 +66,16 @@ pub enum Error {
     /// An error raised inside Polars.
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
+    /// An object store (s3://, gs://, az://) refused or failed a request.
+    #[error("{url}: {message}")]
+    Storage {
+        /// The object's URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+        /// True when the user's URL or credentials are at fault (a missing object, a bad URL, access denied).
+        user: bool,
+    },
 }
 
 impl Error {
@@ -78,6 +88,7 @@ impl Error {
             | Self::Config { .. }
             | Self::MissingRequired { .. }
             | Self::Read { .. } => true,
+            Self::Storage { user, .. } => *user,
             Self::Io { .. } | Self::Polars(_) => false,
         }
     }

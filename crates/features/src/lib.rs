@@ -11,6 +11,7 @@ pub mod incremental;
 pub mod io;
 pub mod load;
 pub mod matrix;
+pub mod objects;
 pub mod prices;
 pub mod quality;
 pub mod spec;

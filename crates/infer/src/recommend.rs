@@ -67,8 +67,8 @@ impl Scorer {
     pub fn load(registry: &Registry, reference: &ModelRef) -> Result<Self> {
         let (name, version) = registry.resolve(&reference.clone().champion_if_bare())?;
         let (manifest, model) = registry.load(&name, version)?;
-        let spec_path = registry.version_dir(&name, version).join("spec.toml");
-        let spec = FeatureSpec::from_file(&spec_path)?;
+        let spec = registry.version_file(&name, version, "spec.toml")?;
+        let spec = FeatureSpec::from_toml(&String::from_utf8_lossy(&spec))?;
         Ok(Self { name, version, manifest, spec, model })
     }
 

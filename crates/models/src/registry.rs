@@ -5,12 +5,21 @@
 //! place, so a crash leaves no partial version (hidden directories are ignored and removed by [`Registry::gc`]).
 //! Aliases (`champion` and user-named) live in `<root>/<name>/aliases.json`, replaced atomically, with the
 //! history of every move.
+//!
+//! The root may also be an object store (`s3://bucket/models`, `gs://…`, `az://…`; see
+//! [`stockcast_features::objects`]). There, with no rename and no file lock: a version's files are uploaded under
+//! its prefix and `manifest.json` last, created only if absent, as the commit point (a version without a manifest
+//! does not exist for readers); the version number is claimed by a conditional replace of `<name>/.high_water`
+//! and every alias move is a conditional replace of `aliases.json` (read, change, write if unchanged, else
+//! again), so of two concurrent writers both publish distinct versions and no alias move is lost.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use stockcast_features::objects::{self, Objects, Versioned};
 
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, TrainedModel, list_files, sha256_file};
@@ -122,6 +131,8 @@ pub struct Aliases {
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+    /// The object store when the root is a URL (or why it cannot be opened).
+    remote: Option<std::result::Result<Objects, String>>,
 }
 
 /// Name of the lock file in the registry root.
@@ -130,15 +141,21 @@ pub const LOCK_FILE: &str = ".registry.lock";
 /// The registry's exclusive lock; released on drop (or by the kernel when the process ends).
 #[derive(Debug)]
 pub struct RegistryLock {
-    file: std::fs::File,
+    /// The locked file; `None` for an object-store registry, whose writers rely on conditional puts instead.
+    file: Option<std::fs::File>,
 }
 
 impl Drop for RegistryLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        if let Some(f) = &self.file {
+            let _ = f.set_len(0);
+            let _ = f.unlock();
+        }
     }
 }
+
+/// Tries of a read-change-conditional-write before giving up (each lost race means another writer succeeded).
+const CAS_TRIES: usize = 1000;
 
 fn fsync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
@@ -240,9 +257,22 @@ impl std::fmt::Display for ModelRef {
 }
 
 impl Registry {
-    /// A registry at `root` (created on the first publish).
+    /// A registry at `root` (created on the first publish): a directory, or an object-store URL.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let remote = objects::is_object_path(&root)
+            .then(|| Objects::open(root.to_string_lossy().trim_end_matches('/')).map_err(|e| e.to_string()));
+        let root = if remote.is_none() { objects::local_path(&root.to_string_lossy()) } else { root };
+        Self { root, remote }
+    }
+
+    /// The object store of a URL root (`None` for a directory).
+    fn remote(&self) -> Result<Option<&Objects>> {
+        match &self.remote {
+            None => Ok(None),
+            Some(Ok(o)) => Ok(Some(o)),
+            Some(Err(e)) => Err(Error::Config(format!("registry {}: {e}", self.root.display()))),
+        }
     }
 
     /// The root directory.
@@ -273,7 +303,7 @@ impl Registry {
         let _ = file.set_len(0);
         let _ = writeln!(f, "pid {} {holder}", std::process::id());
         let _ = file.sync_data();
-        RegistryLock { file }
+        RegistryLock { file: Some(file) }
     }
 
     /// Who holds the lock, as its holder wrote it (`pid N what`), or `unknown`.
@@ -289,6 +319,10 @@ impl Registry {
     /// # Errors
     /// I/O errors opening or locking the lock file.
     pub fn try_lock(&self, holder: &str) -> Result<Option<RegistryLock>> {
+        if self.remote()?.is_some() {
+            // Object stores: no lock; publishes and alias moves are conditional puts.
+            return Ok(Some(RegistryLock { file: None }));
+        }
         let file = self.open_lock()?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self::holding(file, holder))),
@@ -328,6 +362,12 @@ impl Registry {
 
     /// Registered names (directories with at least one version), sorted.
     pub fn names(&self) -> Result<Vec<String>> {
+        if let Some(o) = self.remote()? {
+            let mut names: Vec<String> =
+                o.list("")?.iter().filter_map(|k| manifest_key(k).map(|(n, _)| n.to_owned())).collect();
+            names.dedup();
+            return Ok(names);
+        }
         if !self.root.exists() {
             return Ok(Vec::new());
         }
@@ -346,6 +386,16 @@ impl Registry {
     /// Published versions of `name`, ascending (complete ones only: a directory named by a number with a
     /// manifest).
     pub fn versions(&self, name: &str) -> Result<Vec<u64>> {
+        if let Some(o) = self.remote()? {
+            check_name(name)?;
+            let mut v: Vec<u64> = o
+                .list(name)?
+                .iter()
+                .filter_map(|k| manifest_key(k).filter(|(n, _)| *n == name).map(|(_, v)| v))
+                .collect();
+            v.sort_unstable();
+            return Ok(v);
+        }
         let dir = self.dir(name);
         if !dir.exists() {
             return Ok(Vec::new());
@@ -371,45 +421,60 @@ impl Registry {
     /// I/O errors; an invalid name.
     pub fn publish_with(&self, name: &str, p: &Publish<'_>, before_rename: &dyn Fn(&Path)) -> Result<Manifest> {
         check_name(name)?;
+        if let Some(o) = self.remote()? {
+            return self.publish_remote(o, name, p, before_rename);
+        }
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let version = self.high_water(name)? + 1;
         stockcast_features::io::write_atomic(&dir.join(".high_water"), format!("{version}\n").as_bytes())?;
         let tmp = dir.join(format!(".tmp-{version}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        p.model.save(&tmp, &[("spec.toml", p.spec_toml.as_bytes())])?;
-        let mut rel = Vec::new();
-        list_files(&tmp, Path::new(""), &mut rel)?;
-        let mut files = BTreeMap::new();
-        for r in &rel {
-            let path = tmp.join(r);
-            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
-            files.insert(r.to_string_lossy().into_owned(), sha256_file(&path)?);
-        }
-        let manifest = Manifest {
-            format: 1,
-            name: name.to_owned(),
-            version,
-            created_at: p.created_at.to_owned(),
-            kind: p.model.meta.kind.clone(),
-            config: p.model.meta.config.clone(),
-            feature_spec_hash: p.model.meta.spec_hash.clone(),
-            data: p.data.clone(),
-            train_range: p.model.meta.train_range,
-            metrics: p.metrics.clone(),
-            seed: p.model.meta.seed,
-            stockcast_version: p.stockcast_version.to_owned(),
-            git_commit: p.git_commit.clone(),
-            files,
-        };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Data(e.to_string()))?;
-        stockcast_features::io::write_atomic(&tmp.join("manifest.json"), &json)?;
+        let manifest = write_version(&tmp, name, version, p)?;
         fsync_dir(&tmp)?;
         before_rename(&tmp);
         let target = self.version_dir(name, version);
         std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         fsync_dir(&dir)?;
         Ok(manifest)
+    }
+
+    /// [`Registry::publish_with`] on an object store: claim the number, upload the files, then the manifest.
+    fn publish_remote(
+        &self,
+        o: &Objects,
+        name: &str,
+        p: &Publish<'_>,
+        before_commit: &dyn Fn(&Path),
+    ) -> Result<Manifest> {
+        let hw = format!("{name}/.high_water");
+        let mut version = None;
+        for _ in 0..CAS_TRIES {
+            let seen = o.get(&hw)?;
+            let stored = seen.as_ref().and_then(|v| String::from_utf8_lossy(&v.bytes).trim().parse::<u64>().ok());
+            let next = stored.unwrap_or(0).max(self.versions(name)?.last().copied().unwrap_or(0)) + 1;
+            if o.put_if(&hw, format!("{next}\n").into_bytes(), seen.as_ref())? {
+                version = Some(next);
+                break;
+            }
+        }
+        let version = version
+            .ok_or_else(|| Error::Data(format!("{}: no version number after {CAS_TRIES} tries", o.url_of(&hw))))?;
+        let tmp = std::env::temp_dir().join(format!("stockcast-publish-{name}-{version}-{}", std::process::id()));
+        let result = (|| {
+            let manifest = write_version(&tmp, name, version, p)?;
+            let rel = format!("{name}/{version}");
+            let manifest_bytes = std::fs::read(tmp.join("manifest.json")).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::remove_file(tmp.join("manifest.json")).map_err(|e| Error::io(&tmp, e))?;
+            o.upload_dir(&tmp, &rel, None)?;
+            before_commit(&tmp);
+            // The commit point: created only if absent, so a version is never published twice.
+            if !o.put_new(&format!("{rel}/manifest.json"), manifest_bytes)? {
+                return Err(Error::Data(format!("{}: already published by another writer", o.url_of(&rel))));
+            }
+            Ok(manifest)
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
     }
 
     /// Publishes a new version (see [`Registry::publish_with`]).
@@ -426,6 +491,13 @@ impl Registry {
     /// [`Error::Artifact`] when missing or invalid.
     pub fn manifest(&self, name: &str, version: u64) -> Result<Manifest> {
         let dir = self.version_dir(name, version);
+        if let Some(o) = self.remote()? {
+            let bytes = o.get(&format!("{name}/{version}/manifest.json"))?.ok_or_else(|| {
+                Error::artifact(&dir, format!("manifest.json: no such object (is {name}@{version} published?)"))
+            })?;
+            return serde_json::from_slice(&bytes.bytes)
+                .map_err(|e| Error::artifact(&dir, format!("invalid manifest.json: {e}")));
+        }
         let text = std::fs::read_to_string(dir.join("manifest.json"))
             .map_err(|e| Error::artifact(&dir, format!("manifest.json: {e} (is {name}@{version} published?)")))?;
         serde_json::from_str(&text).map_err(|e| Error::artifact(&dir, format!("invalid manifest.json: {e}")))
@@ -437,25 +509,41 @@ impl Registry {
     /// [`Error::Artifact`] when the manifest itself is unreadable.
     pub fn verify(&self, name: &str, version: u64) -> Result<Vec<String>> {
         let m = self.manifest(name, version)?;
+        if let Some(o) = self.remote()? {
+            let tmp = Self::download(o, name, version)?;
+            let problems = verify_dir(&tmp, &m);
+            let _ = std::fs::remove_dir_all(&tmp);
+            return problems;
+        }
+        verify_dir(&self.version_dir(name, version), &m)
+    }
+
+    /// Downloads a version of an object-store registry into a fresh temporary directory.
+    fn download(o: &Objects, name: &str, version: u64) -> Result<PathBuf> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = std::env::temp_dir().join(format!("stockcast-fetch-{name}-{version}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        if let Err(e) = o.download_dir(&format!("{name}/{version}"), &tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+        Ok(tmp)
+    }
+
+    /// One file of a version (e.g. its `spec.toml`), as stored.
+    ///
+    /// # Errors
+    /// [`Error::Artifact`] when it is missing.
+    pub fn version_file(&self, name: &str, version: u64, rel: &str) -> Result<Vec<u8>> {
         let dir = self.version_dir(name, version);
-        let mut problems = Vec::new();
-        for (rel, want) in &m.files {
-            let p = dir.join(rel);
-            if !p.is_file() {
-                problems.push(format!("{rel}: missing"));
-            } else if &sha256_file(&p)? != want {
-                problems.push(format!("{rel}: sha256 differs from the manifest (altered or truncated)"));
-            }
+        if let Some(o) = self.remote()? {
+            return o
+                .get(&format!("{name}/{version}/{rel}"))?
+                .map(|v| v.bytes)
+                .ok_or_else(|| Error::artifact(&dir, format!("{rel}: no such object")));
         }
-        let mut rel = Vec::new();
-        list_files(&dir, Path::new(""), &mut rel)?;
-        for r in rel {
-            let r = r.to_string_lossy().into_owned();
-            if r != "manifest.json" && !m.files.contains_key(&r) {
-                problems.push(format!("{r}: not in the manifest"));
-            }
-        }
-        Ok(problems)
+        std::fs::read(dir.join(rel)).map_err(|e| Error::artifact(&dir, format!("{rel}: {e}")))
     }
 
     /// Loads a version after verifying every file hash (and the model's own checks).
@@ -463,15 +551,26 @@ impl Registry {
     /// # Errors
     /// [`Error::Artifact`] naming the first problem.
     pub fn load(&self, name: &str, version: u64) -> Result<(Manifest, TrainedModel)> {
-        let problems = self.verify(name, version)?;
-        let dir = self.version_dir(name, version);
-        if let Some(p) = problems.first() {
-            return Err(Error::artifact(&dir, format!("{name}@{version} failed verification: {p}")));
+        if let Some(o) = self.remote()? {
+            // Verified and loaded from one downloaded copy: what is checked is what is loaded.
+            let tmp = Self::download(o, name, version)?;
+            let loaded = self.load_dir(name, version, &tmp);
+            let _ = std::fs::remove_dir_all(&tmp);
+            return loaded;
         }
-        let model = TrainedModel::load(&dir)?;
+        self.load_dir(name, version, &self.version_dir(name, version))
+    }
+
+    fn load_dir(&self, name: &str, version: u64, dir: &Path) -> Result<(Manifest, TrainedModel)> {
         let manifest = self.manifest(name, version)?;
+        let problems = verify_dir(dir, &manifest)?;
+        let shown = self.version_dir(name, version);
+        if let Some(p) = problems.first() {
+            return Err(Error::artifact(&shown, format!("{name}@{version} failed verification: {p}")));
+        }
+        let model = TrainedModel::load(dir)?;
         if model.meta.spec_hash != manifest.feature_spec_hash {
-            return Err(Error::artifact(&dir, "the manifest's feature spec hash differs from model.json's"));
+            return Err(Error::artifact(&shown, "the manifest's feature spec hash differs from model.json's"));
         }
         Ok((manifest, model))
     }
@@ -481,6 +580,21 @@ impl Registry {
     /// # Errors
     /// [`Error::Artifact`] when `aliases.json` is unreadable.
     pub fn aliases(&self, name: &str) -> Result<Aliases> {
+        Ok(self.aliases_versioned(name)?.0)
+    }
+
+    /// The aliases and, on an object store, the stored object they were read from (for a conditional replace).
+    fn aliases_versioned(&self, name: &str) -> Result<(Aliases, Option<Versioned>)> {
+        if let Some(o) = self.remote()? {
+            let Some(v) = o.get(&format!("{name}/aliases.json"))? else { return Ok((Aliases::default(), None)) };
+            let a = serde_json::from_slice(&v.bytes)
+                .map_err(|e| Error::artifact(self.dir(name), format!("invalid aliases.json: {e}")))?;
+            return Ok((a, Some(v)));
+        }
+        Ok((self.aliases_local(name)?, None))
+    }
+
+    fn aliases_local(&self, name: &str) -> Result<Aliases> {
         let p = self.dir(name).join("aliases.json");
         if !p.exists() {
             return Ok(Aliases::default());
@@ -501,17 +615,28 @@ impl Registry {
         if !self.versions(name)?.contains(&version) {
             return Err(Error::Config(format!("{name}@{version} is not published")));
         }
-        let mut a = self.aliases(name)?;
-        let from = a.aliases.insert(alias.to_owned(), version);
-        a.history.push(AliasMove {
-            alias: alias.to_owned(),
-            from,
-            to: version,
-            at: at.to_owned(),
-            reason: reason.to_owned(),
-        });
-        let json = serde_json::to_vec_pretty(&a).map_err(|e| Error::Data(e.to_string()))?;
-        Ok(stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?)
+        for _ in 0..CAS_TRIES {
+            let (mut a, seen) = self.aliases_versioned(name)?;
+            let from = a.aliases.insert(alias.to_owned(), version);
+            a.history.push(AliasMove {
+                alias: alias.to_owned(),
+                from,
+                to: version,
+                at: at.to_owned(),
+                reason: reason.to_owned(),
+            });
+            let json = serde_json::to_vec_pretty(&a).map_err(|e| Error::Data(e.to_string()))?;
+            match self.remote()? {
+                // Written only if nobody moved an alias since it was read; otherwise read again and redo the move.
+                Some(o) => {
+                    if o.put_if(&format!("{name}/aliases.json"), json, seen.as_ref())? {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?),
+            }
+        }
+        Err(Error::Data(format!("{name}: aliases.json kept changing; {alias} not moved after {CAS_TRIES} tries")))
     }
 
     /// Moves the champion back to the version it pointed to before its latest promotion.
@@ -567,6 +692,23 @@ impl Registry {
             return Err(Error::Config("gc --keep must be at least 1 (the newest version is always kept)".into()));
         }
         let dir = self.dir(name);
+        if let Some(o) = self.remote()? {
+            // No lock on an object store: a version without a manifest may be another writer's upload in flight,
+            // so only complete versions are removed (the manifest first: the version is gone for readers at once).
+            let pinned: Vec<u64> = self.aliases(name)?.aliases.values().copied().collect();
+            let versions = self.versions(name)?;
+            let cut = versions.len().saturating_sub(keep);
+            let mut removed = Vec::new();
+            for v in versions[..cut].iter().filter(|v| !pinned.contains(v)) {
+                let rel = format!("{name}/{v}");
+                o.delete(&format!("{rel}/manifest.json"))?;
+                for k in o.list(&rel)? {
+                    o.delete(&k)?;
+                }
+                removed.push(*v);
+            }
+            return Ok(removed);
+        }
         if dir.exists() {
             for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
                 let e = e.map_err(|e| Error::io(&dir, e))?;
@@ -588,4 +730,69 @@ impl Registry {
         }
         Ok(removed)
     }
+}
+
+/// `(name, version)` of a key `<name>/<version>/manifest.json`.
+fn manifest_key(key: &str) -> Option<(&str, u64)> {
+    let mut parts = key.split('/');
+    let (name, version, file) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && file == "manifest.json" && check_name(name).is_ok())
+        .then(|| version.parse().ok().map(|v| (name, v)))
+        .flatten()
+}
+
+/// Saves `p`'s model into the new directory `dir` with its spec and a manifest of every file's sha256 (files
+/// fsynced): a complete version directory.
+fn write_version(dir: &Path, name: &str, version: u64, p: &Publish<'_>) -> Result<Manifest> {
+    let _ = std::fs::remove_dir_all(dir);
+    p.model.save(dir, &[("spec.toml", p.spec_toml.as_bytes())])?;
+    let mut rel = Vec::new();
+    list_files(dir, Path::new(""), &mut rel)?;
+    let mut files = BTreeMap::new();
+    for r in &rel {
+        let path = dir.join(r);
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
+        files.insert(r.to_string_lossy().into_owned(), sha256_file(&path)?);
+    }
+    let manifest = Manifest {
+        format: 1,
+        name: name.to_owned(),
+        version,
+        created_at: p.created_at.to_owned(),
+        kind: p.model.meta.kind.clone(),
+        config: p.model.meta.config.clone(),
+        feature_spec_hash: p.model.meta.spec_hash.clone(),
+        data: p.data.clone(),
+        train_range: p.model.meta.train_range,
+        metrics: p.metrics.clone(),
+        seed: p.model.meta.seed,
+        stockcast_version: p.stockcast_version.to_owned(),
+        git_commit: p.git_commit.clone(),
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Data(e.to_string()))?;
+    stockcast_features::io::write_atomic(&dir.join("manifest.json"), &json)?;
+    Ok(manifest)
+}
+
+/// Every file of `dir` checked against `m`: the problems (empty: intact).
+fn verify_dir(dir: &Path, m: &Manifest) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (rel, want) in &m.files {
+        let p = dir.join(rel);
+        if !p.is_file() {
+            problems.push(format!("{rel}: missing"));
+        } else if &sha256_file(&p)? != want {
+            problems.push(format!("{rel}: sha256 differs from the manifest (altered or truncated)"));
+        }
+    }
+    let mut rel = Vec::new();
+    list_files(dir, Path::new(""), &mut rel)?;
+    for r in rel {
+        let r = r.to_string_lossy().into_owned();
+        if r != "manifest.json" && !m.files.contains_key(&r) {
+            problems.push(format!("{r}: not in the manifest"));
+        }
+    }
+    Ok(problems)
 }

@@ -1,0 +1,119 @@
+//! Run directories on object stores (`--out s3://bucket/runs/x`): the job works in a local staging directory,
+//! synced down before (a sharded run's plan and shards) and up after. The uploads keep the readers' view
+//! consistent without rename: a shard's `shard.json` goes after its predictions (a shard without it does not
+//! exist for the merge), a report's `report.json` after every other file, and a plan is created only if absent
+//! (the first shard's plan; any other shard checked its own against it first).
+
+use std::path::{Path, PathBuf};
+
+use stockcast_backtest::shard::{self, KEPT, PLAN_FILE, SHARDS_DIR, ShardId};
+use stockcast_features::objects::{self, Objects};
+
+/// Where a job writes its run directory.
+#[derive(Debug)]
+pub struct Staging {
+    /// The local directory the job writes (the run directory itself when it is local).
+    pub dir: PathBuf,
+    remote: Option<Objects>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Staging {
+    /// For `out`: itself when local, a fresh local directory synced with it when an object-store URL.
+    ///
+    /// # Errors
+    /// An unusable URL; a temporary directory that cannot be made.
+    pub fn new(out: &Path) -> anyhow::Result<Self> {
+        if !objects::is_object_path(out) {
+            return Ok(Self { dir: objects::local_path(&out.to_string_lossy()), remote: None, _tmp: None });
+        }
+        let remote = Objects::open(&out.to_string_lossy())?;
+        let tmp = tempfile::Builder::new().prefix("stockcast-run-").tempdir()?;
+        Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), _tmp: Some(tmp) })
+    }
+
+    /// Where the run is, as the user named it.
+    pub fn shown(&self) -> String {
+        self.remote.as_ref().map_or_else(|| self.dir.display().to_string(), |o| o.url().to_owned())
+    }
+
+    /// Downloads the plan and, with `shards`, every complete shard (those with their `shard.json`).
+    ///
+    /// # Errors
+    /// Object-store and write errors.
+    pub fn pull(&self, shards: bool) -> anyhow::Result<()> {
+        let Some(o) = &self.remote else { return Ok(()) };
+        std::fs::create_dir_all(&self.dir)?;
+        if let Some(plan) = o.get(PLAN_FILE)? {
+            std::fs::write(self.dir.join(PLAN_FILE), plan.bytes)?;
+        }
+        if shards {
+            for key in o.list(SHARDS_DIR)?.iter().filter(|k| k.ends_with("/shard.json")) {
+                let dir = key.trim_end_matches("/shard.json");
+                o.download_dir(dir, &self.dir.join(dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the plan: replacing the remote one (`--plan`), or only where there is none (a shard's).
+    ///
+    /// # Errors
+    /// Object-store and read errors.
+    pub fn push_plan(&self, replace: bool) -> anyhow::Result<()> {
+        let Some(o) = &self.remote else { return Ok(()) };
+        let bytes = std::fs::read(self.dir.join(PLAN_FILE))?;
+        if replace {
+            o.put(PLAN_FILE, bytes)?;
+        } else {
+            o.put_new(PLAN_FILE, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads shard `id`: its predictions, then `shard.json`.
+    ///
+    /// # Errors
+    /// Object-store and read errors.
+    pub fn push_shard(&self, id: ShardId) -> anyhow::Result<()> {
+        let Some(o) = &self.remote else { return Ok(()) };
+        self.push_plan(false)?;
+        let rel = format!("{SHARDS_DIR}/{}", id.index);
+        // The earlier run's marker goes first, so no reader pairs it with half-replaced files.
+        o.delete(&format!("{rel}/shard.json"))?;
+        o.upload_dir(&shard::shard_dir(&self.dir, id.index), &rel, Some("shard.json"))?;
+        Ok(())
+    }
+
+    /// Uploads a written run directory: every file but the plan and shards, `report.json` last, then removes
+    /// files an earlier run left at the same place.
+    ///
+    /// # Errors
+    /// Object-store and read errors.
+    pub fn push_run(&self) -> anyhow::Result<()> {
+        let Some(o) = &self.remote else { return Ok(()) };
+        let mut written = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if KEPT.contains(&name.as_str()) {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            if path.is_dir() {
+                written.extend(o.upload_dir(&path, &name, None)?.into_iter().map(|f| objects::join(&name, &f)));
+            } else if name != "report.json" {
+                o.put(&name, std::fs::read(&path)?)?;
+                written.push(name);
+            }
+        }
+        o.put("report.json", std::fs::read(self.dir.join("report.json"))?)?;
+        written.push("report.json".into());
+        for key in o.list("")? {
+            let top = key.split('/').next().unwrap_or_default();
+            if !KEPT.contains(&top) && !written.contains(&key) {
+                o.delete(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
