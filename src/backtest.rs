@@ -158,7 +158,7 @@ fn finish(
 
 /// The configuration a plan records and its shards and merge run: every model inline (sweeps expanded, model
 /// files read), `jobs` left out (it changes no result), and a database URL without its password.
-fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> BacktestConfig {
+pub(crate) fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> BacktestConfig {
     let mut r = cfg.clone();
     r.models = models
         .iter()

@@ -328,6 +328,23 @@ pub struct TrainArgs {
     /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
+    /// Directory (or object-store URL) of a sharded run: --plan, --shard and --merge read and write it.
+    #[arg(long, value_name = "DIR|URL", required_if_eq_any = [("plan", "true"), ("merge", "true")])]
+    pub run_dir: Option<PathBuf>,
+    /// Write the walk-forward tasks (candidates and champions × refit folds) to RUN_DIR/plan.json and stop.
+    #[arg(long, conflicts_with_all = ["shard", "merge"])]
+    pub plan: bool,
+    /// Run walk-forward task subset I of N into RUN_DIR/shards/I/ (from the scheduler's environment when
+    /// given alone, as for `backtest --shard`); nothing is published.
+    #[arg(long, value_name = "I/N", num_args = 0..=1, default_missing_value = "env", requires = "run_dir")]
+    pub shard: Option<String>,
+    /// Shard count with JOB_COMPLETION_INDEX (or STOCKCAST_SHARDS).
+    #[arg(long, value_name = "N", env = "STOCKCAST_SHARDS", requires = "run_dir")]
+    pub shards: Option<usize>,
+    /// Check every shard in RUN_DIR, then gate, fit, publish and promote under the registry lock (the same
+    /// versions and promotions as one process).
+    #[arg(long, conflicts_with = "shard")]
+    pub merge: bool,
 }
 
 /// `stockcast models ...`.

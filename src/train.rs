@@ -14,9 +14,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stockcast_backtest::report;
-use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions};
-use stockcast_features::Policy;
+use stockcast_backtest::shard::{self, PlanFile, ShardId};
+use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, runner};
 use stockcast_features::objects::{self, Objects};
+use stockcast_features::{Policy, PriceFrame};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, DatasetOptions};
 
@@ -239,19 +240,47 @@ fn without_timings(mut v: Value) -> Value {
 /// configuration; a held lock; model, registry and I/O errors.
 pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
-    let bt = &cfg.backtest;
-    let gate = &cfg.gate;
-    let models = bt.model_specs()?;
-    let spec = crate::backtest::spec_of(bt)?;
-    let prices_path = require(bt.data.prices.clone())?;
     let registry = Registry::new(&opts.models_dir);
-    let Some(_lock) = registry.try_lock("train")? else {
+    let _lock = lock(&registry, opts)?;
+    let p = prepare(ctx, cfg, opts, registry)?;
+    let run_opts = RunOptions::new(&p.spec.label, cfg.backtest.seed, cfg.backtest.jobs);
+    let wf = crate::backtest::walk_forward(ctx, &p.data, &p.specs, &cfg.backtest.split, run_opts)?;
+    finish(ctx, cfg, opts, p, &wf, started)
+}
+
+fn lock(registry: &Registry, opts: &TrainOptions) -> anyhow::Result<stockcast_models::registry::RegistryLock> {
+    let Some(lock) = registry.try_lock("train")? else {
         anyhow::bail!(
             "another stockcast process ({}) holds the registry lock of {}; wait for it to finish",
             registry.lock_holder(),
             opts.models_dir.display()
         );
     };
+    Ok(lock)
+}
+
+/// A nightly run before its walk-forward: the data up to the as-of date, the dataset, and the models evaluated
+/// (the candidates and, where the gate compares, each current champion as `<name>@<version>`).
+struct Prepared {
+    registry: Registry,
+    remote: Option<Objects>,
+    created_at: String,
+    prices: PriceFrame,
+    as_of: NaiveDate,
+    data: Dataset,
+    data_info: DataInfo,
+    feature_cache: String,
+    spec: stockcast_features::FeatureSpec,
+    models: Vec<ModelSpec>,
+    specs: Vec<ModelSpec>,
+    champions: BTreeMap<String, u64>,
+}
+
+fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry) -> anyhow::Result<Prepared> {
+    let bt = &cfg.backtest;
+    let models = bt.model_specs()?;
+    let spec = crate::backtest::spec_of(bt)?;
+    let prices_path = require(bt.data.prices.clone())?;
     let created_at = opts.created_at.clone().unwrap_or_else(|| ctx.clock().now_rfc3339());
     // Local files of the run (quarantine, feature cache): beside a directory registry, or in a local cache
     // directory for an object-store one (whose run summaries are uploaded under `runs/`).
@@ -287,26 +316,142 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         rows: prices.height(),
     };
 
-    // Walk-forward evaluation of the candidates, and of each current champion on the same folds.
+    // The candidates, and each current champion to be evaluated on the same folds.
     let mut specs: Vec<ModelSpec> = models.clone();
     let mut champions: BTreeMap<String, u64> = BTreeMap::new();
     for m in &models {
         if let Some(v) = registry.aliases(&m.name)?.aliases.get(CHAMPION).copied() {
             let manifest = registry.manifest(&m.name, v)?;
-            if gate.beat_champion {
+            if cfg.gate.beat_champion {
                 specs.push(ModelSpec { name: format!("{}@{v}", m.name), config: manifest.config });
             }
             champions.insert(m.name.clone(), v);
         }
     }
-    let run_opts = RunOptions::new(&spec.label, bt.seed, bt.jobs);
+    Ok(Prepared {
+        registry,
+        remote,
+        created_at,
+        prices,
+        as_of,
+        data,
+        data_info,
+        feature_cache: built.message,
+        spec,
+        models,
+        specs,
+        champions,
+    })
+}
+
+/// The plan file of a sharded nightly run: the walk-forward tasks of the candidates and champions, with the
+/// configuration (gate and final fit included), data and spec hashes they assume.
+fn plan_file(cfg: &TrainConfig, p: &Prepared) -> anyhow::Result<(PlanFile, runner::Plan)> {
+    let bt = &cfg.backtest;
+    let plan = runner::plan(&p.data, &p.specs, &bt.split, RunOptions::new(&p.spec.label, bt.seed, bt.jobs))?;
+    let mut config = toml::to_string(&crate::backtest::resolved_config(bt, &p.specs))?;
+    config.push_str(&toml::to_string(&toml::Table::from_iter([
+        ("gate".to_owned(), toml::Value::try_from(&cfg.gate)?),
+        ("final".to_owned(), toml::Value::try_from(&cfg.final_fit)?),
+        ("as_of".to_owned(), toml::Value::String(p.as_of.to_string())),
+    ]))?);
+    let file = PlanFile::new("train", config, p.prices.data_hash(), &p.spec.hash().0, bt.seed, &p.specs, &plan);
+    Ok((file, plan))
+}
+
+/// `train --plan`: writes `dir/plan.json` for a sharded nightly run and returns it (the registry is read, not
+/// changed).
+///
+/// # Errors
+/// As [`run`] before the walk-forward.
+pub fn write_plan(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, dir: &Path) -> anyhow::Result<PlanFile> {
+    let p = prepare(ctx, cfg, opts, Registry::new(&opts.models_dir))?;
+    let (file, _) = plan_file(cfg, &p)?;
+    file.write(dir)?;
+    Ok(file)
+}
+
+/// `train --shard I/N`: the walk-forward tasks of shard `id` into `dir/shards/<i>/` (the plan written when
+/// absent, checked when present). Returns the tasks run and planned.
+///
+/// # Errors
+/// A stale plan; as [`run`] before publishing.
+pub fn run_shard(
+    ctx: &Ctx,
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    dir: &Path,
+    id: ShardId,
+) -> anyhow::Result<(usize, usize)> {
+    let p = prepare(ctx, cfg, opts, Registry::new(&opts.models_dir))?;
+    let (file, plan) = plan_file(cfg, &p)?;
+    match PlanFile::read(dir) {
+        Ok(planned) => planned.check_same(&file, dir)?,
+        Err(_) if !dir.join(shard::PLAN_FILE).exists() => {
+            file.write(dir)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let bt = &cfg.backtest;
+    let which = id.tasks(plan.tasks.len());
+    let t = Instant::now();
+    let run_opts = RunOptions::new(&p.spec.label, bt.seed, bt.jobs);
+    let outputs = runner::run_tasks(&p.data, &plan, &p.specs, &which, run_opts, &|_, _, _, _| {})?;
+    let timings = BTreeMap::from([("walk_forward".to_owned(), t.elapsed().as_secs_f64())]);
+    shard::write_shard(dir, &file, id, &outputs, timings)?;
+    Ok((which.len(), plan.tasks.len()))
+}
+
+/// `train --merge`: under the registry lock, checks that the shards in `dir` ran the plan this run would make now
+/// (same config, data, spec and champions), then gates, fits, publishes and promotes exactly as [`run`].
+///
+/// # Errors
+/// A missing, stale or incomplete shard, or a plan made before a champion moved; as [`run`].
+pub fn merge(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, dir: &Path) -> anyhow::Result<TrainSummary> {
+    let started = Instant::now();
+    let registry = Registry::new(&opts.models_dir);
+    let _lock = lock(&registry, opts)?;
+    let p = prepare(ctx, cfg, opts, registry)?;
+    let planned = PlanFile::read(dir)?;
+    let (file, plan) = plan_file(cfg, &p)?;
+    planned.check_same(&file, dir)?;
+    let outputs = shard::read_shards(dir, &planned, &p.specs)?;
+    let wf = runner::assemble(&plan, &p.specs, outputs.tasks);
+    finish(ctx, cfg, opts, p, &wf, started)
+}
+
+/// Evaluates the walk-forward, fits each candidate on the most recent window, publishes it and promotes it
+/// when it passes the gate; writes the run summary.
+fn finish(
+    ctx: &Ctx,
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    p: Prepared,
+    wf: &WalkForward,
+    started: Instant,
+) -> anyhow::Result<TrainSummary> {
+    let bt = &cfg.backtest;
+    let gate = &cfg.gate;
+    let Prepared {
+        registry,
+        remote,
+        created_at,
+        prices,
+        as_of,
+        data,
+        data_info,
+        feature_cache,
+        spec,
+        models,
+        specs,
+        champions,
+    } = p;
     let alignment = stockcast_backtest::label_alignment(&spec.label, bt.strategy.fill);
     if let Some(w) = &alignment.warning {
         ctx.note(&format!("warning: {w}"));
     }
-    let wf = crate::backtest::walk_forward(ctx, &data, &specs, &bt.split, run_opts)?;
     let evaluation =
-        report::evaluate(&wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed, &bt.report)?;
+        report::evaluate(wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed, &bt.report)?;
     let meta = report::RunMeta {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config: serde_json::to_value(bt)?,
@@ -317,7 +462,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         seed: bt.seed,
         timings: BTreeMap::new(),
     };
-    let doc = report::report_json(&meta, &wf, &evaluation, &bt.strategy)?;
+    let doc = report::report_json(&meta, wf, &evaluation, &bt.strategy)?;
 
     // Final fit on the most recent window, publish, gate.
     let calendar = &wf.calendar;
@@ -406,7 +551,7 @@ pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<
         folds: wf.folds.len(),
         models: outcomes,
         seconds: started.elapsed().as_secs_f64(),
-        feature_cache: built.message,
+        feature_cache,
         path,
     };
     let json = serde_json::to_vec_pretty(&summary)?;

@@ -1077,3 +1077,71 @@ fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
     let champion = a["aliases"]["champion"].as_u64().unwrap();
     assert!(resp.contains("\"lin\"") && resp.contains(&format!("\"version\":{champion}")), "{resp}");
 }
+
+#[test]
+fn a_sharded_nightly_run_publishes_and_promotes_what_one_process_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    // `train` of the other tests with this run's creation time instead of theirs.
+    let train = |cfg: &Path, models: &Path, extra: &[&str]| {
+        let (at, rest) = extra.split_at(2);
+        let mut args = vec!["train", "--config", cfg.to_str().unwrap(), "--models-dir", models.to_str().unwrap()];
+        args.extend_from_slice(&["--as-of", "2012-12-31", at[0], at[1]]);
+        args.extend_from_slice(rest);
+        run(&args)
+    };
+    let (single, sharded) = (dir.path().join("single"), dir.path().join("sharded"));
+    let version_files = |models: &Path, v: u64| -> Vec<(String, Vec<u8>)> {
+        ["lin", "mom"]
+            .iter()
+            .flat_map(|m| {
+                let d = models.join(m).join(v.to_string());
+                let mut files: Vec<_> = std::fs::read_dir(&d)
+                    .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                    .map(|e| e.unwrap().path())
+                    .collect();
+                files.sort();
+                files.into_iter().map(|f| {
+                    (f.display().to_string().replace(&*models.to_string_lossy(), ""), std::fs::read(&f).unwrap())
+                })
+            })
+            .collect()
+    };
+    // Two nightly rounds (the second evaluates the first's champions too), each once in one process and once as
+    // a plan, two shard processes and a merge.
+    for (round, created) in [(1, "2026-11-23T00:00:00Z"), (2, "2026-11-24T00:00:00Z")] {
+        let run_dir = dir.path().join(format!("run{round}"));
+        let rd = run_dir.to_str().unwrap();
+        let at = ["--created-at", created];
+        let o = train(&cfg, &single, &at);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let o = train(&cfg, &sharded, &[&at[..], &["--run-dir", rd, "--plan"]].concat());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        for i in 0..2 {
+            let o = train(&cfg, &sharded, &[&at[..], &["--run-dir", rd, "--shard", &format!("{i}/2")]].concat());
+            assert!(o.status.success(), "{}", text(&o.stderr));
+        }
+        assert!(!sharded.join("lin").join(round.to_string()).exists(), "shards publish nothing");
+        let o = train(&cfg, &sharded, &[&at[..], &["--run-dir", rd, "--merge"]].concat());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        // Bit for bit the same versions (model files, manifests with their metrics) and the same promotions.
+        assert_eq!(version_files(&single, round), version_files(&sharded, round), "round {round}");
+        for m in ["lin", "mom"] {
+            let aliases = |d: &Path| std::fs::read(d.join(m).join("aliases.json")).unwrap();
+            assert_eq!(aliases(&single), aliases(&sharded), "{m} aliases, round {round}");
+        }
+    }
+    // Shards planned before a champion moved are stale: their walk-forward compared against another champion.
+    let rd = dir.path().join("run3");
+    let rd = rd.to_str().unwrap();
+    let at = ["--created-at", "2026-11-25T00:00:00Z"];
+    for extra in [&["--plan"][..], &["--shard", "0/1"][..]] {
+        let o = train(&cfg, &sharded, &[&at[..], &["--run-dir", rd], extra].concat());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let o = train(&cfg, &sharded, &at);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = train(&cfg, &sharded, &[&at[..], &["--run-dir", rd, "--merge"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("stale"), "{}", text(&o.stderr));
+}

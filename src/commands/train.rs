@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{out, policy};
 use crate::cli::TrainArgs;
 use crate::ctx::Ctx;
+use crate::staging::Staging;
 use crate::train::{TrainConfig, TrainOptions};
 
 pub(crate) fn run(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
@@ -19,7 +20,35 @@ pub(crate) fn run(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         created_at: a.created_at.clone(),
         on_bad_rows: a.on_bad_rows.map(policy),
     };
-    let summary = crate::train::run(ctx, &cfg, &opts)?;
+    let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
+    let stage = a.run_dir.as_deref().map(Staging::new).transpose()?;
+    if let Some(stage) = &stage {
+        if a.plan {
+            let plan = crate::train::write_plan(ctx, &cfg, &opts, &stage.dir)?;
+            stage.push_plan(true)?;
+            out(&format!(
+                "{} tasks ({} models × refit folds) planned in {}/plan.json",
+                plan.tasks.len(),
+                plan.models.len(),
+                stage.shown()
+            ));
+            return Ok(());
+        }
+        if let Some(id) = shard {
+            stage.pull(false)?;
+            let (ran, of) = crate::train::run_shard(ctx, &cfg, &opts, &stage.dir, id)?;
+            stage.push_shard(id)?;
+            out(&format!("shard {id}: {ran} of {of} tasks -> {}/shards/{}", stage.shown(), id.index));
+            return Ok(());
+        }
+    }
+    let summary = match &stage {
+        Some(stage) if a.merge => {
+            stage.pull(true)?;
+            crate::train::merge(ctx, &cfg, &opts, &stage.dir)?
+        }
+        _ => crate::train::run(ctx, &cfg, &opts)?,
+    };
     out(&summary.feature_cache);
     for m in &summary.models {
         out(&m.line());
