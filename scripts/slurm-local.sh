@@ -8,9 +8,9 @@
 #
 # Clients (sbatch, squeue, sacct-less `scontrol show job`) find the cluster through SLURM_CONF=DIR/slurm.conf.
 # The node is this machine with its real CPU count and memory; tasks are scheduled per CPU (cons_tres, CR_CPU), so
-# `--cpus-per-task=1` runs as many tasks at once as there are CPUs. ProctrackType=proctrack/linuxproc and
-# TaskPlugin=task/none because cgroups are not available in these sandboxes: a task's core count is a scheduling
-# limit, which the job scripts pass on to stockcast (--jobs) and Polars (POLARS_MAX_THREADS).
+# `--cpus-per-task=1` runs as many tasks at once as there are CPUs, each bound to its CPUs (task/affinity: a task
+# cannot use more cores than it was given). ProctrackType=proctrack/linuxproc because cgroups are not available in
+# these sandboxes (so memory is a scheduling limit, not enforced).
 set -euo pipefail
 
 cmd="${1:-}"
@@ -72,7 +72,7 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=2048

@@ -705,9 +705,13 @@ async fn two_replicas_sharing_redis_enforce_one_budget_per_client() {
     };
     let a = Server::start(shared.clone()).await;
     let b = Server::start(shared).await;
-    // One client (this test's address) alternating between the replicas for a while.
+    // One registry and one database: both replicas answer a read with the same body.
     let t = std::time::Instant::now();
-    let mut ok = 0;
+    let (ra, rb) = (get(a.addr, "/v1/models").await, get(b.addr, "/v1/models").await);
+    assert_eq!((ra.status, rb.status), (200, 200));
+    assert!(!ra.body.is_empty() && ra.body == rb.body, "{:?} vs {:?}", ra.body, rb.body);
+    // One client (this test's address) alternating between the replicas for a while.
+    let mut ok = 2;
     for i in 0..120 {
         let r = get(if i % 2 == 0 { a.addr } else { b.addr }, "/v1/models").await;
         match r.status {
