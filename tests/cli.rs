@@ -755,21 +755,17 @@ fn a_backtest_in_four_shard_processes_merges_to_the_single_process_run_bit_for_b
     let tasks = plan["tasks"].as_array().unwrap().len();
     assert!(text(&o.stdout).starts_with(&format!("{tasks} tasks")), "{}", text(&o.stdout));
     // Four processes at once, one fit each; shard 1 reads its index from a Kubernetes-style environment.
-    let children: Vec<_> = (0..4)
-        .map(|i| {
-            let mut c = bin();
-            c.args(["backtest", "--config", cfg.to_str().unwrap(), "--out", sharded.to_str().unwrap(), "--jobs", "1"]);
-            if i == 1 {
-                c.args(["--shards", "4"]).env("JOB_COMPLETION_INDEX", "1");
-            } else {
-                c.args(["--shard", &format!("{i}/4")]);
-            }
-            c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
-        })
-        .collect();
-    for (i, c) in children.into_iter().enumerate() {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "shard {i}: {}", text(&o.stderr));
+    let outputs = all_succeed((0..4).map(|i| {
+        let mut c = bin();
+        c.args(["backtest", "--config", cfg.to_str().unwrap(), "--out", sharded.to_str().unwrap(), "--jobs", "1"]);
+        if i == 1 {
+            c.args(["--shards", "4"]).env("JOB_COMPLETION_INDEX", "1");
+        } else {
+            c.args(["--shard", &format!("{i}/4")]);
+        }
+        c
+    }));
+    for (i, o) in outputs.iter().enumerate() {
         assert!(text(&o.stdout).starts_with(&format!("shard {i}/4")), "{}", text(&o.stdout));
     }
     let merge = || run(&["backtest", "merge", "--out", sharded.to_str().unwrap()]);
@@ -895,6 +891,21 @@ fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run()
     }
 }
 
+/// Starts every command at once, then waits for all of them; each must succeed.
+fn all_succeed(commands: impl Iterator<Item = Command>) -> Vec<Output> {
+    let children: Vec<_> = commands
+        .map(|mut c| c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", text(&o.stderr));
+            o
+        })
+        .collect()
+}
+
 /// `bin()` with the environment of an S3 client of `s3`.
 fn s3_bin(s3: &stockcast_infer::testkit::LocalS3) -> Command {
     let mut c = bin();
@@ -993,21 +1004,12 @@ fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
     let cfg = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
     let models = "s3://stockcast/models";
     // Two nightly jobs at once: there is no lock on an object store, so both run to the end.
-    let trains: Vec<_> = (0..2)
-        .map(|i| {
-            s3_bin(&s3)
-                .args(["train", "--config", cfg.to_str().unwrap(), "--models-dir", models])
-                .args(["--created-at", &format!("2026-11-30T22:0{i}:00Z")])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for t in trains {
-        let o = t.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", text(&o.stderr));
-    }
+    all_succeed((0..2).map(|i| {
+        let mut c = s3_bin(&s3);
+        c.args(["train", "--config", cfg.to_str().unwrap(), "--models-dir", models])
+            .args(["--created-at", &format!("2026-11-30T22:0{i}:00Z")]);
+        c
+    }));
     let aliases = |name: &str| -> serde_json::Value {
         serde_json::from_slice(&s3.get_object("stockcast", &format!("models/{name}/aliases.json")).unwrap().unwrap())
             .unwrap()
@@ -1024,21 +1026,12 @@ fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
         assert_eq!(history, 2, "{name}: {}", aliases(name));
     }
     // Eight promotions at once through conditional puts: every move is in the history, none overwritten.
-    let promotes: Vec<_> = (0..8)
-        .map(|i| {
-            s3_bin(&s3)
-                .args(["models", "promote", "lin", &(1 + i % 2).to_string(), "--models-dir", models])
-                .args(["--alias", if i < 4 { "champion" } else { "staging" }])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for p in promotes {
-        let o = p.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", text(&o.stderr));
-    }
+    all_succeed((0..8).map(|i| {
+        let mut c = s3_bin(&s3);
+        c.args(["models", "promote", "lin", &(1 + i % 2).to_string(), "--models-dir", models])
+            .args(["--alias", if i < 4 { "champion" } else { "staging" }]);
+        c
+    }));
     let a = aliases("lin");
     assert_eq!(a["history"].as_array().unwrap().len(), 10, "{a}");
     let staging = a["history"].as_array().unwrap().iter().filter(|m| m["alias"] == "staging").count();
