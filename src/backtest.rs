@@ -276,7 +276,7 @@ pub fn run_shard(
     if plan.calendar.len() != file.calendar.2 {
         anyhow::bail!("the dataset has {} trading dates, the prices {}", plan.calendar.len(), file.calendar.2);
     }
-    let which = shard.tasks(plan.tasks.len());
+    let which = file.shard_tasks(shard);
     let t = Instant::now();
     let pb = ctx.progress.bar(0, "walk-forward");
     let outputs = runner::run_tasks(&dataset, &plan, &models, &which, opts, &|model, fold, done, total| {

@@ -393,7 +393,7 @@ pub fn run_shard(
         Err(e) => return Err(e.into()),
     }
     let bt = &cfg.backtest;
-    let which = id.tasks(plan.tasks.len());
+    let which = file.shard_tasks(id);
     let t = Instant::now();
     let run_opts = RunOptions::new(&p.spec.label, bt.seed, bt.jobs);
     let outputs = runner::run_tasks(&p.data, &plan, &p.specs, &which, run_opts, &|_, _, _, _| {})?;

@@ -195,6 +195,21 @@ pub struct Plan {
     pub tasks: Vec<Task>,
 }
 
+impl Plan {
+    /// A task's expected size for balancing shards: the calendar dates its fit trains on (validation included,
+    /// or every CPCV training part) plus the test dates it predicts. Fit costs grow with the rows trained on, and
+    /// under an expanding window the later folds' fits are the large ones.
+    pub fn weight(&self, t: &Task) -> usize {
+        let f = &self.folds[t.fit_fold];
+        let train = if f.train_parts.is_empty() {
+            f.train.len() + f.valid.len()
+        } else {
+            f.train_parts.iter().map(|(s, _)| s.len()).sum()
+        };
+        train + t.folds.iter().map(|&i| self.folds[i].test.len()).sum::<usize>()
+    }
+}
+
 /// Checks the models and splits the calendar of `data` into folds and tasks.
 ///
 /// # Errors

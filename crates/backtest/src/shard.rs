@@ -31,7 +31,7 @@ const SHARD_FILE: &str = "shard.json";
 const PREDICTIONS_FILE: &str = "predictions.parquet";
 const FORMAT: u32 = 1;
 
-/// Which part of a plan a process runs: shard `index` of `count` (tasks `index`, `index + count`, ...).
+/// Which part of a plan a process runs: shard `index` of `count` (its tasks: [`PlanFile::shard_tasks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardId {
     /// From 0.
@@ -61,12 +61,23 @@ impl ShardId {
         let (i, n) = text.split_once('/').ok_or_else(bad)?;
         Self::new(i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?)
     }
+}
 
-    /// The task indices of this shard among `tasks` tasks (round robin, so each model's folds spread over the
-    /// shards).
-    pub fn tasks(self, tasks: usize) -> Vec<usize> {
-        (self.index..tasks).step_by(self.count).collect()
+/// The shard of each task, for tasks of `weights` over `count` shards: the largest task first, each to the shard
+/// with the least weight so far (the lowest index on ties). Deterministic, so every process computes the same
+/// assignment from the plan; with expanding windows it pairs late (large) folds with early (small) ones instead
+/// of giving one shard every model's last folds.
+pub fn assign(weights: &[usize], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(weights[i]), i));
+    let mut load = vec![0usize; count.max(1)];
+    let mut shard = vec![0; weights.len()];
+    for i in order {
+        let s = (0..load.len()).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+        load[s] += weights[i];
+        shard[i] = s;
     }
+    shard
 }
 
 impl std::fmt::Display for ShardId {
@@ -84,6 +95,8 @@ pub struct PlannedTask {
     pub model: String,
     /// The task (`model` is the model's index).
     pub task: Task,
+    /// Its expected size ([`Plan::weight`]), which shards are balanced by.
+    pub weight: usize,
 }
 
 /// `plan.json`: what every shard of a run must agree on.
@@ -129,7 +142,12 @@ impl PlanFile {
             .tasks
             .iter()
             .enumerate()
-            .map(|(id, t)| PlannedTask { id, model: models[t.model].name.clone(), task: t.clone() })
+            .map(|(id, t)| PlannedTask {
+                id,
+                model: models[t.model].name.clone(),
+                task: t.clone(),
+                weight: plan.weight(t),
+            })
             .collect();
         let cal = &plan.calendar;
         let first_last = |i: usize| cal.get(i).copied().unwrap_or(NaiveDate::MIN);
@@ -146,6 +164,12 @@ impl PlanFile {
             folds: plan.folds.len(),
             tasks,
         }
+    }
+
+    /// The tasks shard `id` runs (ascending), as [`assign`] balances the plan's tasks over `id.count` shards.
+    pub fn shard_tasks(&self, id: ShardId) -> Vec<usize> {
+        let weights: Vec<usize> = self.tasks.iter().map(|t| t.weight).collect();
+        assign(&weights, id.count).into_iter().enumerate().filter(|(_, s)| *s == id.index).map(|(t, _)| t).collect()
     }
 
     /// Content hash of the whole plan (what shards record).
@@ -266,7 +290,7 @@ pub fn write_shard(
     outputs: &[TaskOutput],
     timings: BTreeMap<String, f64>,
 ) -> Result<PathBuf> {
-    let tasks = shard.tasks(plan.tasks.len());
+    let tasks = plan.shard_tasks(shard);
     let mut folds = Vec::new();
     let mut cols = PredictionColumns::default();
     for (&task, out) in tasks.iter().zip(outputs) {
@@ -416,7 +440,7 @@ pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<
             }
             Some(_) => {}
         }
-        if f.shard.index != i || f.tasks != f.shard.tasks(plan.tasks.len()) {
+        if f.shard.index != i || f.tasks != plan.shard_tasks(f.shard) {
             return Err(Error::Data(format!("shard {i}: {} lists other tasks than shard {}", path.display(), f.shard)));
         }
         files.push(f);

@@ -17,6 +17,7 @@ use stockcast_features::{FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions,
 use stockcast_models::{Dataset, History, ModelConfig};
 
 mod overfit;
+mod shard;
 mod sweep;
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
