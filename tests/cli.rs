@@ -828,6 +828,21 @@ impl Slurm {
         self.dir.join("slurm.conf")
     }
 
+    /// Waits until job `id` has ended; its final state.
+    fn wait(&self, id: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(15);
+        loop {
+            let s = self.states(id);
+            if let Some(s) =
+                s.first().filter(|s| !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING"].contains(&s.as_str()))
+            {
+                return s.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} still {s:?}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
     /// `JobState` of every task of job `id` (`scontrol show job`).
     fn states(&self, id: &str) -> Vec<String> {
         let o =
@@ -846,7 +861,7 @@ impl Drop for Slurm {
 }
 
 #[test]
-fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run() {
+fn slurm_arrays_of_shards_and_their_merge_jobs_equal_the_single_process_runs() {
     let dir = tempfile::tempdir().unwrap();
     let slurm = Slurm::start(dir.path().join("slurm"));
     let cfg = every_kind_config(dir.path(), "");
@@ -866,17 +881,7 @@ fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run()
     assert!(o.status.success(), "submit.sh: {}", text(&o.stderr));
     let ids: Vec<String> = text(&o.stdout).split_whitespace().map(str::to_owned).collect();
     assert_eq!(ids.len(), 2, "{}", text(&o.stdout));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(15);
-    let merge_state = loop {
-        let s = slurm.states(&ids[1]);
-        if let Some(s) =
-            s.first().filter(|s| !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING"].contains(&s.as_str()))
-        {
-            break s.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "merge job still {s:?}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let merge_state = slurm.wait(&ids[1]);
     let log = |f: &str| std::fs::read_to_string(out.join("logs").join(f)).unwrap_or_default();
     assert_eq!(merge_state, "COMPLETED", "merge: {}\nshard 0: {}", log("merge.out"), log("shard-0.out"));
     // Four array tasks, each completed, each with its log kept beside the report.
@@ -888,6 +893,37 @@ fn a_slurm_array_of_four_shards_and_its_merge_job_equal_the_single_process_run()
     assert_eq!(report_results(&single), report_results(&out), "report.json metrics differ");
     for f in ["predictions.parquet", "equity.parquet"] {
         assert_eq!(std::fs::read(single.join(f)).unwrap(), std::fs::read(out.join(f)).unwrap(), "{f} differs");
+    }
+
+    // A nightly run as a 2-task array and its merge publishes what one process publishes.
+    let nightly = nightly_config(dir.path(), -1.0, &dataset("us5_daily.csv"));
+    let (one, many) = (dir.path().join("registry-one"), dir.path().join("registry-slurm"));
+    let o = run(&["train", "--config", nightly.to_str().unwrap(), "--models-dir", one.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let run_dir = dir.path().join("nightly-run");
+    let o = Command::new(common::root().join("deploy/slurm/submit.sh"))
+        .arg("--train")
+        .arg(&nightly)
+        .arg(&run_dir)
+        .arg("2")
+        .env("SLURM_CONF", slurm.conf())
+        .env("STOCKCAST_BIN", env!("CARGO_BIN_EXE_stockcast"))
+        .env("STOCKCAST_MODELS_DIR", &many)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "submit.sh --train: {}", text(&o.stderr));
+    let ids: Vec<String> = text(&o.stdout).split_whitespace().map(str::to_owned).collect();
+    let merge_log = || std::fs::read_to_string(run_dir.join("logs/merge.out")).unwrap_or_default();
+    assert_eq!(slurm.wait(&ids[1]), "COMPLETED", "{}", merge_log());
+    for name in ["lin", "mom"] {
+        let manifest = |r: &Path| -> serde_json::Value {
+            let m = r.join(name).join("1/manifest.json");
+            let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+            v.as_object_mut().unwrap().remove("created_at");
+            v
+        };
+        // The same files (sha256 of each), metrics and data: the same version.
+        assert_eq!(manifest(&one), manifest(&many), "{name}");
     }
 }
 
