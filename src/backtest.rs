@@ -261,13 +261,7 @@ pub fn run_shard(
 ) -> anyhow::Result<ShardRun> {
     let mut timings = BTreeMap::new();
     let (file, _, models, spec) = plan_file("backtest", cfg, &data.prices, data.prices.calendar()?)?;
-    match PlanFile::read(dir) {
-        Ok(planned) => planned.check_same(&file, dir)?,
-        Err(_) if !dir.join(shard::PLAN_FILE).exists() => {
-            file.write(dir)?;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    file.adopt(dir)?;
     let t = Instant::now();
     let dataset = crate::features::dataset_for(ctx, &data.prices, &spec, &models, DatasetOptions::default())?;
     timings.insert("features".to_owned(), t.elapsed().as_secs_f64());

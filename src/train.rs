@@ -16,7 +16,6 @@ use serde_json::Value;
 use stockcast_backtest::report;
 use stockcast_backtest::shard::{self, PlanFile, ShardId};
 use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, runner};
-use stockcast_features::objects::{self, Objects};
 use stockcast_features::{Policy, PriceFrame};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, DatasetOptions};
@@ -263,7 +262,6 @@ fn lock(registry: &Registry, opts: &TrainOptions) -> anyhow::Result<stockcast_mo
 /// (the candidates and, where the gate compares, each current champion as `<name>@<version>`).
 struct Prepared {
     registry: Registry,
-    remote: Option<Objects>,
     created_at: String,
     prices: PriceFrame,
     as_of: NaiveDate,
@@ -283,11 +281,9 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry
     let prices_path = require(bt.data.prices.clone())?;
     let created_at = opts.created_at.clone().unwrap_or_else(|| ctx.clock().now_rfc3339());
     // Local files of the run (quarantine, feature cache): beside a directory registry, or in a local cache
-    // directory for an object-store one (whose run summaries are uploaded under `runs/`).
-    let remote = objects::is_object_path(&opts.models_dir).then(|| Objects::open(&opts.models_dir.to_string_lossy()));
-    let remote = remote.transpose()?;
+    // directory for an object-store one.
     let local_dir =
-        if remote.is_some() { std::env::temp_dir().join("stockcast-cache") } else { opts.models_dir.clone() };
+        if registry.is_remote() { std::env::temp_dir().join("stockcast-cache") } else { opts.models_dir.clone() };
 
     // Data up to the as-of date.
     let input = PriceInput::file(prices_path.clone(), bt.data.securities.clone(), opts.on_bad_rows);
@@ -330,7 +326,6 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry
     }
     Ok(Prepared {
         registry,
-        remote,
         created_at,
         prices,
         as_of,
@@ -385,13 +380,7 @@ pub fn run_shard(
 ) -> anyhow::Result<(usize, usize)> {
     let p = prepare(ctx, cfg, opts, Registry::new(&opts.models_dir))?;
     let (file, plan) = plan_file(cfg, &p)?;
-    match PlanFile::read(dir) {
-        Ok(planned) => planned.check_same(&file, dir)?,
-        Err(_) if !dir.join(shard::PLAN_FILE).exists() => {
-            file.write(dir)?;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    file.adopt(dir)?;
     let bt = &cfg.backtest;
     let which = file.shard_tasks(id);
     let t = Instant::now();
@@ -434,7 +423,6 @@ fn finish(
     let gate = &cfg.gate;
     let Prepared {
         registry,
-        remote,
         created_at,
         prices,
         as_of,
@@ -539,7 +527,8 @@ fn finish(
             train_range: manifest.train_range,
         });
     }
-    let path = opts.models_dir.join("runs").join(format!("train-{as_of}-{}.json", created_at.replace(':', "")));
+    let summary_rel = format!("runs/train-{as_of}-{}.json", created_at.replace(':', ""));
+    let path = opts.models_dir.join(&summary_rel);
     let summary = TrainSummary {
         created_at,
         as_of,
@@ -554,13 +543,7 @@ fn finish(
         feature_cache,
         path,
     };
-    let json = serde_json::to_vec_pretty(&summary)?;
-    if let Some(o) = &remote {
-        let rel = summary.path.strip_prefix(&opts.models_dir).unwrap_or(&summary.path).to_string_lossy();
-        o.put(&rel, json)?;
-    } else {
-        stockcast_features::io::write_atomic(&summary.path, &json)?;
-    }
+    registry.write_file(&summary_rel, serde_json::to_vec_pretty(&summary)?)?;
     tracing::info!(summary = %summary.path.display(), seconds = summary.seconds, "train finished");
     Ok(summary)
 }

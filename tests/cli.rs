@@ -621,31 +621,45 @@ fn train_and_recommend_read_the_postgres_prices_table() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
 
-#[test]
-fn serve_starts_answers_and_stops_gracefully_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
-    let url = cluster.create_database("serve").unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// A `stockcast serve` child started from `cmd` (with `--addr` added), after it said it is serving: the child,
+/// its remaining stderr, its address and the line that said so.
+fn start_serve(
+    mut cmd: Command,
+) -> (std::process::Child, std::io::BufReader<std::process::ChildStderr>, String, String) {
+    use std::io::BufRead as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = bin()
-        .args(["serve", "--migrate", "--addr", &addr, "--models-dir", dir.path().to_str().unwrap()])
-        .env("DATABASE_URL", &url)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = cmd.args(["--addr", &addr]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("serving") {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
     }
-    assert!(line.contains("no model yet"), "{line}");
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    (child, stderr, addr, line)
+}
+
+/// One `GET path` to `addr` on its own connection: the whole raw response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[test]
+fn serve_starts_answers_and_stops_gracefully_on_sigterm() {
+    use std::io::Read as _;
+    let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
+    let url = cluster.create_database("serve").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args(["serve", "--migrate", "--models-dir", dir.path().to_str().unwrap()]).env("DATABASE_URL", &url);
+    let (mut child, mut stderr, addr, line) = start_serve(cmd);
+    assert!(line.contains("no model yet"), "{line}");
+    let resp = http_get(&addr, "/readyz");
     // No champion yet: alive but not ready.
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
     assert!(resp.contains("\"database\":\"ok\""), "{resp}");
@@ -1032,7 +1046,6 @@ fn runs_prices_and_shards_on_an_s3_server_give_the_local_results() {
 
 #[test]
 fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let s3 = stockcast_infer::testkit::LocalS3::start().unwrap();
     s3.create_bucket("stockcast").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -1082,24 +1095,10 @@ fn an_s3_registry_takes_concurrent_trains_and_promotions_and_loses_nothing() {
     // The server loads the champions from the bucket.
     let cluster = stockcast_infer::testkit::LocalCluster::start().unwrap();
     let url = cluster.create_database("s3serve").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = s3_bin(&s3)
-        .args(["serve", "--migrate", "--addr", &addr, "--models-dir", models])
-        .env("DATABASE_URL", &url)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("serving") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
-    }
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    let mut cmd = s3_bin(&s3);
+    cmd.args(["serve", "--migrate", "--models-dir", models]).env("DATABASE_URL", &url);
+    let (mut child, _stderr, addr, _) = start_serve(cmd);
+    let resp = http_get(&addr, "/v1/models");
     let _ = child.kill();
     let _ = child.wait();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

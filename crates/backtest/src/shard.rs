@@ -209,6 +209,19 @@ impl PlanFile {
         Ok(path)
     }
 
+    /// What a shard does with the plan it computed: checks it against `dir/plan.json` when there is one (a stale
+    /// plan is an error naming what differs), writes it there when there is none.
+    ///
+    /// # Errors
+    /// A stale or unreadable plan file; [`Error::File`] when it cannot be written.
+    pub fn adopt(&self, dir: &Path) -> Result<()> {
+        if !dir.join(PLAN_FILE).exists() {
+            self.write(dir)?;
+            return Ok(());
+        }
+        Self::read(dir)?.check_same(self, dir)
+    }
+
     /// Checks that `other` (the plan a process computed now) is this plan, naming what differs.
     ///
     /// # Errors

@@ -266,6 +266,23 @@ impl Registry {
         Self { root, remote }
     }
 
+    /// True when the root is an object-store URL (no local directory: callers keep their own files elsewhere).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Writes a file of the registry's own beside the models (e.g. `runs/<summary>.json`): atomically replaced
+    /// in a directory, one object on a store.
+    ///
+    /// # Errors
+    /// I/O or object-store errors.
+    pub fn write_file(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        match self.remote()? {
+            Some(o) => Ok(o.put(rel, bytes)?),
+            None => Ok(stockcast_features::io::write_atomic(&self.root.join(rel), &bytes)?),
+        }
+    }
+
     /// The object store of a URL root (`None` for a directory).
     fn remote(&self) -> Result<Option<&Objects>> {
         match &self.remote {
