@@ -235,10 +235,19 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
         "kind = \"lstm\"\nlookback = {}\nhidden = {}\nbatch_size = {}\nepochs = {}\npatience = 0",
         a.lookback, a.hidden, a.batch_size, a.epochs
     ))?;
-    let (preds, fit_s, predict_s) = fit_and_predict(&cfg, &data, a.seed)?;
+    let t = Instant::now();
+    let model = stockcast_models::fit(&cfg, &data, None, a.seed)?;
+    let fit_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let preds = model.predict(&data)?;
+    let predict_s = t.elapsed().as_secs_f64();
+    // Each epoch's mean training loss (standardised label), as the peer script prints it.
+    let dir = tempfile::tempdir()?;
+    model.save(dir.path(), &[])?;
+    let losses = stockcast_models::TrainedModel::load(dir.path())?.meta.extra.get("train_loss").cloned();
     out(&format!(
         "bench lstm: {} sequences x {} steps x {} features, hidden {}, batch {}, Adam, flex CPU: {:.2} s/epoch \
-         ({} epochs in {fit_s:.2} s); predict {} sequences {predict_s:.2} s",
+         ({} epochs in {fit_s:.2} s, training loss {}); predict {} sequences {predict_s:.2} s",
         a.sequences,
         a.lookback,
         a.cols,
@@ -246,6 +255,7 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
         a.batch_size,
         fit_s / a.epochs as f64,
         a.epochs,
+        losses.as_ref().map_or_else(|| "-".into(), ToString::to_string),
         preds.score.len()
     ));
     if let Some(p) = &a.json {
@@ -260,6 +270,7 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
             "epoch_s": fit_s / a.epochs as f64,
             "predict_s": predict_s,
             "predicted": preds.score.len(),
+            "train_loss": losses,
         });
         stockcast_features::io::write_atomic(p, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }

@@ -9,11 +9,17 @@
 //! burnpack) and the network config (`lstm.json`).
 //!
 //! Each layer fuses its four gates: one input projection and one `[batch, hidden] × [hidden, 4·hidden]` matmul per
-//! step. Prediction reads the weights out of burn once and runs the same network in ndarray matmuls and vectorised
-//! loops on both cores ([`Inference`]), projecting each distinct context row once and gathering the windows.
+//! step. The network is a burn module (its parameters, initialisation, Adam, dropout before the head, the loss and
+//! the saved weights are burn's). On the CPU a mini-batch's LSTM layers run forward and backward in [`kernel`]:
+//! ndarray matmuls and hand-derived backpropagation through time in loops that vectorise (AVX2 where the CPU has it),
+//! the batch's two halves on their own threads; the head and loss stay in burn's autodiff, which hands back the
+//! gradient of the last hidden state, and the layers' gradients go to burn's optimiser. The gradients equal burn's
+//! autodiff of the same network to float rounding (tested); `device = "cuda"` trains through burn's autodiff.
+//! Prediction reads the weights out of burn once and runs the same kernel on both cores ([`Inference`]), projecting
+//! each distinct context row once and gathering the windows.
 //!
-//! Runs on burn's flex CPU backend; the `cuda` cargo feature adds `device = "cuda"`. burn's random generator is
-//! process-wide, so fits and loads hold a lock: with the same data, config and seed a fit is bit-identical.
+//! burn's random generator is process-wide, so fits and loads hold a lock: with the same data, config and seed a
+//! fit is bit-identical.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -35,6 +41,10 @@ use stockcast_features::FeatureMatrix;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelKind, ModelMeta};
+
+mod kernel;
+
+use kernel::LayerWeights;
 
 /// Training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -407,7 +417,7 @@ impl<'a> SeqIndex<'a> {
 }
 
 /// Rows scored per forward pass when predicting.
-const PREDICT_CHUNK: usize = 4096;
+const PREDICT_CHUNK: usize = 256;
 
 /// Sequences of `keys` as one `[n, lookback, features]` buffer.
 fn sequences(index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
@@ -458,23 +468,184 @@ fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
     }
 }
 
-/// Mean loss of `net` (in evaluation mode) over `keys`, in batches.
-fn eval_loss(
+/// The loss of one standardised residual `r`, as burn's losses define it (their mean over a batch is the loss).
+fn pointwise_loss(cfg: &LstmConfig, r: f64) -> f64 {
+    match cfg.loss {
+        LossKind::Mse => r * r,
+        LossKind::Huber if r.abs() <= cfg.huber_delta => 0.5 * r * r,
+        LossKind::Huber => cfg.huber_delta * (r.abs() - 0.5 * cfg.huber_delta),
+    }
+}
+
+/// Mean loss of the network `infer` over `keys` (in evaluation mode: no dropout).
+fn eval_loss(infer: &Inference, index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], ys: &[f32], saved: &Saved) -> f64 {
+    let mut total = 0.0;
+    for (kb, yb) in keys.chunks(PREDICT_CHUNK).zip(ys.chunks(PREDICT_CHUNK)) {
+        let scores = infer.predict(index, kb, saved);
+        total += scores.iter().zip(yb).map(|(p, y)| pointwise_loss(&saved.config, f64::from(*p - *y))).sum::<f64>();
+    }
+    total / keys.len().max(1) as f64
+}
+
+/// One mini-batch through burn's autodiff of the whole network (`x`: `[batch, lookback, inputs]`): the loss and
+/// every parameter's gradient. Used where the network runs on a GPU, and as the reference of [`fused_step`].
+fn autodiff_step(
     net: &Net,
-    index: &SeqIndex<'_>,
-    keys: &[&(String, NaiveDate)],
-    ys: &[f32],
+    x: Vec<f32>,
+    target: Tensor<1>,
     saved: &Saved,
     device: &Device,
-) -> Result<f64> {
-    let mut total = 0.0;
-    for (kb, yb) in keys.chunks(saved.config.batch_size * 4).zip(ys.chunks(saved.config.batch_size * 4)) {
-        let x = tensor3(sequences(index, kb, saved), kb.len(), saved, device);
-        let target = Tensor::from_data(TensorData::new(yb.to_vec(), [yb.len()]), device);
-        let l = to_vec(&loss(&saved.config, net.forward(&x), target))?;
-        total += f64::from(l[0]) * kb.len() as f64;
+) -> Result<(f64, GradientsParams)> {
+    let n = target.dims()[0];
+    let l = loss(&saved.config, net.forward(&tensor3(x, n, saved, device)), target);
+    let value = f64::from(to_vec(&l)?[0]);
+    Ok((value, GradientsParams::from_grads(l.backward(), net)))
+}
+
+/// A mini-batch on the CPU is split into this many contiguous parts, each run on its own thread; their gradients
+/// are summed in part order, so a fit does not depend on how many cores the machine has.
+const PARTS: usize = 2;
+
+/// Seed offset of the dropout masks between layers on the CPU path (a stream apart from the shuffling's).
+const DROPOUT_STREAM: u64 = 0x6d61_736b_7331;
+
+/// `f(item)` for every item, each on its own scoped thread; results in item order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items.iter().map(|item| scope.spawn(move || f(item))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// One part of a mini-batch on the CPU: its rows, each layer's step-major input (layer 0: the sequences; above:
+/// the layer below's hidden states after dropout) and the dropout masks between layers.
+struct Part {
+    start: usize,
+    batch: usize,
+    inputs: Vec<ndarray::Array2<f32>>,
+    masks: Vec<ndarray::Array2<f32>>,
+}
+
+/// An inverted-dropout mask: 0 with probability `p`, else `1 / (1 − p)`.
+fn dropout_mask(rng: &mut ChaCha8Rng, rows: usize, cols: usize, p: f64) -> ndarray::Array2<f32> {
+    use rand::Rng;
+    let keep = (1.0 / (1.0 - p)) as f32;
+    ndarray::Array2::from_shape_simple_fn((rows, cols), || if rng.random::<f64>() < p { 0.0 } else { keep })
+}
+
+/// One mini-batch on the CPU (`x`: `[batch, lookback, inputs]`): the LSTM layers' forward and backward passes by
+/// hand ([`kernel`]), the parts of the batch on their own threads, and the head, its dropout and the loss in burn's
+/// autodiff, which hands back the gradient of the last hidden state. The loss and every parameter's gradient (on
+/// `base`, as burn's optimisers take them); agrees with [`autodiff_step`] to float rounding (tested).
+fn fused_step(
+    net: &Net,
+    x: &[f32],
+    target: Tensor<1>,
+    saved: &Saved,
+    base: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, GradientsParams)> {
+    let cfg = &saved.config;
+    let (steps, f, hidden) = (cfg.lookback, saved.inputs, cfg.hidden);
+    let n = target.dims()[0];
+    let weights = layer_weights(net)?;
+    let per = n.div_ceil(PARTS).max(1);
+    let mut parts: Vec<Part> = (0..n)
+        .step_by(per)
+        .map(|start| {
+            let batch = per.min(n - start);
+            let mut first = ndarray::Array2::<f32>::zeros((steps * batch, f));
+            for (r, mut row) in first.rows_mut().into_iter().enumerate() {
+                let (t, k) = (r / batch, r % batch);
+                let at = ((start + k) * steps + t) * f;
+                row.assign(&ndarray::ArrayView1::from(&x[at..at + f]));
+            }
+            let masks = if cfg.dropout > 0.0 {
+                (1..cfg.layers).map(|_| dropout_mask(rng, steps * batch, hidden, cfg.dropout)).collect()
+            } else {
+                Vec::new()
+            };
+            Part { start, batch, inputs: vec![first], masks }
+        })
+        .collect();
+    let forward = |part: &Part| {
+        let mut inputs = Vec::new();
+        let mut tapes: Vec<kernel::Tape> = Vec::with_capacity(weights.len());
+        for (l, w) in weights.iter().enumerate() {
+            if l > 0 {
+                let mut above = tapes[l - 1].hidden.clone();
+                if let Some(m) = part.masks.get(l - 1) {
+                    above *= m;
+                }
+                inputs.push(above);
+            }
+            let x = if l == 0 { &part.inputs[0] } else { &inputs[l - 1] };
+            tapes.push(kernel::forward(w, w.project(x.view()), steps));
+        }
+        (inputs, tapes)
+    };
+    let mut tapes = Vec::with_capacity(parts.len());
+    let ran = in_parallel(&parts, forward);
+    for (part, (inputs, t)) in parts.iter_mut().zip(ran) {
+        part.inputs.extend(inputs);
+        tapes.push(t);
     }
-    Ok(total / keys.len().max(1) as f64)
+    let mut last: Vec<f32> = Vec::with_capacity(n * hidden);
+    for (part, t) in parts.iter().zip(&tapes) {
+        last.extend(t[t.len() - 1].last(part.batch).iter());
+    }
+    let device = base.clone().autodiff();
+    let leaf = Tensor::<2>::from_data(TensorData::new(last, [n, hidden]), &device).require_grad();
+    let pred = net.head.forward(net.dropout.forward(leaf.clone())).reshape([n]);
+    let l = loss(cfg, pred, target);
+    let value = f64::from(to_vec(&l)?[0]);
+    let mut grads = l.backward();
+    let d_last = leaf.grad(&grads).ok_or_else(|| Error::Data("lstm: no gradient reached the last state".into()))?;
+    let d_last = values(&d_last)?;
+    let mut params = GradientsParams::from_module(&mut grads, &net.head);
+    let work: Vec<(&Part, &Vec<kernel::Tape>)> = parts.iter().zip(&tapes).collect();
+    let part_grads = in_parallel(&work, |(part, tapes)| {
+        let d = d_last.slice(ndarray::s![part.start..part.start + part.batch, ..]);
+        let mut below: Option<ndarray::Array2<f32>> = None;
+        let mut out = Vec::with_capacity(weights.len());
+        for l in (0..weights.len()).rev() {
+            let upstream = match &below {
+                None => kernel::Upstream::Last(d.view()),
+                Some(a) => kernel::Upstream::All(a.view()),
+            };
+            let (g, dx) = kernel::backward(&weights[l], part.inputs[l].view(), &tapes[l], upstream, steps, l > 0);
+            out.push(g);
+            below = dx.map(|mut dx| {
+                if let Some(m) = part.masks.get(l - 1) {
+                    dx *= m;
+                }
+                dx
+            });
+        }
+        out.reverse();
+        out
+    });
+    let mut part_grads = part_grads.into_iter();
+    let mut total = part_grads.next().expect("a batch has at least one part");
+    for g in part_grads {
+        for (t, g) in total.iter_mut().zip(&g) {
+            t.add(g);
+        }
+    }
+    let tensor2 = |a: ndarray::Array2<f32>| {
+        let shape = [a.nrows(), a.ncols()];
+        Tensor::<2>::from_data(TensorData::new(a.into_raw_vec_and_offset().0, shape), base)
+    };
+    for (layer, g) in net.layers.iter().zip(total) {
+        params.register(layer.input.weight.id, tensor2(g.input));
+        if let Some(b) = &layer.input.bias {
+            let len = g.bias.len();
+            params.register(b.id, Tensor::<1>::from_data(TensorData::new(g.bias.to_vec(), [len]), base));
+        }
+        params.register(layer.recurrent.weight.id, tensor2(g.recurrent));
+    }
+    Ok((value, params))
 }
 
 pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<LstmModel> {
@@ -534,6 +705,7 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
     }
     let mut optim = adam.init();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut mask_rng = ChaCha8Rng::seed_from_u64(seed ^ DROPOUT_STREAM);
     let mut order: Vec<usize> = (0..train_keys.len()).collect();
     let (mut best, mut best_net, mut since_best) = (f64::INFINITY, None, 0usize);
     let bar = crate::progress::epochs(cfg.epochs as u64);
@@ -543,12 +715,14 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         for batch in order.chunks(cfg.batch_size) {
             let keys: Vec<_> = batch.iter().map(|&i| train_keys[i]).collect();
             let target: Vec<f32> = batch.iter().map(|&i| ys[i]).collect();
-            let x = tensor3(sequences(&train_index, &keys, &saved), keys.len(), &saved, &device);
+            let x = sequences(&train_index, &keys, &saved);
             let target = Tensor::from_data(TensorData::new(target, [batch.len()]), &device);
-            let l = loss(cfg, net.forward(&x), target);
-            sum += f64::from(to_vec(&l)?[0]) * batch.len() as f64;
+            let (l, grads) = match cfg.device {
+                DeviceKind::Cpu => fused_step(&net, &x, target, &saved, &base, &mut mask_rng)?,
+                DeviceKind::Cuda => autodiff_step(&net, x, target, &saved, &device)?,
+            };
+            sum += l * batch.len() as f64;
             count += batch.len();
-            let grads = GradientsParams::from_grads(l.backward(), &net);
             net = optim.step(cfg.learning_rate, net, grads);
         }
         let train_loss = sum / count as f64;
@@ -561,7 +735,7 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         saved.epochs_run = epoch;
         let msg = if let Some((index, keys, vys)) = &valid_parts {
             let eval = net.valid();
-            let v = eval_loss(&eval, index, keys, vys, &saved, &base)?;
+            let v = eval_loss(&Inference::of(&eval)?, index, keys, vys, &saved);
             saved.valid_loss.push(v);
             if v < best {
                 (best, since_best) = (v, 0);
@@ -588,46 +762,6 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
     Ok(LstmModel { saved, net, infer })
 }
 
-/// `e^x` for f32 in plain arithmetic that compilers vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6
-/// polynomial in r, `2^n` built in the exponent bits; no branch, no library call, no float-to-int conversion);
-/// relative error below 2e-7 on the clamped range.
-#[inline]
-fn exp_approx(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5·2^23: adding it rounds to an integer, held in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let x = if x < -87.3 { -87.3 } else { x };
-    let x = if x > 88.0 { 88.0 } else { x };
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    // n + 127 from the low bits of t, shifted into the exponent field: 2^n.
-    let two_n = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
-    e * two_n
-}
-
-#[inline]
-fn sigmoid_approx(x: f32) -> f32 {
-    1.0 / (1.0 + exp_approx(-x))
-}
-
-/// One layer's weights as plain arrays: `[inputs, 4·hidden]`, `[4·hidden]`, `[hidden, 4·hidden]`.
-#[derive(Debug)]
-struct LayerWeights {
-    input: ndarray::Array2<f32>,
-    bias: ndarray::Array1<f32>,
-    recurrent: ndarray::Array2<f32>,
-}
-
 /// Prediction without burn: the fitted network's weights read out once and its forward pass in ndarray matmuls
 /// (matrixmultiply's kernels) and element-wise loops that vectorise. burn's CPU backend evaluates a sigmoid as one
 /// scalar libm `expf` per element, most of the prediction time; this agrees with burn's forward pass to float
@@ -645,24 +779,28 @@ fn values(t: &Tensor<2>) -> Result<ndarray::Array2<f32>> {
     ndarray::Array2::from_shape_vec((r, c), v).map_err(|e| Error::Data(format!("lstm: weights: {e}")))
 }
 
+/// The LSTM layers' weights of `net`, read out of burn.
+fn layer_weights(net: &Net) -> Result<Vec<LayerWeights>> {
+    net.layers
+        .iter()
+        .map(|l| {
+            let four = l.recurrent.weight.dims()[1];
+            let bias = match &l.input.bias {
+                Some(b) => values(&b.val().reshape([1, four]))?.row(0).to_owned(),
+                None => ndarray::Array1::zeros(four),
+            };
+            Ok(LayerWeights {
+                input: values(&l.input.weight.val())?,
+                bias,
+                recurrent: values(&l.recurrent.weight.val())?,
+            })
+        })
+        .collect()
+}
+
 impl Inference {
     fn of(net: &Net) -> Result<Self> {
-        let layers = net
-            .layers
-            .iter()
-            .map(|l| {
-                let four = l.recurrent.weight.dims()[1];
-                let bias = match &l.input.bias {
-                    Some(b) => values(&b.val().reshape([1, four]))?.row(0).to_owned(),
-                    None => ndarray::Array1::zeros(four),
-                };
-                Ok(LayerWeights {
-                    input: values(&l.input.weight.val())?,
-                    bias,
-                    recurrent: values(&l.recurrent.weight.val())?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let layers = layer_weights(net)?;
         let head = values(&net.head.weight.val())?.column(0).to_owned();
         let head_bias = match &net.head.bias {
             Some(b) => values(&b.val().reshape([1, 1]))?[[0, 0]],
@@ -693,71 +831,18 @@ impl Inference {
             }
         }
         let unique = ndarray::Array2::from_shape_vec((rows.len() / f, f), rows).expect("rows are whole");
-        let first = &self.layers[0];
-        let projected = unique.dot(&first.input) + &first.bias;
-        let four = projected.ncols();
-        // Layer 0's input at step t: the projected rows of the keys' step-t context rows.
-        let mut inputs: Vec<ndarray::Array2<f32>> = (0..lookback)
-            .map(|t| {
-                let mut x = ndarray::Array2::<f32>::zeros((n, four));
-                for (k, mut row) in x.rows_mut().into_iter().enumerate() {
-                    row.assign(&projected.row(gather[k * lookback + t]));
-                }
-                x
-            })
-            .collect();
-        let last = self.layers.len() - 1;
-        let mut h = ndarray::Array2::<f32>::zeros((n, four / 4));
-        for (l, layer) in self.layers.iter().enumerate() {
-            if l > 0 {
-                // The previous layer's outputs, projected by this layer.
-                for x in &mut inputs {
-                    *x = x.dot(&layer.input) + &layer.bias;
-                }
-            }
-            let outputs = recur(layer, &inputs, l < last);
-            h = outputs.last().cloned().unwrap_or(h);
-            inputs = outputs;
+        let projected = self.layers[0].project(unique.view());
+        // Layer 0's gates before the recurrence, step-major: row t·n + k is key k's step-t context row, projected.
+        let mut gates = ndarray::Array2::<f32>::zeros((lookback * n, projected.ncols()));
+        for (r, mut row) in gates.rows_mut().into_iter().enumerate() {
+            row.assign(&projected.row(gather[(r % n) * lookback + r / n]));
         }
-        (h.dot(&self.head) + self.head_bias).to_vec()
+        let mut tape = kernel::forward(&self.layers[0], gates, lookback);
+        for layer in &self.layers[1..] {
+            tape = kernel::forward(layer, layer.project(tape.hidden.view()), lookback);
+        }
+        (tape.last(n).dot(&self.head) + self.head_bias).to_vec()
     }
-}
-
-/// The recurrence of one layer from a zero state over projected step inputs (`[n, 4·hidden]` each): every step's
-/// hidden state when `all`, else the last one only. Gates `[i, f, o | g]`, the cell columns holding `2z`. One
-/// gate buffer for all steps: `gates = x_t + h·W_h` in place.
-fn recur(layer: &LayerWeights, inputs: &[ndarray::Array2<f32>], all: bool) -> Vec<ndarray::Array2<f32>> {
-    let (n, four) = inputs[0].dim();
-    let hidden = four / 4;
-    let mut h = ndarray::Array2::<f32>::zeros((n, hidden));
-    let mut c = ndarray::Array2::<f32>::zeros((n, hidden));
-    let mut gates = ndarray::Array2::<f32>::zeros((n, four));
-    let mut out = Vec::new();
-    for (t, x) in inputs.iter().enumerate() {
-        gates.assign(x);
-        if t > 0 {
-            ndarray::linalg::general_mat_mul(1.0, &h, &layer.recurrent, 1.0, &mut gates);
-        }
-        let g_all = gates.as_slice_mut().expect("gates are row-major");
-        for g in g_all.iter_mut() {
-            *g = sigmoid_approx(*g);
-        }
-        let (cs, hs) = (c.as_slice_mut().expect("row-major"), h.as_slice_mut().expect("row-major"));
-        for ((g, c), h) in g_all.chunks_exact(four).zip(cs.chunks_exact_mut(hidden)).zip(hs.chunks_exact_mut(hidden)) {
-            for j in 0..hidden {
-                let (i, f, o, cand) = (g[j], g[hidden + j], g[2 * hidden + j], 2.0 * g[3 * hidden + j] - 1.0);
-                c[j] = f * c[j] + i * cand;
-                h[j] = o * (2.0 * sigmoid_approx(2.0 * c[j]) - 1.0);
-            }
-        }
-        if all {
-            out.push(h.clone());
-        }
-    }
-    if !all {
-        out.push(h);
-    }
-    out
 }
 
 impl LstmModel {
@@ -909,20 +994,86 @@ mod tests {
         assert!(test.matrix.index.iter().any(|(_, d)| *d < from + chrono::Duration::days(8)));
     }
 
+    /// Every parameter's gradient of one mini-batch, by `step`, for a fresh seeded network.
+    fn gradients_of(cfg: &LstmConfig, data: &Dataset, fused: bool) -> (f64, Vec<(&'static str, Vec<f32>)>) {
+        let model = fit(&LstmConfig { epochs: 1, ..cfg.clone() }, data, None, 2).unwrap();
+        let saved = &model.saved;
+        let base = cfg.device();
+        let device = base.clone().autodiff();
+        let net = {
+            let _guard = burn_rng_lock();
+            device.seed(9);
+            Net::new(cfg, saved.inputs, &device)
+        };
+        let index = SeqIndex::new(data.context.as_deref().unwrap());
+        let (rows, ys) = labelled(data, 0, Some(saved)).unwrap();
+        let keys: Vec<&(String, NaiveDate)> = rows.iter().take(75).map(|&i| &data.matrix.index[i]).collect();
+        let x = sequences(&index, &keys, saved);
+        // Targets far from the untrained outputs, so Huber's linear branch is taken too.
+        let target: Vec<f32> = ys.iter().take(keys.len()).map(|y| 3.0 * y).collect();
+        let target = Tensor::from_data(TensorData::new(target, [keys.len()]), &device);
+        let (loss, grads) = if fused {
+            fused_step(&net, &x, target, saved, &base, &mut ChaCha8Rng::seed_from_u64(1)).unwrap()
+        } else {
+            autodiff_step(&net, x, target, saved, &device).unwrap()
+        };
+        let mut out = Vec::new();
+        let flat = |t: Option<Tensor<2>>| t.unwrap().to_data().try_to_vec::<f32>().unwrap();
+        for (l, layer) in net.layers.iter().enumerate() {
+            let [a, b, c] = [["input0", "bias0", "recurrent0"], ["input1", "bias1", "recurrent1"]][l];
+            out.push((a, flat(grads.get::<2>(layer.input.weight.id))));
+            let bias: Tensor<1> = grads.get(layer.input.bias.as_ref().unwrap().id).unwrap();
+            out.push((b, bias.to_data().try_to_vec::<f32>().unwrap()));
+            out.push((c, flat(grads.get::<2>(layer.recurrent.weight.id))));
+        }
+        out.push(("head", flat(grads.get::<2>(net.head.weight.id))));
+        (loss, out)
+    }
+
     #[test]
-    fn the_vectorisable_exp_matches_libm_across_the_range() {
-        let (mut worst, mut at) = (0.0f64, 0.0f32);
-        for k in -87_000..=87_900 {
-            let x = k as f32 * 1e-3;
-            let (a, b) = (f64::from(exp_approx(x)), f64::from(x).exp());
-            if (a - b).abs() / b > worst {
-                (worst, at) = ((a - b).abs() / b, x);
+    fn the_hand_derived_gradients_equal_burns_autodiff() {
+        let data = panel(40, 8);
+        for (layers, loss_kind) in [(1, LossKind::Mse), (2, LossKind::Huber)] {
+            let cfg = LstmConfig {
+                lookback: 6,
+                hidden: 5,
+                layers,
+                loss: loss_kind,
+                huber_delta: 0.5,
+                patience: 0,
+                ..toml::from_str("").unwrap()
+            };
+            let (fused_loss, fused) = gradients_of(&cfg, &data, true);
+            let (reference_loss, reference) = gradients_of(&cfg, &data, false);
+            assert!((fused_loss - reference_loss).abs() < 1e-5 * reference_loss, "{fused_loss} vs {reference_loss}");
+            assert_eq!(fused.len(), 3 * layers + 1);
+            for ((name, a), (_, b)) in fused.iter().zip(&reference) {
+                assert_eq!(a.len(), b.len(), "{name}");
+                let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 1e-6, "{name}: the reference gradient is zero");
+                let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert!(worst <= 1e-4 * scale, "layers {layers}, {name}: off by {worst} (scale {scale})");
             }
         }
-        assert!(worst < 5e-7, "relative error {worst} at {at}");
-        // Beyond the clamps: finite, and the sigmoid saturates.
-        assert!(exp_approx(200.0).is_finite() && exp_approx(-200.0) >= 0.0);
-        assert!((sigmoid_approx(-100.0)).abs() < 1e-30 && (sigmoid_approx(100.0) - 1.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn a_seeded_fit_with_dropout_between_layers_is_bit_reproducible() {
+        let data = panel(40, 9);
+        let cfg = LstmConfig {
+            lookback: 5,
+            hidden: 6,
+            layers: 2,
+            dropout: 0.3,
+            epochs: 2,
+            batch_size: 64,
+            patience: 0,
+            ..toml::from_str("").unwrap()
+        };
+        let scores = |seed| fit(&cfg, &data, None, seed).unwrap().predict_rows(&data).unwrap();
+        let first = scores(4);
+        assert_eq!(first, scores(4));
+        assert!(first.iter().zip(scores(5)).any(|(a, b)| (a - b).abs() > 1e-9), "the seed changes nothing");
     }
 
     #[test]
