@@ -6,9 +6,10 @@ synthetic panel with their own generators); prints every run, the medians, and t
 
   python3 bench/compare.py lstm [--runs N]
   python3 bench/compare.py features [--runs N] [--symbols 2000] [--days 2500]
+  python3 bench/compare.py momentum [--runs N] [--symbols 500] [--days 2520]
 
 Needs a release build (`cargo build --release --locked`; STOCKCAST=path overrides the binary) and the peer's
-packages (pip install torch numpy / pip install polars numpy); not part of the test command.
+packages (pip install torch numpy / pip install polars numpy / pip install vectorbt); not part of the test command.
 """
 
 import argparse
@@ -47,10 +48,10 @@ def last_json(text: str) -> dict:
 
 def table(rows: list[tuple[str, list[float], list[float]]], runs: int, peer: str) -> None:
     print(f"\nmedians of {runs} alternating runs; peer: {peer}")
-    print(f"{'metric':<16} {'stockcast':>11} {'peer':>11} {'ratio':>7}")
+    print(f"{'metric':<26} {'stockcast':>11} {'peer':>11} {'ratio':>7}")
     for name, ours, theirs in rows:
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"{name:<16} {a:>11.3f} {b:>11.3f} {a / b:>7.2f}")
+        print(f"{name:<26} {a:>11.3f} {b:>11.3f} {a / b:>7.2f}")
 
 
 def lstm(a: argparse.Namespace) -> None:
@@ -104,14 +105,48 @@ def features(a: argparse.Namespace) -> None:
                 print(f"  {fam:<22} {v['max_abs_diff']:.3e} ({v['null_mismatches']})")
 
 
+def momentum(a: argparse.Namespace) -> None:
+    """The top-50 momentum(60) portfolio of `stockcast bench backtest --models momentum`: the whole `stockcast
+    backtest` (wall) and its signal + simulation seconds (the rule's scoring and `simulate_seconds`, from
+    report.json) against bench/momentum_vectorbt.py's signal + simulation after numba's compilation."""
+    symbols = 500 if a.symbols == 2000 else a.symbols
+    days = 2520 if a.days == 2500 else a.days
+    with tempfile.TemporaryDirectory() as tmp:
+        run([binary(), "--quiet", "bench", "backtest", "--models", "momentum", "--symbols", str(symbols), "--days",
+             str(days), "--out", tmp])
+        config = os.path.join(tmp, "backtest.toml")
+        ours, theirs, peer = [], [], ""
+        for i in range(a.runs):
+            out = os.path.join(tmp, f"run{i}")
+            r = run([binary(), "--quiet", "backtest", "--config", config, "--out", out])
+            m = json.load(open(os.path.join(out, "report.json")))["models"]["momentum"]
+            o = {"wall_s": r["wall_s"], "signal_s": m["predict_seconds"], "simulate_s": m["simulate_seconds"],
+                 "total_return": m["total_return"], "fills": m["fills"]}
+            o["signal_plus_simulation_s"] = o["signal_s"] + o["simulate_s"]
+            p = run([sys.executable, "bench/momentum_vectorbt.py", "--dir", tmp, "--runs", "1"])
+            t = last_json(p["stdout"])
+            t["wall_s"] = p["wall_s"]
+            t["signal_plus_simulation_s"] = t["total_s"]
+            peer = t["peer"]
+            print(f"run {i + 1}: stockcast backtest {o['wall_s']:.2f} s, signal + simulation "
+                  f"{o['signal_plus_simulation_s']:.3f} s (total return {o['total_return']:.4f}, {o['fills']} fills) | "
+                  f"{peer} signal + simulation {t['total_s']:.3f} s (total return {t['total_return']:.4f}, "
+                  f"{t['orders']} orders), process {p['wall_s']:.2f} s")
+            ours.append(o)
+            theirs.append(t)
+        print(f"\n{symbols} symbols x {days} days, top-50 n-drop 10 momentum(60), every 5 days, next-open fills")
+        table([(k, [x[k] for x in ours], [x[k] for x in theirs])
+               for k in ["signal_s", "simulate_s", "signal_plus_simulation_s", "wall_s"]], a.runs, peer)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["lstm", "features"])
+    ap.add_argument("what", choices=["lstm", "features", "momentum"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--symbols", type=int, default=2000)
     ap.add_argument("--days", type=int, default=2500)
     a = ap.parse_args()
-    {"lstm": lstm, "features": features}[a.what](a)
+    {"lstm": lstm, "features": features, "momentum": momentum}[a.what](a)
 
 
 if __name__ == "__main__":

@@ -366,9 +366,10 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     if let Some(m) = report["models"].as_object() {
         for (name, v) in m {
             out(&format!(
-                "  model {name:<14} fit {:>7.1} s  predict {:>6.1} s  rank IC {:+.4}",
+                "  model {name:<14} fit {:>7.1} s  predict {:>6.2} s  simulate {:>5.2} s  rank IC {:+.4}",
                 v["fit_seconds"].as_f64().unwrap_or(f64::NAN),
                 v["predict_seconds"].as_f64().unwrap_or(f64::NAN),
+                v["simulate_seconds"].as_f64().unwrap_or(f64::NAN),
                 v["rank_ic"].as_f64().unwrap_or(f64::NAN)
             ));
         }

@@ -61,13 +61,13 @@ pub(crate) fn every_kind_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-/// `report.json` of a run without what differs between two runs of the same work: stage timings, fit and predict
-/// seconds, and the recorded configuration (a merged run records it resolved, with every model inline).
+/// `report.json` of a run without what differs between two runs of the same work: stage timings, fit, predict and
+/// simulation seconds, and the recorded configuration (a merged run records it resolved, with every model inline).
 pub(crate) fn report_results(run: &Path) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
-                for k in ["timings_seconds", "fit_seconds", "predict_seconds", "config"] {
+                for k in ["timings_seconds", "fit_seconds", "predict_seconds", "simulate_seconds", "config"] {
                     m.remove(k);
                 }
                 m.values_mut().for_each(strip);

@@ -40,6 +40,8 @@ pub struct ModelReport {
     pub fit_seconds: f64,
     /// Seconds spent predicting.
     pub predict_seconds: f64,
+    /// Seconds the portfolio simulation took (scores to target weights, fills, costs, equity).
+    pub simulate_seconds: f64,
     /// Bootstrap intervals, PSR and DSR.
     pub overfit: ModelOverfit,
     /// CPCV runs: the strategy's Sharpe ratio and the mean Rank IC on every backtest path.
@@ -167,8 +169,10 @@ fn evaluate_models(
             let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
             let scores: BTreeMap<(NaiveDate, String), f64> =
                 preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+            let started = std::time::Instant::now();
             let simulation = portfolio::simulate(strategy, market, &scores, index)
                 .map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+            let simulate_seconds = started.elapsed().as_secs_f64();
             let rows = wf.results.iter().filter(|r| &r.model == name);
             let sheet =
                 tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
@@ -185,6 +189,7 @@ fn evaluate_models(
                 simulation,
                 fit_seconds: rows.clone().map(|r| r.fit_seconds).sum(),
                 predict_seconds: rows.map(|r| r.predict_seconds).sum(),
+                simulate_seconds,
                 overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
                 cpcv: None,
                 sheet,
@@ -307,6 +312,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         );
         o.insert("fit_seconds".into(), json!(m.fit_seconds));
         o.insert("predict_seconds".into(), json!(m.predict_seconds));
+        o.insert("simulate_seconds".into(), json!(m.simulate_seconds));
         let folds: Vec<Value> = wf
             .results
             .iter()

@@ -170,25 +170,41 @@ pub fn write_features(
     }
     let mut summary = None;
     crate::io::write_atomic_with(path, |file| {
-        // A second handle on the same open file (shared offset) that the writer can own across the shards.
-        let mut out = Some(file.try_clone().map_err(|e| Error::io(path, e))?);
-        let mut writer = None;
-        summary = Some(for_each_shard(prices, spec, shard_rows, |mut df, _| {
-            // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
-            let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
-            if let Some(f) = out.take() {
-                writer =
-                    Some(ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).batched(df.schema())?);
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_batch(&df)?;
-            }
+        // A second handle on the same open file (shared offset) that the writer thread can own.
+        let out = file.try_clone().map_err(|e| Error::io(path, e))?;
+        // Computing shard k+1 overlaps with encoding and writing shard k: one shard in flight between them.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<()> {
+                let (mut out, mut writer) = (Some(out), None);
+                for mut df in rx {
+                    // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
+                    let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
+                    if let Some(f) = out.take() {
+                        writer = Some(
+                            ParquetWriter::new(f)
+                                .with_compression(ParquetCompression::Zstd(None))
+                                .batched(df.schema())?,
+                        );
+                    }
+                    if let Some(w) = writer.as_mut() {
+                        w.write_batch(&df)?;
+                    }
+                }
+                if let Some(w) = writer {
+                    w.finish()?;
+                }
+                Ok(())
+            });
+            let computed = for_each_shard(prices, spec, shard_rows, |df, _| {
+                tx.send(df).map_err(|_| Error::io(path, std::io::Error::other("the Parquet writer stopped")))
+            });
+            drop(tx);
+            // The writer's own error explains a stopped writer better than the failed send does.
+            writer.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+            summary = Some(computed?);
             Ok(())
-        })?);
-        if let Some(w) = writer {
-            w.finish()?;
-        }
-        Ok(())
+        })
     })?;
     summary.ok_or_else(|| Error::Config { what: "features", message: "no rows to write".into() })
 }
