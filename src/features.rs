@@ -11,8 +11,9 @@ use stockcast_models::{Dataset, DatasetOptions};
 use crate::UsageError;
 use crate::ctx::Ctx;
 
-/// Rows per shard of a sharded feature build (whole symbols): 500k rows of 68 f64 features are ~270 MB in flight.
-pub const SHARD_ROWS: usize = 500_000;
+/// Rows per shard of a sharded feature build (whole symbols): 250k rows of 68 f64 features are ~140 MB in flight,
+/// one Parquet row group (512² rows at most) per shard; the last shard's encoding is the tail of a streamed build.
+pub const SHARD_ROWS: usize = 250_000;
 
 /// The spec from `path` (or the default spec) with `horizon` and `demean` applied.
 pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> anyhow::Result<FeatureSpec> {
