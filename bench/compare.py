@@ -77,6 +77,7 @@ def lstm(a: argparse.Namespace) -> None:
 
 
 def features(a: argparse.Namespace) -> None:
+    a.symbols, a.days = a.symbols or 2000, a.days or 2500
     with tempfile.TemporaryDirectory() as tmp:
         prices = os.path.join(tmp, "prices.parquet")
         run([binary(), "--quiet", "bench", "features", "--symbols", str(a.symbols), "--days", str(a.days),
@@ -109,8 +110,7 @@ def momentum(a: argparse.Namespace) -> None:
     """The top-50 momentum(60) portfolio of `stockcast bench backtest --models momentum`: the whole `stockcast
     backtest` (wall) and its signal + simulation seconds (the rule's scoring and `simulate_seconds`, from
     report.json) against bench/momentum_vectorbt.py's signal + simulation after numba's compilation."""
-    symbols = 500 if a.symbols == 2000 else a.symbols
-    days = 2520 if a.days == 2500 else a.days
+    symbols, days = a.symbols or 500, a.days or 2520
     with tempfile.TemporaryDirectory() as tmp:
         run([binary(), "--quiet", "bench", "backtest", "--models", "momentum", "--symbols", str(symbols), "--days",
              str(days), "--out", tmp])
@@ -143,8 +143,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["lstm", "features", "momentum"])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--symbols", type=int, default=2000)
-    ap.add_argument("--days", type=int, default=2500)
+    # Defaults per benchmark: features 2,000 x 2,500, momentum 500 x 2,520.
+    ap.add_argument("--symbols", type=int)
+    ap.add_argument("--days", type=int)
     a = ap.parse_args()
     {"lstm": lstm, "features": features, "momentum": momentum}[a.what](a)
 

@@ -177,15 +177,15 @@ pub fn write_features(
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<()> {
                 let (mut out, mut writer) = (Some(out), None);
-                let options = ParquetCompression::Zstd(None);
+                let compression = ParquetCompression::Zstd(None);
                 for mut df in rx {
                     // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
                     let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
                     if let Some(f) = out.take() {
-                        writer = Some(ParquetWriter::new(f).with_compression(options).batched(df.schema())?);
+                        writer = Some(ParquetWriter::new(f).with_compression(compression).batched(df.schema())?);
                     }
                     if let Some(w) = writer.as_mut() {
-                        for (rows, columns) in encode_row_groups(&df, w.parquet_schema().fields(), options)? {
+                        for (rows, columns) in encode_row_groups(&df, w.parquet_schema().fields(), compression)? {
                             w.write_row_group(rows, &columns)?;
                         }
                     }

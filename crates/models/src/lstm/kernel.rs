@@ -177,30 +177,28 @@ avx2_dispatch! {
     }
 }
 
-/// What one step's backward pass reads of the forward pass: the gate sigmoids, `tanh c_t` and `c_{t−1}` (none at
+/// What one step's backward pass reads of the forward pass: the gate sigmoids, `tanh c_t` and `c_{t−1}` (zeros at
 /// the first step) of its rows.
 #[derive(Clone, Copy)]
 struct StepTape<'a> {
     sg: &'a [f32],
     tc: &'a [f32],
-    c_prev: Option<&'a [f32]>,
+    c_prev: &'a [f32],
 }
 
 avx2_dispatch! {
     /// One step's element-wise backward pass over `batch` rows (see the module docs): from the forward pass's
-    /// `tape`, the gradient of `h_t` from above and from step t+1 (`dh_rec`), and of `c_t` from step t+1 (`dc`,
-    /// replaced by that of `c_{t−1}`), writes the gates' gradients `dz`.
+    /// `tape`, the gradient of `h_t` from above (zeros where none comes) and from step t+1 (`dh_rec`), and of `c_t`
+    /// from step t+1 (`dc`, replaced by that of `c_{t−1}`), writes the gates' gradients `dz`.
     fn backward_step(
         tape: StepTape<'_>,
-        above: Option<&[f32]>,
+        above: &[f32],
         dh_rec: &[f32],
         dc: &mut [f32],
         dz: &mut [f32],
         hidden: usize,
     ) {
         let StepTape { sg, tc, c_prev } = tape;
-        let zeros = vec![0.0f32; tc.len()];
-        let (c_prev, above) = (c_prev.unwrap_or(&zeros), above.unwrap_or(&zeros));
         for (k, (sg, dz)) in sg.chunks_exact(4 * hidden).zip(dz.chunks_exact_mut(4 * hidden)).enumerate() {
             let row = k * hidden..(k + 1) * hidden;
             let (tc, cp, up, dhr, dc) =
@@ -265,6 +263,8 @@ pub(super) fn backward(
     // The gradients reaching h_{t} and c_{t} from step t+1.
     let mut dh_rec = Array2::<f32>::zeros((batch, hidden));
     let mut dc_next = vec![0.0f32; batch * hidden];
+    // `c_{−1}`, and the gradient from above at the steps no layer above reads.
+    let zeros = vec![0.0f32; batch * hidden];
     let (s_all, c_all, tc_all) = (
         tape.gates.as_slice().expect("row-major"),
         tape.cell.as_slice().expect("row-major"),
@@ -272,15 +272,16 @@ pub(super) fn backward(
     );
     for t in (0..steps).rev() {
         let base = t * batch;
-        let from_above: Option<&[f32]> = match &upstream {
-            Upstream::Last(d) => (t == steps - 1).then(|| d.as_slice().expect("row-major")),
-            Upstream::All(d) => Some(&d.as_slice().expect("row-major")[base * hidden..(base + batch) * hidden]),
+        let from_above: &[f32] = match &upstream {
+            Upstream::Last(d) if t == steps - 1 => d.as_slice().expect("row-major"),
+            Upstream::Last(_) => &zeros,
+            Upstream::All(d) => &d.as_slice().expect("row-major")[base * hidden..(base + batch) * hidden],
         };
         let rows_t = base * hidden..(base + batch) * hidden;
         let step = StepTape {
             sg: &s_all[base * four..(base + batch) * four],
             tc: &tc_all[rows_t.clone()],
-            c_prev: (t > 0).then(|| &c_all[rows_t.start - batch * hidden..rows_t.start]),
+            c_prev: if t > 0 { &c_all[rows_t.start - batch * hidden..rows_t.start] } else { &zeros },
         };
         backward_step(
             step,

@@ -892,19 +892,11 @@ impl Model for LstmModel {
         // Rows are independent: both halves run at once, each in chunks; the result does not depend on the split.
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 2);
         let part = keys.len().div_ceil(threads).max(1);
-        let scores: Vec<Vec<f32>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = keys
-                .chunks(part)
-                .map(|mine| {
-                    let index = &index;
-                    scope.spawn(move || {
-                        mine.chunks(PREDICT_CHUNK)
-                            .flat_map(|chunk| self.infer.predict(index, chunk, &self.saved))
-                            .collect::<Vec<f32>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        let halves: Vec<&[&(String, NaiveDate)]> = keys.chunks(part).collect();
+        let scores = in_parallel(&halves, |mine| {
+            mine.chunks(PREDICT_CHUNK)
+                .flat_map(|chunk| self.infer.predict(&index, chunk, &self.saved))
+                .collect::<Vec<f32>>()
         });
         Ok(scores.into_iter().flatten().map(|v| f64::from(v) * self.saved.y_std + self.saved.y_mean).collect())
     }
