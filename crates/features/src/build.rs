@@ -177,7 +177,8 @@ pub fn write_features(
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<()> {
                 let (mut out, mut writer) = (Some(out), None);
-                let compression = ParquetCompression::Zstd(None);
+                let level = None;
+                let compression = ParquetCompression::Zstd(level);
                 for mut df in rx {
                     // Aligned chunks of at most 512² rows, as `ParquetWriter::finish` cuts its row groups.
                     let df = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
@@ -185,7 +186,9 @@ pub fn write_features(
                         writer = Some(ParquetWriter::new(f).with_compression(compression).batched(df.schema())?);
                     }
                     if let Some(w) = writer.as_mut() {
-                        for (rows, columns) in encode_row_groups(&df, w.parquet_schema().fields(), compression)? {
+                        for (rows, columns) in
+                            crate::encode::encode_row_groups(&df, w.parquet_schema().fields(), level)?
+                        {
                             w.write_row_group(rows, &columns)?;
                         }
                     }
@@ -206,55 +209,6 @@ pub fn write_features(
         })
     })?;
     summary.ok_or_else(|| Error::Config { what: "features", message: "no rows to write".into() })
-}
-
-/// The row groups of `df` (aligned chunks, one row group each) encoded and compressed as polars' `ParquetWriter`
-/// does with `compression` and its defaults (statistics, page size, format v1), the columns split between two
-/// threads: `BatchedWriter::write_batch` compresses every page on the calling thread. Pages in column order.
-fn encode_row_groups(
-    df: &DataFrame,
-    fields: &[polars_parquet::write::ParquetType],
-    compression: ParquetCompression,
-) -> Result<Vec<(u64, Vec<Vec<polars_parquet::write::CompressedPage>>)>> {
-    use polars_parquet::write::{Compressor, Version, WriteOptions, array_to_columns};
-    let arrow_schema = df.schema().to_arrow(CompatLevel::newest());
-    let encodings = polars::io::parquet::write::get_encodings(&arrow_schema);
-    let options = WriteOptions {
-        statistics: polars::io::parquet::write::StatisticsOptions::default(),
-        compression: compression.into(),
-        version: Version::V1,
-        data_page_size: None,
-    };
-    let parquet_err =
-        |e: PolarsError| polars_parquet::parquet::error::ParquetError::FeatureNotSupported(format!("polars: {e}"));
-    let mut groups = Vec::new();
-    for batch in df.iter_chunks(CompatLevel::newest(), false) {
-        if batch.is_empty() {
-            continue;
-        }
-        let rows = batch.len() as u64;
-        let encode = |range: std::ops::Range<usize>| -> Result<Vec<Vec<polars_parquet::write::CompressedPage>>> {
-            let mut out = Vec::new();
-            for i in range {
-                for pages in array_to_columns(batch.columns()[i].as_ref(), fields[i].clone(), options, &encodings[i])? {
-                    let compressed =
-                        Compressor::new(pages.map(|p| p.map_err(parquet_err)), options.compression, vec![]);
-                    out.push(compressed.collect::<std::result::Result<Vec<_>, _>>().map_err(PolarsError::from)?);
-                }
-            }
-            Ok(out)
-        };
-        let (n, half) = (batch.columns().len(), batch.columns().len() / 2);
-        let (a, b) = std::thread::scope(|scope| {
-            let a = scope.spawn(|| encode(0..half));
-            let b = encode(half..n);
-            (a.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), b)
-        });
-        let mut pages = a?;
-        pages.extend(b?);
-        groups.push((rows, pages));
-    }
-    Ok(groups)
 }
 
 /// The output of [`build_features`] in consecutive pieces of about `shard_rows` rows (whole symbols), in row order,

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod clock;
+mod encode;
 pub mod error;
 pub mod incremental;
 pub mod io;
