@@ -51,8 +51,25 @@ pub struct PriceFrame {
     df: DataFrame,
     fields: Vec<PriceField>,
     adjusted: bool,
-    data_hash: String,
+    data_hash: DataHash,
     securities: Vec<Security>,
+}
+
+/// The content hash of a frame, computed the first time it is asked for (a feature build never asks: hashing
+/// 5 M rows is a quarter of a second on the loading thread). Clones and row slices share it: a slice's hash is
+/// that of the frame it was cut from.
+#[derive(Debug, Clone)]
+struct DataHash(std::sync::Arc<(DataFrame, std::sync::OnceLock<String>)>);
+
+impl DataHash {
+    fn of(df: &DataFrame) -> Self {
+        Self(std::sync::Arc::new((df.clone(), std::sync::OnceLock::new())))
+    }
+
+    fn get(&self) -> &str {
+        let (df, hash) = &*self.0;
+        hash.get_or_init(|| hash_frame(df))
+    }
 }
 
 /// One symbol's validated bars as typed columns ([`PriceFrame::series`]); optional columns are `None` when the
@@ -240,7 +257,7 @@ impl PriceFrame {
             cols.push(Column::new("sector".into(), sector));
         }
         let df = DataFrame::new_infer_height(cols)?;
-        let data_hash = hash_frame(&df)?;
+        let data_hash = DataHash::of(&df);
         Ok(Self { df, fields, adjusted, data_hash, securities })
     }
 
@@ -260,7 +277,7 @@ impl PriceFrame {
             .collect();
         let adjusted = df.column("raw_close").is_ok();
         check_sorted_unique(&df)?;
-        let data_hash = hash_frame(&df)?;
+        let data_hash = DataHash::of(&df);
         Ok(Self { df, fields, adjusted, data_hash, securities: Vec::new() })
     }
 
@@ -323,7 +340,7 @@ impl PriceFrame {
 
     /// Stable content hash of the prices (sha256, hex, first 16 bytes).
     pub fn data_hash(&self) -> &str {
-        &self.data_hash
+        self.data_hash.get()
     }
 
     /// Distinct symbols in order.
@@ -349,7 +366,7 @@ impl PriceFrame {
         let days = date_to_days(as_of);
         let mask = self.df.column("date")?.date()?.physical().lt_eq(days);
         let df = self.df.filter(&mask)?;
-        let data_hash = hash_frame(&df)?;
+        let data_hash = DataHash::of(&df);
         Ok(Self { df, data_hash, ..self.clone() })
     }
 
@@ -361,7 +378,7 @@ impl PriceFrame {
         let days = date_to_days(from);
         let mask = self.df.column("date")?.date()?.physical().gt_eq(days);
         let df = self.df.filter(&mask)?;
-        let data_hash = hash_frame(&df)?;
+        let data_hash = DataHash::of(&df);
         Ok(Self { df, data_hash, ..self.clone() })
     }
 
@@ -466,7 +483,7 @@ impl PriceFrame {
             .map(|s| s.is_some_and(|s| symbols.iter().any(|x| x == s)))
             .collect();
         let df = self.df.filter(&mask)?;
-        let data_hash = hash_frame(&df)?;
+        let data_hash = DataHash::of(&df);
         Ok(Self { df, data_hash, ..self.clone() })
     }
 
@@ -499,32 +516,27 @@ fn check_sorted_unique(df: &DataFrame) -> Result<()> {
 }
 
 /// Hash of symbol, date and every numeric column, in row order.
-fn hash_frame(df: &DataFrame) -> Result<String> {
+fn hash_frame(df: &DataFrame) -> String {
     let mut h = Sha256::new();
     for col in df.columns() {
         h.update(col.name().as_bytes());
         h.update([0]);
-        match col.dtype() {
-            DataType::String => {
-                for v in col.str()?.iter() {
-                    h.update(v.unwrap_or("\u{0}").as_bytes());
-                    h.update([0]);
-                }
+        if let Ok(s) = col.str() {
+            for v in s.iter() {
+                h.update(v.unwrap_or("\u{0}").as_bytes());
+                h.update([0]);
             }
-            DataType::Date => {
-                for v in col.date()?.physical().iter() {
-                    h.update(v.unwrap_or(i32::MIN).to_le_bytes());
-                }
+        } else if let Ok(d) = col.date() {
+            for v in d.physical().iter() {
+                h.update(v.unwrap_or(i32::MIN).to_le_bytes());
             }
-            DataType::Float64 => {
-                for v in col.f64()?.iter() {
-                    h.update(v.unwrap_or(f64::NAN).to_bits().to_le_bytes());
-                }
+        } else if let Ok(x) = col.f64() {
+            for v in x.iter() {
+                h.update(v.unwrap_or(f64::NAN).to_bits().to_le_bytes());
             }
-            _ => {}
         }
     }
-    Ok(crate::spec::hex_prefix(&h.finalize()))
+    crate::spec::hex_prefix(&h.finalize())
 }
 
 #[cfg(test)]
