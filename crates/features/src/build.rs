@@ -134,18 +134,14 @@ impl WrittenFeatures {
     }
 }
 
-/// `def` cut down to the outputs named in `keep` (`None` when it produces none of them).
-fn restricted(def: &FeatureDef, keep: &std::collections::BTreeSet<&str>) -> Option<FeatureDef> {
+/// `def` cut down to the outputs `keep` accepts (`None` when it produces none of them); MACD's three outputs come
+/// together.
+fn restricted(def: &FeatureDef, keep: impl Fn(&str) -> bool) -> Option<FeatureDef> {
     if def.family == Family::Macd {
-        return def.output_names().iter().any(|n| keep.contains(n.as_str())).then(|| def.clone());
+        return def.output_names().iter().any(|n| keep(n)).then(|| def.clone());
     }
-    let windows: Vec<usize> = def
-        .windows
-        .iter()
-        .zip(def.output_names())
-        .filter(|(_, n)| keep.contains(n.as_str()))
-        .map(|(w, _)| *w)
-        .collect();
+    let windows: Vec<usize> =
+        def.windows.iter().zip(def.output_names()).filter(|(_, n)| keep(n)).map(|(w, _)| *w).collect();
     (!windows.is_empty()).then(|| FeatureDef { windows, ..def.clone() })
 }
 
@@ -214,8 +210,8 @@ pub fn write_features(
 /// The output of [`build_features`] in consecutive pieces of about `shard_rows` rows (whole symbols), in row order,
 /// each with the columns the whole frame has: time-series features are computed per shard (they read only their
 /// own symbol's rows); cross-sectional families, which need every symbol of a date, are computed first over all
-/// rows from a spec cut down to their source features. A demeaned label (a per-date mean) or data no larger than
-/// one shard come as one piece. `each` gets the piece and its feature columns; returns what the pieces hold.
+/// rows from a spec cut down to their source features, and those sources are taken from that pass rather than
+/// computed again per shard. A demeaned label (a per-date mean) or data no larger than one shard come as one piece. `each` gets the piece and its feature columns; returns what the pieces hold.
 ///
 /// # Errors
 /// As [`build_features`], and whatever `each` returns.
@@ -237,15 +233,15 @@ pub fn for_each_shard(
         ..spec.clone()
     };
     let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cs_family(d.family)).collect();
+    let sources: std::collections::BTreeSet<&str> =
+        cs_defs.iter().flat_map(|d| d.of.iter().map(String::as_str)).collect();
     let cs = if cs_defs.is_empty() {
         None
     } else {
-        let sources: std::collections::BTreeSet<&str> =
-            cs_defs.iter().flat_map(|d| d.of.iter().map(String::as_str)).collect();
         let features = ts_spec
             .features
             .iter()
-            .filter_map(|d| restricted(d, &sources))
+            .filter_map(|d| restricted(d, |n| sources.contains(n)))
             .chain(cs_defs.iter().map(|d| (*d).clone()))
             .collect();
         Some(build_checked(prices, &FeatureSpec { features, ..spec.clone() })?)
@@ -255,20 +251,35 @@ pub fn for_each_shard(
         .as_ref()
         .map(|f| f.features.iter().filter(|n| cs_outputs.contains(n)).cloned().collect())
         .unwrap_or_default();
+    // The sources the cross-sectional pass computed (over whole symbols, as a shard does) are sliced from its frame
+    // rather than computed again per shard; MACD, whose outputs come together, is recomputed whole.
+    let computed: std::collections::BTreeSet<&str> = cs
+        .as_ref()
+        .map(|f| f.features.iter().map(String::as_str).filter(|n| sources.contains(n)).collect())
+        .unwrap_or_default();
+    let shard_spec = FeatureSpec {
+        features: ts_spec.features.iter().filter_map(|d| restricted(d, |n| !computed.contains(n))).collect(),
+        ..spec.clone()
+    };
+    let in_shards = shard_spec.output_names();
+    let taken: Vec<&str> = computed.iter().copied().filter(|n| !in_shards.iter().any(|s| s == n)).collect();
     let mut summary: Option<WrittenFeatures> = None;
     for (offset, len) in prices.symbol_shards(shard_rows.max(1))? {
-        let part = build_checked(&prices.slice_rows(offset, len), &ts_spec)?;
+        let part = build_checked(&prices.slice_rows(offset, len), &shard_spec)?;
         // Every shard has the same columns: what the first one says holds for all.
         let s = summary.get_or_insert_with(|| {
-            let features =
-                spec.output_names().into_iter().filter(|n| part.features.contains(n) || cs_names.contains(n)).collect();
+            let features = spec
+                .output_names()
+                .into_iter()
+                .filter(|n| part.features.contains(n) || cs_names.contains(n) || taken.contains(&n.as_str()))
+                .collect();
             let mut skipped = part.skipped.clone();
             skipped.extend(cs.iter().flat_map(|f| f.skipped.iter().filter(|s| is_cs_family(s.family)).cloned()));
             WrittenFeatures { rows: 0, features, skipped, spec_hash: spec.hash() }
         });
         let mut df = part.df;
         if let Some(cs) = &cs {
-            for name in &cs_names {
+            for name in cs_names.iter().map(String::as_str).chain(taken.iter().copied()) {
                 df.with_column(cs.df.column(name)?.slice(offset as i64, len))?;
             }
         }
