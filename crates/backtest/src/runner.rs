@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use stockcast_models::{Dataset, ModelConfig, TrainedModel};
+use stockcast_models::{Dataset, ModelConfig, Rows, TrainedModel};
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, ForecastStats, SignalStats};
@@ -163,10 +163,6 @@ fn span_training_rows(data: &Dataset, cal: &[NaiveDate], span: &Span, before: us
     // Past the calendar's end nothing follows: every label known in the data may be used.
     let before = cal.get(before).copied().unwrap_or(NaiveDate::MAX);
     training_rows(data, a, b, before, label_span)
-}
-
-fn select_training(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Dataset {
-    data.rows(&span_training_rows(data, cal, span, before, label_span))
 }
 
 /// One unit of walk-forward work: a model's fit on its refit fold and the predictions of every fold that uses
@@ -396,21 +392,19 @@ fn run_task(
     // Training labels end before the next window (validation or test), validation labels before the test.
     let span = opts.label_span;
     let train_before = if uses_valid { fit_fold.valid.start } else { fit_fold.test.start };
-    let train = if !spec.config.learns() {
+    // Positions in `data`: the fit reads them in place (`fit_rows`), no copy of a fold's training matrix.
+    let train_rows: Vec<usize> = if !spec.config.learns() {
         // Rules fit nothing: selecting (and purging) a training set would only cost time. `train_rows` is 0.
-        data.rows(&[])
+        Vec::new()
     } else if fit_fold.train_parts.is_empty() {
-        select_training(data, cal, &train_span, train_before, span)
+        span_training_rows(data, cal, &train_span, train_before, span)
     } else {
         // CPCV: the training runs around the test groups, each purged against the group that follows it.
-        let rows: Vec<usize> = fit_fold
-            .train_parts
-            .iter()
-            .flat_map(|(s, before)| span_training_rows(data, cal, s, *before, span))
-            .collect();
-        data.rows(&rows)
+        fit_fold.train_parts.iter().flat_map(|(s, before)| span_training_rows(data, cal, s, *before, span)).collect()
     };
-    let valid = uses_valid.then(|| select_training(data, cal, &fit_fold.valid, fit_fold.test.start, span));
+    let valid_rows = uses_valid.then(|| span_training_rows(data, cal, &fit_fold.valid, fit_fold.test.start, span));
+    let train = Rows::of(data, &train_rows);
+    let valid = valid_rows.as_deref().map(|v| Rows::of(data, v));
     if train.is_empty() && spec.config.learns() {
         return Err(Error::Data(format!(
             "model {}, fold {}: no training rows with a label and complete features in {:?}",
@@ -422,7 +416,7 @@ fn run_task(
     let seed = opts.seed.wrapping_add(task.fit_fold as u64);
     let t = Instant::now();
     let model: TrainedModel =
-        stockcast_models::fit(&spec.config, &train, valid.as_ref(), seed).map_err(model_err(fit_fold.id))?;
+        stockcast_models::fit_rows(&spec.config, train, valid, seed).map_err(model_err(fit_fold.id))?;
     let fit_seconds = t.elapsed().as_secs_f64();
     let importance = model.importance().map_err(model_err(fit_fold.id))?;
     let last_fit_span = if uses_valid { &fit_fold.valid } else { &train_span };
@@ -468,7 +462,7 @@ fn run_task(
                 test_start,
                 test_end,
                 train_rows: train.len(),
-                valid_rows: valid.as_ref().map_or(0, Dataset::len),
+                valid_rows: valid.map_or(0, |v| v.len()),
                 test_rows: test.len(),
                 fit_seconds: if fid == task.fit_fold { fit_seconds } else { 0.0 },
                 predict_seconds,

@@ -7,9 +7,9 @@ use std::path::Path;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit as fit_model};
+use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit_rows as fit_model};
 
 /// Members and optional weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ impl ModelKind for EnsembleConfig {
         self.check()
     }
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
+        self.fit_rows(Rows::all(train), valid.map(Rows::all), seed)
+    }
+    fn fit_rows(&self, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<Box<dyn Model>> {
         Ok(Box::new(fit(self, train, valid, seed)?))
     }
     fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
@@ -85,7 +88,7 @@ pub struct Ensemble {
     weights: Vec<f64>,
 }
 
-pub(crate) fn fit(cfg: &EnsembleConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Ensemble> {
+pub(crate) fn fit(cfg: &EnsembleConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<Ensemble> {
     let members = cfg
         .members
         .iter()

@@ -17,6 +17,6 @@ pub mod progress;
 pub mod registry;
 pub mod rules;
 
-pub use data::{Dataset, DatasetOptions, History, Predictions, SymbolHistory};
+pub use data::{Dataset, DatasetOptions, History, Predictions, Rows, SymbolHistory};
 pub use error::{Error, Result};
-pub use model::{Importance, Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit};
+pub use model::{Importance, Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit, fit_rows};

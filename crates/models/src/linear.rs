@@ -10,7 +10,7 @@ use linfa_elasticnet::ElasticNet;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelKind, ModelMeta};
 use stockcast_features::stats;
@@ -67,6 +67,9 @@ impl ModelKind for LinearConfig {
         self.check()
     }
     fn fit(&self, train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {
+        Ok(Box::new(fit(self, Rows::all(train))?))
+    }
+    fn fit_rows(&self, train: Rows<'_>, _valid: Option<Rows<'_>>, _seed: u64) -> Result<Box<dyn Model>> {
         Ok(Box::new(fit(self, train)?))
     }
     fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
@@ -102,10 +105,11 @@ fn standardise(x: &Array2<f32>, rows: &[usize], means: &[f64], stds: &[f64]) -> 
 /// Rows standardised per block in the streaming passes (a block is `ROWS_PER_BLOCK × features` f64).
 const ROWS_PER_BLOCK: usize = 8192;
 
-pub(crate) fn fit(cfg: &LinearConfig, train: &Dataset) -> Result<Linear> {
-    let x = &train.matrix.x;
-    let y = train.labels()?;
-    let rows: Vec<usize> = (0..x.nrows()).filter(|&i| y[i].is_finite()).collect();
+pub(crate) fn fit(cfg: &LinearConfig, train: Rows<'_>) -> Result<Linear> {
+    let x = &train.data.matrix.x;
+    let y = train.data.labels()?;
+    // The labelled training rows, read in place in `x`.
+    let rows: Vec<usize> = (0..train.len()).map(|k| train.position(k)).filter(|&i| y[i].is_finite()).collect();
     if rows.len() < 2 {
         return Err(Error::Data(format!("linear: {} labelled training rows; need at least 2", rows.len())));
     }

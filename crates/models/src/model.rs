@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::{Dataset, Predictions};
+use crate::data::{Dataset, Predictions, Rows};
 use crate::error::{Error, Result};
 use crate::{ensemble, forecast, gbm, linear, lstm, rules};
 
@@ -48,6 +48,12 @@ pub trait ModelKind: std::fmt::Debug + Send + Sync {
     fn validate(&self) -> Result<()>;
     /// Fits on `train` (rows with labels), early-stopping on `valid` where the kind supports it.
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>>;
+    /// [`ModelKind::fit`] on rows of datasets: the same model as fitting on [`Rows::materialize`]d copies, which
+    /// is what this default does; kinds that can read the rows in place (gbm, linear, ensembles of them) do.
+    fn fit_rows(&self, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<Box<dyn Model>> {
+        let valid = valid.map(|v| v.materialize());
+        self.fit(&train.materialize(), valid.as_ref(), seed)
+    }
     /// Loads the kind's own files from a saved model directory (already verified against `meta`).
     fn load(&self, dir: &Path, meta: &ModelMeta) -> Result<Box<dyn Model>>;
     /// True when the model reads each row's preceding feature rows, so datasets should carry a
@@ -216,21 +222,30 @@ pub struct TrainedModel {
 /// # Errors
 /// [`Error::Config`] for an invalid config, [`Error::Data`] for unusable data, library errors otherwise.
 pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<TrainedModel> {
+    fit_rows(config, Rows::all(train), valid.map(Rows::all), seed)
+}
+
+/// [`fit`] on rows of datasets ([`Rows`]): the same model and metadata as fitting on copies of those rows,
+/// without the copies where the kind reads rows in place.
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_rows(config: &ModelConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<TrainedModel> {
     config.validate()?;
+    let (names, spec) = (&train.data.matrix.feature_names, &train.data.matrix.spec_hash);
     if let Some(v) = valid
-        && (v.matrix.feature_names != train.matrix.feature_names || v.matrix.spec_hash != train.matrix.spec_hash)
+        && (v.data.matrix.feature_names != *names || v.data.matrix.spec_hash != *spec)
     {
         return Err(Error::Data("validation data has other features than the training data".into()));
     }
-    let model = config.as_kind().fit(train, valid, seed)?;
-    let dates = train.matrix.index.iter().map(|(_, d)| *d);
-    let train_range = dates.clone().min().zip(dates.max());
+    let model = config.as_kind().fit_rows(train, valid, seed)?;
+    let train_range = train.dates().min().zip(train.dates().max());
     let meta = ModelMeta {
         format: 1,
         kind: config.kind().to_owned(),
         config: config.clone(),
-        spec_hash: train.matrix.spec_hash.0.clone(),
-        feature_names: train.matrix.feature_names.clone(),
+        spec_hash: spec.0.clone(),
+        feature_names: names.clone(),
         seed,
         train_rows: train.len(),
         train_range,

@@ -108,57 +108,67 @@ impl DMatrix {
         Ok(m)
     }
 
-    /// A QuantileDMatrix of `data` (`nrow × ncol`, row-major) with its labels: XGBoost reads the rows in place
-    /// (through a proxy, twice: sketch, then quantise) and keeps only the histogram bin of each value (1 byte for
-    /// ≤ 256 bins), not the 8-byte (index, value) entries a DMatrix copies, which on a 4.4 M × 68 training matrix
-    /// were 2.4 GB per fit. Only the `hist` tree method trains on it. `reference`: the training matrix whose bin
-    /// edges a validation matrix must share.
+    /// A QuantileDMatrix of the rows `rows` (all rows when `None`) of `data` (row-major, `ncol` columns) with their
+    /// labels (`labels[i]` is row i's): XGBoost reads the rows through a proxy, twice (sketch, then quantise), in
+    /// batches of at most `batch_rows` rows gathered into one reused buffer (or read in place when every row is
+    /// taken), and keeps only the histogram bin of each value (1 byte for ≤ 256 bins), neither the 8-byte
+    /// (index, value) entries a DMatrix copies (2.4 GB per fit on a 4.4 M × 68 training matrix) nor a copy of the
+    /// selected rows (1.2 GB). Batches are pushed into the same per-column sketches in row order, so the bins and
+    /// the model do not depend on `batch_rows` (a test holds it). Only the `hist` tree method trains on it.
+    /// `reference`: the training matrix whose bin edges a validation matrix must share.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn quantile(
         data: &[f32],
-        nrow: usize,
         ncol: usize,
         labels: &[f32],
+        rows: Option<&[usize]>,
         names: &[String],
         reference: Option<&Self>,
         nthread: usize,
+        batch_rows: usize,
     ) -> Result<Self> {
-        if data.len() != nrow * ncol || labels.len() != nrow {
+        if ncol == 0 || data.len() != labels.len() * ncol {
             return Err(Error::Data(format!(
-                "matrix of {} values, {} labels is not {nrow} x {ncol}",
+                "matrix of {} values, {} labels is not {} x {ncol}",
                 data.len(),
+                labels.len(),
                 labels.len()
             )));
+        }
+        if let Some(&bad) = rows.and_then(|r| r.iter().find(|&&i| i >= labels.len())) {
+            return Err(Error::Data(format!("row {bad} of a {}-row matrix", labels.len())));
         }
         let mut proxy: Handle = std::ptr::null_mut();
         // SAFETY: writes a fresh proxy handle, freed by the guard below.
         check(unsafe { XGProxyDMatrixCreate(&raw mut proxy) })?;
         let proxy = Self(proxy);
-        let interface = |ptr: *const f32, shape: &str| {
-            cstring(&format!(
-                r#"{{"data": [{}, true], "shape": [{shape}], "typestr": "<f4", "version": 3}}"#,
-                ptr as usize
-            ))
-        };
-        let mut iter = OneBatch {
+        let mut iter = Batches {
             proxy: proxy.0,
-            data: interface(data.as_ptr(), &format!("{nrow}, {ncol}"))?,
-            labels: interface(labels.as_ptr(), &nrow.to_string())?,
+            data,
+            ncol,
+            labels,
+            rows,
+            batch_rows: batch_rows.max(1),
+            at: 0,
+            x: Vec::new(),
+            y: Vec::new(),
+            interfaces: None,
             label_field: cstring("label")?,
-            served: false,
             error: None,
         };
         let config = cstring(&format!(r#"{{"missing": NaN, "nthread": {nthread}, "max_bin": 256}}"#))?;
         let mut handle: Handle = std::ptr::null_mut();
         // SAFETY: `iter` outlives the call and is only touched by the two callbacks, which XGBoost calls on this
-        // thread during the call; the array interfaces point into `data` and `labels`, borrowed for the whole
-        // call (XGBoost copies what it keeps). The reference handle, when given, is live (owned by `reference`).
+        // thread during the call; each batch's array interfaces point into `data`/`labels` (borrowed for the whole
+        // call) or into `iter`'s buffers, which are not touched again until the next callback, by when XGBoost has
+        // consumed the batch. The reference handle, when given, is live (owned by `reference`).
         let status = unsafe {
             XGQuantileDMatrixCreateFromCallback(
                 (&raw mut iter).cast(),
                 proxy.0,
                 reference.map_or(std::ptr::null_mut(), |r| r.0),
-                one_batch_reset,
-                one_batch_next,
+                batches_reset,
+                batches_next,
                 config.as_ptr(),
                 &raw mut handle,
             )
@@ -194,46 +204,92 @@ impl Drop for DMatrix {
     }
 }
 
-/// The iterator behind [`DMatrix::quantile`]: one batch, the whole matrix, set on the proxy.
-struct OneBatch {
+/// The iterator behind [`DMatrix::quantile`]: the selected rows in batches, each set on the proxy.
+struct Batches<'a> {
     proxy: Handle,
-    data: CString,
-    labels: CString,
+    data: &'a [f32],
+    ncol: usize,
+    labels: &'a [f32],
+    rows: Option<&'a [usize]>,
+    batch_rows: usize,
+    /// Selected rows served so far in this pass.
+    at: usize,
+    /// The gathered batch (selected rows only).
+    x: Vec<f32>,
+    y: Vec<f32>,
+    /// The current batch's array interfaces (data, labels), alive until the next batch.
+    interfaces: Option<(CString, CString)>,
     label_field: CString,
-    served: bool,
     /// The first error raised inside a callback (callbacks cannot return one), reported after the call.
     error: Option<Error>,
 }
 
-extern "C" fn one_batch_reset(iter: *mut c_void) {
-    // SAFETY: XGBoost passes back the `OneBatch` pointer given to XGQuantileDMatrixCreateFromCallback, which is
-    // live and not otherwise borrowed during that call.
-    let iter = unsafe { &mut *iter.cast::<OneBatch>() };
-    iter.served = false;
+impl Batches<'_> {
+    fn selected(&self) -> usize {
+        self.rows.map_or(self.labels.len(), <[usize]>::len)
+    }
+
+    /// Points the proxy at the next batch; false when every row was served.
+    fn serve(&mut self) -> Result<bool> {
+        let (start, end) = (self.at, self.at.saturating_add(self.batch_rows).min(self.selected()));
+        if start >= end {
+            return Ok(false);
+        }
+        self.at = end;
+        let (x, y): (&[f32], &[f32]) = match self.rows {
+            None => (&self.data[start * self.ncol..end * self.ncol], &self.labels[start..end]),
+            Some(rows) => {
+                self.x.clear();
+                self.y.clear();
+                for &i in &rows[start..end] {
+                    self.x.extend_from_slice(&self.data[i * self.ncol..(i + 1) * self.ncol]);
+                    self.y.push(self.labels[i]);
+                }
+                (&self.x, &self.y)
+            }
+        };
+        let interface = |ptr: *const f32, shape: &str| {
+            cstring(&format!(
+                r#"{{"data": [{}, true], "shape": [{shape}], "typestr": "<f4", "version": 3}}"#,
+                ptr as usize
+            ))
+        };
+        let n = end - start;
+        let data = interface(x.as_ptr(), &format!("{n}, {}", self.ncol))?;
+        let labels = interface(y.as_ptr(), &n.to_string())?;
+        let (data, labels) = self.interfaces.insert((data, labels));
+        // SAFETY: the proxy handle is live for the whole creation call; the interface strings are NUL-terminated
+        // and point at `n` rows of `data`/`labels` or of the batch buffers, which stay untouched until the next
+        // callback.
+        check(unsafe {
+            let s = XGProxyDMatrixSetDataDense(self.proxy, data.as_ptr());
+            if s == 0 {
+                XGDMatrixSetInfoFromInterface(self.proxy, self.label_field.as_ptr(), labels.as_ptr())
+            } else {
+                s
+            }
+        })?;
+        Ok(true)
+    }
 }
 
-extern "C" fn one_batch_next(iter: *mut c_void) -> c_int {
-    // SAFETY: as in `one_batch_reset`.
-    let iter = unsafe { &mut *iter.cast::<OneBatch>() };
-    if iter.served {
-        return 0;
-    }
-    iter.served = true;
-    // SAFETY: the proxy handle is live for the whole creation call; the interface strings are NUL-terminated and
-    // point at buffers borrowed for that call.
-    let status = unsafe {
-        let s = XGProxyDMatrixSetDataDense(iter.proxy, iter.data.as_ptr());
-        if s == 0 {
-            XGDMatrixSetInfoFromInterface(iter.proxy, iter.label_field.as_ptr(), iter.labels.as_ptr())
-        } else {
-            s
+extern "C" fn batches_reset(iter: *mut c_void) {
+    // SAFETY: XGBoost passes back the `Batches` pointer given to XGQuantileDMatrixCreateFromCallback, which is
+    // live and not otherwise borrowed during that call.
+    let iter = unsafe { &mut *iter.cast::<Batches<'_>>() };
+    iter.at = 0;
+}
+
+extern "C" fn batches_next(iter: *mut c_void) -> c_int {
+    // SAFETY: as in `batches_reset`.
+    let iter = unsafe { &mut *iter.cast::<Batches<'_>>() };
+    match iter.serve() {
+        Ok(more) => c_int::from(more),
+        Err(e) => {
+            iter.error.get_or_insert(e);
+            0
         }
-    };
-    if let Err(e) = check(status) {
-        iter.error.get_or_insert(e);
-        return 0;
     }
-    1
 }
 
 /// A booster (the model).

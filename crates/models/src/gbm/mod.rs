@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelKind, ModelMeta};
 use ffi::{Booster, DMatrix};
@@ -117,6 +117,9 @@ impl ModelKind for GbmConfig {
         self.check()
     }
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
+        self.fit_rows(Rows::all(train), valid.map(Rows::all), seed)
+    }
+    fn fit_rows(&self, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<Box<dyn Model>> {
         Ok(Box::new(fit(self, train, valid, seed)?))
     }
     fn load(&self, dir: &Path, meta: &ModelMeta) -> Result<Box<dyn Model>> {
@@ -147,24 +150,36 @@ fn metric_value(text: &str) -> Option<f64> {
     text.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// Rows per batch XGBoost reads while building a QuantileDMatrix from selected rows: 64 Ki rows of 68 f32
+/// features are a 17 MB buffer.
+const BATCH_ROWS: usize = 1 << 16;
+
 /// The QuantileDMatrix of labelled rows (see [`DMatrix::quantile`]), sharing `reference`'s bin edges when given.
-fn quantile_matrix(data: &Dataset, reference: Option<&DMatrix>, nthread: usize) -> Result<DMatrix> {
-    let x = data.matrix.x.as_standard_layout();
+fn quantile_matrix(rows: Rows<'_>, reference: Option<&DMatrix>, nthread: usize, batch_rows: usize) -> Result<DMatrix> {
+    let m = &rows.data.matrix;
+    let x = m.x.as_standard_layout();
     let values = x.as_slice().ok_or_else(|| Error::Data("feature matrix is not contiguous".into()))?;
-    let y = data.labels()?;
-    if y.iter().any(|v| !v.is_finite()) {
+    let y = rows.data.labels()?;
+    let labels = y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?;
+    if (0..rows.len()).any(|k| !labels[rows.position(k)].is_finite()) {
         return Err(Error::Data("gbm: training labels must be finite (keep only rows with a label)".into()));
     }
-    let labels = y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?;
-    DMatrix::quantile(values, x.nrows(), x.ncols(), labels, &data.matrix.feature_names, reference, nthread)
+    DMatrix::quantile(values, x.ncols(), labels, rows.positions, &m.feature_names, reference, nthread, batch_rows)
 }
 
-pub(crate) fn fit(cfg: &GbmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Gbm> {
+pub(crate) fn fit(cfg: &GbmConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<Gbm> {
+    fit_batched(cfg, train, valid, seed, BATCH_ROWS)
+}
+
+fn fit_batched(cfg: &GbmConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64, batch_rows: usize) -> Result<Gbm> {
     if train.is_empty() {
         return Err(Error::Data("gbm: no training rows".into()));
     }
-    let dtrain = quantile_matrix(train, None, cfg.nthread)?;
-    let dvalid = valid.filter(|v| !v.is_empty()).map(|v| quantile_matrix(v, Some(&dtrain), cfg.nthread)).transpose()?;
+    let dtrain = quantile_matrix(train, None, cfg.nthread, batch_rows)?;
+    let dvalid = valid
+        .filter(|v| !v.is_empty())
+        .map(|v| quantile_matrix(v, Some(&dtrain), cfg.nthread, batch_rows))
+        .transpose()?;
     let mut cache = vec![&dtrain];
     if let Some(v) = &dvalid {
         cache.push(v);
@@ -191,7 +206,7 @@ pub(crate) fn fit(cfg: &GbmConfig, train: &Dataset, valid: Option<&Dataset>, see
     let best_rounds = if dvalid.is_some() { best_round + 1 } else { rounds };
     tracing::debug!(rounds, best_rounds, valid_rmse = best, "gbm trained");
     let booster = if best_rounds < rounds { booster.slice(best_rounds)? } else { booster };
-    Ok(Gbm { booster, feature_names: train.matrix.feature_names.clone(), best_rounds })
+    Ok(Gbm { booster, feature_names: train.data.matrix.feature_names.clone(), best_rounds })
 }
 
 impl Gbm {
@@ -248,11 +263,61 @@ impl Model for Gbm {
 
 #[cfg(test)]
 mod tests {
-    use super::metric_value;
+    use std::sync::Arc;
+
+    use rand::{Rng, SeedableRng};
+    use stockcast_features::{FeatureMatrix, SpecHash};
+
+    use super::*;
+    use crate::data::History;
 
     #[test]
     fn reads_xgboost_eval_text() {
         assert_eq!(metric_value("[12]\tvalid-rmse:0.0123"), Some(0.0123));
         assert_eq!(metric_value("garbage"), None);
+    }
+
+    /// `n` rows of 6 uniform features (5 % missing) and a label that depends on two of them.
+    fn data(n: usize) -> Dataset {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let x = ndarray::Array2::from_shape_fn((n, 6), |_| {
+            if rng.random::<f64>() < 0.05 { f32::NAN } else { rng.random::<f32>() }
+        });
+        let y = (0..n).map(|i| x[[i, 0]].max(0.0) - 0.5 * x[[i, 3]].max(0.0) + 0.1 * rng.random::<f32>()).collect();
+        let day = chrono::NaiveDate::from_ymd_opt(2001, 1, 1).unwrap();
+        let index = (0..n).map(|i| (format!("S{}", i % 7), day + chrono::Duration::days(i as i64 / 7))).collect();
+        let matrix = FeatureMatrix {
+            x,
+            y: Some(y),
+            index,
+            feature_names: (0..6).map(|j| format!("f{j}")).collect(),
+            spec_hash: SpecHash("test".into()),
+        };
+        Dataset::new(matrix, Arc::new(History::default()))
+    }
+
+    /// XGBoost pushes every batch into the same per-column sketches in row order: the bins, the trees and the
+    /// predictions are the same whether the rows come in one batch or in many (gathered or read in place).
+    #[test]
+    fn the_model_does_not_depend_on_the_batch_size() {
+        let all = data(9000);
+        let cfg: GbmConfig =
+            serde_json::from_str(r#"{"rounds": 30, "nthread": 2, "subsample": 0.8, "colsample_bytree": 0.8}"#).unwrap();
+        let (train, valid): (Vec<usize>, Vec<usize>) = (0..8000).partition(|i| i % 5 != 0);
+        let fit = |batch| {
+            let m = fit_batched(&cfg, Rows::of(&all, &train), Some(Rows::of(&all, &valid)), 3, batch).unwrap();
+            m.predict_rows(&all.rows(&(8000..9000).collect::<Vec<_>>())).unwrap()
+        };
+        let one = fit(usize::MAX);
+        assert!(one.iter().all(|p| p.is_finite()));
+        for batch in [1000, 4099] {
+            let many = fit(batch);
+            let differ = one.iter().zip(&many).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "batches of {batch}: {differ} predictions differ");
+        }
+        // Every row, in place (no gathering), in batches and whole.
+        let whole = |batch| fit_batched(&cfg, Rows::all(&all), None, 3, batch).unwrap().predict_rows(&all).unwrap();
+        let (a, b) = (whole(usize::MAX), whole(2500));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 }
