@@ -1,8 +1,9 @@
 """Side-by-side benchmarks: stockcast and a peer run alternately, N times each (default 3), on the same data
 (features: the same Parquet file) or data of the same shape and distribution (LSTM: both generate the same
 synthetic panel with their own generators); prints every run, the medians, and the ratio stockcast / peer (below
-1: stockcast is faster or smaller). Wall time and peak RSS are read by this script for each child process
-(os.wait4), so both sides are measured the same way.
+1: stockcast is faster or smaller). Wall time, CPU time (user + system) and peak RSS are read by this script for
+each child process (os.wait4), so both sides are measured the same way. On a shared machine CPU seconds move less
+than wall seconds from run to run.
 
   python3 bench/compare.py lstm [--runs N]
   python3 bench/compare.py features [--runs N] [--symbols 2000] [--days 2500]
@@ -39,7 +40,8 @@ def run(cmd: list[str]) -> dict:
     wall = time.perf_counter() - t
     if status != 0:
         sys.exit(f"{' '.join(cmd)} failed ({status}):\n{err.decode()[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0, "stdout": out.decode()}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024.0,
+            "stdout": out.decode()}
 
 
 def last_json(text: str) -> dict:
@@ -91,15 +93,16 @@ def features(a: argparse.Namespace) -> None:
             p = run(peer_cmd)
             t = last_json(p["stdout"])
             peer = t["peer"]
-            print(f"run {i + 1}: stockcast {o['wall_s']:.2f} s, {o['peak_rss_mb']:.0f} MB | "
-                  f"{peer} {p['wall_s']:.2f} s, {p['peak_rss_mb']:.0f} MB")
+            print(f"run {i + 1}: stockcast {o['wall_s']:.2f} s ({o['cpu_s']:.1f} CPU-s), {o['peak_rss_mb']:.0f} MB | "
+                  f"{peer} {p['wall_s']:.2f} s ({p['cpu_s']:.1f} CPU-s), {p['peak_rss_mb']:.0f} MB")
             ours.append(o)
             theirs.append(p)
         # The value check reads both outputs: a separate, untimed run.
         check = last_json(run(peer_cmd + ["--check", mine])["stdout"]).get("check")
         rows = t["rows"]
         print(f"\n{a.symbols} symbols x {a.days} days = {rows} rows, 68 features + label, Parquet in and out")
-        table([(k, [x[k] for x in ours], [x[k] for x in theirs]) for k in ["wall_s", "peak_rss_mb"]], a.runs, peer)
+        table([(k, [x[k] for x in ours], [x[k] for x in theirs]) for k in ["wall_s", "cpu_s", "peak_rss_mb"]],
+              a.runs, peer)
         if check:
             print("\nlargest |stockcast - polars| per family (null mismatches):")
             for fam, v in check.items():
