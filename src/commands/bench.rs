@@ -241,10 +241,10 @@ fn lstm(a: &BenchLstmArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let preds = model.predict(&data)?;
     let predict_s = t.elapsed().as_secs_f64();
-    // Each epoch's mean training loss (standardised label), as the peer script prints it.
+    // Each epoch's mean training loss (standardised label), as the peer script prints it: the metadata the model
+    // records when its files are written.
     let dir = tempfile::tempdir()?;
-    model.save(dir.path(), &[])?;
-    let losses = stockcast_models::TrainedModel::load(dir.path())?.meta.extra.get("train_loss").cloned();
+    let losses = model.model.save_files(dir.path())?.remove("train_loss");
     out(&format!(
         "bench lstm: {} sequences x {} steps x {} features, hidden {}, batch {}, Adam, flex CPU: {:.2} s/epoch \
          ({} epochs in {fit_s:.2} s, training loss {}); predict {} sequences {predict_s:.2} s",

@@ -211,7 +211,8 @@ pub fn write_features(
 /// each with the columns the whole frame has: time-series features are computed per shard (they read only their
 /// own symbol's rows); cross-sectional families, which need every symbol of a date, are computed first over all
 /// rows from a spec cut down to their source features, and those sources are taken from that pass rather than
-/// computed again per shard. A demeaned label (a per-date mean) or data no larger than one shard come as one piece. `each` gets the piece and its feature columns; returns what the pieces hold.
+/// computed again per shard. A demeaned label (a per-date mean) or data no larger than one shard come as one
+/// piece. `each` gets the piece and its feature columns; returns what the pieces hold.
 ///
 /// # Errors
 /// As [`build_features`], and whatever `each` returns.

@@ -226,14 +226,14 @@ impl<'a> Rows<'a> {
         self.len() == 0
     }
 
-    /// The position in [`Rows::data`] of row `k`.
-    pub fn position(&self, k: usize) -> usize {
-        self.positions.map_or(k, |p| p[k])
+    /// The rows' positions in [`Rows::data`], in row order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(|k| self.positions.map_or(k, |p| p[k]))
     }
 
     /// The rows' dates, in row order.
     pub fn dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
-        (0..self.len()).map(|k| self.data.matrix.index[self.position(k)].1)
+        self.iter().map(|i| self.data.matrix.index[i].1)
     }
 
     /// The rows as a dataset of their own (a copy, unless every row is taken).

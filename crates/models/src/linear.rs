@@ -9,6 +9,7 @@ use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
+use stockcast_features::stats;
 
 use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
@@ -108,11 +109,11 @@ pub(crate) fn fit(cfg: &LinearConfig, train: Rows<'_>) -> Result<Linear> {
     let x = &train.data.matrix.x;
     let y = train.data.labels()?;
     // The labelled training rows, read in place in `x`.
-    let rows: Vec<usize> = (0..train.len()).map(|k| train.position(k)).filter(|&i| y[i].is_finite()).collect();
+    let rows: Vec<usize> = train.iter().filter(|&i| y[i].is_finite()).collect();
     if rows.len() < 2 {
         return Err(Error::Data(format!("linear: {} labelled training rows; need at least 2", rows.len())));
     }
-    let (means, stds) = column_moments(x, &rows);
+    let (means, stds) = standardiser(x, &rows);
     let y: Array1<f64> = rows.iter().map(|&i| f64::from(y[i])).collect();
     if cfg.l1_ratio == 0.0 {
         return ridge(x, &rows, &y, cfg.alpha, means, stds);
@@ -129,39 +130,17 @@ pub(crate) fn fit(cfg: &LinearConfig, train: Rows<'_>) -> Result<Linear> {
     Ok(Linear { means, stds, coef: model.hyperplane().to_vec(), intercept: model.intercept() })
 }
 
-/// Per column of `x` over `rows`: the mean and the population sd (ddof = 0, as scikit-learn's StandardScaler) of
-/// its finite values, with [`stockcast_features::stats::mean`] and [`stockcast_features::stats::std`]'s sums in the same order (so the same bits), but
-/// read row by row: a column at a time strode across the row-major matrix, a cache miss per value. A column
-/// without values gets mean 0; a constant or empty one sd 1.
-fn column_moments(x: &Array2<f32>, rows: &[usize]) -> (Vec<f64>, Vec<f64>) {
-    let p = x.ncols();
-    let (mut sum, mut count) = (vec![0.0f64; p], vec![0usize; p]);
-    for &i in rows {
-        for ((s, n), v) in sum.iter_mut().zip(&mut count).zip(x.row(i)) {
-            let v = f64::from(*v);
-            if v.is_finite() {
-                *s += v;
-                *n += 1;
-            }
-        }
-    }
-    let means: Vec<f64> = sum.iter().zip(&count).map(|(s, &n)| if n == 0 { 0.0 } else { s / n as f64 }).collect();
-    let mut squares = vec![0.0f64; p];
-    for &i in rows {
-        for ((q, m), v) in squares.iter_mut().zip(&means).zip(x.row(i)) {
-            let v = f64::from(*v);
-            if v.is_finite() {
-                *q += (v - m).powi(2);
-            }
-        }
-    }
-    let stds = squares
-        .iter()
-        .zip(&count)
-        .map(|(q, &n)| if n == 0 { f64::NAN } else { (q / n as f64).sqrt() })
-        .map(|sd| if sd > 0.0 && sd.is_finite() { sd } else { 1.0 })
-        .collect();
-    (means, stds)
+/// The training means and standard deviations of `x`'s columns over `rows`: population sd (ddof = 0), as
+/// scikit-learn's StandardScaler, of each column's finite values; a column without values gets mean 0, a constant
+/// or empty one sd 1.
+fn standardiser(x: &Array2<f32>, rows: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    stats::column_moments(x, rows, 0)
+        .into_iter()
+        .map(|m| {
+            let mean = if m.n == 0 { 0.0 } else { m.mean };
+            (mean, if m.std > 0.0 && m.std.is_finite() { m.std } else { 1.0 })
+        })
+        .unzip()
 }
 
 /// The standardised (NaN → 0) rows `rows` of `x`, one block of at most [`ROWS_PER_BLOCK`] at a time.
@@ -252,14 +231,13 @@ impl Model for Linear {
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
-    use stockcast_features::stats;
 
     use super::*;
 
-    /// The row-wise moments are the column-wise `stats::mean` / `stats::std` of the finite values, bit for bit:
-    /// missing values, an empty column, a constant one, a subset of rows.
+    /// The standardiser is `stats::mean` / `stats::std` of each column's finite values, bit for bit: missing
+    /// values, an empty column (mean 0, sd 1), a constant one (sd 1), a subset of rows.
     #[test]
-    fn row_wise_moments_equal_the_column_statistics() {
+    fn the_standardiser_is_the_column_statistics() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let mut x = Array2::from_shape_fn((3000, 5), |_| {
             if rng.random::<f64>() < 0.1 { f32::NAN } else { rng.random::<f32>() * 50.0 - 20.0 }
@@ -267,7 +245,7 @@ mod tests {
         x.column_mut(3).fill(f32::NAN);
         x.column_mut(4).fill(2.5);
         let rows: Vec<usize> = (0..3000).filter(|i| i % 7 != 3).collect();
-        let (means, stds) = column_moments(&x, &rows);
+        let (means, stds) = standardiser(&x, &rows);
         for c in 0..5 {
             let vals: Vec<f64> = rows.iter().map(|&i| f64::from(x[[i, c]])).filter(|v| v.is_finite()).collect();
             let m = if vals.is_empty() { 0.0 } else { stats::mean(&vals) };

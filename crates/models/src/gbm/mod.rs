@@ -161,7 +161,7 @@ fn quantile_matrix(rows: Rows<'_>, reference: Option<&DMatrix>, nthread: usize, 
     let values = x.as_slice().ok_or_else(|| Error::Data("feature matrix is not contiguous".into()))?;
     let y = rows.data.labels()?;
     let labels = y.as_slice().ok_or_else(|| Error::Data("labels are not contiguous".into()))?;
-    if (0..rows.len()).any(|k| !labels[rows.position(k)].is_finite()) {
+    if rows.iter().any(|i| !labels[i].is_finite()) {
         return Err(Error::Data("gbm: training labels must be finite (keep only rows with a label)".into()));
     }
     DMatrix::quantile(values, x.ncols(), labels, rows.positions, &m.feature_names, reference, nthread, batch_rows)

@@ -451,14 +451,20 @@ fn labelled(data: &Dataset, max: usize, saved: Option<&Saved>) -> Result<(Vec<us
     Ok((rows, ys))
 }
 
-/// Mean and population sd (`ddof = 0`) of the finite values; (0, 1) when there are none, sd 1 when constant.
+/// Mean and population sd (`ddof = 0`) of the finite values (the label's; the features' are
+/// [`stockcast_features::stats::column_moments`]); (0, 1) when there are none, sd 1 when constant.
 fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let finite: Vec<f64> = values.filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
         return (0.0, 1.0);
     }
     let (m, sd) = (stockcast_features::stats::mean(&finite), stockcast_features::stats::std(&finite, 0));
-    (m, if sd > 1e-12 && sd.is_finite() { sd } else { 1.0 })
+    (m, usable_sd(sd))
+}
+
+/// `sd`, or 1 where it is (near) zero or undefined: a constant input is left unscaled.
+fn usable_sd(sd: f64) -> f64 {
+    if sd > 1e-12 && sd.is_finite() { sd } else { 1.0 }
 }
 
 fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
@@ -658,13 +664,10 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         return Err(Error::Data(format!("lstm: {} labelled training rows; need at least 2", rows.len())));
     }
     // Statistics from the training rows only.
-    let x = &train.matrix.x;
-    let (mut means, mut stds) = (Vec::with_capacity(inputs), Vec::with_capacity(inputs));
-    for j in 0..inputs {
-        let (m, s) = mean_std(rows.iter().map(|&i| f64::from(x[[i, j]])));
-        means.push(m);
-        stds.push(s);
-    }
+    let (means, stds): (Vec<f64>, Vec<f64>) = stockcast_features::stats::column_moments(&train.matrix.x, &rows, 0)
+        .into_iter()
+        .map(|m| if m.n == 0 { (0.0, 1.0) } else { (m.mean, usable_sd(m.std)) })
+        .unzip();
     let y = train.labels()?;
     let (y_mean, y_std) = mean_std(rows.iter().map(|&i| f64::from(y[i])));
     let mut saved = Saved {
