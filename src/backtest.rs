@@ -15,6 +15,7 @@ use stockcast_backtest::shard::{self, PlanFile, ShardId};
 use stockcast_backtest::{
     BacktestConfig, Market, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio, runner,
 };
+use stockcast_features::outputs::Replace;
 use stockcast_features::{FeatureSpec, Policy, PriceFrame};
 use stockcast_models::{Dataset, DatasetOptions};
 
@@ -322,9 +323,10 @@ pub fn merge(
 }
 
 impl Backtest {
-    /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
-        report::write_run(dir, &self.meta, &self.walk_forward, &self.evaluation, &self.config.strategy)
+    /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`,
+    /// which must be absent, empty, an earlier run, or `replace` must be [`Replace::Force`].
+    pub fn write(&self, dir: &Path, replace: Replace) -> anyhow::Result<PathBuf> {
+        report::write_run(dir, &self.meta, &self.walk_forward, &self.evaluation, &self.config.strategy, replace)
             .with_context(|| format!("writing the run to {}", dir.display()))
     }
 
@@ -401,7 +403,7 @@ pub(crate) mod tests {
         };
         assert!(!bits(&a).is_empty());
         assert_eq!(bits(&a), bits(&b));
-        let out = a.write(&dir.path().join("run")).unwrap();
+        let out = a.write(&dir.path().join("run"), Replace::Own).unwrap();
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
         assert!(report["models"]["lin"]["rank_ic"].is_number(), "{}", report["models"]["lin"]);
@@ -417,6 +419,68 @@ pub(crate) mod tests {
         key_paths(&report, "", &mut keys);
         assert!(keys.contains("models.lin.rank_ic"), "{keys:?}");
         insta::assert_snapshot!("report_json_keys", keys.into_iter().collect::<Vec<_>>().join("\n"));
+    }
+
+    #[test]
+    fn a_run_never_replaces_a_directory_it_did_not_write() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let cfg =
+            config("[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n");
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let bt = run(&ctx, &cfg, &data).unwrap();
+        let listing = || {
+            let mut v: Vec<String> =
+                std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        // A user's folder: refused (exit code 2), every file intact, nothing left beside it.
+        let user = dir.path().join("research");
+        std::fs::create_dir_all(user.join("data")).unwrap();
+        std::fs::write(user.join("thesis.txt"), "years of work").unwrap();
+        std::fs::write(user.join("data/x.csv"), "a,b").unwrap();
+        let before = listing();
+        let e = bt.write(&user, Replace::Own).unwrap_err();
+        assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT, "{e:#}");
+        assert!(format!("{e:#}").contains("thesis.txt"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(user.join("thesis.txt")).unwrap(), "years of work");
+        assert_eq!(std::fs::read_to_string(user.join("data/x.csv")).unwrap(), "a,b");
+        assert_eq!(listing(), before);
+        // An earlier run is replaced whole.
+        let run_dir = dir.path().join("run");
+        bt.write(&run_dir, Replace::Own).unwrap();
+        std::fs::write(run_dir.join("stale.txt"), "from the earlier run").unwrap();
+        bt.write(&run_dir, Replace::Own).unwrap();
+        assert!(!run_dir.join("stale.txt").exists() && run_dir.join("report.html").is_file());
+        // A crash between moving the earlier run aside and renaming the new one in leaves the earlier run complete.
+        std::fs::write(run_dir.join("stale.txt"), "from the earlier run").unwrap();
+        let files = |d: &Path| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        let earlier = files(&run_dir);
+        let report_before = std::fs::read(run_dir.join("report.json")).unwrap();
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            report::write_run_with(
+                &run_dir,
+                &bt.meta,
+                &bt.walk_forward,
+                &bt.evaluation,
+                &bt.config.strategy,
+                Replace::Own,
+                &|_| panic!("injected crash"),
+            )
+        }));
+        assert!(crashed.is_err());
+        let aside = dir.path().join(format!(".run.old-{}", std::process::id()));
+        assert_eq!(files(&aside), earlier);
+        assert_eq!(std::fs::read(aside.join("report.json")).unwrap(), report_before);
+        // --force replaces the user's folder.
+        bt.write(&user, Replace::Force).unwrap();
+        assert!(!user.join("thesis.txt").exists() && user.join("report.json").is_file());
     }
 
     /// Dotted paths of every key (`[]` for array elements, the union over them).

@@ -195,9 +195,15 @@ pub struct BacktestArgs {
     /// Index close file for a second benchmark (overrides data.index).
     #[arg(long, value_name = "FILE")]
     pub index: Option<PathBuf>,
-    /// Run directory (default: runs/<name>); replaced atomically.
+    /// Run directory (default: runs/<name>): written beside it, then swapped in atomically. An existing one is
+    /// replaced only when it is an earlier run (its report.json or plan.json) or empty; any other directory is
+    /// refused (see --force).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace --out even when it is not an earlier run: everything in it is deleted. `.`, `..`, `/`, the home
+    /// directory and the working directory's parents are refused even so.
+    #[arg(long)]
+    pub force: bool,
     /// Only these models (by name; repeatable).
     #[arg(long = "model", value_name = "NAME")]
     pub models: Vec<String>,
@@ -289,6 +295,7 @@ impl BacktestArgs {
             commission_bps: None,
             slippage_bps: None,
             on_bad_rows: None,
+            force: false,
             plan: false,
             shard: None,
             shards: None,
@@ -328,9 +335,13 @@ pub struct TrainArgs {
     /// or --adjust-detected-splits where offered), spikes warn.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_bad_rows: Option<PolicyArg>,
-    /// Directory (or object-store URL) of a sharded run: --plan, --shard and --merge read and write it.
+    /// Directory (or object-store URL) of a sharded run: --plan, --shard and --merge read and write it. It must
+    /// be absent, empty or a run's (its plan.json or report.json); any other directory is refused (see --force).
     #[arg(long, value_name = "DIR|URL", required_if_eq_any = [("plan", "true"), ("merge", "true")])]
     pub run_dir: Option<PathBuf>,
+    /// Use --run-dir even when it is not a run's directory.
+    #[arg(long, requires = "run_dir")]
+    pub force: bool,
     /// Write the walk-forward tasks (candidates and champions × refit folds) to RUN_DIR/plan.json and stop.
     #[arg(long, conflicts_with_all = ["shard", "merge"])]
     pub plan: bool,
@@ -531,9 +542,14 @@ pub struct FitArgs {
     /// Last date whose prices may be used (labels of later rows would need later prices and are dropped).
     #[arg(long, value_name = "DATE")]
     pub train_until: chrono::NaiveDate,
-    /// Output directory (replaced atomically if it exists).
+    /// Output directory: written beside it, then swapped in atomically. An existing one is replaced only when it
+    /// is a saved model (its model.json) or empty; any other directory is refused (see --force).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace --out even when it is not a saved model: everything in it is deleted. `.`, `..`, `/`, the home
+    /// directory and the working directory's parents are refused even so.
+    #[arg(long)]
+    pub force: bool,
     /// Seed: same data + config + seed give identical predictions.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -579,9 +595,13 @@ pub struct DemoArgs {
     /// Bundled price file.
     #[arg(long, value_name = "FILE", default_value = "datasets/us5_daily.csv")]
     pub prices: PathBuf,
-    /// Output directory.
+    /// Output directory: an earlier demo's (its quality.json), empty or absent; any other directory is refused
+    /// (see --force).
     #[arg(long, value_name = "DIR", default_value = "runs/demo")]
     pub out: PathBuf,
+    /// Write into --out even when it is not an earlier demo's: the demo's files there are replaced.
+    #[arg(long)]
+    pub force: bool,
     /// Postgres for step 6 (default: a throwaway local cluster, removed at the end).
     #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use stockcast_backtest::BacktestConfig;
+use stockcast_features::outputs::{Marker, Replace, check_output_dir};
 use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions};
 use stockcast_models::{DatasetOptions, ModelConfig, TrainedModel};
 
@@ -18,9 +19,14 @@ pub struct DemoOptions {
     pub prices: PathBuf,
     /// The output directory.
     pub out: PathBuf,
+    /// Whether `out` may be a directory an earlier demo did not write.
+    pub replace: Replace,
     /// A Postgres URL for step 6 (`None`: a throwaway local cluster).
     pub database_url: Option<String>,
 }
+
+/// What marks a directory as the demo's: the quality report its first step writes.
+const DEMO_MARKER: Marker = Marker { file: "quality.json", key: "rows_quarantined" };
 
 /// The bundled file, looked up in the working directory first, then in the source tree this binary was built
 /// from (so `target/release/stockcast demo` works from anywhere inside a checkout).
@@ -39,6 +45,9 @@ pub fn locate(path: &Path) -> PathBuf {
 pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
     let prices = locate(&opts.prices);
     let out_dir = &opts.out;
+    // The demo overwrites its own files there (quality.json, features.parquet, models/, backtest/): never in a
+    // directory that holds anything else.
+    check_output_dir(out_dir, "demo output", &[DEMO_MARKER], opts.replace)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     ctx.out(&format!("stockcast demo on {}", prices.display()));
 
@@ -96,7 +105,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
         };
         let model = stockcast_models::fit(&config, &train, valid.as_ref(), 42)?;
         let dir = out_dir.join("models").join(kind);
-        model.save(&dir, &[("spec.toml", spec.to_toml().as_bytes())])?;
+        model.save(&dir, &[("spec.toml", spec.to_toml().as_bytes())], Replace::Own)?;
         let preds = TrainedModel::load(&dir)?.predict(&scoring)?;
         let mut ranked: Vec<(&str, f64)> =
             preds.index.iter().zip(&preds.score).map(|((s, _), v)| (s.as_str(), *v)).collect();
@@ -111,7 +120,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data = crate::backtest::BacktestData::load(ctx, &cfg, None, &out_dir.join("backtest.prices.csv"))?;
     let bt = crate::backtest::run(ctx, &cfg, &data)?;
-    let dir = bt.write(&out_dir.join("backtest"))?;
+    let dir = bt.write(&out_dir.join("backtest"), Replace::Own)?;
     ctx.out(&format!("{}, {:.1} s", bt.headline(), started.elapsed().as_secs_f64()));
     ctx.out(bt.summary_table().trim_end());
     let o = &bt.evaluation.overfitting;

@@ -153,6 +153,10 @@ fn load_from_db(
 /// Loads prices with quality checks, printing the report and writing the quarantine/JSON files; on a failed
 /// check the report so far is still published before the error is returned.
 pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Option<&Path>) -> anyhow::Result<Loaded> {
+    // The files this writes are checked before the work: none of them may replace a directory.
+    for out in input.quarantine.as_deref().into_iter().chain(json.filter(|p| *p != Path::new("-"))) {
+        stockcast_features::outputs::check_output_file(out)?;
+    }
     let opts = LoadOptions {
         read: ReadOptions { symbol: input.symbol.clone() },
         quality: quality_config(input)?,

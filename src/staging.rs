@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use stockcast_backtest::report::{RUN_MARKERS, check_run_dir};
 use stockcast_backtest::shard::{self, KEPT, PLAN_FILE, SHARDS_DIR, ShardId};
 use stockcast_features::objects::{self, Objects};
+use stockcast_features::outputs::Replace;
 
 /// Where a job writes its run directory.
 #[derive(Debug)]
@@ -19,15 +21,36 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// For `out`: itself when local, a fresh local directory synced with it when an object-store URL.
+    /// For `out`: itself when local, a fresh local directory synced with it when an object-store URL. `out` must
+    /// be absent, empty or an earlier run (its `report.json` or `plan.json`), or `replace` must be
+    /// [`Replace::Force`]: a run replaces what is there, so it never starts in a directory or prefix it did not
+    /// write ([`stockcast_features::outputs`]).
     ///
     /// # Errors
-    /// An unusable URL; a temporary directory that cannot be made.
-    pub fn new(out: &Path) -> anyhow::Result<Self> {
+    /// A refused `out`; an unusable URL; a temporary directory that cannot be made.
+    pub fn new(out: &Path, replace: Replace) -> anyhow::Result<Self> {
         if !objects::is_object_path(out) {
-            return Ok(Self { dir: objects::local_path(&out.to_string_lossy()), remote: None, _tmp: None });
+            let dir = objects::local_path(&out.to_string_lossy());
+            check_run_dir(&dir, replace)?;
+            return Ok(Self { dir, remote: None, _tmp: None });
         }
         let remote = Objects::open(&out.to_string_lossy())?;
+        let keys = remote.list("")?;
+        let marked = RUN_MARKERS.iter().any(|m| keys.iter().any(|k| k == m.file));
+        if !keys.is_empty() && !marked && replace == Replace::Own {
+            let shown: Vec<&str> = keys.iter().take(3).map(String::as_str).collect();
+            return Err(stockcast_features::Error::Refused {
+                path: out.to_path_buf(),
+                reason: format!(
+                    "the prefix holds {} object(s) ({}{}) and no report.json or plan.json of a run. Nothing was \
+                     changed: choose another prefix, or pass --force to replace what is there",
+                    keys.len(),
+                    shown.join(", "),
+                    if keys.len() > 3 { ", …" } else { "" }
+                ),
+            }
+            .into());
+        }
         let tmp = tempfile::Builder::new().prefix("stockcast-run-").tempdir()?;
         Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), _tmp: Some(tmp) })
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use stockcast_features::polars::prelude::*;
 
 mod common;
-use common::{bin, dataset, every_kind_config, read_parquet, report_results, run, text};
+use common::{bin, dataset, every_kind_config, read_parquet, report_results, root, run, text};
 
 fn feature_columns(df: &DataFrame) -> Vec<String> {
     df.get_column_names()
@@ -347,6 +347,121 @@ fn backtest_config_errors_name_the_problem() {
     let o = run(&["backtest", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("bad.toml") && text(&o.stderr).contains("unknown variant"), "{}", text(&o.stderr));
+}
+
+/// Every file under `dir`, relative, with its contents (what must survive a refused command).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn out_never_deletes_a_folder_stockcast_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = |name: &str| {
+        format!(
+            "{name}[data]\nprices = {:?}\nhorizon = 5\n[split]\nmin_train_days = 504\ntest_days = 252\n[[models]]\n\
+             name = \"m\"\nmodel = {{ kind = \"rule\", rule = \"momentum\", lookback = 20 }}\n",
+            dataset("us5_daily.csv")
+        )
+    };
+    let cfg = dir.path().join("bt.toml");
+    std::fs::write(&cfg, rules("")).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let linear = root().join("configs/models/linear.toml");
+    let fit_into = |out: &str, cwd: &Path, force: bool| {
+        let mut c = bin();
+        c.current_dir(cwd).args(["fit", "--model", linear.to_str().unwrap(), "--prices", &dataset("us5_daily.csv")]);
+        c.args(["--train-until", "2011-12-30", "--out", out]);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let refused = |o: &Output, what: &str| {
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("refusing to write") && !err.contains("panicked"), "{what}: {err}");
+    };
+
+    // A research folder: backtest, fit, features, quality --json and demo refuse it; every file stays.
+    let research = dir.path().join("research");
+    std::fs::create_dir_all(research.join("data")).unwrap();
+    std::fs::write(research.join("thesis.txt"), "years of work").unwrap();
+    std::fs::write(research.join("data/x.csv"), "a,b\n1,2\n").unwrap();
+    let before = tree(&research);
+    let r = research.to_str().unwrap();
+    let o = backtest(&cfg, &research, &[]);
+    refused(&o, "backtest");
+    assert!(text(&o.stderr).contains("thesis.txt") && text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
+    refused(&fit_into(r, &root(), false), "fit");
+    refused(&run(&["features", "--prices", &dataset("us5_daily.csv"), "--out", r]), "features");
+    refused(&run(&["quality", "--prices", &dataset("us5_daily.csv"), "--json", r]), "quality --json");
+    refused(&run(&["demo", "--out", r]), "demo");
+    assert_eq!(tree(&research), before);
+    // Nothing was left beside it (no temporary or moved-aside directory).
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(beside.len(), 2, "{beside:?}");
+
+    // `.` and `..` in a scratch working directory, --force or not: refused, nothing removed.
+    let scratch = dir.path().join("scratch/work");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("keep.txt"), "keep").unwrap();
+    std::fs::write(dir.path().join("scratch/sibling.txt"), "sibling").unwrap();
+    let whole = tree(&dir.path().join("scratch"));
+    for out in [".", "..", "./", scratch.to_str().unwrap()] {
+        for force in [false, true] {
+            let mut c = bin();
+            c.current_dir(&scratch).args(["backtest", "--config", cfg_s, "--out", out]);
+            if force {
+                c.arg("--force");
+            }
+            refused(&c.output().unwrap(), &format!("backtest --out {out} (force {force})"));
+            refused(&fit_into(out, &scratch, force), &format!("fit --out {out} (force {force})"));
+        }
+    }
+    assert_eq!(tree(&dir.path().join("scratch")), whole);
+
+    // `name = "/abs/path"` is no run name (the default output would have been that path).
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("v.txt"), "v").unwrap();
+    let abs = dir.path().join("abs.toml");
+    std::fs::write(&abs, rules(&format!("name = {:?}\n", victim.display().to_string()))).unwrap();
+    let o = bin().current_dir(&scratch).args(["backtest", "--config", abs.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("plain name"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(victim.join("v.txt")).unwrap(), "v");
+
+    // Re-running into an earlier run (or model) replaces it whole.
+    let run_dir = dir.path().join("run");
+    assert!(backtest(&cfg, &run_dir, &[]).status.success());
+    std::fs::write(run_dir.join("stale.txt"), "from the earlier run").unwrap();
+    let o = backtest(&cfg, &run_dir, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!run_dir.join("stale.txt").exists() && run_dir.join("report.json").is_file());
+    let model_dir = dir.path().join("model");
+    assert!(fit_into(model_dir.to_str().unwrap(), &root(), false).status.success());
+    std::fs::write(model_dir.join("stale.txt"), "old").unwrap();
+    assert!(fit_into(model_dir.to_str().unwrap(), &root(), false).status.success());
+    assert!(!model_dir.join("stale.txt").exists() && model_dir.join("model.json").is_file());
+
+    // --force replaces a folder that is not a run, with everything in it.
+    let o = backtest(&cfg, &research, &["--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!research.join("thesis.txt").exists() && research.join("report.json").is_file());
 }
 
 /// A small nightly config (linear + a rule, yearly folds) with a gate floor of `min`.
@@ -1042,6 +1157,16 @@ fn runs_prices_and_shards_on_an_s3_server_give_the_local_results() {
     let o = s3_run(&s3, &["backtest", "merge", "--out", "s3://stockcast/runs/c"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("shard(s) 0 of 2 missing"), "{}", text(&o.stderr));
+    // A prefix holding objects that are no run's is refused (exit 2) and keeps them; --force replaces them.
+    s3.put_object("stockcast", "research/thesis.txt", b"years of work").unwrap();
+    let o = s3_run(&s3, &["backtest", "--config", c, "--out", "s3://stockcast/research"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("research/thesis.txt") || text(&o.stderr).contains("thesis.txt"));
+    assert_eq!(s3.list("stockcast", "research").unwrap(), ["research/thesis.txt"]);
+    let o = s3_run(&s3, &["backtest", "--config", c, "--out", "s3://stockcast/research", "--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(s3.get_object("stockcast", "research/thesis.txt").unwrap().is_none());
+    assert!(s3.get_object("stockcast", "research/report.json").unwrap().is_some());
 }
 
 #[test]

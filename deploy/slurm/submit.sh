@@ -26,7 +26,9 @@ fi
 [[ "${1:-}" == "--" ]] && shift
 bin="${STOCKCAST_BIN:-stockcast}"
 config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
-mkdir -p "$out/logs"
+# An empty directory until the plan is in it: a run directory holds only what stockcast wrote (README: what an
+# output replaces).
+mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 # The plan: what every shard checks it agrees with (data, spec and config hashes) and the task count.
 if [[ "$job" == train ]]; then
@@ -37,6 +39,7 @@ else
     planned="$("$bin" backtest --config "$config" --out "$out" --plan)"
     shard_script="$here/backtest.sbatch" merge_script="$here/merge.sbatch"
 fi
+mkdir -p "$out/logs"
 tasks="$(sed -n 's/^\([0-9][0-9]*\) tasks.*/\1/p' <<<"$planned")"
 [[ -n "$tasks" ]] || { echo "submit.sh: no task count from --plan" >&2; exit 1; }
 if [[ -z "$shards" ]]; then

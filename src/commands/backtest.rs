@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use stockcast_backtest::BacktestConfig;
+use stockcast_features::outputs::Replace;
 
 use super::{out, policy};
 use crate::UsageError;
@@ -48,10 +49,10 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
 pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(BacktestAction::Merge(m)) = &a.action {
-        let stage = Staging::new(&m.out)?;
+        let stage = Staging::new(&m.out, Replace::Own)?;
         stage.pull(true)?;
         let bt = crate::backtest::merge(ctx, &stage.dir, m.prices.clone(), m.on_bad_rows.map(policy))?;
-        bt.write(&stage.dir)?;
+        bt.write(&stage.dir, Replace::Own)?;
         stage.push_run()?;
         summary(&bt, &stage.shown(), started);
         return Ok(());
@@ -59,7 +60,9 @@ pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let cfg = config(a)?;
     let out_dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join(&cfg.name));
     let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
-    let stage = Staging::new(&out_dir)?;
+    let replace = Replace::forced(a.force);
+    // Checked before any work: a refused directory costs nothing.
+    let stage = Staging::new(&out_dir, replace)?;
     let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &stage.dir.with_extension("prices.csv"))?;
     if a.plan {
         let plan = crate::backtest::write_plan(&cfg, &data, &stage.dir)?;
@@ -89,7 +92,7 @@ pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let bt = run_backtest(ctx, &cfg, &data)?;
-    bt.write(&stage.dir)?;
+    bt.write(&stage.dir, replace)?;
     stage.push_run()?;
     summary(&bt, &stage.shown(), started);
     Ok(())

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde::Serialize;
+use stockcast_features::outputs::Replace;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
 use super::out;
@@ -340,7 +341,7 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let cfg = stockcast_backtest::BacktestConfig::from_file(&config)?;
     let data = crate::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
     let bt = crate::backtest::run(ctx, &cfg, &data)?;
-    bt.write(&run_dir)?;
+    bt.write(&run_dir, Replace::Own)?;
     out(&format!("{}, {:.1} s", bt.headline(), t.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
     let total = t.elapsed().as_secs_f64();
@@ -440,7 +441,12 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
 
     // A linear model on the panel, published as the champion.
     let models_dir = a.out.join("registry");
-    let _ = std::fs::remove_dir_all(&models_dir);
+    // A fresh registry for each run, removed only when it is this benchmark's (its `bench` model's aliases).
+    let own = stockcast_features::outputs::Marker { file: "bench/aliases.json", key: "aliases" };
+    stockcast_features::outputs::check_output_dir(&models_dir, "benchmark registry", &[own], Replace::Own)?;
+    if models_dir.exists() {
+        std::fs::remove_dir_all(&models_dir).with_context(|| format!("removing {}", models_dir.display()))?;
+    }
     let reg = Registry::new(&models_dir);
     let spec = FeatureSpec::default();
     let cut = last - chrono::Duration::days(30);

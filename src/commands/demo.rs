@@ -8,6 +8,7 @@ pub(crate) fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     let opts = DemoOptions {
         prices: args.prices.clone(),
         out: args.out.clone(),
+        replace: stockcast_features::outputs::Replace::forced(args.force),
         database_url: args.database_url.clone().filter(|u| !u.is_empty()),
     };
     crate::demo::run(ctx, &opts)

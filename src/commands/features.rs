@@ -10,6 +10,8 @@ use crate::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &FeaturesArgs) -> anyhow::Result<()> {
     let spec = resolve_spec(args.spec.as_deref(), args.horizon, args.demean)?;
+    // Checked before the work (and again when written): a file output never replaces a directory.
+    stockcast_features::outputs::check_output_file(&args.out)?;
     let loaded = load(ctx, &args.data.input(), &args.out, args.quality_json.as_deref())?;
     let written = timed(
         ctx,

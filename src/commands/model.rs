@@ -1,8 +1,9 @@
 //! `stockcast fit` and `stockcast predict`: use one model by hand.
 
 use anyhow::Context;
+use stockcast_features::outputs::check_output_dir;
 use stockcast_features::{FeatureSpec, MatrixOptions};
-use stockcast_models::{DatasetOptions, ModelConfig, TrainedModel};
+use stockcast_models::{DatasetOptions, MODEL_MARKER, ModelConfig, Replace, TrainedModel};
 
 use super::out;
 use crate::UsageError;
@@ -18,6 +19,9 @@ pub(crate) fn fit(ctx: &Ctx, a: &FitArgs) -> anyhow::Result<()> {
         return Err(UsageError(format!("--valid-fraction must be in [0, 0.9), got {}", a.valid_fraction)).into());
     }
     let spec = resolve_spec(a.spec.as_deref(), a.horizon, false)?;
+    // Checked before any work (and again by the save): a refused directory costs nothing.
+    let replace = Replace::forced(a.force);
+    check_output_dir(&a.out, "saved model", &[MODEL_MARKER], replace)?;
     let loaded = load(ctx, &a.data.input(), &a.out, None)?;
     let opts = DatasetOptions {
         matrix: MatrixOptions { require_label: true, drop_incomplete: true },
@@ -46,7 +50,7 @@ pub(crate) fn fit(ctx: &Ctx, a: &FitArgs) -> anyhow::Result<()> {
     let model = stockcast_models::fit(&config, &train, valid.as_ref(), a.seed)?;
     pb.finish_and_clear();
     model
-        .save(&a.out, &[("spec.toml", spec.to_toml().as_bytes())])
+        .save(&a.out, &[("spec.toml", spec.to_toml().as_bytes())], replace)
         .with_context(|| format!("saving to {}", a.out.display()))?;
     let saved = TrainedModel::load(&a.out)?;
     let (first, last) =

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use stockcast_features::outputs::Replace;
+
 use super::{out, policy};
 use crate::cli::TrainArgs;
 use crate::ctx::Ctx;
@@ -21,7 +23,7 @@ pub(crate) fn run(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         on_bad_rows: a.on_bad_rows.map(policy),
     };
     let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
-    let stage = a.run_dir.as_deref().map(Staging::new).transpose()?;
+    let stage = a.run_dir.as_deref().map(|d| Staging::new(d, Replace::forced(a.force))).transpose()?;
     if let Some(stage) = &stage {
         if a.plan {
             let plan = crate::train::write_plan(ctx, &cfg, &opts, &stage.dir)?;

@@ -34,6 +34,26 @@ pub struct DataConfig {
     pub horizon: Option<usize>,
 }
 
+/// Checks a run name: the default output directory is `runs/<name>`, so it is a plain name (letters, digits, `-`,
+/// `_`, `.`, not starting with `.`, at most 100 characters), never a path.
+///
+/// # Errors
+/// [`Error::Config`] naming the value.
+pub fn check_run_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "name = {name:?}: a run name is a plain name (letters, digits, -, _ and ., not starting with .); the \
+             default output is runs/<name>, and --out names any other directory"
+        )))
+    }
+}
+
 /// A model entry: a name and either a config file or an inline config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +175,7 @@ impl BacktestConfig {
         if cfg.jobs == 0 {
             return Err(Error::Config("jobs must be at least 1".into()));
         }
+        check_run_name(&cfg.name)?;
         cfg.strategy.validate()?;
         Ok(cfg)
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 use serde_json::{Value, json};
+use stockcast_features::outputs::{Marker, Replace, check_output_dir, replace_dir};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::prices::date_to_days;
 
@@ -699,17 +700,52 @@ fn trades_csv(models: &[ModelReport]) -> String {
     s
 }
 
-/// Writes the run directory atomically (built in a temporary sibling, then renamed over `dir`).
+/// What marks a directory as a backtest or training run: its `report.json` or, before the merge of a sharded run,
+/// its `plan.json`, each with its `format`.
+pub const RUN_MARKERS: [Marker; 2] =
+    [Marker { file: "report.json", key: "format" }, Marker { file: crate::shard::PLAN_FILE, key: "format" }];
+
+/// Checks that a run may be written to `dir` (absent, empty, an earlier run, or `replace` is
+/// [`Replace::Force`]); see [`stockcast_features::outputs`].
 ///
 /// # Errors
-/// [`Error::File`] on I/O failures.
+/// [`stockcast_features::Error::Refused`] (wrapped) naming the directory.
+pub fn check_run_dir(dir: &Path, replace: Replace) -> Result<()> {
+    Ok(check_output_dir(dir, "backtest or training run", &RUN_MARKERS, replace)?)
+}
+
+/// Writes the run directory atomically: built in a temporary sibling, then [`replace_dir`] moves an earlier run
+/// aside, renames the new one into place (carrying a sharded run's plan, shards and logs over) and removes the
+/// earlier one. `dir` must pass [`check_run_dir`].
+///
+/// # Errors
+/// [`Error::File`] on I/O failures; a refused `dir`.
 pub fn write_run(
     dir: &Path,
     meta: &RunMeta,
     wf: &WalkForward,
     eval: &Evaluation,
     strategy: &StrategyConfig,
+    replace: Replace,
 ) -> Result<PathBuf> {
+    write_run_with(dir, meta, wf, eval, strategy, replace, &|_| {})
+}
+
+/// [`write_run`] with `between` run after the earlier run was moved aside and before the new one is renamed in
+/// (tests inject crashes there).
+///
+/// # Errors
+/// As [`write_run`].
+pub fn write_run_with(
+    dir: &Path,
+    meta: &RunMeta,
+    wf: &WalkForward,
+    eval: &Evaluation,
+    strategy: &StrategyConfig,
+    replace: Replace,
+    between: &dyn Fn(&Path),
+) -> Result<PathBuf> {
+    check_run_dir(dir, replace)?;
     let models = &eval.models;
     let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
@@ -742,25 +778,9 @@ pub fn write_run(
         if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
         }
-        // A sharded run's plan, shard outputs and logs stay with the report they were merged into (moved back if the
-        // swap fails, so a failed write never loses them).
-        let kept: Vec<&str> = crate::shard::KEPT.into_iter().filter(|e| dir.join(e).exists()).collect();
-        let swapped = (|| {
-            for entry in &kept {
-                std::fs::rename(dir.join(entry), tmp.join(entry)).map_err(|e| Error::file(dir.join(entry), e))?;
-            }
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-            }
-            std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))
-        })();
-        if swapped.is_err() {
-            let _ = std::fs::create_dir_all(dir);
-            for entry in kept.iter().filter(|e| tmp.join(e).exists()) {
-                let _ = std::fs::rename(tmp.join(entry), dir.join(entry));
-            }
-        }
-        swapped
+        // A sharded run's plan, shard outputs and logs stay with the report they were merged into.
+        replace_dir(&tmp, dir, &crate::shard::KEPT, between)?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -342,15 +342,9 @@ pub fn write_shard(
         stockcast_features::io::write_frame(&mut df, &tmp.join(PREDICTIONS_FILE))?;
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Data(e.to_string()))?;
         stockcast_features::io::write_atomic(&tmp.join(SHARD_FILE), &bytes)?;
-        // A rerun replaces the earlier output: the old directory goes first, then the complete new one is renamed
-        // in (a reader sees the old shard, none, or the new one).
-        if target.exists() {
-            let old = parent.join(format!(".{}.old-{}", shard.index, std::process::id()));
-            std::fs::rename(&target, &old).map_err(|e| Error::file(&target, e))?;
-            let _ = std::fs::remove_dir_all(&old);
-        }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::file(&target, e))?;
-        stockcast_features::io::sync_dir(&parent)?;
+        // A rerun replaces the earlier output: the old directory moves aside, the complete new one is renamed in,
+        // then the old one goes (a reader sees the old shard, none, or the new one).
+        stockcast_features::outputs::replace_dir(&tmp, &target, &[], &|_| {})?;
         Ok(())
     })();
     if result.is_err() {

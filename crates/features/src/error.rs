@@ -63,6 +63,15 @@ pub enum Error {
         /// The missing price column.
         column: &'static str,
     },
+    /// An output path that would replace something stockcast did not write (a user's directory, the working
+    /// directory, the home directory), or a directory with a file output.
+    #[error("refusing to write {path}: {reason}")]
+    Refused {
+        /// The output path as given.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// An error raised inside Polars.
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
@@ -87,6 +96,7 @@ impl Error {
             | Self::Quality { .. }
             | Self::Config { .. }
             | Self::MissingRequired { .. }
+            | Self::Refused { .. }
             | Self::Read { .. } => true,
             Self::Storage { user, .. } => *user,
             Self::Io { .. } | Self::Polars(_) => false,

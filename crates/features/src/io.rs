@@ -59,7 +59,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Writes through `fill` into a temporary sibling of `path`, fsyncs it, renames it over `path` and fsyncs the
 /// directory: readers see the old file or the complete new one, never a partial write, and the rename survives a
 /// power failure. The temporary file is removed on failure.
+/// A path that is a directory (or `.`, `..`, the root) is refused: a file output never replaces a directory.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    crate::outputs::check_output_file(path)?;
     parent_dir(path)?;
     let tmp = temp_path(path);
     let result = (|| {

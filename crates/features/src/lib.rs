@@ -13,6 +13,7 @@ pub mod io;
 pub mod load;
 pub mod matrix;
 pub mod objects;
+pub mod outputs;
 pub mod prices;
 pub mod quality;
 pub mod spec;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit_rows as fit_model};
+use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, Replace, TrainedModel, fit_rows as fit_model};
 
 /// Members and optional weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl Model for Ensemble {
 
     fn save_files(&self, dir: &Path) -> Result<BTreeMap<String, serde_json::Value>> {
         for (i, m) in self.members.iter().enumerate() {
-            m.save(&dir.join(format!("member_{i}")), &[])?;
+            m.save(&dir.join(format!("member_{i}")), &[], Replace::Own)?;
         }
         let json = serde_json::to_vec(&self.weights).map_err(|e| Error::Data(e.to_string()))?;
         std::fs::write(dir.join("ensemble.json"), json).map_err(|e| Error::io(dir.join("ensemble.json"), e))?;

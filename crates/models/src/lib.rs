@@ -19,4 +19,6 @@ pub mod rules;
 
 pub use data::{Dataset, DatasetOptions, History, Predictions, Rows, SymbolHistory};
 pub use error::{Error, Result};
-pub use model::{Importance, Model, ModelConfig, ModelKind, ModelMeta, TrainedModel, fit, fit_rows};
+pub use model::{
+    Importance, MODEL_MARKER, Model, ModelConfig, ModelKind, ModelMeta, Replace, TrainedModel, fit, fit_rows,
+};

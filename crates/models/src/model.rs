@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+pub use stockcast_features::outputs::Replace;
+use stockcast_features::outputs::{Marker, check_output_dir, replace_dir};
 
 use crate::data::{Dataset, Predictions, Rows};
 use crate::error::{Error, Result};
 use crate::{ensemble, forecast, gbm, linear, lstm, rules};
+
+/// What marks a directory as a saved model: `model.json` with its `format`.
+pub const MODEL_MARKER: Marker = Marker { file: "model.json", key: "format" };
 
 /// A fitted model of any kind.
 pub trait Model: std::fmt::Debug + Send + Sync {
@@ -314,9 +319,16 @@ impl TrainedModel {
         Ok(Predictions { index: data.matrix.index.clone(), score })
     }
 
-    /// Saves into `dir` atomically (a temporary sibling directory renamed into place; an existing `dir` is
-    /// replaced). `extra_files` (name, contents) are written beside the model's own files, e.g. the spec.
-    pub fn save(&self, dir: &Path, extra_files: &[(&str, &[u8])]) -> Result<()> {
+    /// Saves into `dir` atomically: written into a temporary sibling directory, then [`replace_dir`] moves an
+    /// existing `dir` aside, renames the new one into place and removes the old one (a crash leaves one of them
+    /// complete). An existing `dir` must be a saved model (its `model.json`), empty, or `replace` must be
+    /// [`Replace::Force`]; see [`stockcast_features::outputs`]. `extra_files` (name, contents) are written beside
+    /// the model's own files, e.g. the spec.
+    ///
+    /// # Errors
+    /// [`stockcast_features::Error::Refused`] (wrapped) for a directory this did not write; I/O errors.
+    pub fn save(&self, dir: &Path, extra_files: &[(&str, &[u8])], replace: Replace) -> Result<()> {
+        check_output_dir(dir, "saved model", &[MODEL_MARKER], replace)?;
         let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
         let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -336,24 +348,7 @@ impl TrainedModel {
                 .collect::<Result<_>>()?;
             let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Data(e.to_string()))?;
             stockcast_features::io::write_atomic(&tmp.join("model.json"), &json)?;
-            // Replace: the old directory moves aside (never deleted first), the new one takes its name, then the
-            // old one goes. A crash in between leaves the old model complete at `.NAME.old-PID`.
-            let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
-            let had_old = dir.exists();
-            if had_old {
-                let _ = std::fs::remove_dir_all(&old);
-                std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-            }
-            if let Err(e) = std::fs::rename(&tmp, dir) {
-                if had_old {
-                    let _ = std::fs::rename(&old, dir);
-                }
-                return Err(Error::io(dir, e));
-            }
-            stockcast_features::io::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
-            if had_old {
-                let _ = std::fs::remove_dir_all(&old);
-            }
+            replace_dir(&tmp, dir, &[], &|_| {})?;
             Ok(())
         })();
         if result.is_err() {

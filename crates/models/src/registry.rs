@@ -729,7 +729,10 @@ impl Registry {
         if dir.exists() {
             for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
                 let e = e.map_err(|e| Error::io(&dir, e))?;
-                if e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
+                // Only what an interrupted publish leaves: its `.tmp-V-PID` directory and the save's siblings of it
+                // (`..tmp-V-PID.tmp-PID`, `..tmp-V-PID.old-PID`); any other hidden entry is not the registry's.
+                let name = e.file_name().to_string_lossy().into_owned();
+                if (name.starts_with(".tmp-") || name.starts_with("..tmp-")) && e.path().is_dir() {
                     std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
                 }
             }
@@ -762,7 +765,7 @@ fn manifest_key(key: &str) -> Option<(&str, u64)> {
 /// fsynced): a complete version directory.
 fn write_version(dir: &Path, name: &str, version: u64, p: &Publish<'_>) -> Result<Manifest> {
     let _ = std::fs::remove_dir_all(dir);
-    p.model.save(dir, &[("spec.toml", p.spec_toml.as_bytes())])?;
+    p.model.save(dir, &[("spec.toml", p.spec_toml.as_bytes())], crate::Replace::Own)?;
     let mut rel = Vec::new();
     list_files(dir, Path::new(""), &mut rel)?;
     let mut files = BTreeMap::new();

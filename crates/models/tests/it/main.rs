@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use stockcast_features::{
     FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, SpecHash, build_features, load_prices,
 };
-use stockcast_models::{Dataset, History, ModelConfig, TrainedModel, fit};
+use stockcast_models::{Dataset, History, ModelConfig, Replace, TrainedModel, fit};
 
 mod registry;
 
@@ -56,7 +56,7 @@ fn round_trip_with(name: &str, cfg: &ModelConfig) {
     assert_eq!(p1.score.len(), test.len());
     assert!(p1.score.iter().filter(|v| v.is_finite()).count() > test.len() / 2, "{name}: mostly NaN scores");
     let dir = tempfile::tempdir().unwrap();
-    m.save(&dir.path().join("m"), &[("spec.toml", FeatureSpec::default().to_toml().as_bytes())]).unwrap();
+    m.save(&dir.path().join("m"), &[("spec.toml", FeatureSpec::default().to_toml().as_bytes())], Replace::Own).unwrap();
     let loaded = TrainedModel::load(&dir.path().join("m")).unwrap();
     assert_eq!(loaded.meta.kind, name);
     let p2 = loaded.predict(test).unwrap();
@@ -152,7 +152,7 @@ fn linear_recovers_coefficient_signs() {
     let (train, test) = (planted(4000, 4), planted(1000, 5));
     let m = fit(&ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001").unwrap(), &train, None, 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    m.save(dir.path(), &[]).unwrap();
+    m.save(dir.path(), &[], Replace::Own).unwrap();
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("linear.json")).unwrap()).unwrap();
     let coef: Vec<f64> = saved["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -175,7 +175,7 @@ fn lstm_loss_falls_and_beats_the_training_mean() {
     .unwrap();
     let m = fit(&cfg, &train, Some(&valid), 5).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    m.save(dir.path(), &[]).unwrap();
+    m.save(dir.path(), &[], Replace::Own).unwrap();
     let meta = TrainedModel::load(dir.path()).unwrap().meta;
     let losses: Vec<f64> = meta.extra["train_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(losses.len(), 3, "{losses:?}");
@@ -229,7 +229,7 @@ fn exact_ridge_agrees_with_linfa_coordinate_descent() {
     let coef = |toml: &str| -> Vec<f64> {
         let m = fit(&ModelConfig::from_toml(toml).unwrap(), &train, None, 0).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        m.save(dir.path(), &[]).unwrap();
+        m.save(dir.path(), &[], Replace::Own).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("linear.json")).unwrap()).unwrap();
         v["coef"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect()
@@ -243,12 +243,40 @@ fn exact_ridge_agrees_with_linfa_coordinate_descent() {
 }
 
 #[test]
+fn saving_never_replaces_a_directory_it_did_not_write() {
+    let (train, _) = us5();
+    let m = fit(&config("linear"), train, None, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("research");
+    std::fs::create_dir_all(d.join("notes")).unwrap();
+    std::fs::write(d.join("thesis.txt"), "years of work").unwrap();
+    std::fs::write(d.join("notes/a.md"), "draft").unwrap();
+    let e = m.save(&d, &[], Replace::Own).unwrap_err();
+    assert!(e.is_user_error(), "{e}");
+    assert!(e.to_string().contains("thesis.txt"), "{e}");
+    assert_eq!(std::fs::read_to_string(d.join("thesis.txt")).unwrap(), "years of work");
+    assert_eq!(std::fs::read_to_string(d.join("notes/a.md")).unwrap(), "draft");
+    // Nothing was left beside it either.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // A saved model is replaced by the next save; --force replaces the user's directory.
+    let saved = dir.path().join("model");
+    m.save(&saved, &[], Replace::Own).unwrap();
+    std::fs::write(saved.join("stale.txt"), "from before").unwrap();
+    m.save(&saved, &[], Replace::Own).unwrap();
+    assert!(!saved.join("stale.txt").exists());
+    TrainedModel::load(&saved).unwrap();
+    m.save(&d, &[], Replace::Force).unwrap();
+    assert!(!d.join("thesis.txt").exists());
+    TrainedModel::load(&d).unwrap();
+}
+
+#[test]
 fn altered_truncated_or_mismatched_models_are_refused() {
     let (train, test) = us5();
     let m = fit(&config("gbm"), train, None, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("m");
-    m.save(&d, &[]).unwrap();
+    m.save(&d, &[], Replace::Own).unwrap();
     // Altered: one byte of the XGBoost model.
     let model_file = d.join("xgboost.json");
     let mut bytes = std::fs::read(&model_file).unwrap();

@@ -65,13 +65,18 @@ fn a_crash_before_the_rename_leaves_no_version_and_the_champion_unchanged() {
     // The crashed publish used number 2 (the high-water mark never goes back): the next one is 3. gc clears the
     // leftover.
     assert_eq!(publish(&reg, &m, "t3"), 3);
+    // A hidden directory no publish wrote is not gc's to remove.
+    std::fs::create_dir_all(dir.path().join("demo/.notes")).unwrap();
+    std::fs::write(dir.path().join("demo/.notes/a.txt"), "mine").unwrap();
     assert!(reg.gc("demo", 10).unwrap().is_empty());
-    let hidden = std::fs::read_dir(dir.path().join("demo"))
+    let hidden: Vec<String> = std::fs::read_dir(dir.path().join("demo"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
-        .filter(|e| e.as_ref().unwrap().path().is_dir())
-        .count();
-    assert_eq!(hidden, 0);
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(hidden, [".notes"]);
+    assert_eq!(std::fs::read_to_string(dir.path().join("demo/.notes/a.txt")).unwrap(), "mine");
 }
 
 #[test]
