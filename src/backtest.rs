@@ -421,6 +421,66 @@ pub(crate) mod tests {
         insta::assert_snapshot!("report_json_keys", keys.into_iter().collect::<Vec<_>>().join("\n"));
     }
 
+    /// `--horizon 10` (what the CLI sets: `data.horizon`) moves the labels, the purge gap and every model's target
+    /// together; the forecast kind follows the label instead of its own 5 days.
+    #[test]
+    fn one_horizon_moves_labels_purge_and_every_models_target() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let models = "[[models]]\nname = \"lin\"\nmodel = { kind = \"linear\", alpha = 0.01 }\n\
+                      [[models]]\nname = \"ets\"\nmodel = { kind = \"forecast\", method = \"ets\", history_days = 200 }\n";
+        let mut cfg = config(models);
+        cfg.data.horizon = Some(10);
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let bt = run(&ctx, &cfg, &data).unwrap();
+        assert_eq!(bt.meta.horizon, 10);
+        // Labels: open(t+1+10) / open(t+1) - 1 of the symbol's own rows, for every model's predictions.
+        let series = data.prices.series().unwrap();
+        let mut checked = 0;
+        for (model, preds) in &bt.walk_forward.predictions {
+            for p in preds.iter().filter(|p| p.label.is_finite()).step_by(97) {
+                let s = series.iter().find(|s| s.symbol == p.symbol).unwrap();
+                let open = s.open.as_ref().unwrap();
+                let i = s.dates.binary_search(&p.date).unwrap();
+                let want = open[i + 11] / open[i + 1] - 1.0;
+                assert!((p.label - want).abs() < 1e-6, "{model} {} {}: {} vs {want}", p.symbol, p.date, p.label);
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{checked}");
+        // Purge: no training label window (11 rows with next-open labels) reaches its fold's test start.
+        let calendar = &bt.walk_forward.calendar;
+        for r in &bt.walk_forward.results {
+            let train_end = calendar.binary_search(&r.train_end).unwrap();
+            let test_start = calendar.binary_search(&r.test_start).unwrap();
+            assert!(test_start > train_end + 10, "fold {} of {}: gap {}", r.fold, r.model, test_start - train_end);
+        }
+        // The forecast's target: a fit on these rows forecasts 10 days ahead, and a config that says 5 is refused.
+        let spec = spec_of(&cfg).unwrap();
+        assert_eq!(spec.label.horizon, 10);
+        let train = Dataset::from_prices(
+            &data.prices.until(NaiveDate::from_ymd_opt(2008, 12, 31).unwrap()).unwrap(),
+            &spec,
+            DatasetOptions {
+                matrix: stockcast_features::MatrixOptions { require_label: true, drop_incomplete: true },
+                context: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(train.matrix.label.horizon, 10);
+        let ets = stockcast_models::ModelConfig::from_toml("kind = \"forecast\"\nmethod = \"ets\"\n").unwrap();
+        let fitted = stockcast_models::fit(&ets, &train, None, 1).unwrap();
+        let saved = dir.path().join("ets");
+        fitted.save(&saved, &[], Replace::Own).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(saved.join("forecast.json")).unwrap()).unwrap();
+        assert_eq!(json["horizon"], 10);
+        let five =
+            stockcast_models::ModelConfig::from_toml("kind = \"forecast\"\nmethod = \"ets\"\nhorizon = 5\n").unwrap();
+        let e = stockcast_models::fit(&five, &train, None, 1).unwrap_err().to_string();
+        assert!(e.contains("label horizon is 10"), "{e}");
+    }
+
     #[test]
     fn a_run_never_replaces_a_directory_it_did_not_write() {
         let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));

@@ -144,12 +144,12 @@ fn forecast(ctx: &Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
     }
     let k = origins.len() as f64;
     for method in ["prophet", "ets"] {
-        let cfg: ForecastConfig = toml::from_str(&format!("method = \"{method}\"\nhorizon = {}", a.horizon))?;
+        let cfg: ForecastConfig = toml::from_str(&format!("method = \"{method}\""))?;
         let pb = ctx.progress.bar(origins.len() as u64, method);
         let (mut mae, mut mape, mut fit_s) = (0.0, 0.0, 0.0);
         for &i in &origins {
             let t = Instant::now();
-            let model = fit_series(&cfg, symbol, h, h.dates[i]).context("too little history")?;
+            let model = fit_series(&cfg, a.horizon, symbol, h, h.dates[i]).context("too little history")?;
             fit_s += t.elapsed().as_secs_f64();
             let f = model.forecast_close(symbol, h, h.dates[i]).context("no forecast")?;
             let target = h.close[i + a.horizon];
@@ -186,6 +186,7 @@ fn synthetic_dataset(rows: usize, cols: usize, seed: u64) -> anyhow::Result<stoc
         index: (0..rows).map(|i| (format!("S{}", i % 100), start + chrono::Duration::days((i / 100) as i64))).collect(),
         feature_names: (0..cols).map(|j| format!("f{j}")).collect(),
         spec_hash: stockcast_features::SpecHash("bench".into()),
+        label: stockcast_features::spec::LabelSpec::default(),
     };
     Ok(stockcast_models::Dataset::new(matrix, std::sync::Arc::default()))
 }
@@ -291,7 +292,7 @@ const BENCH_MODELS: [(&str, &str); 6] = [
          patience = 0 }",
     ),
     ("linear", "{ kind = \"linear\", alpha = 0.001 }"),
-    ("forecast", "{ kind = \"forecast\", method = \"prophet\", horizon = 5, history_days = 504 }"),
+    ("forecast", "{ kind = \"forecast\", method = \"prophet\", history_days = 504 }"),
     ("momentum", "{ kind = \"rule\", rule = \"momentum\", lookback = 60 }"),
     (
         "ensemble",

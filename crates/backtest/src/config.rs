@@ -40,11 +40,7 @@ pub struct DataConfig {
 /// # Errors
 /// [`Error::Config`] naming the value.
 pub fn check_run_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if stockcast_features::outputs::is_plain_name(name, 100) {
         Ok(())
     } else {
         Err(Error::Config(format!(

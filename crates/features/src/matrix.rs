@@ -7,7 +7,7 @@ use polars::prelude::*;
 use crate::build::{FeatureFrame, LABEL};
 use crate::error::Result;
 use crate::prices::days_to_date;
-use crate::spec::SpecHash;
+use crate::spec::{LabelSpec, SpecHash};
 
 /// Which rows go into the matrix.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,13 +31,15 @@ pub struct FeatureMatrix {
     pub feature_names: Vec<String>,
     /// Hash of the spec the features came from.
     pub spec_hash: SpecHash,
+    /// The label `y` holds (the spec's): its horizon is the one every model targets.
+    pub label: LabelSpec,
 }
 
 impl FeatureMatrix {
     /// Converts a feature frame, one column at a time (no second copy of the whole frame: the 5 M-row, 68-feature
     /// frame converts with one f64 column in flight beside the f32 matrix).
     pub fn from_frame(frame: &FeatureFrame, opts: MatrixOptions) -> Result<Self> {
-        Self::from_df(frame.df(), frame.features(), frame.spec_hash(), opts)
+        Self::from_df(frame.df(), frame.features(), frame.spec_hash(), frame.label_spec(), opts)
     }
 
     /// The matrix of [`build_features`](crate::build_features)' frame, built from the pieces of
@@ -56,7 +58,7 @@ impl FeatureMatrix {
         let (mut x, mut y, mut index): (Vec<f32>, Vec<f32>, Vec<(String, NaiveDate)>) =
             (Vec::new(), Vec::new(), Vec::new());
         let written = crate::for_each_shard(prices, spec, shard_rows, |df, features| {
-            let part = Self::from_df(&df, features, &hash, opts)?;
+            let part = Self::from_df(&df, features, &hash, &spec.label, opts)?;
             if x.capacity() == 0 {
                 x.reserve_exact(prices.height() * features.len());
             }
@@ -67,10 +69,23 @@ impl FeatureMatrix {
         })?;
         let x = Array2::from_shape_vec((index.len(), written.features.len()), x)
             .map_err(|e| crate::Error::Config { what: "features", message: format!("feature matrix: {e}") })?;
-        Ok(Self { x, y: Some(Array1::from(y)), index, feature_names: written.features, spec_hash: hash })
+        Ok(Self {
+            x,
+            y: Some(Array1::from(y)),
+            index,
+            feature_names: written.features,
+            spec_hash: hash,
+            label: spec.label.clone(),
+        })
     }
 
-    fn from_df(df: &DataFrame, features: &[String], spec_hash: &SpecHash, opts: MatrixOptions) -> Result<Self> {
+    fn from_df(
+        df: &DataFrame,
+        features: &[String],
+        spec_hash: &SpecHash,
+        label_spec: &LabelSpec,
+        opts: MatrixOptions,
+    ) -> Result<Self> {
         let n = df.height();
         let label = df.column(LABEL)?.f64()?;
         let mut keep_mask: Vec<bool> =
@@ -119,7 +134,14 @@ impl FeatureMatrix {
                 (s, d)
             })
             .collect();
-        Ok(Self { x, y: Some(y), index, feature_names: features.to_vec(), spec_hash: spec_hash.clone() })
+        Ok(Self {
+            x,
+            y: Some(y),
+            index,
+            feature_names: features.to_vec(),
+            spec_hash: spec_hash.clone(),
+            label: label_spec.clone(),
+        })
     }
 
     /// Number of rows.

@@ -39,6 +39,15 @@ impl Replace {
     }
 }
 
+/// True for a name that is safe as one path component: 1 to `max_len` ASCII letters, digits, `-`, `_` and `.`,
+/// not starting with `.` (so never `.`, `..`, hidden, absolute or nested). Run and model names are such names.
+pub fn is_plain_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 fn refused(path: &Path, reason: impl Into<String>) -> Error {
     Error::Refused { path: path.to_path_buf(), reason: reason.into() }
 }

@@ -188,8 +188,14 @@ impl Dataset {
         let x = m.x.select(ndarray::Axis(0), rows);
         let y = m.y.as_ref().map(|y| y.select(ndarray::Axis(0), rows));
         let index = rows.iter().map(|&i| m.index[i].clone()).collect();
-        let matrix =
-            FeatureMatrix { x, y, index, feature_names: m.feature_names.clone(), spec_hash: m.spec_hash.clone() };
+        let matrix = FeatureMatrix {
+            x,
+            y,
+            index,
+            feature_names: m.feature_names.clone(),
+            spec_hash: m.spec_hash.clone(),
+            label: m.label.clone(),
+        };
         Self { matrix: Arc::new(matrix), history: Arc::clone(&self.history), context: self.context.clone() }
     }
 }

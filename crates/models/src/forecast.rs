@@ -27,9 +27,12 @@ use crate::model::{Model, ModelKind, ModelMeta};
 pub struct ForecastConfig {
     /// `prophet` or `ets`.
     pub method: Method,
-    /// Forecast horizon in trading days: use the label horizon of the feature spec.
-    #[serde(default = "default_horizon")]
-    pub horizon: usize,
+    /// Not a setting: the forecast horizon is the label horizon of the data the model is fitted on (the feature
+    /// spec's, or `--horizon`), so the score is the expected return over the label's window. Accepted only for
+    /// configs and artifacts written before it was derived; a value that differs from the label horizon is
+    /// refused at fit ([`ForecastConfig::horizon_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<usize>,
     /// Fit on at most this many most recent trading days per symbol (0: all).
     #[serde(default = "default_history")]
     pub history_days: usize,
@@ -63,9 +66,6 @@ pub enum Method {
     Ets,
 }
 
-fn default_horizon() -> usize {
-    5
-}
 fn default_history() -> usize {
     756
 }
@@ -89,10 +89,24 @@ fn default_yearly() -> usize {
 }
 
 impl ForecastConfig {
+    /// The horizon a fit on data labelled `label_horizon` days ahead forecasts: that horizon.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config names another horizon.
+    pub fn horizon_for(&self, label_horizon: usize) -> Result<usize> {
+        match self.horizon {
+            Some(h) if h != label_horizon => Err(Error::Config(format!(
+                "forecast: horizon = {h}, but the label horizon is {label_horizon}: a forecast scores the label's \
+                 return, so its horizon is the label's; remove `horizon` from the model config"
+            ))),
+            _ => Ok(label_horizon),
+        }
+    }
+
     /// Checks every parameter (see [`ModelKind::validate`]).
     pub(crate) fn check(&self) -> Result<()> {
         let err = |m: &str| Err(Error::Config(format!("forecast: {m}")));
-        if self.horizon == 0 {
+        if self.horizon == Some(0) {
             return err("horizon must be at least 1");
         }
         if !(self.changepoint_range > 0.0 && self.changepoint_range <= 1.0) {
@@ -466,6 +480,7 @@ fn fit_symbol(cfg: &ForecastConfig, h: &SymbolHistory, until: NaiveDate) -> Opti
 }
 
 pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
+    let horizon = cfg.horizon_for(train.matrix.label.horizon)?;
     let until = train
         .matrix
         .index
@@ -492,13 +507,27 @@ pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
     if fitted.is_empty() {
         return Err(Error::Data("forecast: no symbol has 30 or more closes up to the training end".into()));
     }
-    Ok(Forecast { horizon: cfg.horizon, symbols: fitted.into_iter().collect() })
+    Ok(Forecast { horizon, symbols: fitted.into_iter().collect() })
 }
 
-/// Fits one symbol's history up to `until` (for benchmarks and reports); `None` with fewer than 30 closes.
-pub fn fit_series(cfg: &ForecastConfig, symbol: &str, history: &SymbolHistory, until: NaiveDate) -> Option<Forecast> {
+/// Fits one symbol's history up to `until` to forecast `horizon` trading days ahead (for benchmarks and
+/// reports); `None` with fewer than 30 closes.
+pub fn fit_series(
+    cfg: &ForecastConfig,
+    horizon: usize,
+    symbol: &str,
+    history: &SymbolHistory,
+    until: NaiveDate,
+) -> Option<Forecast> {
     let model = fit_symbol(cfg, history, until)?;
-    Some(Forecast { horizon: cfg.horizon, symbols: BTreeMap::from([(symbol.to_owned(), model)]) })
+    Some(Forecast { horizon, symbols: BTreeMap::from([(symbol.to_owned(), model)]) })
+}
+
+impl Forecast {
+    /// Trading days ahead this model forecasts (the label horizon it was fitted on).
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
 }
 
 impl Forecast {

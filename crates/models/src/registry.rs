@@ -163,11 +163,7 @@ fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Checks a registry name: letters, digits, `-`, `_`, `.` (not leading), at most 64 characters.
 fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if stockcast_features::outputs::is_plain_name(name, 64) {
         Ok(())
     } else {
         Err(Error::Config(format!("invalid model name {name:?}: use letters, digits, -, _ and .")))

@@ -332,7 +332,7 @@ fn small_models() -> Vec<ModelSpec> {
     vec![
         model("gbm", "kind = \"gbm\"\nrounds = 20\nmax_depth = 3\nnthread = 1\nearly_stopping_rounds = 5"),
         model("linear", "kind = \"linear\"\nalpha = 0.01"),
-        model("forecast", "kind = \"forecast\"\nmethod = \"ets\"\nhorizon = 5\nhistory_days = 200"),
+        model("forecast", "kind = \"forecast\"\nmethod = \"ets\"\nhistory_days = 200"),
         model("momentum", "kind = \"rule\"\nrule = \"momentum\"\nlookback = 20"),
         model("lstm", "kind = \"lstm\"\nlookback = 5\nhidden = 4\nepochs = 1\nbatch_size = 128\npatience = 1"),
     ]

@@ -292,6 +292,7 @@ mod tests {
             index,
             feature_names: (0..6).map(|j| format!("f{j}")).collect(),
             spec_hash: SpecHash("test".into()),
+            label: stockcast_features::spec::LabelSpec::default(),
         };
         Dataset::new(matrix, Arc::new(History::default()))
     }

@@ -950,6 +950,7 @@ mod tests {
             index,
             feature_names: (0..cols).map(|j| format!("f{j}")).collect(),
             spec_hash: SpecHash("lstm-test".into()),
+            label: stockcast_features::spec::LabelSpec::default(),
         };
         let mut d = Dataset::new(matrix, Arc::new(History::default()));
         d.context = Some(Arc::clone(&d.matrix));

@@ -127,6 +127,7 @@ fn planted(n: usize, seed: u64) -> Dataset {
         index,
         feature_names: (0..5).map(|j| format!("f{j}")).collect(),
         spec_hash: SpecHash("planted".into()),
+        label: stockcast_features::spec::LabelSpec::default(),
     };
     Dataset::new(matrix, Arc::new(History::default()))
 }
