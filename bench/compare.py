@@ -30,6 +30,12 @@ def binary() -> str:
     return os.environ.get("STOCKCAST", os.path.join(target, "release", "stockcast"))
 
 
+def bench_binary() -> str:
+    """The benchmarks' own binary (`cargo build --release -p stockcast-bench`), beside `stockcast`."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/stockcast-target"))
+    return os.environ.get("STOCKCAST_BENCH", os.path.join(target, "release", "stockcast-bench"))
+
+
 def run(cmd: list[str]) -> dict:
     """Runs cmd; its wall seconds, peak RSS (MB) and stdout."""
     t = time.perf_counter()
@@ -59,7 +65,7 @@ def table(rows: list[tuple[str, list[float], list[float]]], runs: int, peer: str
 def lstm(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         j = os.path.join(tmp, "ours.json")
-        ours_cmd = [binary(), "--quiet", "bench", "lstm", "--json", j]
+        ours_cmd = [bench_binary(), "--quiet", "lstm", "--json", j]
         peer_cmd = [sys.executable, "bench/lstm_torch.py", "--threads", "2"]
         ours, theirs, peer = [], [], ""
         for i in range(a.runs):
@@ -82,7 +88,7 @@ def features(a: argparse.Namespace) -> None:
     a.symbols, a.days = a.symbols or 2000, a.days or 2500
     with tempfile.TemporaryDirectory() as tmp:
         prices = os.path.join(tmp, "prices.parquet")
-        run([binary(), "--quiet", "bench", "features", "--symbols", str(a.symbols), "--days", str(a.days),
+        run([bench_binary(), "--quiet", "features", "--symbols", str(a.symbols), "--days", str(a.days),
              "--write-prices", prices])
         mine, theirs_out = os.path.join(tmp, "ours.parquet"), os.path.join(tmp, "peer.parquet")
         ours_cmd = [binary(), "--quiet", "features", "--prices", prices, "--out", mine]
@@ -110,12 +116,12 @@ def features(a: argparse.Namespace) -> None:
 
 
 def momentum(a: argparse.Namespace) -> None:
-    """The top-50 momentum(60) portfolio of `stockcast bench backtest --models momentum`: the whole `stockcast
+    """The top-50 momentum(60) portfolio of `stockcast-bench backtest --models momentum`: the whole `stockcast
     backtest` (wall) and its signal + simulation seconds (the rule's scoring and `simulate_seconds`, from
     report.json) against bench/momentum_vectorbt.py's signal + simulation after numba's compilation."""
     symbols, days = a.symbols or 500, a.days or 2520
     with tempfile.TemporaryDirectory() as tmp:
-        run([binary(), "--quiet", "bench", "backtest", "--models", "momentum", "--symbols", str(symbols), "--days",
+        run([bench_binary(), "--quiet", "backtest", "--models", "momentum", "--symbols", str(symbols), "--days",
              str(days), "--out", tmp])
         config = os.path.join(tmp, "backtest.toml")
         ours, theirs, peer = [], [], ""

@@ -1,4 +1,4 @@
-"""Python peer for the ETS row of `stockcast bench forecast`: statsforecast's AutoETS, additive damped trend
+"""Python peer for the ETS row of `stockcast-bench forecast`: statsforecast's AutoETS, additive damped trend
 (model "AAN", damped=True, i.e. ETS(A,Ad,N)), on the same rolling origins and the same log closes.
 
 For each of the last `--origins` origins (every `--horizon` trading days, the last one `--horizon` days before the

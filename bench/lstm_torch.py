@@ -1,4 +1,4 @@
-"""PyTorch peer for `stockcast bench lstm`: the same panel shape, data distribution, network and training loop.
+"""PyTorch peer for `stockcast-bench lstm`: the same panel shape, data distribution, network and training loop.
 
 A 100-symbol synthetic panel of `--sequences` rows (row i is symbol i % 100 on day i // 100), `--cols` features
 uniform in [-1, 1], label 0.8·x0 − 0.5·x1·x2 + noise; each row's sequence is its symbol's last `--lookback` rows,

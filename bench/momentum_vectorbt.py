@@ -1,6 +1,6 @@
-"""vectorbt peer for `stockcast bench backtest --models momentum`: the same portfolio on the same prices.
+"""vectorbt peer for `stockcast-bench backtest --models momentum`: the same portfolio on the same prices.
 
-Reads the benchmark's work directory (`stockcast bench backtest --models momentum --out DIR` writes
+Reads the benchmark's work directory (`stockcast-bench backtest --models momentum --out DIR` writes
 DIR/prices.parquet, DIR/backtest.toml and the run DIR/run). The strategy is stockcast's:
 
 - score: momentum(60) = close_t / close_{t-60} - 1, on the run's out-of-sample dates (its predictions' range);

@@ -3,7 +3,7 @@
 data, medians of N: the 5 M-row feature build (Parquet in and out, wall and peak RSS), an LSTM epoch and predict
 (`bench lstm`), an XGBoost fit (`bench gbm`). Not part of the test command.
 
-    python3 bench/profile_compare.py --a target/release/stockcast --b target/tuned/stockcast [--runs 3]
+    python3 bench/profile_compare.py --a target/release/stockcast-bench --b target/tuned/stockcast-bench [--runs 3]
 """
 import argparse, json, os, re, statistics, subprocess, tempfile, time
 
@@ -39,11 +39,11 @@ def main():
             res["features_s"][side].append(wall)
             res["features_mb"][side].append(rss)
             j = os.path.join(work, f"lstm-{side}.json")
-            timed([b, "-q", "bench", "lstm", "--epochs", "2", "--json", j])
+            timed([b, "-q", "lstm", "--epochs", "2", "--json", j])
             l = json.load(open(j))
             res["lstm_epoch_s"][side].append(l["epoch_s"])
             res["lstm_predict_s"][side].append(l["predict_s"])
-            _, _, text = timed([b, "-q", "bench", "gbm"])
+            _, _, text = timed([b, "-q", "gbm"])
             m = re.search(r"fit ([0-9.]+) s", text)
             res["gbm_fit_s"][side].append(float(m.group(1)) if m else float("nan"))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v['a'][-1]:.2f}/{v['b'][-1]:.2f}" for k, v in res.items()), flush=True)

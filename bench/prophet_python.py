@@ -1,9 +1,9 @@
-"""Python peer for `stockcast bench forecast`: Facebook/Meta Prophet on the same rolling origins.
+"""Python peer for `stockcast-bench forecast`: Facebook/Meta Prophet on the same rolling origins.
 
 For each of the last `--origins` origins (every `--horizon` trading days, the last one `--horizon` days before the
 end of the file), fit Prophet on the previous 756 trading days of log closes (daily seasonality off, weekly and
 yearly on, default priors) and forecast the close `--horizon` weekdays ahead; report MAE vs the naive last value
-and the fit time per series. Same data and origins as `stockcast bench forecast`.
+and the fit time per series. Same data and origins as `stockcast-bench forecast`.
 
 Usage: python3 bench/prophet_python.py [--prices datasets/msft_daily.csv] [--horizon 5] [--origins 100]
 Requires: pip install prophet pandas (not part of the test command).

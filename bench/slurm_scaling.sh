@@ -16,7 +16,7 @@ work="$(mkdir -p "${1:-/tmp/stockcast-slurm-bench}" && cd "${1:-/tmp/stockcast-s
 rm -rf "$work"/{slurm,runs} && mkdir -p "$work/runs"
 
 "$bin" -q datasets synth --symbols "$symbols" --days "$days" --seed 42 --out "$work/prices.parquet"
-# The bench backtest's config (bench.rs BENCH_MODELS), XGBoost limited to one thread per fit.
+# The bench backtest's config (crates/bench/src/bench.rs BENCH_MODELS), XGBoost limited to one thread per fit.
 cat >"$work/backtest.toml" <<TOML
 name = "scaling"
 seed = 42

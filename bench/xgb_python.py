@@ -1,4 +1,4 @@
-"""Python peer for `stockcast bench gbm`: the same shape, distribution and XGBoost parameters.
+"""Python peer for `stockcast-bench gbm`: the same shape, distribution and XGBoost parameters.
 
 Usage: python3 bench/xgb_python.py [--rows 100000] [--cols 30] [--rounds 200] [--nthread 2]
 Requires: pip install xgboost-cpu numpy (not part of the test command).

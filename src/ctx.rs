@@ -10,7 +10,8 @@ use crate::progress::Progress;
 /// Per-run context passed to every job: progress display, where notes and result lines go, and the clock.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    pub(crate) progress: Progress,
+    /// Progress bars (hidden off a terminal, with JSON logs or `--quiet`).
+    pub progress: Progress,
     /// Logs are JSON lines: human-readable text goes through `tracing` events instead of plain stderr lines.
     json_logs: bool,
     /// `--quiet`: no quality summary when every check passed.

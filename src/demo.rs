@@ -139,10 +139,10 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
 /// 6/6: Postgres (the given URL, or a throwaway local cluster) → import → nightly training from the `prices`
 /// table → recommendations as of the last date → the HTTP server, briefly, with sample requests.
 fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> anyhow::Result<()> {
+    use stockcast_infer::local::{LocalCluster, request};
     use stockcast_infer::recommend::RecommendConfig;
     use stockcast_infer::server::{self, ServeConfig};
     use stockcast_infer::store::{self, PoolConfig};
-    use stockcast_infer::testkit::{HttpClient, LocalCluster};
     use stockcast_models::registry::Registry;
 
     ctx.out("6/6 Postgres: import, nightly training from the prices table, recommendations, the HTTP server");
@@ -206,16 +206,13 @@ fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> anyhow::R
         ctx.out(&format!(
             "    server on http://{addr} (stopped after these requests; `stockcast serve` runs it for good)"
         ));
-        let mut client = HttpClient::connect(addr).await?;
         let path = "/v1/recommendations?limit=3";
-        let r = client.send("GET", path, &[], None).await?;
-        ctx.out(&format!("    $ curl 'http://{addr}{path}'\n    {} {}", r.status, r.text()));
+        let (status, text) = request(addr, "GET", path, None).await?;
+        ctx.out(&format!("    $ curl 'http://{addr}{path}'\n    {status} {text}"));
         let body = format!(r#"{{"symbols":["AAPL","MSFT"],"date":"{last}"}}"#);
-        let r = client.send("POST", "/v1/predict", &[], Some(body.as_bytes())).await?;
+        let (status, text) = request(addr, "POST", "/v1/predict", Some(&body)).await?;
         ctx.out(&format!(
-            "    $ curl -X POST -H 'content-type: application/json' -d '{body}' http://{addr}/v1/predict\n    {} {}",
-            r.status,
-            r.text()
+            "    $ curl -X POST -H 'content-type: application/json' -d '{body}' http://{addr}/v1/predict\n    {status} {text}"
         ));
         background.stop().await?;
         anyhow::Ok(())

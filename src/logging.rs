@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 
 /// Installs the global subscriber (once; later calls are ignored, which keeps tests that call `run` twice happy).
-pub(crate) fn init(format: LogFormat, quiet: bool) {
+pub fn init(format: LogFormat, quiet: bool) {
     // sqlx logs the server's NOTICEs ("relation already exists, skipping") at info and slow statements at warn
     // (a full read of a large prices table is slow by nature): keep them out unless STOCKCAST_LOG asks.
     let default = if quiet { "warn,sqlx=error" } else { "info,sqlx=error" };

@@ -9,7 +9,7 @@ use crate::cli::LogFormat;
 
 /// Creates progress bars consistent with the log settings.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Progress {
+pub struct Progress {
     visible: bool,
 }
 
@@ -24,7 +24,7 @@ impl Progress {
     }
 
     /// True when bars are drawn.
-    pub(crate) fn visible(self) -> bool {
+    pub fn visible(self) -> bool {
         self.visible
     }
 
@@ -33,22 +33,22 @@ impl Progress {
     }
 
     /// A spinner for a step of unknown length.
-    pub(crate) fn step(self, msg: &str) -> ProgressBar {
+    pub fn step(self, msg: &str) -> ProgressBar {
         let pb = ProgressBar::with_draw_target(None, self.target());
-        pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+            pb.set_style(style);
+        }
         pb.set_message(msg.to_owned());
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
     }
 
     /// A bar over `len` items.
-    pub(crate) fn bar(self, len: u64, msg: &str) -> ProgressBar {
+    pub fn bar(self, len: u64, msg: &str) -> ProgressBar {
         let pb = ProgressBar::with_draw_target(Some(len), self.target());
-        pb.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} [{elapsed}<{eta}]")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} [{elapsed}<{eta}]") {
+            pb.set_style(style.progress_chars("=> "));
+        }
         pb.set_message(msg.to_owned());
         pb
     }

@@ -17,7 +17,7 @@ pub struct Staging {
     /// The local directory the job writes (the run directory itself when it is local).
     pub dir: PathBuf,
     remote: Option<Objects>,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: Option<stockcast_features::io::ScratchDir>,
 }
 
 impl Staging {
@@ -51,7 +51,7 @@ impl Staging {
             }
             .into());
         }
-        let tmp = tempfile::Builder::new().prefix("stockcast-run-").tempdir()?;
+        let tmp = stockcast_features::io::ScratchDir::new("stockcast-run-")?;
         Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), _tmp: Some(tmp) })
     }
 

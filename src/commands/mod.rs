@@ -2,7 +2,6 @@
 //! and prints the result.
 
 mod backtest;
-mod bench;
 mod datasets;
 mod db;
 mod demo;
@@ -43,7 +42,6 @@ pub fn run(cli: Cli, clock: Clock) -> anyhow::Result<()> {
         Command::Db(c) => db::run(ctx, c),
         Command::Datasets(c) => datasets::run(ctx, c),
         Command::Report(c) => report::run(c),
-        Command::Bench(c) => bench::run(ctx, c),
         Command::Recommend(a) => recommend::run(ctx, &a),
         Command::Serve(a) => serve::run(ctx, &a),
     }

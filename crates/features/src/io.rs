@@ -83,6 +83,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
 
+/// A fresh private directory (mode 0700) under the system's temporary directory, removed with everything in it
+/// when dropped: the staging copy of an object-store run, the local PostgreSQL of the demo.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `<temp dir>/<prefix><pid>-<n>`, a name no other live directory has.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn new(prefix: &str) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = base.join(format!("{prefix}{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self { path }),
+                // A directory of an earlier process that had this pid: take the next number.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// Output format of a frame, from the file extension (`.csv` → CSV, anything else → Parquet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameFormat {
@@ -118,6 +158,19 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_dirs_are_private_distinct_and_removed_on_drop() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (a, b) = (ScratchDir::new("stockcast-test-").unwrap(), ScratchDir::new("stockcast-test-").unwrap());
+        assert_ne!(a.path(), b.path());
+        assert_eq!(std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::create_dir_all(a.path().join("x/y")).unwrap();
+        std::fs::write(a.path().join("x/y/z"), "z").unwrap();
+        let p = a.path().to_path_buf();
+        drop(a);
+        assert!(!p.exists() && b.path().is_dir());
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

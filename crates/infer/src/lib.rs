@@ -4,10 +4,12 @@
 //!   versions and recommendation runs;
 //! - [`recommend`]: scoring a day with a published version, expected returns, ranks and actions (no database);
 //! - [`server`]: the axum HTTP API (settings, state, errors, middleware, handlers, the generated OpenAPI);
-//! - `testkit` (feature `testkit`): a throwaway PostgreSQL cluster, an HTTP client and a load generator for tests,
-//!   the demo and benchmarks.
+//! - [`local`]: what the demo runs locally (a throwaway PostgreSQL cluster, one HTTP request to a local server);
+//! - `testkit` (feature `testkit`, tests and benchmarks only): Redis and S3 test servers, an HTTP client and a load
+//!   generator.
 
 pub mod error;
+pub mod local;
 pub mod recommend;
 pub mod server;
 pub mod store;

@@ -538,7 +538,7 @@ impl Forecast {
         let y_future = match model {
             // The fitted curve's change from t to t+h, added to the actual close: the residual at t persists
             // (a random walk around the trend) instead of snapping back to the curve, which on stock prices
-            // is a worse forecast (`stockcast bench forecast`: MAE 2.25x the naive forecast for the level form).
+            // is a worse forecast (`stockcast-bench forecast`: MAE 2.25x the naive forecast for the level form).
             SymbolModel::Prophet(p) => {
                 let ahead = p.predict_day(day_number(weekdays_after(h.dates[i], self.horizon)));
                 y_now + ahead - p.predict_day(day_number(h.dates[i]))

@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 keep-alive client and a closed-loop load generator, for the integration tests and the
-//! `stockcast bench serve` benchmark (no extra dependencies; loopback only, no TLS).
+//! `stockcast-bench serve` benchmark (no extra dependencies; loopback only, no TLS).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

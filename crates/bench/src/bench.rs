@@ -1,4 +1,4 @@
-//! `stockcast bench ...`: timings and peak memory on synthetic data.
+//! The benchmarks (`stockcast-bench ...`): timings and peak memory on synthetic data.
 
 use std::path::Path;
 use std::time::Instant;
@@ -8,12 +8,13 @@ use serde::Serialize;
 use stockcast_features::outputs::Replace;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
-use super::out;
-use crate::UsageError;
-use crate::cli::{
+use stockcast::UsageError;
+use stockcast::ctx::Ctx;
+
+use crate::out;
+use crate::{
     BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs, BenchServeArgs,
 };
-use crate::ctx::Ctx;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
@@ -340,8 +341,8 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let peak_reset = reset_peak_rss();
     let t = Instant::now();
     let cfg = stockcast_backtest::BacktestConfig::from_file(&config)?;
-    let data = crate::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
-    let bt = crate::backtest::run(ctx, &cfg, &data)?;
+    let data = stockcast::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
+    let bt = stockcast::backtest::run(ctx, &cfg, &data)?;
     bt.write(&run_dir, Replace::Own)?;
     out(&format!("{}, {:.1} s", bt.headline(), t.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
@@ -433,7 +434,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
 
     let cluster = Arc::new(LocalCluster::start()?);
     let url = cluster.create_database("bench")?;
-    let rt = crate::prices::runtime()?;
+    let rt = stockcast::prices::runtime()?;
     let pool = rt.block_on(store::connect(&url, PoolConfig::default()))?;
     rt.block_on(store::migrate(&pool))?;
     let t = Instant::now();
@@ -455,7 +456,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         matrix: MatrixOptions { require_label: true, drop_incomplete: true },
         context: false,
     };
-    let train = crate::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
+    let train = stockcast::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
     let config = stockcast_models::ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n")?;
     let model = stockcast_models::fit(&config, &train, None, 42)?;
     let publish = |created_at: &str| {
@@ -572,7 +573,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
                 })
             };
             let url = format!("http://{addr}/v1/recommendations?limit=100&model=bench@1");
-            let script = crate::demo::locate(Path::new("bench/wrk_fixed_rate.lua"));
+            let script = stockcast::demo::locate(Path::new("bench/wrk_fixed_rate.lua"));
             let wrk = std::process::Command::new("wrk")
                 .args(["-t2", &format!("-c{}", a.connections), &format!("-d{:.0}s", a.seconds), "--latency", "-s"])
                 .arg(&script)

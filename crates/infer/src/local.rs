@@ -1,17 +1,21 @@
-//! A throwaway local PostgreSQL cluster (for the demo and the tests): `initdb` + `pg_ctl start` in a temporary
-//! directory, listening on 127.0.0.1 on a free port with a private socket directory, stopped and deleted on drop.
+//! What the demo runs locally. [`LocalCluster`]: a throwaway PostgreSQL cluster (the demo's database when no
+//! `DATABASE_URL` is given; the tests' too): `initdb` + `pg_ctl start` in a scratch directory, listening on
+//! 127.0.0.1 on a free port with a private socket directory, stopped and deleted on drop. [`request`]: one HTTP
+//! request to a server on this machine, through hyper's client (the demo's sample requests).
 //! `initdb` refuses to run as root, so as root the cluster is created and run as the `postgres` system user (via
 //! `runuser`), in a directory it owns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use stockcast_features::io::ScratchDir;
+
 use crate::error::{Error, Result};
 
 /// A running throwaway cluster; stopped (immediately) and removed when dropped.
 #[derive(Debug)]
 pub struct LocalCluster {
-    dir: tempfile::TempDir,
+    dir: ScratchDir,
     port: u16,
     as_postgres: bool,
 }
@@ -66,7 +70,7 @@ impl LocalCluster {
     /// # Errors
     /// [`Error::Unavailable`] with the tool's output when PostgreSQL is missing or does not start.
     pub fn start() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("stockcast-pg-").tempdir().map_err(|e| unavailable("tempdir", e))?;
+        let dir = ScratchDir::new("stockcast-pg-").map_err(|e| unavailable("scratch directory", e))?;
         let as_postgres = is_root();
         if as_postgres {
             let ok = Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status();
@@ -74,7 +78,7 @@ impl LocalCluster {
                 return Err(unavailable("chown", "cannot give the cluster directory to the postgres user"));
             }
         }
-        let port = super::free_port().map_err(|e| unavailable("free port", e))?;
+        let port = free_port().map_err(|e| unavailable("free port", e))?;
         let c = Self { dir, port, as_postgres };
         let data = c.dir.path().join("data");
         let data = data.to_string_lossy();
@@ -134,6 +138,43 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        // Stopped before the scratch directory (a field, dropped after this) is removed.
         self.stop();
     }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller's server takes it next).
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
+}
+
+/// The status and body (as text) of one HTTP/1.1 request to `addr` (`body`: JSON).
+///
+/// # Errors
+/// [`Error::Unavailable`] when the server cannot be reached or the exchange fails.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    use http_body_util::BodyExt as _;
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::Unavailable(format!("http://{addr}{path}: {what}: {e}"));
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| fail("connect", &e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| fail("handshake", &e))?;
+    let driver = tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body.unwrap_or_default().to_owned())))
+        .map_err(|e| fail("request", &e))?;
+    let resp = sender.send_request(req).await.map_err(|e| fail("send", &e))?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.map_err(|e| fail("body", &e))?.to_bytes();
+    driver.abort();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
