@@ -4,46 +4,31 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use stockcast_backtest::BacktestConfig;
+use stockcast_backtest::config::Overrides;
 use stockcast_features::outputs::Replace;
 
 use super::{out, policy};
-use crate::UsageError;
 use crate::backtest::{BacktestData, run as run_backtest};
 use crate::cli::{BacktestAction, BacktestArgs};
 use crate::ctx::Ctx;
 use crate::staging::Staging;
 
-/// Reads the config and applies the command-line overrides.
+/// Reads the config and applies the command-line overrides; the library checks the result once.
 fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
-    let mut cfg = BacktestConfig::from_file(&a.config)?;
-    if let Some(p) = a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)) {
-        cfg.data.prices = Some(p);
-    }
-    if let Some(p) = &a.index {
-        cfg.data.index = Some(p.clone());
-    }
-    if !a.models.is_empty() {
-        for name in &a.models {
-            if !cfg.models.iter().any(|m| &m.name == name) {
-                let known: Vec<&str> = cfg.models.iter().map(|m| m.name.as_str()).collect();
-                return Err(
-                    UsageError(format!("--model {name}: not in the config (it has {})", known.join(", "))).into()
-                );
-            }
-        }
-        cfg.models.retain(|m| a.models.contains(&m.name));
-        cfg.sweep.retain(|name, _| a.models.contains(name));
-    }
-    cfg.seed = a.seed.unwrap_or(cfg.seed);
-    cfg.jobs = a.jobs.unwrap_or(cfg.jobs).max(1);
-    cfg.data.horizon = a.horizon.or(cfg.data.horizon);
-    cfg.split.test_days = a.test_days.unwrap_or(cfg.split.test_days);
-    cfg.split.min_train_days = a.min_train_days.unwrap_or(cfg.split.min_train_days);
-    cfg.strategy.rebalance_days = a.rebalance_days.unwrap_or(cfg.strategy.rebalance_days);
-    cfg.strategy.commission_bps = a.commission_bps.unwrap_or(cfg.strategy.commission_bps);
-    cfg.strategy.slippage_bps = a.slippage_bps.unwrap_or(cfg.strategy.slippage_bps);
-    cfg.strategy.validate()?;
-    Ok(cfg)
+    let overrides = Overrides {
+        prices: a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)),
+        index: a.index.clone(),
+        models: a.models.clone(),
+        seed: a.seed,
+        jobs: a.jobs,
+        horizon: a.horizon,
+        test_days: a.test_days,
+        min_train_days: a.min_train_days,
+        rebalance_days: a.rebalance_days,
+        commission_bps: a.commission_bps,
+        slippage_bps: a.slippage_bps,
+    };
+    Ok(BacktestConfig::from_file(&a.config)?.with_overrides(&overrides)?)
 }
 
 pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {

@@ -64,6 +64,34 @@ pub struct ModelEntry {
     pub model: Option<ModelConfig>,
 }
 
+/// Command-line overrides of a [`BacktestConfig`] (`None` and an empty list keep the file's values); applied and
+/// checked by [`BacktestConfig::with_overrides`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `data.prices` (a file or a database URL).
+    pub prices: Option<PathBuf>,
+    /// `data.index`.
+    pub index: Option<PathBuf>,
+    /// Only these models (and their sweeps), by name.
+    pub models: Vec<String>,
+    /// `seed`.
+    pub seed: Option<u64>,
+    /// `jobs` (≥ 1, as in the file).
+    pub jobs: Option<usize>,
+    /// `data.horizon`: the label horizon, which the purge gap and every model's target follow.
+    pub horizon: Option<usize>,
+    /// `split.test_days`.
+    pub test_days: Option<usize>,
+    /// `split.min_train_days`.
+    pub min_train_days: Option<usize>,
+    /// `strategy.rebalance_days`.
+    pub rebalance_days: Option<usize>,
+    /// `strategy.commission_bps`.
+    pub commission_bps: Option<f64>,
+    /// `strategy.slippage_bps`.
+    pub slippage_bps: Option<f64>,
+}
+
 /// The whole backtest configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,15 +193,56 @@ impl BacktestConfig {
     /// [`Error::Config`] with the parser's message.
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        if cfg.models.is_empty() {
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The rules every config meets, from a file or with command-line [`Overrides`]: at least one model, `jobs` ≥
+    /// 1, a plain run name, a horizon ≥ 1 when given, a valid strategy.
+    fn check(&self) -> Result<()> {
+        if self.models.is_empty() {
             return Err(Error::Config("no [[models]] given".into()));
         }
-        if cfg.jobs == 0 {
+        if self.jobs == 0 {
             return Err(Error::Config("jobs must be at least 1".into()));
         }
-        check_run_name(&cfg.name)?;
-        cfg.strategy.validate()?;
-        Ok(cfg)
+        if self.data.horizon == Some(0) {
+            return Err(Error::Config("the label horizon must be at least 1 trading day".into()));
+        }
+        check_run_name(&self.name)?;
+        self.strategy.validate()
+    }
+
+    /// The config with the command line's `overrides` applied, checked by the same rules as a file (so `--jobs 0`
+    /// is refused as `jobs = 0` is).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the value (an unknown `--model` name lists the config's).
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Self> {
+        if let Some(p) = &o.prices {
+            self.data.prices = Some(p.clone());
+        }
+        if let Some(p) = &o.index {
+            self.data.index = Some(p.clone());
+        }
+        if !o.models.is_empty() {
+            if let Some(name) = o.models.iter().find(|n| !self.models.iter().any(|m| &m.name == *n)) {
+                let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                return Err(Error::Config(format!("--model {name}: not in the config (it has {})", known.join(", "))));
+            }
+            self.models.retain(|m| o.models.contains(&m.name));
+            self.sweep.retain(|name, _| o.models.contains(name));
+        }
+        self.seed = o.seed.unwrap_or(self.seed);
+        self.jobs = o.jobs.unwrap_or(self.jobs);
+        self.data.horizon = o.horizon.or(self.data.horizon);
+        self.split.test_days = o.test_days.unwrap_or(self.split.test_days);
+        self.split.min_train_days = o.min_train_days.unwrap_or(self.split.min_train_days);
+        self.strategy.rebalance_days = o.rebalance_days.unwrap_or(self.strategy.rebalance_days);
+        self.strategy.commission_bps = o.commission_bps.unwrap_or(self.strategy.commission_bps);
+        self.strategy.slippage_bps = o.slippage_bps.unwrap_or(self.strategy.slippage_bps);
+        self.check()?;
+        Ok(self)
     }
 
     /// Like [`BacktestConfig::from_toml`] for a text that also has the top-level tables `extra`, which are returned

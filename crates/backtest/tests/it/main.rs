@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use proptest::prelude::*;
+use stockcast_backtest::BacktestConfig;
 use stockcast_backtest::metrics::{self, average_ranks};
 use stockcast_backtest::portfolio::{self, Fill, Market, Rule, StrategyConfig};
 use stockcast_backtest::runner::{self, ModelSpec, RunOptions};
@@ -763,4 +764,28 @@ fn a_label_that_does_not_start_at_the_fill_is_flagged() {
     let b = stockcast_backtest::label_alignment(&open, Fill::Close);
     assert!(!b.aligned && b.warning.is_some());
     assert!(b.definition.starts_with("open(t+1+5) / open(t+1) - 1"), "{}", b.definition);
+}
+
+/// The command line's overrides meet the file's rules: `--jobs 0` is refused as `jobs = 0` is (it used to become 1),
+/// `--horizon 0` and an unknown `--model` name are refused, and valid overrides land where the file's values were.
+#[test]
+fn overrides_are_checked_by_the_same_rules_as_the_file() {
+    use stockcast_backtest::config::Overrides;
+    let text = "[[models]]\nname = \"m\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n\
+                [[models]]\nname = \"b\"\nmodel = { kind = \"rule\", rule = \"buy_and_hold\" }\n";
+    let base = BacktestConfig::from_toml(text).unwrap();
+    let file_err = BacktestConfig::from_toml(&format!("jobs = 0\n{text}")).unwrap_err().to_string();
+    let cli_err = base.clone().with_overrides(&Overrides { jobs: Some(0), ..Overrides::default() }).unwrap_err();
+    assert_eq!(cli_err.to_string(), file_err);
+    assert!(cli_err.is_user_error());
+    let e = base.clone().with_overrides(&Overrides { horizon: Some(0), ..Overrides::default() }).unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = base.clone().with_overrides(&Overrides { models: vec!["x".into()], ..Overrides::default() }).unwrap_err();
+    assert!(e.to_string().contains("--model x") && e.to_string().contains("m, b"), "{e}");
+    let e = base.clone().with_overrides(&Overrides { commission_bps: Some(-1.0), ..Overrides::default() });
+    assert!(e.is_err());
+    let o = Overrides { jobs: Some(2), horizon: Some(10), models: vec!["b".into()], ..Overrides::default() };
+    let c = base.with_overrides(&o).unwrap();
+    assert_eq!((c.jobs, c.data.horizon, c.models.len()), (2, Some(10), 1));
+    assert_eq!(c.models[0].name, "b");
 }
