@@ -1,13 +1,13 @@
 //! Route handlers and request validation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -58,26 +58,48 @@ fn json_rejection(r: &JsonRejection) -> ApiError {
     }
 }
 
-/// Query string as key → value, refusing unknown and repeated keys.
-fn params(q: &[(String, String)], allowed: &[&str]) -> ApiResult<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for (k, v) in q {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter `{k}` (allowed: {})",
-                allowed.join(", ")
-            )));
-        }
-        if out.insert(k.clone(), v.clone()).is_some() {
-            return Err(ApiError::bad_request(format!("query parameter `{k}` given twice")));
-        }
-    }
-    Ok(out)
+/// A query string parsed into its typed struct (the same type the OpenAPI parameters are generated from, so the
+/// document cannot drift from the parser): unknown and repeated keys and malformed values are 400s naming them.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t).map_err(|e| {
+        let text = e.body_text();
+        let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        ApiError::bad_request(format!("invalid query: {detail}"))
+    })
 }
 
-/// An ISO date, parsed as the CLI's `--date` is (chrono's `FromStr`).
-fn parse_date(name: &str, v: &str) -> ApiResult<NaiveDate> {
-    v.parse::<NaiveDate>().map_err(|_| ApiError::bad_request(format!("`{name}` must be a date YYYY-MM-DD, got {v:?}")))
+/// `GET /v1/predictions?…`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PredictionsQuery {
+    /// As-of date (default: the newest run).
+    date: Option<NaiveDate>,
+    /// Comma-separated symbols (default: all).
+    symbols: Option<String>,
+    /// NAME, NAME@VERSION or NAME@ALIAS (default: the only model served).
+    model: Option<String>,
+}
+
+/// `GET /v1/recommendations?…`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct RecommendationsQuery {
+    /// As-of date (default: the newest run).
+    date: Option<NaiveDate>,
+    /// Only this sector (1–100 characters).
+    sector: Option<String>,
+    /// Only this action.
+    action: Option<Action>,
+    /// Most rows (default 100, at most the server's `max_limit`).
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+    /// Cursor: only ranks after this one (the previous page's `next_after`).
+    #[param(minimum = 0)]
+    after: Option<u32>,
+    /// NAME, NAME@VERSION or NAME@ALIAS (default: the only model served).
+    model: Option<String>,
 }
 
 pub(super) fn valid_symbol(s: &str) -> bool {
@@ -262,11 +284,7 @@ async fn find_run(state: &AppState, name: &str, version: u64, date: Option<Naive
 
 /// Stored scores of a recommendation run.
 #[utoipa::path(get, path = "/v1/predictions",
-    params(
-        ("date" = Option<NaiveDate>, Query, description = "as-of date (default: the newest run)"),
-        ("symbols" = Option<String>, Query, description = "comma-separated symbols (default: all)"),
-        ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
-    ),
+    params(PredictionsQuery),
     responses(
         (status = 200, description = "predictions (with an ETag)", body = api::StoredPredictions),
         (status = 304, description = "unchanged since the ETag in If-None-Match"),
@@ -278,16 +296,14 @@ async fn find_run(state: &AppState, name: &str, version: u64, date: Option<Naive
 pub(super) async fn predictions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<Vec<(String, String)>>,
+    q: Result<Query<PredictionsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let p = params(&q, &["date", "symbols", "model"])?;
-    let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
-    let symbols: Vec<String> = p
-        .get("symbols")
+    let PredictionsQuery { date, symbols, model } = query(q)?;
+    let symbols: Vec<String> = symbols
         .map(|s| s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
         .unwrap_or_default();
     check_symbols(&symbols, state.cfg.max_symbols)?;
-    let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
+    let (name, version) = stored_model(&state, model.as_deref())?;
     let store::RunRow { run_id, as_of, created_at } = find_run(&state, &name, version, date).await?;
     let rows = store::run_scores(&state.pool, run_id, &symbols).await.map_err(|e| state.error(e))?;
     let found: BTreeSet<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
@@ -309,12 +325,7 @@ pub(super) async fn predictions(
 /// Ranked recommendations of a run (cached in memory for cache_ttl_ms).
 #[utoipa::path(get, path = "/v1/recommendations",
     params(
-        ("date" = Option<NaiveDate>, Query, description = "as-of date (default: the newest run)"),
-        ("sector" = Option<String>, Query, description = "only this sector"),
-        ("action" = Option<String>, Query, description = "only this action: buy, hold or sell"),
-        ("limit" = Option<usize>, Query, description = "most rows (default 100)", minimum = 1),
-        ("after" = Option<i32>, Query, description = "cursor: only ranks after this one (the previous page's `next_after`)"),
-        ("model" = Option<String>, Query, description = "NAME, NAME@VERSION or NAME@ALIAS (default: the only model served)"),
+        RecommendationsQuery,
         ("If-None-Match" = Option<String>, Header, description = "an ETag of an earlier answer: 304 when unchanged"),
     ),
     responses(
@@ -328,38 +339,23 @@ pub(super) async fn predictions(
 pub(super) async fn recommendations(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<Vec<(String, String)>>,
+    q: Result<Query<RecommendationsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let p = params(&q, &["date", "sector", "limit", "action", "model", "after"])?;
-    let date = p.get("date").map(|d| parse_date("date", d)).transpose()?;
-    let limit =
-        match p.get("limit") {
-            Some(l) => l.parse::<usize>().ok().filter(|l| (1..=state.cfg.max_limit).contains(l)).ok_or_else(|| {
-                ApiError::bad_request(format!("`limit` must be 1..={}, got {l:?}", state.cfg.max_limit))
-            })?,
-            None => 100,
-        };
-    let after = p
-        .get("after")
-        .map(|a| {
-            a.parse::<i32>()
-                .ok()
-                .filter(|a| *a >= 0)
-                .ok_or_else(|| ApiError::bad_request(format!("`after` must be a rank (0 or more), got {a:?}")))
-        })
+    let RecommendationsQuery { date, sector, action, limit, after, model } = query(q)?;
+    let limit = match limit {
+        Some(l) if !(1..=state.cfg.max_limit).contains(&l) => {
+            return Err(ApiError::bad_request(format!("`limit` must be 1..={}, got {l}", state.cfg.max_limit)));
+        }
+        Some(l) => l,
+        None => 100,
+    };
+    let after = after
+        .map(|a| i32::try_from(a).map_err(|_| ApiError::bad_request(format!("`after` must be a rank, got {a}"))))
         .transpose()?;
-    let action = p
-        .get("action")
-        .map(|a| {
-            Action::parse(a)
-                .ok_or_else(|| ApiError::bad_request(format!("`action` must be buy, hold or sell, got {a:?}")))
-        })
-        .transpose()?;
-    let sector = p.get("sector").cloned();
     if sector.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
         return Err(ApiError::bad_request("`sector` must be 1–100 characters"));
     }
-    let (name, version) = stored_model(&state, p.get("model").map(String::as_str))?;
+    let (name, version) = stored_model(&state, model.as_deref())?;
     // The key holds the parsed values (one spelling per query), so `limit=010` and `limit=10` share an entry.
     let key = format!(
         "{name}@{version}|{}|{}|{limit}|{}|{}",

@@ -54,6 +54,7 @@ impl Modify for Bearer {
         api::Runs,
         api::Refused,
         api::ReloadReport,
+        crate::recommend::Action,
     )),
     modifiers(&Bearer)
 )]

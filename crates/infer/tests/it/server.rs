@@ -192,8 +192,13 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
         "model=a/b",
         "date=1&date=2",
     ] {
-        error(&get(a, &format!("/v1/recommendations?{bad}")).await, 400, "invalid_parameter");
+        let m = error(&get(a, &format!("/v1/recommendations?{bad}")).await, 400, "invalid_parameter");
+        // The message names the parameter (the typed query struct's parser is also what /openapi.json documents).
+        let key = bad.split('=').next().unwrap();
+        assert!(m.contains(key), "{bad}: {m}");
     }
+    let m = error(&get(a, "/v1/predictions?symbol=AAPL").await, 400, "invalid_parameter");
+    assert!(m.contains("symbol") && m.contains("symbols"), "{m}");
     error(&get(a, "/v1/recommendations?model=other").await, 404, "not_found");
     // NAME@ALIAS is the same grammar as the CLI's: an unknown alias is not found, the champion's is the run.
     error(&get(a, "/v1/recommendations?model=lin@nope").await, 404, "not_found");
