@@ -1,7 +1,6 @@
 //! Route handlers and request validation.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -214,19 +213,18 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses(
-    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+    (status = 200, description = "OpenMetrics text exposition format (prometheus-client)", content_type = "application/openmetrics-text", body = String),
 ))]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let heavy_busy = state.heavy.running();
-    let mut text = state.metrics.render(&state.models().versions(), state.db_up.load(Ordering::Relaxed), heavy_busy);
-    let (entries, bytes) = state.cache_size();
-    let _ = write!(
-        text,
-        "# HELP stockcast_cache_bytes Bytes of cached answers (bounded by cache_max_bytes).\n# TYPE \
-         stockcast_cache_bytes gauge\nstockcast_cache_bytes {bytes}\n# HELP stockcast_cache_entries Cached \
-         answers.\n# TYPE stockcast_cache_entries gauge\nstockcast_cache_entries {entries}\n"
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let models = state.models().versions();
+    let now = super::metrics::Snapshot {
+        models: &models,
+        db_up: state.db_up.load(Ordering::Relaxed),
+        heavy_busy: state.heavy.running(),
+        cache: state.cache_size(),
+    };
+    let text = state.metrics.render(&now);
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// This document.
@@ -365,7 +363,7 @@ pub(super) async fn recommendations(
         after.map(|a| a.to_string()).unwrap_or_default(),
     );
     if let Some(body) = state.cached(&key) {
-        state.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        state.metrics.cache_hits.inc();
         return Ok(etagged(&headers, body));
     }
     // The database is known to be down (the probe or an earlier request said so): answer from memory at once
@@ -459,7 +457,7 @@ async fn blocking<T: Send + 'static>(
     let counted = move |cancel: &Cancel| {
         let r = work(cancel);
         if matches!(r, Err(Error::Cancelled)) {
-            st.metrics.cancelled_work.fetch_add(1, Ordering::Relaxed);
+            st.metrics.cancelled_work.inc();
         }
         r
     };
@@ -534,7 +532,7 @@ async fn day_scores(
     let map = cell
         .get_or_try_init(|| async {
             let slot = heavy_slot(state).await?;
-            state.metrics.day_computations.fetch_add(1, Ordering::Relaxed);
+            state.metrics.day_computations.inc();
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
             let (bars, securities) =
                 stored_bars(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
@@ -689,7 +687,7 @@ pub(super) async fn run_recommendations(
     let stored_runs = store::store_runs(&state.pool, &new_runs).await.map_err(|e| state.error(e))?;
     let mut runs = Vec::new();
     for ((scorer, day), stored) in scorers.iter().zip(&days).zip(stored_runs) {
-        state.metrics.recommendation_runs.fetch_add(1, Ordering::Relaxed);
+        state.metrics.recommendation_runs.inc();
         runs.push(api::RunOut {
             model: scorer.label(),
             date: body.date,

@@ -277,7 +277,11 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     assert!(
         text.contains("stockcast_http_requests_total{route=\"/v1/recommendations\",method=\"GET\",status=\"200\"}")
     );
-    assert!(text.contains("stockcast_http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"}"));
+    assert!(
+        text.contains("stockcast_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/v1/predict\"}"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
     assert!(text.contains("stockcast_model_version_loaded{name=\"lin\",version=\"1\"} 1"));
     assert!(text.contains("stockcast_recommendation_runs_total 2"), "{text}");
     s.stop().await;
