@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use stockcast_backtest::report::{RUN_MARKERS, check_run_dir};
 use stockcast_backtest::shard::{self, KEPT, PLAN_FILE, SHARDS_DIR, ShardId};
 use stockcast_features::objects::{self, Objects};
-use stockcast_features::outputs::Replace;
+use stockcast_features::outputs::{self, Replace};
 
 /// Where a job writes its run directory.
 #[derive(Debug)]
@@ -35,21 +35,10 @@ impl Staging {
             return Ok(Self { dir, remote: None, _tmp: None });
         }
         let remote = Objects::open(&out.to_string_lossy())?;
-        let keys = remote.list("")?;
+        let mut keys = remote.list("")?;
         let marked = RUN_MARKERS.iter().any(|m| keys.iter().any(|k| k == m.file));
         if !keys.is_empty() && !marked && replace == Replace::Own {
-            let shown: Vec<&str> = keys.iter().take(3).map(String::as_str).collect();
-            return Err(stockcast_features::Error::Refused {
-                path: out.to_path_buf(),
-                reason: format!(
-                    "the prefix holds {} object(s) ({}{}) and no report.json or plan.json of a run. Nothing was \
-                     changed: choose another prefix, or pass --force to replace what is there",
-                    keys.len(),
-                    shown.join(", "),
-                    if keys.len() > 3 { ", …" } else { "" }
-                ),
-            }
-            .into());
+            return Err(outputs::not_ours(out, "backtest or training run prefix", &RUN_MARKERS, &mut keys).into());
         }
         let tmp = stockcast_features::io::ScratchDir::new("stockcast-run-")?;
         Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), _tmp: Some(tmp) })

@@ -140,19 +140,25 @@ pub fn check_output_dir(dir: &Path, what: &str, markers: &[Marker], replace: Rep
     if entries.is_empty() || markers.iter().any(|m| has_marker(dir, m)) || replace == Replace::Force {
         return Ok(());
     }
+    Err(not_ours(dir, what, markers, &mut entries))
+}
+
+/// The refusal of a directory (or object-store prefix) holding `entries` and none of `markers`: names the first
+/// entries and how to proceed.
+pub fn not_ours(path: &Path, what: &str, markers: &[Marker], entries: &mut [String]) -> Error {
     entries.sort();
     let shown: Vec<&str> = entries.iter().take(3).map(String::as_str).collect();
     let more = if entries.len() > 3 { format!(" and {} more", entries.len() - 3) } else { String::new() };
     let names: Vec<&str> = markers.iter().map(|m| m.file).collect();
-    Err(refused(
-        dir,
+    refused(
+        path,
         format!(
             "it exists and is not a {what} written by stockcast (no {}); it holds {}{more}. Nothing was changed: \
              choose another directory, or pass --force to replace it with everything in it",
             names.join(" or "),
             shown.join(", ")
         ),
-    ))
+    )
 }
 
 /// Refuses a file output at `path` that would replace a directory or a protected path.
@@ -166,7 +172,8 @@ pub fn check_output_file(path: &Path) -> Result<()> {
     check_not_protected(path)
 }
 
-/// Moves `dir` (if it exists) aside to `.NAME.old-PID`, moves the entries `carry` of the old directory into the
+/// Moves `dir` (if it exists) aside to `.NAME.old-PID` (or `.NAME.old-PID-N`, the first name that is free: an
+/// earlier crash's moved-aside output is never removed), moves the entries `carry` of the old directory into the
 /// complete new directory `new`, renames `new` to `dir`, fsyncs the parent, then removes the old directory.
 /// `between` runs after the old directory was moved aside and before anything else (tests inject crashes there).
 /// On an error the old directory is put back as it was. The caller checked `dir` ([`check_output_dir`]).
@@ -175,12 +182,15 @@ pub fn check_output_file(path: &Path) -> Result<()> {
 /// [`Error::Io`] naming the path that could not be moved.
 pub fn replace_dir(new: &Path, dir: &Path, carry: &[&str], between: &dyn Fn(&Path)) -> Result<()> {
     let name = dir.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
+    let pid = std::process::id();
+    let mut old = dir.with_file_name(format!(".{name}.old-{pid}"));
+    let mut n = 0;
+    while std::fs::symlink_metadata(&old).is_ok() {
+        n += 1;
+        old = dir.with_file_name(format!(".{name}.old-{pid}-{n}"));
+    }
     let had_old = std::fs::symlink_metadata(dir).is_ok();
     if had_old {
-        if std::fs::symlink_metadata(&old).is_ok() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        }
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
     }
     between(&old);
@@ -287,6 +297,19 @@ mod tests {
         assert!(!d.join("old.txt").exists() && !new.exists());
         let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("out")]);
+    }
+
+    #[test]
+    fn an_earlier_crash_s_moved_aside_output_is_never_removed() {
+        let (t, d) = dir_with(&[("report.json", "{\"format\": 1}")]);
+        let aside = t.path().join(format!(".out.old-{}", std::process::id()));
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("report.json"), "the run a crash left").unwrap();
+        let new = t.path().join(".out.tmp");
+        std::fs::create_dir_all(&new).unwrap();
+        replace_dir(&new, &d, &[], &|_| {}).unwrap();
+        assert_eq!(std::fs::read_to_string(aside.join("report.json")).unwrap(), "the run a crash left");
+        assert!(d.is_dir() && !new.exists());
     }
 
     #[test]
