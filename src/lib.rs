@@ -1,35 +1,14 @@
-//! stockcast: batch ML training and inference for daily stock prices.
-//!
-//! This crate is the orchestrator: the jobs a user runs are library functions here, with typed inputs and
-//! outputs, so a scheduler, a shard runner or a test calls them without spawning the binary:
-//!
-//! - [`prices::load`]: a file or the Postgres `prices` table through the quality checks;
-//! - [`features::dataset`] (over [`stockcast_models::Dataset::from_prices`]): prices → features → model input;
-//! - [`backtest::run`]: walk-forward of every configured model → evaluation → a report directory;
-//! - [`train::run`]: the nightly job (gate, champion comparison, publish, promote);
-//! - [`recommend::run`]: score a day with the promoted versions and store the recommendations;
-//! - [`demo::run`]: every stage on the bundled data.
-//!
-//! The stages themselves live in the member crates (`stockcast-features`, `stockcast-models`,
-//! `stockcast-backtest`, `stockcast-infer`). `src/commands/` only parses arguments, calls one of these and prints.
-//! Time comes from the [`Clock`] in the [`Ctx`]: only `main` reads the system clock.
+//! stockcast's command line: parse the arguments ([`cli`]), call one job of [`stockcast_pipeline`], print its
+//! result, and map its error to an exit code ([`exit_code`]). The jobs, their inputs, outputs and errors live in
+//! `stockcast-pipeline`; the stages in the member crates. [`progress::Terminal`] is how a job reports on the
+//! terminal; time comes from the clock `main` reads, the only place the system clock is read.
 
-pub mod backtest;
 pub mod cli;
 mod commands;
-pub mod config;
-pub mod ctx;
-pub mod demo;
-pub mod features;
 pub mod logging;
-pub mod prices;
 pub mod progress;
-pub mod recommend;
-pub mod staging;
-pub mod train;
 
-pub use ctx::Ctx;
-pub use stockcast_features::Clock;
+pub use stockcast_pipeline::{Clock, Ctx};
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -48,36 +27,38 @@ pub mod exit {
     pub const QUALITY: u8 = 3;
 }
 
-/// Marks a data-quality failure of `train` (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("data-quality check failed")]
-pub struct QualityFailure;
-
-/// An error caused by the user's arguments or configuration (exit code 2).
+/// An error caused by the user's arguments (exit code 2), for what the command line checks itself.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// The exit code for an error: 2 when any cause is a user error (bad input, config, usage), 1 otherwise.
+/// The exit code for an error: 3 for a failed data-quality check of the nightly job, 2 when the first classified
+/// cause is a user error (bad input, config, usage), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<QualityFailure>().is_some() {
-        return exit::QUALITY;
-    }
+    use stockcast_pipeline::Kind;
+    let user = |yes: bool| if yes { exit::BAD_INPUT } else { exit::FAILURE };
     for cause in err.chain() {
         if cause.is::<UsageError>() {
             return exit::BAD_INPUT;
         }
+        if let Some(e) = cause.downcast_ref::<stockcast_pipeline::Error>() {
+            return match e.kind() {
+                Kind::Usage => exit::BAD_INPUT,
+                Kind::Quality => exit::QUALITY,
+                Kind::Failure => exit::FAILURE,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<stockcast_features::Error>() {
-            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+            return user(e.is_user_error());
         }
         if let Some(e) = cause.downcast_ref::<stockcast_models::Error>() {
-            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+            return user(e.is_user_error());
         }
         if let Some(e) = cause.downcast_ref::<stockcast_infer::Error>() {
-            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+            return user(e.is_user_error());
         }
         if let Some(e) = cause.downcast_ref::<stockcast_backtest::Error>() {
-            return if e.is_user_error() { exit::BAD_INPUT } else { exit::FAILURE };
+            return user(e.is_user_error());
         }
     }
     exit::FAILURE
@@ -95,5 +76,22 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
             eprintln!("{msg}");
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockcast_pipeline::{Context as _, Error};
+
+    #[test]
+    fn a_jobs_error_kind_is_its_exit_code_through_any_context() {
+        let code = |e: Error| exit_code(&anyhow::Error::from(e).context("the command"));
+        assert_eq!(code(Error::usage("--horizon must be at least 1")), exit::BAD_INPUT);
+        let quality = Error::from(stockcast_features::Error::Config { what: "feature spec", message: "bad".into() });
+        assert_eq!(code(Error::Quality(Box::new(quality))), exit::QUALITY);
+        let io: Result<(), _> = Err(std::io::Error::other("disk full"));
+        assert_eq!(code(io.context("writing the run").unwrap_err()), exit::FAILURE);
+        assert_eq!(exit_code(&anyhow::Error::from(UsageError("--keep 0".into()))), exit::BAD_INPUT);
     }
 }

@@ -163,7 +163,7 @@ fn kubernetes_manifests_run_commands_the_binary_accepts_with_the_environment_it_
                 assert_eq!(shards, n, "{file}: STOCKCAST_SHARDS must equal completions");
                 for i in 0..n {
                     let vars = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| i.to_string());
-                    let id = stockcast::backtest::shard_id(None, Some(shards), vars).unwrap().unwrap();
+                    let id = stockcast_pipeline::backtest::shard_id(None, Some(shards), vars).unwrap().unwrap();
                     assert_eq!((id.index, id.count), (i, n));
                 }
             }

@@ -1,4 +1,5 @@
-//! `stockcast backtest`: parse the overrides, run [`crate::backtest::run`], write the report, print a summary.
+//! `stockcast backtest`: read the config with the command line's overrides, run the step asked for
+//! ([`stockcast_pipeline::backtest::execute`]), print a summary.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -6,12 +7,13 @@ use std::time::Instant;
 use stockcast_backtest::BacktestConfig;
 use stockcast_backtest::config::Overrides;
 use stockcast_features::outputs::Replace;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::backtest::{self, Backtest, BacktestData, BacktestJob};
+use stockcast_pipeline::sharded::{Step, Stepped};
+use stockcast_pipeline::staging::Staging;
 
 use super::{out, policy};
-use crate::backtest::{BacktestData, run as run_backtest};
 use crate::cli::{BacktestAction, BacktestArgs};
-use crate::ctx::Ctx;
-use crate::staging::Staging;
 
 /// Reads the config and applies the command-line overrides; the library checks the result once.
 fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
@@ -33,57 +35,48 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
 
 pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if let Some(BacktestAction::Merge(m)) = &a.action {
+    let (stage, job, step, replace) = if let Some(BacktestAction::Merge(m)) = &a.action {
         let stage = Staging::new(&m.out, Replace::Own)?;
-        stage.pull(true)?;
-        let bt = crate::backtest::merge(ctx, &stage.dir, m.prices.clone(), m.on_bad_rows.map(policy))?;
-        bt.write(&stage.dir, Replace::Own)?;
-        stage.push_run()?;
-        summary(&bt, &stage.shown(), started);
-        return Ok(());
-    }
-    let cfg = config(a)?;
-    let out_dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join(&cfg.name));
-    let shard = crate::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
-    let replace = Replace::forced(a.force);
-    // Checked before any work: a refused directory costs nothing.
-    let stage = Staging::new(&out_dir, replace)?;
-    let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &stage.dir.with_extension("prices.csv"))?;
-    if a.plan {
-        let plan = crate::backtest::write_plan(&cfg, &data, &stage.dir)?;
-        stage.push_plan(true)?;
-        out(&format!(
+        let job = BacktestJob::from_plan(ctx, &stage, m.prices.clone(), m.on_bad_rows.map(policy))?;
+        (stage, job, Step::Merge, Replace::Own)
+    } else {
+        let cfg = config(a)?;
+        let out_dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join(&cfg.name));
+        let shard = stockcast_pipeline::backtest::shard_id(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok())?;
+        let replace = Replace::forced(a.force);
+        // Checked before any work: a refused directory costs nothing.
+        let stage = Staging::new(&out_dir, replace)?;
+        let data = BacktestData::load(ctx, &cfg, a.on_bad_rows.map(policy), &stage.dir.with_extension("prices.csv"))?;
+        let step = match (a.plan, shard) {
+            (true, _) => Step::Plan,
+            (false, Some(id)) => Step::Shard(id),
+            (false, None) => Step::Whole,
+        };
+        (stage, BacktestJob { config: cfg, data }, step, replace)
+    };
+    match backtest::execute(ctx, &job, &stage, step, replace)? {
+        Stepped::Planned(plan) => out(&format!(
             "{} tasks ({} models × refit folds, {} folds) planned in {}/{}",
             plan.tasks.len(),
             plan.models.len(),
             plan.folds,
             stage.shown(),
             stockcast_backtest::shard::PLAN_FILE
-        ));
-        return Ok(());
-    }
-    if let Some(shard) = shard {
-        stage.pull(false)?;
-        let r = crate::backtest::run_shard(ctx, &cfg, &data, &stage.dir, shard)?;
-        stage.push_shard(shard)?;
-        out(&format!(
-            "shard {shard}: {} of {} tasks in {:.1} s -> {}/shards/{}",
+        )),
+        Stepped::Shard(r) => out(&format!(
+            "shard {}: {} of {} tasks in {:.1} s -> {}",
+            r.id,
             r.tasks.0,
             r.tasks.1,
             started.elapsed().as_secs_f64(),
-            stage.shown(),
-            shard.index
-        ));
-        return Ok(());
+            stage.shown_shard(r.id)
+        )),
+        Stepped::Done(bt) => summary(&bt, &stage.shown(), started),
     }
-    let bt = run_backtest(ctx, &cfg, &data)?;
-    bt.write(&stage.dir, replace)?;
-    stage.push_run()?;
-    summary(&bt, &stage.shown(), started);
     Ok(())
 }
 
-fn summary(bt: &crate::backtest::Backtest, dir: &str, started: Instant) {
+fn summary(bt: &Backtest, dir: &str, started: Instant) {
     out(&format!("{}, {:.1} s", bt.headline(), started.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
     out(&format!("report: {dir}/report.html"));

@@ -6,8 +6,8 @@ use stockcast_infer::store::{self, PoolConfig};
 
 use super::out;
 use crate::cli::{DbArgs, DbCommand};
-use crate::ctx::Ctx;
-use crate::prices::{load, runtime};
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::prices::{load, runtime};
 
 async fn pool(a: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
     let cfg = PoolConfig {

@@ -1,8 +1,8 @@
-//! `stockcast demo`: every stage on the bundled data ([`crate::demo::run`]).
+//! `stockcast demo`: every stage on the bundled data ([`stockcast_pipeline::demo::run`]).
 
 use crate::cli::DemoArgs;
-use crate::ctx::Ctx;
-use crate::demo::DemoOptions;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::demo::DemoOptions;
 
 pub(crate) fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
     let opts = DemoOptions {
@@ -11,5 +11,5 @@ pub(crate) fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
         replace: stockcast_features::outputs::Replace::forced(args.force),
         database_url: args.database_url.clone().filter(|u| !u.is_empty()),
     };
-    crate::demo::run(ctx, &opts)
+    Ok(stockcast_pipeline::demo::run(ctx, &opts)?)
 }

@@ -20,14 +20,17 @@ use std::io::Write;
 use stockcast_features::{Clock, Policy};
 
 use crate::cli::{Cli, Command, DataArgs, PolicyArg};
-use crate::ctx::Ctx;
-use crate::prices::PriceInput;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::prices::PriceInput;
+
+use crate::progress::Terminal;
 
 /// Runs a parsed command line; `clock` is the wall clock read by `main`.
 pub fn run(cli: Cli, clock: Clock) -> anyhow::Result<()> {
     crate::logging::init(cli.log_format, cli.quiet);
-    let ctx = Ctx::new(cli.log_format, cli.quiet, clock);
-    stockcast_models::progress::set_visible(ctx.progress.visible());
+    let terminal = Terminal::new(cli.log_format, cli.quiet);
+    stockcast_models::progress::set_visible(terminal.visible());
+    let ctx = Ctx::new(std::sync::Arc::new(terminal), clock);
     let ctx = &ctx;
     match cli.command {
         Command::Demo(a) => demo::run(ctx, &a),

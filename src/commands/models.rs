@@ -5,7 +5,7 @@ use stockcast_models::registry::{CHAMPION, Registry};
 use super::out;
 use crate::UsageError;
 use crate::cli::ModelsCommand;
-use crate::ctx::Ctx;
+use stockcast_pipeline::Ctx;
 
 fn headline(m: &serde_json::Value) -> String {
     let f = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).map_or("–".to_owned(), |v| format!("{v:.4}"));

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::out;
 use crate::cli::QualityArgs;
-use crate::ctx::Ctx;
-use crate::prices::load;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::prices::load;
 
 pub(crate) fn run(ctx: &Ctx, args: &QualityArgs) -> anyhow::Result<()> {
     // A database URL names no file: the quarantine goes to `prices.quarantine.csv`, never to a name with the URL.

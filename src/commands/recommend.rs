@@ -8,9 +8,9 @@ use stockcast_infer::recommend::{ActionRule, RecommendConfig};
 use super::out;
 use crate::UsageError;
 use crate::cli::{ActionMethod, DataArgs, RecommendArgs};
-use crate::ctx::Ctx;
-use crate::prices::load;
-use crate::recommend::Database;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::prices::load;
+use stockcast_pipeline::recommend::Database;
 
 fn config(a: &RecommendArgs) -> RecommendConfig {
     let actions = match a.actions {
@@ -40,7 +40,8 @@ pub(crate) fn run(ctx: &Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
         max_connections: a.db.db_max_connections,
         timeout: Duration::from_secs(a.db.db_timeout_s),
     };
-    let days = crate::recommend::run(ctx, &a.dir.models_dir, &a.models, &loaded.prices, a.date, &cfg, &db)?;
+    let days =
+        stockcast_pipeline::recommend::run(ctx, &a.dir.models_dir, &a.models, &loaded.prices, a.date, &cfg, &db)?;
     for day in days {
         for line in day.lines(5) {
             out(&line);

@@ -6,8 +6,8 @@ use stockcast_infer::server::{self, ServeConfig};
 
 use crate::UsageError;
 use crate::cli::ServeArgs;
-use crate::ctx::Ctx;
-use crate::prices::runtime;
+use stockcast_pipeline::Ctx;
+use stockcast_pipeline::prices::runtime;
 
 /// Settings: the file (when given), then flags and environment variables.
 pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {

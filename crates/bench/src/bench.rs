@@ -9,7 +9,7 @@ use stockcast_features::outputs::Replace;
 use stockcast_features::{FeatureSpec, LoadOptions, SynthConfig, build_features, load_prices, synth_prices};
 
 use stockcast::UsageError;
-use stockcast::ctx::Ctx;
+use stockcast_pipeline::Ctx;
 
 use crate::out;
 use crate::{
@@ -44,8 +44,9 @@ struct Timing {
 fn time_one(ctx: &Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
     let mut runs = Vec::new();
     let peak_reset = reset_peak_rss();
-    let pb = ctx.progress.bar(repeat.max(1) as u64, &format!("{input}: load + quality + features"));
-    for _ in 0..repeat.max(1) {
+    let label = format!("{input}: load + quality + features");
+    let pb = ctx.bar(&label);
+    for run in 0..repeat.max(1) {
         let t0 = Instant::now();
         let loaded = load_prices(path, &LoadOptions::default())?;
         let t1 = Instant::now();
@@ -58,9 +59,9 @@ fn time_one(ctx: &Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, rep
             frame.df().height(),
             frame.features().len(),
         ));
-        pb.inc(1);
+        pb.update(run as u64 + 1, repeat.max(1) as u64, &label);
     }
-    pb.finish_and_clear();
+    pb.finish();
     runs.sort_by(|a, b| a.2.total_cmp(&b.2));
     let best = runs[0];
     Ok(Timing {
@@ -77,11 +78,11 @@ fn time_one(ctx: &Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, rep
 
 fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let pb = ctx.progress.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
+    let pb = ctx.step(&format!("generating {} symbols x {} days", a.symbols, a.days));
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, a.seed))?;
     if let Some(p) = &a.write_prices {
         stockcast_features::io::write_frame(&mut df, p)?;
-        pb.finish_and_clear();
+        pb.finish();
         return Ok(());
     }
     let parquet = dir.path().join("prices.parquet");
@@ -91,7 +92,7 @@ fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
         stockcast_features::io::write_frame(&mut df, &csv)?;
     }
     drop(df);
-    pb.finish_and_clear();
+    pb.finish();
     let spec = FeatureSpec::default();
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     out(&format!(
@@ -146,9 +147,9 @@ fn forecast(ctx: &Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
     let k = origins.len() as f64;
     for method in ["prophet", "ets"] {
         let cfg: ForecastConfig = toml::from_str(&format!("method = \"{method}\""))?;
-        let pb = ctx.progress.bar(origins.len() as u64, method);
+        let pb = ctx.bar(method);
         let (mut mae, mut mape, mut fit_s) = (0.0, 0.0, 0.0);
-        for &i in &origins {
+        for (done, &i) in origins.iter().enumerate() {
             let t = Instant::now();
             let model = fit_series(&cfg, a.horizon, symbol, h, h.dates[i]).context("too little history")?;
             fit_s += t.elapsed().as_secs_f64();
@@ -156,9 +157,9 @@ fn forecast(ctx: &Ctx, a: &BenchForecastArgs) -> anyhow::Result<()> {
             let target = h.close[i + a.horizon];
             mae += (f - target).abs();
             mape += (f - target).abs() / target;
-            pb.inc(1);
+            pb.update(done as u64 + 1, origins.len() as u64, method);
         }
-        pb.finish_and_clear();
+        pb.finish();
         out(&format!(
             "{method:<9} {:>11.4} {:>7.3}% {:>8.3}x {:>8.2} ms",
             mae / k,
@@ -215,9 +216,9 @@ fn gbm(ctx: &Ctx, a: &BenchGbmArgs) -> anyhow::Result<()> {
         "kind = \"gbm\"\nrounds = {}\nmax_depth = 6\neta = 0.1\nnthread = {}\nearly_stopping_rounds = 0",
         a.rounds, a.nthread
     ))?;
-    let pb = ctx.progress.step("training");
+    let pb = ctx.step("training");
     let (preds, fit_s, predict_s) = fit_and_predict(&cfg, &data, a.seed)?;
-    pb.finish_and_clear();
+    pb.finish();
     out(&format!(
         "bench gbm: {} x {}, {} rounds, depth 6, eta 0.1, hist, {} threads: fit {fit_s:.2} s, predict {} rows {predict_s:.3} s",
         a.rows,
@@ -341,8 +342,9 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let peak_reset = reset_peak_rss();
     let t = Instant::now();
     let cfg = stockcast_backtest::BacktestConfig::from_file(&config)?;
-    let data = stockcast::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
-    let bt = stockcast::backtest::run(ctx, &cfg, &data)?;
+    let data =
+        stockcast_pipeline::backtest::BacktestData::load(ctx, &cfg, None, &run_dir.with_extension("prices.csv"))?;
+    let bt = stockcast_pipeline::backtest::run(ctx, &cfg, &data)?;
     bt.write(&run_dir, Replace::Own)?;
     out(&format!("{}, {:.1} s", bt.headline(), t.elapsed().as_secs_f64()));
     out(bt.summary_table().trim_end());
@@ -424,17 +426,17 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let pb = ctx.progress.step("synthetic prices");
+    let pb = ctx.step("synthetic prices");
     let mut df = synth_prices(&SynthConfig::new(a.symbols, a.days, 42))?;
     let path = a.out.join("prices.parquet");
     stockcast_features::io::write_frame(&mut df, &path)?;
     let prices = load_prices(&path, &LoadOptions::default())?.prices;
-    pb.finish_and_clear();
+    pb.finish();
     let (_, last) = prices.date_range()?.context("no dates")?;
 
     let cluster = Arc::new(LocalCluster::start()?);
     let url = cluster.create_database("bench")?;
-    let rt = stockcast::prices::runtime()?;
+    let rt = stockcast_pipeline::prices::runtime()?;
     let pool = rt.block_on(store::connect(&url, PoolConfig::default()))?;
     rt.block_on(store::migrate(&pool))?;
     let t = Instant::now();
@@ -456,7 +458,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         matrix: MatrixOptions { require_label: true, drop_incomplete: true },
         context: false,
     };
-    let train = stockcast::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
+    let train = stockcast_pipeline::features::dataset(ctx, &prices.until(cut)?, &spec, opts)?;
     let config = stockcast_models::ModelConfig::from_toml("kind = \"linear\"\nalpha = 0.001\nl1_ratio = 0.0\n")?;
     let model = stockcast_models::fit(&config, &train, None, 42)?;
     let publish = |created_at: &str| {
@@ -573,7 +575,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
                 })
             };
             let url = format!("http://{addr}/v1/recommendations?limit=100&model=bench@1");
-            let script = stockcast::demo::locate(Path::new("bench/wrk_fixed_rate.lua"));
+            let script = stockcast_pipeline::demo::locate(Path::new("bench/wrk_fixed_rate.lua"));
             let wrk = std::process::Command::new("wrk")
                 .args(["-t2", &format!("-c{}", a.connections), &format!("-d{:.0}s", a.seconds), "--latency", "-s"])
                 .arg(&script)

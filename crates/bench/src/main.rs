@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use stockcast::cli::LogFormat;
-use stockcast::ctx::Ctx;
+use stockcast_pipeline::Ctx;
 
 mod bench;
 
@@ -41,8 +41,9 @@ fn main() -> ExitCode {
     let cli = BenchCli::parse();
     stockcast::logging::init(cli.log_format, cli.quiet);
     // Benchmarks time things; the engine's clock is read here only (for the serve benchmark's server).
-    let ctx = Ctx::new(cli.log_format, cli.quiet, stockcast::Clock::system());
-    stockcast_models::progress::set_visible(ctx.progress.visible());
+    let terminal = stockcast::progress::Terminal::new(cli.log_format, cli.quiet);
+    stockcast_models::progress::set_visible(terminal.visible());
+    let ctx = Ctx::new(std::sync::Arc::new(terminal), stockcast::Clock::system());
     stockcast::report(bench::run(&ctx, cli.command))
 }
 

@@ -32,6 +32,11 @@ pub trait Model: std::fmt::Debug + Send + Sync {
         let _ = feature_names;
         Ok(None)
     }
+    /// One line about what the fit found, for the console (gbm: the rounds kept and the top features by gain);
+    /// None for kinds with nothing to add.
+    fn fit_summary(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Feature importance of a fitted model: the measure and (feature, value) pairs, largest magnitude first.

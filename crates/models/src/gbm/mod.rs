@@ -241,6 +241,12 @@ impl Model for Gbm {
         Ok(extra)
     }
 
+    fn fit_summary(&self) -> Result<Option<String>> {
+        let top = self.importance(&self.feature_names)?.map(|i| i.values).unwrap_or_default();
+        let top: Vec<&str> = top.iter().take(5).map(|(name, _)| name.as_str()).collect();
+        Ok(Some(format!("best rounds {}; top features by gain: {}", self.best_rounds, top.join(", "))))
+    }
+
     fn importance(&self, feature_names: &[String]) -> Result<Option<crate::model::Importance>> {
         // A sliced booster (early stopping) reports features as `f<column>`: map them back to names.
         let mut values: Vec<(String, f64)> = self

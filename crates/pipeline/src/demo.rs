@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use stockcast_backtest::BacktestConfig;
 use stockcast_features::outputs::{Marker, Replace, check_output_dir};
 use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions};
 use stockcast_models::{DatasetOptions, ModelConfig, TrainedModel};
 
-use crate::ctx::Ctx;
 use crate::prices::{PriceInput, load};
+use crate::{Context, Ctx, Error, Result};
 
 /// What the demo reads and where it writes.
 #[derive(Debug, Clone)]
@@ -34,7 +33,9 @@ pub fn locate(path: &Path) -> PathBuf {
     if path.exists() || path.is_absolute() {
         return path.to_path_buf();
     }
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    // This crate's directory is `crates/pipeline` of the source tree.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap_or(Path::new("."));
+    let in_tree = root.join(path);
     if in_tree.exists() { in_tree } else { path.to_path_buf() }
 }
 
@@ -42,7 +43,7 @@ pub fn locate(path: &Path) -> PathBuf {
 ///
 /// # Errors
 /// The first step that fails.
-pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, opts: &DemoOptions) -> Result<()> {
     let prices = locate(&opts.prices);
     let out_dir = &opts.out;
     // The demo overwrites its own files there (quality.json, features.parquet, models/, backtest/): never in a
@@ -138,7 +139,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> anyhow::Result<()> {
 
 /// 6/6: Postgres (the given URL, or a throwaway local cluster) → import → nightly training from the `prices`
 /// table → recommendations as of the last date → the HTTP server, briefly, with sample requests.
-fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> anyhow::Result<()> {
+fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> Result<()> {
     use stockcast_infer::local::{LocalCluster, request};
     use stockcast_infer::recommend::RecommendConfig;
     use stockcast_infer::server::{self, ServeConfig};
@@ -150,10 +151,10 @@ fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> anyhow::R
         ctx.out(&format!("    using DATABASE_URL ({})", store::redact(url)));
         (None, url.clone())
     } else {
-        let pb = ctx.progress.step("starting a throwaway PostgreSQL cluster");
+        let pb = ctx.step("starting a throwaway PostgreSQL cluster");
         let cluster =
             LocalCluster::start().context("starting a throwaway PostgreSQL (set DATABASE_URL to use yours)")?;
-        pb.finish_and_clear();
+        pb.finish();
         let url = cluster.create_database("stockcast_demo")?;
         ctx.out(&format!("    started a throwaway PostgreSQL on 127.0.0.1:{} (removed at the end)", cluster.port()));
         (Some(cluster), url)
@@ -215,7 +216,7 @@ fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> anyhow::R
             "    $ curl -X POST -H 'content-type: application/json' -d '{body}' http://{addr}/v1/predict\n    {status} {text}"
         ));
         background.stop().await?;
-        anyhow::Ok(())
+        Ok::<_, Error>(())
     })?;
     Ok(())
 }

@@ -3,11 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use stockcast_features::{LoadOptions, Loaded, Policy, QualityConfig, QualityReport, ReadOptions};
 
-use crate::UsageError;
-use crate::ctx::Ctx;
+use crate::{Context, Ctx, Error, Result};
 
 /// Where prices come from and how the quality stage treats them.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +36,7 @@ impl PriceInput {
 }
 
 /// Reads `quality_config` (or the defaults) and applies `on_bad_rows`.
-pub fn quality_config(input: &PriceInput) -> anyhow::Result<QualityConfig> {
+pub fn quality_config(input: &PriceInput) -> Result<QualityConfig> {
     let mut cfg = match &input.quality_config {
         Some(p) => crate::config::load_toml::<QualityConfig>(p, "quality config")?,
         None => QualityConfig::default(),
@@ -76,7 +74,7 @@ fn publish_report(
     input: &PriceInput,
     quarantine_beside: &Path,
     json: Option<&Path>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if ctx.json_logs() {
         tracing::info!(
             source = %report.source,
@@ -90,7 +88,7 @@ fn publish_report(
             let first = c.examples.first().map(|e| format!("line {} {}: {}", e.line, e.symbol, e.detail));
             tracing::warn!(check = c.check.name(), flagged = c.flagged, policy = %c.policy, action = c.action, first, "quality check flagged rows");
         }
-    } else if !(ctx.quiet && report.checks.iter().all(|c| c.flagged == 0)) {
+    } else if !(ctx.quiet_summaries() && report.checks.iter().all(|c| c.flagged == 0)) {
         eprint!("{}", report.summary());
     }
     if report.rows_quarantined > 0 || input.quarantine.is_some() {
@@ -120,17 +118,13 @@ pub fn source_label(p: &Path) -> String {
 }
 
 /// A small tokio runtime for the jobs that talk to Postgres.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 /// Reads the `prices` table of the database at `url` and runs the quality checks on it.
 /// The outer error is the database's, the inner one the quality stage's.
-fn load_from_db(
-    url: &str,
-    input: &PriceInput,
-    opts: &LoadOptions,
-) -> anyhow::Result<stockcast_features::Result<Loaded>> {
+fn load_from_db(url: &str, input: &PriceInput, opts: &LoadOptions) -> Result<stockcast_features::Result<Loaded>> {
     use stockcast_infer::store::{self, PoolConfig, PriceQuery};
     let label = source_label(Path::new(url));
     let read = async {
@@ -152,7 +146,7 @@ fn load_from_db(
 
 /// Loads prices with quality checks, printing the report and writing the quarantine/JSON files; on a failed
 /// check the report so far is still published before the error is returned.
-pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Option<&Path>) -> anyhow::Result<Loaded> {
+pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Option<&Path>) -> Result<Loaded> {
     // The files this writes are checked before the work: none of them may replace a directory.
     for out in input.quarantine.as_deref().into_iter().chain(json.filter(|p| *p != Path::new("-"))) {
         stockcast_features::outputs::check_output_file(out)?;
@@ -163,18 +157,18 @@ pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Optio
         securities: input.securities.clone(),
     };
     let label = source_label(&input.prices);
-    let pb = ctx.progress.step(&format!("loading {label}"));
+    let pb = ctx.step(&format!("loading {label}"));
     let result = if stockcast_features::is_database_url(&input.prices) {
-        load_from_db(&input.prices.to_string_lossy(), input, &opts).inspect_err(|_| pb.finish_and_clear())?
+        load_from_db(&input.prices.to_string_lossy(), input, &opts).inspect_err(|_| pb.finish())?
     } else if stockcast_features::objects::is_object_path(&input.prices) {
         // An object (s3://bucket/prices.parquet): a local copy for the reader, removed after it.
-        let copy = stockcast_features::objects::download(&input.prices.to_string_lossy())
-            .inspect_err(|_| pb.finish_and_clear())?;
+        let copy =
+            stockcast_features::objects::download(&input.prices.to_string_lossy()).inspect_err(|_| pb.finish())?;
         stockcast_features::load_prices(&copy.path, &opts)
     } else {
         stockcast_features::load_prices(&input.prices, &opts)
     };
-    pb.finish_and_clear();
+    pb.finish();
     match result {
         Ok(loaded) => {
             publish_report(ctx, &loaded.report, input, quarantine_beside, json)?;
@@ -190,6 +184,6 @@ pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Optio
 }
 
 /// The usage error for a missing price source.
-pub(crate) fn require(prices: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    prices.ok_or_else(|| UsageError("no prices: set data.prices in the config or pass --prices".into()).into())
+pub(crate) fn require(prices: Option<PathBuf>) -> Result<PathBuf> {
+    prices.ok_or_else(|| Error::Usage("no prices: set data.prices in the config or pass --prices".into()))
 }

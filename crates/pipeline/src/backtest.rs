@@ -1,27 +1,27 @@
 //! The backtest job as a library call: prices → features → walk-forward of every configured model on the same
 //! folds → signal, forecast and portfolio evaluation → a [`Backtest`] that writes the report directory.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use serde_json::json;
 use stockcast_backtest::config::ModelEntry;
 use stockcast_backtest::report::{self, Evaluation, RunMeta};
-use stockcast_backtest::runner::Plan;
 use stockcast_backtest::shard::{self, PlanFile, ShardId};
 use stockcast_backtest::{
-    BacktestConfig, Market, ModelSpec, RunOptions, SplitConfig, WalkForward, label_alignment, portfolio, runner,
+    BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, label_alignment, portfolio, runner,
 };
 use stockcast_features::outputs::Replace;
 use stockcast_features::{FeatureSpec, Policy, PriceFrame};
-use stockcast_models::{Dataset, DatasetOptions};
+use stockcast_models::DatasetOptions;
 
-use crate::UsageError;
-use crate::ctx::Ctx;
 use crate::prices::{PriceInput, load, require};
+use crate::sharded::{self, Inputs, Prepared, ShardedJob, Step, Stepped, Timings};
+use crate::staging::Staging;
+use crate::{Context, Ctx, Error, Result, features};
 
 /// The prices a backtest runs on, already loaded and checked.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl BacktestData {
         cfg: &BacktestConfig,
         on_bad_rows: Option<Policy>,
         quarantine_beside: &Path,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let path = require(cfg.data.prices.clone())?;
         let input = PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows);
         let loaded = load(ctx, &input, quarantine_beside, None)?;
@@ -70,91 +70,151 @@ pub struct Backtest {
 }
 
 /// The spec a config asks for: its `data.spec` file (or the default spec) with `data.horizon` applied.
-pub fn spec_of(cfg: &BacktestConfig) -> anyhow::Result<FeatureSpec> {
-    crate::features::resolve_spec(cfg.data.spec.as_deref(), cfg.data.horizon, false)
+pub fn spec_of(cfg: &BacktestConfig) -> Result<FeatureSpec> {
+    features::resolve_spec(cfg.data.spec.as_deref(), cfg.data.horizon, false)
 }
 
-/// The walk-forward run with a progress bar over every (model, fold).
-pub fn walk_forward(
+/// The backtest of a configuration on its data, as a [`ShardedJob`]: [`run`] whole, or plan → shards → merge
+/// through [`sharded`].
+#[derive(Debug, Clone)]
+pub struct BacktestJob {
+    /// The checked configuration.
+    pub config: BacktestConfig,
+    /// Its prices, loaded and checked.
+    pub data: BacktestData,
+}
+
+/// The models and spec of a backtest, resolved from its configuration.
+#[derive(Debug)]
+pub struct BacktestWork {
+    models: Vec<ModelSpec>,
+    spec: FeatureSpec,
+    dates: usize,
+}
+
+impl BacktestJob {
+    /// `backtest merge`: the job a plan in `dir` records (its resolved configuration), on the data it names
+    /// (`prices` replaces the recorded source: a database URL, whose password the plan leaves out).
+    ///
+    /// # Errors
+    /// A missing plan or another job's; its configuration or data unusable.
+    pub fn from_plan(ctx: &Ctx, stage: &Staging, prices: Option<PathBuf>, on_bad_rows: Option<Policy>) -> Result<Self> {
+        stage.pull(true)?;
+        let dir = &stage.dir;
+        let planned = sharded::read_plan::<Self>(dir)?;
+        let mut config = BacktestConfig::from_toml(&planned.config)
+            .with_context(|| format!("the configuration in {}", dir.join(shard::PLAN_FILE).display()))?;
+        if let Some(p) = prices {
+            config.data.prices = Some(p);
+        }
+        let data = BacktestData::load(ctx, &config, on_bad_rows, &dir.with_extension("prices.csv"))?;
+        Ok(Self { config, data })
+    }
+}
+
+/// Runs `step` of `job` in `stage` and, when the run is done (whole or merged), writes its report directory
+/// there (replacing an earlier run, or anything with `replace` = [`Replace::Force`]).
+///
+/// # Errors
+/// As [`sharded::step`] and [`Backtest::save`].
+pub fn execute(
     ctx: &Ctx,
-    data: &Dataset,
-    models: &[ModelSpec],
-    split: &SplitConfig,
-    opts: RunOptions,
-) -> anyhow::Result<WalkForward> {
-    let pb = ctx.progress.bar(0, "walk-forward");
-    let wf = runner::run(data, models, split, opts, &|model, fold, done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-        pb.set_message(format!("walk-forward {model} fold {fold}"));
-        tracing::debug!(model, fold, done, total, "fold done");
-    })?;
-    pb.finish_and_clear();
-    Ok(wf)
+    job: &BacktestJob,
+    stage: &Staging,
+    step: Step,
+    replace: Replace,
+) -> Result<Stepped<Backtest>> {
+    let done = sharded::step(job, ctx, stage, step)?;
+    if let Stepped::Done(bt) = &done {
+        bt.save(stage, replace)?;
+    }
+    Ok(done)
 }
 
-/// Runs the backtest of `cfg` on `data`.
+impl ShardedJob for BacktestJob {
+    const JOB: &'static str = "backtest";
+    type Work = BacktestWork;
+    type Output = Backtest;
+    type Lock = ();
+
+    fn lock(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The plan over the prices' trading dates: no feature is built for it.
+    fn prepare(&self, _: &Ctx, check: &dyn Fn(&PlanFile) -> Result<()>) -> Result<Prepared<BacktestWork>> {
+        let (cfg, prices) = (&self.config, &self.data.prices);
+        let (models, spec) = (cfg.model_specs()?, spec_of(cfg)?);
+        let calendar = prices.calendar()?;
+        let dates = calendar.len();
+        let plan = runner::plan_calendar(calendar, &models, &cfg.split, spec.label.horizon)?;
+        let config = toml::to_string(&resolved_config(cfg, &models)).context("writing the resolved config")?;
+        let file = PlanFile::new(Self::JOB, config, prices.data_hash(), &spec.hash().0, cfg.seed, &models, &plan);
+        check(&file)?;
+        Ok(Prepared { file, plan, work: BacktestWork { models, spec, dates } })
+    }
+
+    fn models(work: &BacktestWork) -> &[ModelSpec] {
+        &work.models
+    }
+
+    fn inputs<'a>(&self, ctx: &Ctx, work: &'a BacktestWork) -> Result<Inputs<'a>> {
+        let cfg = &self.config;
+        let dataset =
+            features::dataset_for(ctx, &self.data.prices, &work.spec, &work.models, DatasetOptions::default())?;
+        let dates = dataset.matrix.index.iter().map(|(_, d)| *d).collect::<std::collections::BTreeSet<_>>().len();
+        if dates != work.dates {
+            return Err(Error::Failed(format!("the dataset has {dates} trading dates, the prices {}", work.dates)));
+        }
+        Ok(Inputs { dataset: Cow::Owned(dataset), options: RunOptions::new(&work.spec.label, cfg.seed, cfg.jobs) })
+    }
+
+    /// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
+    fn finish(&self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, mut timings: Timings) -> Result<Backtest> {
+        let (cfg, data) = (&self.config, &self.data);
+        let BacktestWork { models, spec, .. } = work;
+        let prices = &data.prices;
+        let alignment = label_alignment(&spec.label, cfg.strategy.fill);
+        if let Some(w) = &alignment.warning {
+            ctx.note(&format!("warning: {w}"));
+        }
+        let t = Instant::now();
+        let market = Market::from_prices(prices)?;
+        let evaluation =
+            report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed, &cfg.report)?;
+        timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
+
+        let (first, last) = prices.date_range()?.unzip();
+        let mut resolved = serde_json::to_value(cfg)?;
+        resolved["models_resolved"] = serde_json::to_value(&models)?;
+        let meta = RunMeta {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            config: resolved,
+            data: json!({
+                "prices": data.source,
+                "data_hash": prices.data_hash(),
+                "symbols": prices.symbols()?.len(),
+                "rows": prices.height(),
+                "first_date": first,
+                "last_date": last,
+                "index": cfg.data.index.as_ref().map(|p| p.display().to_string()),
+            }),
+            feature_spec_hash: spec.hash().0,
+            horizon: spec.label.horizon,
+            label: alignment,
+            seed: cfg.seed,
+            timings,
+        };
+        Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta })
+    }
+}
+
+/// Runs the backtest of `cfg` on `data` in this process.
 ///
 /// # Errors
 /// Invalid model or split configuration, too little data for the folds, feature and model errors.
-pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> anyhow::Result<Backtest> {
-    let mut timings = BTreeMap::new();
-    let (models, spec) = (cfg.model_specs()?, spec_of(cfg)?);
-    let t = Instant::now();
-    let dataset = crate::features::dataset_for(ctx, &data.prices, &spec, &models, DatasetOptions::default())?;
-    timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    let opts = RunOptions::new(&spec.label, cfg.seed, cfg.jobs);
-    let wf = walk_forward(ctx, &dataset, &models, &cfg.split, opts)?;
-    timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
-    drop(dataset);
-    finish(ctx, cfg, data, models, spec, wf, timings)
-}
-
-/// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
-fn finish(
-    ctx: &Ctx,
-    cfg: &BacktestConfig,
-    data: &BacktestData,
-    models: Vec<ModelSpec>,
-    spec: FeatureSpec,
-    wf: WalkForward,
-    mut timings: BTreeMap<String, f64>,
-) -> anyhow::Result<Backtest> {
-    let prices = &data.prices;
-    let alignment = label_alignment(&spec.label, cfg.strategy.fill);
-    if let Some(w) = &alignment.warning {
-        ctx.note(&format!("warning: {w}"));
-    }
-    let t = Instant::now();
-    let market = Market::from_prices(prices)?;
-    let evaluation =
-        report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed, &cfg.report)?;
-    timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
-
-    let (first, last) = prices.date_range()?.unzip();
-    let mut resolved = serde_json::to_value(cfg)?;
-    resolved["models_resolved"] = serde_json::to_value(&models)?;
-    let meta = RunMeta {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        config: resolved,
-        data: json!({
-            "prices": data.source,
-            "data_hash": prices.data_hash(),
-            "symbols": prices.symbols()?.len(),
-            "rows": prices.height(),
-            "first_date": first,
-            "last_date": last,
-            "index": cfg.data.index.as_ref().map(|p| p.display().to_string()),
-        }),
-        feature_spec_hash: spec.hash().0,
-        horizon: spec.label.horizon,
-        label: alignment,
-        seed: cfg.seed,
-        timings,
-    };
-    Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta })
+pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> Result<Backtest> {
+    sharded::run(&BacktestJob { config: cfg.clone(), data: data.clone() }, ctx)
 }
 
 /// The configuration a plan records and its shards and merge run: every model inline (sweeps expanded, model
@@ -173,30 +233,6 @@ pub(crate) fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> Bac
     r
 }
 
-/// The plan file of `cfg` on `data` for `job` over the trading dates `calendar`.
-fn plan_file(
-    job: &str,
-    cfg: &BacktestConfig,
-    data: &PriceFrame,
-    calendar: Vec<NaiveDate>,
-) -> anyhow::Result<(PlanFile, Plan, Vec<ModelSpec>, FeatureSpec)> {
-    let (models, spec) = (cfg.model_specs()?, spec_of(cfg)?);
-    let plan = runner::plan_calendar(calendar, &models, &cfg.split, spec.label.horizon)?;
-    let config = toml::to_string(&resolved_config(cfg, &models)).context("writing the resolved config")?;
-    let file = PlanFile::new(job, config, data.data_hash(), &spec.hash().0, cfg.seed, &models, &plan);
-    Ok((file, plan, models, spec))
-}
-
-/// `--plan`: writes `dir/plan.json` (the tasks of `cfg` on `data`) and returns it.
-///
-/// # Errors
-/// As [`run`] before any fitting; [`stockcast_backtest::Error::File`] when the plan cannot be written.
-pub fn write_plan(cfg: &BacktestConfig, data: &BacktestData, dir: &Path) -> anyhow::Result<PlanFile> {
-    let (file, ..) = plan_file("backtest", cfg, &data.prices, data.prices.calendar()?)?;
-    file.write(dir)?;
-    Ok(file)
-}
-
 /// The shard a process runs: `text` (`I/N`, or `env` for the scheduler's environment), or with only `shards`
 /// given, the index from the environment. From the environment: a Slurm array task
 /// (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed Job
@@ -208,126 +244,50 @@ pub fn shard_id(
     text: Option<&str>,
     shards: Option<usize>,
     env: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Option<ShardId>> {
-    let usage = |m: String| anyhow::Error::from(UsageError(m));
-    let number = |name: &str| -> anyhow::Result<Option<usize>> {
+) -> Result<Option<ShardId>> {
+    let number = |name: &str| -> Result<Option<usize>> {
         env(name)
-            .map(|v| v.trim().parse().map_err(|_| usage(format!("{name}={v:?} is not a whole number"))))
+            .map(|v| v.trim().parse().map_err(|_| Error::usage(format!("{name}={v:?} is not a whole number"))))
             .transpose()
     };
     match (text, shards) {
         (None, None) => return Ok(None),
-        (Some(t), _) if t != "env" => return Ok(Some(ShardId::parse(t).map_err(|e| usage(e.to_string()))?)),
+        (Some(t), _) if t != "env" => return Ok(Some(ShardId::parse(t).map_err(|e| Error::usage(e.to_string()))?)),
         _ => {}
     }
     let id = if let (Some(task), Some(count)) = (number("SLURM_ARRAY_TASK_ID")?, number("SLURM_ARRAY_TASK_COUNT")?) {
         let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-        let index = task.checked_sub(min).ok_or_else(|| usage(format!("SLURM_ARRAY_TASK_ID {task} < MIN {min}")))?;
+        let index =
+            task.checked_sub(min).ok_or_else(|| Error::usage(format!("SLURM_ARRAY_TASK_ID {task} < MIN {min}")))?;
         ShardId::new(index, shards.unwrap_or(count))
     } else if let Some(index) = number("JOB_COMPLETION_INDEX")? {
         let n =
-            shards.ok_or_else(|| usage("JOB_COMPLETION_INDEX is set: give the shard count with --shards N".into()))?;
+            shards.ok_or_else(|| Error::usage("JOB_COMPLETION_INDEX is set: give the shard count with --shards N"))?;
         ShardId::new(index, n)
     } else {
-        return Err(usage(
+        return Err(Error::usage(
             "--shard without I/N reads the scheduler's environment, and neither SLURM_ARRAY_TASK_ID with \
-             SLURM_ARRAY_TASK_COUNT nor JOB_COMPLETION_INDEX is set"
-                .into(),
+             SLURM_ARRAY_TASK_COUNT nor JOB_COMPLETION_INDEX is set",
         ));
     };
-    Ok(Some(id.map_err(|e| usage(e.to_string()))?))
-}
-
-/// What a shard did.
-#[derive(Debug)]
-pub struct ShardRun {
-    /// Its output directory.
-    pub dir: PathBuf,
-    /// Tasks it ran, of how many in the plan.
-    pub tasks: (usize, usize),
-}
-
-/// `--shard I/N`: runs the tasks of `shard` and writes them to `dir/shards/<i>/` (replacing an earlier run of it).
-/// The plan is computed here too: when `dir/plan.json` exists it must be the same (else a stale-plan error), and
-/// when it does not, it is written.
-///
-/// # Errors
-/// A stale plan; as [`run`].
-pub fn run_shard(
-    ctx: &Ctx,
-    cfg: &BacktestConfig,
-    data: &BacktestData,
-    dir: &Path,
-    shard: ShardId,
-) -> anyhow::Result<ShardRun> {
-    let mut timings = BTreeMap::new();
-    let (file, _, models, spec) = plan_file("backtest", cfg, &data.prices, data.prices.calendar()?)?;
-    file.adopt(dir)?;
-    let t = Instant::now();
-    let dataset = crate::features::dataset_for(ctx, &data.prices, &spec, &models, DatasetOptions::default())?;
-    timings.insert("features".to_owned(), t.elapsed().as_secs_f64());
-    let opts = RunOptions::new(&spec.label, cfg.seed, cfg.jobs);
-    let plan = runner::plan(&dataset, &models, &cfg.split, opts)?;
-    if plan.calendar.len() != file.calendar.2 {
-        anyhow::bail!("the dataset has {} trading dates, the prices {}", plan.calendar.len(), file.calendar.2);
-    }
-    let which = file.shard_tasks(shard);
-    let t = Instant::now();
-    let pb = ctx.progress.bar(0, "walk-forward");
-    let outputs = runner::run_tasks(&dataset, &plan, &models, &which, opts, &|model, fold, done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-        pb.set_message(format!("shard {shard}: {model} fold {fold}"));
-    })?;
-    pb.finish_and_clear();
-    timings.insert("walk_forward".to_owned(), t.elapsed().as_secs_f64());
-    let out = shard::write_shard(dir, &file, shard, &outputs, timings)?;
-    Ok(ShardRun { dir: out, tasks: (which.len(), plan.tasks.len()) })
-}
-
-/// `backtest merge`: checks that every shard in `dir` is there and ran the plan of `dir/plan.json` on the same
-/// data, then evaluates and records the run exactly as [`run`] would have (the same predictions and metrics, bit
-/// for bit). `prices` replaces the recorded price source (a database URL, whose password the plan leaves out).
-///
-/// # Errors
-/// A missing, stale or incomplete shard, or data that is not what the plan was made from, each named.
-pub fn merge(
-    ctx: &Ctx,
-    dir: &Path,
-    prices: Option<PathBuf>,
-    on_bad_rows: Option<stockcast_features::Policy>,
-) -> anyhow::Result<Backtest> {
-    let planned = PlanFile::read(dir)?;
-    if planned.job != "backtest" {
-        anyhow::bail!(UsageError(format!("{}: a plan of `{}`, not of a backtest", dir.display(), planned.job)));
-    }
-    let mut cfg = BacktestConfig::from_toml(&planned.config)
-        .with_context(|| format!("the configuration in {}", dir.join(shard::PLAN_FILE).display()))?;
-    if let Some(p) = prices {
-        cfg.data.prices = Some(p);
-    }
-    let data = BacktestData::load(ctx, &cfg, on_bad_rows, &dir.with_extension("prices.csv"))?;
-    let (file, plan, models, spec) = plan_file("backtest", &cfg, &data.prices, data.prices.calendar()?)?;
-    planned.check_same(&file, dir)?;
-    let t = Instant::now();
-    let shard::ShardOutputs { tasks, timings: shard_timings } = shard::read_shards(dir, &planned, &models)?;
-    let wf = runner::assemble(&plan, &models, tasks);
-    let mut timings = BTreeMap::from([("merge_read".to_owned(), t.elapsed().as_secs_f64())]);
-    timings.insert("shards".to_owned(), shard_timings.len() as f64);
-    for key in ["features", "walk_forward"] {
-        let per: Vec<f64> = shard_timings.iter().filter_map(|t| t.get(key).copied()).collect();
-        timings.insert(format!("{key}_shard_max"), per.iter().copied().fold(0.0, f64::max));
-        timings.insert(format!("{key}_shard_total"), per.iter().sum());
-    }
-    finish(ctx, &cfg, &data, models, spec, wf, timings)
+    Ok(Some(id.map_err(|e| Error::usage(e.to_string()))?))
 }
 
 impl Backtest {
     /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`,
     /// which must be absent, empty, an earlier run, or `replace` must be [`Replace::Force`].
-    pub fn write(&self, dir: &Path, replace: Replace) -> anyhow::Result<PathBuf> {
+    pub fn write(&self, dir: &Path, replace: Replace) -> Result<PathBuf> {
         report::write_run(dir, &self.meta, &self.walk_forward, &self.evaluation, &self.config.strategy, replace)
             .with_context(|| format!("writing the run to {}", dir.display()))
+    }
+
+    /// Writes the report directory into `stage` and uploads it when the run directory is on an object store.
+    ///
+    /// # Errors
+    /// As [`Backtest::write`]; object-store errors.
+    pub fn save(&self, stage: &Staging, replace: Replace) -> Result<()> {
+        self.write(&stage.dir, replace)?;
+        stage.push_run()
     }
 
     /// One line saying what ran.
@@ -357,10 +317,11 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::Clock;
+    use stockcast_models::Dataset;
 
     pub(crate) fn us5() -> PathBuf {
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
-            .join("datasets/us5_daily.csv")
+            .join("../../datasets/us5_daily.csv")
     }
 
     pub(crate) fn config(models: &str) -> BacktestConfig {
@@ -502,8 +463,8 @@ pub(crate) mod tests {
         std::fs::write(user.join("data/x.csv"), "a,b").unwrap();
         let before = listing();
         let e = bt.write(&user, Replace::Own).unwrap_err();
-        assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT, "{e:#}");
-        assert!(format!("{e:#}").contains("thesis.txt"), "{e:#}");
+        assert_eq!(e.kind(), crate::Kind::Usage, "{}", e.chain());
+        assert!(e.chain().contains("thesis.txt"), "{}", e.chain());
         assert_eq!(std::fs::read_to_string(user.join("thesis.txt")).unwrap(), "years of work");
         assert_eq!(std::fs::read_to_string(user.join("data/x.csv")).unwrap(), "a,b");
         assert_eq!(listing(), before);
@@ -622,8 +583,8 @@ pub(crate) mod tests {
             (None, Some(2), &[("JOB_COMPLETION_INDEX", "one")][..], "JOB_COMPLETION_INDEX"),
         ] {
             let e = id(t, n, vars).unwrap_err();
-            assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT, "{e:#}");
-            assert!(format!("{e:#}").contains(says), "{says}: {e:#}");
+            assert_eq!(e.kind(), crate::Kind::Usage, "{}", e.chain());
+            assert!(e.chain().contains(says), "{says}: {}", e.chain());
         }
     }
 
@@ -634,7 +595,7 @@ pub(crate) mod tests {
         cfg.data.symbols = vec!["NOPE".into()];
         let dir = tempfile::tempdir().unwrap();
         let e = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap_err();
-        assert_eq!(crate::exit_code(&e), crate::exit::BAD_INPUT);
-        assert!(format!("{e:#}").contains("NOPE"), "{e:#}");
+        assert_eq!(e.kind(), crate::Kind::Usage);
+        assert!(e.chain().contains("NOPE"), "{}", e.chain());
     }
 }

@@ -4,26 +4,25 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
 use stockcast_features::{FeatureFrame, FeatureSpec, PriceFrame, build_features, build_labels};
 use stockcast_models::{Dataset, DatasetOptions};
 
-use crate::UsageError;
-use crate::ctx::Ctx;
+use crate::prices::{PriceInput, load};
+use crate::{Context, Ctx, Error, Result};
 
 /// Rows per shard of a sharded feature build (whole symbols): 250k rows of 68 f64 features are ~140 MB in flight,
 /// one Parquet row group (512² rows at most) per shard; the last shard's encoding is the tail of a streamed build.
 pub const SHARD_ROWS: usize = 250_000;
 
 /// The spec from `path` (or the default spec) with `horizon` and `demean` applied.
-pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> anyhow::Result<FeatureSpec> {
+pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> Result<FeatureSpec> {
     let mut spec = match path {
         Some(p) => FeatureSpec::from_file(p).with_context(|| format!("reading feature spec {}", p.display()))?,
         None => FeatureSpec::default(),
     };
     if let Some(h) = horizon {
         if h == 0 {
-            return Err(UsageError("--horizon must be at least 1".into()).into());
+            return Err(Error::Usage("--horizon must be at least 1".into()));
         }
         spec.label.horizon = h;
     }
@@ -32,29 +31,66 @@ pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -
 }
 
 /// Builds features with a progress spinner and logs what was computed.
-pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> anyhow::Result<FeatureFrame> {
+pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
     timed(ctx, "computing features", || build_features(prices, spec), |f| (f.height(), f.features().len()))
 }
 
 /// Runs a feature build under a progress spinner named `step` and logs `features computed` with the rows and
 /// feature columns `counts` reads off its result, and the seconds it took.
-pub(crate) fn timed<T, E: std::error::Error + Send + Sync + 'static>(
+pub(crate) fn timed<T, E: Into<Error>>(
     ctx: &Ctx,
     step: &str,
     build: impl FnOnce() -> Result<T, E>,
     counts: impl Fn(&T) -> (usize, usize),
-) -> anyhow::Result<T> {
-    let pb = ctx.progress.step(step);
+) -> Result<T> {
+    let pb = ctx.step(step);
     let t = Instant::now();
     let built = build().context("computing features")?;
-    pb.finish_and_clear();
+    pb.finish();
     let (rows, features) = counts(&built);
     tracing::info!(rows, features, seconds = t.elapsed().as_secs_f64(), "features computed");
     Ok(built)
 }
 
+/// What [`write`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// The file's rows, features, skipped families and spec hash.
+    pub written: stockcast_features::WrittenFeatures,
+    /// Symbols in the prices.
+    pub symbols: usize,
+}
+
+/// `stockcast features`: prices (through the quality checks, the report written to `quality_json` when given)
+/// → the features and label of `spec` → a Parquet or CSV file at `out`, built shard by shard.
+///
+/// # Errors
+/// A refused output (a directory); loading, quality and feature errors; the write's.
+pub fn write(
+    ctx: &Ctx,
+    input: &PriceInput,
+    spec: &FeatureSpec,
+    out: &Path,
+    quality_json: Option<&Path>,
+) -> Result<Written> {
+    // Checked before the work (and again when written): a file output never replaces a directory.
+    stockcast_features::outputs::check_output_file(out)?;
+    let loaded = load(ctx, input, out, quality_json)?;
+    let written = timed(
+        ctx,
+        &format!("computing features and writing {}", out.display()),
+        || stockcast_features::write_features(&loaded.prices, spec, out, SHARD_ROWS),
+        |w| (w.rows, w.features.len()),
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
+    for note in written.notes() {
+        ctx.note(&format!("note: {note}"));
+    }
+    Ok(Written { written, symbols: loaded.prices.symbols()?.len() })
+}
+
 /// [`Dataset::from_frame`] of freshly computed features, with the spinner of [`compute`].
-pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> anyhow::Result<Dataset> {
+pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> Result<Dataset> {
     let frame = compute(ctx, prices, spec)?;
     Ok(Dataset::from_frame(&frame, prices, opts)?)
 }
@@ -68,7 +104,7 @@ pub fn dataset_for(
     spec: &FeatureSpec,
     models: &[stockcast_backtest::ModelSpec],
     opts: DatasetOptions,
-) -> anyhow::Result<Dataset> {
+) -> Result<Dataset> {
     // Sequence models read every row before each row: keep it as the context once, here, rather than a copy of
     // the whole dataset in the runner.
     let opts = DatasetOptions { context: opts.context || models.iter().any(|m| m.config.uses_sequences()), ..opts };

@@ -4,25 +4,25 @@
 //! `champion` only when the gate passes. The run holds the registry's lock (an OS file lock the kernel releases
 //! when the process ends): a second `train` fails fast, `models promote | rollback | gc` wait for it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stockcast_backtest::report;
-use stockcast_backtest::shard::{self, PlanFile, ShardId};
+use stockcast_backtest::shard::PlanFile;
 use stockcast_backtest::{BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, runner};
 use stockcast_features::{Policy, PriceFrame};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, DatasetOptions};
 
-use crate::ctx::Ctx;
 use crate::prices::{PriceInput, load, require, source_label};
-use crate::{QualityFailure, UsageError};
+use crate::sharded::{self, Inputs, Prepared, ShardedJob, Timings};
+use crate::{Context, Ctx, Error, Result};
 
 /// `[gate]`: when a new version becomes the champion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,21 +91,21 @@ impl TrainConfig {
     ///
     /// # Errors
     /// Usage errors naming the file and the table that is wrong.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    pub fn from_file(path: &Path) -> Result<Self> {
         let (backtest, extra) = BacktestConfig::from_file_with(path, &["gate", "final"])?;
         let gate: Gate = table(&extra, "gate", path)?;
         let final_fit: FinalFit = table(&extra, "final", path)?;
         if !(0.0..0.9).contains(&final_fit.valid_fraction) {
-            return Err(UsageError("final.valid_fraction must be in [0, 0.9)".into()).into());
+            return Err(Error::Usage("final.valid_fraction must be in [0, 0.9)".into()));
         }
         Ok(Self { path: path.to_path_buf(), backtest, gate, final_fit })
     }
 }
 
 /// The table `name` of a config file, or its default when absent.
-fn table<T: serde::de::DeserializeOwned + Default>(extra: &toml::Table, name: &str, path: &Path) -> anyhow::Result<T> {
+fn table<T: serde::de::DeserializeOwned + Default>(extra: &toml::Table, name: &str, path: &Path) -> Result<T> {
     let value = extra.get(name).map(|v| v.clone().try_into()).transpose();
-    Ok(value.map_err(|e| UsageError(format!("{}: [{name}]: {e}", path.display())))?.unwrap_or_default())
+    Ok(value.map_err(|e| Error::Usage(format!("{}: [{name}]: {e}", path.display())))?.unwrap_or_default())
 }
 
 /// Where and as of when the job runs.
@@ -206,10 +206,10 @@ pub struct TrainSummary {
     pub path: PathBuf,
 }
 
-fn metric(metrics: &Value, key: &str) -> anyhow::Result<f64> {
+fn metric(metrics: &Value, key: &str) -> Result<f64> {
     metrics
         .get(key)
-        .ok_or_else(|| UsageError(format!("gate.metric {key:?} is not a backtest metric")).into())
+        .ok_or_else(|| Error::Usage(format!("gate.metric {key:?} is not a backtest metric")))
         .map(|v| v.as_f64().unwrap_or(f64::NAN))
 }
 
@@ -232,35 +232,29 @@ fn without_timings(mut v: Value) -> Value {
     v
 }
 
+/// The nightly job of a configuration on a registry, as a [`ShardedJob`]: [`run`] whole, or plan → shards →
+/// merge through [`sharded`].
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// The nightly configuration.
+    pub config: TrainConfig,
+    /// The registry and as-of date.
+    pub options: TrainOptions,
+}
+
 /// Runs the nightly job of `cfg` on the registry at `opts.models_dir`.
 ///
 /// # Errors
-/// [`QualityFailure`] in the chain when a data-quality check failed (exit code 3); usage errors for bad
-/// configuration; a held lock; model, registry and I/O errors.
-pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let started = Instant::now();
-    let registry = Registry::new(&opts.models_dir);
-    let _lock = lock(&registry, opts)?;
-    let p = prepare(ctx, cfg, opts, registry)?;
-    let run_opts = RunOptions::new(&p.spec.label, cfg.backtest.seed, cfg.backtest.jobs);
-    let wf = crate::backtest::walk_forward(ctx, &p.data, &p.specs, &cfg.backtest.split, run_opts)?;
-    finish(ctx, cfg, opts, p, &wf, started)
-}
-
-fn lock(registry: &Registry, opts: &TrainOptions) -> anyhow::Result<stockcast_models::registry::RegistryLock> {
-    let Some(lock) = registry.try_lock("train")? else {
-        anyhow::bail!(
-            "another stockcast process ({}) holds the registry lock of {}; wait for it to finish",
-            registry.lock_holder(),
-            opts.models_dir.display()
-        );
-    };
-    Ok(lock)
+/// [`Error::Quality`] when a data-quality check failed (exit code 3); usage errors for bad configuration; a held
+/// lock; model, registry and I/O errors.
+pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary> {
+    sharded::run(&TrainJob { config: cfg.clone(), options: opts.clone() }, ctx)
 }
 
 /// A nightly run before its walk-forward: the data up to the as-of date, the dataset, and the models evaluated
 /// (the candidates and, where the gate compares, each current champion as `<name>@<version>`).
-struct Prepared {
+#[derive(Debug)]
+pub struct TrainWork {
     registry: Registry,
     created_at: String,
     prices: PriceFrame,
@@ -272,9 +266,52 @@ struct Prepared {
     models: Vec<ModelSpec>,
     specs: Vec<ModelSpec>,
     champions: BTreeMap<String, u64>,
+    started: Instant,
 }
 
-fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry) -> anyhow::Result<Prepared> {
+impl ShardedJob for TrainJob {
+    const JOB: &'static str = "train";
+    type Work = TrainWork;
+    type Output = TrainSummary;
+    type Lock = stockcast_models::registry::RegistryLock;
+
+    fn lock(&self) -> Result<Self::Lock> {
+        let registry = Registry::new(&self.options.models_dir);
+        registry.try_lock("train")?.ok_or_else(|| {
+            Error::Failed(format!(
+                "another stockcast process ({}) holds the registry lock of {}; wait for it to finish",
+                registry.lock_holder(),
+                self.options.models_dir.display()
+            ))
+        })
+    }
+
+    /// Loads the prices, builds (or reuses) the features and lists the champions: the plan's calendar is the
+    /// dataset's. The registry is read, not changed.
+    fn prepare(&self, ctx: &Ctx, check: &dyn Fn(&PlanFile) -> Result<()>) -> Result<Prepared<TrainWork>> {
+        let work = prepare(ctx, &self.config, &self.options)?;
+        let (file, plan) = plan_file(&self.config, &work)?;
+        check(&file)?;
+        Ok(Prepared { file, plan, work })
+    }
+
+    fn models(work: &TrainWork) -> &[ModelSpec] {
+        &work.specs
+    }
+
+    fn inputs<'a>(&self, _: &Ctx, work: &'a TrainWork) -> Result<Inputs<'a>> {
+        let bt = &self.config.backtest;
+        Ok(Inputs { dataset: Cow::Borrowed(&work.data), options: RunOptions::new(&work.spec.label, bt.seed, bt.jobs) })
+    }
+
+    fn finish(&self, ctx: &Ctx, work: TrainWork, wf: WalkForward, _: Timings) -> Result<TrainSummary> {
+        finish(ctx, &self.config, &self.options, work, &wf)
+    }
+}
+
+fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainWork> {
+    let started = Instant::now();
+    let registry = Registry::new(&opts.models_dir);
     let bt = &cfg.backtest;
     let models = bt.model_specs()?;
     let spec = crate::backtest::spec_of(bt)?;
@@ -287,21 +324,16 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry
 
     // Data up to the as-of date.
     let input = PriceInput::file(prices_path.clone(), bt.data.securities.clone(), opts.on_bad_rows);
-    let loaded = load(ctx, &input, &local_dir.join("train-prices.csv"), None).map_err(|e| {
-        if e.chain().any(|c| matches!(c.downcast_ref(), Some(stockcast_features::Error::Quality { .. }))) {
-            e.context(QualityFailure)
-        } else {
-            e
-        }
-    })?;
-    let (_, last) = loaded.prices.date_range()?.context("no prices")?;
+    let loaded = load(ctx, &input, &local_dir.join("train-prices.csv"), None)
+        .map_err(|e| if e.is_quality_check() { Error::Quality(Box::new(e)) } else { e })?;
+    let (_, last) = loaded.prices.date_range()?.ok_or_else(|| Error::usage("no prices"))?;
     let as_of = opts.as_of.unwrap_or(last);
     let prices = loaded.prices.until(as_of)?;
-    let (first, last) = prices.date_range()?.ok_or_else(|| UsageError(format!("no prices up to {as_of}")))?;
-    let pb = ctx.progress.step("computing features");
+    let (first, last) = prices.date_range()?.ok_or_else(|| Error::usage(format!("no prices up to {as_of}")))?;
+    let pb = ctx.step("computing features");
     let built = stockcast_features::build_features_cached(&prices, &spec, &local_dir.join(".cache"))
         .context("computing features")?;
-    pb.finish_and_clear();
+    pb.finish();
     let data = Dataset::from_frame(&built.frame, &prices, DatasetOptions::default())?;
     let data_info = DataInfo {
         source: source_label(&prices_path),
@@ -324,7 +356,7 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry
             champions.insert(m.name.clone(), v);
         }
     }
-    Ok(Prepared {
+    Ok(TrainWork {
         registry,
         created_at,
         prices,
@@ -336,92 +368,32 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, registry: Registry
         models,
         specs,
         champions,
+        started,
     })
 }
 
 /// The plan file of a sharded nightly run: the walk-forward tasks of the candidates and champions, with the
 /// configuration (gate and final fit included), data and spec hashes they assume.
-fn plan_file(cfg: &TrainConfig, p: &Prepared) -> anyhow::Result<(PlanFile, runner::Plan)> {
+fn plan_file(cfg: &TrainConfig, p: &TrainWork) -> Result<(PlanFile, runner::Plan)> {
     let bt = &cfg.backtest;
     let plan = runner::plan(&p.data, &p.specs, &bt.split, RunOptions::new(&p.spec.label, bt.seed, bt.jobs))?;
     let mut config = toml::to_string(&crate::backtest::resolved_config(bt, &p.specs))?;
-    config.push_str(&toml::to_string(&toml::Table::from_iter([
+    let table = toml::Table::from_iter([
         ("gate".to_owned(), toml::Value::try_from(&cfg.gate)?),
         ("final".to_owned(), toml::Value::try_from(&cfg.final_fit)?),
         ("as_of".to_owned(), toml::Value::String(p.as_of.to_string())),
-    ]))?);
-    let file = PlanFile::new("train", config, p.prices.data_hash(), &p.spec.hash().0, bt.seed, &p.specs, &plan);
+    ]);
+    config.push_str(&toml::to_string(&table)?);
+    let file = PlanFile::new(TrainJob::JOB, config, p.prices.data_hash(), &p.spec.hash().0, bt.seed, &p.specs, &plan);
     Ok((file, plan))
-}
-
-/// `train --plan`: writes `dir/plan.json` for a sharded nightly run and returns it (the registry is read, not
-/// changed).
-///
-/// # Errors
-/// As [`run`] before the walk-forward.
-pub fn write_plan(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, dir: &Path) -> anyhow::Result<PlanFile> {
-    let p = prepare(ctx, cfg, opts, Registry::new(&opts.models_dir))?;
-    let (file, _) = plan_file(cfg, &p)?;
-    file.write(dir)?;
-    Ok(file)
-}
-
-/// `train --shard I/N`: the walk-forward tasks of shard `id` into `dir/shards/<i>/` (the plan written when
-/// absent, checked when present). Returns the tasks run and planned.
-///
-/// # Errors
-/// A stale plan; as [`run`] before publishing.
-pub fn run_shard(
-    ctx: &Ctx,
-    cfg: &TrainConfig,
-    opts: &TrainOptions,
-    dir: &Path,
-    id: ShardId,
-) -> anyhow::Result<(usize, usize)> {
-    let p = prepare(ctx, cfg, opts, Registry::new(&opts.models_dir))?;
-    let (file, plan) = plan_file(cfg, &p)?;
-    file.adopt(dir)?;
-    let bt = &cfg.backtest;
-    let which = file.shard_tasks(id);
-    let t = Instant::now();
-    let run_opts = RunOptions::new(&p.spec.label, bt.seed, bt.jobs);
-    let outputs = runner::run_tasks(&p.data, &plan, &p.specs, &which, run_opts, &|_, _, _, _| {})?;
-    let timings = BTreeMap::from([("walk_forward".to_owned(), t.elapsed().as_secs_f64())]);
-    shard::write_shard(dir, &file, id, &outputs, timings)?;
-    Ok((which.len(), plan.tasks.len()))
-}
-
-/// `train --merge`: under the registry lock, checks that the shards in `dir` ran the plan this run would make now
-/// (same config, data, spec and champions), then gates, fits, publishes and promotes exactly as [`run`].
-///
-/// # Errors
-/// A missing, stale or incomplete shard, or a plan made before a champion moved; as [`run`].
-pub fn merge(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, dir: &Path) -> anyhow::Result<TrainSummary> {
-    let started = Instant::now();
-    let registry = Registry::new(&opts.models_dir);
-    let _lock = lock(&registry, opts)?;
-    let p = prepare(ctx, cfg, opts, registry)?;
-    let planned = PlanFile::read(dir)?;
-    let (file, plan) = plan_file(cfg, &p)?;
-    planned.check_same(&file, dir)?;
-    let outputs = shard::read_shards(dir, &planned, &p.specs)?;
-    let wf = runner::assemble(&plan, &p.specs, outputs.tasks);
-    finish(ctx, cfg, opts, p, &wf, started)
 }
 
 /// Evaluates the walk-forward, fits each candidate on the most recent window, publishes it and promotes it
 /// when it passes the gate; writes the run summary.
-fn finish(
-    ctx: &Ctx,
-    cfg: &TrainConfig,
-    opts: &TrainOptions,
-    p: Prepared,
-    wf: &WalkForward,
-    started: Instant,
-) -> anyhow::Result<TrainSummary> {
+fn finish(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, p: TrainWork, wf: &WalkForward) -> Result<TrainSummary> {
     let bt = &cfg.backtest;
     let gate = &cfg.gate;
-    let Prepared {
+    let TrainWork {
         registry,
         created_at,
         prices,
@@ -433,6 +405,7 @@ fn finish(
         models,
         specs,
         champions,
+        started,
     } = p;
     let alignment = stockcast_backtest::label_alignment(&spec.label, bt.strategy.fill);
     if let Some(w) = &alignment.warning {

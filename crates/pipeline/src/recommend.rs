@@ -11,32 +11,30 @@ use stockcast_infer::recommend::{self, Action, DayRun, RecommendConfig, Scorer};
 use stockcast_infer::store::{self, PoolConfig, StoredRun};
 use stockcast_models::registry::{ModelRef, Registry};
 
-use crate::UsageError;
-use crate::ctx::Ctx;
 use crate::prices::runtime;
+use crate::{Ctx, Error, Result};
 
 /// The model references to run: the given ones, or every registry name that has a champion.
 ///
 /// # Errors
 /// A usage error when nothing is given and the registry has no champion.
-pub fn references(reg: &Registry, given: &[ModelRef]) -> anyhow::Result<Vec<ModelRef>> {
+pub fn references(reg: &Registry, given: &[ModelRef]) -> Result<Vec<ModelRef>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
     let refs = recommend::champion_references(reg)?;
     if refs.is_empty() {
-        return Err(UsageError(format!(
+        return Err(Error::Usage(format!(
             "no champion model in {} (run `stockcast train` or pass --model NAME@VERSION)",
             reg.root().display()
-        ))
-        .into());
+        )));
     }
     Ok(refs)
 }
 
 /// Loads the scorers of `refs` (hashes verified); an unknown reference is a usage error.
-pub fn scorers(reg: &Registry, refs: &[ModelRef]) -> anyhow::Result<Vec<Scorer>> {
-    refs.iter().map(|r| Scorer::load(reg, r).map_err(|e| UsageError(format!("model {r}: {e}")).into())).collect()
+pub fn scorers(reg: &Registry, refs: &[ModelRef]) -> Result<Vec<Scorer>> {
+    refs.iter().map(|r| Scorer::load(reg, r).map_err(|e| Error::Usage(format!("model {r}: {e}")))).collect()
 }
 
 /// One stored day of one model version.
@@ -94,17 +92,15 @@ pub fn store_days(
     prices: &PriceFrame,
     date: NaiveDate,
     cfg: &RecommendConfig,
-) -> anyhow::Result<Vec<StoredDay>> {
+) -> Result<Vec<StoredDay>> {
     rt.block_on(store::migrate(pool))?;
     let created_at = ctx.clock().now();
     let mut days = Vec::new();
     for scorer in scorers {
-        let pb = ctx.progress.step(&format!("scoring {} as of {date}", scorer.label()));
+        let pb = ctx.step(&format!("scoring {} as of {date}", scorer.label()));
         let day = recommend::compute_day(scorer, prices, date, cfg, &recommend::Cancel::new());
-        pb.finish_and_clear();
-        days.push(
-            day.map_err(|e| if e.is_user_error() { anyhow::Error::from(UsageError(e.to_string())) } else { e.into() })?,
-        );
+        pb.finish();
+        days.push(day.map_err(|e| if e.is_user_error() { Error::Usage(e.to_string()) } else { e.into() })?);
     }
     let runs: Vec<store::NewRun<'_>> = scorers
         .iter()
@@ -155,8 +151,8 @@ pub fn run(
     date: NaiveDate,
     cfg: &RecommendConfig,
     db: &Database,
-) -> anyhow::Result<Vec<StoredDay>> {
-    cfg.actions.validate().map_err(|e| UsageError(e.to_string()))?;
+) -> Result<Vec<StoredDay>> {
+    cfg.actions.validate().map_err(|e| Error::Usage(e.to_string()))?;
     let reg = Registry::new(models_dir);
     let scorers = scorers(&reg, &references(&reg, models)?)?;
     let rt = runtime()?;

@@ -8,6 +8,7 @@ pub use stockcast_features::io::load_toml;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Error, Kind};
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -19,14 +20,13 @@ mod tests {
     #[test]
     fn unreadable_and_invalid_files_are_usage_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let missing: anyhow::Error =
-            load_toml::<T>(&dir.path().join("nope.toml"), "quality config").unwrap_err().into();
-        assert_eq!(crate::exit_code(&missing), crate::exit::BAD_INPUT);
+        let missing: Error = load_toml::<T>(&dir.path().join("nope.toml"), "quality config").unwrap_err().into();
+        assert_eq!(missing.kind(), Kind::Usage);
         assert!(missing.to_string().contains("nope.toml"), "{missing}");
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, "b = 1\n").unwrap();
-        let bad: anyhow::Error = load_toml::<T>(&p, "quality config").unwrap_err().into();
-        assert_eq!(crate::exit_code(&bad), crate::exit::BAD_INPUT);
+        let bad: Error = load_toml::<T>(&p, "quality config").unwrap_err().into();
+        assert_eq!(bad.kind(), Kind::Usage);
         assert!(bad.to_string().contains("invalid quality config"), "{bad}");
         std::fs::write(&p, "a = 1\n").unwrap();
         assert!(load_toml::<T>(&p, "quality config").is_ok());
@@ -37,7 +37,7 @@ mod tests {
     fn unreadable_inputs_are_usage_errors_and_failed_writes_are_failures_in_every_crate() {
         let dir = tempfile::tempdir().unwrap();
         let nope = dir.path().join("nope");
-        let reads: Vec<anyhow::Error> = vec![
+        let reads: Vec<Error> = vec![
             stockcast_backtest::portfolio::load_index(&nope).unwrap_err().into(),
             stockcast_backtest::BacktestConfig::from_file(&nope).unwrap_err().into(),
             stockcast_models::ModelConfig::from_file(&nope).unwrap_err().into(),
@@ -45,14 +45,14 @@ mod tests {
             stockcast_infer::server::ServeConfig::from_file(&nope).unwrap_err().into(),
         ];
         for e in &reads {
-            assert_eq!(crate::exit_code(e), crate::exit::BAD_INPUT, "{e}");
+            assert_eq!(e.kind(), Kind::Usage, "{e}");
             assert!(e.to_string().contains("nope"), "{e}");
         }
         // A write under a path whose parent is a file: the environment, not the input (models, reports and
         // features all write through these errors).
         let file = dir.path().join("a-file");
         std::fs::write(&file, "x").unwrap();
-        let e: anyhow::Error = stockcast_features::io::write_atomic(&file.join("out.json"), b"{}").unwrap_err().into();
-        assert_eq!(crate::exit_code(&e), crate::exit::FAILURE, "{e}");
+        let e: Error = stockcast_features::io::write_atomic(&file.join("out.json"), b"{}").unwrap_err().into();
+        assert_eq!(e.kind(), Kind::Failure, "{e}");
     }
 }

@@ -4,6 +4,7 @@
 //! exist for the merge), a report's `report.json` after every other file, and a plan is created only if absent
 //! (the first shard's plan; any other shard checked its own against it first).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use stockcast_backtest::report::{RUN_MARKERS, check_run_dir};
@@ -11,12 +12,16 @@ use stockcast_backtest::shard::{self, KEPT, PLAN_FILE, SHARDS_DIR, ShardId};
 use stockcast_features::objects::{self, Objects};
 use stockcast_features::outputs::{self, Replace};
 
+use crate::Result;
+
 /// Where a job writes its run directory.
 #[derive(Debug)]
 pub struct Staging {
     /// The local directory the job writes (the run directory itself when it is local).
     pub dir: PathBuf,
     remote: Option<Objects>,
+    /// What [`Staging::pull`] downloaded: nothing yet (`None`), the plan, or the plan and shards (`Some(true)`).
+    pulled: Cell<Option<bool>>,
     _tmp: Option<stockcast_features::io::ScratchDir>,
 }
 
@@ -28,11 +33,11 @@ impl Staging {
     ///
     /// # Errors
     /// A refused `out`; an unusable URL; a temporary directory that cannot be made.
-    pub fn new(out: &Path, replace: Replace) -> anyhow::Result<Self> {
+    pub fn new(out: &Path, replace: Replace) -> Result<Self> {
         if !objects::is_object_path(out) {
             let dir = objects::local_path(&out.to_string_lossy());
             check_run_dir(&dir, replace)?;
-            return Ok(Self { dir, remote: None, _tmp: None });
+            return Ok(Self { dir, remote: None, pulled: Cell::new(None), _tmp: None });
         }
         let remote = Objects::open(&out.to_string_lossy())?;
         let mut keys = remote.list("")?;
@@ -41,7 +46,7 @@ impl Staging {
             return Err(outputs::not_ours(out, "backtest or training run prefix", &RUN_MARKERS, &mut keys).into());
         }
         let tmp = stockcast_features::io::ScratchDir::new("stockcast-run-")?;
-        Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), _tmp: Some(tmp) })
+        Ok(Self { dir: tmp.path().join("run"), remote: Some(remote), pulled: Cell::new(None), _tmp: Some(tmp) })
     }
 
     /// Where the run is, as the user named it.
@@ -49,12 +54,21 @@ impl Staging {
         self.remote.as_ref().map_or_else(|| self.dir.display().to_string(), |o| o.url().to_owned())
     }
 
-    /// Downloads the plan and, with `shards`, every complete shard (those with their `shard.json`).
+    /// Where shard `id`'s outputs are, as the user named the run.
+    pub fn shown_shard(&self, id: ShardId) -> String {
+        format!("{}/{SHARDS_DIR}/{}", self.shown(), id.index)
+    }
+
+    /// Downloads the plan and, with `shards`, every complete shard (those with their `shard.json`); once per
+    /// staging directory.
     ///
     /// # Errors
     /// Object-store and write errors.
-    pub fn pull(&self, shards: bool) -> anyhow::Result<()> {
+    pub fn pull(&self, shards: bool) -> Result<()> {
         let Some(o) = &self.remote else { return Ok(()) };
+        if self.pulled.get().is_some_and(|had| had || !shards) {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.dir)?;
         if let Some(plan) = o.get(PLAN_FILE)? {
             std::fs::write(self.dir.join(PLAN_FILE), plan.bytes)?;
@@ -65,6 +79,7 @@ impl Staging {
                 o.download_dir(dir, &self.dir.join(dir))?;
             }
         }
+        self.pulled.set(Some(shards));
         Ok(())
     }
 
@@ -72,7 +87,7 @@ impl Staging {
     ///
     /// # Errors
     /// Object-store and read errors.
-    pub fn push_plan(&self, replace: bool) -> anyhow::Result<()> {
+    pub fn push_plan(&self, replace: bool) -> Result<()> {
         let Some(o) = &self.remote else { return Ok(()) };
         let bytes = std::fs::read(self.dir.join(PLAN_FILE))?;
         if replace {
@@ -87,7 +102,7 @@ impl Staging {
     ///
     /// # Errors
     /// Object-store and read errors.
-    pub fn push_shard(&self, id: ShardId) -> anyhow::Result<()> {
+    pub fn push_shard(&self, id: ShardId) -> Result<()> {
         let Some(o) = &self.remote else { return Ok(()) };
         self.push_plan(false)?;
         let rel = format!("{SHARDS_DIR}/{}", id.index);
@@ -102,7 +117,7 @@ impl Staging {
     ///
     /// # Errors
     /// Object-store and read errors.
-    pub fn push_run(&self) -> anyhow::Result<()> {
+    pub fn push_run(&self) -> Result<()> {
         let Some(o) = &self.remote else { return Ok(()) };
         let mut written = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
