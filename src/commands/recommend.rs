@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use stockcast_features::Checked;
 use stockcast_infer::recommend::{ActionRule, RecommendConfig};
 
 use super::out;
@@ -12,17 +13,18 @@ use stockcast_pipeline::Ctx;
 use stockcast_pipeline::prices::load;
 use stockcast_pipeline::recommend::Database;
 
-fn config(a: &RecommendArgs) -> RecommendConfig {
+/// The rule the flags give, checked as any configuration is (the flags are where it enters).
+fn config(a: &RecommendArgs) -> anyhow::Result<RecommendConfig> {
     let actions = match a.actions {
         ActionMethod::Quantile => ActionRule::Quantile { buy_fraction: a.buy_fraction, sell_fraction: a.sell_fraction },
         ActionMethod::Threshold => ActionRule::Threshold { buy_above: a.buy_above, sell_below: a.sell_below },
     };
-    RecommendConfig { actions, calibration_days: a.calibration_days }
+    let actions = Checked::new(actions).map_err(|e| UsageError(e.to_string()))?;
+    Ok(RecommendConfig { actions, calibration_days: a.calibration_days })
 }
 
 pub(crate) fn run(ctx: &Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
-    let cfg = config(a);
-    cfg.actions.validate().map_err(|e| UsageError(e.to_string()))?;
+    let cfg = config(a)?;
     let ctx = &match &a.created_at {
         Some(t) => {
             let t = chrono::DateTime::parse_from_rfc3339(t)

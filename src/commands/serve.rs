@@ -34,7 +34,6 @@ pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
         )
         .into());
     }
-    cfg.recommend.actions.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok(cfg)
 }
 

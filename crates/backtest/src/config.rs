@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use stockcast_features::Checked;
 use stockcast_models::ModelConfig;
 
 use crate::error::{Error, Result};
@@ -61,7 +62,7 @@ pub struct ModelEntry {
     pub config: Option<PathBuf>,
     /// Inline model config, e.g. `model = { kind = "rule", rule = "sma_cross", fast = 10, slow = 20 }`.
     #[serde(default)]
-    pub model: Option<ModelConfig>,
+    pub model: Option<Checked<ModelConfig>>,
 }
 
 /// Command-line overrides of a [`BacktestConfig`] (`None` and an empty list keep the file's values); applied and
@@ -115,10 +116,10 @@ pub struct BacktestConfig {
     pub models: Vec<ModelEntry>,
     /// Portfolio strategy.
     #[serde(default)]
-    pub strategy: StrategyConfig,
+    pub strategy: Checked<StrategyConfig>,
     /// Report settings (quantiles, IC decay horizons, rolling window, drawdown periods).
     #[serde(default)]
-    pub report: crate::tearsheet::ReportConfig,
+    pub report: Checked<crate::tearsheet::ReportConfig>,
     /// Parameter sweeps: `[sweep.<model name>]` with `parameter = [values...]` replaces that model by one model
     /// per point of the grid (every combination), named `<name>[p1=v1,p2=v2]` (parameters in name order).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -198,7 +199,8 @@ impl BacktestConfig {
     }
 
     /// The rules every config meets, from a file or with command-line [`Overrides`]: at least one model, `jobs` ≥
-    /// 1, a plain run name, a horizon ≥ 1 when given, a valid strategy.
+    /// 1, a plain run name, a horizon ≥ 1 when given (the strategy, report settings and inline models are
+    /// checked as they are read: [`Checked`]).
     fn check(&self) -> Result<()> {
         if self.models.is_empty() {
             return Err(Error::Config("no [[models]] given".into()));
@@ -209,8 +211,7 @@ impl BacktestConfig {
         if self.data.horizon == Some(0) {
             return Err(Error::Config("the label horizon must be at least 1 trading day".into()));
         }
-        check_run_name(&self.name)?;
-        self.strategy.validate()
+        check_run_name(&self.name)
     }
 
     /// The config with the command line's `overrides` applied, checked by the same rules as a file (so `--jobs 0`
@@ -238,9 +239,11 @@ impl BacktestConfig {
         self.data.horizon = o.horizon.or(self.data.horizon);
         self.split.test_days = o.test_days.unwrap_or(self.split.test_days);
         self.split.min_train_days = o.min_train_days.unwrap_or(self.split.min_train_days);
-        self.strategy.rebalance_days = o.rebalance_days.unwrap_or(self.strategy.rebalance_days);
-        self.strategy.commission_bps = o.commission_bps.unwrap_or(self.strategy.commission_bps);
-        self.strategy.slippage_bps = o.slippage_bps.unwrap_or(self.strategy.slippage_bps);
+        let mut strategy = self.strategy.into_inner();
+        strategy.rebalance_days = o.rebalance_days.unwrap_or(strategy.rebalance_days);
+        strategy.commission_bps = o.commission_bps.unwrap_or(strategy.commission_bps);
+        strategy.slippage_bps = o.slippage_bps.unwrap_or(strategy.slippage_bps);
+        self.strategy = Checked::new(strategy)?;
         self.check()?;
         Ok(self)
     }
@@ -318,10 +321,7 @@ impl BacktestConfig {
                     (Some(p), None) => {
                         ModelConfig::from_file(p).map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?
                     }
-                    (None, Some(c)) => {
-                        c.validate().map_err(|e| Error::Config(format!("model {:?}: {e}", m.name)))?;
-                        c.clone()
-                    }
+                    (None, Some(c)) => c.clone(),
                 };
                 Ok(ModelSpec { name: m.name.clone(), config })
             })
@@ -384,8 +384,9 @@ fn sweep_grid(base: &ModelSpec, grid: &toml::Table) -> Result<Vec<ModelSpec>> {
         }
         label.reverse();
         let name = format!("{}[{}]", base.name, label.join(","));
-        let config: ModelConfig = toml::Value::Table(table).try_into().map_err(|e| err(format!("{name}: {e}")))?;
-        config.validate().map_err(|e| err(format!("{name}: {e}")))?;
+        // Deserialising checks the expanded configuration.
+        let config: Checked<ModelConfig> =
+            toml::Value::Table(table).try_into().map_err(|e| err(format!("{name}: {e}")))?;
         out.push(ModelSpec { name, config });
     }
     Ok(out)

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use stockcast_features::{Checked, Params};
+
 use crate::error::{Error, Result};
 use crate::metrics;
 
@@ -228,12 +230,10 @@ impl Default for StrategyConfig {
     }
 }
 
-impl StrategyConfig {
-    /// Checks the parameters.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the field.
-    pub fn validate(&self) -> Result<()> {
+/// The strategy's parameters, checked where the configuration is read; [`simulate`] takes them checked.
+impl Params for StrategyConfig {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("strategy: {m}")));
         match self.rule {
             Rule::TopK { k: 0, .. } | Rule::LongShort { k: 0 } => return err("k must be at least 1".into()),
@@ -714,12 +714,11 @@ impl Book {
 /// # Errors
 /// [`Error::Config`] for invalid parameters, [`Error::Data`] when no score matches the market.
 pub fn simulate(
-    cfg: &StrategyConfig,
+    cfg: &Checked<StrategyConfig>,
     market: &Market,
     scores: &BTreeMap<(NaiveDate, String), f64>,
     index: Option<&BTreeMap<NaiveDate, f64>>,
 ) -> Result<Simulation> {
-    cfg.validate()?;
     let nsym = market.symbols.len();
     let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
     for ((d, s), v) in scores {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 use serde_json::{Value, json};
+use stockcast_features::Checked;
 use stockcast_features::outputs::{Marker, Replace, check_output_dir, replace_dir};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::prices::date_to_days;
@@ -90,12 +91,11 @@ pub fn evaluate(
     wf: &WalkForward,
     models: &[crate::runner::ModelSpec],
     market: &Market,
-    strategy: &StrategyConfig,
+    strategy: &Checked<StrategyConfig>,
     index: Option<&BTreeMap<NaiveDate, f64>>,
     seed: u64,
-    report: &ReportConfig,
+    report: &Checked<ReportConfig>,
 ) -> Result<Evaluation> {
-    report.validate().map_err(Error::Config)?;
     let mut reports = evaluate_models(wf, models, market, strategy, index, report)?;
     for r in &mut reports {
         if let Some(paths) = wf.paths.get(&r.name) {
@@ -124,7 +124,7 @@ fn cpcv_paths(
     name: &str,
     paths: &[Vec<crate::runner::OosPrediction>],
     market: &Market,
-    strategy: &StrategyConfig,
+    strategy: &Checked<StrategyConfig>,
 ) -> Result<CpcvPaths> {
     let mut sharpe = Vec::new();
     let mut rank_ic = Vec::new();
@@ -152,9 +152,9 @@ fn evaluate_models(
     wf: &WalkForward,
     models: &[crate::runner::ModelSpec],
     market: &Market,
-    strategy: &StrategyConfig,
+    strategy: &Checked<StrategyConfig>,
     index: Option<&BTreeMap<NaiveDate, f64>>,
-    report: &ReportConfig,
+    report: &Checked<ReportConfig>,
 ) -> Result<Vec<ModelReport>> {
     let mut names: Vec<&String> = Vec::new();
     for r in &wf.results {

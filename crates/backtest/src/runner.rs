@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use serde::Serialize;
+use stockcast_features::Checked;
 use stockcast_models::{Dataset, ModelConfig, Rows, TrainedModel};
 
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ pub struct ModelSpec {
     /// Name in reports (unique in a run).
     pub name: String,
     /// Its configuration.
-    pub config: ModelConfig,
+    pub config: Checked<ModelConfig>,
 }
 
 /// One out-of-sample prediction.
@@ -227,7 +228,6 @@ pub fn plan_calendar(cal: Vec<NaiveDate>, models: &[ModelSpec], split: &SplitCon
         if models[..i].iter().any(|o| o.name == m.name) {
             return Err(Error::Config(format!("model name {:?} is used twice", m.name)));
         }
-        m.config.validate().map_err(|e| Error::Model { model: m.name.clone(), fold: 0, source: e })?;
     }
     let folds = split.folds(cal.len(), horizon)?;
     let tasks = (0..models.len())

@@ -35,12 +35,10 @@ impl Default for ReportConfig {
     }
 }
 
-impl ReportConfig {
-    /// Checks the settings.
-    ///
-    /// # Errors
-    /// A message naming the bad key.
-    pub fn validate(&self) -> Result<(), String> {
+/// The report's settings, checked where the configuration is read; the evaluation takes them checked.
+impl stockcast_features::Params for ReportConfig {
+    type Error = String;
+    fn check(&self) -> Result<(), String> {
         if self.quantiles < 2 || self.quantiles > 20 {
             return Err(format!("report.quantiles must be in 2..=20, got {}", self.quantiles));
         }

@@ -195,7 +195,7 @@ fn synthetic_dataset(rows: usize, cols: usize, seed: u64) -> anyhow::Result<stoc
 
 /// Fits on `data` and predicts it again: the predictions and the seconds each step took.
 fn fit_and_predict(
-    cfg: &stockcast_models::ModelConfig,
+    cfg: &stockcast_features::Checked<stockcast_models::ModelConfig>,
     data: &stockcast_models::Dataset,
     seed: u64,
 ) -> anyhow::Result<(stockcast_models::Predictions, f64, f64)> {

@@ -5,6 +5,7 @@
 //! This is the only stockcast crate whose public API names Polars types.
 
 pub mod build;
+pub mod checked;
 pub mod clock;
 mod encode;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod synth;
 pub use build::{
     FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_labels, for_each_shard, write_features,
 };
+pub use checked::{Checked, Params};
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use incremental::{CachedBuild, build_features_cached};

@@ -35,8 +35,8 @@ pub fn is_database_url(p: &Path) -> bool {
 pub struct LoadOptions {
     /// File-level options (symbol for single-symbol files).
     pub read: ReadOptions,
-    /// Quality policies.
-    pub quality: QualityConfig,
+    /// Quality policies, checked.
+    pub quality: crate::Checked<QualityConfig>,
     /// Optional securities file (`symbol,name,sector`).
     pub securities: Option<PathBuf>,
 }
@@ -149,7 +149,6 @@ pub struct Loaded {
 /// Bad files ([`Error::BadInput`]) and failed checks ([`Error::Quality`], which carries
 /// the report so far) are user errors.
 pub fn load_prices(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
-    opts.quality.validate()?;
     let bars = read_bars(path, &opts.read)?;
     let securities = match &opts.securities {
         Some(p) => read_securities(p)?,
@@ -166,8 +165,12 @@ pub fn load_prices(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
 ///
 /// # Errors
 /// As [`load_prices`]; the source named in messages is `bars.source`.
-pub fn check_bars(mut bars: Bars, quality: &QualityConfig, securities: Vec<Security>, stored: bool) -> Result<Loaded> {
-    quality.validate()?;
+pub fn check_bars(
+    mut bars: Bars,
+    quality: &crate::Checked<QualityConfig>,
+    securities: Vec<Security>,
+    stored: bool,
+) -> Result<Loaded> {
     let path = bars.source.clone();
     let mut run = QualityRun::new(quality, &bars);
     let with_report = |e: Error, run: &QualityRun<'_>| match e {

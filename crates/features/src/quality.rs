@@ -190,9 +190,13 @@ impl QualityConfig {
         let over = if check.is_row_defect() { self.on_bad_rows } else { None };
         over.or_else(|| self.policies.get(&check).copied()).unwrap_or_else(|| check.default_policy())
     }
+}
 
-    /// Validates thresholds.
-    pub fn validate(&self) -> Result<()> {
+/// Thresholds and policies, checked where the configuration enters (a quality config file with the command
+/// line's overrides); loading takes them checked ([`crate::LoadOptions`]).
+impl crate::Params for QualityConfig {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
         if !(self.move_threshold > 0.0 && self.move_threshold.is_finite()) {
             return Err(Error::config("quality config", "move_threshold must be a positive number"));
         }
@@ -970,12 +974,12 @@ mod tests {
         for check in [Check::Gap, Check::SuspectSplit, Check::ZeroVolumeStreak, Check::Unsorted] {
             let mut c = QualityConfig::default();
             c.policies.insert(check, Policy::Drop);
-            let e = c.validate().unwrap_err().to_string();
+            let e = crate::Params::check(&c).unwrap_err().to_string();
             assert!(e.contains(check.name()) && e.contains("cannot be `drop`"), "{e}");
         }
         let mut c = QualityConfig::default();
         c.policies.insert(Check::Spike, Policy::Drop);
-        c.validate().unwrap();
+        crate::Params::check(&c).unwrap();
     }
 
     #[test]

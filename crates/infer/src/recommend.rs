@@ -270,12 +270,11 @@ impl Default for ActionRule {
     }
 }
 
-impl ActionRule {
-    /// Checks the numbers.
-    ///
-    /// # Errors
-    /// [`Error::Data`] naming the bad field.
-    pub fn validate(&self) -> Result<()> {
+/// The rule's numbers, checked where the configuration enters (a serve config file, the command line);
+/// [`compute_day`] takes them checked.
+impl stockcast_features::Params for ActionRule {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
         match *self {
             Self::Threshold { buy_above, sell_below } => {
                 if !(buy_above.is_finite() && sell_below.is_finite() && sell_below <= buy_above) {
@@ -297,7 +296,9 @@ impl ActionRule {
         }
         Ok(())
     }
+}
 
+impl ActionRule {
     fn action(&self, rank: usize, n: usize, expected: f64) -> Action {
         match *self {
             Self::Threshold { buy_above, sell_below } => {
@@ -452,7 +453,7 @@ pub fn sectors(prices: &PriceFrame) -> BTreeMap<String, String> {
 pub struct RecommendConfig {
     /// How actions are assigned.
     #[serde(default)]
-    pub actions: ActionRule,
+    pub actions: stockcast_features::Checked<ActionRule>,
     /// Labelled dates used to calibrate rule scores into expected returns.
     #[serde(default = "default_calibration_days")]
     pub calibration_days: usize,
@@ -464,7 +465,7 @@ fn default_calibration_days() -> usize {
 
 impl Default for RecommendConfig {
     fn default() -> Self {
-        Self { actions: ActionRule::default(), calibration_days: default_calibration_days() }
+        Self { actions: stockcast_features::Checked::default(), calibration_days: default_calibration_days() }
     }
 }
 
@@ -492,7 +493,6 @@ pub fn compute_day(
     cfg: &RecommendConfig,
     cancel: &Cancel,
 ) -> Result<DayRun> {
-    cfg.actions.validate()?;
     let day = scorer.score_day_cancellable(prices, as_of, cancel)?;
     let (expected, method) = scorer.expected_returns(prices, &day, cfg.calibration_days)?;
     cancel.check()?;

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
+use stockcast_features::Checked;
+
 use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, Replace, TrainedModel, fit_rows as fit_model};
 
 /// Members and optional weights.
@@ -16,15 +18,16 @@ use crate::model::{Model, ModelConfig, ModelKind, ModelMeta, Replace, TrainedMod
 #[serde(deny_unknown_fields)]
 pub struct EnsembleConfig {
     /// Member models (`[[members]]` tables, each with its own `kind`).
-    pub members: Vec<ModelConfig>,
+    /// Each is checked as it is read.
+    pub members: Vec<Checked<ModelConfig>>,
     /// Weights per member (default: equal).
     #[serde(default)]
     pub weights: Vec<f64>,
 }
 
 impl EnsembleConfig {
-    /// Checks every parameter (see [`ModelKind::validate`]).
-    pub(crate) fn check(&self) -> Result<()> {
+    /// Checks every parameter (see [`ModelKind::check_params`]).
+    pub(crate) fn check_members(&self) -> Result<()> {
         if self.members.is_empty() {
             return Err(Error::Config("ensemble: no members".into()));
         }
@@ -36,9 +39,6 @@ impl EnsembleConfig {
         if self.weights.iter().sum::<f64>() == 0.0 && !self.weights.is_empty() {
             return Err(Error::Config("ensemble: weights sum to 0".into()));
         }
-        for m in &self.members {
-            m.validate()?;
-        }
         Ok(())
     }
 }
@@ -47,8 +47,8 @@ impl ModelKind for EnsembleConfig {
     fn name(&self) -> &'static str {
         "ensemble"
     }
-    fn validate(&self) -> Result<()> {
-        self.check()
+    fn check_params(&self) -> Result<()> {
+        self.check_members()
     }
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {
         self.fit_rows(Rows::all(train), valid.map(Rows::all), seed)
@@ -60,16 +60,16 @@ impl ModelKind for EnsembleConfig {
         Ok(Box::new(Ensemble::load(dir)?))
     }
     fn uses_sequences(&self) -> bool {
-        self.members.iter().any(ModelConfig::uses_sequences)
+        self.members.iter().any(|m| m.uses_sequences())
     }
     fn uses_validation(&self) -> bool {
-        self.members.iter().any(ModelConfig::uses_validation)
+        self.members.iter().any(|m| m.uses_validation())
     }
     fn learns(&self) -> bool {
-        self.members.iter().any(ModelConfig::learns)
+        self.members.iter().any(|m| m.learns())
     }
     fn uses_features(&self) -> bool {
-        self.members.iter().any(ModelConfig::uses_features)
+        self.members.iter().any(|m| m.uses_features())
     }
     fn history_days(&self, warmup: usize) -> Option<usize> {
         self.members.iter().map(|m| m.history_days(warmup)).try_fold(0, |acc, d| d.map(|d| acc.max(d)))

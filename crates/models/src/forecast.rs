@@ -126,7 +126,7 @@ impl ModelKind for ForecastConfig {
     fn name(&self) -> &'static str {
         "forecast"
     }
-    fn validate(&self) -> Result<()> {
+    fn check_params(&self) -> Result<()> {
         self.check()
     }
     fn fit(&self, train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {

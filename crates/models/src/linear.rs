@@ -63,7 +63,7 @@ impl ModelKind for LinearConfig {
     fn name(&self) -> &'static str {
         "linear"
     }
-    fn validate(&self) -> Result<()> {
+    fn check_params(&self) -> Result<()> {
         self.check()
     }
     fn fit(&self, train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {

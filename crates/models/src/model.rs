@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 pub use stockcast_features::outputs::Replace;
 use stockcast_features::outputs::{Marker, check_output_dir, replace_dir};
+use stockcast_features::{Checked, Params};
 
 use crate::data::{Dataset, Predictions, Rows};
 use crate::error::{Error, Result};
@@ -54,8 +55,8 @@ pub struct Importance {
 pub trait ModelKind: std::fmt::Debug + Send + Sync {
     /// The kind's name (`kind = "..."` in TOML).
     fn name(&self) -> &'static str;
-    /// Checks every parameter once, before any fitting.
-    fn validate(&self) -> Result<()>;
+    /// Checks every parameter once, where the configuration enters ([`ModelConfig`]'s [`Params::check`]).
+    fn check_params(&self) -> Result<()>;
     /// Fits on `train` (rows with labels), early-stopping on `valid` where the kind supports it.
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>>;
     /// [`ModelKind::fit`] on rows of datasets: the same model as fitting on [`Rows::materialize`]d copies, which
@@ -138,15 +139,14 @@ impl ModelConfig {
         self.as_kind().name()
     }
 
-    /// Parses and validates a TOML config.
-    pub fn from_toml(text: &str) -> Result<Self> {
+    /// Parses and checks a TOML config.
+    pub fn from_toml(text: &str) -> Result<Checked<Self>> {
         let cfg: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        Checked::new(cfg)
     }
 
-    /// Reads and validates a config file.
-    pub fn from_file(path: &Path) -> Result<Self> {
+    /// Reads and checks a config file.
+    pub fn from_file(path: &Path) -> Result<Checked<Self>> {
         let text = stockcast_features::io::read_text(path)?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
@@ -183,10 +183,14 @@ impl ModelConfig {
     pub fn score_is_label(&self) -> bool {
         self.as_kind().score_is_label()
     }
+}
 
-    /// Checks every parameter once, before any fitting.
-    pub fn validate(&self) -> Result<()> {
-        self.as_kind().validate()
+/// Every parameter of the kind, checked once where a configuration enters (a file, a backtest's inline model,
+/// a stored artifact): [`fit`] takes the [`Checked`] configuration and never checks again.
+impl Params for ModelConfig {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
+        self.as_kind().check_params()
     }
 }
 
@@ -199,7 +203,7 @@ pub struct ModelMeta {
     /// Model kind.
     pub kind: String,
     /// The configuration it was fitted with.
-    pub config: ModelConfig,
+    pub config: Checked<ModelConfig>,
     /// Hash of the feature spec of the training data.
     pub spec_hash: String,
     /// Feature names, in matrix column order.
@@ -231,7 +235,7 @@ pub struct TrainedModel {
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid config, [`Error::Data`] for unusable data, library errors otherwise.
-pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<TrainedModel> {
+pub fn fit(config: &Checked<ModelConfig>, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<TrainedModel> {
     fit_rows(config, Rows::all(train), valid.map(Rows::all), seed)
 }
 
@@ -240,8 +244,12 @@ pub fn fit(config: &ModelConfig, train: &Dataset, valid: Option<&Dataset>, seed:
 ///
 /// # Errors
 /// As [`fit`].
-pub fn fit_rows(config: &ModelConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<TrainedModel> {
-    config.validate()?;
+pub fn fit_rows(
+    config: &Checked<ModelConfig>,
+    train: Rows<'_>,
+    valid: Option<Rows<'_>>,
+    seed: u64,
+) -> Result<TrainedModel> {
     let (names, spec) = (&train.data.matrix.feature_names, &train.data.matrix.spec_hash);
     if let Some(v) = valid
         && (v.data.matrix.feature_names != *names || v.data.matrix.spec_hash != *spec)

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use stockcast_features::objects::{self, Objects, Versioned};
 
 use crate::error::{Error, Result};
+use stockcast_features::Checked;
+
 use crate::model::{ModelConfig, TrainedModel, list_files, sha256_file};
 
 /// The alias the server and `recommend` use.
@@ -59,7 +61,7 @@ pub struct Manifest {
     /// Model kind.
     pub kind: String,
     /// Its parameters.
-    pub config: ModelConfig,
+    pub config: Checked<ModelConfig>,
     /// Feature spec hash (the spec itself is `spec.toml` in the version directory).
     pub feature_spec_hash: String,
     /// Data facts.

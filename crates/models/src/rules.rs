@@ -70,7 +70,7 @@ impl ModelKind for RuleConfig {
     fn name(&self) -> &'static str {
         "rule"
     }
-    fn validate(&self) -> Result<()> {
+    fn check_params(&self) -> Result<()> {
         self.check()
     }
     fn fit(&self, _train: &Dataset, _valid: Option<&Dataset>, _seed: u64) -> Result<Box<dyn Model>> {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stockcast_features::{LoadOptions, Loaded, Policy, QualityConfig, QualityReport, ReadOptions};
+use stockcast_features::{Checked, LoadOptions, Loaded, Policy, QualityConfig, QualityReport, ReadOptions};
 
 use crate::{Context, Ctx, Error, Result};
 
@@ -36,7 +36,7 @@ impl PriceInput {
 }
 
 /// Reads `quality_config` (or the defaults) and applies `on_bad_rows`.
-pub fn quality_config(input: &PriceInput) -> Result<QualityConfig> {
+pub fn quality_config(input: &PriceInput) -> Result<Checked<QualityConfig>> {
     let mut cfg = match &input.quality_config {
         Some(p) => crate::config::load_toml::<QualityConfig>(p, "quality config")?,
         None => QualityConfig::default(),
@@ -48,8 +48,7 @@ pub fn quality_config(input: &PriceInput) -> Result<QualityConfig> {
         cfg.splits.extend(stockcast_features::read_splits(path)?);
     }
     cfg.adjust_detected_splits |= input.adjust_detected_splits;
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(Checked::new(cfg)?)
 }
 
 /// Where removed rows go: `quarantine`, else `<stem>.quarantine.csv` beside `default_beside` (a database source

@@ -152,7 +152,6 @@ pub fn run(
     cfg: &RecommendConfig,
     db: &Database,
 ) -> Result<Vec<StoredDay>> {
-    cfg.actions.validate().map_err(|e| Error::Usage(e.to_string()))?;
     let reg = Registry::new(models_dir);
     let scorers = scorers(&reg, &references(&reg, models)?)?;
     let rt = runtime()?;

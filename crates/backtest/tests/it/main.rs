@@ -14,7 +14,7 @@ use stockcast_backtest::portfolio::{self, Fill, Market, Rule, StrategyConfig};
 use stockcast_backtest::runner::{self, ModelSpec, RunOptions};
 use stockcast_backtest::split::{SplitConfig, WindowKind};
 use stockcast_features::polars::prelude::*;
-use stockcast_features::{FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, PriceFrame, SynthConfig};
+use stockcast_features::{Checked, FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, PriceFrame, SynthConfig};
 use stockcast_models::{Dataset, History, ModelConfig};
 
 mod overfit;
@@ -287,16 +287,9 @@ fn a_cpcv_run_predicts_every_date_on_every_path() {
         wf.results.iter().map(|r| r.train_rows).collect::<Vec<_>>()
     );
     let market = Market::from_prices(&prices).unwrap();
-    let eval = stockcast_backtest::report::evaluate(
-        &wf,
-        &models,
-        &market,
-        &StrategyConfig::default(),
-        None,
-        1,
-        &stockcast_backtest::tearsheet::ReportConfig::default(),
-    )
-    .unwrap();
+    let eval =
+        stockcast_backtest::report::evaluate(&wf, &models, &market, &Checked::default(), None, 1, &Checked::default())
+            .unwrap();
     let c = eval.models[0].cpcv.as_ref().unwrap();
     assert_eq!((c.paths, c.sharpe.len(), c.rank_ic.len()), (4, 4, 4));
     assert!(c.sharpe.iter().all(|s| s.is_finite()));
@@ -489,7 +482,7 @@ fn costs_turnover_and_fills_match_hand_computations() {
         ..StrategyConfig::default()
     };
     // A 3rd symbol is not needed: B is only the loser.
-    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    let sim = portfolio::simulate(&Checked::new(cfg.clone()).unwrap(), &market, &scores, None).unwrap();
     // Day 0: signal only. Day 1: buy at open 110 · 1.001 with equity 1000 / 1.002 to spend.
     let exec = 110.0 * 1.001;
     let shares = 1000.0 / 1.002 / 110.0;
@@ -522,7 +515,7 @@ fn a_full_rotation_between_two_symbols_is_one_way_turnover_one() {
     }
     let cfg =
         StrategyConfig { rule: Rule::TopK { k: 1, n_drop: None }, fill: Fill::Close, ..StrategyConfig::default() };
-    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    let sim = portfolio::simulate(&Checked::new(cfg.clone()).unwrap(), &market, &scores, None).unwrap();
     // Day 0: bought 100 % from cash (one-way ½); day 1: sold 100 % and bought 100 % (one-way 1); day 2: nothing.
     assert!(close(sim.turnover[0], 0.5, 1e-12), "{:?}", sim.turnover);
     assert!(close(sim.turnover[1], 1.0, 1e-12), "{:?}", sim.turnover);
@@ -564,7 +557,7 @@ fn a_held_symbol_whose_prices_stop_is_liquidated_at_its_last_close() {
             delisting_return,
             ..StrategyConfig::default()
         };
-        let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+        let sim = portfolio::simulate(&Checked::new(cfg.clone()).unwrap(), &market, &scores, None).unwrap();
         // Bought 50 shares of B at 20 on day 0; its last close is 22 on day 2; sold on day 3 at 22 · (1 + r).
         let cash = 50.0 * 22.0 * (1.0 + delisting_return);
         assert_eq!(sim.stats.delisted, 1);
@@ -601,7 +594,7 @@ fn an_order_for_a_missing_bar_fills_at_the_symbol_next_bar() {
         capital: 900.0,
         ..StrategyConfig::default()
     };
-    let sim = portfolio::simulate(&cfg, &market, &scores, None).unwrap();
+    let sim = portfolio::simulate(&Checked::new(cfg.clone()).unwrap(), &market, &scores, None).unwrap();
     let b = sim.trades.iter().find(|t| t.symbol == "B").expect("the order for B waited and filled");
     assert_eq!(b.entry_date, dates[2]);
     assert!(close(b.entry_price, 30.0, 1e-12));
@@ -622,7 +615,7 @@ fn long_short_and_n_drop_pick_the_documented_names() {
         scores.insert((dates[1], s.to_string()), i as f64);
     }
     let ls = StrategyConfig { rule: Rule::LongShort { k: 1 }, fill: Fill::Close, ..StrategyConfig::default() };
-    let sim = portfolio::simulate(&ls, &market, &scores, None).unwrap();
+    let sim = portfolio::simulate(&Checked::new(ls.clone()).unwrap(), &market, &scores, None).unwrap();
     // Flat prices: long A/short D then long D/short A; all trades break even, exposure 1.
     assert!(close(sim.stats.exposure, 1.0, 1e-9), "{}", sim.stats.exposure);
     assert_eq!(sim.trades.iter().filter(|t| t.symbol == "A" && t.side == 1).count(), 1);
@@ -630,7 +623,7 @@ fn long_short_and_n_drop_pick_the_documented_names() {
     // Top 2 with n_drop = 1: day 0 holds A, B; day 1 drops only the worst held (A) for the best new (D).
     let td =
         StrategyConfig { rule: Rule::TopK { k: 2, n_drop: Some(1) }, fill: Fill::Close, ..StrategyConfig::default() };
-    let sim = portfolio::simulate(&td, &market, &scores, None).unwrap();
+    let sim = portfolio::simulate(&Checked::new(td.clone()).unwrap(), &market, &scores, None).unwrap();
     let held_day1: Vec<&str> = sim
         .trades
         .iter()

@@ -61,7 +61,7 @@ fn dirty_panel() -> (String, BTreeSet<(String, String)>) {
 }
 
 fn options(quality: QualityConfig) -> LoadOptions {
-    LoadOptions { quality, ..LoadOptions::default() }
+    LoadOptions { quality: stockcast_features::Checked::new(quality).unwrap(), ..LoadOptions::default() }
 }
 
 #[test]

@@ -20,7 +20,8 @@ fn long(rows: &[&str]) -> String {
 }
 
 fn with_policy(p: Policy) -> LoadOptions {
-    LoadOptions { quality: QualityConfig { on_bad_rows: Some(p), ..Default::default() }, ..Default::default() }
+    let quality = QualityConfig { on_bad_rows: Some(p), ..Default::default() };
+    LoadOptions { quality: stockcast_features::Checked::new(quality).unwrap(), ..Default::default() }
 }
 
 #[test]
@@ -275,8 +276,9 @@ fn ohlc_inconsistent_rows_are_dropped_by_default_and_quarantined() {
     assert_eq!(lines, [3, 4]);
     assert!(loaded.report.quarantine[0].flag.detail.contains("high 9.5 below max"));
     // With error policy it fails naming the row.
-    let mut opts = LoadOptions::default();
-    opts.quality.policies.insert(Check::OhlcInconsistent, Policy::Error);
+    let mut quality = QualityConfig::default();
+    quality.policies.insert(Check::OhlcInconsistent, Policy::Error);
+    let opts = LoadOptions { quality: stockcast_features::Checked::new(quality).unwrap(), ..LoadOptions::default() };
     let msg = load_prices(&p, &opts).unwrap_err().to_string();
     assert!(msg.contains("line 3") && msg.contains("ohlc_inconsistent"), "{msg}");
 }
@@ -296,8 +298,9 @@ fn unsorted_input_is_sorted_with_a_warning_or_refused() {
     assert_eq!(loaded.report.rows_kept, 4);
     assert_eq!(col_str(loaded.prices.df(), "symbol"), ["A", "A", "B", "B"]);
     assert_eq!(col_f64(loaded.prices.df(), "close")[0], Some(10.5));
-    let mut opts = LoadOptions::default();
-    opts.quality.policies.insert(Check::Unsorted, Policy::Error);
+    let mut quality = QualityConfig::default();
+    quality.policies.insert(Check::Unsorted, Policy::Error);
+    let opts = LoadOptions { quality: stockcast_features::Checked::new(quality).unwrap(), ..LoadOptions::default() };
     let msg = load_prices(&p, &opts).unwrap_err().to_string();
     assert!(msg.contains("unsorted") && msg.contains("line 4"), "{msg}");
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use stockcast_features::{BarsBuilder, QualityConfig};
+use stockcast_features::BarsBuilder;
 
 use super::work::cancellable;
 use super::{ApiError, AppState, api};
@@ -481,7 +481,7 @@ fn bars_frame(bars: &[api::BarIn]) -> Result<stockcast_features::Loaded, Error> 
     for b in bars {
         builder.push(&b.symbol, b.date, [b.open, b.high, b.low, Some(b.close), b.volume, None]);
     }
-    Ok(stockcast_features::check_bars(builder.finish(), &QualityConfig::default(), Vec::new(), false)?)
+    Ok(stockcast_features::check_bars(builder.finish(), &stockcast_features::Checked::default(), Vec::new(), false)?)
 }
 
 /// Reads the stored bars up to `until`: all of them, or only the last `days` trading dates (quality checks are
@@ -504,7 +504,7 @@ fn checked_prices(
     bars: stockcast_features::load::Bars,
     securities: Vec<stockcast_features::Security>,
 ) -> Result<stockcast_features::PriceFrame, Error> {
-    Ok(stockcast_features::check_bars(bars, &QualityConfig::default(), securities, true)?.prices)
+    Ok(stockcast_features::check_bars(bars, &stockcast_features::Checked::default(), securities, true)?.prices)
 }
 
 async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use stockcast_features::QualityConfig;
+use stockcast_features::Params as _;
 use stockcast_infer::recommend::{self, Action, ActionRule, DayScores, ExpectedReturn, RecommendConfig, Scorer};
 use stockcast_infer::store;
 use stockcast_models::registry::{ModelRef, Registry};
@@ -18,7 +18,7 @@ async fn stored_prices_read_back_as_the_file_loaded_them() {
     let file = us5();
     store::import_prices(&pool, &file.prices, &[]).await.unwrap();
     let (bars, secs) = store::read_prices(&pool, "test db", &store::PriceQuery::default()).await.unwrap();
-    let back = stockcast_features::check_bars(bars, &QualityConfig::default(), secs, true).unwrap();
+    let back = stockcast_features::check_bars(bars, &stockcast_features::Checked::default(), secs, true).unwrap();
     assert_eq!(back.prices.height(), file.prices.height());
     // Same columns and values (raw_close included): the content hash matches.
     assert_eq!(back.prices.data_hash(), file.prices.data_hash());
@@ -107,8 +107,8 @@ fn ranks_follow_expected_returns_and_actions_follow_the_rule() {
         recommend::rank(&d, &d.scores, &sectors, &ActionRule::Threshold { buy_above: 0.005, sell_below: -0.015 });
     let actions: Vec<Action> = t.iter().map(|r| r.action).collect();
     assert_eq!(actions, [Action::Buy, Action::Buy, Action::Hold, Action::Hold, Action::Sell]);
-    assert!(ActionRule::Quantile { buy_fraction: 0.7, sell_fraction: 0.4 }.validate().is_err());
-    assert!(ActionRule::Threshold { buy_above: -0.1, sell_below: 0.1 }.validate().is_err());
+    assert!(ActionRule::Quantile { buy_fraction: 0.7, sell_fraction: 0.4 }.check().is_err());
+    assert!(ActionRule::Threshold { buy_above: -0.1, sell_below: 0.1 }.check().is_err());
 }
 
 #[test]

@@ -113,7 +113,7 @@ impl ModelKind for GbmConfig {
     fn name(&self) -> &'static str {
         "gbm"
     }
-    fn validate(&self) -> Result<()> {
+    fn check_params(&self) -> Result<()> {
         self.check()
     }
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {

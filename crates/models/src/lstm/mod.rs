@@ -189,7 +189,7 @@ impl ModelKind for LstmConfig {
     fn name(&self) -> &'static str {
         "lstm"
     }
-    fn validate(&self) -> Result<()> {
+    fn check_params(&self) -> Result<()> {
         self.check()
     }
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<Box<dyn Model>> {

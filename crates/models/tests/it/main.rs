@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use stockcast_features::{
-    FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, SpecHash, build_features, load_prices,
+    Checked, FeatureMatrix, FeatureSpec, LoadOptions, MatrixOptions, SpecHash, build_features, load_prices,
 };
 use stockcast_models::{Dataset, History, ModelConfig, Replace, TrainedModel, fit};
 
@@ -31,7 +31,7 @@ fn us5() -> &'static (Dataset, Dataset) {
     })
 }
 
-fn config(name: &str) -> ModelConfig {
+fn config(name: &str) -> Checked<ModelConfig> {
     let p = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
         .join("../../configs/models")
         .join(format!("{name}.toml"));
@@ -49,7 +49,7 @@ fn round_trip(name: &str) {
     round_trip_with(name, &config(name));
 }
 
-fn round_trip_with(name: &str, cfg: &ModelConfig) {
+fn round_trip_with(name: &str, cfg: &Checked<ModelConfig>) {
     let (train, test) = us5();
     let m = fit(cfg, train, None, 7).unwrap();
     let p1 = m.predict(test).unwrap();
@@ -95,7 +95,7 @@ fn lstm_round_trip() {
     .unwrap()
     .replace("epochs = 8", "epochs = 2");
     let cfg = ModelConfig::from_toml(&text).unwrap();
-    assert!(matches!(&cfg, ModelConfig::Lstm(c) if c.epochs == 2));
+    assert!(matches!(&*cfg, ModelConfig::Lstm(c) if c.epochs == 2));
     round_trip_with("lstm", &cfg);
 }
 
