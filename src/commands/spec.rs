@@ -9,7 +9,7 @@ use crate::cli::SpecArgs;
 pub(crate) fn run(args: &SpecArgs) -> anyhow::Result<()> {
     let spec = match &args.spec {
         Some(p) => FeatureSpec::from_file(p).with_context(|| format!("reading feature spec {}", p.display()))?,
-        None => FeatureSpec::default(),
+        None => stockcast_features::Checked::default(),
     };
     out(&format!("# feature spec hash: {}", spec.hash()));
     out(&format!("# {} features (before skipping families whose columns are absent)", spec.output_names().len()));

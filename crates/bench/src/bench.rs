@@ -41,7 +41,13 @@ struct Timing {
     peak_rss_mb: Option<f64>,
 }
 
-fn time_one(ctx: &Ctx, path: &Path, input: &'static str, spec: &FeatureSpec, repeat: usize) -> anyhow::Result<Timing> {
+fn time_one(
+    ctx: &Ctx,
+    path: &Path,
+    input: &'static str,
+    spec: &stockcast_features::Checked<FeatureSpec>,
+    repeat: usize,
+) -> anyhow::Result<Timing> {
     let mut runs = Vec::new();
     let peak_reset = reset_peak_rss();
     let label = format!("{input}: load + quality + features");
@@ -93,7 +99,7 @@ fn features(ctx: &Ctx, a: &BenchFeaturesArgs) -> anyhow::Result<()> {
     }
     drop(df);
     pb.finish();
-    let spec = FeatureSpec::default();
+    let spec: stockcast_features::Checked<FeatureSpec> = stockcast_features::Checked::default();
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     out(&format!(
         "bench features: {} symbols x {} days, default spec, {threads} CPU(s), best of {}",
@@ -452,7 +458,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&models_dir).with_context(|| format!("removing {}", models_dir.display()))?;
     }
     let reg = Registry::new(&models_dir);
-    let spec = FeatureSpec::default();
+    let spec: stockcast_features::Checked<FeatureSpec> = stockcast_features::Checked::default();
     let cut = last - chrono::Duration::days(30);
     let opts = stockcast_models::DatasetOptions {
         matrix: MatrixOptions { require_label: true, drop_incomplete: true },

@@ -7,6 +7,7 @@
 
 use polars::prelude::*;
 
+use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::io::write_frame;
 use crate::load::PriceField;
@@ -154,11 +155,10 @@ fn restricted(def: &FeatureDef, keep: impl Fn(&str) -> bool) -> Option<FeatureDe
 /// As [`build_features`], and [`Error::Io`] naming the file.
 pub fn write_features(
     prices: &PriceFrame,
-    spec: &FeatureSpec,
+    spec: &Checked<FeatureSpec>,
     path: &std::path::Path,
     shard_rows: usize,
 ) -> Result<WrittenFeatures> {
-    spec.validate()?;
     if crate::io::FrameFormat::from_path(path) != crate::io::FrameFormat::Parquet {
         let frame = build_checked(prices, spec)?;
         frame.write(path)?;
@@ -218,11 +218,10 @@ pub fn write_features(
 /// As [`build_features`], and whatever `each` returns.
 pub fn for_each_shard(
     prices: &PriceFrame,
-    spec: &FeatureSpec,
+    spec: &Checked<FeatureSpec>,
     shard_rows: usize,
     mut each: impl FnMut(DataFrame, &[String]) -> Result<()>,
 ) -> Result<WrittenFeatures> {
-    spec.validate()?;
     if spec.label.demean || prices.height() <= shard_rows.max(1) {
         let frame = build_checked(prices, spec)?;
         let summary = WrittenFeatures::of(&frame);
@@ -231,7 +230,7 @@ pub fn for_each_shard(
     }
     let ts_spec = FeatureSpec {
         features: spec.features.iter().filter(|d| !is_cs_family(d.family)).cloned().collect(),
-        ..spec.clone()
+        ..(**spec).clone()
     };
     let cs_defs: Vec<&FeatureDef> = spec.features.iter().filter(|d| is_cs_family(d.family)).collect();
     let sources: std::collections::BTreeSet<&str> =
@@ -245,7 +244,7 @@ pub fn for_each_shard(
             .filter_map(|d| restricted(d, |n| sources.contains(n)))
             .chain(cs_defs.iter().map(|d| (*d).clone()))
             .collect();
-        Some(build_checked(prices, &FeatureSpec { features, ..spec.clone() })?)
+        Some(build_checked(prices, &FeatureSpec { features, ..(**spec).clone() })?)
     };
     let cs_outputs: Vec<String> = cs_defs.iter().flat_map(|d| d.output_names()).collect();
     let cs_names: Vec<String> = cs
@@ -260,7 +259,7 @@ pub fn for_each_shard(
         .unwrap_or_default();
     let shard_spec = FeatureSpec {
         features: ts_spec.features.iter().filter_map(|d| restricted(d, |n| !computed.contains(n))).collect(),
-        ..spec.clone()
+        ..(**spec).clone()
     };
     let in_shards = shard_spec.output_names();
     let taken: Vec<&str> = computed.iter().copied().filter(|n| !in_shards.iter().any(|s| s == n)).collect();
@@ -598,8 +597,7 @@ fn cs_kernel(family: Family, name: &str, x: &Float64Chunked, groups: &[&[usize]]
 /// # Errors
 /// [`Error::Config`] for an invalid spec; [`Error::MissingRequired`] when a `required` family (or an
 /// open-price label) needs a column the data lacks.
-pub fn build_features(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
-    spec.validate()?;
+pub fn build_features(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<FeatureFrame> {
     build_checked(prices, spec)
 }
 
@@ -609,9 +607,8 @@ pub fn build_features(prices: &PriceFrame, spec: &FeatureSpec) -> Result<Feature
 ///
 /// # Errors
 /// As [`build_features`].
-pub fn build_labels(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
-    spec.validate()?;
-    build_checked(prices, &FeatureSpec { features: Vec::new(), ..spec.clone() })
+pub fn build_labels(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<FeatureFrame> {
+    build_checked(prices, &FeatureSpec { features: Vec::new(), ..(**spec).clone() })
 }
 
 fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {

@@ -16,6 +16,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::build::{FeatureFrame, build_features};
+use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::prices::{PriceFrame, date_to_days, days_to_date};
 use crate::spec::FeatureSpec;
@@ -95,7 +96,7 @@ fn refresh_window(prices: &PriceFrame, spec: &FeatureSpec, cached_last: NaiveDat
 ///
 /// # Errors
 /// Feature build or I/O errors (an unreadable cache is not an error: everything is recomputed).
-pub fn build_features_cached(prices: &PriceFrame, spec: &FeatureSpec, dir: &Path) -> Result<CachedBuild> {
+pub fn build_features_cached(prices: &PriceFrame, spec: &Checked<FeatureSpec>, dir: &Path) -> Result<CachedBuild> {
     let dates = trading_dates(prices)?;
     let Some(&last) = dates.last() else {
         return Err(Error::config("prices", "no rows"));

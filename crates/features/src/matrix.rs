@@ -50,7 +50,7 @@ impl FeatureMatrix {
     /// As [`build_features`](crate::build_features).
     pub fn from_shards(
         prices: &crate::PriceFrame,
-        spec: &crate::FeatureSpec,
+        spec: &crate::Checked<crate::FeatureSpec>,
         opts: MatrixOptions,
         shard_rows: usize,
     ) -> Result<Self> {

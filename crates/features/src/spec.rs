@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::checked::{Checked, Params};
 use crate::error::{Error, Result};
 use crate::load::PriceField;
 
@@ -345,15 +346,14 @@ impl Default for FeatureSpec {
 }
 
 impl FeatureSpec {
-    /// Parses a spec from TOML text.
-    pub fn from_toml(text: &str) -> Result<Self> {
+    /// Parses and checks a spec from TOML text.
+    pub fn from_toml(text: &str) -> Result<Checked<Self>> {
         let spec: Self = toml::from_str(text).map_err(|e| Error::config("feature spec", e.to_string()))?;
-        spec.validate()?;
-        Ok(spec)
+        Checked::new(spec)
     }
 
-    /// Reads a spec file.
-    pub fn from_file(path: &Path) -> Result<Self> {
+    /// Reads and checks a spec file.
+    pub fn from_file(path: &Path) -> Result<Checked<Self>> {
         let text = crate::io::read_text(path)?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config { what, message } => {
@@ -402,9 +402,13 @@ impl FeatureSpec {
     pub fn output_names(&self) -> Vec<String> {
         self.features.iter().flat_map(FeatureDef::output_names).collect()
     }
+}
 
-    /// Checks windows, spans, names and references.
-    pub fn validate(&self) -> Result<()> {
+/// Windows, spans, names and references, checked where a spec enters (a file, the default with a horizon
+/// applied); the feature builders take it checked.
+impl Params for FeatureSpec {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
         let err = |m: String| Err(Error::config("feature spec", m));
         if self.version != 1 {
             return err(format!("unsupported spec version {} (this stockcast reads version 1)", self.version));
@@ -479,7 +483,7 @@ mod tests {
     #[test]
     fn default_spec_is_valid_with_at_least_60_features() {
         let spec = FeatureSpec::default();
-        spec.validate().unwrap();
+        Params::check(&spec).unwrap();
         let names = spec.output_names();
         assert!(names.len() >= 60, "{}", names.len());
     }
@@ -488,7 +492,7 @@ mod tests {
     fn toml_round_trip_keeps_hash() {
         let spec = FeatureSpec::default();
         let back = FeatureSpec::from_toml(&spec.to_toml()).unwrap();
-        assert_eq!(back, spec);
+        assert_eq!(*back, spec);
         assert_eq!(back.hash(), spec.hash());
     }
 
@@ -499,7 +503,7 @@ mod tests {
         let c = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1, 6]\n").unwrap();
         assert_eq!(a.hash(), b.hash());
         assert_ne!(a.hash(), c.hash());
-        let mut d = a.clone();
+        let mut d = a.clone().into_inner();
         d.label.horizon = 10;
         assert_ne!(a.hash(), d.hash());
     }
@@ -527,6 +531,6 @@ mod tests {
         let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
             .join("../../configs/features/default.toml");
         let spec = FeatureSpec::from_file(&path).unwrap();
-        assert_eq!(spec, FeatureSpec::default(), "configs/features/default.toml drifted from FeatureSpec::default()");
+        assert_eq!(*spec, FeatureSpec::default(), "configs/features/default.toml drifted from FeatureSpec::default()");
     }
 }

@@ -54,7 +54,7 @@ pub struct Scorer {
     /// The version's manifest.
     pub manifest: Manifest,
     /// The feature spec it was trained with.
-    pub spec: FeatureSpec,
+    pub spec: stockcast_features::Checked<FeatureSpec>,
     model: TrainedModel,
 }
 

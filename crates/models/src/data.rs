@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use stockcast_features::{FeatureFrame, FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame};
+use stockcast_features::{Checked, FeatureFrame, FeatureMatrix, FeatureSpec, MatrixOptions, PriceFrame};
 
 use crate::error::{Error, Result};
 
@@ -88,7 +88,7 @@ impl Dataset {
     ///
     /// # Errors
     /// Feature errors.
-    pub fn from_prices(prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> Result<Self> {
+    pub fn from_prices(prices: &PriceFrame, spec: &Checked<FeatureSpec>, opts: DatasetOptions) -> Result<Self> {
         let frame = stockcast_features::build_features(prices, spec)?;
         Self::from_frame(&frame, prices, opts)
     }
@@ -101,7 +101,7 @@ impl Dataset {
     /// Feature errors.
     pub fn from_prices_sharded(
         prices: &PriceFrame,
-        spec: &FeatureSpec,
+        spec: &Checked<FeatureSpec>,
         opts: DatasetOptions,
         shard_rows: usize,
     ) -> Result<Self> {

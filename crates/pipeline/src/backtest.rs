@@ -15,7 +15,7 @@ use stockcast_backtest::{
     BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, label_alignment, portfolio, runner,
 };
 use stockcast_features::outputs::Replace;
-use stockcast_features::{FeatureSpec, Policy, PriceFrame};
+use stockcast_features::{Checked, FeatureSpec, Policy, PriceFrame};
 use stockcast_models::DatasetOptions;
 
 use crate::prices::{PriceInput, load, require};
@@ -60,7 +60,7 @@ pub struct Backtest {
     /// The models, resolved from the config.
     pub models: Vec<ModelSpec>,
     /// The feature spec.
-    pub spec: FeatureSpec,
+    pub spec: Checked<FeatureSpec>,
     /// Out-of-sample predictions and per-fold results.
     pub walk_forward: WalkForward,
     /// Signal, forecast and portfolio metrics per model.
@@ -70,7 +70,7 @@ pub struct Backtest {
 }
 
 /// The spec a config asks for: its `data.spec` file (or the default spec) with `data.horizon` applied.
-pub fn spec_of(cfg: &BacktestConfig) -> Result<FeatureSpec> {
+pub fn spec_of(cfg: &BacktestConfig) -> Result<Checked<FeatureSpec>> {
     features::resolve_spec(cfg.data.spec.as_deref(), cfg.data.horizon, false)
 }
 
@@ -88,7 +88,7 @@ pub struct BacktestJob {
 #[derive(Debug)]
 pub struct BacktestWork {
     models: Vec<ModelSpec>,
-    spec: FeatureSpec,
+    spec: Checked<FeatureSpec>,
     dates: usize,
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use stockcast_backtest::BacktestConfig;
 use stockcast_features::outputs::{Marker, Replace, check_output_dir};
-use stockcast_features::{FeatureMatrix, FeatureSpec, MatrixOptions};
+use stockcast_features::{Checked, FeatureMatrix, FeatureSpec, MatrixOptions};
 use stockcast_models::{DatasetOptions, ModelConfig, TrainedModel};
 
 use crate::prices::{PriceInput, load};
@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> Result<()> {
     ));
 
     ctx.out("2/6 features + labels");
-    let spec = FeatureSpec::default();
+    let spec: Checked<FeatureSpec> = Checked::default();
     let frame = crate::features::compute(ctx, &loaded.prices, &spec)?;
     let features_path = out_dir.join("features.parquet");
     frame.write(&features_path)?;

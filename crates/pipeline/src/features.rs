@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use stockcast_features::{FeatureFrame, FeatureSpec, PriceFrame, build_features, build_labels};
+use stockcast_features::{Checked, FeatureFrame, FeatureSpec, PriceFrame, build_features, build_labels};
 use stockcast_models::{Dataset, DatasetOptions};
 
 use crate::prices::{PriceInput, load};
@@ -15,9 +15,11 @@ use crate::{Context, Ctx, Error, Result};
 pub const SHARD_ROWS: usize = 250_000;
 
 /// The spec from `path` (or the default spec) with `horizon` and `demean` applied.
-pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> Result<FeatureSpec> {
+pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -> Result<Checked<FeatureSpec>> {
     let mut spec = match path {
-        Some(p) => FeatureSpec::from_file(p).with_context(|| format!("reading feature spec {}", p.display()))?,
+        Some(p) => {
+            FeatureSpec::from_file(p).with_context(|| format!("reading feature spec {}", p.display()))?.into_inner()
+        }
         None => FeatureSpec::default(),
     };
     if let Some(h) = horizon {
@@ -27,11 +29,11 @@ pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -
         spec.label.horizon = h;
     }
     spec.label.demean |= demean;
-    Ok(spec)
+    Ok(Checked::new(spec)?)
 }
 
 /// Builds features with a progress spinner and logs what was computed.
-pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
+pub fn compute(ctx: &Ctx, prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<FeatureFrame> {
     timed(ctx, "computing features", || build_features(prices, spec), |f| (f.height(), f.features().len()))
 }
 
@@ -69,7 +71,7 @@ pub struct Written {
 pub fn write(
     ctx: &Ctx,
     input: &PriceInput,
-    spec: &FeatureSpec,
+    spec: &Checked<FeatureSpec>,
     out: &Path,
     quality_json: Option<&Path>,
 ) -> Result<Written> {
@@ -90,7 +92,7 @@ pub fn write(
 }
 
 /// [`Dataset::from_frame`] of freshly computed features, with the spinner of [`compute`].
-pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: DatasetOptions) -> Result<Dataset> {
+pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &Checked<FeatureSpec>, opts: DatasetOptions) -> Result<Dataset> {
     let frame = compute(ctx, prices, spec)?;
     Ok(Dataset::from_frame(&frame, prices, opts)?)
 }
@@ -101,7 +103,7 @@ pub fn dataset(ctx: &Ctx, prices: &PriceFrame, spec: &FeatureSpec, opts: Dataset
 pub fn dataset_for(
     ctx: &Ctx,
     prices: &PriceFrame,
-    spec: &FeatureSpec,
+    spec: &Checked<FeatureSpec>,
     models: &[stockcast_backtest::ModelSpec],
     opts: DatasetOptions,
 ) -> Result<Dataset> {

@@ -262,7 +262,7 @@ pub struct TrainWork {
     data: Dataset,
     data_info: DataInfo,
     feature_cache: String,
-    spec: stockcast_features::FeatureSpec,
+    spec: stockcast_features::Checked<stockcast_features::FeatureSpec>,
     models: Vec<ModelSpec>,
     specs: Vec<ModelSpec>,
     champions: BTreeMap<String, u64>,

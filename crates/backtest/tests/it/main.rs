@@ -134,7 +134,7 @@ proptest! {
     ) {
         let full = synth(3, 130, seed);
         let prices = delete_bars(&full, &["S0001", "S0002"], p, seed + 1);
-        let mut spec = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1]\n").unwrap();
+        let mut spec = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1]\n").unwrap().into_inner();
         spec.label.horizon = horizon;
         spec.label.price = if open_label { stockcast_features::LabelPrice::Open } else { stockcast_features::LabelPrice::Close };
         let data = dataset(&prices, &spec);
@@ -313,7 +313,7 @@ fn synth(symbols: usize, days: usize, seed: u64) -> PriceFrame {
 }
 
 fn dataset(prices: &PriceFrame, spec: &FeatureSpec) -> Dataset {
-    let ff = stockcast_features::build_features(prices, spec).unwrap();
+    let ff = stockcast_features::build_features(prices, &Checked::new(spec.clone()).unwrap()).unwrap();
     let m = FeatureMatrix::from_frame(&ff, MatrixOptions::default()).unwrap();
     Dataset::new(m, Arc::new(History::from_prices(prices).unwrap()))
 }

@@ -36,16 +36,23 @@ fn appended_days_reuse_the_cache_and_match_a_full_build() {
     let spec = FeatureSpec::default();
     let all = prices(1300);
     let cut = chrono::NaiveDate::from_ymd_opt(2014, 6, 30).unwrap();
-    let first = build_features_cached(&all.until(cut).unwrap(), &spec, dir.path()).unwrap();
+    let first = build_features_cached(
+        &all.until(cut).unwrap(),
+        &stockcast_features::Checked::new(spec.clone()).unwrap(),
+        dir.path(),
+    )
+    .unwrap();
     assert_eq!(first.reused_rows, 0);
     assert!(first.message.contains("no cached features"), "{}", first.message);
-    let next = build_features_cached(&all, &spec, dir.path()).unwrap();
+    let next =
+        build_features_cached(&all, &stockcast_features::Checked::new(spec.clone()).unwrap(), dir.path()).unwrap();
     assert!(next.reused_rows > 5 * next.computed_rows, "{}", next.message);
     assert!(next.message.contains("reused"), "{}", next.message);
-    let full = build_features(&all, &spec).unwrap();
+    let full = build_features(&all, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     assert_same(next.frame.df(), full.df());
     // Nothing new: everything reused.
-    let again = build_features_cached(&all, &spec, dir.path()).unwrap();
+    let again =
+        build_features_cached(&all, &stockcast_features::Checked::new(spec.clone()).unwrap(), dir.path()).unwrap();
     assert_eq!(again.computed_rows, 0, "{}", again.message);
     assert_same(again.frame.df(), full.df());
 }
@@ -55,20 +62,25 @@ fn edited_history_or_another_spec_recomputes_everything() {
     let dir = tempfile::tempdir().unwrap();
     let spec = FeatureSpec::default();
     let all = prices(700);
-    build_features_cached(&all, &spec, dir.path()).unwrap();
+    build_features_cached(&all, &stockcast_features::Checked::new(spec.clone()).unwrap(), dir.path()).unwrap();
     // Change one early close.
     let mut df = all.df().clone();
     let mut close: Vec<f64> = df.column("close").unwrap().f64().unwrap().into_no_null_iter().collect();
     close[10] *= 1.01;
     df.with_column(Column::new("close".into(), close)).unwrap();
     let edited = PriceFrame::from_df(df).unwrap();
-    let b = build_features_cached(&edited, &spec, dir.path()).unwrap();
+    let b =
+        build_features_cached(&edited, &stockcast_features::Checked::new(spec.clone()).unwrap(), dir.path()).unwrap();
     assert_eq!(b.reused_rows, 0);
     assert!(b.message.contains("changed"), "{}", b.message);
-    assert_same(b.frame.df(), build_features(&edited, &spec).unwrap().df());
+    assert_same(
+        b.frame.df(),
+        build_features(&edited, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap().df(),
+    );
     let mut other = spec.clone();
     other.label.horizon = 10;
-    let c = build_features_cached(&edited, &other, dir.path()).unwrap();
+    let c =
+        build_features_cached(&edited, &stockcast_features::Checked::new(other.clone()).unwrap(), dir.path()).unwrap();
     assert_eq!(c.reused_rows, 0, "{}", c.message);
 }
 
@@ -145,12 +157,18 @@ fn a_sharded_write_is_the_whole_build_bit_for_bit() {
     z.of = vec!["ret_1".into(), "vol_5".into()];
     zscore.features.push(z);
     for (k, spec) in [FeatureSpec::default(), demeaned, zscore].iter().enumerate() {
-        let whole = build_features(&all, spec).unwrap();
+        let whole = build_features(&all, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
         let reference = dir.path().join(format!("whole{k}.parquet"));
         whole.write(&reference).unwrap();
         // Shards of about three symbols (700 rows each): five shards, none splitting a symbol.
         let sharded = dir.path().join(format!("sharded{k}.parquet"));
-        let written = stockcast_features::write_features(&all, spec, &sharded, 3 * 700).unwrap();
+        let written = stockcast_features::write_features(
+            &all,
+            &stockcast_features::Checked::new(spec.clone()).unwrap(),
+            &sharded,
+            3 * 700,
+        )
+        .unwrap();
         assert_eq!(written.rows, whole.height());
         assert_eq!(written.features, whole.features());
         assert_eq!(written.spec_hash, *whole.spec_hash());
@@ -178,11 +196,13 @@ fn a_matrix_built_by_shards_is_the_whole_frame_matrix_bit_for_bit() {
     use stockcast_features::{FeatureMatrix, MatrixOptions};
     let all = prices(500);
     let spec = FeatureSpec::default();
-    let whole = build_features(&all, &spec).unwrap();
+    let whole = build_features(&all, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     for opts in [MatrixOptions::default(), MatrixOptions { require_label: true, drop_incomplete: true }] {
         let a = FeatureMatrix::from_frame(&whole, opts).unwrap();
         // About two symbols per shard: eight shards.
-        let b = FeatureMatrix::from_shards(&all, &spec, opts, 2 * 500).unwrap();
+        let b =
+            FeatureMatrix::from_shards(&all, &stockcast_features::Checked::new(spec.clone()).unwrap(), opts, 2 * 500)
+                .unwrap();
         assert!(a.nrows() > 1000, "{opts:?}: {} rows", a.nrows());
         assert_eq!(a.index, b.index, "{opts:?}");
         assert_eq!(a.feature_names, b.feature_names);

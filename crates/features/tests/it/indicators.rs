@@ -62,12 +62,12 @@ fn frame(symbols: &[(&str, usize)]) -> PriceFrame {
 }
 
 fn spec_of(toml: &str) -> FeatureSpec {
-    FeatureSpec::from_toml(toml).unwrap()
+    FeatureSpec::from_toml(toml).unwrap().into_inner()
 }
 
 fn compute(toml: &str, n: usize) -> (DataFrame, (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)) {
     let prices = frame(&[("A", n)]);
-    let ff = build_features(&prices, &spec_of(toml)).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec_of(toml).clone()).unwrap()).unwrap();
     (ff.df().clone(), series(n))
 }
 
@@ -126,8 +126,14 @@ fn returns_by_hand() {
     ])
     .unwrap();
     let prices = PriceFrame::from_df(df).unwrap();
-    let ff =
-        build_features(&prices, &spec_of("[label]\nhorizon=1\n[[features]]\nfamily='returns'\nwindows=[1,2]")).unwrap();
+    let ff = build_features(
+        &prices,
+        &stockcast_features::Checked::new(
+            spec_of("[label]\nhorizon=1\n[[features]]\nfamily='returns'\nwindows=[1,2]").clone(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_close(&col_f64(ff.df(), "ret_1"), &[None, Some(0.1), Some(0.1), Some(-0.2)], 1e-12, "ret_1");
     assert_close(&col_f64(ff.df(), "ret_2"), &[None, None, Some(0.21), Some(-0.12)], 1e-12, "ret_2");
     // The default label on close-only data: close(t+1+1) / close(t+1) - 1 (the close of t+1 stands in for its
@@ -182,8 +188,11 @@ fn rsi_of_a_rising_series_is_100() {
         Column::new("close".into(), (0..30).map(|t| 10.0 + f64::from(t)).collect::<Vec<f64>>()),
     ])
     .unwrap();
-    let ff =
-        build_features(&PriceFrame::from_df(df).unwrap(), &spec_of("[[features]]\nfamily='rsi'\nwindows=[5]")).unwrap();
+    let ff = build_features(
+        &PriceFrame::from_df(df).unwrap(),
+        &stockcast_features::Checked::new(spec_of("[[features]]\nfamily='rsi'\nwindows=[5]").clone()).unwrap(),
+    )
+    .unwrap();
     let rsi = col_f64(ff.df(), "rsi_5");
     assert!(rsi[..5].iter().all(Option::is_none));
     assert!(rsi[5..].iter().all(|v| (v.unwrap() - 100.0).abs() < 1e-12));
@@ -328,7 +337,9 @@ fn cross_sectional_rank_with_ties_and_zscore() {
         "[label]\nhorizon=1\n[[features]]\nfamily='returns'\nwindows=[1]\n\
          [[features]]\nfamily='cs_rank'\nof=['ret_1']\n[[features]]\nfamily='cs_zscore'\nof=['ret_1']",
     );
-    let ff = build_features(&PriceFrame::from_df(df).unwrap(), &spec).unwrap();
+    let ff =
+        build_features(&PriceFrame::from_df(df).unwrap(), &stockcast_features::Checked::new(spec.clone()).unwrap())
+            .unwrap();
     let rank = col_f64(ff.df(), "cs_rank_ret_1");
     // Rows are (A,0),(A,1),(B,0),... ; date 0 has no returns → null ranks.
     let want = [None, Some(0.125), None, Some(0.5), None, Some(0.5), None, Some(0.875)];
@@ -347,7 +358,7 @@ fn labels_forward_return_and_demeaned() {
     let prices = frame(&[("A", 80), ("B", 80), ("C", 80)]);
     // Close label: close(t+5) / close(t) - 1.
     let close_spec = spec_of("[label]\nhorizon=5\nprice='close'\n[[features]]\nfamily='returns'\nwindows=[1]");
-    let ff = build_features(&prices, &close_spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(close_spec.clone()).unwrap()).unwrap();
     let close = col_f64(prices.df(), "close");
     let label = col_f64(ff.df(), "label");
     for s in 0..3 {
@@ -359,7 +370,7 @@ fn labels_forward_return_and_demeaned() {
     }
     // The default (next-open) label: open(t+1+5) / open(t+1) - 1.
     let spec = spec_of("[label]\nhorizon=5\n[[features]]\nfamily='returns'\nwindows=[1]");
-    let ff = build_features(&prices, &spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     let open = col_f64(prices.df(), "open");
     let label = col_f64(ff.df(), "label");
     for s in 0..3 {
@@ -371,7 +382,7 @@ fn labels_forward_return_and_demeaned() {
     }
     let mut demeaned = spec.clone();
     demeaned.label.demean = true;
-    let ff = build_features(&prices, &demeaned).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(demeaned.clone()).unwrap()).unwrap();
     let dl = col_f64(ff.df(), "label");
     for t in 0..74 {
         let m = (dl[t].unwrap() + dl[80 + t].unwrap() + dl[160 + t].unwrap()) / 3.0;
@@ -390,7 +401,7 @@ fn per_symbol_windows_do_not_mix_symbols() {
          [[features]]\nfamily='returns'\nwindows=[4]\n[[features]]\nfamily='dist_max'\nwindows=[5]\n\
          [[features]]\nfamily='stochastic'\nwindows=[5]\n[[features]]\nfamily='atr'\nwindows=[5]",
     );
-    let ff = build_features(&prices, &spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     for name in ["ma_ratio_5", "ema_ratio_5", "ret_4", "dist_max_5", "stoch_k_5", "atr_5"] {
         let v = col_f64(ff.df(), name);
         assert!(v[50..54].iter().all(Option::is_none), "{name}: {:?}", &v[50..54]);
@@ -406,7 +417,7 @@ fn per_symbol_windows_do_not_mix_symbols() {
 fn default_spec_output_names_match_frame_columns() {
     let prices = frame(&[("A", 300), ("B", 300)]);
     let spec = FeatureSpec::default();
-    let ff = build_features(&prices, &spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     assert_eq!(ff.features(), spec.output_names().as_slice());
     assert!(ff.features().len() >= 60);
     assert!(ff.skipped().is_empty());
@@ -436,7 +447,8 @@ fn required_family_fails_on_close_only_data() {
         of: vec![],
     };
     let spec = FeatureSpec { version: 1, label: Default::default(), features: vec![def.clone()] };
-    let err = build_features(&prices, &spec).unwrap_err().to_string();
+    let err =
+        build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap_err().to_string();
     assert!(err.contains("atr") && err.contains("high"), "{err}");
     def.required = false;
     let spec = FeatureSpec {
@@ -447,7 +459,7 @@ fn required_family_fails_on_close_only_data() {
             def,
         ],
     };
-    let ff = build_features(&prices, &spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     assert_eq!(ff.features(), ["ret_1"]);
     assert_eq!(ff.skipped().len(), 1);
     assert!(ff.notes()[0].contains("atr"));
@@ -458,7 +470,7 @@ fn feature_matrix_rows_columns_and_missing_values() {
     use stockcast_features::{FeatureMatrix, MatrixOptions};
     let prices = frame(&[("A", 30), ("B", 30)]);
     let spec = spec_of("[label]\nhorizon=2\n[[features]]\nfamily='returns'\nwindows=[1,3]");
-    let ff = build_features(&prices, &spec).unwrap();
+    let ff = build_features(&prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     let all = FeatureMatrix::from_frame(&ff, MatrixOptions::default()).unwrap();
     assert_eq!((all.nrows(), all.ncols()), (60, 2));
     assert_eq!(all.feature_names, ["ret_1", "ret_3"]);

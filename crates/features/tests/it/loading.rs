@@ -95,7 +95,8 @@ fn wide_close_only_file() {
     assert_eq!(loaded.prices.symbols().unwrap().len(), 20);
     assert!(loaded.prices.has(PriceField::Close));
     assert!(!loaded.prices.has(PriceField::High) && !loaded.prices.has(PriceField::Volume));
-    let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
+    let ff = build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default().clone()).unwrap())
+        .unwrap();
     let skipped: Vec<&str> = ff.skipped().iter().map(|s| s.family.name()).collect();
     for fam in ["atr", "stochastic", "volume_z", "price_volume_corr", "hl_range", "open_gap"] {
         assert!(skipped.contains(&fam), "{fam} not skipped: {skipped:?}");
@@ -367,7 +368,7 @@ fn default_label_on_us5_is_the_next_open_to_open_return() {
     assert_eq!(loaded.report.rows_quarantined, 0);
     let spec = FeatureSpec::default();
     let h = spec.label.horizon;
-    let ff = build_features(&loaded.prices, &spec).unwrap();
+    let ff = build_features(&loaded.prices, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     let df = ff.df();
     let got: std::collections::HashMap<(String, String), Option<f64>> = col_str(df, "symbol")
         .into_iter()

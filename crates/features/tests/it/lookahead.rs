@@ -36,8 +36,8 @@ proptest! {
         let truncated = full.until(cut_day).unwrap();
         prop_assume!(truncated.height() > 0);
         let spec = FeatureSpec::default();
-        let a = build_features(&full, &spec).unwrap();
-        let b = build_features(&truncated, &spec).unwrap();
+        let a = build_features(&full, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
+        let b = build_features(&truncated, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
         prop_assert_eq!(a.features(), b.features());
         // Row i of the truncated frame is the i-th row with date ≤ cut of the full frame.
         let mask = full.df().column("date").unwrap().date().unwrap().physical().lt_eq(first + cut as i32);
@@ -63,7 +63,7 @@ proptest! {
 fn changing_a_future_price_does_not_change_past_features() {
     let full = panel(7, 0);
     let spec = FeatureSpec::default();
-    let a = build_features(&full, &spec).unwrap();
+    let a = build_features(&full, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     // Multiply every price after row 200 of each symbol by 3.
     let df = full.df().clone();
     let n = df.height();
@@ -73,7 +73,9 @@ fn changing_a_future_price_does_not_change_past_features() {
         let bumped: Vec<f64> = (0..n).map(|i| v[i].unwrap() * if i % 320 > 200 { 3.0 } else { 1.0 }).collect();
         df2.with_column(Column::new(c.into(), bumped)).unwrap();
     }
-    let b = build_features(&PriceFrame::from_df(df2).unwrap(), &spec).unwrap();
+    let b =
+        build_features(&PriceFrame::from_df(df2).unwrap(), &stockcast_features::Checked::new(spec.clone()).unwrap())
+            .unwrap();
     for name in a.features() {
         let (x, y) = (col_f64(a.df(), name), col_f64(b.df(), name));
         for i in (0..n).filter(|i| i % 320 <= 200) {

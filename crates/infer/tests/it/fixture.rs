@@ -25,7 +25,8 @@ pub(crate) fn publish(reg: &Registry, name: &str, config: &str, prices: &PriceFr
     let config = ModelConfig::from_toml(config).unwrap();
     let spec = FeatureSpec::default();
     let known = prices.until(until).unwrap();
-    let frame = stockcast_features::build_features(&known, &spec).unwrap();
+    let frame =
+        stockcast_features::build_features(&known, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
     let matrix =
         FeatureMatrix::from_frame(&frame, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
     let data = Dataset::new(matrix, Arc::new(History::from_prices(&known).unwrap()));

@@ -22,7 +22,9 @@ fn us5() -> &'static (Dataset, Dataset) {
         let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
             .join("../../datasets/us5_daily.csv");
         let loaded = load_prices(&path, &LoadOptions::default()).unwrap();
-        let ff = build_features(&loaded.prices, &FeatureSpec::default()).unwrap();
+        let ff =
+            build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default().clone()).unwrap())
+                .unwrap();
         let m = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
         let all = Dataset::new(m, Arc::new(History::from_prices(&loaded.prices).unwrap()));
         let cut = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
