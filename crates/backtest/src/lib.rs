@@ -14,6 +14,7 @@ pub mod overfit;
 pub mod page;
 pub mod portfolio;
 pub mod report;
+pub mod rundir;
 pub mod runner;
 pub mod shard;
 pub mod split;

@@ -4,20 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 use serde_json::{Value, json};
 use stockcast_features::Checked;
-use stockcast_features::outputs::{Marker, Replace, check_output_dir, replace_dir};
+use stockcast_features::outputs::{Marker, Replace, check_output_dir};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::prices::date_to_days;
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
-use crate::page;
 use crate::portfolio::{self, Market, Simulation, StrategyConfig};
 use crate::runner::WalkForward;
 use crate::svg;
@@ -453,7 +452,7 @@ pub fn summary_table(models: &[ModelReport]) -> String {
 }
 
 /// Plots as (file name, title, SVG).
-fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)> {
+pub(crate) fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)> {
     let Some(first) = models.first() else { return Vec::new() };
     let dates = &first.simulation.dates;
     let mut eq: Vec<(&str, &[f64])> =
@@ -565,7 +564,7 @@ pub fn overfitting_table(eval: &Evaluation) -> String {
     s
 }
 
-fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> String {
+pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> String {
     let models = &eval.models;
     let mut s = String::from("# stockcast backtest\n\n");
     let _ = writeln!(
@@ -620,7 +619,7 @@ fn frame(cols: Vec<Column>) -> Result<DataFrame> {
     Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
 }
 
-fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport]) -> Result<()> {
+pub(crate) fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport]) -> Result<()> {
     // predictions.parquet: model, symbol, date, fold, score, label.
     let all: Vec<(&String, &crate::runner::OosPrediction)> =
         wf.predictions.iter().flat_map(|(m, v)| v.iter().map(move |p| (m, p))).collect();
@@ -678,7 +677,7 @@ fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport]) -> Result<
     Ok(())
 }
 
-fn trades_csv(models: &[ModelReport]) -> String {
+pub(crate) fn trades_csv(models: &[ModelReport]) -> String {
     let mut s = String::from("model,symbol,side,entry_date,entry_price,exit_date,exit_price,pnl,return\n");
     for m in models {
         for t in &m.simulation.trades {
@@ -712,78 +711,4 @@ pub const RUN_MARKERS: [Marker; 2] =
 /// [`stockcast_features::Error::Refused`] (wrapped) naming the directory.
 pub fn check_run_dir(dir: &Path, replace: Replace) -> Result<()> {
     Ok(check_output_dir(dir, "backtest or training run", &RUN_MARKERS, replace)?)
-}
-
-/// Writes the run directory atomically: built in a temporary sibling, then [`replace_dir`] moves an earlier run
-/// aside, renames the new one into place (carrying a sharded run's plan, shards and logs over) and removes the
-/// earlier one. `dir` must pass [`check_run_dir`].
-///
-/// # Errors
-/// [`Error::File`] on I/O failures; a refused `dir`.
-pub fn write_run(
-    dir: &Path,
-    meta: &RunMeta,
-    wf: &WalkForward,
-    eval: &Evaluation,
-    strategy: &StrategyConfig,
-    replace: Replace,
-) -> Result<PathBuf> {
-    write_run_with(dir, meta, wf, eval, strategy, replace, &|_| {})
-}
-
-/// [`write_run`] with `between` run after the earlier run was moved aside and before the new one is renamed in
-/// (tests inject crashes there).
-///
-/// # Errors
-/// As [`write_run`].
-pub fn write_run_with(
-    dir: &Path,
-    meta: &RunMeta,
-    wf: &WalkForward,
-    eval: &Evaluation,
-    strategy: &StrategyConfig,
-    replace: Replace,
-    between: &dyn Fn(&Path),
-) -> Result<PathBuf> {
-    check_run_dir(dir, replace)?;
-    let models = &eval.models;
-    let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let result = (|| {
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        let write = |file: &str, bytes: &[u8]| {
-            std::fs::write(tmp.join(file), bytes).map_err(|e| Error::file(tmp.join(file), e))
-        };
-        let report = report_json(meta, wf, eval, strategy)?;
-        write("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| Error::Data(e.to_string()))?)?;
-        let plots = plots(models, wf);
-        for (file, svg) in &plots {
-            write(file, svg.as_bytes())?;
-        }
-        write("report.md", markdown(meta, eval, wf).as_bytes())?;
-        let charts = page::charts(eval, wf);
-        let plots_dir = tmp.join("plots");
-        std::fs::create_dir_all(&plots_dir).map_err(|e| Error::file(&plots_dir, e))?;
-        for c in &charts {
-            write(&format!("plots/{}.png", c.id), &c.png()?)?;
-            let mut df = c.frame()?;
-            stockcast_features::io::write_frame(&mut df, &plots_dir.join(format!("{}.parquet", c.id)))?;
-        }
-        let (intro, table, pbo) = overfitting_parts(eval);
-        let page = page::render(meta, eval, wf, &charts, &conventions(meta, strategy), (&intro, &table, &pbo))?;
-        write("report.html", page.as_bytes())?;
-        write("trades.csv", trades_csv(models).as_bytes())?;
-        write_frames(&tmp, wf, models)?;
-        if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
-        }
-        // A sharded run's plan, shard outputs and logs stay with the report they were merged into.
-        replace_dir(&tmp, dir, &crate::shard::KEPT, between)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result.map(|()| dir.to_path_buf())
 }

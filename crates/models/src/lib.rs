@@ -9,6 +9,7 @@ pub mod ensemble;
 pub mod error;
 pub mod forecast;
 pub mod gbm;
+pub mod kinds;
 mod linalg;
 pub mod linear;
 pub mod lstm;

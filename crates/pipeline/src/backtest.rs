@@ -277,8 +277,15 @@ impl Backtest {
     /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`,
     /// which must be absent, empty, an earlier run, or `replace` must be [`Replace::Force`].
     pub fn write(&self, dir: &Path, replace: Replace) -> Result<PathBuf> {
-        report::write_run(dir, &self.meta, &self.walk_forward, &self.evaluation, &self.config.strategy, replace)
-            .with_context(|| format!("writing the run to {}", dir.display()))
+        stockcast_backtest::rundir::write_run(
+            dir,
+            &self.meta,
+            &self.walk_forward,
+            &self.evaluation,
+            &self.config.strategy,
+            replace,
+        )
+        .with_context(|| format!("writing the run to {}", dir.display()))
     }
 
     /// Writes the report directory into `stage` and uploads it when the run directory is on an object store.
@@ -485,7 +492,7 @@ pub(crate) mod tests {
         let earlier = files(&run_dir);
         let report_before = std::fs::read(run_dir.join("report.json")).unwrap();
         let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            report::write_run_with(
+            stockcast_backtest::rundir::write_run_with(
                 &run_dir,
                 &bt.meta,
                 &bt.walk_forward,

@@ -227,14 +227,6 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", responses(
-    (status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object),
-))]
-pub(super) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], super::openapi::document().to_string()).into_response()
-}
-
 pub(super) async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /openapi.json")
 }

@@ -39,7 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(handlers::openapi))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/models", get(handlers::models))
         .route("/v1/predictions", get(handlers::predictions))
         .route("/v1/recommendations", get(handlers::recommendations))

@@ -1,16 +1,17 @@
 //! Per-client rate limits: a token bucket per client (the API token when the request carries the configured one,
 //! else the client's IP address), kept in Redis when `rate_limit_redis_url` is set so that every replica behind a
-//! load balancer draws from the same budget, else in this process. Redis is spoken to directly (RESP over TCP,
-//! one pooled connection); the bucket update is one Lua script, atomic on the Redis server and timed by the
-//! Redis server's clock, so replicas with skewed clocks agree. When Redis cannot be reached the in-process
-//! buckets take over (logged), so an outage of the limiter never takes the API down.
+//! load balancer draws from the same budget, else in this process. Redis is reached through the `redis` crate's
+//! connection manager (one multiplexed connection shared by every request, so they do not wait in line;
+//! reconnected on failure; AUTH and TLS from the URL); the bucket update is one Lua script, run by its SHA1,
+//! atomic on the Redis server and timed by the Redis server's clock, so replicas with skewed clocks agree. When
+//! Redis cannot be reached the in-process buckets take over (logged), so an outage of the limiter never takes the
+//! API down.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// The outcome of taking a token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,113 +74,77 @@ redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now)) \
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000) \
 return {allowed, tostring(tokens)}";
 
-/// A RESP value (the subset Redis answers with here).
-#[derive(Debug, Clone, PartialEq)]
-enum Resp {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Resp>),
+/// How long a request waits for Redis before the in-process bucket decides instead.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed connection attempt, requests use the in-process buckets this long before trying again.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// The shared buckets: the `redis` crate's [`ConnectionManager`] (one multiplexed connection that every request
+/// uses at once, reconnected on failure; AUTH from the URL's credentials, TLS with `rediss://`) and the bucket
+/// script, sent once and then run by its SHA1 (`EVALSHA`, loaded again when the server forgot it).
+struct Shared {
+    client: redis::Client,
+    script: redis::Script,
+    /// The connection once made, or when the last attempt failed.
+    conn: tokio::sync::Mutex<Result<ConnectionManager, Option<Instant>>>,
 }
 
-async fn read_resp<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Resp> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "redis closed the connection"));
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("redis", &self.client.get_connection_info().addr()).finish_non_exhaustive()
     }
-    let line = line.trim_end_matches(['\r', '\n']);
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad redis reply {line:?}"));
-    let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
-    Ok(match kind {
-        "+" => Resp::Simple(rest.to_owned()),
-        "-" => Resp::Error(rest.to_owned()),
-        ":" => Resp::Int(rest.parse().map_err(|_| bad())?),
-        "$" => {
-            let n: i64 = rest.parse().map_err(|_| bad())?;
-            if n < 0 {
-                Resp::Bulk(None)
-            } else {
-                let mut buf = vec![0u8; usize::try_from(n).map_err(|_| bad())? + 2];
-                r.read_exact(&mut buf).await?;
-                buf.truncate(buf.len() - 2);
-                Resp::Bulk(Some(buf))
-            }
-        }
-        "*" => {
-            let n: i64 = rest.parse().map_err(|_| bad())?;
-            let mut items = Vec::new();
-            for _ in 0..n.max(0) {
-                items.push(Box::pin(read_resp(r)).await?);
-            }
-            Resp::Array(items)
-        }
-        _ => return Err(bad()),
-    })
 }
 
-fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// One Redis connection, reconnected on failure.
-#[derive(Debug)]
-struct Redis {
-    addr: String,
-    db: u32,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Redis {
-    /// `redis://host:port[/db]` (no TLS, no password: keep Redis on a private network).
-    fn parse(url: &str) -> Result<(String, u32), String> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| format!("{url:?}: expected redis://host:port[/db]"))?;
-        let (host, db) = match rest.split_once('/') {
-            Some((h, d)) if !d.is_empty() => (h, d.parse::<u32>().map_err(|_| format!("{url:?}: bad database {d:?}"))?),
-            Some((h, _)) => (h, 0),
-            None => (rest, 0),
-        };
-        if host.contains('@') {
-            return Err("rate_limit_redis_url: credentials in the URL are not supported".into());
-        }
-        let host = if host.contains(':') { host.to_owned() } else { format!("{host}:6379") };
-        Ok((host, db))
+impl Shared {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS).
+    fn new(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("rate_limit_redis_url: {e}"))?;
+        Ok(Self { client, script: redis::Script::new(SCRIPT), conn: tokio::sync::Mutex::new(Err(None)) })
     }
 
-    async fn command(&mut self, args: &[&[u8]]) -> std::io::Result<Resp> {
-        if self.conn.is_none() {
-            let s = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "redis connect timed out"))??;
-            s.set_nodelay(true)?;
-            let mut c = BufReader::new(s);
-            if self.db != 0 {
-                let db = self.db.to_string();
-                c.get_mut().write_all(&encode(&[b"SELECT", db.as_bytes()])).await?;
-                read_resp(&mut c).await?;
-            }
-            self.conn = Some(c);
+    /// The connection, made on first use; None while Redis cannot be reached (retried after a pause).
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut conn = self.conn.lock().await;
+        match &*conn {
+            Ok(c) => return Some(c.clone()),
+            Err(Some(failed)) if failed.elapsed() < RECONNECT_AFTER => return None,
+            Err(_) => {}
         }
-        let Some(c) = self.conn.as_mut() else { unreachable!("connected above") };
-        let io = async {
-            c.get_mut().write_all(&encode(args)).await?;
-            read_resp(c).await
-        };
-        match tokio::time::timeout(Duration::from_millis(500), io).await {
-            Ok(Ok(r)) => Ok(r),
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        match tokio::time::timeout(REDIS_TIMEOUT * 2, ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+        {
+            Ok(Ok(c)) => {
+                *conn = Ok(c.clone());
+                Some(c)
+            }
+            failed => {
+                let error = failed
+                    .map_or_else(|_| "timed out".to_owned(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+                tracing::warn!(error, "rate limit: redis unreachable; limiting in process");
+                *conn = Err(Some(Instant::now()));
+                None
+            }
+        }
+    }
+
+    /// Takes a token from `key`'s bucket: (allowed, tokens left).
+    async fn take(&self, key: &str, rate: f64, burst: f64) -> Option<(bool, f64)> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.script.key(key);
+        invocation.arg(rate).arg(burst);
+        match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<(i64, String)>(&mut conn)).await {
+            Ok(Ok((allowed, tokens))) => Some((allowed == 1, tokens.parse().unwrap_or(0.0))),
             Ok(Err(e)) => {
-                self.conn = None;
-                Err(e)
+                tracing::warn!(error = %e, "rate limit: redis call failed; limiting in process");
+                None
             }
             Err(_) => {
-                self.conn = None;
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "redis timed out"))
+                tracing::warn!("rate limit: redis timed out; limiting in process");
+                None
             }
         }
     }
@@ -192,23 +157,17 @@ pub struct RateLimiter {
     burst: f64,
     prefix: String,
     local: std::sync::Mutex<Local>,
-    redis: Option<tokio::sync::Mutex<Redis>>,
+    redis: Option<Shared>,
 }
 
 impl RateLimiter {
     /// A limiter of `rate` requests per second per client with bucket size `burst`, in Redis when `redis_url` is
-    /// given.
+    /// given (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS).
     ///
     /// # Errors
     /// A malformed `redis_url`.
     pub fn new(rate: f64, burst: f64, redis_url: Option<&str>, prefix: &str) -> Result<Self, String> {
-        let redis = match redis_url {
-            Some(u) => {
-                let (addr, db) = Redis::parse(u)?;
-                Some(tokio::sync::Mutex::new(Redis { addr, db, conn: None }))
-            }
-            None => None,
-        };
+        let redis = redis_url.map(Shared::new).transpose()?;
         Ok(Self { rate, burst: burst.max(1.0), prefix: prefix.to_owned(), local: std::sync::Mutex::default(), redis })
     }
 
@@ -222,28 +181,13 @@ impl RateLimiter {
         self.burst
     }
 
-    /// Takes a token for `client`.
+    /// Takes a token for `client`: from the shared bucket in Redis, or, when Redis is not configured or cannot
+    /// answer in time, from this process's bucket (the limiter fails open to per-replica limits, never closed).
     pub async fn take(&self, client: &str) -> Decision {
-        if let Some(r) = &self.redis {
-            let key = format!("{}:{client}", self.prefix);
-            let (rate, burst) = (self.rate.to_string(), self.burst.to_string());
-            let reply = r
-                .lock()
-                .await
-                .command(&[b"EVAL", SCRIPT.as_bytes(), b"1", key.as_bytes(), rate.as_bytes(), burst.as_bytes()])
-                .await;
-            match reply {
-                Ok(Resp::Array(v)) if v.len() == 2 => {
-                    let allowed = v[0] == Resp::Int(1);
-                    let tokens = match &v[1] {
-                        Resp::Bulk(Some(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0),
-                        _ => 0.0,
-                    };
-                    return decision(tokens, allowed, self.rate, self.burst);
-                }
-                Ok(other) => tracing::warn!(reply = ?other, "rate limit: unexpected redis reply; limiting in process"),
-                Err(e) => tracing::warn!(error = %e, "rate limit: redis unreachable; limiting in process"),
-            }
+        if let Some(r) = &self.redis
+            && let Some((allowed, tokens)) = r.take(&format!("{}:{client}", self.prefix), self.rate, self.burst).await
+        {
+            return decision(tokens, allowed, self.rate, self.burst);
         }
         self.local.lock().map_or(Decision { allowed: true, remaining: 0.0, retry_after_s: 0, reset_s: 0 }, |mut l| {
             l.take(client, self.rate, self.burst)
@@ -270,18 +214,13 @@ pub fn client_key(valid_token: Option<&str>, ip: Option<IpAddr>) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn resp_replies_parse() {
-        let mut r = BufReader::new(&b"*2\r\n:1\r\n$3\r\n4.5\r\n"[..]);
-        assert_eq!(
-            read_resp(&mut r).await.unwrap(),
-            Resp::Array(vec![Resp::Int(1), Resp::Bulk(Some(b"4.5".to_vec()))])
-        );
-        let mut r = BufReader::new(&b"-ERR nope\r\n"[..]);
-        assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Error("ERR nope".into()));
-        assert_eq!(encode(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-        assert!(Redis::parse("redis://u:p@h:1").is_err());
-        assert_eq!(Redis::parse("redis://h/2").unwrap(), ("h:6379".into(), 2));
+    #[test]
+    fn redis_urls_with_credentials_tls_and_databases_are_accepted_and_others_refused() {
+        for url in ["redis://127.0.0.1:6379/2", "redis://:secret@h:1/0", "redis://user:secret@h", "rediss://h:6380"] {
+            assert!(RateLimiter::new(1.0, 1.0, Some(url), "t").is_ok(), "{url}");
+        }
+        let e = RateLimiter::new(1.0, 1.0, Some("http://h:1"), "t").unwrap_err();
+        assert!(e.contains("rate_limit_redis_url"), "{e}");
     }
 
     #[tokio::test]

@@ -19,11 +19,24 @@ impl LocalRedis {
     /// # Errors
     /// [`Error::Unavailable`] when `redis-server` is missing (`apt-get install redis-server`) or does not start.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts one that requires `password` (AUTH), as a production Redis does.
+    ///
+    /// # Errors
+    /// As [`LocalRedis::start`].
+    pub fn start_with_password(password: &str) -> Result<Self> {
+        Self::start_with(&["--requirepass", password])
+    }
+
+    fn start_with(extra: &[&str]) -> Result<Self> {
         let unavailable = |m: String| Error::Unavailable(format!("redis-server: {m}"));
         let dir = tempfile::tempdir().map_err(|e| unavailable(e.to_string()))?;
         let port = super::free_port().map_err(|e| unavailable(e.to_string()))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -44,6 +57,11 @@ impl LocalRedis {
     /// Its URL, `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod fixture;
 mod pg;
+mod ratelimit;
 mod recommend;
 mod server;
 
