@@ -210,6 +210,35 @@ fn every_png_is_a_real_image_of_the_stated_size() {
     assert!(n >= 20, "{n} PNGs");
 }
 
+/// The four static SVG plots come from the same renderer and palette as the PNGs and the page: a document of the
+/// PNG's size with its title, and each series drawn in its palette colour.
+#[test]
+fn the_static_svg_plots_share_the_renderer_and_palette() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = backtest(dir.path(), 42);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    let models = report["models"].as_object().unwrap().len();
+    let palette: Vec<String> =
+        stockcast_backtest::charts::palette_attr().split(',').map(str::to_ascii_uppercase).collect();
+    let (w, h) = stockcast_backtest::charts::PNG_SIZE;
+    for (file, title, series) in [
+        ("equity.svg", "Equity vs benchmark", models + 1),
+        ("drawdown.svg", "Drawdown", models),
+        ("ic.svg", "Mean Rank IC per month", models),
+        ("folds.svg", "Rank IC per fold", models),
+    ] {
+        let svg = std::fs::read_to_string(run_dir.join(file)).unwrap();
+        assert!(svg.starts_with(&format!(r#"<svg width="{w}" height="{h}""#)), "{file}: {}", &svg[..80]);
+        assert!(svg.contains(title), "{file}: no title");
+        for color in palette.iter().take(series.min(palette.len())) {
+            assert!(svg.to_ascii_uppercase().contains(color.as_str()), "{file}: no series in {color}");
+        }
+    }
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains(&format!(r#"data-palette="{}""#, stockcast_backtest::charts::palette_attr())));
+}
+
 fn column_f64(df: &DataFrame, name: &str) -> Vec<f64> {
     df.column(name)
         .unwrap()

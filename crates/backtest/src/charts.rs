@@ -1,7 +1,8 @@
-//! The report's charts, each described once ([`Chart`]: title, x values, named series) and drawn three ways:
-//! interactive in `report.html` (the page's own script draws SVG in the browser, with hover values, drag-to-zoom
-//! and legend toggles), as a PNG (`plots/<id>.png`, plotters with the vendored DejaVu Sans), and as the data behind
-//! it (`plots/<id>.parquet`: series, x, value), so the notebook and the page show the same numbers.
+//! The report's charts, each described once ([`Chart`]: title, x values, named series) and drawn by one renderer
+//! (plotters with the vendored DejaVu Sans) as a PNG (`plots/<id>.png`) or an SVG (the run directory's four static
+//! plots), plus the data behind it (`plots/<id>.parquet`: series, x, value), so the notebook and the page show the
+//! same numbers. Interactivity (hover values, drag-to-zoom, legend toggles) is the page's own script, drawing the
+//! same data; every drawing uses the one [`PALETTE`].
 
 use std::sync::Once;
 
@@ -20,7 +21,9 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 /// Width and height of every PNG, pixels.
 pub const PNG_SIZE: (u32, u32) = (960, 420);
 
-const COLORS: [(u8, u8, u8); 8] = [
+/// The one palette of every chart: PNG, SVG and the page's script (which reads it from the page, see
+/// [`palette_attr`]).
+pub const PALETTE: [(u8, u8, u8); 8] = [
     (0x1f, 0x77, 0xb4),
     (0xff, 0x7f, 0x0e),
     (0x2c, 0xa0, 0x2c),
@@ -30,6 +33,32 @@ const COLORS: [(u8, u8, u8); 8] = [
     (0xe3, 0x77, 0xc2),
     (0x7f, 0x7f, 0x7f),
 ];
+
+/// The palette as the page's script reads it: `#rrggbb` colours, comma-separated.
+pub fn palette_attr() -> String {
+    PALETTE.iter().map(|(r, g, b)| format!("#{r:02x}{g:02x}{b:02x}")).collect::<Vec<_>>().join(",")
+}
+
+/// An axis tick: a percentage with `percent_decimals`, thousands as `12k`, values of 10 and more without
+/// decimals, smaller ones with `decimals`.
+pub(crate) fn tick_label(v: f64, percent: bool, percent_decimals: usize, decimals: usize) -> String {
+    if percent {
+        format!("{:.*}%", percent_decimals, v * 100.0)
+    } else if v.abs() >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+fn register_font() {
+    static FONT_ONCE: Once = Once::new();
+    FONT_ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
 
 /// How a chart is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,23 +156,31 @@ impl Chart {
     /// # Errors
     /// Drawing or encoding errors.
     pub fn png(&self) -> Result<Vec<u8>> {
-        static FONT_ONCE: Once = Once::new();
-        FONT_ONCE.call_once(|| {
-            let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-        });
         let (w, h) = PNG_SIZE;
         let mut buf = vec![0u8; (w * h * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_err)?;
-            match self.kind {
-                Kind::Line => self.draw_lines(&root)?,
-                Kind::Bar => self.draw_bars(&root)?,
-                Kind::Heatmap => self.draw_heatmap(&root)?,
-            }
-            root.present().map_err(draw_err)?;
-        }
+        self.draw(&BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area())?;
         encode_png(&buf, w, h)
+    }
+
+    /// The chart as an SVG document of [`PNG_SIZE`], drawn by the same code as [`Chart::png`].
+    ///
+    /// # Errors
+    /// Drawing errors.
+    pub fn svg(&self) -> Result<String> {
+        let mut out = String::new();
+        self.draw(&SVGBackend::with_string(&mut out, PNG_SIZE).into_drawing_area())?;
+        Ok(out)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()> {
+        register_font();
+        root.fill(&WHITE).map_err(draw_err)?;
+        match self.kind {
+            Kind::Line => self.draw_lines(root)?,
+            Kind::Bar => self.draw_bars(root)?,
+            Kind::Heatmap => self.draw_heatmap(root)?,
+        }
+        root.present().map_err(draw_err)
     }
 
     fn y_range(&self, include_zero: bool) -> std::ops::Range<f64> {
@@ -161,7 +198,7 @@ impl Chart {
 
     fn tick(&self, v: f64) -> String {
         let v = if v.abs() < 1e-12 { 0.0 } else { v };
-        crate::svg::tick_label(v, self.percent, 1, 3)
+        tick_label(v, self.percent, 1, 3)
     }
 
     /// The chart area with the title, `label_areas` (x, y) in pixels and the given x and y ranges.
@@ -204,7 +241,7 @@ impl Chart {
             .draw()
             .map_err(draw_err)?;
         for (k, (name, values)) in self.series.iter().enumerate() {
-            let (r, g, b) = COLORS[k % COLORS.len()];
+            let (r, g, b) = PALETTE[k % PALETTE.len()];
             let color = RGBColor(r, g, b);
             // A gap (NaN) splits the line.
             let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -246,7 +283,7 @@ impl Chart {
         let k = self.series.len().max(1) as f64;
         let width = 0.8 / k;
         for (j, (name, values)) in self.series.iter().enumerate() {
-            let (r, g, b) = COLORS[j % COLORS.len()];
+            let (r, g, b) = PALETTE[j % PALETTE.len()];
             let color = RGBColor(r, g, b);
             let bars = values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| {
                 let x0 = i as f64 - 0.4 + width * j as f64;

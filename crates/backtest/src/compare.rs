@@ -282,6 +282,7 @@ impl Comparison {
             "only_in": self.only_in,
             "chart": {"id": self.equity.id, "title": self.equity.title},
             "chart_data": data,
+            "palette": crate::charts::palette_attr(),
             "script": include_str!("report.js"),
         });
         env.get_template("compare.html")

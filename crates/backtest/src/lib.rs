@@ -18,7 +18,6 @@ pub mod rundir;
 pub mod runner;
 pub mod shard;
 pub mod split;
-pub mod svg;
 pub mod tearsheet;
 
 pub use config::{BacktestConfig, LabelAlignment, label_alignment};

@@ -408,6 +408,7 @@ pub fn render(
         })).collect::<Vec<_>>()),
         "script": SCRIPT,
         "chart_data": chart_data,
+        "palette": crate::charts::palette_attr(),
     });
     env.get_template("report.html")
         .and_then(|t| t.render(ctx))

@@ -4,9 +4,11 @@
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
-  var COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+  var data = document.getElementById("chart-data");
+  // The one palette (charts.rs PALETTE), the same colours as the PNG and SVG files.
+  var COLORS = data.getAttribute("data-palette").split(",");
   var W = 900, H = 330, L = 66, R = 14, T = 10, B = 40;
-  var charts = JSON.parse(document.getElementById("chart-data").textContent);
+  var charts = JSON.parse(data.textContent);
   var byId = {};
   charts.forEach(function (c) { byId[c.id] = c; });
 

@@ -14,12 +14,12 @@ use stockcast_features::outputs::{Marker, Replace, check_output_dir};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::prices::date_to_days;
 
+use crate::charts::{Chart, Kind, Section};
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
 use crate::portfolio::{self, Market, Simulation, StrategyConfig};
 use crate::runner::WalkForward;
-use crate::svg;
 use crate::tearsheet::{self, ReportConfig, Tearsheet};
 
 /// Everything evaluated for one model.
@@ -451,18 +451,25 @@ pub fn summary_table(models: &[ModelReport]) -> String {
     summary(models).markdown()
 }
 
-/// Plots as (file name, title, SVG).
-pub(crate) fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static str, String)> {
-    let Some(first) = models.first() else { return Vec::new() };
+/// The four static plots as (file name, SVG), drawn by the report's one chart renderer ([`Chart::svg`]).
+///
+/// # Errors
+/// Drawing errors.
+pub(crate) fn plots(models: &[ModelReport], wf: &WalkForward) -> Result<Vec<(&'static str, String)>> {
+    let Some(first) = models.first() else { return Ok(Vec::new()) };
     let dates = &first.simulation.dates;
-    let mut eq: Vec<(&str, &[f64])> =
-        models.iter().map(|m| (m.name.as_str(), m.simulation.equity.as_slice())).collect();
-    eq.push(("benchmark", first.simulation.benchmark.as_slice()));
-    if let Some(i) = &first.simulation.index {
-        eq.push(("index", i.as_slice()));
+    let mut equity = Chart::dated("equity", Section::Performance, "Equity vs benchmark", Kind::Line, dates, false);
+    for m in models {
+        equity = equity.with(&m.name, m.simulation.equity.clone());
     }
-    let dds: Vec<Vec<f64>> = models.iter().map(|m| metrics::drawdowns(&m.simulation.equity)).collect();
-    let dd: Vec<(&str, &[f64])> = models.iter().zip(&dds).map(|(m, d)| (m.name.as_str(), d.as_slice())).collect();
+    equity = equity.with("benchmark", first.simulation.benchmark.clone());
+    if let Some(i) = &first.simulation.index {
+        equity = equity.with("index", i.clone());
+    }
+    let mut drawdown = Chart::dated("drawdown", Section::Performance, "Drawdown", Kind::Line, dates, true);
+    for m in models {
+        drawdown = drawdown.with(&m.name, metrics::drawdowns(&m.simulation.equity));
+    }
     // Mean Rank IC per calendar month.
     let mut months: Vec<String> = models
         .iter()
@@ -470,42 +477,37 @@ pub(crate) fn plots(models: &[ModelReport], wf: &WalkForward) -> Vec<(&'static s
         .collect();
     months.sort_unstable();
     months.dedup();
-    let monthly: Vec<Vec<f64>> = models
-        .iter()
-        .map(|m| {
-            months
-                .iter()
-                .map(|mo| {
-                    let v: Vec<f64> = m
-                        .daily_ic
-                        .iter()
-                        .filter(|d| format!("{}-{:02}", d.date.year(), d.date.month()) == *mo && d.rank_ic.is_finite())
-                        .map(|d| d.rank_ic)
-                        .collect();
-                    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
-                })
-                .collect()
-        })
-        .collect();
-    let ic: Vec<(&str, &[f64])> = models.iter().zip(&monthly).map(|(m, v)| (m.name.as_str(), v.as_slice())).collect();
+    let mut ic = Chart::labelled("ic", Section::Signal, "Mean Rank IC per month", Kind::Bar, months.clone(), false);
+    for m in models {
+        let monthly = months
+            .iter()
+            .map(|mo| {
+                let v: Vec<f64> = m
+                    .daily_ic
+                    .iter()
+                    .filter(|d| format!("{}-{:02}", d.date.year(), d.date.month()) == *mo && d.rank_ic.is_finite())
+                    .map(|d| d.rank_ic)
+                    .collect();
+                if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+            })
+            .collect();
+        ic = ic.with(&m.name, monthly);
+    }
     let fold_labels: Vec<String> = wf.folds.iter().map(|f| f.id.to_string()).collect();
-    let per_fold: Vec<Vec<f64>> = models
-        .iter()
-        .map(|m| {
-            let mut v = vec![f64::NAN; wf.folds.len()];
-            for r in wf.results.iter().filter(|r| r.model == m.name) {
-                v[r.fold] = r.signal.rank_ic;
-            }
-            v
-        })
-        .collect();
-    let pf: Vec<(&str, &[f64])> = models.iter().zip(&per_fold).map(|(m, v)| (m.name.as_str(), v.as_slice())).collect();
-    vec![
-        ("equity.svg", svg::line_chart("Equity vs benchmark", dates, &eq, false)),
-        ("drawdown.svg", svg::line_chart("Drawdown", dates, &dd, true)),
-        ("ic.svg", svg::bar_chart("Mean Rank IC per month", &months, &ic, false)),
-        ("folds.svg", svg::bar_chart("Rank IC per fold", &fold_labels, &pf, false)),
-    ]
+    let mut folds = Chart::labelled("folds", Section::Folds, "Rank IC per fold", Kind::Bar, fold_labels, false);
+    for m in models {
+        let mut v = vec![f64::NAN; wf.folds.len()];
+        for r in wf.results.iter().filter(|r| r.model == m.name) {
+            v[r.fold] = r.signal.rank_ic;
+        }
+        folds = folds.with(&m.name, v);
+    }
+    Ok(vec![
+        ("equity.svg", equity.svg()?),
+        ("drawdown.svg", drawdown.svg()?),
+        ("ic.svg", ic.svg()?),
+        ("folds.svg", folds.svg()?),
+    ])
 }
 
 /// The overfitting statistics: an introduction (trials, DSR benchmark, bootstrap), a table of intervals, PSR and

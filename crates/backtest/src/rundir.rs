@@ -58,7 +58,7 @@ pub fn write_run_with(
         };
         let report = report_json(meta, wf, eval, strategy)?;
         write("report.json", &serde_json::to_vec_pretty(&report).map_err(|e| Error::Data(e.to_string()))?)?;
-        let plots = plots(models, wf);
+        let plots = plots(models, wf)?;
         for (file, svg) in &plots {
             write(file, svg.as_bytes())?;
         }
