@@ -1,0 +1,302 @@
+//! The book: holdings, orders waiting for a bar, fills at the open or close with costs, delistings, the
+//! trades it closes, and the target weights of each rule.
+
+use super::{BTreeMap, Fill, Market, NaiveDate, Rule, StrategyConfig, Trade};
+
+pub(super) struct OpenTrade {
+    pub(super) side: i8,
+    pub(super) entry_date: NaiveDate,
+    pub(super) entry_price: f64,
+    pub(super) flow: f64,
+    pub(super) max_value: f64,
+}
+
+/// The book of a simulation: cash, shares, the last close of each symbol, open and closed trades, fills and
+/// costs. [`simulate`] decides when and what to trade; the book executes orders and keeps the accounts.
+pub(super) struct Book {
+    pub(super) cash: f64,
+    pub(super) shares: Vec<f64>,
+    pub(super) last_close: Vec<f64>,
+    pub(super) open_trades: Vec<Option<OpenTrade>>,
+    pub(super) trades: Vec<Trade>,
+    pub(super) fills: usize,
+    pub(super) costs: f64,
+    /// Target weights of orders that found no bar at their fill, by symbol: they fill at the symbol's next bar.
+    pub(super) waiting: BTreeMap<usize, f64>,
+    pub(super) delisted: usize,
+}
+
+impl Book {
+    pub(super) fn new(capital: f64, nsym: usize) -> Self {
+        Self {
+            cash: capital,
+            shares: vec![0.0; nsym],
+            last_close: vec![f64::NAN; nsym],
+            open_trades: (0..nsym).map(|_| None).collect(),
+            trades: Vec::new(),
+            fills: 0,
+            costs: 0.0,
+            waiting: BTreeMap::new(),
+            delisted: 0,
+        }
+    }
+
+    /// Symbols held (long or short).
+    pub(super) fn held(&self) -> Vec<usize> {
+        (0..self.shares.len()).filter(|&s| self.shares[s] != 0.0).collect()
+    }
+
+    /// Remembers the closes of date `d` (a missing close keeps the previous one).
+    pub(super) fn mark_closes(&mut self, market: &Market, d: usize) {
+        for (lc, close) in self.last_close.iter_mut().zip(&market.close) {
+            if close[d].is_finite() {
+                *lc = close[d];
+            }
+        }
+    }
+
+    /// Equity at the last closes and gross exposure (Σ|position value|).
+    pub(super) fn equity_and_gross(&self) -> (f64, f64) {
+        let n = self.shares.len();
+        let gross: f64 = (0..n).map(|s| (self.shares[s] * self.last_close[s]).abs()).filter(|v| v.is_finite()).sum();
+        let equity = self.cash
+            + (0..n).filter(|&s| self.shares[s] != 0.0).map(|s| self.shares[s] * self.last_close[s]).sum::<f64>();
+        (equity, gross)
+    }
+
+    /// Trades to the target weights `w` at the `fill` prices of date `d` (a new rebalance: orders still waiting
+    /// for a bar are replaced); returns the equity before trading (at those prices) and the value traded.
+    pub(super) fn rebalance(
+        &mut self,
+        cfg: &StrategyConfig,
+        market: &Market,
+        d: usize,
+        w: &BTreeMap<usize, f64>,
+        fill: Fill,
+    ) -> (f64, f64) {
+        self.waiting.clear();
+        self.trade_to(cfg, market, d, w, fill, None)
+    }
+
+    /// Fills the waiting orders of symbols that have a bar at date `d`.
+    pub(super) fn fill_waiting(&mut self, cfg: &StrategyConfig, market: &Market, d: usize, fill: Fill) -> (f64, f64) {
+        let ready: Vec<usize> =
+            self.waiting.keys().copied().filter(|&s| market.fill_price(s, d, fill).is_finite()).collect();
+        if ready.is_empty() {
+            return (f64::NAN, 0.0);
+        }
+        let w: BTreeMap<usize, f64> = ready.iter().map(|s| (*s, self.waiting[s])).collect();
+        for s in &ready {
+            self.waiting.remove(s);
+        }
+        self.trade_to(cfg, market, d, &w, fill, Some(&ready))
+    }
+
+    /// Sells every held symbol whose prices ended before date `d` at its last close × (1 + `delisting_return`),
+    /// without costs, and drops its waiting order.
+    pub(super) fn delist(&mut self, cfg: &StrategyConfig, market: &Market, d: usize, last_bar: &[usize]) {
+        for (s, &last) in last_bar.iter().enumerate() {
+            if last >= d {
+                continue;
+            }
+            self.waiting.remove(&s);
+            if self.shares[s] != 0.0 && self.last_close[s].is_finite() {
+                let price = self.last_close[s] * (1.0 + cfg.delisting_return);
+                self.fill((0.0, 0.0), market, s, -self.shares[s], price, market.dates[d]);
+                self.delisted += 1;
+            }
+        }
+    }
+
+    /// Trades symbols (all, or `only`) to the weights `w` at the `fill` prices of date `d`. A symbol without a
+    /// price there gets its target kept as a waiting order.
+    pub(super) fn trade_to(
+        &mut self,
+        cfg: &StrategyConfig,
+        market: &Market,
+        d: usize,
+        w: &BTreeMap<usize, f64>,
+        fill: Fill,
+        only: Option<&[usize]>,
+    ) -> (f64, f64) {
+        let nsym = self.shares.len();
+        let cost_rate = (cfg.commission_bps + cfg.slippage_bps) / 1e4;
+        let price: Vec<f64> = (0..nsym)
+            .map(|s| {
+                let p = market.fill_price(s, d, fill);
+                if p.is_finite() { p } else { f64::NAN }
+            })
+            .collect();
+        let mark = |s: usize| if price[s].is_finite() { price[s] } else { self.last_close[s] };
+        let equity: f64 =
+            self.cash + (0..nsym).filter(|&s| self.shares[s] != 0.0).map(|s| self.shares[s] * mark(s)).sum::<f64>();
+        let sizing = equity / (1.0 + cost_rate);
+        // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
+        // names get their target weight of the equity. Sells first (they raise the cash the buys use).
+        let mut orders: Vec<(usize, f64)> = Vec::new();
+        for s in (0..nsym).filter(|s| only.is_none_or(|o| o.contains(s))) {
+            let tw = w.get(&s).copied().unwrap_or(0.0);
+            let cur = self.shares[s];
+            let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+            if keep || (tw == 0.0 && cur == 0.0) {
+                continue;
+            }
+            if !price[s].is_finite() {
+                self.waiting.insert(s, tw);
+                continue;
+            }
+            let dq = tw * sizing / price[s] - cur;
+            if dq.abs() > 1e-9 {
+                orders.push((s, dq));
+            }
+        }
+        // Buys never spend more than the cash after the sells.
+        let proceeds: f64 =
+            orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
+        let spend: f64 = orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
+        let available = (self.cash + proceeds).max(0.0);
+        if spend > available && spend > 0.0 {
+            let scale = available / spend;
+            for o in orders.iter_mut().filter(|o| o.1 > 0.0) {
+                o.1 *= scale;
+            }
+        }
+        orders.sort_by(|a, b| (a.1 > 0.0).cmp(&(b.1 > 0.0)).then(a.0.cmp(&b.0)));
+        let mut traded = 0.0;
+        for (s, dq) in orders {
+            traded += (dq * price[s]).abs();
+            self.fill((cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4), market, s, dq, price[s], market.dates[d]);
+        }
+        (equity, traded)
+    }
+
+    /// Executes `dq` shares of symbol `s` at `price` (plus slippage against the order, plus commission, both as
+    /// fractions) and keeps the trade ledger: a position opened, grown, closed or flipped.
+    pub(super) fn fill(
+        &mut self,
+        (comm, slip): (f64, f64),
+        market: &Market,
+        s: usize,
+        dq: f64,
+        price: f64,
+        date: NaiveDate,
+    ) {
+        let exec = price * (1.0 + slip * dq.signum());
+        let value = dq * exec;
+        let commission = value.abs() * comm;
+        self.cash -= value + commission;
+        self.costs += commission + (dq * price * slip).abs();
+        self.fills += 1;
+        let before = self.shares[s];
+        let after = before + dq;
+        self.shares[s] = if after.abs() < 1e-9 { 0.0 } else { after };
+        let now = self.shares[s];
+        let flow = -value - commission;
+        let opened = |flow: f64| OpenTrade {
+            side: now.signum() as i8,
+            entry_date: date,
+            entry_price: exec,
+            flow,
+            max_value: (now * exec).abs(),
+        };
+        // Close (or flip) an open trade.
+        if before != 0.0 && (now == 0.0 || now.signum() != before.signum()) {
+            if let Some(t) = self.open_trades[s].take() {
+                // The part of the flow that closes the old position.
+                let closing_share = if now == 0.0 { 1.0 } else { before.abs() / dq.abs() };
+                let pnl = t.flow + flow * closing_share;
+                self.trades.push(Trade {
+                    symbol: market.symbols[s].clone(),
+                    side: t.side,
+                    entry_date: t.entry_date,
+                    entry_price: t.entry_price,
+                    exit_date: Some(date),
+                    exit_price: exec,
+                    pnl,
+                    return_pct: pnl / t.max_value,
+                });
+                if now != 0.0 {
+                    self.open_trades[s] = Some(opened(flow * (1.0 - closing_share)));
+                }
+            }
+        } else if before == 0.0 {
+            self.open_trades[s] = Some(opened(flow));
+        } else if let Some(t) = self.open_trades[s].as_mut() {
+            t.flow += flow;
+            t.max_value = t.max_value.max((now * exec).abs());
+        }
+    }
+
+    /// Closes the books: open trades are marked at the last close; returns every trade, fills, costs and
+    /// delistings.
+    pub(super) fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, f64, usize) {
+        for (s, t) in std::mem::take(&mut self.open_trades).into_iter().enumerate() {
+            if let Some(t) = t {
+                let value = self.shares[s] * self.last_close[s];
+                let pnl = t.flow + value;
+                self.trades.push(Trade {
+                    symbol: market.symbols[s].clone(),
+                    side: t.side,
+                    entry_date: t.entry_date,
+                    entry_price: t.entry_price,
+                    exit_date: None,
+                    exit_price: self.last_close[s],
+                    pnl,
+                    return_pct: pnl / t.max_value,
+                });
+            }
+        }
+        (self.trades, self.fills, self.costs, self.delisted)
+    }
+}
+
+/// Target weights of `rule` from the scores of one date (`held`: current holdings, for n-drop).
+pub(super) fn targets(rule: &Rule, scores: &[(usize, f64)], held: &[usize]) -> BTreeMap<usize, f64> {
+    // Best first; ties by symbol index for determinism.
+    let mut ranked: Vec<(usize, f64)> = scores.to_vec();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut w = BTreeMap::new();
+    match *rule {
+        Rule::TopK { k, n_drop: None } => {
+            for &(s, _) in ranked.iter().take(k) {
+                w.insert(s, 1.0 / k as f64);
+            }
+        }
+        Rule::TopK { k, n_drop: Some(n_drop) } => {
+            let score_of = |s: usize| scores.iter().find(|x| x.0 == s).map_or(f64::NEG_INFINITY, |x| x.1);
+            // Holdings by score, worst last; unscored holdings count as the worst.
+            let mut last: Vec<(usize, f64)> = held.iter().map(|&s| (s, score_of(s))).collect();
+            last.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let want_new = (n_drop + k).saturating_sub(last.len());
+            let today: Vec<(usize, f64)> =
+                ranked.iter().filter(|(s, _)| !held.contains(s)).take(want_new).copied().collect();
+            let mut comb: Vec<(usize, f64)> = last.iter().chain(&today).copied().collect();
+            comb.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let bottom: Vec<usize> = comb.iter().rev().take(n_drop).map(|x| x.0).collect();
+            let sell: Vec<usize> = last.iter().map(|x| x.0).filter(|s| bottom.contains(s)).collect();
+            let n_buy = (sell.len() + k).saturating_sub(last.len());
+            let keep = last.iter().map(|x| x.0).filter(|s| !sell.contains(s));
+            let buy = today.iter().take(n_buy).map(|x| x.0);
+            let names: Vec<usize> = keep.chain(buy).collect();
+            for s in &names {
+                w.insert(*s, 1.0 / names.len() as f64);
+            }
+        }
+        Rule::LongShort { k } => {
+            let k = k.min(ranked.len() / 2);
+            for &(s, _) in ranked.iter().take(k) {
+                w.insert(s, 0.5 / k as f64);
+            }
+            for &(s, _) in ranked.iter().rev().take(k) {
+                w.insert(s, -0.5 / k as f64);
+            }
+        }
+        Rule::Threshold { threshold } => {
+            let chosen: Vec<usize> = ranked.iter().filter(|x| x.1 > threshold).map(|x| x.0).collect();
+            for s in &chosen {
+                w.insert(*s, 1.0 / chosen.len() as f64);
+            }
+        }
+    }
+    w
+}

@@ -1,0 +1,236 @@
+//! The strategy configuration: rule, rebalancing, fills, costs, capital, and its checks.
+
+use super::{Deserialize, Error, Params, Result, Serialize};
+
+/// How scores become target weights (the `kind` of the strategy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Long the `k` best scores, equal weight; with `n_drop`, at most that many holdings are replaced per
+    /// rebalance (qlib's TopkDropout).
+    #[default]
+    TopK,
+    /// Long the `k` best (+0.5/k each), short the `k` worst (−0.5/k each): gross exposure 1, net 0.
+    LongShort,
+    /// Long every symbol whose score exceeds `threshold`, equal weight (all-in for a single symbol); flat
+    /// otherwise.
+    Threshold,
+}
+
+/// The weighting rule with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// Top-k long.
+    TopK {
+        /// Names held.
+        k: usize,
+        /// Most names swapped per rebalance.
+        n_drop: Option<usize>,
+    },
+    /// Long-short k per side.
+    LongShort {
+        /// Names per side.
+        k: usize,
+    },
+    /// Long above a threshold.
+    Threshold {
+        /// The threshold.
+        threshold: f64,
+    },
+}
+
+/// Where orders fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    /// Open of the next trading date.
+    #[default]
+    NextOpen,
+    /// Close of the signal date.
+    Close,
+}
+
+/// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the
+/// rule is flat (`kind = "top_k"`, `k = 10`, `n_drop = 2`); a parameter of another kind (`threshold` with
+/// `top_k`, `n_drop` with `long_short`, …) is refused instead of ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StrategyToml", into = "StrategyToml")]
+pub struct StrategyConfig {
+    /// How scores become target weights.
+    pub rule: Rule,
+    /// Rebalance every n trading dates (1: daily).
+    pub rebalance_days: usize,
+    /// Fill price.
+    pub fill: Fill,
+    /// Commission per side, in basis points of the traded value.
+    pub commission_bps: f64,
+    /// Slippage per side, in basis points of the price (buys pay more, sells get less).
+    pub slippage_bps: f64,
+    /// Re-weight names that stay in the book back to their target weight at every rebalance (default: they keep
+    /// their shares, only exits, flips and new names trade).
+    pub reweight: bool,
+    /// Starting capital.
+    pub capital: f64,
+    /// Annual risk-free rate for Sharpe and Sortino.
+    pub risk_free: f64,
+    /// Return realised on a held position when its symbol's prices end, applied to its last close (default 0:
+    /// cashed out at the last close; e.g. -0.3 for delistings for cause).
+    pub delisting_return: f64,
+}
+
+/// The TOML/JSON shape of [`StrategyConfig`]: the rule's parameters flat beside `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StrategyToml {
+    #[serde(default)]
+    pub(super) kind: StrategyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) n_drop: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) threshold: Option<f64>,
+    #[serde(default = "default_rebalance")]
+    pub(super) rebalance_days: usize,
+    #[serde(default)]
+    pub(super) fill: Fill,
+    #[serde(default)]
+    pub(super) commission_bps: f64,
+    #[serde(default)]
+    pub(super) slippage_bps: f64,
+    #[serde(default)]
+    pub(super) reweight: bool,
+    #[serde(default = "default_capital")]
+    pub(super) capital: f64,
+    #[serde(default)]
+    pub(super) risk_free: f64,
+    #[serde(default)]
+    pub(super) delisting_return: f64,
+}
+
+pub(super) fn default_k() -> usize {
+    10
+}
+pub(super) fn default_rebalance() -> usize {
+    1
+}
+pub(super) fn default_capital() -> f64 {
+    1_000_000.0
+}
+
+impl TryFrom<StrategyToml> for StrategyConfig {
+    type Error = String;
+
+    fn try_from(t: StrategyToml) -> std::result::Result<Self, String> {
+        let kind = match t.kind {
+            StrategyKind::TopK => "top_k",
+            StrategyKind::LongShort => "long_short",
+            StrategyKind::Threshold => "threshold",
+        };
+        let not_for = |field: &str| format!("strategy: `{field}` does not apply to kind = \"{kind}\"");
+        // The parameters each kind takes; any other one given is an error.
+        let (takes_k, takes_n_drop, takes_threshold) = match t.kind {
+            StrategyKind::TopK => (true, true, false),
+            StrategyKind::LongShort => (true, false, false),
+            StrategyKind::Threshold => (false, false, true),
+        };
+        for (field, given, takes) in [
+            ("k", t.k.is_some(), takes_k),
+            ("n_drop", t.n_drop.is_some(), takes_n_drop),
+            ("threshold", t.threshold.is_some(), takes_threshold),
+        ] {
+            if given && !takes {
+                return Err(not_for(field));
+            }
+        }
+        let k = t.k.unwrap_or_else(default_k);
+        let rule = match t.kind {
+            StrategyKind::TopK => Rule::TopK { k, n_drop: t.n_drop },
+            StrategyKind::LongShort => Rule::LongShort { k },
+            StrategyKind::Threshold => Rule::Threshold { threshold: t.threshold.unwrap_or(0.0) },
+        };
+        Ok(Self {
+            rule,
+            rebalance_days: t.rebalance_days,
+            fill: t.fill,
+            commission_bps: t.commission_bps,
+            slippage_bps: t.slippage_bps,
+            reweight: t.reweight,
+            capital: t.capital,
+            risk_free: t.risk_free,
+            delisting_return: t.delisting_return,
+        })
+    }
+}
+
+impl From<StrategyConfig> for StrategyToml {
+    fn from(c: StrategyConfig) -> Self {
+        let (kind, k, n_drop, threshold) = match c.rule {
+            Rule::TopK { k, n_drop } => (StrategyKind::TopK, Some(k), n_drop, None),
+            Rule::LongShort { k } => (StrategyKind::LongShort, Some(k), None, None),
+            Rule::Threshold { threshold } => (StrategyKind::Threshold, None, None, Some(threshold)),
+        };
+        Self {
+            kind,
+            k,
+            n_drop,
+            threshold,
+            rebalance_days: c.rebalance_days,
+            fill: c.fill,
+            commission_bps: c.commission_bps,
+            slippage_bps: c.slippage_bps,
+            reweight: c.reweight,
+            capital: c.capital,
+            risk_free: c.risk_free,
+            delisting_return: c.delisting_return,
+        }
+    }
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        Self {
+            rule: Rule::TopK { k: default_k(), n_drop: None },
+            rebalance_days: default_rebalance(),
+            fill: Fill::NextOpen,
+            commission_bps: 0.0,
+            slippage_bps: 0.0,
+            reweight: false,
+            capital: default_capital(),
+            risk_free: 0.0,
+            delisting_return: 0.0,
+        }
+    }
+}
+
+/// The strategy's parameters, checked where the configuration is read; [`simulate`] takes them checked.
+impl Params for StrategyConfig {
+    type Error = Error;
+    fn check(&self) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("strategy: {m}")));
+        match self.rule {
+            Rule::TopK { k: 0, .. } | Rule::LongShort { k: 0 } => return err("k must be at least 1".into()),
+            Rule::TopK { k, n_drop: Some(n) } if n > k => return err(format!("n_drop = {n} exceeds k = {k}")),
+            Rule::Threshold { threshold } if !threshold.is_finite() => return err("threshold must be finite".into()),
+            _ => {}
+        }
+        if self.rebalance_days == 0 {
+            return err("rebalance_days must be at least 1".into());
+        }
+        for (name, v) in [("commission_bps", self.commission_bps), ("slippage_bps", self.slippage_bps)] {
+            if !(0.0..1000.0).contains(&v) {
+                return err(format!("{name} must be in [0, 1000), got {v}"));
+            }
+        }
+        if !(self.capital > 0.0 && self.capital.is_finite()) {
+            return err(format!("capital must be positive, got {}", self.capital));
+        }
+        if !(self.risk_free > -1.0 && self.risk_free < 1.0) {
+            return err(format!("risk_free is an annual fraction, got {}", self.risk_free));
+        }
+        if !(self.delisting_return >= -1.0 && self.delisting_return.is_finite()) {
+            return err(format!("delisting_return must be a return ≥ -1, got {}", self.delisting_return));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Portfolio simulation from scores: top-k long (optional n-drop turnover limit, like qlib's TopkDropout),
+//! long-short top/bottom-k, or threshold long/flat; rebalancing every n trading days; fills at the next open
+//! (default) or at the close of the signal date; commission per side and slippage in bps; cash accounting with
+//! fractional shares and compounding; an equal-weight benchmark of the universe and an optional index.
+//!
+//! Conventions: the signal of date t uses scores known at the close of t. With `fill = "next_open"` the orders
+//! execute at the open of the next trading date, with `fill = "close"` at the close of t. Target values are
+//! sized on the equity at the fill prices divided by (1 + commission + slippage), so a fully invested long book
+//! keeps non-negative cash; buys are scaled down to the cash available after the sells. Names that stay in the
+//! book keep their shares (no re-weighting churn) unless `reweight = true`. Equity is marked at each close (a
+//! symbol without a close keeps its last one).
+//!
+//! Missing bars and delistings: an order for a symbol with no bar at the fill waits and fills at the next bar the
+//! symbol trades (at that bar's fill price, sized on the equity then), unless a later rebalance replaces it. A
+//! held symbol whose prices end (its last bar is before the date simulated) is sold on the next date at its last
+//! close × (1 + `delisting_return`), without commission or slippage (a cash-out, not a trade), and leaves the
+//! equity; it is never marked at a stale price again.
+//!
+//! Turnover: `turnover` is one-way, ½ · (value bought + value sold) / equity before trading, per date, averaged
+//! over every simulated date (a full rotation from one name to another is 1.0); `turnover_two_way` is twice that.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use stockcast_features::{Checked, Params};
+
+use crate::error::{Error, Result};
+use crate::metrics;
+
+mod book;
+mod config;
+mod index;
+mod market;
+mod stats;
+
+use book::{Book, targets};
+pub use config::{Fill, Rule, StrategyConfig, StrategyKind};
+pub use index::load_index;
+pub use market::Market;
+pub use stats::PortfolioStats;
+use stats::{empty_stats, stats};
+/// One round trip in a symbol: from a flat position to a position and back to flat (or still open).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trade {
+    /// Symbol.
+    pub symbol: String,
+    /// +1 long, −1 short.
+    pub side: i8,
+    /// Date of the opening fill.
+    pub entry_date: NaiveDate,
+    /// Execution price of the opening fill (after slippage).
+    pub entry_price: f64,
+    /// Date of the closing fill (None: still open at the end, marked at the last close).
+    pub exit_date: Option<NaiveDate>,
+    /// Execution price of the closing fill, or the last close while open.
+    pub exit_price: f64,
+    /// Profit and loss including commissions and slippage.
+    pub pnl: f64,
+    /// P&L over the largest absolute value held.
+    pub return_pct: f64,
+}
+
+/// A simulation's curves, trades and statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Simulation {
+    /// Dates of the curves.
+    pub dates: Vec<NaiveDate>,
+    /// Equity at each close (the first value is after any fills at the first close).
+    pub equity: Vec<f64>,
+    /// Equal-weight universe benchmark, starting at the capital.
+    pub benchmark: Vec<f64>,
+    /// The index rebased to the capital, when given.
+    pub index: Option<Vec<f64>>,
+    /// Gross exposure at each close.
+    pub exposure: Vec<f64>,
+    /// One-way turnover of each date (½ · traded value / equity before trading).
+    pub turnover: Vec<f64>,
+    /// Round trips.
+    pub trades: Vec<Trade>,
+    /// Statistics.
+    pub stats: PortfolioStats,
+}
+
+/// An index close series aligned to `dates` (forward-filled), rebased to `capital`.
+pub(super) fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate], capital: f64) -> Option<Vec<f64>> {
+    let mut last = None;
+    let aligned: Vec<Option<f64>> = dates
+        .iter()
+        .map(|d| {
+            if let Some((_, v)) = index.range(..=*d).next_back() {
+                last = Some(*v);
+            }
+            last
+        })
+        .collect();
+    let first = aligned.iter().flatten().next().copied()?;
+    Some(aligned.iter().map(|v| v.unwrap_or(first) / first * capital).collect())
+}
+
+/// Simulates `cfg` on `scores` (`(symbol, date) → score`, out of sample) over the dates from the first to the
+/// last scored date: each rebalance date's scores become target weights ([`Rule`]), filled at the close or the
+/// next open by the [`Book`].
+///
+/// # Errors
+/// [`Error::Config`] for invalid parameters, [`Error::Data`] when no score matches the market.
+pub fn simulate(
+    cfg: &Checked<StrategyConfig>,
+    market: &Market,
+    scores: &BTreeMap<(NaiveDate, String), f64>,
+    index: Option<&BTreeMap<NaiveDate, f64>>,
+) -> Result<Simulation> {
+    let nsym = market.symbols.len();
+    let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+    for ((d, s), v) in scores {
+        if let (Ok(di), Ok(si)) = (market.dates.binary_search(d), market.symbols.binary_search(s))
+            && v.is_finite()
+        {
+            by_date.entry(di).or_default().push((si, *v));
+        }
+    }
+    let (Some(&first), Some(&last)) = (by_date.keys().next(), by_date.keys().next_back()) else {
+        return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
+    };
+    let mut book = Book::new(cfg.capital, nsym);
+    let mut pending: Option<BTreeMap<usize, f64>> = None;
+    let mut sim = Simulation {
+        dates: Vec::new(),
+        equity: Vec::new(),
+        benchmark: Vec::new(),
+        index: None,
+        exposure: Vec::new(),
+        turnover: Vec::new(),
+        trades: Vec::new(),
+        stats: empty_stats(),
+    };
+    let mut bench = cfg.capital;
+    // Index of each symbol's last bar (a close): after it, the symbol is delisted.
+    let last_bar: Vec<usize> =
+        market.close.iter().map(|c| c.iter().rposition(|v| v.is_finite()).unwrap_or(0)).collect();
+    for d in first..=last {
+        let date = market.dates[d];
+        // Equal-weight benchmark: mean close-to-close return of symbols with both closes.
+        if d > first {
+            let rets: Vec<f64> = (0..nsym)
+                .filter_map(|s| {
+                    let (a, b) = (market.close[s][d - 1], market.close[s][d]);
+                    (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
+                })
+                .collect();
+            if !rets.is_empty() {
+                bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
+            }
+        }
+        let (mut equity_before, mut traded) = (f64::NAN, 0.0);
+        let mut add = |(e, t): (f64, f64)| {
+            if equity_before.is_nan() {
+                equity_before = e;
+            }
+            traded += t;
+        };
+        if let Some(w) = pending.take() {
+            add(book.rebalance(cfg, market, d, &w, Fill::NextOpen));
+        } else if cfg.fill == Fill::NextOpen {
+            add(book.fill_waiting(cfg, market, d, Fill::NextOpen));
+        }
+        book.mark_closes(market, d);
+        book.delist(cfg, market, d, &last_bar);
+        let rebalances = (d - first) % cfg.rebalance_days == 0;
+        if cfg.fill == Fill::Close && !rebalances {
+            add(book.fill_waiting(cfg, market, d, Fill::Close));
+        }
+        if rebalances {
+            let scored: Vec<(usize, f64)> = by_date
+                .get(&d)
+                .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
+                .unwrap_or_default();
+            let w = targets(&cfg.rule, &scored, &book.held());
+            match cfg.fill {
+                Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
+                Fill::NextOpen if d < last => pending = Some(w),
+                Fill::NextOpen => {}
+            }
+        }
+        let (equity, gross) = book.equity_and_gross();
+        sim.dates.push(date);
+        sim.equity.push(equity);
+        sim.benchmark.push(bench);
+        sim.exposure.push(if equity > 0.0 { gross / equity } else { f64::NAN });
+        let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
+        sim.turnover.push(if base > 0.0 { 0.5 * traded / base } else { 0.0 });
+    }
+    let (trades, fills, costs, delisted) = book.finish(market);
+    sim.index = index.and_then(|i| rebase_index(i, &sim.dates, cfg.capital));
+    sim.stats = stats(cfg, &sim, &trades, fills, costs);
+    sim.stats.delisted = delisted;
+    sim.trades = trades;
+    Ok(sim)
+}
