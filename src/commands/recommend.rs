@@ -1,7 +1,6 @@
 //! `stockcast recommend`: score a day with the champion (or pinned) versions and store the recommendations.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use stockcast_features::Checked;
 use stockcast_infer::recommend::{ActionRule, RecommendConfig};
@@ -10,8 +9,6 @@ use super::out;
 use crate::UsageError;
 use crate::cli::{ActionMethod, DataArgs, RecommendArgs};
 use stockcast_pipeline::Ctx;
-use stockcast_pipeline::prices::load;
-use stockcast_pipeline::recommend::Database;
 
 /// The rule the flags give, checked as any configuration is (the flags are where it enters).
 fn config(a: &RecommendArgs) -> anyhow::Result<RecommendConfig> {
@@ -36,14 +33,8 @@ pub(crate) fn run(ctx: &Ctx, a: &RecommendArgs) -> anyhow::Result<()> {
     };
     let prices = a.prices.clone().unwrap_or_else(|| PathBuf::from(&a.db.database_url));
     let data = DataArgs::file(prices, a.securities.clone(), a.on_bad_rows);
-    let loaded = load(ctx, &data.input(), std::path::Path::new("recommend-prices.csv"), None)?;
-    let db = Database {
-        url: a.db.database_url.clone(),
-        max_connections: a.db.db_max_connections,
-        timeout: Duration::from_secs(a.db.db_timeout_s),
-    };
-    let days =
-        stockcast_pipeline::recommend::run(ctx, &a.dir.models_dir, &a.models, &loaded.prices, a.date, &cfg, &db)?;
+    let db = a.db.database();
+    let days = stockcast_pipeline::recommend::run(ctx, &a.dir.models_dir, &a.models, &data.input(), a.date, &cfg, &db)?;
     for day in days {
         for line in day.lines(5) {
             out(&line);

@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use stockcast_infer::server::{self, ServeConfig};
+use stockcast_infer::server::ServeConfig;
 
 use crate::UsageError;
 use crate::cli::ServeArgs;
 use stockcast_pipeline::Ctx;
-use stockcast_pipeline::prices::runtime;
 
 /// Settings: the file (when given), then flags and environment variables.
 pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -38,33 +37,5 @@ pub(crate) fn settings(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
-    let cfg = settings(a)?;
-    let exit_after = a.exit_after_s.map(Duration::from_secs_f64);
-    runtime()?.block_on(async move {
-        let addr = cfg.addr;
-        let state = server::build_state(cfg, ctx.clock().clone()).await?;
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        // Installed before "serving" is announced: from then on SIGTERM means a graceful stop.
-        let signal = server::shutdown_signal();
-        let models = state.models().by_name.values().map(|s| s.label()).collect::<Vec<_>>();
-        ctx.note(&format!(
-            "serving {} on http://{} (models: {})",
-            if models.is_empty() { "no model yet" } else { "predictions" },
-            listener.local_addr()?,
-            if models.is_empty() { "none".to_owned() } else { models.join(", ") }
-        ));
-        let shutdown = async move {
-            match exit_after {
-                Some(d) => tokio::select! {
-                    () = tokio::time::sleep(d) => {},
-                    () = signal => {},
-                },
-                None => signal.await,
-            }
-        };
-        server::serve(state, listener, shutdown).await?;
-        ctx.note("server stopped");
-        Ok(())
-    })
+    Ok(stockcast_pipeline::serve::run(ctx, settings(a)?, a.exit_after_s.map(Duration::from_secs_f64))?)
 }

@@ -8,7 +8,9 @@
 //! - [`train`]: the nightly job (gate, champion comparison, publish, promote);
 //! - [`sharded`]: what the two walk-forward jobs share: plan → shards → merge ([`sharded::ShardedJob`]), run
 //!   whole or step by step on a local or object-store run directory ([`staging::Staging`]);
+//! - [`db`]: migrations and a price import into Postgres;
 //! - [`recommend`]: score a day with the promoted versions and store the recommendations;
+//! - [`serve`]: the HTTP server until a shutdown signal;
 //! - [`demo`]: every stage on the bundled data.
 //!
 //! The stages themselves live in the member crates (`stockcast-features`, `stockcast-models`,
@@ -18,12 +20,14 @@
 pub mod backtest;
 pub mod config;
 pub mod ctx;
+pub mod db;
 pub mod demo;
 pub mod error;
 pub mod features;
 pub mod model;
 pub mod prices;
 pub mod recommend;
+pub mod serve;
 pub mod sharded;
 pub mod staging;
 pub mod train;

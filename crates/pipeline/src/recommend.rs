@@ -2,16 +2,15 @@
 //! pinned references), rank, assign actions, and store each run in Postgres.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
 use stockcast_features::PriceFrame;
 use stockcast_infer::recommend::{self, Action, DayRun, RecommendConfig, Scorer};
-use stockcast_infer::store::{self, PoolConfig, StoredRun};
+use stockcast_infer::store::{self, StoredRun};
 use stockcast_models::registry::{ModelRef, Registry};
 
-use crate::prices::runtime;
+use crate::prices::{PriceInput, runtime};
 use crate::{Ctx, Error, Result};
 
 /// The model references to run: the given ones, or every registry name that has a champion.
@@ -128,37 +127,29 @@ pub fn store_days(
     Ok(out)
 }
 
-/// Where a recommendation run stores its rows.
-#[derive(Debug, Clone)]
-pub struct Database {
-    /// Postgres URL.
-    pub url: String,
-    /// Pool size.
-    pub max_connections: u32,
-    /// Connection timeout.
-    pub timeout: Duration,
-}
+pub use crate::db::Database;
 
-/// The whole job: load the scorers from `models_dir`, then score and store `date` on `prices`.
+/// The whole job: load the scorers from `models_dir` and the prices (a file, or the database's `prices` table,
+/// through the quality checks; removed rows quarantined as `recommend-prices.quarantine.csv`), then score and
+/// store `date`.
 ///
 /// # Errors
-/// As [`references`], [`scorers`] and [`store_days`].
+/// As [`crate::prices::load`], [`references`], [`scorers`] and [`store_days`].
 pub fn run(
     ctx: &Ctx,
     models_dir: &Path,
     models: &[ModelRef],
-    prices: &PriceFrame,
+    prices: &PriceInput,
     date: NaiveDate,
     cfg: &RecommendConfig,
     db: &Database,
 ) -> Result<Vec<StoredDay>> {
+    let loaded = crate::prices::load(ctx, prices, Path::new("recommend-prices.csv"), None)?;
+    let prices = &loaded.prices;
     let reg = Registry::new(models_dir);
     let scorers = scorers(&reg, &references(&reg, models)?)?;
     let rt = runtime()?;
-    let pool = rt.block_on(store::connect(
-        &db.url,
-        PoolConfig { max_connections: db.max_connections.max(1), acquire_timeout: db.timeout },
-    ))?;
+    let pool = rt.block_on(db.connect())?;
     let result = store_days(ctx, &rt, &pool, &scorers, prices, date, cfg);
     rt.block_on(pool.close());
     result

@@ -251,3 +251,73 @@ pub fn step<J: ShardedJob>(job: &J, ctx: &Ctx, stage: &Staging, step: Step) -> R
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::Clock;
+    use crate::backtest::{BacktestData, BacktestJob};
+    use crate::train::{FinalFit, Gate, TrainConfig, TrainJob, TrainOptions};
+
+    const MODELS: &str = "[[models]]\nname = \"lin\"\nmodel = { kind = \"linear\", alpha = 0.01 }\n\
+                          [[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n";
+
+    fn bits(wf: &WalkForward) -> Vec<(String, String, chrono::NaiveDate, u64)> {
+        wf.predictions
+            .iter()
+            .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.clone(), p.date, p.score.to_bits())))
+            .collect()
+    }
+
+    /// Both jobs through the one abstraction: plan, three shards in any order, merge — the same walk-forward as
+    /// the whole run, bit for bit; a shard against a plan of other data, and a merge of another job's plan, refused.
+    #[test]
+    fn plan_shards_and_merge_give_the_whole_run_for_both_jobs() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::backtest::tests::config(MODELS);
+        let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
+        let job = BacktestJob { config: config.clone(), data };
+        let whole = run(&job, &ctx).unwrap();
+
+        let run_dir = dir.path().join("sharded");
+        let plan = write_plan(&job, &ctx, &run_dir).unwrap();
+        assert_eq!(plan.job, "backtest");
+        let mut ran = 0;
+        for i in [2, 0, 1] {
+            let r = run_shard(&job, &ctx, &run_dir, ShardId::new(i, 3).unwrap()).unwrap();
+            assert_eq!(r.tasks.1, plan.tasks.len());
+            ran += r.tasks.0;
+        }
+        assert_eq!(ran, plan.tasks.len(), "every task in exactly one shard");
+        let merged = merge(&job, &ctx, &run_dir).unwrap();
+        assert!(!bits(&whole.walk_forward).is_empty());
+        assert_eq!(bits(&merged.walk_forward), bits(&whole.walk_forward));
+        let total = |b: &crate::backtest::Backtest| b.evaluation.models[0].simulation.stats.total_return;
+        assert_eq!(total(&merged).to_bits(), total(&whole).to_bits());
+
+        // A shard of a job on other data does not adopt this plan.
+        let mut other = config.clone();
+        other.data.symbols = vec!["AAPL".into(), "MSFT".into()];
+        let data = BacktestData::load(&ctx, &other, None, &dir.path().join("q.csv")).unwrap();
+        let stale = BacktestJob { config: other, data };
+        let e = run_shard(&stale, &ctx, &run_dir, ShardId::new(0, 3).unwrap()).unwrap_err();
+        assert!(e.chain().contains("plan"), "{}", e.chain());
+
+        // The nightly job refuses to merge a backtest's plan.
+        let train = TrainJob {
+            config: TrainConfig {
+                path: "nightly.toml".into(),
+                backtest: config,
+                gate: Gate::default(),
+                final_fit: FinalFit::default(),
+            },
+            options: TrainOptions { models_dir: dir.path().join("models"), ..TrainOptions::default() },
+        };
+        let e = merge(&train, &ctx, &run_dir).unwrap_err();
+        assert_eq!(e.kind(), crate::Kind::Usage, "{}", e.chain());
+        assert!(e.chain().contains("not of a train"), "{}", e.chain());
+    }
+}
