@@ -45,7 +45,7 @@ pub enum Error {
         /// A hint on how to proceed.
         hint: String,
         /// The quality report up to the failure, when available.
-        report: Option<Box<crate::quality::QualityReport>>,
+        report: Option<Box<crate::quality::report::QualityReport>>,
     },
     /// The feature spec (or another config) is invalid.
     #[error("invalid {what}: {message}")]

@@ -2,14 +2,12 @@
 //! summary and the quarantine file.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Check, Policy};
-use crate::error::Result;
-use crate::load::{Bars, Layout, PriceField};
+use super::checks::{Check, Policy};
+use crate::fields::{Layout, PriceField};
 
 /// A split adjustment the quality stage applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,34 +98,6 @@ pub struct QualityReport {
 }
 
 impl QualityReport {
-    /// An empty report for `bars`.
-    pub(crate) fn new(bars: &Bars) -> Self {
-        Self {
-            source: bars.source.display().to_string(),
-            layout: bars.layout,
-            rows_read: bars.len(),
-            rows_kept: bars.len(),
-            rows_quarantined: 0,
-            empty_wide_cells: bars.empty_wide_cells,
-            symbols: 0,
-            first_date: None,
-            last_date: None,
-            adjusted: false,
-            checks: Check::ALL
-                .iter()
-                .map(|c| CheckSummary {
-                    check: *c,
-                    policy: c.default_policy(),
-                    flagged: 0,
-                    action: "ok",
-                    examples: vec![],
-                })
-                .collect(),
-            split_adjustments: Vec::new(),
-            quarantine: Vec::new(),
-        }
-    }
-
     /// The summary of one check.
     ///
     /// # Panics
@@ -186,40 +156,4 @@ impl QualityReport {
         }
         s
     }
-
-    /// Writes the quarantine CSV (header always, one line per removed row) atomically.
-    pub fn write_quarantine(&self, path: &Path) -> Result<()> {
-        let mut out = String::from("file,line,symbol,date,check,column,detail,open,high,low,close,volume,adj_close\n");
-        for q in &self.quarantine {
-            let f = &q.flag;
-            let value = |p: PriceField| {
-                q.values
-                    .iter()
-                    .find(|(g, _)| *g == p)
-                    .map_or_else(String::new, |(_, v)| if v.is_nan() { String::new() } else { v.to_string() })
-            };
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&self.source),
-                f.line,
-                csv_field(&f.symbol),
-                f.date.map(|d| d.to_string()).unwrap_or_default(),
-                q.check.name(),
-                csv_field(f.column.as_deref().unwrap_or("")),
-                csv_field(&f.detail),
-                value(PriceField::Open),
-                value(PriceField::High),
-                value(PriceField::Low),
-                value(PriceField::Close),
-                value(PriceField::Volume),
-                value(PriceField::AdjClose),
-            );
-        }
-        crate::io::write_atomic(path, out.as_bytes())
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::report::{FlagRecord, QualityReport, QuarantinedRow, SplitAdjustment};
+use super::report::{CheckSummary, FlagRecord, QualityReport, QuarantinedRow, SplitAdjustment};
 use super::splits::{back_adjust, split_ratio};
 use super::{Check, Policy, QualityConfig};
 use crate::error::{Error, Result};
@@ -424,5 +424,35 @@ impl<'a> QualityRun<'a> {
         self.report.rows_kept = bars.len();
         self.report.adjusted = adjusted;
         self.report
+    }
+}
+
+impl QualityReport {
+    /// An empty report for `bars`.
+    pub(crate) fn new(bars: &Bars) -> Self {
+        Self {
+            source: bars.source.display().to_string(),
+            layout: bars.layout,
+            rows_read: bars.len(),
+            rows_kept: bars.len(),
+            rows_quarantined: 0,
+            empty_wide_cells: bars.empty_wide_cells,
+            symbols: 0,
+            first_date: None,
+            last_date: None,
+            adjusted: false,
+            checks: Check::ALL
+                .iter()
+                .map(|c| CheckSummary {
+                    check: *c,
+                    policy: c.default_policy(),
+                    flagged: 0,
+                    action: "ok",
+                    examples: vec![],
+                })
+                .collect(),
+            split_adjustments: Vec::new(),
+            quarantine: Vec::new(),
+        }
     }
 }
