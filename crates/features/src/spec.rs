@@ -345,6 +345,9 @@ impl Default for FeatureSpec {
     }
 }
 
+/// The file a saved model (and a published version) keeps its feature spec in, beside `model.json`.
+pub const SPEC_FILE: &str = "spec.toml";
+
 impl FeatureSpec {
     /// Parses and checks a spec from TOML text.
     pub fn from_toml(text: &str) -> Result<Checked<Self>> {

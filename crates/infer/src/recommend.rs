@@ -67,7 +67,7 @@ impl Scorer {
     pub fn load(registry: &Registry, reference: &ModelRef) -> Result<Self> {
         let (name, version) = registry.resolve(&reference.clone().champion_if_bare())?;
         let (manifest, model) = registry.load(&name, version)?;
-        let spec = registry.version_file(&name, version, "spec.toml")?;
+        let spec = registry.version_file(&name, version, stockcast_features::spec::SPEC_FILE)?;
         let spec = FeatureSpec::from_toml(&String::from_utf8_lossy(&spec))?;
         Ok(Self { name, version, manifest, spec, model })
     }

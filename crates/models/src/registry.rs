@@ -763,7 +763,7 @@ fn manifest_key(key: &str) -> Option<(&str, u64)> {
 /// fsynced): a complete version directory.
 fn write_version(dir: &Path, name: &str, version: u64, p: &Publish<'_>) -> Result<Manifest> {
     let _ = std::fs::remove_dir_all(dir);
-    p.model.save(dir, &[("spec.toml", p.spec_toml.as_bytes())], crate::Replace::Own)?;
+    p.model.save(dir, &[(stockcast_features::spec::SPEC_FILE, p.spec_toml.as_bytes())], crate::Replace::Own)?;
     let mut rel = Vec::new();
     list_files(dir, Path::new(""), &mut rel)?;
     let mut files = BTreeMap::new();

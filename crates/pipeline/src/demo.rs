@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> Result<()> {
         };
         let model = stockcast_models::fit(&config, &train, valid.as_ref(), 42)?;
         let dir = out_dir.join("models").join(kind);
-        model.save(&dir, &[("spec.toml", spec.to_toml().as_bytes())], Replace::Own)?;
+        model.save(&dir, &[(stockcast_features::spec::SPEC_FILE, spec.to_toml().as_bytes())], Replace::Own)?;
         let preds = TrainedModel::load(&dir)?.predict(&scoring)?;
         let mut ranked: Vec<(&str, f64)> =
             preds.index.iter().zip(&preds.score).map(|((s, _), v)| (s.as_str(), *v)).collect();

@@ -86,7 +86,7 @@ pub fn fit(ctx: &Ctx, r: &FitRequest) -> Result<Fitted> {
     }
     let summary = model.model.fit_summary()?;
     model
-        .save(&r.out, &[("spec.toml", spec.to_toml().as_bytes())], r.replace)
+        .save(&r.out, &[(stockcast_features::spec::SPEC_FILE, spec.to_toml().as_bytes())], r.replace)
         .with_context(|| format!("saving to {}", r.out.display()))?;
     let saved = TrainedModel::load(&r.out)?;
     Ok(Fitted { saved, valid_rows: valid.as_ref().map(stockcast_models::Dataset::len), summary })
@@ -104,7 +104,7 @@ pub fn predict(
     quarantine_beside: &Path,
 ) -> Result<Predictions> {
     let model = TrainedModel::load(model_dir)?;
-    let spec_path = model_dir.join("spec.toml");
+    let spec_path = model_dir.join(stockcast_features::spec::SPEC_FILE);
     let spec = FeatureSpec::from_file(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let loaded = load(ctx, data, quarantine_beside, None)?;
     let opts = DatasetOptions { matrix: MatrixOptions::default(), context: model.meta.config.uses_sequences() };
