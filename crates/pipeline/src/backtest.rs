@@ -162,7 +162,7 @@ impl ShardedJob for BacktestJob {
         let cfg = &self.config;
         let dataset =
             features::dataset_for(ctx, &self.data.prices, &work.spec, &work.models, DatasetOptions::default())?;
-        let dates = dataset.matrix.index.iter().map(|(_, d)| *d).collect::<std::collections::BTreeSet<_>>().len();
+        let dates = stockcast_backtest::split::calendar(dataset.matrix.index.iter().map(|(_, d)| *d)).len();
         if dates != work.dates {
             return Err(Error::Failed(format!("the dataset has {dates} trading dates, the prices {}", work.dates)));
         }

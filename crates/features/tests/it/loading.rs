@@ -95,8 +95,8 @@ fn wide_close_only_file() {
     assert_eq!(loaded.prices.symbols().unwrap().len(), 20);
     assert!(loaded.prices.has(PriceField::Close));
     assert!(!loaded.prices.has(PriceField::High) && !loaded.prices.has(PriceField::Volume));
-    let ff = build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default().clone()).unwrap())
-        .unwrap();
+    let ff =
+        build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default()).unwrap()).unwrap();
     let skipped: Vec<&str> = ff.skipped().iter().map(|s| s.family.name()).collect();
     for fam in ["atr", "stochastic", "volume_z", "price_volume_corr", "hl_range", "open_gap"] {
         assert!(skipped.contains(&fam), "{fam} not skipped: {skipped:?}");

@@ -119,16 +119,13 @@ impl Shared {
         {
             Ok(Ok(c)) => {
                 *conn = Ok(c.clone());
-                Some(c)
+                return Some(c);
             }
-            failed => {
-                let error = failed
-                    .map_or_else(|_| "timed out".to_owned(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
-                tracing::warn!(error, "rate limit: redis unreachable; limiting in process");
-                *conn = Err(Some(Instant::now()));
-                None
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "rate limit: redis unreachable; limiting in process"),
+            Err(_) => tracing::warn!(error = "timed out", "rate limit: redis unreachable; limiting in process"),
         }
+        *conn = Err(Some(Instant::now()));
+        None
     }
 
     /// Takes a token from `key`'s bucket: (allowed, tokens left).

@@ -23,8 +23,7 @@ fn us5() -> &'static (Dataset, Dataset) {
             .join("../../datasets/us5_daily.csv");
         let loaded = load_prices(&path, &LoadOptions::default()).unwrap();
         let ff =
-            build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default().clone()).unwrap())
-                .unwrap();
+            build_features(&loaded.prices, &stockcast_features::Checked::new(FeatureSpec::default()).unwrap()).unwrap();
         let m = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
         let all = Dataset::new(m, Arc::new(History::from_prices(&loaded.prices).unwrap()));
         let cut = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
