@@ -264,6 +264,7 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
             "forecast_errors": "mae, rmse, relative_mae and directional_accuracy only for models whose score is a forecast of the label (gbm, linear, lstm, forecast); null for rules and ensembles",
             "turnover": "one-way: mean over dates of 0.5 * (value bought + value sold) / equity before trading (a full rotation is 1.0); turnover_two_way = 2 * turnover",
             "fills": format!("{:?} (signal at the close of t); an order for a symbol without a bar on the fill date fills at its next bar", strategy.fill),
+            "ties": "names tied at a rank cut-off (top_k, long_short) share the places left at it equally (r places, m tied names: r / m of a place each; a name in both long_short groups nets its two shares); n_drop sells a tied group of holdings only when all of it fits in the n_drop places; threshold has no rank cut-off. No result depends on symbol names",
             "delisting": format!("a held symbol whose prices end is sold on the next date at its last close * (1 + {}), without costs", strategy.delisting_return),
             "label": meta.label.definition,
             "purge": "per symbol: a training row is used only if its label window, in the symbol's own rows, ends before the next validation or test window",
@@ -275,9 +276,9 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
                 "monthly_returns": "compounded daily returns of the month's trading days: prod(1 + r_t) - 1, r_t = E_t / E_(t-1) - 1, E_0 = capital",
         "rolling": "rolling Sharpe and volatility over the last report.rolling_days daily returns, annualised with sqrt(252)",
         "drawdown_periods": "peak (last date at the running maximum before the fall), valley (lowest equity), recovery (first date back at the peak), depth = valley / peak - 1, days = trading days from peak to recovery or to the end",
-        "quantiles": "per date, scored symbols ranked by score (ties by symbol) and cut into report.quantiles groups by rank * q / n (Q1 lowest); mean label per group, averaged over dates",
-        "quantile_cumulative": "per date, mean 1-day forward return px(t+2) / px(t+1) - 1 of each quantile (px: open, close without opens), compounded; top minus bottom compounds the difference of the two means",
-        "ic_decay": "mean over dates of the Spearman correlation between the score and the h-day forward return px(t+1+h) / px(t+1) - 1, h in report.ic_horizons",
+        "quantiles": "per date, the scores cut into report.quantiles equal-frequency bins exactly as pandas.qcut(scores, q) cuts them (edges: linear-interpolated quantiles i/q, right-closed, the lowest value in Q1); where ties make edges coincide (pandas raises) every edge is kept, so tied scores share the lowest bin that reaches them; mean label per bin and date, then each bin's mean over the dates where it has labelled rows (alphalens mean_return_by_quantile, not demeaned); dates with fewer than 2 scores are skipped",
+        "quantile_cumulative": "per date, mean 1-day forward return px(t+2) / px(t+1) - 1 of each quantile (t+k: the symbol's k-th own bar after t; px: open, close without opens), compounded over the dates where every quantile has a return; top minus bottom compounds the difference of the two means",
+        "ic_decay": "mean over dates of the Spearman correlation between the score and the h-day forward return px(t+1+h) / px(t+1) - 1 over the symbol's own bars (as the label counts them), h in report.ic_horizons",
         "rank_autocorrelation": "Spearman correlation between a date's scores and the previous prediction date's scores of the same symbols",
     })
 }

@@ -93,8 +93,9 @@ pub struct Tearsheet {
     pub drawdowns: Vec<DrawdownPeriod>,
     /// Distribution of daily returns (30 bins).
     pub returns_hist: Histogram,
-    /// Mean label by score quantile (quantile 1 the lowest scores): per date, rows ranked by score and cut into
-    /// `quantiles` equal groups (rank · q / n), the label averaged in each; then averaged over dates.
+    /// Mean label by score quantile (quantile 1 the lowest scores): per date, the scores cut into `quantiles`
+    /// equal-frequency bins as `pandas.qcut` cuts them ([`qcut_bins`]), the label averaged in each bin; then each
+    /// bin's mean over the dates where it has labelled rows.
     pub quantile_mean: Vec<f64>,
     /// Dates of the quantile cumulative returns.
     pub quantile_dates: Vec<NaiveDate>,
@@ -194,25 +195,39 @@ fn rolling(r: &[f64], window: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
     (0..r.len()).map(|i| if i + 1 >= window { f(&r[i + 1 - window..=i]) } else { f64::NAN }).collect()
 }
 
-/// Prices of the forward returns: the open, or the close where the data has no open.
-#[derive(Clone, Copy)]
+/// Forward returns on each symbol's own bars (as the label counts them): prices are the open, or the close
+/// where the data has no open.
 struct Forward<'a> {
     market: &'a Market,
+    /// Date indices of each symbol's bars (dates with an open or a close), increasing.
+    bars: Vec<Vec<usize>>,
 }
 
-impl Forward<'_> {
-    fn px(self, s: usize, d: usize) -> f64 {
+impl<'a> Forward<'a> {
+    fn new(market: &'a Market) -> Self {
+        let bars = (0..market.symbols.len())
+            .map(|s| {
+                (0..market.dates.len())
+                    .filter(|&d| market.open[s][d].is_finite() || market.close[s][d].is_finite())
+                    .collect()
+            })
+            .collect();
+        Self { market, bars }
+    }
+
+    fn px(&self, s: usize, d: usize) -> f64 {
         let o = self.market.open[s][d];
         if o.is_finite() { o } else { self.market.close[s][d] }
     }
 
-    /// px(t+1+h) / px(t+1) − 1 in market date indices (NaN past the data or on a missing bar).
-    fn ret(self, s: usize, t: usize, h: usize) -> f64 {
-        let n = self.market.dates.len();
-        if t + 1 + h >= n {
-            return f64::NAN;
+    /// px(t+1+h) / px(t+1) − 1, where t+k is the symbol's k-th bar after its bar at date index `t` (NaN past
+    /// its data or when `t` is not one of its bars): a date on which the symbol has no bar is not counted.
+    fn ret(&self, s: usize, t: usize, h: usize) -> f64 {
+        let bars = &self.bars[s];
+        match bars.binary_search(&t) {
+            Ok(p) if p + 1 + h < bars.len() => self.px(s, bars[p + 1 + h]) / self.px(s, bars[p + 1]) - 1.0,
+            _ => f64::NAN,
         }
-        self.px(s, t + 1 + h) / self.px(s, t + 1) - 1.0
     }
 }
 
@@ -232,16 +247,49 @@ fn by_date(preds: &[OosPrediction], market: &Market) -> BTreeMap<NaiveDate, Date
     out
 }
 
-/// The quantile (0 = lowest scores) of each row by score, ties broken by symbol; rows sorted as given.
-fn quantile_of(rows: &[(usize, usize, f64, f64)], q: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| rows[a].2.total_cmp(&rows[b].2).then(rows[a].0.cmp(&rows[b].0)));
-    let n = rows.len();
-    let mut out = vec![0; n];
-    for (rank, &i) in order.iter().enumerate() {
-        out[i] = rank * q / n;
-    }
-    out
+/// numpy's `_lerp` (`linear` quantiles): `a + (b − a)·t`, or `b − (b − a)·(1 − t)` for `t ≥ ½`.
+fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    let diff = b - a;
+    if t >= 0.5 { b - diff * (1.0 - t) } else { a + diff * t }
+}
+
+/// The `q + 1` edges `pandas.qcut(x, q)` cuts at, computed as pandas computes them, rounding included:
+/// `Series.quantile(np.linspace(0, 1, q + 1))`, i.e. `np.percentile(x, p · 100)` with linear interpolation
+/// (`p = i · (1/q)`, the last exactly 1; numpy divides the percentage by 100 again; virtual index `(n − 1)·p`).
+/// `sorted` is ascending and finite.
+fn qcut_edges(sorted: &[f64], q: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let step = 1.0 / q as f64;
+    (0..=q)
+        .map(|i| {
+            let p = if i == q { 1.0 } else { i as f64 * step };
+            let v = (n - 1) as f64 * (p * 100.0 / 100.0);
+            if v >= (n - 1) as f64 {
+                return sorted[n - 1];
+            }
+            let lo = v.floor();
+            lerp(sorted[lo as usize], sorted[lo as usize + 1], v - lo)
+        })
+        .collect()
+}
+
+/// The equal-frequency bin (0 = lowest scores) of each of `scores` (finite, at least one), as
+/// `pandas.qcut(scores, q, labels=False)` gives it: right-closed intervals between the edges of
+/// [`qcut_edges`], the lowest value in the first. Where ties make edges coincide pandas raises ("Bin edges must
+/// be unique", so alphalens stops); here every edge is kept, so tied scores fall in the lowest bin whose upper
+/// edge reaches them and the bins between stay empty that date. No bin depends on symbol names.
+pub fn qcut_bins(scores: &[f64], q: usize) -> Vec<usize> {
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let edges = qcut_edges(&sorted, q);
+    scores
+        .iter()
+        .map(|&x| {
+            // searchsorted(edges, x, side = "left"), the lowest edge's value counted in the first bin.
+            let ids = if x == edges[0] { 1 } else { edges.partition_point(|e| *e < x) };
+            ids.clamp(1, q) - 1
+        })
+        .collect()
 }
 
 /// Builds the tear sheet of one model.
@@ -259,7 +307,7 @@ pub fn tearsheet(
     let years = yearly_returns(&sim.dates, &r);
     let bench_years = yearly_returns(&sim.dates, &bench);
     let w = cfg.rolling_days.max(2);
-    let fw = Forward { market };
+    let fw = &Forward::new(market);
     let rows = by_date(preds, market);
     let q = cfg.quantiles.max(2);
     let mut sums = vec![(0.0, 0usize); q];
@@ -269,8 +317,8 @@ pub fn tearsheet(
     let mut prev: Option<&DateRows> = None;
     let mut autocorr = Vec::new();
     for (date, day) in &rows {
-        if day.len() >= q {
-            let quant = quantile_of(day, q);
+        if day.len() >= 2 {
+            let quant = qcut_bins(&day.iter().map(|r| r.2).collect::<Vec<_>>(), q);
             let mut lab = vec![(0.0, 0usize); q];
             let mut one = vec![(0.0, 0usize); q];
             for (row, &k) in day.iter().zip(&quant) {
@@ -284,11 +332,11 @@ pub fn tearsheet(
                     one[k].1 += 1;
                 }
             }
-            if lab.iter().all(|x| x.1 > 0) {
-                for (s, l) in sums.iter_mut().zip(&lab) {
-                    s.0 += l.0 / l.1 as f64;
-                    s.1 += 1;
-                }
+            // Each quantile's mean label over the dates where it has labelled rows (alphalens'
+            // `mean_return_by_quantile`, not demeaned): a date with an empty quantile still counts for the others.
+            for (s, l) in sums.iter_mut().zip(&lab).filter(|(_, l)| l.1 > 0) {
+                s.0 += l.0 / l.1 as f64;
+                s.1 += 1;
             }
             if one.iter().all(|x| x.1 > 0) {
                 let means: Vec<f64> = one.iter().map(|x| x.0 / x.1 as f64).collect();

@@ -250,48 +250,99 @@ impl Book {
     }
 }
 
-/// Target weights of `rule` from the scores of one date (`held`: current holdings, for n-drop).
+/// The groups of equal scores in `ranked` (sorted best first), as index ranges.
+fn tie_groups(ranked: &[(usize, f64)]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ranked.len() {
+        let j = i + ranked[i..].iter().take_while(|x| x.1.total_cmp(&ranked[i].1).is_eq()).count();
+        out.push(i..j);
+        i = j;
+    }
+    out
+}
+
+/// The names of `ranked` (sorted best first) that fill `places` places, each with its share of a place: every
+/// name above the cut-off a whole place, the `m` names tied at the cut-off the `r` places left between them
+/// (`r / m` each), so the choice never depends on how the tied names are spelled or ordered.
+pub(super) fn take_places(ranked: &[(usize, f64)], places: f64) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    let mut left = places;
+    for g in tie_groups(ranked) {
+        if left <= 0.0 {
+            break;
+        }
+        let m = g.len() as f64;
+        let share = if m <= left { 1.0 } else { left / m };
+        out.extend(ranked[g].iter().map(|x| (x.0, share)));
+        left -= share * m;
+    }
+    out
+}
+
+/// Sorts `(symbol, score)` best first (symbol order only makes the sort deterministic: every choice below is
+/// made per group of tied scores).
+fn best_first(v: &mut [(usize, f64)]) {
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+/// Target weights of `rule` from the scores of one date (`held`: current holdings, for n-drop). No choice depends
+/// on symbol names: names tied at a cut-off share its places ([`take_places`]); for n-drop, a tied group of
+/// holdings at the sell cut-off is sold only when the whole group fits in the `n_drop` places (fewer sells
+/// otherwise).
 pub(super) fn targets(rule: &Rule, scores: &[(usize, f64)], held: &[usize]) -> BTreeMap<usize, f64> {
-    // Best first; ties by symbol index for determinism.
     let mut ranked: Vec<(usize, f64)> = scores.to_vec();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    best_first(&mut ranked);
     let mut w = BTreeMap::new();
     match *rule {
         Rule::TopK { k, n_drop: None } => {
-            for &(s, _) in ranked.iter().take(k) {
-                w.insert(s, 1.0 / k as f64);
+            for (s, share) in take_places(&ranked, k as f64) {
+                w.insert(s, share / k as f64);
             }
         }
         Rule::TopK { k, n_drop: Some(n_drop) } => {
             let score_of = |s: usize| scores.iter().find(|x| x.0 == s).map_or(f64::NEG_INFINITY, |x| x.1);
             // Holdings by score, worst last; unscored holdings count as the worst.
             let mut last: Vec<(usize, f64)> = held.iter().map(|&s| (s, score_of(s))).collect();
-            last.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            best_first(&mut last);
             let want_new = (n_drop + k).saturating_sub(last.len());
-            let today: Vec<(usize, f64)> =
-                ranked.iter().filter(|(s, _)| !held.contains(s)).take(want_new).copied().collect();
-            let mut comb: Vec<(usize, f64)> = last.iter().chain(&today).copied().collect();
-            comb.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let bottom: Vec<usize> = comb.iter().rev().take(n_drop).map(|x| x.0).collect();
-            let sell: Vec<usize> = last.iter().map(|x| x.0).filter(|s| bottom.contains(s)).collect();
+            // Candidates: the `want_new` best names not held, with every name tied with the last of them.
+            let fresh: Vec<(usize, f64)> = ranked.iter().filter(|(s, _)| !held.contains(s)).copied().collect();
+            let today = &fresh[..take_places(&fresh, want_new as f64).len()];
+            let mut comb: Vec<(usize, f64)> = last.iter().chain(today).copied().collect();
+            best_first(&mut comb);
+            // Sold: holdings whose whole tie group lies within the bottom `n_drop` of the combined list.
+            let mut sell = Vec::new();
+            let mut below = 0;
+            for g in tie_groups(&comb).into_iter().rev() {
+                below += g.len();
+                if below > n_drop {
+                    break;
+                }
+                sell.extend(comb[g].iter().map(|x| x.0).filter(|s| held.contains(s)));
+            }
             let n_buy = (sell.len() + k).saturating_sub(last.len());
-            let keep = last.iter().map(|x| x.0).filter(|s| !sell.contains(s));
-            let buy = today.iter().take(n_buy).map(|x| x.0);
-            let names: Vec<usize> = keep.chain(buy).collect();
-            for s in &names {
-                w.insert(*s, 1.0 / names.len() as f64);
+            let mut slots: Vec<(usize, f64)> =
+                last.iter().map(|x| x.0).filter(|s| !sell.contains(s)).map(|s| (s, 1.0)).collect();
+            slots.extend(take_places(today, n_buy as f64));
+            let total: f64 = slots.iter().map(|x| x.1).sum();
+            for (s, slot) in slots {
+                w.insert(s, slot / total);
             }
         }
         Rule::LongShort { k } => {
             let k = k.min(ranked.len() / 2);
-            for &(s, _) in ranked.iter().take(k) {
-                w.insert(s, 0.5 / k as f64);
+            let worst_first: Vec<(usize, f64)> = ranked.iter().rev().copied().collect();
+            // A name in both tie groups (every score equal, say) nets its long and short shares.
+            for (side, list) in [(0.5, &ranked), (-0.5, &worst_first)] {
+                for (s, share) in take_places(list, k as f64) {
+                    *w.entry(s).or_insert(0.0) += side * share / k as f64;
+                }
             }
-            for &(s, _) in ranked.iter().rev().take(k) {
-                w.insert(s, -0.5 / k as f64);
-            }
+            w.retain(|_, v| *v != 0.0);
         }
         Rule::Threshold { threshold } => {
+            // No cut-off by rank: every name above the threshold is in, whatever its name.
             let chosen: Vec<usize> = ranked.iter().filter(|x| x.1 > threshold).map(|x| x.0).collect();
             for s in &chosen {
                 w.insert(*s, 1.0 / chosen.len() as f64);

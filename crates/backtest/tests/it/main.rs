@@ -782,3 +782,137 @@ fn overrides_are_checked_by_the_same_rules_as_the_file() {
     assert_eq!((c.jobs, c.data.horizon, c.models.len()), (2, Some(10), 1));
     assert_eq!(c.models[0].name, "b");
 }
+
+/// Six symbols with seeded random-walk prices over 120 days and scores with only three distinct values (so names
+/// tie at every cut-off), under the names in `names` (position i gets the prices and scores of symbol i).
+fn tied_panel(names: &[&str]) -> (Market, BTreeMap<(NaiveDate, String), f64>) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let dates: Vec<NaiveDate> = (0..120).map(|i| d(2021, 1, 4) + chrono::Duration::days(i)).collect();
+    let (mut rows, mut scores) = (Vec::new(), BTreeMap::new());
+    let mut px = vec![100.0; names.len()];
+    for dt in &dates {
+        for (i, name) in names.iter().enumerate() {
+            let open = px[i] * (1.0 + 0.01 * (next() - 0.5));
+            px[i] = open * (1.0 + 0.04 * (next() - 0.5));
+            rows.push(((*name).to_string(), *dt, open, px[i]));
+            scores.insert((*dt, (*name).to_string()), (next() * 3.0).floor());
+        }
+    }
+    (Market::from_rows(rows), scores)
+}
+
+#[test]
+fn renaming_symbols_changes_no_result_when_scores_tie_at_the_cut_off() {
+    let names = ["AA", "BB", "CC", "DD", "EE", "FF"];
+    let reversed: Vec<&str> = names.iter().rev().copied().collect();
+    let rules = [
+        Rule::TopK { k: 2, n_drop: None },
+        Rule::TopK { k: 3, n_drop: Some(1) },
+        Rule::LongShort { k: 2 },
+        Rule::Threshold { threshold: 0.5 },
+    ];
+    for rule in rules {
+        for fill in [Fill::NextOpen, Fill::Close] {
+            let cfg = Checked::new(StrategyConfig {
+                rule,
+                fill,
+                rebalance_days: 3,
+                commission_bps: 5.0,
+                slippage_bps: 5.0,
+                ..StrategyConfig::default()
+            })
+            .unwrap();
+            let run = |names: &[&str]| {
+                let (market, scores) = tied_panel(names);
+                portfolio::simulate(&cfg, &market, &scores, None).unwrap()
+            };
+            let (a, b) = (run(&names), run(&reversed));
+            let same = |x: f64, y: f64| close(x, y, 1e-9 * x.abs().max(1.0));
+            assert!(a.equity.iter().zip(&b.equity).all(|(x, y)| same(*x, *y)), "{rule:?} {fill:?}: equity differs");
+            assert!(a.turnover.iter().zip(&b.turnover).all(|(x, y)| same(*x, *y)), "{rule:?} {fill:?}: turnover");
+            let (s, t) = (&a.stats, &b.stats);
+            assert!(same(s.sharpe, t.sharpe) && same(s.costs, t.costs) && same(s.exposure, t.exposure), "{rule:?}");
+            assert_eq!((s.trades, s.fills), (t.trades, t.fills), "{rule:?} {fill:?}");
+            assert!(s.fills > 10, "{rule:?} {fill:?}: the panel trades");
+        }
+    }
+}
+
+#[test]
+fn names_tied_at_the_cut_off_share_its_places() {
+    // Scores 3, 2, 2, 2, 1 with k = 2: the best name gets 1/2, the three tied at the cut-off 1/6 each.
+    let dates: Vec<NaiveDate> = (0..3).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let names = ["A", "B", "C", "D", "E"];
+    let rows = dates.iter().flat_map(|dt| names.map(|s| (s.to_string(), *dt, 10.0, 10.0)));
+    let market = Market::from_rows(rows);
+    let score = [3.0, 2.0, 2.0, 2.0, 1.0];
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        dates.iter().flat_map(|dt| names.iter().zip(score).map(|(s, v)| ((*dt, (*s).to_string()), v))).collect();
+    let cfg = StrategyConfig { rule: Rule::TopK { k: 2, n_drop: None }, fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &scores, None).unwrap();
+    // Four names bought on day 0 (A, B, C, D), none of E; fully invested.
+    assert_eq!(sim.stats.fills, 4);
+    assert!(close(sim.exposure[0], 1.0, 1e-12), "{:?}", sim.exposure);
+    let ls = StrategyConfig { rule: Rule::LongShort { k: 2 }, fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&Checked::new(ls).unwrap(), &market, &scores, None).unwrap();
+    // k = 2 per side: A and E whole, B/C/D share one long and one short place: net zero, not traded.
+    assert_eq!(sim.stats.fills, 2);
+    assert!(close(sim.exposure[0], 0.5, 1e-12), "{:?}", sim.exposure);
+}
+
+#[test]
+fn qcut_bins_are_pandas_qcut() {
+    // Computed by pandas 2.3.3 `qcut(x, q, labels=False)` (bench/qcut_reference.py), not by stockcast. The last
+    // case is the issue's: four names in three quantiles are [0, 1, 2, 2], not rank · q / n's [0, 0, 1, 2].
+    let cases: [(&[f64], usize, &[usize]); 11] = [
+        (&[0.001, 0.299, -0.274, -0.891], 3, &[2, 2, 1, 0]),
+        (&[-0.455, -0.992, 0.06, 1.34, -0.492], 3, &[1, 0, 2, 2, 0]),
+        (&[-0.62, 0.49, 0.357, 0.105, -0.93, -0.029, 0.695], 5, &[0, 4, 3, 2, 0, 1, 4]),
+        (&[-1.344, -0.458, -1.901, -1.29, -1.842, -0.235, -1.267, 0.271, 0.157, -0.187], 5, &[1, 2, 0, 1, 0, 3, 2, 4, 4, 3]),
+        (&[-2.517, -0.539, -0.049, 0.113, -1.53, -0.478, -0.979, -0.809, 1.061, -0.808, -0.033], 4, &[0, 1, 2, 3, 0, 2, 0, 1, 3, 1, 3]),
+        (&[0.884, -0.584, -0.112, 0.11, 0.064, -1.225, 0.076, 1.359, -1.547, 0.859, 0.119, -0.641, 2.0], 5, &[4, 1, 1, 2, 2, 0, 2, 4, 0, 3, 3, 0, 4]),
+        (&[0.762, -1.199, 0.075, 0.577, -0.189, 0.683], 5, &[4, 0, 1, 2, 0, 3]),
+        (&[-0.067, 0.667, 1.439, -0.676, 0.203, -0.463, 0.127, -1.187, -0.579, -0.196, 0.899, 1.145, -1.324, -0.795, 0.647, -1.992, -0.463, -0.097, 1.257, 0.689], 10, &[5, 7, 9, 2, 6, 3, 5, 1, 2, 4, 8, 8, 0, 1, 6, 0, 3, 4, 9, 7]),
+        (&[-0.327, -0.369, -0.25], 5, &[2, 0, 4]),
+        (&[1.524, -0.428, -0.304, 0.353, -0.121, -0.197, -1.114, -0.012, -0.444], 2, &[1, 0, 0, 1, 1, 0, 0, 1, 0]),
+        (&[1.0, 2.0, 3.0, 4.0], 3, &[0, 1, 2, 2]),
+    ];
+    for (x, q, want) in cases {
+        assert_eq!(stockcast_backtest::tearsheet::qcut_bins(x, q), want, "{x:?} in {q} bins");
+    }
+    // Ties that make edges coincide (pandas refuses them): tied scores share the lowest bin that reaches them,
+    // and renaming (reordering) the rows moves no score to another bin.
+    let tied = [1.0, 1.0, 1.0, 2.0];
+    assert_eq!(stockcast_backtest::tearsheet::qcut_bins(&tied, 3), [0, 0, 0, 2]);
+    assert_eq!(stockcast_backtest::tearsheet::qcut_bins(&[2.0, 1.0, 1.0, 1.0], 3), [2, 0, 0, 0]);
+}
+
+#[test]
+fn ic_decay_at_the_label_horizon_is_the_rank_ic_when_bars_are_missing() {
+    // Every 9th row deleted: each symbol misses bars on dates the others trade. The label counts the symbol's own
+    // bars, and so must the tear sheet's forward returns, or IC decay at h = horizon drifts from the Rank IC.
+    let df = stockcast_features::synth_prices(&SynthConfig::new(12, 600, 9)).unwrap();
+    let df = df.sort(["symbol", "date"], SortMultipleOptions::default()).unwrap();
+    let keep: BooleanChunked = (0..df.height()).map(|i| i % 9 != 4).collect();
+    let prices = PriceFrame::from_df(df.filter(&keep).unwrap()).unwrap();
+    let spec = FeatureSpec::from_toml("[[features]]\nfamily = \"returns\"\nwindows = [1, 5, 20]\n").unwrap();
+    assert_eq!(spec.label.horizon, 5);
+    let data = dataset(&prices, &spec);
+    let models = vec![model("linear", "kind = \"linear\"\nalpha = 0.01")];
+    let split = SplitConfig { min_train_days: 200, test_days: 100, ..SplitConfig::default() };
+    let wf = runner::run(&data, &models, &split, RunOptions::new(&spec.label, 3, 1), &|_, _, _, _| {}).unwrap();
+    let market = Market::from_prices(&prices).unwrap();
+    let eval =
+        stockcast_backtest::report::evaluate(&wf, &models, &market, &Checked::default(), None, 1, &Checked::default())
+            .unwrap();
+    let m = &eval.models[0];
+    let decay = m.sheet.ic_decay.iter().find(|(h, _)| *h == 5).unwrap().1;
+    assert!(m.signal.rank_ic.abs() > 1e-4, "{}", m.signal.rank_ic);
+    assert!(close(decay, m.signal.rank_ic, 1e-9), "IC decay at 5: {decay}, Rank IC {}", m.signal.rank_ic);
+}
