@@ -17,6 +17,8 @@ pub struct SymbolHistory {
     pub dates: Vec<NaiveDate>,
     /// Adjusted closes.
     pub close: Vec<f64>,
+    /// Adjusted opens (NaN where a bar has none); `None` for close-only data.
+    pub open: Option<Vec<f64>>,
 }
 
 impl SymbolHistory {
@@ -35,7 +37,7 @@ impl SymbolHistory {
     }
 }
 
-/// Adjusted close histories per symbol, for models that work on prices (rules, forecasting).
+/// Adjusted close (and open) histories per symbol, for models that work on prices (rules, forecasting).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     /// Per symbol.
@@ -43,12 +45,16 @@ pub struct History {
 }
 
 impl History {
-    /// Extracts closes from prices.
+    /// Extracts closes (and opens, when the data has them) from prices.
     pub fn from_prices(prices: &PriceFrame) -> Result<Self> {
+        let columns = stockcast_features::SeriesColumns {
+            open: prices.has(stockcast_features::PriceField::Open),
+            ..stockcast_features::SeriesColumns::CLOSE
+        };
         let symbols = prices
-            .series_with(stockcast_features::SeriesColumns::CLOSE)?
+            .series_with(columns)?
             .into_iter()
-            .map(|s| (s.symbol, SymbolHistory { dates: s.dates, close: s.close }))
+            .map(|s| (s.symbol, SymbolHistory { dates: s.dates, close: s.close, open: s.open }))
             .collect();
         Ok(Self { symbols })
     }

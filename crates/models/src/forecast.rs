@@ -1,20 +1,29 @@
-//! `forecast`: per-symbol univariate models of the log close, turned into an expected h-day return.
+//! `forecast`: per-symbol univariate models of the log price the label is measured on, turned into the expected
+//! return over the label's window.
 //!
 //! * `prophet`: a Prophet-style additive model fitted by MAP: piecewise-linear trend with `n_changepoints`
 //!   potential changepoints in the first `changepoint_range` of the history and a Laplace (L1) prior on the rate
 //!   changes, plus weekly and yearly Fourier seasonality with a Gaussian (L2) prior. The MAP problem is a
 //!   lasso/ridge least-squares problem, solved exactly by cyclic coordinate descent (deterministic).
-//! * `ets`: additive damped-trend exponential smoothing (Holt–Gardner) on the log close; α, β, φ chosen by
+//! * `ets`: additive damped-trend exponential smoothing (Holt–Gardner) on the log price; α, β, φ chosen by
 //!   minimising the in-sample one-step squared error over a grid.
 //!
-//! Score at (symbol, date t) = `exp(ŷ(t+h) − y(t)) − 1`, with y the actual log close at t and t+h the h-th
-//! weekday after t. For the Prophet-style model ŷ(t+h) = y(t) + f(t+h) − f(t), the fitted curve's change. Symbols are fitted in parallel on the history up to the last training date.
+//! The score is the label's own return (its MAE, RMSE and directional accuracy are measured against it): with
+//! the default next-open label, open(t+1) → open(t+1+h), the model is fitted on the log opens (the closes on
+//! close-only data, as the label does) and the score at (symbol, t) is `exp(ŷ(t+1+h) − ŷ(t+1)) − 1`; with
+//! `label.price = "close"`, close(t) → close(t+h) on the log closes, `exp(ŷ(t+h) − y(t)) − 1` from the actual
+//! close of t. `t+k` is the symbol's k-th own bar after t: ETS steps bar by bar; the Prophet-style curve, which
+//! lives on calendar days, dates future bars as the following weekdays (holidays are not known in advance). For
+//! the Prophet-style model ŷ(t+k) − y(t) = f(t+k) − f(t), the fitted curve's change. Symbols are fitted in
+//! parallel on the history up to the last training date.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
+
+use stockcast_features::LabelPrice;
 
 use crate::data::{Dataset, SymbolHistory};
 use crate::error::{Error, Result};
@@ -462,25 +471,48 @@ pub enum SymbolModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {
     horizon: usize,
+    /// The price the label is measured on, whose series the models forecast (artifacts written before this was
+    /// recorded forecast close to close).
+    #[serde(default = "close_label")]
+    price: LabelPrice,
     symbols: BTreeMap<String, SymbolModel>,
 }
 
-fn fit_symbol(cfg: &ForecastConfig, h: &SymbolHistory, until: NaiveDate) -> Option<SymbolModel> {
+fn close_label() -> LabelPrice {
+    LabelPrice::Close
+}
+
+/// The series a model of `price` labels reads: the opens for next-open labels (the closes on close-only data,
+/// as the label does), else the closes.
+fn series(h: &SymbolHistory, price: LabelPrice) -> &[f64] {
+    match (price, &h.open) {
+        (LabelPrice::Open, Some(open)) => open,
+        _ => &h.close,
+    }
+}
+
+/// The dates and log prices of `price`'s series over positions `range`, bars without that price left out.
+fn log_series(h: &SymbolHistory, price: LabelPrice, range: std::ops::RangeInclusive<usize>) -> (Vec<NaiveDate>, Vec<f64>) {
+    let values = series(h, price);
+    range.filter(|&i| values[i].is_finite() && values[i] > 0.0).map(|i| (h.dates[i], values[i].ln())).unzip()
+}
+
+fn fit_symbol(cfg: &ForecastConfig, price: LabelPrice, h: &SymbolHistory, until: NaiveDate) -> Option<SymbolModel> {
     let end = h.position(until)?;
     let start = if cfg.history_days > 0 { (end + 1).saturating_sub(cfg.history_days) } else { 0 };
-    if end + 1 - start < 30 {
+    let (dates, y) = log_series(h, price, start..=end);
+    if y.len() < 30 {
         return None;
     }
-    let dates = &h.dates[start..=end];
-    let y: Vec<f64> = h.close[start..=end].iter().map(|c| c.ln()).collect();
     Some(match cfg.method {
-        Method::Prophet => SymbolModel::Prophet(fit_prophet(cfg, dates, &y)),
-        Method::Ets => SymbolModel::Ets(fit_ets(dates, &y)),
+        Method::Prophet => SymbolModel::Prophet(fit_prophet(cfg, &dates, &y)),
+        Method::Ets => SymbolModel::Ets(fit_ets(&dates, &y)),
     })
 }
 
 pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
     let horizon = cfg.horizon_for(train.matrix.label.horizon)?;
+    let price = train.matrix.label.price;
     let until = train
         .matrix
         .index
@@ -497,7 +529,7 @@ pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .filter_map(|(s, h)| fit_symbol(cfg, h, until).map(|m| ((*s).clone(), m)))
+                        .filter_map(|(s, h)| fit_symbol(cfg, price, h, until).map(|m| ((*s).clone(), m)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -505,13 +537,16 @@ pub(crate) fn fit(cfg: &ForecastConfig, train: &Dataset) -> Result<Forecast> {
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     if fitted.is_empty() {
-        return Err(Error::Data("forecast: no symbol has 30 or more closes up to the training end".into()));
+        return Err(Error::Data(format!(
+            "forecast: no symbol has 30 or more {} prices up to the training end",
+            price.name()
+        )));
     }
-    Ok(Forecast { horizon, symbols: fitted.into_iter().collect() })
+    Ok(Forecast { horizon, price, symbols: fitted.into_iter().collect() })
 }
 
-/// Fits one symbol's history up to `until` to forecast `horizon` trading days ahead (for benchmarks and
-/// reports); `None` with fewer than 30 closes.
+/// Fits one symbol's closes up to `until` to forecast the close `horizon` trading days ahead (a close-to-close
+/// model, for benchmarks against other forecasting libraries); `None` with fewer than 30 closes.
 pub fn fit_series(
     cfg: &ForecastConfig,
     horizon: usize,
@@ -519,8 +554,8 @@ pub fn fit_series(
     history: &SymbolHistory,
     until: NaiveDate,
 ) -> Option<Forecast> {
-    let model = fit_symbol(cfg, history, until)?;
-    Some(Forecast { horizon, symbols: BTreeMap::from([(symbol.to_owned(), model)]) })
+    let model = fit_symbol(cfg, LabelPrice::Close, history, until)?;
+    Some(Forecast { horizon, price: LabelPrice::Close, symbols: BTreeMap::from([(symbol.to_owned(), model)]) })
 }
 
 impl Forecast {
@@ -528,38 +563,52 @@ impl Forecast {
     pub fn horizon(&self) -> usize {
         self.horizon
     }
-}
 
-impl Forecast {
-    /// Forecast log close `horizon` weekdays after `d`, given the symbol's history.
-    fn forecast(&self, model: &SymbolModel, h: &SymbolHistory, d: NaiveDate) -> Option<(f64, f64)> {
+    /// The forecast log return over the label's window from the symbol's bar at (or last before) `d`: next-open
+    /// labels ŷ(t+1+h) − ŷ(t+1), close labels ŷ(t+h) − y(t) (see the module doc).
+    fn forecast(&self, model: &SymbolModel, h: &SymbolHistory, d: NaiveDate) -> Option<f64> {
         let i = h.position(d)?;
-        let y_now = h.close[i].ln();
-        let y_future = match model {
-            // The fitted curve's change from t to t+h, added to the actual close: the residual at t persists
-            // (a random walk around the trend) instead of snapping back to the curve, which on stock prices
-            // is a worse forecast (`stockcast-bench forecast`: MAE 2.25x the naive forecast for the level form).
+        // Bars from the signal bar to the label's start and end.
+        let (from, to) = match self.price {
+            LabelPrice::Open => (1, 1 + self.horizon),
+            LabelPrice::Close => (0, self.horizon),
+        };
+        match model {
+            // The fitted curve's change over the window: with close labels the residual at t persists (a random
+            // walk around the trend) instead of snapping back to the curve, which on stock prices is a better
+            // forecast (`stockcast-bench forecast`: MAE 2.25x the naive forecast for the level form).
             SymbolModel::Prophet(p) => {
-                let ahead = p.predict_day(day_number(weekdays_after(h.dates[i], self.horizon)));
-                y_now + ahead - p.predict_day(day_number(h.dates[i]))
+                let at = |k: usize| p.predict_day(day_number(weekdays_after(h.dates[i], k)));
+                Some(at(to) - at(from))
             }
             SymbolModel::Ets(e) => {
                 let s = h.position(e.start).filter(|s| h.dates[*s] == e.start).unwrap_or(0);
                 if i <= s {
                     return None;
                 }
-                let y: Vec<f64> = h.close[s..=i].iter().map(|c| c.ln()).collect();
+                let (_, y) = log_series(h, self.price, s..=i);
+                if y.len() < 2 {
+                    return None;
+                }
                 let (_, level, trend) = ets_run(e.alpha, e.beta, e.phi, &y);
-                let damp: f64 = (1..=self.horizon).map(|k| e.phi.powi(k as i32)).sum();
-                level + damp * trend
+                // k steps ahead: level + (φ + … + φ^k)·trend; the window's change is the difference.
+                let damp = |k: usize| (1..=k).map(|j| e.phi.powi(j as i32)).sum::<f64>();
+                match self.price {
+                    LabelPrice::Open => Some((damp(to) - damp(from)) * trend),
+                    LabelPrice::Close => Some(level + damp(to) * trend - h.close[i].ln()),
+                }
             }
-        };
-        Some((y_now, y_future))
+        }
     }
 
-    /// Forecast close `horizon` weekdays after `d` (for tests and reports).
+    /// Forecast close `horizon` trading days after `d` of a close-label model (for tests and benchmarks); `None`
+    /// for a next-open-label model.
     pub fn forecast_close(&self, symbol: &str, h: &SymbolHistory, d: NaiveDate) -> Option<f64> {
-        self.forecast(self.symbols.get(symbol)?, h, d).map(|(_, f)| f.exp())
+        if self.price != LabelPrice::Close {
+            return None;
+        }
+        let r = self.forecast(self.symbols.get(symbol)?, h, d)?;
+        Some((h.close[h.position(d)?].ln() + r).exp())
     }
 
     pub(crate) fn load(dir: &Path) -> Result<Self> {
@@ -577,7 +626,7 @@ impl Model for Forecast {
             .iter()
             .map(|(s, d)| {
                 let (Some(m), Some(h)) = (self.symbols.get(s), data.history.get(s)) else { return f64::NAN };
-                self.forecast(m, h, *d).map_or(f64::NAN, |(now, future)| (future - now).exp() - 1.0)
+                self.forecast(m, h, *d).map_or(f64::NAN, |r| r.exp() - 1.0)
             })
             .collect())
     }
@@ -650,12 +699,12 @@ mod tests {
         let (dates, close) = series(600, amplitude);
         let name = if method == Method::Prophet { "prophet" } else { "ets" };
         let cfg: ForecastConfig = toml::from_str(&format!("method = \"{name}\"")).unwrap();
-        let h = SymbolHistory { dates: dates[..500].to_vec(), close: close[..500].to_vec() };
-        let model = fit_symbol(&cfg, &h, dates[499]).unwrap();
-        let fc = Forecast { horizon: 1, symbols: BTreeMap::from([("X".to_owned(), model)]) };
+        let h = SymbolHistory { dates: dates[..500].to_vec(), close: close[..500].to_vec(), open: None };
+        let model = fit_symbol(&cfg, LabelPrice::Close, &h, dates[499]).unwrap();
+        let fc = Forecast { horizon: 1, price: LabelPrice::Close, symbols: BTreeMap::from([("X".to_owned(), model)]) };
         // One step ahead from each of the next 20 days: ETS updates its state with the actual closes; the
         // Prophet-style model extrapolates its fitted trend and seasonality (1 to 20 days past the training end).
-        let full = SymbolHistory { dates: dates.clone(), close: close.clone() };
+        let full = SymbolHistory { dates: dates.clone(), close: close.clone(), open: None };
         let mut errors = Vec::new();
         for i in 499..519 {
             let f = fc.forecast_close("X", &full, dates[i]).unwrap();
