@@ -192,6 +192,9 @@ pub struct BacktestArgs {
     /// Index close file for a second benchmark (overrides data.index).
     #[arg(long, value_name = "FILE")]
     pub index: Option<PathBuf>,
+    /// What the index file's levels include (overrides data.index_kind; default: price).
+    #[arg(long, value_name = "KIND", value_parser = ["price", "total_return"])]
+    pub index_kind: Option<String>,
     /// Run directory (default: runs/<name>): written beside it, then swapped in atomically. An existing one is
     /// replaced only when it is an earlier run (its report.json or plan.json) or empty; any other directory is
     /// refused (see --force).
@@ -281,6 +284,7 @@ impl BacktestArgs {
             prices: None,
             database_url: None,
             index: None,
+            index_kind: None,
             out: None,
             models: Vec::new(),
             seed: None,

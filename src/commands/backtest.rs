@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use stockcast_backtest::BacktestConfig;
 use stockcast_backtest::config::Overrides;
+use stockcast_backtest::portfolio::IndexKind;
 use stockcast_features::outputs::Replace;
 use stockcast_pipeline::Ctx;
 use stockcast_pipeline::backtest::{self, Backtest, BacktestData, BacktestJob};
@@ -20,6 +21,10 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
     let overrides = Overrides {
         prices: a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)),
         index: a.index.clone(),
+        index_kind: a.index_kind.as_deref().map(|k| match k {
+            "total_return" => IndexKind::TotalReturn,
+            _ => IndexKind::Price,
+        }),
         models: a.models.clone(),
         seed: a.seed,
         jobs: a.jobs,

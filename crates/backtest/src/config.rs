@@ -24,6 +24,11 @@ pub struct DataConfig {
     /// Index close file (`date`, `close`) for a second benchmark, optional.
     #[serde(default)]
     pub index: Option<PathBuf>,
+    /// What the index file's levels include: `"price"` (the default; dividends left out, as in most index
+    /// files) or `"total_return"` (dividends reinvested). The report says which, and warns when it does not
+    /// match the prices (a price index against dividend-adjusted strategies).
+    #[serde(default)]
+    pub index_kind: crate::portfolio::IndexKind,
     /// Only these symbols (default: all).
     #[serde(default)]
     pub symbols: Vec<String>,
@@ -73,6 +78,8 @@ pub struct Overrides {
     pub prices: Option<PathBuf>,
     /// `data.index`.
     pub index: Option<PathBuf>,
+    /// `data.index_kind`.
+    pub index_kind: Option<crate::portfolio::IndexKind>,
     /// Only these models (and their sweeps), by name.
     pub models: Vec<String>,
     /// `seed`.
@@ -225,6 +232,9 @@ impl BacktestConfig {
         }
         if let Some(p) = &o.index {
             self.data.index = Some(p.clone());
+        }
+        if let Some(k) = o.index_kind {
+            self.data.index_kind = k;
         }
         if !o.models.is_empty() {
             if let Some(name) = o.models.iter().find(|n| !self.models.iter().any(|m| &m.name == *n)) {

@@ -389,7 +389,7 @@ pub fn render(
             "data": meta.data,
             "label": meta.label.definition,
             "fill": format!("{:?}", meta.label.fill),
-            "warning": meta.label.warning,
+            "warning": Some(meta.warnings().join(". ")).filter(|w| !w.is_empty()),
         },
         "summary": table_json(&summary),
         "overfitting": {"intro": overfitting.0, "table": table_json(overfitting.1), "pbo": overfitting.2},

@@ -91,7 +91,7 @@ pub fn evaluate(
     models: &[crate::runner::ModelSpec],
     market: &Market,
     strategy: &Checked<StrategyConfig>,
-    index: Option<&BTreeMap<NaiveDate, f64>>,
+    index: Option<&portfolio::Index>,
     seed: u64,
     report: &Checked<ReportConfig>,
 ) -> Result<Evaluation> {
@@ -152,7 +152,7 @@ fn evaluate_models(
     models: &[crate::runner::ModelSpec],
     market: &Market,
     strategy: &Checked<StrategyConfig>,
-    index: Option<&BTreeMap<NaiveDate, f64>>,
+    index: Option<&portfolio::Index>,
     report: &Checked<ReportConfig>,
 ) -> Result<Vec<ModelReport>> {
     let mut names: Vec<&String> = Vec::new();
@@ -218,6 +218,14 @@ pub struct RunMeta {
     pub seed: u64,
     /// Seconds per stage.
     pub timings: BTreeMap<String, f64>,
+}
+
+impl RunMeta {
+    /// The run's caveats in one sentence each: the label against the fills, the index against the prices.
+    pub fn warnings(&self) -> Vec<String> {
+        let index = self.data.get("index").and_then(|i| i.get("warning")).and_then(Value::as_str);
+        self.label.warning.iter().map(String::as_str).chain(index).map(str::to_owned).collect()
+    }
 }
 
 /// The keys every model has in `report.json` → `models.<name>` (fractions; see the README).
@@ -439,7 +447,11 @@ pub fn summary(models: &[ModelReport]) -> Table {
         row.resize(header.len(), String::new());
         rows.push(row);
         if let Some(i) = p.index_total_return {
-            let mut row = vec!["index".to_owned(), pct(i)];
+            let kind = match m.simulation.index_kind {
+                Some(portfolio::IndexKind::TotalReturn) => "index (total return)",
+                _ => "index (price)",
+            };
+            let mut row = vec![kind.to_owned(), pct(i)];
             row.resize(header.len(), String::new());
             rows.push(row);
         }
@@ -581,7 +593,7 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         meta.data
     );
     s.push_str(&summary_table(models));
-    let warning = meta.label.warning.as_deref().map(|w| format!(" **Warning:** {w}.")).unwrap_or_default();
+    let warning: String = meta.warnings().iter().map(|w| format!(" **Warning:** {w}.")).collect();
     let _ = write!(
         s,
         "\nConventions: 252 trading days a year; daily compounding; fractions shown as percentages; Sharpe and Sortino \

@@ -2,11 +2,9 @@
 //! folds → signal, forecast and portfolio evaluation → a [`Backtest`] that writes the report directory.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::NaiveDate;
 use serde_json::json;
 use stockcast_backtest::config::ModelEntry;
 use stockcast_backtest::report::{self, Evaluation, RunMeta};
@@ -31,7 +29,7 @@ pub struct BacktestData {
     /// How the source is named in the report (a path, or a database URL without its password).
     pub source: String,
     /// Index closes for a second benchmark, when the config names an index file.
-    pub index: Option<BTreeMap<NaiveDate, f64>>,
+    pub index: Option<portfolio::Index>,
 }
 
 impl BacktestData {
@@ -47,7 +45,7 @@ impl BacktestData {
         let input = PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows);
         let loaded = load(ctx, &input, quarantine_beside, None)?;
         let prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
-        let index = cfg.data.index.as_deref().map(portfolio::load_index).transpose()?;
+        let index = cfg.data.index.as_deref().map(|p| portfolio::load_index(p, cfg.data.index_kind)).transpose()?;
         Ok(Self { prices, source: crate::prices::source_label(&path), index })
     }
 }
@@ -178,6 +176,10 @@ impl ShardedJob for BacktestJob {
         if let Some(w) = &alignment.warning {
             ctx.note(&format!("warning: {w}"));
         }
+        let index_warning = data.index.as_ref().and_then(|i| i.kind.warning(prices.adjusted()));
+        if let Some(w) = &index_warning {
+            ctx.note(&format!("warning: {w}"));
+        }
         let t = Instant::now();
         let market = Market::from_prices(prices)?;
         let evaluation =
@@ -197,7 +199,11 @@ impl ShardedJob for BacktestJob {
                 "rows": prices.height(),
                 "first_date": first,
                 "last_date": last,
-                "index": cfg.data.index.as_ref().map(|p| p.display().to_string()),
+                "index": cfg.data.index.as_ref().map(|p| json!({
+                    "file": p.display().to_string(),
+                    "kind": cfg.data.index_kind.name(),
+                    "warning": index_warning,
+                })),
             }),
             feature_spec_hash: spec.hash().0,
             horizon: spec.label.horizon,
@@ -323,6 +329,9 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use chrono::NaiveDate;
+    use stockcast_backtest::config::Overrides;
+    use stockcast_backtest::portfolio::IndexKind;
     use crate::Clock;
     use stockcast_models::Dataset;
 
@@ -387,6 +396,40 @@ pub(crate) mod tests {
         key_paths(&report, "", &mut keys);
         assert!(keys.contains("models.lin.rank_ic"), "{keys:?}");
         insta::assert_snapshot!("report_json_keys", keys.into_iter().collect::<Vec<_>>().join("\n"));
+    }
+
+    #[test]
+    fn the_report_says_which_index_it_compares_with_and_warns_on_a_price_index() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let index = us5().with_file_name("sp500_index_close.csv");
+        let dir = tempfile::tempdir().unwrap();
+        let mom = "[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n";
+        let mut reports = Vec::new();
+        for kind in [None, Some(IndexKind::TotalReturn)] {
+            let mut cfg = config(mom)
+                .with_overrides(&Overrides { index: Some(index.clone()), index_kind: kind, ..Overrides::default() })
+                .unwrap();
+            cfg.name = format!("idx{}", reports.len());
+            let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+            assert!(data.prices.adjusted(), "us5 is dividend-adjusted");
+            let out = run(&ctx, &cfg, &data).unwrap().write(&dir.path().join(&cfg.name), Replace::Own).unwrap();
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+            reports.push((json, std::fs::read_to_string(out.join("report.md")).unwrap()));
+        }
+        // The default is a price index: against dividend-adjusted prices the report says what that does.
+        let (price, md) = &reports[0];
+        assert_eq!(price["data"]["index"]["kind"], "price");
+        let warning = price["data"]["index"]["warning"].as_str().unwrap();
+        assert!(warning.contains("price index") && warning.contains("dividend"), "{warning}");
+        assert!(md.contains(warning) && md.contains("| index (price) |"), "{md}");
+        let (total, md) = &reports[1];
+        assert_eq!(total["data"]["index"]["kind"], "total_return");
+        assert!(total["data"]["index"]["warning"].is_null());
+        assert!(md.contains("| index (total return) |") && !md.contains("price index"), "{md}");
+        // Same file either way: the kind labels the numbers, it does not change them.
+        let ret = |r: &serde_json::Value| r["models"]["mom"]["index_total_return"].as_f64().unwrap();
+        assert!((ret(price) - ret(total)).abs() < 1e-12);
     }
 
     /// `--horizon 10` (what the CLI sets: `data.horizon`) moves the labels, the purge gap and every model's target

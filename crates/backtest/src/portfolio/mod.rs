@@ -37,7 +37,7 @@ mod stats;
 
 use book::{Book, targets};
 pub use config::{Fill, Rule, StrategyConfig, StrategyKind};
-pub use index::load_index;
+pub use index::{Index, IndexKind, load_index};
 pub use market::Market;
 pub use stats::PortfolioStats;
 use stats::{empty_stats, stats};
@@ -73,6 +73,8 @@ pub struct Simulation {
     pub benchmark: Vec<f64>,
     /// The index rebased to the capital, when given.
     pub index: Option<Vec<f64>>,
+    /// Whether that index is a price or a total-return index.
+    pub index_kind: Option<IndexKind>,
     /// Gross exposure at each close.
     pub exposure: Vec<f64>,
     /// One-way turnover of each date (½ · traded value / equity before trading).
@@ -109,7 +111,7 @@ pub fn simulate(
     cfg: &Checked<StrategyConfig>,
     market: &Market,
     scores: &BTreeMap<(NaiveDate, String), f64>,
-    index: Option<&BTreeMap<NaiveDate, f64>>,
+    index: Option<&Index>,
 ) -> Result<Simulation> {
     let nsym = market.symbols.len();
     let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
@@ -130,6 +132,7 @@ pub fn simulate(
         equity: Vec::new(),
         benchmark: Vec::new(),
         index: None,
+        index_kind: index.map(|i| i.kind),
         exposure: Vec::new(),
         turnover: Vec::new(),
         trades: Vec::new(),
@@ -192,7 +195,7 @@ pub fn simulate(
         sim.turnover.push(if base > 0.0 { 0.5 * traded / base } else { 0.0 });
     }
     let (trades, fills, costs, delisted) = book.finish(market);
-    sim.index = index.and_then(|i| rebase_index(i, &sim.dates, cfg.capital));
+    sim.index = index.and_then(|i| rebase_index(&i.closes, &sim.dates, cfg.capital));
     sim.stats = stats(cfg, &sim, &trades, fills, costs);
     sim.stats.delisted = delisted;
     sim.trades = trades;
