@@ -275,7 +275,8 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
             "ties": "names tied at a rank cut-off (top_k, long_short) share the places left at it equally (r places, m tied names: r / m of a place each; a name in both long_short groups nets its two shares); n_drop sells a tied group of holdings only when all of it fits in the n_drop places; threshold has no rank cut-off. No result depends on symbol names",
             "delisting": format!("a held symbol whose prices end is sold on the next date at its last close * (1 + {}), without costs", strategy.delisting_return),
             "label": meta.label.definition,
-            "purge": "per symbol: a training row is used only if its label window, in the symbol's own rows, ends before the next validation or test window",
+            "purge": "per symbol: a training row is used only if its label window, in the symbol's own rows, ends before the next validation or test window; folds[].train_window_* is the calendar window before the purge, models.<m>.folds[].train_start/train_end the first and last rows trained on",
+            "cpcv_embargo": "embargo_days, or by default max(gap, ceil(1 % of the calendar's dates)) dates after each test group not trained on (Lopez de Prado 2018, 7.4.2)",
             "bootstrap_ci": "stationary block bootstrap (Politis & Romano 1994), mean block round(n^(1/3)), 1000 resamples, percentile 95 % interval, seeded by the run's seed",
             "psr": "Phi(SR * sqrt(n - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2)), SR = daily (mean(r) - rf) / sd(r), biased skewness, non-excess kurtosis (Bailey & Lopez de Prado 2012)",
             "dsr": "PSR against SR0 = sqrt(V) * ((1 - g) * PhiInv(1 - 1/N) + g * PhiInv(1 - 1/(N e))), N trials = models x configurations in the run, V = sample variance of their daily Sharpe ratios, g = Euler-Mascheroni (Bailey & Lopez de Prado 2014)",
@@ -360,7 +361,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         "conventions": conventions(meta, strategy),
         "folds": wf.folds.iter().map(|f| json!({
             "fold": f.id,
-            "train_start": wf.calendar.get(f.train.start), "train_end": f.train.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
+            "train_window_start": wf.calendar.get(f.train.start), "train_window_end": f.train.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),
             "valid_start": (!f.valid.is_empty()).then(|| wf.calendar[f.valid.start]),
             "valid_end": (!f.valid.is_empty()).then(|| wf.calendar[f.valid.end - 1]),
             "test_start": wf.calendar.get(f.test.start), "test_end": f.test.end.checked_sub(1).and_then(|i| wf.calendar.get(i)),

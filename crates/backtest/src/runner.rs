@@ -51,9 +51,11 @@ pub struct FoldResult {
     pub fold: usize,
     /// The fold whose fit made these predictions.
     pub fit_fold: usize,
-    /// First and last training date of the fit (validation included).
+    /// Date of the first row the fit trained on (validation included; rules, which train on none: the window's
+    /// first date).
     pub train_start: NaiveDate,
-    /// Last date whose row (and label) the fit used.
+    /// Date of the last row the fit trained on (validation included): after the per-symbol purge, the last row
+    /// whose label window ends before the next window. Rules: the training window's last date.
     pub train_end: NaiveDate,
     /// First test date.
     pub test_start: NaiveDate,
@@ -419,8 +421,13 @@ fn run_task(
         stockcast_models::fit_rows(&spec.config, train, valid, seed).map_err(model_err(fit_fold.id))?;
     let fit_seconds = t.elapsed().as_secs_f64();
     let importance = model.importance().map_err(model_err(fit_fold.id))?;
-    let last_fit_span = if uses_valid { &fit_fold.valid } else { &train_span };
-    let (train_start, train_end) = (cal[train_span.start], cal[last_fit_span.end - 1]);
+    // The first and last rows trained on (validation included): after the per-symbol purge the last one is
+    // earlier than the window's end. Rules train on no rows: their window is reported.
+    let dates = train_rows.iter().chain(valid_rows.iter().flatten()).map(|&i| data.matrix.index[i].1);
+    let (train_start, train_end) = match (dates.clone().min(), dates.max()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (cal[train_span.start], cal[if uses_valid { &fit_fold.valid } else { &train_span }.end - 1]),
+    };
     let mut out = Vec::new();
     for &fid in &task.folds {
         let fold = &folds[fid];

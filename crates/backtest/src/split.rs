@@ -50,7 +50,8 @@ pub struct SplitConfig {
     /// CPCV: groups tested per split (k).
     #[serde(default = "default_test_groups")]
     pub test_groups: usize,
-    /// CPCV: dates after each test group that are not trained on (default: the gap, i.e. the label horizon).
+    /// CPCV: dates after each test group that are not trained on (default: [`SplitConfig::embargo`], the larger
+    /// of the gap and 1 % of the calendar, López de Prado's rule of thumb).
     #[serde(default)]
     pub embargo_days: Option<usize>,
     /// Walk-forward: expanding or rolling training window.
@@ -260,15 +261,18 @@ impl SplitConfig {
 }
 
 impl SplitConfig {
-    /// The embargo after each CPCV test group.
-    pub fn embargo(&self, horizon: usize) -> usize {
-        self.embargo_days.unwrap_or_else(|| self.gap(horizon))
+    /// The embargo after each CPCV test group on a calendar of `n` dates: `embargo_days`, or by default the
+    /// larger of the gap (the label horizon) and ⌈1 % of the calendar⌉ (López de Prado 2018, §7.4.2: training
+    /// rows just after a test group carry features built from the test group's prices, which the label's span
+    /// alone does not cover; 1 % of 2,520 dates is 26).
+    pub fn embargo(&self, horizon: usize, n: usize) -> usize {
+        self.embargo_days.unwrap_or_else(|| self.gap(horizon).max(n.div_ceil(100)))
     }
 
     /// CPCV folds (see the module doc): splits in lexicographic order of their test groups, one fold per test
     /// group, the split's first fold carrying the fit.
     fn cpcv_folds(&self, n: usize, horizon: usize) -> Result<Vec<Fold>> {
-        let (groups, k, embargo) = (self.groups, self.test_groups, self.embargo(horizon));
+        let (groups, k, embargo) = (self.groups, self.test_groups, self.embargo(horizon, n));
         if n < groups * (embargo + 2) {
             return Err(Error::Data(format!(
                 "{n} trading dates are too few for cpcv with {groups} groups and an embargo of {embargo} dates"

@@ -368,6 +368,11 @@ pub(crate) mod tests {
             let train_end = calendar.binary_search(&r.train_end).unwrap();
             let test_start = calendar.binary_search(&r.test_start).unwrap();
             assert!(test_start > train_end + 5, "fold {} of {}: gap {}", r.fold, r.model, test_start - train_end);
+            // `train_end` is the last row trained on: its label, open(t+1) -> open(t+6), ends on the last date
+            // before the test window (the window itself ends one date later; that row's label reaches the test).
+            if r.model == "lin" {
+                assert_eq!(test_start - train_end, 7, "fold {}: train_end {} test_start {}", r.fold, r.train_end, r.test_start);
+            }
         }
         // Same data, config and seed: identical predictions.
         let b = run(&ctx, &cfg, &data).unwrap();

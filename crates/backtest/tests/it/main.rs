@@ -916,3 +916,22 @@ fn ic_decay_at_the_label_horizon_is_the_rank_ic_when_bars_are_missing() {
     assert!(m.signal.rank_ic.abs() > 1e-4, "{}", m.signal.rank_ic);
     assert!(close(decay, m.signal.rank_ic, 1e-9), "IC decay at 5: {decay}, Rank IC {}", m.signal.rank_ic);
 }
+
+#[test]
+fn the_default_cpcv_embargo_is_the_gap_or_one_percent_of_the_calendar() {
+    let cfg = SplitConfig { kind: stockcast_backtest::split::SplitKind::Cpcv, ..SplitConfig::default() };
+    // 1 % of 2,520 dates is 25.2 → 26 > the 5-day horizon; on 300 dates the horizon wins.
+    assert_eq!(cfg.embargo(5, 2520), 26);
+    assert_eq!(cfg.embargo(5, 300), 5);
+    assert_eq!(SplitConfig { embargo_days: Some(3), ..cfg.clone() }.embargo(5, 2520), 3);
+    let folds = cfg.folds(2520, 5).unwrap();
+    for f in &folds {
+        for (part, _) in &f.train_parts {
+            for t in folds.iter().filter(|t| t.fit_fold == f.fit_fold) {
+                assert!(part.end <= t.test.start || part.start >= t.test.end + 26, "{part:?} vs {:?}", t.test);
+            }
+        }
+    }
+    // Some training run does start right after an embargo (the bound is attained, not just respected).
+    assert!(folds.iter().any(|f| f.train_parts.iter().any(|(p, _)| folds.iter().any(|t| p.start == t.test.end + 26))));
+}
