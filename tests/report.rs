@@ -329,43 +329,52 @@ fn tear_sheet_numbers_match_an_independent_computation_from_the_run_files() {
         let max_dd = report["models"][model]["max_drawdown"].as_f64().unwrap();
         assert!((listed[0]["depth"].as_f64().unwrap() - max_dd).abs() < 1e-9, "{model}: {max_dd}");
     }
-    // Quantile returns: per date, the scored symbols ranked by score (ties by symbol) and cut into 3 groups by
-    // rank * 3 / n; the mean label per group; averaged over the dates where every group has a label.
+    // Quantile returns: per date, the labelled rows cut into 3 bins as pandas.qcut does (edges: numpy's linear
+    // percentiles at 0, 100/3, 200/3, 100 per cent; a value x is in bin (number of edges below x) − 1, the lowest
+    // value in bin 0); the mean label per bin and date; each bin averaged over the dates where it has rows.
     let preds = read_parquet(&run_dir.join("predictions.parquet"));
-    let (pm, ps, pd) = (column_str(&preds, "model"), column_str(&preds, "symbol"), column_str(&preds, "date"));
+    let (pm, pd) = (column_str(&preds, "model"), column_str(&preds, "date"));
     let (score, label) = (column_f64(&preds, "score"), column_f64(&preds, "label"));
     for model in ["gbm", "linear", "momentum"] {
-        let mut by_date: BTreeMap<&str, Vec<(&str, f64, f64)>> = BTreeMap::new();
-        for i in (0..pm.len()).filter(|&i| pm[i] == model && score[i].is_finite()) {
-            by_date.entry(pd[i].as_str()).or_default().push((ps[i].as_str(), score[i], label[i]));
+        let mut by_date: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for i in (0..pm.len()).filter(|&i| pm[i] == model && score[i].is_finite() && label[i].is_finite()) {
+            by_date.entry(pd[i].as_str()).or_default().push((score[i], label[i]));
         }
-        let (mut sums, mut dates_used) = ([0.0; 3], 0);
-        for rows in by_date.values_mut() {
-            if rows.len() < 3 {
-                continue;
-            }
-            rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
-            let n = rows.len();
+        let (mut sums, mut counts) = ([0.0; 3], [0u32; 3]);
+        for rows in by_date.values().filter(|r| r.len() >= 2) {
+            let mut sorted: Vec<f64> = rows.iter().map(|r| r.0).collect();
+            sorted.sort_by(f64::total_cmp);
+            let n = sorted.len();
+            let edges: Vec<f64> = (0..=3)
+                .map(|i| {
+                    let pct = if i == 3 { 100.0 } else { f64::from(i) * (1.0 / 3.0) * 100.0 };
+                    let v = (n - 1) as f64 * (pct / 100.0);
+                    let lo = (v.floor() as usize).min(n - 1);
+                    let (a, b, t) = (sorted[lo], sorted[(lo + 1).min(n - 1)], v - v.floor());
+                    if t >= 0.5 { b - (b - a) * (1.0 - t) } else { a + (b - a) * t }
+                })
+                .collect();
             let mut groups = [(0.0, 0); 3];
-            for (rank, r) in rows.iter().enumerate() {
-                if r.2.is_finite() {
-                    groups[rank * 3 / n].0 += r.2;
-                    groups[rank * 3 / n].1 += 1;
-                }
+            for r in rows {
+                let below = edges.iter().filter(|e| **e < r.0).count();
+                let bin = below.clamp(1, 3) - 1;
+                groups[bin].0 += r.1;
+                groups[bin].1 += 1;
             }
-            if groups.iter().all(|g| g.1 > 0) {
-                for (s, g) in sums.iter_mut().zip(groups) {
+            for ((s, c), g) in sums.iter_mut().zip(counts.iter_mut()).zip(groups) {
+                if g.1 > 0 {
                     *s += g.0 / f64::from(g.1);
+                    *c += 1;
                 }
-                dates_used += 1;
             }
         }
+        let dates_used = *counts.iter().min().unwrap();
         assert!(dates_used > 500, "{model}: {dates_used} dates");
         let plot = read_parquet(&run_dir.join(format!("plots/quantile_mean_{model}.parquet")));
         let got = column_f64(&plot, "value");
         assert_eq!(got.len(), 3);
-        for (q, (g, s)) in got.iter().zip(sums).enumerate() {
-            let want = s / f64::from(dates_used);
+        for (q, ((g, s), c)) in got.iter().zip(sums).zip(counts).enumerate() {
+            let want = s / f64::from(c);
             assert!((g - want).abs() < 1e-12, "{model} Q{}: {g} vs {want}", q + 1);
         }
         let json_q = report["models"][model]["tearsheet"]["quantile_mean_label"].as_array().unwrap();

@@ -317,26 +317,32 @@ pub fn tearsheet(
     let mut prev: Option<&DateRows> = None;
     let mut autocorr = Vec::new();
     for (date, day) in &rows {
-        if day.len() >= 2 {
-            let quant = qcut_bins(&day.iter().map(|r| r.2).collect::<Vec<_>>(), q);
+        // Mean label by quantile: the bins of the labelled rows (alphalens drops rows without a forward return
+        // before it bins), each quantile's mean over the dates where it has rows (`mean_return_by_quantile`, not
+        // demeaned): a date with an empty quantile still counts for the others.
+        let labelled: Vec<&(usize, usize, f64, f64)> = day.iter().filter(|r| r.3.is_finite()).collect();
+        if labelled.len() >= 2 {
+            let quant = qcut_bins(&labelled.iter().map(|r| r.2).collect::<Vec<_>>(), q);
             let mut lab = vec![(0.0, 0usize); q];
-            let mut one = vec![(0.0, 0usize); q];
-            for (row, &k) in day.iter().zip(&quant) {
-                if row.3.is_finite() {
-                    lab[k].0 += row.3;
-                    lab[k].1 += 1;
-                }
-                let f = fw.ret(row.0, row.1, 1);
-                if f.is_finite() {
-                    one[k].0 += f;
-                    one[k].1 += 1;
-                }
+            for (row, &k) in labelled.iter().zip(&quant) {
+                lab[k].0 += row.3;
+                lab[k].1 += 1;
             }
-            // Each quantile's mean label over the dates where it has labelled rows (alphalens'
-            // `mean_return_by_quantile`, not demeaned): a date with an empty quantile still counts for the others.
             for (s, l) in sums.iter_mut().zip(&lab).filter(|(_, l)| l.1 > 0) {
                 s.0 += l.0 / l.1 as f64;
                 s.1 += 1;
+            }
+        }
+        // Cumulative 1-day returns: the bins of the rows with a 1-day forward return, on dates where every
+        // quantile has one.
+        let forward: Vec<(f64, f64)> =
+            day.iter().map(|r| (r.2, fw.ret(r.0, r.1, 1))).filter(|(_, f)| f.is_finite()).collect();
+        if forward.len() >= 2 {
+            let quant = qcut_bins(&forward.iter().map(|x| x.0).collect::<Vec<_>>(), q);
+            let mut one = vec![(0.0, 0usize); q];
+            for ((_, f), &k) in forward.iter().zip(&quant) {
+                one[k].0 += f;
+                one[k].1 += 1;
             }
             if one.iter().all(|x| x.1 > 0) {
                 let means: Vec<f64> = one.iter().map(|x| x.0 / x.1 as f64).collect();
