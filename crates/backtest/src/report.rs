@@ -594,7 +594,10 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         meta.data
     );
     s.push_str(&summary_table(models));
-    let warning: String = meta.warnings().iter().map(|w| format!(" **Warning:** {w}.")).collect();
+    let warning = meta.warnings().iter().fold(String::new(), |mut s, w| {
+        let _ = write!(s, " **Warning:** {w}.");
+        s
+    });
     let _ = write!(
         s,
         "\nConventions: 252 trading days a year; daily compounding; fractions shown as percentages; Sharpe and Sortino \

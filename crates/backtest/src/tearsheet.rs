@@ -285,9 +285,8 @@ pub fn qcut_bins(scores: &[f64], q: usize) -> Vec<usize> {
     scores
         .iter()
         .map(|&x| {
-            // searchsorted(edges, x, side = "left"), the lowest edge's value counted in the first bin.
-            let ids = if x == edges[0] { 1 } else { edges.partition_point(|e| *e < x) };
-            ids.clamp(1, q) - 1
+            // searchsorted(edges, x, side = "left") − 1; the lowest value (no edge below it) in the first bin.
+            edges.partition_point(|e| *e < x).clamp(1, q) - 1
         })
         .collect()
 }

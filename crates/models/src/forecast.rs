@@ -492,7 +492,11 @@ fn series(h: &SymbolHistory, price: LabelPrice) -> &[f64] {
 }
 
 /// The dates and log prices of `price`'s series over positions `range`, bars without that price left out.
-fn log_series(h: &SymbolHistory, price: LabelPrice, range: std::ops::RangeInclusive<usize>) -> (Vec<NaiveDate>, Vec<f64>) {
+fn log_series(
+    h: &SymbolHistory,
+    price: LabelPrice,
+    range: std::ops::RangeInclusive<usize>,
+) -> (Vec<NaiveDate>, Vec<f64>) {
     let values = series(h, price);
     range.filter(|&i| values[i].is_finite() && values[i] > 0.0).map(|i| (h.dates[i], values[i].ln())).unzip()
 }

@@ -329,10 +329,10 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::Clock;
     use chrono::NaiveDate;
     use stockcast_backtest::config::Overrides;
     use stockcast_backtest::portfolio::IndexKind;
-    use crate::Clock;
     use stockcast_models::Dataset;
 
     pub(crate) fn us5() -> PathBuf {
@@ -371,7 +371,14 @@ pub(crate) mod tests {
             // `train_end` is the last row trained on: its label, open(t+1) -> open(t+6), ends on the last date
             // before the test window (the window itself ends one date later; that row's label reaches the test).
             if r.model == "lin" {
-                assert_eq!(test_start - train_end, 7, "fold {}: train_end {} test_start {}", r.fold, r.train_end, r.test_start);
+                assert_eq!(
+                    test_start - train_end,
+                    7,
+                    "fold {}: train_end {} test_start {}",
+                    r.fold,
+                    r.train_end,
+                    r.test_start
+                );
             }
         }
         // Same data, config and seed: identical predictions.

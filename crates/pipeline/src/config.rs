@@ -38,7 +38,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let nope = dir.path().join("nope");
         let reads: Vec<Error> = vec![
-            stockcast_backtest::portfolio::load_index(&nope, stockcast_backtest::portfolio::IndexKind::Price).unwrap_err().into(),
+            stockcast_backtest::portfolio::load_index(&nope, stockcast_backtest::portfolio::IndexKind::Price)
+                .unwrap_err()
+                .into(),
             stockcast_backtest::BacktestConfig::from_file(&nope).unwrap_err().into(),
             stockcast_models::ModelConfig::from_file(&nope).unwrap_err().into(),
             stockcast_features::FeatureSpec::from_file(&nope).unwrap_err().into(),
