@@ -11,6 +11,9 @@ pub enum Layout {
     SingleSymbol,
     /// One close column per symbol.
     Wide,
+    /// Several files under a folder or glob pattern (one per symbol, or a hive-partitioned dataset), each in one
+    /// of the layouts above.
+    Files,
 }
 
 impl std::fmt::Display for Layout {
@@ -19,6 +22,7 @@ impl std::fmt::Display for Layout {
             Self::Long => "long",
             Self::SingleSymbol => "single-symbol",
             Self::Wide => "wide",
+            Self::Files => "files",
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod outputs;
 pub mod prices;
 pub mod quality;
+pub mod sources;
 pub mod spec;
 pub mod stats;
 pub mod synth;

@@ -59,6 +59,10 @@ pub struct Bars {
     pub column_names: HashMap<PriceField, String>,
     /// Empty cells of a wide file (a symbol not trading yet): not rows, counted for the report.
     pub empty_wide_cells: usize,
+    /// The files of a folder or glob source ([`Layout::Files`]); empty for one file.
+    pub files: Vec<PathBuf>,
+    /// Per row, its file in [`Bars::files`] (empty for one file).
+    pub file: Vec<u32>,
 }
 
 impl Bars {
@@ -93,6 +97,9 @@ impl Bars {
         self.symbol = filt(&self.symbol, keep);
         self.date = filt(&self.date, keep);
         self.line = filt(&self.line, keep);
+        if !self.file.is_empty() {
+            self.file = filt(&self.file, keep);
+        }
         for (_, v) in &mut self.fields {
             *v = filt(v, keep);
         }
@@ -114,6 +121,9 @@ impl Bars {
         self.symbol = perm(&self.symbol, order);
         self.date = perm(&self.date, order);
         self.line = perm(&self.line, order);
+        if !self.file.is_empty() {
+            self.file = perm(&self.file, order);
+        }
         for (_, v) in &mut self.fields {
             *v = perm(v, order);
         }
@@ -122,12 +132,26 @@ impl Bars {
         }
     }
 
+    /// The file a row came from: its own file for a folder or glob source, else the source.
+    pub fn file_of(&self, row: usize) -> &Path {
+        self.file.get(row).map_or(&self.source, |&f| &self.files[f as usize])
+    }
+
+    /// Where a row is, for messages: `line N` of a single file, `FILE line N` in a folder or glob source.
+    pub fn locate(&self, row: usize) -> String {
+        if self.file.is_empty() {
+            format!("{} {}", self.line_unit, self.line[row])
+        } else {
+            format!("{} {} {}", self.file_of(row).display(), self.line_unit, self.line[row])
+        }
+    }
+
     /// Describes a row for messages: `file line N, symbol S, date D`.
     pub fn describe_row(&self, row: usize) -> String {
         let date = self.date[row].map_or_else(|| "?".to_owned(), |d| d.to_string());
         format!(
             "{} {} {}, symbol {}, date {}",
-            self.source.display(),
+            self.file_of(row).display(),
             self.line_unit,
             self.line[row],
             self.symbol_names[self.symbol[row] as usize],
@@ -164,6 +188,8 @@ impl BarsBuilder {
             issues: Vec::new(),
             column_names: HashMap::new(),
             empty_wide_cells: 0,
+            files: Vec::new(),
+            file: Vec::new(),
         };
         Self { bars, code: HashMap::new(), seen: [0; 6] }
     }
@@ -229,44 +255,91 @@ pub struct ReadOptions {
 
 /// File formats the loader reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Csv,
     Parquet,
+    /// Arrow IPC (Feather v2) files.
+    Ipc,
 }
 
-fn format_of(path: &Path) -> Format {
+pub(crate) fn format_of(path: &Path) -> Format {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("parquet" | "pq") => Format::Parquet,
+        Some("arrow" | "ipc" | "feather") => Format::Ipc,
         _ => Format::Csv,
     }
 }
 
-/// Reads a price file into [`Bars`].
+/// Reads price data into [`Bars`]: a file (CSV, Parquet or Arrow IPC), a folder of them (per-symbol files or
+/// a hive-partitioned dataset, read recursively) or a glob pattern (`data/*.csv`); see [`crate::sources`].
 ///
 /// # Errors
-/// [`Error::Read`] when the file cannot be opened; [`Error::BadInput`] when it is empty, has no date column, no
-/// price column, or a `--symbol` that is not in a long file.
+/// [`Error::Read`] when a file cannot be opened; [`Error::BadInput`] when one is empty, has no date column, no
+/// price column, or a `--symbol` that is not in a long file; a folder or pattern without price files.
 pub fn read_bars(path: &Path, opts: &ReadOptions) -> Result<Bars> {
+    match crate::sources::files_of(path)? {
+        None => read_file(path, opts),
+        Some(files) => crate::sources::read_files(path, &files, opts),
+    }
+}
+
+/// Reads one price file into [`Bars`].
+pub(crate) fn read_file(path: &Path, opts: &ReadOptions) -> Result<Bars> {
     let meta = std::fs::metadata(path).map_err(|e| Error::read(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_input(path, "is a folder (give the folder itself, not a file inside, or a pattern)"));
+    }
     if meta.len() == 0 {
         return Err(Error::bad_input(path, "the file is empty"));
     }
+    let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
     let (df, unit) = match format_of(path) {
         Format::Csv => (read_csv_as_strings(path)?, "line"),
         Format::Parquet => {
-            let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
-            let df = ParquetReader::new(file)
+            let df = ParquetReader::new(open()?)
                 .finish()
                 .map_err(|e| Error::bad_input(path, format!("not a readable Parquet file: {e}")))?;
+            (df, "row")
+        }
+        Format::Ipc => {
+            let df = IpcReader::new(open()?)
+                .finish()
+                .map_err(|e| Error::bad_input(path, format!("not a readable Arrow IPC file: {e}")))?;
             (df, "row")
         }
     };
     if df.height() == 0 {
         return Err(Error::bad_input(path, "the file has a header but no data rows"));
     }
-    // Header is line 1 in a CSV; Parquet rows count from 1.
+    // Header is line 1 in a CSV; Parquet and IPC rows count from 1.
     let line_offset: u64 = if unit == "line" { 2 } else { 1 };
     Parser { path, df: &df, unit, line_offset }.parse(opts)
+}
+
+/// Whether a price file has a symbol column (its header or schema only, not its rows).
+pub(crate) fn has_symbol_column(path: &Path) -> Result<bool> {
+    let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
+    let names: Vec<String> = match format_of(path) {
+        Format::Csv => {
+            let mut first = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(open()?), &mut first)
+                .map_err(|e| Error::read(path, e))?;
+            first.split(',').map(|c| c.trim().trim_matches('"').to_owned()).collect()
+        }
+        Format::Parquet => ParquetReader::new(open()?)
+            .schema()
+            .map_err(|e| Error::bad_input(path, format!("not a readable Parquet file: {e}")))?
+            .iter_names()
+            .map(ToString::to_string)
+            .collect(),
+        Format::Ipc => IpcReader::new(open()?)
+            .schema()
+            .map_err(|e| Error::bad_input(path, format!("not a readable Arrow IPC file: {e}")))?
+            .iter_names()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    Ok(names.iter().any(|n| SYMBOL_ALIASES.contains(&norm(n).as_str())))
 }
 
 fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
@@ -354,6 +427,8 @@ impl Parser<'_> {
             issues: Vec::new(),
             column_names: HashMap::new(),
             empty_wide_cells: 0,
+            files: Vec::new(),
+            file: Vec::new(),
         }
     }
 

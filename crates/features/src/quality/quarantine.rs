@@ -22,7 +22,7 @@ impl QualityReport {
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&self.source),
+                csv_field(f.file.as_deref().unwrap_or(&self.source)),
                 f.line,
                 csv_field(&f.symbol),
                 f.date.map(|d| d.to_string()).unwrap_or_default(),

@@ -27,6 +27,9 @@ pub struct SplitAdjustment {
 /// One flagged row as it appears in reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlagRecord {
+    /// The row's file, when the source is a folder or pattern of files (else the report's source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Source line (CSV) or row (Parquet).
     pub line: u64,
     /// Symbol.
@@ -141,7 +144,8 @@ impl QualityReport {
                 writeln!(s, "  {:<20} {:>7} row(s)  policy {:<5} -> {}", c.check.name(), c.flagged, c.policy, c.action);
             for e in c.examples.iter().take(3) {
                 let date = e.date.map_or_else(|| "?".to_owned(), |d| d.to_string());
-                let _ = writeln!(s, "      line {} {} {}: {}", e.line, e.symbol, date, e.detail);
+                let file = e.file.as_deref().map(|f| format!("{f} ")).unwrap_or_default();
+                let _ = writeln!(s, "      {file}line {} {} {}: {}", e.line, e.symbol, date, e.detail);
             }
         }
         if self.checks.iter().all(|c| c.flagged == 0) {

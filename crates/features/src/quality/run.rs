@@ -40,6 +40,7 @@ impl<'a> QualityRun<'a> {
 
     fn record(bars: &Bars, f: &Flag) -> FlagRecord {
         FlagRecord {
+            file: (!bars.file.is_empty()).then(|| bars.file_of(f.row).display().to_string()),
             line: bars.line[f.row],
             symbol: bars.symbol_names[bars.symbol[f.row] as usize].clone(),
             date: bars.date[f.row],
@@ -203,7 +204,7 @@ impl<'a> QualityRun<'a> {
                     row,
                     check: Check::Unsorted,
                     column: None,
-                    detail: format!("date comes after {prev} (line {})", bars.line[*prev_row]),
+                    detail: format!("date comes after {prev} ({})", bars.locate(*prev_row)),
                 });
             }
             last.insert(bars.symbol[row], (d, row));
@@ -225,7 +226,7 @@ impl<'a> QualityRun<'a> {
                     row: b,
                     check: Check::Duplicate,
                     column: None,
-                    detail: format!("same symbol and date as line {}", bars.line[a]),
+                    detail: format!("same symbol and date as {}", bars.locate(a)),
                 });
             }
         }

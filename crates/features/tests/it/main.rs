@@ -15,6 +15,7 @@ mod incremental;
 mod indicators;
 mod loading;
 mod lookahead;
+mod sources;
 mod synth;
 
 use std::path::{Path, PathBuf};
