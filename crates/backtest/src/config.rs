@@ -29,6 +29,11 @@ pub struct DataConfig {
     /// match the prices (a price index against dividend-adjusted strategies).
     #[serde(default)]
     pub index_kind: crate::portfolio::IndexKind,
+    /// Point-in-time universe file (qlib's `SYMBOL<TAB>start<TAB>end`, or `symbol,start,end`): on each date only
+    /// members are ranked, labelled for training, scored, traded and counted (default: every symbol of the
+    /// prices on every date it trades, which is survivor-biased when the file holds today's members only).
+    #[serde(default)]
+    pub universe: Option<PathBuf>,
     /// Only these symbols (default: all).
     #[serde(default)]
     pub symbols: Vec<String>,

@@ -504,7 +504,27 @@ fn cross_sectional(df: &DataFrame, jobs: &[(Family, String, String)]) -> Result<
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let (order, bounds) = date_groups(&df.column(DATE)?.date()?.physical().rechunk());
+    let (mut order, bounds) = date_groups(&df.column(DATE)?.date()?.physical().rechunk());
+    // With a universe, each date's group holds its members only: the others get no cross-sectional value.
+    let member: Option<Vec<bool>> = match df.column(crate::universe::MEMBER) {
+        Ok(c) => Some(c.bool()?.iter().map(|m| m.unwrap_or(false)).collect()),
+        Err(_) => None,
+    };
+    let mut kept = Vec::with_capacity(bounds.len());
+    kept.push(0);
+    if let Some(m) = &member {
+        let mut n = 0;
+        for w in bounds.windows(2) {
+            for k in w[0]..w[1] {
+                if m[order[k]] {
+                    order[n] = order[k];
+                    n += 1;
+                }
+            }
+            kept.push(n);
+        }
+    }
+    let bounds = if member.is_some() { kept } else { bounds };
     let groups: Vec<&[usize]> = bounds.windows(2).map(|w| &order[w[0]..w[1]]).collect();
     let inputs: Vec<Float64Chunked> =
         jobs.iter().map(|(_, src, _)| Ok(df.column(src)?.f64()?.rechunk().into_owned())).collect::<Result<_>>()?;
@@ -686,7 +706,13 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
             lf = lf.with_columns(stage);
         }
     }
-    let label = if spec.label.demean { f(RAW_LABEL) - per_date(f(RAW_LABEL).mean())? } else { f(RAW_LABEL) };
+    let member = prices.df().column(crate::universe::MEMBER).is_ok();
+    let label = match (spec.label.demean, member) {
+        // Demeaned over the date's universe members.
+        (true, true) => f(RAW_LABEL) - per_date(f(RAW_LABEL).filter(col(crate::universe::MEMBER)).mean())?,
+        (true, false) => f(RAW_LABEL) - per_date(f(RAW_LABEL).mean())?,
+        (false, _) => f(RAW_LABEL),
+    };
     lf = lf.with_columns([label.alias(LABEL)]);
     let mut cleaned: Vec<Expr> = produced.iter().map(|n| finite(n)).collect();
     cleaned.push(finite(LABEL));
@@ -734,6 +760,9 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     }
     select.extend(produced.iter().map(|n| col(n.as_str())));
     select.push(col(LABEL));
+    if member {
+        select.push(col(crate::universe::MEMBER));
+    }
     let mut df = lf.select(select).collect()?;
     for c in cross_sectional(&df, &cs_jobs)? {
         df.with_column(c)?;

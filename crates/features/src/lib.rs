@@ -22,6 +22,7 @@ pub mod sources;
 pub mod spec;
 pub mod stats;
 pub mod synth;
+pub mod universe;
 
 pub use build::{
     FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_labels, for_each_shard, write_features,
@@ -38,6 +39,7 @@ pub use prices::{
 pub use quality::{Check, Policy, QualityConfig, QualityReport, SplitAdjustment, SplitEvent, read_splits};
 pub use spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 pub use synth::{SynthConfig, synth_prices};
+pub use universe::Universe;
 
 /// Re-export of Polars for crates that need to build or inspect frames (only `features` names it in its API).
 pub use polars;

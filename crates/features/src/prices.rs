@@ -463,6 +463,39 @@ impl PriceFrame {
         Ok(out)
     }
 
+    /// Rows marked as universe members (every row without a universe).
+    pub fn member_rows(&self) -> usize {
+        self.df
+            .column(crate::universe::MEMBER)
+            .ok()
+            .and_then(|c| c.bool().ok().map(|b| b.sum().unwrap_or(0) as usize))
+            .unwrap_or(self.df.height())
+    }
+
+    /// The frame with each row's membership of `universe` in the boolean [`crate::universe::MEMBER`] column
+    /// (cross-sectional features and a demeaned label then use the members of each date only); the data hash
+    /// covers it.
+    ///
+    /// # Errors
+    /// Only if the frame's columns are not as the loader builds them.
+    pub fn with_universe(&self, universe: &crate::universe::Universe) -> Result<Self> {
+        let symbols = self.df.column("symbol")?.str()?.clone();
+        let dates = self.df.column("date")?.date()?.physical().clone();
+        let member: BooleanChunked = symbols
+            .iter()
+            .zip(dates.iter())
+            .map(|(s, d)| {
+                Some(match (s, d.and_then(days_to_date)) {
+                    (Some(s), Some(d)) => universe.contains(s, d),
+                    _ => false,
+                })
+            })
+            .collect();
+        let mut df = self.df.clone();
+        df.with_column(member.with_name(crate::universe::MEMBER.into()).into_column())?;
+        Ok(Self { data_hash: DataHash::of(&df), df, ..self.clone() })
+    }
+
     /// Only the rows of `symbols` (all rows when empty).
     ///
     /// # Errors
@@ -536,6 +569,10 @@ fn hash_frame(df: &DataFrame) -> String {
         } else if let Ok(x) = col.f64() {
             for v in x.iter() {
                 h.update(v.unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            }
+        } else if let Ok(b) = col.bool() {
+            for v in b.iter() {
+                h.update([v.map_or(2, u8::from)]);
             }
         }
     }

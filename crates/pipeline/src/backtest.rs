@@ -30,6 +30,8 @@ pub struct BacktestData {
     pub source: String,
     /// Index closes for a second benchmark, when the config names an index file.
     pub index: Option<portfolio::Index>,
+    /// The point-in-time universe, when the config names one (the prices then mark membership).
+    pub universe: Option<stockcast_features::Universe>,
 }
 
 impl BacktestData {
@@ -44,9 +46,13 @@ impl BacktestData {
         let path = require(cfg.data.prices.clone())?;
         let input = PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows);
         let loaded = load(ctx, &input, quarantine_beside, None)?;
-        let prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
+        let mut prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
         let index = cfg.data.index.as_deref().map(|p| portfolio::load_index(p, cfg.data.index_kind)).transpose()?;
-        Ok(Self { prices, source: crate::prices::source_label(&path), index })
+        let universe = cfg.data.universe.as_deref().map(stockcast_features::Universe::load).transpose()?;
+        if let Some(u) = &universe {
+            prices = prices.with_universe(u)?;
+        }
+        Ok(Self { prices, source: crate::prices::source_label(&path), index, universe })
     }
 }
 
@@ -164,6 +170,17 @@ impl ShardedJob for BacktestJob {
         if dates != work.dates {
             return Err(Error::Failed(format!("the dataset has {dates} trading dates, the prices {}", work.dates)));
         }
+        // With a universe, only members' rows are trained on, scored and counted; a sequence model still reads
+        // the rows before each one (members or not) from the whole matrix.
+        let dataset = match &self.data.universe {
+            Some(u) => {
+                let whole = std::sync::Arc::clone(dataset.context.as_ref().unwrap_or(&dataset.matrix));
+                let mut members = dataset.filter(|(s, d)| u.contains(s, *d));
+                members.context = Some(whole);
+                members
+            }
+            None => dataset,
+        };
         Ok(Inputs { dataset: Cow::Owned(dataset), options: RunOptions::new(&work.spec.label, cfg.seed, cfg.jobs) })
     }
 
@@ -199,6 +216,12 @@ impl ShardedJob for BacktestJob {
                 "rows": prices.height(),
                 "first_date": first,
                 "last_date": last,
+                "universe": data.universe.as_ref().map_or_else(
+                    || json!("every symbol of the prices on every date it trades (no point-in-time membership: \
+                              survivor-biased if the file holds today's members only)"),
+                    |u| json!({"file": u.source.display().to_string(), "symbols": u.symbols(),
+                               "member_rows": prices.member_rows(), "rows": prices.height()}),
+                ),
                 "index": cfg.data.index.as_ref().map(|p| json!({
                     "file": p.display().to_string(),
                     "kind": cfg.data.index_kind.name(),
@@ -442,6 +465,102 @@ pub(crate) mod tests {
         // Same file either way: the kind labels the numbers, it does not change them.
         let ret = |r: &serde_json::Value| r["models"]["mom"]["index_total_return"].as_f64().unwrap();
         assert!((ret(price) - ret(total)).abs() < 1e-12);
+    }
+
+    /// Eight names over 500 weekdays: three fail (they fall 0.4 % a day from day 250 and their rows end at day
+    /// 350), one joins the universe at day 200 though it trades from day 0.
+    fn failing_panel(dir: &Path) -> PathBuf {
+        use std::fmt::Write as _;
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let dates = stockcast_features::synth::weekdays(NaiveDate::from_ymd_opt(2015, 1, 5).unwrap(), 500);
+        let mut text = String::from("date,symbol,open,close\n");
+        for s in 0..8 {
+            let mut px = 50.0;
+            for (i, d) in dates.iter().enumerate() {
+                let failing = s < 3;
+                if failing && i >= 350 {
+                    break;
+                }
+                let drift = if failing && i >= 250 { -0.004 } else { 0.0004 };
+                let open = px * (1.0 + 0.005 * next());
+                px = open * (1.0 + drift + 0.02 * next());
+                let _ = writeln!(text, "{d},S{s},{open},{px}");
+            }
+        }
+        let path = dir.join("panel.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_point_in_time_universe_differs_from_the_survivors_and_the_report_says_which() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let prices = failing_panel(dir.path());
+        // Point in time: the failing names until their last day, S7 from its 201st day; survivors: the five that
+        // are still trading at the end, over the whole period (what a list of today's members gives).
+        let pit = dir.path().join("pit.txt");
+        std::fs::write(
+            &pit,
+            "S0\t2015-01-05\t2016-05-06\nS1\t2015-01-05\t2016-05-06\nS2\t2015-01-05\t2016-05-06\n\
+             S3\t2015-01-05\t2016-11-25\nS4\t2015-01-05\t2016-11-25\nS5\t2015-01-05\t2016-11-25\n\
+             S6\t2015-01-05\t2016-11-25\nS7\t2015-10-12\t2016-11-25\n",
+        )
+        .unwrap();
+        let survivors = dir.path().join("survivors.csv");
+        std::fs::write(&survivors, "symbol,start,end\nS3,2015-01-05,2016-11-25\nS4,2015-01-05,2016-11-25\nS5,2015-01-05,2016-11-25\nS6,2015-01-05,2016-11-25\nS7,2015-01-05,2016-11-25\n").unwrap();
+        let mom = "[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n";
+        let run_with = |universe: &Path| {
+            let text = format!(
+                "seed = 7\n[data]\nprices = {:?}\nuniverse = {:?}\nhorizon = 5\n[split]\nmin_train_days = 150\n\
+                 test_days = 100\n{mom}\n[strategy]\nkind = \"top_k\"\nk = 2\nrebalance_days = 5\n",
+                prices.display().to_string(),
+                universe.display().to_string()
+            );
+            let cfg = BacktestConfig::from_toml(&text).unwrap();
+            let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+            run(&ctx, &cfg, &data).unwrap()
+        };
+        let (a, b) = (run_with(&pit), run_with(&survivors));
+        let u = stockcast_features::Universe::load(&pit).unwrap();
+        // Every prediction is of a member on its date; the point-in-time run scores the failing names, the
+        // survivors' run never does.
+        for p in &a.walk_forward.predictions["mom"] {
+            assert!(u.contains(&p.symbol, p.date), "{} {} is not a member", p.symbol, p.date);
+        }
+        assert!(a.walk_forward.predictions["mom"].iter().any(|p| p.symbol == "S0"));
+        assert!(!b.walk_forward.predictions["mom"].iter().any(|p| ["S0", "S1", "S2"].contains(&p.symbol.as_str())));
+        let late = NaiveDate::from_ymd_opt(2015, 10, 12).unwrap();
+        assert!(!a.walk_forward.predictions["mom"].iter().any(|p| p.symbol == "S7" && p.date < late));
+        let (ra, rb) = (
+            a.evaluation.models[0].simulation.stats.total_return,
+            b.evaluation.models[0].simulation.stats.total_return,
+        );
+        assert!((ra - rb).abs() > 1e-3, "point in time {ra} vs survivors {rb}");
+        // The report says which universe was used.
+        assert_eq!(a.meta.data["universe"]["file"], pit.display().to_string());
+        assert_eq!(a.meta.data["universe"]["symbols"], 8);
+        assert!(
+            a.meta.data["universe"]["member_rows"].as_u64().unwrap()
+                < a.meta.data["universe"]["rows"].as_u64().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_universe_span_that_ends_before_it_starts_is_refused_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("u.txt");
+        std::fs::write(&bad, "AAPL\t2001-01-02\t2010-01-01\nMSFT\t2005-01-03\t2004-12-31\n").unwrap();
+        let e = stockcast_features::Universe::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("MSFT") && e.contains("before it starts"), "{e}");
+        std::fs::write(&bad, "AAPL 2001-01-02 2010-01-01\n").unwrap();
+        assert!(stockcast_features::Universe::load(&bad).unwrap_err().to_string().contains("line 1"));
     }
 
     /// `--horizon 10` (what the CLI sets: `data.horizon`) moves the labels, the purge gap and every model's target

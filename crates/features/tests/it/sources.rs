@@ -109,3 +109,61 @@ fn a_symbol_filter_reads_only_the_files_that_can_hold_the_symbol() {
         .to_string();
     assert!(e.contains("QQQ") && e.contains("none of its 2 files"), "{e}");
 }
+
+#[test]
+fn cross_sectional_features_rank_only_the_members_of_each_date() {
+    use std::fmt::Write as _;
+    use stockcast_features::{FeatureSpec, Universe, build_features};
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("date,symbol,close\n");
+    for (i, d) in ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"].iter().enumerate() {
+        for (s, base) in [("A", 10.0), ("B", 20.0), ("C", 30.0)] {
+            // Day-to-day returns: A +1 %, B +2 %, C +3 % per day.
+            let r = match s {
+                "A" => 1.01_f64,
+                "B" => 1.02,
+                _ => 1.03,
+            };
+            let _ = writeln!(text, "{d},{s},{}", base * r.powi(i as i32));
+        }
+    }
+    let prices = load(&write(dir.path(), "p.csv", &text)).unwrap().prices;
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2024, 1, d).unwrap();
+    // C leaves the universe after 2024-01-03.
+    let u = Universe::from_spans(
+        "u.txt",
+        [("A".to_owned(), day(2), day(5)), ("B".to_owned(), day(2), day(5)), ("C".to_owned(), day(2), day(3))],
+    );
+    let spec = FeatureSpec::from_toml(
+        "[[features]]\nfamily = \"returns\"\nwindows = [1]\n[[features]]\nfamily = \"cs_rank\"\nof = [\"ret_1\"]\n",
+    )
+    .unwrap();
+    let all = build_features(&prices, &spec).unwrap();
+    let members = build_features(&prices.with_universe(&u).unwrap(), &spec).unwrap();
+    assert_ne!(prices.data_hash(), prices.with_universe(&u).unwrap().data_hash());
+    let rank = |f: &stockcast_features::FeatureFrame| -> Vec<Option<f64>> {
+        f.df().column("cs_rank_ret_1").unwrap().f64().unwrap().iter().collect()
+    };
+    let (ra, rm) = (rank(&all), rank(&members));
+    let names: Vec<String> =
+        all.df().column("symbol").unwrap().str().unwrap().iter().map(|s| s.unwrap().to_owned()).collect();
+    let dates: Vec<i32> =
+        all.df().column("date").unwrap().date().unwrap().physical().iter().map(Option::unwrap).collect();
+    let jan4 = stockcast_features::prices::date_to_days(day(4));
+    for i in 0..names.len() {
+        if dates[i] != jan4 {
+            continue;
+        }
+        // All three: ranks (r − 0.5)/3; members A and B only: (r − 0.5)/2, C none.
+        match names[i].as_str() {
+            "A" => assert_eq!((ra[i], rm[i]), (Some(0.5 / 3.0), Some(0.25))),
+            "B" => assert_eq!((ra[i], rm[i]), (Some(1.5 / 3.0), Some(0.75))),
+            _ => assert_eq!((ra[i], rm[i]), (Some(2.5 / 3.0), None)),
+        }
+    }
+    // Time-series features do not depend on membership.
+    let ret = |f: &stockcast_features::FeatureFrame| -> Vec<Option<f64>> {
+        f.df().column("ret_1").unwrap().f64().unwrap().iter().collect()
+    };
+    assert_eq!(ret(&all), ret(&members));
+}
