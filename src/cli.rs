@@ -195,6 +195,17 @@ pub struct BacktestArgs {
     /// What the index file's levels include (overrides data.index_kind; default: price).
     #[arg(long, value_name = "KIND", value_parser = ["price", "total_return"])]
     pub index_kind: Option<String>,
+    /// Quality policies and thresholds (the quality command's TOML; replaces [data.quality]).
+    #[arg(long, value_name = "FILE")]
+    pub quality_config: Option<PathBuf>,
+    /// Declared stock splits (CSV `symbol,date,ratio`), back-adjusted before the series checks (added to
+    /// [data.quality] splits).
+    #[arg(long, value_name = "FILE")]
+    pub splits: Option<PathBuf>,
+    /// Back-adjust every suspected unadjusted split instead of only warning (sets
+    /// data.quality.adjust_detected_splits).
+    #[arg(long)]
+    pub adjust_detected_splits: bool,
     /// Run directory (default: runs/<name>): written beside it, then swapped in atomically. An existing one is
     /// replaced only when it is an earlier run (its report.json or plan.json) or empty; any other directory is
     /// refused (see --force).
@@ -285,6 +296,9 @@ impl BacktestArgs {
             database_url: None,
             index: None,
             index_kind: None,
+            quality_config: None,
+            splits: None,
+            adjust_detected_splits: false,
             out: None,
             models: Vec::new(),
             seed: None,

@@ -74,6 +74,7 @@ impl DataArgs {
             on_bad_rows: self.on_bad_rows.map(policy),
             quarantine: self.quarantine.clone(),
             quality_config: self.quality_config.clone(),
+            quality: None,
             splits: self.splits.clone(),
             adjust_detected_splits: self.adjust_detected_splits,
         }

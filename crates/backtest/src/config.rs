@@ -34,6 +34,11 @@ pub struct DataConfig {
     /// prices on every date it trades, which is survivor-biased when the file holds today's members only).
     #[serde(default)]
     pub universe: Option<PathBuf>,
+    /// Data-quality policies, thresholds, declared splits and `adjust_detected_splits` (the `quality` command's
+    /// config file, inline as `[data.quality]`; `--quality-config`, `--splits` and `--adjust-detected-splits`
+    /// override it). Default: the quality defaults (row defects are errors, series findings warn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<stockcast_features::QualityConfig>,
     /// Only these symbols (default: all).
     #[serde(default)]
     pub symbols: Vec<String>,
@@ -85,6 +90,12 @@ pub struct Overrides {
     pub index: Option<PathBuf>,
     /// `data.index_kind`.
     pub index_kind: Option<crate::portfolio::IndexKind>,
+    /// A quality config file replacing `data.quality`.
+    pub quality_config: Option<PathBuf>,
+    /// A declared-splits file (`symbol,date,ratio`) added to `data.quality.splits`.
+    pub splits: Option<PathBuf>,
+    /// Sets `data.quality.adjust_detected_splits`.
+    pub adjust_detected_splits: bool,
     /// Only these models (and their sweeps), by name.
     pub models: Vec<String>,
     /// `seed`.
@@ -240,6 +251,18 @@ impl BacktestConfig {
         }
         if let Some(k) = o.index_kind {
             self.data.index_kind = k;
+        }
+        if let Some(p) = &o.quality_config {
+            let text = stockcast_features::io::read_text(p)?;
+            let q = toml::from_str(&text)
+                .map_err(|e| Error::Config(format!("quality config {}: {}", p.display(), e.message())))?;
+            self.data.quality = Some(q);
+        }
+        if let Some(p) = &o.splits {
+            self.data.quality.get_or_insert_with(Default::default).splits.extend(stockcast_features::read_splits(p)?);
+        }
+        if o.adjust_detected_splits {
+            self.data.quality.get_or_insert_with(Default::default).adjust_detected_splits = true;
         }
         if !o.models.is_empty() {
             if let Some(name) = o.models.iter().find(|n| !self.models.iter().any(|m| &m.name == *n)) {

@@ -221,10 +221,19 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
-    /// The run's caveats in one sentence each: the label against the fills, the index against the prices.
+    /// The run's caveats in one sentence each: the label against the fills, the index against the prices, and
+    /// the data's banner (findings kept, one-day moves beyond 25 %).
     pub fn warnings(&self) -> Vec<String> {
         let index = self.data.get("index").and_then(|i| i.get("warning")).and_then(Value::as_str);
-        self.label.warning.iter().map(String::as_str).chain(index).map(str::to_owned).collect()
+        let banner = self.data.pointer("/quality/banner").and_then(Value::as_array).into_iter().flatten();
+        self.label
+            .warning
+            .iter()
+            .map(String::as_str)
+            .chain(index)
+            .chain(banner.filter_map(Value::as_str))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -580,6 +589,43 @@ pub fn overfitting_table(eval: &Evaluation) -> String {
     s
 }
 
+/// The report's Data section: what the quality stage read, kept and removed, each finding with its count and
+/// first examples, and the split adjustments applied (from `data.quality`; empty without it).
+fn data_section(data: &Value) -> String {
+    let Some(q) = data.get("quality") else { return String::new() };
+    let n = |k: &str| q.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut s = format!(
+        "\n## Data\n\n{} rows read, {} kept, {} quarantined.\n",
+        n("rows_read"),
+        n("rows_kept"),
+        n("rows_quarantined")
+    );
+    for f in q.get("findings").and_then(Value::as_array).into_iter().flatten() {
+        let ex: Vec<&str> = f["examples"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let _ = writeln!(
+            s,
+            "- {}: {} row(s), policy {} → {}{}",
+            f["check"].as_str().unwrap_or("?"),
+            f["rows"],
+            f["policy"].as_str().unwrap_or("?"),
+            f["action"].as_str().unwrap_or("?"),
+            if ex.is_empty() { String::new() } else { format!(" (e.g. {})", ex.join("; ")) }
+        );
+    }
+    for a in q.get("split_adjustments").and_then(Value::as_array).into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "- split adjusted ({}): {} on {}, ratio {}, {} earlier row(s)",
+            a["source"].as_str().unwrap_or("?"),
+            a["symbol"].as_str().unwrap_or("?"),
+            a["date"].as_str().unwrap_or("?"),
+            a["ratio"],
+            a["rows"]
+        );
+    }
+    s
+}
+
 pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> String {
     let models = &eval.models;
     let mut s = String::from("# stockcast backtest\n\n");
@@ -591,9 +637,16 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         meta.feature_spec_hash,
         meta.horizon,
         wf.folds.len(),
-        meta.data
+        {
+            let mut d = meta.data.clone();
+            if let Some(o) = d.as_object_mut() {
+                o.remove("quality");
+            }
+            d
+        }
     );
     s.push_str(&summary_table(models));
+    s.push_str(&data_section(&meta.data));
     let warning = meta.warnings().iter().fold(String::new(), |mut s, w| {
         let _ = write!(s, " **Warning:** {w}.");
         s

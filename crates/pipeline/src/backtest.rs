@@ -32,6 +32,73 @@ pub struct BacktestData {
     pub index: Option<portfolio::Index>,
     /// The point-in-time universe, when the config names one (the prices then mark membership).
     pub universe: Option<stockcast_features::Universe>,
+    /// What the quality stage found and did.
+    pub quality: stockcast_features::QualityReport,
+}
+
+/// A one-day return beyond this (either way) in a portfolio or the benchmark is named in the report's banner.
+pub const BIG_DAY: f64 = 0.25;
+
+/// The report's data section: what the quality stage read, kept, removed and adjusted, and each finding with
+/// its count and first examples.
+fn data_quality(q: &stockcast_features::QualityReport) -> serde_json::Value {
+    json!({
+        "rows_read": q.rows_read,
+        "rows_kept": q.rows_kept,
+        "rows_quarantined": q.rows_quarantined,
+        "findings": q.checks.iter().filter(|c| c.flagged > 0).map(|c| json!({
+            "check": c.check.name(), "rows": c.flagged, "policy": c.policy.to_string(), "action": c.action,
+            "examples": c.examples.iter().take(3).map(|e| format!("{} {}: {}", e.symbol,
+                e.date.map(|d| d.to_string()).unwrap_or_default(), e.detail)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "split_adjustments": q.split_adjustments,
+    })
+}
+
+/// The banner lines: findings the data kept that move prices (suspect splits, spikes, gaps warned but not
+/// remedied), and one-day moves beyond [`BIG_DAY`] in a portfolio or the equal-weight benchmark.
+fn banner(q: &stockcast_features::QualityReport, eval: &stockcast_backtest::report::Evaluation) -> Vec<String> {
+    use stockcast_features::Check;
+    let mut out = Vec::new();
+    let kept: Vec<String> = [Check::SuspectSplit, Check::Spike, Check::Gap]
+        .iter()
+        .map(|c| q.check(*c))
+        .filter(|c| c.flagged > 0 && c.action == "warned")
+        .map(|c| {
+            let e = c
+                .examples
+                .first()
+                .map(|e| format!(", e.g. {} {}", e.symbol, e.date.map(|d| d.to_string()).unwrap_or_default()));
+            format!("{} {} row(s){}", c.flagged, c.check.name(), e.unwrap_or_default())
+        })
+        .collect();
+    if !kept.is_empty() {
+        out.push(format!(
+            "the data kept {} (policy warn): they move the benchmark and any portfolio holding those names; remedies: [data.quality] policies, declared splits or adjust_detected_splits (see data.quality)",
+            kept.join("; ")
+        ));
+    }
+    let big = |name: &str, dates: &[chrono::NaiveDate], curve: &[f64]| {
+        let mut prev = curve.first().copied().unwrap_or(f64::NAN);
+        let mut worst: Option<(f64, chrono::NaiveDate)> = None;
+        for (d, e) in dates.iter().zip(curve) {
+            let r = e / prev - 1.0;
+            prev = *e;
+            if r.is_finite() && r.abs() > BIG_DAY && worst.is_none_or(|(w, _)| r.abs() > w.abs()) {
+                worst = Some((r, *d));
+            }
+        }
+        worst.map(|(r, d)| {
+            format!("{name} moved {:+.1} % on {d} (more than {:.0} % in one day)", 100.0 * r, 100.0 * BIG_DAY)
+        })
+    };
+    if let Some(m) = eval.models.first() {
+        out.extend(big("the equal-weight benchmark", &m.simulation.dates, &m.simulation.benchmark));
+    }
+    for m in &eval.models {
+        out.extend(big(&m.name, &m.simulation.dates, &m.simulation.equity));
+    }
+    out
 }
 
 impl BacktestData {
@@ -44,7 +111,10 @@ impl BacktestData {
         quarantine_beside: &Path,
     ) -> Result<Self> {
         let path = require(cfg.data.prices.clone())?;
-        let input = PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows);
+        let input = PriceInput {
+            quality: cfg.data.quality.clone(),
+            ..PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows)
+        };
         let loaded = load(ctx, &input, quarantine_beside, None)?;
         let mut prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
         let index = cfg.data.index.as_deref().map(|p| portfolio::load_index(p, cfg.data.index_kind)).transpose()?;
@@ -52,7 +122,7 @@ impl BacktestData {
         if let Some(u) = &universe {
             prices = prices.with_universe(u)?;
         }
-        Ok(Self { prices, source: crate::prices::source_label(&path), index, universe })
+        Ok(Self { prices, source: crate::prices::source_label(&path), index, universe, quality: loaded.report })
     }
 }
 
@@ -203,6 +273,12 @@ impl ShardedJob for BacktestJob {
             report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed, &cfg.report)?;
         timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
 
+        let mut quality = data_quality(&data.quality);
+        let lines = banner(&data.quality, &evaluation);
+        for line in &lines {
+            ctx.note(&format!("warning: {line}"));
+        }
+        quality["banner"] = json!(lines);
         let (first, last) = prices.date_range()?.unzip();
         let mut resolved = serde_json::to_value(cfg)?;
         resolved["models_resolved"] = serde_json::to_value(&models)?;
@@ -216,6 +292,7 @@ impl ShardedJob for BacktestJob {
                 "rows": prices.height(),
                 "first_date": first,
                 "last_date": last,
+                "quality": quality,
                 "universe": data.universe.as_ref().map_or_else(
                     || json!("every symbol of the prices on every date it trades (no point-in-time membership: \
                               survivor-biased if the file holds today's members only)"),
@@ -550,6 +627,90 @@ pub(crate) mod tests {
             a.meta.data["universe"]["member_rows"].as_u64().unwrap()
                 < a.meta.data["universe"]["rows"].as_u64().unwrap()
         );
+    }
+
+    /// Six names over 500 weekdays as CSV rows (`date,symbol,open,close`); `dirty` plants an unadjusted 2:1
+    /// split in S2 (its prices before day 300 doubled) and a bad print in S4 (day 200's close tripled), and
+    /// `drop_print` leaves S4's day 200 out.
+    fn planted_panel(dirty: bool, drop_print: bool) -> String {
+        use std::fmt::Write as _;
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let dates = stockcast_features::synth::weekdays(NaiveDate::from_ymd_opt(2015, 1, 5).unwrap(), 500);
+        let mut text = String::from("date,symbol,open,close\n");
+        for s in 0..6 {
+            let mut px = 40.0 + 10.0 * f64::from(s);
+            for (i, d) in dates.iter().enumerate() {
+                let open = px * (1.0 + 0.004 * next());
+                px = open * (1.0 + 0.0003 + 0.015 * next());
+                let (mut o, mut c) = (open, px);
+                if dirty && s == 2 && i < 300 {
+                    (o, c) = (2.0 * o, 2.0 * c);
+                }
+                if s == 4 && i == 200 {
+                    if drop_print {
+                        continue;
+                    }
+                    if dirty {
+                        c *= 3.0;
+                    }
+                }
+                let _ = writeln!(text, "{d},S{s},{o},{c}");
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn quality_remedies_in_the_config_give_the_clean_panels_backtest_and_without_them_the_report_says_why() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let (clean, dirty) =
+            (write("clean.csv", planted_panel(false, true)), write("dirty.csv", planted_panel(true, false)));
+        let mom = "[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n";
+        let run_on = |prices: &Path, quality: &str| {
+            let text = format!(
+                "seed = 7\n[data]\nprices = {:?}\nhorizon = 5\n{quality}\n[split]\nmin_train_days = 150\n\
+                 test_days = 100\n{mom}\n[strategy]\nkind = \"top_k\"\nk = 2\nrebalance_days = 5\n",
+                prices.display().to_string()
+            );
+            let cfg = BacktestConfig::from_toml(&text).unwrap();
+            let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+            run(&ctx, &cfg, &data).unwrap()
+        };
+        let remedies = "[data.quality]\nadjust_detected_splits = true\n[data.quality.policies]\nspike = \"drop\"\n";
+        let (a, b, raw) = (run_on(&clean, ""), run_on(&dirty, remedies), run_on(&dirty, ""));
+        let stats = |x: &Backtest| x.evaluation.models[0].simulation.stats.clone();
+        let (sa, sb, sr) = (stats(&a), stats(&b), stats(&raw));
+        assert!(
+            (sa.total_return - sb.total_return).abs() < 1e-9 * (1.0 + sa.total_return.abs()),
+            "{} vs {}",
+            sa.total_return,
+            sb.total_return
+        );
+        assert!((sa.benchmark_total_return - sb.benchmark_total_return).abs() < 1e-9);
+        assert_eq!(a.walk_forward.predictions["mom"].len(), b.walk_forward.predictions["mom"].len());
+        // The remedies are on record: one detected split adjusted, one spike row quarantined.
+        let q = &b.meta.data["quality"];
+        assert_eq!(q["split_adjustments"].as_array().unwrap().len(), 1, "{q}");
+        assert_eq!(q["rows_quarantined"], 1);
+        assert!(q["banner"].as_array().unwrap().is_empty(), "{q}");
+        // Without them the numbers differ and the banner names what the data did.
+        assert!((sr.benchmark_total_return - sa.benchmark_total_return).abs() > 1e-3);
+        let banner: Vec<String> = raw.meta.warnings();
+        let text = banner.join(" | ");
+        assert!(text.contains("suspect_split") && text.contains("spike") && text.contains("S2"), "{text}");
+        assert!(text.contains("more than 25 % in one day") || text.contains("suspect_split"), "{text}");
     }
 
     #[test]

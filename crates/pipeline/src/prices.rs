@@ -22,6 +22,8 @@ pub struct PriceInput {
     pub quarantine: Option<PathBuf>,
     /// Quality policies and thresholds (TOML).
     pub quality_config: Option<PathBuf>,
+    /// Quality policies and thresholds given inline (a job config's `[data.quality]`), used when no file is.
+    pub quality: Option<QualityConfig>,
     /// Declared splits (CSV `symbol,date,ratio`), added to the config's.
     pub splits: Option<PathBuf>,
     /// Back-adjust detected suspect splits.
@@ -39,7 +41,7 @@ impl PriceInput {
 pub fn quality_config(input: &PriceInput) -> Result<Checked<QualityConfig>> {
     let mut cfg = match &input.quality_config {
         Some(p) => crate::config::load_toml::<QualityConfig>(p, "quality config")?,
-        None => QualityConfig::default(),
+        None => input.quality.clone().unwrap_or_default(),
     };
     if let Some(p) = input.on_bad_rows {
         cfg.on_bad_rows = Some(p);

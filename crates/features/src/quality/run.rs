@@ -289,6 +289,9 @@ impl<'a> QualityRun<'a> {
             while end < n && bars.symbol[end] == bars.symbol[start] {
                 end += 1;
             }
+            // Whether the previous row was a spike: its close is a bad print, so the next open is measured
+            // against the close before it (a bad close followed by a normal open is not a split).
+            let mut after_spike = false;
             for row in start + 1..end {
                 let (d0, d1) = (dates[row - 1], dates[row]);
                 let missing = cal_index[&d1] - cal_index[&d0] - 1;
@@ -303,10 +306,12 @@ impl<'a> QualityRun<'a> {
                 }
                 // A split shows at the open: the overnight ratio open/previous close sits on the split ratio,
                 // whatever the stock did during the day. Close-only data falls back to the close ratio.
+                let reference = if after_spike && row >= start + 2 { close[row - 2] } else { close[row - 1] };
+                let after = std::mem::take(&mut after_spike);
                 let r = close[row] / close[row - 1];
-                let g = open.as_ref().map_or(r, |o| o[row] / close[row - 1]);
+                let g = open.as_ref().map_or(r, |o| o[row] / reference);
                 let next = (row + 1 < end).then(|| close[row + 1] / close[row]);
-                if r < lo || r > hi {
+                if !after && (r < lo || r > hi) {
                     let reverts = next.is_some_and(|n| n.ln() * r.ln() < 0.0 && n.ln().abs() >= 0.5 * r.ln().abs());
                     if reverts {
                         flags.push(Flag {
@@ -315,6 +320,7 @@ impl<'a> QualityRun<'a> {
                             column: Some("close".to_owned()),
                             detail: format!("close moved {:+.1}% and reverted the next day", (r - 1.0) * 100.0),
                         });
+                        after_spike = true;
                         continue;
                     }
                 }

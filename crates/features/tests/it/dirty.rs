@@ -132,3 +132,19 @@ fn splits_are_remedied_by_back_adjusting_declared_or_detected() {
     assert!(e.contains("bad.csv") && e.contains("line 2"), "{e}");
     let _ = SplitEvent { symbol: String::new(), date: split_date, ratio: 1.0 };
 }
+
+#[test]
+fn a_bad_close_followed_by_a_normal_open_is_a_spike_not_a_split() {
+    // Day 3's close is printed three times too high; day 4 opens where day 2 closed. The next open measured
+    // against the bad close looks like a 3:1 split; measured against the close before the spike it is nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let text = "date,symbol,open,close\n2024-01-02,X,10,10\n2024-01-03,X,10,10.1\n2024-01-04,X,10.1,30.3\n\
+                2024-01-05,X,10.1,10.2\n2024-01-08,X,10.2,10.3\n";
+    let path = write(dir.path(), "spike.csv", text);
+    let cfg = QualityConfig { adjust_detected_splits: true, ..QualityConfig::default() };
+    let loaded = load_prices(&path, &options(cfg)).unwrap();
+    let r = &loaded.report;
+    assert_eq!(r.check(Check::Spike).flagged, 1);
+    assert_eq!(r.check(Check::SuspectSplit).flagged, 0, "{:?}", r.check(Check::SuspectSplit).examples);
+    assert!(r.split_adjustments.is_empty());
+}
