@@ -39,6 +39,10 @@ pub struct DataConfig {
     /// override it). Default: the quality defaults (row defects are errors, series findings warn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<stockcast_features::QualityConfig>,
+    /// Factor files joined point in time (`[[data.factors]]`: `file`, `lag_days` or an `available_date` column,
+    /// `max_age_days`, `columns`); the spec's `factor*` families read their columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<stockcast_features::factors::FactorSource>,
     /// Only these symbols (default: all).
     #[serde(default)]
     pub symbols: Vec<String>,
@@ -331,6 +335,10 @@ impl BacktestConfig {
         fix(&mut cfg.data.securities);
         fix(&mut cfg.data.index);
         fix(&mut cfg.data.spec);
+        fix(&mut cfg.data.universe);
+        for f in &mut cfg.data.factors {
+            f.file = resolve(&f.file, path);
+        }
         for m in &mut cfg.models {
             fix(&mut m.config);
         }

@@ -408,6 +408,28 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
             out.push((2, names[2].clone(), f(&names[0]) - f(&names[1])));
         }
         Family::CsRank | Family::CsZscore => unreachable!("cross-sectional families are built separately"),
+        fam if fam.is_factor() => {
+            let mut names = names.into_iter();
+            for c in &def.of {
+                let x = || f(c);
+                if fam == Family::Factor {
+                    out.push((0, names.next().unwrap_or_default(), x()));
+                    continue;
+                }
+                for &w in &def.windows {
+                    let name = names.next().unwrap_or_default();
+                    let e = match fam {
+                        Family::FactorMean => per_symbol(x().rolling_mean(window(w)))?,
+                        Family::FactorStd => per_symbol(x().rolling_std(window(w)))?,
+                        Family::FactorZscore => {
+                            (x() - per_symbol(x().rolling_mean(window(w)))?) / per_symbol(x().rolling_std(window(w)))?
+                        }
+                        _ => x() / lag(x(), w) - lit(1.0),
+                    };
+                    out.push((0, name, e));
+                }
+            }
+        }
         fam => {
             for (w, name) in def.windows.iter().copied().zip(names) {
                 let e = match fam {
@@ -467,7 +489,14 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
                         let x = f("open") / f(PREV_CLOSE) - lit(1.0);
                         if w == 1 { x } else { per_symbol(x.rolling_mean(window(w)))? }
                     }
-                    Family::Macd | Family::CsRank | Family::CsZscore => unreachable!(),
+                    Family::Macd
+                    | Family::CsRank
+                    | Family::CsZscore
+                    | Family::Factor
+                    | Family::FactorMean
+                    | Family::FactorStd
+                    | Family::FactorZscore
+                    | Family::FactorChange => unreachable!(),
                 };
                 out.push((0, name, e));
             }
@@ -643,6 +672,30 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     for def in &spec.features {
         if is_cs_family(def.family) {
             cs_defs.push(def);
+            continue;
+        }
+        if def.family.is_factor() {
+            let absent: Vec<&str> =
+                def.of.iter().map(String::as_str).filter(|c| prices.df().column(c).is_err()).collect();
+            if let Some(first) = absent.first() {
+                if def.required {
+                    return Err(Error::Config {
+                        what: "feature spec",
+                        message: format!(
+                            "`{}` is required but the data has no factor column `{first}`",
+                            def.family.name()
+                        ),
+                    });
+                }
+                skipped.push(Skipped {
+                    family: def.family,
+                    features: def.output_names(),
+                    reason: format!("the data has no factor column(s) {} ([[data.factors]])", absent.join(", ")),
+                });
+                continue;
+            }
+            produced.extend(def.output_names());
+            ts_defs.push(def);
             continue;
         }
         let missing: Vec<PriceField> = def.family.needs().iter().copied().filter(|c| !prices.has(*c)).collect();

@@ -463,6 +463,42 @@ impl PriceFrame {
         Ok(out)
     }
 
+    /// The frame with the columns of `tables` joined point in time ([`crate::factors`]): each row gets, per
+    /// symbol, the values of the latest factor row available on or before its date (null when none is, or it is
+    /// stale). The data hash covers them.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] when a factor column's name is already a column of the prices (or of another table).
+    pub fn with_factors(&self, tables: &[crate::factors::FactorTable]) -> Result<Self> {
+        if tables.is_empty() {
+            return Ok(self.clone());
+        }
+        let symbols = self.df.column("symbol")?.str()?.clone();
+        let dates: Vec<Option<NaiveDate>> =
+            self.df.column("date")?.date()?.physical().iter().map(|d| d.and_then(days_to_date)).collect();
+        let mut df = self.df.clone();
+        for table in tables {
+            for (k, name) in table.columns.iter().enumerate() {
+                if df.column(name).is_ok() {
+                    return Err(Error::bad_input(
+                        &table.source,
+                        format!("factor column `{name}` is already a column of the prices or another factor file"),
+                    ));
+                }
+                let values: Float64Chunked = symbols
+                    .iter()
+                    .zip(&dates)
+                    .map(|(s, d)| {
+                        let v = table.as_of(s?, (*d)?)?[k];
+                        v.is_finite().then_some(v)
+                    })
+                    .collect();
+                df.with_column(values.with_name(name.as_str().into()).into_column())?;
+            }
+        }
+        Ok(Self { data_hash: DataHash::of(&df), df, ..self.clone() })
+    }
+
     /// Rows marked as universe members (every row without a universe).
     pub fn member_rows(&self) -> usize {
         self.df

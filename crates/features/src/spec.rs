@@ -58,6 +58,16 @@ pub enum Family {
     CsRank,
     /// Cross-sectional z-score per date of the features in `of` → `cs_z_{f}`.
     CsZscore,
+    /// The value of each factor column in `of` (joined point in time, see [`crate::factors`]) → `f_{c}`.
+    Factor,
+    /// Rolling mean of each factor column over `w` rows → `f_{c}_mean_{w}`.
+    FactorMean,
+    /// Rolling sample standard deviation (ddof 1) of each factor column → `f_{c}_std_{w}`.
+    FactorStd,
+    /// z-score of each factor column against its `w`-row mean and sd → `f_{c}_z_{w}`.
+    FactorZscore,
+    /// Relative change of each factor column over `w` rows, `c[t] / c[t-w] - 1` → `f_{c}_chg_{w}`.
+    FactorChange,
 }
 
 impl Family {
@@ -84,7 +94,17 @@ impl Family {
             Self::OpenGap => "open_gap",
             Self::CsRank => "cs_rank",
             Self::CsZscore => "cs_zscore",
+            Self::Factor => "factor",
+            Self::FactorMean => "factor_mean",
+            Self::FactorStd => "factor_std",
+            Self::FactorZscore => "factor_zscore",
+            Self::FactorChange => "factor_change",
         }
+    }
+
+    /// Whether the family transforms factor columns (named in `of`) rather than prices.
+    pub fn is_factor(self) -> bool {
+        matches!(self, Self::Factor | Self::FactorMean | Self::FactorStd | Self::FactorZscore | Self::FactorChange)
     }
 
     /// Price columns the family needs besides `close`.
@@ -124,6 +144,11 @@ impl Family {
             Self::OpenGap => "open_gap",
             Self::CsRank => "cs_rank",
             Self::CsZscore => "cs_z",
+            Self::Factor => "f",
+            Self::FactorMean => "mean",
+            Self::FactorStd => "std",
+            Self::FactorZscore => "z",
+            Self::FactorChange => "chg",
         }
     }
 }
@@ -146,7 +171,7 @@ pub struct FeatureDef {
     /// MACD `[fast, slow, signal]` spans (default `[12, 26, 9]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<[usize; 3]>,
-    /// Cross-sectional families: names of the features to transform.
+    /// Cross-sectional families: names of the features to transform; factor families: the factor columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub of: Vec<String>,
 }
@@ -175,6 +200,10 @@ impl FeatureDef {
                 vec![format!("macd_{f}_{s}"), format!("macd_signal_{f}_{s}_{g}"), format!("macd_hist_{f}_{s}_{g}")]
             }
             Family::CsRank | Family::CsZscore => self.of.iter().map(|f| format!("{p}_{f}")).collect(),
+            Family::Factor => self.of.iter().map(|c| format!("f_{c}")).collect(),
+            f if f.is_factor() => {
+                self.of.iter().flat_map(|c| self.windows.iter().map(move |w| format!("f_{c}_{p}_{w}"))).collect()
+            }
             _ => self.windows.iter().map(|w| format!("{p}_{w}")).collect(),
         }
     }
@@ -425,7 +454,7 @@ impl Params for FeatureSpec {
         let mut seen = BTreeSet::new();
         for def in &self.features {
             let fam = def.family.name();
-            let uses_windows = !matches!(def.family, Family::Macd | Family::CsRank | Family::CsZscore);
+            let uses_windows = !matches!(def.family, Family::Macd | Family::CsRank | Family::CsZscore | Family::Factor);
             if uses_windows && def.windows.is_empty() {
                 return err(format!("family `{fam}` needs at least one window"));
             }
@@ -433,7 +462,12 @@ impl Params for FeatureSpec {
                 return err(format!("family `{fam}` takes no `windows`"));
             }
             let min_window = match def.family {
-                Family::Volatility | Family::Bollinger | Family::VolumeZ | Family::PriceVolumeCorr => 2,
+                Family::Volatility
+                | Family::Bollinger
+                | Family::VolumeZ
+                | Family::PriceVolumeCorr
+                | Family::FactorStd
+                | Family::FactorZscore => 2,
                 Family::Skew | Family::Kurtosis => 4,
                 _ => 1,
             };
@@ -466,8 +500,12 @@ impl Params for FeatureSpec {
                         ));
                     }
                 }
+            } else if def.family.is_factor() {
+                if def.of.is_empty() {
+                    return err(format!("family `{fam}` needs `of = [factor column names]`"));
+                }
             } else if !def.of.is_empty() {
-                return err(format!("`of` only applies to cs_rank and cs_zscore, not `{fam}`"));
+                return err(format!("`of` only applies to cs_rank, cs_zscore and the factor families, not `{fam}`"));
             }
             for name in def.output_names() {
                 if !seen.insert(name.clone()) {

@@ -118,6 +118,13 @@ impl BacktestData {
         let loaded = load(ctx, &input, quarantine_beside, None)?;
         let mut prices = loaded.prices.filter_symbols(&cfg.data.symbols).context("data.symbols")?;
         let index = cfg.data.index.as_deref().map(|p| portfolio::load_index(p, cfg.data.index_kind)).transpose()?;
+        let factors: Vec<_> = cfg
+            .data
+            .factors
+            .iter()
+            .map(stockcast_features::factors::FactorSource::load)
+            .collect::<std::result::Result<_, _>>()?;
+        prices = prices.with_factors(&factors)?;
         let universe = cfg.data.universe.as_deref().map(stockcast_features::Universe::load).transpose()?;
         if let Some(u) = &universe {
             prices = prices.with_universe(u)?;
@@ -711,6 +718,37 @@ pub(crate) mod tests {
         let text = banner.join(" | ");
         assert!(text.contains("suspect_split") && text.contains("spike") && text.contains("S2"), "{text}");
         assert!(text.contains("more than 25 % in one day") || text.contains("suspect_split"), "{text}");
+    }
+
+    #[test]
+    fn the_factor_example_config_joins_book_value_point_in_time_and_trains_on_it() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let path = us5().parent().unwrap().join("../configs/backtest_factors.toml");
+        let cfg = BacktestConfig::from_file(&path)
+            .unwrap()
+            .with_overrides(&Overrides { models: vec!["linear".into()], ..Overrides::default() })
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        assert!(data.prices.df().column("book_value").is_ok());
+        let spec = spec_of(&cfg).unwrap();
+        let dataset = crate::features::dataset_for(
+            &ctx,
+            &data.prices,
+            &spec,
+            &cfg.model_specs().unwrap(),
+            DatasetOptions::default(),
+        )
+        .unwrap();
+        for name in ["f_book_value", "f_book_value_chg_63", "cs_rank_f_book_value"] {
+            assert!(
+                dataset.matrix.feature_names.iter().any(|f| f == name),
+                "{name}: {:?}",
+                dataset.matrix.feature_names
+            );
+        }
+        let a = run(&ctx, &cfg, &data).unwrap();
+        assert!(a.evaluation.models[0].signal.rank_ic.is_finite());
     }
 
     #[test]

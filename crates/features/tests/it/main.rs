@@ -11,6 +11,7 @@
 )]
 
 mod dirty;
+mod factors;
 mod incremental;
 mod indicators;
 mod loading;
