@@ -222,7 +222,11 @@ pub fn for_each_shard(
     shard_rows: usize,
     mut each: impl FnMut(DataFrame, &[String]) -> Result<()>,
 ) -> Result<WrittenFeatures> {
-    if spec.label.demean || prices.height() <= shard_rows.max(1) {
+    // Whole-frame work: a demeaned label (a per-date mean) and formulas that compare symbols.
+    let cross_formula = spec.features.iter().filter(|d| d.family == Family::Expr).any(|d| {
+        d.expr.as_deref().and_then(|e| crate::expr::parse(e, &|_| true).ok()).is_some_and(|a| a.is_cross_sectional())
+    });
+    if spec.label.demean || cross_formula || prices.height() <= shard_rows.max(1) {
         let frame = build_checked(prices, spec)?;
         let summary = WrittenFeatures::of(&frame);
         each(frame.df, &summary.features)?;
@@ -408,6 +412,7 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
             out.push((2, names[2].clone(), f(&names[0]) - f(&names[1])));
         }
         Family::CsRank | Family::CsZscore => unreachable!("cross-sectional families are built separately"),
+        Family::Expr => unreachable!("formula features are built after the others"),
         fam if fam.is_factor() => {
             let mut names = names.into_iter();
             for c in &def.of {
@@ -496,7 +501,8 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
                     | Family::FactorMean
                     | Family::FactorStd
                     | Family::FactorZscore
-                    | Family::FactorChange => unreachable!(),
+                    | Family::FactorChange
+                    | Family::Expr => unreachable!(),
                 };
                 out.push((0, name, e));
             }
@@ -669,9 +675,44 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     let mut ts_defs = Vec::new();
     let mut produced: Vec<String> = Vec::new();
     let mut cs_defs = Vec::new();
+    let mut expr_defs: Vec<(String, crate::expr::Ast)> = Vec::new();
     for def in &spec.features {
         if is_cs_family(def.family) {
             cs_defs.push(def);
+            continue;
+        }
+        if def.family == Family::Expr {
+            let ast =
+                crate::expr::parse(def.expr.as_deref().unwrap_or_default(), &|n: &str| produced.iter().any(|p| p == n))
+                    .map_err(|e| Error::Config {
+                        what: "feature spec",
+                        message: format!(
+                            "expr feature `{}`, column {}: {}",
+                            def.name.as_deref().unwrap_or_default(),
+                            e.column,
+                            e.message
+                        ),
+                    })?;
+            let absent: Vec<String> = ast.columns().into_iter().filter(|c| prices.df().column(c).is_err()).collect();
+            if let Some(first) = absent.first() {
+                if def.required {
+                    return Err(Error::Config {
+                        what: "feature spec",
+                        message: format!(
+                            "expr feature `{}` is required but the data has no column `{first}`",
+                            def.name.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
+                skipped.push(Skipped {
+                    family: def.family,
+                    features: def.output_names(),
+                    reason: format!("the data has no column(s) {}", absent.join(", ")),
+                });
+                continue;
+            }
+            produced.extend(def.output_names());
+            expr_defs.push((def.output_names().remove(0), ast));
             continue;
         }
         if def.family.is_factor() {
@@ -758,6 +799,11 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         if !stage.is_empty() {
             lf = lf.with_columns(stage);
         }
+    }
+    // Formula features in spec order, each after the features it may read.
+    let compiler = crate::expr::Compiler { lag: &lag, per_symbol: &|e| e.over([col(SYMBOL)]), row: f(ROW), date: DATE };
+    for (name, ast) in &expr_defs {
+        lf = lf.with_columns([compiler.compile(ast)?.alias(name.as_str())]);
     }
     let member = prices.df().column(crate::universe::MEMBER).is_ok();
     let label = match (spec.label.demean, member) {

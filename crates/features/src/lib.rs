@@ -9,6 +9,7 @@ pub mod checked;
 pub mod clock;
 mod encode;
 pub mod error;
+pub mod expr;
 pub mod factors;
 pub mod fields;
 pub mod incremental;

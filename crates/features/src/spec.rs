@@ -68,6 +68,8 @@ pub enum Family {
     FactorZscore,
     /// Relative change of each factor column over `w` rows, `c[t] / c[t-w] - 1` → `f_{c}_chg_{w}`.
     FactorChange,
+    /// A formula over data columns and earlier features (`name`, `expr`; see [`crate::expr`]) → `{name}`.
+    Expr,
 }
 
 impl Family {
@@ -99,6 +101,7 @@ impl Family {
             Self::FactorStd => "factor_std",
             Self::FactorZscore => "factor_zscore",
             Self::FactorChange => "factor_change",
+            Self::Expr => "expr",
         }
     }
 
@@ -149,6 +152,7 @@ impl Family {
             Self::FactorStd => "std",
             Self::FactorZscore => "z",
             Self::FactorChange => "chg",
+            Self::Expr => "",
         }
     }
 }
@@ -174,11 +178,26 @@ pub struct FeatureDef {
     /// Cross-sectional families: names of the features to transform; factor families: the factor columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub of: Vec<String>,
+    /// `expr`: the output column's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `expr`: the formula ([`crate::expr`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
 }
 
 impl FeatureDef {
     fn new(family: Family, windows: &[usize]) -> Self {
-        Self { family, windows: windows.to_vec(), required: false, k: None, spans: None, of: Vec::new() }
+        Self {
+            family,
+            windows: windows.to_vec(),
+            required: false,
+            k: None,
+            spans: None,
+            of: Vec::new(),
+            name: None,
+            expr: None,
+        }
     }
 
     /// MACD spans (fast, slow, signal).
@@ -201,6 +220,7 @@ impl FeatureDef {
             }
             Family::CsRank | Family::CsZscore => self.of.iter().map(|f| format!("{p}_{f}")).collect(),
             Family::Factor => self.of.iter().map(|c| format!("f_{c}")).collect(),
+            Family::Expr => self.name.iter().cloned().collect(),
             f if f.is_factor() => {
                 self.of.iter().flat_map(|c| self.windows.iter().map(move |w| format!("f_{c}_{p}_{w}"))).collect()
             }
@@ -415,10 +435,19 @@ impl FeatureSpec {
                     let [f, s, g] = d.macd_spans();
                     40 * (f.max(s) + g)
                 }
+                // Formulas read other features: their reach is added to every other family's below.
+                Family::Expr => 0,
                 _ => d.windows.iter().max().copied().unwrap_or(0) + 1,
             })
             .max()
             .unwrap_or(0)
+            + self
+                .features
+                .iter()
+                .filter(|d| d.family == Family::Expr)
+                .filter_map(|d| crate::expr::parse(d.expr.as_deref()?, &|_| true).ok())
+                .map(|a| a.lookback() + 1)
+                .sum::<usize>()
     }
 
     /// The stable content hash.
@@ -454,7 +483,27 @@ impl Params for FeatureSpec {
         let mut seen = BTreeSet::new();
         for def in &self.features {
             let fam = def.family.name();
-            let uses_windows = !matches!(def.family, Family::Macd | Family::CsRank | Family::CsZscore | Family::Factor);
+            let uses_windows =
+                !matches!(def.family, Family::Macd | Family::CsRank | Family::CsZscore | Family::Factor | Family::Expr);
+            if (def.name.is_some() || def.expr.is_some()) != (def.family == Family::Expr) {
+                return err(format!("`name` and `expr` go together, with family = \"expr\" only (family `{fam}`)"));
+            }
+            if def.family == Family::Expr {
+                let name = def.name.as_deref().unwrap_or_default();
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return err(format!("expr feature name {name:?} must be letters, digits and `_`"));
+                }
+                let cs: BTreeSet<String> = self
+                    .features
+                    .iter()
+                    .filter(|d| d.family.is_cross_sectional())
+                    .flat_map(FeatureDef::output_names)
+                    .collect();
+                let known = |n: &str| seen.contains(n) && !cs.contains(n);
+                crate::expr::parse(def.expr.as_deref().unwrap_or_default(), &known).map_err(|e| {
+                    Error::config("feature spec", format!("expr feature `{name}`, column {}: {}", e.column, e.message))
+                })?;
+            }
             if uses_windows && def.windows.is_empty() {
                 return err(format!("family `{fam}` needs at least one window"));
             }

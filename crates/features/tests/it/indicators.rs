@@ -445,6 +445,8 @@ fn required_family_fails_on_close_only_data() {
         k: None,
         spans: None,
         of: vec![],
+        name: None,
+        expr: None,
     };
     let spec = FeatureSpec { version: 1, label: Default::default(), features: vec![def.clone()] };
     let err =

@@ -11,6 +11,7 @@
 )]
 
 mod dirty;
+mod exprs;
 mod factors;
 mod incremental;
 mod indicators;
