@@ -112,20 +112,20 @@ fn path_symbol(root: &Path, file: &Path) -> String {
 /// Any file's read error; [`Error::BadInput`] naming a file whose price columns differ from the first file's, or
 /// when the symbol filter matches no row.
 pub fn read_files(root: &Path, files: &[PathBuf], opts: &ReadOptions) -> Result<Bars> {
+    // Files are read and parsed on every core (each file on its own), then appended in file order.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Option<Bars>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|f| read_one(root, f, opts)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
     let mut out: Option<Bars> = None;
     let mut codes: HashMap<String, u32> = HashMap::new();
-    for file in files {
-        let named = path_symbol(root, file);
-        let long = has_symbol_column(file)?;
-        if !long && opts.symbol.as_ref().is_some_and(|want| *want != named) {
-            continue;
-        }
-        // A file without a symbol column holds its path's symbol; a long file keeps only `--symbol`'s rows.
-        let file_opts = ReadOptions { symbol: if long { opts.symbol.clone() } else { Some(named) } };
-        let bars = match read_file(file, &file_opts) {
-            Err(Error::BadInput { message, .. }) if message.contains("does not occur in the file") => continue,
-            other => other?,
-        };
+    for (file, bars) in files.iter().zip(parts) {
+        let Some(bars) = bars? else { continue };
         let all = out.get_or_insert_with(|| Bars {
             source: root.to_path_buf(),
             line_unit: bars.line_unit,
@@ -149,6 +149,21 @@ pub fn read_files(root: &Path, files: &[PathBuf], opts: &ReadOptions) -> Result<
             format!("symbol `{}` is in none of its {} files", opts.symbol.as_deref().unwrap_or_default(), files.len()),
         )
     })
+}
+
+/// One file of the source, or `None` when the symbol filter rules it out.
+fn read_one(root: &Path, file: &Path, opts: &ReadOptions) -> Result<Option<Bars>> {
+    let named = path_symbol(root, file);
+    let long = has_symbol_column(file)?;
+    if !long && opts.symbol.as_ref().is_some_and(|want| *want != named) {
+        return Ok(None);
+    }
+    // A file without a symbol column holds its path's symbol; a long file keeps only `--symbol`'s rows.
+    let file_opts = ReadOptions { symbol: if long { opts.symbol.clone() } else { Some(named) } };
+    match read_file(file, &file_opts) {
+        Err(Error::BadInput { message, .. }) if message.contains("does not occur in the file") => Ok(None),
+        other => other.map(Some),
+    }
 }
 
 /// Appends one file's rows to the source's.
