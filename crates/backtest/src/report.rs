@@ -297,6 +297,8 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
         "quantiles": "per date, the scores cut into report.quantiles equal-frequency bins exactly as pandas.qcut(scores, q) cuts them (edges: linear-interpolated quantiles i/q, right-closed, the lowest value in Q1); where ties make edges coincide (pandas raises) every edge is kept, so tied scores share the lowest bin that reaches them; binned over the rows with a label (alphalens drops the others first); mean label per bin and date, then each bin's mean over the dates where it has rows (alphalens mean_return_by_quantile, not demeaned); dates with fewer than 2 labelled scores are skipped",
         "quantile_cumulative": "per date, mean 1-day forward return px(t+2) / px(t+1) - 1 of each quantile (t+k: the symbol's k-th own bar after t; px: open, close without opens), binned over the rows with that return, compounded over the dates where every quantile has one; top minus bottom compounds the difference of the two means",
         "ic_decay": "mean over dates of the Spearman correlation between the score and the h-day forward return px(t+1+h) / px(t+1) - 1 over the symbol's own bars (as the label counts them), h in report.ic_horizons",
+        "ic_by_group": "per sector of the securities file: mean over dates (with >= 3 of its names labelled) of the Spearman correlation of score and label among that sector's names",
+        "sector_neutral_rank_ic": "mean over dates of the Spearman correlation of the label with the score minus its (date, sector) mean, over the names with a sector (>= 3); null without sectors",
         "rank_autocorrelation": "Spearman correlation between a date's scores and the previous prediction date's scores of the same symbols",
     })
 }
@@ -327,6 +329,8 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
                 "ic_decay": m.sheet.ic_decay.iter().map(|(h, v)| json!({"horizon": h, "rank_ic": v})).collect::<Vec<_>>(),
                 "rank_autocorrelation": autocorr,
                 "drawdown_periods": m.sheet.drawdowns,
+                "ic_by_group": m.sheet.ic_by_group.iter().map(|(g, v, n)| json!({"group": g, "rank_ic": v, "dates": n})).collect::<Vec<_>>(),
+                "sector_neutral_rank_ic": m.sheet.sector_neutral_rank_ic,
             }),
         );
         o.insert("fit_seconds".into(), json!(m.fit_seconds));

@@ -109,6 +109,51 @@ pub struct Tearsheet {
     pub ic_hist: Histogram,
     /// (date, Spearman correlation of the scores with the previous prediction date's, common symbols).
     pub rank_autocorr: Vec<(NaiveDate, f64)>,
+    /// Per sector (securities file): the mean over dates of the Rank IC among that sector's names (dates with
+    /// ≥ 3 of them), and how many dates counted.
+    pub ic_by_group: Vec<(String, f64, usize)>,
+    /// Mean over dates of the Rank IC of the scores demeaned per (date, sector) against the label: what the
+    /// signal knows beyond picking sectors. `None` without sectors.
+    pub sector_neutral_rank_ic: Option<f64>,
+}
+
+/// IC by sector and the sector-neutral Rank IC of `rows` (see [`Tearsheet::ic_by_group`]).
+fn group_ics(rows: &BTreeMap<NaiveDate, DateRows>, market: &Market) -> (Vec<(String, f64, usize)>, Option<f64>) {
+    if market.sector.iter().all(Option::is_none) {
+        return (Vec::new(), None);
+    }
+    let mut by_group: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut neutral = Vec::new();
+    for day in rows.values() {
+        let labelled: Vec<&(usize, usize, f64, f64)> = day.iter().filter(|r| r.3.is_finite()).collect();
+        let mut groups: BTreeMap<&str, Vec<&(usize, usize, f64, f64)>> = BTreeMap::new();
+        for r in &labelled {
+            if let Some(g) = market.sector[r.0].as_deref() {
+                groups.entry(g).or_default().push(r);
+            }
+        }
+        let mut demeaned = Vec::new();
+        for (g, members) in &groups {
+            let mean = members.iter().map(|r| r.2).sum::<f64>() / members.len() as f64;
+            demeaned.extend(members.iter().map(|r| (r.2 - mean, r.3)));
+            if members.len() >= 3 {
+                let (s, l): (Vec<f64>, Vec<f64>) = members.iter().map(|r| (r.2, r.3)).unzip();
+                let ic = metrics::spearman(&s, &l);
+                if ic.is_finite() {
+                    by_group.entry(g).or_default().push(ic);
+                }
+            }
+        }
+        if demeaned.len() >= 3 {
+            let (s, l): (Vec<f64>, Vec<f64>) = demeaned.into_iter().unzip();
+            let ic = metrics::spearman(&s, &l);
+            if ic.is_finite() {
+                neutral.push(ic);
+            }
+        }
+    }
+    let by_group = by_group.into_iter().map(|(g, v)| (g.to_owned(), metrics::mean(&v), v.len())).collect();
+    (by_group, (!neutral.is_empty()).then(|| metrics::mean(&neutral)))
 }
 
 /// Daily returns of a simulation: E_0 is the capital.
@@ -375,6 +420,7 @@ pub fn tearsheet(
         })
         .collect();
     let rank_ics: Vec<f64> = daily_ic.iter().map(|d| d.rank_ic).collect();
+    let (ic_by_group, sector_neutral_rank_ic) = group_ics(&rows, market);
     Tearsheet {
         monthly: monthly_returns(&sim.dates, &r),
         yearly: years.iter().map(|(y, v)| (*y, *v, bench_years.get(y).copied().unwrap_or(f64::NAN))).collect(),
@@ -390,5 +436,7 @@ pub fn tearsheet(
         ic_decay,
         ic_hist: histogram(&rank_ics, 20),
         rank_autocorr: autocorr,
+        ic_by_group,
+        sector_neutral_rank_ic,
     }
 }

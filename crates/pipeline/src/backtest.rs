@@ -752,6 +752,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_tear_sheet_has_ic_by_sector_and_a_sector_neutral_ic() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let mut cfg =
+            config("[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n");
+        cfg.data.securities = Some(us5().with_file_name("us5_securities.csv"));
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let a = run(&ctx, &cfg, &data).unwrap();
+        let sheet = &a.evaluation.models[0].sheet;
+        // Three names are Information Technology (AAPL, IBM, MSFT): the only sector with an IC of its own.
+        assert_eq!(sheet.ic_by_group.len(), 1, "{:?}", sheet.ic_by_group);
+        assert_eq!(sheet.ic_by_group[0].0, "Information Technology");
+        // Recomputed from the predictions: scores demeaned per (date, sector), Spearman with the label.
+        let sector =
+            |s: &str| if ["GOOG", "FB"].contains(&s) { "Communication Services" } else { "Information Technology" };
+        let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<(&str, f64, f64)>> =
+            std::collections::BTreeMap::new();
+        for p in a.walk_forward.predictions["mom"].iter().filter(|p| p.score.is_finite() && p.label.is_finite()) {
+            by_date.entry(p.date).or_default().push((sector(&p.symbol), p.score, p.label));
+        }
+        let mut ics = Vec::new();
+        for rows in by_date.values().filter(|r| r.len() >= 3) {
+            let mean = |g: &str| {
+                let v: Vec<f64> = rows.iter().filter(|r| r.0 == g).map(|r| r.1).collect();
+                v.iter().sum::<f64>() / v.len() as f64
+            };
+            let (s, l): (Vec<f64>, Vec<f64>) = rows.iter().map(|r| (r.1 - mean(r.0), r.2)).unzip();
+            let ic = stockcast_backtest::metrics::spearman(&s, &l);
+            if ic.is_finite() {
+                ics.push(ic);
+            }
+        }
+        let want = ics.iter().sum::<f64>() / ics.len() as f64;
+        let got = sheet.sector_neutral_rank_ic.unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        assert!((got - a.evaluation.models[0].signal.rank_ic).abs() > 1e-6, "the neutral IC is its own number");
+    }
+
+    #[test]
     fn a_universe_span_that_ends_before_it_starts_is_refused_naming_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("u.txt");

@@ -13,6 +13,8 @@ pub struct Market {
     pub open: Vec<Vec<f64>>,
     /// `close[symbol][date]`.
     pub close: Vec<Vec<f64>>,
+    /// Each symbol's sector (from a securities file), when known.
+    pub sector: Vec<Option<String>>,
 }
 
 impl Market {
@@ -31,7 +33,8 @@ impl Market {
             open[si][di] = o;
             close[si][di] = c;
         }
-        Self { dates, symbols, open, close }
+        let sector = vec![None; symbols.len()];
+        Self { dates, symbols, open, close, sector }
     }
 
     pub(super) fn fill_price(&self, s: usize, d: usize, fill: Fill) -> f64 {
@@ -52,12 +55,20 @@ impl Market {
     /// # Errors
     /// Only if the frame's columns are not as the loader builds them.
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
-        let opens = stockcast_features::SeriesColumns { open: true, ..stockcast_features::SeriesColumns::CLOSE };
+        let opens = stockcast_features::SeriesColumns {
+            open: true,
+            sector: prices.df().column("sector").is_ok(),
+            ..stockcast_features::SeriesColumns::CLOSE
+        };
         let series = prices.series_with(opens)?;
+        let sectors: std::collections::BTreeMap<&str, Option<String>> =
+            series.iter().map(|s| (s.symbol.as_str(), s.sector.clone())).collect();
         let rows = series.iter().flat_map(|s| {
             (0..s.len())
                 .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
         });
-        Ok(Self::from_rows(rows))
+        let mut market = Self::from_rows(rows);
+        market.sector = market.symbols.iter().map(|s| sectors.get(s.as_str()).cloned().flatten()).collect();
+        Ok(market)
     }
 }
