@@ -226,7 +226,7 @@ pub fn for_each_shard(
     let cross_formula = spec.features.iter().filter(|d| d.family == Family::Expr).any(|d| {
         d.expr.as_deref().and_then(|e| crate::expr::parse(e, &|_| true).ok()).is_some_and(|a| a.is_cross_sectional())
     });
-    if spec.label.demean || cross_formula || prices.height() <= shard_rows.max(1) {
+    if spec.label.demean.is_on() || cross_formula || prices.height() <= shard_rows.max(1) {
         let frame = build_checked(prices, spec)?;
         let summary = WrittenFeatures::of(&frame);
         each(frame.df, &summary.features)?;
@@ -361,10 +361,6 @@ fn row_positions(df: &DataFrame) -> Result<(Column, Column)> {
         start = end;
     }
     Ok((Column::new(ROW.into(), row), Column::new(ROWS_LEFT.into(), left)))
-}
-
-fn per_date(e: Expr) -> Result<Expr> {
-    Ok(e.over([col(DATE)])?)
 }
 
 /// A trailing window of exactly `w` rows (null until the window is full).
@@ -806,10 +802,20 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         lf = lf.with_columns([compiler.compile(ast)?.alias(name.as_str())]);
     }
     let member = prices.df().column(crate::universe::MEMBER).is_ok();
-    let label = match (spec.label.demean, member) {
-        // Demeaned over the date's universe members.
-        (true, true) => f(RAW_LABEL) - per_date(f(RAW_LABEL).filter(col(crate::universe::MEMBER)).mean())?,
-        (true, false) => f(RAW_LABEL) - per_date(f(RAW_LABEL).mean())?,
+    let mut by = vec![col(DATE)];
+    if spec.label.demean == crate::spec::Demean::Sector {
+        if prices.df().column("sector").is_err() {
+            return Err(Error::Config {
+                what: "feature spec",
+                message: "label.demean = \"sector\" needs sectors: give a securities file (symbol,name,sector)".into(),
+            });
+        }
+        by.push(col("sector"));
+    }
+    let label = match (spec.label.demean.is_on(), member) {
+        // Demeaned over the date's (and sector's) universe members.
+        (true, true) => f(RAW_LABEL) - f(RAW_LABEL).filter(col(crate::universe::MEMBER)).mean().over(by)?,
+        (true, false) => f(RAW_LABEL) - f(RAW_LABEL).mean().over(by)?,
         (false, _) => f(RAW_LABEL),
     };
     lf = lf.with_columns([label.alias(LABEL)]);

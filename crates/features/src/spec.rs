@@ -277,9 +277,58 @@ pub struct LabelSpec {
     /// Close-to-close or next-open to next-open.
     #[serde(default)]
     pub price: LabelPrice,
-    /// Subtract the cross-sectional mean label of each date.
+    /// Subtract the cross-sectional mean label of each date (`true`), or of each date's sector (`"sector"`).
     #[serde(default)]
-    pub demean: bool,
+    pub demean: Demean,
+}
+
+/// Which mean a demeaned label subtracts (`label.demean`: `false`, `true` or `"sector"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Demean {
+    /// The raw label.
+    #[default]
+    No,
+    /// Minus the mean label of its date (`true`).
+    Date,
+    /// Minus the mean label of its date and sector (`"sector"`; the securities file's sectors).
+    Sector,
+}
+
+impl Demean {
+    /// Whether the label is demeaned at all.
+    pub fn is_on(self) -> bool {
+        self != Self::No
+    }
+}
+
+impl Serialize for Demean {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::No => s.serialize_bool(false),
+            Self::Date => s.serialize_bool(true),
+            Self::Sector => s.serialize_str("sector"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Demean {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Self::No),
+            Raw::Flag(true) => Ok(Self::Date),
+            Raw::Name(n) if n == "date" => Ok(Self::Date),
+            Raw::Name(n) if n == "sector" => Ok(Self::Sector),
+            Raw::Name(n) => {
+                Err(serde::de::Error::custom(format!("label.demean is true, false or \"sector\", not {n:?}")))
+            }
+        }
+    }
 }
 
 fn default_horizon() -> usize {
@@ -288,7 +337,7 @@ fn default_horizon() -> usize {
 
 impl Default for LabelSpec {
     fn default() -> Self {
-        Self { horizon: default_horizon(), kind: ReturnKind::Simple, price: LabelPrice::Open, demean: false }
+        Self { horizon: default_horizon(), kind: ReturnKind::Simple, price: LabelPrice::Open, demean: Demean::No }
     }
 }
 
@@ -314,7 +363,11 @@ impl LabelSpec {
             ReturnKind::Simple => format!("{ratio} - 1"),
             ReturnKind::Log => format!("ln({ratio})"),
         };
-        let r = if self.demean { format!("{r}, minus its cross-sectional mean per date") } else { r };
+        let r = match self.demean {
+            Demean::No => r,
+            Demean::Date => format!("{r}, minus its cross-sectional mean per date"),
+            Demean::Sector => format!("{r}, minus the mean of its date and sector"),
+        };
         let t =
             if self.price == LabelPrice::Open { "; close-only data: close(t+1) stands in for open(t+1)" } else { "" };
         format!("{r} (t = signal date, in the symbol's own trading rows{t})")

@@ -167,7 +167,7 @@ impl Scorer {
                     ReturnKind::Log => s.exp_m1(),
                 })
                 .collect();
-            let method = if label.demean { ExpectedReturn::ModelExcess } else { ExpectedReturn::Model };
+            let method = if label.demean.is_on() { ExpectedReturn::ModelExcess } else { ExpectedReturn::Model };
             return Ok((er, method));
         }
         let known = prices.until(day.as_of)?;

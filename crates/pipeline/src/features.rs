@@ -28,7 +28,9 @@ pub fn resolve_spec(path: Option<&Path>, horizon: Option<usize>, demean: bool) -
         }
         spec.label.horizon = h;
     }
-    spec.label.demean |= demean;
+    if demean && !spec.label.demean.is_on() {
+        spec.label.demean = stockcast_features::spec::Demean::Date;
+    }
     Ok(Checked::new(spec)?)
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use stockcast_features::{FeatureSpec, PriceFrame, build_features};
 
-use crate::write;
+use crate::{load, write};
 
 fn spec_err(expr: &str) -> String {
     let toml = format!(
@@ -171,4 +171,46 @@ fn formulas_are_hashed_and_read_no_later_price() {
         }
     }
     assert!(formula_spec().warmup_days() > 10);
+}
+
+#[test]
+fn a_label_demeaned_by_sector_sums_to_zero_in_each_date_and_sector() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = prices(dir.path(), None);
+    let spec =
+        FeatureSpec::from_toml("[label]\ndemean = \"sector\"\n[[features]]\nfamily = \"returns\"\nwindows = [1]\n")
+            .unwrap();
+    let f = build_features(&p, &spec).unwrap();
+    let df = f.df();
+    let (dates, sectors, labels) = (
+        df.column("date").unwrap().date().unwrap().physical().clone(),
+        df.column("sector").unwrap().str().unwrap().clone(),
+        df.column("label").unwrap().f64().unwrap().clone(),
+    );
+    let mut sums: std::collections::BTreeMap<(i32, String), (f64, usize)> = std::collections::BTreeMap::new();
+    for i in 0..df.height() {
+        if let Some(l) = labels.get(i) {
+            let e = sums.entry((dates.get(i).unwrap(), sectors.get(i).unwrap().to_owned())).or_default();
+            e.0 += l;
+            e.1 += 1;
+        }
+    }
+    assert!(sums.len() > 100);
+    // Energy has one name: its demeaned label is 0; Tech's two names cancel.
+    assert!(sums.values().all(|(s, _)| s.abs() < 1e-12), "{:?}", sums.values().find(|(s, _)| s.abs() >= 1e-12));
+    // `true` still means per date, and serialises as before (the spec hash of existing specs is unchanged).
+    let by_date =
+        FeatureSpec::from_toml("[label]\ndemean = true\n[[features]]\nfamily = \"returns\"\nwindows = [1]\n").unwrap();
+    assert!(by_date.to_toml().contains("demean = true"));
+    assert!(spec.to_toml().contains("demean = \"sector\""));
+    // Without sectors it is a clear error.
+    let bare =
+        load(&write(dir.path(), "bare.csv", "date,symbol,close\n2024-01-02,A,1\n2024-01-03,A,2\n")).unwrap().prices;
+    let e = build_features(&bare, &spec).unwrap_err().to_string();
+    assert!(e.contains("sector") && e.contains("securities"), "{e}");
+    let e =
+        FeatureSpec::from_toml("[label]\ndemean = \"industry\"\n[[features]]\nfamily = \"returns\"\nwindows = [1]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("demean"), "{e}");
 }

@@ -150,7 +150,7 @@ fn a_sharded_write_is_the_whole_build_bit_for_bit() {
     // The default spec has cross-sectional ranks (every symbol of a date) besides per-symbol families; a demeaned
     // label and a z-score family exercise the per-date paths too.
     let mut demeaned = FeatureSpec::default();
-    demeaned.label.demean = true;
+    demeaned.label.demean = stockcast_features::spec::Demean::Date;
     let mut zscore = FeatureSpec::default();
     let mut z = FeatureSpec::default().features.last().unwrap().clone();
     z.family = stockcast_features::Family::CsZscore;
@@ -177,7 +177,7 @@ fn a_sharded_write_is_the_whole_build_bit_for_bit() {
         // The file itself (encodings, page statistics, zstd frames, footer) is what polars' own writer makes of
         // the same rows cut into the same row groups: the sharded writer encodes, computes min/max and
         // compresses its pages itself.
-        if !spec.label.demean {
+        if !spec.label.demean.is_on() {
             let by_polars = dir.path().join(format!("polars{k}.parquet"));
             let mut df = whole.df().clone();
             ParquetWriter::new(std::fs::File::create(&by_polars).unwrap())

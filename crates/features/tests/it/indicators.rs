@@ -381,7 +381,7 @@ fn labels_forward_return_and_demeaned() {
         }
     }
     let mut demeaned = spec.clone();
-    demeaned.label.demean = true;
+    demeaned.label.demean = stockcast_features::spec::Demean::Date;
     let ff = build_features(&prices, &stockcast_features::Checked::new(demeaned.clone()).unwrap()).unwrap();
     let dl = col_f64(ff.df(), "label");
     for t in 0..74 {
