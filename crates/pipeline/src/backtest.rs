@@ -36,6 +36,20 @@ pub struct BacktestData {
     pub quality: stockcast_features::QualityReport,
 }
 
+/// The rows of `dataset` whose symbol is a member of `universe` on their date (all rows without one): only they
+/// are trained on, scored and counted; a sequence model still reads the rows before each one (members or not)
+/// from the whole matrix, kept as the context.
+pub(crate) fn members(
+    dataset: stockcast_models::Dataset,
+    universe: Option<&stockcast_features::Universe>,
+) -> stockcast_models::Dataset {
+    let Some(u) = universe else { return dataset };
+    let whole = std::sync::Arc::clone(dataset.context.as_ref().unwrap_or(&dataset.matrix));
+    let mut kept = dataset.filter(|(s, d)| u.contains(s, *d));
+    kept.context = Some(whole);
+    kept
+}
+
 /// A one-day return beyond this (either way) in a portfolio or the benchmark is named in the report's banner.
 pub const BIG_DAY: f64 = 0.25;
 
@@ -247,17 +261,7 @@ impl ShardedJob for BacktestJob {
         if dates != work.dates {
             return Err(Error::Failed(format!("the dataset has {dates} trading dates, the prices {}", work.dates)));
         }
-        // With a universe, only members' rows are trained on, scored and counted; a sequence model still reads
-        // the rows before each one (members or not) from the whole matrix.
-        let dataset = match &self.data.universe {
-            Some(u) => {
-                let whole = std::sync::Arc::clone(dataset.context.as_ref().unwrap_or(&dataset.matrix));
-                let mut members = dataset.filter(|(s, d)| u.contains(s, *d));
-                members.context = Some(whole);
-                members
-            }
-            None => dataset,
-        };
+        let dataset = members(dataset, self.data.universe.as_ref());
         Ok(Inputs { dataset: Cow::Owned(dataset), options: RunOptions::new(&work.spec.label, cfg.seed, cfg.jobs) })
     }
 

@@ -20,7 +20,7 @@ use stockcast_features::{Policy, PriceFrame};
 use stockcast_models::registry::{CHAMPION, DataInfo, Publish, Registry};
 use stockcast_models::{Dataset, DatasetOptions};
 
-use crate::prices::{PriceInput, load, require, source_label};
+use crate::prices::{require, source_label};
 use crate::sharded::{self, Inputs, Prepared, ShardedJob, Timings};
 use crate::{Context, Ctx, Error, Result};
 
@@ -322,10 +322,10 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainWor
     let local_dir =
         if registry.is_remote() { std::env::temp_dir().join("stockcast-cache") } else { opts.models_dir.clone() };
 
-    // Data up to the as-of date.
-    let input = PriceInput::file(prices_path.clone(), bt.data.securities.clone(), opts.on_bad_rows);
-    let loaded = load(ctx, &input, &local_dir.join("train-prices.csv"), None)
+    // Data up to the as-of date, loaded as a backtest loads it: quality settings, symbols, factors, universe.
+    let loaded = crate::backtest::BacktestData::load(ctx, bt, opts.on_bad_rows, &local_dir.join("train-prices.csv"))
         .map_err(|e| if e.is_quality_check() { Error::Quality(Box::new(e)) } else { e })?;
+    let universe = loaded.universe;
     let (_, last) = loaded.prices.date_range()?.ok_or_else(|| Error::usage("no prices"))?;
     let as_of = opts.as_of.unwrap_or(last);
     let prices = loaded.prices.until(as_of)?;
@@ -335,6 +335,7 @@ fn prepare(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainWor
         .context("computing features")?;
     pb.finish();
     let data = Dataset::from_frame(&built.frame, &prices, DatasetOptions::default())?;
+    let data = crate::backtest::members(data, universe.as_ref());
     let data_info = DataInfo {
         source: source_label(&prices_path),
         data_hash: prices.data_hash().to_owned(),
@@ -560,5 +561,41 @@ mod tests {
         let champion = m.champion_value.unwrap();
         assert!((champion - m.value).abs() < 1e-12, "{champion} vs {}", m.value);
         assert!(m.promoted);
+    }
+
+    #[test]
+    fn the_nightly_job_reads_the_universe_and_quality_settings_of_its_data_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T01:02:03Z".parse().unwrap()));
+        let opts = TrainOptions { models_dir: dir.path().join("m"), ..TrainOptions::default() };
+        let plain = run(&ctx, &nightly(-1.0), &opts).unwrap();
+        // Three of the five names are members: fewer rows are trained on, and the metrics differ.
+        let universe = dir.path().join("u.txt");
+        std::fs::write(
+            &universe,
+            "AAPL\t2000-01-01\t2013-12-31\nIBM\t2000-01-01\t2013-12-31\nMSFT\t2000-01-01\t2013-12-31\n",
+        )
+        .unwrap();
+        let mut cfg = nightly(-1.0);
+        cfg.backtest.data.universe = Some(universe);
+        let opts = TrainOptions { models_dir: dir.path().join("u"), ..opts };
+        let members = run(&ctx, &cfg, &opts).unwrap();
+        let (a, b) = (&plain.models[0], &members.models[0]);
+        assert!(b.train_rows < a.train_rows, "{} vs {}", b.train_rows, a.train_rows);
+        assert!((a.value - b.value).abs() > 1e-9);
+        // A quality setting that refuses the data is the data section's, as in a backtest.
+        let mut strict = nightly(-1.0);
+        strict.backtest.data.quality =
+            Some(stockcast_features::QualityConfig { max_gap_calendar_days: 1, ..Default::default() });
+        strict
+            .backtest
+            .data
+            .quality
+            .as_mut()
+            .unwrap()
+            .policies
+            .insert(stockcast_features::Check::Gap, stockcast_features::Policy::Error);
+        let e = run(&ctx, &strict, &TrainOptions { models_dir: dir.path().join("s"), ..opts }).unwrap_err();
+        assert!(matches!(e, Error::Quality(_)) && e.chain().contains("gap"), "{}", e.chain());
     }
 }
