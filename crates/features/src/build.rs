@@ -522,6 +522,21 @@ fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Expr {
     }
 }
 
+/// A family whose input columns the data lacks: an error (`fail`'s message) when it is required, else recorded
+/// as skipped with `reason`.
+fn skip_or_fail(
+    def: &FeatureDef,
+    skipped: &mut Vec<Skipped>,
+    fail: impl FnOnce() -> String,
+    reason: String,
+) -> Result<()> {
+    if def.required {
+        return Err(Error::Config { what: "feature spec", message: fail() });
+    }
+    skipped.push(Skipped { family: def.family, features: def.output_names(), reason });
+    Ok(())
+}
+
 /// Replaces NaN and ±inf by null.
 fn finite(name: &str) -> Expr {
     when(f(name).is_finite()).then(f(name)).otherwise(lit(NULL).cast(DataType::Float64)).alias(name)
@@ -691,20 +706,9 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
                     })?;
             let absent: Vec<String> = ast.columns().into_iter().filter(|c| prices.df().column(c).is_err()).collect();
             if let Some(first) = absent.first() {
-                if def.required {
-                    return Err(Error::Config {
-                        what: "feature spec",
-                        message: format!(
-                            "expr feature `{}` is required but the data has no column `{first}`",
-                            def.name.as_deref().unwrap_or_default()
-                        ),
-                    });
-                }
-                skipped.push(Skipped {
-                    family: def.family,
-                    features: def.output_names(),
-                    reason: format!("the data has no column(s) {}", absent.join(", ")),
-                });
+                let name = def.name.as_deref().unwrap_or_default();
+                let fail = || format!("expr feature `{name}` is required but the data has no column `{first}`");
+                skip_or_fail(def, &mut skipped, fail, format!("the data has no column(s) {}", absent.join(", ")))?;
                 continue;
             }
             produced.extend(def.output_names());
@@ -715,20 +719,10 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
             let absent: Vec<&str> =
                 def.of.iter().map(String::as_str).filter(|c| prices.df().column(c).is_err()).collect();
             if let Some(first) = absent.first() {
-                if def.required {
-                    return Err(Error::Config {
-                        what: "feature spec",
-                        message: format!(
-                            "`{}` is required but the data has no factor column `{first}`",
-                            def.family.name()
-                        ),
-                    });
-                }
-                skipped.push(Skipped {
-                    family: def.family,
-                    features: def.output_names(),
-                    reason: format!("the data has no factor column(s) {} ([[data.factors]])", absent.join(", ")),
-                });
+                let fail =
+                    || format!("`{}` is required but the data has no factor column `{first}`", def.family.name());
+                let reason = format!("the data has no factor column(s) {} ([[data.factors]])", absent.join(", "));
+                skip_or_fail(def, &mut skipped, fail, reason)?;
                 continue;
             }
             produced.extend(def.output_names());

@@ -555,17 +555,22 @@ pub(crate) mod tests {
         assert!((ret(price) - ret(total)).abs() < 1e-12);
     }
 
-    /// Eight names over 500 weekdays: three fail (they fall 0.4 % a day from day 250 and their rows end at day
-    /// 350), one joins the universe at day 200 though it trades from day 0.
-    fn failing_panel(dir: &Path) -> PathBuf {
-        use std::fmt::Write as _;
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
+    /// Seeded xorshift noise, uniform in [−0.5, 0.5).
+    fn noise(seed: u64) -> impl FnMut() -> f64 {
+        let mut rng = seed;
+        move || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        }
+    }
+
+    /// Eight names over 500 weekdays: three fail (they fall 0.4 % a day from day 250 and their rows end at day
+    /// 350), one joins the universe at day 200 though it trades from day 0.
+    fn failing_panel(dir: &Path) -> PathBuf {
+        use std::fmt::Write as _;
+        let mut next = noise(0x2545_f491_4f6c_dd1d);
         let dates = stockcast_features::synth::weekdays(NaiveDate::from_ymd_opt(2015, 1, 5).unwrap(), 500);
         let mut text = String::from("date,symbol,open,close\n");
         for s in 0..8 {
@@ -645,13 +650,7 @@ pub(crate) mod tests {
     /// `drop_print` leaves S4's day 200 out.
     fn planted_panel(dirty: bool, drop_print: bool) -> String {
         use std::fmt::Write as _;
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut next = noise(0x9e37_79b9_7f4a_7c15);
         let dates = stockcast_features::synth::weekdays(NaiveDate::from_ymd_opt(2015, 1, 5).unwrap(), 500);
         let mut text = String::from("date,symbol,open,close\n");
         for s in 0..6 {
