@@ -96,8 +96,16 @@ pub struct DataArgs {
     /// `<output or input stem>.quarantine.csv`).
     #[arg(long, value_name = "FILE")]
     pub quarantine: Option<PathBuf>,
+    /// Quality settings.
+    #[command(flatten)]
+    pub quality: QualityFlags,
+}
+
+/// The quality stage's settings on the command line (`quality`, `features`, `backtest`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct QualityFlags {
     /// Quality policies and thresholds (TOML: `[policies]` check = "error|drop|warn", thresholds, `[[splits]]`,
-    /// `adjust_detected_splits`).
+    /// `adjust_detected_splits`; in a backtest it replaces [data.quality]).
     #[arg(long, value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
     /// Declared stock splits (CSV `symbol,date,ratio`, ratio = new shares per old share): the symbol's earlier
@@ -113,16 +121,7 @@ pub struct DataArgs {
 impl DataArgs {
     /// A price file with default quality handling (policies from the defaults, row defects set to `on_bad_rows`).
     pub fn file(prices: PathBuf, securities: Option<PathBuf>, on_bad_rows: Option<PolicyArg>) -> Self {
-        Self {
-            prices,
-            symbol: None,
-            securities,
-            on_bad_rows,
-            quarantine: None,
-            quality_config: None,
-            splits: None,
-            adjust_detected_splits: false,
-        }
+        Self { prices, symbol: None, securities, on_bad_rows, quarantine: None, quality: QualityFlags::default() }
     }
 }
 
@@ -195,17 +194,9 @@ pub struct BacktestArgs {
     /// What the index file's levels include (overrides data.index_kind; default: price).
     #[arg(long, value_name = "KIND", value_parser = ["price", "total_return"])]
     pub index_kind: Option<String>,
-    /// Quality policies and thresholds (the quality command's TOML; replaces [data.quality]).
-    #[arg(long, value_name = "FILE")]
-    pub quality_config: Option<PathBuf>,
-    /// Declared stock splits (CSV `symbol,date,ratio`), back-adjusted before the series checks (added to
-    /// [data.quality] splits).
-    #[arg(long, value_name = "FILE")]
-    pub splits: Option<PathBuf>,
-    /// Back-adjust every suspected unadjusted split instead of only warning (sets
-    /// data.quality.adjust_detected_splits).
-    #[arg(long)]
-    pub adjust_detected_splits: bool,
+    /// Quality settings (override [data.quality]).
+    #[command(flatten)]
+    pub quality: QualityFlags,
     /// Run directory (default: runs/<name>): written beside it, then swapped in atomically. An existing one is
     /// replaced only when it is an earlier run (its report.json or plan.json) or empty; any other directory is
     /// refused (see --force).
@@ -296,9 +287,7 @@ impl BacktestArgs {
             database_url: None,
             index: None,
             index_kind: None,
-            quality_config: None,
-            splits: None,
-            adjust_detected_splits: false,
+            quality: QualityFlags::default(),
             out: None,
             models: Vec::new(),
             seed: None,

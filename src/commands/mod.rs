@@ -73,10 +73,10 @@ impl DataArgs {
             securities: self.securities.clone(),
             on_bad_rows: self.on_bad_rows.map(policy),
             quarantine: self.quarantine.clone(),
-            quality_config: self.quality_config.clone(),
+            quality_config: self.quality.quality_config.clone(),
             quality: None,
-            splits: self.splits.clone(),
-            adjust_detected_splits: self.adjust_detected_splits,
+            splits: self.quality.splits.clone(),
+            adjust_detected_splits: self.quality.adjust_detected_splits,
         }
     }
 }
