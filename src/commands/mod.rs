@@ -70,6 +70,7 @@ impl DataArgs {
         PriceInput {
             prices: self.prices.clone(),
             symbol: self.symbol.clone(),
+            symbols: Vec::new(),
             securities: self.securities.clone(),
             on_bad_rows: self.on_bad_rows.map(policy),
             quarantine: self.quarantine.clone(),

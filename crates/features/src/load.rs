@@ -251,6 +251,10 @@ impl BarsBuilder {
 pub struct ReadOptions {
     /// Symbol for a single-symbol file (default: the file stem); in a long file, keep only this symbol.
     pub symbol: Option<String>,
+    /// In a folder or pattern source: read only the files that can hold one of these symbols (a file named for
+    /// another symbol, without a symbol column, is skipped unread); empty: every file. The rows are not filtered
+    /// here (a job's symbol filter does that, naming any symbol that is missing).
+    pub symbols: Vec<String>,
 }
 
 /// File formats the loader reads.

@@ -155,11 +155,13 @@ pub fn read_files(root: &Path, files: &[PathBuf], opts: &ReadOptions) -> Result<
 fn read_one(root: &Path, file: &Path, opts: &ReadOptions) -> Result<Option<Bars>> {
     let named = path_symbol(root, file);
     let long = has_symbol_column(file)?;
-    if !long && opts.symbol.as_ref().is_some_and(|want| *want != named) {
+    let unwanted = opts.symbol.as_ref().is_some_and(|want| *want != named)
+        || (!opts.symbols.is_empty() && !opts.symbols.contains(&named));
+    if !long && unwanted {
         return Ok(None);
     }
     // A file without a symbol column holds its path's symbol; a long file keeps only `--symbol`'s rows.
-    let file_opts = ReadOptions { symbol: if long { opts.symbol.clone() } else { Some(named) } };
+    let file_opts = ReadOptions { symbol: if long { opts.symbol.clone() } else { Some(named) }, symbols: Vec::new() };
     match read_file(file, &file_opts) {
         Err(Error::BadInput { message, .. }) if message.contains("does not occur in the file") => Ok(None),
         other => other.map(Some),

@@ -127,6 +127,7 @@ impl BacktestData {
         let path = require(cfg.data.prices.clone())?;
         let input = PriceInput {
             quality: cfg.data.quality.clone(),
+            symbols: cfg.data.symbols.clone(),
             ..PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows)
         };
         let loaded = load(ctx, &input, quarantine_beside, None)?;

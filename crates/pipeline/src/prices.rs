@@ -14,6 +14,8 @@ pub struct PriceInput {
     pub prices: PathBuf,
     /// Symbol of a single-symbol file; in a long file, keep only this symbol.
     pub symbol: Option<String>,
+    /// A folder or pattern source reads only the files that can hold these symbols (empty: all).
+    pub symbols: Vec<String>,
     /// Securities file (`symbol,name,sector`).
     pub securities: Option<PathBuf>,
     /// Overrides the policy of the row-defect checks.
@@ -153,7 +155,7 @@ pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Optio
         stockcast_features::outputs::check_output_file(out)?;
     }
     let opts = LoadOptions {
-        read: ReadOptions { symbol: input.symbol.clone() },
+        read: ReadOptions { symbol: input.symbol.clone(), symbols: input.symbols.clone() },
         quality: quality_config(input)?,
         securities: input.securities.clone(),
     };

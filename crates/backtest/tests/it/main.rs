@@ -644,7 +644,7 @@ fn sma_crossover_trades_match_an_independent_loop() {
     let loaded = stockcast_features::load_prices(
         &root.join("datasets/us5_daily.csv"),
         &LoadOptions {
-            read: stockcast_features::ReadOptions { symbol: Some("MSFT".into()) },
+            read: stockcast_features::ReadOptions { symbol: Some("MSFT".into()), ..Default::default() },
             ..LoadOptions::default()
         },
     )

@@ -121,7 +121,8 @@ fn single_symbol_file_with_aliases_and_symbol_from_flag_or_stem() {
     assert_eq!(col_f64(loaded.prices.df(), "high"), [Some(5.5), Some(6.0)]);
     // Volume is scaled by the inverse factor (share counts before a split double).
     assert_eq!(col_f64(loaded.prices.df(), "volume"), [Some(200.0), Some(400.0)]);
-    let opts = LoadOptions { read: ReadOptions { symbol: Some("ACME".into()) }, ..Default::default() };
+    let opts =
+        LoadOptions { read: ReadOptions { symbol: Some("ACME".into()), ..Default::default() }, ..Default::default() };
     let loaded = load_prices(&p, &opts).unwrap();
     assert_eq!(loaded.prices.symbols().unwrap(), ["ACME"]);
 }

@@ -100,14 +100,24 @@ fn a_symbol_filter_reads_only_the_files_that_can_hold_the_symbol() {
     write(dir.path(), "AAA.csv", "date,close\n2024-01-02,10\n2024-01-03,11\n");
     // Not a readable price file: it is skipped without reading its rows, because its name says it holds ZZZ.
     write(dir.path(), "ZZZ.csv", "date,close\n2024-01-02,not a number\n");
-    let opts = LoadOptions { read: ReadOptions { symbol: Some("AAA".into()) }, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        read: ReadOptions { symbol: Some("AAA".into()), ..Default::default() },
+        ..LoadOptions::default()
+    };
     let got = load_prices(dir.path(), &opts).unwrap();
     assert_eq!(got.prices.symbols().unwrap(), ["AAA"]);
     assert_eq!(got.prices.height(), 2);
-    let e = load_prices(dir.path(), &LoadOptions { read: ReadOptions { symbol: Some("QQQ".into()) }, ..opts })
-        .unwrap_err()
-        .to_string();
+    let e = load_prices(
+        dir.path(),
+        &LoadOptions { read: ReadOptions { symbol: Some("QQQ".into()), ..Default::default() }, ..opts.clone() },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("QQQ") && e.contains("none of its 2 files"), "{e}");
+    // A job's symbol list (data.symbols) skips the other files the same way.
+    let only = ReadOptions { symbols: vec!["AAA".into()], ..Default::default() };
+    let got = load_prices(dir.path(), &LoadOptions { read: only, ..opts }).unwrap();
+    assert_eq!((got.prices.symbols().unwrap(), got.prices.height()), (vec!["AAA".to_owned()], 2));
 }
 
 #[test]
