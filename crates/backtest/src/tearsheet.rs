@@ -240,35 +240,23 @@ fn rolling(r: &[f64], window: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
     (0..r.len()).map(|i| if i + 1 >= window { f(&r[i + 1 - window..=i]) } else { f64::NAN }).collect()
 }
 
-/// Forward returns on each symbol's own bars (as the label counts them): prices are the open, or the close
-/// where the data has no open.
+/// Forward returns on each symbol's own bars ([`Market::bars`], as the label counts them): prices are the open,
+/// or the close where the data has no open.
+#[derive(Clone, Copy)]
 struct Forward<'a> {
     market: &'a Market,
-    /// Date indices of each symbol's bars (dates with an open or a close), increasing.
-    bars: Vec<Vec<usize>>,
 }
 
-impl<'a> Forward<'a> {
-    fn new(market: &'a Market) -> Self {
-        let bars = (0..market.symbols.len())
-            .map(|s| {
-                (0..market.dates.len())
-                    .filter(|&d| market.open[s][d].is_finite() || market.close[s][d].is_finite())
-                    .collect()
-            })
-            .collect();
-        Self { market, bars }
-    }
-
-    fn px(&self, s: usize, d: usize) -> f64 {
+impl Forward<'_> {
+    fn px(self, s: usize, d: usize) -> f64 {
         let o = self.market.open[s][d];
         if o.is_finite() { o } else { self.market.close[s][d] }
     }
 
     /// px(t+1+h) / px(t+1) − 1, where t+k is the symbol's k-th bar after its bar at date index `t` (NaN past
     /// its data or when `t` is not one of its bars): a date on which the symbol has no bar is not counted.
-    fn ret(&self, s: usize, t: usize, h: usize) -> f64 {
-        let bars = &self.bars[s];
+    fn ret(self, s: usize, t: usize, h: usize) -> f64 {
+        let bars = &self.market.bars()[s];
         match bars.binary_search(&t) {
             Ok(p) if p + 1 + h < bars.len() => self.px(s, bars[p + 1 + h]) / self.px(s, bars[p + 1]) - 1.0,
             _ => f64::NAN,
@@ -351,7 +339,7 @@ pub fn tearsheet(
     let years = yearly_returns(&sim.dates, &r);
     let bench_years = yearly_returns(&sim.dates, &bench);
     let w = cfg.rolling_days.max(2);
-    let fw = &Forward::new(market);
+    let fw = Forward { market };
     let rows = by_date(preds, market);
     let q = cfg.quantiles.max(2);
     let mut sums = vec![(0.0, 0usize); q];

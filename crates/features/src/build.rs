@@ -364,7 +364,7 @@ fn row_positions(df: &DataFrame) -> Result<(Column, Column)> {
 }
 
 /// A trailing window of exactly `w` rows (null until the window is full).
-fn window(w: usize) -> RollingOptionsFixedWindow {
+pub(crate) fn window(w: usize) -> RollingOptionsFixedWindow {
     RollingOptionsFixedWindow { window_size: w, min_periods: w, ..Default::default() }
 }
 

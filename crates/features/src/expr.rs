@@ -295,10 +295,6 @@ pub(crate) struct Compiler<'a> {
     pub(crate) date: &'a str,
 }
 
-fn win(w: usize) -> RollingOptionsFixedWindow {
-    RollingOptionsFixedWindow { window_size: w, min_periods: w, ..Default::default() }
-}
-
 fn num(a: &Ast) -> usize {
     if let Ast::Num(n) = a { *n as usize } else { 0 }
 }
@@ -324,11 +320,11 @@ impl Compiler<'_> {
                 let x = || self.compile(&args[0]);
                 match name.as_str() {
                     "ref" => (self.lag)(x()?, num(&args[1])),
-                    "mean" => (self.per_symbol)(x()?.rolling_mean(win(num(&args[1]))))?,
-                    "std" => (self.per_symbol)(x()?.rolling_std(win(num(&args[1]))))?,
-                    "min" => (self.per_symbol)(x()?.rolling_min(win(num(&args[1]))))?,
-                    "max" => (self.per_symbol)(x()?.rolling_max(win(num(&args[1]))))?,
-                    "sum" => (self.per_symbol)(x()?.rolling_sum(win(num(&args[1]))))?,
+                    "mean" => (self.per_symbol)(x()?.rolling_mean(crate::build::window(num(&args[1]))))?,
+                    "std" => (self.per_symbol)(x()?.rolling_std(crate::build::window(num(&args[1]))))?,
+                    "min" => (self.per_symbol)(x()?.rolling_min(crate::build::window(num(&args[1]))))?,
+                    "max" => (self.per_symbol)(x()?.rolling_max(crate::build::window(num(&args[1]))))?,
+                    "sum" => (self.per_symbol)(x()?.rolling_sum(crate::build::window(num(&args[1]))))?,
                     "rank" => {
                         // percentileofscore(window, x_t, kind = "rank") / 100 =
                         // (#{< x_t} + #{≤ x_t} + [#{≤} > #{<}]) / (2w), x_t counted in its own window.

@@ -46,10 +46,6 @@ pub struct FactorTable {
     rows: BTreeMap<String, Vec<(NaiveDate, NaiveDate, Vec<f64>)>>,
 }
 
-fn norm(name: &str) -> String {
-    name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
-}
-
 impl FactorSource {
     /// Reads and checks the file.
     ///
@@ -61,7 +57,7 @@ impl FactorSource {
         let path = &self.file;
         let df = read_strings(path)?;
         let names: Vec<String> = df.get_column_names().iter().map(ToString::to_string).collect();
-        let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
+        let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&crate::load::norm(n).as_str())).cloned();
         let symbol = find(SYMBOL_ALIASES).ok_or_else(|| Error::bad_input(path, "no symbol column"))?;
         let date = find(DATE_ALIASES).ok_or_else(|| Error::bad_input(path, "no date column"))?;
         let available = find(&["availabledate", "available", "publishdate", "knowndate"]);
@@ -142,27 +138,9 @@ impl FactorSource {
     }
 }
 
+/// The file as a frame of text columns (CSV as read; Parquet and IPC columns cast).
 fn read_strings(path: &Path) -> Result<DataFrame> {
-    let df = match crate::load::format_of(path) {
-        crate::load::Format::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(SerReader::finish)
-            .map_err(|e| Error::bad_input(path, format!("not a readable CSV file: {e}")))?,
-        crate::load::Format::Parquet => {
-            let f = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
-            ParquetReader::new(f)
-                .finish()
-                .map_err(|e| Error::bad_input(path, format!("not a readable Parquet file: {e}")))?
-        }
-        crate::load::Format::Ipc => {
-            let f = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
-            IpcReader::new(f)
-                .finish()
-                .map_err(|e| Error::bad_input(path, format!("not a readable Arrow IPC file: {e}")))?
-        }
-    };
+    let (df, _) = crate::load::read_frame(path)?;
     let cols: Vec<Column> = df.columns().iter().map(|c| c.cast(&DataType::String)).collect::<PolarsResult<_>>()?;
     Ok(DataFrame::new_infer_height(cols)?)
 }

@@ -16,7 +16,7 @@ use crate::fields::{DATE_ALIASES, SYMBOL_ALIASES};
 pub use crate::fields::{Layout, PriceField};
 
 /// Normalises a column name for alias matching: lower case, alphanumerics only (`Adj Close` → `adjclose`).
-fn norm(name: &str) -> String {
+pub(crate) fn norm(name: &str) -> String {
     name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
@@ -66,6 +66,25 @@ pub struct Bars {
 }
 
 impl Bars {
+    /// No rows yet, from `source` (rows counted in `line_unit`s), in `layout`, without price fields.
+    pub(crate) fn empty(source: PathBuf, line_unit: &'static str, layout: Layout) -> Self {
+        Self {
+            source,
+            line_unit,
+            layout,
+            symbol_names: Vec::new(),
+            symbol: Vec::new(),
+            date: Vec::new(),
+            fields: Vec::new(),
+            line: Vec::new(),
+            issues: Vec::new(),
+            column_names: HashMap::new(),
+            empty_wide_cells: 0,
+            files: Vec::new(),
+            file: Vec::new(),
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.symbol.len()
@@ -177,19 +196,8 @@ impl BarsBuilder {
     /// An empty builder; `source` names the rows in messages, `line_unit` says what a row number counts.
     pub fn new(source: impl Into<PathBuf>, line_unit: &'static str) -> Self {
         let bars = Bars {
-            source: source.into(),
-            line_unit,
-            layout: Layout::Long,
-            symbol_names: Vec::new(),
-            symbol: Vec::new(),
-            date: Vec::new(),
             fields: PriceField::ALL.iter().map(|f| (*f, Vec::new())).collect(),
-            line: Vec::new(),
-            issues: Vec::new(),
-            column_names: HashMap::new(),
-            empty_wide_cells: 0,
-            files: Vec::new(),
-            file: Vec::new(),
+            ..Bars::empty(source.into(), line_unit, Layout::Long)
         };
         Self { bars, code: HashMap::new(), seen: [0; 6] }
     }
@@ -296,8 +304,20 @@ pub(crate) fn read_file(path: &Path, opts: &ReadOptions) -> Result<Bars> {
     if meta.len() == 0 {
         return Err(Error::bad_input(path, "the file is empty"));
     }
+    let (df, unit) = read_frame(path)?;
+    if df.height() == 0 {
+        return Err(Error::bad_input(path, "the file has a header but no data rows"));
+    }
+    // Header is line 1 in a CSV; Parquet and IPC rows count from 1.
+    let line_offset: u64 = if unit == "line" { 2 } else { 1 };
+    Parser { path, df: &df, unit, line_offset }.parse(opts)
+}
+
+/// A CSV (every column as text), Parquet or Arrow IPC file as a frame, and what its row numbers count (`line`
+/// for a CSV, whose header is line 1; `row` otherwise).
+pub(crate) fn read_frame(path: &Path) -> Result<(DataFrame, &'static str)> {
     let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
-    let (df, unit) = match format_of(path) {
+    Ok(match format_of(path) {
         Format::Csv => (read_csv_as_strings(path)?, "line"),
         Format::Parquet => {
             let df = ParquetReader::new(open()?)
@@ -311,13 +331,7 @@ pub(crate) fn read_file(path: &Path, opts: &ReadOptions) -> Result<Bars> {
                 .map_err(|e| Error::bad_input(path, format!("not a readable Arrow IPC file: {e}")))?;
             (df, "row")
         }
-    };
-    if df.height() == 0 {
-        return Err(Error::bad_input(path, "the file has a header but no data rows"));
-    }
-    // Header is line 1 in a CSV; Parquet and IPC rows count from 1.
-    let line_offset: u64 = if unit == "line" { 2 } else { 1 };
-    Parser { path, df: &df, unit, line_offset }.parse(opts)
+    })
 }
 
 /// Whether a price file has a symbol column (its header or schema only, not its rows).
@@ -419,21 +433,7 @@ impl Parser<'_> {
     }
 
     fn new_bars(&self, layout: Layout) -> Bars {
-        Bars {
-            source: self.path.to_path_buf(),
-            line_unit: self.unit,
-            layout,
-            symbol_names: Vec::new(),
-            symbol: Vec::new(),
-            date: Vec::new(),
-            fields: Vec::new(),
-            line: Vec::new(),
-            issues: Vec::new(),
-            column_names: HashMap::new(),
-            empty_wide_cells: 0,
-            files: Vec::new(),
-            file: Vec::new(),
-        }
+        Bars::empty(self.path.to_path_buf(), self.unit, layout)
     }
 
     fn parse_long(&self, cols: &Columns, opts: &ReadOptions) -> Result<Bars> {

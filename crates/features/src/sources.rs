@@ -127,19 +127,9 @@ pub fn read_files(root: &Path, files: &[PathBuf], opts: &ReadOptions) -> Result<
     for (file, bars) in files.iter().zip(parts) {
         let Some(bars) = bars? else { continue };
         let all = out.get_or_insert_with(|| Bars {
-            source: root.to_path_buf(),
-            line_unit: bars.line_unit,
-            layout: Layout::Files,
-            symbol_names: Vec::new(),
-            symbol: Vec::new(),
-            date: Vec::new(),
             fields: bars.fields.iter().map(|(f, _)| (*f, Vec::new())).collect(),
-            line: Vec::new(),
-            issues: Vec::new(),
             column_names: bars.column_names.clone(),
-            empty_wide_cells: 0,
-            files: Vec::new(),
-            file: Vec::new(),
+            ..Bars::empty(root.to_path_buf(), bars.line_unit, Layout::Files)
         });
         append(all, bars, file, &mut codes)?;
     }

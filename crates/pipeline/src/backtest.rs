@@ -92,16 +92,16 @@ fn banner(q: &stockcast_features::QualityReport, eval: &stockcast_backtest::repo
             kept.join("; ")
         ));
     }
+    // The largest one-day move of a curve beyond BIG_DAY (returns from its first point: date i + 1's return).
     let big = |name: &str, dates: &[chrono::NaiveDate], curve: &[f64]| {
-        let mut prev = curve.first().copied().unwrap_or(f64::NAN);
-        let mut worst: Option<(f64, chrono::NaiveDate)> = None;
-        for (d, e) in dates.iter().zip(curve) {
-            let r = e / prev - 1.0;
-            prev = *e;
-            if r.is_finite() && r.abs() > BIG_DAY && worst.is_none_or(|(w, _)| r.abs() > w.abs()) {
-                worst = Some((r, *d));
-            }
-        }
+        let returns = stockcast_backtest::metrics::returns(curve);
+        let worst = returns.iter().zip(dates.iter().skip(1)).filter(|(r, _)| r.is_finite() && r.abs() > BIG_DAY).fold(
+            None,
+            |w: Option<(f64, chrono::NaiveDate)>, (r, d)| match w {
+                Some((x, _)) if x.abs() >= r.abs() => w,
+                _ => Some((*r, *d)),
+            },
+        );
         worst.map(|(r, d)| {
             format!("{name} moved {:+.1} % on {d} (more than {:.0} % in one day)", 100.0 * r, 100.0 * BIG_DAY)
         })

@@ -3,7 +3,7 @@
 use super::{Fill, NaiveDate, Result};
 
 /// Open and close prices on a common calendar (NaN where a symbol has no bar).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Market {
     /// Trading dates, increasing.
     pub dates: Vec<NaiveDate>,
@@ -15,6 +15,16 @@ pub struct Market {
     pub close: Vec<Vec<f64>>,
     /// Each symbol's sector (from a securities file), when known.
     pub sector: Vec<Option<String>>,
+    /// Each symbol's bars ([`Market::bars`]), worked out once on first use.
+    bars: std::sync::OnceLock<Vec<Vec<usize>>>,
+}
+
+/// Equal when the prices and sectors are (the bars are derived from them, computed or not).
+impl PartialEq for Market {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.dates, &self.symbols, &self.open, &self.close, &self.sector)
+            == (&other.dates, &other.symbols, &other.open, &other.close, &other.sector)
+    }
 }
 
 impl Market {
@@ -34,7 +44,21 @@ impl Market {
             close[si][di] = c;
         }
         let sector = vec![None; symbols.len()];
-        Self { dates, symbols, open, close, sector }
+        Self { dates, symbols, open, close, sector, bars: std::sync::OnceLock::new() }
+    }
+
+    /// Date indices of each symbol's own bars (dates with an open or a close), increasing: what "the k-th bar
+    /// after t" counts.
+    pub fn bars(&self) -> &[Vec<usize>] {
+        self.bars.get_or_init(|| {
+            (0..self.symbols.len())
+                .map(|s| {
+                    (0..self.dates.len())
+                        .filter(|&d| self.open[s][d].is_finite() || self.close[s][d].is_finite())
+                        .collect()
+                })
+                .collect()
+        })
     }
 
     pub(super) fn fill_price(&self, s: usize, d: usize, fill: Fill) -> f64 {
