@@ -7,6 +7,10 @@ one forward-return column = label, rows without a label dropped as get_clean_fac
 alphalens.utils.quantize_factor(quantiles = report.quantiles) and averaged by mean_return_by_quantile(demeaned=False).
 alphalens refuses a date whose scores tie so that bin edges coincide ("Bin edges must be unique"); such models are
 reported with the number of refused dates instead of compared (stockcast keeps every edge there, see the README).
+
+With sectors (the run's data.classification file, else its data.securities file) it also compares each model's
+quantile_mean_by_group with mean_return_by_quantile(by_group=True, demeaned=False): each name's group is its
+sector on the prediction date, bins cut over the whole date (alphalens' default binning_by_group=False).
 """
 import json
 import sys
@@ -16,6 +20,26 @@ import alphalens.performance as perf
 import alphalens.utils as au
 import pandas as pd
 import polars as pl
+
+
+def sectors(report: dict):
+    """A function (symbol, date) -> sector from the run's classification or securities file, or None."""
+    data = report["config"]["data"]
+    if data.get("classification"):
+        spans = pd.read_csv(data["classification"], dtype=str, keep_default_na=False)
+        spans["start"] = pd.to_datetime(spans["start"])
+        spans["end"] = pd.to_datetime(spans["end"].replace("", "2262-01-01"))
+        by_symbol = {s: g for s, g in spans.groupby("symbol")}
+
+        def at(symbol, date):
+            g = by_symbol.get(symbol)
+            hit = g[(g["start"] <= date) & (date <= g["end"])] if g is not None else []
+            return hit["sector"].iloc[0] if len(hit) else None
+        return at
+    if data.get("securities"):
+        table = pd.read_csv(data["securities"], dtype=str).set_index("symbol")["sector"].to_dict()
+        return lambda symbol, date: table.get(symbol)
+    return None
 
 
 def main(run: Path) -> int:
@@ -42,6 +66,21 @@ def main(run: Path) -> int:
         diff = max(abs(a - b) for a, b in zip(ours, theirs))
         worst = max(worst, diff)
         print(f"{model:10s} stockcast {['%.10f' % v for v in ours]}\n{'':10s} alphalens {['%.10f' % v for v in theirs]}  max |diff| {diff:.2e}")
+        at = sectors(report)
+        if at is not None:
+            dates, assets = fd.index.get_level_values(0), fd.index.get_level_values(1)
+            fd["group"] = [at(a, d) for a, d in zip(assets, dates)]
+            grouped = fd.dropna(subset=["group"])
+            theirs, _ = perf.mean_return_by_quantile(grouped, by_group=True, demeaned=False)
+            theirs = theirs["1D"]
+            for row in report["models"][model]["tearsheet"]["quantile_mean_by_group"]:
+                g = row["group"]
+                for k, v in enumerate(row["quantile_mean_label"], start=1):
+                    t = theirs.get((k, g), float("nan"))
+                    d = 0.0 if (v is None and pd.isna(t)) else abs((v if v is not None else float("nan")) - t)
+                    d = float("inf") if pd.isna(d) else d
+                    worst = max(worst, d)
+            print(f"{'':10s} by sector: {len(report['models'][model]['tearsheet']['quantile_mean_by_group'])} groups, max |diff| so far {worst:.2e}")
     return 0 if worst < 1e-12 else 1
 
 

@@ -34,6 +34,11 @@ pub struct DataConfig {
     /// prices on every date it trades, which is survivor-biased when the file holds today's members only).
     #[serde(default)]
     pub universe: Option<PathBuf>,
+    /// Point-in-time classification file (`symbol,start,end,sector[,industry]`, an empty end open): each row's
+    /// sector (and industry) on its date, for group features, `label.demean = "sector"` and the tear sheet's
+    /// per-sector tables; it replaces the securities file's static sector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<PathBuf>,
     /// Data-quality policies, thresholds, declared splits and `adjust_detected_splits` (the `quality` command's
     /// config file, inline as `[data.quality]`; `--quality-config`, `--splits` and `--adjust-detected-splits`
     /// override it). Default: the quality defaults (row defects are errors, series findings warn).
@@ -336,6 +341,7 @@ impl BacktestConfig {
         fix(&mut cfg.data.index);
         fix(&mut cfg.data.spec);
         fix(&mut cfg.data.universe);
+        fix(&mut cfg.data.classification);
         for f in &mut cfg.data.factors {
             f.file = resolve(&f.file, path);
         }

@@ -297,7 +297,8 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
         "quantiles": "per date, the scores cut into report.quantiles equal-frequency bins exactly as pandas.qcut(scores, q) cuts them (edges: linear-interpolated quantiles i/q, right-closed, the lowest value in Q1); where ties make edges coincide (pandas raises) every edge is kept, so tied scores share the lowest bin that reaches them; binned over the rows with a label (alphalens drops the others first); mean label per bin and date, then each bin's mean over the dates where it has rows (alphalens mean_return_by_quantile, not demeaned); dates with fewer than 2 labelled scores are skipped",
         "quantile_cumulative": "per date, mean 1-day forward return px(t+2) / px(t+1) - 1 of each quantile (t+k: the symbol's k-th own bar after t; px: open, close without opens), binned over the rows with that return, compounded over the dates where every quantile has one; top minus bottom compounds the difference of the two means",
         "ic_decay": "mean over dates of the Spearman correlation between the score and the h-day forward return px(t+1+h) / px(t+1) - 1 over the symbol's own bars (as the label counts them), h in report.ic_horizons",
-        "ic_by_group": "per sector of the securities file: mean over dates (with >= 3 of its names labelled) of the Spearman correlation of score and label among that sector's names",
+        "ic_by_group": "per sector (each name's sector on the date: the classification file's, else the securities file's): mean over dates (with >= 3 of its names labelled) of the Spearman correlation of score and label among that sector's names",
+        "quantile_mean_by_group": "per sector: quantiles cut over the whole date as for quantiles, then the mean label of each quantile's names in that sector per date, and its mean over the dates where that (sector, quantile) has rows (alphalens mean_return_by_quantile(by_group=True), binning_by_group=False); null for a quantile the sector never had",
         "sector_neutral_rank_ic": "mean over dates of the Spearman correlation of the label with the score minus its (date, sector) mean, over the names with a sector (>= 3); null without sectors",
         "rank_autocorrelation": "Spearman correlation between a date's scores and the previous prediction date's scores of the same symbols",
     })
@@ -330,6 +331,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
                 "rank_autocorrelation": autocorr,
                 "drawdown_periods": m.sheet.drawdowns,
                 "ic_by_group": m.sheet.ic_by_group.iter().map(|(g, v, n)| json!({"group": g, "rank_ic": v, "dates": n})).collect::<Vec<_>>(),
+                "quantile_mean_by_group": m.sheet.quantile_mean_by_group.iter().map(|(g, v)| json!({"group": g, "quantile_mean_label": v})).collect::<Vec<_>>(),
                 "sector_neutral_rank_ic": m.sheet.sector_neutral_rank_ic,
             }),
         );
@@ -682,7 +684,42 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
             num(r.forecast.mae)
         );
     }
+    s.push_str(&sector_section(models));
     s.push_str("\n![equity](equity.svg)\n![drawdown](drawdown.svg)\n![ic](ic.svg)\n![folds](folds.svg)\n");
+    s
+}
+
+/// The report's "By sector" section (empty without sectors): each model's sector-neutral Rank IC, and per sector
+/// its Rank IC and the mean label of each score quantile (report.json → conventions).
+fn sector_section(models: &[ModelReport]) -> String {
+    if models.iter().all(|m| m.sheet.sector_neutral_rank_ic.is_none()) {
+        return String::new();
+    }
+    let q = models.iter().map(|m| m.sheet.quantile_mean.len()).max().unwrap_or(0);
+    let mut s = String::from("\n## By sector\n\nSector-neutral Rank IC (scores demeaned per date and sector): ");
+    let neutral: Vec<String> = models
+        .iter()
+        .map(|m| format!("{} {}", m.name, m.sheet.sector_neutral_rank_ic.map_or("-".into(), num)))
+        .collect();
+    let _ = writeln!(s, "{}.\n", neutral.join(", "));
+    let quantiles = (1..=q).map(|k| format!(" Q{k} mean label |")).collect::<Vec<_>>().concat();
+    let _ = writeln!(s, "| model | sector | Rank IC | dates |{quantiles}\n|---|---|---|---|{}", "---|".repeat(q));
+    for m in models {
+        for (g, means) in &m.sheet.quantile_mean_by_group {
+            let ic = m.sheet.ic_by_group.iter().find(|x| &x.0 == g);
+            let cells: String = (0..q)
+                .map(|k| format!(" {} |", means.get(k).map_or("-".into(), |v| pct(*v))))
+                .collect::<Vec<_>>()
+                .concat();
+            let _ = writeln!(
+                s,
+                "| {} | {g} | {} | {} |{cells}",
+                m.name,
+                ic.map_or("-".into(), |x| num(x.1)),
+                ic.map_or("-".into(), |x| x.2.to_string())
+            );
+        }
+    }
     s
 }
 

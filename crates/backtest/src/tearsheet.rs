@@ -109,38 +109,69 @@ pub struct Tearsheet {
     pub ic_hist: Histogram,
     /// (date, Spearman correlation of the scores with the previous prediction date's, common symbols).
     pub rank_autocorr: Vec<(NaiveDate, f64)>,
-    /// Per sector (securities file): the mean over dates of the Rank IC among that sector's names (dates with
-    /// ≥ 3 of them), and how many dates counted.
+    /// Per sector (the sector each name had on each date: securities or classification file): the mean over dates
+    /// of the Rank IC among that sector's names (dates with ≥ 3 of them), and how many dates counted.
     pub ic_by_group: Vec<(String, f64, usize)>,
+    /// Per sector: the mean label of each score quantile among that sector's names, quantiles cut over the whole
+    /// date as for [`Tearsheet::quantile_mean`] (alphalens' `mean_return_by_quantile(by_group=True)` with the
+    /// default `binning_by_group=False`): per (date, sector, quantile) the mean label, then its mean over the
+    /// dates where that cell has rows; NaN for a quantile the sector never had.
+    pub quantile_mean_by_group: Vec<(String, Vec<f64>)>,
     /// Mean over dates of the Rank IC of the scores demeaned per (date, sector) against the label: what the
     /// signal knows beyond picking sectors. `None` without sectors.
     pub sector_neutral_rank_ic: Option<f64>,
 }
 
-/// IC by sector and the sector-neutral Rank IC of `rows` (see [`Tearsheet::ic_by_group`]).
-fn group_ics(rows: &BTreeMap<NaiveDate, DateRows>, market: &Market) -> (Vec<(String, f64, usize)>, Option<f64>) {
-    if market.sector.iter().all(Option::is_none) {
-        return (Vec::new(), None);
+/// The per-sector tables of one model ([`Tearsheet::ic_by_group`], [`Tearsheet::quantile_mean_by_group`],
+/// [`Tearsheet::sector_neutral_rank_ic`]).
+struct GroupTables {
+    ic: Vec<(String, f64, usize)>,
+    quantile_mean: Vec<(String, Vec<f64>)>,
+    neutral: Option<f64>,
+}
+
+/// The per-sector tables of `rows` with `q` quantiles (see [`GroupTables`]).
+fn group_tables(rows: &BTreeMap<NaiveDate, DateRows>, market: &Market, q: usize) -> GroupTables {
+    if market.sector.iter().all(Vec::is_empty) {
+        return GroupTables { ic: Vec::new(), quantile_mean: Vec::new(), neutral: None };
     }
     let mut by_group: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut quantiles: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
     let mut neutral = Vec::new();
     for day in rows.values() {
-        let labelled: Vec<&(usize, usize, f64, f64)> = day.iter().filter(|r| r.3.is_finite()).collect();
-        let mut groups: BTreeMap<&str, Vec<&(usize, usize, f64, f64)>> = BTreeMap::new();
-        for r in &labelled {
-            if let Some(g) = market.sector[r.0].as_deref() {
-                groups.entry(g).or_default().push(r);
+        let labelled: Vec<&Row> = day.iter().filter(|r| r.3.is_finite()).collect();
+        let bins = if labelled.len() >= 2 {
+            qcut_bins(&labelled.iter().map(|r| r.2).collect::<Vec<_>>(), q)
+        } else {
+            vec![0; labelled.len()]
+        };
+        let mut groups: BTreeMap<&str, Vec<(&Row, usize)>> = BTreeMap::new();
+        for (r, &k) in labelled.iter().zip(&bins) {
+            if let Some(g) = market.sector_at(r.0, r.1) {
+                groups.entry(g).or_default().push((r, k));
             }
         }
         let mut demeaned = Vec::new();
         for (g, members) in &groups {
-            let mean = members.iter().map(|r| r.2).sum::<f64>() / members.len() as f64;
-            demeaned.extend(members.iter().map(|r| (r.2 - mean, r.3)));
+            let mean = members.iter().map(|r| r.0.2).sum::<f64>() / members.len() as f64;
+            demeaned.extend(members.iter().map(|r| (r.0.2 - mean, r.0.3)));
             if members.len() >= 3 {
-                let (s, l): (Vec<f64>, Vec<f64>) = members.iter().map(|r| (r.2, r.3)).unzip();
+                let (s, l): (Vec<f64>, Vec<f64>) = members.iter().map(|r| (r.0.2, r.0.3)).unzip();
                 let ic = metrics::spearman(&s, &l);
                 if ic.is_finite() {
                     by_group.entry(g).or_default().push(ic);
+                }
+            }
+            if labelled.len() >= 2 {
+                let mut cell = vec![(0.0, 0usize); q];
+                for (r, k) in members {
+                    cell[*k].0 += r.3;
+                    cell[*k].1 += 1;
+                }
+                let sums = quantiles.entry(g).or_insert_with(|| vec![(0.0, 0); q]);
+                for (s, c) in sums.iter_mut().zip(&cell).filter(|(_, c)| c.1 > 0) {
+                    s.0 += c.0 / c.1 as f64;
+                    s.1 += 1;
                 }
             }
         }
@@ -152,8 +183,16 @@ fn group_ics(rows: &BTreeMap<NaiveDate, DateRows>, market: &Market) -> (Vec<(Str
             }
         }
     }
-    let by_group = by_group.into_iter().map(|(g, v)| (g.to_owned(), metrics::mean(&v), v.len())).collect();
-    (by_group, (!neutral.is_empty()).then(|| metrics::mean(&neutral)))
+    GroupTables {
+        ic: by_group.into_iter().map(|(g, v)| (g.to_owned(), metrics::mean(&v), v.len())).collect(),
+        quantile_mean: quantiles.into_iter().map(|(g, v)| (g.to_owned(), bin_means(&v))).collect(),
+        neutral: (!neutral.is_empty()).then(|| metrics::mean(&neutral)),
+    }
+}
+
+/// Each bin's mean of its per-date means (`(sum, dates)`), NaN for a bin without dates.
+fn bin_means(sums: &[(f64, usize)]) -> Vec<f64> {
+    sums.iter().map(|(s, n)| if *n > 0 { s / *n as f64 } else { f64::NAN }).collect()
 }
 
 /// Daily returns of a simulation: E_0 is the capital.
@@ -264,8 +303,10 @@ impl Forward<'_> {
     }
 }
 
-/// Rows of one prediction date: (symbol index, market date index, score, label).
-type DateRows = Vec<(usize, usize, f64, f64)>;
+/// One prediction: (symbol index, market date index, score, label).
+type Row = (usize, usize, f64, f64);
+/// Rows of one prediction date.
+type DateRows = Vec<Row>;
 
 fn by_date(preds: &[OosPrediction], market: &Market) -> BTreeMap<NaiveDate, DateRows> {
     let mut out: BTreeMap<NaiveDate, DateRows> = BTreeMap::new();
@@ -408,7 +449,7 @@ pub fn tearsheet(
         })
         .collect();
     let rank_ics: Vec<f64> = daily_ic.iter().map(|d| d.rank_ic).collect();
-    let (ic_by_group, sector_neutral_rank_ic) = group_ics(&rows, market);
+    let groups = group_tables(&rows, market, q);
     Tearsheet {
         monthly: monthly_returns(&sim.dates, &r),
         yearly: years.iter().map(|(y, v)| (*y, *v, bench_years.get(y).copied().unwrap_or(f64::NAN))).collect(),
@@ -417,14 +458,15 @@ pub fn tearsheet(
         relative: sim.equity.iter().zip(&sim.benchmark).map(|(e, b)| e / b).collect(),
         drawdowns: drawdown_periods(&sim.dates, &sim.equity, cfg.drawdown_periods),
         returns_hist: histogram(&r, 30),
-        quantile_mean: sums.iter().map(|(s, n)| if *n > 0 { s / *n as f64 } else { f64::NAN }).collect(),
+        quantile_mean: bin_means(&sums),
         quantile_dates: qdates,
         quantile_cumulative: qcum,
         spread_cumulative: scum,
         ic_decay,
         ic_hist: histogram(&rank_ics, 20),
         rank_autocorr: autocorr,
-        ic_by_group,
-        sector_neutral_rank_ic,
+        ic_by_group: groups.ic,
+        quantile_mean_by_group: groups.quantile_mean,
+        sector_neutral_rank_ic: groups.neutral,
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod expr;
 pub mod factors;
 pub mod fields;
+pub mod groups;
 pub mod incremental;
 pub mod io;
 pub mod load;
@@ -32,6 +33,7 @@ pub use build::{
 pub use checked::{Checked, Params};
 pub use clock::Clock;
 pub use error::{Error, Result};
+pub use groups::Classification;
 pub use incremental::{CachedBuild, build_features_cached};
 pub use load::{BarsBuilder, Layout, PriceField, ReadOptions, Security};
 pub use matrix::{FeatureMatrix, MatrixOptions};

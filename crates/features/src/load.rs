@@ -360,7 +360,7 @@ pub(crate) fn has_symbol_column(path: &Path) -> Result<bool> {
     Ok(names.iter().any(|n| SYMBOL_ALIASES.contains(&norm(n).as_str())))
 }
 
-fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
+pub(crate) fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))

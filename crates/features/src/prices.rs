@@ -249,14 +249,10 @@ impl PriceFrame {
             cols.push(Column::new("raw_close".into(), raw));
         }
         if securities.iter().any(|s| s.sector.is_some()) {
-            let sector: Vec<Option<&str>> = bars
-                .symbol
-                .iter()
-                .map(|&s| {
-                    let name = &bars.symbol_names[s as usize];
-                    securities.iter().find(|x| &x.symbol == name).and_then(|x| x.sector.as_deref())
-                })
-                .collect();
+            let of: std::collections::HashMap<&str, &str> =
+                securities.iter().filter_map(|x| Some((x.symbol.as_str(), x.sector.as_deref()?))).collect();
+            let by_index: Vec<Option<&str>> = bars.symbol_names.iter().map(|n| of.get(n.as_str()).copied()).collect();
+            let sector: Vec<Option<&str>> = bars.symbol.iter().map(|&s| by_index[s as usize]).collect();
             cols.push(Column::new("sector".into(), sector));
         }
         let df = DataFrame::new_infer_height(cols)?;
@@ -529,6 +525,27 @@ impl PriceFrame {
             .collect();
         let mut df = self.df.clone();
         df.with_column(member.with_name(crate::universe::MEMBER.into()).into_column())?;
+        Ok(Self { data_hash: DataHash::of(&df), df, ..self.clone() })
+    }
+
+    /// The frame with each row's sector (and industry, when the file has one) on the row's date from a point-in-time
+    /// classification ([`crate::groups`]), in the `sector` (`industry`) column, replacing a securities file's
+    /// static sector; rows no span covers have none. The data hash covers them.
+    ///
+    /// # Errors
+    /// Only if the frame's columns are not as the loader builds them.
+    pub fn with_classification(&self, classes: &crate::groups::Classification) -> Result<Self> {
+        let symbols = self.df.column("symbol")?.str()?.clone();
+        let dates = self.df.column("date")?.date()?.physical().clone();
+        let at: Vec<Option<(&str, Option<&str>)>> =
+            symbols.iter().zip(dates.iter()).map(|(s, d)| classes.at(s?, d.and_then(days_to_date)?)).collect();
+        let sector: StringChunked = at.iter().map(|x| x.map(|x| x.0)).collect();
+        let mut df = self.df.clone();
+        df.with_column(sector.with_name("sector".into()).into_column())?;
+        if classes.has_industry {
+            let industry: StringChunked = at.iter().map(|x| x.and_then(|x| x.1)).collect();
+            df.with_column(industry.with_name("industry".into()).into_column())?;
+        }
         Ok(Self { data_hash: DataHash::of(&df), df, ..self.clone() })
     }
 

@@ -32,6 +32,8 @@ pub struct BacktestData {
     pub index: Option<portfolio::Index>,
     /// The point-in-time universe, when the config names one (the prices then mark membership).
     pub universe: Option<stockcast_features::Universe>,
+    /// The point-in-time classification, when the config names one (the prices then carry each date's sector).
+    pub classification: Option<stockcast_features::Classification>,
     /// What the quality stage found and did.
     pub quality: stockcast_features::QualityReport,
 }
@@ -144,7 +146,19 @@ impl BacktestData {
         if let Some(u) = &universe {
             prices = prices.with_universe(u)?;
         }
-        Ok(Self { prices, source: crate::prices::source_label(&path), index, universe, quality: loaded.report })
+        let classification =
+            cfg.data.classification.as_deref().map(stockcast_features::Classification::load).transpose()?;
+        if let Some(c) = &classification {
+            prices = prices.with_classification(c)?;
+        }
+        Ok(Self {
+            prices,
+            source: crate::prices::source_label(&path),
+            index,
+            universe,
+            classification,
+            quality: loaded.report,
+        })
     }
 }
 
@@ -311,6 +325,10 @@ impl ShardedJob for BacktestJob {
                     |u| json!({"file": u.source.display().to_string(), "symbols": u.symbols(),
                                "member_rows": prices.member_rows(), "rows": prices.height()}),
                 ),
+                "classification": data.classification.as_ref().map(|c| json!({
+                    "file": c.source.display().to_string(), "symbols": c.symbols(), "spans": c.spans(),
+                    "industry": c.has_industry,
+                })),
                 "index": cfg.data.index.as_ref().map(|p| json!({
                     "file": p.display().to_string(),
                     "kind": cfg.data.index_kind.name(),
@@ -792,6 +810,92 @@ pub(crate) mod tests {
         let got = sheet.sector_neutral_rank_ic.unwrap();
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         assert!((got - a.evaluation.models[0].signal.rank_ic).abs() > 1e-6, "the neutral IC is its own number");
+    }
+
+    #[test]
+    fn a_point_in_time_classification_drives_the_per_sector_tables() {
+        // A reclassification invented for the test: GOOG and FB move from Information Technology to
+        // Communication Services on 2009-01-02 (the real move was in 2018, after the panel ends).
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("classes.csv");
+        std::fs::write(
+            &file,
+            "symbol,start,end,sector\nAAPL,1999-01-01,,Information Technology\nIBM,1999-01-01,,Information Technology\n\
+             MSFT,1999-01-01,,Information Technology\nGOOG,1999-01-01,2008-12-31,Information Technology\n\
+             GOOG,2009-01-02,,Communication Services\nFB,2009-01-02,,Communication Services\n",
+        )
+        .unwrap();
+        let mut cfg =
+            config("[[models]]\nname = \"mom\"\nmodel = { kind = \"rule\", rule = \"momentum\", lookback = 20 }\n");
+        cfg.data.securities = Some(us5().with_file_name("us5_securities.csv"));
+        cfg.data.classification = Some(file.clone());
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let a = run(&ctx, &cfg, &data).unwrap();
+        assert_eq!(a.meta.data["classification"]["file"], file.display().to_string());
+        assert_eq!(a.meta.data["classification"]["spans"], 6);
+        let sheet = &a.evaluation.models[0].sheet;
+        let cut = NaiveDate::from_ymd_opt(2009, 1, 2).unwrap();
+        let sector = |s: &str, d: NaiveDate| {
+            if s == "FB" || (s == "GOOG" && d >= cut) { "Communication Services" } else { "Information Technology" }
+        };
+        // Recomputed from the predictions. pandas.qcut(x, 5) puts the n sorted distinct scores of a date in
+        // these bins (pandas 2.3.3): n = 2 → 0, 4; 3 → 0, 2, 4; 4 → 0, 1, 3, 4; 5 → 0..4.
+        let bins: [&[usize]; 4] = [&[0, 4], &[0, 2, 4], &[0, 1, 3, 4], &[0, 1, 2, 3, 4]];
+        let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<(&str, f64, f64)>> =
+            std::collections::BTreeMap::new();
+        for p in a.walk_forward.predictions["mom"].iter().filter(|p| p.score.is_finite() && p.label.is_finite()) {
+            by_date.entry(p.date).or_default().push((sector(&p.symbol, p.date), p.score, p.label));
+        }
+        let mut cells: std::collections::BTreeMap<(&str, usize), Vec<f64>> = std::collections::BTreeMap::new();
+        let (mut neutral, mut it_ics) = (Vec::new(), Vec::new());
+        for rows in by_date.values_mut().filter(|r| r.len() >= 2) {
+            rows.sort_by(|x, y| x.1.total_cmp(&y.1));
+            assert!(rows.windows(2).all(|w| w[0].1 < w[1].1), "distinct scores, so bins follow the table");
+            let mut cell: std::collections::BTreeMap<(&str, usize), Vec<f64>> = std::collections::BTreeMap::new();
+            for (rank, r) in rows.iter().enumerate() {
+                cell.entry((r.0, bins[rows.len() - 2][rank])).or_default().push(r.2);
+            }
+            for (k, v) in cell {
+                cells.entry(k).or_default().push(v.iter().sum::<f64>() / v.len() as f64);
+            }
+            let mean = |g: &str| {
+                let v: Vec<f64> = rows.iter().filter(|r| r.0 == g).map(|r| r.1).collect();
+                v.iter().sum::<f64>() / v.len() as f64
+            };
+            if rows.len() >= 3 {
+                let (s, l): (Vec<f64>, Vec<f64>) = rows.iter().map(|r| (r.1 - mean(r.0), r.2)).unzip();
+                neutral.push(stockcast_backtest::metrics::spearman(&s, &l));
+            }
+            let it: Vec<&(&str, f64, f64)> = rows.iter().filter(|r| r.0 == "Information Technology").collect();
+            if it.len() >= 3 {
+                let (s, l): (Vec<f64>, Vec<f64>) = it.iter().map(|r| (r.1, r.2)).unzip();
+                it_ics.push(stockcast_backtest::metrics::spearman(&s, &l));
+            }
+        }
+        let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let groups: Vec<&str> = sheet.quantile_mean_by_group.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(groups, ["Communication Services", "Information Technology"]);
+        for (g, means) in &sheet.quantile_mean_by_group {
+            for (k, got) in means.iter().enumerate() {
+                match cells.get(&(g.as_str(), k)) {
+                    Some(v) => assert!((got - avg(v)).abs() < 1e-12, "{g} Q{}: {got} vs {}", k + 1, avg(v)),
+                    None => assert!(got.is_nan(), "{g} Q{} never had names", k + 1),
+                }
+            }
+        }
+        // Communication Services never has 3 names: only IT has an IC of its own, on every date.
+        assert_eq!(sheet.ic_by_group.len(), 1);
+        assert!((sheet.ic_by_group[0].1 - avg(&it_ics)).abs() < 1e-12);
+        assert_eq!(sheet.ic_by_group[0].2, it_ics.len());
+        let got = sheet.sector_neutral_rank_ic.unwrap();
+        assert!((got - avg(&neutral)).abs() < 1e-12, "{got} vs {}", avg(&neutral));
+        // The securities file's static sectors (today's) give other numbers.
+        cfg.data.classification = None;
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let b = run(&ctx, &cfg, &data).unwrap();
+        let other = b.evaluation.models[0].sheet.sector_neutral_rank_ic.unwrap();
+        assert!((got - other).abs() > 1e-6, "{got} vs {other}");
     }
 
     #[test]

@@ -13,8 +13,10 @@ pub struct Market {
     pub open: Vec<Vec<f64>>,
     /// `close[symbol][date]`.
     pub close: Vec<Vec<f64>>,
-    /// Each symbol's sector (from a securities file), when known.
-    pub sector: Vec<Option<String>>,
+    /// Each symbol's sector over time (the prices' `sector` column: a securities file's, or a point-in-time
+    /// classification's): `(first date index, sector)` where it changes, increasing; none before the first.
+    /// See [`Market::sector_at`].
+    pub sector: Vec<Vec<(usize, Option<String>)>>,
     /// Each symbol's bars ([`Market::bars`]), worked out once on first use.
     bars: std::sync::OnceLock<Vec<Vec<usize>>>,
 }
@@ -43,7 +45,7 @@ impl Market {
             open[si][di] = o;
             close[si][di] = c;
         }
-        let sector = vec![None; symbols.len()];
+        let sector = vec![Vec::new(); symbols.len()];
         Self { dates, symbols, open, close, sector, bars: std::sync::OnceLock::new() }
     }
 
@@ -59,6 +61,46 @@ impl Market {
                 })
                 .collect()
         })
+    }
+
+    /// The sector of symbol `s` on date index `d` (`None` when unknown).
+    pub fn sector_at(&self, s: usize, d: usize) -> Option<&str> {
+        let v = &self.sector[s];
+        let k = v.partition_point(|x| x.0 <= d);
+        v.get(k.checked_sub(1)?)?.1.as_deref()
+    }
+
+    /// Fills [`Market::sector`] from the price frame's rows (sorted by symbol, then date) and `sector` column.
+    fn sectors_from(
+        &mut self,
+        df: &stockcast_features::polars::prelude::DataFrame,
+        sector: &stockcast_features::polars::prelude::Column,
+    ) -> stockcast_features::polars::prelude::PolarsResult<()> {
+        let (symbols, dates) = (df.column("symbol")?.str()?, df.column("date")?.date()?);
+        let mut at: Option<(&str, usize)> = None;
+        for ((s, d), g) in symbols.iter().zip(dates.physical().iter()).zip(sector.str()?.iter()) {
+            let (Some(s), Some(d)) = (s, d.and_then(stockcast_features::prices::days_to_date)) else { continue };
+            let si = match at {
+                Some((name, i)) if name == s => i,
+                _ => match self.symbols.binary_search_by(|x| x.as_str().cmp(s)) {
+                    Ok(i) => i,
+                    Err(_) => continue,
+                },
+            };
+            at = Some((s, si));
+            if let Ok(di) = self.dates.binary_search(&d) {
+                self.set_sector(si, di, g);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that symbol `s` is in `sector` from date index `d` on (dates fed in increasing order per symbol).
+    pub fn set_sector(&mut self, s: usize, d: usize, sector: Option<&str>) {
+        let v = &mut self.sector[s];
+        if v.last().is_none_or(|x| x.1.as_deref() != sector) {
+            v.push((d, sector.map(str::to_owned)));
+        }
     }
 
     pub(super) fn fill_price(&self, s: usize, d: usize, fill: Fill) -> f64 {
@@ -79,20 +121,18 @@ impl Market {
     /// # Errors
     /// Only if the frame's columns are not as the loader builds them.
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
-        let opens = stockcast_features::SeriesColumns {
+        let series = prices.series_with(stockcast_features::SeriesColumns {
             open: true,
-            sector: prices.df().column("sector").is_ok(),
             ..stockcast_features::SeriesColumns::CLOSE
-        };
-        let series = prices.series_with(opens)?;
-        let sectors: std::collections::BTreeMap<&str, Option<String>> =
-            series.iter().map(|s| (s.symbol.as_str(), s.sector.clone())).collect();
+        })?;
         let rows = series.iter().flat_map(|s| {
             (0..s.len())
                 .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
         });
         let mut market = Self::from_rows(rows);
-        market.sector = market.symbols.iter().map(|s| sectors.get(s.as_str()).cloned().flatten()).collect();
+        if let Ok(sector) = prices.df().column("sector") {
+            market.sectors_from(prices.df(), sector).map_err(stockcast_features::Error::from)?;
+        }
         Ok(market)
     }
 }

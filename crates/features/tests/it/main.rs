@@ -13,6 +13,7 @@
 mod dirty;
 mod exprs;
 mod factors;
+mod groups;
 mod incremental;
 mod indicators;
 mod loading;
