@@ -62,6 +62,73 @@ fn bad_input_exits_2_and_names_line_and_column() {
 }
 
 #[test]
+fn bad_own_data_inputs_exit_2_naming_the_file_and_line_or_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let prices = dataset("us5_daily.csv");
+    let good_spec = write("spec.toml", "[[features]]\nfamily = \"returns\"\nwindows = [5]\n");
+    // (what the [data] section adds, what the error must name)
+    let cases = [
+        (
+            format!(
+                "[[data.factors]]\nfile = {:?}\nlag_days = 45\n",
+                write("dup.csv", "symbol,date,book\nAAPL,2005-03-31,1\nIBM,2005-03-31,2\nAAPL,2005-03-31,3\n")
+            ),
+            vec!["dup.csv", "line 4", "line 2"],
+        ),
+        (
+            format!(
+                "[[data.factors]]\nfile = {:?}\n",
+                write("early.csv", "symbol,date,available_date,book\nAAPL,2005-03-31,2005-03-30,1\n")
+            ),
+            vec!["early.csv", "line 2", "available_date"],
+        ),
+        (
+            format!(
+                "universe = {:?}\n",
+                write("u.txt", "AAPL\t2001-01-02\t2010-01-01\nMSFT\t2005-01-03\t2004-12-31\n")
+            ),
+            vec!["u.txt", "line 2", "before it starts"],
+        ),
+        (
+            format!(
+                "classification = {:?}\n",
+                write("c.csv", "symbol,start,end,sector\nAAPL,2000-01-01,,IT\nAAPL,2010-01-01,,Tech\n")
+            ),
+            vec!["c.csv", "line 3", "overlaps the one on line 2"],
+        ),
+    ];
+    for (extra, want) in cases {
+        let cfg = write(
+            "bt.toml",
+            &format!(
+                "[data]\nprices = {prices:?}\nspec = {good_spec:?}\n{extra}[[models]]\nname = \"m\"\nmodel = {{ kind = \"rule\", rule = \"momentum\", lookback = 20 }}\n"
+            ),
+        );
+        let o = run(&["backtest", "--config", &cfg, "--out", d.join("run").to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        assert!(want.iter().all(|w| err.contains(w)), "{extra}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!d.join("run").exists(), "no run written");
+    }
+    // A formula with a typo: the feature and the column of the formula.
+    let spec = write(
+        "typo.toml",
+        "[[features]]\nfamily = \"expr\"\nname = \"x\"\nexpr = \"mean($close, 5) / mena($close, 20)\"\n",
+    );
+    let o = run(&["features", "--prices", &prices, "--spec", &spec, "--out", d.join("f.parquet").to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("typo.toml") && err.contains("`x`, column 19") && err.contains("mena"), "{err}");
+}
+
+#[test]
 fn missing_file_and_bad_usage_exit_2() {
     let o = run(&["quality", "--prices", "/nonexistent.csv"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));

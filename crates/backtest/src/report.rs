@@ -358,7 +358,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
     }
     let bench = models.first().map(|m| {
         json!({
-            "kind": "equal-weight universe, rebalanced daily, no costs",
+            "kind": "equal-weight universe, rebalanced daily, no costs (with a point-in-time universe: the previous date's members)",
             "total_return": m.simulation.stats.benchmark_total_return,
             "cagr": m.simulation.stats.benchmark_cagr,
             "index_total_return": m.simulation.stats.index_total_return,
@@ -699,7 +699,7 @@ fn sector_section(models: &[ModelReport]) -> String {
     let mut s = String::from("\n## By sector\n\nSector-neutral Rank IC (scores demeaned per date and sector): ");
     let neutral: Vec<String> = models
         .iter()
-        .map(|m| format!("{} {}", m.name, m.sheet.sector_neutral_rank_ic.map_or("-".into(), num)))
+        .map(|m| format!("{} {}", m.name, m.sheet.sector_neutral_rank_ic.map_or("–".into(), num)))
         .collect();
     let _ = writeln!(s, "{}.\n", neutral.join(", "));
     let quantiles = (1..=q).map(|k| format!(" Q{k} mean label |")).collect::<Vec<_>>().concat();
@@ -708,15 +708,15 @@ fn sector_section(models: &[ModelReport]) -> String {
         for (g, means) in &m.sheet.quantile_mean_by_group {
             let ic = m.sheet.ic_by_group.iter().find(|x| &x.0 == g);
             let cells: String = (0..q)
-                .map(|k| format!(" {} |", means.get(k).map_or("-".into(), |v| pct(*v))))
+                .map(|k| format!(" {} |", means.get(k).map_or("–".into(), |v| pct(*v))))
                 .collect::<Vec<_>>()
                 .concat();
             let _ = writeln!(
                 s,
                 "| {} | {g} | {} | {} |{cells}",
                 m.name,
-                ic.map_or("-".into(), |x| num(x.1)),
-                ic.map_or("-".into(), |x| x.2.to_string())
+                ic.map_or("–".into(), |x| num(x.1)),
+                ic.map_or("–".into(), |x| x.2.to_string())
             );
         }
     }

@@ -655,6 +655,25 @@ pub(crate) mod tests {
             b.evaluation.models[0].simulation.stats.total_return,
         );
         assert!((ra - rb).abs() > 1e-3, "point in time {ra} vs survivors {rb}");
+        // The equal-weight benchmark holds the previous date's members: recomputed from the file.
+        let text = std::fs::read_to_string(&prices).unwrap();
+        let mut close: std::collections::BTreeMap<(String, NaiveDate), f64> = std::collections::BTreeMap::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            close.insert((f[1].to_owned(), f[0].parse().unwrap()), f[3].parse().unwrap());
+        }
+        let sim = &a.evaluation.models[0].simulation;
+        let mut bench = sim.benchmark[0];
+        for w in sim.dates.windows(2).enumerate() {
+            let (i, [prev, day]) = w else { unreachable!() };
+            let rets: Vec<f64> = (0..8)
+                .map(|k| format!("S{k}"))
+                .filter(|s| u.contains(s, *prev))
+                .filter_map(|s| Some(close.get(&(s.clone(), *day))? / close.get(&(s, *prev))? - 1.0))
+                .collect();
+            bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
+            assert!((sim.benchmark[i + 1] / bench - 1.0).abs() < 1e-12, "{day}: {} vs {bench}", sim.benchmark[i + 1]);
+        }
         // The report says which universe was used.
         assert_eq!(a.meta.data["universe"]["file"], pit.display().to_string());
         assert_eq!(a.meta.data["universe"]["symbols"], 8);
@@ -771,6 +790,31 @@ pub(crate) mod tests {
         }
         let a = run(&ctx, &cfg, &data).unwrap();
         assert!(a.evaluation.models[0].signal.rank_ic.is_finite());
+    }
+
+    #[test]
+    fn the_own_data_guide_config_runs_with_its_universe_classification_factor_and_formulas() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let path = us5().parent().unwrap().join("../configs/backtest_own_data.toml");
+        let cfg = BacktestConfig::from_file(&path)
+            .unwrap()
+            .with_overrides(&Overrides { models: vec!["linear".into()], ..Overrides::default() })
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
+        let a = run(&ctx, &cfg, &data).unwrap();
+        // GOOG is scored from its S&P 500 inclusion (2006-03-31) only; FB (included after the panel) never.
+        let joined = NaiveDate::from_ymd_opt(2006, 3, 31).unwrap();
+        let preds = &a.walk_forward.predictions["linear"];
+        assert!(preds.iter().all(|p| p.symbol != "FB" && (p.symbol != "GOOG" || p.date >= joined)));
+        assert!(preds.iter().any(|p| p.symbol == "GOOG"));
+        assert_eq!(a.meta.data["classification"]["spans"], 8);
+        let sheet = &a.evaluation.models[0].sheet;
+        assert_eq!(sheet.quantile_mean_by_group.len(), 1, "every us5 name was Information Technology until 2018");
+        assert!(sheet.sector_neutral_rank_ic.is_some_and(f64::is_finite));
+        let out = a.write(&dir.path().join("run"), Replace::Own).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("## By sector") && md.contains("| linear | Information Technology |"), "{md}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct Market {
     /// classification's): `(first date index, sector)` where it changes, increasing; none before the first.
     /// See [`Market::sector_at`].
     pub sector: Vec<Vec<(usize, Option<String>)>>,
+    /// `member[symbol][date]`: whether the symbol is in the point-in-time universe on the date (the prices'
+    /// membership column); `None` without a universe (every symbol counts on every date it trades).
+    pub member: Option<Vec<Vec<bool>>>,
     /// Each symbol's bars ([`Market::bars`]), worked out once on first use.
     bars: std::sync::OnceLock<Vec<Vec<usize>>>,
 }
@@ -24,8 +27,8 @@ pub struct Market {
 /// Equal when the prices and sectors are (the bars are derived from them, computed or not).
 impl PartialEq for Market {
     fn eq(&self, other: &Self) -> bool {
-        (&self.dates, &self.symbols, &self.open, &self.close, &self.sector)
-            == (&other.dates, &other.symbols, &other.open, &other.close, &other.sector)
+        (&self.dates, &self.symbols, &self.open, &self.close, &self.sector, &self.member)
+            == (&other.dates, &other.symbols, &other.open, &other.close, &other.sector, &other.member)
     }
 }
 
@@ -46,7 +49,7 @@ impl Market {
             close[si][di] = c;
         }
         let sector = vec![Vec::new(); symbols.len()];
-        Self { dates, symbols, open, close, sector, bars: std::sync::OnceLock::new() }
+        Self { dates, symbols, open, close, sector, member: None, bars: std::sync::OnceLock::new() }
     }
 
     /// Date indices of each symbol's own bars (dates with an open or a close), increasing: what "the k-th bar
@@ -70,15 +73,23 @@ impl Market {
         v.get(k.checked_sub(1)?)?.1.as_deref()
     }
 
-    /// Fills [`Market::sector`] from the price frame's rows (sorted by symbol, then date) and `sector` column.
-    fn sectors_from(
+    /// Fills [`Market::sector`] and [`Market::member`] from the price frame's rows (sorted by symbol, then date)
+    /// and its `sector` and membership columns, where it has them.
+    fn groups_from(
         &mut self,
         df: &stockcast_features::polars::prelude::DataFrame,
-        sector: &stockcast_features::polars::prelude::Column,
     ) -> stockcast_features::polars::prelude::PolarsResult<()> {
+        let sector = df.column("sector").ok().map(|c| c.str().cloned()).transpose()?;
+        let member = df.column(stockcast_features::universe::MEMBER).ok().map(|c| c.bool().cloned()).transpose()?;
+        if sector.is_none() && member.is_none() {
+            return Ok(());
+        }
+        if member.is_some() {
+            self.member = Some(vec![vec![false; self.dates.len()]; self.symbols.len()]);
+        }
         let (symbols, dates) = (df.column("symbol")?.str()?, df.column("date")?.date()?);
         let mut at: Option<(&str, usize)> = None;
-        for ((s, d), g) in symbols.iter().zip(dates.physical().iter()).zip(sector.str()?.iter()) {
+        for (row, (s, d)) in symbols.iter().zip(dates.physical().iter()).enumerate() {
             let (Some(s), Some(d)) = (s, d.and_then(stockcast_features::prices::days_to_date)) else { continue };
             let si = match at {
                 Some((name, i)) if name == s => i,
@@ -88,11 +99,20 @@ impl Market {
                 },
             };
             at = Some((s, si));
-            if let Ok(di) = self.dates.binary_search(&d) {
-                self.set_sector(si, di, g);
+            let Ok(di) = self.dates.binary_search(&d) else { continue };
+            if let Some(g) = &sector {
+                self.set_sector(si, di, g.get(row));
+            }
+            if let (Some(m), Some(out)) = (&member, self.member.as_mut()) {
+                out[si][di] = m.get(row).unwrap_or(false);
             }
         }
         Ok(())
+    }
+
+    /// Whether symbol `s` counts on date index `d`: a member of the universe, or any symbol without one.
+    pub fn is_member(&self, s: usize, d: usize) -> bool {
+        self.member.as_ref().is_none_or(|m| m[s][d])
     }
 
     /// Records that symbol `s` is in `sector` from date index `d` on (dates fed in increasing order per symbol).
@@ -130,9 +150,7 @@ impl Market {
                 .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
         });
         let mut market = Self::from_rows(rows);
-        if let Ok(sector) = prices.df().column("sector") {
-            market.sectors_from(prices.df(), sector).map_err(stockcast_features::Error::from)?;
-        }
+        market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
     }
 }

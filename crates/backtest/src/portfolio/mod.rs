@@ -144,9 +144,11 @@ pub fn simulate(
         market.close.iter().map(|c| c.iter().rposition(|v| v.is_finite()).unwrap_or(0)).collect();
     for d in first..=last {
         let date = market.dates[d];
-        // Equal-weight benchmark: mean close-to-close return of symbols with both closes.
+        // Equal-weight benchmark: mean close-to-close return of symbols with both closes (with a universe, of
+        // the members on the day before, as an index holds its members through the day).
         if d > first {
             let rets: Vec<f64> = (0..nsym)
+                .filter(|&s| market.is_member(s, d - 1))
                 .filter_map(|s| {
                     let (a, b) = (market.close[s][d - 1], market.close[s][d]);
                     (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
