@@ -761,15 +761,19 @@ pub(crate) mod tests {
         assert!(text.contains("more than 25 % in one day") || text.contains("suspect_split"), "{text}");
     }
 
-    #[test]
-    fn the_factor_example_config_joins_book_value_point_in_time_and_trains_on_it() {
-        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
-        let path = us5().parent().unwrap().join("../configs/backtest_factors.toml");
+    /// A bundled example config (`configs/NAME`) with its linear model only, a quiet context and a scratch folder.
+    fn example_config(name: &str) -> (Ctx, BacktestConfig, tempfile::TempDir) {
+        let path = us5().parent().unwrap().join("../configs").join(name);
         let cfg = BacktestConfig::from_file(&path)
             .unwrap()
             .with_overrides(&Overrides { models: vec!["linear".into()], ..Overrides::default() })
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        (Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap())), cfg, tempfile::tempdir().unwrap())
+    }
+
+    #[test]
+    fn the_factor_example_config_joins_book_value_point_in_time_and_trains_on_it() {
+        let (ctx, cfg, dir) = example_config("backtest_factors.toml");
         let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
         assert!(data.prices.df().column("book_value").is_ok());
         let spec = spec_of(&cfg).unwrap();
@@ -794,13 +798,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_own_data_guide_config_runs_with_its_universe_classification_factor_and_formulas() {
-        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
-        let path = us5().parent().unwrap().join("../configs/backtest_own_data.toml");
-        let cfg = BacktestConfig::from_file(&path)
-            .unwrap()
-            .with_overrides(&Overrides { models: vec!["linear".into()], ..Overrides::default() })
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let (ctx, cfg, dir) = example_config("backtest_own_data.toml");
         let data = BacktestData::load(&ctx, &cfg, None, &dir.path().join("q.csv")).unwrap();
         let a = run(&ctx, &cfg, &data).unwrap();
         // GOOG is scored from its S&P 500 inclusion (2006-03-31) only; FB (included after the panel) never.
