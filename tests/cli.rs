@@ -999,6 +999,23 @@ fn a_backtest_in_four_shard_processes_merges_to_the_single_process_run_bit_for_b
     assert!(merge().status.success());
     same(&single, &sharded);
 
+    // Three flipped bytes in a shard's predictions (a damaged disk or copy): the merge refuses, naming the file;
+    // rerunning the shard repairs it.
+    let file = sharded.join("shards/0/predictions.parquet");
+    let mut bytes = std::fs::read(&file).unwrap();
+    for k in [bytes.len() / 3, bytes.len() / 2, bytes.len() / 2 + 7] {
+        bytes[k] ^= 0x5a;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let o = merge();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("shards/0/predictions.parquet") && err.contains("damaged or was changed"), "{err}");
+    let o = backtest(&cfg, &sharded, &["--shard", "0/4"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(merge().status.success());
+    same(&single, &sharded);
+
     // A shard run with another seed than the plan is refused before any work.
     let o = backtest(&cfg, &sharded, &["--shard", "0/4", "--seed", "9"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));

@@ -29,7 +29,7 @@ pub const LOGS_DIR: &str = "logs";
 pub const KEPT: [&str; 3] = [PLAN_FILE, SHARDS_DIR, LOGS_DIR];
 const SHARD_FILE: &str = "shard.json";
 const PREDICTIONS_FILE: &str = "predictions.parquet";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Which part of a plan a process runs: shard `index` of `count` (its tasks: [`PlanFile::shard_tasks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +284,8 @@ struct ShardFile {
     folds: Vec<StoredFold>,
     /// Seconds per stage of this shard's process.
     timings: BTreeMap<String, f64>,
+    /// The size and SHA-256 of each data file of the shard (`predictions.parquet`), checked at merge.
+    files: BTreeMap<String, (u64, String)>,
 }
 
 /// A shard's directory in run directory `dir`.
@@ -331,7 +333,8 @@ pub fn write_shard(
             cols.push(task, rows);
         }
     }
-    let file = ShardFile { format: FORMAT, plan_hash: plan.hash(), shard, tasks, folds, timings };
+    let mut file =
+        ShardFile { format: FORMAT, plan_hash: plan.hash(), shard, tasks, folds, timings, files: BTreeMap::new() };
     let target = shard_dir(dir, shard.index);
     let parent = dir.join(SHARDS_DIR);
     let tmp = parent.join(format!(".{}.tmp-{}", shard.index, std::process::id()));
@@ -340,6 +343,7 @@ pub fn write_shard(
         std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
         let mut df = cols.frame()?;
         stockcast_features::io::write_frame(&mut df, &tmp.join(PREDICTIONS_FILE))?;
+        file.files.insert(PREDICTIONS_FILE.into(), stockcast_features::io::sha256_file(&tmp.join(PREDICTIONS_FILE))?);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Data(e.to_string()))?;
         stockcast_features::io::write_atomic(&tmp.join(SHARD_FILE), &bytes)?;
         // A rerun replaces the earlier output: the old directory moves aside, the complete new one is renamed in,
@@ -447,6 +451,14 @@ pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<
             }
             Some(_) => {}
         }
+        if f.format != FORMAT {
+            return Err(Error::Data(format!(
+                "shard {i}: {} has format {} (this stockcast writes {FORMAT}): rerun the shard",
+                path.display(),
+                f.format
+            )));
+        }
+        verify_files(dir, i, &f)?;
         if f.shard.index != i || f.tasks != plan.shard_tasks(f.shard) {
             return Err(Error::Data(format!("shard {i}: {} lists other tasks than shard {}", path.display(), f.shard)));
         }
@@ -530,6 +542,30 @@ pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<
     }
     outputs.sort_by_key(|(t, _)| *t);
     Ok(ShardOutputs { tasks: outputs, timings })
+}
+
+/// Checks that each data file of shard `i` has the size and SHA-256 its `shard.json` recorded (a file changed,
+/// truncated or damaged after the shard finished is refused, naming it).
+fn verify_files(dir: &Path, i: usize, f: &ShardFile) -> Result<()> {
+    if !f.files.contains_key(PREDICTIONS_FILE) {
+        return Err(Error::Data(format!("shard {i}: {SHARD_FILE} records no digest of {PREDICTIONS_FILE}")));
+    }
+    for (name, (size, sha)) in &f.files {
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::Data(format!("shard {i}: {SHARD_FILE} names {name:?}, not a file of the shard")));
+        }
+        let path = shard_dir(dir, i).join(name);
+        let (got_size, got_sha) =
+            stockcast_features::io::sha256_file(&path).map_err(|e| Error::Data(format!("shard {i}: {e}")))?;
+        if (got_size, &got_sha) != (*size, sha) {
+            return Err(Error::Data(format!(
+                "shard {i}: {} is damaged or was changed after the shard finished: {got_size} bytes, sha256 {got_sha}; \
+                 {SHARD_FILE} recorded {size} bytes, sha256 {sha} (rerun the shard)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn read_predictions(path: &Path, shard: usize) -> Result<Vec<(usize, OosPrediction)>> {

@@ -26,6 +26,33 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::read(path, e))
 }
 
+/// The size in bytes and the SHA-256 (lowercase hex) of a file, read in blocks (any size).
+///
+/// # Errors
+/// [`Error::Read`] naming the file.
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::read(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let hex = hasher.finalize().iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    Ok((size, hex))
+}
+
 /// Reads and parses a TOML file; `what` names it in messages (`quality config`, `server settings`, …).
 ///
 /// # Errors
