@@ -3,12 +3,10 @@
 //! names, seed, training range, sha256 of every file) plus the kind's own files.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use stockcast_features::Checked;
 pub use stockcast_features::outputs::Replace;
 use stockcast_features::outputs::{Marker, check_output_dir, replace_dir};
@@ -176,14 +174,23 @@ pub fn fit_rows(
 }
 
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(Sha256::digest(&bytes).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    refuse_symlink(path)?;
+    Ok(stockcast_features::io::sha256_file(path).map_err(|e| Error::Data(e.to_string()))?.1)
 }
 
-/// Relative paths of all files under `dir` (recursively), sorted.
+/// A symbolic link where an artifact's file should be is damage: refused, never followed.
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Data(format!(
+            "{}: a symbolic link inside a model directory (damage: a version holds plain files only)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Relative paths of all files under `dir` (recursively, never following a symbolic link: one is an error),
+/// sorted.
 pub(crate) fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
@@ -193,7 +200,10 @@ pub(crate) fn list_files(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) -> R
     for e in entries {
         let p = e.path();
         let rel = prefix.join(e.file_name());
-        if p.is_dir() {
+        let kind = e.file_type().map_err(|err| Error::io(&p, err))?;
+        if kind.is_symlink() {
+            refuse_symlink(&p)?;
+        } else if kind.is_dir() {
             list_files(&p, &rel, out)?;
         } else {
             out.push(rel);
@@ -287,6 +297,7 @@ impl TrainedModel {
         }
         for (rel, want) in &meta.files {
             let p = dir.join(rel);
+            refuse_symlink(&p)?;
             if !p.is_file() {
                 return Err(Error::artifact(dir, format!("file {rel} is missing")));
             }

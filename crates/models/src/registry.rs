@@ -302,13 +302,24 @@ impl Registry {
     fn open_lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         let path = self.root.join(LOCK_FILE);
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))
+        // O_NOFOLLOW: a lock file that is a symbolic link is refused (ELOOP), never followed, so taking the lock
+        // cannot truncate or write the file it points to.
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false),
+            libc::O_NOFOLLOW,
+        )
+        .open(&path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::Data(format!(
+                    "{}: the registry lock file is a symbolic link; refusing to follow it (remove it: a lock file is \
+                     an empty regular file)",
+                    path.display()
+                ))
+            } else {
+                Error::io(&path, e)
+            }
+        })
     }
 
     fn holding(file: std::fs::File, holder: &str) -> RegistryLock {
@@ -323,7 +334,9 @@ impl Registry {
 
     /// Who holds the lock, as its holder wrote it (`pid N what`), or `unknown`.
     pub fn lock_holder(&self) -> String {
-        let text = std::fs::read_to_string(self.root.join(LOCK_FILE)).unwrap_or_default();
+        let path = self.root.join(LOCK_FILE);
+        let plain = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        let text = if plain { std::fs::read_to_string(&path).unwrap_or_default() } else { String::new() };
         let t = text.trim();
         if t.is_empty() { "unknown".to_owned() } else { t.to_owned() }
     }
@@ -798,14 +811,18 @@ fn verify_dir(dir: &Path, m: &Manifest) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for (rel, want) in &m.files {
         let p = dir.join(rel);
-        if !p.is_file() {
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            problems.push(format!("{rel}: a symbolic link, not a file of the version (damage)"));
+        } else if !p.is_file() {
             problems.push(format!("{rel}: missing"));
         } else if &sha256_file(&p)? != want {
             problems.push(format!("{rel}: sha256 differs from the manifest (altered or truncated)"));
         }
     }
     let mut rel = Vec::new();
-    list_files(dir, Path::new(""), &mut rel)?;
+    if let Err(e) = list_files(dir, Path::new(""), &mut rel) {
+        problems.push(e.to_string());
+    }
     for r in rel {
         let r = r.to_string_lossy().into_owned();
         if r != "manifest.json" && !m.files.contains_key(&r) {

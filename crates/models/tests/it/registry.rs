@@ -119,6 +119,46 @@ fn a_tampered_file_is_refused() {
 }
 
 #[test]
+fn symbolic_links_are_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new(dir.path().join("models"));
+    publish(&reg, &model(3), "t1");
+    // A lock file that is a symlink: taking the lock (as `models promote` does) is refused, and the target keeps
+    // its bytes; the lock holder's text is not read through it either.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious contents\n").unwrap();
+    let lock = dir.path().join("models").join(stockcast_models::registry::LOCK_FILE);
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let e = reg.lock("models promote", &|_| {}).err().unwrap().to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious contents\n");
+    assert_eq!(reg.lock_holder(), "unknown");
+    std::fs::remove_file(&lock).unwrap();
+    // Two links to the version directory itself (an endless tree if followed): verify and load refuse at once.
+    let v = reg.version_dir("demo", 1);
+    std::os::unix::fs::symlink(".", v.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", v.join("b")).unwrap();
+    let started = std::time::Instant::now();
+    let verify = reg.verify("demo", 1);
+    let load = reg.load("demo", 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "walked the links");
+    let e = format!("{:?} {:?}", verify.map(|v| v.join("; ")), load.map(|_| ()));
+    assert!(e.contains("symbolic link"), "{e}");
+    // A manifest file replaced by a link to an identical copy elsewhere is refused too.
+    std::fs::remove_file(v.join("a")).unwrap();
+    std::fs::remove_file(v.join("b")).unwrap();
+    let f = v.join("linear.json");
+    let copy = dir.path().join("copy.json");
+    std::fs::copy(&f, &copy).unwrap();
+    std::fs::remove_file(&f).unwrap();
+    std::os::unix::fs::symlink(&copy, &f).unwrap();
+    let problems = reg.verify("demo", 1).unwrap();
+    assert!(problems.iter().any(|p| p.contains("linear.json") && p.contains("symbolic link")), "{problems:?}");
+    assert!(reg.load("demo", 1).is_err());
+}
+
+#[test]
 fn rollback_restores_the_previous_champion_and_gc_keeps_aliased_versions() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new(dir.path());
