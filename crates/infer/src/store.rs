@@ -47,37 +47,50 @@ pub async fn connect(url: &str, cfg: PoolConfig) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// The URL without its password, for messages.
+/// Query parameters of a database URL whose values are shown in messages; every other value is masked.
+const SHOWN_PARAMETERS: [&str; 14] = [
+    "sslmode",
+    "ssl-mode",
+    "application_name",
+    "connect_timeout",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "target_session_attrs",
+    "sslrootcert",
+    "ssl-root-cert",
+    "statement-cache-capacity",
+    "options",
+];
+
+/// The URL for messages: the userinfo password removed and every query value masked (`name=***`) except those of
+/// [`SHOWN_PARAMETERS`], judged by the percent-decoded name (so `p%61ssword=` is masked as `password=` is). A
+/// string that does not parse as a URL is not shown at all.
 pub fn redact(url: &str) -> String {
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], Some(&url[q + 1..])),
-        None => (url, None),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a database URL that does not parse; not shown)".into();
     };
-    let mut out = match (base.find("://"), base.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &base[s + 3..at];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &base[..s + 3], &base[at..])
-        }
-        _ => base.to_owned(),
-    };
-    if let Some(q) = query {
-        // Any parameter whose name mentions a password or secret keeps its name, never its value.
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _))
-                    if ["password", "pass", "secret", "token"].iter().any(|w| k.to_ascii_lowercase().contains(w)) =>
-                {
-                    format!("{k}=***")
-                }
-                _ => p.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(None);
     }
-    out
+    let Some(query) = parsed.query().map(str::to_owned) else { return parsed.to_string() };
+    let params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (raw_name, _) = p.split_once('=').unwrap_or((p, ""));
+            let name: String = url::form_urlencoded::parse(raw_name.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+            if SHOWN_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
+                p.to_owned()
+            } else {
+                format!("{raw_name}=***")
+            }
+        })
+        .collect();
+    parsed.set_query(None);
+    format!("{parsed}?{}", params.join("&"))
 }
 
 /// Applies every pending migration.
@@ -541,9 +554,18 @@ mod tests {
         assert_eq!(redact("postgres://u:pw@h:5432/db"), "postgres://u@h:5432/db");
         assert_eq!(
             redact("postgres://u@h/db?sslmode=disable&password=pw&x=1"),
-            "postgres://u@h/db?sslmode=disable&password=***&x=1"
+            "postgres://u@h/db?sslmode=disable&password=***&x=***"
         );
         assert_eq!(redact("postgres://u:p%40ss@h/db?PassWord=x"), "postgres://u@h/db?PassWord=***");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        // A percent-encoded name is the same parameter to the driver: masked.
+        assert_eq!(
+            redact("postgres://u@h/db?p%61ssword=hunter2&application_name=app"),
+            "postgres://u@h/db?p%61ssword=***&application_name=app"
+        );
+        // Unknown parameters (a key file's passphrase, a token under any name) are masked; known ones shown.
+        let r = redact("postgres://u@h:5433/db?sslkey_password=k&Token2=t&sslmode=require&connect_timeout=5");
+        assert_eq!(r, "postgres://u@h:5433/db?sslkey_password=***&Token2=***&sslmode=require&connect_timeout=5");
+        assert_eq!(redact("host=h password=x"), "(a database URL that does not parse; not shown)");
     }
 }
