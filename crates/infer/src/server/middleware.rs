@@ -62,7 +62,11 @@ pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request,
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| state.cfg.api_token.as_deref() == Some(*t));
+        // Compared in constant time (a guessed token must not show in the response time); a wrong token counts
+        // against the client's address like no token (it buys no bucket of its own).
+        .filter(|t| {
+            state.cfg.api_token.as_deref().is_some_and(|c| !c.is_empty() && super::handlers::token_matches(t, c))
+        });
     let ip = req.extensions().get::<ClientAddr>().map(|c| c.0);
     let d = state.limiter.take(&super::ratelimit::client_key(token, ip)).await;
     let mut resp = if d.allowed {

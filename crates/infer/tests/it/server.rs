@@ -243,6 +243,12 @@ async fn every_endpoint_answers_and_refuses_bad_requests_with_json_errors() {
     broken[3]["close"] = json!(-1.0);
     let msg = error(&post(s2.addr, "/v1/predict", &[], &json!({"bars": broken})).await, 422, "unprocessable");
     assert!(msg.contains("close") && msg.contains("AAPL"), "{msg}");
+    // Close-only bars (the schema allows them) for a model whose features need more: 422 naming what is missing.
+    let close_only: Vec<Value> =
+        bars.iter().map(|b| json!({"symbol": b["symbol"], "date": b["date"], "close": b["close"]})).collect();
+    let r = post(s2.addr, "/v1/predict", &[], &json!({"bars": close_only})).await;
+    let msg = error(&r, 422, "unprocessable");
+    assert!(msg.contains("open") && msg.contains("volume"), "{msg}");
     s2.stop().await;
 
     // Body errors: 413 too large, 400 not JSON, 415 wrong type, 422 wrong fields.

@@ -125,15 +125,33 @@ pub(in crate::server) async fn predict(
                 return Err(ApiError::unprocessable(format!("invalid symbol {:?} in `bars`", b.symbol)));
             }
             let date = body.date.or_else(|| bars.iter().map(|b| b.date).max()).ok_or_else(ApiError::internal)?;
+            // Columns no bar has (the schema makes all but close optional): named if the model needs them.
+            let lacking: Vec<&str> = [
+                ("open", bars.iter().all(|b| b.open.is_none())),
+                ("high", bars.iter().all(|b| b.high.is_none())),
+                ("low", bars.iter().all(|b| b.low.is_none())),
+                ("volume", bars.iter().all(|b| b.volume.is_none())),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
             let s = scorer.clone();
             let work = move |cancel: &Cancel| {
                 let loaded = bars_frame(&bars)?;
                 s.score_day_cancellable(&loaded.prices, date, cancel)
             };
             let slot = heavy_slot(&state).await?;
-            // The caller's bars: any features error (even one not marked as the user's) is about them.
-            let day = blocking(&state, Some(slot), work, |e| {
-                matches!(e, Error::Features(_)).then(|| ApiError::unprocessable(e.to_string()))
+            // The caller's bars: any features error (even one not marked as the user's) is about them, and so is
+            // a feature set other than the model's (families skipped for columns the bars lack).
+            let day = blocking(&state, Some(slot), work, |e| match e {
+                Error::Features(_) => Some(ApiError::unprocessable(e.to_string())),
+                Error::Model(stockcast_models::Error::Data(m)) if !lacking.is_empty() => {
+                    Some(ApiError::unprocessable(format!(
+                        "the model's features need columns these bars lack ({}): send them with every bar ({m})",
+                        lacking.join(", ")
+                    )))
+                }
+                _ => None,
             })
             .await?;
             (day.symbols.into_iter().zip(day.scores).collect(), date)

@@ -201,7 +201,7 @@ pub(super) async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     work: impl FnOnce(&Cancel) -> Result<T, Error> + Send + 'static,
-    special: fn(&Error) -> Option<ApiError>,
+    special: impl Fn(&Error) -> Option<ApiError>,
 ) -> ApiResult<T> {
     let st = Arc::clone(state);
     let counted = move |cancel: &Cancel| {
@@ -236,8 +236,25 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("missing `authorization: Bearer <token>`"))?;
-    // Constant-time comparison.
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    let diff = a.iter().zip(b).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-    if diff == 0 { Ok(()) } else { Err(unauthorized("invalid token")) }
+    if token_matches(given, token) { Ok(()) } else { Err(unauthorized("invalid token")) }
+}
+
+/// Whether `given` is the configured API token, in time independent of where they differ and of their lengths:
+/// the SHA-256 digests (always 32 bytes) are compared with no early exit.
+pub(crate) fn token_matches(given: &str, configured: &str) -> bool {
+    use sha2::Digest as _;
+    let (a, b) = (sha2::Sha256::digest(given.as_bytes()), sha2::Sha256::digest(configured.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_matches_only_itself() {
+        let t = "s3cret-token-0123456789";
+        assert!(super::token_matches(t, t));
+        for wrong in ["", "s3cret", "s3cret-token-012345678", "s3cret-token-01234567890", "S3cret-token-0123456789"] {
+            assert!(!super::token_matches(wrong, t), "{wrong}");
+        }
+    }
 }
