@@ -173,7 +173,10 @@ impl Bars {
             self.file_of(row).display(),
             self.line_unit,
             self.line[row],
-            self.symbol_names[self.symbol[row] as usize],
+            {
+                let name = &self.symbol_names[self.symbol[row] as usize];
+                if check_symbol(name).is_ok() { name.clone() } else { shown(name) }
+            },
             date
         )
     }
@@ -317,6 +320,14 @@ pub(crate) fn read_file(path: &Path, opts: &ReadOptions) -> Result<Bars> {
 /// for a CSV, whose header is line 1; `row` otherwise).
 pub(crate) fn read_frame(path: &Path) -> Result<(DataFrame, &'static str)> {
     let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
+    // The header alone first: a file of a million columns is refused before its rows are read.
+    let width = header_names(path)?.len();
+    if width > MAX_COLUMNS {
+        return Err(Error::bad_input(
+            path,
+            format!("{width} columns; at most {MAX_COLUMNS} are read (a wide file holds one column per symbol)"),
+        ));
+    }
     Ok(match format_of(path) {
         Format::Csv => (read_csv_as_strings(path)?, "line"),
         Format::Parquet => {
@@ -336,8 +347,13 @@ pub(crate) fn read_frame(path: &Path) -> Result<(DataFrame, &'static str)> {
 
 /// Whether a price file has a symbol column (its header or schema only, not its rows).
 pub(crate) fn has_symbol_column(path: &Path) -> Result<bool> {
+    Ok(header_names(path)?.iter().any(|n| SYMBOL_ALIASES.contains(&norm(n).as_str())))
+}
+
+/// A price file's column names, from its header line or schema only (not its rows).
+fn header_names(path: &Path) -> Result<Vec<String>> {
     let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
-    let names: Vec<String> = match format_of(path) {
+    Ok(match format_of(path) {
         Format::Csv => {
             let mut first = String::new();
             std::io::BufRead::read_line(&mut std::io::BufReader::new(open()?), &mut first)
@@ -356,8 +372,7 @@ pub(crate) fn has_symbol_column(path: &Path) -> Result<bool> {
             .iter_names()
             .map(ToString::to_string)
             .collect(),
-    };
-    Ok(names.iter().any(|n| SYMBOL_ALIASES.contains(&norm(n).as_str())))
+    })
 }
 
 pub(crate) fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
@@ -394,16 +409,48 @@ struct Columns {
 impl Parser<'_> {
     fn columns(&self) -> Result<Columns> {
         let names: Vec<String> = self.df.get_column_names().iter().map(ToString::to_string).collect();
-        let find = |aliases: &[&str]| names.iter().find(|n| aliases.contains(&norm(n).as_str())).cloned();
-        let date = find(DATE_ALIASES).ok_or_else(|| {
+        if names.len() > MAX_COLUMNS {
+            return Err(Error::bad_input(
+                self.path,
+                format!(
+                    "{} columns; at most {MAX_COLUMNS} are read (a wide file holds one column per symbol)",
+                    names.len()
+                ),
+            ));
+        }
+        // A header named twice: the CSV reader renames the second `x_duplicated_0`; it is refused, not guessed.
+        if let Some(dup) = names.iter().find_map(|n| {
+            let (base, k) = n.rsplit_once("_duplicated_")?;
+            (k.parse::<u32>().is_ok() && names.iter().any(|m| m == base)).then_some(base)
+        }) {
+            return Err(Error::bad_input(self.path, format!("the header names column `{dup}` more than once")));
+        }
+        let find = |aliases: &[&str]| -> Result<Option<String>> {
+            let hits: Vec<&String> = names.iter().filter(|n| aliases.contains(&norm(n).as_str())).collect();
+            if let [a, b, ..] = hits.as_slice() {
+                return Err(Error::bad_input(
+                    self.path,
+                    format!(
+                        "columns `{a}` and `{b}` both name `{}`: keep one",
+                        aliases.first().copied().unwrap_or("?")
+                    ),
+                ));
+            }
+            Ok(hits.first().map(|n| (*n).clone()))
+        };
+        let date = find(DATE_ALIASES)?.ok_or_else(|| {
             Error::bad_input(
                 self.path,
                 format!("no date column (looked for one named like `date`); columns are: {}", names.join(", ")),
             )
         })?;
-        let symbol = find(SYMBOL_ALIASES);
-        let fields: Vec<(PriceField, String)> =
-            PriceField::ALL.iter().filter_map(|f| find(f.aliases()).map(|n| (*f, n))).collect();
+        let symbol = find(SYMBOL_ALIASES)?;
+        let mut fields: Vec<(PriceField, String)> = Vec::new();
+        for f in PriceField::ALL {
+            if let Some(n) = find(f.aliases())? {
+                fields.push((f, n));
+            }
+        }
         let used: Vec<&String> =
             std::iter::once(&date).chain(symbol.iter()).chain(fields.iter().map(|(_, n)| n)).collect();
         let others = names.iter().filter(|n| !used.contains(n)).cloned().collect();
@@ -448,12 +495,16 @@ impl Parser<'_> {
             let mut row_symbols = Vec::with_capacity(n);
             for (row, v) in ca.iter().enumerate() {
                 let v = v.map_or("", str::trim);
-                if v.is_empty() {
+                if check_symbol(v).is_err() {
                     bars.issues.push(ParseIssue {
                         row,
                         column: sym_col.clone(),
-                        value: String::new(),
-                        expected: "a symbol",
+                        value: if v.chars().count() > 40 {
+                            format!("{}…", v.chars().take(40).collect::<String>())
+                        } else {
+                            v.to_owned()
+                        },
+                        expected: SYMBOL_GRAMMAR,
                     });
                 }
                 let next = codes.len() as u32;
@@ -472,6 +523,7 @@ impl Parser<'_> {
             let name = opts.symbol.clone().unwrap_or_else(|| {
                 self.path.file_stem().map_or_else(|| "SYMBOL".to_owned(), |s| s.to_string_lossy().into_owned())
             });
+            check_symbol(&name).map_err(|m| Error::bad_input(self.path, format!("the file's symbol: {m}")))?;
             bars.symbol_names.push(name);
             bars.symbol = vec![0; n];
             None
@@ -508,6 +560,9 @@ impl Parser<'_> {
         let dates = self.parse_dates(&cols.date, &mut date_issues)?;
         let date_issue_at: HashMap<usize, &ParseIssue> = date_issues.iter().map(|i| (i.row, i)).collect();
         let mut close = Vec::new();
+        if let Some(bad) = symbols.iter().find_map(|s| check_symbol(s).err()) {
+            return Err(Error::bad_input(self.path, format!("a column of this wide file (one per symbol): {bad}")));
+        }
         for (code, sym) in symbols.iter().enumerate() {
             bars.symbol_names.push((*sym).clone());
             let col = self.df.column(sym)?;
@@ -657,6 +712,33 @@ pub struct Security {
     pub name: Option<String>,
     /// Sector.
     pub sector: Option<String>,
+}
+
+/// Most columns a price file may have (a wide file: one per symbol); more is refused before the rows are parsed.
+pub const MAX_COLUMNS: usize = 10_000;
+
+/// What a symbol is, for messages.
+pub const SYMBOL_GRAMMAR: &str = "a symbol: 1-64 characters, none of them a control character (NUL, tab, newline...)";
+
+/// Checks a symbol against [`SYMBOL_GRAMMAR`].
+///
+/// # Errors
+/// Why it is not one (the symbol shown shortened).
+pub fn check_symbol(s: &str) -> std::result::Result<(), String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 {
+        return Err(format!("symbol {} has {n} characters; expected {SYMBOL_GRAMMAR}", shown(s)));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("symbol {} has a control character; expected {SYMBOL_GRAMMAR}", shown(s)));
+    }
+    Ok(())
+}
+
+/// A value for a message: escaped, and at most 40 characters of it.
+fn shown(s: &str) -> String {
+    let head: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 { format!("{head:?}… ({} characters)", s.chars().count()) } else { format!("{head:?}") }
 }
 
 /// Reads a securities file (`symbol,name,sector`; `name` and `sector` optional).

@@ -174,6 +174,40 @@ fn err_of(text: &str, opts: &LoadOptions) -> Error {
 }
 
 #[test]
+fn duplicated_headers_too_many_columns_and_bad_symbols_are_refused() {
+    let text = |header: &str| format!("{header}\n2020-01-02,A,1,5\n");
+    let e = err_of(&text("date,symbol,close,close"), &LoadOptions::default()).to_string();
+    assert!(e.contains("bad.csv") && e.contains("names column `close` more than once"), "{e}");
+    let e = err_of(&text("date,symbol,Close,close"), &LoadOptions::default()).to_string();
+    assert!(e.contains("`Close` and `close` both name `close`"), "{e}");
+    let e = err_of(&text("date,ticker,symbol,close"), &LoadOptions::default()).to_string();
+    assert!(e.contains("`ticker` and `symbol`"), "{e}");
+    // More than 10,000 columns: refused from the header, naming the count.
+    let wide = format!(
+        "date,{}\n2020-01-02,{}\n",
+        (0..10_001).map(|i| format!("S{i}")).collect::<Vec<_>>().join(","),
+        vec!["1"; 10_001].join(",")
+    );
+    let e = err_of(&wide, &LoadOptions::default()).to_string();
+    assert!(e.contains("10002 columns") && e.contains("at most 10000"), "{e}");
+    // A NUL byte or 100,000 characters in a symbol: a row defect naming the line (quarantined under drop).
+    let long_symbol = "X".repeat(100_000);
+    let rows = format!(
+        "{HEADER}2020-01-02,A\u{0}B,10,11,9,10,100\n2020-01-02,{long_symbol},10,11,9,10,100\n2020-01-02,OK,10,11,9,10,100\n"
+    );
+    let e = err_of(&rows, &LoadOptions::default()).to_string();
+    assert!(e.contains("line 2") && e.contains("control character") && e.contains("\\0"), "{e}");
+    assert!(e.len() < 2_000, "the long symbol is shortened in messages: {} bytes", e.len());
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = load_prices(&write(dir.path(), "s.csv", &rows), &with_policy(Policy::Drop)).unwrap();
+    assert_eq!((loaded.report.rows_read, loaded.report.rows_quarantined), (3, 2));
+    assert_eq!(loaded.prices.symbols().unwrap(), ["OK"]);
+    // A wide file's column that is not a symbol, and a file stem that is not one.
+    let e = err_of("date,A\tB\n2020-01-02,1\n", &LoadOptions::default()).to_string();
+    assert!(e.contains("control character"), "{e}");
+}
+
+#[test]
 fn empty_file_and_header_only() {
     let e = err_of("", &LoadOptions::default());
     assert!(e.to_string().contains("bad.csv") && e.to_string().contains("empty"), "{e}");
