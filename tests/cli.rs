@@ -1231,6 +1231,23 @@ fn runs_prices_and_shards_on_an_s3_server_give_the_local_results() {
     same(&dir.path().join("a"));
     let keys = s3.list("stockcast", "runs/a").unwrap();
     assert!(keys.iter().any(|k| k.starts_with("runs/a/plots/")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with("upload.json")), "the upload marker is removed at the end");
+
+    // A rerun killed during its upload (the fault hook aborts the process before its 4th object write) leaves a
+    // prefix that does not look like a finished run: the earlier report.json was removed before any new file went
+    // up, and the upload marker says what it is. A rerun then replaces it (the marker makes the prefix ours).
+    let again = ["backtest", "--config", cfg.to_str().unwrap(), "--prices", prices, "--out", "s3://stockcast/runs/a"];
+    let o =
+        s3_bin(&s3).env("STOCKCAST_FAULT_ABORT_AFTER_PUTS", "3").args(again).args(["--seed", "9"]).output().unwrap();
+    assert!(!o.status.success(), "the fault hook stops the upload");
+    assert!(s3.get_object("stockcast", "runs/a/report.json").unwrap().is_none(), "an old report.json beside new files");
+    assert!(s3.get_object("stockcast", "runs/a/upload.json").unwrap().is_some());
+    let o = s3_run(&s3, &again);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(s3.get_object("stockcast", "runs/a/report.json").unwrap().is_some());
+    assert!(s3.get_object("stockcast", "runs/a/upload.json").unwrap().is_none());
+    fetched("a", &dir.path().join("a2"));
+    same(&dir.path().join("a2"));
 
     // A sharded run whose plan, shards and report all live in the bucket.
     let out = "s3://stockcast/runs/b";

@@ -814,8 +814,15 @@ pub(crate) fn trades_csv(models: &[ModelReport]) -> String {
 
 /// What marks a directory as a backtest or training run: its `report.json` or, before the merge of a sharded run,
 /// its `plan.json`, each with its `format`.
-pub const RUN_MARKERS: [Marker; 2] =
-    [Marker { file: "report.json", key: "format" }, Marker { file: crate::shard::PLAN_FILE, key: "format" }];
+pub const RUN_MARKERS: [Marker; 3] = [
+    Marker { file: "report.json", key: "format" },
+    Marker { file: crate::shard::PLAN_FILE, key: "format" },
+    Marker { file: UPLOAD_MARKER, key: "format" },
+];
+
+/// On an object store, the marker of a run being uploaded: written first, removed last (a prefix holding it is an
+/// unfinished upload of stockcast's, which a rerun may replace; without `report.json` it is not a finished run).
+pub const UPLOAD_MARKER: &str = "upload.json";
 
 /// Checks that a run may be written to `dir` (absent, empty, an earlier run, or `replace` is
 /// [`Replace::Force`]); see [`stockcast_features::outputs`].

@@ -190,6 +190,7 @@ impl Objects {
     }
 
     fn put_mode(&self, rel: &str, bytes: Vec<u8>, mode: PutMode) -> Result<bool> {
+        fault_point();
         let (store, key) = (Arc::clone(&self.store), self.key(rel));
         let opts = PutOptions { mode, ..PutOptions::default() };
         match block_on(async move { store.put_opts(&key, PutPayload::from(bytes), opts).await }) {
@@ -301,6 +302,21 @@ impl Objects {
             out.push(sub.to_owned());
         }
         Ok(out)
+    }
+}
+
+/// Fault injection for the tests of interrupted uploads: with `STOCKCAST_FAULT_ABORT_AFTER_PUTS=N` in the
+/// environment, the process aborts (as a kill would stop it) before its (N+1)-th object write. Unset (always, in
+/// use): nothing happens.
+fn fault_point() {
+    static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = LIMIT.get_or_init(|| std::env::var("STOCKCAST_FAULT_ABORT_AFTER_PUTS").ok()?.parse().ok());
+    if let Some(n) = *limit
+        && PUTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= n
+    {
+        eprintln!("stockcast: STOCKCAST_FAULT_ABORT_AFTER_PUTS={n}: aborting before object write {}", n + 1);
+        std::process::abort();
     }
 }
 

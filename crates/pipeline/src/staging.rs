@@ -112,13 +112,22 @@ impl Staging {
         Ok(())
     }
 
-    /// Uploads a written run directory: every file but the plan and shards, `report.json` last, then removes
-    /// files an earlier run left at the same place.
+    /// Uploads a written run directory: the upload marker, then without the earlier `report.json` every file but
+    /// the plan and shards, `report.json` last; then removes files an earlier run left at the same place and the
+    /// marker.
     ///
     /// # Errors
     /// Object-store and read errors.
     pub fn push_run(&self) -> Result<()> {
         let Some(o) = &self.remote else { return Ok(()) };
+        // An upload killed part-way must never look like a finished run: the marker of an upload in progress
+        // goes first, then the earlier run's report.json is removed, and the new one is written after every
+        // other file (the marker is removed last, with the earlier run's leftovers).
+        o.put(
+            stockcast_backtest::report::UPLOAD_MARKER,
+            br#"{"format": 1, "state": "uploading: report.json is written last"}"#.to_vec(),
+        )?;
+        o.delete("report.json")?;
         let mut written = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let name = e?.file_name().to_string_lossy().into_owned();
