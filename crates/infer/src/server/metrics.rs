@@ -67,6 +67,7 @@ pub struct Metrics {
     database_up: Gauge,
     cache_bytes: Gauge<u64, AtomicU64>,
     cache_entries: Gauge<u64, AtomicU64>,
+    breaker_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -86,6 +87,7 @@ impl Default for Metrics {
             database_up: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_entries: Gauge::default(),
+            breaker_open: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -125,6 +127,11 @@ impl Default for Metrics {
             m.cache_bytes.clone(),
         );
         r.register("stockcast_cache_entries", "Cached answers", m.cache_entries.clone());
+        r.register(
+            "stockcast_rate_limit_breaker_open",
+            "1 while the breaker in front of the rate limit's Redis is open (limits are per replica)",
+            m.breaker_open.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -154,6 +161,8 @@ pub struct Snapshot<'a> {
     pub heavy_busy: usize,
     /// Cached answers and their bytes.
     pub cache: (usize, usize),
+    /// Whether the rate limit's breaker is open.
+    pub breaker_open: bool,
 }
 
 impl Metrics {
@@ -185,6 +194,7 @@ impl Metrics {
         self.database_up.set(i64::from(now.db_up));
         self.cache_entries.set(now.cache.0 as u64);
         self.cache_bytes.set(now.cache.1 as u64);
+        self.breaker_open.set(i64::from(now.breaker_open));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -222,7 +232,8 @@ mod tests {
         m.reload("refused");
         m.cache_hits.inc();
         let models = [("lin".to_owned(), 2)];
-        let text = m.render(&Snapshot { models: &models, db_up: true, heavy_busy: 1, cache: (3, 4096) });
+        let text =
+            m.render(&Snapshot { models: &models, db_up: true, heavy_busy: 1, cache: (3, 4096), breaker_open: true });
         for line in [
             "# TYPE stockcast_http_requests counter",
             "stockcast_http_requests_total{route=\"/v1/predict\",method=\"POST\",status=\"200\"} 2",
@@ -239,6 +250,7 @@ mod tests {
             "stockcast_database_up 1",
             "stockcast_cache_entries 3",
             "stockcast_cache_bytes 4096",
+            "stockcast_rate_limit_breaker_open 1",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

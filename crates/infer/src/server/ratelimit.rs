@@ -4,8 +4,11 @@
 //! connection manager (one multiplexed connection shared by every request, so they do not wait in line;
 //! reconnected on failure; AUTH and TLS from the URL); the bucket update is one Lua script, run by its SHA1,
 //! atomic on the Redis server and timed by the Redis server's clock, so replicas with skewed clocks agree. When
-//! Redis cannot be reached the in-process buckets take over (logged), so an outage of the limiter never takes the
-//! API down.
+//! Redis cannot be reached or answer within [`REDIS_TIMEOUT`] the in-process buckets take over, so an outage of the
+//! limiter never takes the API down; and a circuit breaker keeps a stalled Redis from costing every request its
+//! deadline: after [`TRIP_AFTER`] failures in a row the breaker opens and requests use the in-process buckets at
+//! once for [`OPEN_FOR`], then one request probes Redis (closing the breaker if it answers). One warning per
+//! transition, not per request; `stockcast_rate_limit_breaker_open` shows the state.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,10 +77,69 @@ redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now)) \
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000) \
 return {allowed, tostring(tokens)}";
 
-/// How long a request waits for Redis before the in-process bucket decides instead.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a request waits for Redis before the in-process bucket decides instead (well inside the request
+/// timeout).
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
 /// After a failed connection attempt, requests use the in-process buckets this long before trying again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// Failures in a row that open the breaker.
+pub const TRIP_AFTER: u32 = 3;
+/// How long an open breaker sends every request to the in-process buckets before one probes Redis.
+pub const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// The circuit breaker in front of Redis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Breaker {
+    /// Redis is asked; `failures` in a row so far.
+    Closed { failures: u32 },
+    /// Redis is not asked until then.
+    Open { until: Instant },
+    /// One request is probing Redis; the others use the in-process buckets.
+    Probing,
+}
+
+impl Breaker {
+    /// Whether this request may ask Redis (a probe when the open period is over).
+    fn admit(&mut self, now: Instant) -> bool {
+        match *self {
+            Self::Closed { .. } => true,
+            Self::Open { until } if now >= until => {
+                *self = Self::Probing;
+                true
+            }
+            Self::Open { .. } | Self::Probing => false,
+        }
+    }
+
+    /// Records an answer from Redis.
+    fn success(&mut self) {
+        if !matches!(self, Self::Closed { failures: 0 }) {
+            if !matches!(self, Self::Closed { .. }) {
+                tracing::warn!("rate limit: redis answers again; the shared limits apply (breaker closed)");
+            }
+            *self = Self::Closed { failures: 0 };
+        }
+    }
+
+    /// Records a failure (`why`): opens after [`TRIP_AFTER`] in a row, or when a probe fails.
+    fn failure(&mut self, now: Instant, why: &str) {
+        match *self {
+            Self::Closed { failures } if failures + 1 < TRIP_AFTER => *self = Self::Closed { failures: failures + 1 },
+            Self::Closed { .. } => {
+                tracing::warn!(
+                    error = why,
+                    "rate limit: redis failed {TRIP_AFTER} times in a row; limiting in process for {} s (breaker open)",
+                    OPEN_FOR.as_secs()
+                );
+                *self = Self::Open { until: now + OPEN_FOR };
+            }
+            Self::Probing | Self::Open { .. } => {
+                tracing::debug!(error = why, "rate limit: redis probe failed; breaker stays open");
+                *self = Self::Open { until: now + OPEN_FOR };
+            }
+        }
+    }
+}
 
 /// The shared buckets: the `redis` crate's [`ConnectionManager`] (one multiplexed connection that every request
 /// uses at once, reconnected on failure; AUTH from the URL's credentials, TLS with `rediss://`) and the bucket
@@ -87,6 +149,7 @@ struct Shared {
     script: redis::Script,
     /// The connection once made, or when the last attempt failed.
     conn: tokio::sync::Mutex<Result<ConnectionManager, Option<Instant>>>,
+    breaker: std::sync::Mutex<Breaker>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -99,7 +162,12 @@ impl Shared {
     /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS).
     fn new(url: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("rate_limit_redis_url: {e}"))?;
-        Ok(Self { client, script: redis::Script::new(SCRIPT), conn: tokio::sync::Mutex::new(Err(None)) })
+        Ok(Self {
+            client,
+            script: redis::Script::new(SCRIPT),
+            conn: tokio::sync::Mutex::new(Err(None)),
+            breaker: std::sync::Mutex::new(Breaker::Closed { failures: 0 }),
+        })
     }
 
     /// The connection, made on first use; None while Redis cannot be reached (retried after a pause).
@@ -121,29 +189,52 @@ impl Shared {
                 *conn = Ok(c.clone());
                 return Some(c);
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "rate limit: redis unreachable; limiting in process"),
-            Err(_) => tracing::warn!(error = "timed out", "rate limit: redis unreachable; limiting in process"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "rate limit: redis unreachable; limiting in process"),
+            Err(_) => tracing::debug!(error = "timed out", "rate limit: redis unreachable; limiting in process"),
         }
         *conn = Err(Some(Instant::now()));
         None
     }
 
-    /// Takes a token from `key`'s bucket: (allowed, tokens left).
+    /// Takes a token from `key`'s bucket: (allowed, tokens left); `None` (the in-process bucket decides) when the
+    /// breaker is open or Redis fails or is late.
     async fn take(&self, key: &str, rate: f64, burst: f64) -> Option<(bool, f64)> {
-        let mut conn = self.connection().await?;
-        let mut invocation = self.script.key(key);
-        invocation.arg(rate).arg(burst);
-        match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<(i64, String)>(&mut conn)).await {
-            Ok(Ok((allowed, tokens))) => Some((allowed == 1, tokens.parse().unwrap_or(0.0))),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "rate limit: redis call failed; limiting in process");
-                None
+        let lock = |f: &dyn Fn(&mut Breaker) -> bool| self.breaker.lock().is_ok_and(|mut b| f(&mut b));
+        if !lock(&|b| b.admit(Instant::now())) {
+            return None;
+        }
+        let result = match self.connection().await {
+            None => Err("unreachable".to_owned()),
+            Some(mut conn) => {
+                let mut invocation = self.script.key(key);
+                invocation.arg(rate).arg(burst);
+                match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<(i64, String)>(&mut conn)).await {
+                    Ok(Ok((allowed, tokens))) => Ok((allowed == 1, tokens.parse().unwrap_or(0.0))),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", REDIS_TIMEOUT.as_millis())),
+                }
             }
-            Err(_) => {
-                tracing::warn!("rate limit: redis timed out; limiting in process");
+        };
+        match result {
+            Ok(v) => {
+                lock(&|b| {
+                    b.success();
+                    true
+                });
+                Some(v)
+            }
+            Err(why) => {
+                lock(&|b| {
+                    b.failure(Instant::now(), &why);
+                    true
+                });
                 None
             }
         }
+    }
+
+    fn open(&self) -> bool {
+        self.breaker.lock().is_ok_and(|b| !matches!(*b, Breaker::Closed { .. }))
     }
 }
 
@@ -176,6 +267,11 @@ impl RateLimiter {
     /// The bucket size.
     pub fn burst(&self) -> f64 {
         self.burst
+    }
+
+    /// Whether the breaker in front of Redis is open (or probing): requests use the in-process buckets.
+    pub fn breaker_open(&self) -> bool {
+        self.redis.as_ref().is_some_and(Shared::open)
     }
 
     /// Takes a token for `client`: from the shared bucket in Redis, or, when Redis is not configured or cannot
@@ -218,6 +314,31 @@ mod tests {
         }
         let e = RateLimiter::new(1.0, 1.0, Some("http://h:1"), "t").unwrap_err();
         assert!(e.contains("rate_limit_redis_url"), "{e}");
+    }
+
+    #[test]
+    fn the_breaker_opens_after_failures_in_a_row_then_lets_one_probe_through() {
+        let t0 = Instant::now();
+        let mut b = Breaker::Closed { failures: 0 };
+        for _ in 0..TRIP_AFTER - 1 {
+            assert!(b.admit(t0));
+            b.failure(t0, "x");
+        }
+        assert!(b.admit(t0));
+        b.success();
+        assert_eq!(b, Breaker::Closed { failures: 0 }, "a success resets the count");
+        for _ in 0..TRIP_AFTER {
+            assert!(b.admit(t0));
+            b.failure(t0, "x");
+        }
+        assert!(!b.admit(t0 + OPEN_FOR / 2), "open: Redis is not asked");
+        assert!(b.admit(t0 + OPEN_FOR), "after the open period one request probes");
+        assert!(!b.admit(t0 + OPEN_FOR), "and only one");
+        b.failure(t0 + OPEN_FOR, "x");
+        assert!(!b.admit(t0 + OPEN_FOR + OPEN_FOR / 2), "a failed probe opens it again");
+        assert!(b.admit(t0 + OPEN_FOR * 2));
+        b.success();
+        assert!(b.admit(t0 + OPEN_FOR * 2), "a good probe closes it");
     }
 
     #[tokio::test]

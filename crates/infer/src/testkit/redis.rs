@@ -63,10 +63,25 @@ impl LocalRedis {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Stops (`SIGSTOP`: connections stay open, nothing answers) or resumes (`SIGCONT`) the server: a stalled
+    /// Redis, as a frozen VM or a long fork leaves it.
+    ///
+    /// # Panics
+    /// When `kill` cannot be run.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let ok = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} redis-server");
+    }
 }
 
 impl Drop for LocalRedis {
     fn drop(&mut self) {
+        self.freeze(false);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -42,3 +42,42 @@ async fn a_password_protected_redis_holds_one_budget_and_an_outage_falls_back_to
     assert!(d.allowed, "the in-process bucket of this replica is full: {d:?}");
     assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// Takes tokens for 100 clients from 32 concurrent tasks for `window`: how many decisions were made.
+async fn throughput(l: &std::sync::Arc<RateLimiter>, window: std::time::Duration) -> usize {
+    let end = std::time::Instant::now() + window;
+    let tasks = (0..32).map(|k| {
+        let l = std::sync::Arc::clone(l);
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while std::time::Instant::now() < end {
+                let _ = l.take(&format!("ip:10.0.{k}.{}", n % 100)).await;
+                n += 1;
+            }
+            n
+        })
+    });
+    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_opens_the_breaker_and_keeps_the_limiter_fast() {
+    use stockcast_infer::server::ratelimit::OPEN_FOR;
+    let redis = LocalRedis::start().unwrap();
+    let l = std::sync::Arc::new(RateLimiter::new(1000.0, 1000.0, Some(&redis.url()), "stall").unwrap());
+    let window = std::time::Duration::from_millis(1500);
+    let normal = throughput(&l, window).await;
+    assert!(!l.breaker_open());
+    // SIGSTOP: the connection stays open and nothing answers. Without the breaker every decision waited for the
+    // Redis deadline (about 2 decisions per second per task); with it, a few wait and the rest go local at once.
+    redis.freeze(true);
+    let stalled = throughput(&l, window).await;
+    assert!(l.breaker_open(), "the breaker opened");
+    eprintln!("decisions in {window:?}: {normal} with Redis answering, {stalled} with Redis stopped");
+    assert!(2 * stalled >= normal, "stalled {stalled} decisions vs {normal} with Redis answering");
+    // Redis back: after the open period one probe closes the breaker and the shared buckets apply again.
+    redis.freeze(false);
+    tokio::time::sleep(OPEN_FOR + std::time::Duration::from_millis(200)).await;
+    let _ = l.take("ip:10.9.9.9").await;
+    assert!(!l.breaker_open(), "a good probe closed the breaker");
+}

@@ -43,6 +43,7 @@ pub(in crate::server) async fn metrics(State(state): State<Arc<AppState>>) -> Re
         db_up: state.db_up.load(Ordering::Relaxed),
         heavy_busy: state.heavy.running(),
         cache: state.cache_size(),
+        breaker_open: state.limiter.breaker_open(),
     };
     let text = state.metrics.render(&now);
     ([(header::CONTENT_TYPE, crate::server::metrics::CONTENT_TYPE)], text).into_response()
