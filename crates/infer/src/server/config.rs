@@ -67,6 +67,12 @@ pub struct ServeConfig {
     /// Expensive computations (scoring a day from the stored history) running at once; more wait up to the
     /// request timeout, and a request that finds `2 × heavy_slots` already waiting gets 503 with Retry-After.
     pub heavy_slots: usize,
+    /// Expensive computations one client (its API token, else its address) may have in flight at once; more get
+    /// 429 (0 = no per-client bound).
+    pub compute_per_client: usize,
+    /// Byte budget of the computed days' scores (every stored symbol's score for one model version and date); the
+    /// earliest dates go first beyond it or beyond 64 days.
+    pub day_cache_max_bytes: usize,
     /// Check the registry for new champions every this many seconds (0 = only on `POST /v1/admin/reload`).
     pub poll_s: u64,
     /// Probe the database every this many ms (`/healthz`, `stockcast_database_up`); 0 = only on `/readyz`.
@@ -110,6 +116,8 @@ impl Default for ServeConfig {
             cache_ttl_ms: 1_000,
             cache_max_bytes: 64 << 20,
             heavy_slots: 2,
+            compute_per_client: 1,
+            day_cache_max_bytes: 256 << 20,
             poll_s: 30,
             health_probe_ms: 2_000,
             db_max_connections: 8,

@@ -53,10 +53,12 @@ pub(super) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<d
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ClientAddr(pub(super) std::net::IpAddr);
 
-pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
-        return next.run(req).await;
-    }
+/// Who a request is counted for (the rate limit, the per-client bound on computations): `token:<hash>` for the
+/// configured API token, else `ip:<address>`.
+#[derive(Debug, Clone)]
+pub(super) struct ClientKey(pub(super) String);
+
+pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let token = req
         .headers()
         .get("authorization")
@@ -68,7 +70,12 @@ pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request,
             state.cfg.api_token.as_deref().is_some_and(|c| !c.is_empty() && super::handlers::token_matches(t, c))
         });
     let ip = req.extensions().get::<ClientAddr>().map(|c| c.0);
-    let d = state.limiter.take(&super::ratelimit::client_key(token, ip)).await;
+    let client = super::ratelimit::client_key(token, ip);
+    req.extensions_mut().insert(ClientKey(client.clone()));
+    if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let d = state.limiter.take(&client).await;
     let mut resp = if d.allowed {
         next.run(req).await
     } else {

@@ -74,14 +74,75 @@ impl ResponseCache {
 
 /// Most cached response bodies (besides the byte bound).
 const CACHE_ENTRIES: usize = 10_000;
-/// Most (model version, date) score maps kept; the oldest go first.
+/// Most (model version, date) score maps kept (besides the byte budget `day_cache_max_bytes`).
 const DAYS_KEPT: usize = 64;
+
+/// The computed days: (model version, date) → its scores, computed once. When full (by count or by the byte
+/// budget) the entry of the **earliest date** goes first (the oldest computed among equal dates), so requests for
+/// many old dates evict each other and never the recent days everyone reads (the latest day is computed ahead at
+/// start and after each reload).
+#[derive(Default)]
+pub(super) struct DayCache {
+    cells: HashMap<DayKey, (DayCell, u64)>,
+    seq: u64,
+}
+
+impl DayCache {
+    /// Approximate bytes of a computed day: its symbols and scores in a B-tree.
+    fn bytes(cell: &DayCell) -> usize {
+        cell.get().map_or(0, |m| m.keys().map(|k| k.len() + 64).sum())
+    }
+
+    fn used(&self) -> usize {
+        self.cells.values().map(|(c, _)| Self::bytes(c)).sum()
+    }
+
+    /// The cell of `key`, made (and the cache trimmed to `max_bytes` and [`DAYS_KEPT`]) when absent.
+    fn cell(&mut self, key: DayKey, max_bytes: usize) -> DayCell {
+        if let Some((c, _)) = self.cells.get(&key) {
+            return c.clone();
+        }
+        while self.cells.len() >= DAYS_KEPT || (!self.cells.is_empty() && self.used() > max_bytes) {
+            let Some(victim) = self.cells.iter().min_by_key(|(k, (_, seq))| (k.2, *seq)).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            self.cells.remove(&victim);
+        }
+        self.seq += 1;
+        let cell = DayCell::default();
+        self.cells.insert(key, (cell.clone(), self.seq));
+        cell
+    }
+
+    fn clear(&mut self) {
+        self.cells.clear();
+    }
+}
 
 /// Scores of one (model version, date), computed once from the stored prices.
 pub(super) type DayKey = (String, u64, NaiveDate);
 
 /// Computed once: concurrent requests for the same day wait for the first computation instead of repeating it.
 pub(super) type DayCell = Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, f64>>>>;
+
+/// One of a client's computing slots ([`AppState::begin_compute`]).
+pub(super) struct ComputeGuard<'a> {
+    state: &'a AppState,
+    client: Option<String>,
+}
+
+impl Drop for ComputeGuard<'_> {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(mut m)) = (&self.client, self.state.computing.lock())
+            && let Some(n) = m.get_mut(c)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(c);
+            }
+        }
+    }
+}
 
 /// A claimed refresh of a cached answer; released when dropped (done, failed, or its request went away).
 pub(super) struct Refreshing<'a> {
@@ -108,7 +169,9 @@ pub struct AppState {
     pub(super) cache: Mutex<ResponseCache>,
     /// Cache keys being refreshed from the database now (one request each).
     pub(super) refreshing: Mutex<std::collections::HashSet<String>>,
-    pub(super) days: Mutex<(HashMap<DayKey, DayCell>, std::collections::VecDeque<DayKey>)>,
+    pub(super) days: Mutex<DayCache>,
+    /// Expensive computations in flight per client (`compute_per_client` at most).
+    pub(super) computing: Mutex<HashMap<String, usize>>,
     /// Dates known not to be trading dates of the stored prices (bounded; cleared with the caches).
     pub(super) not_trading: Mutex<std::collections::BTreeSet<NaiveDate>>,
     /// Slots for expensive work (scoring a day, bars in a body, a recommendations run); full: 503 `busy`.
@@ -146,8 +209,7 @@ impl AppState {
             c.clear();
         }
         if let Ok(mut d) = self.days.lock() {
-            d.0.clear();
-            d.1.clear();
+            d.clear();
         }
         if let Ok(mut n) = self.not_trading.lock() {
             n.clear();
@@ -198,21 +260,25 @@ impl AppState {
         }
     }
 
-    /// The once-cell of a (model version, date), kept among the newest 64 (the oldest is evicted first).
+    /// The once-cell of a (model version, date) in the [`DayCache`].
     pub(super) fn day_cell(&self, key: DayKey) -> Option<DayCell> {
-        let mut d = self.days.lock().ok()?;
-        if let Some(c) = d.0.get(&key) {
-            return Some(c.clone());
+        Some(self.days.lock().ok()?.cell(key, self.cfg.day_cache_max_bytes))
+    }
+
+    /// Claims one of `client`'s `compute_per_client` slots for expensive work; `None` when all are taken (the
+    /// caller answers 429): one client cannot hold every heavy slot. Released when the guard drops.
+    pub(super) fn begin_compute(&self, client: &str) -> Option<ComputeGuard<'_>> {
+        let limit = self.cfg.compute_per_client;
+        if limit == 0 {
+            return Some(ComputeGuard { state: self, client: None });
         }
-        while d.1.len() >= DAYS_KEPT {
-            if let Some(old) = d.1.pop_front() {
-                d.0.remove(&old);
-            }
+        let mut m = self.computing.lock().ok()?;
+        let n = m.entry(client.to_owned()).or_insert(0);
+        if *n >= limit {
+            return None;
         }
-        let cell = DayCell::default();
-        d.0.insert(key.clone(), cell.clone());
-        d.1.push_back(key);
-        Some(cell)
+        *n += 1;
+        Some(ComputeGuard { state: self, client: Some(client.to_owned()) })
     }
 
     /// Whether `date` is a trading date of the stored prices: one indexed query, remembered when it is not.
@@ -327,6 +393,8 @@ impl AppState {
                 *w = Arc::new(ModelSet { by_name: next });
             }
             self.invalidate();
+            // The day everyone asks for first, computed ahead (in the background) rather than by a request.
+            tokio::spawn(super::handlers::warm_latest(Arc::clone(self)));
         }
         self.metrics.reload(if report.refused.is_empty() { "ok" } else { "refused" });
         Ok(report)
@@ -405,7 +473,8 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         metrics: Metrics::default(),
         cache: Mutex::new(ResponseCache::default()),
         refreshing: Mutex::new(std::collections::HashSet::new()),
-        days: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+        days: Mutex::new(DayCache::default()),
+        computing: Mutex::new(HashMap::new()),
         not_trading: Mutex::new(std::collections::BTreeSet::new()),
         heavy: super::work::HeavySlots::new(cfg_heavy),
         db_up: AtomicBool::new(true),

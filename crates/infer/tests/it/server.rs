@@ -802,3 +802,65 @@ async fn arbitrary_request_bodies_get_json_errors_never_a_500() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_every_slot() {
+    let e = env("thrash").await;
+    let s = Server::start(config(&e)).await;
+    let a = s.addr;
+    let computed = || async move { metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total") };
+    // The latest day is computed ahead at start (in the background): wait for it, then a request for it computes
+    // nothing.
+    let t = std::time::Instant::now();
+    while computed().await < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "the latest day was not computed ahead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let warm = computed().await;
+    let latest = json!({"symbols": ["AAPL"]});
+    assert_eq!(post(a, "/v1/predict", &[], &latest).await.status, 200);
+    assert_eq!(computed().await, warm, "served from the warm-up");
+    // A client (the API token: its own client key) cycles 8 connections through 70 earlier trading days, each
+    // a fresh computation, until it has made 80 of them: more days than the cache keeps.
+    let calendar = e.prices.calendar().unwrap();
+    let old: Vec<String> = calendar[calendar.len() - 71..calendar.len() - 1].iter().map(ToString::to_string).collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thrashers: Vec<_> = (0..8)
+        .map(|k| {
+            let (old, done) = (old.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+                let mut i = k * 9;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({"symbols": ["AAPL"], "date": old[i % old.len()]});
+                    *statuses.entry(post(a, "/v1/predict", &[AUTH], &body).await.status).or_default() += 1;
+                    i += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    // Meanwhile the normal client asks for the latest day: every answer is 200, from the cache.
+    let mut normal = Vec::new();
+    while computed().await < warm + 80.0 {
+        assert!(t.elapsed() < Duration::from_secs(120), "the thrash made too few computations");
+        normal.push(post(a, "/v1/predict", &[], &latest).await.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for t in thrashers {
+        for (k, v) in t.await.unwrap() {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    assert!(normal.len() >= 5 && normal.iter().all(|s| *s == 200), "normal client: {normal:?}");
+    // The thrasher had one computation in flight at a time: its other connections got 429.
+    assert!(statuses.get(&429).copied().unwrap_or(0) > 0, "{statuses:?}");
+    // After 80 other days the latest is still cached: asking for it computes nothing.
+    let before = computed().await;
+    assert_eq!(post(a, "/v1/predict", &[], &latest).await.status, 200);
+    assert_eq!(computed().await, before, "the latest day was evicted and computed again");
+    eprintln!("thrash: {statuses:?}; normal client: {} requests, all 200", normal.len());
+    s.stop().await;
+}

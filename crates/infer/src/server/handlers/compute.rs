@@ -45,10 +45,11 @@ pub(super) async fn latest_price_date(state: &AppState) -> ApiResult<NaiveDate> 
 
 /// Scores of every stored symbol on `date` by `scorer`, computed once per (version, date): concurrent requests
 /// for a day not computed yet wait for one computation, which holds one heavy slot.
-pub(super) async fn day_scores(
+pub(crate) async fn day_scores(
     state: &Arc<AppState>,
     scorer: &Arc<Scorer>,
     date: NaiveDate,
+    client: &str,
 ) -> ApiResult<Arc<BTreeMap<String, f64>>> {
     // A date that is not a trading date of the stored prices is answered from the calendar (one indexed query,
     // remembered), never by reading and scoring the whole history.
@@ -62,6 +63,7 @@ pub(super) async fn day_scores(
     }
     let map = cell
         .get_or_try_init(|| async {
+            let _mine = compute_slot(state, client)?;
             let slot = heavy_slot(state).await?;
             state.metrics.day_computations.inc();
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
@@ -83,6 +85,39 @@ pub(super) async fn day_scores(
     Ok(map.clone())
 }
 
+/// Computes every served model's scores for the latest stored date ahead of requests (started at start-up and
+/// after each reload that changed the models); failures are only logged (a request computes it then).
+pub(crate) async fn warm_latest(state: Arc<AppState>) {
+    let date = match store::latest_price_date(&state.pool).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::info!(error = %e, "warm-up: no latest price date; the first request computes it");
+            return;
+        }
+    };
+    for scorer in state.models().by_name.values() {
+        match day_scores(&state, scorer, date, "server:warm-up").await {
+            Ok(m) => tracing::info!(model = %scorer.label(), %date, symbols = m.len(), "warm-up: latest day scored"),
+            Err(e) => tracing::info!(model = %scorer.label(), %date, error = ?e, "warm-up: not scored"),
+        }
+    }
+}
+
+/// One of `client`'s computing slots, or 429 when it has `compute_per_client` computations in flight already.
+fn compute_slot<'a>(state: &'a AppState, client: &str) -> ApiResult<crate::server::state::ComputeGuard<'a>> {
+    state.begin_compute(client).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_computations",
+            format!(
+                "this client has {} computation(s) in flight already (compute_per_client); retry when it is done",
+                state.cfg.compute_per_client
+            ),
+        )
+    })
+}
+
 /// Score symbols as of a date from the stored prices, or bars given in the body.
 #[utoipa::path(post, tag = "handlers", path = "/v1/predict", request_body = api::PredictIn,
     responses(
@@ -97,8 +132,10 @@ pub(super) async fn day_scores(
 )]
 pub(in crate::server) async fn predict(
     State(state): State<Arc<AppState>>,
+    client: Option<axum::Extension<crate::server::middleware::ClientKey>>,
     JsonBody(body): JsonBody<api::PredictIn>,
 ) -> ApiResult<Json<api::Predicted>> {
+    let client = client.map_or_else(|| "ip:unknown".to_owned(), |c| c.0.0);
     let scorer = served(&state, body.model.as_deref())?;
     let mut missing: Vec<String> = Vec::new();
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
@@ -113,7 +150,7 @@ pub(in crate::server) async fn predict(
                 Some(d) => d,
                 None => latest_price_date(&state).await?,
             };
-            let all = day_scores(&state, &scorer, date).await?;
+            let all = day_scores(&state, &scorer, date, &client).await?;
             missing = symbols.iter().filter(|s| !all.contains_key(*s)).cloned().collect();
             (symbols.iter().filter_map(|s| all.get(s).map(|v| (s.clone(), *v))).collect(), date)
         }
@@ -140,6 +177,7 @@ pub(in crate::server) async fn predict(
                 let loaded = bars_frame(&bars)?;
                 s.score_day_cancellable(&loaded.prices, date, cancel)
             };
+            let _mine = compute_slot(&state, &client)?;
             let slot = heavy_slot(&state).await?;
             // The caller's bars: any features error (even one not marked as the user's) is about them, and so is
             // a feature set other than the model's (families skipped for columns the bars lack).
