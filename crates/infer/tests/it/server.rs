@@ -813,13 +813,13 @@ async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_e
     // nothing.
     let t = std::time::Instant::now();
     while computed().await < 1.0 {
-        assert!(t.elapsed() < Duration::from_secs(60), "the latest day was not computed ahead");
+        assert!(t.elapsed() < Duration::from_mins(1), "the latest day was not computed ahead");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let warm = computed().await;
     let latest = json!({"symbols": ["AAPL"]});
     assert_eq!(post(a, "/v1/predict", &[], &latest).await.status, 200);
-    assert_eq!(computed().await, warm, "served from the warm-up");
+    assert!((computed().await - warm).abs() < 0.5, "served from the warm-up");
     // A client (the API token: its own client key) cycles 8 connections through 70 earlier trading days, each
     // a fresh computation, until it has made 80 of them: more days than the cache keeps.
     let calendar = e.prices.calendar().unwrap();
@@ -843,7 +843,7 @@ async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_e
     // Meanwhile the normal client asks for the latest day: every answer is 200, from the cache.
     let mut normal = Vec::new();
     while computed().await < warm + 80.0 {
-        assert!(t.elapsed() < Duration::from_secs(120), "the thrash made too few computations");
+        assert!(t.elapsed() < Duration::from_mins(2), "the thrash made too few computations");
         normal.push(post(a, "/v1/predict", &[], &latest).await.status);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -860,7 +860,7 @@ async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_e
     // After 80 other days the latest is still cached: asking for it computes nothing.
     let before = computed().await;
     assert_eq!(post(a, "/v1/predict", &[], &latest).await.status, 200);
-    assert_eq!(computed().await, before, "the latest day was evicted and computed again");
+    assert!((computed().await - before).abs() < 0.5, "the latest day was evicted and computed again");
     eprintln!("thrash: {statuses:?}; normal client: {} requests, all 200", normal.len());
     s.stop().await;
 }
