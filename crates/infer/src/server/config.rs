@@ -48,6 +48,13 @@ pub struct ServeConfig {
     pub header_read_timeout_ms: u64,
     /// Most open client connections; beyond it, new connections wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Most open connections from one client address (an IPv6 client: its /64) under `max_connections`; more are
+    /// closed at once (0 = no per-address bound).
+    pub max_connections_per_address: usize,
+    /// Proxies (CIDRs such as `10.0.0.0/8`, or addresses) whose `X-Forwarded-For` / `Forwarded: for=` name the
+    /// client: for a request from one of them, the client is the right-most address of the header that is not a
+    /// trusted proxy itself. Headers from anyone else are ignored (they cannot be trusted).
+    pub trusted_proxies: Vec<String>,
     /// Keep connections open between requests (HTTP/1.1 keep-alive).
     pub keep_alive: bool,
     /// Requests per second allowed on /v1 routes per client (token bucket per API token, else per client IP; 0 =
@@ -108,6 +115,8 @@ impl Default for ServeConfig {
             request_timeout_ms: 30_000,
             header_read_timeout_ms: 10_000,
             max_connections: 4096,
+            max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
             keep_alive: true,
             rate_limit_per_s: 0.0,
             rate_limit_burst: 200.0,

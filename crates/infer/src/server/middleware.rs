@@ -69,7 +69,10 @@ pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, mut req: Requ
         .filter(|t| {
             state.cfg.api_token.as_deref().is_some_and(|c| !c.is_empty() && super::handlers::token_matches(t, c))
         });
-    let ip = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    let ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| super::ratelimit::forwarded_client(c.0, &state.trusted_proxies, req.headers()));
     let client = super::ratelimit::client_key(token, ip);
     req.extensions_mut().insert(ClientKey(client.clone()));
     if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {

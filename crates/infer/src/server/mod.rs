@@ -145,6 +145,12 @@ async fn accept_loop(
             },
             () = &mut shutdown => break,
         };
+        // One address may hold at most `max_connections_per_address` of the connections: beyond it, closed at once
+        // (its global slot freed), so one client cannot fill the global cap and make everyone else wait.
+        let Some(per_address) = ConnectionGuard::take(state, peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // The client's address for per-client rate limits.
         let service = hyper_util::service::TowerToHyperService::new(
@@ -154,6 +160,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             // Errors here are the client's (reset, header timeout, malformed request): nothing to report.
             let _ = conn.await;
+            drop(per_address);
             drop(slot);
         });
     }
@@ -161,6 +168,42 @@ async fn accept_loop(
     // Requests in flight finish; idle keep-alive connections close at once.
     let _ = tokio::time::timeout(Duration::from_millis(cfg.request_timeout_ms.max(1000)), graceful.shutdown()).await;
     Ok(())
+}
+
+/// One open connection of an address ([`ServeConfig::max_connections_per_address`]), released on drop.
+struct ConnectionGuard {
+    state: Arc<AppState>,
+    key: Option<String>,
+}
+
+impl ConnectionGuard {
+    fn take(state: &Arc<AppState>, ip: std::net::IpAddr) -> Option<Self> {
+        let limit = state.cfg.max_connections_per_address;
+        if limit == 0 {
+            return Some(Self { state: state.clone(), key: None });
+        }
+        let key = ratelimit::address_key(ip);
+        let mut m = state.connections.lock().ok()?;
+        let n = m.entry(key.clone()).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Self { state: state.clone(), key: Some(key) })
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let (Some(k), Ok(mut m)) = (&self.key, self.state.connections.lock())
+            && let Some(n) = m.get_mut(k)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(k);
+            }
+        }
+    }
 }
 
 /// A server on `cfg.addr` (port 0: a free one), running on the current tokio runtime until [`Background::stop`]

@@ -294,13 +294,102 @@ pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The client a request is counted for: `token:<hash>` when it carries the configured API token, else
-/// `ip:<address>` (a made-up token does not buy a fresh bucket).
+/// `ip:<address>` (a made-up token does not buy a fresh bucket); an IPv6 client by its /64, the block one host
+/// gets, so it cannot rotate through addresses to get fresh buckets.
 pub fn client_key(valid_token: Option<&str>, ip: Option<IpAddr>) -> String {
     match (valid_token, ip) {
         (Some(t), _) => format!("token:{:016x}", fnv1a(t.as_bytes())),
-        (None, Some(ip)) => format!("ip:{ip}"),
+        (None, Some(ip)) => format!("ip:{}", address_key(ip)),
         (None, None) => "ip:unknown".to_owned(),
     }
+}
+
+/// An address as one client: IPv4 as it is, IPv6 (not an IPv4-mapped one) as its /64.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| ip.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(_) => ip.to_string(),
+    }
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::/n` or an address (all of its bits).
+    ///
+    /// # Errors
+    /// What is wrong with `s`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, bits) = s.trim().split_once('/').map_or((s.trim(), None), |(a, b)| (a, Some(b)));
+        let net: IpAddr = addr.parse().map_err(|_| format!("trusted_proxies: {s:?} is not an address or CIDR"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("trusted_proxies: {s:?} has a prefix length other than 0..={max}"))?,
+        };
+        Ok(Self { net, bits })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = u32::from(self.bits);
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client of a request that came from `peer`: when `peer` is a trusted proxy, the right-most address of
+/// `X-Forwarded-For` (or else `Forwarded: for=`) that is not a trusted proxy itself; otherwise `peer` (headers
+/// from an untrusted peer are ignored: anyone can write them).
+pub fn forwarded_client(peer: IpAddr, trusted: &[Cidr], headers: &axum::http::HeaderMap) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        chain.extend(v.to_str().unwrap_or("").split(',').filter_map(|a| a.trim().parse::<IpAddr>().ok()));
+    }
+    if chain.is_empty() {
+        for v in headers.get_all("forwarded") {
+            for part in v.to_str().unwrap_or("").split([',', ';']) {
+                let Some((k, val)) = part.trim().split_once('=') else { continue };
+                if k.trim().eq_ignore_ascii_case("for") {
+                    let val = val.trim().trim_matches('"');
+                    // `for="[2001:db8::1]:4711"` or `for=192.0.2.1:8080` or a bare address.
+                    let host = val.strip_prefix('[').and_then(|r| r.split(']').next()).unwrap_or_else(|| {
+                        if val.matches(':').count() == 1 { val.split(':').next().unwrap_or(val) } else { val }
+                    });
+                    if let Ok(ip) = host.parse::<IpAddr>() {
+                        chain.push(ip);
+                    }
+                }
+            }
+        }
+    }
+    chain.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -314,6 +403,35 @@ mod tests {
         }
         let e = RateLimiter::new(1.0, 1.0, Some("http://h:1"), "t").unwrap_err();
         assert!(e.contains("rate_limit_redis_url"), "{e}");
+    }
+
+    #[test]
+    fn clients_behind_trusted_proxies_and_ipv6_blocks_are_told_apart() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("fd00::/8").unwrap()];
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.7, 198.51.100.2, 10.1.2.3".parse().unwrap());
+        // From the trusted ingress: the right-most untrusted address of the chain (not the client-written first).
+        assert_eq!(forwarded_client(ip("10.0.0.5"), &trusted, &h), ip("198.51.100.2"));
+        // From anyone else the header is ignored.
+        assert_eq!(forwarded_client(ip("192.0.2.9"), &trusted, &h), ip("192.0.2.9"));
+        let mut f = axum::http::HeaderMap::new();
+        f.insert("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"".parse().unwrap());
+        assert_eq!(forwarded_client(ip("fd00::1"), &trusted, &f), ip("2001:db8:cafe::17"));
+        f.insert("forwarded", "for=192.0.2.43:8080".parse().unwrap());
+        assert_eq!(forwarded_client(ip("10.9.9.9"), &trusted, &f), ip("192.0.2.43"));
+        // Nothing untrusted in the chain: the peer itself.
+        assert_eq!(forwarded_client(ip("10.0.0.5"), &trusted, &axum::http::HeaderMap::new()), ip("10.0.0.5"));
+        // IPv6 clients count by their /64; IPv4 and mapped IPv4 by the address.
+        assert_eq!(
+            client_key(None, Some(ip("2001:db8:1:2:aaaa::1"))),
+            client_key(None, Some(ip("2001:db8:1:2:bbbb::9")))
+        );
+        assert_ne!(client_key(None, Some(ip("2001:db8:1:2::1"))), client_key(None, Some(ip("2001:db8:1:3::1"))));
+        assert_eq!(client_key(None, Some(ip("::ffff:192.0.2.1"))), "ip:192.0.2.1");
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("ten").is_err());
+        assert!(Cidr::parse("192.0.2.1").unwrap().contains(ip("192.0.2.1")));
+        assert!(!Cidr::parse("192.0.2.1").unwrap().contains(ip("192.0.2.2")));
     }
 
     #[test]

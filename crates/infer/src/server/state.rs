@@ -180,6 +180,10 @@ pub struct AppState {
     pub(super) clock: Clock,
     pub(super) request_seq: AtomicU64,
     pub(super) limiter: super::ratelimit::RateLimiter,
+    /// `trusted_proxies`, parsed.
+    pub(super) trusted_proxies: Vec<super::ratelimit::Cidr>,
+    /// Open connections per client address (`max_connections_per_address`).
+    pub(super) connections: Mutex<HashMap<String, usize>>,
     pub(super) reload_lock: tokio::sync::Mutex<()>,
     pub(super) refused: Mutex<Vec<(String, u64)>>,
 }
@@ -466,6 +470,12 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         &cfg.rate_limit_key,
     )
     .map_err(|m| Error::Data(format!("serve settings: {m}")))?;
+    let trusted_proxies = cfg
+        .trusted_proxies
+        .iter()
+        .map(|c| super::ratelimit::Cidr::parse(c))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|m| Error::Data(format!("serve settings: {m}")))?;
     let state = Arc::new(AppState {
         registry: Registry::new(&cfg.models_dir),
         models: RwLock::new(Arc::new(ModelSet::default())),
@@ -481,6 +491,8 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         clock,
         request_seq: AtomicU64::new(0),
         limiter,
+        trusted_proxies,
+        connections: Mutex::new(HashMap::new()),
         reload_lock: tokio::sync::Mutex::new(()),
         refused: Mutex::new(Vec::new()),
         cfg,

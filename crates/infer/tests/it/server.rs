@@ -864,3 +864,37 @@ async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_e
     eprintln!("thrash: {statuses:?}; normal client: {} requests, all 200", normal.len());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_connection_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = env("peraddress").await;
+    let cfg = ServeConfig { max_connections: 8, max_connections_per_address: 4, ..config(&e) };
+    let s = Server::start(cfg).await;
+    let a = s.addr;
+    // Twelve half-header connections from 127.0.0.2 (more than the global cap of 8): four are held, the rest
+    // are closed at once.
+    let mut hostile = Vec::new();
+    for _ in 0..12 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut c = sock.connect(a).await.unwrap();
+        let _ = c.write_all(b"GET / HTTP/1.1\r\n").await;
+        hostile.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut closed = 0;
+    for c in &mut hostile {
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), c.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 8, "beyond 4 per address, connections are closed at once");
+    // A client from another address is answered at once, not after the 10 s header timeout of the held ones.
+    let t = std::time::Instant::now();
+    assert_eq!(get(a, "/v1/models").await.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(5), "waited {:?}", t.elapsed());
+    drop(hostile);
+    s.stop().await;
+}
