@@ -29,6 +29,11 @@ fi
 if ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
 fi
+# promtool (Debian's prometheus package): the tests check and unit-test deploy/prometheus/ alert rules and the
+# nightly job's metrics file.
+if ! command -v promtool >/dev/null 2>&1; then
+    apt_install --no-install-recommends prometheus
+fi
 # Headless Chromium: the report test renders report.html in a real browser.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
     && ! command -v google-chrome >/dev/null 2>&1; then

@@ -360,6 +360,11 @@ pub struct TrainArgs {
     /// versions and promotions as one process).
     #[arg(long, conflicts_with = "shard")]
     pub merge: bool,
+    /// Write the run's outcome as Prometheus metrics to FILE (atomically; node-exporter's textfile collector
+    /// format): stockcast_train_success (also 0 on a failed run), timestamps, duration, versions published,
+    /// promotions and gate values, for the alert rules in deploy/prometheus/.
+    #[arg(long, value_name = "FILE", env = "STOCKCAST_TRAIN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// `stockcast models ...`.

@@ -1410,3 +1410,70 @@ fn a_sharded_nightly_run_publishes_and_promotes_what_one_process_does() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("stale"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn the_nightly_outcome_is_written_as_metrics_and_the_alert_rules_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dataset("us5_daily.csv");
+    let metrics = dir.path().join("stockcast_train.prom");
+    let m = metrics.to_str().unwrap();
+    // A finished run: success, when (the --created-at time), what it published and promoted, the gate values.
+    let o = train(&nightly_config(dir.path(), -1.0, &prices), &dir.path().join("models"), &["--metrics-file", m]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ok = std::fs::read_to_string(&metrics).unwrap();
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!((value(&ok, "stockcast_train_success") - 1.0).abs() < 1e-9, "{ok}");
+    let created = chrono::DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().timestamp() as f64;
+    assert!((value(&ok, "stockcast_train_last_success_timestamp_seconds") - created).abs() < 1e-9, "{ok}");
+    assert!((value(&ok, "stockcast_train_versions_published") - 2.0).abs() < 1e-9, "{ok}");
+    assert!(
+        ok.contains("stockcast_train_promoted{")
+            && ok.contains("model=\"lin\"")
+            && ok.contains("stockcast_train_gate_value{")
+    );
+    let as_of =
+        chrono::NaiveDate::from_ymd_opt(2012, 12, 31).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    assert!((value(&ok, "stockcast_train_data_last_date_timestamp_seconds") - as_of as f64).abs() < 1e-9);
+    // A failed run (its prices are missing): success 0, and the error still exits 2.
+    let o = train(
+        &nightly_config(dir.path(), -1.0, "/nonexistent/prices.csv"),
+        &dir.path().join("models"),
+        &["--metrics-file", m],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let failed = std::fs::read_to_string(&metrics).unwrap();
+    assert!(value(&failed, "stockcast_train_success").abs() < 1e-9, "{failed}");
+    assert!(!failed.contains("stockcast_train_last_success_timestamp_seconds"), "{failed}");
+    // Both are valid exposition text, and the alert rules load and pass their unit tests.
+    let promtool = |args: &[&str], stdin: Option<&str>| {
+        let mut c = Command::new("promtool");
+        c.args(args).current_dir(common::root().join("deploy/prometheus"));
+        if let Some(s) = stdin {
+            use std::io::Write as _;
+            let mut child = c
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        } else {
+            c.output().unwrap()
+        }
+    };
+    for text in [&ok, &failed] {
+        let o = promtool(&["check", "metrics"], Some(text));
+        assert!(o.status.success(), "{}{}\n{text}", self::text(&o.stdout), self::text(&o.stderr));
+    }
+    let o = promtool(&["check", "rules", "stockcast-alerts.yml"], None);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = promtool(&["test", "rules", "stockcast-alerts.test.yml"], None);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+}

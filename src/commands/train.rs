@@ -13,6 +13,29 @@ use super::{out, policy};
 use crate::cli::TrainArgs;
 
 pub(crate) fn run(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
+    let result = run_job(ctx, a);
+    // The outcome for monitoring: a finished (whole or merged) run, or a failure; plans and shards write none.
+    if let Some(path) = &a.metrics_file {
+        let summary = match &result {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => return Ok(()),
+            Err(_) => None,
+        };
+        // The run's time: --created-at when given (as the manifests record it), else the clock's.
+        let now = a
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(|| ctx.clock().now(), |t| t.with_timezone(&chrono::Utc));
+        let text = stockcast_pipeline::train::outcome_metrics(&a.config.display().to_string(), now, summary);
+        stockcast_features::io::write_atomic(path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!(e).context(format!("writing the metrics file {}", path.display())))?;
+    }
+    result.map(|_| ())
+}
+
+/// Runs the job; the summary of a finished run (`None` for a plan or a shard).
+fn run_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<Option<stockcast_pipeline::train::TrainSummary>> {
     let mut config = TrainConfig::from_file(&a.config)?;
     if let Some(p) = a.prices.clone().or_else(|| a.database_url.as_ref().map(PathBuf::from)) {
         config.backtest.data.prices = Some(p);
@@ -57,7 +80,8 @@ pub(crate) fn run(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
                 out(&m.line());
             }
             out(&format!("run summary: {}", summary.path.display()));
+            return Ok(Some(summary));
         }
     }
-    Ok(())
+    Ok(None)
 }

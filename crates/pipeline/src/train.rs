@@ -206,6 +206,59 @@ pub struct TrainSummary {
     pub path: PathBuf,
 }
 
+/// The outcome of a nightly run in the Prometheus text format, for node-exporter's textfile collector
+/// (`--metrics-file`): whether it succeeded and when (`now`, RFC 3339, passed in), how long it took, what it
+/// published and promoted, and each model's gate value and floor. `summary` is `None` for a failed run (only the
+/// failure and its time are written; alerts fire on it). Metric names: `stockcast_train_*`.
+pub fn outcome_metrics(config: &str, now: chrono::DateTime<chrono::Utc>, summary: Option<&TrainSummary>) -> String {
+    use std::fmt::Write as _;
+    let job = config.replace(['\\', '"', '\n'], "_");
+    let mut s = String::new();
+    let mut family = |name: &str, help: &str, rows: &[(String, f64)]| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(s, "{name}{{config=\"{job}\"{labels}}} {v}");
+        }
+    };
+    let t = now.timestamp() as f64;
+    family(
+        "stockcast_train_success",
+        "1 when the last nightly run finished (published and gated), 0 when it failed",
+        &[(String::new(), f64::from(u8::from(summary.is_some())))],
+    );
+    family("stockcast_train_last_run_timestamp_seconds", "When the last nightly run ended", &[(String::new(), t)]);
+    let Some(sum) = summary else { return s };
+    family(
+        "stockcast_train_last_success_timestamp_seconds",
+        "When the last successful nightly run ended",
+        &[(String::new(), t)],
+    );
+    family("stockcast_train_duration_seconds", "Wall time of the last nightly run", &[(String::new(), sum.seconds)]);
+    let as_of = sum.as_of.and_hms_opt(0, 0, 0).map_or(0.0, |d| d.and_utc().timestamp() as f64);
+    family(
+        "stockcast_train_data_last_date_timestamp_seconds",
+        "Last date of the prices trained on",
+        &[(String::new(), as_of)],
+    );
+    family(
+        "stockcast_train_versions_published",
+        "Versions the last nightly run published",
+        &[(String::new(), sum.models.len() as f64)],
+    );
+    let per = |f: &dyn Fn(&ModelOutcome) -> f64| -> Vec<(String, f64)> {
+        sum.models.iter().map(|m| (format!(",model=\"{}\"", m.name.replace('"', "_")), f(m))).collect()
+    };
+    family(
+        "stockcast_train_promoted",
+        "1 when the model's new version became the champion",
+        &per(&|m| f64::from(u8::from(m.promoted))),
+    );
+    family("stockcast_train_version", "The version the last run published", &per(&|m| m.version as f64));
+    family("stockcast_train_gate_value", "The gate metric's walk-forward value of the new version", &per(&|m| m.value));
+    family("stockcast_train_gate_min", "The gate's floor", &per(&|_| sum.gate.min));
+    s
+}
+
 fn metric(metrics: &Value, key: &str) -> Result<f64> {
     metrics
         .get(key)
