@@ -76,7 +76,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelsCommand) -> anyhow::Result<()> {
             let reg = Registry::new(&dir.models_dir);
             let _lock = lock(ctx, &reg, "models gc")?;
             for name in reg.names()? {
-                let removed = reg.gc(&name, keep)?;
+                let removed = reg.gc(&name, keep, &ctx.clock().now_rfc3339())?;
                 out(&format!("{name}: removed {} version(s) {removed:?}", removed.len()));
             }
         }

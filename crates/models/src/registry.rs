@@ -140,6 +140,9 @@ pub struct Registry {
 /// Name of the lock file in the registry root.
 pub const LOCK_FILE: &str = ".registry.lock";
 
+/// The registry's append-only audit log (local registries): one JSON event a line.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
 /// The registry's exclusive lock; released on drop (or by the kernel when the process ends).
 #[derive(Debug)]
 pub struct RegistryLock {
@@ -332,6 +335,61 @@ impl Registry {
         RegistryLock { file: Some(file) }
     }
 
+    /// Appends `event` (with who made it: the user and process) to the registry's append-only audit log:
+    /// `<root>/audit.jsonl`, one JSON object a line (written with one `write` under `O_APPEND`, fsynced; a link is
+    /// refused), or on an object store one object per event under `audit/` (created only if absent).
+    fn audit(&self, event: &serde_json::Value) -> Result<()> {
+        let mut e = event.clone();
+        e["by"] = serde_json::json!(format!(
+            "{} (pid {})",
+            std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            std::process::id()
+        ));
+        let mut line = serde_json::to_vec(&e).map_err(|err| Error::Data(err.to_string()))?;
+        if let Some(o) = self.remote()? {
+            let stem = format!(
+                "audit/{}-{}-{}-{}",
+                e["at"].as_str().unwrap_or("unknown").replace(':', ""),
+                e["model"].as_str().unwrap_or("?"),
+                e["action"].as_str().unwrap_or("?"),
+                std::process::id()
+            );
+            for k in 0..100 {
+                if o.put_new(&format!("{stem}-{k}.json"), line.clone())? {
+                    return Ok(());
+                }
+            }
+            return Err(Error::Data(format!("{stem}: no free audit key")));
+        }
+        line.push(b'\n');
+        let path = self.root.join(AUDIT_FILE);
+        let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
+            std::fs::OpenOptions::new().append(true).create(true),
+            libc::O_NOFOLLOW,
+        )
+        .open(&path)
+        .map_err(|err| Error::io(&path, err))?;
+        std::io::Write::write_all(&mut f, &line).map_err(|err| Error::io(&path, err))?;
+        f.sync_data().map_err(|err| Error::io(&path, err))
+    }
+
+    /// The audit log's events, oldest first (local registries; object stores: the `audit/` objects in key order).
+    ///
+    /// # Errors
+    /// Read errors; a line that is not JSON.
+    pub fn audit_log(&self) -> Result<Vec<serde_json::Value>> {
+        let parse = |b: &[u8]| serde_json::from_slice(b).map_err(|e| Error::Data(format!("audit log: {e}")));
+        if let Some(o) = self.remote()? {
+            return o.list("audit")?.iter().map(|k| parse(&o.read(k)?)).collect();
+        }
+        let path = self.root.join(AUDIT_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).map(parse).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
     /// Who holds the lock, as its holder wrote it (`pid N what`), or `unknown`.
     pub fn lock_holder(&self) -> String {
         let path = self.root.join(LOCK_FILE);
@@ -448,6 +506,14 @@ impl Registry {
     /// # Errors
     /// I/O errors; an invalid name.
     pub fn publish_with(&self, name: &str, p: &Publish<'_>, before_rename: &dyn Fn(&Path)) -> Result<Manifest> {
+        let m = self.publish_inner(name, p, before_rename)?;
+        self.audit(&serde_json::json!({
+            "at": p.created_at, "action": "publish", "model": name, "version": m.version, "kind": m.kind,
+        }))?;
+        Ok(m)
+    }
+
+    fn publish_inner(&self, name: &str, p: &Publish<'_>, before_rename: &dyn Fn(&Path)) -> Result<Manifest> {
         check_name(name)?;
         if let Some(o) = self.remote()? {
             return self.publish_remote(o, name, p, before_rename);
@@ -636,6 +702,15 @@ impl Registry {
     /// # Errors
     /// [`Error::Config`] when the version does not exist.
     pub fn set_alias(&self, name: &str, alias: &str, version: u64, at: &str, reason: &str) -> Result<()> {
+        let from = self.set_alias_inner(name, alias, version, at, reason)?;
+        self.audit(&serde_json::json!({
+            "at": at, "action": "alias", "model": name, "alias": alias, "from": from, "version": version,
+            "reason": reason,
+        }))
+    }
+
+    /// Moves the alias; the version it pointed to before.
+    fn set_alias_inner(&self, name: &str, alias: &str, version: u64, at: &str, reason: &str) -> Result<Option<u64>> {
         check_name(alias)?;
         if alias.parse::<u64>().is_ok() {
             return Err(Error::Config(format!("alias {alias:?} looks like a version number")));
@@ -654,14 +729,14 @@ impl Registry {
                 reason: reason.to_owned(),
             });
             let json = serde_json::to_vec_pretty(&a).map_err(|e| Error::Data(e.to_string()))?;
-            match self.remote()? {
-                // Written only if nobody moved an alias since it was read; otherwise read again and redo the move.
-                Some(o) => {
-                    if o.put_if(&format!("{name}/aliases.json"), json, seen.as_ref())? {
-                        return Ok(());
-                    }
+            // Written only if nobody moved an alias since it was read; otherwise read again and redo the move.
+            if let Some(o) = self.remote()? {
+                if o.put_if(&format!("{name}/aliases.json"), json, seen.as_ref())? {
+                    return Ok(from);
                 }
-                None => return Ok(stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?),
+            } else {
+                stockcast_features::io::write_atomic(&self.dir(name).join("aliases.json"), &json)?;
+                return Ok(from);
             }
         }
         Err(Error::Data(format!("{name}: aliases.json kept changing; {alias} not moved after {CAS_TRIES} tries")))
@@ -715,7 +790,17 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::Config`] for `keep = 0`; I/O errors.
-    pub fn gc(&self, name: &str, keep: usize) -> Result<Vec<u64>> {
+    pub fn gc(&self, name: &str, keep: usize, at: &str) -> Result<Vec<u64>> {
+        let removed = self.gc_inner(name, keep)?;
+        if !removed.is_empty() {
+            self.audit(&serde_json::json!({
+                "at": at, "action": "gc", "model": name, "removed": removed, "keep": keep,
+            }))?;
+        }
+        Ok(removed)
+    }
+
+    fn gc_inner(&self, name: &str, keep: usize) -> Result<Vec<u64>> {
         if keep == 0 {
             return Err(Error::Config("gc --keep must be at least 1 (the newest version is always kept)".into()));
         }

@@ -68,7 +68,7 @@ fn a_crash_before_the_rename_leaves_no_version_and_the_champion_unchanged() {
     // A hidden directory no publish wrote is not gc's to remove.
     std::fs::create_dir_all(dir.path().join("demo/.notes")).unwrap();
     std::fs::write(dir.path().join("demo/.notes/a.txt"), "mine").unwrap();
-    assert!(reg.gc("demo", 10).unwrap().is_empty());
+    assert!(reg.gc("demo", 10, "t9").unwrap().is_empty());
     let hidden: Vec<String> = std::fs::read_dir(dir.path().join("demo"))
         .unwrap()
         .map(|e| e.unwrap())
@@ -96,7 +96,7 @@ fn version_numbers_are_never_reused_and_the_lock_is_exclusive() {
     assert!(reg.lock_holder().contains("first") && reg.lock_holder().contains(&std::process::id().to_string()));
     drop(held);
     assert!(reg.try_lock("third").unwrap().is_some());
-    assert!(reg.gc("demo", 0).unwrap_err().to_string().contains("at least 1"));
+    assert!(reg.gc("demo", 0, "t9").unwrap_err().to_string().contains("at least 1"));
 }
 
 #[test]
@@ -177,7 +177,17 @@ fn rollback_restores_the_previous_champion_and_gc_keeps_aliased_versions() {
     assert_eq!(history[2].reason, "rollback");
     reg.set_alias("demo", "staging", 2, "t8", "manual").unwrap();
     // Keep the newest one: 4 stays, 1 (champion) and 2 (staging) are pinned, 3 goes.
-    assert_eq!(reg.gc("demo", 1).unwrap(), vec![3]);
+    assert_eq!(reg.gc("demo", 1, "t9").unwrap(), vec![3]);
+    // Every change is in the append-only audit log, oldest first, with who made it.
+    let log = reg.audit_log().unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.first(), Some(&"publish"));
+    assert!(actions.contains(&"alias") && actions.last() == Some(&"gc"), "{actions:?}");
+    assert_eq!(log.last().unwrap()["removed"], serde_json::json!([3]));
+    assert_eq!(log.last().unwrap()["at"], "t9");
+    assert!(log.iter().all(|e| e["by"].as_str().is_some_and(|b| b.contains("pid"))));
+    let rollback = log.iter().find(|e| e["reason"] == "rollback").expect("the rollback is logged");
+    assert!(rollback["from"].is_u64() && rollback["version"].is_u64());
     assert_eq!(reg.versions("demo").unwrap(), vec![1, 2, 4]);
     assert!(reg.resolve(&"demo@7".parse().unwrap()).unwrap_err().to_string().contains("not published"));
     assert!(reg.resolve(&"demo@nope".parse().unwrap()).unwrap_err().to_string().contains("no alias"));
