@@ -1476,4 +1476,32 @@ fn the_nightly_outcome_is_written_as_metrics_and_the_alert_rules_pass_promtool()
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let o = promtool(&["test", "rules", "stockcast-alerts.test.yml"], None);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // Every series the alert rules and the Grafana dashboard query is one stockcast exports: the nightly file
+    // above or the server's exposition.
+    let server = stockcast_infer::server::metrics::Metrics::default();
+    server.observe("/v1/predict", "POST", 200, std::time::Duration::from_millis(1));
+    server.reload("ok");
+    let exported: std::collections::BTreeSet<String> = [ok.as_str(), &server.render(&Default::default())]
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+    let deploy = common::root().join("deploy");
+    let dashboard = std::fs::read_to_string(deploy.join("grafana/stockcast.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let rules = std::fs::read_to_string(deploy.join("prometheus/stockcast-alerts.yml")).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for text in [&dashboard, &rules] {
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("stockcast_") {
+            let name: String =
+                rest[i..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            rest = &rest[i + name.len()..];
+            queried.insert(name);
+        }
+    }
+    let missing: Vec<&String> = queried.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}\nexported: {exported:?}");
 }
