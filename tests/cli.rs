@@ -1481,12 +1481,13 @@ fn the_nightly_outcome_is_written_as_metrics_and_the_alert_rules_pass_promtool()
     let server = stockcast_infer::server::metrics::Metrics::default();
     server.observe("/v1/predict", "POST", 200, std::time::Duration::from_millis(1));
     server.reload("ok");
-    let exported: std::collections::BTreeSet<String> = [ok.as_str(), &server.render(&Default::default())]
-        .iter()
-        .flat_map(|t| t.lines())
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
-        .collect();
+    let exported: std::collections::BTreeSet<String> =
+        [ok.as_str(), &server.render(&stockcast_infer::server::metrics::Snapshot::default())]
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+            .collect();
     let deploy = common::root().join("deploy");
     let dashboard = std::fs::read_to_string(deploy.join("grafana/stockcast.json")).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
