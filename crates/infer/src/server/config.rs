@@ -77,6 +77,9 @@ pub struct ServeConfig {
     /// Expensive computations one client (its API token, else its address) may have in flight at once; more get
     /// 429 (0 = no per-client bound).
     pub compute_per_client: usize,
+    /// Expensive computations one client may start per second (a token bucket of 20, in this process); 429
+    /// `too_many_computations` beyond (0 = no bound). Cached answers do not count.
+    pub compute_per_client_per_s: f64,
     /// Byte budget of the computed days' scores (every stored symbol's score for one model version and date); the
     /// earliest dates go first beyond it or beyond 64 days.
     pub day_cache_max_bytes: usize,
@@ -126,6 +129,7 @@ impl Default for ServeConfig {
             cache_max_bytes: 64 << 20,
             heavy_slots: 2,
             compute_per_client: 1,
+            compute_per_client_per_s: 2.0,
             day_cache_max_bytes: 256 << 20,
             poll_s: 30,
             health_probe_ms: 2_000,

@@ -170,6 +170,8 @@ pub struct AppState {
     /// Cache keys being refreshed from the database now (one request each).
     pub(super) refreshing: Mutex<std::collections::HashSet<String>>,
     pub(super) days: Mutex<DayCache>,
+    /// Computations started per client and second (`compute_per_client_per_s`).
+    pub(super) compute_rate: super::ratelimit::RateLimiter,
     /// Expensive computations in flight per client (`compute_per_client` at most).
     pub(super) computing: Mutex<HashMap<String, usize>>,
     /// Dates known not to be trading dates of the stored prices (bounded; cleared with the caches).
@@ -485,6 +487,8 @@ pub async fn build_state(cfg: ServeConfig, clock: Clock) -> Result<Arc<AppState>
         refreshing: Mutex::new(std::collections::HashSet::new()),
         days: Mutex::new(DayCache::default()),
         computing: Mutex::new(HashMap::new()),
+        compute_rate: super::ratelimit::RateLimiter::new(cfg.compute_per_client_per_s, 20.0, None, "compute")
+            .map_err(|m| Error::Data(format!("serve settings: {m}")))?,
         not_trading: Mutex::new(std::collections::BTreeSet::new()),
         heavy: super::work::HeavySlots::new(cfg_heavy),
         db_up: AtomicBool::new(true),

@@ -809,7 +809,8 @@ async fn arbitrary_request_bodies_get_json_errors_never_a_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_cycling_through_old_days_cannot_evict_the_latest_day_or_hold_every_slot() {
     let e = env("thrash").await;
-    let s = Server::start(config(&e)).await;
+    // The per-client rate of computations is tested on its own; here the in-flight bound and the eviction.
+    let s = Server::start(ServeConfig { compute_per_client_per_s: 0.0, ..config(&e) }).await;
     let a = s.addr;
     let computed = || async move { metric_value(&get(a, "/metrics").await.text(), "stockcast_day_computations_total") };
     // The latest day is computed ahead at start (in the background): wait for it, then a request for it computes
@@ -900,5 +901,30 @@ async fn one_address_cannot_fill_the_connection_cap() {
     assert_eq!(get(a, "/v1/models").await.status, 200);
     assert!(t.elapsed() < Duration::from_secs(5), "waited {:?}", t.elapsed());
     drop(hostile);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_starting_computations_faster_than_its_rate_gets_429() {
+    let e = env("computerate").await;
+    let s = Server::start(ServeConfig { compute_per_client_per_s: 0.01, ..config(&e) }).await;
+    let a = s.addr;
+    let calendar = e.prices.calendar().unwrap();
+    let old: Vec<String> = calendar[calendar.len() - 40..calendar.len() - 1].iter().map(ToString::to_string).collect();
+    // The token's bucket holds 20 computations: the 21st uncached day is refused, naming the setting.
+    let mut statuses = Vec::new();
+    for d in &old[..22] {
+        let r = post(a, "/v1/predict", &[AUTH], &json!({"symbols": ["AAPL"], "date": d})).await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            let m = error(&r, 429, "too_many_computations");
+            assert!(m.contains("compute_per_client_per_s"), "{m}");
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20, "{statuses:?}");
+    assert_eq!(&statuses[20..], [429, 429]);
+    // A day already computed costs nothing and is still answered; another client has its own bucket.
+    assert_eq!(post(a, "/v1/predict", &[AUTH], &json!({"symbols": ["AAPL"], "date": old[0]})).await.status, 200);
+    assert_eq!(post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": old[30]})).await.status, 200);
     s.stop().await;
 }

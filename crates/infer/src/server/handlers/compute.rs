@@ -63,7 +63,7 @@ pub(crate) async fn day_scores(
     }
     let map = cell
         .get_or_try_init(|| async {
-            let _mine = compute_slot(state, client)?;
+            let _mine = compute_slot(state, client).await?;
             let slot = heavy_slot(state).await?;
             state.metrics.day_computations.inc();
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
@@ -104,17 +104,21 @@ pub(crate) async fn warm_latest(state: Arc<AppState>) {
     }
 }
 
-/// One of `client`'s computing slots, or 429 when it has `compute_per_client` computations in flight already.
-fn compute_slot<'a>(state: &'a AppState, client: &str) -> ApiResult<crate::server::state::ComputeGuard<'a>> {
+/// One of `client`'s computing slots, or 429 when it has `compute_per_client` computations in flight already or
+/// has started more than `compute_per_client_per_s` (a bucket of 20).
+async fn compute_slot<'a>(state: &'a AppState, client: &str) -> ApiResult<crate::server::state::ComputeGuard<'a>> {
+    let refused = |m: String| ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "too_many_computations", m);
+    if state.compute_rate.enabled() && !state.compute_rate.take(client).await.allowed {
+        return Err(refused(format!(
+            "this client started more than {} computations per second (compute_per_client_per_s); retry later",
+            state.cfg.compute_per_client_per_s
+        )));
+    }
     state.begin_compute(client).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too_many_computations",
-            format!(
-                "this client has {} computation(s) in flight already (compute_per_client); retry when it is done",
-                state.cfg.compute_per_client
-            ),
-        )
+        refused(format!(
+            "this client has {} computation(s) in flight already (compute_per_client); retry when it is done",
+            state.cfg.compute_per_client
+        ))
     })
 }
 
@@ -177,7 +181,7 @@ pub(in crate::server) async fn predict(
                 let loaded = bars_frame(&bars)?;
                 s.score_day_cancellable(&loaded.prices, date, cancel)
             };
-            let _mine = compute_slot(&state, &client)?;
+            let _mine = compute_slot(&state, &client).await?;
             let slot = heavy_slot(&state).await?;
             // The caller's bars: any features error (even one not marked as the user's) is about them, and so is
             // a feature set other than the model's (families skipped for columns the bars lack).
