@@ -129,6 +129,9 @@ pub(super) type DayCell = Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, f64>>>>
 pub(super) struct ComputeGuard<'a> {
     state: &'a AppState,
     client: Option<String>,
+    /// The slot, held until the guard drops.
+    #[allow(dead_code)]
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for ComputeGuard<'_> {
@@ -136,8 +139,8 @@ impl Drop for ComputeGuard<'_> {
         if let (Some(c), Ok(mut m)) = (&self.client, self.state.computing.lock())
             && let Some(n) = m.get_mut(c)
         {
-            *n -= 1;
-            if *n == 0 {
+            n.1 -= 1;
+            if n.1 == 0 {
                 m.remove(c);
             }
         }
@@ -172,8 +175,8 @@ pub struct AppState {
     pub(super) days: Mutex<DayCache>,
     /// Computations started per client and second (`compute_per_client_per_s`).
     pub(super) compute_rate: super::ratelimit::RateLimiter,
-    /// Expensive computations in flight per client (`compute_per_client` at most).
-    pub(super) computing: Mutex<HashMap<String, usize>>,
+    /// Per client: its computing slots (`compute_per_client`) and how many requests hold or wait for one.
+    pub(super) computing: Mutex<HashMap<String, (Arc<tokio::sync::Semaphore>, usize)>>,
     /// Dates known not to be trading dates of the stored prices (bounded; cleared with the caches).
     pub(super) not_trading: Mutex<std::collections::BTreeSet<NaiveDate>>,
     /// Slots for expensive work (scoring a day, bars in a body, a recommendations run); full: 503 `busy`.
@@ -271,20 +274,28 @@ impl AppState {
         Some(self.days.lock().ok()?.cell(key, self.cfg.day_cache_max_bytes))
     }
 
-    /// Claims one of `client`'s `compute_per_client` slots for expensive work; `None` when all are taken (the
-    /// caller answers 429): one client cannot hold every heavy slot. Released when the guard drops.
-    pub(super) fn begin_compute(&self, client: &str) -> Option<ComputeGuard<'_>> {
+    /// Claims one of `client`'s `compute_per_client` slots for expensive work, waiting for one while the client's
+    /// own queue (twice its slots) has room; `None` when it is full (the caller answers 429): one client cannot
+    /// hold every heavy slot, and its concurrent connections wait their turn. Released when the guard drops.
+    pub(super) async fn begin_compute(&self, client: &str) -> Option<ComputeGuard<'_>> {
         let limit = self.cfg.compute_per_client;
         if limit == 0 {
-            return Some(ComputeGuard { state: self, client: None });
+            return Some(ComputeGuard { state: self, client: None, permit: None });
         }
-        let mut m = self.computing.lock().ok()?;
-        let n = m.entry(client.to_owned()).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(ComputeGuard { state: self, client: Some(client.to_owned()) })
+        let sem = {
+            let mut m = self.computing.lock().ok()?;
+            let entry = m.entry(client.to_owned()).or_insert_with(|| (Arc::new(tokio::sync::Semaphore::new(limit)), 0));
+            // Running plus waiting: a client's own queue is twice its slots; beyond it, refused at once.
+            if entry.1 >= 3 * limit {
+                return None;
+            }
+            entry.1 += 1;
+            entry.0.clone()
+        };
+        // Counted from here: the guard gives the place back however this ends (a cancelled wait included).
+        let mut guard = ComputeGuard { state: self, client: Some(client.to_owned()), permit: None };
+        guard.permit = Some(sem.acquire_owned().await.ok()?);
+        Some(guard)
     }
 
     /// Whether `date` is a trading date of the stored prices: one indexed query, remembered when it is not.

@@ -114,9 +114,10 @@ async fn compute_slot<'a>(state: &'a AppState, client: &str) -> ApiResult<crate:
             state.cfg.compute_per_client_per_s
         )));
     }
-    state.begin_compute(client).ok_or_else(|| {
+    state.begin_compute(client).await.ok_or_else(|| {
         refused(format!(
-            "this client has {} computation(s) in flight already (compute_per_client); retry when it is done",
+            "this client has {} computation(s) in flight and twice as many waiting (compute_per_client); retry \
+             when they are done",
             state.cfg.compute_per_client
         ))
     })
