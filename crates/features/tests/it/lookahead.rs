@@ -1,5 +1,8 @@
 //! No look-ahead: features computed on data truncated at a random date equal those computed on the full data,
-//! for every feature of the default spec, on every row up to that date.
+//! for every feature of the default spec and formula features (time-series, cross-sectional and per-sector ones,
+//! with sectors from a point-in-time classification), on every row up to that date.
+
+use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use stockcast_features::polars::prelude::*;
@@ -21,7 +24,36 @@ fn panel(seed: u64, late_start: usize) -> PriceFrame {
         .collect();
     let df = df.filter(&keep).unwrap();
     let df = df.select(["symbol", "date", "open", "high", "low", "close", "volume"]).unwrap();
-    PriceFrame::from_df(df).unwrap()
+    // Sectors over time: S0001 moves from Energy to Tech on day 150.
+    let dir = tempfile::tempdir().unwrap();
+    let day = |k: i32| days_to_date(first + k).unwrap();
+    let classes = crate::write(
+        dir.path(),
+        "classes.csv",
+        &format!(
+            "symbol,start,end,sector\nS0000,2000-01-01,,Tech\nS0001,2000-01-01,{},Energy\nS0001,{},,Tech\n\
+             S0002,2000-01-01,,Energy\n",
+            day(149),
+            day(150)
+        ),
+    );
+    let classes = stockcast_features::Classification::load(&classes).unwrap();
+    PriceFrame::from_df(df).unwrap().with_classification(&classes).unwrap()
+}
+
+/// The default spec with formula features of every kind appended.
+fn spec_with_formulas() -> FeatureSpec {
+    let mut toml = FeatureSpec::default().to_toml();
+    for (name, expr) in [
+        ("f_mom", "ref($close, 5) / $close - 1"),
+        ("f_corr", "corr($close, log($volume + 1), 10)"),
+        ("f_rank", "rank($close, 10)"),
+        ("f_cs", "cs_zscore(mean($close, 5) / $close)"),
+        ("f_group", "group_rank(std($close, 10) / $close, sector)"),
+    ] {
+        let _ = write!(toml, "\n[[features]]\nfamily = \"expr\"\nname = \"{name}\"\nexpr = \"{expr}\"\n");
+    }
+    FeatureSpec::from_toml(&toml).unwrap().into_inner()
 }
 
 proptest! {
@@ -35,10 +67,12 @@ proptest! {
         let cut_day = days_to_date(first + cut as i32).unwrap();
         let truncated = full.until(cut_day).unwrap();
         prop_assume!(truncated.height() > 0);
-        let spec = FeatureSpec::default();
+        let spec = spec_with_formulas();
+        prop_assert!(spec.output_names().iter().any(|n| n == "f_group"));
         let a = build_features(&full, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
         let b = build_features(&truncated, &stockcast_features::Checked::new(spec.clone()).unwrap()).unwrap();
         prop_assert_eq!(a.features(), b.features());
+        prop_assert!(["f_mom", "f_cs", "f_group"].iter().all(|f| a.features().iter().any(|n| n == f)), "{:?}", a.features());
         // Row i of the truncated frame is the i-th row with date ≤ cut of the full frame.
         let mask = full.df().column("date").unwrap().date().unwrap().physical().lt_eq(first + cut as i32);
         let a_cut = a.df().filter(&mask).unwrap();
