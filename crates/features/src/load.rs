@@ -409,15 +409,6 @@ struct Columns {
 impl Parser<'_> {
     fn columns(&self) -> Result<Columns> {
         let names: Vec<String> = self.df.get_column_names().iter().map(ToString::to_string).collect();
-        if names.len() > MAX_COLUMNS {
-            return Err(Error::bad_input(
-                self.path,
-                format!(
-                    "{} columns; at most {MAX_COLUMNS} are read (a wide file holds one column per symbol)",
-                    names.len()
-                ),
-            ));
-        }
         // A header named twice: the CSV reader renames the second `x_duplicated_0`; it is refused, not guessed.
         if let Some(dup) = names.iter().find_map(|n| {
             let (base, k) = n.rsplit_once("_duplicated_")?;

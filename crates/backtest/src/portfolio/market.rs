@@ -116,7 +116,7 @@ impl Market {
     }
 
     /// Records that symbol `s` is in `sector` from date index `d` on (dates fed in increasing order per symbol).
-    pub fn set_sector(&mut self, s: usize, d: usize, sector: Option<&str>) {
+    fn set_sector(&mut self, s: usize, d: usize, sector: Option<&str>) {
         let v = &mut self.sector[s];
         if v.last().is_none_or(|x| x.1.as_deref() != sector) {
             v.push((d, sector.map(str::to_owned)));

@@ -54,13 +54,10 @@ pub(super) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<d
 pub(super) struct ClientAddr(pub(super) std::net::IpAddr);
 
 /// Who a request is counted for (the rate limit, the per-client bound on computations): `token:<hash>` for the
-/// configured API token, else `ip:<address>`.
-#[derive(Debug, Clone)]
-pub(super) struct ClientKey(pub(super) String);
-
-pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
+/// configured API token, else `ip:<address>` of the client (behind a trusted proxy: the one its headers name).
+/// Worked out only where it is needed: a limited request, a computation.
+pub(super) fn client_of(state: &AppState, headers: &axum::http::HeaderMap, peer: Option<std::net::IpAddr>) -> String {
+    let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -69,15 +66,15 @@ pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, mut req: Requ
         .filter(|t| {
             state.cfg.api_token.as_deref().is_some_and(|c| !c.is_empty() && super::handlers::token_matches(t, c))
         });
-    let ip = req
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|c| super::ratelimit::forwarded_client(c.0, &state.trusted_proxies, req.headers()));
-    let client = super::ratelimit::client_key(token, ip);
-    req.extensions_mut().insert(ClientKey(client.clone()));
+    let ip = peer.map(|p| super::ratelimit::forwarded_client(p, &state.trusted_proxies, headers));
+    super::ratelimit::client_key(token, ip)
+}
+
+pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
         return next.run(req).await;
     }
+    let client = client_of(&state, req.headers(), req.extensions().get::<ClientAddr>().map(|c| c.0));
     let d = state.limiter.take(&client).await;
     let mut resp = if d.allowed {
         next.run(req).await

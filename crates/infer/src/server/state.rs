@@ -102,11 +102,14 @@ impl DayCache {
         if let Some((c, _)) = self.cells.get(&key) {
             return c.clone();
         }
-        while self.cells.len() >= DAYS_KEPT || (!self.cells.is_empty() && self.used() > max_bytes) {
+        let mut used = self.used();
+        while self.cells.len() >= DAYS_KEPT || (!self.cells.is_empty() && used > max_bytes) {
             let Some(victim) = self.cells.iter().min_by_key(|(k, (_, seq))| (k.2, *seq)).map(|(k, _)| k.clone()) else {
                 break;
             };
-            self.cells.remove(&victim);
+            if let Some((cell, _)) = self.cells.remove(&victim) {
+                used -= Self::bytes(&cell);
+            }
         }
         self.seq += 1;
         let cell = DayCell::default();

@@ -49,7 +49,7 @@ pub(crate) async fn day_scores(
     state: &Arc<AppState>,
     scorer: &Arc<Scorer>,
     date: NaiveDate,
-    client: &str,
+    client: &(dyn Fn() -> String + Sync),
 ) -> ApiResult<Arc<BTreeMap<String, f64>>> {
     // A date that is not a trading date of the stored prices is answered from the calendar (one indexed query,
     // remembered), never by reading and scoring the whole history.
@@ -63,7 +63,7 @@ pub(crate) async fn day_scores(
     }
     let map = cell
         .get_or_try_init(|| async {
-            let _mine = compute_slot(state, client).await?;
+            let _mine = compute_slot(state, &client()).await?;
             let slot = heavy_slot(state).await?;
             state.metrics.day_computations.inc();
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
@@ -97,7 +97,7 @@ pub(crate) async fn warm_latest(state: Arc<AppState>) {
         }
     };
     for scorer in state.models().by_name.values() {
-        match day_scores(&state, scorer, date, "server:warm-up").await {
+        match day_scores(&state, scorer, date, &|| "server:warm-up".to_owned()).await {
             Ok(m) => tracing::info!(model = %scorer.label(), %date, symbols = m.len(), "warm-up: latest day scored"),
             Err(e) => tracing::info!(model = %scorer.label(), %date, error = ?e, "warm-up: not scored"),
         }
@@ -137,10 +137,12 @@ async fn compute_slot<'a>(state: &'a AppState, client: &str) -> ApiResult<crate:
 )]
 pub(in crate::server) async fn predict(
     State(state): State<Arc<AppState>>,
-    client: Option<axum::Extension<crate::server::middleware::ClientKey>>,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<crate::server::middleware::ClientAddr>>,
     JsonBody(body): JsonBody<api::PredictIn>,
 ) -> ApiResult<Json<api::Predicted>> {
-    let client = client.map_or_else(|| "ip:unknown".to_owned(), |c| c.0.0);
+    // Who is asking, for the per-client bounds of computations (worked out when one is needed).
+    let client = || crate::server::middleware::client_of(&state, &headers, peer.as_ref().map(|p| p.0.0));
     let scorer = served(&state, body.model.as_deref())?;
     let mut missing: Vec<String> = Vec::new();
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
@@ -182,7 +184,7 @@ pub(in crate::server) async fn predict(
                 let loaded = bars_frame(&bars)?;
                 s.score_day_cancellable(&loaded.prices, date, cancel)
             };
-            let _mine = compute_slot(&state, &client).await?;
+            let _mine = compute_slot(&state, &client()).await?;
             let slot = heavy_slot(&state).await?;
             // The caller's bars: any features error (even one not marked as the user's) is about them, and so is
             // a feature set other than the model's (families skipped for columns the bars lack).
