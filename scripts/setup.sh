@@ -1,52 +1,23 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh machine: checks the toolchain and installs the XGBoost library. Idempotent; safe to
-# run before every build.
+# The demo's setup on a fresh machine (scripts/demo.sh runs it): checks the toolchain, installs the XGBoost library
+# (downloaded once into ~/.cache/stockcast), and PostgreSQL's server programs for the demo's database stage when
+# they can be installed (root + apt); without them the demo runs every other stage and says so. Idempotent.
+# The services only the tests use (Redis, Chromium, Slurm, moto, promtool, buildah) are in scripts/setup-tests.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required: $2" >&2; exit 1; }; }
-need cargo "install Rust (rustup) 1.95 or newer"
+need cargo "install Rust (rustup) 1.95 or newer: https://rustup.rs"
 need cc "install a C compiler (Debian: apt-get install gcc); Polars compiles zstd/lz4 C code"
 need python3 "install Python 3 with pip (used once to download the XGBoost library wheel)"
-if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
-if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
-# Debian packages the tests start themselves: apt-get update once (a fresh machine has no package lists), then
-# install what is missing.
-updated=0
-apt_install() {
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        if [ "$updated" = 0 ]; then apt-get update -qq >/dev/null || true; updated=1; fi
-        apt-get install -y "$@" >/dev/null
+can_apt() { command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; }
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if can_apt; then
+        apt-get update -qq >/dev/null || true
+        apt-get install -y postgresql >/dev/null
     else
-        echo "setup: $* is required for the tests (Debian: apt-get install $*)" >&2
-        exit 1
+        echo "setup: PostgreSQL's server programs (initdb) are missing and cannot be installed without root: the" \
+            "demo skips its database stage (6/6). To add it: sudo apt-get install postgresql, or set DATABASE_URL." >&2
     fi
-}
-# PostgreSQL server binaries (initdb, pg_ctl, postgres, psql): the Postgres tests start a throwaway cluster.
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    apt_install postgresql
-fi
-# redis-server: the shared rate-limit test starts a throwaway one.
-if ! command -v redis-server >/dev/null 2>&1; then
-    apt_install redis-server
-fi
-# promtool (Debian's prometheus package): the tests check and unit-test deploy/prometheus/ alert rules and the
-# nightly job's metrics file.
-if ! command -v promtool >/dev/null 2>&1; then
-    apt_install --no-install-recommends prometheus
-fi
-# Headless Chromium: the report test renders report.html in a real browser.
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
-    && ! command -v google-chrome >/dev/null 2>&1; then
-    apt_install chromium
-fi
-# Slurm (slurmctld, slurmd, sbatch; brings munge): the sharded-run test starts a single-node cluster
-# (scripts/slurm-local.sh) and submits deploy/slurm/ to it.
-if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
-    apt_install slurm-wlm munge
-fi
-# moto in server mode (PyPI): the S3-compatible server the object-store tests start (conditional puts included).
-if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' >&2
 fi
 lib=$(scripts/setup-xgboost.sh)
 echo "setup: libxgboost in $lib"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}"
-scripts/setup.sh >&2   # idempotent: toolchain check + libxgboost (downloaded once)
+scripts/setup-tests.sh >&2   # idempotent: the demo's setup + the services the tests start
 # XGBoost/OpenMP threads must not spin-wait while the machine is shared by parallel tests.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 status=0

@@ -41,6 +41,13 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl LocalCluster {
+    /// True when PostgreSQL's server programs (`initdb`) can be found, so [`LocalCluster::start`] can work.
+    pub fn available() -> bool {
+        let initdb = pg_bin("initdb");
+        initdb.is_absolute() && initdb.is_file()
+            || Command::new("sh").args(["-c", "command -v initdb"]).output().is_ok_and(|o| o.status.success())
+    }
+
     fn command(&self, program: &Path) -> Command {
         if self.as_postgres {
             let mut c = Command::new("runuser");

@@ -147,6 +147,14 @@ fn postgres_step(ctx: &Ctx, opts: &DemoOptions, input: &PriceInput) -> Result<()
     use stockcast_models::registry::Registry;
 
     ctx.out("6/6 Postgres: import, nightly training from the prices table, recommendations, the HTTP server");
+    if opts.database_url.is_none() && !LocalCluster::available() {
+        ctx.out(
+            "    skipped: no PostgreSQL server programs (initdb) on this machine. Install them (Debian: apt-get \
+             install postgresql, or run scripts/setup.sh as root) or set DATABASE_URL to a database of yours, then \
+             rerun the demo for this stage",
+        );
+        return Ok(());
+    }
     let (_cluster, url) = if let Some(url) = &opts.database_url {
         ctx.out(&format!("    using DATABASE_URL ({})", store::redact(url)));
         (None, url.clone())
