@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The serving fault run of docs (README → Load benchmark → "Fault run: a cache thrash and a Redis stall"), against
+# The serving fault run of docs/serving.md ("Fault run: a cache thrash and a Redis stall"), against
 # one or more `stockcast` binaries on the same data, e.g. the build before the hardening and the current one:
 #
 #   bash bench/fault_run.sh /tmp/stockcast-before target/release/stockcast

@@ -35,7 +35,8 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every stage that exists on the bundled data (`datasets/us5_daily.csv`).
+    /// Run every stage on the bundled data (`datasets/us5_daily.csv`): quality, features, each model kind, a
+    /// walk-forward backtest, then PostgreSQL (import, nightly training, recommendations, the server); writes runs/demo.
     Demo(DemoArgs),
     /// Load prices and run the data-quality checks; print a summary, optionally a JSON report.
     Quality(QualityArgs),
@@ -96,6 +97,10 @@ pub struct DataArgs {
     /// `<output or input stem>.quarantine.csv`).
     #[arg(long, value_name = "FILE")]
     pub quarantine: Option<PathBuf>,
+    /// The dates' format when they are not YYYY-MM-DD, in strftime syntax: `%m/%d/%Y` for an Excel export's
+    /// 1/31/2020, `%d.%m.%Y` for 31.01.2020, `%d-%b-%Y` for 31-Jan-2020.
+    #[arg(long, value_name = "FORMAT")]
+    pub date_format: Option<String>,
     /// Quality settings.
     #[command(flatten)]
     pub quality: QualityFlags,
@@ -121,7 +126,15 @@ pub struct QualityFlags {
 impl DataArgs {
     /// A price file with default quality handling (policies from the defaults, row defects set to `on_bad_rows`).
     pub fn file(prices: PathBuf, securities: Option<PathBuf>, on_bad_rows: Option<PolicyArg>) -> Self {
-        Self { prices, symbol: None, securities, on_bad_rows, quarantine: None, quality: QualityFlags::default() }
+        Self {
+            prices,
+            symbol: None,
+            securities,
+            on_bad_rows,
+            quarantine: None,
+            date_format: None,
+            quality: QualityFlags::default(),
+        }
     }
 }
 

@@ -64,16 +64,28 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
+/// An error and its causes as the CLI prints them (after `error: `): one `caused by:` line per cause, leaving out
+/// a cause whose text the line before already holds (an error that prints its source, e.g. "cannot read F: No
+/// such file or directory", is not followed by "caused by: No such file or directory").
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut msg = err.to_string();
+    let mut last = msg.clone();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            let _ = write!(msg, "\n  caused by: {text}");
+            last = text;
+        }
+    }
+    msg
+}
+
 /// Prints the error chain (no backtrace) and returns the exit code.
 pub fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            let mut msg = format!("error: {err}");
-            for cause in err.chain().skip(1) {
-                let _ = write!(msg, "\n  caused by: {cause}");
-            }
-            eprintln!("{msg}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::from(exit_code(&err))
         }
     }

@@ -139,6 +139,128 @@ fn missing_file_and_bad_usage_exit_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// The first `n` rows of us5's AAPL as a single-symbol CSV written by `row` (header first), so one price history
+/// can be written in other dialects and compared.
+fn aapl_rows(dir: &Path, name: &str, n: usize, row: impl Fn(&[&str]) -> String) -> PathBuf {
+    fn pick<'a>(keep: &[usize], fields: &[&'a str]) -> Vec<&'a str> {
+        keep.iter().map(|&i| fields[i]).collect()
+    }
+    let text = std::fs::read_to_string(dataset("us5_daily.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let sym = header.iter().position(|h| *h == "symbol").unwrap();
+    let keep: Vec<usize> = (0..header.len()).filter(|&i| i != sym).collect();
+    let mut out = vec![row(&pick(&keep, &header))];
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[sym] == "AAPL" && out.len() <= n {
+            out.push(row(&pick(&keep, &f)));
+        }
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    path
+}
+
+fn features_of(prices: &Path, extra: &[&str]) -> DataFrame {
+    let out = prices.with_extension("features.parquet");
+    let o = bin()
+        .args(["--quiet", "features", "--symbol", "AAPL", "--prices"])
+        .arg(prices)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    read_parquet(&out)
+}
+
+#[test]
+fn dialects_and_date_formats_read_the_same_prices_and_bad_rows_are_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = aapl_rows(tmp.path(), "iso.csv", 300, |f| f.join(","));
+    let expected = features_of(&iso, &[]);
+    assert_eq!(expected.height(), 300);
+    // A European spreadsheet export: ';' separated, decimal commas. Read, and the report says how.
+    let semi = aapl_rows(tmp.path(), "semi.csv", 300, |f| {
+        f.iter().map(|v| v.replacen('.', ",", 1)).collect::<Vec<_>>().join(";")
+    });
+    assert!(std::fs::read_to_string(&semi).unwrap().contains(';'));
+    assert!(expected.equals_missing(&features_of(&semi, &[])));
+    let o = run(&["quality", "--symbol", "AAPL", "--prices", semi.to_str().unwrap()]);
+    assert!(text(&o.stderr).contains("';'-separated, decimal commas read"), "{}", text(&o.stderr));
+
+    // Excel's M/D/YYYY: refused with a hint naming --date-format (dropping the rows would drop them all), then
+    // read with it.
+    let us_date = |d: &str| {
+        let p: Vec<&str> = d.split('-').collect();
+        if p.len() == 3 && p[0].len() == 4 {
+            format!("{}/{}/{}", p[1].trim_start_matches('0'), p[2].trim_start_matches('0'), p[0])
+        } else {
+            d.to_owned()
+        }
+    };
+    let excel = aapl_rows(tmp.path(), "excel.csv", 300, |f| {
+        f.iter()
+            .enumerate()
+            .map(|(i, v)| if i == 0 { us_date(v) } else { (*v).to_owned() })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let o = run(&["quality", "--symbol", "AAPL", "--prices", excel.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--date-format '%m/%d/%Y'"), "{err}");
+    assert!(!err.contains("--on-bad-rows drop"), "{err}");
+    assert!(err.contains("stopped at the failed check `unparseable`") && !err.contains("300 kept"), "{err}");
+    assert!(expected.equals_missing(&features_of(&excel, &["--date-format", "%m/%d/%Y"])));
+
+    // A Yahoo `null` row: one row flagged, listed once, with every column that did not parse.
+    let yahoo = aapl_rows(tmp.path(), "yahoo.csv", 20, |f| {
+        if f[0] == "2000-03-07" { format!("{},null,null,null,null,null,null", f[0]) } else { f.join(",") }
+    });
+    let o = run(&["quality", "--symbol", "AAPL", "--prices", yahoo.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("unparseable                1 row(s)"), "{err}");
+    assert_eq!(err.matches("2000-03-07: cannot parse").count(), 1, "{err}");
+    assert!(err.contains("as a number in open, high, low, close, volume, adj_close"), "{err}");
+
+    // A missing file's cause is said once.
+    let o = run(&["quality", "--prices", "/nonexistent.csv"]);
+    assert_eq!(text(&o.stderr).matches("No such file or directory").count(), 1, "{}", text(&o.stderr));
+
+    // A row with more fields than the header: the file and the separator, no Polars option names.
+    let ragged = tmp.path().join("ragged.csv");
+    std::fs::write(&ragged, "date;open;high;low;close;volume\n2020-01-02;1;1;1;1;1;7\n").unwrap();
+    let o = run(&["quality", "--prices", ragged.to_str().unwrap(), "--symbol", "X"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("more fields than the header (';' separated)") && !err.contains("truncate_ragged"), "{err}");
+}
+
+#[test]
+fn lstm_epochs_are_debug_events_and_each_fit_one_info_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fit = |level: &str| {
+        let o = bin()
+            .env("STOCKCAST_LOG", level)
+            .args(["fit", "--model", "configs/models/lstm.toml", "--prices", &dataset("us5_daily.csv")])
+            .args(["--train-until", "2004-12-31", "--out"])
+            .arg(tmp.path().join(level))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    let info = fit("info");
+    assert_eq!(info.matches("lstm fitted").count(), 1, "{info}");
+    assert_eq!(info.matches("lstm epoch").count(), 0, "{info}");
+    let debug = fit("debug");
+    assert!(debug.matches("lstm epoch").count() >= 2, "{debug}");
+}
+
 #[test]
 fn quality_drop_writes_quarantine_and_json_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +462,14 @@ fn notebook_schema() -> Vec<(String, Vec<String>)> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|c| c["source"].as_str().unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+        // nbformat writes a cell's source as one string or as a list of lines.
+        .flat_map(|c| {
+            let source = match &c["source"] {
+                serde_json::Value::Array(parts) => parts.iter().filter_map(|p| p.as_str()).collect::<String>(),
+                other => other.as_str().unwrap_or_default().to_owned(),
+            };
+            source.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
         .find(|l| l.starts_with("SCHEMA = "))
         .expect("the notebook declares SCHEMA");
     let schema: serde_json::Value = serde_json::from_str(line.trim_start_matches("SCHEMA = ")).unwrap();

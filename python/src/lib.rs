@@ -16,16 +16,6 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(_stockcast, QualityError, InputError, "The data-quality checks failed (exit code 3).");
 
-/// The CLI's message for an error: the error, then each cause on a `caused by:` line.
-fn message(err: &anyhow::Error) -> String {
-    let mut msg = err.to_string();
-    for cause in err.chain().skip(1) {
-        msg.push_str("\n  caused by: ");
-        msg.push_str(&cause.to_string());
-    }
-    msg
-}
-
 /// Runs `stockcast ARGS…` in this process (`args` without the program name), the GIL released while it works.
 ///
 /// # Errors
@@ -44,7 +34,7 @@ fn run(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
         }
     };
     let result = py.detach(move || stockcast::run(cli, stockcast::Clock::system()));
-    result.map_err(|e| error(py, stockcast::exit_code(&e), &message(&e)))
+    result.map_err(|e| error(py, stockcast::exit_code(&e), &stockcast::error_text(&e)))
 }
 
 /// A config given as JSON (a Python dict through `json.dumps`) as TOML text, for `--config`.

@@ -7,8 +7,8 @@ its outputs are the CLI's bit for bit::
     prices = pl.read_csv("datasets/us5_daily.csv", try_parse_dates=True).drop("adj_close")
     feats = stockcast.features(prices)                      # one row per (symbol, date): features + label
     run = stockcast.backtest("configs/backtest.toml")       # or a dict of the same keys
-    run.report["models"][0]["metrics"], run.predictions, run.equity, run.folds, run.html_path
-    model = stockcast.Model.load("models/us5-gbm/3")        # a saved model or a registry version
+    run.report["models"]["gbm"]["rank_ic"], run.predictions, run.equity, run.folds, run.html_path
+    model = stockcast.Model.load("runs/demo/models/gbm")    # a saved model or a registry version
     model.predict(prices, "2024-06-28")                     # symbol, date, score
 
 Errors are exceptions with the CLI's message: ``InputError`` (bad usage, configuration or data; the CLI's exit

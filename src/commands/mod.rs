@@ -78,6 +78,7 @@ impl DataArgs {
             quality: None,
             splits: self.quality.splits.clone(),
             adjust_detected_splits: self.quality.adjust_detected_splits,
+            date_format: self.date_format.clone(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct DataConfig {
     /// Only these symbols (default: all).
     #[serde(default)]
     pub symbols: Vec<String>,
+    /// The dates' format when the price file's are not YYYY-MM-DD (strftime syntax, e.g. `%m/%d/%Y`).
+    #[serde(default)]
+    pub date_format: Option<String>,
     /// Feature spec file (default: the built-in default spec).
     #[serde(default)]
     pub spec: Option<PathBuf>,

@@ -237,7 +237,7 @@ impl RunMeta {
     }
 }
 
-/// The keys every model has in `report.json` → `models.<name>` (fractions; see the README).
+/// The keys every model has in `report.json` → `models.<name>` (fractions; see docs/backtests.md).
 pub const MODEL_KEYS: [&str; 13] = [
     "total_return",
     "cagr",
@@ -662,7 +662,7 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         "\nConventions: 252 trading days a year; daily compounding; fractions shown as percentages; Sharpe and Sortino \
          annualised with √252 over the risk-free rate in the config; IC/Rank IC are per-date cross-sectional \
          correlations averaged over dates; ICIR = mean / std of the daily IC; turnover is one-way. Label: {}; fills: \
-         {:?}.{warning} Formulas: report.json → conventions and the README.\n\n## Overfitting\n\n{}\n## Per fold\n\n\
+         {:?}.{warning} Formulas: report.json → conventions and docs/backtests.md (Conventions).\n\n## Overfitting\n\n{}\n## Per fold\n\n\
          | model | fold | train | test | rows | Rank IC | IC | MAE |\n|---|---|---|---|---|---|---|---|\n",
         meta.label.definition,
         meta.label.fill,

@@ -1,6 +1,6 @@
 //! Tear sheets: the performance plots of quantstats/pyfolio and the factor plots of alphalens, computed from a
 //! model's simulation, its out-of-sample predictions and the prices. Every formula is stated on its field and in
-//! the README (Conventions → report).
+//! docs/backtests.md (Conventions → report).
 //!
 //! Daily strategy returns are r_t = E_t / E_{t−1} − 1 with E_0 the starting capital. Forward returns follow the
 //! label convention: a signal on date t is traded at the next open, so the h-day forward return is

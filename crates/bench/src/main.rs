@@ -1,7 +1,7 @@
 //! `stockcast-bench`: the benchmarks on synthetic data (timings, peak memory, accuracy against naive baselines),
 //! a binary of its own so that the product binary `stockcast` carries none of them nor their test launchers. The
-//! peers they are compared with are in `bench/` (Python scripts, `bench/compare.sh`); the README's Benchmarks
-//! section has the commands and the numbers.
+//! peers they are compared with are in `bench/` (Python scripts, `bench/compare.sh`); docs/benchmarks.md
+//! has the commands and the numbers.
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -63,6 +63,8 @@ pub struct Bars {
     pub files: Vec<PathBuf>,
     /// Per row, its file in [`Bars::files`] (empty for one file).
     pub file: Vec<u32>,
+    /// How a CSV that is not comma-separated was read (e.g. `';'-separated, decimal commas`), for the report.
+    pub dialect: Option<&'static str>,
 }
 
 impl Bars {
@@ -78,6 +80,7 @@ impl Bars {
             fields: Vec::new(),
             line: Vec::new(),
             issues: Vec::new(),
+            dialect: None,
             column_names: HashMap::new(),
             empty_wide_cells: 0,
             files: Vec::new(),
@@ -266,6 +269,9 @@ pub struct ReadOptions {
     /// another symbol, without a symbol column, is skipped unread); empty: every file. The rows are not filtered
     /// here (a job's symbol filter does that, naming any symbol that is missing).
     pub symbols: Vec<String>,
+    /// The dates' format when they are not ISO (chrono's `strftime` syntax, e.g. `%m/%d/%Y` for an Excel export's
+    /// `1/31/2020`); default: `YYYY-MM-DD` (or `YYYY/MM/DD`, `YYYYMMDD`).
+    pub date_format: Option<String>,
 }
 
 /// File formats the loader reads.
@@ -313,7 +319,18 @@ pub(crate) fn read_file(path: &Path, opts: &ReadOptions) -> Result<Bars> {
     }
     // Header is line 1 in a CSV; Parquet and IPC rows count from 1.
     let line_offset: u64 = if unit == "line" { 2 } else { 1 };
-    Parser { path, df: &df, unit, line_offset }.parse(opts)
+    let dialect = if unit == "line" {
+        match csv_separator(path)? {
+            b';' => Some("';'-separated, decimal commas read"),
+            b'\t' => Some("tab-separated, decimal commas read"),
+            b'|' => Some("'|'-separated, decimal commas read"),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let date_format = opts.date_format.as_deref();
+    Parser { path, df: &df, unit, line_offset, decimal_comma: dialect.is_some(), dialect, date_format }.parse(opts)
 }
 
 /// A CSV (every column as text), Parquet or Arrow IPC file as a frame, and what its row numbers count (`line`
@@ -355,10 +372,9 @@ fn header_names(path: &Path) -> Result<Vec<String>> {
     let open = || std::fs::File::open(path).map_err(|e| Error::read(path, e));
     Ok(match format_of(path) {
         Format::Csv => {
-            let mut first = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(open()?), &mut first)
-                .map_err(|e| Error::read(path, e))?;
-            first.split(',').map(|c| c.trim().trim_matches('"').to_owned()).collect()
+            let first = first_line(path)?;
+            let sep = char::from(sniff_separator(&first));
+            first.split(sep).map(|c| c.trim().trim_matches('"').to_owned()).collect()
         }
         Format::Parquet => ParquetReader::new(open()?)
             .schema()
@@ -375,18 +391,65 @@ fn header_names(path: &Path) -> Result<Vec<String>> {
     })
 }
 
+/// A file's first line (its header).
+fn first_line(path: &Path) -> Result<String> {
+    let mut first = String::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut first).map_err(|e| Error::read(path, e))?;
+    Ok(first)
+}
+
+/// The field separator of a CSV header: `,` unless the line holds more `;`, tabs or `|` (outside quotes) than
+/// commas, as European spreadsheet exports (`;` with decimal commas) and TSV files do.
+pub(crate) fn sniff_separator(header: &str) -> u8 {
+    let mut counts = [0usize; 4];
+    let seps = [b',', b';', b'\t', b'|'];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = seps.iter().position(|s| *s == b) {
+            counts[i] += 1;
+        }
+    }
+    let best = (1..4).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
+    if counts[best] > counts[0] { seps[best] } else { b',' }
+}
+
+/// The separator of a CSV file, from its header.
+pub(crate) fn csv_separator(path: &Path) -> Result<u8> {
+    Ok(sniff_separator(&first_line(path)?))
+}
+
 pub(crate) fn read_csv_as_strings(path: &Path) -> Result<DataFrame> {
+    let sep = csv_separator(path)?;
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
+        .map_parse_options(|o| o.with_separator(sep))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(polars::prelude::SerReader::finish)
         .map_err(|e| {
             let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default().trim();
             if msg.to_ascii_lowercase().contains("empty") {
                 Error::bad_input(path, "the file is empty")
+            } else if first.contains("more fields than defined") {
+                Error::bad_input(
+                    path,
+                    format!(
+                        "not a readable CSV file: a row has more fields than the header ({} separated); quote \
+                         fields that contain the separator",
+                        match sep {
+                            b';' => "';'",
+                            b'\t' => "tab",
+                            b'|' => "'|'",
+                            _ => "','",
+                        }
+                    ),
+                )
             } else {
-                Error::bad_input(path, format!("not a readable CSV file: {msg}"))
+                Error::bad_input(path, format!("not a readable CSV file: {first}"))
             }
         })
 }
@@ -396,6 +459,10 @@ struct Parser<'a> {
     df: &'a DataFrame,
     unit: &'static str,
     line_offset: u64,
+    /// Numbers written with a decimal comma (`10,5`) are read: a CSV separated by `;`, tabs or `|`.
+    decimal_comma: bool,
+    dialect: Option<&'static str>,
+    date_format: Option<&'a str>,
 }
 
 /// Matched columns of the input.
@@ -471,7 +538,9 @@ impl Parser<'_> {
     }
 
     fn new_bars(&self, layout: Layout) -> Bars {
-        Bars::empty(self.path.to_path_buf(), self.unit, layout)
+        let mut bars = Bars::empty(self.path.to_path_buf(), self.unit, layout);
+        bars.dialect = self.dialect;
+        bars
     }
 
     fn parse_long(&self, cols: &Columns, opts: &ReadOptions) -> Result<Bars> {
@@ -627,13 +696,20 @@ impl Parser<'_> {
                 .enumerate()
                 .map(|(row, v)| {
                     let v = v.unwrap_or("").trim();
-                    let d = *cache.entry(v).or_insert_with(|| parse_date(v));
+                    let d = *cache.entry(v).or_insert_with(|| match self.date_format {
+                        Some(f) => NaiveDate::parse_from_str(v.trim(), f).ok(),
+                        None => parse_date(v),
+                    });
                     if d.is_none() {
                         issues.push(ParseIssue {
                             row,
                             column: name.to_owned(),
                             value: v.to_owned(),
-                            expected: "a date (YYYY-MM-DD)",
+                            expected: if self.date_format.is_some() {
+                                "a date in the --date-format given"
+                            } else {
+                                "a date (YYYY-MM-DD)"
+                            },
                         });
                     }
                     d
@@ -658,6 +734,13 @@ impl Parser<'_> {
             .enumerate()
             .map(|(row, v)| {
                 let v = v.unwrap_or("").trim();
+                let comma;
+                let v = if self.decimal_comma && v.contains(',') && !v.contains('.') {
+                    comma = v.replacen(',', ".", 1);
+                    comma.as_str()
+                } else {
+                    v
+                };
                 if let Some(x) = parse_number(v) {
                     x
                 } else {

@@ -151,7 +151,11 @@ fn read_one(root: &Path, file: &Path, opts: &ReadOptions) -> Result<Option<Bars>
         return Ok(None);
     }
     // A file without a symbol column holds its path's symbol; a long file keeps only `--symbol`'s rows.
-    let file_opts = ReadOptions { symbol: if long { opts.symbol.clone() } else { Some(named) }, symbols: Vec::new() };
+    let file_opts = ReadOptions {
+        symbol: if long { opts.symbol.clone() } else { Some(named) },
+        symbols: Vec::new(),
+        date_format: opts.date_format.clone(),
+    };
     match read_file(file, &file_opts) {
         Err(Error::BadInput { message, .. }) if message.contains("does not occur in the file") => Ok(None),
         other => other.map(Some),

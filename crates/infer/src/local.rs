@@ -60,7 +60,7 @@ impl LocalCluster {
 
     fn run(&self, program: &Path, args: &[&str]) -> Result<()> {
         let out = self.command(program).args(args).output().map_err(|e| {
-            unavailable(&program.display().to_string(), format!("{e} (is PostgreSQL installed? see the README)"))
+            unavailable(&program.display().to_string(), format!("{e} (is PostgreSQL installed? see docs/setup.md)"))
         })?;
         if out.status.success() {
             Ok(())

@@ -130,6 +130,7 @@ impl BacktestData {
         let input = PriceInput {
             quality: cfg.data.quality.clone(),
             symbols: cfg.data.symbols.clone(),
+            date_format: cfg.data.date_format.clone(),
             ..PriceInput::file(path.clone(), cfg.data.securities.clone(), on_bad_rows)
         };
         let loaded = load(ctx, &input, quarantine_beside, None)?;

@@ -30,6 +30,8 @@ pub struct PriceInput {
     pub splits: Option<PathBuf>,
     /// Back-adjust detected suspect splits.
     pub adjust_detected_splits: bool,
+    /// The dates' format when not ISO (`%m/%d/%Y`, …; chrono's `strftime` syntax).
+    pub date_format: Option<String>,
 }
 
 impl PriceInput {
@@ -155,7 +157,11 @@ pub fn load(ctx: &Ctx, input: &PriceInput, quarantine_beside: &Path, json: Optio
         stockcast_features::outputs::check_output_file(out)?;
     }
     let opts = LoadOptions {
-        read: ReadOptions { symbol: input.symbol.clone(), symbols: input.symbols.clone() },
+        read: ReadOptions {
+            symbol: input.symbol.clone(),
+            symbols: input.symbols.clone(),
+            date_format: input.date_format.clone(),
+        },
         quality: quality_config(input)?,
         securities: input.securities.clone(),
     };

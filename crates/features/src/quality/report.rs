@@ -75,6 +75,9 @@ pub struct QualityReport {
     pub source: String,
     /// Detected layout.
     pub layout: Layout,
+    /// How a CSV that is not comma-separated was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<&'static str>,
     /// Rows parsed (wide: non-empty cells).
     pub rows_read: usize,
     /// Rows kept after the checks.
@@ -120,14 +123,18 @@ impl QualityReport {
             (Some(a), Some(b)) => format!("{a} .. {b}"),
             _ => "no dates".to_owned(),
         };
+        // After a failed check nothing was kept: say where it stopped instead of counting rows as kept.
+        let outcome = match self.checks.iter().find(|c| c.action == "failed") {
+            Some(c) => format!("stopped at the failed check `{}`", c.check.name()),
+            None => format!("{} kept, {} quarantined", self.rows_kept, self.rows_quarantined),
+        };
         let _ = writeln!(
             s,
-            "quality: {} ({} layout): {} rows read, {} kept, {} quarantined; {} symbols, {}{}",
+            "quality: {} ({} layout{}): {} rows read, {outcome}; {} symbols, {}{}",
             self.source,
             self.layout,
+            self.dialect.map(|d| format!(", {d}")).unwrap_or_default(),
             self.rows_read,
-            self.rows_kept,
-            self.rows_quarantined,
             self.symbols,
             range,
             if self.adjusted { "; OHLC adjusted by adj_close/close" } else { "" }

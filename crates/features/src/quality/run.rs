@@ -70,10 +70,7 @@ impl<'a> QualityRun<'a> {
                     check: check.name().to_owned(),
                     count: flags.len(),
                     first: format!("{}{col}: {}", bars.describe_row(first.row), first.detail),
-                    hint: format!(
-                        " (use --on-bad-rows drop to quarantine such rows, or set the `{}` policy)",
-                        check.name()
-                    ),
+                    hint: hint(*check, flags.len(), bars.len(), &first.detail),
                     report: None,
                 });
             }
@@ -115,14 +112,27 @@ impl<'a> QualityRun<'a> {
     pub fn row_checks(&mut self, bars: &mut Bars) -> Result<()> {
         let mut flags = Vec::new();
         let mut unparsed: std::collections::HashSet<(usize, &str)> = std::collections::HashSet::new();
+        // One flag per row, naming every cell of it that did not parse (a Yahoo `null` row fails in six columns:
+        // one row to report, quarantine and count, not six).
+        let mut by_row: BTreeMap<usize, Vec<&crate::load::ParseIssue>> = BTreeMap::new();
         for i in &bars.issues {
             unparsed.insert((i.row, i.column.as_str()));
-            flags.push(Flag {
-                row: i.row,
-                check: Check::Unparseable,
-                column: Some(i.column.clone()),
-                detail: format!("cannot parse {:?} as {}", i.value, i.expected),
-            });
+            by_row.entry(i.row).or_default().push(i);
+        }
+        for (row, issues) in by_row {
+            let first = issues[0];
+            let same = issues.iter().all(|i| i.value == first.value && i.expected == first.expected);
+            let detail = if issues.len() == 1 {
+                format!("cannot parse {:?} as {}", first.value, first.expected)
+            } else if same {
+                let cols: Vec<&str> = issues.iter().map(|i| i.column.as_str()).collect();
+                format!("cannot parse {:?} as {} in {}", first.value, first.expected, cols.join(", "))
+            } else {
+                let cells: Vec<String> =
+                    issues.iter().map(|i| format!("{} {:?} (not {})", i.column, i.value, i.expected)).collect();
+                format!("cannot parse {}", cells.join(", "))
+            };
+            flags.push(Flag { row, check: Check::Unparseable, column: Some(first.column.clone()), detail });
         }
         for (field, values) in &bars.fields {
             let col = bars.column_names.get(field).cloned().unwrap_or_else(|| field.name().to_owned());
@@ -440,6 +450,7 @@ impl QualityReport {
         Self {
             source: bars.source.display().to_string(),
             layout: bars.layout,
+            dialect: bars.dialect,
             rows_read: bars.len(),
             rows_kept: bars.len(),
             rows_quarantined: 0,
@@ -461,5 +472,40 @@ impl QualityReport {
             split_adjustments: Vec::new(),
             quarantine: Vec::new(),
         }
+    }
+}
+
+/// The remedy an error names. Dates that do not parse in most rows are a format to declare (`--date-format`), not
+/// rows to drop: `--on-bad-rows drop` would remove them all.
+fn hint(check: Check, flagged: usize, rows: usize, detail: &str) -> String {
+    if check == Check::Unparseable && detail.contains("as a date") && flagged * 2 > rows {
+        let value = detail.split('"').nth(1).unwrap_or_default();
+        let example = date_format_example(value)
+            .map(|(fmt, alt)| format!(", e.g. --date-format '{fmt}' for {value:?}{alt}"))
+            .unwrap_or_default();
+        return format!(
+            " (most dates are not YYYY-MM-DD: give their format with --date-format, or `date_format` under [data] \
+             in a config{example})"
+        );
+    }
+    format!(" (use --on-bad-rows drop to quarantine such rows, or set the `{}` policy)", check.name())
+}
+
+/// A strftime format that reads `value`, with a note when another one would too (day and month swapped).
+fn date_format_example(value: &str) -> Option<(&'static str, &'static str)> {
+    let parts: Vec<&str> = value.split(['/', '.', '-']).collect();
+    let sep = value.chars().find(|c| matches!(c, '/' | '.' | '-'))?;
+    let num = |s: &str| s.parse::<u32>().ok();
+    if parts.len() != 3 || parts[2].len() != 4 || num(parts[2]).is_none() {
+        return None;
+    }
+    match (num(parts[0]), num(parts[1]), sep) {
+        (Some(_), None, '-') => Some(("%d-%b-%Y", "")),
+        (Some(a), Some(_), '/') if a > 12 => Some(("%d/%m/%Y", "")),
+        (Some(_), Some(b), '/') if b > 12 => Some(("%m/%d/%Y", "")),
+        (Some(_), Some(_), '/') => Some(("%m/%d/%Y", " (or '%d/%m/%Y' when the day comes first)")),
+        (Some(_), Some(_), '.') => Some(("%d.%m.%Y", "")),
+        (Some(_), Some(_), '-') => Some(("%d-%m-%Y", " (or '%m-%d-%Y' when the month comes first)")),
+        _ => None,
     }
 }

@@ -299,7 +299,7 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
             saved.best_epoch = epoch;
             format!("loss {train_loss:.4}")
         };
-        tracing::info!(epoch, train_loss, valid_loss = saved.valid_loss.last(), "lstm epoch");
+        tracing::debug!(epoch, train_loss, valid_loss = saved.valid_loss.last(), "lstm epoch");
         bar.set_message(msg);
         bar.inc(1);
         if valid_parts.is_some() && since_best >= cfg.patience {
@@ -307,6 +307,14 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         }
     }
     bar.finish_and_clear();
+    // One line per fit (the epochs are debug events: STOCKCAST_LOG=debug).
+    tracing::info!(
+        epochs = saved.epochs_run,
+        best_epoch = saved.best_epoch,
+        train_loss = saved.train_loss.last(),
+        valid_loss = saved.valid_loss.get(saved.best_epoch.saturating_sub(1)),
+        "lstm fitted"
+    );
     let net = best_net.unwrap_or_else(|| net.valid());
     let infer = Inference::of(&net)?;
     Ok(LstmModel { saved, net, infer })
