@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod overfit;
 pub mod page;
 pub mod portfolio;
+pub mod relative;
 pub mod report;
 pub mod rundir;
 pub mod runner;

@@ -392,6 +392,8 @@ pub fn render(
             "warning": Some(meta.warnings().join(". ")).filter(|w| !w.is_empty()),
         },
         "summary": table_json(&summary),
+        "verdict": crate::report::verdict(&eval.models),
+        "risk": table_json(&crate::report::risk_table(&eval.models)),
         "overfitting": {"intro": overfitting.0, "table": table_json(overfitting.1), "pbo": overfitting.2},
         "performance": section(Section::Performance),
         "signal": section(Section::Signal),

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
 use crate::portfolio::{self, Market, Simulation, StrategyConfig};
+use crate::relative::{self, RiskStats};
 use crate::runner::WalkForward;
 use crate::tearsheet::{self, ReportConfig, Tearsheet};
 
@@ -47,6 +48,8 @@ pub struct ModelReport {
     pub overfit: ModelOverfit,
     /// CPCV runs: the strategy's Sharpe ratio and the mean Rank IC on every backtest path.
     pub cpcv: Option<CpcvPaths>,
+    /// Benchmark-relative, tail and significance statistics ([`crate::relative`]).
+    pub risk: RiskStats,
     /// Performance and factor tear sheet (plotted in the report; its data in `plots/*.parquet`).
     #[serde(skip)]
     pub sheet: Tearsheet,
@@ -81,8 +84,17 @@ pub struct Evaluation {
     pub overfitting: RunOverfit,
 }
 
+/// What an evaluation needs to know of the run besides its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFacts {
+    /// Seeds the bootstrap.
+    pub seed: u64,
+    /// The label horizon (trading days): consecutive labels overlap by `horizon − 1` days, the Newey–West lags.
+    pub horizon: usize,
+}
+
 /// Evaluates every model's out-of-sample predictions, simulates the strategy on them, and computes the
-/// overfitting statistics ([`crate::overfit`]; bootstrap seeded with `seed`).
+/// overfitting statistics ([`crate::overfit`]; bootstrap seeded with `run.seed`).
 ///
 /// # Errors
 /// From [`portfolio::simulate`] (e.g. no score matches the prices).
@@ -92,10 +104,10 @@ pub fn evaluate(
     market: &Market,
     strategy: &Checked<StrategyConfig>,
     index: Option<&portfolio::Index>,
-    seed: u64,
+    run: RunFacts,
     report: &Checked<ReportConfig>,
 ) -> Result<Evaluation> {
-    let mut reports = evaluate_models(wf, models, market, strategy, index, report)?;
+    let mut reports = evaluate_models(wf, models, market, strategy, index, report, run.horizon)?;
     for r in &mut reports {
         if let Some(paths) = wf.paths.get(&r.name) {
             r.cpcv = Some(cpcv_paths(&r.name, paths, market, strategy)?);
@@ -112,7 +124,7 @@ pub fn evaluate(
     let ics: Vec<Vec<f64>> =
         reports.iter().map(|m| m.daily_ic.iter().map(|d| d.rank_ic).filter(|v| v.is_finite()).collect()).collect();
     let (per_model, overfitting) =
-        overfit::evaluate(&returns, &ics, strategy.risk_free, wf.folds.len(), overfit::Bootstrap::new(seed));
+        overfit::evaluate(&returns, &ics, strategy.risk_free, wf.folds.len(), overfit::Bootstrap::new(run.seed));
     for (r, o) in reports.iter_mut().zip(per_model) {
         r.overfit = o;
     }
@@ -154,6 +166,7 @@ fn evaluate_models(
     strategy: &Checked<StrategyConfig>,
     index: Option<&portfolio::Index>,
     report: &Checked<ReportConfig>,
+    horizon: usize,
 ) -> Result<Vec<ModelReport>> {
     let mut names: Vec<&String> = Vec::new();
     for r in &wf.results {
@@ -176,6 +189,7 @@ fn evaluate_models(
             let rows = wf.results.iter().filter(|r| &r.model == name);
             let sheet =
                 tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
+            let risk = risk_of(&simulation, strategy, &daily, horizon);
             Ok(ModelReport {
                 name: name.clone(),
                 kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
@@ -192,11 +206,33 @@ fn evaluate_models(
                 simulate_seconds,
                 overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
                 cpcv: None,
+                risk,
                 sheet,
                 params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
             })
         })
         .collect()
+}
+
+/// [`RiskStats`] of a simulation: its daily returns against the benchmark's (and the index's).
+fn risk_of(sim: &Simulation, strategy: &StrategyConfig, daily: &[DateIc], horizon: usize) -> RiskStats {
+    let returns = |curve: &[f64]| {
+        let mut eq = vec![strategy.capital];
+        eq.extend(curve);
+        metrics::returns(&eq)
+    };
+    let index = sim.index.as_deref().map(returns);
+    let ics: Vec<f64> = daily.iter().map(|d| d.rank_ic).collect();
+    relative::risk_stats(
+        &sim.dates,
+        &returns(&sim.equity),
+        &returns(&sim.benchmark),
+        index.as_deref(),
+        metrics::daily_rf(strategy.risk_free),
+        sim.stats.total_return > sim.stats.benchmark_total_return,
+        &ics,
+        horizon,
+    )
 }
 
 /// What a report records besides the results.
@@ -264,9 +300,52 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
     }
 }
 
+/// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
+const RISK_CONVENTIONS: [(&str, &str); 12] = [
+    (
+        "risk",
+        "models.<m>.risk: daily returns r_t = E_t / E_(t-1) - 1 (E_0 = capital) against the equal-weight benchmark's (risk.benchmark) and the index's (risk.index); recomputed with empyrical and quantstats by bench/risk_empyrical.py",
+    ),
+    (
+        "alpha_beta",
+        "OLS of r - rf on b - rf: beta = sum((b - mean b) r) / sum((b - mean b)^2); daily alpha = mean(r - rf - beta (b - rf)); alpha = (1 + daily alpha)^252 - 1 (empyrical alpha_beta); se(beta) = s / sqrt(sum((b - mean b)^2)), se(alpha) = s sqrt(1/n + mean(b)^2 / sum((b - mean b)^2)) for the daily alpha, s^2 = sum(residual^2) / (n - 2); alpha_t = daily alpha / se(alpha)",
+    ),
+    (
+        "tracking_error",
+        "sample std of r - b * sqrt(252); risk.*.information_ratio = mean(r - b) * 252 / tracking_error",
+    ),
+    (
+        "capture",
+        "up (down) capture: annual return of r over the days b > 0 (b < 0) / annual return of b over those days, annual return = prod(1 + x)^(252 / days) - 1 (empyrical up_capture, down_capture)",
+    ),
+    (
+        "var_cvar",
+        "var_95: 5th percentile of daily returns, linear interpolation (numpy); cvar_95: mean of the lowest floor((n - 1) * 0.05) + 1 daily returns (empyrical conditional_value_at_risk)",
+    ),
+    ("tail_ratio", "|95th percentile| / |5th percentile| of daily returns (empyrical)"),
+    ("omega", "sum(max(r - rf, 0)) / sum(max(rf - r, 0)), threshold 0 (empyrical omega_ratio)"),
+    ("profit_factor", "sum of positive daily returns / |sum of negative daily returns| (quantstats profit_factor)"),
+    (
+        "best_worst",
+        "best_day/worst_day: extreme daily returns; best_month/worst_month: extreme calendar-month returns compounded from the month's trading days",
+    ),
+    (
+        "min_track_record",
+        "1 + (1 - skew * SR + (kurtosis - 1) / 4 * SR^2) * (PhiInv(0.95) / SR)^2 trading days, SR the daily Sharpe ratio, against SR* = 0 (Bailey & Lopez de Prado 2012); null when SR <= 0; min_track_record_years = days / 252",
+    ),
+    (
+        "rank_ic_t",
+        "plain: mean daily Rank IC / (sample std / sqrt(n)); rank_ic_t_newey_west: mean / sqrt((g0 + 2 sum_(l=1..L) (1 - l/(L+1)) g_l) / n), g_l = sum_t (x_t - mean)(x_(t-l) - mean) / n, L = newey_west_lags = label horizon - 1 (consecutive labels overlap by L days; statsmodels HAC, no small-sample correction)",
+    ),
+    (
+        "beats_benchmark",
+        "risk.beats_benchmark: the strategy's total return exceeds the equal-weight benchmark's; the summary lists the models that do not",
+    ),
+];
+
 /// The formula of every number in the report (report.json → conventions, the page's Conventions section).
 pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
-    json!({
+    let mut all = json!({
             "trading_days_per_year": metrics::YEAR,
             "units": "returns, rates, drawdowns, turnover and exposure are fractions (0.05 = 5 %)",
             "compounding": "equity compounds daily; CAGR = (final / initial)^(252 / days) - 1",
@@ -301,7 +380,13 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
         "quantile_mean_by_group": "per sector: quantiles cut over the whole date as for quantiles, then the mean label of each quantile's names in that sector per date, and its mean over the dates where that (sector, quantile) has rows (alphalens mean_return_by_quantile(by_group=True), binning_by_group=False); null for a quantile the sector never had",
         "sector_neutral_rank_ic": "mean over dates of the Spearman correlation of the label with the score minus its (date, sector) mean, over the names with a sector (>= 3); null without sectors",
         "rank_autocorrelation": "Spearman correlation between a date's scores and the previous prediction date's scores of the same symbols",
-    })
+    });
+    if let Value::Object(m) = &mut all {
+        for (key, formula) in RISK_CONVENTIONS {
+            m.insert(key.to_owned(), json!(formula));
+        }
+    }
+    all
 }
 
 /// The `report.json` document.
@@ -318,6 +403,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         merge(&mut o, &m.signal)?;
         merge(&mut o, &m.forecast)?;
         merge(&mut o, &m.overfit)?;
+        o.insert("risk".into(), serde_json::to_value(&m.risk).map_err(|e| Error::Data(e.to_string()))?);
         if let Some(c) = &m.cpcv {
             o.insert("cpcv".into(), serde_json::to_value(c).map_err(|e| Error::Data(e.to_string()))?);
         }
@@ -475,9 +561,87 @@ pub fn summary(models: &[ModelReport]) -> Table {
     Table { header, rows }
 }
 
-/// The summary table (Markdown), also printed by the CLI.
+/// One line that says plainly which models did not beat the equal-weight benchmark (empty without models).
+pub fn verdict(models: &[ModelReport]) -> String {
+    let Some(first) = models.first() else { return String::new() };
+    let bench = pct(first.simulation.stats.benchmark_total_return);
+    let losers: Vec<String> = models
+        .iter()
+        .filter(|m| !m.risk.beats_benchmark)
+        .map(|m| format!("{} ({})", m.name, pct(m.simulation.stats.total_return)))
+        .collect();
+    if losers.is_empty() {
+        format!("Every model beat the equal-weight benchmark ({bench}).")
+    } else if losers.len() == models.len() {
+        format!("No model beat the equal-weight benchmark ({bench}): {}.", losers.join(", "))
+    } else {
+        format!("Did not beat the equal-weight benchmark ({bench}): {}.", losers.join(", "))
+    }
+}
+
+/// The summary table (Markdown), also printed by the CLI, then the [`verdict`] and each model's beta and
+/// annualised alpha against the equal-weight benchmark.
 pub fn summary_table(models: &[ModelReport]) -> String {
-    summary(models).markdown()
+    let mut text = summary(models).markdown();
+    if !models.is_empty() {
+        let capm: Vec<String> = models
+            .iter()
+            .map(|m| format!("{} {} / {}", m.name, num(m.risk.benchmark.beta), pct(m.risk.benchmark.alpha)))
+            .collect();
+        let _ = write!(text, "\n{}\nBeta / annualised alpha against it: {}.\n", verdict(models), capm.join(", "));
+    }
+    text
+}
+
+/// Benchmark-relative, tail and significance statistics per model (report.md's and the page's "Risk and
+/// benchmark" table; formulas in [`crate::relative`]).
+pub fn risk_table(models: &[ModelReport]) -> Table {
+    let header = [
+        "model",
+        "beta (se)",
+        "alpha/yr (t)",
+        "corr",
+        "tracking error",
+        "IR",
+        "up / down capture",
+        "VaR 95",
+        "CVaR 95",
+        "tail ratio",
+        "omega",
+        "profit factor",
+        "best / worst day",
+        "best / worst month",
+        "min track record",
+        "Rank IC t (Newey-West)",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let rows = models
+        .iter()
+        .map(|m| {
+            let k = &m.risk;
+            let b = &k.benchmark;
+            vec![
+                m.name.clone(),
+                format!("{} ({})", num(b.beta), num(b.beta_se)),
+                format!("{} ({})", pct(b.alpha), num(b.alpha_t)),
+                num(b.correlation),
+                pct(b.tracking_error),
+                num(b.information_ratio),
+                format!("{} / {}", num(b.up_capture), num(b.down_capture)),
+                pct(k.var_95),
+                pct(k.cvar_95),
+                num(k.tail_ratio),
+                num(k.omega),
+                num(k.profit_factor),
+                format!("{} / {}", pct(k.best_day), pct(k.worst_day)),
+                format!("{} / {}", pct(k.best_month), pct(k.worst_month)),
+                k.min_track_record_years.map_or_else(|| "never (SR ≤ 0)".to_owned(), |y| format!("{y:.1} y")),
+                format!("{} ({}, {} lags)", num(k.rank_ic_t), num(k.rank_ic_t_newey_west), k.newey_west_lags),
+            ]
+        })
+        .collect();
+    Table { header, rows }
 }
 
 /// The four static plots as (file name, SVG), drawn by the report's one chart renderer ([`Chart::svg`]).
@@ -684,6 +848,13 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
             num(r.forecast.mae)
         );
     }
+    let _ = write!(
+        s,
+        "\n## Risk and benchmark\n\nAgainst the equal-weight benchmark (daily CAPM regression; standard errors from \
+         its residuals). {}\n\n{}",
+        verdict(models),
+        risk_table(models).markdown()
+    );
     s.push_str(&sector_section(models));
     s.push_str("\n![equity](equity.svg)\n![drawdown](drawdown.svg)\n![ic](ic.svg)\n![folds](folds.svg)\n");
     s

@@ -296,8 +296,9 @@ impl ShardedJob for BacktestJob {
         }
         let t = Instant::now();
         let market = Market::from_prices(prices)?;
+        let facts = report::RunFacts { seed: cfg.seed, horizon: spec.label.horizon };
         let evaluation =
-            report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), cfg.seed, &cfg.report)?;
+            report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), facts, &cfg.report)?;
         timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
 
         let mut quality = data_quality(&data.quality);

@@ -465,8 +465,9 @@ fn finish(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions, p: TrainWork, wf: &
     if let Some(w) = &alignment.warning {
         ctx.note(&format!("warning: {w}"));
     }
+    let facts = report::RunFacts { seed: bt.seed, horizon: spec.label.horizon };
     let evaluation =
-        report::evaluate(wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, bt.seed, &bt.report)?;
+        report::evaluate(wf, &specs, &Market::from_prices(&prices)?, &bt.strategy, None, facts, &bt.report)?;
     let meta = report::RunMeta {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config: serde_json::to_value(bt)?,

@@ -287,9 +287,16 @@ fn a_cpcv_run_predicts_every_date_on_every_path() {
         wf.results.iter().map(|r| r.train_rows).collect::<Vec<_>>()
     );
     let market = Market::from_prices(&prices).unwrap();
-    let eval =
-        stockcast_backtest::report::evaluate(&wf, &models, &market, &Checked::default(), None, 1, &Checked::default())
-            .unwrap();
+    let eval = stockcast_backtest::report::evaluate(
+        &wf,
+        &models,
+        &market,
+        &Checked::default(),
+        None,
+        stockcast_backtest::report::RunFacts { seed: 1, horizon: 5 },
+        &Checked::default(),
+    )
+    .unwrap();
     let c = eval.models[0].cpcv.as_ref().unwrap();
     assert_eq!((c.paths, c.sharpe.len(), c.rank_ic.len()), (4, 4, 4));
     assert!(c.sharpe.iter().all(|s| s.is_finite()));
@@ -928,9 +935,16 @@ fn ic_decay_at_the_label_horizon_is_the_rank_ic_when_bars_are_missing() {
     let split = SplitConfig { min_train_days: 200, test_days: 100, ..SplitConfig::default() };
     let wf = runner::run(&data, &models, &split, RunOptions::new(&spec.label, 3, 1), &|_, _, _, _| {}).unwrap();
     let market = Market::from_prices(&prices).unwrap();
-    let eval =
-        stockcast_backtest::report::evaluate(&wf, &models, &market, &Checked::default(), None, 1, &Checked::default())
-            .unwrap();
+    let eval = stockcast_backtest::report::evaluate(
+        &wf,
+        &models,
+        &market,
+        &Checked::default(),
+        None,
+        stockcast_backtest::report::RunFacts { seed: 1, horizon: 5 },
+        &Checked::default(),
+    )
+    .unwrap();
     let m = &eval.models[0];
     let decay = m.sheet.ic_decay.iter().find(|(h, _)| *h == 5).unwrap().1;
     assert!(m.signal.rank_ic.abs() > 1e-4, "{}", m.signal.rank_ic);
