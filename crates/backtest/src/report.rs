@@ -50,12 +50,55 @@ pub struct ModelReport {
     pub cpcv: Option<CpcvPaths>,
     /// Benchmark-relative, tail and significance statistics ([`crate::relative`]).
     pub risk: RiskStats,
+    /// The same signals simulated at each of `strategy.capacity`'s capital levels.
+    pub capacity: Vec<CapacityPoint>,
     /// Performance and factor tear sheet (plotted in the report; its data in `plots/*.parquet`).
     #[serde(skip)]
     pub sheet: Tearsheet,
     /// The model's resolved configuration (every parameter, defaults included).
     #[serde(skip)]
     pub params: Value,
+}
+
+/// One point of the capacity curve: the strategy's results at a starting capital.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityPoint {
+    /// Starting capital.
+    pub capital: f64,
+    /// Total return net of every cost.
+    pub total_return: f64,
+    /// CAGR.
+    pub cagr: f64,
+    /// Annualised Sharpe ratio.
+    pub sharpe: f64,
+    /// Costs / capital.
+    pub costs: f64,
+    /// The participation limit's shortfall, when set.
+    pub participation_shortfall: Option<f64>,
+}
+
+/// The capacity curve of `scores` (see [`CapacityPoint`]).
+fn capacity_curve(
+    strategy: &StrategyConfig,
+    market: &Market,
+    scores: &BTreeMap<(NaiveDate, String), f64>,
+) -> Result<Vec<CapacityPoint>> {
+    strategy
+        .capacity
+        .iter()
+        .map(|&capital| {
+            let cfg = Checked::new(StrategyConfig { capital, capacity: Vec::new(), ..strategy.clone() })?;
+            let p = portfolio::simulate(&cfg, market, scores, None)?.stats;
+            Ok(CapacityPoint {
+                capital,
+                total_return: p.total_return,
+                cagr: p.cagr,
+                sharpe: p.sharpe,
+                costs: p.costs,
+                participation_shortfall: p.participation_shortfall,
+            })
+        })
+        .collect()
 }
 
 /// Per-path results of a CPCV run (path 0 is the one the rest of the report shows).
@@ -190,6 +233,8 @@ fn evaluate_models(
             let sheet =
                 tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
             let risk = risk_of(&simulation, strategy, &daily, horizon);
+            let capacity =
+                capacity_curve(strategy, market, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
             Ok(ModelReport {
                 name: name.clone(),
                 kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
@@ -207,6 +252,7 @@ fn evaluate_models(
                 overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
                 cpcv: None,
                 risk,
+                capacity,
                 sheet,
                 params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
             })
@@ -301,7 +347,11 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 }
 
 /// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
-const RISK_CONVENTIONS: [(&str, &str); 12] = [
+const RISK_CONVENTIONS: [(&str, &str); 13] = [
+    (
+        "capacity",
+        "models.<m>.capacity: the same out-of-sample scores simulated with each of strategy.capacity's starting capitals (every other setting equal): total return, CAGR, Sharpe, costs / capital and the participation shortfall at each; costs and the participation limit scale with the orders' size against the volume, so this is how much capital the signal takes",
+    ),
     (
         "risk",
         "models.<m>.risk: daily returns r_t = E_t / E_(t-1) - 1 (E_0 = capital) against the equal-weight benchmark's (risk.benchmark) and the index's (risk.index); recomputed with empyrical and quantstats by bench/risk_empyrical.py",
@@ -343,6 +393,51 @@ const RISK_CONVENTIONS: [(&str, &str); 12] = [
     ),
 ];
 
+/// How the run's trading costs were charged (`conventions.costs`).
+fn costs_convention(strategy: &StrategyConfig) -> String {
+    let mut text = match strategy.cost_model {
+        portfolio::CostModel::Bps => {
+            format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps)
+        }
+        portfolio::CostModel::SqrtImpact => format!(
+            "commission {} bps per side + square-root market impact: an order of q shares fills at price * (1 +/- Y \
+             sigma sqrt(q / ADV)), Y = impact_coefficient = {}, sigma = sample std of the close-to-close returns \
+             and ADV = mean volume (shares) over the symbol's last adv_days = {} bars up to the signal date (the \
+             fill date's previous trading date for next-open fills); a buy scaled down to the cash pays the impact \
+             of its own size",
+            strategy.commission_bps, strategy.impact_coefficient, strategy.adv_days
+        ),
+    };
+    if let Some(p) = strategy.max_participation {
+        let _ = write!(
+            text,
+            "; orders larger than max_participation = {p} of that ADV are cut to it, participation_shortfall = value \
+             cut (or not placed for want of an ADV or sigma) / value the rule wanted"
+        );
+    }
+    if strategy.borrow_bps > 0.0 {
+        let _ = write!(
+            text,
+            "; borrow: {} bps a year on the value of the short positions at each close, for the night before \
+             (value * bps / 10^4 / 252 per date held overnight)",
+            strategy.borrow_bps
+        );
+    }
+    if strategy.cash_rate != 0.0 {
+        let _ = write!(
+            text,
+            "; cash earns (a negative balance pays) {} a year, compounded daily: cash * ((1 + rate)^(1/252) - 1) \
+             per date on the balance held since the previous close",
+            strategy.cash_rate
+        );
+    }
+    text.push_str(
+        "; cost_commission, cost_slippage (slippage or impact), cost_borrow and cash_interest are sums over the run \
+         / capital; costs = commission + slippage + borrow",
+    );
+    text
+}
+
 /// The formula of every number in the report (report.json → conventions, the page's Conventions section).
 pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
     let mut all = json!({
@@ -369,7 +464,7 @@ pub fn conventions(meta: &RunMeta, strategy: &StrategyConfig) -> Value {
             "psr": "Phi(SR * sqrt(n - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2)), SR = daily (mean(r) - rf) / sd(r), biased skewness, non-excess kurtosis (Bailey & Lopez de Prado 2012)",
             "dsr": "PSR against SR0 = sqrt(V) * ((1 - g) * PhiInv(1 - 1/N) + g * PhiInv(1 - 1/(N e))), N trials = models x configurations in the run, V = sample variance of their daily Sharpe ratios, g = Euler-Mascheroni (Bailey & Lopez de Prado 2014)",
             "pbo": "CSCV over the models' aligned daily returns in S blocks (folds rounded down to even, at most 16): share of the C(S, S/2) in/out splits whose in-sample best Sharpe ranks at or below the out-of-sample median (Bailey et al. 2015); null below 2 models or 8 folds",
-            "costs": format!("commission {} bps + slippage {} bps per side", strategy.commission_bps, strategy.slippage_bps),
+            "costs": costs_convention(strategy),
                 "monthly_returns": "compounded daily returns of the month's trading days: prod(1 + r_t) - 1, r_t = E_t / E_(t-1) - 1, E_0 = capital",
         "rolling": "rolling Sharpe and volatility over the last report.rolling_days daily returns, annualised with sqrt(252)",
         "drawdown_periods": "peak (last date at the running maximum before the fall), valley (lowest equity), recovery (first date back at the peak), depth = valley / peak - 1, days = trading days from peak to recovery or to the end",
@@ -404,6 +499,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         merge(&mut o, &m.forecast)?;
         merge(&mut o, &m.overfit)?;
         o.insert("risk".into(), serde_json::to_value(&m.risk).map_err(|e| Error::Data(e.to_string()))?);
+        o.insert("capacity".into(), serde_json::to_value(&m.capacity).map_err(|e| Error::Data(e.to_string()))?);
         if let Some(c) = &m.cpcv {
             o.insert("cpcv".into(), serde_json::to_value(c).map_err(|e| Error::Data(e.to_string()))?);
         }
@@ -855,6 +951,24 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         verdict(models),
         risk_table(models).markdown()
     );
+    if models.iter().any(|m| !m.capacity.is_empty()) {
+        s.push_str("\n## Capacity\n\nThe same signals at each starting capital (costs scale with the orders' size against the volume).\n\n| model | capital | total return | CAGR | Sharpe | costs | participation shortfall |\n|---|---|---|---|---|---|---|\n");
+        for m in models {
+            for c in &m.capacity {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.0} | {} | {} | {} | {} | {} |",
+                    m.name,
+                    c.capital,
+                    pct(c.total_return),
+                    pct(c.cagr),
+                    num(c.sharpe),
+                    pct(c.costs),
+                    c.participation_shortfall.map_or_else(|| "–".to_owned(), pct)
+                );
+            }
+        }
+    }
     s.push_str(&sector_section(models));
     s.push_str("\n![equity](equity.svg)\n![drawdown](drawdown.svg)\n![ic](ic.svg)\n![folds](folds.svg)\n");
     s

@@ -1,7 +1,8 @@
 //! The book: holdings, orders waiting for a bar, fills at the open or close with costs, delistings, the
 //! trades it closes, and the target weights of each rule.
 
-use super::{BTreeMap, Fill, Market, NaiveDate, Rule, StrategyConfig, Trade};
+use super::liquidity::Liquidity;
+use super::{BTreeMap, CostModel, Fill, Market, NaiveDate, Rule, StrategyConfig, Trade};
 
 pub(super) struct OpenTrade {
     pub(super) side: i8,
@@ -20,10 +21,38 @@ pub(super) struct Book {
     pub(super) open_trades: Vec<Option<OpenTrade>>,
     pub(super) trades: Vec<Trade>,
     pub(super) fills: usize,
-    pub(super) costs: f64,
+    /// Costs paid, by kind (currency).
+    pub(super) paid: Costs,
     /// Target weights of orders that found no bar at their fill, by symbol: they fill at the symbol's next bar.
     pub(super) waiting: BTreeMap<usize, f64>,
     pub(super) delisted: usize,
+    /// Trailing volume and volatility, when the cost model or the participation limit needs them.
+    pub(super) liquidity: Option<Liquidity>,
+}
+
+/// What trading cost, by kind, in currency; and what the participation limit cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Costs {
+    /// Commission + slippage summed fill by fill (the figure `costs` always reported).
+    pub(super) traded: f64,
+    pub(super) commission: f64,
+    /// Slippage (`bps`) or market impact (`sqrt_impact`).
+    pub(super) slippage: f64,
+    pub(super) borrow: f64,
+    /// Interest earned on cash (negative: paid).
+    pub(super) interest: f64,
+    /// Value of the orders as the rule wanted them, and the part the participation limit cut.
+    pub(super) wanted: f64,
+    pub(super) cut: f64,
+    /// Orders cut by the limit.
+    pub(super) capped: usize,
+}
+
+impl Costs {
+    /// Commission, slippage or impact, and borrow fees.
+    pub(super) fn total(&self) -> f64 {
+        self.traded + self.borrow
+    }
 }
 
 impl Book {
@@ -35,9 +64,68 @@ impl Book {
             open_trades: (0..nsym).map(|_| None).collect(),
             trades: Vec::new(),
             fills: 0,
-            costs: 0.0,
+            paid: Costs::default(),
             waiting: BTreeMap::new(),
             delisted: 0,
+            liquidity: None,
+        }
+    }
+
+    /// Interest on the cash held since the previous close: `cash · daily_rate` (a negative balance pays it).
+    pub(super) fn accrue_interest(&mut self, daily_rate: f64) {
+        let interest = self.cash * daily_rate;
+        self.cash += interest;
+        self.paid.interest += interest;
+    }
+
+    /// The day's borrow fee on the short positions at the last closes: Σ |short value| · `borrow_bps` / 10⁴ / 252.
+    pub(super) fn charge_borrow(&mut self, borrow_bps: f64) {
+        let short: f64 = (0..self.shares.len())
+            .filter(|&s| self.shares[s] < 0.0 && self.last_close[s].is_finite())
+            .map(|s| -self.shares[s] * self.last_close[s])
+            .sum();
+        let fee = short * borrow_bps / 1e4 / crate::metrics::YEAR;
+        self.cash -= fee;
+        self.paid.borrow += fee;
+    }
+
+    /// The slippage fraction of an order of `dq` shares of `s` filled on date `d` (against it), after the
+    /// participation limit, which may cut `dq`; `None` when the order cannot be sized (no volume or volatility
+    /// known at its signal date under a model that needs them).
+    fn order_terms(
+        &mut self,
+        cfg: &StrategyConfig,
+        s: usize,
+        d: usize,
+        fill: Fill,
+        dq: &mut f64,
+        price: f64,
+    ) -> Option<f64> {
+        let Some(liq) = &self.liquidity else { return Some(cfg.slippage_bps / 1e4) };
+        // What was known at the signal: the previous trading date for next-open fills.
+        let known = if fill == Fill::NextOpen { d.saturating_sub(1) } else { d };
+        let (adv, sigma) = (liq.adv[s][known], liq.sigma[s][known]);
+        self.paid.wanted += dq.abs() * price;
+        if let Some(p) = cfg.max_participation {
+            let cap = if adv.is_finite() { p * adv } else { 0.0 };
+            if dq.abs() > cap {
+                self.paid.cut += (dq.abs() - cap) * price;
+                self.paid.capped += 1;
+                *dq = dq.signum() * cap;
+            }
+        }
+        match cfg.cost_model {
+            CostModel::Bps => Some(cfg.slippage_bps / 1e4),
+            CostModel::SqrtImpact => {
+                let impact = cfg.impact_coefficient * sigma * (dq.abs() / adv).sqrt();
+                if impact.is_finite() {
+                    Some(impact)
+                } else {
+                    self.paid.cut += dq.abs() * price;
+                    self.paid.capped += 1;
+                    None
+                }
+            }
         }
     }
 
@@ -133,7 +221,8 @@ impl Book {
         let sizing = equity / (1.0 + cost_rate);
         // Names kept on the same side keep their shares unless `reweight`; exits and flips go to zero; new
         // names get their target weight of the equity. Sells first (they raise the cash the buys use).
-        let mut orders: Vec<(usize, f64)> = Vec::new();
+        let comm = cfg.commission_bps / 1e4;
+        let mut orders: Vec<(usize, f64, f64, f64)> = Vec::new();
         for s in (0..nsym).filter(|s| only.is_none_or(|o| o.contains(s))) {
             let tw = w.get(&s).copied().unwrap_or(0.0);
             let cur = self.shares[s];
@@ -145,27 +234,39 @@ impl Book {
                 self.waiting.insert(s, tw);
                 continue;
             }
-            let dq = tw * sizing / price[s] - cur;
+            let mut dq = tw * sizing / price[s] - cur;
             if dq.abs() > 1e-9 {
-                orders.push((s, dq));
+                // The participation limit may cut the order; an order that cannot be costed is not placed.
+                if let Some(slip) = self.order_terms(cfg, s, d, fill, &mut dq, price[s])
+                    && dq.abs() > 1e-9
+                {
+                    // The cost rate of the cash check: the configured one under `bps` (as it always was).
+                    let rate = if self.liquidity.is_some() { comm + slip } else { cost_rate };
+                    orders.push((s, dq, slip, rate));
+                }
             }
         }
         // Buys never spend more than the cash after the sells.
         let proceeds: f64 =
-            orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq)| -dq * price[*s] * (1.0 - cost_rate)).sum();
-        let spend: f64 = orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq)| dq * price[*s] * (1.0 + cost_rate)).sum();
+            orders.iter().filter(|o| o.1 < 0.0).map(|(s, dq, _, rate)| -dq * price[*s] * (1.0 - rate)).sum();
+        let spend: f64 =
+            orders.iter().filter(|o| o.1 > 0.0).map(|(s, dq, _, rate)| dq * price[*s] * (1.0 + rate)).sum();
         let available = (self.cash + proceeds).max(0.0);
         if spend > available && spend > 0.0 {
             let scale = available / spend;
             for o in orders.iter_mut().filter(|o| o.1 > 0.0) {
                 o.1 *= scale;
+                // Market impact is that of the order as placed (smaller now: it costs less than was set aside).
+                if cfg.cost_model == CostModel::SqrtImpact {
+                    o.2 *= scale.sqrt();
+                }
             }
         }
         orders.sort_by(|a, b| (a.1 > 0.0).cmp(&(b.1 > 0.0)).then(a.0.cmp(&b.0)));
         let mut traded = 0.0;
-        for (s, dq) in orders {
+        for (s, dq, slip, _) in orders {
             traded += (dq * price[s]).abs();
-            self.fill((cfg.commission_bps / 1e4, cfg.slippage_bps / 1e4), market, s, dq, price[s], market.dates[d]);
+            self.fill((comm, slip), market, s, dq, price[s], market.dates[d]);
         }
         (equity, traded)
     }
@@ -185,7 +286,9 @@ impl Book {
         let value = dq * exec;
         let commission = value.abs() * comm;
         self.cash -= value + commission;
-        self.costs += commission + (dq * price * slip).abs();
+        self.paid.traded += commission + (dq * price * slip).abs();
+        self.paid.commission += commission;
+        self.paid.slippage += (dq * price * slip).abs();
         self.fills += 1;
         let before = self.shares[s];
         let after = before + dq;
@@ -229,7 +332,7 @@ impl Book {
 
     /// Closes the books: open trades are marked at the last close; returns every trade, fills, costs and
     /// delistings.
-    pub(super) fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, f64, usize) {
+    pub(super) fn finish(mut self, market: &Market) -> (Vec<Trade>, usize, Costs, usize) {
         for (s, t) in std::mem::take(&mut self.open_trades).into_iter().enumerate() {
             if let Some(t) = t {
                 let value = self.shares[s] * self.last_close[s];
@@ -246,7 +349,7 @@ impl Book {
                 });
             }
         }
-        (self.trades, self.fills, self.costs, self.delisted)
+        (self.trades, self.fills, self.paid, self.delisted)
     }
 }
 

@@ -50,6 +50,19 @@ pub enum Fill {
     Close,
 }
 
+/// How trading costs beyond the commission are charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CostModel {
+    /// `slippage_bps` per side of the price.
+    #[default]
+    Bps,
+    /// The square-root law of market impact: an order of q shares moves its price against it by the fraction
+    /// `impact_coefficient · σ · √(q / ADV)`, σ the daily volatility and ADV the average daily volume (shares)
+    /// over the `adv_days` bars up to the signal date (replaces `slippage_bps`; needs a volume column).
+    SqrtImpact,
+}
+
 /// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the
 /// rule is flat (`kind = "top_k"`, `k = 10`, `n_drop = 2`); a parameter of another kind (`threshold` with
 /// `top_k`, `n_drop` with `long_short`, …) is refused instead of ignored.
@@ -76,6 +89,29 @@ pub struct StrategyConfig {
     /// Return realised on a held position when its symbol's prices end, applied to its last close (default 0:
     /// cashed out at the last close; e.g. -0.3 for delistings for cause).
     pub delisting_return: f64,
+    /// Slippage (`bps`) or square-root market impact (`sqrt_impact`).
+    pub cost_model: CostModel,
+    /// The square-root law's coefficient Y (cost fraction Y · σ · √(q / ADV)); 1 by default, the order of
+    /// magnitude the empirical studies find (Tóth et al. 2011; Almgren et al. 2005 fit 0.3–1 on US equities).
+    pub impact_coefficient: f64,
+    /// Bars of the trailing average daily volume and volatility the impact and participation limit read.
+    pub adv_days: usize,
+    /// Largest order as a fraction of the trailing average daily volume; larger orders are cut to it and the
+    /// shortfall reported (`None`: no limit).
+    pub max_participation: Option<f64>,
+    /// Annual fee on the value of short positions, in basis points, accrued daily (1/252 of it per date).
+    pub borrow_bps: f64,
+    /// Annual rate earned on a positive cash balance (paid on a negative one), compounded daily.
+    pub cash_rate: f64,
+    /// Capital levels of the capacity curve (the same signals simulated at each); empty: no curve.
+    pub capacity: Vec<f64>,
+}
+
+impl StrategyConfig {
+    /// True when the simulation needs each symbol's trailing volume and volatility.
+    pub fn needs_liquidity(&self) -> bool {
+        self.cost_model == CostModel::SqrtImpact || self.max_participation.is_some()
+    }
 }
 
 /// The TOML/JSON shape of [`StrategyConfig`]: the rule's parameters flat beside `kind`.
@@ -106,6 +142,44 @@ pub(super) struct StrategyToml {
     pub(super) risk_free: f64,
     #[serde(default)]
     pub(super) delisting_return: f64,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub(super) cost_model: CostModel,
+    #[serde(default = "default_impact", skip_serializing_if = "is_default_impact")]
+    pub(super) impact_coefficient: f64,
+    #[serde(default = "default_adv_days", skip_serializing_if = "is_default_adv_days")]
+    pub(super) adv_days: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_participation: Option<f64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) borrow_bps: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) cash_rate: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) capacity: Vec<f64>,
+}
+
+// The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
+// runs without them are what they were.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_default_impact(v: &f64) -> bool {
+    (*v - default_impact()).abs() < f64::EPSILON
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_default_adv_days(v: &usize) -> bool {
+    *v == default_adv_days()
+}
+pub(super) fn default_impact() -> f64 {
+    1.0
+}
+pub(super) fn default_adv_days() -> usize {
+    20
 }
 
 pub(super) fn default_k() -> usize {
@@ -159,6 +233,13 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             capital: t.capital,
             risk_free: t.risk_free,
             delisting_return: t.delisting_return,
+            cost_model: t.cost_model,
+            impact_coefficient: t.impact_coefficient,
+            adv_days: t.adv_days,
+            max_participation: t.max_participation,
+            borrow_bps: t.borrow_bps,
+            cash_rate: t.cash_rate,
+            capacity: t.capacity,
         })
     }
 }
@@ -183,6 +264,13 @@ impl From<StrategyConfig> for StrategyToml {
             capital: c.capital,
             risk_free: c.risk_free,
             delisting_return: c.delisting_return,
+            cost_model: c.cost_model,
+            impact_coefficient: c.impact_coefficient,
+            adv_days: c.adv_days,
+            max_participation: c.max_participation,
+            borrow_bps: c.borrow_bps,
+            cash_rate: c.cash_rate,
+            capacity: c.capacity,
         }
     }
 }
@@ -199,6 +287,13 @@ impl Default for StrategyConfig {
             capital: default_capital(),
             risk_free: 0.0,
             delisting_return: 0.0,
+            cost_model: CostModel::Bps,
+            impact_coefficient: default_impact(),
+            adv_days: default_adv_days(),
+            max_participation: None,
+            borrow_bps: 0.0,
+            cash_rate: 0.0,
+            capacity: Vec::new(),
         }
     }
 }
@@ -230,6 +325,26 @@ impl Params for StrategyConfig {
         }
         if !(self.delisting_return >= -1.0 && self.delisting_return.is_finite()) {
             return err(format!("delisting_return must be a return ≥ -1, got {}", self.delisting_return));
+        }
+        if !(self.impact_coefficient >= 0.0 && self.impact_coefficient.is_finite()) {
+            return err(format!("impact_coefficient must be ≥ 0, got {}", self.impact_coefficient));
+        }
+        if self.adv_days < 2 {
+            return err(format!("adv_days must be at least 2 (a volatility needs two returns), got {}", self.adv_days));
+        }
+        if let Some(p) = self.max_participation
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return err(format!("max_participation is a fraction of the average daily volume in (0, 1], got {p}"));
+        }
+        if !(0.0..10_000.0).contains(&self.borrow_bps) {
+            return err(format!("borrow_bps must be in [0, 10000), got {}", self.borrow_bps));
+        }
+        if !(self.cash_rate > -1.0 && self.cash_rate < 1.0) {
+            return err(format!("cash_rate is an annual fraction, got {}", self.cash_rate));
+        }
+        if let Some(c) = self.capacity.iter().find(|c| !(**c > 0.0 && c.is_finite())) {
+            return err(format!("capacity lists capital levels > 0, got {c}"));
         }
         Ok(())
     }

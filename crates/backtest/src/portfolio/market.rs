@@ -20,6 +20,9 @@ pub struct Market {
     /// `member[symbol][date]`: whether the symbol is in the point-in-time universe on the date (the prices'
     /// membership column); `None` without a universe (every symbol counts on every date it trades).
     pub member: Option<Vec<Vec<bool>>>,
+    /// `volume[symbol][date]` in shares (adjusted like the prices), NaN where there is none; empty when the
+    /// prices have no volume column.
+    pub volume: Vec<Vec<f64>>,
     /// Each symbol's bars ([`Market::bars`]), worked out once on first use.
     bars: std::sync::OnceLock<Vec<Vec<usize>>>,
 }
@@ -27,8 +30,8 @@ pub struct Market {
 /// Equal when the prices and sectors are (the bars are derived from them, computed or not).
 impl PartialEq for Market {
     fn eq(&self, other: &Self) -> bool {
-        (&self.dates, &self.symbols, &self.open, &self.close, &self.sector, &self.member)
-            == (&other.dates, &other.symbols, &other.open, &other.close, &other.sector, &other.member)
+        (&self.dates, &self.symbols, &self.open, &self.close, &self.sector, &self.member, &self.volume)
+            == (&other.dates, &other.symbols, &other.open, &other.close, &other.sector, &other.member, &other.volume)
     }
 }
 
@@ -49,7 +52,7 @@ impl Market {
             close[si][di] = c;
         }
         let sector = vec![Vec::new(); symbols.len()];
-        Self { dates, symbols, open, close, sector, member: None, bars: std::sync::OnceLock::new() }
+        Self { dates, symbols, open, close, sector, member: None, volume: Vec::new(), bars: std::sync::OnceLock::new() }
     }
 
     /// Date indices of each symbol's own bars (dates with an open or a close), increasing: what "the k-th bar
@@ -143,6 +146,7 @@ impl Market {
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
         let series = prices.series_with(stockcast_features::SeriesColumns {
             open: true,
+            volume: true,
             ..stockcast_features::SeriesColumns::CLOSE
         })?;
         let rows = series.iter().flat_map(|s| {
@@ -150,6 +154,17 @@ impl Market {
                 .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
         });
         let mut market = Self::from_rows(rows);
+        if series.iter().any(|s| s.volume.is_some()) {
+            market.volume = vec![vec![f64::NAN; market.dates.len()]; market.symbols.len()];
+            for s in &series {
+                let (Some(v), Ok(si)) = (&s.volume, market.symbols.binary_search(&s.symbol)) else { continue };
+                for (d, x) in s.dates.iter().zip(v) {
+                    if let Ok(di) = market.dates.binary_search(d) {
+                        market.volume[si][di] = *x;
+                    }
+                }
+            }
+        }
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
     }

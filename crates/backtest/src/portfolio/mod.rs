@@ -32,11 +32,12 @@ use crate::metrics;
 mod book;
 mod config;
 mod index;
+mod liquidity;
 mod market;
 mod stats;
 
 use book::{Book, targets};
-pub use config::{Fill, Rule, StrategyConfig, StrategyKind};
+pub use config::{CostModel, Fill, Rule, StrategyConfig, StrategyKind};
 pub use index::{Index, IndexKind, load_index};
 pub use market::Market;
 pub use stats::PortfolioStats;
@@ -126,6 +127,10 @@ pub fn simulate(
         return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
     };
     let mut book = Book::new(cfg.capital, nsym);
+    if cfg.needs_liquidity() {
+        book.liquidity = Some(liquidity::Liquidity::new(market, cfg.adv_days)?);
+    }
+    let daily_cash_rate = metrics::daily_rf(cfg.cash_rate);
     let mut pending: Option<BTreeMap<usize, f64>> = None;
     let mut sim = Simulation {
         dates: Vec::new(),
@@ -158,6 +163,10 @@ pub fn simulate(
                 bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
             }
         }
+        // Interest on the cash held overnight (none on the first date: nothing was held before it).
+        if d > first && cfg.cash_rate != 0.0 {
+            book.accrue_interest(daily_cash_rate);
+        }
         let (mut equity_before, mut traded) = (f64::NAN, 0.0);
         let mut add = |(e, t): (f64, f64)| {
             if equity_before.is_nan() {
@@ -172,6 +181,9 @@ pub fn simulate(
         }
         book.mark_closes(market, d);
         book.delist(cfg, market, d, &last_bar);
+        if cfg.borrow_bps > 0.0 {
+            book.charge_borrow(cfg.borrow_bps);
+        }
         let rebalances = (d - first) % cfg.rebalance_days == 0;
         if cfg.fill == Fill::Close && !rebalances {
             add(book.fill_waiting(cfg, market, d, Fill::Close));
@@ -198,7 +210,7 @@ pub fn simulate(
     }
     let (trades, fills, costs, delisted) = book.finish(market);
     sim.index = index.and_then(|i| rebase_index(&i.closes, &sim.dates, cfg.capital));
-    sim.stats = stats(cfg, &sim, &trades, fills, costs);
+    sim.stats = stats(cfg, &sim, &trades, fills, &costs);
     sim.stats.delisted = delisted;
     sim.trades = trades;
     Ok(sim)

@@ -37,8 +37,21 @@ pub struct PortfolioStats {
     pub fills: usize,
     /// Share of closed round trips with a positive P&L.
     pub win_rate: f64,
-    /// Commissions and slippage paid, as a fraction of the starting capital.
+    /// Commissions, slippage (or market impact) and borrow fees paid, as a fraction of the starting capital.
     pub costs: f64,
+    /// Commissions / capital.
+    pub cost_commission: f64,
+    /// Slippage (`bps`) or market impact (`sqrt_impact`) / capital.
+    pub cost_slippage: f64,
+    /// Borrow fees on short positions / capital.
+    pub cost_borrow: f64,
+    /// Interest earned on cash (negative: paid) / capital.
+    pub cash_interest: f64,
+    /// With `max_participation`: the value the limit cut (or could not cost) / the value the rule wanted to
+    /// trade.
+    pub participation_shortfall: Option<f64>,
+    /// Orders cut by the participation limit (or not placed for want of a volume or volatility).
+    pub capped_orders: usize,
     /// Benchmark (equal-weight universe) total return and CAGR.
     pub benchmark_total_return: f64,
     /// Benchmark CAGR.
@@ -74,6 +87,12 @@ pub(super) fn empty_stats() -> PortfolioStats {
         fills: 0,
         win_rate: f64::NAN,
         costs: f64::NAN,
+        cost_commission: f64::NAN,
+        cost_slippage: f64::NAN,
+        cost_borrow: f64::NAN,
+        cash_interest: f64::NAN,
+        participation_shortfall: None,
+        capped_orders: 0,
         benchmark_total_return: f64::NAN,
         benchmark_cagr: f64::NAN,
         excess_return: f64::NAN,
@@ -95,7 +114,7 @@ pub(super) fn stats(
     sim: &Simulation,
     trades: &[Trade],
     fills: usize,
-    costs: f64,
+    costs: &super::book::Costs,
 ) -> PortfolioStats {
     // The curve starts from the capital before the first date.
     let mut eq = vec![cfg.capital];
@@ -133,7 +152,15 @@ pub(super) fn stats(
         } else {
             closed.iter().filter(|t| t.pnl > 0.0).count() as f64 / closed.len() as f64
         },
-        costs: costs / cfg.capital,
+        costs: costs.total() / cfg.capital,
+        cost_commission: costs.commission / cfg.capital,
+        cost_slippage: costs.slippage / cfg.capital,
+        cost_borrow: costs.borrow / cfg.capital,
+        cash_interest: costs.interest / cfg.capital,
+        participation_shortfall: cfg
+            .max_participation
+            .map(|_| if costs.wanted > 0.0 { costs.cut / costs.wanted } else { 0.0 }),
+        capped_orders: costs.capped,
         benchmark_total_return: bench[bench.len() - 1] / bench[0] - 1.0,
         benchmark_cagr: metrics::cagr(&bench),
         excess_return: cagr - metrics::cagr(&bench),

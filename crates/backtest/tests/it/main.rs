@@ -969,3 +969,139 @@ fn the_default_cpcv_embargo_is_the_gap_or_one_percent_of_the_calendar() {
     // Some training run does start right after an embargo (the bound is attained, not just respected).
     assert!(folds.iter().any(|f| f.train_parts.iter().any(|(p, _)| folds.iter().any(|t| p.start == t.test.end + 26))));
 }
+
+/// One symbol "A" (and a never-bought "B") over `n` dates: A's close alternates +1 % / −1 %, its open is the
+/// previous close, its volume is `volume`; B is flat. Scores rank A first every day.
+fn liquid_market(n: usize, volume: f64) -> (Market, BTreeMap<(NaiveDate, String), f64>) {
+    let dates: Vec<NaiveDate> = (0..n).map(|i| d(2021, 1, 4) + chrono::Duration::days(i as i64)).collect();
+    let mut rows = Vec::new();
+    let mut c = 100.0;
+    for (i, dt) in dates.iter().enumerate() {
+        let open = c;
+        c *= if i % 2 == 0 { 1.01 } else { 0.99 };
+        rows.push(("A".to_string(), *dt, open, c));
+        rows.push(("B".to_string(), *dt, 50.0, 50.0));
+    }
+    let mut market = Market::from_rows(rows);
+    market.volume = vec![vec![volume; n], vec![volume; n]];
+    let scores = dates.iter().flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), 0.0)]).collect();
+    (market, scores)
+}
+
+#[test]
+fn a_single_order_pays_the_square_root_impact_of_its_size_against_the_volume() {
+    let (market, scores) = liquid_market(30, 10_000.0);
+    let cfg = StrategyConfig {
+        rule: Rule::TopK { k: 1, n_drop: None },
+        cost_model: portfolio::CostModel::SqrtImpact,
+        impact_coefficient: 0.8,
+        adv_days: 5,
+        capital: 100_000.0,
+        ..StrategyConfig::default()
+    };
+    // Scores start on day 9 so the signal date has a full 5-bar window behind it.
+    let late: BTreeMap<_, _> = scores.into_iter().filter(|((dt, _), _)| *dt >= market.dates[9]).collect();
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &late, None).unwrap();
+    // Signal on day 9, filled at day 10's open. σ: sample std of the 4 close-to-close returns between bars 5..=9
+    // (they alternate +1 % and −1 %), ADV 10,000 shares, order 100,000 / open shares (no commission).
+    let closes: Vec<f64> = market.close[0][5..=9].to_vec();
+    let rets: Vec<f64> = closes.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+    let mean = rets.iter().sum::<f64>() / 4.0;
+    let sigma = (rets.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
+    let open = market.open[0][10];
+    // The buy is scaled to the cash (its impact was set aside at the wanted size), then pays its own impact.
+    let impact_of = |capital: f64| {
+        let wanted = capital / open;
+        let shares = wanted / (1.0 + 0.8 * sigma * (wanted / 10_000.0).sqrt());
+        (shares, 0.8 * sigma * (shares / 10_000.0).sqrt())
+    };
+    let (shares, impact) = impact_of(100_000.0);
+    let trade = &sim.trades[0];
+    assert!(
+        close(trade.entry_price, open * (1.0 + impact), 1e-12),
+        "{} vs {}",
+        trade.entry_price,
+        open * (1.0 + impact)
+    );
+    assert!(close(sim.stats.cost_slippage * 100_000.0, shares * open * impact, 1e-9));
+    assert!(sim.stats.cost_commission.abs() < 1e-12 && sim.stats.cost_borrow.abs() < 1e-12);
+    // Ten times the capital: √10 times the impact per share.
+    let big = StrategyConfig {
+        rule: Rule::TopK { k: 1, n_drop: None },
+        cost_model: portfolio::CostModel::SqrtImpact,
+        impact_coefficient: 0.8,
+        adv_days: 5,
+        capital: 1_000_000.0,
+        ..StrategyConfig::default()
+    };
+    let sim10 = portfolio::simulate(&Checked::new(big).unwrap(), &market, &late, None).unwrap();
+    let impact10 = sim10.trades[0].entry_price / open - 1.0;
+    assert!(close(impact10, impact_of(1_000_000.0).1, 1e-12), "{impact10}");
+    // About √10 times the impact per share (a little less: the larger order is scaled down more).
+    assert!(impact10 / impact > 3.0 && impact10 / impact < 10f64.sqrt(), "{}", impact10 / impact);
+}
+
+#[test]
+fn orders_above_the_participation_limit_are_cut_and_the_shortfall_reported() {
+    let (market, scores) = liquid_market(12, 500.0);
+    // 100,000 / ~100 ≈ 1,000 shares wanted against an ADV of 500: a 10 % limit buys 50 shares.
+    let cfg = StrategyConfig {
+        rule: Rule::TopK { k: 1, n_drop: None },
+        max_participation: Some(0.1),
+        rebalance_days: 100,
+        capital: 100_000.0,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &scores, None).unwrap();
+    let open = market.open[0][1];
+    let wanted = 100_000.0 / open;
+    assert_eq!(sim.stats.capped_orders, 1);
+    let shortfall = sim.stats.participation_shortfall.unwrap();
+    assert!(close(shortfall, (wanted - 50.0) / wanted, 1e-12), "{shortfall}");
+    // What was bought: 50 shares, so the exposure at day 1's close is 50 · close / equity.
+    let equity = sim.equity[1];
+    assert!(close(sim.exposure[1], 50.0 * market.close[0][1] / equity, 1e-12), "{}", sim.exposure[1]);
+    // Without a volume column the limit (and the impact model) cannot work: a clear error, not a silent zero.
+    let mut no_volume = market.clone();
+    no_volume.volume = Vec::new();
+    let cfg = StrategyConfig { max_participation: Some(0.1), ..StrategyConfig::default() };
+    let err = portfolio::simulate(&Checked::new(cfg).unwrap(), &no_volume, &scores, None).unwrap_err();
+    assert!(err.to_string().contains("volume column"), "{err}");
+    // A limit that is not a fraction is refused.
+    let bad = StrategyConfig { max_participation: Some(1.5), ..StrategyConfig::default() };
+    assert!(Checked::new(bad).unwrap_err().to_string().contains("max_participation"));
+}
+
+#[test]
+fn a_short_held_n_days_pays_its_borrow_fee_and_cash_earns_its_rate() {
+    // Flat prices: A scores best, B worst; long-short, close fills, 300 bps a year to borrow.
+    let dates: Vec<NaiveDate> = (0..11).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let market = Market::from_rows(dates.iter().flat_map(|dt| ["A", "B"].map(|s| (s.to_string(), *dt, 20.0, 20.0))));
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        dates.iter().flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), -1.0)]).collect();
+    let cfg = StrategyConfig {
+        rule: Rule::LongShort { k: 1 },
+        fill: Fill::Close,
+        borrow_bps: 300.0,
+        rebalance_days: 100,
+        capital: 10_000.0,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &scores, None).unwrap();
+    // Short 0.5 · 10,000 of B from day 0's close, charged at each later close for the night before (10 nights).
+    let fee = 5_000.0 * 0.03 / 252.0;
+    assert!(close(sim.stats.cost_borrow * 10_000.0, 10.0 * fee, 1e-9), "{}", sim.stats.cost_borrow * 10_000.0);
+    assert!(close(sim.equity[10], 10_000.0 - 10.0 * fee, 1e-9), "{}", sim.equity[10]);
+
+    // All in cash (no score above the threshold): the capital compounds at the daily rate of 4 % a year.
+    let cash = StrategyConfig {
+        rule: Rule::Threshold { threshold: 5.0 },
+        cash_rate: 0.04,
+        capital: 10_000.0,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&Checked::new(cash).unwrap(), &market, &scores, None).unwrap();
+    let daily = 1.04_f64.powf(1.0 / 252.0) - 1.0;
+    assert!(close(sim.equity[10], 10_000.0 * (1.0 + daily).powi(10), 1e-9), "{}", sim.equity[10]);
+    assert!(close(sim.stats.cash_interest * 10_000.0, sim.equity[10] - 10_000.0, 1e-9));
+}
