@@ -860,11 +860,20 @@ fn train_and_recommend_read_the_postgres_prices_table() {
     // of the tear sheet differ.
     assert!(a["metrics"]["tearsheet"]["sector_neutral_rank_ic"].is_number(), "{}", a["metrics"]["tearsheet"]);
     assert!(b["metrics"]["tearsheet"]["sector_neutral_rank_ic"].is_null());
+    // The attribution splits sector from selection by those sectors: their sum, the market term and the rest agree.
+    let part = |m: &serde_json::Value, k: &str| m["metrics"]["attribution"][k].as_f64().unwrap();
+    assert!(part(&a, "sector").abs() > 0.0 && part(&b, "sector") == 0.0);
+    let split = |m: &serde_json::Value| part(m, "sector") + part(m, "selection");
+    assert!((split(&a) - split(&b)).abs() < 1e-12, "{} vs {}", split(&a), split(&b));
+    for k in ["market", "other", "total"] {
+        assert!((part(&a, k) - part(&b, k)).abs() < 1e-12, "attribution.{k}");
+    }
     for m in [&mut a, &mut b] {
         let sheet = m["metrics"]["tearsheet"].as_object_mut().unwrap();
         sheet.remove("ic_by_group");
         sheet.remove("quantile_mean_by_group");
         sheet.remove("sector_neutral_rank_ic");
+        m["metrics"].as_object_mut().unwrap().remove("attribution");
     }
     assert_eq!(a["metrics"], b["metrics"]);
     assert!(a["data"]["source"].as_str().unwrap().ends_with("/e2e (prices table)"), "{}", a["data"]);

@@ -5,6 +5,7 @@
 //! intervals, PSR, DSR, PBO), [`report`] (run directory with JSON, Markdown, HTML, SVG plots and Parquet frames)
 //! [`shard`] (plan files, shard outputs and the checks of a merge) and [`config`] (the TOML file, label/fill alignment).
 
+pub mod attribution;
 pub mod charts;
 pub mod compare;
 pub mod config;

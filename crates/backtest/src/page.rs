@@ -92,6 +92,81 @@ pub fn importance(wf: &WalkForward, model: &str, top: usize) -> Option<(String, 
     Some((label.to_owned(), v))
 }
 
+/// The position and risk charts: net exposure, each model's most-held names and sector exposures over time and its
+/// cumulative return attribution, the cost breakdown and the capacity curve.
+fn position_charts(models: &[ModelReport], perf: Section) -> Vec<Chart> {
+    let dated = |m: &ModelReport, v: &[f64]| m.simulation.dates.iter().copied().zip(v.iter().copied()).collect();
+    let net: Vec<(&str, Vec<(NaiveDate, f64)>)> =
+        models.iter().map(|m| (m.name.as_str(), dated(m, &m.simulation.net_exposure))).collect();
+    let mut out = vec![dated_chart("net_exposure", perf, "Exposure (net: long − short, share of equity)", true, &net)];
+    for m in models {
+        let name = &m.name;
+        let top: Vec<(&str, Vec<(NaiveDate, f64)>)> =
+            m.positions.top.iter().map(|(s, v)| (s.as_str(), dated(m, v))).collect();
+        out.push(dated_chart(
+            &format!("weights_{name}"),
+            perf,
+            &format!("{name}: weights of the most-held names"),
+            true,
+            &top,
+        ));
+        if !m.positions.sectors.is_empty() {
+            let sectors: Vec<(&str, Vec<(NaiveDate, f64)>)> =
+                m.positions.sectors.iter().map(|(g, v)| (g.as_str(), dated(m, v))).collect();
+            out.push(dated_chart(
+                &format!("sectors_{name}"),
+                perf,
+                &format!("{name}: net exposure by sector"),
+                true,
+                &sectors,
+            ));
+        }
+        let a = &m.attribution;
+        let cumulative = |i: usize| {
+            let mut acc = 0.0;
+            a.dates
+                .iter()
+                .copied()
+                .zip(a.daily.iter().map(|x| {
+                    acc += x[i];
+                    acc
+                }))
+                .collect::<Vec<_>>()
+        };
+        let parts: Vec<(&str, Vec<(NaiveDate, f64)>)> =
+            ["market", "sector", "selection", "other"].iter().enumerate().map(|(i, p)| (*p, cumulative(i))).collect();
+        out.push(dated_chart(
+            &format!("attribution_{name}"),
+            perf,
+            &format!("{name}: return attribution (cumulative sum of daily contributions, beta {:.2})", a.beta),
+            true,
+            &parts,
+        ));
+    }
+    let kinds = ["commission", "slippage / impact", "borrow", "cash interest (earned)"].map(str::to_owned).to_vec();
+    let mut costs =
+        Chart::labelled("costs", perf, "Costs over the run (share of the starting capital)", Kind::Bar, kinds, true);
+    for m in models {
+        let p = &m.simulation.stats;
+        costs = costs.with(&m.name, vec![p.cost_commission, p.cost_slippage, p.cost_borrow, p.cash_interest]);
+    }
+    out.push(costs);
+    if let Some(levels) = models.iter().find(|m| !m.capacity.is_empty()).map(|m| &m.capacity) {
+        let x: Vec<String> = levels.iter().map(|c| format!("{:.0}", c.capital)).collect();
+        let mut ret =
+            Chart::labelled("capacity", perf, "Capacity: total return by starting capital", Kind::Bar, x.clone(), true);
+        let mut sharpe =
+            Chart::labelled("capacity_sharpe", perf, "Capacity: Sharpe ratio by starting capital", Kind::Bar, x, false);
+        for m in models {
+            ret = ret.with(&m.name, m.capacity.iter().map(|c| c.total_return).collect());
+            sharpe = sharpe.with(&m.name, m.capacity.iter().map(|c| c.sharpe).collect());
+        }
+        out.push(ret);
+        out.push(sharpe);
+    }
+    out
+}
+
 /// Every chart of the report, in page order.
 pub fn charts(eval: &Evaluation, wf: &WalkForward) -> Vec<Chart> {
     let models = &eval.models;
@@ -180,6 +255,7 @@ pub fn charts(eval: &Evaluation, wf: &WalkForward) -> Vec<Chart> {
             (m.name.as_str(), m.daily_ic.iter().map(|d| d.date).zip(trailing_mean(&v, 21)).collect())
         })
         .collect();
+    out.extend(position_charts(models, perf));
     out.push(dated_chart("rank_ic", sig, "Rank IC (21-day mean)", false, &ic21));
     let horizons: Vec<String> = first.sheet.ic_decay.iter().map(|(h, _)| format!("{h}d")).collect();
     let mut decay =

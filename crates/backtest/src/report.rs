@@ -14,6 +14,7 @@ use stockcast_features::outputs::{Marker, Replace, check_output_dir};
 use stockcast_features::polars::prelude::*;
 use stockcast_features::prices::date_to_days;
 
+use crate::attribution::{self, Attribution};
 use crate::charts::{Chart, Kind, Section};
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
@@ -52,12 +53,60 @@ pub struct ModelReport {
     pub risk: RiskStats,
     /// The same signals simulated at each of `strategy.capacity`'s capital levels.
     pub capacity: Vec<CapacityPoint>,
+    /// Market, sector and selection contributions ([`crate::attribution`]).
+    pub attribution: Attribution,
+    /// Weights over time of the most-held names and net exposure per sector (the page's position charts).
+    #[serde(skip)]
+    pub positions: Positions,
     /// Performance and factor tear sheet (plotted in the report; its data in `plots/*.parquet`).
     #[serde(skip)]
     pub sheet: Tearsheet,
     /// The model's resolved configuration (every parameter, defaults included).
     #[serde(skip)]
     pub params: Value,
+}
+
+/// Position series for the page, per simulation date.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Positions {
+    /// The names with the largest mean |weight| over the run, and their weight at each close (0 when not held).
+    pub top: Vec<(String, Vec<f64>)>,
+    /// Net weight per sector at each close (the sector each name had that day; "unclassified" without one);
+    /// empty without sectors.
+    pub sectors: Vec<(String, Vec<f64>)>,
+}
+
+/// The [`Positions`] of a simulation: its `top` most-held names and its sector exposures.
+fn positions(sim: &Simulation, market: &Market, top: usize) -> Positions {
+    let n = sim.holdings.len();
+    let mut mean_abs: BTreeMap<u32, f64> = BTreeMap::new();
+    for day in &sim.holdings {
+        for &(s, w) in day {
+            *mean_abs.entry(s).or_default() += w.abs() / n as f64;
+        }
+    }
+    let mut ranked: Vec<(u32, f64)> = mean_abs.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top = ranked
+        .iter()
+        .take(top)
+        .map(|&(s, _)| {
+            let series = sim.holdings.iter().map(|day| day.iter().find(|h| h.0 == s).map_or(0.0, |h| h.1)).collect();
+            (market.symbols[s as usize].clone(), series)
+        })
+        .collect();
+    let has_sectors = market.sector.iter().any(|v| !v.is_empty());
+    let mut sectors: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    if has_sectors {
+        for (k, (day, date)) in sim.holdings.iter().zip(&sim.dates).enumerate() {
+            let Ok(d) = market.dates.binary_search(date) else { continue };
+            for &(s, w) in day {
+                let g = market.sector_at(s as usize, d).unwrap_or("unclassified").to_owned();
+                sectors.entry(g).or_insert_with(|| vec![0.0; n])[k] += w;
+            }
+        }
+    }
+    Positions { top, sectors: sectors.into_iter().collect() }
 }
 
 /// One point of the capacity curve: the strategy's results at a starting capital.
@@ -233,6 +282,8 @@ fn evaluate_models(
             let sheet =
                 tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
             let risk = risk_of(&simulation, strategy, &daily, horizon);
+            let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
+            let positions = positions(&simulation, market, 8);
             let capacity =
                 capacity_curve(strategy, market, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
             Ok(ModelReport {
@@ -253,6 +304,8 @@ fn evaluate_models(
                 cpcv: None,
                 risk,
                 capacity,
+                attribution,
+                positions,
                 sheet,
                 params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
             })
@@ -347,7 +400,15 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 }
 
 /// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
-const RISK_CONVENTIONS: [(&str, &str); 13] = [
+const RISK_CONVENTIONS: [(&str, &str); 15] = [
+    (
+        "attribution",
+        "models.<m>.attribution, per date from the weights w_i at the previous close: market = beta * r_b (beta = risk.benchmark.beta, r_b the equal-weight benchmark's return over the members at the previous close), sector = sum_g W_g (r_g - r_b) (W_g = sector weight, r_g = mean return of the sector's members; names without a sector form their own group), selection = sum_i w_i (r_i - r_g(i)), other = r_p - market - sector - selection (costs, cash, exposure away from beta); totals are sums of the daily contributions (not compounded)",
+    ),
+    (
+        "net_exposure",
+        "sum of position values / equity at each close (long positive, short negative); exposure (gross) sums their absolute values",
+    ),
     (
         "capacity",
         "models.<m>.capacity: the same out-of-sample scores simulated with each of strategy.capacity's starting capitals (every other setting equal): total return, CAGR, Sharpe, costs / capital and the participation shortfall at each; costs and the participation limit scale with the orders' size against the volume, so this is how much capital the signal takes",
@@ -500,6 +561,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         merge(&mut o, &m.overfit)?;
         o.insert("risk".into(), serde_json::to_value(&m.risk).map_err(|e| Error::Data(e.to_string()))?);
         o.insert("capacity".into(), serde_json::to_value(&m.capacity).map_err(|e| Error::Data(e.to_string()))?);
+        o.insert("attribution".into(), serde_json::to_value(&m.attribution).map_err(|e| Error::Data(e.to_string()))?);
         if let Some(c) = &m.cpcv {
             o.insert("cpcv".into(), serde_json::to_value(c).map_err(|e| Error::Data(e.to_string()))?);
         }
@@ -951,6 +1013,26 @@ pub(crate) fn markdown(meta: &RunMeta, eval: &Evaluation, wf: &WalkForward) -> S
         verdict(models),
         risk_table(models).markdown()
     );
+    s.push_str(
+        "\n## Attribution\n\nEach date's return from the weights at the previous close: market = beta x the \
+         equal-weight benchmark's return, sector = over/underweighting sectors against it, selection = names against \
+         their sector, other = costs, cash and exposure away from beta; sums of the daily contributions.\n\n| model | \
+         beta | market | sector | selection | other | sum of daily returns |\n|---|---|---|---|---|---|---|\n",
+    );
+    for m in models {
+        let a = &m.attribution;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            m.name,
+            num(a.beta),
+            pct(a.market),
+            pct(a.sector),
+            pct(a.selection),
+            pct(a.other),
+            pct(a.total)
+        );
+    }
     if models.iter().any(|m| !m.capacity.is_empty()) {
         s.push_str("\n## Capacity\n\nThe same signals at each starting capital (costs scale with the orders' size against the volume).\n\n| model | capital | total return | CAGR | Sharpe | costs | participation shortfall |\n|---|---|---|---|---|---|---|\n");
         for m in models {

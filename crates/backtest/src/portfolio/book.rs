@@ -143,6 +143,14 @@ impl Book {
         }
     }
 
+    /// The held names' weights at the last closes: (symbol, position value / `equity`).
+    pub(super) fn weights(&self, equity: f64) -> Vec<(u32, f64)> {
+        (0..self.shares.len())
+            .filter(|&s| self.shares[s] != 0.0 && self.last_close[s].is_finite())
+            .map(|s| (s as u32, self.shares[s] * self.last_close[s] / equity))
+            .collect()
+    }
+
     /// Equity at the last closes and gross exposure (Σ|position value|).
     pub(super) fn equity_and_gross(&self) -> (f64, f64) {
         let n = self.shares.len();

@@ -78,6 +78,11 @@ pub struct Simulation {
     pub index_kind: Option<IndexKind>,
     /// Gross exposure at each close.
     pub exposure: Vec<f64>,
+    /// Net exposure at each close: Σ position value / equity (long positive, short negative).
+    pub net_exposure: Vec<f64>,
+    /// The weights held at each close (symbol index into the market, position value / equity), held names only.
+    #[serde(skip)]
+    pub holdings: Vec<Vec<(u32, f64)>>,
     /// One-way turnover of each date (½ · traded value / equity before trading).
     pub turnover: Vec<f64>,
     /// Round trips.
@@ -139,6 +144,8 @@ pub fn simulate(
         index: None,
         index_kind: index.map(|i| i.kind),
         exposure: Vec::new(),
+        net_exposure: Vec::new(),
+        holdings: Vec::new(),
         turnover: Vec::new(),
         trades: Vec::new(),
         stats: empty_stats(),
@@ -205,6 +212,9 @@ pub fn simulate(
         sim.equity.push(equity);
         sim.benchmark.push(bench);
         sim.exposure.push(if equity > 0.0 { gross / equity } else { f64::NAN });
+        let held = book.weights(equity);
+        sim.net_exposure.push(if equity > 0.0 { held.iter().map(|h| h.1).sum() } else { f64::NAN });
+        sim.holdings.push(held);
         let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
         sim.turnover.push(if base > 0.0 { 0.5 * traded / base } else { 0.0 });
     }

@@ -1105,3 +1105,37 @@ fn a_short_held_n_days_pays_its_borrow_fee_and_cash_earns_its_rate() {
     assert!(close(sim.equity[10], 10_000.0 * (1.0 + daily).powi(10), 1e-9), "{}", sim.equity[10]);
     assert!(close(sim.stats.cash_interest * 10_000.0, sim.equity[10] - 10_000.0, 1e-9));
 }
+
+#[test]
+fn attribution_splits_a_day_into_market_sector_and_selection_by_hand() {
+    // Four names, two sectors, flat on day 0; on day 1 A (X) +10 %, B (X) 0 %, C (Y) −5 %, D (Y) +5 %.
+    let dates: Vec<NaiveDate> = (0..2).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let day1 = [("A", 110.0), ("B", 100.0), ("C", 95.0), ("D", 105.0)];
+    let rows =
+        day1.iter().flat_map(|(s, c)| [(s.to_string(), dates[0], 100.0, 100.0), (s.to_string(), dates[1], *c, *c)]);
+    let mut market = Market::from_rows(rows);
+    for (s, g) in ["X", "X", "Y", "Y"].iter().enumerate() {
+        market.sector[s] = vec![(0, Some((*g).to_owned()))];
+    }
+    // All in A at day 0's close (no costs).
+    let scores: BTreeMap<(NaiveDate, String), f64> = dates
+        .iter()
+        .flat_map(|dt| {
+            ["A", "B", "C", "D"].iter().enumerate().map(move |(i, s)| ((*dt, (*s).to_string()), 4.0 - i as f64))
+        })
+        .collect();
+    let cfg =
+        StrategyConfig { rule: Rule::TopK { k: 1, n_drop: None }, fill: Fill::Close, ..StrategyConfig::default() };
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &scores, None).unwrap();
+    assert!(close(sim.net_exposure[0], 1.0, 1e-12));
+    // r_p = 10 %, r_b = 2.5 %, r_X = 5 %, r_Y = 0 %: market = β · 2.5 %, sector = 1 · (5 − 2.5) %,
+    // selection = 1 · (10 − 5) %, other = the rest.
+    let a = stockcast_backtest::attribution::attribute(&sim, &market, 1.0);
+    assert_eq!(a.daily.len(), 1);
+    for (got, want) in [(a.market, 0.025), (a.sector, 0.025), (a.selection, 0.05), (a.other, 0.0), (a.total, 0.10)] {
+        assert!(close(got, want, 1e-12), "{a:?}");
+    }
+    let a = stockcast_backtest::attribution::attribute(&sim, &market, 0.8);
+    assert!(close(a.market, 0.02, 1e-12) && close(a.other, 0.005, 1e-12), "{a:?}");
+    assert!(close(a.market + a.sector + a.selection + a.other, a.total, 1e-15));
+}
