@@ -16,6 +16,7 @@ pub mod page;
 pub mod portfolio;
 pub mod relative;
 pub mod report;
+pub mod risk_model;
 pub mod rundir;
 pub mod runner;
 pub mod shard;

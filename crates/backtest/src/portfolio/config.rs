@@ -63,6 +63,18 @@ pub enum CostModel {
     SqrtImpact,
 }
 
+/// How the names a rule selects share each side's weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Equally.
+    #[default]
+    Equal,
+    /// In proportion to 1 / σ, σ the sample std of each name's daily returns over the `cov_days` dates up to the
+    /// signal date on which all of the side's names have returns.
+    InverseVol,
+}
+
 /// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the
 /// rule is flat (`kind = "top_k"`, `k = 10`, `n_drop = 2`); a parameter of another kind (`threshold` with
 /// `top_k`, `n_drop` with `long_short`, …) is refused instead of ignored.
@@ -105,6 +117,16 @@ pub struct StrategyConfig {
     pub cash_rate: f64,
     /// Capital levels of the capacity curve (the same signals simulated at each); empty: no curve.
     pub capacity: Vec<f64>,
+    /// How each side's weight is shared among its names.
+    pub weights: Weighting,
+    /// Largest |weight| of one name (a fraction of equity); weights above it are capped and the excess shared
+    /// among the others in proportion to their weights; a book that cannot meet it is an error, not a clip.
+    pub max_weight: Option<f64>,
+    /// Annualised volatility the book is scaled down to when its predicted volatility (Ledoit–Wolf covariance of
+    /// the held names over `cov_days`) is above it; never levered up.
+    pub target_vol: Option<f64>,
+    /// Trailing trading dates of the returns `inverse_vol` and `target_vol` estimate from.
+    pub cov_days: usize,
 }
 
 impl StrategyConfig {
@@ -156,6 +178,14 @@ pub(super) struct StrategyToml {
     pub(super) cash_rate: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) capacity: Vec<f64>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub(super) weights: Weighting,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_weight: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) target_vol: Option<f64>,
+    #[serde(default = "default_cov_days", skip_serializing_if = "is_default_cov_days")]
+    pub(super) cov_days: usize,
 }
 
 // The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
@@ -174,6 +204,13 @@ fn is_default_impact(v: &f64) -> bool {
 #[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_default_adv_days(v: &usize) -> bool {
     *v == default_adv_days()
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_default_cov_days(v: &usize) -> bool {
+    *v == default_cov_days()
+}
+pub(super) fn default_cov_days() -> usize {
+    63
 }
 pub(super) fn default_impact() -> f64 {
     1.0
@@ -240,6 +277,10 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             borrow_bps: t.borrow_bps,
             cash_rate: t.cash_rate,
             capacity: t.capacity,
+            weights: t.weights,
+            max_weight: t.max_weight,
+            target_vol: t.target_vol,
+            cov_days: t.cov_days,
         })
     }
 }
@@ -271,6 +312,10 @@ impl From<StrategyConfig> for StrategyToml {
             borrow_bps: c.borrow_bps,
             cash_rate: c.cash_rate,
             capacity: c.capacity,
+            weights: c.weights,
+            max_weight: c.max_weight,
+            target_vol: c.target_vol,
+            cov_days: c.cov_days,
         }
     }
 }
@@ -294,6 +339,10 @@ impl Default for StrategyConfig {
             borrow_bps: 0.0,
             cash_rate: 0.0,
             capacity: Vec::new(),
+            weights: Weighting::Equal,
+            max_weight: None,
+            target_vol: None,
+            cov_days: default_cov_days(),
         }
     }
 }
@@ -345,6 +394,32 @@ impl Params for StrategyConfig {
         }
         if let Some(c) = self.capacity.iter().find(|c| !(**c > 0.0 && c.is_finite())) {
             return err(format!("capacity lists capital levels > 0, got {c}"));
+        }
+        if let Some(m) = self.max_weight {
+            if !(m > 0.0 && m <= 1.0) {
+                return err(format!("max_weight is a fraction of equity in (0, 1], got {m}"));
+            }
+            // A side of k names holds its total only if k · max_weight reaches it.
+            let side = match self.rule {
+                Rule::TopK { k, .. } => Some((k, 1.0)),
+                Rule::LongShort { k } => Some((k, 0.5)),
+                Rule::Threshold { .. } => None,
+            };
+            if let Some((k, total)) = side
+                && (k as f64) * m < total - 1e-12
+            {
+                return err(format!(
+                    "max_weight = {m} cannot hold a side of {k} names at {total} of equity (k * max_weight < {total})"
+                ));
+            }
+        }
+        if let Some(t) = self.target_vol
+            && !(t > 0.0 && t.is_finite())
+        {
+            return err(format!("target_vol is an annualised volatility > 0, got {t}"));
+        }
+        if self.cov_days < 3 {
+            return err(format!("cov_days must be at least 3, got {}", self.cov_days));
         }
         Ok(())
     }

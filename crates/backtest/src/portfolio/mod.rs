@@ -37,7 +37,7 @@ mod market;
 mod stats;
 
 use book::{Book, targets};
-pub use config::{CostModel, Fill, Rule, StrategyConfig, StrategyKind};
+pub use config::{CostModel, Fill, Rule, StrategyConfig, StrategyKind, Weighting};
 pub use index::{Index, IndexKind, load_index};
 pub use market::Market;
 pub use stats::PortfolioStats;
@@ -105,6 +105,87 @@ pub(super) fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate]
         .collect();
     let first = aligned.iter().flatten().next().copied()?;
     Some(aligned.iter().map(|v| v.unwrap_or(first) / first * capital).collect())
+}
+
+/// Applies the weighting, the per-name cap and the volatility target to a rule's equal target weights at date
+/// index `d` (the signal date), then checks the cap.
+///
+/// # Errors
+/// [`Error::Data`] when a side cannot meet `max_weight` (too few names) or a weight breaks it after the others.
+fn weigh(cfg: &StrategyConfig, market: &Market, d: usize, mut w: BTreeMap<usize, f64>) -> Result<BTreeMap<usize, f64>> {
+    let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
+        w.iter().filter(|(_, v)| **v * sign > 0.0).map(|(s, _)| *s).collect()
+    };
+    if cfg.weights == Weighting::InverseVol {
+        for sign in [1.0, -1.0] {
+            let names = side(&w, sign);
+            if names.len() < 2 {
+                continue;
+            }
+            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+            let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
+            let vol: Vec<f64> =
+                (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
+            // Without a volatility for every name (too little common history) the side keeps equal weights.
+            if vol.iter().all(|v| v.is_finite() && *v > 0.0) {
+                let inv: f64 = vol.iter().map(|v| 1.0 / v).sum();
+                for (s, v) in names.iter().zip(&vol) {
+                    w.insert(*s, sign * total / v / inv);
+                }
+            }
+        }
+    }
+    if let Some(cap) = cfg.max_weight {
+        for sign in [1.0, -1.0] {
+            let names = side(&w, sign);
+            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+            if (names.len() as f64) * cap < total - 1e-12 {
+                return Err(Error::Data(format!(
+                    "{}: max_weight = {cap} cannot hold {total:.4} of equity in {} names",
+                    market.dates[d],
+                    names.len()
+                )));
+            }
+            // Water-filling: cap the largest, share the excess among the rest in proportion to their weights.
+            for _ in 0..names.len() {
+                let over: f64 = names.iter().map(|s| (w[s].abs() - cap).max(0.0)).sum();
+                if over <= 1e-15 {
+                    break;
+                }
+                let free: Vec<usize> = names.iter().copied().filter(|s| w[s].abs() < cap).collect();
+                let free_sum: f64 = free.iter().map(|s| w[s].abs()).sum();
+                for s in &names {
+                    if w[s].abs() > cap {
+                        w.insert(*s, sign * cap);
+                    }
+                }
+                for s in &free {
+                    let v = w[s].abs();
+                    w.insert(*s, sign * (v + over * v / free_sum));
+                }
+            }
+        }
+        if let Some((s, v)) = w.iter().find(|(_, v)| v.abs() > cap * (1.0 + 1e-9)) {
+            return Err(Error::Data(format!(
+                "{}: {} would hold {v:.6} of equity, above max_weight = {cap}",
+                market.dates[d], market.symbols[*s]
+            )));
+        }
+    }
+    if let Some(target) = cfg.target_vol {
+        let names: Vec<usize> = w.iter().filter(|(_, v)| **v != 0.0).map(|(s, _)| *s).collect();
+        let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
+        if let Some(lw) = crate::risk_model::ledoit_wolf(&rets) {
+            let weights: Vec<f64> = names.iter().map(|s| w[s]).collect();
+            let predicted = (lw.variance(&weights) * metrics::YEAR).sqrt();
+            if predicted > target {
+                for v in w.values_mut() {
+                    *v *= target / predicted;
+                }
+            }
+        }
+    }
+    Ok(w)
 }
 
 /// Simulates `cfg` on `scores` (`(symbol, date) → score`, out of sample) over the dates from the first to the
@@ -200,7 +281,7 @@ pub fn simulate(
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
-            let w = targets(&cfg.rule, &scored, &book.held());
+            let w = weigh(cfg, market, d, targets(&cfg.rule, &scored, &book.held()))?;
             match cfg.fill {
                 Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
                 Fill::NextOpen if d < last => pending = Some(w),

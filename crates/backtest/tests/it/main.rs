@@ -1139,3 +1139,86 @@ fn attribution_splits_a_day_into_market_sector_and_selection_by_hand() {
     assert!(close(a.market, 0.02, 1e-12) && close(a.other, 0.005, 1e-12), "{a:?}");
     assert!(close(a.market + a.sector + a.selection + a.other, a.total, 1e-15));
 }
+
+/// Three names whose returns alternate ±1 %, ±2 % and ±4 % (so their volatilities are exactly 1 : 2 : 4).
+fn three_vols(n: usize) -> (Market, BTreeMap<(NaiveDate, String), f64>) {
+    let dates: Vec<NaiveDate> = (0..n).map(|i| d(2021, 1, 4) + chrono::Duration::days(i as i64)).collect();
+    let mut rows = Vec::new();
+    for (name, step) in [("A", 0.01), ("B", 0.02), ("C", 0.04)] {
+        let mut c = 100.0;
+        for (i, dt) in dates.iter().enumerate() {
+            if i > 0 {
+                c *= if i % 2 == 0 { 1.0 + step } else { 1.0 - step };
+            }
+            rows.push((name.to_string(), *dt, c, c));
+        }
+    }
+    let scores = dates
+        .iter()
+        .skip(n - 3)
+        .flat_map(|dt| ["A", "B", "C"].iter().enumerate().map(move |(i, s)| ((*dt, (*s).to_string()), 3.0 - i as f64)))
+        .collect();
+    (Market::from_rows(rows), scores)
+}
+
+#[test]
+fn inverse_vol_weights_and_the_max_weight_cap_match_hand_computations() {
+    let (market, scores) = three_vols(30);
+    let cfg = |max_weight: Option<f64>| StrategyConfig {
+        rule: Rule::TopK { k: 3, n_drop: None },
+        fill: Fill::Close,
+        weights: portfolio::Weighting::InverseVol,
+        max_weight,
+        cov_days: 10,
+        ..StrategyConfig::default()
+    };
+    let weights = |sim: &portfolio::Simulation| -> Vec<f64> {
+        let mut w = vec![0.0; 3];
+        for &(s, v) in &sim.holdings[0] {
+            w[s as usize] = v;
+        }
+        w
+    };
+    // 1/σ in proportion 1 : 1/2 : 1/4, so 4/7, 2/7, 1/7.
+    let sim = portfolio::simulate(&Checked::new(cfg(None)).unwrap(), &market, &scores, None).unwrap();
+    for (got, want) in weights(&sim).iter().zip([4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0]) {
+        assert!(close(*got, want, 1e-9), "{:?}", weights(&sim));
+    }
+    // Capped at 0.5: A's excess 1/14 goes to B and C in proportion 2 : 1, so 1/2, 1/3, 1/6.
+    let sim = portfolio::simulate(&Checked::new(cfg(Some(0.5))).unwrap(), &market, &scores, None).unwrap();
+    for (got, want) in weights(&sim).iter().zip([0.5, 1.0 / 3.0, 1.0 / 6.0]) {
+        assert!(close(*got, want, 1e-9), "{:?}", weights(&sim));
+    }
+    // A cap three names cannot meet is refused at the config check, and at run time for a threshold rule.
+    let err = Checked::new(cfg(Some(0.3))).unwrap_err().to_string();
+    assert!(err.contains("max_weight = 0.3 cannot hold a side of 3 names"), "{err}");
+    let one = StrategyConfig {
+        rule: Rule::Threshold { threshold: 2.5 },
+        fill: Fill::Close,
+        max_weight: Some(0.5),
+        ..StrategyConfig::default()
+    };
+    let err = portfolio::simulate(&Checked::new(one).unwrap(), &market, &scores, None).unwrap_err().to_string();
+    assert!(err.contains("max_weight = 0.5 cannot hold"), "{err}");
+}
+
+#[test]
+fn a_volatility_target_scales_the_book_down_to_it() {
+    let (market, scores) = three_vols(30);
+    let cfg = StrategyConfig {
+        rule: Rule::TopK { k: 1, n_drop: None },
+        fill: Fill::Close,
+        target_vol: Some(0.05),
+        cov_days: 10,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &scores, None).unwrap();
+    // One name: the Ledoit–Wolf covariance is its sample variance (1/n) over the last 10 dates' returns.
+    let d0 = market.dates.len() - 3;
+    let rets: Vec<f64> = (d0 - 9..=d0).map(|t| market.close[0][t] / market.close[0][t - 1] - 1.0).collect();
+    let mean = rets.iter().sum::<f64>() / 10.0;
+    let var = rets.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / 10.0;
+    let predicted = (var * 252.0).sqrt();
+    assert!(predicted > 0.05);
+    assert!(close(sim.net_exposure[0], 0.05 / predicted, 1e-9), "{} vs {}", sim.net_exposure[0], 0.05 / predicted);
+}
