@@ -67,7 +67,14 @@ pub(crate) fn report_results(run: &Path) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
-                for k in ["timings_seconds", "fit_seconds", "predict_seconds", "simulate_seconds", "config"] {
+                for k in [
+                    "timings_seconds",
+                    "fit_seconds",
+                    "predict_seconds",
+                    "simulate_seconds",
+                    "weights_seconds",
+                    "config",
+                ] {
                     m.remove(k);
                 }
                 m.values_mut().for_each(strip);

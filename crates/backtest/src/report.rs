@@ -401,9 +401,18 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 
 /// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
 const RISK_CONVENTIONS: [(&str, &str); 18] = [
-    ("weights", "strategy.weights: equal (each side's weight shared equally), or inverse_vol: in proportion to 1 / sigma, sigma = sample std of each name's daily close-to-close returns over the last cov_days dates up to the signal date on which every name of the side has one (equal weights when a name has none); each side keeps the rule's total (top_k 1, long_short 0.5 each)"),
-    ("max_weight", "strategy.max_weight: a name above it is set to it and the excess shared among the side's other names in proportion to their weights, repeated until none is above; a side of n names holding T needs n * max_weight >= T (checked at the config for top_k and long_short, at each rebalance for threshold) and every weight is checked after: a violation is an error, never a silent clip"),
-    ("target_vol", "strategy.target_vol: the book's predicted volatility sqrt(w' S w * 252), S the Ledoit-Wolf covariance (sklearn LedoitWolf: centred returns, 1/n sample covariance shrunk towards trace/p * I) of the held names' daily returns over cov_days dates up to the signal date; the weights are multiplied by target / predicted when that is below 1 (never levered up); the rest stays in cash"),
+    (
+        "weights",
+        "strategy.weights: equal (each side's weight shared equally), or inverse_vol: in proportion to 1 / sigma, sigma = sample std of each name's daily close-to-close returns over the last cov_days dates up to the signal date on which every name of the side has one (equal weights when a name has none); each side keeps the rule's total (top_k 1, long_short 0.5 each)",
+    ),
+    (
+        "max_weight",
+        "strategy.max_weight: a name above it is set to it and the excess shared among the side's other names in proportion to their weights, repeated until none is above; a side of n names holding T needs n * max_weight >= T (checked at the config for top_k and long_short, at each rebalance for threshold) and every weight is checked after: a violation is an error, never a silent clip",
+    ),
+    (
+        "target_vol",
+        "strategy.target_vol: the book's predicted volatility sqrt(w' S w * 252), S the Ledoit-Wolf covariance (sklearn LedoitWolf: centred returns, 1/n sample covariance shrunk towards trace/p * I) of the held names' daily returns over cov_days dates up to the signal date; the weights are multiplied by target / predicted when that is below 1 (never levered up); the rest stays in cash",
+    ),
     (
         "attribution",
         "models.<m>.attribution, per date from the weights w_i at the previous close: market = beta * r_b (beta = risk.benchmark.beta, r_b the equal-weight benchmark's return over the members at the previous close), sector = sum_g W_g (r_g - r_b) (W_g = sector weight, r_g = mean return of the sector's members; names without a sector form their own group), selection = sum_i w_i (r_i - r_g(i)), other = r_p - market - sector - selection (costs, cash, exposure away from beta); totals are sums of the daily contributions (not compounded)",
@@ -585,6 +594,7 @@ pub fn report_json(meta: &RunMeta, wf: &WalkForward, eval: &Evaluation, strategy
         o.insert("fit_seconds".into(), json!(m.fit_seconds));
         o.insert("predict_seconds".into(), json!(m.predict_seconds));
         o.insert("simulate_seconds".into(), json!(m.simulate_seconds));
+        o.insert("weights_seconds".into(), json!(m.simulation.weigh_seconds.0));
         let folds: Vec<Value> = wf
             .results
             .iter()

@@ -70,6 +70,70 @@ pub fn ledoit_wolf(x: &[Vec<f64>]) -> Option<Shrunk> {
     Some(Shrunk { p, cov, shrinkage })
 }
 
+/// Mean-variance weights: argmax μᵀw − (λ/2) wᵀΣw subject to Σw = `total`, 0 ≤ w ≤ `upper`, solved by Clarabel
+/// (½ wᵀ(λΣ)w − μᵀw, the equality as a zero cone, the bounds as nonnegative cones). The solution is checked
+/// against every constraint (to 1e-7); a violation or a solver failure is an error naming it.
+///
+/// # Errors
+/// The solver's status when it did not solve, or the constraint the solution breaks.
+pub fn mean_variance(mu: &[f64], cov: &Shrunk, risk_aversion: f64, total: f64, upper: f64) -> Result<Vec<f64>, String> {
+    use clarabel::algebra::CscMatrix;
+    use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT};
+    let p = mu.len();
+    if p == 0 {
+        return Ok(Vec::new());
+    }
+    if (p as f64) * upper < total - 1e-12 {
+        return Err(format!("{p} names cannot hold {total} with at most {upper} each"));
+    }
+    // P = λΣ, upper triangle, column by column.
+    let (mut colptr, mut rowval, mut nzval) = (vec![0], Vec::new(), Vec::new());
+    for j in 0..p {
+        for i in 0..=j {
+            rowval.push(i);
+            nzval.push(risk_aversion * cov.at(i, j));
+        }
+        colptr.push(rowval.len());
+    }
+    let pm = CscMatrix::new(p, p, colptr, rowval, nzval);
+    let q: Vec<f64> = mu.iter().map(|m| -m).collect();
+    // Rows: 1ᵀw = total; −w ≤ 0; w ≤ upper.
+    let (mut colptr, mut rowval, mut nzval) = (vec![0], Vec::new(), Vec::new());
+    for j in 0..p {
+        rowval.extend([0, 1 + j, 1 + p + j]);
+        nzval.extend([1.0, -1.0, 1.0]);
+        colptr.push(rowval.len());
+    }
+    let a = CscMatrix::new(1 + 2 * p, p, colptr, rowval, nzval);
+    let mut b = vec![total];
+    b.extend(std::iter::repeat_n(0.0, p));
+    b.extend(std::iter::repeat_n(upper, p));
+    let cones = [SupportedConeT::ZeroConeT(1), SupportedConeT::NonnegativeConeT(2 * p)];
+    let settings = DefaultSettingsBuilder::default()
+        .verbose(false)
+        .tol_gap_abs(1e-10)
+        .tol_gap_rel(1e-10)
+        .tol_feas(1e-10)
+        .build()
+        .map_err(|e| format!("solver settings: {e}"))?;
+    let mut solver =
+        DefaultSolver::new(&pm, &q, &a, &b, &cones, settings).map_err(|e| format!("the QP solver refused: {e:?}"))?;
+    solver.solve();
+    let status = solver.solution.status;
+    if !matches!(status, SolverStatus::Solved | SolverStatus::AlmostSolved) {
+        return Err(format!("the QP solver stopped: {status:?}"));
+    }
+    let w = solver.solution.x.clone();
+    let sum: f64 = w.iter().sum();
+    if (sum - total).abs() > 1e-7 {
+        return Err(format!("the weights sum to {sum}, not {total}"));
+    }
+    if let Some(v) = w.iter().find(|v| **v < -1e-7 || **v > upper + 1e-7) {
+        return Err(format!("a weight of {v} is outside [0, {upper}]"));
+    }
+    Ok(w)
+}
+
 /// The close-to-close returns of `symbols` over the `days` trading dates up to and including date index `d`,
 /// one row per date on which every one of them has both closes (a date where one is missing is left out).
 pub fn trailing_returns(market: &Market, symbols: &[usize], d: usize, days: usize) -> Vec<Vec<f64>> {
@@ -131,5 +195,37 @@ mod tests {
         let w = [0.25; 4];
         let direct: f64 = cov.iter().sum::<f64>() / 16.0;
         assert!((lw.variance(&w) - direct).abs() < 1e-15);
+    }
+
+    #[test]
+    #[allow(clippy::unreadable_literal)] // PyPortfolioOpt's output, digit for digit
+    fn mean_variance_equals_pypfopt_max_quadratic_utility() {
+        // PyPortfolioOpt 1.5: EfficientFrontier(mu, S, weight_bounds=(0, ub), solver="CLARABEL")
+        //   .max_quadratic_utility(risk_aversion=lam), S = LedoitWolf().fit(X).covariance_ for
+        // X[i][j] = sin(1 + 0.7 i + 1.3 j) (1 + j) / 100 + 0.001 j (12 × 4), mu = [0.012, 0.008, 0.015, 0.004].
+        let x: Vec<Vec<f64>> = (0..12)
+            .map(|i| {
+                (0..4)
+                    .map(|j| {
+                        (1.0 + 0.7 * f64::from(i) + 1.3 * f64::from(j)).sin() * (1.0 + f64::from(j)) / 100.0
+                            + 0.001 * f64::from(j)
+                    })
+                    .collect()
+            })
+            .collect();
+        let s = ledoit_wolf(&x).unwrap();
+        let mu = [0.012, 0.008, 0.015, 0.004];
+        for (lam, ub, want) in [
+            (50.0, 1.0, [0.6416023623856747, 1.800071729e-07, 0.3583970879673377, 3.69639941e-07]),
+            (50.0, 0.4, [0.3999999972755368, 0.1788670796277784, 0.3999999847332568, 0.0211329383634281]),
+            (200.0, 0.4, [0.3999999666107716, 0.274113520317651, 0.1698325363862419, 0.1560539766854732]),
+        ] {
+            let w = mean_variance(&mu, &s, lam, 1.0, ub).unwrap();
+            for (got, want) in w.iter().zip(want) {
+                assert!((got - want).abs() < 1e-6, "λ {lam}, ub {ub}: {w:?}");
+            }
+        }
+        // A cap the names cannot meet is refused before solving.
+        assert!(mean_variance(&mu, &s, 50.0, 1.0, 0.2).unwrap_err().contains("cannot hold"));
     }
 }

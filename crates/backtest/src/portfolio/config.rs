@@ -73,6 +73,10 @@ pub enum Weighting {
     /// In proportion to 1 / σ, σ the sample std of each name's daily returns over the `cov_days` dates up to the
     /// signal date on which all of the side's names have returns.
     InverseVol,
+    /// Markowitz: maximise μᵀw − (λ/2) wᵀΣw over the side's names with Σw = the side's total and
+    /// 0 ≤ w ≤ `max_weight`, μ the scores (the short side's negated), Σ their Ledoit–Wolf covariance over `cov_days`,
+    /// λ = `risk_aversion`; solved as a QP by Clarabel (PyPortfolioOpt's `max_quadratic_utility`).
+    MeanVariance,
 }
 
 /// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the
@@ -125,8 +129,10 @@ pub struct StrategyConfig {
     /// Annualised volatility the book is scaled down to when its predicted volatility (Ledoit–Wolf covariance of
     /// the held names over `cov_days`) is above it; never levered up.
     pub target_vol: Option<f64>,
-    /// Trailing trading dates of the returns `inverse_vol` and `target_vol` estimate from.
+    /// Trailing trading dates of the returns `inverse_vol`, `mean_variance` and `target_vol` estimate from.
     pub cov_days: usize,
+    /// λ of `mean_variance`.
+    pub risk_aversion: f64,
 }
 
 impl StrategyConfig {
@@ -186,6 +192,8 @@ pub(super) struct StrategyToml {
     pub(super) target_vol: Option<f64>,
     #[serde(default = "default_cov_days", skip_serializing_if = "is_default_cov_days")]
     pub(super) cov_days: usize,
+    #[serde(default = "default_impact", skip_serializing_if = "is_default_impact")]
+    pub(super) risk_aversion: f64,
 }
 
 // The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
@@ -281,6 +289,7 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             max_weight: t.max_weight,
             target_vol: t.target_vol,
             cov_days: t.cov_days,
+            risk_aversion: t.risk_aversion,
         })
     }
 }
@@ -316,6 +325,7 @@ impl From<StrategyConfig> for StrategyToml {
             max_weight: c.max_weight,
             target_vol: c.target_vol,
             cov_days: c.cov_days,
+            risk_aversion: c.risk_aversion,
         }
     }
 }
@@ -343,6 +353,7 @@ impl Default for StrategyConfig {
             max_weight: None,
             target_vol: None,
             cov_days: default_cov_days(),
+            risk_aversion: 1.0,
         }
     }
 }
@@ -417,6 +428,9 @@ impl Params for StrategyConfig {
             && !(t > 0.0 && t.is_finite())
         {
             return err(format!("target_vol is an annualised volatility > 0, got {t}"));
+        }
+        if !(self.risk_aversion > 0.0 && self.risk_aversion.is_finite()) {
+            return err(format!("risk_aversion must be > 0, got {}", self.risk_aversion));
         }
         if self.cov_days < 3 {
             return err(format!("cov_days must be at least 3, got {}", self.cov_days));

@@ -89,6 +89,19 @@ pub struct Simulation {
     pub trades: Vec<Trade>,
     /// Statistics.
     pub stats: PortfolioStats,
+    /// Seconds spent weighting (covariance estimates and solves); not part of a simulation's equality.
+    #[serde(skip)]
+    pub weigh_seconds: Seconds,
+}
+
+/// A duration that two otherwise equal simulations may differ in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seconds(pub f64);
+
+impl PartialEq for Seconds {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// An index close series aligned to `dates` (forward-filled), rebased to `capital`.
@@ -112,7 +125,13 @@ pub(super) fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate]
 ///
 /// # Errors
 /// [`Error::Data`] when a side cannot meet `max_weight` (too few names) or a weight breaks it after the others.
-fn weigh(cfg: &StrategyConfig, market: &Market, d: usize, mut w: BTreeMap<usize, f64>) -> Result<BTreeMap<usize, f64>> {
+fn weigh(
+    cfg: &StrategyConfig,
+    market: &Market,
+    d: usize,
+    scores: &BTreeMap<usize, f64>,
+    mut w: BTreeMap<usize, f64>,
+) -> Result<BTreeMap<usize, f64>> {
     let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
         w.iter().filter(|(_, v)| **v * sign > 0.0).map(|(s, _)| *s).collect()
     };
@@ -132,6 +151,26 @@ fn weigh(cfg: &StrategyConfig, market: &Market, d: usize, mut w: BTreeMap<usize,
                 for (s, v) in names.iter().zip(&vol) {
                     w.insert(*s, sign * total / v / inv);
                 }
+            }
+        }
+    }
+    if cfg.weights == Weighting::MeanVariance {
+        for sign in [1.0, -1.0] {
+            let names = side(&w, sign);
+            if names.len() < 2 {
+                continue;
+            }
+            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+            let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
+            // Without enough common history for a covariance the side keeps the rule's weights.
+            let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
+            let mu: Vec<f64> = names.iter().map(|s| sign * scores.get(s).copied().unwrap_or(0.0)).collect();
+            let upper = cfg.max_weight.unwrap_or(total).min(total);
+            let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper)
+                .map_err(|e| Error::Data(format!("{}: mean-variance weights: {e}", market.dates[d])))?;
+            for (s, v) in names.iter().zip(solved) {
+                // Within the solver's checked tolerance (1e-7) of the bounds: put on them.
+                w.insert(*s, sign * v.clamp(0.0, upper));
             }
         }
     }
@@ -230,6 +269,7 @@ pub fn simulate(
         turnover: Vec::new(),
         trades: Vec::new(),
         stats: empty_stats(),
+        weigh_seconds: Seconds::default(),
     };
     let mut bench = cfg.capital;
     // Index of each symbol's last bar (a close): after it, the symbol is delisted.
@@ -281,7 +321,10 @@ pub fn simulate(
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
-            let w = weigh(cfg, market, d, targets(&cfg.rule, &scored, &book.held()))?;
+            let score_of: BTreeMap<usize, f64> = scored.iter().copied().collect();
+            let started = std::time::Instant::now();
+            let w = weigh(cfg, market, d, &score_of, targets(&cfg.rule, &scored, &book.held()))?;
+            sim.weigh_seconds.0 += started.elapsed().as_secs_f64();
             match cfg.fill {
                 Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
                 Fill::NextOpen if d < last => pending = Some(w),
