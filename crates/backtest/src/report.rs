@@ -403,7 +403,7 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 const RISK_CONVENTIONS: [(&str, &str); 18] = [
     (
         "weights",
-        "strategy.weights: equal (each side's weight shared equally), or inverse_vol: in proportion to 1 / sigma, sigma = sample std of each name's daily close-to-close returns over the last cov_days dates up to the signal date on which every name of the side has one (equal weights when a name has none); each side keeps the rule's total (top_k 1, long_short 0.5 each)",
+        "strategy.weights: equal (each side's weight shared equally), or inverse_vol: in proportion to 1 / sigma, sigma = sample std of each name's daily close-to-close returns over the last cov_days dates up to the signal date on which every name of the side has one (equal weights when a name has none); each side keeps the rule's total (top_k 1, long_short 0.5 each); or mean_variance: argmax mu'w - (risk_aversion / 2) w'Sw with sum(w) = the side's total and 0 <= w <= max_weight, mu the names' scores (negated for the short side), S their Ledoit-Wolf covariance over cov_days, solved as a QP by Clarabel (PyPortfolioOpt max_quadratic_utility); the solution is checked against every constraint to 1e-7, a violation is an error; weights_seconds = time spent in covariance estimates and solves",
     ),
     (
         "max_weight",
