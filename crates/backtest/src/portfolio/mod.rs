@@ -135,42 +135,38 @@ fn weigh(
     let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
         w.iter().filter(|(_, v)| **v * sign > 0.0).map(|(s, _)| *s).collect()
     };
-    if cfg.weights == Weighting::InverseVol {
-        for sign in [1.0, -1.0] {
-            let names = side(&w, sign);
-            if names.len() < 2 {
-                continue;
-            }
-            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
-            let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
-            let vol: Vec<f64> =
-                (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
-            // Without a volatility for every name (too little common history) the side keeps equal weights.
-            if vol.iter().all(|v| v.is_finite() && *v > 0.0) {
-                let inv: f64 = vol.iter().map(|v| 1.0 / v).sum();
-                for (s, v) in names.iter().zip(&vol) {
-                    w.insert(*s, sign * total / v / inv);
+    // Each side of the book with two names or more: its names, their total weight and their trailing returns.
+    for sign in [1.0, -1.0] {
+        let names = side(&w, sign);
+        if cfg.weights == Weighting::Equal || names.len() < 2 {
+            continue;
+        }
+        let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+        let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
+        match cfg.weights {
+            Weighting::Equal => {}
+            Weighting::InverseVol => {
+                let vol: Vec<f64> =
+                    (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
+                // Without a volatility for every name (too little common history) the side keeps equal weights.
+                if vol.iter().all(|v| v.is_finite() && *v > 0.0) {
+                    let inv: f64 = vol.iter().map(|v| 1.0 / v).sum();
+                    for (s, v) in names.iter().zip(&vol) {
+                        w.insert(*s, sign * total / v / inv);
+                    }
                 }
             }
-        }
-    }
-    if cfg.weights == Weighting::MeanVariance {
-        for sign in [1.0, -1.0] {
-            let names = side(&w, sign);
-            if names.len() < 2 {
-                continue;
-            }
-            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
-            let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
-            // Without enough common history for a covariance the side keeps the rule's weights.
-            let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
-            let mu: Vec<f64> = names.iter().map(|s| sign * scores.get(s).copied().unwrap_or(0.0)).collect();
-            let upper = cfg.max_weight.unwrap_or(total).min(total);
-            let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper)
-                .map_err(|e| Error::Data(format!("{}: mean-variance weights: {e}", market.dates[d])))?;
-            for (s, v) in names.iter().zip(solved) {
-                // Within the solver's checked tolerance (1e-7) of the bounds: put on them.
-                w.insert(*s, sign * v.clamp(0.0, upper));
+            Weighting::MeanVariance => {
+                // Without enough common history for a covariance the side keeps the rule's weights.
+                let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
+                let mu: Vec<f64> = names.iter().map(|s| sign * scores.get(s).copied().unwrap_or(0.0)).collect();
+                let upper = cfg.max_weight.unwrap_or(total).min(total);
+                let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper)
+                    .map_err(|e| Error::Data(format!("{}: mean-variance weights: {e}", market.dates[d])))?;
+                for (s, v) in names.iter().zip(solved) {
+                    // Within the solver's checked tolerance (1e-7) of the bounds: put on them.
+                    w.insert(*s, sign * v.clamp(0.0, upper));
+                }
             }
         }
     }

@@ -25,6 +25,17 @@ fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
 }
 
+/// The evaluation of a walk-forward with the default strategy and report (seed 1, horizon 5).
+fn evaluate_defaults(
+    wf: &runner::WalkForward,
+    models: &[runner::ModelSpec],
+    market: &Market,
+) -> stockcast_backtest::report::Evaluation {
+    let facts = stockcast_backtest::report::RunFacts { seed: 1, horizon: 5 };
+    stockcast_backtest::report::evaluate(wf, models, market, &Checked::default(), None, facts, &Checked::default())
+        .unwrap()
+}
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
@@ -287,16 +298,7 @@ fn a_cpcv_run_predicts_every_date_on_every_path() {
         wf.results.iter().map(|r| r.train_rows).collect::<Vec<_>>()
     );
     let market = Market::from_prices(&prices).unwrap();
-    let eval = stockcast_backtest::report::evaluate(
-        &wf,
-        &models,
-        &market,
-        &Checked::default(),
-        None,
-        stockcast_backtest::report::RunFacts { seed: 1, horizon: 5 },
-        &Checked::default(),
-    )
-    .unwrap();
+    let eval = evaluate_defaults(&wf, &models, &market);
     let c = eval.models[0].cpcv.as_ref().unwrap();
     assert_eq!((c.paths, c.sharpe.len(), c.rank_ic.len()), (4, 4, 4));
     assert!(c.sharpe.iter().all(|s| s.is_finite()));
@@ -935,16 +937,7 @@ fn ic_decay_at_the_label_horizon_is_the_rank_ic_when_bars_are_missing() {
     let split = SplitConfig { min_train_days: 200, test_days: 100, ..SplitConfig::default() };
     let wf = runner::run(&data, &models, &split, RunOptions::new(&spec.label, 3, 1), &|_, _, _, _| {}).unwrap();
     let market = Market::from_prices(&prices).unwrap();
-    let eval = stockcast_backtest::report::evaluate(
-        &wf,
-        &models,
-        &market,
-        &Checked::default(),
-        None,
-        stockcast_backtest::report::RunFacts { seed: 1, horizon: 5 },
-        &Checked::default(),
-    )
-    .unwrap();
+    let eval = evaluate_defaults(&wf, &models, &market);
     let m = &eval.models[0];
     let decay = m.sheet.ic_decay.iter().find(|(h, _)| *h == 5).unwrap().1;
     assert!(m.signal.rank_ic.abs() > 1e-4, "{}", m.signal.rank_ic);
