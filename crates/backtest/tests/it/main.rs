@@ -984,17 +984,20 @@ fn liquid_market(n: usize, volume: f64) -> (Market, BTreeMap<(NaiveDate, String)
 #[test]
 fn a_single_order_pays_the_square_root_impact_of_its_size_against_the_volume() {
     let (market, scores) = liquid_market(30, 10_000.0);
-    let cfg = StrategyConfig {
-        rule: Rule::TopK { k: 1, n_drop: None },
-        cost_model: portfolio::CostModel::SqrtImpact,
-        impact_coefficient: 0.8,
-        adv_days: 5,
-        capital: 100_000.0,
-        ..StrategyConfig::default()
-    };
     // Scores start on day 9 so the signal date has a full 5-bar window behind it.
     let late: BTreeMap<_, _> = scores.into_iter().filter(|((dt, _), _)| *dt >= market.dates[9]).collect();
-    let sim = portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &late, None).unwrap();
+    let run = |capital: f64| {
+        let cfg = StrategyConfig {
+            rule: Rule::TopK { k: 1, n_drop: None },
+            cost_model: portfolio::CostModel::SqrtImpact,
+            impact_coefficient: 0.8,
+            adv_days: 5,
+            capital,
+            ..StrategyConfig::default()
+        };
+        portfolio::simulate(&Checked::new(cfg).unwrap(), &market, &late, None).unwrap()
+    };
+    let sim = run(100_000.0);
     // Signal on day 9, filled at day 10's open. σ: sample std of the 4 close-to-close returns between bars 5..=9
     // (they alternate +1 % and −1 %), ADV 10,000 shares, order 100,000 / open shares (no commission).
     let closes: Vec<f64> = market.close[0][5..=9].to_vec();
@@ -1018,16 +1021,8 @@ fn a_single_order_pays_the_square_root_impact_of_its_size_against_the_volume() {
     );
     assert!(close(sim.stats.cost_slippage * 100_000.0, shares * open * impact, 1e-9));
     assert!(sim.stats.cost_commission.abs() < 1e-12 && sim.stats.cost_borrow.abs() < 1e-12);
-    // Ten times the capital: √10 times the impact per share.
-    let big = StrategyConfig {
-        rule: Rule::TopK { k: 1, n_drop: None },
-        cost_model: portfolio::CostModel::SqrtImpact,
-        impact_coefficient: 0.8,
-        adv_days: 5,
-        capital: 1_000_000.0,
-        ..StrategyConfig::default()
-    };
-    let sim10 = portfolio::simulate(&Checked::new(big).unwrap(), &market, &late, None).unwrap();
+    // Ten times the capital.
+    let sim10 = run(1_000_000.0);
     let impact10 = sim10.trades[0].entry_price / open - 1.0;
     assert!(close(impact10, impact_of(1_000_000.0).1, 1e-12), "{impact10}");
     // About √10 times the impact per share (a little less: the larger order is scaled down more).
