@@ -77,6 +77,9 @@ pub enum Weighting {
     /// 0 ≤ w ≤ `max_weight`, μ the scores (the short side's negated), Σ their Ledoit–Wolf covariance over `cov_days`,
     /// λ = `risk_aversion`; solved as a QP by Clarabel (PyPortfolioOpt's `max_quadratic_utility`).
     MeanVariance,
+    /// Equal risk contributions: w_i (Σw)_i the same for every name of a side, Σ Ledoit–Wolf over `cov_days`
+    /// (Spinu's convex formulation, solved by Newton's method to a gradient of 1e-12).
+    RiskParity,
 }
 
 /// Strategy parameters: the weighting [`Rule`] with only the parameters of its kind, then how it trades. In TOML the

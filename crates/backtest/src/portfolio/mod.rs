@@ -156,6 +156,14 @@ fn weigh(
                     }
                 }
             }
+            Weighting::RiskParity => {
+                let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
+                let solved = crate::risk_model::risk_parity(&cov, total)
+                    .map_err(|e| Error::Data(format!("{}: {e}", market.dates[d])))?;
+                for (s, v) in names.iter().zip(solved) {
+                    w.insert(*s, sign * v);
+                }
+            }
             Weighting::MeanVariance => {
                 // Without enough common history for a covariance the side keeps the rule's weights.
                 let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };

@@ -1177,6 +1177,21 @@ fn inverse_vol_weights_and_the_max_weight_cap_match_hand_computations() {
     for (got, want) in weights(&sim).iter().zip([0.5, 1.0 / 3.0, 1.0 / 6.0]) {
         assert!(close(*got, want, 1e-9), "{:?}", weights(&sim));
     }
+    // Risk parity: equal risk contributions under the names' Ledoit–Wolf covariance of the same 10 dates.
+    let parity = StrategyConfig { weights: portfolio::Weighting::RiskParity, ..cfg(None) };
+    let sim = portfolio::simulate(&Checked::new(parity).unwrap(), &market, &scores, None).unwrap();
+    let w = weights(&sim);
+    assert!(close(w.iter().sum::<f64>(), 1.0, 1e-9) && w[0] > w[1] && w[1] > w[2], "{w:?}");
+    let d0 = market.dates.len() - 3;
+    let cov = stockcast_backtest::risk_model::ledoit_wolf(&stockcast_backtest::risk_model::trailing_returns(
+        &market,
+        &[0, 1, 2],
+        d0,
+        10,
+    ))
+    .unwrap();
+    let rc: Vec<f64> = (0..3).map(|i| w[i] * (0..3).map(|j| cov.at(i, j) * w[j]).sum::<f64>()).collect();
+    assert!(rc.iter().all(|c| close(*c, rc[0], 1e-9)), "{rc:?}");
     // A cap three names cannot meet is refused at the config check, and at run time for a threshold rule.
     let err = Checked::new(cfg(Some(0.3))).unwrap_err().to_string();
     assert!(err.contains("max_weight = 0.3 cannot hold a side of 3 names"), "{err}");
