@@ -234,7 +234,8 @@ impl Book {
         for s in (0..nsym).filter(|s| only.is_none_or(|o| o.contains(s))) {
             let tw = w.get(&s).copied().unwrap_or(0.0);
             let cur = self.shares[s];
-            let keep = !cfg.reweight && tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+            let stays = tw != 0.0 && cur != 0.0 && cur.signum() == tw.signum();
+            let keep = stays && !cfg.reweights();
             if keep || (tw == 0.0 && cur == 0.0) {
                 continue;
             }
@@ -243,6 +244,10 @@ impl Book {
                 continue;
             }
             let mut dq = tw * sizing / price[s] - cur;
+            // A small adjustment of a name that stays is not worth its costs.
+            if stays && (dq * price[s]).abs() < cfg.min_trade * equity {
+                continue;
+            }
             if dq.abs() > 1e-9 {
                 // The participation limit may cut the order; an order that cannot be costed is not placed.
                 if let Some(slip) = self.order_terms(cfg, s, d, fill, &mut dq, price[s])

@@ -70,6 +70,8 @@ pub enum Weighting {
     /// Equally.
     #[default]
     Equal,
+    /// In proportion to |score| (the short side's names by how negative their scores are).
+    Score,
     /// In proportion to 1 / σ, σ the sample std of each name's daily returns over the `cov_days` dates up to the
     /// signal date on which all of the side's names have returns.
     InverseVol,
@@ -136,6 +138,17 @@ pub struct StrategyConfig {
     pub cov_days: usize,
     /// λ of `mean_variance`.
     pub risk_aversion: f64,
+    /// Smallest trade, as a fraction of equity: a held name whose rebalancing order is smaller is left as it is
+    /// (entries and exits always trade).
+    pub min_trade: f64,
+}
+
+impl StrategyConfig {
+    /// True when names that stay in the book are traded back to their target weight at every rebalance:
+    /// `reweight = true`, or any weighting other than equal, or a volatility target (their targets move).
+    pub fn reweights(&self) -> bool {
+        self.reweight || self.weights != Weighting::Equal || self.target_vol.is_some()
+    }
 }
 
 impl StrategyConfig {
@@ -197,6 +210,8 @@ pub(super) struct StrategyToml {
     pub(super) cov_days: usize,
     #[serde(default = "default_impact", skip_serializing_if = "is_default_impact")]
     pub(super) risk_aversion: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) min_trade: f64,
 }
 
 // The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
@@ -293,6 +308,7 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             target_vol: t.target_vol,
             cov_days: t.cov_days,
             risk_aversion: t.risk_aversion,
+            min_trade: t.min_trade,
         })
     }
 }
@@ -329,6 +345,7 @@ impl From<StrategyConfig> for StrategyToml {
             target_vol: c.target_vol,
             cov_days: c.cov_days,
             risk_aversion: c.risk_aversion,
+            min_trade: c.min_trade,
         }
     }
 }
@@ -357,6 +374,7 @@ impl Default for StrategyConfig {
             target_vol: None,
             cov_days: default_cov_days(),
             risk_aversion: 1.0,
+            min_trade: 0.0,
         }
     }
 }
@@ -434,6 +452,9 @@ impl Params for StrategyConfig {
         }
         if !(self.risk_aversion > 0.0 && self.risk_aversion.is_finite()) {
             return err(format!("risk_aversion must be > 0, got {}", self.risk_aversion));
+        }
+        if !(0.0..1.0).contains(&self.min_trade) {
+            return err(format!("min_trade is a fraction of equity in [0, 1), got {}", self.min_trade));
         }
         if self.cov_days < 3 {
             return err(format!("cov_days must be at least 3, got {}", self.cov_days));

@@ -145,6 +145,16 @@ fn weigh(
         let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
         match cfg.weights {
             Weighting::Equal => {}
+            Weighting::Score => {
+                let mags: Vec<f64> = names.iter().map(|s| scores.get(s).copied().unwrap_or(0.0).abs()).collect();
+                let sum: f64 = mags.iter().sum();
+                // All scores zero: the side keeps equal weights.
+                if sum > 0.0 {
+                    for (s, m) in names.iter().zip(&mags) {
+                        w.insert(*s, sign * total * m / sum);
+                    }
+                }
+            }
             Weighting::InverseVol => {
                 let vol: Vec<f64> =
                     (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();

@@ -1192,6 +1192,20 @@ fn inverse_vol_weights_and_the_max_weight_cap_match_hand_computations() {
     .unwrap();
     let rc: Vec<f64> = (0..3).map(|i| w[i] * (0..3).map(|j| cov.at(i, j) * w[j]).sum::<f64>()).collect();
     assert!(rc.iter().all(|c| close(*c, rc[0], 1e-9)), "{rc:?}");
+    // Score weights: 3 : 2 : 1.
+    let by_score = StrategyConfig { weights: portfolio::Weighting::Score, ..cfg(None) };
+    let sim = portfolio::simulate(&Checked::new(by_score).unwrap(), &market, &scores, None).unwrap();
+    for (got, want) in weights(&sim).iter().zip([0.5, 1.0 / 3.0, 1.0 / 6.0]) {
+        assert!(close(*got, want, 1e-9), "{:?}", weights(&sim));
+    }
+    // Held names are traded back to their targets every rebalance (their prices drift): 3 entries, then
+    // adjustments on the next two dates; min_trade = 0.5 of equity leaves every adjustment out.
+    let fills = |min_trade: f64| {
+        let c = StrategyConfig { weights: portfolio::Weighting::Score, min_trade, ..cfg(None) };
+        portfolio::simulate(&Checked::new(c).unwrap(), &market, &scores, None).unwrap().stats.fills
+    };
+    assert!(fills(0.0) > 3, "{}", fills(0.0));
+    assert_eq!(fills(0.5), 3);
     // A cap three names cannot meet is refused at the config check, and at run time for a threshold rule.
     let err = Checked::new(cfg(Some(0.3))).unwrap_err().to_string();
     assert!(err.contains("max_weight = 0.3 cannot hold a side of 3 names"), "{err}");
