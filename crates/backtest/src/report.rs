@@ -400,7 +400,11 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 }
 
 /// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
-const RISK_CONVENTIONS: [(&str, &str); 18] = [
+const RISK_CONVENTIONS: [(&str, &str); 19] = [
+    (
+        "gross_net",
+        "strategy.gross and strategy.net: each side's weights are scaled to its total before the weighting: long (gross + net) / 2 and short (gross - net) / 2 for long_short (defaults 1 and 0: 0.5 each), the long side gross for long-only rules; gross <= 1 (no leverage), |net| <= gross; net applies to long_short only",
+    ),
     (
         "weights",
         "strategy.weights (any but equal re-weights held names at every rebalance, as reweight = true does; orders for a held name smaller than strategy.min_trade of equity are skipped): equal (each side's weight shared equally), or score: in proportion to |score|, or inverse_vol: in proportion to 1 / sigma, sigma = sample std of each name's daily close-to-close returns over the last cov_days dates up to the signal date on which every name of the side has one (equal weights when a name has none); each side keeps the rule's total (top_k 1, long_short 0.5 each); or mean_variance: argmax mu'w - (risk_aversion / 2) w'Sw with sum(w) = the side's total and 0 <= w <= max_weight, mu the names' scores (negated for the short side), S their Ledoit-Wolf covariance over cov_days, solved as a QP by Clarabel (PyPortfolioOpt max_quadratic_utility); the solution is checked against every constraint to 1e-7, a violation is an error; or risk_parity: equal risk contributions w_i (S w)_i within each side, the minimiser of 1/2 y'Sy - (1/p) sum ln y_i (Spinu 2013) by Newton's method, rescaled to the side's total (skfolio RiskBudgeting with variance); weights_seconds = time spent in covariance estimates and solves",

@@ -141,9 +141,25 @@ pub struct StrategyConfig {
     /// Smallest trade, as a fraction of equity: a held name whose rebalancing order is smaller is left as it is
     /// (entries and exits always trade).
     pub min_trade: f64,
+    /// Gross exposure target Σ|w| (default: the rule's, 1).
+    pub gross: Option<f64>,
+    /// Net exposure target Σw (long-short only; default 0 for long_short, the gross for long-only rules).
+    pub net: Option<f64>,
 }
 
 impl StrategyConfig {
+    /// The long and the short side's total weight: from `gross` and `net` ((gross ± net) / 2 for long_short),
+    /// else the rule's (1 and 0; long_short ½ and ½).
+    pub fn side_totals(&self) -> (f64, f64) {
+        match self.rule {
+            Rule::LongShort { .. } => {
+                let (g, n) = (self.gross.unwrap_or(1.0), self.net.unwrap_or(0.0));
+                (f64::midpoint(g, n), f64::midpoint(g, -n))
+            }
+            _ => (self.gross.unwrap_or(1.0), 0.0),
+        }
+    }
+
     /// True when names that stay in the book are traded back to their target weight at every rebalance:
     /// `reweight = true`, or any weighting other than equal, or a volatility target (their targets move).
     pub fn reweights(&self) -> bool {
@@ -212,6 +228,10 @@ pub(super) struct StrategyToml {
     pub(super) risk_aversion: f64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(super) min_trade: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) gross: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) net: Option<f64>,
 }
 
 // The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
@@ -309,6 +329,8 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             cov_days: t.cov_days,
             risk_aversion: t.risk_aversion,
             min_trade: t.min_trade,
+            gross: t.gross,
+            net: t.net,
         })
     }
 }
@@ -346,6 +368,8 @@ impl From<StrategyConfig> for StrategyToml {
             cov_days: c.cov_days,
             risk_aversion: c.risk_aversion,
             min_trade: c.min_trade,
+            gross: c.gross,
+            net: c.net,
         }
     }
 }
@@ -375,6 +399,8 @@ impl Default for StrategyConfig {
             cov_days: default_cov_days(),
             risk_aversion: 1.0,
             min_trade: 0.0,
+            gross: None,
+            net: None,
         }
     }
 }
@@ -432,9 +458,10 @@ impl Params for StrategyConfig {
                 return err(format!("max_weight is a fraction of equity in (0, 1], got {m}"));
             }
             // A side of k names holds its total only if k · max_weight reaches it.
+            let (long, short) = self.side_totals();
             let side = match self.rule {
-                Rule::TopK { k, .. } => Some((k, 1.0)),
-                Rule::LongShort { k } => Some((k, 0.5)),
+                Rule::TopK { k, .. } => Some((k, long)),
+                Rule::LongShort { k } => Some((k, long.max(short))),
                 Rule::Threshold { .. } => None,
             };
             if let Some((k, total)) = side
@@ -452,6 +479,18 @@ impl Params for StrategyConfig {
         }
         if !(self.risk_aversion > 0.0 && self.risk_aversion.is_finite()) {
             return err(format!("risk_aversion must be > 0, got {}", self.risk_aversion));
+        }
+        if let Some(g) = self.gross
+            && !(g > 0.0 && g <= 1.0)
+        {
+            return err(format!("gross is Σ|w| in (0, 1] of equity (the book is not levered), got {g}"));
+        }
+        match (self.rule, self.net) {
+            (Rule::LongShort { .. }, Some(n)) if n.abs() > self.gross.unwrap_or(1.0) => {
+                return err(format!("net = {n} exceeds the gross exposure {}", self.gross.unwrap_or(1.0)));
+            }
+            (Rule::LongShort { .. }, _) | (_, None) => {}
+            (_, Some(_)) => return err("net applies to long_short (a long-only book's net is its gross)".into()),
         }
         if !(0.0..1.0).contains(&self.min_trade) {
             return err(format!("min_trade is a fraction of equity in [0, 1), got {}", self.min_trade));

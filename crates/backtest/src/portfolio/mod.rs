@@ -135,6 +135,20 @@ fn weigh(
     let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
         w.iter().filter(|(_, v)| **v * sign > 0.0).map(|(s, _)| *s).collect()
     };
+    // Each side to its exposure target (when one is set): the rule shares it among the side's names first.
+    if cfg.gross.is_some() || cfg.net.is_some() {
+        let (long, short) = cfg.side_totals();
+        for (sign, target) in [(1.0, long), (-1.0, short)] {
+            let names = side(&w, sign);
+            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+            if total > 0.0 {
+                for s in names {
+                    let v = w[&s];
+                    w.insert(s, v * target / total);
+                }
+            }
+        }
+    }
     // Each side of the book with two names or more: its names, their total weight and their trailing returns.
     for sign in [1.0, -1.0] {
         let names = side(&w, sign);

@@ -1239,3 +1239,32 @@ fn a_volatility_target_scales_the_book_down_to_it() {
     assert!(predicted > 0.05);
     assert!(close(sim.net_exposure[0], 0.05 / predicted, 1e-9), "{} vs {}", sim.net_exposure[0], 0.05 / predicted);
 }
+
+#[test]
+fn gross_and_net_targets_set_each_side_of_a_long_short_book() {
+    // Flat prices, close fills, no costs: the weights at the first close are the targets.
+    let dates: Vec<NaiveDate> = (0..3).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let market = Market::from_rows(dates.iter().flat_map(|dt| ["A", "B"].map(|s| (s.to_string(), *dt, 20.0, 20.0))));
+    let scores: BTreeMap<(NaiveDate, String), f64> =
+        dates.iter().flat_map(|dt| [((*dt, "A".to_string()), 1.0), ((*dt, "B".to_string()), -1.0)]).collect();
+    let cfg = |gross: Option<f64>, net: Option<f64>| StrategyConfig {
+        rule: Rule::LongShort { k: 1 },
+        fill: Fill::Close,
+        gross,
+        net,
+        ..StrategyConfig::default()
+    };
+    let sim = portfolio::simulate(&Checked::new(cfg(Some(0.8), Some(0.2))).unwrap(), &market, &scores, None).unwrap();
+    let w: BTreeMap<u32, f64> = sim.holdings[0].iter().copied().collect();
+    assert!(close(w[&0], 0.5, 1e-12) && close(w[&1], -0.3, 1e-12), "{w:?}");
+    assert!(close(sim.net_exposure[0], 0.2, 1e-12) && close(sim.exposure[0], 0.8, 1e-12));
+    // Without targets: ±0.5.
+    let sim = portfolio::simulate(&Checked::new(cfg(None, None)).unwrap(), &market, &scores, None).unwrap();
+    assert!(close(sim.net_exposure[0], 0.0, 1e-12) && close(sim.exposure[0], 1.0, 1e-12));
+    // Refused: a net beyond the gross, a net for a long-only rule, a levered gross.
+    let refused = |c: StrategyConfig| Checked::new(c).unwrap_err().to_string();
+    assert!(refused(cfg(Some(0.5), Some(0.6))).contains("exceeds the gross"));
+    let long_only = StrategyConfig { net: Some(0.5), ..StrategyConfig::default() };
+    assert!(refused(long_only).contains("net applies to long_short"));
+    assert!(refused(cfg(Some(1.5), None)).contains("not levered"));
+}
