@@ -161,8 +161,10 @@ pub fn risk_parity(cov: &Shrunk, total: f64) -> Result<Vec<f64>, String> {
         for i in 0..p {
             h[i * p + i] += b / (y[i] * y[i]);
         }
-        let delta = cholesky_solve(&mut h, p, &g.iter().map(|v| -v).collect::<Vec<_>>())
+        stockcast_models::linalg::cholesky(&mut h, p)
             .ok_or_else(|| "risk parity: the covariance is not positive definite".to_owned())?;
+        let mut delta: Vec<f64> = g.iter().map(|v| -v).collect();
+        stockcast_models::linalg::cholesky_solve(&h, p, &mut delta);
         let mut t = 1.0;
         while (0..p).any(|i| y[i] + t * delta[i] <= 0.0) {
             t *= 0.5;
@@ -172,42 +174,6 @@ pub fn risk_parity(cov: &Shrunk, total: f64) -> Result<Vec<f64>, String> {
         }
     }
     Err("risk parity: Newton's method did not converge in 100 steps".to_owned())
-}
-
-/// Solves A x = rhs for a symmetric positive definite A (row-major, overwritten by its Cholesky factor).
-fn cholesky_solve(a: &mut [f64], p: usize, rhs: &[f64]) -> Option<Vec<f64>> {
-    for j in 0..p {
-        let mut d = a[j * p + j];
-        for k in 0..j {
-            d -= a[j * p + k] * a[j * p + k];
-        }
-        if d <= 0.0 {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * p + j] = d;
-        for i in j + 1..p {
-            let mut v = a[i * p + j];
-            for k in 0..j {
-                v -= a[i * p + k] * a[j * p + k];
-            }
-            a[i * p + j] = v / d;
-        }
-    }
-    let mut z = rhs.to_vec();
-    for i in 0..p {
-        for k in 0..i {
-            z[i] -= a[i * p + k] * z[k];
-        }
-        z[i] /= a[i * p + i];
-    }
-    for i in (0..p).rev() {
-        for k in i + 1..p {
-            z[i] -= a[k * p + i] * z[k];
-        }
-        z[i] /= a[i * p + i];
-    }
-    Some(z)
 }
 
 /// The close-to-close returns of `symbols` over the `days` trading dates up to and including date index `d`,

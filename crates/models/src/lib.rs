@@ -10,7 +10,7 @@ pub mod error;
 pub mod forecast;
 pub mod gbm;
 pub mod kinds;
-mod linalg;
+pub mod linalg;
 pub mod linear;
 pub mod lstm;
 pub mod model;

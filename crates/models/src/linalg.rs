@@ -1,7 +1,7 @@
 //! Dense symmetric positive definite solves (Cholesky) for the small systems of the forecast and ridge fits.
 
 /// Cholesky factor (lower triangle, in place) of the symmetric positive definite `k × k` matrix `a`.
-pub(crate) fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
+pub fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
     for j in 0..k {
         let mut d = a[j * k + j];
         for m in 0..j {
@@ -24,7 +24,7 @@ pub(crate) fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
 }
 
 /// Solves `L Lᵀ x = b` in place with the factor from [`cholesky`].
-pub(crate) fn cholesky_solve(l: &[f64], k: usize, b: &mut [f64]) {
+pub fn cholesky_solve(l: &[f64], k: usize, b: &mut [f64]) {
     for i in 0..k {
         let v = b[i] - (0..i).map(|m| l[i * k + m] * b[m]).sum::<f64>();
         b[i] = v / l[i * k + i];
