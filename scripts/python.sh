@@ -14,7 +14,8 @@ python3 -c 'import sys; assert sys.version_info >= (3, 11), sys.version' 2>/dev/
     || { echo "python.sh: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-test.txt
 wheels="$CARGO_TARGET_DIR/wheels"
-rm -rf "$wheels"
+# Only the wheels this script builds are removed, nothing else in that directory.
+rm -f "$wheels"/stockcast-*.whl
 # maturin's repair step rewrites the library it bundles from in the target directory (its libxgboost entry gets a
 # hashed name); relinking the small extension crate gives it a clean one every time.
 touch python/src/lib.rs
