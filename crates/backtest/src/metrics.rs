@@ -174,6 +174,14 @@ pub fn daily_rf(annual: f64) -> f64 {
     (1.0 + annual).powf(1.0 / YEAR) - 1.0
 }
 
+/// Daily returns of a curve of closes that starts from `capital` before its first value: E_0 = capital.
+pub fn curve_returns(capital: f64, curve: &[f64]) -> Vec<f64> {
+    let mut eq = Vec::with_capacity(curve.len() + 1);
+    eq.push(capital);
+    eq.extend(curve);
+    returns(&eq)
+}
+
 /// Period returns of an equity curve (`equity[0]` is the starting capital).
 pub fn returns(equity: &[f64]) -> Vec<f64> {
     equity.windows(2).map(|w| w[1] / w[0] - 1.0).collect()

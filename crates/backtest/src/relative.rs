@@ -96,11 +96,21 @@ pub struct RiskStats {
 
 /// Linear-interpolated percentile `p` (0–100) of `x` (numpy's default); NaN when empty.
 pub fn percentile(x: &[f64], p: f64) -> f64 {
+    percentile_sorted(&sorted(x), p)
+}
+
+/// `x` without NaN, increasing.
+fn sorted(x: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = x.iter().copied().filter(|v| !v.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// [`percentile`] of values already sorted, without NaN.
+fn percentile_sorted(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    v.sort_by(f64::total_cmp);
     let pos = p / 100.0 * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(v.len() - 1);
@@ -204,8 +214,7 @@ pub fn risk_stats(
         }
     }
     let monthly: Vec<f64> = months.iter().map(|(_, g)| g - 1.0).collect();
-    let mut sorted: Vec<f64> = r.iter().copied().filter(|v| !v.is_nan()).collect();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = sorted(r);
     let tail = if sorted.is_empty() { 0 } else { ((sorted.len() - 1) as f64 * 0.05) as usize + 1 };
     let gains: f64 = r.iter().filter(|x| **x >= 0.0).sum();
     let losses: f64 = r.iter().filter(|x| **x < 0.0).sum();
@@ -223,9 +232,9 @@ pub fn risk_stats(
         benchmark: relative(r, b, rf),
         index: index.map(|i| relative(r, i, rf)),
         beats_benchmark,
-        var_95: percentile(r, 5.0),
+        var_95: percentile_sorted(&sorted, 5.0),
         cvar_95: if tail == 0 { f64::NAN } else { metrics::mean(&sorted[..tail]) },
-        tail_ratio: percentile(r, 95.0).abs() / percentile(r, 5.0).abs(),
+        tail_ratio: percentile_sorted(&sorted, 95.0).abs() / percentile_sorted(&sorted, 5.0).abs(),
         omega: if down > 0.0 { up / down } else { f64::NAN },
         profit_factor: if losses < 0.0 { gains / losses.abs() } else { f64::NAN },
         best_day: extreme(r, true),

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
@@ -126,18 +127,35 @@ pub struct CapacityPoint {
     pub participation_shortfall: Option<f64>,
 }
 
+/// What every simulation of an evaluation shares: the market, the strategy and the market's trailing liquidity
+/// (worked out once for every model, CPCV path and capacity level).
+struct Simulator<'a> {
+    market: &'a Market,
+    strategy: &'a Checked<StrategyConfig>,
+    liquidity: Option<Arc<portfolio::Liquidity>>,
+}
+
+impl Simulator<'_> {
+    /// [`portfolio::simulate`] of `scores` with `strategy` (the evaluation's, or a variant of it).
+    fn run(
+        &self,
+        strategy: &Checked<StrategyConfig>,
+        scores: &BTreeMap<(NaiveDate, String), f64>,
+        index: Option<&portfolio::Index>,
+    ) -> Result<Simulation> {
+        portfolio::simulate_with(strategy, self.market, scores, index, self.liquidity.clone())
+    }
+}
+
 /// The capacity curve of `scores` (see [`CapacityPoint`]).
-fn capacity_curve(
-    strategy: &StrategyConfig,
-    market: &Market,
-    scores: &BTreeMap<(NaiveDate, String), f64>,
-) -> Result<Vec<CapacityPoint>> {
+fn capacity_curve(sim: &Simulator<'_>, scores: &BTreeMap<(NaiveDate, String), f64>) -> Result<Vec<CapacityPoint>> {
+    let strategy = sim.strategy;
     strategy
         .capacity
         .iter()
         .map(|&capital| {
-            let cfg = Checked::new(StrategyConfig { capital, capacity: Vec::new(), ..strategy.clone() })?;
-            let p = portfolio::simulate(&cfg, market, scores, None)?.stats;
+            let cfg = Checked::new(StrategyConfig { capital, capacity: Vec::new(), ..(**strategy).clone() })?;
+            let p = sim.run(&cfg, scores, None)?.stats;
             Ok(CapacityPoint {
                 capital,
                 total_return: p.total_return,
@@ -199,19 +217,17 @@ pub fn evaluate(
     run: RunFacts,
     report: &Checked<ReportConfig>,
 ) -> Result<Evaluation> {
-    let mut reports = evaluate_models(wf, models, market, strategy, index, report, run.horizon)?;
+    // Every simulation below reads the same trailing volumes and volatilities, worked out once.
+    let sim = Simulator { market, strategy, liquidity: portfolio::liquidity_for(strategy, market)? };
+    let mut reports = evaluate_models(wf, models, &sim, index, report, run.horizon)?;
     for r in &mut reports {
         if let Some(paths) = wf.paths.get(&r.name) {
-            r.cpcv = Some(cpcv_paths(&r.name, paths, market, strategy)?);
+            r.cpcv = Some(cpcv_paths(&r.name, paths, &sim)?);
         }
     }
     let returns: Vec<(Vec<NaiveDate>, Vec<f64>)> = reports
         .iter()
-        .map(|m| {
-            let mut eq = vec![strategy.capital];
-            eq.extend(&m.simulation.equity);
-            (m.simulation.dates.clone(), metrics::returns(&eq))
-        })
+        .map(|m| (m.simulation.dates.clone(), metrics::curve_returns(strategy.capital, &m.simulation.equity)))
         .collect();
     let ics: Vec<Vec<f64>> =
         reports.iter().map(|m| m.daily_ic.iter().map(|d| d.rank_ic).filter(|v| v.is_finite()).collect()).collect();
@@ -223,20 +239,16 @@ pub fn evaluate(
     Ok(Evaluation { models: reports, overfitting })
 }
 
-fn cpcv_paths(
-    name: &str,
-    paths: &[Vec<crate::runner::OosPrediction>],
-    market: &Market,
-    strategy: &Checked<StrategyConfig>,
-) -> Result<CpcvPaths> {
+fn cpcv_paths(name: &str, paths: &[Vec<crate::runner::OosPrediction>], sim: &Simulator<'_>) -> Result<CpcvPaths> {
     let mut sharpe = Vec::new();
     let mut rank_ic = Vec::new();
     for (i, preds) in paths.iter().enumerate() {
         let scores: BTreeMap<(NaiveDate, String), f64> =
             preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
-        let sim = portfolio::simulate(strategy, market, &scores, None)
+        let path = sim
+            .run(sim.strategy, &scores, None)
             .map_err(|e| Error::Data(format!("model {name}, cpcv path {i}: {e}")))?;
-        sharpe.push(sim.stats.sharpe);
+        sharpe.push(path.stats.sharpe);
         rank_ic
             .push(metrics::signal_stats(&metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)))).rank_ic);
     }
@@ -254,12 +266,12 @@ fn cpcv_paths(
 fn evaluate_models(
     wf: &WalkForward,
     models: &[crate::runner::ModelSpec],
-    market: &Market,
-    strategy: &Checked<StrategyConfig>,
+    sim: &Simulator<'_>,
     index: Option<&portfolio::Index>,
     report: &Checked<ReportConfig>,
     horizon: usize,
 ) -> Result<Vec<ModelReport>> {
+    let (market, strategy) = (sim.market, sim.strategy);
     let mut names: Vec<&String> = Vec::new();
     for r in &wf.results {
         if !names.contains(&&r.model) {
@@ -275,8 +287,8 @@ fn evaluate_models(
             let scores: BTreeMap<(NaiveDate, String), f64> =
                 preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
             let started = std::time::Instant::now();
-            let simulation = portfolio::simulate(strategy, market, &scores, index)
-                .map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+            let simulation =
+                sim.run(strategy, &scores, index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
             let simulate_seconds = started.elapsed().as_secs_f64();
             let rows = wf.results.iter().filter(|r| &r.model == name);
             let sheet =
@@ -284,8 +296,7 @@ fn evaluate_models(
             let risk = risk_of(&simulation, strategy, &daily, horizon);
             let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
             let positions = positions(&simulation, market, 8);
-            let capacity =
-                capacity_curve(strategy, market, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+            let capacity = capacity_curve(sim, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
             Ok(ModelReport {
                 name: name.clone(),
                 kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
@@ -315,11 +326,7 @@ fn evaluate_models(
 
 /// [`RiskStats`] of a simulation: its daily returns against the benchmark's (and the index's).
 fn risk_of(sim: &Simulation, strategy: &StrategyConfig, daily: &[DateIc], horizon: usize) -> RiskStats {
-    let returns = |curve: &[f64]| {
-        let mut eq = vec![strategy.capital];
-        eq.extend(curve);
-        metrics::returns(&eq)
-    };
+    let returns = |curve: &[f64]| metrics::curve_returns(strategy.capital, curve);
     let index = sim.index.as_deref().map(returns);
     let ics: Vec<f64> = daily.iter().map(|d| d.rank_ic).collect();
     relative::risk_stats(

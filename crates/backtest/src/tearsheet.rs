@@ -197,9 +197,7 @@ fn bin_means(sums: &[(f64, usize)]) -> Vec<f64> {
 
 /// Daily returns of a simulation: E_0 is the capital.
 pub fn daily_returns(sim: &Simulation, capital: f64) -> Vec<f64> {
-    let mut eq = vec![capital];
-    eq.extend(&sim.equity);
-    metrics::returns(&eq)
+    metrics::curve_returns(capital, &sim.equity)
 }
 
 /// Compounded return per (year, month) of dated daily returns.
@@ -376,7 +374,7 @@ pub fn tearsheet(
     cfg: &ReportConfig,
 ) -> Tearsheet {
     let r = daily_returns(sim, capital);
-    let bench = daily_returns(&Simulation { equity: sim.benchmark.clone(), ..sim.clone() }, capital);
+    let bench = metrics::curve_returns(capital, &sim.benchmark);
     let years = yearly_returns(&sim.dates, &r);
     let bench_years = yearly_returns(&sim.dates, &bench);
     let w = cfg.rolling_days.max(2);

@@ -27,7 +27,7 @@ pub(super) struct Book {
     pub(super) waiting: BTreeMap<usize, f64>,
     pub(super) delisted: usize,
     /// Trailing volume and volatility, when the cost model or the participation limit needs them.
-    pub(super) liquidity: Option<Liquidity>,
+    pub(super) liquidity: Option<std::sync::Arc<Liquidity>>,
 }
 
 /// What trading cost, by kind, in currency; and what the participation limit cut.

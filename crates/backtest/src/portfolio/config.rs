@@ -165,9 +165,7 @@ impl StrategyConfig {
     pub fn reweights(&self) -> bool {
         self.reweight || self.weights != Weighting::Equal || self.target_vol.is_some()
     }
-}
 
-impl StrategyConfig {
     /// True when the simulation needs each symbol's trailing volume and volatility.
     pub fn needs_liquidity(&self) -> bool {
         self.cost_model == CostModel::SqrtImpact || self.max_participation.is_some()
@@ -224,7 +222,7 @@ pub(super) struct StrategyToml {
     pub(super) target_vol: Option<f64>,
     #[serde(default = "default_cov_days", skip_serializing_if = "is_default_cov_days")]
     pub(super) cov_days: usize,
-    #[serde(default = "default_impact", skip_serializing_if = "is_default_impact")]
+    #[serde(default = "default_risk_aversion", skip_serializing_if = "is_default_risk_aversion")]
     pub(super) risk_aversion: f64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(super) min_trade: f64,
@@ -248,6 +246,10 @@ fn is_default_impact(v: &f64) -> bool {
     (*v - default_impact()).abs() < f64::EPSILON
 }
 #[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_default_risk_aversion(v: &f64) -> bool {
+    (*v - default_risk_aversion()).abs() < f64::EPSILON
+}
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_default_adv_days(v: &usize) -> bool {
     *v == default_adv_days()
 }
@@ -257,6 +259,9 @@ fn is_default_cov_days(v: &usize) -> bool {
 }
 pub(super) fn default_cov_days() -> usize {
     63
+}
+pub(super) fn default_risk_aversion() -> f64 {
+    1.0
 }
 pub(super) fn default_impact() -> f64 {
     1.0
@@ -397,7 +402,7 @@ impl Default for StrategyConfig {
             max_weight: None,
             target_vol: None,
             cov_days: default_cov_days(),
-            risk_aversion: 1.0,
+            risk_aversion: default_risk_aversion(),
             min_trade: 0.0,
             gross: None,
             net: None,

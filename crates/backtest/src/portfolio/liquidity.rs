@@ -7,7 +7,9 @@
 use super::{Error, Market, Result, metrics};
 
 /// `adv[symbol][date]` and `sigma[symbol][date]` (NaN before a symbol has two bars with a volume and a return).
-pub(super) struct Liquidity {
+/// Computed once per market and window: every model's simulation and every capacity level read the same one.
+#[derive(Debug)]
+pub struct Liquidity {
     pub(super) adv: Vec<Vec<f64>>,
     pub(super) sigma: Vec<Vec<f64>>,
 }
@@ -17,7 +19,7 @@ impl Liquidity {
     ///
     /// # Errors
     /// [`Error::Config`] when the prices have no volume column.
-    pub(super) fn new(market: &Market, window: usize) -> Result<Self> {
+    pub fn new(market: &Market, window: usize) -> Result<Self> {
         if market.volume.is_empty() || market.volume.iter().flatten().all(|v| !v.is_finite()) {
             return Err(Error::Config(
                 "strategy: cost_model = \"sqrt_impact\" and max_participation need the prices' volume column".into(),

@@ -39,6 +39,7 @@ mod stats;
 use book::{Book, targets};
 pub use config::{CostModel, Fill, Rule, StrategyConfig, StrategyKind, Weighting};
 pub use index::{Index, IndexKind, load_index};
+pub use liquidity::Liquidity;
 pub use market::Market;
 pub use stats::PortfolioStats;
 use stats::{empty_stats, stats};
@@ -129,7 +130,7 @@ fn weigh(
     cfg: &StrategyConfig,
     market: &Market,
     d: usize,
-    scores: &BTreeMap<usize, f64>,
+    scored: &[(usize, f64)],
     mut w: BTreeMap<usize, f64>,
 ) -> Result<BTreeMap<usize, f64>> {
     let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
@@ -149,18 +150,23 @@ fn weigh(
             }
         }
     }
-    // Each side of the book with two names or more: its names, their total weight and their trailing returns.
+    // Scores by symbol and each side's trailing returns, for the weightings that read them.
+    let score_of = |names: &[usize]| -> Vec<f64> {
+        let by_symbol: BTreeMap<usize, f64> = scored.iter().copied().collect();
+        names.iter().map(|s| by_symbol.get(s).copied().unwrap_or(0.0)).collect()
+    };
+    let returns_of = |names: &[usize]| crate::risk_model::trailing_returns(market, names, d, cfg.cov_days);
+    // Each side of the book with two names or more: its names and their total weight.
     for sign in [1.0, -1.0] {
         let names = side(&w, sign);
         if cfg.weights == Weighting::Equal || names.len() < 2 {
             continue;
         }
         let total: f64 = names.iter().map(|s| w[s].abs()).sum();
-        let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
         match cfg.weights {
             Weighting::Equal => {}
             Weighting::Score => {
-                let mags: Vec<f64> = names.iter().map(|s| scores.get(s).copied().unwrap_or(0.0).abs()).collect();
+                let mags: Vec<f64> = score_of(&names).iter().map(|v| v.abs()).collect();
                 let sum: f64 = mags.iter().sum();
                 // All scores zero: the side keeps equal weights.
                 if sum > 0.0 {
@@ -170,6 +176,7 @@ fn weigh(
                 }
             }
             Weighting::InverseVol => {
+                let rets = returns_of(&names);
                 let vol: Vec<f64> =
                     (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
                 // Without a volatility for every name (too little common history) the side keeps equal weights.
@@ -181,6 +188,7 @@ fn weigh(
                 }
             }
             Weighting::RiskParity => {
+                let rets = returns_of(&names);
                 let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
                 let solved = crate::risk_model::risk_parity(&cov, total)
                     .map_err(|e| Error::Data(format!("{}: {e}", market.dates[d])))?;
@@ -190,8 +198,9 @@ fn weigh(
             }
             Weighting::MeanVariance => {
                 // Without enough common history for a covariance the side keeps the rule's weights.
+                let rets = returns_of(&names);
                 let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
-                let mu: Vec<f64> = names.iter().map(|s| sign * scores.get(s).copied().unwrap_or(0.0)).collect();
+                let mu: Vec<f64> = score_of(&names).iter().map(|v| sign * v).collect();
                 let upper = cfg.max_weight.unwrap_or(total).min(total);
                 let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper)
                     .map_err(|e| Error::Data(format!("{}: mean-variance weights: {e}", market.dates[d])))?;
@@ -241,8 +250,7 @@ fn weigh(
     }
     if let Some(target) = cfg.target_vol {
         let names: Vec<usize> = w.iter().filter(|(_, v)| **v != 0.0).map(|(s, _)| *s).collect();
-        let rets = crate::risk_model::trailing_returns(market, &names, d, cfg.cov_days);
-        if let Some(lw) = crate::risk_model::ledoit_wolf(&rets) {
+        if let Some(lw) = crate::risk_model::ledoit_wolf(&returns_of(&names)) {
             let weights: Vec<f64> = names.iter().map(|s| w[s]).collect();
             let predicted = (lw.variance(&weights) * metrics::YEAR).sqrt();
             if predicted > target {
@@ -267,6 +275,30 @@ pub fn simulate(
     scores: &BTreeMap<(NaiveDate, String), f64>,
     index: Option<&Index>,
 ) -> Result<Simulation> {
+    let liquidity = liquidity_for(cfg, market)?;
+    simulate_with(cfg, market, scores, index, liquidity)
+}
+
+/// The [`Liquidity`] `cfg` needs (none when its costs and limits read no volume), for [`simulate_with`].
+///
+/// # Errors
+/// From [`Liquidity::new`]: the prices have no volume column.
+pub fn liquidity_for(cfg: &StrategyConfig, market: &Market) -> Result<Option<std::sync::Arc<Liquidity>>> {
+    Ok(if cfg.needs_liquidity() { Some(std::sync::Arc::new(Liquidity::new(market, cfg.adv_days)?)) } else { None })
+}
+
+/// [`simulate`] with the market's [`Liquidity`] already worked out ([`liquidity_for`], the same `adv_days`), so
+/// several simulations on one market (models, capacity levels, CPCV paths) compute it once.
+///
+/// # Errors
+/// As [`simulate`].
+pub fn simulate_with(
+    cfg: &Checked<StrategyConfig>,
+    market: &Market,
+    scores: &BTreeMap<(NaiveDate, String), f64>,
+    index: Option<&Index>,
+    liquidity: Option<std::sync::Arc<Liquidity>>,
+) -> Result<Simulation> {
     let nsym = market.symbols.len();
     let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
     for ((d, s), v) in scores {
@@ -280,9 +312,7 @@ pub fn simulate(
         return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
     };
     let mut book = Book::new(cfg.capital, nsym);
-    if cfg.needs_liquidity() {
-        book.liquidity = Some(liquidity::Liquidity::new(market, cfg.adv_days)?);
-    }
+    book.liquidity = liquidity.filter(|_| cfg.needs_liquidity());
     let daily_cash_rate = metrics::daily_rf(cfg.cash_rate);
     let mut pending: Option<BTreeMap<usize, f64>> = None;
     let mut sim = Simulation {
@@ -349,9 +379,8 @@ pub fn simulate(
                 .get(&d)
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
-            let score_of: BTreeMap<usize, f64> = scored.iter().copied().collect();
             let started = std::time::Instant::now();
-            let w = weigh(cfg, market, d, &score_of, targets(&cfg.rule, &scored, &book.held()))?;
+            let w = weigh(cfg, market, d, &scored, targets(&cfg.rule, &scored, &book.held()))?;
             sim.weigh_seconds.0 += started.elapsed().as_secs_f64();
             match cfg.fill {
                 Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
