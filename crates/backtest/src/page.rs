@@ -121,6 +121,20 @@ fn position_charts(models: &[ModelReport], perf: Section) -> Vec<Chart> {
                 &sectors,
             ));
         }
+        if let Some(target) = m.simulation.target_vol {
+            let series: Vec<(&str, Vec<(NaiveDate, f64)>)> = vec![
+                ("realised (rolling, report.rolling_days)", dated(m, &m.sheet.rolling_vol)),
+                ("predicted at the last rebalance", dated(m, &m.simulation.predicted_vol)),
+                ("target", dated(m, &vec![target; m.simulation.dates.len()])),
+            ];
+            out.push(dated_chart(
+                &format!("vol_target_{name}"),
+                perf,
+                &format!("{name}: realised vs target volatility (annualised)"),
+                true,
+                &series,
+            ));
+        }
         let a = &m.attribution;
         let cumulative = |i: usize| {
             let mut acc = 0.0;

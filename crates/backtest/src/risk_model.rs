@@ -70,13 +70,21 @@ pub fn ledoit_wolf(x: &[Vec<f64>]) -> Option<Shrunk> {
     Some(Shrunk { p, cov, shrinkage })
 }
 
-/// Mean-variance weights: argmax μᵀw − (λ/2) wᵀΣw subject to Σw = `total`, 0 ≤ w ≤ `upper`, solved by Clarabel
-/// (½ wᵀ(λΣ)w − μᵀw, the equality as a zero cone, the bounds as nonnegative cones). The solution is checked
-/// against every constraint (to 1e-7); a violation or a solver failure is an error naming it.
+/// Mean-variance weights: argmax μᵀw − (λ/2) wᵀΣw subject to Σw = `total`, 0 ≤ w ≤ `upper` and, for each of
+/// `groups` (indices, cap), Σ_{i ∈ group} w_i ≤ cap (PyPortfolioOpt's sector constraints), solved by Clarabel
+/// (½ wᵀ(λΣ)w − μᵀw, the equality as a zero cone, the bounds and caps as nonnegative cones). The solution is
+/// checked against every constraint (to 1e-7); a violation or a solver failure is an error naming it.
 ///
 /// # Errors
 /// The solver's status when it did not solve, or the constraint the solution breaks.
-pub fn mean_variance(mu: &[f64], cov: &Shrunk, risk_aversion: f64, total: f64, upper: f64) -> Result<Vec<f64>, String> {
+pub fn mean_variance(
+    mu: &[f64],
+    cov: &Shrunk,
+    risk_aversion: f64,
+    total: f64,
+    upper: f64,
+    groups: &[(Vec<usize>, f64)],
+) -> Result<Vec<f64>, String> {
     use clarabel::algebra::CscMatrix;
     use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT};
     let p = mu.len();
@@ -97,18 +105,28 @@ pub fn mean_variance(mu: &[f64], cov: &Shrunk, risk_aversion: f64, total: f64, u
     }
     let pm = CscMatrix::new(p, p, colptr, rowval, nzval);
     let q: Vec<f64> = mu.iter().map(|m| -m).collect();
-    // Rows: 1ᵀw = total; −w ≤ 0; w ≤ upper.
+    // Groups that cover every name hold at most Σ min(cap, size · upper).
+    let most: f64 = groups.iter().map(|(names, cap)| cap.min(names.len() as f64 * upper)).sum();
+    if groups.iter().map(|g| g.0.len()).sum::<usize>() == p && most < total - 1e-12 {
+        return Err(format!("{} groups under their caps cannot hold {total} (at most {most})", groups.len()));
+    }
+    // Rows: 1ᵀw = total; −w ≤ 0; w ≤ upper; Σ_{i ∈ g} w_i ≤ cap_g.
     let (mut colptr, mut rowval, mut nzval) = (vec![0], Vec::new(), Vec::new());
     for j in 0..p {
         rowval.extend([0, 1 + j, 1 + p + j]);
         nzval.extend([1.0, -1.0, 1.0]);
+        for (g, _) in groups.iter().enumerate().filter(|(_, g)| g.0.contains(&j)) {
+            rowval.push(1 + 2 * p + g);
+            nzval.push(1.0);
+        }
         colptr.push(rowval.len());
     }
-    let a = CscMatrix::new(1 + 2 * p, p, colptr, rowval, nzval);
+    let a = CscMatrix::new(1 + 2 * p + groups.len(), p, colptr, rowval, nzval);
     let mut b = vec![total];
     b.extend(std::iter::repeat_n(0.0, p));
     b.extend(std::iter::repeat_n(upper, p));
-    let cones = [SupportedConeT::ZeroConeT(1), SupportedConeT::NonnegativeConeT(2 * p)];
+    b.extend(groups.iter().map(|g| g.1));
+    let cones = [SupportedConeT::ZeroConeT(1), SupportedConeT::NonnegativeConeT(2 * p + groups.len())];
     let settings = DefaultSettingsBuilder::default()
         .verbose(false)
         .tol_gap_abs(1e-10)
@@ -130,6 +148,12 @@ pub fn mean_variance(mu: &[f64], cov: &Shrunk, risk_aversion: f64, total: f64, u
     }
     if let Some(v) = w.iter().find(|v| **v < -1e-7 || **v > upper + 1e-7) {
         return Err(format!("a weight of {v} is outside [0, {upper}]"));
+    }
+    for (names, cap) in groups {
+        let sum: f64 = names.iter().map(|&i| w[i]).sum();
+        if sum > cap + 1e-7 {
+            return Err(format!("a group of {} names holds {sum}, above its cap {cap}", names.len()));
+        }
     }
     Ok(w)
 }
@@ -262,11 +286,26 @@ mod tests {
             (50.0, 0.4, [0.3999999972755368, 0.1788670796277784, 0.3999999847332568, 0.0211329383634281]),
             (200.0, 0.4, [0.3999999666107716, 0.274113520317651, 0.1698325363862419, 0.1560539766854732]),
         ] {
-            let w = mean_variance(&mu, &s, lam, 1.0, ub).unwrap();
+            let w = mean_variance(&mu, &s, lam, 1.0, ub, &[]).unwrap();
             for (got, want) in w.iter().zip(want) {
                 assert!((got - want).abs() < 1e-6, "λ {lam}, ub {ub}: {w:?}");
             }
         }
+        // Sector caps: the same with .add_sector_constraints({0: A, 1: B, 2: A, 3: B}, lower 0, upper cap for both).
+        for (lam, ub, cap, want) in [
+            (50.0, 1.0, 0.6, [0.4045140283742257, 0.2977123978589699, 0.1954859215814147, 0.1022876521853898]),
+            (50.0, 0.4, 0.55, [0.3756222993094891, 0.3326237777161551, 0.1743776953765314, 0.1173762275978242]),
+            (200.0, 1.0, 0.5, [0.424181195080703, 0.3116941566265292, 0.075818804840051, 0.1883058434526936]),
+        ] {
+            let groups = [(vec![0, 2], cap), (vec![1, 3], cap)];
+            let w = mean_variance(&mu, &s, lam, 1.0, ub, &groups).unwrap();
+            for (got, want) in w.iter().zip(want) {
+                assert!((got - want).abs() < 1e-6, "λ {lam}, ub {ub}, sector cap {cap}: {w:?}");
+            }
+        }
+        // Sector caps that cannot hold the book are refused before solving.
+        let groups = [(vec![0, 2], 0.4), (vec![1, 3], 0.4)];
+        assert!(mean_variance(&mu, &s, 50.0, 1.0, 1.0, &groups).unwrap_err().contains("cannot hold"));
         // Equal risk contributions: skfolio 0.x RiskBudgeting(risk_measure=VARIANCE, prior_estimator=
         // EmpiricalPrior(covariance_estimator=LedoitWolf()), scale_objective=1e3, scale_constraints=1e3, Clarabel at
         // 1e-12 tolerances) on the same X: its risk contributions are equal to 4e-11.
@@ -279,6 +318,6 @@ mod tests {
         let total: f64 = contributions.iter().sum();
         assert!(contributions.iter().all(|c| (c / total - 0.25).abs() < 1e-10), "{contributions:?}");
         // A cap the names cannot meet is refused before solving.
-        assert!(mean_variance(&mu, &s, 50.0, 1.0, 0.2).unwrap_err().contains("cannot hold"));
+        assert!(mean_variance(&mu, &s, 50.0, 1.0, 0.2, &[]).unwrap_err().contains("cannot hold"));
     }
 }

@@ -145,6 +145,12 @@ pub struct StrategyConfig {
     pub gross: Option<f64>,
     /// Net exposure target Σw (long-short only; default 0 for long_short, the gross for long-only rules).
     pub net: Option<f64>,
+    /// Largest total |weight| of one side of the book in one sector (a fraction of equity); sectors above it are
+    /// scaled down and the excess shared among the side's other sectors; a book that cannot meet it is an error.
+    pub max_sector_weight: Option<f64>,
+    /// Long-short only: the names are chosen sector by sector, each sector's long total equal to its short total
+    /// (see the conventions), and every weighting shares a sector's total among that sector's names.
+    pub sector_neutral: bool,
 }
 
 impl StrategyConfig {
@@ -163,7 +169,11 @@ impl StrategyConfig {
     /// True when names that stay in the book are traded back to their target weight at every rebalance:
     /// `reweight = true`, or any weighting other than equal, or a volatility target (their targets move).
     pub fn reweights(&self) -> bool {
-        self.reweight || self.weights != Weighting::Equal || self.target_vol.is_some()
+        self.reweight
+            || self.weights != Weighting::Equal
+            || self.target_vol.is_some()
+            || self.max_sector_weight.is_some()
+            || self.sector_neutral
     }
 
     /// True when the simulation needs each symbol's trailing volume and volatility.
@@ -230,6 +240,10 @@ pub(super) struct StrategyToml {
     pub(super) gross: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) net: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_sector_weight: Option<f64>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub(super) sector_neutral: bool,
 }
 
 // The cost settings are written into a run's config only when set, so the configurations (and plan hashes) of
@@ -336,6 +350,8 @@ impl TryFrom<StrategyToml> for StrategyConfig {
             min_trade: t.min_trade,
             gross: t.gross,
             net: t.net,
+            max_sector_weight: t.max_sector_weight,
+            sector_neutral: t.sector_neutral,
         })
     }
 }
@@ -375,6 +391,8 @@ impl From<StrategyConfig> for StrategyToml {
             min_trade: c.min_trade,
             gross: c.gross,
             net: c.net,
+            max_sector_weight: c.max_sector_weight,
+            sector_neutral: c.sector_neutral,
         }
     }
 }
@@ -406,6 +424,8 @@ impl Default for StrategyConfig {
             min_trade: 0.0,
             gross: None,
             net: None,
+            max_sector_weight: None,
+            sector_neutral: false,
         }
     }
 }
@@ -499,6 +519,19 @@ impl Params for StrategyConfig {
         }
         if !(0.0..1.0).contains(&self.min_trade) {
             return err(format!("min_trade is a fraction of equity in [0, 1), got {}", self.min_trade));
+        }
+        if let Some(m) = self.max_sector_weight
+            && !(m > 0.0 && m <= 1.0)
+        {
+            return err(format!("max_sector_weight is a fraction of equity in (0, 1], got {m}"));
+        }
+        if self.sector_neutral {
+            if !matches!(self.rule, Rule::LongShort { .. }) {
+                return err("sector_neutral applies to long_short (a long-only book cannot net out a sector)".into());
+            }
+            if self.net.is_some_and(|n| n != 0.0) {
+                return err(format!("sector_neutral books are net 0, and net = {} was given", self.net.unwrap_or(0.0)));
+            }
         }
         if self.cov_days < 3 {
             return err(format!("cov_days must be at least 3, got {}", self.cov_days));

@@ -34,6 +34,7 @@ mod config;
 mod index;
 mod liquidity;
 mod market;
+mod sectors;
 mod stats;
 
 use book::{Book, targets};
@@ -90,6 +91,14 @@ pub struct Simulation {
     pub trades: Vec<Trade>,
     /// Statistics.
     pub stats: PortfolioStats,
+    /// With `target_vol`: the book's predicted annualised volatility after the scaling (√(wᵀΣw · 252), Σ the
+    /// Ledoit–Wolf covariance over `cov_days` at the last rebalance), carried forward to each date; NaN before
+    /// the first estimate. Empty without a target.
+    #[serde(skip)]
+    pub predicted_vol: Vec<f64>,
+    /// The volatility target the book was scaled to.
+    #[serde(skip)]
+    pub target_vol: Option<f64>,
     /// Seconds spent weighting (covariance estimates and solves); not part of a simulation's equality.
     #[serde(skip)]
     pub weigh_seconds: Seconds,
@@ -121,31 +130,28 @@ pub(super) fn rebase_index(index: &BTreeMap<NaiveDate, f64>, dates: &[NaiveDate]
     Some(aligned.iter().map(|v| v.unwrap_or(first) / first * capital).collect())
 }
 
-/// Applies the weighting, the per-name cap and the volatility target to a rule's equal target weights at date
-/// index `d` (the signal date), then checks the cap.
+/// Applies the weighting, the caps and the volatility target to a rule's target weights at date index `d` (the
+/// signal date), then checks every constraint ([`sectors::check`]). Returns the weights and, with `target_vol`,
+/// the book's predicted volatility after the scaling (when there is a covariance to predict it from).
 ///
 /// # Errors
-/// [`Error::Data`] when a side cannot meet `max_weight` (too few names) or a weight breaks it after the others.
+/// [`Error::Data`] when a side cannot meet `max_weight` or `max_sector_weight` (too few names or sectors), a
+/// solve fails, or a weight breaks a constraint after the others.
 fn weigh(
     cfg: &StrategyConfig,
     market: &Market,
     d: usize,
     scored: &[(usize, f64)],
     mut w: BTreeMap<usize, f64>,
-) -> Result<BTreeMap<usize, f64>> {
-    let side = |w: &BTreeMap<usize, f64>, sign: f64| -> Vec<usize> {
-        w.iter().filter(|(_, v)| **v * sign > 0.0).map(|(s, _)| *s).collect()
-    };
+) -> Result<(BTreeMap<usize, f64>, Option<f64>)> {
     // Each side to its exposure target (when one is set): the rule shares it among the side's names first.
     if cfg.gross.is_some() || cfg.net.is_some() {
         let (long, short) = cfg.side_totals();
         for (sign, target) in [(1.0, long), (-1.0, short)] {
-            let names = side(&w, sign);
-            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
+            let total: f64 = w.values().filter(|v| **v * sign > 0.0).map(|v| v.abs()).sum();
             if total > 0.0 {
-                for s in names {
-                    let v = w[&s];
-                    w.insert(s, v * target / total);
+                for v in w.values_mut().filter(|v| **v * sign > 0.0) {
+                    *v *= target / total;
                 }
             }
         }
@@ -156,9 +162,8 @@ fn weigh(
         names.iter().map(|s| by_symbol.get(s).copied().unwrap_or(0.0)).collect()
     };
     let returns_of = |names: &[usize]| crate::risk_model::trailing_returns(market, names, d, cfg.cov_days);
-    // Each side of the book with two names or more: its names and their total weight.
-    for sign in [1.0, -1.0] {
-        let names = side(&w, sign);
+    // Each group (a side, or a sector's side when sector-neutral) of two names or more shares its total.
+    for (sign, names) in sectors::groups(cfg, market, d, &w) {
         if cfg.weights == Weighting::Equal || names.len() < 2 {
             continue;
         }
@@ -168,7 +173,7 @@ fn weigh(
             Weighting::Score => {
                 let mags: Vec<f64> = score_of(&names).iter().map(|v| v.abs()).collect();
                 let sum: f64 = mags.iter().sum();
-                // All scores zero: the side keeps equal weights.
+                // All scores zero: the group keeps equal weights.
                 if sum > 0.0 {
                     for (s, m) in names.iter().zip(&mags) {
                         w.insert(*s, sign * total * m / sum);
@@ -179,7 +184,7 @@ fn weigh(
                 let rets = returns_of(&names);
                 let vol: Vec<f64> =
                     (0..names.len()).map(|j| metrics::std(&rets.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
-                // Without a volatility for every name (too little common history) the side keeps equal weights.
+                // Without a volatility for every name (too little common history) the group keeps equal weights.
                 if vol.iter().all(|v| v.is_finite() && *v > 0.0) {
                     let inv: f64 = vol.iter().map(|v| 1.0 / v).sum();
                     for (s, v) in names.iter().zip(&vol) {
@@ -197,12 +202,13 @@ fn weigh(
                 }
             }
             Weighting::MeanVariance => {
-                // Without enough common history for a covariance the side keeps the rule's weights.
+                // Without enough common history for a covariance the group keeps the rule's weights.
                 let rets = returns_of(&names);
                 let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
                 let mu: Vec<f64> = score_of(&names).iter().map(|v| sign * v).collect();
                 let upper = cfg.max_weight.unwrap_or(total).min(total);
-                let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper)
+                let caps = sectors::solver_groups(cfg, market, d, &names);
+                let solved = crate::risk_model::mean_variance(&mu, &cov, cfg.risk_aversion, total, upper, &caps)
                     .map_err(|e| Error::Data(format!("{}: mean-variance weights: {e}", market.dates[d])))?;
                 for (s, v) in names.iter().zip(solved) {
                     // Within the solver's checked tolerance (1e-7) of the bounds: put on them.
@@ -211,48 +217,15 @@ fn weigh(
             }
         }
     }
-    if let Some(cap) = cfg.max_weight {
-        for sign in [1.0, -1.0] {
-            let names = side(&w, sign);
-            let total: f64 = names.iter().map(|s| w[s].abs()).sum();
-            if (names.len() as f64) * cap < total - 1e-12 {
-                return Err(Error::Data(format!(
-                    "{}: max_weight = {cap} cannot hold {total:.4} of equity in {} names",
-                    market.dates[d],
-                    names.len()
-                )));
-            }
-            // Water-filling: cap the largest, share the excess among the rest in proportion to their weights.
-            for _ in 0..names.len() {
-                let over: f64 = names.iter().map(|s| (w[s].abs() - cap).max(0.0)).sum();
-                if over <= 1e-15 {
-                    break;
-                }
-                let free: Vec<usize> = names.iter().copied().filter(|s| w[s].abs() < cap).collect();
-                let free_sum: f64 = free.iter().map(|s| w[s].abs()).sum();
-                for s in &names {
-                    if w[s].abs() > cap {
-                        w.insert(*s, sign * cap);
-                    }
-                }
-                for s in &free {
-                    let v = w[s].abs();
-                    w.insert(*s, sign * (v + over * v / free_sum));
-                }
-            }
-        }
-        if let Some((s, v)) = w.iter().find(|(_, v)| v.abs() > cap * (1.0 + 1e-9)) {
-            return Err(Error::Data(format!(
-                "{}: {} would hold {v:.6} of equity, above max_weight = {cap}",
-                market.dates[d], market.symbols[*s]
-            )));
-        }
-    }
+    sectors::cap(cfg, market, d, &mut w)?;
+    sectors::check(cfg, market, d, &w)?;
+    let mut after = None;
     if let Some(target) = cfg.target_vol {
         let names: Vec<usize> = w.iter().filter(|(_, v)| **v != 0.0).map(|(s, _)| *s).collect();
         if let Some(lw) = crate::risk_model::ledoit_wolf(&returns_of(&names)) {
             let weights: Vec<f64> = names.iter().map(|s| w[s]).collect();
             let predicted = (lw.variance(&weights) * metrics::YEAR).sqrt();
+            after = Some(predicted.min(target));
             if predicted > target {
                 for v in w.values_mut() {
                     *v *= target / predicted;
@@ -260,7 +233,7 @@ fn weigh(
             }
         }
     }
-    Ok(w)
+    Ok((w, after))
 }
 
 /// Simulates `cfg` on `scores` (`(symbol, date) → score`, out of sample) over the dates from the first to the
@@ -299,6 +272,7 @@ pub fn simulate_with(
     index: Option<&Index>,
     liquidity: Option<std::sync::Arc<Liquidity>>,
 ) -> Result<Simulation> {
+    sectors::require(cfg, market)?;
     let nsym = market.symbols.len();
     let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
     for ((d, s), v) in scores {
@@ -327,8 +301,11 @@ pub fn simulate_with(
         turnover: Vec::new(),
         trades: Vec::new(),
         stats: empty_stats(),
+        predicted_vol: Vec::new(),
+        target_vol: cfg.target_vol,
         weigh_seconds: Seconds::default(),
     };
+    let mut predicted_vol: Option<f64> = None;
     let mut bench = cfg.capital;
     // Index of each symbol's last bar (a close): after it, the symbol is delisted.
     let last_bar: Vec<usize> =
@@ -380,7 +357,14 @@ pub fn simulate_with(
                 .map(|v| v.iter().copied().filter(|(s, _)| market.close[*s][d].is_finite()).collect())
                 .unwrap_or_default();
             let started = std::time::Instant::now();
-            let w = weigh(cfg, market, d, &scored, targets(&cfg.rule, &scored, &book.held()))?;
+            let rule_targets = match cfg.rule {
+                Rule::LongShort { k } if cfg.sector_neutral => sectors::neutral_targets(k, market, d, &scored),
+                _ => targets(&cfg.rule, &scored, &book.held()),
+            };
+            let (w, predicted) = weigh(cfg, market, d, &scored, rule_targets)?;
+            if predicted.is_some() {
+                predicted_vol = predicted;
+            }
             sim.weigh_seconds.0 += started.elapsed().as_secs_f64();
             match cfg.fill {
                 Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
@@ -396,6 +380,9 @@ pub fn simulate_with(
         let held = book.weights(equity);
         sim.net_exposure.push(if equity > 0.0 { held.iter().map(|h| h.1).sum() } else { f64::NAN });
         sim.holdings.push(held);
+        if cfg.target_vol.is_some() {
+            sim.predicted_vol.push(predicted_vol.unwrap_or(f64::NAN));
+        }
         let base = if equity_before.is_finite() && equity_before > 0.0 { equity_before } else { equity };
         sim.turnover.push(if base > 0.0 { 0.5 * traded / base } else { 0.0 });
     }

@@ -1238,6 +1238,9 @@ fn a_volatility_target_scales_the_book_down_to_it() {
     let predicted = (var * 252.0).sqrt();
     assert!(predicted > 0.05);
     assert!(close(sim.net_exposure[0], 0.05 / predicted, 1e-9), "{} vs {}", sim.net_exposure[0], 0.05 / predicted);
+    // The book's predicted volatility after the scaling is the target, carried to every date (the chart's line).
+    assert_eq!(sim.predicted_vol.len(), sim.dates.len());
+    assert!(sim.predicted_vol.iter().all(|v| close(*v, 0.05, 1e-9)), "{:?}", sim.predicted_vol);
 }
 
 #[test]
@@ -1267,4 +1270,74 @@ fn gross_and_net_targets_set_each_side_of_a_long_short_book() {
     let long_only = StrategyConfig { net: Some(0.5), ..StrategyConfig::default() };
     assert!(refused(long_only).contains("net applies to long_short"));
     assert!(refused(cfg(Some(1.5), None)).contains("not levered"));
+}
+
+/// Eight names over three flat dates, sectors X (A–D) and Y (E–H), X's scores all above Y's.
+fn two_sectors() -> (Market, BTreeMap<(NaiveDate, String), f64>) {
+    let dates: Vec<NaiveDate> = (0..3).map(|i| d(2021, 3, 1) + chrono::Duration::days(i)).collect();
+    let names = ["A", "B", "C", "D", "E", "F", "G", "H"];
+    let mut market = Market::from_rows(dates.iter().flat_map(|dt| names.map(|s| (s.to_string(), *dt, 20.0, 20.0))));
+    for s in 0..8 {
+        market.sector[s] = vec![(0, Some(if s < 4 { "X" } else { "Y" }.to_owned()))];
+    }
+    let scores = dates
+        .iter()
+        .flat_map(|dt| names.iter().enumerate().map(move |(i, s)| ((*dt, (*s).to_string()), 8.0 - i as f64)))
+        .collect();
+    (market, scores)
+}
+
+#[test]
+fn sector_neutral_books_and_sector_caps_match_hand_computations() {
+    let (market, scores) = two_sectors();
+    let weights = |c: StrategyConfig| -> Vec<f64> {
+        let sim = portfolio::simulate(&Checked::new(c).unwrap(), &market, &scores, None).unwrap();
+        let mut w = vec![0.0; 8];
+        for &(s, v) in &sim.holdings[0] {
+            w[s as usize] = v;
+        }
+        w
+    };
+    let long_short = |sector_neutral: bool| StrategyConfig {
+        rule: Rule::LongShort { k: 2 },
+        fill: Fill::Close,
+        sector_neutral,
+        ..StrategyConfig::default()
+    };
+    // Plain: long A, B and short G, H: X is net +½, Y net −½.
+    let want = [0.25, 0.25, 0.0, 0.0, 0.0, 0.0, -0.25, -0.25];
+    assert!(weights(long_short(false)).iter().zip(want).all(|(g, w)| close(*g, w, 1e-12)));
+    // Neutral: one place a side in each sector (4 scored names each): long A and E, short D and H.
+    let want = [0.25, 0.0, 0.0, -0.25, 0.25, 0.0, 0.0, -0.25];
+    let got = weights(long_short(true));
+    assert!(got.iter().zip(want).all(|(g, w)| close(*g, w, 1e-12)), "{got:?}");
+    // Every weighting shares a sector's total among its names: score weights keep each sector at ±¼.
+    let by_score = StrategyConfig { weights: portfolio::Weighting::Score, ..long_short(true) };
+    let got = weights(by_score);
+    assert!(close(got[0] + got[3], 0.0, 1e-12) && close(got[4] + got[7], 0.0, 1e-12), "{got:?}");
+    // Top 6 equal (⅙ each): X holds ⅔ > 0.5, scaled to 0.5 (⅛ each) and the excess to Y (¼ each).
+    let top6 = |max_sector_weight: Option<f64>, max_weight: Option<f64>| StrategyConfig {
+        rule: Rule::TopK { k: 6, n_drop: None },
+        fill: Fill::Close,
+        max_sector_weight,
+        max_weight,
+        ..StrategyConfig::default()
+    };
+    let want = [0.125, 0.125, 0.125, 0.125, 0.25, 0.25, 0.0, 0.0];
+    let got = weights(top6(Some(0.5), Some(0.3)));
+    assert!(got.iter().zip(want).all(|(g, w)| close(*g, w, 1e-12)), "{got:?}");
+    // Refused: caps that cannot hold the book (Y's two names at 0.2 + X at 0.5 = 0.9 < 1), one sector on a side,
+    // a sector-neutral long-only book, a market without sectors.
+    let run = |c: StrategyConfig, m: &Market| {
+        portfolio::simulate(&Checked::new(c).unwrap(), m, &scores, None).unwrap_err().to_string()
+    };
+    let err = run(top6(Some(0.5), Some(0.2)), &market);
+    assert!(err.contains("cannot hold 1.0000 of equity in these 2 sectors (at most 0.9000)"), "{err}");
+    let err = run(StrategyConfig { max_sector_weight: Some(0.3), ..long_short(false) }, &market);
+    assert!(err.contains("max_sector_weight = 0.3 cannot hold 0.5000 of equity in 1 sectors"), "{err}");
+    let err = Checked::new(StrategyConfig { sector_neutral: true, ..top6(None, None) }).unwrap_err().to_string();
+    assert!(err.contains("sector_neutral applies to long_short"), "{err}");
+    let mut bare = market.clone();
+    bare.sector = vec![Vec::new(); 8];
+    assert!(run(long_short(true), &bare).contains("sector_neutral needs each name's sector"));
 }
