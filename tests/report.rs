@@ -95,6 +95,7 @@ document.getElementById("f").addEventListener("load", function () {
       overlay().dispatchEvent(new MouseEvent(type, {bubbles: true, clientX: r.left + x * r.width, clientY: r.top + r.height / 2}));
     };
     out.before = paths();
+    out.shadesAll = fig.querySelectorAll("rect.shade").length;
     fig.querySelector(".legend span").dispatchEvent(new MouseEvent("click", {bubbles: true}));
     out.afterToggle = paths();
     out.labelBefore = firstDate();
@@ -102,6 +103,28 @@ document.getElementById("f").addEventListener("load", function () {
     out.tip = fig.querySelector(".tip").style.display + "|" + fig.querySelector(".tip").textContent;
     ev("mousedown", 0.5); ev("mousemove", 0.7); ev("mouseup", 0.7);
     out.labelAfter = firstDate();
+    var yLabels = function () {
+      return Array.prototype.map.call(fig.querySelectorAll("svg text"), function (t) { return t.textContent; })
+        .filter(function (t) { return /%$/.test(t); }).join(",");
+    };
+    var yOfZero = function () {
+      return Array.prototype.filter.call(fig.querySelectorAll("svg text"), function (t) { return t.textContent === "0.00%"; })
+        .map(function (t) { return t.getAttribute("y"); }).join(",");
+    };
+    out.linear = yLabels() + "|" + yOfZero();
+    var toggle = fig.querySelector(".log-toggle");
+    toggle.checked = true; toggle.dispatchEvent(new Event("change"));
+    out.log = yLabels() + "|" + yOfZero();
+    var doc = document.getElementById("f").contentDocument, pick = doc.getElementById("model-select");
+    out.models = pick.options.length - 1;
+    pick.value = pick.options[1].value; pick.dispatchEvent(new Event("change"));
+    out.picked = pick.value;
+    out.pathsPicked = paths();
+    out.shades = fig.querySelectorAll("rect.shade").length;
+    out.hidden = doc.querySelectorAll("figure.hidden-model").length;
+    out.wrong = Array.prototype.filter.call(doc.querySelectorAll("figure[data-model]"), function (f) {
+      return !f.classList.contains("hidden-model") && f.getAttribute("data-model") !== pick.value;
+    }).length;
   } catch (e) { out.error = String(e); }
   document.getElementById("out").textContent = JSON.stringify(out);
 });
@@ -178,6 +201,15 @@ fn the_report_renders_in_chromium_with_every_section_and_chart_drawn() {
     assert!(result["tip"].as_str().unwrap().starts_with("block|"), "{result}");
     let (before, after) = (result["labelBefore"].as_str().unwrap(), result["labelAfter"].as_str().unwrap());
     assert!(after > before, "zooming moved the first date from {before} to {after}");
+    // The log toggle moves the axis labels (0 % sits elsewhere on a log scale of 1 + return); picking a model hides the others' charts and lines (the first model's
+    // line, hidden by the legend click above, is shown again) and shades its worst drawdowns (none while several
+    // models are shown).
+    assert!(result["shadesAll"].as_u64() == Some(0) && result["shades"].as_u64().unwrap() > 0, "{result}");
+    assert_ne!(result["linear"], result["log"], "{result}");
+    let models = result["models"].as_u64().unwrap();
+    assert!(models >= 2, "{result}");
+    assert_eq!(result["pathsPicked"].as_u64().unwrap() + models - 1, result["before"].as_u64().unwrap(), "{result}");
+    assert!(result["hidden"].as_u64().unwrap() > 0 && result["wrong"].as_u64() == Some(0), "{result}");
     // A screenshot of the rendered page.
     let shot = dir.path().join("report.png");
     let s = Command::new(&browser)

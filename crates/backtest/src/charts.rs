@@ -105,6 +105,16 @@ pub struct Chart {
     pub percent: bool,
     /// (name, values aligned with `x`; NaN: no value).
     pub series: Vec<(String, Vec<f64>)>,
+    /// The model a per-model chart shows (the page's model selector hides the other models' charts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Shaded x ranges (series name, first index, last index), drawn while that series is shown: the equity
+    /// chart's worst drawdown periods.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shades: Vec<(String, usize, usize)>,
+    /// The page offers a log-scale toggle: the values are cumulative returns, drawn on a log scale of 1 + v.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub log_scale: bool,
 }
 
 impl Chart {
@@ -119,12 +129,27 @@ impl Chart {
             dates: true,
             percent,
             series: Vec::new(),
+            model: None,
+            shades: Vec::new(),
+            log_scale: false,
         }
     }
 
     /// A chart over labels.
     pub fn labelled(id: &str, section: Section, title: &str, kind: Kind, x: Vec<String>, percent: bool) -> Self {
-        Self { id: sanitize(id), section, title: title.to_owned(), kind, x, dates: false, percent, series: Vec::new() }
+        Self {
+            id: sanitize(id),
+            section,
+            title: title.to_owned(),
+            kind,
+            x,
+            dates: false,
+            percent,
+            series: Vec::new(),
+            model: None,
+            shades: Vec::new(),
+            log_scale: false,
+        }
     }
 
     /// Adds a series (values aligned with `x`).

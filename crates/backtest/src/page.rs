@@ -183,6 +183,35 @@ fn position_charts(models: &[ModelReport], perf: Section) -> Vec<Chart> {
 
 /// Every chart of the report, in page order.
 pub fn charts(eval: &Evaluation, wf: &WalkForward) -> Vec<Chart> {
+    let mut out = all_charts(eval, wf);
+    // Per-model charts are `<prefix>_<model>`: tagged for the page's model selector.
+    for c in &mut out {
+        c.model = eval
+            .models
+            .iter()
+            .filter(|m| PER_MODEL.iter().any(|p| c.id == sanitize(&format!("{p}_{}", m.name))))
+            .map(|m| m.name.clone())
+            .next();
+    }
+    out
+}
+
+/// The id prefixes of the charts drawn once per model.
+const PER_MODEL: [&str; 11] = [
+    "weights",
+    "sectors",
+    "vol_target",
+    "attribution",
+    "monthly",
+    "yearly",
+    "returns_hist",
+    "quantile_mean",
+    "quantile_cum",
+    "ic_hist",
+    "importance",
+];
+
+fn all_charts(eval: &Evaluation, wf: &WalkForward) -> Vec<Chart> {
     let models = &eval.models;
     let Some(first) = models.first() else { return Vec::new() };
     let dated = |f: &dyn Fn(&ModelReport) -> Vec<f64>| -> Vec<(&str, Vec<(NaiveDate, f64)>)> {
@@ -192,13 +221,30 @@ pub fn charts(eval: &Evaluation, wf: &WalkForward) -> Vec<Chart> {
             .collect()
     };
     let perf = Section::Performance;
-    let mut eq = dated(&|m| m.simulation.equity.clone());
-    eq.push(("benchmark", first.simulation.dates.iter().copied().zip(first.simulation.benchmark.clone()).collect()));
+    // Cumulative returns: each curve over the capital (the benchmark's first value), less 1.
+    let capital = first.simulation.benchmark.first().copied().unwrap_or(1.0);
+    let cumulative = |v: &[f64]| -> Vec<f64> { v.iter().map(|e| e / capital - 1.0).collect() };
+    let mut eq = dated(&|m| cumulative(&m.simulation.equity));
+    eq.push((
+        "benchmark",
+        first.simulation.dates.iter().copied().zip(cumulative(&first.simulation.benchmark)).collect(),
+    ));
     if let Some(i) = &first.simulation.index {
-        eq.push(("index", first.simulation.dates.iter().copied().zip(i.clone()).collect()));
+        eq.push(("index", first.simulation.dates.iter().copied().zip(cumulative(i)).collect()));
     }
+    let mut equity = dated_chart("equity", perf, "Cumulative return vs benchmark (equity / capital − 1)", true, &eq);
+    equity.log_scale = true;
+    // Each model's worst drawdowns, peak to recovery (or to the end), shaded while its line is shown.
+    let at = |d: NaiveDate| equity.x.partition_point(|x| x.as_str() < d.to_string().as_str());
+    let last = equity.x.len().saturating_sub(1);
+    equity.shades = models
+        .iter()
+        .flat_map(|m| {
+            m.sheet.drawdowns.iter().map(|p| (m.name.clone(), at(p.start), p.recovery.map_or(last, at).min(last)))
+        })
+        .collect();
     let mut out = vec![
-        dated_chart("equity", perf, "Equity vs benchmark", false, &eq),
+        equity,
         dated_chart("drawdown", perf, "Drawdown", true, &dated(&|m| metrics::drawdowns(&m.simulation.equity))),
         dated_chart("relative", perf, "Equity / benchmark", false, &dated(&|m| m.sheet.relative.clone())),
         dated_chart("rolling_sharpe", perf, "Rolling Sharpe ratio", false, &dated(&|m| m.sheet.rolling_sharpe.clone())),
@@ -386,7 +432,11 @@ pub fn render(
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(|e| Error::Data(format!("report template: {e}")))?;
     let section = |s: Section| -> Vec<Value> {
-        charts.iter().filter(|c| c.section == s).map(|c| json!({"id": c.id, "title": c.title})).collect()
+        charts
+            .iter()
+            .filter(|c| c.section == s)
+            .map(|c| json!({"id": c.id, "title": c.title, "model": c.model, "log": c.log_scale}))
+            .collect()
     };
     let drawdowns: Vec<Value> = eval
         .models

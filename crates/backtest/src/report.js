@@ -69,10 +69,10 @@
   }
 
   function axes(svg, c, lo, hi, y0, y1, xOf, yOf, bars) {
-    ticks(y0, y1, 5).forEach(function (v) {
+    (c.ticks ? c.ticks(y0, y1) : ticks(y0, y1, 5)).forEach(function (v) {
       var y = yOf(v);
       el("line", { x1: L, x2: W - R, y1: y, y2: y, stroke: "#eee" }, svg);
-      el("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 11 }, svg).textContent = fmt(v, c.percent);
+      el("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 11 }, svg).textContent = c.label ? c.label(v) : fmt(v, c.percent);
     });
     var n = hi - lo + 1, every = Math.max(1, Math.ceil(n / (bars ? 12 : 7)));
     for (var i = lo; i <= hi; i += every) {
@@ -124,11 +124,43 @@
     overlay.addEventListener("dblclick", function () { state.lo = 0; state.hi = c.x.length - 1; draw(fig, c, state); });
   }
 
+  // A cumulative-return chart on a log scale: each value v drawn as ln(1 + v), the axis labelled in returns.
+  function logView(c) {
+    var v = Object.create(c);
+    v.series = c.series.map(function (s) {
+      return [s[0], s[1].map(function (x) { return x !== null && isFinite(x) && x > -1 ? Math.log1p(x) : null; })];
+    });
+    v.label = function (t) { return fmt(Math.expm1(t), c.percent); };
+    // Ticks at growth factors 1-2-5 × 10^k (−90 %, −50 %, 0 %, +100 %, +400 % …); linear in growth when the
+    // range is too narrow for three of them.
+    v.ticks = function (lo, hi) {
+      var a = Math.exp(lo), b = Math.exp(hi), out = [];
+      for (var e = Math.floor(Math.log10(a)) - 1; e <= Math.ceil(Math.log10(b)); e++) {
+        [1, 2, 5].forEach(function (m) { var g = m * Math.pow(10, e); if (g >= a && g <= b) out.push(Math.log(g)); });
+      }
+      return out.length >= 3 ? out : ticks(a, b, 5).filter(function (g) { return g > 0; }).map(Math.log);
+    };
+    return v;
+  }
+
   function drawLines(svg, c, state) {
     var lo = state.lo, hi = state.hi, yr = yRange(c, lo, hi, state.hidden, false);
     var xOf = function (i) { return L + (hi > lo ? (i - lo) / (hi - lo) : 0.5) * (W - L - R); };
     var yOf = function (v) { return T + (1 - (v - yr[0]) / (yr[1] - yr[0])) * (H - T - B); };
     axes(svg, c, lo, hi, yr[0], yr[1], xOf, yOf, false);
+    // Shaded ranges (drawdowns) of the one model shown (by the picker or the legend), in its colour.
+    var owners = {};
+    (c.shades || []).forEach(function (sh) {
+      var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
+      if (k >= 0 && !state.hidden[k]) owners[sh[0]] = true;
+    });
+    var single = Object.keys(owners).length === 1;
+    (c.shades || []).forEach(function (sh) {
+      var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
+      if (!single || k < 0 || state.hidden[k] || sh[2] < lo || sh[1] > hi) return;
+      var a = xOf(Math.max(sh[1], lo)), b = xOf(Math.min(sh[2], hi));
+      el("rect", { x: a, y: T, width: Math.max(b - a, 1), height: H - B - T, fill: COLORS[k % COLORS.length], "fill-opacity": 0.1, "class": "shade" }, svg);
+    });
     var drawn = 0;
     c.series.forEach(function (s, k) {
       if (state.hidden[k]) return;
@@ -203,17 +235,42 @@
     var r;
     if (c.kind === "heatmap") r = drawHeatmap(svg, c);
     else if (c.kind === "bar") r = drawBars(svg, c, state);
-    else r = drawLines(svg, c, state);
+    else r = drawLines(svg, state.log ? logView(c) : c, state);
     if (r.xOf) hover(fig, svg, c, state, r.xOf, r.indexAt, c.kind === "line" ? state.lo : 0, c.kind === "line" ? state.hi : c.x.length - 1);
     fig.setAttribute("data-drawn", r.drawn);
     legend(fig, c, state);
   }
 
+  var drawnFigures = [];
   Array.prototype.slice.call(document.querySelectorAll("figure[data-chart]")).forEach(function (fig) {
     var c = byId[fig.getAttribute("data-chart")];
     if (!c) { fig.setAttribute("data-drawn", "0"); return; }
-    draw(fig, c, { lo: 0, hi: c.x.length - 1, hidden: {} });
+    var state = { lo: 0, hi: c.x.length - 1, hidden: {}, log: false };
+    draw(fig, c, state);
+    drawnFigures.push([fig, c, state]);
+    var toggle = fig.querySelector(".log-toggle");
+    if (toggle) toggle.addEventListener("change", function () { state.log = toggle.checked; draw(fig, c, state); });
   });
+
+  // The model picker: one model's per-model charts, tables and lines (other models' lines hidden), or all.
+  var picker = document.getElementById("model-select");
+  if (picker) {
+    var names = Array.prototype.map.call(picker.options, function (o) { return o.value; }).filter(Boolean);
+    picker.addEventListener("change", function () {
+      var pick = picker.value;
+      Array.prototype.slice.call(document.querySelectorAll("main [data-model]")).forEach(function (e) {
+        e.classList.toggle("hidden-model", pick !== "" && e.getAttribute("data-model") !== pick);
+      });
+      drawnFigures.forEach(function (f) {
+        var c = f[1], state = f[2];
+        if (c.model) return;
+        c.series.forEach(function (s, k) {
+          if (names.indexOf(s[0]) >= 0) state.hidden[k] = pick !== "" && s[0] !== pick;
+        });
+        draw(f[0], c, state);
+      });
+    });
+  }
 
   // Sortable tables: click a header to sort by that column (numbers numerically), again to reverse.
   Array.prototype.slice.call(document.querySelectorAll("table.sortable")).forEach(function (table) {

@@ -407,7 +407,7 @@ fn merge(into: &mut serde_json::Map<String, Value>, v: impl Serialize) -> Result
 }
 
 /// The formulas of `models.<m>.risk` ([`crate::relative`]), added to [`conventions`].
-const RISK_CONVENTIONS: [(&str, &str); 19] = [
+const RISK_CONVENTIONS: [(&str, &str); 21] = [
     (
         "gross_net",
         "strategy.gross and strategy.net: each side's weights are scaled to its total before the weighting: long (gross + net) / 2 and short (gross - net) / 2 for long_short (defaults 1 and 0: 0.5 each), the long side gross for long-only rules; gross <= 1 (no leverage), |net| <= gross; net applies to long_short only",
@@ -421,8 +421,16 @@ const RISK_CONVENTIONS: [(&str, &str); 19] = [
         "strategy.max_weight: a name above it is set to it and the excess shared among the side's other names in proportion to their weights, repeated until none is above; a side of n names holding T needs n * max_weight >= T (checked at the config for top_k and long_short, at each rebalance for threshold) and every weight is checked after: a violation is an error, never a silent clip",
     ),
     (
+        "max_sector_weight",
+        "strategy.max_sector_weight: each side's sum of |w| in one sector (the name's sector on the signal date; names without one count as one sector, '(no sector)') at most this: a sector above it is scaled down and the excess shared among the side's other sectors in proportion to their totals, alternating with max_weight until both hold; mean_variance takes the caps as constraints of its QP (PyPortfolioOpt add_sector_constraints); a side needs sum over its sectors of min(cap, names * max_weight) >= its total, else an error; every sector is checked after the weighting: a violation is an error",
+    ),
+    (
+        "sector_neutral",
+        "strategy.sector_neutral (long_short, net 0): the k places of a side go to the sectors one at a time, each to the sector with the largest n / (places + 1) (D'Hondt; n = its scored names, at most floor(n / 2) places; ties to the first sector by name); a sector with m places is long its m best and short its m worst names, 0.5 / (places given) each; names without a sector are left out; every weighting shares a sector's side total among that sector's names, so each sector's net weight is 0 at every rebalance (checked to 1e-9 of the gross; a violation is an error)",
+    ),
+    (
         "target_vol",
-        "strategy.target_vol: the book's predicted volatility sqrt(w' S w * 252), S the Ledoit-Wolf covariance (sklearn LedoitWolf: centred returns, 1/n sample covariance shrunk towards trace/p * I) of the held names' daily returns over cov_days dates up to the signal date; the weights are multiplied by target / predicted when that is below 1 (never levered up); the rest stays in cash",
+        "strategy.target_vol: the book's predicted volatility sqrt(w' S w * 252), S the Ledoit-Wolf covariance (sklearn LedoitWolf: centred returns, 1/n sample covariance shrunk towards trace/p * I) of the held names' daily returns over cov_days dates up to the signal date; the weights are multiplied by target / predicted when that is below 1 (never levered up); the rest stays in cash; the chart vol_target_<m> shows the realised rolling volatility (report.rolling_days) beside the predicted volatility after the scaling at the last rebalance",
     ),
     (
         "attribution",
