@@ -412,7 +412,13 @@ async fn a_lost_database_gives_503_on_database_routes_and_honest_health() {
     // A read answered before the outage (any age) is served again, marked stale, while the database is down.
     let early = get(a, "/v1/recommendations?date=2012-12-31&limit=3").await;
     assert_eq!(early.status, 200);
+    let body = json!({"symbols": ["AAPL"], "date": "2012-12-31"});
+    let scored = post(a, "/v1/predict", &[], &body).await;
+    assert_eq!(scored.status, 200, "{}", scored.text());
     e.cluster.0.stop();
+    // A day scored already is answered from memory: no database round trip, so the outage does not touch it.
+    let again = post(a, "/v1/predict", &[], &body).await;
+    assert_eq!((again.status, &again.body), (200, &scored.body), "{}", again.text());
     let stale = get(a, "/v1/recommendations?date=2012-12-31&limit=3").await;
     assert_eq!(stale.status, 200, "{}", stale.text());
     assert_eq!(stale.header("x-stale"), Some("database unavailable"));

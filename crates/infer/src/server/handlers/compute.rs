@@ -51,12 +51,16 @@ pub(crate) async fn day_scores(
     date: NaiveDate,
     client: &(dyn Fn() -> String + Sync),
 ) -> ApiResult<Arc<BTreeMap<String, f64>>> {
+    let key = (scorer.name.clone(), scorer.version, date);
+    // A day scored already is answered from memory, without a database round trip.
+    if let Some(done) = state.day_done(&key) {
+        return Ok(done);
+    }
     // A date that is not a trading date of the stored prices is answered from the calendar (one indexed query,
     // remembered), never by reading and scoring the whole history.
     if !state.is_trading_date(date).await.map_err(|e| state.error(e))? {
         return Err(ApiError::not_found(format!("no prices on {date} (dates are trading days of the stored prices)")));
     }
-    let key = (scorer.name.clone(), scorer.version, date);
     let Some(cell) = state.day_cell(key) else { return Err(ApiError::internal()) };
     if let Some(done) = cell.get() {
         return Ok(done.clone());

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Serving throughput with every protection on, as shipped (connection caps, body and query limits, metrics,
+# request timeouts, the per-client compute bounds; rate limits off, as in the default config): one or more
+# `stockcast` binaries on the same data, each behind real sockets, wrk as a separate process.
+#
+#   bash bench/serve_wrk.sh [STOCKCAST_BINARY...]     (default: the release build)
+#
+# For each binary: a throwaway PostgreSQL 15 cluster with SYMBOLS (1,000) x DAYS (600) synthetic prices, a linear
+# model trained and promoted, the latest day's recommendations stored (`stockcast recommend`), then
+# `stockcast serve` and `wrk -t2 -c32 -d${SECONDS_PER_PASS}s` (closed loop) on
+#   1. GET /healthz
+#   2. GET /v1/recommendations?limit=3 (cached after the first request)
+#   3. POST /v1/predict, two symbols, the latest date (scored once at start-up)
+#   4. POST /v1/predict, 500 symbols, the latest date
+# ROUNDS (3) rounds, binaries alternating within each; prints each pass's statuses, req/s and p50/p99 (µs), then
+# the median req/s per binary and pass. Each pass also prints the server's CPU time per request (/proc/PID/stat). Not a test (needs wrk and PostgreSQL; ~1 minute a round and binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+[ $# -ge 1 ] || set -- "${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}/release/stockcast"
+command -v wrk >/dev/null || { echo "serve_wrk: wrk is required (Debian: apt-get install wrk)" >&2; exit 2; }
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+symbols=${SYMBOLS:-1000}
+days=${DAYS:-600}
+seconds=${SECONDS_PER_PASS:-10}
+rounds=${ROUNDS:-3}
+
+work=$(mktemp -d /tmp/stockcast-serve-wrk.XXXXXX)
+chmod 755 "$work"
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null || true
+    as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+pgport=$(free_port)
+mkdir -p "$work/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w start \
+    -o "-p $pgport -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >/dev/null
+
+"$1" --quiet datasets synth --symbols "$symbols" --days "$days" --seed 7 --out "$work/synth.parquet"
+read -r latest two many < <(python3 - "$work/synth.parquet" <<'PY'
+import sys, polars as pl
+f = pl.read_parquet(sys.argv[1])
+s = f["symbol"].unique().sort().to_list()
+print(str(f["date"].max()), ",".join(f'"{x}"' for x in s[:2]), ",".join(f'"{x}"' for x in s[:500]))
+PY
+)
+cat >"$work/nightly.toml" <<CFG
+seed = 42
+jobs = 2
+[data]
+prices = "$work/synth.parquet"
+horizon = 5
+[split]
+min_train_days = 400
+test_days = 100
+valid_days = 20
+[[models]]
+name = "bench"
+config = "$repo/configs/models/linear.toml"
+[strategy]
+kind = "top_k"
+k = 20
+rebalance_days = 5
+[gate]
+metric = "rank_ic"
+min = -1.0
+beat_champion = false
+[final]
+train_days = 300
+valid_fraction = 0.1
+CFG
+cat >"$work/predict.lua" <<'LUA'
+-- POST /v1/predict with the body given after `--`.
+function init(args) body = args[1] end
+function request() return wrk.format("POST", "/v1/predict", { ["Content-Type"] = "application/json" }, body) end
+LUA
+
+n=0
+for bin in "$@"; do
+    n=$((n + 1))
+    db="postgres://postgres@127.0.0.1:$pgport/run$n"
+    as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "run$n"
+    "$bin" --quiet db migrate --database-url "$db"
+    "$bin" --quiet db import-prices --prices "$work/synth.parquet" --database-url "$db" >/dev/null
+    "$bin" --quiet train --config "$work/nightly.toml" --models-dir "$work/models$n" --as-of "$latest" \
+        --created-at 2026-01-01T00:00:00Z >/dev/null
+    "$bin" --quiet recommend --date "$latest" --models-dir "$work/models$n" --database-url "$db" >/dev/null
+done
+
+declare -A rates
+pass() { # key, wrk arguments...
+    local key=$1; shift
+    local cpu0 cpu1 rps p50 p99 non2xx total
+    cpu0=$(awk '{print $14 + $15}' "/proc/$server/stat")
+    wrk -t2 -c32 -d"${seconds}s" --latency "$@" >"$work/wrk.out" 2>&1
+    cpu1=$(awk '{print $14 + $15}' "/proc/$server/stat")
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.out")
+    total=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+    p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
+    p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out")
+    # The server's CPU (user + system, clock ticks of 1/100 s) per request.
+    printf '  %-44s %10s req/s  p50 %8s  p99 %8s  non-2xx %s  server CPU %s us/request\n' "$key" "$rps" "$p50" \
+        "$p99" "${non2xx:-0}" "$(echo "scale=1; ($cpu1 - $cpu0) * 10000 / $total" | bc)"
+    rates[$key]="${rates[$key]:-} $rps"
+}
+for r in $(seq "$rounds"); do
+    n=0
+    for bin in "$@"; do
+        n=$((n + 1))
+        addr=127.0.0.1:$(free_port)
+        printf 'addr = "%s"\nmodels_dir = "%s"\npoll_s = 0\n' "$addr" "$work/models$n" >"$work/serve$n.toml"
+        "$bin" --quiet serve --config "$work/serve$n.toml" --database-url "postgres://postgres@127.0.0.1:$pgport/run$n" \
+            >"$work/serve.log" 2>&1 &
+        server=$!
+        for _ in $(seq 1 600); do
+            curl -sf "http://$addr/readyz" >/dev/null 2>&1 && break
+            kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+            sleep 0.2
+        done
+        # The latest day scored (start-up warms it; this waits for it) and the recommendations page cached.
+        curl -sf -o /dev/null -H 'Content-Type: application/json' -d "{\"symbols\": [$two], \"date\": \"$latest\"}" \
+            "http://$addr/v1/predict"
+        curl -sf -o /dev/null "http://$addr/v1/recommendations?limit=3"
+        echo "== round $r: $bin"
+        pass "$n healthz" "http://$addr/healthz"
+        pass "$n GET recommendations?limit=3 (cached)" "http://$addr/v1/recommendations?limit=3"
+        pass "$n POST predict, 2 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$two], \"date\": \"$latest\"}"
+        pass "$n POST predict, 500 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$many], \"date\": \"$latest\"}"
+        kill "$server"; wait "$server" 2>/dev/null || true
+        server=
+    done
+done
+echo "== medians over $rounds rounds (req/s)"
+for key in "${!rates[@]}"; do
+    printf '  %-44s %s\n' "$key" "$(echo "${rates[$key]}" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+done | sort
