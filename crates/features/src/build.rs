@@ -49,6 +49,16 @@ impl FeatureFrame {
         Self { df, ..self.clone() }
     }
 
+    /// The rows dated `date` (every symbol's row of that day), the same columns and values: what scoring one
+    /// day reads, without converting every other date's row.
+    ///
+    /// # Errors
+    /// Polars errors only.
+    pub fn on(&self, date: chrono::NaiveDate) -> Result<Self> {
+        let mask = self.df.column("date")?.date()?.physical().equal(crate::prices::date_to_days(date));
+        Ok(self.with_df(self.df.filter(&mask)?))
+    }
+
     /// The frame.
     pub fn df(&self) -> &DataFrame {
         &self.df

@@ -8,6 +8,7 @@
 //! - `testkit` (feature `testkit`, tests and benchmarks only): Redis and S3 test servers, an HTTP client and a load
 //!   generator.
 
+mod copy;
 pub mod error;
 pub mod local;
 pub mod recommend;

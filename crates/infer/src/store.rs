@@ -174,6 +174,33 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
     .execute(&mut *tx)
     .await?;
     let mut stats = ImportStats { symbols: distinct.len(), ..ImportStats::default() };
+    // Symbols with no stored row yet (a first import): binary COPY straight into the table, as `psql \copy`
+    // would; rows of stored symbols go through the upsert below.
+    let fresh: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM prices WHERE symbol = ANY($1))")
+        .bind(&distinct)
+        .fetch_one(&mut *tx)
+        .await?;
+    if fresh {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY prices (symbol, date, open, high, low, close, volume, raw_close) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let mut buf = crate::copy::header();
+        for i in 0..height {
+            let values = [open[i], high[i], low[i], close[i], volume[i], raw_close[i]];
+            crate::copy::write_row(&mut buf, &symbols[i], dates[i], values);
+            if buf.len() >= 1 << 20 {
+                copy.send(std::mem::take(&mut buf)).await?;
+            }
+        }
+        crate::copy::trailer(&mut buf);
+        copy.send(buf).await?;
+        let rows = usize::try_from(copy.finish().await?).unwrap_or(usize::MAX);
+        tx.commit().await?;
+        analyze(pool).await?;
+        return Ok(ImportStats { rows, inserted: rows, ..stats });
+    }
     for start in (0..height).step_by(BATCH) {
         let r = start..(start + BATCH).min(height);
         let inserted: Vec<bool> = sqlx::query_scalar(
@@ -199,7 +226,15 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
     }
     stats.updated = stats.rows - stats.inserted;
     tx.commit().await?;
+    analyze(pool).await?;
     Ok(stats)
+}
+
+/// Refreshes the planner's statistics of `prices` after an import: with stale ones (autovacuum has not run yet)
+/// the read sorts the whole table on disk instead of walking its (symbol, date) index.
+async fn analyze(pool: &PgPool) -> Result<()> {
+    sqlx::query("ANALYZE prices").execute(pool).await?;
+    Ok(())
 }
 
 /// Which stored prices to read.
@@ -247,28 +282,30 @@ pub async fn has_prices_on(pool: &PgPool, date: NaiveDate) -> Result<bool> {
 /// [`Error::Database`]; [`Error::Data`] when nothing matches.
 pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<(Bars, Vec<Security>)> {
     use futures_util::TryStreamExt as _;
-    use sqlx::Row as _;
 
-    let mut rows = sqlx::query(
-        "SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices \
-         WHERE (cardinality($1::text[]) = 0 OR symbol = ANY($1)) AND ($2::date IS NULL OR date <= $2) \
-         AND ($3::date IS NULL OR date >= $3) \
-         ORDER BY symbol, date",
-    )
-    .bind(&q.symbols)
-    .bind(q.until)
-    .bind(q.since)
-    .fetch(pool);
     let mut builder = BarsBuilder::new(source, "row").column_name(PriceField::AdjClose, "raw_close");
-    while let Some(row) = rows.try_next().await? {
-        let s: &str = row.try_get(0)?;
-        let mut values = [None; 6];
-        for (i, v) in values.iter_mut().enumerate() {
-            *v = row.try_get(i + 2)?;
+    if q.symbols.is_empty() {
+        // Every symbol (a day's scoring, a training run): one binary COPY stream instead of a decoded result row
+        // per price. Its statement takes no parameters; the dates are written into it (ISO dates, nothing else).
+        let bound = |op: &str, d: Option<NaiveDate>| d.map_or_else(String::new, |d| format!(" AND date {op} '{d}'"));
+        let statement = format!(
+            "COPY (SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices WHERE true{}{} \
+             ORDER BY symbol, date) TO STDOUT (FORMAT binary)",
+            bound("<=", q.until),
+            bound(">=", q.since)
+        );
+        let mut conn = pool.acquire().await?;
+        let mut stream = conn.copy_out_raw(&statement).await?;
+        let mut reader = crate::copy::RowReader::default();
+        while let Some(chunk) = stream.try_next().await? {
+            reader.feed(&chunk, &mut builder)?;
         }
-        builder.push(s, row.try_get::<NaiveDate, _>(1)?, values);
+        if !reader.finished() {
+            return Err(Error::Data(format!("{source}: the COPY stream ended after {} rows", reader.rows())));
+        }
+    } else {
+        read_rows(pool, q, &mut builder).await?;
     }
-    drop(rows);
     if builder.is_empty() {
         let what = if q.symbols.is_empty() { String::new() } else { format!(" for {}", q.symbols.join(", ")) };
         let until = q.until.map_or_else(String::new, |d| format!(" up to {d}"));
@@ -285,6 +322,32 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     .map(|(symbol, name, sector)| Security { symbol, name, sector })
     .collect();
     Ok((bars, securities))
+}
+
+/// The rows of `q` (some symbols) through a bound query, one decoded row each.
+async fn read_rows(pool: &PgPool, q: &PriceQuery, builder: &mut BarsBuilder) -> Result<()> {
+    use futures_util::TryStreamExt as _;
+    use sqlx::Row as _;
+
+    let mut rows = sqlx::query(
+        "SELECT symbol, date, open, high, low, close, volume, raw_close FROM prices \
+         WHERE (cardinality($1::text[]) = 0 OR symbol = ANY($1)) AND ($2::date IS NULL OR date <= $2) \
+         AND ($3::date IS NULL OR date >= $3) \
+         ORDER BY symbol, date",
+    )
+    .bind(&q.symbols)
+    .bind(q.until)
+    .bind(q.since)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let s: &str = row.try_get(0)?;
+        let mut values = [None; 6];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = row.try_get(i + 2)?;
+        }
+        builder.push(s, row.try_get::<NaiveDate, _>(1)?, values);
+    }
+    Ok(())
 }
 
 /// `SELECT 1`: whether the database answers.

@@ -22,6 +22,12 @@ async fn stored_prices_read_back_as_the_file_loaded_them() {
     assert_eq!(back.prices.height(), file.prices.height());
     // Same columns and values (raw_close included): the content hash matches.
     assert_eq!(back.prices.data_hash(), file.prices.data_hash());
+    // Every symbol named (a bound query, a decoded row each) reads what the unfiltered read (one binary COPY
+    // stream) does.
+    let all = store::PriceQuery { symbols: file.prices.symbols().unwrap(), ..store::PriceQuery::default() };
+    let (bars, secs) = store::read_prices(&pool, "test db", &all).await.unwrap();
+    let named = stockcast_features::check_bars(bars, &stockcast_features::Checked::default(), secs, true).unwrap();
+    assert_eq!(named.prices.data_hash(), file.prices.data_hash());
     // A filtered read names what is missing.
     let q = store::PriceQuery { symbols: vec!["NOPE".into()], ..store::PriceQuery::default() };
     let e = store::read_prices(&pool, "test db", &q).await.unwrap_err().to_string();

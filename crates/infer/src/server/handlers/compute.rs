@@ -71,18 +71,27 @@ pub(crate) async fn day_scores(
             let slot = heavy_slot(state).await?;
             state.metrics.day_computations.inc();
             // Only the history the model needs: the same rows `score_day` would keep from a full read.
+            let started = std::time::Instant::now();
             let (bars, securities) =
                 stored_bars(state, date, scorer.history_days()).await.map_err(|e| state.error(e))?;
+            let read_s = started.elapsed().as_secs_f64();
+            let rows = bars.len();
             let s = scorer.clone();
             let work = move |cancel: &Cancel| {
+                let started = std::time::Instant::now();
                 let prices = checked_prices(bars, securities)?;
-                s.score_day_cancellable(&prices, date, cancel)
+                let check_s = started.elapsed().as_secs_f64();
+                s.score_day_cancellable(&prices, date, cancel).map(|d| (d, check_s, started.elapsed().as_secs_f64()))
             };
-            let day = blocking(state, Some(slot), work, |e| match e {
+            let (day, check_s, work_s) = blocking(state, Some(slot), work, |e| match e {
                 Error::Data(m) => Some(ApiError::not_found(m.clone())),
                 _ => None,
             })
             .await?;
+            tracing::info!(
+                model = %scorer.label(), %date, rows, symbols = day.symbols.len(), read_s, check_s,
+                score_s = work_s - check_s, "day scored"
+            );
             Ok::<_, ApiError>(Arc::new(day.symbols.into_iter().zip(day.scores).collect::<BTreeMap<_, _>>()))
         })
         .await?;
