@@ -123,31 +123,19 @@ pub struct ImportStats {
 pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Security]) -> Result<ImportStats> {
     // Sectors go in through `securities`, not per row.
     let series = prices.series_with(SeriesColumns { sector: false, ..SeriesColumns::ALL })?;
-    let height = prices.height();
-    let (mut symbols, mut dates) = (Vec::with_capacity(height), Vec::with_capacity(height));
-    let mut cols: [Vec<Option<f64>>; 6] = Default::default();
-    for s in &series {
-        symbols.extend(std::iter::repeat_n(s.symbol.clone(), s.len()));
-        dates.extend_from_slice(&s.dates);
-        let columns = [
-            s.open.as_deref(),
-            s.high.as_deref(),
-            s.low.as_deref(),
-            Some(&s.close[..]),
-            s.volume.as_deref(),
-            s.raw_close.as_deref(),
-        ];
-        for (col, values) in cols.iter_mut().zip(columns) {
-            match values {
-                Some(v) => col.extend(v.iter().map(|x| Some(*x))),
-                None => col.extend(std::iter::repeat_n(None, s.len())),
-            }
-        }
-    }
-    let [open, high, low, close, volume, raw_close] = cols;
-    let mut distinct: Vec<&str> = symbols.iter().map(String::as_str).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
+    // Every row as (symbol, date, open, high, low, close, volume, raw_close), in order, without a copy of the
+    // table per column (25 M rows would be 3 GB of them).
+    let rows = || {
+        series.iter().flat_map(|s| {
+            let at = |v: &Option<Vec<f64>>, i: usize| v.as_ref().map(|v| v[i]);
+            (0..s.len()).map(move |i| {
+                let values = [at(&s.open, i), at(&s.high, i), at(&s.low, i), Some(s.close[i]), at(&s.volume, i)];
+                (s.symbol.as_str(), s.dates[i], values, at(&s.raw_close, i))
+            })
+        })
+    };
+    let distinct: Vec<&str> =
+        series.iter().map(|s| s.symbol.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
 
     let mut tx = pool.begin().await?;
     // Securities: every symbol of the prices, with name/sector from the securities file where given.
@@ -187,9 +175,8 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
             )
             .await?;
         let mut buf = crate::copy::header();
-        for i in 0..height {
-            let values = [open[i], high[i], low[i], close[i], volume[i], raw_close[i]];
-            crate::copy::write_row(&mut buf, &symbols[i], dates[i], values);
+        for (symbol, date, [open, high, low, close, volume], raw_close) in rows() {
+            crate::copy::write_row(&mut buf, symbol, date, [open, high, low, close, volume, raw_close]);
             if buf.len() >= 1 << 20 {
                 copy.send(std::mem::take(&mut buf)).await?;
             }
@@ -201,8 +188,18 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
         analyze(pool).await?;
         return Ok(ImportStats { rows, inserted: rows, ..stats });
     }
-    for start in (0..height).step_by(BATCH) {
-        let r = start..(start + BATCH).min(height);
+    let mut all = rows().peekable();
+    while all.peek().is_some() {
+        let (mut symbols, mut dates) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+        let mut cols: [Vec<Option<f64>>; 6] = Default::default();
+        for (symbol, date, values, raw_close) in all.by_ref().take(BATCH) {
+            symbols.push(symbol);
+            dates.push(date);
+            for (col, v) in cols.iter_mut().zip(values.into_iter().chain([raw_close])) {
+                col.push(v);
+            }
+        }
+        let [open, high, low, close, volume, raw_close] = &cols;
         let inserted: Vec<bool> = sqlx::query_scalar(
             "INSERT INTO prices (symbol, date, open, high, low, close, volume, raw_close) \
              SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], \
@@ -211,14 +208,14 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
              close = EXCLUDED.close, volume = EXCLUDED.volume, raw_close = EXCLUDED.raw_close \
              RETURNING (xmax = 0)",
         )
-        .bind(&symbols[r.clone()])
-        .bind(&dates[r.clone()])
-        .bind(&open[r.clone()])
-        .bind(&high[r.clone()])
-        .bind(&low[r.clone()])
-        .bind(&close[r.clone()])
-        .bind(&volume[r.clone()])
-        .bind(&raw_close[r])
+        .bind(&symbols)
+        .bind(&dates)
+        .bind(open)
+        .bind(high)
+        .bind(low)
+        .bind(close)
+        .bind(volume)
+        .bind(raw_close)
         .fetch_all(&mut *tx)
         .await?;
         stats.rows += inserted.len();
