@@ -290,13 +290,21 @@ impl Forward<'_> {
         if o.is_finite() { o } else { self.market.close[s][d] }
     }
 
-    /// px(t+1+h) / px(t+1) − 1, where t+k is the symbol's k-th bar after its bar at date index `t` (NaN past
-    /// its data or when `t` is not one of its bars): a date on which the symbol has no bar is not counted.
-    fn ret(self, s: usize, t: usize, h: usize) -> f64 {
+    /// px(t+1+h) / px(t+1) − 1 at each of `horizons` into `out`, where t+k is the symbol's k-th bar after its
+    /// bar at date index `t` (NaN past its data or when `t` is not one of its bars): a date on which the symbol
+    /// has no bar is not counted. The bar at `t` is found once for every horizon.
+    fn rets(self, s: usize, t: usize, horizons: &[usize], out: &mut [f64]) {
         let bars = &self.market.bars()[s];
-        match bars.binary_search(&t) {
-            Ok(p) if p + 1 + h < bars.len() => self.px(s, bars[p + 1 + h]) / self.px(s, bars[p + 1]) - 1.0,
-            _ => f64::NAN,
+        let Ok(p) = bars.binary_search(&t) else {
+            out.fill(f64::NAN);
+            return;
+        };
+        let entry = bars.get(p + 1).map(|&b| self.px(s, b));
+        for (o, &h) in out.iter_mut().zip(horizons) {
+            *o = match (entry, bars.get(p + 1 + h)) {
+                (Some(e), Some(&b)) => self.px(s, b) / e - 1.0,
+                _ => f64::NAN,
+            };
         }
     }
 }
@@ -387,7 +395,33 @@ pub fn tearsheet(
     let (mut qdates, mut qcum, mut scum) = (Vec::new(), vec![Vec::new(); q], Vec::new());
     let mut prev: Option<&DateRows> = None;
     let mut autocorr = Vec::new();
+    // The horizons of the IC decay, and the 1-day forward return the quantile curves read, found together.
+    let mut horizons = vec![1];
+    horizons.extend(cfg.ic_horizons.iter().copied());
+    let mut decay: Vec<Vec<f64>> = vec![Vec::new(); cfg.ic_horizons.len()];
+    let mut fwd = vec![f64::NAN; horizons.len()];
     for (date, day) in &rows {
+        // Forward returns of each row at each horizon (row-major: the row's 1-day return first).
+        let mut day_fwd = Vec::with_capacity(day.len() * horizons.len());
+        for r in day {
+            fw.rets(r.0, r.1, &horizons, &mut fwd);
+            day_fwd.extend_from_slice(&fwd);
+        }
+        // IC decay: this date's Rank IC of the scores against each horizon's forward return (as daily_ic).
+        for (k, ics) in decay.iter_mut().enumerate() {
+            let (a, b): (Vec<f64>, Vec<f64>) = day
+                .iter()
+                .zip(day_fwd.chunks(horizons.len()))
+                .map(|(r, f)| (r.2, f[1 + k]))
+                .filter(|(s, f)| s.is_finite() && f.is_finite())
+                .unzip();
+            if a.len() >= metrics::MIN_PAIRS {
+                let ic = metrics::spearman(&a, &b);
+                if ic.is_finite() {
+                    ics.push(ic);
+                }
+            }
+        }
         // Mean label by quantile: the bins of the labelled rows (alphalens drops rows without a forward return
         // before it bins), each quantile's mean over the dates where it has rows (`mean_return_by_quantile`, not
         // demeaned): a date with an empty quantile still counts for the others.
@@ -406,8 +440,12 @@ pub fn tearsheet(
         }
         // Cumulative 1-day returns: the bins of the rows with a 1-day forward return, on dates where every
         // quantile has one.
-        let forward: Vec<(f64, f64)> =
-            day.iter().map(|r| (r.2, fw.ret(r.0, r.1, 1))).filter(|(_, f)| f.is_finite()).collect();
+        let forward: Vec<(f64, f64)> = day
+            .iter()
+            .zip(day_fwd.chunks(horizons.len()))
+            .map(|(r, f)| (r.2, f[0]))
+            .filter(|(_, f)| f.is_finite())
+            .collect();
         if forward.len() >= 2 {
             let quant = qcut_bins(&forward.iter().map(|x| x.0).collect::<Vec<_>>(), q);
             let mut one = vec![(0.0, 0usize); q];
@@ -438,13 +476,8 @@ pub fn tearsheet(
     let ic_decay = cfg
         .ic_horizons
         .iter()
-        .map(|&h| {
-            let ics = metrics::daily_ic(
-                rows.iter().flat_map(|(d, day)| day.iter().map(move |x| (*d, x.2, fw.ret(x.0, x.1, h)))),
-            );
-            let v: Vec<f64> = ics.iter().map(|d| d.rank_ic).filter(|x| x.is_finite()).collect();
-            (h, if v.is_empty() { f64::NAN } else { metrics::mean(&v) })
-        })
+        .zip(&decay)
+        .map(|(&h, v)| (h, if v.is_empty() { f64::NAN } else { metrics::mean(v) }))
         .collect();
     let rank_ics: Vec<f64> = daily_ic.iter().map(|d| d.rank_ic).collect();
     let groups = group_tables(&rows, market, q);
