@@ -316,8 +316,9 @@ type DateRows = Vec<Row>;
 
 fn by_date(preds: &[OosPrediction], market: &Market) -> BTreeMap<NaiveDate, DateRows> {
     let mut out: BTreeMap<NaiveDate, DateRows> = BTreeMap::new();
+    let mut hint = 0;
     for p in preds {
-        let (Ok(s), Ok(d)) = (market.symbols.binary_search(&p.symbol), market.dates.binary_search(&p.date)) else {
+        let (Some(s), Ok(d)) = (market.symbol_index(&p.symbol, &mut hint), market.dates.binary_search(&p.date)) else {
             continue;
         };
         if p.score.is_finite() {

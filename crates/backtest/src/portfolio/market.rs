@@ -69,6 +69,17 @@ impl Market {
         })
     }
 
+    /// The index of `symbol`, trying `*hint` and the one after it before a binary search (rows sorted by symbol,
+    /// or by date then symbol, hit one of them nearly always); `*hint` becomes the index found.
+    pub fn symbol_index(&self, symbol: &str, hint: &mut usize) -> Option<usize> {
+        let found = [*hint, *hint + 1]
+            .into_iter()
+            .find(|&i| self.symbols.get(i).is_some_and(|x| x == symbol))
+            .or_else(|| self.symbols.binary_search_by(|x| x.as_str().cmp(symbol)).ok())?;
+        *hint = found;
+        Some(found)
+    }
+
     /// The sector of symbol `s` on date index `d` (`None` when unknown).
     pub fn sector_at(&self, s: usize, d: usize) -> Option<&str> {
         let v = &self.sector[s];
@@ -149,22 +160,28 @@ impl Market {
             volume: true,
             ..stockcast_features::SeriesColumns::CLOSE
         })?;
-        let rows = series.iter().flat_map(|s| {
-            (0..s.len())
-                .map(move |i| (s.symbol.clone(), s.dates[i], s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
-        });
-        let mut market = Self::from_rows(rows);
-        if series.iter().any(|s| s.volume.is_some()) {
-            market.volume = vec![vec![f64::NAN; market.dates.len()]; market.symbols.len()];
-            for s in &series {
-                let (Some(v), Ok(si)) = (&s.volume, market.symbols.binary_search(&s.symbol)) else { continue };
-                for (d, x) in s.dates.iter().zip(v) {
-                    if let Ok(di) = market.dates.binary_search(d) {
-                        market.volume[si][di] = *x;
-                    }
+        // Straight from the per-symbol series (a row at a time through `from_rows` would copy each row's symbol).
+        let dates = crate::split::calendar(series.iter().flat_map(|s| s.dates.iter().copied()));
+        let mut symbols: Vec<String> = series.iter().map(|s| s.symbol.clone()).collect();
+        symbols.sort_unstable();
+        symbols.dedup();
+        let blank = vec![vec![f64::NAN; dates.len()]; symbols.len()];
+        let (mut open, mut close) = (blank.clone(), blank.clone());
+        let mut volume = if series.iter().any(|s| s.volume.is_some()) { blank } else { Vec::new() };
+        for s in &series {
+            let Ok(si) = symbols.binary_search(&s.symbol) else { continue };
+            for (i, d) in s.dates.iter().enumerate() {
+                let Ok(di) = dates.binary_search(d) else { continue };
+                open[si][di] = s.open.as_ref().map_or(f64::NAN, |o| o[i]);
+                close[si][di] = s.close[i];
+                if let Some(v) = &s.volume {
+                    volume[si][di] = v[i];
                 }
             }
         }
+        let sector = vec![Vec::new(); symbols.len()];
+        let mut market =
+            Self { dates, symbols, open, close, sector, member: None, volume, bars: std::sync::OnceLock::new() };
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
     }

@@ -275,8 +275,9 @@ pub fn simulate_with(
     sectors::require(cfg, market)?;
     let nsym = market.symbols.len();
     let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+    let mut hint = 0;
     for ((d, s), v) in scores {
-        if let (Ok(di), Ok(si)) = (market.dates.binary_search(d), market.symbols.binary_search(s))
+        if let (Ok(di), Some(si)) = (market.dates.binary_search(d), market.symbol_index(s, &mut hint))
             && v.is_finite()
         {
             by_date.entry(di).or_default().push((si, *v));
