@@ -408,7 +408,10 @@ pub fn tearsheet(
             fw.rets(r.0, r.1, &horizons, &mut fwd);
             day_fwd.extend_from_slice(&fwd);
         }
-        // IC decay: this date's Rank IC of the scores against each horizon's forward return (as daily_ic).
+        // IC decay: this date's Rank IC of the scores against each horizon's forward return (as daily_ic). The
+        // scores' ranks are the same for every horizon whose returns are all finite: ranked once.
+        let scored = day.iter().filter(|r| r.2.is_finite()).count();
+        let mut score_ranks: Option<Vec<f64>> = None;
         for (k, ics) in decay.iter_mut().enumerate() {
             let (a, b): (Vec<f64>, Vec<f64>) = day
                 .iter()
@@ -417,7 +420,12 @@ pub fn tearsheet(
                 .filter(|(s, f)| s.is_finite() && f.is_finite())
                 .unzip();
             if a.len() >= metrics::MIN_PAIRS {
-                let ic = metrics::spearman(&a, &b);
+                let ic = if a.len() == scored {
+                    let ranks = score_ranks.get_or_insert_with(|| metrics::average_ranks(&a));
+                    metrics::pearson(ranks, &metrics::average_ranks(&b))
+                } else {
+                    metrics::spearman(&a, &b)
+                };
                 if ic.is_finite() {
                     ics.push(ic);
                 }

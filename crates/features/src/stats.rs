@@ -81,7 +81,8 @@ pub fn mid_rank_percentiles(pairs: &mut [(usize, f64)], mut write: impl FnMut(us
 
 /// Sorts `pairs` by value and passes each row's average rank (from 1).
 fn sorted_average_ranks(pairs: &mut [(usize, f64)], mut write: impl FnMut(usize, f64)) {
-    pairs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // Unstable: rows of equal value share one average rank, so their order among themselves changes nothing.
+    pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
     let n = pairs.len();
     let mut k = 0;
     while k < n {
