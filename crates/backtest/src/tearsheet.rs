@@ -279,30 +279,64 @@ fn rolling(r: &[f64], window: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 
 /// Forward returns on each symbol's own bars ([`Market::bars`], as the label counts them): prices are the open,
 /// or the close where the data has no open.
-#[derive(Clone, Copy)]
 struct Forward<'a> {
     market: &'a Market,
+    /// For each symbol whose bars are every date from its first to its last: that first date index (then its
+    /// k-th bar after date t is date t + k, no search needed).
+    dense: Vec<Option<usize>>,
+    /// px of every (date, symbol), date-major: a date's rows (sorted by symbol) read one stretch of memory.
+    px_by_date: Vec<f64>,
 }
 
-impl Forward<'_> {
-    fn px(self, s: usize, d: usize) -> f64 {
-        let o = self.market.open[s][d];
-        if o.is_finite() { o } else { self.market.close[s][d] }
+impl<'a> Forward<'a> {
+    fn new(market: &'a Market) -> Self {
+        let bars = market.bars();
+        let dense = bars
+            .iter()
+            .map(|b| match (b.first(), b.last()) {
+                (Some(&first), Some(&last)) if last - first + 1 == b.len() => Some(first),
+                _ => None,
+            })
+            .collect();
+        let n = market.symbols.len();
+        let mut px_by_date = vec![f64::NAN; market.dates.len() * n];
+        for s in 0..n {
+            for d in 0..market.dates.len() {
+                let o = market.open[s][d];
+                px_by_date[d * n + s] = if o.is_finite() { o } else { market.close[s][d] };
+            }
+        }
+        Self { market, dense, px_by_date }
+    }
+
+    fn px(&self, s: usize, d: usize) -> f64 {
+        self.px_by_date[d * self.market.symbols.len() + s]
     }
 
     /// px(t+1+h) / px(t+1) − 1 at each of `horizons` into `out`, where t+k is the symbol's k-th bar after its
     /// bar at date index `t` (NaN past its data or when `t` is not one of its bars): a date on which the symbol
     /// has no bar is not counted. The bar at `t` is found once for every horizon.
-    fn rets(self, s: usize, t: usize, horizons: &[usize], out: &mut [f64]) {
+    fn rets(&self, s: usize, t: usize, horizons: &[usize], out: &mut [f64]) {
         let bars = &self.market.bars()[s];
-        let Ok(p) = bars.binary_search(&t) else {
-            out.fill(f64::NAN);
-            return;
+        // The position of date t among the symbol's bars, and the date of its k-th bar.
+        let (p, date_of): (usize, &dyn Fn(usize) -> usize) = match self.dense[s] {
+            Some(first) if t >= first && t - first < bars.len() => (t - first, &move |k| first + k),
+            Some(_) => {
+                out.fill(f64::NAN);
+                return;
+            }
+            None => {
+                let Ok(p) = bars.binary_search(&t) else {
+                    out.fill(f64::NAN);
+                    return;
+                };
+                (p, &|k| bars[k])
+            }
         };
-        let entry = bars.get(p + 1).map(|&b| self.px(s, b));
+        let entry = (p + 1 < bars.len()).then(|| self.px(s, date_of(p + 1)));
         for (o, &h) in out.iter_mut().zip(horizons) {
-            *o = match (entry, bars.get(p + 1 + h)) {
-                (Some(e), Some(&b)) => self.px(s, b) / e - 1.0,
+            *o = match entry {
+                Some(e) if p + 1 + h < bars.len() => self.px(s, date_of(p + 1 + h)) / e - 1.0,
                 _ => f64::NAN,
             };
         }
@@ -387,7 +421,7 @@ pub fn tearsheet(
     let years = yearly_returns(&sim.dates, &r);
     let bench_years = yearly_returns(&sim.dates, &bench);
     let w = cfg.rolling_days.max(2);
-    let fw = Forward { market };
+    let fw = Forward::new(market);
     let rows = by_date(preds, market);
     let q = cfg.quantiles.max(2);
     let mut sums = vec![(0.0, 0usize); q];
