@@ -13,7 +13,8 @@
 #   3. POST /v1/predict, two symbols, the latest date (scored once at start-up)
 #   4. POST /v1/predict, 500 symbols, the latest date
 # ROUNDS (3) rounds, binaries alternating within each; prints each pass's statuses, req/s and p50/p99 (µs), then
-# the median req/s per binary and pass. Each pass also prints the server's CPU time per request (/proc/PID/stat). Not a test (needs wrk and PostgreSQL; ~1 minute a round and binary).
+# the median req/s per binary and pass. Each pass also prints the server's CPU time per request (/proc/PID/stat).
+# Not a test (needs wrk and PostgreSQL; ~1 minute a round and binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
