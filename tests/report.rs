@@ -95,7 +95,7 @@ document.getElementById("f").addEventListener("load", function () {
       overlay().dispatchEvent(new MouseEvent(type, {bubbles: true, clientX: r.left + x * r.width, clientY: r.top + r.height / 2}));
     };
     out.before = paths();
-    out.shadesAll = fig.querySelectorAll("rect.shade").length;
+    out.shadesAtLoad = fig.querySelectorAll("rect.shade").length;
     fig.querySelector(".legend span").dispatchEvent(new MouseEvent("click", {bubbles: true}));
     out.afterToggle = paths();
     out.labelBefore = firstDate();
@@ -116,15 +116,22 @@ document.getElementById("f").addEventListener("load", function () {
     toggle.checked = true; toggle.dispatchEvent(new Event("change"));
     out.log = yLabels() + "|" + yOfZero();
     var doc = document.getElementById("f").contentDocument, pick = doc.getElementById("model-select");
+    var shown = function () {
+      return Array.prototype.filter.call(doc.querySelectorAll("figure[data-model]"), function (f) {
+        return !f.classList.contains("hidden-model");
+      });
+    };
     out.models = pick.options.length - 1;
-    pick.value = pick.options[1].value; pick.dispatchEvent(new Event("change"));
+    out.firstPicked = pick.value === pick.options[1].value;
+    out.shownAtLoad = shown().map(function (f) { return f.getAttribute("data-model"); })
+      .filter(function (m, i, a) { return a.indexOf(m) === i; });
+    pick.value = pick.options[2].value; pick.dispatchEvent(new Event("change"));
     out.picked = pick.value;
     out.pathsPicked = paths();
     out.shades = fig.querySelectorAll("rect.shade").length;
-    out.hidden = doc.querySelectorAll("figure.hidden-model").length;
-    out.wrong = Array.prototype.filter.call(doc.querySelectorAll("figure[data-model]"), function (f) {
-      return !f.classList.contains("hidden-model") && f.getAttribute("data-model") !== pick.value;
-    }).length;
+    out.wrong = shown().filter(function (f) { return f.getAttribute("data-model") !== pick.value; }).length;
+    pick.value = ""; pick.dispatchEvent(new Event("change"));
+    out.hiddenAll = doc.querySelectorAll("figure.hidden-model").length;
   } catch (e) { out.error = String(e); }
   document.getElementById("out").textContent = JSON.stringify(out);
 });
@@ -201,15 +208,15 @@ fn the_report_renders_in_chromium_with_every_section_and_chart_drawn() {
     assert!(result["tip"].as_str().unwrap().starts_with("block|"), "{result}");
     let (before, after) = (result["labelBefore"].as_str().unwrap(), result["labelAfter"].as_str().unwrap());
     assert!(after > before, "zooming moved the first date from {before} to {after}");
-    // The log toggle moves the axis labels (0 % sits elsewhere on a log scale of 1 + return); picking a model hides the others' charts and lines (the first model's
-    // line, hidden by the legend click above, is shown again) and shades its worst drawdowns (none while several
-    // models are shown).
-    assert!(result["shadesAll"].as_u64() == Some(0) && result["shades"].as_u64().unwrap() > 0, "{result}");
+    // The log toggle moves the axis labels (0 % sits elsewhere on a log scale of 1 + return). The picker starts
+    // on the first model: only its per-model charts show, and its drawdowns are shaded. Picking the second shows
+    // only that one's, shades its drawdowns and leaves the comparison lines alone; "all models" shows every chart.
     assert_ne!(result["linear"], result["log"], "{result}");
-    let models = result["models"].as_u64().unwrap();
-    assert!(models >= 2, "{result}");
-    assert_eq!(result["pathsPicked"].as_u64().unwrap() + models - 1, result["before"].as_u64().unwrap(), "{result}");
-    assert!(result["hidden"].as_u64().unwrap() > 0 && result["wrong"].as_u64() == Some(0), "{result}");
+    assert!(result["models"].as_u64().unwrap() >= 2 && result["firstPicked"] == true, "{result}");
+    assert_eq!(result["shownAtLoad"].as_array().unwrap().len(), 1, "{result}");
+    assert!(result["shadesAtLoad"].as_u64().unwrap() > 0 && result["shades"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["pathsPicked"], result["afterToggle"], "{result}");
+    assert!(result["wrong"].as_u64() == Some(0) && result["hiddenAll"].as_u64() == Some(0), "{result}");
     // A screenshot of the rendered page.
     let shot = dir.path().join("report.png");
     let s = Command::new(&browser)

@@ -148,16 +148,16 @@
     var xOf = function (i) { return L + (hi > lo ? (i - lo) / (hi - lo) : 0.5) * (W - L - R); };
     var yOf = function (v) { return T + (1 - (v - yr[0]) / (yr[1] - yr[0])) * (H - T - B); };
     axes(svg, c, lo, hi, yr[0], yr[1], xOf, yOf, false);
-    // Shaded ranges (drawdowns) of the one model shown (by the picker or the legend), in its colour.
+    // Shaded ranges (drawdowns) of the model picked at the top, or else of the one model line shown, in its colour.
     var owners = {};
     (c.shades || []).forEach(function (sh) {
       var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
       if (k >= 0 && !state.hidden[k]) owners[sh[0]] = true;
     });
-    var single = Object.keys(owners).length === 1;
+    var owner = state.pick || (Object.keys(owners).length === 1 ? Object.keys(owners)[0] : null);
     (c.shades || []).forEach(function (sh) {
       var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
-      if (!single || k < 0 || state.hidden[k] || sh[2] < lo || sh[1] > hi) return;
+      if (sh[0] !== owner || k < 0 || state.hidden[k] || sh[2] < lo || sh[1] > hi) return;
       var a = xOf(Math.max(sh[1], lo)), b = xOf(Math.min(sh[2], hi));
       el("rect", { x: a, y: T, width: Math.max(b - a, 1), height: H - B - T, fill: COLORS[k % COLORS.length], "fill-opacity": 0.1, "class": "shade" }, svg);
     });
@@ -252,24 +252,23 @@
     if (toggle) toggle.addEventListener("change", function () { state.log = toggle.checked; draw(fig, c, state); });
   });
 
-  // The model picker: one model's per-model charts, tables and lines (other models' lines hidden), or all.
+  // The model picker: the per-model charts, tables and parameters of one model (the first by default), or of
+  // all; the comparison charts keep every model's line and shade the picked model's drawdowns.
   var picker = document.getElementById("model-select");
   if (picker) {
-    var names = Array.prototype.map.call(picker.options, function (o) { return o.value; }).filter(Boolean);
-    picker.addEventListener("change", function () {
+    var applyPick = function () {
       var pick = picker.value;
       Array.prototype.slice.call(document.querySelectorAll("main [data-model]")).forEach(function (e) {
         e.classList.toggle("hidden-model", pick !== "" && e.getAttribute("data-model") !== pick);
       });
       drawnFigures.forEach(function (f) {
-        var c = f[1], state = f[2];
-        if (c.model) return;
-        c.series.forEach(function (s, k) {
-          if (names.indexOf(s[0]) >= 0) state.hidden[k] = pick !== "" && s[0] !== pick;
-        });
-        draw(f[0], c, state);
+        if (!f[1].shades) return;
+        f[2].pick = pick;
+        draw(f[0], f[1], f[2]);
       });
-    });
+    };
+    picker.addEventListener("change", applyPick);
+    applyPick();
   }
 
   // Sortable tables: click a header to sort by that column (numbers numerically), again to reverse.

@@ -117,14 +117,7 @@ impl Scorer {
             None => known,
         };
         let all_symbols = known.symbols()?;
-        let day = if self.config().uses_sequences() {
-            // A sequence model reads the rows before each of the day's rows: the whole dataset as context.
-            self.dataset(&known, MatrixOptions::default())?.filter(|(_, d)| *d == as_of)
-        } else {
-            // Features need the history; the matrix only the day's rows (the same values as filtering it after).
-            let frame = stockcast_features::build_features(&known, &self.spec)?.on(as_of)?;
-            Dataset::from_frame(&frame, &known, DatasetOptions::default())?
-        };
+        let day = Dataset::for_day(&known, &self.spec, as_of, self.config().uses_sequences())?;
         if day.is_empty() {
             return Err(Error::Data(format!("no prices on {as_of} (the data ends on {last}; dates are trading days)")));
         }

@@ -99,6 +99,21 @@ impl Dataset {
         Self::from_frame(&frame, prices, opts)
     }
 
+    /// The rows of date `as_of`, for scoring it: the features of all of `prices` (the history they need), the
+    /// matrix of that date's rows only (the same values as filtering the whole matrix after); with `context`
+    /// (sequence models), every row as the context.
+    ///
+    /// # Errors
+    /// Feature errors.
+    pub fn for_day(prices: &PriceFrame, spec: &Checked<FeatureSpec>, as_of: NaiveDate, context: bool) -> Result<Self> {
+        if context {
+            let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
+            return Ok(Self::from_prices(prices, spec, opts)?.filter(|(_, d)| *d == as_of));
+        }
+        let frame = stockcast_features::build_features(prices, spec)?.on(as_of)?;
+        Self::from_frame(&frame, prices, DatasetOptions::default())
+    }
+
     /// As [`Dataset::from_prices`], computing the features `shard_rows` rows (whole symbols) at a time
     /// ([`FeatureMatrix::from_shards`]): the same dataset without the f64 feature frame ever whole. A context
     /// other than the matrix itself (filtered matrix options) takes the unsharded path.

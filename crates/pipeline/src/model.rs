@@ -108,15 +108,7 @@ pub fn predict(
     let spec = FeatureSpec::from_file(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let loaded = load(ctx, data, quarantine_beside, None)?;
     let known = loaded.prices.until(date)?;
-    let day = if model.meta.config.uses_sequences() {
-        // A sequence model reads the rows before each of the day's rows: the whole dataset as context.
-        let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
-        dataset(ctx, &known, &spec, opts)?.filter(|(_, d)| *d == date)
-    } else {
-        // Features need the history; the matrix only the day's rows (the same values as filtering it after).
-        let frame = crate::features::compute(ctx, &known, &spec)?.on(date)?;
-        stockcast_models::Dataset::from_frame(&frame, &known, DatasetOptions::default())?
-    };
+    let day = stockcast_models::Dataset::for_day(&known, &spec, date, model.meta.config.uses_sequences())?;
     if day.is_empty() {
         let last = loaded.prices.date_range()?.map(|(_, l)| l.to_string()).unwrap_or_default();
         return Err(Error::usage(format!("no prices on {date} (the data ends on {last}; dates are trading days)")));
