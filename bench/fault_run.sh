@@ -15,12 +15,11 @@
 # Each pass prints wrk's statuses, requests/s, p50/p99/max (µs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 [ $# -ge 1 ] || { echo "usage: bench/fault_run.sh STOCKCAST_BINARY..." >&2; exit 2; }
 for tool in wrk redis-server; do
     command -v "$tool" >/dev/null || { echo "fault_run: $tool is required (Debian: apt-get install $tool)" >&2; exit 2; }
 done
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+source bench/lib.sh
 symbols=${SYMBOLS:-1000}
 days=${DAYS:-600}
 seconds=${SECONDS_PER_PASS:-20}
@@ -30,19 +29,11 @@ chmod 755 "$work"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-    as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
+    stop_pg "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-pgport=$(free_port)
-mkdir -p "$work/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w start \
-    -o "-p $pgport -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >/dev/null
+start_pg "$work"
 
 first=$1
 "$first" --quiet datasets synth --symbols "$symbols" --days "$days" --seed 7 --out "$work/synth.parquet"
@@ -55,31 +46,7 @@ s = f["symbol"].unique().sort().to_list()[:5]
 print(d[-1], ",".join(d[-71:-1]), ",".join(f'"{x}"' for x in s))
 EOF
 )
-cat >"$work/nightly.toml" <<EOF
-seed = 42
-jobs = 2
-[data]
-prices = "$work/synth.parquet"
-horizon = 5
-[split]
-min_train_days = 400
-test_days = 100
-valid_days = 20
-[[models]]
-name = "bench"
-config = "$repo/configs/models/linear.toml"
-[strategy]
-kind = "top_k"
-k = 20
-rebalance_days = 5
-[gate]
-metric = "rank_ic"
-min = -1.0
-beat_champion = false
-[final]
-train_days = 300
-valid_fraction = 0.1
-EOF
+nightly_config "$work/nightly.toml" "$work/synth.parquet"
 
 wrk_line() { # label, wrk output file
     printf '  %-34s %s | %s\n' "$1" "$(grep '^wrk-statuses' "$2" | cut -d' ' -f2-)" \

@@ -9,21 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${STOCKCAST:-${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}/release/stockcast}"
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+source bench/lib.sh
 symbols=${SYMBOLS:-5000}
 days=${DAYS:-300}
 rounds=${ROUNDS:-3}
 work=$(mktemp -d /tmp/stockcast-import.XXXXXX)
 chmod 755 "$work"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() { as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { stop_pg "$work"; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w start \
-    -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off" >/dev/null
+start_pg "$work"
+port=$pgport
 "$bin" --quiet datasets synth --symbols "$symbols" --days "$days" --seed 7 --out "$work/prices.parquet"
 python3 - "$work" <<'PY'
 import sys, polars as pl

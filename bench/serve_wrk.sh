@@ -17,10 +17,9 @@
 # Not a test (needs wrk and PostgreSQL; ~1 minute a round and binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 [ $# -ge 1 ] || set -- "${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}/release/stockcast"
 command -v wrk >/dev/null || { echo "serve_wrk: wrk is required (Debian: apt-get install wrk)" >&2; exit 2; }
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+source bench/lib.sh
 symbols=${SYMBOLS:-1000}
 days=${DAYS:-600}
 seconds=${SECONDS_PER_PASS:-10}
@@ -31,19 +30,11 @@ chmod 755 "$work"
 server=
 cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null || true
-    as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
+    stop_pg "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-pgport=$(free_port)
-mkdir -p "$work/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w start \
-    -o "-p $pgport -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >/dev/null
+start_pg "$work"
 
 "$1" --quiet datasets synth --symbols "$symbols" --days "$days" --seed 7 --out "$work/synth.parquet"
 read -r latest two many < <(python3 - "$work/synth.parquet" <<'PY'
@@ -53,31 +44,7 @@ s = f["symbol"].unique().sort().to_list()
 print(str(f["date"].max()), ",".join(f'"{x}"' for x in s[:2]), ",".join(f'"{x}"' for x in s[:500]))
 PY
 )
-cat >"$work/nightly.toml" <<CFG
-seed = 42
-jobs = 2
-[data]
-prices = "$work/synth.parquet"
-horizon = 5
-[split]
-min_train_days = 400
-test_days = 100
-valid_days = 20
-[[models]]
-name = "bench"
-config = "$repo/configs/models/linear.toml"
-[strategy]
-kind = "top_k"
-k = 20
-rebalance_days = 5
-[gate]
-metric = "rank_ic"
-min = -1.0
-beat_champion = false
-[final]
-train_days = 300
-valid_fraction = 0.1
-CFG
+nightly_config "$work/nightly.toml" "$work/synth.parquet"
 cat >"$work/predict.lua" <<'LUA'
 -- POST /v1/predict with the body given after `--`.
 function init(args) body = args[1] end
