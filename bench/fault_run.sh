@@ -68,12 +68,7 @@ serve_down() { kill "$server"; wait "$server" 2>/dev/null || true; }
 n=0
 for bin in "$@"; do
     n=$((n + 1))
-    db="postgres://postgres@127.0.0.1:$pgport/run$n"
-    as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "run$n"
-    "$bin" --quiet db migrate --database-url "$db"
-    "$bin" --quiet db import-prices --prices "$work/synth.parquet" --database-url "$db" >/dev/null
-    "$bin" --quiet train --config "$work/nightly.toml" --models-dir "$work/models$n" --as-of "$latest" \
-        --created-at 2026-01-01T00:00:00Z >/dev/null
+    published "$bin" "$n" "$latest"
     addr=127.0.0.1:$(free_port)
     printf 'addr = "%s"\nmodels_dir = "%s"\npoll_s = 0\n' "$addr" "$work/models$n" >"$work/serve$n.toml"
     echo "== $bin ($("$bin" --version)), $symbols symbols x $days days, ${seconds} s a pass"

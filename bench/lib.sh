@@ -49,3 +49,14 @@ train_days = 300
 valid_fraction = 0.1
 CFG
 }
+
+# published BIN N LATEST: database runN (URL in $db) holding $work/synth.parquet, and a model trained on it as
+# of LATEST published in $work/modelsN by BIN.
+published() {
+    db="postgres://postgres@127.0.0.1:$pgport/run$2"
+    as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "run$2"
+    "$1" --quiet db migrate --database-url "$db"
+    "$1" --quiet db import-prices --prices "$work/synth.parquet" --database-url "$db" >/dev/null
+    "$1" --quiet train --config "$work/nightly.toml" --models-dir "$work/models$2" --as-of "$3" \
+        --created-at 2026-01-01T00:00:00Z >/dev/null
+}

@@ -54,12 +54,7 @@ LUA
 n=0
 for bin in "$@"; do
     n=$((n + 1))
-    db="postgres://postgres@127.0.0.1:$pgport/run$n"
-    as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "run$n"
-    "$bin" --quiet db migrate --database-url "$db"
-    "$bin" --quiet db import-prices --prices "$work/synth.parquet" --database-url "$db" >/dev/null
-    "$bin" --quiet train --config "$work/nightly.toml" --models-dir "$work/models$n" --as-of "$latest" \
-        --created-at 2026-01-01T00:00:00Z >/dev/null
+    published "$bin" "$n" "$latest"
     "$bin" --quiet recommend --date "$latest" --models-dir "$work/models$n" --database-url "$db" >/dev/null
 done
 
