@@ -356,8 +356,9 @@ pub fn assemble(
             by_path[folds[r.fold].path].extend(p);
             results.push(r);
         }
+        // (date, symbol) is unique within a path (its folds' test dates do not overlap): unstable is the same order.
         for preds in &mut by_path {
-            preds.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
+            preds.sort_unstable_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
         }
         if cpcv {
             predictions.insert(m.name.clone(), by_path[0].clone());
