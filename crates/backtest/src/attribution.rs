@@ -62,10 +62,7 @@ pub fn attribute(sim: &Simulation, market: &Market, beta: f64) -> Attribution {
     let index: Vec<Option<usize>> = sim.dates.iter().map(|d| market.dates.binary_search(d).ok()).collect();
     for k in 1..sim.dates.len() {
         let (Some(prev), Some(now)) = (index[k - 1], index[k]) else { continue };
-        let ret = |s: usize| {
-            let (a, b) = (market.close[s][prev], market.close[s][now]);
-            (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
-        };
+        let ret = |s: usize| market.close_return(s, prev, now);
         // Benchmark and sector means over the members at the previous close.
         let mut all = (0.0, 0usize);
         let mut groups: BTreeMap<Option<&str>, (f64, usize)> = BTreeMap::new();

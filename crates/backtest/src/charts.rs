@@ -120,19 +120,8 @@ pub struct Chart {
 impl Chart {
     /// A chart over dates.
     pub fn dated(id: &str, section: Section, title: &str, kind: Kind, dates: &[NaiveDate], percent: bool) -> Self {
-        Self {
-            id: sanitize(id),
-            section,
-            title: title.to_owned(),
-            kind,
-            x: dates.iter().map(ToString::to_string).collect(),
-            dates: true,
-            percent,
-            series: Vec::new(),
-            model: None,
-            shades: Vec::new(),
-            log_scale: false,
-        }
+        let x = dates.iter().map(ToString::to_string).collect();
+        Self { dates: true, ..Self::labelled(id, section, title, kind, x, percent) }
     }
 
     /// A chart over labels.

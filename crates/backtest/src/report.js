@@ -149,15 +149,14 @@
     var yOf = function (v) { return T + (1 - (v - yr[0]) / (yr[1] - yr[0])) * (H - T - B); };
     axes(svg, c, lo, hi, yr[0], yr[1], xOf, yOf, false);
     // Shaded ranges (drawdowns) of the model picked at the top, or else of the one model line shown, in its colour.
-    var owners = {};
-    (c.shades || []).forEach(function (sh) {
-      var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
-      if (k >= 0 && !state.hidden[k]) owners[sh[0]] = true;
-    });
-    var owner = state.pick || (Object.keys(owners).length === 1 ? Object.keys(owners)[0] : null);
-    (c.shades || []).forEach(function (sh) {
-      var k = c.series.findIndex(function (s) { return s[0] === sh[0]; });
-      if (sh[0] !== owner || k < 0 || state.hidden[k] || sh[2] < lo || sh[1] > hi) return;
+    var shown = (c.shades || []).map(function (sh) {
+      return [sh, c.series.findIndex(function (s) { return s[0] === sh[0]; })];
+    }).filter(function (x) { return x[1] >= 0 && !state.hidden[x[1]]; });
+    var owners = shown.map(function (x) { return x[0][0]; }).filter(function (m, i, a) { return a.indexOf(m) === i; });
+    var owner = state.pick || (owners.length === 1 ? owners[0] : null);
+    shown.forEach(function (x) {
+      var sh = x[0], k = x[1];
+      if (sh[0] !== owner || sh[2] < lo || sh[1] > hi) return;
       var a = xOf(Math.max(sh[1], lo)), b = xOf(Math.min(sh[2], hi));
       el("rect", { x: a, y: T, width: Math.max(b - a, 1), height: H - B - T, fill: COLORS[k % COLORS.length], "fill-opacity": 0.1, "class": "shade" }, svg);
     });

@@ -272,6 +272,8 @@ fn evaluate_models(
     horizon: usize,
 ) -> Result<Vec<ModelReport>> {
     let (market, strategy) = (sim.market, sim.strategy);
+    // The forward-return prices every model's tear sheet reads, laid out once.
+    let fw = tearsheet::Forward::new(market);
     let mut names: Vec<&String> = Vec::new();
     for r in &wf.results {
         if !names.contains(&&r.model) {
@@ -292,7 +294,7 @@ fn evaluate_models(
             let simulate_seconds = started.elapsed().as_secs_f64();
             let rows = wf.results.iter().filter(|r| &r.model == name);
             let sheet =
-                tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, market, report);
+                tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, &fw, report);
             let risk = risk_of(&simulation, strategy, &daily, horizon);
             let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
             let positions = positions(&simulation, market, 8);

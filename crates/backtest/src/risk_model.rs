@@ -205,15 +205,7 @@ pub fn risk_parity(cov: &Shrunk, total: f64) -> Result<Vec<f64>, String> {
 pub fn trailing_returns(market: &Market, symbols: &[usize], d: usize, days: usize) -> Vec<Vec<f64>> {
     let from = (d + 1).saturating_sub(days).max(1);
     (from..=d)
-        .filter_map(|t| {
-            symbols
-                .iter()
-                .map(|&s| {
-                    let (a, b) = (market.close[s][t - 1], market.close[s][t]);
-                    (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
-                })
-                .collect::<Option<Vec<f64>>>()
-        })
+        .filter_map(|t| symbols.iter().map(|&s| market.close_return(s, t - 1, t)).collect::<Option<Vec<f64>>>())
         .collect()
 }
 

@@ -278,8 +278,9 @@ fn rolling(r: &[f64], window: usize, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 }
 
 /// Forward returns on each symbol's own bars ([`Market::bars`], as the label counts them): prices are the open,
-/// or the close where the data has no open.
-struct Forward<'a> {
+/// or the close where the data has no open. Built once per evaluation and read by every model's tear sheet.
+#[derive(Debug)]
+pub struct Forward<'a> {
     market: &'a Market,
     /// For each symbol whose bars are every date from its first to its last: that first date index (then its
     /// k-th bar after date t is date t + k, no search needed).
@@ -289,7 +290,8 @@ struct Forward<'a> {
 }
 
 impl<'a> Forward<'a> {
-    fn new(market: &'a Market) -> Self {
+    /// The prices of `market`, date-major.
+    pub fn new(market: &'a Market) -> Self {
         let bars = market.bars();
         let dense = bars
             .iter()
@@ -413,15 +415,15 @@ pub fn tearsheet(
     risk_free: f64,
     preds: &[OosPrediction],
     daily_ic: &[metrics::DateIc],
-    market: &Market,
+    fw: &Forward<'_>,
     cfg: &ReportConfig,
 ) -> Tearsheet {
+    let market = fw.market;
     let r = daily_returns(sim, capital);
     let bench = metrics::curve_returns(capital, &sim.benchmark);
     let years = yearly_returns(&sim.dates, &r);
     let bench_years = yearly_returns(&sim.dates, &bench);
     let w = cfg.rolling_days.max(2);
-    let fw = Forward::new(market);
     let rows = by_date(preds, market);
     let q = cfg.quantiles.max(2);
     let mut sums = vec![(0.0, 0usize); q];
@@ -442,19 +444,19 @@ pub fn tearsheet(
             fw.rets(r.0, r.1, &horizons, &mut fwd);
             day_fwd.extend_from_slice(&fwd);
         }
-        // IC decay: this date's Rank IC of the scores against each horizon's forward return (as daily_ic). The
-        // scores' ranks are the same for every horizon whose returns are all finite: ranked once.
-        let scored = day.iter().filter(|r| r.2.is_finite()).count();
+        // IC decay: this date's Rank IC of the scores (all finite: `by_date` keeps no other) against each
+        // horizon's forward return (as daily_ic). The scores' ranks are the same for every horizon whose returns
+        // are all finite: ranked once.
         let mut score_ranks: Option<Vec<f64>> = None;
         for (k, ics) in decay.iter_mut().enumerate() {
             let (a, b): (Vec<f64>, Vec<f64>) = day
                 .iter()
                 .zip(day_fwd.chunks(horizons.len()))
                 .map(|(r, f)| (r.2, f[1 + k]))
-                .filter(|(s, f)| s.is_finite() && f.is_finite())
+                .filter(|(_, f)| f.is_finite())
                 .unzip();
             if a.len() >= metrics::MIN_PAIRS {
-                let ic = if a.len() == scored {
+                let ic = if a.len() == day.len() {
                     let ranks = score_ranks.get_or_insert_with(|| metrics::average_ranks(&a));
                     metrics::pearson(ranks, &metrics::average_ranks(&b))
                 } else {

@@ -51,8 +51,26 @@ impl Market {
             open[si][di] = o;
             close[si][di] = c;
         }
+        Self::with_prices(dates, symbols, open, close, Vec::new())
+    }
+
+    /// A market of these prices, without sectors or a universe.
+    fn with_prices(
+        dates: Vec<NaiveDate>,
+        symbols: Vec<String>,
+        open: Vec<Vec<f64>>,
+        close: Vec<Vec<f64>>,
+        volume: Vec<Vec<f64>>,
+    ) -> Self {
         let sector = vec![Vec::new(); symbols.len()];
-        Self { dates, symbols, open, close, sector, member: None, volume: Vec::new(), bars: std::sync::OnceLock::new() }
+        Self { dates, symbols, open, close, sector, member: None, volume, bars: std::sync::OnceLock::new() }
+    }
+
+    /// Symbol `s`'s close-to-close return from date index `from` to `to`, when both closes exist (and the first
+    /// is positive).
+    pub fn close_return(&self, s: usize, from: usize, to: usize) -> Option<f64> {
+        let (a, b) = (self.close[s][from], self.close[s][to]);
+        (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
     }
 
     /// Date indices of each symbol's own bars (dates with an open or a close), increasing: what "the k-th bar
@@ -179,9 +197,7 @@ impl Market {
                 }
             }
         }
-        let sector = vec![Vec::new(); symbols.len()];
-        let mut market =
-            Self { dates, symbols, open, close, sector, member: None, volume, bars: std::sync::OnceLock::new() };
+        let mut market = Self::with_prices(dates, symbols, open, close, volume);
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
     }

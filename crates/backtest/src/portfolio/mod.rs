@@ -156,12 +156,20 @@ fn weigh(
             }
         }
     }
-    // Scores by symbol and each side's trailing returns, for the weightings that read them.
-    let score_of = |names: &[usize]| -> Vec<f64> {
-        let by_symbol: BTreeMap<usize, f64> = scored.iter().copied().collect();
-        names.iter().map(|s| by_symbol.get(s).copied().unwrap_or(0.0)).collect()
+    // Scores by symbol and each group's trailing returns and covariance, for the weightings that read them.
+    let by_symbol: BTreeMap<usize, f64> = if matches!(cfg.weights, Weighting::Score | Weighting::MeanVariance) {
+        scored.iter().copied().collect()
+    } else {
+        BTreeMap::new()
     };
+    let score_of =
+        |names: &[usize]| -> Vec<f64> { names.iter().map(|s| by_symbol.get(s).copied().unwrap_or(0.0)).collect() };
     let returns_of = |names: &[usize]| crate::risk_model::trailing_returns(market, names, d, cfg.cov_days);
+    // Without three common dates of returns there is no covariance to weigh by: the group keeps its weights.
+    let covariance_of = |names: &[usize]| {
+        let rets = returns_of(names);
+        crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3)
+    };
     // Each group (a side, or a sector's side when sector-neutral) of two names or more shares its total.
     for (sign, names) in sectors::groups(cfg, market, d, &w) {
         if cfg.weights == Weighting::Equal || names.len() < 2 {
@@ -193,8 +201,7 @@ fn weigh(
                 }
             }
             Weighting::RiskParity => {
-                let rets = returns_of(&names);
-                let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
+                let Some(cov) = covariance_of(&names) else { continue };
                 let solved = crate::risk_model::risk_parity(&cov, total)
                     .map_err(|e| Error::Data(format!("{}: {e}", market.dates[d])))?;
                 for (s, v) in names.iter().zip(solved) {
@@ -202,9 +209,7 @@ fn weigh(
                 }
             }
             Weighting::MeanVariance => {
-                // Without enough common history for a covariance the group keeps the rule's weights.
-                let rets = returns_of(&names);
-                let Some(cov) = crate::risk_model::ledoit_wolf(&rets).filter(|_| rets.len() >= 3) else { continue };
+                let Some(cov) = covariance_of(&names) else { continue };
                 let mu: Vec<f64> = score_of(&names).iter().map(|v| sign * v).collect();
                 let upper = cfg.max_weight.unwrap_or(total).min(total);
                 let caps = sectors::solver_groups(cfg, market, d, &names);
@@ -318,10 +323,7 @@ pub fn simulate_with(
         if d > first {
             let rets: Vec<f64> = (0..nsym)
                 .filter(|&s| market.is_member(s, d - 1))
-                .filter_map(|s| {
-                    let (a, b) = (market.close[s][d - 1], market.close[s][d]);
-                    (a.is_finite() && b.is_finite() && a > 0.0).then(|| b / a - 1.0)
-                })
+                .filter_map(|s| market.close_return(s, d - 1, d))
                 .collect();
             if !rets.is_empty() {
                 bench *= 1.0 + rets.iter().sum::<f64>() / rets.len() as f64;
@@ -363,9 +365,7 @@ pub fn simulate_with(
                 _ => targets(&cfg.rule, &scored, &book.held()),
             };
             let (w, predicted) = weigh(cfg, market, d, &scored, rule_targets)?;
-            if predicted.is_some() {
-                predicted_vol = predicted;
-            }
+            predicted_vol = predicted.or(predicted_vol);
             sim.weigh_seconds.0 += started.elapsed().as_secs_f64();
             match cfg.fill {
                 Fill::Close => add(book.rebalance(cfg, market, d, &w, Fill::Close)),
