@@ -123,14 +123,21 @@ pub struct ImportStats {
 pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Security]) -> Result<ImportStats> {
     // Sectors go in through `securities`, not per row.
     let series = prices.series_with(SeriesColumns { sector: false, ..SeriesColumns::ALL })?;
-    // Every row as (symbol, date, open, high, low, close, volume, raw_close), in order, without a copy of the
+    // Every row as (symbol, date, [open, high, low, close, volume, raw_close]), in order, without a copy of the
     // table per column (25 M rows would be 3 GB of them).
     let rows = || {
         series.iter().flat_map(|s| {
             let at = |v: &Option<Vec<f64>>, i: usize| v.as_ref().map(|v| v[i]);
             (0..s.len()).map(move |i| {
-                let values = [at(&s.open, i), at(&s.high, i), at(&s.low, i), Some(s.close[i]), at(&s.volume, i)];
-                (s.symbol.as_str(), s.dates[i], values, at(&s.raw_close, i))
+                let values = [
+                    at(&s.open, i),
+                    at(&s.high, i),
+                    at(&s.low, i),
+                    Some(s.close[i]),
+                    at(&s.volume, i),
+                    at(&s.raw_close, i),
+                ];
+                (s.symbol.as_str(), s.dates[i], values)
             })
         })
     };
@@ -175,8 +182,8 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
             )
             .await?;
         let mut buf = crate::copy::header();
-        for (symbol, date, [open, high, low, close, volume], raw_close) in rows() {
-            crate::copy::write_row(&mut buf, symbol, date, [open, high, low, close, volume, raw_close]);
+        for (symbol, date, values) in rows() {
+            crate::copy::write_row(&mut buf, symbol, date, values);
             if buf.len() >= 1 << 20 {
                 copy.send(std::mem::take(&mut buf)).await?;
             }
@@ -192,10 +199,10 @@ pub async fn import_prices(pool: &PgPool, prices: &PriceFrame, securities: &[Sec
     while all.peek().is_some() {
         let (mut symbols, mut dates) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let mut cols: [Vec<Option<f64>>; 6] = Default::default();
-        for (symbol, date, values, raw_close) in all.by_ref().take(BATCH) {
+        for (symbol, date, values) in all.by_ref().take(BATCH) {
             symbols.push(symbol);
             dates.push(date);
-            for (col, v) in cols.iter_mut().zip(values.into_iter().chain([raw_close])) {
+            for (col, v) in cols.iter_mut().zip(values) {
                 col.push(v);
             }
         }

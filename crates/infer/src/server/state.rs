@@ -272,12 +272,12 @@ impl AppState {
         }
     }
 
-    /// The once-cell of a (model version, date) in the [`DayCache`].
     /// The scores of `key` when they are computed already (no cell is made otherwise).
     pub(super) fn day_done(&self, key: &DayKey) -> Option<Arc<BTreeMap<String, f64>>> {
         self.days.lock().ok()?.cells.get(key).and_then(|(c, _)| c.get().cloned())
     }
 
+    /// The once-cell of a (model version, date) in the [`DayCache`].
     pub(super) fn day_cell(&self, key: DayKey) -> Option<DayCell> {
         Some(self.days.lock().ok()?.cell(key, self.cfg.day_cache_max_bytes))
     }
