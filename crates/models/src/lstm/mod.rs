@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use stockcast_features::FeatureMatrix;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Rows};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelKind, ModelMeta};
 
@@ -217,7 +217,7 @@ mod tests {
             patience: 0,
             ..toml::from_str("").unwrap()
         };
-        let model = fit(&cfg, &data, None, 11).unwrap();
+        let model = fit(&cfg, Rows::all(&data), None, 11).unwrap();
         // Rows of a date range, as a fold's test set: the window of their first dates reaches before the range.
         let from = NaiveDate::from_ymd_opt(2001, 1, 20).unwrap();
         let test = data.filter(|(_, d)| *d >= from);
@@ -240,7 +240,7 @@ mod tests {
 
     /// Every parameter's gradient of one mini-batch, by `step`, for a fresh seeded network.
     fn gradients_of(cfg: &LstmConfig, data: &Dataset, fused: bool) -> (f64, Vec<(&'static str, Vec<f32>)>) {
-        let model = fit(&LstmConfig { epochs: 1, ..cfg.clone() }, data, None, 2).unwrap();
+        let model = fit(&LstmConfig { epochs: 1, ..cfg.clone() }, Rows::all(data), None, 2).unwrap();
         let saved = &model.saved;
         let base = cfg.device();
         let device = base.clone().autodiff();
@@ -250,7 +250,7 @@ mod tests {
             Net::new(cfg, saved.inputs, &device)
         };
         let index = SeqIndex::new(data.context.as_deref().unwrap());
-        let (rows, ys) = labelled(data, 0, Some(saved)).unwrap();
+        let (rows, ys) = labelled(Rows::all(data), 0, Some(saved)).unwrap();
         let keys: Vec<&(String, NaiveDate)> = rows.iter().take(75).map(|&i| &data.matrix.index[i]).collect();
         let x = sequences(&index, &keys, saved);
         // Targets far from the untrained outputs, so Huber's linear branch is taken too.
@@ -314,17 +314,55 @@ mod tests {
             patience: 0,
             ..toml::from_str("").unwrap()
         };
-        let scores = |seed| fit(&cfg, &data, None, seed).unwrap().predict_rows(&data).unwrap();
+        let scores = |seed| fit(&cfg, Rows::all(&data), None, seed).unwrap().predict_rows(&data).unwrap();
         let first = scores(4);
         assert_eq!(first, scores(4));
         assert!(first.iter().zip(scores(5)).any(|(a, b)| (a - b).abs() > 1e-9), "the seed changes nothing");
+    }
+
+    /// A walk-forward fits on rows of the whole dataset in place: the same network, bit for bit, as a fit on
+    /// copies of those rows (training rows with gaps, a row cap and a validation set), with and without dropout.
+    #[test]
+    fn a_fit_on_rows_in_place_equals_the_fit_on_their_copy() {
+        use chrono::Datelike;
+
+        let data = panel(50, 12);
+        let (train, valid): (Vec<usize>, Vec<usize>) = {
+            let day = |i: usize| data.matrix.index[i].1.ordinal();
+            (
+                (0..data.len()).filter(|&i| day(i) <= 30 && i % 7 != 3).collect(),
+                (0..data.len()).filter(|&i| day(i) > 36).collect(),
+            )
+        };
+        for dropout in [0.0, 0.2] {
+            let cfg = LstmConfig {
+                lookback: 6,
+                hidden: 8,
+                layers: 2,
+                dropout,
+                epochs: 3,
+                batch_size: 64,
+                patience: 2,
+                max_train_rows: 900,
+                ..toml::from_str("").unwrap()
+            };
+            let (t, v) = (Rows::of(&data, &train), Rows::of(&data, &valid));
+            let copy = cfg.fit(&t.materialize(), Some(&v.materialize()), 5).unwrap();
+            let in_place = cfg.fit_rows(t, Some(v), 5).unwrap();
+            let (a, b) = (copy.predict_rows(&data).unwrap(), in_place.predict_rows(&data).unwrap());
+            assert_eq!(a.len(), data.len());
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "dropout {dropout}: scores differ");
+            // The fits saw fewer rows than the panel (the cap and the gaps), so a wrong row set would show.
+            let whole = cfg.fit(&data, None, 5).unwrap().predict_rows(&data).unwrap();
+            assert!(whole.iter().zip(&a).any(|(x, y)| (x - y).abs() > 1e-9));
+        }
     }
 
     #[test]
     fn weights_of_the_old_layout_are_refused_with_a_retrain_message() {
         let data = panel(30, 5);
         let cfg = LstmConfig { lookback: 4, hidden: 4, epochs: 1, patience: 0, ..toml::from_str("").unwrap() };
-        let model = fit(&cfg, &data, None, 1).unwrap();
+        let model = fit(&cfg, Rows::all(&data), None, 1).unwrap();
         let dir = tempfile::tempdir().unwrap();
         model.save_files(dir.path()).unwrap();
         assert!(LstmModel::load(dir.path()).is_ok());

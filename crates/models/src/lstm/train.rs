@@ -2,10 +2,10 @@
 //! Adam, early stopping on the validation loss.
 
 use super::{
-    AdamConfig, ChaCha8Rng, Dataset, Device, DeviceKind, Error, GradientsParams, HuberLossConfig, Inference, LossKind,
-    LstmConfig, LstmModel, Module, MseLoss, NETWORK_FORMAT, NaiveDate, Net, PREDICT_CHUNK, Reduction, Result, Saved,
-    SeedableRng, SeqIndex, SliceRandom, Tensor, TensorData, burn_rng_lock, kernel, labelled, layer_weights, mean_std,
-    sequences, tensor3, to_vec, usable_sd, values,
+    AdamConfig, ChaCha8Rng, Device, DeviceKind, Error, GradientsParams, HuberLossConfig, Inference, LossKind,
+    LstmConfig, LstmModel, Module, MseLoss, NETWORK_FORMAT, NaiveDate, Net, PREDICT_CHUNK, Reduction, Result, Rows,
+    Saved, SeedableRng, SeqIndex, SliceRandom, Tensor, TensorData, burn_rng_lock, kernel, labelled, layer_weights,
+    mean_std, sequences, tensor3, to_vec, usable_sd, values,
 };
 
 pub(super) fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
@@ -201,8 +201,12 @@ pub(super) fn fused_step(
     Ok((value, params))
 }
 
-pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, seed: u64) -> Result<LstmModel> {
-    let inputs = train.matrix.feature_names.len();
+/// Fits on `train`, early-stopping on `valid`, reading the rows in place: the feature statistics, labels and
+/// sequence keys come from the rows' positions, the sequences from the dataset's context. Without a context the
+/// sequences would see the dataset's other rows, so such rows are fitted on a copy ([`LstmConfig::fit_rows`]).
+pub(crate) fn fit(cfg: &LstmConfig, train: Rows<'_>, valid: Option<Rows<'_>>, seed: u64) -> Result<LstmModel> {
+    let data = train.data;
+    let inputs = data.matrix.feature_names.len();
     if inputs == 0 {
         return Err(Error::Data("lstm: the data has no features".into()));
     }
@@ -211,11 +215,11 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         return Err(Error::Data(format!("lstm: {} labelled training rows; need at least 2", rows.len())));
     }
     // Statistics from the training rows only.
-    let (means, stds): (Vec<f64>, Vec<f64>) = stockcast_features::stats::column_moments(&train.matrix.x, &rows, 0)
+    let (means, stds): (Vec<f64>, Vec<f64>) = stockcast_features::stats::column_moments(&data.matrix.x, &rows, 0)
         .into_iter()
         .map(|m| if m.n == 0 { (0.0, 1.0) } else { (m.mean, usable_sd(m.std)) })
         .unzip();
-    let y = train.labels()?;
+    let y = data.labels()?;
     let (y_mean, y_std) = mean_std(rows.iter().map(|&i| f64::from(y[i])));
     let mut saved = Saved {
         network: NETWORK_FORMAT,
@@ -231,15 +235,14 @@ pub(crate) fn fit(cfg: &LstmConfig, train: &Dataset, valid: Option<&Dataset>, se
         valid_loss: Vec::new(),
     };
     let (rows, ys) = labelled(train, cfg.max_train_rows, Some(&saved))?;
-    let train_ctx = train.context.as_deref().unwrap_or(&train.matrix);
-    let train_index = SeqIndex::new(train_ctx);
-    let train_keys: Vec<&(String, NaiveDate)> = rows.iter().map(|&i| &train.matrix.index[i]).collect();
+    let train_index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
+    let train_keys: Vec<&(String, NaiveDate)> = rows.iter().map(|&i| &data.matrix.index[i]).collect();
     let valid = valid.filter(|v| !v.is_empty() && cfg.patience > 0);
     let valid_parts = valid
         .map(|v| -> Result<_> {
             let (vrows, vys) = labelled(v, 0, Some(&saved))?;
-            let keys: Vec<&(String, NaiveDate)> = vrows.iter().map(|&i| &v.matrix.index[i]).collect();
-            Ok((SeqIndex::new(v.context.as_deref().unwrap_or(&v.matrix)), keys, vys))
+            let keys: Vec<&(String, NaiveDate)> = vrows.iter().map(|&i| &v.data.matrix.index[i]).collect();
+            Ok((SeqIndex::new(v.data.context.as_deref().unwrap_or(&v.data.matrix)), keys, vys))
         })
         .transpose()?
         .filter(|(_, keys, _)| !keys.is_empty());

@@ -1,6 +1,6 @@
 //! Sequence windows: per symbol, the last `lookback` context rows of each row, standardised and left-padded.
 
-use super::{Dataset, Device, Error, FeatureMatrix, HashMap, NaiveDate, Result, Saved, Tensor, TensorData};
+use super::{Device, Error, FeatureMatrix, HashMap, NaiveDate, Result, Rows, Saved, Tensor, TensorData};
 
 /// Per symbol, the context rows in date order.
 pub(super) struct SeqIndex<'a> {
@@ -69,18 +69,23 @@ pub(super) fn to_vec(t: &Tensor<1>) -> Result<Vec<f32>> {
     t.to_data().try_to_vec::<f32>().map_err(|e| Error::Data(format!("lstm: reading a tensor: {e:?}")))
 }
 
-/// Labelled rows of `data` (indices, standardised labels), the most recent `max` when `max > 0`.
-pub(super) fn labelled(data: &Dataset, max: usize, saved: Option<&Saved>) -> Result<(Vec<usize>, Vec<f32>)> {
+/// Labelled rows of `rows` (positions in `rows.data`, standardised labels), the most recent `max` when
+/// `max > 0`: the same rows, in the same order, as on a [`Rows::materialize`]d copy.
+pub(super) fn labelled(rows: Rows<'_>, max: usize, saved: Option<&Saved>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let data = rows.data;
     let y = data.labels()?;
-    let mut rows: Vec<usize> = (0..data.len()).filter(|&i| y[i].is_finite()).collect();
-    if max > 0 && rows.len() > max {
-        rows.sort_by_key(|&i| data.matrix.index[i].1);
-        rows.drain(..rows.len() - max);
-        rows.sort_unstable();
+    let at = |k: usize| rows.positions.map_or(k, |p| p[k]);
+    // Worked out in the rows' own order (k), as a copy would be, then mapped to positions.
+    let mut ks: Vec<usize> = (0..rows.len()).filter(|&k| y[at(k)].is_finite()).collect();
+    if max > 0 && ks.len() > max {
+        ks.sort_by_key(|&k| data.matrix.index[at(k)].1);
+        ks.drain(..ks.len() - max);
+        ks.sort_unstable();
     }
+    let positions: Vec<usize> = ks.into_iter().map(at).collect();
     let (m, s) = saved.map_or((0.0, 1.0), |s| (s.y_mean, s.y_std));
-    let ys = rows.iter().map(|&i| ((f64::from(y[i]) - m) / s) as f32).collect();
-    Ok((rows, ys))
+    let ys = positions.iter().map(|&i| ((f64::from(y[i]) - m) / s) as f32).collect();
+    Ok((positions, ys))
 }
 
 /// Mean and population sd (`ddof = 0`) of the finite values (the label's; the features' are
