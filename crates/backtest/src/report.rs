@@ -20,7 +20,7 @@ use crate::charts::{Chart, Kind, Section};
 use crate::error::{Error, Result};
 use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
-use crate::portfolio::{self, Market, Simulation, StrategyConfig};
+use crate::portfolio::{self, Market, ScoreGrid, Simulation, StrategyConfig};
 use crate::relative::{self, RiskStats};
 use crate::runner::WalkForward;
 use crate::tearsheet::{self, ReportConfig, Tearsheet};
@@ -140,15 +140,20 @@ impl Simulator<'_> {
     fn run(
         &self,
         strategy: &Checked<StrategyConfig>,
-        scores: &BTreeMap<(NaiveDate, String), f64>,
+        scores: &ScoreGrid,
         index: Option<&portfolio::Index>,
     ) -> Result<Simulation> {
         portfolio::simulate_with(strategy, self.market, scores, index, self.liquidity.clone())
     }
+
+    /// The score grid of `preds` (ordered by date, then symbol, as a walk-forward's are).
+    fn grid(&self, preds: &[crate::runner::OosPrediction]) -> ScoreGrid {
+        ScoreGrid::new(self.market, preds.iter().map(|p| (p.date, p.symbol.as_str(), p.score)))
+    }
 }
 
 /// The capacity curve of `scores` (see [`CapacityPoint`]).
-fn capacity_curve(sim: &Simulator<'_>, scores: &BTreeMap<(NaiveDate, String), f64>) -> Result<Vec<CapacityPoint>> {
+fn capacity_curve(sim: &Simulator<'_>, scores: &ScoreGrid) -> Result<Vec<CapacityPoint>> {
     let strategy = sim.strategy;
     strategy
         .capacity
@@ -243,8 +248,7 @@ fn cpcv_paths(name: &str, paths: &[Vec<crate::runner::OosPrediction>], sim: &Sim
     let mut sharpe = Vec::new();
     let mut rank_ic = Vec::new();
     for (i, preds) in paths.iter().enumerate() {
-        let scores: BTreeMap<(NaiveDate, String), f64> =
-            preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+        let scores = sim.grid(preds);
         let path = sim
             .run(sim.strategy, &scores, None)
             .map_err(|e| Error::Data(format!("model {name}, cpcv path {i}: {e}")))?;
@@ -286,8 +290,7 @@ fn evaluate_models(
             let preds = &wf.predictions[name];
             let spec = models.iter().find(|m| &m.name == name);
             let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
-            let scores: BTreeMap<(NaiveDate, String), f64> =
-                preds.iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+            let scores = sim.grid(preds);
             let started = std::time::Instant::now();
             let simulation =
                 sim.run(strategy, &scores, index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;

@@ -254,7 +254,43 @@ pub fn simulate(
     index: Option<&Index>,
 ) -> Result<Simulation> {
     let liquidity = liquidity_for(cfg, market)?;
-    simulate_with(cfg, market, scores, index, liquidity)
+    let grid = ScoreGrid::new(market, scores.iter().map(|((d, s), v)| (*d, s.as_str(), *v)));
+    simulate_with(cfg, market, &grid, index, liquidity)
+}
+
+/// Scores laid out on a market's dates and symbols: per date (index), the finite scores of the symbols the market
+/// has, as (symbol index, score) in the order given. What [`simulate_with`] reads; built once per model and shared
+/// by its simulations (the strategy, each capacity level), where a `(date, symbol)` map would be looked up again
+/// by each (24 M rows on a 5,000 × 5,040 panel).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreGrid {
+    by_date: BTreeMap<usize, Vec<(usize, f64)>>,
+}
+
+impl ScoreGrid {
+    /// The grid of `scores`, given in (date, symbol) order (a `(date, symbol)` map's, or a walk-forward's
+    /// predictions'); rows whose date or symbol the market lacks, and non-finite scores, are left out.
+    pub fn new<'a>(market: &Market, scores: impl IntoIterator<Item = (NaiveDate, &'a str, f64)>) -> Self {
+        let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+        let (mut hint, mut last): (usize, Option<(NaiveDate, Option<usize>)>) = (0, None);
+        for (d, s, v) in scores {
+            if !v.is_finite() {
+                continue;
+            }
+            let di = match last {
+                Some((ld, di)) if ld == d => di,
+                _ => {
+                    let di = market.dates.binary_search(&d).ok();
+                    last = Some((d, di));
+                    di
+                }
+            };
+            if let (Some(di), Some(si)) = (di, market.symbol_index(s, &mut hint)) {
+                by_date.entry(di).or_default().push((si, v));
+            }
+        }
+        Self { by_date }
+    }
 }
 
 /// The [`Liquidity`] `cfg` needs (none when its costs and limits read no volume), for [`simulate_with`].
@@ -273,21 +309,13 @@ pub fn liquidity_for(cfg: &StrategyConfig, market: &Market) -> Result<Option<std
 pub fn simulate_with(
     cfg: &Checked<StrategyConfig>,
     market: &Market,
-    scores: &BTreeMap<(NaiveDate, String), f64>,
+    scores: &ScoreGrid,
     index: Option<&Index>,
     liquidity: Option<std::sync::Arc<Liquidity>>,
 ) -> Result<Simulation> {
     sectors::require(cfg, market)?;
     let nsym = market.symbols.len();
-    let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
-    let mut hint = 0;
-    for ((d, s), v) in scores {
-        if let (Ok(di), Some(si)) = (market.dates.binary_search(d), market.symbol_index(s, &mut hint))
-            && v.is_finite()
-        {
-            by_date.entry(di).or_default().push((si, *v));
-        }
-    }
+    let by_date = &scores.by_date;
     let (Some(&first), Some(&last)) = (by_date.keys().next(), by_date.keys().next_back()) else {
         return Err(Error::Data("no finite score matches a symbol and date of the prices".into()));
     };
