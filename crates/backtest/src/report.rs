@@ -148,7 +148,7 @@ impl Simulator<'_> {
 
     /// The score grid of `preds` (ordered by date, then symbol, as a walk-forward's are).
     fn grid(&self, preds: &[crate::runner::OosPrediction]) -> ScoreGrid {
-        ScoreGrid::new(self.market, preds.iter().map(|p| (p.date, p.symbol.as_str(), p.score)))
+        ScoreGrid::new(self.market, preds.iter().map(|p| (p.date, &*p.symbol, p.score)))
     }
 }
 
@@ -1142,7 +1142,7 @@ pub(crate) fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport])
         wf.predictions.iter().flat_map(|(m, v)| v.iter().map(move |p| (m, p))).collect();
     let mut df = frame(vec![
         Column::new("model".into(), all.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>()),
-        Column::new("symbol".into(), all.iter().map(|(_, p)| p.symbol.as_str()).collect::<Vec<_>>()),
+        Column::new("symbol".into(), all.iter().map(|(_, p)| &*p.symbol).collect::<Vec<_>>()),
         date_col("date", all.iter().map(|(_, p)| p.date))?,
         Column::new("fold".into(), all.iter().map(|(_, p)| p.fold as u32).collect::<Vec<_>>()),
         Column::new("score".into(), all.iter().map(|(_, p)| p.score).collect::<Vec<_>>()),

@@ -371,7 +371,7 @@ impl PredictionColumns {
     fn push(&mut self, task: usize, rows: &[OosPrediction]) {
         for p in rows {
             self.task.push(task as u32);
-            self.symbol.push(p.symbol.clone());
+            self.symbol.push(p.symbol.to_string());
             self.date.push(date_to_days(p.date));
             self.fold.push(p.fold as u32);
             self.score.push(p.score);
@@ -580,13 +580,14 @@ fn read_predictions(path: &Path, shard: usize) -> Result<Vec<(usize, OosPredicti
     let score = col("score")?.f64().map_err(bad)?.clone();
     let label = col("label")?.f64().map_err(bad)?.clone();
     let mut out = Vec::with_capacity(df.height());
+    let mut symbols = crate::runner::SymbolTable::default();
     for r in 0..df.height() {
         let row =
             (task.get(r), symbol.get(r), date.get(r).and_then(days_to_date), fold.get(r), score.get(r), label.get(r));
         let (Some(t), Some(s), Some(d), Some(f), Some(score), Some(label)) = row else {
             return Err(Error::Data(format!("shard {shard}: {}: row {r} has a missing value", path.display())));
         };
-        out.push((t as usize, OosPrediction { symbol: s.to_owned(), date: d, fold: f as usize, score, label }));
+        out.push((t as usize, OosPrediction { symbol: symbols.get(s), date: d, fold: f as usize, score, label }));
     }
     Ok(out)
 }

@@ -335,9 +335,10 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     stockcast_features::io::write_frame(&mut df, &prices)?;
     let synth_s = t.elapsed().as_secs_f64();
     let config = a.out.join("backtest.toml");
+    let window = a.train_days.map_or_else(String::new, |n| format!("window = \"rolling\"\ntrain_days = {n}\n"));
     let text = format!(
         "name = \"bench\"\nseed = 42\njobs = {}\n\n[data]\nprices = {:?}\nhorizon = 5\n\n[split]\nmin_train_days = 504\n\
-         test_days = 252\nvalid_days = 63\n{models}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
+         test_days = 252\nvalid_days = 63\n{window}{models}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
          rebalance_days = 5\ncommission_bps = 10\nslippage_bps = 5\n",
         a.jobs,
         prices.display().to_string()

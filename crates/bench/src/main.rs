@@ -120,6 +120,10 @@ pub struct BenchBacktestArgs {
     /// Which of the benchmark's models to run (comma-separated: gbm, lstm, linear, forecast, momentum, ensemble).
     #[arg(long, value_delimiter = ',', default_value = "gbm,lstm,linear,forecast,momentum,ensemble")]
     pub models: Vec<String>,
+    /// Train each fold on a rolling window of this many trading days (default: an expanding window from the first
+    /// date, whose fits grow with the history: the sum of training rows over yearly folds grows with its square).
+    #[arg(long, value_name = "DAYS")]
+    pub train_days: Option<usize>,
     /// Work directory (synthetic prices, config, run).
     #[arg(long, value_name = "DIR", default_value = "runs/bench-backtest")]
     pub out: PathBuf,

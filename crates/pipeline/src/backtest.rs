@@ -519,7 +519,7 @@ pub(crate) mod tests {
             x.walk_forward
                 .predictions
                 .iter()
-                .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.clone(), p.date, p.score.to_bits())))
+                .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.to_string(), p.date, p.score.to_bits())))
                 .collect()
         };
         assert!(!bits(&a).is_empty());
@@ -648,10 +648,10 @@ pub(crate) mod tests {
         for p in &a.walk_forward.predictions["mom"] {
             assert!(u.contains(&p.symbol, p.date), "{} {} is not a member", p.symbol, p.date);
         }
-        assert!(a.walk_forward.predictions["mom"].iter().any(|p| p.symbol == "S0"));
-        assert!(!b.walk_forward.predictions["mom"].iter().any(|p| ["S0", "S1", "S2"].contains(&p.symbol.as_str())));
+        assert!(a.walk_forward.predictions["mom"].iter().any(|p| &*p.symbol == "S0"));
+        assert!(!b.walk_forward.predictions["mom"].iter().any(|p| ["S0", "S1", "S2"].contains(&&*p.symbol)));
         let late = NaiveDate::from_ymd_opt(2015, 10, 12).unwrap();
-        assert!(!a.walk_forward.predictions["mom"].iter().any(|p| p.symbol == "S7" && p.date < late));
+        assert!(!a.walk_forward.predictions["mom"].iter().any(|p| &*p.symbol == "S7" && p.date < late));
         let (ra, rb) = (
             a.evaluation.models[0].simulation.stats.total_return,
             b.evaluation.models[0].simulation.stats.total_return,
@@ -806,8 +806,8 @@ pub(crate) mod tests {
         // GOOG is scored from its S&P 500 inclusion (2006-03-31) only; FB (included after the panel) never.
         let joined = NaiveDate::from_ymd_opt(2006, 3, 31).unwrap();
         let preds = &a.walk_forward.predictions["linear"];
-        assert!(preds.iter().all(|p| p.symbol != "FB" && (p.symbol != "GOOG" || p.date >= joined)));
-        assert!(preds.iter().any(|p| p.symbol == "GOOG"));
+        assert!(preds.iter().all(|p| &*p.symbol != "FB" && (&*p.symbol != "GOOG" || p.date >= joined)));
+        assert!(preds.iter().any(|p| &*p.symbol == "GOOG"));
         assert_eq!(a.meta.data["classification"]["spans"], 8);
         let sheet = &a.evaluation.models[0].sheet;
         assert_eq!(sheet.quantile_mean_by_group.len(), 1, "every us5 name was Information Technology until 2018");
@@ -971,7 +971,7 @@ pub(crate) mod tests {
         let mut checked = 0;
         for (model, preds) in &bt.walk_forward.predictions {
             for p in preds.iter().filter(|p| p.label.is_finite()).step_by(97) {
-                let s = series.iter().find(|s| s.symbol == p.symbol).unwrap();
+                let s = series.iter().find(|s| *s.symbol == *p.symbol).unwrap();
                 let open = s.open.as_ref().unwrap();
                 let i = s.dates.binary_search(&p.date).unwrap();
                 let want = open[i + 11] / open[i + 1] - 1.0;
@@ -1122,7 +1122,7 @@ pub(crate) mod tests {
         // So the rule's out-of-sample scores, and its portfolio, do not depend on what else ran.
         let (a, b) = (run(&ctx, &rules, &data).unwrap(), run(&ctx, &both, &data).unwrap());
         let scores = |x: &Backtest| -> Vec<(String, NaiveDate, u64)> {
-            x.walk_forward.predictions["mom"].iter().map(|p| (p.symbol.clone(), p.date, p.score.to_bits())).collect()
+            x.walk_forward.predictions["mom"].iter().map(|p| (p.symbol.to_string(), p.date, p.score.to_bits())).collect()
         };
         assert!(!scores(&a).is_empty());
         assert_eq!(scores(&a), scores(&b));

@@ -267,7 +267,7 @@ mod tests {
     fn bits(wf: &WalkForward) -> Vec<(String, String, chrono::NaiveDate, u64)> {
         wf.predictions
             .iter()
-            .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.clone(), p.date, p.score.to_bits())))
+            .flat_map(|(m, v)| v.iter().map(move |p| (m.clone(), p.symbol.to_string(), p.date, p.score.to_bits())))
             .collect()
     }
 

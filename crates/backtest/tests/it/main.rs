@@ -282,7 +282,7 @@ fn a_cpcv_run_predicts_every_date_on_every_path() {
     let paths = &wf.paths["linear"];
     assert_eq!(paths.len(), 4); // C(4, 1)
     let keys = |v: &[runner::OosPrediction]| -> Vec<(String, NaiveDate)> {
-        v.iter().map(|p| (p.symbol.clone(), p.date)).collect()
+        v.iter().map(|p| (p.symbol.to_string(), p.date)).collect()
     };
     let first = keys(&paths[0]);
     assert_eq!(first, keys(&wf.predictions["linear"]));
@@ -395,7 +395,7 @@ fn changing_prices_after_a_fold_never_changes_its_predictions() {
     let after = runner::run(&dataset(&changed, &spec), &models, &split(), opts, &|_, _, _, _| {}).unwrap();
     for m in &models {
         let keep = |v: &[runner::OosPrediction]| -> Vec<(String, NaiveDate, u64)> {
-            v.iter().filter(|p| p.fold <= 1).map(|p| (p.symbol.clone(), p.date, p.score.to_bits())).collect()
+            v.iter().filter(|p| p.fold <= 1).map(|p| (p.symbol.to_string(), p.date, p.score.to_bits())).collect()
         };
         let (a, b) = (keep(&base.predictions[&m.name]), keep(&after.predictions[&m.name]));
         assert!(!a.is_empty());
@@ -667,7 +667,7 @@ fn sma_crossover_trades_match_an_independent_loop() {
     let wf = runner::run(&data, &models, &cfg.split, RunOptions::new(&spec.label, 0, 1), &|_, _, _, _| {}).unwrap();
     let market = Market::from_prices(&prices).unwrap();
     let scores: BTreeMap<(NaiveDate, String), f64> =
-        wf.predictions["sma_10_20"].iter().map(|p| ((p.date, p.symbol.clone()), p.score)).collect();
+        wf.predictions["sma_10_20"].iter().map(|p| ((p.date, p.symbol.to_string()), p.score)).collect();
     let sim = portfolio::simulate(&cfg.strategy, &market, &scores, None).unwrap();
 
     // The loop: SMA10 and SMA20 of the close at t; long when SMA10 > SMA20; act at the next open; 0.2 % per side.
@@ -724,7 +724,7 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
     let split = SplitConfig { min_train_days: 300, test_days: 40, ..SplitConfig::default() };
     let wf = runner::run(&shuffled, &models, &split, RunOptions::new(&spec.label, 2, 1), &|_, _, _, _| {}).unwrap();
     for m in ["gbm", "linear"] {
-        let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.clone(), p.date)])));
+        let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.to_string(), p.date)])));
         let s = metrics::signal_stats(&metrics::daily_ic(rows));
         assert!(s.dates > 100, "{m}: {} dates", s.dates);
         assert!(s.rank_ic.abs() < 0.03, "{m}: mean Rank IC {} on shuffled labels", s.rank_ic);
