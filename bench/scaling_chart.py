@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 SERIES = [
     ("features_s", "features (s)"),
@@ -44,6 +45,8 @@ def main() -> None:
                       color=ax.lines[-1].get_color() if days == "5040" else None)
     for ax, title in ((ax_t, "time per stage"), (ax_m, "peak memory of the run")):
         ax.set_xlabel("rows (symbols x days); circles 2,520 days, squares 5,040")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g} M"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
