@@ -383,9 +383,9 @@ pub fn assemble(
             by_path[folds[r.fold].path].extend(p);
             results.push(r);
         }
-        // (date, symbol) is unique within a path (its folds' test dates do not overlap): unstable is the same order.
         for preds in &mut by_path {
-            preds.sort_unstable_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
+            let counted = sort_by_date_and_symbol(preds);
+            tracing::debug!(model = %m.name, rows = preds.len(), counted, "predictions ordered by date and symbol");
         }
         if cpcv {
             predictions.insert(m.name.clone(), by_path[0].clone());
@@ -396,6 +396,54 @@ pub fn assemble(
         }
     }
     WalkForward { calendar: plan.calendar.clone(), folds: plan.folds.clone(), results, predictions, paths }
+}
+
+/// Orders a path's predictions by (date, symbol), which is unique within a path (its folds' test dates do not
+/// overlap). A fold's rows come grouped by symbol, in symbol order, each symbol's by date: a stable counting sort
+/// by date puts them in (date, symbol) order in linear time, moving each row once. When the symbols of a date do
+/// not come out ascending (rows in another order), a comparison sort gives the same order. True when the counting
+/// sort alone ordered them.
+fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
+    let by_key = |a: &OosPrediction, b: &OosPrediction| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol));
+    let (Some(first), Some(last)) = (preds.iter().map(|p| p.date).min(), preds.iter().map(|p| p.date).max()) else {
+        return true;
+    };
+    let offset = |d: NaiveDate| usize::try_from((d - first).num_days()).unwrap_or(0);
+    let day = |p: &OosPrediction| offset(p.date);
+    let span = offset(last) + 1;
+    if u32::try_from(preds.len()).is_err() || span > 4 * preds.len() + 1024 {
+        preds.sort_unstable_by(by_key);
+        return false;
+    }
+    // Where each row goes: its date's first free place.
+    let mut start = vec![0u32; span + 1];
+    for p in preds.iter() {
+        start[day(p) + 1] += 1;
+    }
+    for d in 0..span {
+        start[d + 1] += start[d];
+    }
+    let mut dest: Vec<u32> = preds
+        .iter()
+        .map(|p| {
+            let slot = &mut start[day(p)];
+            *slot += 1;
+            *slot - 1
+        })
+        .collect();
+    // Each cycle of the permutation in place: row i swaps into its place until the row at i belongs there.
+    for i in 0..preds.len() {
+        while dest[i] as usize != i {
+            let j = dest[i] as usize;
+            preds.swap(i, j);
+            dest.swap(i, j);
+        }
+    }
+    if preds.windows(2).any(|w| by_key(&w[0], &w[1]) != std::cmp::Ordering::Less) {
+        preds.sort_unstable_by(by_key);
+        return false;
+    }
+    true
 }
 
 /// A fold's signal and forecast metrics from its out-of-sample rows (forecast errors only where the score
@@ -521,4 +569,53 @@ fn run_task(
         on_fold(fid);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// The counting sort's order is the comparison sort's for rows grouped by symbol (its fast path), shuffled
+    /// rows and rows whose symbols come in another order within a date (its fallback), with gaps in the dates.
+    #[test]
+    fn a_path_is_ordered_by_date_then_symbol_whatever_order_its_rows_come_in() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let start = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let symbols: Vec<Arc<str>> = ["AA", "B", "BA", "C", "ZZ"].iter().map(|s| Arc::from(*s)).collect();
+        // Two folds, each grouped by symbol (symbol order, dates ascending), with dates some symbols skip.
+        let mut grouped = Vec::new();
+        for (fold, days) in [(0usize, 0..40i64), (1, 45..90)] {
+            for s in &symbols {
+                for d in days.clone() {
+                    if rng.random::<f64>() < 0.2 {
+                        continue;
+                    }
+                    let score = rng.random::<f64>();
+                    let date = start + chrono::Duration::days(d);
+                    grouped.push(OosPrediction { symbol: Arc::clone(s), date, fold, score, label: -score });
+                }
+            }
+        }
+        let mut want = grouped.clone();
+        want.sort_unstable_by(|a, b| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol)));
+        let mut shuffled = grouped.clone();
+        shuffled.shuffle(&mut rng);
+        let mut reversed = grouped.clone();
+        reversed.reverse();
+        // Grouped rows are ordered by the counting sort alone; the others need the comparison sort.
+        for (name, mut rows, counted) in
+            [("grouped", grouped, true), ("shuffled", shuffled, false), ("reversed", reversed, false)]
+        {
+            assert_eq!(sort_by_date_and_symbol(&mut rows), counted, "{name}");
+            assert_eq!(rows, want, "{name}");
+        }
+        let mut none: Vec<OosPrediction> = Vec::new();
+        assert!(sort_by_date_and_symbol(&mut none));
+        assert!(none.is_empty());
+    }
 }

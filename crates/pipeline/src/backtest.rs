@@ -1122,7 +1122,10 @@ pub(crate) mod tests {
         // So the rule's out-of-sample scores, and its portfolio, do not depend on what else ran.
         let (a, b) = (run(&ctx, &rules, &data).unwrap(), run(&ctx, &both, &data).unwrap());
         let scores = |x: &Backtest| -> Vec<(String, NaiveDate, u64)> {
-            x.walk_forward.predictions["mom"].iter().map(|p| (p.symbol.to_string(), p.date, p.score.to_bits())).collect()
+            x.walk_forward.predictions["mom"]
+                .iter()
+                .map(|p| (p.symbol.to_string(), p.date, p.score.to_bits()))
+                .collect()
         };
         assert!(!scores(&a).is_empty());
         assert_eq!(scores(&a), scores(&b));

@@ -724,7 +724,8 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
     let split = SplitConfig { min_train_days: 300, test_days: 40, ..SplitConfig::default() };
     let wf = runner::run(&shuffled, &models, &split, RunOptions::new(&spec.label, 2, 1), &|_, _, _, _| {}).unwrap();
     for m in ["gbm", "linear"] {
-        let rows = wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.to_string(), p.date)])));
+        let rows =
+            wf.predictions[m].iter().map(|p| (p.date, p.score, f64::from(truth[&(p.symbol.to_string(), p.date)])));
         let s = metrics::signal_stats(&metrics::daily_ic(rows));
         assert!(s.dates > 100, "{m}: {} dates", s.dates);
         assert!(s.rank_ic.abs() < 0.03, "{m}: mean Rank IC {} on shuffled labels", s.rank_ic);
