@@ -408,9 +408,8 @@ fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
     let (Some(first), Some(last)) = (preds.iter().map(|p| p.date).min(), preds.iter().map(|p| p.date).max()) else {
         return true;
     };
-    let offset = |d: NaiveDate| usize::try_from((d - first).num_days()).unwrap_or(0);
-    let day = |p: &OosPrediction| offset(p.date);
-    let span = offset(last) + 1;
+    let day = |d: NaiveDate| usize::try_from((d - first).num_days()).unwrap_or(0);
+    let span = day(last) + 1;
     if u32::try_from(preds.len()).is_err() || span > 4 * preds.len() + 1024 {
         preds.sort_unstable_by(by_key);
         return false;
@@ -418,7 +417,7 @@ fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
     // Where each row goes: its date's first free place.
     let mut start = vec![0u32; span + 1];
     for p in preds.iter() {
-        start[day(p) + 1] += 1;
+        start[day(p.date) + 1] += 1;
     }
     for d in 0..span {
         start[d + 1] += start[d];
@@ -426,7 +425,7 @@ fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
     let mut dest: Vec<u32> = preds
         .iter()
         .map(|p| {
-            let slot = &mut start[day(p)];
+            let slot = &mut start[day(p.date)];
             *slot += 1;
             *slot - 1
         })

@@ -352,12 +352,9 @@ type DateRows = Vec<Row>;
 
 fn by_date(preds: &[OosPrediction], market: &Market) -> BTreeMap<NaiveDate, DateRows> {
     let mut out: BTreeMap<NaiveDate, DateRows> = BTreeMap::new();
-    let mut hint = 0;
+    let mut locate = market.locator();
     for p in preds {
-        let (Some(s), Ok(d)) = (market.symbol_index(&p.symbol, &mut hint), market.dates.binary_search(&p.date)) else {
-            continue;
-        };
-        if p.score.is_finite() {
+        if let Some((d, s)) = locate.find(p.date, &p.symbol).filter(|_| p.score.is_finite()) {
             out.entry(p.date).or_default().push((s, d, p.score, p.label));
         }
     }

@@ -98,6 +98,11 @@ impl Market {
         Some(found)
     }
 
+    /// A [`Locator`] of `(date, symbol)` rows in this market.
+    pub fn locator(&self) -> Locator<'_> {
+        Locator { market: self, hint: 0, last: None }
+    }
+
     /// The sector of symbol `s` on date index `d` (`None` when unknown).
     pub fn sector_at(&self, s: usize, d: usize) -> Option<&str> {
         let v = &self.sector[s];
@@ -200,5 +205,30 @@ impl Market {
         let mut market = Self::with_prices(dates, symbols, open, close, volume);
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
+    }
+}
+
+/// Finds rows `(date, symbol)` in a [`Market`] as (date index, symbol index), for rows that come in (date, symbol)
+/// or (symbol, date) order: the last date's index is reused and the symbol found from the last one
+/// ([`Market::symbol_index`]), so a walk-forward's predictions take almost no search.
+#[derive(Debug)]
+pub struct Locator<'a> {
+    market: &'a Market,
+    hint: usize,
+    last: Option<(NaiveDate, Option<usize>)>,
+}
+
+impl Locator<'_> {
+    /// The (date index, symbol index) of `(date, symbol)`, `None` when the market lacks either.
+    pub fn find(&mut self, date: NaiveDate, symbol: &str) -> Option<(usize, usize)> {
+        let di = match self.last {
+            Some((d, di)) if d == date => di,
+            _ => {
+                let di = self.market.dates.binary_search(&date).ok();
+                self.last = Some((date, di));
+                di
+            }
+        }?;
+        Some((di, self.market.symbol_index(symbol, &mut self.hint)?))
     }
 }

@@ -41,7 +41,7 @@ use book::{Book, targets};
 pub use config::{CostModel, Fill, Rule, StrategyConfig, StrategyKind, Weighting};
 pub use index::{Index, IndexKind, load_index};
 pub use liquidity::Liquidity;
-pub use market::Market;
+pub use market::{Locator, Market};
 pub use stats::PortfolioStats;
 use stats::{empty_stats, stats};
 /// One round trip in a symbol: from a flat position to a position and back to flat (or still open).
@@ -272,20 +272,9 @@ impl ScoreGrid {
     /// predictions'); rows whose date or symbol the market lacks, and non-finite scores, are left out.
     pub fn new<'a>(market: &Market, scores: impl IntoIterator<Item = (NaiveDate, &'a str, f64)>) -> Self {
         let mut by_date: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
-        let (mut hint, mut last): (usize, Option<(NaiveDate, Option<usize>)>) = (0, None);
+        let mut locate = market.locator();
         for (d, s, v) in scores {
-            if !v.is_finite() {
-                continue;
-            }
-            let di = match last {
-                Some((ld, di)) if ld == d => di,
-                _ => {
-                    let di = market.dates.binary_search(&d).ok();
-                    last = Some((d, di));
-                    di
-                }
-            };
-            if let (Some(di), Some(si)) = (di, market.symbol_index(s, &mut hint)) {
+            if let Some((di, si)) = locate.find(d, s).filter(|_| v.is_finite()) {
                 by_date.entry(di).or_default().push((si, v));
             }
         }
