@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod overfit;
 pub mod page;
 pub mod portfolio;
+pub mod predfile;
 pub mod relative;
 pub mod report;
 pub mod risk_model;

@@ -22,7 +22,7 @@ use crate::metrics::{self, DateIc, ForecastStats, SignalStats};
 use crate::overfit::{self, ModelOverfit, RunOverfit};
 use crate::portfolio::{self, Market, ScoreGrid, Simulation, StrategyConfig};
 use crate::relative::{self, RiskStats};
-use crate::runner::WalkForward;
+use crate::runner::{FoldResult, WalkForward};
 use crate::tearsheet::{self, ReportConfig, Tearsheet};
 
 /// Everything evaluated for one model.
@@ -222,26 +222,138 @@ pub fn evaluate(
     run: RunFacts,
     report: &Checked<ReportConfig>,
 ) -> Result<Evaluation> {
-    // Every simulation below reads the same trailing volumes and volatilities, worked out once.
-    let sim = Simulator { market, strategy, liquidity: portfolio::liquidity_for(strategy, market)? };
-    let mut reports = evaluate_models(wf, models, &sim, index, report, run.horizon)?;
-    for r in &mut reports {
-        if let Some(paths) = wf.paths.get(&r.name) {
-            r.cpcv = Some(cpcv_paths(&r.name, paths, &sim)?);
+    let mut ev = Evaluator::new(models, market, strategy, index, run, report)?;
+    ev.walk_forward(wf)?;
+    Ok(ev.finish(wf.folds.len()))
+}
+
+/// An evaluation built one model at a time ([`Evaluator::model`]), so that a caller holding one model's
+/// predictions at a time (a merge streaming them from shard files) evaluates exactly as [`evaluate`] does.
+pub struct Evaluator<'a> {
+    sim: Simulator<'a>,
+    /// The forward-return prices every model's tear sheet reads, laid out once.
+    fw: tearsheet::Forward<'a>,
+    models: &'a [crate::runner::ModelSpec],
+    index: Option<&'a portfolio::Index>,
+    run: RunFacts,
+    report: &'a Checked<ReportConfig>,
+    /// Each evaluated model's report with its place in `models`.
+    done: Vec<(usize, ModelReport)>,
+}
+
+impl std::fmt::Debug for Evaluator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator").field("models", &self.models.len()).field("evaluated", &self.done.len()).finish()
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluation of (some of) `models` on `market` with `strategy`.
+    ///
+    /// # Errors
+    /// From [`portfolio::liquidity_for`].
+    pub fn new(
+        models: &'a [crate::runner::ModelSpec],
+        market: &'a Market,
+        strategy: &'a Checked<StrategyConfig>,
+        index: Option<&'a portfolio::Index>,
+        run: RunFacts,
+        report: &'a Checked<ReportConfig>,
+    ) -> Result<Self> {
+        // Every simulation reads the same trailing volumes and volatilities, worked out once.
+        let sim = Simulator { market, strategy, liquidity: portfolio::liquidity_for(strategy, market)? };
+        let fw = tearsheet::Forward::new(market);
+        Ok(Self { sim, fw, models, index, run, report, done: Vec::new() })
+    }
+
+    /// Evaluates every model of `wf` that has fold results.
+    ///
+    /// # Errors
+    /// As [`Evaluator::model`].
+    pub fn walk_forward(&mut self, wf: &WalkForward) -> Result<()> {
+        for (name, preds) in &wf.predictions {
+            let results: Vec<&FoldResult> = wf.results.iter().filter(|r| &r.model == name).collect();
+            if !results.is_empty() {
+                self.model(name, preds, wf.paths.get(name).map(Vec::as_slice), &results)?;
+            }
         }
+        Ok(())
     }
-    let returns: Vec<(Vec<NaiveDate>, Vec<f64>)> = reports
-        .iter()
-        .map(|m| (m.simulation.dates.clone(), metrics::curve_returns(strategy.capital, &m.simulation.equity)))
-        .collect();
-    let ics: Vec<Vec<f64>> =
-        reports.iter().map(|m| m.daily_ic.iter().map(|d| d.rank_ic).filter(|v| v.is_finite()).collect()).collect();
-    let (per_model, overfitting) =
-        overfit::evaluate(&returns, &ics, strategy.risk_free, wf.folds.len(), overfit::Bootstrap::new(run.seed));
-    for (r, o) in reports.iter_mut().zip(per_model) {
-        r.overfit = o;
+
+    /// Evaluates model `name`: its predictions (ordered by date, then symbol), its CPCV paths, when it has them,
+    /// and its fold results. Any order of models gives the same [`Evaluation`].
+    ///
+    /// # Errors
+    /// From [`portfolio::simulate`], naming the model.
+    pub fn model(
+        &mut self,
+        name: &str,
+        preds: &[crate::runner::OosPrediction],
+        paths: Option<&[Vec<crate::runner::OosPrediction>]>,
+        results: &[&FoldResult],
+    ) -> Result<()> {
+        let (sim, strategy, market) = (&self.sim, self.sim.strategy, self.sim.market);
+        let place = self.models.iter().position(|m| m.name == name);
+        let spec = place.map(|i| &self.models[i]);
+        let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
+        let scores = sim.grid(preds);
+        let started = std::time::Instant::now();
+        let simulation = sim.run(strategy, &scores, self.index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+        let simulate_seconds = started.elapsed().as_secs_f64();
+        let sheet =
+            tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, &self.fw, self.report);
+        let risk = risk_of(&simulation, strategy, &daily, self.run.horizon);
+        let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
+        let positions = positions(&simulation, market, 8);
+        let capacity = capacity_curve(sim, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+        drop(scores);
+        let cpcv = paths.map(|p| cpcv_paths(name, p, sim)).transpose()?;
+        let report = ModelReport {
+            name: name.to_owned(),
+            kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
+            signal: metrics::signal_stats(&daily),
+            forecast: if spec.is_some_and(|m| m.config.score_is_label()) {
+                metrics::forecast_stats(preds.iter().map(|p| (p.score, p.label)))
+            } else {
+                ForecastStats::not_applicable()
+            },
+            daily_ic: daily,
+            simulation,
+            fit_seconds: results.iter().map(|r| r.fit_seconds).sum(),
+            predict_seconds: results.iter().map(|r| r.predict_seconds).sum(),
+            simulate_seconds,
+            overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
+            cpcv,
+            risk,
+            capacity,
+            attribution,
+            positions,
+            sheet,
+            params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
+        };
+        self.done.push((place.unwrap_or(usize::MAX), report));
+        Ok(())
     }
-    Ok(Evaluation { models: reports, overfitting })
+
+    /// The evaluation of the models evaluated so far, in the run's model order, with the overfitting statistics
+    /// across them (`folds`: the run's folds).
+    pub fn finish(mut self, folds: usize) -> Evaluation {
+        self.done.sort_by_key(|(place, _)| *place);
+        let mut reports: Vec<ModelReport> = self.done.into_iter().map(|(_, r)| r).collect();
+        let strategy = self.sim.strategy;
+        let returns: Vec<(Vec<NaiveDate>, Vec<f64>)> = reports
+            .iter()
+            .map(|m| (m.simulation.dates.clone(), metrics::curve_returns(strategy.capital, &m.simulation.equity)))
+            .collect();
+        let ics: Vec<Vec<f64>> =
+            reports.iter().map(|m| m.daily_ic.iter().map(|d| d.rank_ic).filter(|v| v.is_finite()).collect()).collect();
+        let (per_model, overfitting) =
+            overfit::evaluate(&returns, &ics, strategy.risk_free, folds, overfit::Bootstrap::new(self.run.seed));
+        for (r, o) in reports.iter_mut().zip(per_model) {
+            r.overfit = o;
+        }
+        Evaluation { models: reports, overfitting }
+    }
 }
 
 fn cpcv_paths(name: &str, paths: &[Vec<crate::runner::OosPrediction>], sim: &Simulator<'_>) -> Result<CpcvPaths> {
@@ -265,68 +377,6 @@ fn cpcv_paths(name: &str, paths: &[Vec<crate::runner::OosPrediction>], sim: &Sim
         sharpe,
         rank_ic,
     })
-}
-
-fn evaluate_models(
-    wf: &WalkForward,
-    models: &[crate::runner::ModelSpec],
-    sim: &Simulator<'_>,
-    index: Option<&portfolio::Index>,
-    report: &Checked<ReportConfig>,
-    horizon: usize,
-) -> Result<Vec<ModelReport>> {
-    let (market, strategy) = (sim.market, sim.strategy);
-    // The forward-return prices every model's tear sheet reads, laid out once.
-    let fw = tearsheet::Forward::new(market);
-    let mut names: Vec<&String> = Vec::new();
-    for r in &wf.results {
-        if !names.contains(&&r.model) {
-            names.push(&r.model);
-        }
-    }
-    names
-        .into_iter()
-        .map(|name| {
-            let preds = &wf.predictions[name];
-            let spec = models.iter().find(|m| &m.name == name);
-            let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
-            let scores = sim.grid(preds);
-            let started = std::time::Instant::now();
-            let simulation =
-                sim.run(strategy, &scores, index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
-            let simulate_seconds = started.elapsed().as_secs_f64();
-            let rows = wf.results.iter().filter(|r| &r.model == name);
-            let sheet =
-                tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, &fw, report);
-            let risk = risk_of(&simulation, strategy, &daily, horizon);
-            let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
-            let positions = positions(&simulation, market, 8);
-            let capacity = capacity_curve(sim, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
-            Ok(ModelReport {
-                name: name.clone(),
-                kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),
-                signal: metrics::signal_stats(&daily),
-                forecast: if spec.is_some_and(|m| m.config.score_is_label()) {
-                    metrics::forecast_stats(preds.iter().map(|p| (p.score, p.label)))
-                } else {
-                    ForecastStats::not_applicable()
-                },
-                daily_ic: daily,
-                simulation,
-                fit_seconds: rows.clone().map(|r| r.fit_seconds).sum(),
-                predict_seconds: rows.map(|r| r.predict_seconds).sum(),
-                simulate_seconds,
-                overfit: ModelOverfit { sharpe_ci: None, rank_ic_ci: None, psr: f64::NAN, dsr: f64::NAN, trials: 0 },
-                cpcv: None,
-                risk,
-                capacity,
-                attribution,
-                positions,
-                sheet,
-                params: spec.map_or(Value::Null, |m| serde_json::to_value(&m.config).unwrap_or(Value::Null)),
-            })
-        })
-        .collect()
 }
 
 /// [`RiskStats`] of a simulation: its daily returns against the benchmark's (and the index's).
@@ -1136,19 +1186,20 @@ fn frame(cols: Vec<Column>) -> Result<DataFrame> {
     Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
 }
 
-pub(crate) fn write_frames(dir: &Path, wf: &WalkForward, models: &[ModelReport]) -> Result<()> {
-    // predictions.parquet: model, symbol, date, fold, score, label.
-    let all: Vec<(&String, &crate::runner::OosPrediction)> =
-        wf.predictions.iter().flat_map(|(m, v)| v.iter().map(move |p| (m, p))).collect();
-    let mut df = frame(vec![
-        Column::new("model".into(), all.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>()),
-        Column::new("symbol".into(), all.iter().map(|(_, p)| &*p.symbol).collect::<Vec<_>>()),
-        date_col("date", all.iter().map(|(_, p)| p.date))?,
-        Column::new("fold".into(), all.iter().map(|(_, p)| p.fold as u32).collect::<Vec<_>>()),
-        Column::new("score".into(), all.iter().map(|(_, p)| p.score).collect::<Vec<_>>()),
-        Column::new("label".into(), all.iter().map(|(_, p)| p.label).collect::<Vec<_>>()),
-    ])?;
-    stockcast_features::io::write_frame(&mut df, &dir.join("predictions.parquet"))?;
+pub(crate) fn write_frames(
+    dir: &Path,
+    wf: &WalkForward,
+    models: &[ModelReport],
+    predictions: Option<&crate::predfile::Spooled>,
+) -> Result<()> {
+    // predictions.parquet: model, symbol, date, fold, score, label (a streamed merge wrote it already).
+    let path = dir.join("predictions.parquet");
+    match predictions {
+        Some(spooled) => spooled.link_to(&path)?,
+        None => {
+            crate::predfile::write(&path, &wf.predictions)?;
+        }
+    }
     // equity.parquet: model, date, equity, benchmark, index, drawdown, exposure, turnover.
     let mut cols: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let (mut names, mut dates) = (Vec::new(), Vec::new());

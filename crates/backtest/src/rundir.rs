@@ -8,6 +8,7 @@ use stockcast_features::outputs::{Replace, replace_dir};
 
 use crate::error::{Error, Result};
 use crate::page;
+use crate::predfile::Spooled;
 use crate::portfolio::StrategyConfig;
 use crate::report::{
     Evaluation, RunMeta, check_run_dir, conventions, markdown, overfitting_parts, plots, report_json, trades_csv,
@@ -15,21 +16,29 @@ use crate::report::{
 };
 use crate::runner::WalkForward;
 
+/// What a run directory is written from.
+#[derive(Debug, Clone, Copy)]
+pub struct RunParts<'a> {
+    /// What the report records about the run.
+    pub meta: &'a RunMeta,
+    /// The walk-forward (folds, fold results and, unless `predictions` is given, the predictions).
+    pub wf: &'a WalkForward,
+    /// Each model's evaluation.
+    pub eval: &'a Evaluation,
+    /// The strategy simulated.
+    pub strategy: &'a StrategyConfig,
+    /// A `predictions.parquet` a streamed merge wrote already, used instead of `wf`'s predictions.
+    pub predictions: Option<&'a Spooled>,
+}
+
 /// Writes the run directory atomically: built in a temporary sibling, then [`replace_dir`] moves an earlier run
 /// aside, renames the new one into place (carrying a sharded run's plan, shards and logs over) and removes the
 /// earlier one. `dir` must pass [`check_run_dir`].
 ///
 /// # Errors
 /// [`Error::File`] on I/O failures; a refused `dir`.
-pub fn write_run(
-    dir: &Path,
-    meta: &RunMeta,
-    wf: &WalkForward,
-    eval: &Evaluation,
-    strategy: &StrategyConfig,
-    replace: Replace,
-) -> Result<PathBuf> {
-    write_run_with(dir, meta, wf, eval, strategy, replace, &|_| {})
+pub fn write_run(dir: &Path, run: RunParts<'_>, replace: Replace) -> Result<PathBuf> {
+    write_run_with(dir, run, replace, &|_| {})
 }
 
 /// [`write_run`] with `between` run after the earlier run was moved aside and before the new one is renamed in
@@ -37,15 +46,8 @@ pub fn write_run(
 ///
 /// # Errors
 /// As [`write_run`].
-pub fn write_run_with(
-    dir: &Path,
-    meta: &RunMeta,
-    wf: &WalkForward,
-    eval: &Evaluation,
-    strategy: &StrategyConfig,
-    replace: Replace,
-    between: &dyn Fn(&Path),
-) -> Result<PathBuf> {
+pub fn write_run_with(dir: &Path, run: RunParts<'_>, replace: Replace, between: &dyn Fn(&Path)) -> Result<PathBuf> {
+    let RunParts { meta, wf, eval, strategy, predictions } = run;
     check_run_dir(dir, replace)?;
     let models = &eval.models;
     let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
@@ -75,7 +77,7 @@ pub fn write_run_with(
         let page = page::render(meta, eval, wf, &charts, &conventions(meta, strategy), (&intro, &table, &pbo))?;
         write("report.html", page.as_bytes())?;
         write("trades.csv", trades_csv(models).as_bytes())?;
-        write_frames(&tmp, wf, models)?;
+        write_frames(&tmp, wf, models, predictions)?;
         if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).map_err(|e| Error::file(p, e))?;
         }

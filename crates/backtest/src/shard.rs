@@ -407,141 +407,243 @@ pub struct ShardOutputs {
 /// # Errors
 /// [`Error::Data`] naming the missing, stale, incomplete or unreadable shard.
 pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<ShardOutputs> {
-    let root = dir.join(SHARDS_DIR);
-    let entries = std::fs::read_dir(&root).map_err(|e| {
-        Error::Data(format!("{}: {e} (no shard has finished: run `--shard I/N` for every I first)", root.display()))
-    })?;
-    let mut found = BTreeSet::new();
-    for e in entries {
-        let e = e.map_err(|e| Error::file(&root, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue; // a shard still being written, or one that died while writing
-        }
-        let index: usize = name.parse().map_err(|_| {
-            Error::Data(format!("{}: not a shard directory (shards are named 0, 1, ...)", e.path().display()))
+    let shards = Shards::open(dir, plan)?;
+    Ok(ShardOutputs { tasks: shards.read(plan, models, &|_| true)?, timings: shards.timings() })
+}
+
+/// The shards of a plan in a run directory, checked ([`Shards::open`]) and read task by task ([`Shards::read`]):
+/// a merge reads one model's tasks at a time.
+#[derive(Debug)]
+pub struct Shards {
+    dir: PathBuf,
+    files: Vec<ShardFile>,
+}
+
+impl Shards {
+    /// Checks that every shard of one shard count is in `dir/shards/`, ran `plan`, covers its tasks completely,
+    /// and that each one's predictions file is the one it wrote (size and SHA-256) with the rows its `shard.json`
+    /// lists.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the missing, stale, incomplete or damaged shard.
+    pub fn open(dir: &Path, plan: &PlanFile) -> Result<Self> {
+        let root = dir.join(SHARDS_DIR);
+        let entries = std::fs::read_dir(&root).map_err(|e| {
+            Error::Data(format!("{}: {e} (no shard has finished: run `--shard I/N` for every I first)", root.display()))
         })?;
-        found.insert(index);
-    }
-    let plan_hash = plan.hash();
-    let mut files = Vec::new();
-    let mut count = None;
-    for &i in &found {
-        let path = shard_dir(dir, i).join(SHARD_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| Error::Data(format!("shard {i}: {}: {e}", path.display())))?;
-        let f: ShardFile = serde_json::from_str(&text)
-            .map_err(|e| Error::Data(format!("shard {i}: {}: unreadable: {e}", path.display())))?;
-        if f.plan_hash != plan_hash {
-            return Err(Error::Data(format!(
-                "shard {i} ({}) is stale: it ran plan {} but {} is plan {plan_hash}; rerun it",
-                shard_dir(dir, i).display(),
-                f.plan_hash,
-                dir.join(PLAN_FILE).display()
-            )));
+        let mut found = BTreeSet::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::file(&root, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // a shard still being written, or one that died while writing
+            }
+            let index: usize = name.parse().map_err(|_| {
+                Error::Data(format!("{}: not a shard directory (shards are named 0, 1, ...)", e.path().display()))
+            })?;
+            found.insert(index);
         }
-        match count {
-            None => count = Some(f.shard.count),
-            Some(n) if n != f.shard.count => {
+        let plan_hash = plan.hash();
+        let mut files = Vec::new();
+        let mut count = None;
+        for &i in &found {
+            let path = shard_dir(dir, i).join(SHARD_FILE);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::Data(format!("shard {i}: {}: {e}", path.display())))?;
+            let f: ShardFile = serde_json::from_str(&text)
+                .map_err(|e| Error::Data(format!("shard {i}: {}: unreadable: {e}", path.display())))?;
+            if f.plan_hash != plan_hash {
                 return Err(Error::Data(format!(
-                    "shard {i} was run as one of {} shards, shard {} as one of {n}: rerun all with one count",
-                    f.shard.count,
-                    found.iter().next().copied().unwrap_or(0)
+                    "shard {i} ({}) is stale: it ran plan {} but {} is plan {plan_hash}; rerun it",
+                    shard_dir(dir, i).display(),
+                    f.plan_hash,
+                    dir.join(PLAN_FILE).display()
                 )));
             }
-            Some(_) => {}
+            match count {
+                None => count = Some(f.shard.count),
+                Some(n) if n != f.shard.count => {
+                    return Err(Error::Data(format!(
+                        "shard {i} was run as one of {} shards, shard {} as one of {n}: rerun all with one count",
+                        f.shard.count,
+                        found.iter().next().copied().unwrap_or(0)
+                    )));
+                }
+                Some(_) => {}
+            }
+            if f.format != FORMAT {
+                return Err(Error::Data(format!(
+                    "shard {i}: {} has format {} (this stockcast writes {FORMAT}): rerun the shard",
+                    path.display(),
+                    f.format
+                )));
+            }
+            verify_files(dir, i, &f)?;
+            if f.shard.index != i || f.tasks != plan.shard_tasks(f.shard) {
+                return Err(Error::Data(format!(
+                    "shard {i}: {} lists other tasks than shard {}",
+                    path.display(),
+                    f.shard
+                )));
+            }
+            check_folds(dir, plan, &f)?;
+            files.push(f);
         }
-        if f.format != FORMAT {
+        let n = count.ok_or_else(|| Error::Data(format!("{}: no shard has finished", root.display())))?;
+        let missing: Vec<String> = (0..n).filter(|i| !found.contains(i)).map(|i| i.to_string()).collect();
+        if !missing.is_empty() {
             return Err(Error::Data(format!(
-                "shard {i}: {} has format {} (this stockcast writes {FORMAT}): rerun the shard",
-                path.display(),
-                f.format
+                "shard(s) {} of {n} missing in {} (run `--shard I/{n}` for each)",
+                missing.join(", "),
+                root.display()
             )));
         }
-        verify_files(dir, i, &f)?;
-        if f.shard.index != i || f.tasks != plan.shard_tasks(f.shard) {
-            return Err(Error::Data(format!("shard {i}: {} lists other tasks than shard {}", path.display(), f.shard)));
+        if let Some(extra) = found.iter().find(|&&i| i >= n) {
+            return Err(Error::Data(format!("{}: shard {extra} is beyond the count {n}", root.display())));
         }
-        files.push(f);
+        Ok(Self { dir: dir.to_owned(), files })
     }
-    let n = count.ok_or_else(|| Error::Data(format!("{}: no shard has finished", root.display())))?;
-    let missing: Vec<String> = (0..n).filter(|i| !found.contains(i)).map(|i| i.to_string()).collect();
-    if !missing.is_empty() {
-        return Err(Error::Data(format!(
-            "shard(s) {} of {n} missing in {} (run `--shard I/{n}` for each)",
-            missing.join(", "),
-            root.display()
-        )));
+
+    /// Each shard's stage timings (seconds), in shard order.
+    pub fn timings(&self) -> Vec<BTreeMap<String, f64>> {
+        self.files.iter().map(|f| f.timings.clone()).collect()
     }
-    if let Some(extra) = found.iter().find(|&&i| i >= n) {
-        return Err(Error::Data(format!("{}: shard {extra} is beyond the count {n}", root.display())));
+
+    /// The prediction rows of every shard.
+    pub fn rows(&self) -> usize {
+        self.files.iter().flat_map(|f| &f.folds).map(|s| s.predictions).sum()
     }
-    let mut outputs = Vec::with_capacity(plan.tasks.len());
-    let mut timings = Vec::new();
-    for f in files {
-        let i = f.shard.index;
-        let mut rows = read_predictions(&shard_dir(dir, i).join(PREDICTIONS_FILE), i)?.into_iter().peekable();
-        let mut per_task: BTreeMap<usize, TaskOutput> = f.tasks.iter().map(|&t| (t, Vec::new())).collect();
-        for s in &f.folds {
-            let (Some(task), Some(out)) = (plan.tasks.get(s.task), per_task.get_mut(&s.task)) else {
-                return Err(Error::Data(format!("shard {i}: fold {} names task {} it was not given", s.fold, s.task)));
-            };
-            let mut preds = Vec::with_capacity(s.predictions);
-            while preds.len() < s.predictions {
-                match rows.next_if(|(t, p)| *t == s.task && p.fold == s.fold) {
-                    Some((_, p)) => preds.push(p),
-                    None => {
-                        return Err(Error::Data(format!(
-                            "shard {i}: {} has fewer predictions for {} fold {} than shard.json lists ({})",
-                            PREDICTIONS_FILE, s.model, s.fold, s.predictions
-                        )));
+
+    /// The outputs of the tasks `want` picks (by index in the plan), in task order, read from the row ranges
+    /// of the shards' predictions files that hold them.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the shard and file when its rows are not what its `shard.json` lists.
+    pub fn read(&self, plan: &PlanFile, models: &[ModelSpec], want: &dyn Fn(usize) -> bool) -> Result<Vec<(usize, TaskOutput)>> {
+        let mut outputs = Vec::new();
+        for f in &self.files {
+            let i = f.shard.index;
+            let path = shard_dir(&self.dir, i).join(PREDICTIONS_FILE);
+            // The wanted folds and the row ranges they take (a task's folds are consecutive rows).
+            let (mut at, mut ranges, mut folds) = (0, Vec::<(usize, usize)>::new(), Vec::new());
+            for s in &f.folds {
+                if want(s.task) {
+                    match ranges.last_mut() {
+                        Some((start, len)) if *start + *len == at => *len += s.predictions,
+                        _ => ranges.push((at, s.predictions)),
+                    }
+                    folds.push(s);
+                }
+                at += s.predictions;
+            }
+            if folds.is_empty() {
+                continue;
+            }
+            let mut rows = Vec::new();
+            for range in ranges {
+                rows.extend(read_predictions(&path, i, range)?);
+            }
+            let mut rows = rows.into_iter().peekable();
+            let mut per_task: BTreeMap<usize, TaskOutput> = BTreeMap::new();
+            for s in folds {
+                let task = &plan.tasks[s.task];
+                let mut preds = Vec::with_capacity(s.predictions);
+                while preds.len() < s.predictions {
+                    match rows.next_if(|(t, p)| *t == s.task && p.fold == s.fold) {
+                        Some((_, p)) => preds.push(p),
+                        None => {
+                            return Err(Error::Data(format!(
+                                "shard {i}: {} has fewer predictions for {} fold {} than shard.json lists ({})",
+                                path.display(),
+                                s.model,
+                                s.fold,
+                                s.predictions
+                            )));
+                        }
                     }
                 }
+                let spec = models.get(task.task.model).filter(|m| m.name == s.model).ok_or_else(|| {
+                    Error::Data(format!("shard {i}: task {} is model {} in the plan, not {}", s.task, task.model, s.model))
+                })?;
+                let (signal, forecast) = runner::fold_stats(&spec.config, &preds);
+                per_task.entry(s.task).or_default().push((s.result(signal, forecast), preds));
             }
-            let spec = models.get(task.task.model).filter(|m| m.name == s.model).ok_or_else(|| {
-                Error::Data(format!("shard {i}: task {} is model {} in the plan, not {}", s.task, task.model, s.model))
-            })?;
-            let (signal, forecast) = runner::fold_stats(&spec.config, &preds);
-            let result = FoldResult {
-                model: s.model.clone(),
-                fold: s.fold,
-                fit_fold: s.fit_fold,
-                train_start: s.train_start,
-                train_end: s.train_end,
-                test_start: s.test_start,
-                test_end: s.test_end,
-                train_rows: s.train_rows,
-                valid_rows: s.valid_rows,
-                test_rows: s.test_rows,
-                fit_seconds: s.fit_seconds,
-                predict_seconds: s.predict_seconds,
-                signal,
-                forecast,
-                importance: s.importance.as_ref().map(|(measure, v)| Importance {
-                    measure: measure.clone(),
-                    values: v.iter().map(|(f, b)| (f.clone(), f64::from_bits(*b))).collect(),
-                }),
-            };
-            out.push((result, preds));
-        }
-        if rows.next().is_some() {
-            return Err(Error::Data(format!("shard {i}: {PREDICTIONS_FILE} has rows shard.json does not list")));
-        }
-        for (t, out) in per_task {
-            let want = &plan.tasks[t].task.folds;
-            let got: Vec<usize> = out.iter().map(|(r, _)| r.fold).collect();
-            if &got != want {
-                return Err(Error::Data(format!(
-                    "shard {i} is incomplete: task {t} ({}) has folds {got:?}, the plan {want:?}",
-                    plan.tasks[t].model
-                )));
+            if rows.next().is_some() {
+                return Err(Error::Data(format!("shard {i}: {} has rows shard.json does not list", path.display())));
             }
-            outputs.push((t, out));
+            outputs.extend(per_task);
         }
-        timings.push(f.timings);
+        outputs.sort_by_key(|(t, _)| *t);
+        Ok(outputs)
     }
-    outputs.sort_by_key(|(t, _)| *t);
-    Ok(ShardOutputs { tasks: outputs, timings })
+}
+
+impl StoredFold {
+    /// The fold result this stored fold records, with its metrics (recomputed from its predictions).
+    fn result(&self, signal: crate::metrics::SignalStats, forecast: crate::metrics::ForecastStats) -> FoldResult {
+        FoldResult {
+            model: self.model.clone(),
+            fold: self.fold,
+            fit_fold: self.fit_fold,
+            train_start: self.train_start,
+            train_end: self.train_end,
+            test_start: self.test_start,
+            test_end: self.test_end,
+            train_rows: self.train_rows,
+            valid_rows: self.valid_rows,
+            test_rows: self.test_rows,
+            fit_seconds: self.fit_seconds,
+            predict_seconds: self.predict_seconds,
+            signal,
+            forecast,
+            importance: self.importance.as_ref().map(|(measure, v)| Importance {
+                measure: measure.clone(),
+                values: v.iter().map(|(f, b)| (f.clone(), f64::from_bits(*b))).collect(),
+            }),
+        }
+    }
+}
+
+/// Checks the folds shard `f` lists against `plan`: each names one of the shard's tasks, each task's folds are
+/// consecutive and the plan's, and the predictions file holds as many rows as the folds list.
+fn check_folds(dir: &Path, plan: &PlanFile, f: &ShardFile) -> Result<()> {
+    let i = f.shard.index;
+    let mut got: BTreeMap<usize, Vec<usize>> = f.tasks.iter().map(|&t| (t, Vec::new())).collect();
+    let mut last = None;
+    for s in &f.folds {
+        let (Some(_), Some(folds)) = (plan.tasks.get(s.task), got.get_mut(&s.task)) else {
+            return Err(Error::Data(format!("shard {i}: fold {} names task {} it was not given", s.fold, s.task)));
+        };
+        if last != Some(s.task) && !folds.is_empty() {
+            return Err(Error::Data(format!("shard {i}: the folds of task {} are not listed together", s.task)));
+        }
+        folds.push(s.fold);
+        last = Some(s.task);
+    }
+    for (t, folds) in got {
+        let want = &plan.tasks[t].task.folds;
+        if &folds != want {
+            return Err(Error::Data(format!(
+                "shard {i} is incomplete: task {t} ({}) has folds {folds:?}, the plan {want:?}",
+                plan.tasks[t].model
+            )));
+        }
+    }
+    let path = shard_dir(dir, i).join(PREDICTIONS_FILE);
+    let bad = |e: PolarsError| Error::Data(format!("shard {i}: {}: {e}", path.display()));
+    let file = std::fs::File::open(&path).map_err(|e| Error::Data(format!("shard {i}: {}: {e}", path.display())))?;
+    let rows = ParquetReader::new(file).num_rows().map_err(bad)?;
+    let listed: usize = f.folds.iter().map(|s| s.predictions).sum();
+    if rows > listed {
+        return Err(Error::Data(format!("shard {i}: {} has rows shard.json does not list", path.display())));
+    }
+    if rows < listed {
+        return Err(Error::Data(format!(
+            "shard {i}: {} has {rows} predictions, fewer than shard.json lists ({listed})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that each data file of shard `i` has the size and SHA-256 its `shard.json` recorded (a file changed,
@@ -568,10 +670,11 @@ fn verify_files(dir: &Path, i: usize, f: &ShardFile) -> Result<()> {
     Ok(())
 }
 
-fn read_predictions(path: &Path, shard: usize) -> Result<Vec<(usize, OosPrediction)>> {
+/// Rows `offset .. offset + len` of a shard's predictions file, with their task.
+fn read_predictions(path: &Path, shard: usize, (offset, len): (usize, usize)) -> Result<Vec<(usize, OosPrediction)>> {
     let bad = |e: PolarsError| Error::Data(format!("shard {shard}: {}: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| Error::Data(format!("shard {shard}: {}: {e}", path.display())))?;
-    let df = ParquetReader::new(file).finish().map_err(bad)?;
+    let df = ParquetReader::new(file).with_slice(Some((offset, len))).finish().map_err(bad)?;
     let col = |n: &str| df.column(n).map_err(bad);
     let task = col("task")?.u32().map_err(bad)?.clone();
     let symbol = col("symbol")?.str().map_err(bad)?.clone();
@@ -585,7 +688,7 @@ fn read_predictions(path: &Path, shard: usize) -> Result<Vec<(usize, OosPredicti
         let row =
             (task.get(r), symbol.get(r), date.get(r).and_then(days_to_date), fold.get(r), score.get(r), label.get(r));
         let (Some(t), Some(s), Some(d), Some(f), Some(score), Some(label)) = row else {
-            return Err(Error::Data(format!("shard {shard}: {}: row {r} has a missing value", path.display())));
+            return Err(Error::Data(format!("shard {shard}: {}: row {} has a missing value", path.display(), offset + r)));
         };
         out.push((t as usize, OosPrediction { symbol: symbols.get(s), date: d, fold: f as usize, score, label }));
     }

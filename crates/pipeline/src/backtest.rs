@@ -2,13 +2,16 @@
 //! folds → signal, forecast and portfolio evaluation → a [`Backtest`] that writes the report directory.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::json;
 use stockcast_backtest::config::ModelEntry;
 use stockcast_backtest::report::{self, Evaluation, RunMeta};
-use stockcast_backtest::shard::{self, PlanFile, ShardId};
+use stockcast_backtest::predfile::{PredictionWriter, Spooled};
+use stockcast_backtest::runner::FoldResult;
+use stockcast_backtest::shard::{self, PlanFile, ShardId, Shards};
 use stockcast_backtest::{
     BacktestConfig, Market, ModelSpec, RunOptions, WalkForward, label_alignment, portfolio, runner,
 };
@@ -178,6 +181,9 @@ pub struct Backtest {
     pub evaluation: Evaluation,
     /// What the report records about the run (config, data, hashes, seed, timings).
     pub meta: RunMeta,
+    /// A streamed merge's `predictions.parquet`, written while it evaluated (its walk-forward then holds no
+    /// predictions: they are read from this file); `None` when the walk-forward holds them.
+    pub predictions_file: Option<Spooled>,
 }
 
 /// The spec a config asks for: its `data.spec` file (or the default spec) with `data.horizon` applied.
@@ -282,7 +288,76 @@ impl ShardedJob for BacktestJob {
     }
 
     /// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
-    fn finish(&self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, mut timings: Timings) -> Result<Backtest> {
+    fn finish(&self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, timings: Timings) -> Result<Backtest> {
+        self.evaluate_and_record(ctx, work, timings, |ev, _| {
+            ev.walk_forward(&wf)?;
+            Ok((wf, None))
+        })
+    }
+
+    /// The merge streams: one model at a time (in name order, the order `predictions.parquet` lists them), its
+    /// tasks are read from the shards, assembled, evaluated and appended to the run's `predictions.parquet`
+    /// (written beside the run directory, then linked into it), so the merge holds one model's predictions,
+    /// whatever the number of models. Every figure and file is the one the whole run makes, bit for bit.
+    fn finish_merge(
+        &self,
+        ctx: &Ctx,
+        p: Prepared<BacktestWork>,
+        shards: &Shards,
+        dir: &Path,
+        timings: Timings,
+    ) -> Result<Backtest> {
+        let Prepared { file, plan, work } = p;
+        let models = work.models.clone();
+        let mut order: Vec<usize> = (0..models.len()).collect();
+        order.sort_by(|&a, &b| models[a].name.cmp(&models[b].name));
+        // A hidden sibling of the run directory: writing the report replaces the directory's own entries.
+        let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+        let spooled = Spooled::new(dir.with_file_name(format!(".{name}.predictions-{}.parquet", std::process::id())));
+        self.evaluate_and_record(ctx, work, timings, |ev, timings| {
+            let mut writer = PredictionWriter::create(spooled.path())?;
+            let mut results: Vec<Vec<FoldResult>> = vec![Vec::new(); models.len()];
+            let mut read = 0.0;
+            for m in order {
+                let t = Instant::now();
+                let tasks = shards.read(&file, &models, &|t| file.tasks[t].task.model == m)?;
+                let mut wf = runner::assemble(&plan, &models, tasks);
+                read += t.elapsed().as_secs_f64();
+                let name = &models[m].name;
+                let preds = wf.predictions.remove(name).unwrap_or_default();
+                let refs: Vec<&FoldResult> = wf.results.iter().collect();
+                if !refs.is_empty() {
+                    ev.model(name, &preds, wf.paths.get(name).map(Vec::as_slice), &refs)?;
+                }
+                writer.push(name, &preds)?;
+                results[m] = wf.results;
+                tracing::debug!(model = %name, rows = preds.len(), "model merged");
+            }
+            let rows = writer.finish()?;
+            timings.insert("merge_read".to_owned(), read);
+            timings.insert("merge_rows".to_owned(), rows as f64);
+            let wf = WalkForward {
+                calendar: plan.calendar,
+                folds: plan.folds,
+                results: results.into_iter().flatten().collect(),
+                predictions: BTreeMap::new(),
+                paths: BTreeMap::new(),
+            };
+            Ok((wf, Some(spooled)))
+        })
+    }
+}
+
+impl BacktestJob {
+    /// Evaluates the models `evaluate` passes to the evaluator (signal, forecast and portfolio metrics) and records
+    /// the run; `evaluate` returns the walk-forward and, when it wrote them already, the predictions file.
+    fn evaluate_and_record(
+        &self,
+        ctx: &Ctx,
+        work: BacktestWork,
+        mut timings: Timings,
+        evaluate: impl FnOnce(&mut report::Evaluator<'_>, &mut Timings) -> Result<(WalkForward, Option<Spooled>)>,
+    ) -> Result<Backtest> {
         let (cfg, data) = (&self.config, &self.data);
         let BacktestWork { models, spec, .. } = work;
         let prices = &data.prices;
@@ -297,8 +372,9 @@ impl ShardedJob for BacktestJob {
         let t = Instant::now();
         let market = Market::from_prices(prices)?;
         let facts = report::RunFacts { seed: cfg.seed, horizon: spec.label.horizon };
-        let evaluation =
-            report::evaluate(&wf, &models, &market, &cfg.strategy, data.index.as_ref(), facts, &cfg.report)?;
+        let mut ev = report::Evaluator::new(&models, &market, &cfg.strategy, data.index.as_ref(), facts, &cfg.report)?;
+        let (wf, predictions_file) = evaluate(&mut ev, &mut timings)?;
+        let evaluation = ev.finish(wf.folds.len());
         timings.insert("evaluate".to_owned(), t.elapsed().as_secs_f64());
 
         let mut quality = data_quality(&data.quality);
@@ -343,7 +419,7 @@ impl ShardedJob for BacktestJob {
             seed: cfg.seed,
             timings,
         };
-        Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta })
+        Ok(Backtest { config: cfg.clone(), models, spec, walk_forward: wf, evaluation, meta, predictions_file })
     }
 }
 
@@ -415,15 +491,19 @@ impl Backtest {
     /// Writes the report directory (report.json/md/html, plots, Parquet frames, trades) atomically into `dir`,
     /// which must be absent, empty, an earlier run, or `replace` must be [`Replace::Force`].
     pub fn write(&self, dir: &Path, replace: Replace) -> Result<PathBuf> {
-        stockcast_backtest::rundir::write_run(
-            dir,
-            &self.meta,
-            &self.walk_forward,
-            &self.evaluation,
-            &self.config.strategy,
-            replace,
-        )
+        stockcast_backtest::rundir::write_run(dir, self.parts(), replace)
         .with_context(|| format!("writing the run to {}", dir.display()))
+    }
+
+    /// What its run directory is written from.
+    pub fn parts(&self) -> stockcast_backtest::rundir::RunParts<'_> {
+        stockcast_backtest::rundir::RunParts {
+            meta: &self.meta,
+            wf: &self.walk_forward,
+            eval: &self.evaluation,
+            strategy: &self.config.strategy,
+            predictions: self.predictions_file.as_ref(),
+        }
     }
 
     /// Writes the report directory into `stage` and uploads it when the run directory is on an object store.
@@ -1056,15 +1136,9 @@ pub(crate) mod tests {
         let earlier = files(&run_dir);
         let report_before = std::fs::read(run_dir.join("report.json")).unwrap();
         let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            stockcast_backtest::rundir::write_run_with(
-                &run_dir,
-                &bt.meta,
-                &bt.walk_forward,
-                &bt.evaluation,
-                &bt.config.strategy,
-                Replace::Own,
-                &|_| panic!("injected crash"),
-            )
+            stockcast_backtest::rundir::write_run_with(&run_dir, bt.parts(), Replace::Own, &|_| {
+                panic!("injected crash")
+            })
         }));
         assert!(crashed.is_err());
         let aside = dir.path().join(format!(".run.old-{}", std::process::id()));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use stockcast_backtest::runner::{self, Plan, TaskOutput};
-use stockcast_backtest::shard::{self, PlanFile, ShardId};
+use stockcast_backtest::shard::{self, PlanFile, ShardId, Shards};
 use stockcast_backtest::{ModelSpec, RunOptions, WalkForward};
 use stockcast_models::Dataset;
 
@@ -79,6 +79,29 @@ pub trait ShardedJob {
     /// # Errors
     /// The job's own.
     fn finish(&self, ctx: &Ctx, work: Self::Work, wf: WalkForward, timings: Timings) -> Result<Self::Output>;
+
+    /// A merge's finish on the checked `shards` of `p` in run directory `dir`: by default every task is read
+    /// and assembled into the walk-forward, then [`ShardedJob::finish`]; a job may read them model by model
+    /// instead, holding one model's predictions at a time. Records the seconds spent reading as `merge_read`.
+    ///
+    /// # Errors
+    /// Unreadable shards; the finish's.
+    fn finish_merge(
+        &self,
+        ctx: &Ctx,
+        p: Prepared<Self::Work>,
+        shards: &Shards,
+        dir: &Path,
+        mut timings: Timings,
+    ) -> Result<Self::Output> {
+        let _ = dir;
+        let t = Instant::now();
+        let models = Self::models(&p.work);
+        let tasks = shards.read(&p.file, models, &|_| true)?;
+        let wf = runner::assemble(&p.plan, models, tasks);
+        timings.insert("merge_read".to_owned(), t.elapsed().as_secs_f64());
+        self.finish(ctx, p.work, wf, timings)
+    }
 }
 
 /// Runs the tasks `which` of `p` with a progress bar named `label`.
@@ -189,17 +212,18 @@ pub fn merge<J: ShardedJob>(job: &J, ctx: &Ctx, dir: &Path) -> Result<J::Output>
     let planned = read_plan::<J>(dir)?;
     let p = job.prepare(ctx, &|file| Ok(planned.check_same(file, dir)?))?;
     let t = Instant::now();
-    let models = J::models(&p.work);
-    let shard::ShardOutputs { tasks, timings: shard_timings } = shard::read_shards(dir, &planned, models)?;
-    let wf = runner::assemble(&p.plan, models, tasks);
-    let mut timings = Timings::from([("merge_read".to_owned(), t.elapsed().as_secs_f64())]);
-    timings.insert("shards".to_owned(), shard_timings.len() as f64);
+    let shards = Shards::open(dir, &planned)?;
+    let shard_timings = shards.timings();
+    let mut timings = Timings::from([
+        ("shards".to_owned(), shard_timings.len() as f64),
+        ("merge_check".to_owned(), t.elapsed().as_secs_f64()),
+    ]);
     for key in ["features", "walk_forward"] {
         let per: Vec<f64> = shard_timings.iter().filter_map(|t| t.get(key).copied()).collect();
         timings.insert(format!("{key}_shard_max"), per.iter().copied().fold(0.0, f64::max));
         timings.insert(format!("{key}_shard_total"), per.iter().sum());
     }
-    job.finish(ctx, p.work, wf, timings)
+    job.finish_merge(ctx, p, &shards, dir, timings)
 }
 
 /// One step of a sharded run on a run directory.
@@ -294,7 +318,17 @@ mod tests {
         assert_eq!(ran, plan.tasks.len(), "every task in exactly one shard");
         let merged = merge(&job, &ctx, &run_dir).unwrap();
         assert!(!bits(&whole.walk_forward).is_empty());
-        assert_eq!(bits(&merged.walk_forward), bits(&whole.walk_forward));
+        // The merge streamed each model's predictions to its predictions file: the same bytes as the whole run's.
+        assert!(bits(&merged.walk_forward).is_empty() && merged.predictions_file.is_some());
+        let written = |b: &crate::backtest::Backtest, to: &Path| {
+            b.write(to, stockcast_features::outputs::Replace::Own).unwrap();
+            std::fs::read(to.join("predictions.parquet")).unwrap()
+        };
+        assert_eq!(written(&merged, &run_dir), written(&whole, &dir.path().join("whole")));
+        assert_eq!(merged.walk_forward.results.len(), whole.walk_forward.results.len());
+        for (a, b) in merged.walk_forward.results.iter().zip(&whole.walk_forward.results) {
+            assert_eq!((&a.model, a.fold, a.signal.rank_ic.to_bits()), (&b.model, b.fold, b.signal.rank_ic.to_bits()));
+        }
         let total = |b: &crate::backtest::Backtest| b.evaluation.models[0].simulation.stats.total_return;
         assert_eq!(total(&merged).to_bits(), total(&whole).to_bits());
 

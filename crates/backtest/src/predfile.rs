@@ -1,0 +1,199 @@
+//! `predictions.parquet` written as a stream: rows are pushed model by model and leave in row groups of a fixed
+//! number of rows ([`GROUP_ROWS`], counted across models), so a whole run (every prediction in memory) and a
+//! merge (one model's at a time, read from shard files) write the same bytes while the merge holds one row group.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stockcast_features::polars::prelude::*;
+use stockcast_features::prices::date_to_days;
+
+use crate::error::{Error, Result};
+use crate::runner::OosPrediction;
+
+/// Rows per row group (Polars' default row group size).
+pub const GROUP_ROWS: usize = 512 * 512;
+
+/// The columns of the rows waiting for their row group.
+#[derive(Default)]
+struct Rows {
+    model: Vec<u32>,
+    symbol: Vec<Arc<str>>,
+    date: Vec<i32>,
+    fold: Vec<u32>,
+    score: Vec<f64>,
+    label: Vec<f64>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.model.len()
+    }
+
+    /// The frame of these rows: model, symbol, date, fold, score, label.
+    fn frame(&self, models: &[String]) -> Result<DataFrame> {
+        let date = Column::new("date".into(), &self.date).cast(&DataType::Date).map_err(stockcast_features::Error::from)?;
+        let cols = vec![
+            Column::new("model".into(), self.model.iter().map(|&m| models[m as usize].as_str()).collect::<Vec<_>>()),
+            Column::new("symbol".into(), self.symbol.iter().map(|s| &**s).collect::<Vec<_>>()),
+            date,
+            Column::new("fold".into(), &self.fold),
+            Column::new("score".into(), &self.score),
+            Column::new("label".into(), &self.label),
+        ];
+        Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// A `predictions.parquet` being written (see the module's documentation). The file is removed when the writer
+/// is dropped before [`PredictionWriter::finish`].
+pub struct PredictionWriter {
+    path: PathBuf,
+    writer: Option<stockcast_features::polars::io::parquet::write::BatchedWriter<std::fs::File>>,
+    models: Vec<String>,
+    rows: Rows,
+    written: usize,
+}
+
+impl std::fmt::Debug for PredictionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PredictionWriter")
+            .field("path", &self.path)
+            .field("models", &self.models)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PredictionWriter {
+    /// Creates `path` (replacing a file there).
+    ///
+    /// # Errors
+    /// [`Error::File`]; Parquet errors.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        let schema = Rows::default().frame(&[])?.schema().clone();
+        let writer = ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(&schema)
+            .map_err(stockcast_features::Error::from)?;
+        Ok(Self { path: path.to_owned(), writer: Some(writer), models: Vec::new(), rows: Rows::default(), written: 0 })
+    }
+
+    /// Appends `preds` of model `model`.
+    ///
+    /// # Errors
+    /// Parquet and I/O errors of a row group that filled up.
+    pub fn push(&mut self, model: &str, preds: &[OosPrediction]) -> Result<()> {
+        let m = if let Some(m) = self.models.iter().position(|n| n == model) {
+            m
+        } else {
+            self.models.push(model.to_owned());
+            self.models.len() - 1
+        };
+        let m = u32::try_from(m).map_err(|_| Error::Data("more than 2^32 models".into()))?;
+        for p in preds {
+            let r = &mut self.rows;
+            r.model.push(m);
+            r.symbol.push(Arc::clone(&p.symbol));
+            r.date.push(date_to_days(p.date));
+            r.fold.push(u32::try_from(p.fold).map_err(|_| Error::Data(format!("fold {} beyond 2^32", p.fold)))?);
+            r.score.push(p.score);
+            r.label.push(p.label);
+            if r.len() == GROUP_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows.len() == 0 {
+            return Ok(());
+        }
+        let df = self.rows.frame(&self.models)?;
+        if let Some(w) = &mut self.writer {
+            w.write_batch(&df).map_err(|e| Error::Data(format!("{}: {e}", self.path.display())))?;
+        }
+        self.written += self.rows.len();
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer, and flushes the file to disk; the rows written.
+    ///
+    /// # Errors
+    /// Parquet and I/O errors.
+    pub fn finish(mut self) -> Result<usize> {
+        self.flush()?;
+        if let Some(w) = self.writer.take() {
+            w.finish().map_err(|e| Error::Data(format!("{}: {e}", self.path.display())))?;
+        }
+        let f = std::fs::File::open(&self.path).map_err(|e| Error::file(&self.path, e))?;
+        f.sync_all().map_err(|e| Error::file(&self.path, e))?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for PredictionWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes every model's predictions of `predictions` (in its order) to `path`.
+///
+/// # Errors
+/// As [`PredictionWriter`].
+pub fn write<'a>(
+    path: &Path,
+    predictions: impl IntoIterator<Item = (&'a String, &'a Vec<OosPrediction>)>,
+) -> Result<usize> {
+    let mut w = PredictionWriter::create(path)?;
+    for (model, preds) in predictions {
+        w.push(model, preds)?;
+    }
+    w.finish()
+}
+
+/// A finished file that is removed when this is dropped: a streamed merge's `predictions.parquet`, written
+/// before its run directory and linked (or copied) into it.
+#[derive(Debug)]
+pub struct Spooled {
+    path: PathBuf,
+}
+
+impl Spooled {
+    /// Takes charge of `path` (nothing need be there yet).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Puts the file at `dest` too: a hard link, or a copy across file systems.
+    ///
+    /// # Errors
+    /// [`Error::File`].
+    pub fn link_to(&self, dest: &Path) -> Result<()> {
+        if std::fs::hard_link(&self.path, dest).is_err() {
+            std::fs::copy(&self.path, dest).map_err(|e| Error::file(dest, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
