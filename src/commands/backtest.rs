@@ -62,7 +62,7 @@ pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
         };
         (stage, BacktestJob { config: cfg, data }, step, replace)
     };
-    match backtest::execute(ctx, &job, &stage, step, replace)? {
+    match backtest::execute(ctx, job, &stage, step, replace)? {
         Stepped::Planned(plan) => out(&format!(
             "{} tasks ({} models × refit folds, {} folds) planned in {}/{}",
             plan.tasks.len(),

@@ -101,7 +101,7 @@ impl PredictionWriter {
             r.model.push(m);
             r.symbol.push(Arc::clone(&p.symbol));
             r.date.push(date_to_days(p.date));
-            r.fold.push(u32::try_from(p.fold).map_err(|_| Error::Data(format!("fold {} beyond 2^32", p.fold)))?);
+            r.fold.push(p.fold);
             r.score.push(p.score);
             r.label.push(p.label);
             if r.len() == GROUP_ROWS {

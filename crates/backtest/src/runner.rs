@@ -35,8 +35,8 @@ pub struct OosPrediction {
     pub symbol: Arc<str>,
     /// Date of the features (the signal date).
     pub date: NaiveDate,
-    /// Fold that predicted it.
-    pub fold: usize,
+    /// Fold that predicted it (`u32`: a row is 40 bytes, not 48, over hundreds of millions of rows).
+    pub fold: u32,
     /// Score.
     pub score: f64,
     /// Realised label (NaN when the horizon runs past the data).
@@ -403,7 +403,7 @@ pub fn assemble(
 /// by date puts them in (date, symbol) order in linear time, moving each row once. When the symbols of a date do
 /// not come out ascending (rows in another order), a comparison sort gives the same order. True when the counting
 /// sort alone ordered them.
-fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
+pub(crate) fn sort_by_date_and_symbol(preds: &mut [OosPrediction]) -> bool {
     let by_key = |a: &OosPrediction, b: &OosPrediction| a.date.cmp(&b.date).then_with(|| a.symbol.cmp(&b.symbol));
     let (Some(first), Some(last)) = (preds.iter().map(|p| p.date).min(), preds.iter().map(|p| p.date).max()) else {
         return true;
@@ -530,6 +530,7 @@ fn run_task(
             .y
             .as_ref()
             .map_or_else(|| vec![f64::NAN; test.len()], |y| y.iter().map(|v| f64::from(*v)).collect());
+        let fold_id = u32::try_from(fid).map_err(|_| Error::Config(format!("fold {fid}: more than 2^32 folds")))?;
         let rows: Vec<OosPrediction> = preds
             .index
             .iter()
@@ -538,7 +539,7 @@ fn run_task(
             .map(|(((s, d), score), label)| OosPrediction {
                 symbol: shared.get(s),
                 date: *d,
-                fold: fid,
+                fold: fold_id,
                 score: *score,
                 label: *label,
             })
@@ -588,7 +589,7 @@ mod tests {
         let symbols: Vec<Arc<str>> = ["AA", "B", "BA", "C", "ZZ"].iter().map(|s| Arc::from(*s)).collect();
         // Two folds, each grouped by symbol (symbol order, dates ascending), with dates some symbols skip.
         let mut grouped = Vec::new();
-        for (fold, days) in [(0usize, 0..40i64), (1, 45..90)] {
+        for (fold, days) in [(0u32, 0..40i64), (1, 45..90)] {
             for s in &symbols {
                 for d in days.clone() {
                     if rng.random::<f64>() < 0.2 {

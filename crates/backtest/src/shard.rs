@@ -30,6 +30,8 @@ pub const KEPT: [&str; 3] = [PLAN_FILE, SHARDS_DIR, LOGS_DIR];
 const SHARD_FILE: &str = "shard.json";
 const PREDICTIONS_FILE: &str = "predictions.parquet";
 const FORMAT: u32 = 2;
+/// Rows a merge reads from a shard's predictions file at once (whole folds).
+const READ_ROWS: usize = 1 << 21;
 
 /// Which part of a plan a process runs: shard `index` of `count` (its tasks: [`PlanFile::shard_tasks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,7 +375,7 @@ impl PredictionColumns {
             self.task.push(task as u32);
             self.symbol.push(p.symbol.to_string());
             self.date.push(date_to_days(p.date));
-            self.fold.push(p.fold as u32);
+            self.fold.push(p.fold);
             self.score.push(p.score);
             self.label.push(p.label);
         }
@@ -514,67 +516,124 @@ impl Shards {
         self.files.iter().flat_map(|f| &f.folds).map(|s| s.predictions).sum()
     }
 
-    /// The outputs of the tasks `want` picks (by index in the plan), in task order, read from the row ranges
-    /// of the shards' predictions files that hold them.
+    /// The outputs of the tasks `want` picks (by index in the plan), in task order.
     ///
     /// # Errors
     /// [`Error::Data`] naming the shard and file when its rows are not what its `shard.json` lists.
-    pub fn read(&self, plan: &PlanFile, models: &[ModelSpec], want: &dyn Fn(usize) -> bool) -> Result<Vec<(usize, TaskOutput)>> {
-        let mut outputs = Vec::new();
+    pub fn read(
+        &self,
+        plan: &PlanFile,
+        models: &[ModelSpec],
+        want: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<(usize, TaskOutput)>> {
+        let mut rows: Vec<Vec<OosPrediction>> = Vec::new();
+        let results = self.read_into(plan, models, want, &mut rows, &|_, rows| {
+            rows.push(Vec::new());
+            rows.len() - 1
+        })?;
+        let mut per_task: BTreeMap<usize, TaskOutput> = BTreeMap::new();
+        for ((task, result), preds) in results.into_iter().zip(rows) {
+            per_task.entry(task).or_default().push((result, preds));
+        }
+        Ok(per_task.into_iter().collect())
+    }
+
+    /// Model `model`'s fold results (fold order) and its predictions per backtest path (`folds`: the plan's
+    /// folds, which say each fold's path), each path's rows ordered by date, then symbol: what
+    /// [`runner::assemble`] makes of the model's tasks, with each row read straight into its path.
+    ///
+    /// # Errors
+    /// As [`Shards::read`].
+    pub fn read_model(
+        &self,
+        plan: &PlanFile,
+        models: &[ModelSpec],
+        folds: &[crate::split::Fold],
+        model: usize,
+    ) -> Result<(Vec<FoldResult>, Vec<Vec<OosPrediction>>)> {
+        let want = |t: usize| plan.tasks.get(t).is_some_and(|t| t.task.model == model);
+        let path_of = |fold: usize| folds.get(fold).map_or(0, |f| f.path);
+        let n_paths = folds.iter().map(|f| f.path + 1).max().unwrap_or(1);
+        let mut paths: Vec<Vec<OosPrediction>> = vec![Vec::new(); n_paths];
+        for s in self.files.iter().flat_map(|f| &f.folds).filter(|s| want(s.task)) {
+            paths[path_of(s.fold)].reserve_exact(s.predictions);
+        }
+        let results = self.read_into(plan, models, &want, &mut paths, &|s, _| path_of(s.fold))?;
+        let mut results: Vec<FoldResult> = results.into_iter().map(|(_, r)| r).collect();
+        results.sort_by_key(|r| r.fold);
+        for p in &mut paths {
+            runner::sort_by_date_and_symbol(p);
+        }
+        Ok((results, paths))
+    }
+
+    /// Reads the folds of the tasks `want` picks, shard by shard, appending each fold's rows to the vector of
+    /// `dests` that `place` picks (it may add one); their (task, fold result) in reading order.
+    fn read_into(
+        &self,
+        plan: &PlanFile,
+        models: &[ModelSpec],
+        want: &dyn Fn(usize) -> bool,
+        dests: &mut Vec<Vec<OosPrediction>>,
+        place: &dyn Fn(&StoredFold, &mut Vec<Vec<OosPrediction>>) -> usize,
+    ) -> Result<Vec<(usize, FoldResult)>> {
+        let mut results = Vec::new();
         for f in &self.files {
             let i = f.shard.index;
             let path = shard_dir(&self.dir, i).join(PREDICTIONS_FILE);
-            // The wanted folds and the row ranges they take (a task's folds are consecutive rows).
-            let (mut at, mut ranges, mut folds) = (0, Vec::<(usize, usize)>::new(), Vec::new());
+            // The wanted folds by the row ranges they take (a task's folds are consecutive rows), each range at
+            // most READ_ROWS rows unless one fold is more: what is read at once stays small beside the result.
+            let (mut at, mut ranges) = (0, Vec::<(usize, usize, Vec<&StoredFold>)>::new());
             for s in &f.folds {
                 if want(s.task) {
                     match ranges.last_mut() {
-                        Some((start, len)) if *start + *len == at => *len += s.predictions,
-                        _ => ranges.push((at, s.predictions)),
+                        Some((start, len, folds)) if *start + *len == at && *len + s.predictions <= READ_ROWS => {
+                            *len += s.predictions;
+                            folds.push(s);
+                        }
+                        _ => ranges.push((at, s.predictions, vec![s])),
                     }
-                    folds.push(s);
                 }
                 at += s.predictions;
             }
-            if folds.is_empty() {
-                continue;
-            }
-            let mut rows = Vec::new();
-            for range in ranges {
-                rows.extend(read_predictions(&path, i, range)?);
-            }
-            let mut rows = rows.into_iter().peekable();
-            let mut per_task: BTreeMap<usize, TaskOutput> = BTreeMap::new();
-            for s in folds {
-                let task = &plan.tasks[s.task];
-                let mut preds = Vec::with_capacity(s.predictions);
-                while preds.len() < s.predictions {
-                    match rows.next_if(|(t, p)| *t == s.task && p.fold == s.fold) {
-                        Some((_, p)) => preds.push(p),
-                        None => {
-                            return Err(Error::Data(format!(
-                                "shard {i}: {} has fewer predictions for {} fold {} than shard.json lists ({})",
-                                path.display(),
-                                s.model,
-                                s.fold,
-                                s.predictions
-                            )));
+            for (offset, len, folds) in ranges {
+                let rows = PredictionRows::read(&path, i, (offset, len))?;
+                let mut r = 0;
+                for s in folds {
+                    let task = &plan.tasks[s.task];
+                    let spec = models.get(task.task.model).filter(|m| m.name == s.model).ok_or_else(|| {
+                        Error::Data(format!(
+                            "shard {i}: task {} is model {} in the plan, not {}",
+                            s.task, task.model, s.model
+                        ))
+                    })?;
+                    let d = place(s, dests);
+                    let dest = &mut dests[d];
+                    let start = dest.len();
+                    for _ in 0..s.predictions {
+                        match rows.get(r)?.filter(|(t, p)| *t == s.task && p.fold as usize == s.fold) {
+                            Some((_, p)) => dest.push(p),
+                            None => {
+                                return Err(Error::Data(format!(
+                                    "shard {i}: {} has fewer predictions for {} fold {} than shard.json lists ({})",
+                                    path.display(),
+                                    s.model,
+                                    s.fold,
+                                    s.predictions
+                                )));
+                            }
                         }
+                        r += 1;
                     }
+                    let (signal, forecast) = runner::fold_stats(&spec.config, &dest[start..]);
+                    results.push((s.task, s.result(signal, forecast)));
                 }
-                let spec = models.get(task.task.model).filter(|m| m.name == s.model).ok_or_else(|| {
-                    Error::Data(format!("shard {i}: task {} is model {} in the plan, not {}", s.task, task.model, s.model))
-                })?;
-                let (signal, forecast) = runner::fold_stats(&spec.config, &preds);
-                per_task.entry(s.task).or_default().push((s.result(signal, forecast), preds));
+                if r < rows.len() {
+                    return Err(Error::Data(format!("shard {i}: {} has rows shard.json does not list", path.display())));
+                }
             }
-            if rows.next().is_some() {
-                return Err(Error::Data(format!("shard {i}: {} has rows shard.json does not list", path.display())));
-            }
-            outputs.extend(per_task);
         }
-        outputs.sort_by_key(|(t, _)| *t);
-        Ok(outputs)
+        Ok(results)
     }
 }
 
@@ -670,27 +729,70 @@ fn verify_files(dir: &Path, i: usize, f: &ShardFile) -> Result<()> {
     Ok(())
 }
 
-/// Rows `offset .. offset + len` of a shard's predictions file, with their task.
-fn read_predictions(path: &Path, shard: usize, (offset, len): (usize, usize)) -> Result<Vec<(usize, OosPrediction)>> {
-    let bad = |e: PolarsError| Error::Data(format!("shard {shard}: {}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| Error::Data(format!("shard {shard}: {}: {e}", path.display())))?;
-    let df = ParquetReader::new(file).with_slice(Some((offset, len))).finish().map_err(bad)?;
-    let col = |n: &str| df.column(n).map_err(bad);
-    let task = col("task")?.u32().map_err(bad)?.clone();
-    let symbol = col("symbol")?.str().map_err(bad)?.clone();
-    let date = col("date")?.i32().map_err(bad)?.clone();
-    let fold = col("fold")?.u32().map_err(bad)?.clone();
-    let score = col("score")?.f64().map_err(bad)?.clone();
-    let label = col("label")?.f64().map_err(bad)?.clone();
-    let mut out = Vec::with_capacity(df.height());
-    let mut symbols = crate::runner::SymbolTable::default();
-    for r in 0..df.height() {
-        let row =
-            (task.get(r), symbol.get(r), date.get(r).and_then(days_to_date), fold.get(r), score.get(r), label.get(r));
-        let (Some(t), Some(s), Some(d), Some(f), Some(score), Some(label)) = row else {
-            return Err(Error::Data(format!("shard {shard}: {}: row {} has a missing value", path.display(), offset + r)));
-        };
-        out.push((t as usize, OosPrediction { symbol: symbols.get(s), date: d, fold: f as usize, score, label }));
+/// Rows `offset .. offset + len` of a shard's predictions file, as read (each row is checked as it is taken).
+struct PredictionRows {
+    path: PathBuf,
+    shard: usize,
+    offset: usize,
+    task: UInt32Chunked,
+    symbol: StringChunked,
+    date: Int32Chunked,
+    fold: UInt32Chunked,
+    score: Float64Chunked,
+    label: Float64Chunked,
+    symbols: std::cell::RefCell<crate::runner::SymbolTable>,
+}
+
+impl PredictionRows {
+    fn read(path: &Path, shard: usize, (offset, len): (usize, usize)) -> Result<Self> {
+        let bad = |e: PolarsError| Error::Data(format!("shard {shard}: {}: {e}", path.display()));
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::Data(format!("shard {shard}: {}: {e}", path.display())))?;
+        let df = ParquetReader::new(file).with_slice(Some((offset, len))).finish().map_err(bad)?;
+        let col = |n: &str| df.column(n).map_err(bad);
+        Ok(Self {
+            path: path.to_owned(),
+            shard,
+            offset,
+            task: col("task")?.u32().map_err(bad)?.rechunk().into_owned(),
+            symbol: col("symbol")?.str().map_err(bad)?.rechunk().into_owned(),
+            date: col("date")?.i32().map_err(bad)?.rechunk().into_owned(),
+            fold: col("fold")?.u32().map_err(bad)?.rechunk().into_owned(),
+            score: col("score")?.f64().map_err(bad)?.rechunk().into_owned(),
+            label: col("label")?.f64().map_err(bad)?.rechunk().into_owned(),
+            symbols: std::cell::RefCell::default(),
+        })
     }
-    Ok(out)
+
+    fn len(&self) -> usize {
+        self.task.len()
+    }
+
+    /// Row `r` (from the range's start) with its task; `None` past the end.
+    ///
+    /// # Errors
+    /// A missing value, naming the row.
+    fn get(&self, r: usize) -> Result<Option<(usize, OosPrediction)>> {
+        if r >= self.len() {
+            return Ok(None);
+        }
+        let row = (
+            self.task.get(r),
+            self.symbol.get(r),
+            self.date.get(r).and_then(days_to_date),
+            self.fold.get(r),
+            self.score.get(r),
+            self.label.get(r),
+        );
+        let (Some(t), Some(s), Some(date), Some(fold), Some(score), Some(label)) = row else {
+            return Err(Error::Data(format!(
+                "shard {}: {}: row {} has a missing value",
+                self.shard,
+                self.path.display(),
+                self.offset + r
+            )));
+        };
+        let symbol = self.symbols.borrow_mut().get(s);
+        Ok(Some((t as usize, OosPrediction { symbol, date, fold, score, label })))
+    }
 }

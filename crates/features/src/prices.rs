@@ -282,6 +282,14 @@ impl PriceFrame {
 
     /// Rows `offset..offset + len` (the caller keeps whole symbols together), for a sharded feature build; the data
     /// hash stays the whole frame's.
+    /// A frame of no rows and no columns that holds no data: what a caller that moved the real frame out (to
+    /// free it as soon as it is no longer needed) leaves in its place.
+    pub fn empty() -> Self {
+        let df = DataFrame::empty();
+        let data_hash = DataHash::of(&df);
+        Self { df, fields: Vec::new(), adjusted: false, data_hash, securities: Vec::new() }
+    }
+
     pub(crate) fn slice_rows(&self, offset: usize, len: usize) -> Self {
         Self { df: self.df.slice(offset as i64, len), ..self.clone() }
     }

@@ -236,7 +236,7 @@ impl BacktestJob {
 /// As [`sharded::step`] and [`Backtest::save`].
 pub fn execute(
     ctx: &Ctx,
-    job: &BacktestJob,
+    job: BacktestJob,
     stage: &Staging,
     step: Step,
     replace: Replace,
@@ -289,7 +289,7 @@ impl ShardedJob for BacktestJob {
 
     /// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
     fn finish(&self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, timings: Timings) -> Result<Backtest> {
-        self.evaluate_and_record(ctx, work, timings, |ev, _| {
+        self.evaluate_and_record(ctx, work, self.data.prices.clone(), timings, |ev, _| {
             ev.walk_forward(&wf)?;
             Ok((wf, None))
         })
@@ -298,9 +298,10 @@ impl ShardedJob for BacktestJob {
     /// The merge streams: one model at a time (in name order, the order `predictions.parquet` lists them), its
     /// tasks are read from the shards, assembled, evaluated and appended to the run's `predictions.parquet`
     /// (written beside the run directory, then linked into it), so the merge holds one model's predictions,
-    /// whatever the number of models. Every figure and file is the one the whole run makes, bit for bit.
+    /// whatever the number of models. Every figure and file is the one the whole run makes, bit for bit. The
+    /// prices are freed once the market the simulations read is built from them.
     fn finish_merge(
-        &self,
+        mut self,
         ctx: &Ctx,
         p: Prepared<BacktestWork>,
         shards: &Shards,
@@ -308,30 +309,32 @@ impl ShardedJob for BacktestJob {
         timings: Timings,
     ) -> Result<Backtest> {
         let Prepared { file, plan, work } = p;
+        let prices = std::mem::replace(&mut self.data.prices, PriceFrame::empty());
         let models = work.models.clone();
         let mut order: Vec<usize> = (0..models.len()).collect();
         order.sort_by(|&a, &b| models[a].name.cmp(&models[b].name));
         // A hidden sibling of the run directory: writing the report replaces the directory's own entries.
         let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
         let spooled = Spooled::new(dir.with_file_name(format!(".{name}.predictions-{}.parquet", std::process::id())));
-        self.evaluate_and_record(ctx, work, timings, |ev, timings| {
+        self.evaluate_and_record(ctx, work, prices, timings, |ev, timings| {
             let mut writer = PredictionWriter::create(spooled.path())?;
             let mut results: Vec<Vec<FoldResult>> = vec![Vec::new(); models.len()];
             let mut read = 0.0;
+            // CPCV: every path is evaluated, path 0 is the model's predictions (as runner::assemble has them).
+            let cpcv = plan.folds.iter().any(|f| !f.train_parts.is_empty());
             for m in order {
                 let t = Instant::now();
-                let tasks = shards.read(&file, &models, &|t| file.tasks[t].task.model == m)?;
-                let mut wf = runner::assemble(&plan, &models, tasks);
+                let (model_results, paths) = shards.read_model(&file, &models, &plan.folds, m)?;
                 read += t.elapsed().as_secs_f64();
                 let name = &models[m].name;
-                let preds = wf.predictions.remove(name).unwrap_or_default();
-                let refs: Vec<&FoldResult> = wf.results.iter().collect();
+                let preds = paths.first().map_or(&[][..], Vec::as_slice);
+                let refs: Vec<&FoldResult> = model_results.iter().collect();
                 if !refs.is_empty() {
-                    ev.model(name, &preds, wf.paths.get(name).map(Vec::as_slice), &refs)?;
+                    ev.model(name, preds, cpcv.then_some(paths.as_slice()), &refs)?;
                 }
-                writer.push(name, &preds)?;
-                results[m] = wf.results;
+                writer.push(name, preds)?;
                 tracing::debug!(model = %name, rows = preds.len(), "model merged");
+                results[m] = model_results;
             }
             let rows = writer.finish()?;
             timings.insert("merge_read".to_owned(), read);
@@ -351,16 +354,17 @@ impl ShardedJob for BacktestJob {
 impl BacktestJob {
     /// Evaluates the models `evaluate` passes to the evaluator (signal, forecast and portfolio metrics) and records
     /// the run; `evaluate` returns the walk-forward and, when it wrote them already, the predictions file.
+    /// `prices` (the job's) are dropped once the market is built from them: the last copy is freed there.
     fn evaluate_and_record(
         &self,
         ctx: &Ctx,
         work: BacktestWork,
+        prices: PriceFrame,
         mut timings: Timings,
         evaluate: impl FnOnce(&mut report::Evaluator<'_>, &mut Timings) -> Result<(WalkForward, Option<Spooled>)>,
     ) -> Result<Backtest> {
         let (cfg, data) = (&self.config, &self.data);
         let BacktestWork { models, spec, .. } = work;
-        let prices = &data.prices;
         let alignment = label_alignment(&spec.label, cfg.strategy.fill);
         if let Some(w) = &alignment.warning {
             ctx.note(&format!("warning: {w}"));
@@ -370,7 +374,11 @@ impl BacktestJob {
             ctx.note(&format!("warning: {w}"));
         }
         let t = Instant::now();
-        let market = Market::from_prices(prices)?;
+        let market = Market::from_prices(&prices)?;
+        let (first, last) = prices.date_range()?.unzip();
+        let (data_hash, symbols, rows, member_rows) =
+            (prices.data_hash().to_owned(), prices.symbols()?.len(), prices.height(), prices.member_rows());
+        drop(prices);
         let facts = report::RunFacts { seed: cfg.seed, horizon: spec.label.horizon };
         let mut ev = report::Evaluator::new(&models, &market, &cfg.strategy, data.index.as_ref(), facts, &cfg.report)?;
         let (wf, predictions_file) = evaluate(&mut ev, &mut timings)?;
@@ -383,7 +391,6 @@ impl BacktestJob {
             ctx.note(&format!("warning: {line}"));
         }
         quality["banner"] = json!(lines);
-        let (first, last) = prices.date_range()?.unzip();
         let mut resolved = serde_json::to_value(cfg)?;
         resolved["models_resolved"] = serde_json::to_value(&models)?;
         let meta = RunMeta {
@@ -391,9 +398,9 @@ impl BacktestJob {
             config: resolved,
             data: json!({
                 "prices": data.source,
-                "data_hash": prices.data_hash(),
-                "symbols": prices.symbols()?.len(),
-                "rows": prices.height(),
+                "data_hash": data_hash,
+                "symbols": symbols,
+                "rows": rows,
                 "first_date": first,
                 "last_date": last,
                 "quality": quality,
@@ -401,7 +408,7 @@ impl BacktestJob {
                     || json!("every symbol of the prices on every date it trades (no point-in-time membership: \
                               survivor-biased if the file holds today's members only)"),
                     |u| json!({"file": u.source.display().to_string(), "symbols": u.symbols(),
-                               "member_rows": prices.member_rows(), "rows": prices.height()}),
+                               "member_rows": member_rows, "rows": rows}),
                 ),
                 "classification": data.classification.as_ref().map(|c| json!({
                     "file": c.source.display().to_string(), "symbols": c.symbols(), "spans": c.spans(),
@@ -1247,3 +1254,4 @@ pub(crate) mod tests {
         assert!(e.chain().contains("NOPE"), "{}", e.chain());
     }
 }
+

@@ -82,18 +82,22 @@ pub trait ShardedJob {
 
     /// A merge's finish on the checked `shards` of `p` in run directory `dir`: by default every task is read
     /// and assembled into the walk-forward, then [`ShardedJob::finish`]; a job may read them model by model
-    /// instead, holding one model's predictions at a time. Records the seconds spent reading as `merge_read`.
+    /// instead, holding one model's predictions at a time. It owns the job, so it may free the job's data as soon
+    /// as it is no longer needed. Records the seconds spent reading as `merge_read`.
     ///
     /// # Errors
     /// Unreadable shards; the finish's.
     fn finish_merge(
-        &self,
+        self,
         ctx: &Ctx,
         p: Prepared<Self::Work>,
         shards: &Shards,
         dir: &Path,
         mut timings: Timings,
-    ) -> Result<Self::Output> {
+    ) -> Result<Self::Output>
+    where
+        Self: Sized,
+    {
         let _ = dir;
         let t = Instant::now();
         let models = Self::models(&p.work);
@@ -207,7 +211,7 @@ pub fn read_plan<J: ShardedJob>(dir: &Path) -> Result<PlanFile> {
 ///
 /// # Errors
 /// A missing, stale or incomplete shard, or data that is not what the plan was made from, each named.
-pub fn merge<J: ShardedJob>(job: &J, ctx: &Ctx, dir: &Path) -> Result<J::Output> {
+pub fn merge<J: ShardedJob>(job: J, ctx: &Ctx, dir: &Path) -> Result<J::Output> {
     let _lock = job.lock()?;
     let planned = read_plan::<J>(dir)?;
     let p = job.prepare(ctx, &|file| Ok(planned.check_same(file, dir)?))?;
@@ -255,17 +259,17 @@ pub enum Stepped<T> {
 ///
 /// # Errors
 /// The step's; object-store errors.
-pub fn step<J: ShardedJob>(job: &J, ctx: &Ctx, stage: &Staging, step: Step) -> Result<Stepped<J::Output>> {
+pub fn step<J: ShardedJob>(job: J, ctx: &Ctx, stage: &Staging, step: Step) -> Result<Stepped<J::Output>> {
     Ok(match step {
-        Step::Whole => Stepped::Done(run(job, ctx)?),
+        Step::Whole => Stepped::Done(run(&job, ctx)?),
         Step::Plan => {
-            let file = write_plan(job, ctx, &stage.dir)?;
+            let file = write_plan(&job, ctx, &stage.dir)?;
             stage.push_plan(true)?;
             Stepped::Planned(file)
         }
         Step::Shard(id) => {
             stage.pull(false)?;
-            let r = run_shard(job, ctx, &stage.dir, id)?;
+            let r = run_shard(&job, ctx, &stage.dir, id)?;
             stage.push_shard(id)?;
             Stepped::Shard(r)
         }
@@ -295,6 +299,46 @@ mod tests {
             .collect()
     }
 
+    /// A CPCV backtest merged from two shards, streamed model by model: every path's statistics and the
+    /// predictions file (path 0) are the whole run's, bit for bit.
+    #[test]
+    fn a_cpcv_merge_streams_every_path_of_each_model_as_the_whole_run_has_them() {
+        let ctx = Ctx::quiet(Clock::fixed("2026-11-30T00:00:00Z".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::backtest::tests::config(MODELS);
+        config.split.kind = stockcast_backtest::SplitKind::Cpcv;
+        (config.split.groups, config.split.test_groups, config.split.valid_days) = (5, 2, 0);
+        let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
+        let job = BacktestJob { config, data };
+        let whole = run(&job, &ctx).unwrap();
+        assert!(whole.walk_forward.paths.values().all(|p| p.len() == 4), "C(5,2) * 2 / 5 = 4 paths");
+
+        let run_dir = dir.path().join("cpcv");
+        write_plan(&job, &ctx, &run_dir).unwrap();
+        for i in [1, 0] {
+            run_shard(&job, &ctx, &run_dir, ShardId::new(i, 2).unwrap()).unwrap();
+        }
+        let merged = merge(job, &ctx, &run_dir).unwrap();
+        let cpcv = |b: &crate::backtest::Backtest| -> Vec<(String, Vec<u64>, Vec<u64>)> {
+            b.evaluation
+                .models
+                .iter()
+                .map(|m| {
+                    let c = m.cpcv.as_ref().unwrap();
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect();
+                    (m.name.clone(), bits(&c.sharpe), bits(&c.rank_ic))
+                })
+                .collect()
+        };
+        assert_eq!(cpcv(&merged), cpcv(&whole));
+        assert!(cpcv(&whole).iter().all(|(_, s, _)| s.len() == 4));
+        let written = |b: &crate::backtest::Backtest, to: &Path| {
+            b.write(to, stockcast_features::outputs::Replace::Own).unwrap();
+            std::fs::read(to.join("predictions.parquet")).unwrap()
+        };
+        assert_eq!(written(&merged, &run_dir), written(&whole, &dir.path().join("whole")));
+    }
+
     /// Both jobs through the one abstraction: plan, three shards in any order, merge — the same walk-forward as
     /// the whole run, bit for bit; a shard against a plan of other data, and a merge of another job's plan, refused.
     #[test]
@@ -316,7 +360,7 @@ mod tests {
             ran += r.tasks.0;
         }
         assert_eq!(ran, plan.tasks.len(), "every task in exactly one shard");
-        let merged = merge(&job, &ctx, &run_dir).unwrap();
+        let merged = merge(job.clone(), &ctx, &run_dir).unwrap();
         assert!(!bits(&whole.walk_forward).is_empty());
         // The merge streamed each model's predictions to its predictions file: the same bytes as the whole run's.
         assert!(bits(&merged.walk_forward).is_empty() && merged.predictions_file.is_some());
@@ -350,7 +394,7 @@ mod tests {
             },
             options: TrainOptions { models_dir: dir.path().join("models"), ..TrainOptions::default() },
         };
-        let e = merge(&train, &ctx, &run_dir).unwrap_err();
+        let e = merge(train, &ctx, &run_dir).unwrap_err();
         assert_eq!(e.kind(), crate::Kind::Usage, "{}", e.chain());
         assert!(e.chain().contains("not of a train"), "{}", e.chain());
     }

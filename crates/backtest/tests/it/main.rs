@@ -356,7 +356,7 @@ fn every_prediction_comes_from_a_fit_that_ended_a_gap_before_it() {
     for r in &wf.results {
         // The fit saw rows up to train_end, whose labels reach train_end + horizon < test_start.
         assert!(pos(r.train_end) + 5 < pos(r.test_start), "{r:?}");
-        for p in wf.predictions[&r.model].iter().filter(|p| p.fold == r.fold) {
+        for p in wf.predictions[&r.model].iter().filter(|p| p.fold as usize == r.fold) {
             assert!(p.date >= r.test_start && p.date <= r.test_end);
             assert!(pos(p.date) > pos(r.train_end) + 5);
         }
