@@ -58,7 +58,7 @@ fn run_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<Option<stockcast_pipeline
     let stage = a.run_dir.as_deref().map(|d| Staging::new(d, Replace::forced(a.force))).transpose()?;
     let done = match &stage {
         Some(stage) => sharded::step(job, ctx, stage, step)?,
-        None => Stepped::Done(sharded::run(&job, ctx)?),
+        None => Stepped::Done(sharded::run(job, ctx)?),
     };
     match done {
         Stepped::Planned(plan) => out(&format!(

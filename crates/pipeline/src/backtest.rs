@@ -288,8 +288,10 @@ impl ShardedJob for BacktestJob {
     }
 
     /// Evaluates a walk-forward (signal, forecast and portfolio metrics) and records the run.
-    fn finish(&self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, timings: Timings) -> Result<Backtest> {
-        self.evaluate_and_record(ctx, work, self.data.prices.clone(), timings, |ev, _| {
+    /// The prices are freed (when the job held the last copy) once the market is built from them.
+    fn finish(mut self, ctx: &Ctx, work: BacktestWork, wf: WalkForward, timings: Timings) -> Result<Backtest> {
+        let prices = std::mem::replace(&mut self.data.prices, PriceFrame::empty());
+        self.evaluate_and_record(ctx, work, prices, timings, |ev, _| {
             ev.walk_forward(&wf)?;
             Ok((wf, None))
         })
@@ -435,7 +437,7 @@ impl BacktestJob {
 /// # Errors
 /// Invalid model or split configuration, too little data for the folds, feature and model errors.
 pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> Result<Backtest> {
-    sharded::run(&BacktestJob { config: cfg.clone(), data: data.clone() }, ctx)
+    sharded::run(BacktestJob { config: cfg.clone(), data: data.clone() }, ctx)
 }
 
 /// The configuration a plan records and its shards and merge run: every model inline (sweeps expanded, model

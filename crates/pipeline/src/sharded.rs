@@ -42,7 +42,7 @@ pub struct Inputs<'a> {
 }
 
 /// A walk-forward job that can run whole or as plan → shards → merge.
-pub trait ShardedJob {
+pub trait ShardedJob: Sized {
     /// The job's name in its plan file (`backtest`, `train`).
     const JOB: &'static str;
     /// What [`ShardedJob::prepare`] keeps for [`ShardedJob::finish`].
@@ -78,7 +78,7 @@ pub trait ShardedJob {
     ///
     /// # Errors
     /// The job's own.
-    fn finish(&self, ctx: &Ctx, work: Self::Work, wf: WalkForward, timings: Timings) -> Result<Self::Output>;
+    fn finish(self, ctx: &Ctx, work: Self::Work, wf: WalkForward, timings: Timings) -> Result<Self::Output>;
 
     /// A merge's finish on the checked `shards` of `p` in run directory `dir`: by default every task is read
     /// and assembled into the walk-forward, then [`ShardedJob::finish`]; a job may read them model by model
@@ -94,10 +94,7 @@ pub trait ShardedJob {
         shards: &Shards,
         dir: &Path,
         mut timings: Timings,
-    ) -> Result<Self::Output>
-    where
-        Self: Sized,
-    {
+    ) -> Result<Self::Output> {
         let _ = dir;
         let t = Instant::now();
         let models = Self::models(&p.work);
@@ -139,11 +136,11 @@ fn timed_inputs<'a, J: ShardedJob>(job: &J, ctx: &Ctx, work: &'a J::Work, timing
 ///
 /// # Errors
 /// The job's errors at each step.
-pub fn run<J: ShardedJob>(job: &J, ctx: &Ctx) -> Result<J::Output> {
+pub fn run<J: ShardedJob>(job: J, ctx: &Ctx) -> Result<J::Output> {
     let _lock = job.lock()?;
     let p = job.prepare(ctx, &|_| Ok(()))?;
     let mut timings = Timings::new();
-    let inputs = timed_inputs(job, ctx, &p.work, &mut timings)?;
+    let inputs = timed_inputs(&job, ctx, &p.work, &mut timings)?;
     let t = Instant::now();
     let all: Vec<usize> = (0..p.plan.tasks.len()).collect();
     let outputs = run_tasks::<J>(ctx, &p, &inputs, &all, "walk-forward")?;
@@ -261,7 +258,7 @@ pub enum Stepped<T> {
 /// The step's; object-store errors.
 pub fn step<J: ShardedJob>(job: J, ctx: &Ctx, stage: &Staging, step: Step) -> Result<Stepped<J::Output>> {
     Ok(match step {
-        Step::Whole => Stepped::Done(run(&job, ctx)?),
+        Step::Whole => Stepped::Done(run(job, ctx)?),
         Step::Plan => {
             let file = write_plan(&job, ctx, &stage.dir)?;
             stage.push_plan(true)?;
@@ -310,7 +307,7 @@ mod tests {
         (config.split.groups, config.split.test_groups, config.split.valid_days) = (5, 2, 0);
         let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
         let job = BacktestJob { config, data };
-        let whole = run(&job, &ctx).unwrap();
+        let whole = run(job.clone(), &ctx).unwrap();
         assert!(whole.walk_forward.paths.values().all(|p| p.len() == 4), "C(5,2) * 2 / 5 = 4 paths");
 
         let run_dir = dir.path().join("cpcv");
@@ -348,7 +345,7 @@ mod tests {
         let config = crate::backtest::tests::config(MODELS);
         let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
         let job = BacktestJob { config: config.clone(), data };
-        let whole = run(&job, &ctx).unwrap();
+        let whole = run(job.clone(), &ctx).unwrap();
 
         let run_dir = dir.path().join("sharded");
         let plan = write_plan(&job, &ctx, &run_dir).unwrap();

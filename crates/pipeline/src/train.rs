@@ -301,7 +301,7 @@ pub struct TrainJob {
 /// [`Error::Quality`] when a data-quality check failed (exit code 3); usage errors for bad configuration; a held
 /// lock; model, registry and I/O errors.
 pub fn run(ctx: &Ctx, cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary> {
-    sharded::run(&TrainJob { config: cfg.clone(), options: opts.clone() }, ctx)
+    sharded::run(TrainJob { config: cfg.clone(), options: opts.clone() }, ctx)
 }
 
 /// A nightly run before its walk-forward: the data up to the as-of date, the dataset, and the models evaluated
@@ -357,7 +357,7 @@ impl ShardedJob for TrainJob {
         Ok(Inputs { dataset: Cow::Borrowed(&work.data), options: RunOptions::new(&work.spec.label, bt.seed, bt.jobs) })
     }
 
-    fn finish(&self, ctx: &Ctx, work: TrainWork, wf: WalkForward, _: Timings) -> Result<TrainSummary> {
+    fn finish(self, ctx: &Ctx, work: TrainWork, wf: WalkForward, _: Timings) -> Result<TrainSummary> {
         finish(ctx, &self.config, &self.options, work, &wf)
     }
 }
