@@ -1,6 +1,7 @@
 //! `predictions.parquet` written as a stream: rows are pushed model by model and leave in row groups of a fixed
 //! number of rows ([`GROUP_ROWS`], counted across models), so a whole run (every prediction in memory) and a
 //! merge (one model's at a time, read from shard files) write the same bytes while the merge holds one row group.
+//! A shard's predictions file is written the same way, keyed by task ([`Layout::Shard`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +15,19 @@ use crate::runner::OosPrediction;
 /// Rows per row group (Polars' default row group size).
 pub const GROUP_ROWS: usize = 512 * 512;
 
+/// The columns of a predictions file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A run's `predictions.parquet`: model (str), symbol, date (date), fold, score, label.
+    Report,
+    /// A shard's: task (u32, its index in the plan), symbol, date (i32 days since 1970-01-01), fold, score, label.
+    Shard,
+}
+
 /// The columns of the rows waiting for their row group.
 #[derive(Default)]
 struct Rows {
+    /// The model's place in the writer's names ([`Layout::Report`]) or the task ([`Layout::Shard`]).
     model: Vec<u32>,
     symbol: Vec<Arc<str>>,
     date: Vec<i32>,
@@ -30,11 +41,22 @@ impl Rows {
         self.model.len()
     }
 
-    /// The frame of these rows: model, symbol, date, fold, score, label.
-    fn frame(&self, models: &[String]) -> Result<DataFrame> {
-        let date = Column::new("date".into(), &self.date).cast(&DataType::Date).map_err(stockcast_features::Error::from)?;
+    /// The frame of these rows in `layout`.
+    fn frame(&self, layout: Layout, models: &[String]) -> Result<DataFrame> {
+        let (key, date) = match layout {
+            Layout::Report => (
+                Column::new(
+                    "model".into(),
+                    self.model.iter().map(|&m| models[m as usize].as_str()).collect::<Vec<_>>(),
+                ),
+                Column::new("date".into(), &self.date)
+                    .cast(&DataType::Date)
+                    .map_err(stockcast_features::Error::from)?,
+            ),
+            Layout::Shard => (Column::new("task".into(), &self.model), Column::new("date".into(), &self.date)),
+        };
         let cols = vec![
-            Column::new("model".into(), self.model.iter().map(|&m| models[m as usize].as_str()).collect::<Vec<_>>()),
+            key,
             Column::new("symbol".into(), self.symbol.iter().map(|s| &**s).collect::<Vec<_>>()),
             date,
             Column::new("fold".into(), &self.fold),
@@ -53,6 +75,7 @@ impl Rows {
 /// is dropped before [`PredictionWriter::finish`].
 pub struct PredictionWriter {
     path: PathBuf,
+    layout: Layout,
     writer: Option<stockcast_features::polars::io::parquet::write::BatchedWriter<std::fs::File>>,
     models: Vec<String>,
     rows: Rows,
@@ -63,6 +86,7 @@ impl std::fmt::Debug for PredictionWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PredictionWriter")
             .field("path", &self.path)
+            .field("layout", &self.layout)
             .field("models", &self.models)
             .field("written", &self.written)
             .finish_non_exhaustive()
@@ -70,21 +94,28 @@ impl std::fmt::Debug for PredictionWriter {
 }
 
 impl PredictionWriter {
-    /// Creates `path` (replacing a file there).
+    /// Creates `path` (replacing a file there) with the columns of `layout`.
     ///
     /// # Errors
     /// [`Error::File`]; Parquet errors.
-    pub fn create(path: &Path) -> Result<Self> {
+    pub fn create(path: &Path, layout: Layout) -> Result<Self> {
         let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
-        let schema = Rows::default().frame(&[])?.schema().clone();
+        let schema = Rows::default().frame(layout, &[])?.schema().clone();
         let writer = ParquetWriter::new(file)
             .with_compression(ParquetCompression::Zstd(None))
             .batched(&schema)
             .map_err(stockcast_features::Error::from)?;
-        Ok(Self { path: path.to_owned(), writer: Some(writer), models: Vec::new(), rows: Rows::default(), written: 0 })
+        Ok(Self {
+            path: path.to_owned(),
+            layout,
+            writer: Some(writer),
+            models: Vec::new(),
+            rows: Rows::default(),
+            written: 0,
+        })
     }
 
-    /// Appends `preds` of model `model`.
+    /// Appends `preds` of model `model` ([`Layout::Report`]).
     ///
     /// # Errors
     /// Parquet and I/O errors of a row group that filled up.
@@ -95,7 +126,18 @@ impl PredictionWriter {
             self.models.push(model.to_owned());
             self.models.len() - 1
         };
-        let m = u32::try_from(m).map_err(|_| Error::Data("more than 2^32 models".into()))?;
+        self.push_keyed(u32::try_from(m).map_err(|_| Error::Data("more than 2^32 models".into()))?, preds)
+    }
+
+    /// Appends `preds` of task `task` ([`Layout::Shard`]).
+    ///
+    /// # Errors
+    /// As [`PredictionWriter::push`].
+    pub fn push_task(&mut self, task: usize, preds: &[OosPrediction]) -> Result<()> {
+        self.push_keyed(u32::try_from(task).map_err(|_| Error::Data(format!("task {task} beyond 2^32")))?, preds)
+    }
+
+    fn push_keyed(&mut self, m: u32, preds: &[OosPrediction]) -> Result<()> {
         for p in preds {
             let r = &mut self.rows;
             r.model.push(m);
@@ -115,7 +157,7 @@ impl PredictionWriter {
         if self.rows.len() == 0 {
             return Ok(());
         }
-        let df = self.rows.frame(&self.models)?;
+        let df = self.rows.frame(self.layout, &self.models)?;
         if let Some(w) = &mut self.writer {
             w.write_batch(&df).map_err(|e| Error::Data(format!("{}: {e}", self.path.display())))?;
         }
@@ -155,7 +197,7 @@ pub fn write<'a>(
     path: &Path,
     predictions: impl IntoIterator<Item = (&'a String, &'a Vec<OosPrediction>)>,
 ) -> Result<usize> {
-    let mut w = PredictionWriter::create(path)?;
+    let mut w = PredictionWriter::create(path, Layout::Report)?;
     for (model, preds) in predictions {
         w.push(model, preds)?;
     }

@@ -298,10 +298,18 @@ impl<'a> Evaluator<'a> {
         let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
         let scores = sim.grid(preds);
         let started = std::time::Instant::now();
-        let simulation = sim.run(strategy, &scores, self.index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+        let simulation =
+            sim.run(strategy, &scores, self.index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
         let simulate_seconds = started.elapsed().as_secs_f64();
-        let sheet =
-            tearsheet::tearsheet(&simulation, strategy.capital, strategy.risk_free, preds, &daily, &self.fw, self.report);
+        let sheet = tearsheet::tearsheet(
+            &simulation,
+            strategy.capital,
+            strategy.risk_free,
+            preds,
+            &daily,
+            &self.fw,
+            self.report,
+        );
         let risk = risk_of(&simulation, strategy, &daily, self.run.horizon);
         let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
         let positions = positions(&simulation, market, 8);

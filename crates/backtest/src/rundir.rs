@@ -8,8 +8,8 @@ use stockcast_features::outputs::{Replace, replace_dir};
 
 use crate::error::{Error, Result};
 use crate::page;
-use crate::predfile::Spooled;
 use crate::portfolio::StrategyConfig;
+use crate::predfile::Spooled;
 use crate::report::{
     Evaluation, RunMeta, check_run_dir, conventions, markdown, overfitting_parts, plots, report_json, trades_csv,
     write_frames,

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use stockcast_features::polars::prelude::*;
-use stockcast_features::prices::{date_to_days, days_to_date};
+use stockcast_features::prices::days_to_date;
 use stockcast_models::Importance;
 
 use crate::error::{Error, Result};
+use crate::predfile::{Layout, PredictionWriter};
 use crate::runner::{self, FoldResult, ModelSpec, OosPrediction, Plan, Task, TaskOutput};
 
 /// The plan file's name in a run directory.
@@ -309,7 +310,6 @@ pub fn write_shard(
 ) -> Result<PathBuf> {
     let tasks = plan.shard_tasks(shard);
     let mut folds = Vec::new();
-    let mut cols = PredictionColumns::default();
     for (&task, out) in tasks.iter().zip(outputs) {
         for (r, rows) in out {
             folds.push(StoredFold {
@@ -332,19 +332,31 @@ pub fn write_shard(
                     .as_ref()
                     .map(|i| (i.measure.clone(), i.values.iter().map(|(f, v)| (f.clone(), v.to_bits())).collect())),
             });
-            cols.push(task, rows);
         }
     }
-    let mut file =
-        ShardFile { format: FORMAT, plan_hash: plan.hash(), shard, tasks, folds, timings, files: BTreeMap::new() };
+    let mut file = ShardFile {
+        format: FORMAT,
+        plan_hash: plan.hash(),
+        shard,
+        tasks: tasks.clone(),
+        folds,
+        timings,
+        files: BTreeMap::new(),
+    };
     let target = shard_dir(dir, shard.index);
     let parent = dir.join(SHARDS_DIR);
     let tmp = parent.join(format!(".{}.tmp-{}", shard.index, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-        let mut df = cols.frame()?;
-        stockcast_features::io::write_frame(&mut df, &tmp.join(PREDICTIONS_FILE))?;
+        // Streamed in row groups: the shard holds its tasks' rows once, not again as a frame.
+        let mut writer = PredictionWriter::create(&tmp.join(PREDICTIONS_FILE), Layout::Shard)?;
+        for (&task, out) in tasks.iter().zip(outputs) {
+            for (_, rows) in out {
+                writer.push_task(task, rows)?;
+            }
+        }
+        writer.finish()?;
         file.files.insert(PREDICTIONS_FILE.into(), stockcast_features::io::sha256_file(&tmp.join(PREDICTIONS_FILE))?);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Data(e.to_string()))?;
         stockcast_features::io::write_atomic(&tmp.join(SHARD_FILE), &bytes)?;
@@ -357,41 +369,6 @@ pub fn write_shard(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map(|()| target)
-}
-
-#[derive(Default)]
-struct PredictionColumns {
-    task: Vec<u32>,
-    symbol: Vec<String>,
-    date: Vec<i32>,
-    fold: Vec<u32>,
-    score: Vec<f64>,
-    label: Vec<f64>,
-}
-
-impl PredictionColumns {
-    fn push(&mut self, task: usize, rows: &[OosPrediction]) {
-        for p in rows {
-            self.task.push(task as u32);
-            self.symbol.push(p.symbol.to_string());
-            self.date.push(date_to_days(p.date));
-            self.fold.push(p.fold);
-            self.score.push(p.score);
-            self.label.push(p.label);
-        }
-    }
-
-    fn frame(self) -> Result<DataFrame> {
-        let cols = vec![
-            Column::new("task".into(), self.task),
-            Column::new("symbol".into(), self.symbol),
-            Column::new("date".into(), self.date),
-            Column::new("fold".into(), self.fold),
-            Column::new("score".into(), self.score),
-            Column::new("label".into(), self.label),
-        ];
-        Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
-    }
 }
 
 /// What the shards of a plan produced.
@@ -629,7 +606,10 @@ impl Shards {
                     results.push((s.task, s.result(signal, forecast)));
                 }
                 if r < rows.len() {
-                    return Err(Error::Data(format!("shard {i}: {} has rows shard.json does not list", path.display())));
+                    return Err(Error::Data(format!(
+                        "shard {i}: {} has rows shard.json does not list",
+                        path.display()
+                    )));
                 }
             }
         }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use stockcast_backtest::config::ModelEntry;
+use stockcast_backtest::predfile::{Layout, PredictionWriter, Spooled};
 use stockcast_backtest::report::{self, Evaluation, RunMeta};
-use stockcast_backtest::predfile::{PredictionWriter, Spooled};
 use stockcast_backtest::runner::FoldResult;
 use stockcast_backtest::shard::{self, PlanFile, ShardId, Shards};
 use stockcast_backtest::{
@@ -319,7 +319,7 @@ impl ShardedJob for BacktestJob {
         let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
         let spooled = Spooled::new(dir.with_file_name(format!(".{name}.predictions-{}.parquet", std::process::id())));
         self.evaluate_and_record(ctx, work, prices, timings, |ev, timings| {
-            let mut writer = PredictionWriter::create(spooled.path())?;
+            let mut writer = PredictionWriter::create(spooled.path(), Layout::Report)?;
             let mut results: Vec<Vec<FoldResult>> = vec![Vec::new(); models.len()];
             let mut read = 0.0;
             // CPCV: every path is evaluated, path 0 is the model's predictions (as runner::assemble has them).
@@ -501,7 +501,7 @@ impl Backtest {
     /// which must be absent, empty, an earlier run, or `replace` must be [`Replace::Force`].
     pub fn write(&self, dir: &Path, replace: Replace) -> Result<PathBuf> {
         stockcast_backtest::rundir::write_run(dir, self.parts(), replace)
-        .with_context(|| format!("writing the run to {}", dir.display()))
+            .with_context(|| format!("writing the run to {}", dir.display()))
     }
 
     /// What its run directory is written from.
@@ -1256,4 +1256,3 @@ pub(crate) mod tests {
         assert!(e.chain().contains("NOPE"), "{}", e.chain());
     }
 }
-
