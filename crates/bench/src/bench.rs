@@ -191,7 +191,9 @@ fn synthetic_dataset(rows: usize, cols: usize, seed: u64) -> anyhow::Result<stoc
     let matrix = stockcast_features::FeatureMatrix {
         x,
         y: Some(y),
-        index: (0..rows).map(|i| (format!("S{}", i % 100), start + chrono::Duration::days((i / 100) as i64))).collect(),
+        index: (0..rows)
+            .map(|i| (format!("S{}", i % 100).into(), start + chrono::Duration::days((i / 100) as i64)))
+            .collect(),
         feature_names: (0..cols).map(|j| format!("f{j}")).collect(),
         spec_hash: stockcast_features::SpecHash("bench".into()),
         label: stockcast_features::spec::LabelSpec::default(),

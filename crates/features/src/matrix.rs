@@ -18,6 +18,9 @@ pub struct MatrixOptions {
     pub drop_incomplete: bool,
 }
 
+/// A row's `(symbol, date)`.
+pub type RowKey = (std::sync::Arc<str>, NaiveDate);
+
 /// Features as a dense `rows × features` f32 array with labels and a `(symbol, date)` row index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureMatrix {
@@ -25,8 +28,9 @@ pub struct FeatureMatrix {
     pub x: Array2<f32>,
     /// Labels (NaN where unknown), when the frame had a label column.
     pub y: Option<Array1<f32>>,
-    /// `(symbol, date)` of each row.
-    pub index: Vec<(String, NaiveDate)>,
+    /// `(symbol, date)` of each row; the rows of a symbol share one string (an owned `String` a row was ~1.3 GB
+    /// at 25 M rows).
+    pub index: Vec<RowKey>,
     /// Column names of `x`.
     pub feature_names: Vec<String>,
     /// Hash of the spec the features came from.
@@ -55,8 +59,7 @@ impl FeatureMatrix {
         shard_rows: usize,
     ) -> Result<Self> {
         let hash = spec.hash();
-        let (mut x, mut y, mut index): (Vec<f32>, Vec<f32>, Vec<(String, NaiveDate)>) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut x, mut y, mut index): (Vec<f32>, Vec<f32>, Vec<RowKey>) = (Vec::new(), Vec::new(), Vec::new());
         let written = crate::for_each_shard(prices, spec, shard_rows, |df, features| {
             let part = Self::from_df(&df, features, &hash, &spec.label, opts)?;
             if x.capacity() == 0 {
@@ -126,10 +129,19 @@ impl FeatureMatrix {
         let y = Array1::from_iter(keep.iter().map(|&i| label.get(i).map_or(f32::NAN, |v| v as f32)));
         let symbols = df.column("symbol")?.str()?.clone();
         let dates = df.column("date")?.date()?.physical().clone();
+        let mut last: Option<std::sync::Arc<str>> = None;
         let index = keep
             .iter()
             .map(|&i| {
-                let s = symbols.get(i).unwrap_or_default().to_owned();
+                let s = symbols.get(i).unwrap_or_default();
+                let s = match &last {
+                    Some(l) if &**l == s => std::sync::Arc::clone(l),
+                    _ => {
+                        let a: std::sync::Arc<str> = std::sync::Arc::from(s);
+                        last = Some(std::sync::Arc::clone(&a));
+                        a
+                    }
+                };
                 let d = dates.get(i).and_then(days_to_date).unwrap_or_default();
                 (s, d)
             })

@@ -124,7 +124,7 @@ impl Scorer {
         cancel.check()?;
         let preds = self.model.predict(&day)?;
         cancel.check()?;
-        let scored: BTreeSet<&str> = preds.index.iter().map(|(s, _)| s.as_str()).collect();
+        let scored: BTreeSet<&str> = preds.index.iter().map(|(s, _)| &**s).collect();
         let skipped = all_symbols
             .iter()
             .filter(|s| !scored.contains(s.as_str()))
@@ -132,7 +132,7 @@ impl Scorer {
             .collect();
         Ok(DayScores {
             as_of,
-            symbols: preds.index.into_iter().map(|(s, _)| s).collect(),
+            symbols: preds.index.into_iter().map(|(s, _)| s.to_string()).collect(),
             scores: preds.score,
             skipped,
         })

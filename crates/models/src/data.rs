@@ -197,7 +197,7 @@ impl Dataset {
 
     /// The rows whose index satisfies `keep`.
     #[must_use]
-    pub fn filter(&self, keep: impl Fn(&(String, NaiveDate)) -> bool) -> Self {
+    pub fn filter(&self, keep: impl Fn(&stockcast_features::matrix::RowKey) -> bool) -> Self {
         let rows: Vec<usize> = (0..self.len()).filter(|&i| keep(&self.matrix.index[i])).collect();
         self.rows(&rows)
     }
@@ -277,7 +277,7 @@ impl<'a> Rows<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predictions {
     /// `(symbol, date)` per row.
-    pub index: Vec<(String, NaiveDate)>,
+    pub index: Vec<stockcast_features::matrix::RowKey>,
     /// Score per row.
     pub score: Vec<f64>,
 }

@@ -100,7 +100,7 @@ pub(crate) fn fit(cfg: &EnsembleConfig, train: Rows<'_>, valid: Option<Rows<'_>>
 }
 
 /// Per-date mid-rank percentiles `(rank - 0.5) / n` of the finite scores (ties averaged); NaN stays NaN.
-pub fn rank_normalise(index: &[(String, NaiveDate)], scores: &[f64]) -> Vec<f64> {
+pub fn rank_normalise(index: &[stockcast_features::matrix::RowKey], scores: &[f64]) -> Vec<f64> {
     let mut by_date: HashMap<NaiveDate, Vec<(usize, f64)>> = HashMap::new();
     for (i, (_, d)) in index.iter().enumerate() {
         if scores[i].is_finite() {

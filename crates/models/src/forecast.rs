@@ -629,7 +629,7 @@ impl Model for Forecast {
             .index
             .iter()
             .map(|(s, d)| {
-                let (Some(m), Some(h)) = (self.symbols.get(s), data.history.get(s)) else { return f64::NAN };
+                let (Some(m), Some(h)) = (self.symbols.get(&**s), data.history.get(s)) else { return f64::NAN };
                 self.forecast(m, h, *d).map_or(f64::NAN, |r| r.exp() - 1.0)
             })
             .collect())

@@ -103,10 +103,10 @@ impl Model for RuleConfig {
             .iter()
             .map(|(s, d)| {
                 let h = match current {
-                    Some((name, h)) if name == s.as_str() => h,
+                    Some((name, h)) if name == &**s => h,
                     _ => {
                         let h = data.history.get(s);
-                        current = Some((s.as_str(), h));
+                        current = Some((&**s, h));
                         h
                     }
                 };

@@ -108,8 +108,7 @@ pub fn run(ctx: &Ctx, opts: &DemoOptions) -> Result<()> {
         let dir = out_dir.join("models").join(kind);
         model.save(&dir, &[(stockcast_features::spec::SPEC_FILE, spec.to_toml().as_bytes())], Replace::Own)?;
         let preds = TrainedModel::load(&dir)?.predict(&scoring)?;
-        let mut ranked: Vec<(&str, f64)> =
-            preds.index.iter().zip(&preds.score).map(|((s, _), v)| (s.as_str(), *v)).collect();
+        let mut ranked: Vec<(&str, f64)> = preds.index.iter().zip(&preds.score).map(|((s, _), v)| (&**s, *v)).collect();
         // Highest score first; NaN (no opinion, e.g. no history before the cut) last.
         ranked.sort_by(|a, b| a.1.is_nan().cmp(&b.1.is_nan()).then(b.1.total_cmp(&a.1)));
         let shown: Vec<String> = ranked.iter().map(|(s, v)| format!("{s} {v:+.4}")).collect();

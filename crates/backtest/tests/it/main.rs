@@ -159,7 +159,7 @@ proptest! {
         let y = data.matrix.y.as_ref().unwrap();
         let ends_before = |i: usize| {
             let (s, d) = &data.matrix.index[i];
-            let own = &dates[s];
+            let own = &dates[&**s];
             let pos = own.binary_search(d).unwrap();
             own.get(pos + span).is_some_and(|end| *end < before)
         };
@@ -203,7 +203,7 @@ fn a_symbol_missing_bars_before_the_test_start_loses_the_labels_that_cross_it() 
     let to = cal[boundary - 5 - 1];
     let rows = runner::training_rows(&data, cal[0], to, cal[boundary], spec.label.span_rows());
     let last_kept =
-        |sym: &str| rows.iter().map(|&i| &data.matrix.index[i]).filter(|(s, _)| s == sym).map(|(_, d)| *d).max();
+        |sym: &str| rows.iter().map(|&i| &data.matrix.index[i]).filter(|(s, _)| &**s == sym).map(|(_, d)| *d).max();
     // S0000 trades every date: its last kept row is the last training date (span 6 = 5 + next open, gap 5).
     assert_eq!(last_kept("S0000"), Some(cal[boundary - 6 - 1]).min(Some(to)));
     // S0001: its last 6 own rows before the hole all have label windows ending on or after the boundary.
@@ -710,8 +710,13 @@ fn models_trained_on_shuffled_labels_show_no_rank_ic() {
     let mut spec = FeatureSpec::default();
     spec.label.horizon = 5;
     let data = dataset(&prices, &spec);
-    let truth: BTreeMap<(String, NaiveDate), f32> =
-        data.matrix.index.iter().cloned().zip(data.matrix.y.as_ref().unwrap().iter().copied()).collect();
+    let truth: BTreeMap<(String, NaiveDate), f32> = data
+        .matrix
+        .index
+        .iter()
+        .map(|(s, d)| (s.to_string(), *d))
+        .zip(data.matrix.y.as_ref().unwrap().iter().copied())
+        .collect();
     let mut shuffled = data.clone();
     let y = std::sync::Arc::make_mut(&mut shuffled.matrix).y.as_mut().unwrap();
     let mut v: Vec<f32> = y.to_vec();

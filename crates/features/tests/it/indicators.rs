@@ -481,7 +481,7 @@ fn feature_matrix_rows_columns_and_missing_values() {
     assert!(all.x[[0, 0]].is_nan() && all.x[[2, 1]].is_nan() && !all.x[[3, 1]].is_nan());
     let ret1 = col_f64(ff.df(), "ret_1");
     assert!((f64::from(all.x[[5, 0]]) - ret1[5].unwrap()).abs() < 1e-6);
-    assert_eq!(all.index[30].0, "B");
+    assert_eq!(&*all.index[30].0, "B");
     // Training rows: a label and every feature present → 30 - 3 (warm-up) - 3 (no label: the next-open label
     // needs open(t+1+2)) per symbol.
     let train = FeatureMatrix::from_frame(&ff, MatrixOptions { require_label: true, drop_incomplete: true }).unwrap();
@@ -489,6 +489,6 @@ fn feature_matrix_rows_columns_and_missing_values() {
     let y = train.y.as_ref().unwrap();
     assert!(y.iter().all(|v| v.is_finite()));
     assert!(train.x.iter().all(|v| v.is_finite()));
-    assert_eq!(train.index[0].0, "A");
+    assert_eq!(&*train.index[0].0, "A");
     assert!(train.index.windows(2).all(|w| w[0] < w[1]), "index sorted by (symbol, date)");
 }

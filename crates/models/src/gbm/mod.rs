@@ -291,7 +291,8 @@ mod tests {
         });
         let y = (0..n).map(|i| x[[i, 0]].max(0.0) - 0.5 * x[[i, 3]].max(0.0) + 0.1 * rng.random::<f32>()).collect();
         let day = chrono::NaiveDate::from_ymd_opt(2001, 1, 1).unwrap();
-        let index = (0..n).map(|i| (format!("S{}", i % 7), day + chrono::Duration::days(i as i64 / 7))).collect();
+        let index =
+            (0..n).map(|i| (format!("S{}", i % 7).into(), day + chrono::Duration::days(i as i64 / 7))).collect();
         let matrix = FeatureMatrix {
             x,
             y: Some(y),

@@ -1,6 +1,6 @@
 //! Prediction without burn: the fitted weights read out once and run by the CPU kernel on both cores.
 
-use super::{Error, HashMap, LayerWeights, NaiveDate, Net, Result, Saved, SeqIndex, Tensor, kernel};
+use super::{Error, HashMap, LayerWeights, Net, Result, Saved, SeqIndex, Tensor, kernel};
 
 /// Prediction without burn: the fitted network's weights read out once and its forward pass in ndarray matmuls
 /// (matrixmultiply's kernels) and element-wise loops that vectorise. burn's CPU backend evaluates a sigmoid as one
@@ -50,7 +50,12 @@ impl Inference {
     }
 
     /// Standardised scores of the sequences of `keys`.
-    pub(super) fn predict(&self, index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
+    pub(super) fn predict(
+        &self,
+        index: &SeqIndex<'_>,
+        keys: &[&stockcast_features::matrix::RowKey],
+        saved: &Saved,
+    ) -> Vec<f32> {
         let (lookback, f) = (saved.config.lookback, saved.inputs);
         let n = keys.len();
         // Each distinct context row normalised and projected once; slot 0 is the zero row of the padding.

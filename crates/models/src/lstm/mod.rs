@@ -137,11 +137,11 @@ impl Model for LstmModel {
             )));
         }
         let index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
-        let keys: Vec<&(String, NaiveDate)> = data.matrix.index.iter().collect();
+        let keys: Vec<&stockcast_features::matrix::RowKey> = data.matrix.index.iter().collect();
         // Rows are independent: both halves run at once, each in chunks; the result does not depend on the split.
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).clamp(1, 2);
         let part = keys.len().div_ceil(threads).max(1);
-        let halves: Vec<&[&(String, NaiveDate)]> = keys.chunks(part).collect();
+        let halves: Vec<&[&stockcast_features::matrix::RowKey]> = keys.chunks(part).collect();
         let scores = in_parallel(&halves, |mine| {
             mine.chunks(PREDICT_CHUNK)
                 .flat_map(|chunk| self.infer.predict(&index, chunk, &self.saved))
@@ -190,8 +190,9 @@ mod tests {
             if rng.random::<f32>() < 0.02 { f32::NAN } else { rng.random::<f32>() * 2.0 - 1.0 }
         });
         let y = ndarray::Array1::from_shape_fn(n, |i| 0.5 * x[[i, 0]].max(0.0) - 0.2 * x[[i, 1]].min(0.0));
-        let index =
-            (0..n).map(|i| (format!("S{:02}", i / days), start + chrono::Duration::days((i % days) as i64))).collect();
+        let index = (0..n)
+            .map(|i| (format!("S{:02}", i / days).into(), start + chrono::Duration::days((i % days) as i64)))
+            .collect();
         let matrix = FeatureMatrix {
             x,
             y: Some(y),
@@ -224,7 +225,7 @@ mod tests {
         let fast = model.predict_rows(&test).unwrap();
         // Reference: the full normalised sequence of every row (zero-padded), through the plain forward pass.
         let index = SeqIndex::new(test.context.as_deref().unwrap());
-        let keys: Vec<&(String, NaiveDate)> = test.matrix.index.iter().collect();
+        let keys: Vec<&stockcast_features::matrix::RowKey> = test.matrix.index.iter().collect();
         let x = tensor3(sequences(&index, &keys, &model.saved), keys.len(), &model.saved, &model.saved.config.device());
         let slow: Vec<f64> = to_vec(&model.net.forward(&x))
             .unwrap()
@@ -251,7 +252,8 @@ mod tests {
         };
         let index = SeqIndex::new(data.context.as_deref().unwrap());
         let (rows, ys) = labelled(Rows::all(data), 0, Some(saved)).unwrap();
-        let keys: Vec<&(String, NaiveDate)> = rows.iter().take(75).map(|&i| &data.matrix.index[i]).collect();
+        let keys: Vec<&stockcast_features::matrix::RowKey> =
+            rows.iter().take(75).map(|&i| &data.matrix.index[i]).collect();
         let x = sequences(&index, &keys, saved);
         // Targets far from the untrained outputs, so Huber's linear branch is taken too.
         let target: Vec<f32> = ys.iter().take(keys.len()).map(|y| 3.0 * y).collect();

@@ -3,9 +3,9 @@
 
 use super::{
     AdamConfig, ChaCha8Rng, Device, DeviceKind, Error, GradientsParams, HuberLossConfig, Inference, LossKind,
-    LstmConfig, LstmModel, Module, MseLoss, NETWORK_FORMAT, NaiveDate, Net, PREDICT_CHUNK, Reduction, Result, Rows,
-    Saved, SeedableRng, SeqIndex, SliceRandom, Tensor, TensorData, burn_rng_lock, kernel, labelled, layer_weights,
-    mean_std, sequences, tensor3, to_vec, usable_sd, values,
+    LstmConfig, LstmModel, Module, MseLoss, NETWORK_FORMAT, Net, PREDICT_CHUNK, Reduction, Result, Rows, Saved,
+    SeedableRng, SeqIndex, SliceRandom, Tensor, TensorData, burn_rng_lock, kernel, labelled, layer_weights, mean_std,
+    sequences, tensor3, to_vec, usable_sd, values,
 };
 
 pub(super) fn loss(cfg: &LstmConfig, pred: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
@@ -28,7 +28,7 @@ pub(super) fn pointwise_loss(cfg: &LstmConfig, r: f64) -> f64 {
 pub(super) fn eval_loss(
     infer: &Inference,
     index: &SeqIndex<'_>,
-    keys: &[&(String, NaiveDate)],
+    keys: &[&stockcast_features::matrix::RowKey],
     ys: &[f32],
     saved: &Saved,
 ) -> f64 {
@@ -236,12 +236,13 @@ pub(crate) fn fit(cfg: &LstmConfig, train: Rows<'_>, valid: Option<Rows<'_>>, se
     };
     let (rows, ys) = labelled(train, cfg.max_train_rows, Some(&saved))?;
     let train_index = SeqIndex::new(data.context.as_deref().unwrap_or(&data.matrix));
-    let train_keys: Vec<&(String, NaiveDate)> = rows.iter().map(|&i| &data.matrix.index[i]).collect();
+    let train_keys: Vec<&stockcast_features::matrix::RowKey> = rows.iter().map(|&i| &data.matrix.index[i]).collect();
     let valid = valid.filter(|v| !v.is_empty() && cfg.patience > 0);
     let valid_parts = valid
         .map(|v| -> Result<_> {
             let (vrows, vys) = labelled(v, 0, Some(&saved))?;
-            let keys: Vec<&(String, NaiveDate)> = vrows.iter().map(|&i| &v.data.matrix.index[i]).collect();
+            let keys: Vec<&stockcast_features::matrix::RowKey> =
+                vrows.iter().map(|&i| &v.data.matrix.index[i]).collect();
             Ok((SeqIndex::new(v.data.context.as_deref().unwrap_or(&v.data.matrix)), keys, vys))
         })
         .transpose()?

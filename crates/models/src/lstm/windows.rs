@@ -12,7 +12,7 @@ impl<'a> SeqIndex<'a> {
     pub(super) fn new(matrix: &'a FeatureMatrix) -> Self {
         let mut by_symbol: HashMap<&str, Vec<(NaiveDate, usize)>> = HashMap::new();
         for (i, (s, d)) in matrix.index.iter().enumerate() {
-            by_symbol.entry(s.as_str()).or_default().push((*d, i));
+            by_symbol.entry(&**s).or_default().push((*d, i));
         }
         for rows in by_symbol.values_mut() {
             rows.sort_unstable();
@@ -22,8 +22,12 @@ impl<'a> SeqIndex<'a> {
 
     /// The context rows of the sequence of `(symbol, date)`: its last `lookback` rows dated ≤ the date, and how
     /// many zero steps pad them on the left.
-    pub(super) fn window(&self, key: &(String, NaiveDate), lookback: usize) -> (usize, &[(NaiveDate, usize)]) {
-        let Some(rows) = self.by_symbol.get(key.0.as_str()) else { return (lookback, &[]) };
+    pub(super) fn window(
+        &self,
+        key: &stockcast_features::matrix::RowKey,
+        lookback: usize,
+    ) -> (usize, &[(NaiveDate, usize)]) {
+        let Some(rows) = self.by_symbol.get(&*key.0) else { return (lookback, &[]) };
         let end = rows.partition_point(|(d, _)| *d <= key.1);
         let start = end.saturating_sub(lookback);
         (lookback - (end - start), &rows[start..end])
@@ -38,7 +42,13 @@ impl<'a> SeqIndex<'a> {
     }
 
     /// Writes the normalised sequence of `(symbol, date)` (`lookback × features`) into `out`.
-    pub(super) fn fill(&self, key: &(String, NaiveDate), lookback: usize, saved: &Saved, out: &mut [f32]) {
+    pub(super) fn fill(
+        &self,
+        key: &stockcast_features::matrix::RowKey,
+        lookback: usize,
+        saved: &Saved,
+        out: &mut [f32],
+    ) {
         out.fill(0.0);
         let (offset, rows) = self.window(key, lookback);
         let f = saved.inputs;
@@ -52,7 +62,7 @@ impl<'a> SeqIndex<'a> {
 pub(super) const PREDICT_CHUNK: usize = 256;
 
 /// Sequences of `keys` as one `[n, lookback, features]` buffer.
-pub(super) fn sequences(index: &SeqIndex<'_>, keys: &[&(String, NaiveDate)], saved: &Saved) -> Vec<f32> {
+pub(super) fn sequences(index: &SeqIndex<'_>, keys: &[&stockcast_features::matrix::RowKey], saved: &Saved) -> Vec<f32> {
     let per = saved.config.lookback * saved.inputs;
     let mut buf = vec![0.0f32; keys.len() * per];
     for (key, chunk) in keys.iter().zip(buf.chunks_mut(per)) {

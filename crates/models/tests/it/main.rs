@@ -121,7 +121,8 @@ fn planted(n: usize, seed: u64) -> Dataset {
         y[i] = (0.8 * f64::from(x[[i, 0]]) - 0.5 * f64::from(x[[i, 1]]) + 0.3 * normal()) as f32;
     }
     let start = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
-    let index = (0..n).map(|i| (format!("S{}", i % 50), start + chrono::Duration::days((i / 50) as i64))).collect();
+    let index =
+        (0..n).map(|i| (format!("S{}", i % 50).into(), start + chrono::Duration::days((i / 50) as i64))).collect();
     let matrix = FeatureMatrix {
         x,
         y: Some(y),
@@ -323,10 +324,10 @@ fn rule_scores_match_their_definitions() {
 
 #[test]
 fn ensemble_rank_normalises_per_date() {
-    let idx: Vec<(String, chrono::NaiveDate)> = ["A", "B", "C", "A", "B"]
+    let idx: Vec<stockcast_features::matrix::RowKey> = ["A", "B", "C", "A", "B"]
         .iter()
         .zip([1, 1, 1, 2, 2])
-        .map(|(s, d)| (s.to_string(), chrono::NaiveDate::from_ymd_opt(2020, 1, d).unwrap()))
+        .map(|(s, d)| ((*s).into(), chrono::NaiveDate::from_ymd_opt(2020, 1, d).unwrap()))
         .collect();
     let r = stockcast_models::ensemble::rank_normalise(&idx, &[0.3, -1.0, 0.3, f64::NAN, 5.0]);
     assert!((r[0] - 4.0 / 6.0).abs() < 1e-12 && (r[1] - 1.0 / 6.0).abs() < 1e-12 && (r[2] - 4.0 / 6.0).abs() < 1e-12);
