@@ -66,13 +66,19 @@ impl Rows {
         Ok(DataFrame::new_infer_height(cols).map_err(stockcast_features::Error::from)?)
     }
 
+    /// Empties the columns, keeping their room for the next row group.
     fn clear(&mut self) {
-        *self = Self::default();
+        self.model.clear();
+        self.symbol.clear();
+        self.date.clear();
+        self.fold.clear();
+        self.score.clear();
+        self.label.clear();
     }
 }
 
-/// A `predictions.parquet` being written (see the module's documentation). The file is removed when the writer
-/// is dropped before [`PredictionWriter::finish`].
+/// A `predictions.parquet` being written (see the module's documentation). It creates its file (never one that
+/// is there already), and removes it when dropped before [`PredictionWriter::finish`].
 pub struct PredictionWriter {
     path: PathBuf,
     layout: Layout,
@@ -94,12 +100,12 @@ impl std::fmt::Debug for PredictionWriter {
 }
 
 impl PredictionWriter {
-    /// Creates `path` (replacing a file there) with the columns of `layout`.
+    /// Creates `path`, which must not exist, with the columns of `layout`.
     ///
     /// # Errors
-    /// [`Error::File`]; Parquet errors.
+    /// [`Error::File`] (among others when `path` exists); Parquet errors.
     pub fn create(path: &Path, layout: Layout) -> Result<Self> {
-        let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        let file = std::fs::File::create_new(path).map_err(|e| Error::file(path, e))?;
         let schema = Rows::default().frame(layout, &[])?.schema().clone();
         let writer = ParquetWriter::new(file)
             .with_compression(ParquetCompression::Zstd(None))
@@ -179,6 +185,16 @@ impl PredictionWriter {
         f.sync_all().map_err(|e| Error::file(&self.path, e))?;
         Ok(self.written)
     }
+
+    /// [`PredictionWriter::finish`], the file then in the charge of a [`Spooled`] (removed when that is dropped).
+    ///
+    /// # Errors
+    /// As [`PredictionWriter::finish`].
+    pub fn finish_spooled(self) -> Result<(Spooled, usize)> {
+        let path = self.path.clone();
+        let rows = self.finish()?;
+        Ok((Spooled { path }, rows))
+    }
 }
 
 impl Drop for PredictionWriter {
@@ -204,19 +220,14 @@ pub fn write<'a>(
     w.finish()
 }
 
-/// A finished file that is removed when this is dropped: a streamed merge's `predictions.parquet`, written
-/// before its run directory and linked (or copied) into it.
+/// A file a [`PredictionWriter`] created and finished, removed when this is dropped: a streamed merge's
+/// `predictions.parquet`, written before its run directory and linked (or copied) into it.
 #[derive(Debug)]
 pub struct Spooled {
     path: PathBuf,
 }
 
 impl Spooled {
-    /// Takes charge of `path` (nothing need be there yet).
-    pub fn new(path: PathBuf) -> Self {
-        Self { path }
-    }
-
     /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path

@@ -43,32 +43,6 @@ pub struct OosPrediction {
     pub label: f64,
 }
 
-/// Shared symbol strings for [`OosPrediction`]s: one allocation per symbol, looked up by text (rows of one symbol
-/// usually come together, so the last one is tried first).
-#[derive(Debug, Default)]
-pub struct SymbolTable {
-    known: std::collections::HashSet<Arc<str>>,
-    last: Option<Arc<str>>,
-}
-
-impl SymbolTable {
-    /// The shared string of `symbol`.
-    pub fn get(&mut self, symbol: &str) -> Arc<str> {
-        if let Some(last) = self.last.as_ref().filter(|l| &***l == symbol) {
-            return Arc::clone(last);
-        }
-        let shared = if let Some(s) = self.known.get(symbol) {
-            Arc::clone(s)
-        } else {
-            let s: Arc<str> = Arc::from(symbol);
-            self.known.insert(Arc::clone(&s));
-            s
-        };
-        self.last = Some(Arc::clone(&shared));
-        shared
-    }
-}
-
 /// Metrics of one model on one fold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FoldResult {
@@ -514,7 +488,6 @@ fn run_task(
         _ => (cal[train_span.start], cal[if uses_valid { &fit_fold.valid } else { &train_span }.end - 1]),
     };
     let mut out = Vec::new();
-    let mut shared = SymbolTable::default();
     for &fid in &task.folds {
         let fold = &folds[fid];
         let test = select(data, span_dates(cal, &fold.test));
@@ -537,7 +510,7 @@ fn run_task(
             .zip(&preds.score)
             .zip(&labels)
             .map(|(((s, d), score), label)| OosPrediction {
-                symbol: shared.get(s),
+                symbol: Arc::clone(s),
                 date: *d,
                 fold: fold_id,
                 score: *score,

@@ -3,7 +3,7 @@
 //! A run directory of a sharded run holds `plan.json` (the tasks of [`runner::plan`], the configuration and the
 //! data and spec hashes they assume) and `shards/<i>/` per shard (`shard.json` and `predictions.parquet`, written
 //! to a temporary directory and renamed into place, so a shard directory is complete or absent and a rerun
-//! replaces it). [`read_shards`] checks that every shard of one plan is there and puts the task outputs back
+//! replaces it). [`Shards`] checks that every shard of one plan is there and puts the task outputs back
 //! together; what it returns is exactly what the tasks produced in one process (scores and labels are stored as
 //! the same f64 bits, fold metrics are recomputed from them by the same code).
 
@@ -371,25 +371,6 @@ pub fn write_shard(
     result.map(|()| target)
 }
 
-/// What the shards of a plan produced.
-#[derive(Debug)]
-pub struct ShardOutputs {
-    /// Each task's output with its index in the plan, in task order.
-    pub tasks: Vec<(usize, TaskOutput)>,
-    /// Each shard's stage timings (seconds), in shard order.
-    pub timings: Vec<BTreeMap<String, f64>>,
-}
-
-/// Reads every shard of `plan` from `dir/shards/`, after checking that every shard of one shard count is present,
-/// ran this plan and covers its tasks completely.
-///
-/// # Errors
-/// [`Error::Data`] naming the missing, stale, incomplete or unreadable shard.
-pub fn read_shards(dir: &Path, plan: &PlanFile, models: &[ModelSpec]) -> Result<ShardOutputs> {
-    let shards = Shards::open(dir, plan)?;
-    Ok(ShardOutputs { tasks: shards.read(plan, models, &|_| true)?, timings: shards.timings() })
-}
-
 /// The shards of a plan in a run directory, checked ([`Shards::open`]) and read task by task ([`Shards::read`]):
 /// a merge reads one model's tasks at a time.
 #[derive(Debug)]
@@ -488,11 +469,6 @@ impl Shards {
         self.files.iter().map(|f| f.timings.clone()).collect()
     }
 
-    /// The prediction rows of every shard.
-    pub fn rows(&self) -> usize {
-        self.files.iter().flat_map(|f| &f.folds).map(|s| s.predictions).sum()
-    }
-
     /// The outputs of the tasks `want` picks (by index in the plan), in task order.
     ///
     /// # Errors
@@ -574,7 +550,7 @@ impl Shards {
                 at += s.predictions;
             }
             for (offset, len, folds) in ranges {
-                let rows = PredictionRows::read(&path, i, (offset, len))?;
+                let mut rows = PredictionRows::read(&path, i, (offset, len))?;
                 let mut r = 0;
                 for s in folds {
                     let task = &plan.tasks[s.task];
@@ -720,7 +696,7 @@ struct PredictionRows {
     fold: UInt32Chunked,
     score: Float64Chunked,
     label: Float64Chunked,
-    symbols: std::cell::RefCell<crate::runner::SymbolTable>,
+    symbols: stockcast_features::SymbolTable,
 }
 
 impl PredictionRows {
@@ -740,7 +716,7 @@ impl PredictionRows {
             fold: col("fold")?.u32().map_err(bad)?.rechunk().into_owned(),
             score: col("score")?.f64().map_err(bad)?.rechunk().into_owned(),
             label: col("label")?.f64().map_err(bad)?.rechunk().into_owned(),
-            symbols: std::cell::RefCell::default(),
+            symbols: stockcast_features::SymbolTable::default(),
         })
     }
 
@@ -752,7 +728,7 @@ impl PredictionRows {
     ///
     /// # Errors
     /// A missing value, naming the row.
-    fn get(&self, r: usize) -> Result<Option<(usize, OosPrediction)>> {
+    fn get(&mut self, r: usize) -> Result<Option<(usize, OosPrediction)>> {
         if r >= self.len() {
             return Ok(None);
         }
@@ -772,7 +748,7 @@ impl PredictionRows {
                 self.offset + r
             )));
         };
-        let symbol = self.symbols.borrow_mut().get(s);
+        let symbol = self.symbols.get(s);
         Ok(Some((t as usize, OosPrediction { symbol, date, fold, score, label })))
     }
 }

@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use groups::Classification;
 pub use incremental::{CachedBuild, build_features_cached};
 pub use load::{BarsBuilder, Layout, PriceField, ReadOptions, Security};
-pub use matrix::{FeatureMatrix, MatrixOptions};
+pub use matrix::{FeatureMatrix, MatrixOptions, SymbolTable};
 pub use prices::{
     LoadOptions, Loaded, PriceFrame, SeriesColumns, SymbolSeries, check_bars, is_database_url, load_prices,
 };

@@ -1,5 +1,7 @@
 //! Dense model input: [`FeatureMatrix`] (f32 features, labels, `(symbol, date)` index) from a [`FeatureFrame`].
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use ndarray::{Array1, Array2};
 use polars::prelude::*;
@@ -18,8 +20,34 @@ pub struct MatrixOptions {
     pub drop_incomplete: bool,
 }
 
+/// Shared symbol strings (a matrix's row index, out-of-sample predictions): one allocation per symbol, looked up by text (rows of one symbol
+/// usually come together, so the last one is tried first).
+#[derive(Debug, Default)]
+pub struct SymbolTable {
+    known: std::collections::HashSet<Arc<str>>,
+    last: Option<Arc<str>>,
+}
+
+impl SymbolTable {
+    /// The shared string of `symbol`.
+    pub fn get(&mut self, symbol: &str) -> Arc<str> {
+        if let Some(last) = self.last.as_ref().filter(|l| &***l == symbol) {
+            return Arc::clone(last);
+        }
+        let shared = if let Some(s) = self.known.get(symbol) {
+            Arc::clone(s)
+        } else {
+            let s: Arc<str> = Arc::from(symbol);
+            self.known.insert(Arc::clone(&s));
+            s
+        };
+        self.last = Some(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// A row's `(symbol, date)`.
-pub type RowKey = (std::sync::Arc<str>, NaiveDate);
+pub type RowKey = (Arc<str>, NaiveDate);
 
 /// Features as a dense `rows × features` f32 array with labels and a `(symbol, date)` row index.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,19 +157,11 @@ impl FeatureMatrix {
         let y = Array1::from_iter(keep.iter().map(|&i| label.get(i).map_or(f32::NAN, |v| v as f32)));
         let symbols = df.column("symbol")?.str()?.clone();
         let dates = df.column("date")?.date()?.physical().clone();
-        let mut last: Option<std::sync::Arc<str>> = None;
+        let mut shared = SymbolTable::default();
         let index = keep
             .iter()
             .map(|&i| {
-                let s = symbols.get(i).unwrap_or_default();
-                let s = match &last {
-                    Some(l) if &**l == s => std::sync::Arc::clone(l),
-                    _ => {
-                        let a: std::sync::Arc<str> = std::sync::Arc::from(s);
-                        last = Some(std::sync::Arc::clone(&a));
-                        a
-                    }
-                };
+                let s = shared.get(symbols.get(i).unwrap_or_default());
                 let d = dates.get(i).and_then(days_to_date).unwrap_or_default();
                 (s, d)
             })

@@ -317,9 +317,9 @@ impl ShardedJob for BacktestJob {
         order.sort_by(|&a, &b| models[a].name.cmp(&models[b].name));
         // A hidden sibling of the run directory: writing the report replaces the directory's own entries.
         let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
-        let spooled = Spooled::new(dir.with_file_name(format!(".{name}.predictions-{}.parquet", std::process::id())));
+        let spool = dir.with_file_name(format!(".{name}.predictions-{}.parquet", std::process::id()));
         self.evaluate_and_record(ctx, work, prices, timings, |ev, timings| {
-            let mut writer = PredictionWriter::create(spooled.path(), Layout::Report)?;
+            let mut writer = PredictionWriter::create(&spool, Layout::Report)?;
             let mut results: Vec<Vec<FoldResult>> = vec![Vec::new(); models.len()];
             let mut read = 0.0;
             // CPCV: every path is evaluated, path 0 is the model's predictions (as runner::assemble has them).
@@ -338,7 +338,7 @@ impl ShardedJob for BacktestJob {
                 tracing::debug!(model = %name, rows = preds.len(), "model merged");
                 results[m] = model_results;
             }
-            let rows = writer.finish()?;
+            let (spooled, rows) = writer.finish_spooled()?;
             timings.insert("merge_read".to_owned(), read);
             timings.insert("merge_rows".to_owned(), rows as f64);
             let wf = WalkForward {

@@ -92,10 +92,9 @@ pub trait ShardedJob: Sized {
         ctx: &Ctx,
         p: Prepared<Self::Work>,
         shards: &Shards,
-        dir: &Path,
+        _dir: &Path,
         mut timings: Timings,
     ) -> Result<Self::Output> {
-        let _ = dir;
         let t = Instant::now();
         let models = Self::models(&p.work);
         let tasks = shards.read(&p.file, models, &|_| true)?;
