@@ -47,7 +47,16 @@ fi
 if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' >&2
 fi
-# buildah: the image test builds the container image (scripts/image.sh) without a daemon.
+# buildah: the image test builds the container image (scripts/image.sh) without a daemon; patchelf points the
+# image's binary at the libxgboost it carries (scripts/image-rootfs.sh).
 if ! command -v buildah >/dev/null 2>&1; then
     apt_install --no-install-recommends buildah
+fi
+if ! command -v patchelf >/dev/null 2>&1; then
+    apt_install patchelf
+fi
+# Polars for python3 (PyPI): docs/own-data.md's example, which the docs test runs as printed, writes its Hive and
+# Arrow copies of the bundled data with it.
+if ! python3 -c 'import polars' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'polars>=1.0' >&2
 fi
