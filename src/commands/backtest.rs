@@ -60,7 +60,7 @@ pub(crate) fn run(ctx: &Ctx, a: &BacktestArgs) -> anyhow::Result<()> {
             (false, Some(id)) => Step::Shard(id),
             (false, None) => Step::Whole,
         };
-        (stage, BacktestJob { config: cfg, data }, step, replace)
+        (stage, BacktestJob::new(cfg, data), step, replace)
     };
     match backtest::execute(ctx, job, &stage, step, replace)? {
         Stepped::Planned(plan) => out(&format!(

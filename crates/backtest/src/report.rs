@@ -152,6 +152,15 @@ impl Simulator<'_> {
     }
 }
 
+/// Runs `a` on a scoped thread and `b` on this one; a panic in either resumes here.
+fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let h = s.spawn(a);
+        let b = b();
+        (h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), b)
+    })
+}
+
 /// The capacity curve of `scores` (see [`CapacityPoint`]).
 fn capacity_curve(sim: &Simulator<'_>, scores: &ScoreGrid) -> Result<Vec<CapacityPoint>> {
     let strategy = sim.strategy;
@@ -295,27 +304,43 @@ impl<'a> Evaluator<'a> {
         let (sim, strategy, market) = (&self.sim, self.sim.strategy, self.sim.market);
         let place = self.models.iter().position(|m| m.name == name);
         let spec = place.map(|i| &self.models[i]);
-        let daily = metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label)));
-        let scores = sim.grid(preds);
-        let started = std::time::Instant::now();
-        let simulation =
-            sim.run(strategy, &scores, self.index).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
-        let simulate_seconds = started.elapsed().as_secs_f64();
-        let sheet = tearsheet::tearsheet(
-            &simulation,
-            strategy.capital,
-            strategy.risk_free,
-            preds,
-            &daily,
-            &self.fw,
-            self.report,
+        // Two independent halves at a time, on both cores (each part computes what it did alone, so the result
+        // does not depend on the scheduling): the daily ICs beside the score grid and the simulation, then the
+        // tear sheet beside the capacity curve, risk, attribution, positions and the CPCV paths.
+        let (daily, (scores, simulated)) = join(
+            || metrics::daily_ic(preds.iter().map(|p| (p.date, p.score, p.label))),
+            || {
+                let scores = sim.grid(preds);
+                let started = std::time::Instant::now();
+                let simulation = sim.run(strategy, &scores, self.index);
+                (scores, simulation.map(|s| (s, started.elapsed().as_secs_f64())))
+            },
         );
-        let risk = risk_of(&simulation, strategy, &daily, self.run.horizon);
-        let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
-        let positions = positions(&simulation, market, 8);
-        let capacity = capacity_curve(sim, &scores).map_err(|e| Error::Data(format!("model {name}: {e}")))?;
-        drop(scores);
-        let cpcv = paths.map(|p| cpcv_paths(name, p, sim)).transpose()?;
+        let (simulation, simulate_seconds) = simulated.map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+        let (sheet, (risk, attribution, positions, capacity, cpcv)) = join(
+            || {
+                tearsheet::tearsheet(
+                    &simulation,
+                    strategy.capital,
+                    strategy.risk_free,
+                    preds,
+                    &daily,
+                    &self.fw,
+                    self.report,
+                )
+            },
+            || {
+                let risk = risk_of(&simulation, strategy, &daily, self.run.horizon);
+                let attribution = attribution::attribute(&simulation, market, risk.benchmark.beta);
+                let positions = positions(&simulation, market, 8);
+                let capacity = capacity_curve(sim, &scores);
+                drop(scores);
+                let cpcv = paths.map(|p| cpcv_paths(name, p, sim));
+                (risk, attribution, positions, capacity, cpcv)
+            },
+        );
+        let capacity = capacity.map_err(|e| Error::Data(format!("model {name}: {e}")))?;
+        let cpcv = cpcv.transpose()?;
         let report = ModelReport {
             name: name.to_owned(),
             kind: spec.map(|m| m.config.kind().to_owned()).unwrap_or_default(),

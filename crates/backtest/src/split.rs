@@ -329,8 +329,10 @@ impl SplitConfig {
 
 /// The sorted distinct dates of `dates`.
 pub fn calendar(dates: impl IntoIterator<Item = NaiveDate>) -> Vec<NaiveDate> {
-    let mut c: Vec<NaiveDate> = dates.into_iter().collect();
-    c.sort_unstable();
-    c.dedup();
-    c
+    use chrono::Datelike as _;
+    let days = dates.into_iter().map(|d| d.num_days_from_ce()).collect();
+    stockcast_features::prices::distinct_sorted(days)
+        .into_iter()
+        .filter_map(NaiveDate::from_num_days_from_ce_opt)
+        .collect()
 }

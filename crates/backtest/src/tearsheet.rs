@@ -405,6 +405,130 @@ pub fn qcut_bins(scores: &[f64], q: usize) -> Vec<usize> {
         .collect()
 }
 
+/// What one prediction date adds to the tear sheet: its IC decay, quantile means and curves, and rank
+/// autocorrelation, before they are gathered in date order.
+struct DayStats {
+    /// Per IC-decay horizon: the date's Rank IC, when it has enough pairs and is finite.
+    decay: Vec<Option<f64>>,
+    /// Label sums and counts per quantile of the labelled rows (at least 2 of them).
+    labelled: Option<Vec<(f64, usize)>>,
+    /// 1-day forward return sums and counts per quantile of the rows that have one (at least 2).
+    forward: Option<Vec<(f64, usize)>>,
+    /// Spearman correlation of the date's scores with the previous date's of the same symbols (at least 3).
+    autocorr: Option<f64>,
+}
+
+/// The [`DayStats`] of `day` (`prev`: the date before, if any). `before` is scratch indexed by symbol, NaN
+/// throughout, and left so.
+fn day_stats(
+    day: &DateRows,
+    prev: Option<&DateRows>,
+    fw: &Forward<'_>,
+    horizons: &[usize],
+    q: usize,
+    before: &mut [f64],
+) -> DayStats {
+    // Forward returns of each row at each horizon (row-major: the row's 1-day return first).
+    let mut fwd = vec![f64::NAN; horizons.len()];
+    let mut day_fwd = Vec::with_capacity(day.len() * horizons.len());
+    for r in day {
+        fw.rets(r.0, r.1, horizons, &mut fwd);
+        day_fwd.extend_from_slice(&fwd);
+    }
+    // IC decay: this date's Rank IC of the scores (all finite: `by_date` keeps no other) against each horizon's
+    // forward return (as daily_ic). The scores' ranks are the same for every horizon whose returns are all
+    // finite: ranked once.
+    let mut score_ranks: Option<Vec<f64>> = None;
+    let decay = (1..horizons.len())
+        .map(|h| {
+            let (a, b): (Vec<f64>, Vec<f64>) = day
+                .iter()
+                .zip(day_fwd.chunks(horizons.len()))
+                .map(|(r, f)| (r.2, f[h]))
+                .filter(|(_, f)| f.is_finite())
+                .unzip();
+            if a.len() < metrics::MIN_PAIRS {
+                return None;
+            }
+            let ic = if a.len() == day.len() {
+                let ranks = score_ranks.get_or_insert_with(|| metrics::average_ranks(&a));
+                metrics::pearson(ranks, &metrics::average_ranks(&b))
+            } else {
+                metrics::spearman(&a, &b)
+            };
+            ic.is_finite().then_some(ic)
+        })
+        .collect();
+    // Mean label by quantile: the bins of the labelled rows (alphalens drops rows without a forward return before
+    // it bins), each quantile's mean over the dates where it has rows (`mean_return_by_quantile`, not demeaned): a
+    // date with an empty quantile still counts for the others.
+    let labelled: Vec<&Row> = day.iter().filter(|r| r.3.is_finite()).collect();
+    let labelled = (labelled.len() >= 2).then(|| {
+        let quant = qcut_bins(&labelled.iter().map(|r| r.2).collect::<Vec<_>>(), q);
+        let mut lab = vec![(0.0, 0usize); q];
+        for (row, &k) in labelled.iter().zip(&quant) {
+            lab[k].0 += row.3;
+            lab[k].1 += 1;
+        }
+        lab
+    });
+    // Cumulative 1-day returns: the bins of the rows with a 1-day forward return (the curves take the dates where
+    // every quantile has one).
+    let forward: Vec<(f64, f64)> = day
+        .iter()
+        .zip(day_fwd.chunks(horizons.len()))
+        .map(|(r, f)| (r.2, f[0]))
+        .filter(|(_, f)| f.is_finite())
+        .collect();
+    let forward = (forward.len() >= 2).then(|| {
+        let quant = qcut_bins(&forward.iter().map(|x| x.0).collect::<Vec<_>>(), q);
+        let mut one = vec![(0.0, 0usize); q];
+        for ((_, f), &k) in forward.iter().zip(&quant) {
+            one[k].0 += f;
+            one[k].1 += 1;
+        }
+        one
+    });
+    // Rank autocorrelation: the scores of the symbols the previous date scored too (its scores, all finite, laid
+    // out by symbol in `before`).
+    let autocorr = prev.and_then(|p| {
+        for x in p {
+            before[x.0] = x.2;
+        }
+        let (a, b): (Vec<f64>, Vec<f64>) =
+            day.iter().filter(|x| !before[x.0].is_nan()).map(|x| (before[x.0], x.2)).unzip();
+        for x in p {
+            before[x.0] = f64::NAN;
+        }
+        (a.len() >= 3).then(|| metrics::spearman(&a, &b))
+    });
+    DayStats { decay, labelled, forward, autocorr }
+}
+
+/// `f(i, scratch)` for every `i < n`, in order of `i`, computed in contiguous blocks on up to one thread per core,
+/// each block with its own scratch of `width` NaNs (which `f` leaves NaN). Results do not depend on the threads.
+fn per_day<T: Send>(n: usize, width: usize, f: impl Fn(usize, &mut [f64]) -> T + Sync) -> Vec<T> {
+    per_day_on(std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8), n, width, f)
+}
+
+/// [`per_day`] on `threads` threads (at most one per item).
+fn per_day_on<T: Send>(threads: usize, n: usize, width: usize, f: impl Fn(usize, &mut [f64]) -> T + Sync) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    let block = n.div_ceil(threads);
+    let run = |t: usize| {
+        let mut scratch = vec![f64::NAN; width];
+        (t * block..((t + 1) * block).min(n)).map(|i| f(i, &mut scratch)).collect::<Vec<T>>()
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads).map(|t| s.spawn(move || run(t))).collect();
+        let mut out = run(0);
+        for h in others {
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
 /// Builds the tear sheet of one model.
 pub fn tearsheet(
     sim: &Simulation,
@@ -423,97 +547,43 @@ pub fn tearsheet(
     let w = cfg.rolling_days.max(2);
     let rows = by_date(preds, market);
     let q = cfg.quantiles.max(2);
+    // The horizons of the IC decay, and the 1-day forward return the quantile curves read, found together.
+    let mut horizons = vec![1];
+    horizons.extend(cfg.ic_horizons.iter().copied());
+    // Each date's statistics on its own (on every core), then gathered in date order as one loop would.
+    let days: Vec<(&NaiveDate, &DateRows)> = rows.iter().collect();
+    let stats = per_day(days.len(), market.symbols.len(), |i, before| {
+        day_stats(days[i].1, i.checked_sub(1).map(|p| days[p].1), fw, &horizons, q, before)
+    });
     let mut sums = vec![(0.0, 0usize); q];
     let mut cum = vec![1.0; q];
     let mut spread = 1.0;
     let (mut qdates, mut qcum, mut scum) = (Vec::new(), vec![Vec::new(); q], Vec::new());
-    let mut prev: Option<&DateRows> = None;
     let mut autocorr = Vec::new();
-    // The horizons of the IC decay, and the 1-day forward return the quantile curves read, found together.
-    let mut horizons = vec![1];
-    horizons.extend(cfg.ic_horizons.iter().copied());
     let mut decay: Vec<Vec<f64>> = vec![Vec::new(); cfg.ic_horizons.len()];
-    let mut fwd = vec![f64::NAN; horizons.len()];
-    for (date, day) in &rows {
-        // Forward returns of each row at each horizon (row-major: the row's 1-day return first).
-        let mut day_fwd = Vec::with_capacity(day.len() * horizons.len());
-        for r in day {
-            fw.rets(r.0, r.1, &horizons, &mut fwd);
-            day_fwd.extend_from_slice(&fwd);
+    for ((date, _), st) in days.iter().zip(stats) {
+        for (ics, ic) in decay.iter_mut().zip(st.decay) {
+            ics.extend(ic);
         }
-        // IC decay: this date's Rank IC of the scores (all finite: `by_date` keeps no other) against each
-        // horizon's forward return (as daily_ic). The scores' ranks are the same for every horizon whose returns
-        // are all finite: ranked once.
-        let mut score_ranks: Option<Vec<f64>> = None;
-        for (k, ics) in decay.iter_mut().enumerate() {
-            let (a, b): (Vec<f64>, Vec<f64>) = day
-                .iter()
-                .zip(day_fwd.chunks(horizons.len()))
-                .map(|(r, f)| (r.2, f[1 + k]))
-                .filter(|(_, f)| f.is_finite())
-                .unzip();
-            if a.len() >= metrics::MIN_PAIRS {
-                let ic = if a.len() == day.len() {
-                    let ranks = score_ranks.get_or_insert_with(|| metrics::average_ranks(&a));
-                    metrics::pearson(ranks, &metrics::average_ranks(&b))
-                } else {
-                    metrics::spearman(&a, &b)
-                };
-                if ic.is_finite() {
-                    ics.push(ic);
-                }
-            }
-        }
-        // Mean label by quantile: the bins of the labelled rows (alphalens drops rows without a forward return
-        // before it bins), each quantile's mean over the dates where it has rows (`mean_return_by_quantile`, not
-        // demeaned): a date with an empty quantile still counts for the others.
-        let labelled: Vec<&(usize, usize, f64, f64)> = day.iter().filter(|r| r.3.is_finite()).collect();
-        if labelled.len() >= 2 {
-            let quant = qcut_bins(&labelled.iter().map(|r| r.2).collect::<Vec<_>>(), q);
-            let mut lab = vec![(0.0, 0usize); q];
-            for (row, &k) in labelled.iter().zip(&quant) {
-                lab[k].0 += row.3;
-                lab[k].1 += 1;
-            }
+        if let Some(lab) = st.labelled {
             for (s, l) in sums.iter_mut().zip(&lab).filter(|(_, l)| l.1 > 0) {
                 s.0 += l.0 / l.1 as f64;
                 s.1 += 1;
             }
         }
-        // Cumulative 1-day returns: the bins of the rows with a 1-day forward return, on dates where every
-        // quantile has one.
-        let forward: Vec<(f64, f64)> = day
-            .iter()
-            .zip(day_fwd.chunks(horizons.len()))
-            .map(|(r, f)| (r.2, f[0]))
-            .filter(|(_, f)| f.is_finite())
-            .collect();
-        if forward.len() >= 2 {
-            let quant = qcut_bins(&forward.iter().map(|x| x.0).collect::<Vec<_>>(), q);
-            let mut one = vec![(0.0, 0usize); q];
-            for ((_, f), &k) in forward.iter().zip(&quant) {
-                one[k].0 += f;
-                one[k].1 += 1;
+        if let Some(one) = st.forward.filter(|one| one.iter().all(|x| x.1 > 0)) {
+            let means: Vec<f64> = one.iter().map(|x| x.0 / x.1 as f64).collect();
+            for ((c, m), series) in cum.iter_mut().zip(&means).zip(qcum.iter_mut()) {
+                *c *= 1.0 + m;
+                series.push(*c);
             }
-            if one.iter().all(|x| x.1 > 0) {
-                let means: Vec<f64> = one.iter().map(|x| x.0 / x.1 as f64).collect();
-                for ((c, m), series) in cum.iter_mut().zip(&means).zip(qcum.iter_mut()) {
-                    *c *= 1.0 + m;
-                    series.push(*c);
-                }
-                spread *= 1.0 + means[q - 1] - means[0];
-                scum.push(spread);
-                qdates.push(*date);
-            }
+            spread *= 1.0 + means[q - 1] - means[0];
+            scum.push(spread);
+            qdates.push(**date);
         }
-        if let Some(p) = prev {
-            let before: BTreeMap<usize, f64> = p.iter().map(|x| (x.0, x.2)).collect();
-            let (a, b): (Vec<f64>, Vec<f64>) = day.iter().filter_map(|x| before.get(&x.0).map(|&s| (s, x.2))).unzip();
-            if a.len() >= 3 {
-                autocorr.push((*date, metrics::spearman(&a, &b)));
-            }
+        if let Some(ac) = st.autocorr {
+            autocorr.push((**date, ac));
         }
-        prev = Some(day);
     }
     let ic_decay = cfg
         .ic_horizons
@@ -541,5 +611,29 @@ pub fn tearsheet(
         ic_by_group: groups.ic,
         quantile_mean_by_group: groups.quantile_mean,
         sector_neutral_rank_ic: groups.neutral,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The days come back in order, each computed once with a clean scratch, whatever the number of threads.
+    #[test]
+    fn per_day_results_do_not_depend_on_the_threads() {
+        let f = |i: usize, scratch: &mut [f64]| {
+            assert!(scratch.iter().all(|x| x.is_nan()), "scratch left dirty before day {i}");
+            let k = i % scratch.len();
+            scratch[k] = i as f64;
+            let seen = scratch.iter().filter(|x| !x.is_nan()).count();
+            scratch[k] = f64::NAN;
+            (i * i, seen)
+        };
+        for n in [0, 1, 2, 7, 100] {
+            let expected: Vec<(usize, usize)> = (0..n).map(|i| (i * i, 1)).collect();
+            for threads in [1, 2, 3, 8, 200] {
+                assert_eq!(per_day_on(threads, n, 5, f), expected, "{n} days on {threads} threads");
+            }
+        }
     }
 }

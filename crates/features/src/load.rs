@@ -136,6 +136,10 @@ impl Bars {
         fn perm<T: Clone>(v: &[T], order: &[usize]) -> Vec<T> {
             order.iter().map(|&i| v[i].clone()).collect()
         }
+        // Rows already in order (the usual file): nothing moves, and no column is copied.
+        if order.iter().enumerate().all(|(new, &old)| new == old) {
+            return;
+        }
         let mut new_index = vec![0; order.len()];
         for (new, &old) in order.iter().enumerate() {
             new_index[old] = new;

@@ -74,6 +74,15 @@ pub trait ShardedJob: Sized {
     /// Feature errors.
     fn inputs<'a>(&self, ctx: &Ctx, work: &'a Self::Work) -> Result<Inputs<'a>>;
 
+    /// Called by a whole run once the tasks' inputs are built, before the tasks run: the job may keep what its
+    /// finish needs in a smaller form and free what only the inputs were built from. Nothing by default.
+    ///
+    /// # Errors
+    /// The job's own.
+    fn inputs_built(&mut self, _ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// Evaluates the assembled walk-forward and does the job's last step.
     ///
     /// # Errors
@@ -135,11 +144,12 @@ fn timed_inputs<'a, J: ShardedJob>(job: &J, ctx: &Ctx, work: &'a J::Work, timing
 ///
 /// # Errors
 /// The job's errors at each step.
-pub fn run<J: ShardedJob>(job: J, ctx: &Ctx) -> Result<J::Output> {
+pub fn run<J: ShardedJob>(mut job: J, ctx: &Ctx) -> Result<J::Output> {
     let _lock = job.lock()?;
     let p = job.prepare(ctx, &|_| Ok(()))?;
     let mut timings = Timings::new();
     let inputs = timed_inputs(&job, ctx, &p.work, &mut timings)?;
+    job.inputs_built(ctx)?;
     let t = Instant::now();
     let all: Vec<usize> = (0..p.plan.tasks.len()).collect();
     let outputs = run_tasks::<J>(ctx, &p, &inputs, &all, "walk-forward")?;
@@ -305,7 +315,7 @@ mod tests {
         config.split.kind = stockcast_backtest::SplitKind::Cpcv;
         (config.split.groups, config.split.test_groups, config.split.valid_days) = (5, 2, 0);
         let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
-        let job = BacktestJob { config, data };
+        let job = BacktestJob::new(config, data);
         let whole = run(job.clone(), &ctx).unwrap();
         assert!(whole.walk_forward.paths.values().all(|p| p.len() == 4), "C(5,2) * 2 / 5 = 4 paths");
 
@@ -343,7 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::backtest::tests::config(MODELS);
         let data = BacktestData::load(&ctx, &config, None, &dir.path().join("q.csv")).unwrap();
-        let job = BacktestJob { config: config.clone(), data };
+        let job = BacktestJob::new(config.clone(), data);
         let whole = run(job.clone(), &ctx).unwrap();
 
         let run_dir = dir.path().join("sharded");
@@ -376,7 +386,7 @@ mod tests {
         let mut other = config.clone();
         other.data.symbols = vec!["AAPL".into(), "MSFT".into()];
         let data = BacktestData::load(&ctx, &other, None, &dir.path().join("q.csv")).unwrap();
-        let stale = BacktestJob { config: other, data };
+        let stale = BacktestJob::new(other, data);
         let e = run_shard(&stale, &ctx, &run_dir, ShardId::new(0, 3).unwrap()).unwrap_err();
         assert!(e.chain().contains("plan"), "{}", e.chain());
 

@@ -178,30 +178,51 @@ impl Market {
     /// # Errors
     /// Only if the frame's columns are not as the loader builds them.
     pub fn from_prices(prices: &stockcast_features::PriceFrame) -> Result<Self> {
-        let series = prices.series_with(stockcast_features::SeriesColumns {
-            open: true,
-            volume: true,
-            ..stockcast_features::SeriesColumns::CLOSE
-        })?;
-        // Straight from the per-symbol series (a row at a time through `from_rows` would copy each row's symbol).
-        let dates = crate::split::calendar(series.iter().flat_map(|s| s.dates.iter().copied()));
-        let mut symbols: Vec<String> = series.iter().map(|s| s.symbol.clone()).collect();
+        use stockcast_features::polars::prelude::ChunkedArray;
+        use stockcast_features::prices::{DayIndex, days_to_date, distinct_sorted};
+        // Straight from the frame's columns, a row at a time (no per-symbol copy of the columns first: 0.7 GB at
+        // 25 M rows).
+        let df = prices.df();
+        let polars = stockcast_features::Error::from;
+        let f64s = |name: &str| -> Result<Option<&stockcast_features::polars::prelude::Float64Chunked>> {
+            Ok(df.column(name).ok().map(|c| c.f64()).transpose().map_err(polars)?)
+        };
+        let sym = df.column("symbol").and_then(|c| c.str()).map_err(polars)?;
+        let date = df.column("date").and_then(|c| c.date()).map_err(polars)?.physical();
+        let close = df.column("close").and_then(|c| c.f64()).map_err(polars)?;
+        let (opens, volumes) = (f64s("open")?, f64s("volume")?);
+        let days = DayIndex::new(distinct_sorted(date.iter().flatten().collect()));
+        let dates: Vec<NaiveDate> = days.days().iter().filter_map(|&d| days_to_date(d)).collect();
+        let mut symbols: Vec<String> = Vec::new();
+        for s in sym.iter().map(Option::unwrap_or_default) {
+            if symbols.last().is_none_or(|l| l != s) {
+                symbols.push(s.to_owned());
+            }
+        }
         symbols.sort_unstable();
         symbols.dedup();
         let blank = vec![vec![f64::NAN; dates.len()]; symbols.len()];
-        let (mut open, mut close) = (blank.clone(), blank.clone());
-        let mut volume = if series.iter().any(|s| s.volume.is_some()) { blank } else { Vec::new() };
-        for s in &series {
-            let Ok(si) = symbols.binary_search(&s.symbol) else { continue };
-            for (i, d) in s.dates.iter().enumerate() {
-                let Ok(di) = dates.binary_search(d) else { continue };
-                open[si][di] = s.open.as_ref().map_or(f64::NAN, |o| o[i]);
-                close[si][di] = s.close[i];
-                if let Some(v) = &s.volume {
-                    volume[si][di] = v[i];
-                }
+        let (mut open, mut close_at) = (blank.clone(), blank.clone());
+        let mut volume = if volumes.is_some() { blank } else { Vec::new() };
+        let (mut open_values, mut volume_values) = (opens.map(ChunkedArray::iter), volumes.map(ChunkedArray::iter));
+        let mut at: Option<(&str, Option<usize>)> = None;
+        for ((s, d), c) in sym.iter().zip(date.iter()).zip(close.iter()) {
+            let o = open_values.as_mut().and_then(Iterator::next).flatten();
+            let v = volume_values.as_mut().and_then(Iterator::next).flatten();
+            let s = s.unwrap_or_default();
+            let si = match at {
+                Some((name, i)) if name == s => i,
+                _ => symbols.binary_search_by(|x| x.as_str().cmp(s)).ok(),
+            };
+            at = Some((s, si));
+            let (Some(si), Some(di)) = (si, d.and_then(|d| days.position(d))) else { continue };
+            open[si][di] = o.unwrap_or(f64::NAN);
+            close_at[si][di] = c.unwrap_or(f64::NAN);
+            if volumes.is_some() {
+                volume[si][di] = v.unwrap_or(f64::NAN);
             }
         }
+        let close = close_at;
         let mut market = Self::with_prices(dates, symbols, open, close, volume);
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)

@@ -644,6 +644,40 @@ fn long_short_and_n_drop_pick_the_documented_names() {
     assert_eq!(held, vec!["B", "D"], "{:?}", sim.trades);
 }
 
+// ---------------------------------------------------------------- the market from a price frame
+
+/// The market read from the price frame's columns (a dense day index, a row at a time) holds what the row-wise
+/// constructor makes of the same bars (calendar sorted, symbols and dates searched): the raw us5 panel, whose
+/// symbols start and end on different dates, and a synthetic one.
+#[test]
+fn a_market_from_the_price_columns_equals_one_from_its_rows() {
+    let root =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time")).join("../..");
+    let us5 = stockcast_features::load_prices(&root.join("datasets/us5_daily.csv"), &LoadOptions::default()).unwrap();
+    for prices in [us5.prices, synth(40, 300, 5)] {
+        let market = Market::from_prices(&prices).unwrap();
+        let rows = prices
+            .series_with(stockcast_features::SeriesColumns { open: true, ..stockcast_features::SeriesColumns::CLOSE })
+            .unwrap();
+        let by_rows = Market::from_rows(rows.iter().flat_map(|s| {
+            s.dates
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (s.symbol.clone(), *d, s.open.as_ref().map_or(f64::NAN, |o| o[i]), s.close[i]))
+        }));
+        assert_eq!((&market.dates, &market.symbols), (&by_rows.dates, &by_rows.symbols));
+        let bits =
+            |v: &Vec<Vec<f64>>| v.iter().map(|r| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert_eq!(bits(&market.open), bits(&by_rows.open));
+        assert_eq!(bits(&market.close), bits(&by_rows.close));
+        assert!(market.dates.len() > 250 && market.close.iter().flatten().filter(|c| c.is_finite()).count() > 10_000);
+        // Volume: each bar's, NaN where a symbol has no bar.
+        let volume = prices.df().column("volume").unwrap().f64().unwrap().iter().flatten().sum::<f64>();
+        let summed: f64 = market.volume.iter().flatten().filter(|v| v.is_finite()).sum();
+        assert!((summed - volume).abs() <= 1e-9 * volume.abs(), "{summed} vs {volume}");
+    }
+}
+
 // ---------------------------------------------------------------- SMA crossover vs an independent loop
 
 #[test]

@@ -1,7 +1,7 @@
 //! The checks: row defects on the parsed rows, series findings per symbol, the policy of each applied (keep,
 //! drop to the quarantine, warn or stop), and declared or detected splits adjusted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
@@ -10,6 +10,7 @@ use super::splits::{back_adjust, split_ratio};
 use super::{Check, Policy, QualityConfig};
 use crate::error::{Error, Result};
 use crate::load::{Bars, PriceField};
+use crate::prices::{DayIndex, date_to_days, distinct_sorted};
 
 /// A flag raised by a check on one row.
 #[derive(Debug, Clone)]
@@ -203,11 +204,12 @@ impl<'a> QualityRun<'a> {
 
     fn duplicates_and_order(&mut self, bars: &mut Bars) -> Result<()> {
         // Unsorted: a symbol whose dates do not increase in file order.
-        let mut last: HashMap<u32, (NaiveDate, usize)> = HashMap::new();
+        // Each symbol's last date and row so far, by symbol number.
+        let mut last: Vec<Option<(NaiveDate, usize)>> = vec![None; bars.symbol_names.len()];
         let mut unsorted = Vec::new();
         for row in 0..bars.len() {
             let Some(d) = bars.date[row] else { continue };
-            if let Some((prev, prev_row)) = last.get(&bars.symbol[row])
+            if let Some((prev, prev_row)) = &last[bars.symbol[row] as usize]
                 && d < *prev
             {
                 unsorted.push(Flag {
@@ -217,7 +219,7 @@ impl<'a> QualityRun<'a> {
                     detail: format!("date comes after {prev} ({})", bars.locate(*prev_row)),
                 });
             }
-            last.insert(bars.symbol[row], (d, row));
+            last[bars.symbol[row] as usize] = Some((d, row));
         }
         // Sort by (symbol name, date, file order): stable, so duplicates keep their file order.
         let mut sym_rank: Vec<usize> = (0..bars.symbol_names.len()).collect();
@@ -283,10 +285,9 @@ impl<'a> QualityRun<'a> {
         let open = bars.field(PriceField::Open).map(<[f64]>::to_vec);
         let volume = bars.field(PriceField::Volume).map(<[f64]>::to_vec);
         let dates: Vec<NaiveDate> = bars.date.iter().map(|d| d.expect("rows without a date were removed")).collect();
-        let mut calendar: Vec<NaiveDate> = dates.clone();
-        calendar.sort_unstable();
-        calendar.dedup();
-        let cal_index: HashMap<NaiveDate, usize> = calendar.iter().enumerate().map(|(i, d)| (*d, i)).collect();
+        // Each date's place among the panel's trading dates (every date is one of them).
+        let calendar = DayIndex::new(distinct_sorted(dates.iter().map(|d| date_to_days(*d)).collect()));
+        let cal_index = |d: NaiveDate| calendar.position(date_to_days(d)).unwrap_or_default();
         let t = self.cfg.move_threshold;
         let (lo, hi) = (1.0 / (1.0 + t), 1.0 + t);
         let mut flags = Vec::new();
@@ -304,7 +305,7 @@ impl<'a> QualityRun<'a> {
             let mut after_spike = false;
             for row in start + 1..end {
                 let (d0, d1) = (dates[row - 1], dates[row]);
-                let missing = cal_index[&d1] - cal_index[&d0] - 1;
+                let missing = cal_index(d1) - cal_index(d0) - 1;
                 let days = (d1 - d0).num_days();
                 if missing > self.cfg.max_gap_trading_days || days > self.cfg.max_gap_calendar_days {
                     flags.push(Flag {
