@@ -643,18 +643,24 @@ fn hash_frame(df: &DataFrame) -> String {
 /// took over a second each time), else sorted.
 pub fn distinct_sorted(mut v: Vec<i32>) -> Vec<i32> {
     let (Some(&lo), Some(&hi)) = (v.iter().min(), v.iter().max()) else { return Vec::new() };
-    let span = usize::try_from(i64::from(hi) - i64::from(lo)).unwrap_or(usize::MAX).saturating_add(1);
-    if span > v.len().saturating_mul(4).saturating_add(1 << 20) {
+    let Some(span) = dense_span(lo, hi, v.len()) else {
         v.sort_unstable();
         v.dedup();
         return v;
-    }
+    };
     let mut seen = vec![false; span];
     for &x in &v {
         seen[(i64::from(x) - i64::from(lo)) as usize] = true;
     }
     drop(v);
     seen.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| (i64::from(lo) + i as i64) as i32).collect()
+}
+
+/// The length of `lo..=hi` when a table over it is worth building for `n` values: no more than four slots a value
+/// (plus a fixed 1 M), as trading days are; `None` for a sparse range.
+fn dense_span(lo: i32, hi: i32, n: usize) -> Option<usize> {
+    let span = usize::try_from(i64::from(hi) - i64::from(lo)).unwrap_or(usize::MAX).saturating_add(1);
+    (span <= n.saturating_mul(4).saturating_add(1 << 20)).then_some(span)
 }
 
 /// Where each day of a calendar (sorted distinct day numbers) is in it: a table over the calendar's span when the
@@ -670,16 +676,13 @@ impl DayIndex {
     /// The index of `days` (sorted and distinct, as [`distinct_sorted`] returns them).
     pub fn new(days: Vec<i32>) -> Self {
         let table = match (days.first(), days.last()) {
-            (Some(&lo), Some(&hi)) if u32::try_from(days.len()).is_ok() => {
-                let span = usize::try_from(i64::from(hi) - i64::from(lo)).unwrap_or(usize::MAX).saturating_add(1);
-                (span <= days.len().saturating_mul(4).saturating_add(1 << 20)).then(|| {
-                    let mut t = vec![u32::MAX; span];
-                    for (i, &d) in days.iter().enumerate() {
-                        t[(i64::from(d) - i64::from(lo)) as usize] = i as u32;
-                    }
-                    t
-                })
-            }
+            (Some(&lo), Some(&hi)) if u32::try_from(days.len()).is_ok() => dense_span(lo, hi, days.len()).map(|span| {
+                let mut t = vec![u32::MAX; span];
+                for (i, &d) in days.iter().enumerate() {
+                    t[(i64::from(d) - i64::from(lo)) as usize] = i as u32;
+                }
+                t
+            }),
             _ => None,
         };
         Self { days, table }

@@ -189,7 +189,7 @@ impl Market {
         };
         let sym = df.column("symbol").and_then(|c| c.str()).map_err(polars)?;
         let date = df.column("date").and_then(|c| c.date()).map_err(polars)?.physical();
-        let close = df.column("close").and_then(|c| c.f64()).map_err(polars)?;
+        let closes = df.column("close").and_then(|c| c.f64()).map_err(polars)?;
         let (opens, volumes) = (f64s("open")?, f64s("volume")?);
         let days = DayIndex::new(distinct_sorted(date.iter().flatten().collect()));
         let dates: Vec<NaiveDate> = days.days().iter().filter_map(|&d| days_to_date(d)).collect();
@@ -202,11 +202,11 @@ impl Market {
         symbols.sort_unstable();
         symbols.dedup();
         let blank = vec![vec![f64::NAN; dates.len()]; symbols.len()];
-        let (mut open, mut close_at) = (blank.clone(), blank.clone());
+        let (mut open, mut close) = (blank.clone(), blank.clone());
         let mut volume = if volumes.is_some() { blank } else { Vec::new() };
         let (mut open_values, mut volume_values) = (opens.map(ChunkedArray::iter), volumes.map(ChunkedArray::iter));
         let mut at: Option<(&str, Option<usize>)> = None;
-        for ((s, d), c) in sym.iter().zip(date.iter()).zip(close.iter()) {
+        for ((s, d), c) in sym.iter().zip(date.iter()).zip(closes.iter()) {
             let o = open_values.as_mut().and_then(Iterator::next).flatten();
             let v = volume_values.as_mut().and_then(Iterator::next).flatten();
             let s = s.unwrap_or_default();
@@ -217,12 +217,11 @@ impl Market {
             at = Some((s, si));
             let (Some(si), Some(di)) = (si, d.and_then(|d| days.position(d))) else { continue };
             open[si][di] = o.unwrap_or(f64::NAN);
-            close_at[si][di] = c.unwrap_or(f64::NAN);
+            close[si][di] = c.unwrap_or(f64::NAN);
             if volumes.is_some() {
                 volume[si][di] = v.unwrap_or(f64::NAN);
             }
         }
-        let close = close_at;
         let mut market = Self::with_prices(dates, symbols, open, close, volume);
         market.groups_from(prices.df()).map_err(stockcast_features::Error::from)?;
         Ok(market)
