@@ -12,12 +12,15 @@
 #   2. GET /v1/recommendations?limit=3 (cached after the first request)
 #   3. POST /v1/predict, two symbols, the latest date (scored once at start-up)
 #   4. POST /v1/predict, 500 symbols, the latest date
+# and, last in each round, `stockcast-bench http-floor` (a bare hyper server with the cached GET's body size and
+# headers, no router or middleware: what no layer of ours can remove on this machine) under the same wrk.
 # ROUNDS (3) rounds, binaries alternating within each; prints each pass's statuses, req/s and p50/p99 (µs), then
 # the median req/s per binary and pass. Each pass also prints the server's CPU time per request (/proc/PID/stat).
 # Not a test (needs wrk and PostgreSQL; ~1 minute a round and binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || set -- "${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}/release/stockcast"
+floor_bin=${FLOOR_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/stockcast-target}/release/stockcast-bench}
 command -v wrk >/dev/null || { echo "serve_wrk: wrk is required (Debian: apt-get install wrk)" >&2; exit 2; }
 source bench/lib.sh
 symbols=${SYMBOLS:-1000}
@@ -93,6 +96,7 @@ for r in $(seq "$rounds"); do
         curl -sf -o /dev/null -H 'Content-Type: application/json' -d "{\"symbols\": [$two], \"date\": \"$latest\"}" \
             "http://$addr/v1/predict"
         curl -sf -o /dev/null "http://$addr/v1/recommendations?limit=3"
+        body_bytes=$(curl -sf "http://$addr/v1/recommendations?limit=3" | wc -c)
         echo "== round $r: $bin"
         pass "$n healthz" "http://$addr/healthz"
         pass "$n GET recommendations?limit=3 (cached)" "http://$addr/v1/recommendations?limit=3"
@@ -101,6 +105,14 @@ for r in $(seq "$rounds"); do
         kill "$server"; wait "$server" 2>/dev/null || true
         server=
     done
+    addr=127.0.0.1:$(free_port)
+    "$floor_bin" --quiet http-floor --addr "$addr" --body-bytes "$body_bytes" >"$work/floor.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 100); do curl -sf -o /dev/null "http://$addr/" && break; sleep 0.1; done
+    echo "== round $r: floor ($floor_bin http-floor)"
+    pass "0 floor: bare hyper, the cached GET's body" "http://$addr/"
+    kill "$server"; wait "$server" 2>/dev/null || true
+    server=
 done
 echo "== medians over $rounds rounds (req/s)"
 for key in "${!rates[@]}"; do

@@ -399,6 +399,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lstm(a) => lstm(&a),
         BenchCommand::Backtest(a) => backtest(ctx, &a),
         BenchCommand::Serve(a) => serve(ctx, &a),
+        BenchCommand::HttpFloor(a) => crate::floor::run(&a),
     }
 }
 

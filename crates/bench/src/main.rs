@@ -12,6 +12,7 @@ use stockcast::cli::LogFormat;
 use stockcast_pipeline::Ctx;
 
 mod bench;
+mod floor;
 
 /// Polars and the models allocate as the product does: with the same allocator (see the `stockcast` binary).
 #[global_allocator]
@@ -63,6 +64,23 @@ pub enum BenchCommand {
     /// The HTTP server and Postgres on loopback: writing a day of recommendations, then req/s and p50/p99 of
     /// `GET /v1/recommendations` (cached read) and `POST /v1/predict` under a closed-loop load.
     Serve(BenchServeArgs),
+    /// A bare hyper HTTP/1 server answering every request with one fixed body: the floor under `stockcast
+    /// serve`'s throughput on this machine (`bench/serve_wrk.sh` loads both). Serves until killed.
+    HttpFloor(BenchHttpFloorArgs),
+}
+
+/// `stockcast-bench http-floor`.
+#[derive(Debug, Args)]
+pub struct BenchHttpFloorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    pub addr: String,
+    /// Bytes of the response body (the cached `GET /v1/recommendations?limit=3` of `bench/serve_wrk.sh`: 501).
+    #[arg(long, default_value_t = 501)]
+    pub body_bytes: usize,
+    /// Worker threads of the runtime (`stockcast serve`: one per core).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 /// `stockcast-bench serve`.

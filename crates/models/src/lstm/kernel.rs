@@ -23,7 +23,7 @@
 //! It is checked against burn's autodiff of the same network (`the_hand_derived_gradients_equal_burns_autodiff`).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 /// `e^x` for f32 in plain arithmetic that compilers vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6
 /// polynomial in r, `2^n` built in the exponent bits; no branch, no library call, no float-to-int conversion);
@@ -105,7 +105,7 @@ pub(super) fn forward(w: &LayerWeights, mut gates: Array2<f32>, steps: usize) ->
         let now = t * batch..(t + 1) * batch;
         if t > 0 {
             let prev = h.slice(s![(t - 1) * batch..t * batch, ..]);
-            general_mat_mul(1.0, &prev, &w.recurrent, 1.0, &mut gates.slice_mut(s![now.clone(), ..]));
+            add_recurrent(prev, &w.recurrent, gates.slice_mut(s![now.clone(), ..]));
         }
         let g = &mut gates.as_slice_mut().expect("row-major")[now.start * four..now.end * four];
         let (before, current) = cell.as_slice_mut().expect("row-major").split_at_mut(now.start * hidden);
@@ -118,10 +118,185 @@ pub(super) fn forward(w: &LayerWeights, mut gates: Array2<f32>, steps: usize) ->
     Tape { gates, cell, tanh_cell, hidden: h }
 }
 
-/// Defines `fn $name`, which runs its body compiled for AVX2 where the CPU has it (detected at run time, once per
-/// process) and for baseline x86-64 elsewhere. The bodies are element-wise float arithmetic without `mul_add`, which
-/// Rust never contracts into FMAs: the same IEEE operations on 8 lanes instead of 4, so results are bit-identical.
-macro_rules! avx2_dispatch {
+/// A prediction's pass over every step that keeps only what the next step reads (each layer's `h` and `c` of
+/// `batch` rows), instead of the whole [`Tape`]: the same operations on the same values as [`forward`] (one
+/// layer after another there, one step of every layer after another here), so the last hidden state is
+/// bit-identical. `first` writes layer 0's projected inputs of step t into its `[batch, 4·hidden]` argument.
+pub(super) fn forward_last(
+    layers: &[LayerWeights],
+    steps: usize,
+    batch: usize,
+    first: impl Fn(usize, &mut [f32]),
+) -> Array2<f32> {
+    struct State {
+        gates: Array2<f32>,
+        h: Array2<f32>,
+        c: Array2<f32>,
+        c_next: Array2<f32>,
+        tc: Array2<f32>,
+    }
+    let mut states: Vec<State> = layers
+        .iter()
+        .map(|w| {
+            let hidden = w.recurrent.nrows();
+            State {
+                gates: Array2::zeros((batch, 4 * hidden)),
+                h: Array2::zeros((batch, hidden)),
+                c: Array2::zeros((batch, hidden)),
+                c_next: Array2::zeros((batch, hidden)),
+                tc: Array2::zeros((batch, hidden)),
+            }
+        })
+        .collect();
+    for t in 0..steps {
+        for (l, w) in layers.iter().enumerate() {
+            let (below, rest) = states.split_at_mut(l);
+            let st = &mut rest[0];
+            let hidden = w.recurrent.nrows();
+            match below.last() {
+                None => first(t, st.gates.as_slice_mut().expect("row-major")),
+                Some(b) => {
+                    // `project`: the bias, then `x·W_x` added (the same matmul per row as on all steps at once).
+                    for mut row in st.gates.rows_mut() {
+                        row.assign(&w.bias);
+                    }
+                    general_mat_mul(1.0, &b.h, &w.input, 1.0, &mut st.gates);
+                }
+            }
+            // `h_{t−1}·W_h` from the previous step's `h`, which this step then overwrites.
+            if t > 0 {
+                add_recurrent(st.h.view(), &w.recurrent, st.gates.view_mut());
+            }
+            let c_prev = (t > 0).then(|| st.c.as_slice().expect("row-major"));
+            forward_step(
+                st.gates.as_slice_mut().expect("row-major"),
+                c_prev,
+                st.c_next.as_slice_mut().expect("row-major"),
+                st.tc.as_slice_mut().expect("row-major"),
+                st.h.as_slice_mut().expect("row-major"),
+                hidden,
+            );
+            std::mem::swap(&mut st.c, &mut st.c_next);
+        }
+    }
+    states.pop().map_or_else(|| Array2::zeros((batch, 0)), |s| s.h)
+}
+
+/// `gates += h·W_h` (`[rows, hidden] × [hidden, 4·hidden]`). Where the CPU has AVX-512, a kernel that keeps `W_h`
+/// in L1 and two rows' gates in registers: each output is the FMA chain over k = 0, 1, … from zero, added to the
+/// gate once, which is what matrixmultiply's AVX-512 and FMA kernels compute for an inner dimension of at most
+/// its `kc` (256), so the result is bit-identical (tested); elsewhere, and for other shapes, matrixmultiply.
+pub(super) fn add_recurrent(h: ArrayView2<'_, f32>, w: &Array2<f32>, mut gates: ArrayViewMut2<'_, f32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (k, n) = w.dim();
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && (1..=256).contains(&k)
+            && n % 16 == 0
+            && h.ncols() == k
+            && gates.dim() == (h.nrows(), n)
+            && let (Some(hs), Some(ws)) = (h.as_slice(), w.as_slice())
+            && let Some(gs) = gates.as_slice_mut()
+        {
+            // SAFETY: the CPU has AVX-512F (checked above); the slices hold `rows·k`, `k·n` and `rows·n` floats
+            // in row-major order (checked shapes, contiguous views), which is all the kernel reads and writes.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx512::add_recurrent(hs, k, ws, n, gs);
+            }
+            return;
+        }
+    }
+    general_mat_mul(1.0, &h, w, 1.0, &mut gates);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+
+    /// `g += h·w` for row-major `h` (`[rows, k]`), `w` (`[k, n]`, n a multiple of 16) and `g` (`[rows, n]`), in
+    /// column panels of up to 128 and pairs of rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `h.len() == rows·k`, `w.len() == k·n`, `g.len() == rows·n`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_recurrent(h: &[f32], k: usize, w: &[f32], n: usize, g: &mut [f32]) {
+        let mut col = 0;
+        while col < n {
+            let width = (n - col).min(128);
+            // SAFETY: the caller's contract, and `col + width ≤ n`.
+            unsafe {
+                match width / 16 {
+                    8 => panel::<8>(h, k, w, n, g, col),
+                    7 => panel::<7>(h, k, w, n, g, col),
+                    6 => panel::<6>(h, k, w, n, g, col),
+                    5 => panel::<5>(h, k, w, n, g, col),
+                    4 => panel::<4>(h, k, w, n, g, col),
+                    3 => panel::<3>(h, k, w, n, g, col),
+                    2 => panel::<2>(h, k, w, n, g, col),
+                    _ => panel::<1>(h, k, w, n, g, col),
+                }
+            }
+            col += width;
+        }
+    }
+
+    /// Columns `col..col + 16·P` of every row.
+    ///
+    /// # Safety
+    /// As [`add_recurrent`], and `col + 16·P ≤ n`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn panel<const P: usize>(h: &[f32], k: usize, w: &[f32], n: usize, g: &mut [f32], col: usize) {
+        let rows = h.len() / k;
+        let (hp, wp, gp) = (h.as_ptr(), w.as_ptr(), g.as_mut_ptr());
+        let mut r = 0;
+        // SAFETY (every pointer below): rows `r`, `r + 1` < rows, `kk` < k, columns `col + 16·v + 0..16` < n.
+        unsafe {
+            while r + 1 < rows {
+                let mut a: [__m512; P] = [_mm512_setzero_ps(); P];
+                let mut b: [__m512; P] = [_mm512_setzero_ps(); P];
+                for kk in 0..k {
+                    let (x, y) = (_mm512_set1_ps(*hp.add(r * k + kk)), _mm512_set1_ps(*hp.add((r + 1) * k + kk)));
+                    let wr = wp.add(kk * n + col);
+                    for v in 0..P {
+                        let wv = _mm512_loadu_ps(wr.add(16 * v));
+                        a[v] = _mm512_fmadd_ps(x, wv, a[v]);
+                        b[v] = _mm512_fmadd_ps(y, wv, b[v]);
+                    }
+                }
+                for v in 0..P {
+                    let (p, q) = (gp.add(r * n + col + 16 * v), gp.add((r + 1) * n + col + 16 * v));
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[v]));
+                    _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), b[v]));
+                }
+                r += 2;
+            }
+            if r < rows {
+                let mut a: [__m512; P] = [_mm512_setzero_ps(); P];
+                for kk in 0..k {
+                    let x = _mm512_set1_ps(*hp.add(r * k + kk));
+                    let wr = wp.add(kk * n + col);
+                    for (v, acc) in a.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(wr.add(16 * v)), *acc);
+                    }
+                }
+                for (v, acc) in a.iter().enumerate() {
+                    let p = gp.add(r * n + col + 16 * v);
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
+                }
+            }
+        }
+    }
+}
+
+/// Defines `fn $name`, which runs its body compiled for AVX-512 or AVX2 where the CPU has them (detected at run
+/// time, once per process) and for baseline x86-64 elsewhere. The bodies are element-wise float arithmetic without
+/// `mul_add`, which Rust never contracts into FMAs: the same IEEE operations on 16 or 8 lanes instead of 4, so
+/// results are bit-identical.
+macro_rules! simd_dispatch {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
         fn $name($($arg: $ty),*) {
@@ -129,9 +304,18 @@ macro_rules! avx2_dispatch {
             fn generic($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 fn avx2($($arg: $ty),*) {
                     generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked on the line above.
+                    #[allow(unsafe_code)]
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2, checked on the line above.
@@ -144,7 +328,7 @@ macro_rules! avx2_dispatch {
     };
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One step's element-wise forward pass over `batch` rows: the gates `g` (`[batch, 4·hidden]`) become their
     /// sigmoids, then `c = f·c_prev + i·(2s_g − 1)` (no `c_prev` at the first step), `tanh c` and `h = o·tanh c`.
     fn forward_step(g: &mut [f32], c_prev: Option<&[f32]>, c: &mut [f32], tc: &mut [f32], h: &mut [f32], hidden: usize) {
@@ -186,7 +370,7 @@ struct StepTape<'a> {
     c_prev: &'a [f32],
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One step's element-wise backward pass over `batch` rows (see the module docs): from the forward pass's
     /// `tape`, the gradient of `h_t` from above (zeros where none comes) and from step t+1 (`dh_rec`), and of `c_t`
     /// from step t+1 (`dc`, replaced by that of `c_{t−1}`), writes the gates' gradients `dz`.
@@ -308,7 +492,72 @@ pub(super) fn backward(
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+
     use super::*;
+
+    fn random(rng: &mut rand_chacha::ChaCha8Rng, rows: usize, cols: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |_| rng.random::<f32>() * 2.0 - 1.0)
+    }
+
+    #[test]
+    fn the_recurrent_kernel_equals_matrixmultiply_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        // Inner dimensions up to matrixmultiply's kc, panels of 1–8 vectors and a remainder, odd row counts,
+        // and shapes the kernel leaves to matrixmultiply (n not a multiple of 16, k above 256).
+        for &(rows, k, n) in &[
+            (1, 1, 16),
+            (2, 8, 128),
+            (3, 32, 128),
+            (17, 32, 144),
+            (256, 32, 128),
+            (255, 64, 256),
+            (9, 33, 512),
+            (5, 256, 48),
+            (4, 300, 64),
+            (6, 16, 12),
+        ] {
+            let (h, w, g) = (random(&mut rng, rows, k), random(&mut rng, k, n), random(&mut rng, rows, n));
+            let mut want = g.clone();
+            general_mat_mul(1.0, &h, &w, 1.0, &mut want);
+            let mut got = g.clone();
+            add_recurrent(h.view(), &w, got.view_mut());
+            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "rows {rows}, k {k}, n {n}: max difference {}",
+                (&want - &got).iter().fold(0.0f32, |m, v| m.max(v.abs()))
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_state_pass_equals_the_full_forward_pass_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (steps, batch, inputs) = (7, 13, 5);
+        for hidden in [4, 16, 32] {
+            let layer = |rng: &mut rand_chacha::ChaCha8Rng, inputs: usize| LayerWeights {
+                input: random(rng, inputs, 4 * hidden),
+                bias: Array1::from_shape_fn(4 * hidden, |_| rng.random::<f32>() - 0.5),
+                recurrent: random(rng, hidden, 4 * hidden),
+            };
+            let layers = vec![layer(&mut rng, inputs), layer(&mut rng, hidden), layer(&mut rng, hidden)];
+            // Step-major inputs, projected by layer 0 as prediction does.
+            let x = random(&mut rng, steps * batch, inputs);
+            let projected = layers[0].project(x.view());
+            let mut tape = forward(&layers[0], projected.clone(), steps);
+            for w in &layers[1..] {
+                tape = forward(w, w.project(tape.hidden.view()), steps);
+            }
+            let four = 4 * hidden;
+            let last = forward_last(&layers, steps, batch, |t, gates| {
+                gates.copy_from_slice(&projected.as_slice().unwrap()[t * batch * four..(t + 1) * batch * four]);
+            });
+            assert_eq!(last.dim(), (batch, hidden));
+            let same = tape.last(batch).iter().zip(&last).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "hidden {hidden}");
+        }
+    }
 
     #[test]
     fn the_vectorisable_exp_matches_libm_across_the_range() {

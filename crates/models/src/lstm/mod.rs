@@ -11,12 +11,14 @@
 //! Each layer fuses its four gates: one input projection and one `[batch, hidden] × [hidden, 4·hidden]` matmul per
 //! step. The network is a burn module (its parameters, initialisation, Adam, dropout before the head, the loss and
 //! the saved weights are burn's). On the CPU a mini-batch's LSTM layers run forward and backward in [`kernel`]:
-//! ndarray matmuls and hand-derived backpropagation through time in loops that vectorise (AVX2 where the CPU has it),
-//! the batch's two halves on their own threads; the head and loss stay in burn's autodiff, which hands back the
-//! gradient of the last hidden state, and the layers' gradients go to burn's optimiser. The gradients equal burn's
-//! autodiff of the same network to float rounding (tested); `device = "cuda"` trains through burn's autodiff.
-//! Prediction reads the weights out of burn once and runs the same kernel on both cores ([`Inference`]), projecting
-//! each distinct context row once and gathering the windows.
+//! ndarray matmuls (the recurrent one in a kernel of its own where the CPU has AVX-512, bit-identical to
+//! matrixmultiply's) and hand-derived backpropagation through time in loops that vectorise (AVX-512 or AVX2 where
+//! the CPU has them), the batch's two halves on their own threads; the head and loss stay in burn's autodiff, which
+//! hands back the gradient of the last hidden state, and the layers' gradients go to burn's optimiser. The gradients
+//! equal burn's autodiff of the same network to float rounding (tested); `device = "cuda"` trains through burn's
+//! autodiff. Prediction reads the weights out of burn once and runs the same kernel on both cores ([`Inference`]),
+//! projecting each distinct context row once, gathering the windows step by step and keeping only each layer's
+//! current state (no tape of every step).
 //!
 //! burn's random generator is process-wide, so fits and loads hold a lock: with the same data, config and seed a
 //! fit is bit-identical.
