@@ -3,6 +3,7 @@
 //! label set is bounded: routes are route patterns (or `unmatched`), methods the standard ones (or `other`),
 //! statuses 100–599 (or 0), reload results `ok`/`refused`, models the ones served.
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -21,14 +22,14 @@ const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: Cow<'static, str>,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Cow<'static, str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,11 +139,9 @@ impl Default for Metrics {
 
 /// The method as a metrics label: the standard methods as they are, anything else `other` (a client can send
 /// any token as a method; each would otherwise be a new series).
-fn method_label(method: &str) -> &str {
-    match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE" => method,
-        _ => "other",
-    }
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
 /// The status as a metrics label: the real code, or 0 outside 100–599.
@@ -169,13 +168,14 @@ impl Metrics {
     /// Counts a request and its latency. `route` must be a route pattern (a bounded set) or `unmatched`; the
     /// method and status are normalised to bounded label sets.
     pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let labels = RequestLabels {
-            route: route.to_owned(),
-            method: method_label(method).to_owned(),
-            status: status_label(status),
-        };
+        // The server's own routes borrow their static pattern: no allocation per request for the label lookups.
+        let route = super::ROUTES
+            .iter()
+            .find(|r| **r == route)
+            .map_or_else(|| Cow::Owned(route.to_owned()), |r| Cow::Borrowed(*r));
+        let labels = RequestLabels { route, method: method_label(method), status: status_label(status) };
         self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&RouteLabels { route: route.to_owned() }).observe(elapsed.as_secs_f64());
+        self.latency.get_or_create(&RouteLabels { route: labels.route }).observe(elapsed.as_secs_f64());
     }
 
     /// Counts a reload (`ok` or `refused`).

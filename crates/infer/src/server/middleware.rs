@@ -1,52 +1,60 @@
-//! Middleware of the router, outermost first: request id → metrics → panic catcher (tower-http) → rate limit →
-//! timeout → handler. The request id and the timeout stay hand-written: tower-http's keep any client id as given
-//! (no length/charset check) and answer a timeout with an empty 408, where ours is a JSON 503 `timeout`.
+//! The router's middleware: one function per request, [`guard`], doing in order the request id → metrics → panic
+//! catcher → rate limit → timeout → handler (one boxed future a request, not one per concern: each layer of its
+//! own cost a service clone, a box and a move of the future, measured at ~5 µs of a 17 µs cached read). The
+//! request id and the timeout stay hand-written: tower-http's keep any client id as given (no length/charset check)
+//! and answer a timeout with an empty 408, where ours is a JSON 503 `timeout`.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 
 use super::error::ApiError;
 use super::state::AppState;
 
-pub(super) async fn request_id(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned);
-    let id = given.unwrap_or_else(|| format!("sc-{:x}", state.request_seq.fetch_add(1, Ordering::Relaxed) + 1));
-    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    req.headers_mut().insert("x-request-id", value.clone());
-    let mut resp = next.run(req).await;
-    resp.headers_mut().insert("x-request-id", value);
+/// Every request's protections (see the module docs); the request id goes on the request for the handlers and on
+/// every response, the panic's 500 and the limits' 429 and 503 included.
+pub(super) async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let id = request_id(&state, req.headers());
+    req.headers_mut().insert("x-request-id", id.clone());
+    // The route pattern the router matched (bounded label set); the fallback has none.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
+    let start = Instant::now();
+    let mut resp = caught(rate_limited(&state, req, next)).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.observe(route, method.as_str(), resp.status().as_u16(), start.elapsed());
+    resp.headers_mut().insert("x-request-id", id);
     resp
 }
 
-pub(super) async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // The route pattern the router matched (bounded label set); the fallback has none.
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    state.metrics.observe(&route, &method, resp.status().as_u16(), start.elapsed());
-    resp
+/// The client's `x-request-id` when it is 1–128 visible ASCII characters, else `sc-<sequence number>`.
+fn request_id(state: &AppState, headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic))
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("sc-{:x}", state.request_seq.fetch_add(1, Ordering::Relaxed) + 1);
+            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        })
 }
 
 /// The panic catcher: a handler that panics answers the JSON 500 of every internal error (the panic text goes
 /// to the log only) and the server keeps serving.
-pub(super) fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
-    fn answer(_: Box<dyn std::any::Any + Send>) -> Response {
+pub(super) async fn caught(answer: impl Future<Output = Response>) -> Response {
+    AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(|_| {
         tracing::error!("a request handler panicked");
         ApiError::internal().into_response()
-    }
-    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(Box<dyn std::any::Any + Send>) -> Response)
+    })
 }
 
 /// The peer address of the connection a request came on (set by the accept loop).
@@ -70,14 +78,16 @@ pub(super) fn client_of(state: &AppState, headers: &axum::http::HeaderMap, peer:
     super::ratelimit::client_key(token, ip)
 }
 
-pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The per-client rate limit of `/v1/` routes (when configured): 429 with `retry-after` beyond it, the
+/// `ratelimit-*` headers on every limited route's answer.
+async fn rate_limited(state: &Arc<AppState>, req: Request, next: Next) -> Response {
     if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
-        return next.run(req).await;
+        return timed(state, next.run(req)).await;
     }
-    let client = client_of(&state, req.headers(), req.extensions().get::<ClientAddr>().map(|c| c.0));
+    let client = client_of(state, req.headers(), req.extensions().get::<ClientAddr>().map(|c| c.0));
     let d = state.limiter.take(&client).await;
     let mut resp = if d.allowed {
-        next.run(req).await
+        timed(state, next.run(req)).await
     } else {
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -95,9 +105,17 @@ pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request,
     resp
 }
 
-pub(super) async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The request timeout: a JSON 503 `timeout` when the handler takes longer than `request_timeout_ms`.
+async fn timed(state: &AppState, answer: impl Future<Output = Response>) -> Response {
     let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let start = tokio::time::Instant::now();
+    let mut answer = std::pin::pin!(answer);
+    // A request answered on its first poll (a cached read, a health check) needs no timer: the deadline is armed,
+    // from the request's start, only when the handler has to wait.
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+        return r;
+    }
+    match tokio::time::timeout_at(start + limit, answer).await {
         Ok(r) => r,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -125,7 +143,9 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("secret internal detail at /srv/x.rs:1")
         }
-        let app = Router::new().route("/boom", get(boom)).layer(catch_panic());
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .layer(axum::middleware::from_fn(|req: Request, next: Next| caught(next.run(req))));
         // Twice: the service keeps answering after a panic.
         for _ in 0..2 {
             let req = axum::http::Request::builder().uri("/boom").body(Body::empty()).unwrap();

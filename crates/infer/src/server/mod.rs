@@ -33,6 +33,21 @@ pub use state::{AppState, Clock, ModelSet, build_state, connect_with_retry};
 
 use crate::error::{Error, Result};
 
+/// Every route pattern of [`router`] (the metrics' route labels borrow these instead of allocating a copy per
+/// request).
+pub(crate) const ROUTES: [&str; 10] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/v1/models",
+    "/v1/predictions",
+    "/v1/recommendations",
+    "/v1/predict",
+    "/v1/recommendations/run",
+    "/v1/admin/reload",
+];
+
 /// The router with every route and middleware.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -49,13 +64,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
-        .layer(middleware::catch_panic())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard))
         // gzip when the client accepts it (bodies of 32 bytes or more); 5,000-row JSON pages shrink ~8×.
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_id))
         .with_state(state)
 }
 
@@ -153,9 +164,16 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         // The client's address for per-client rate limits.
-        let service = hyper_util::service::TowerToHyperService::new(
-            app.clone().layer(axum::Extension(middleware::ClientAddr(peer.ip()))),
-        );
+        // The client's address rides on each request's extensions (a wrapper per connection, not a re-layered
+        // copy of every route).
+        let client = middleware::ClientAddr(peer.ip());
+        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            },
+        ));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Errors here are the client's (reset, header timeout, malformed request): nothing to report.

@@ -32,10 +32,25 @@ impl ModelSet {
     }
 }
 
+/// A response body and its ETag ([`super::handlers::etag_of`]), hashed once.
+#[derive(Debug, Clone)]
+pub(super) struct Tagged {
+    pub(super) body: Bytes,
+    pub(super) etag: axum::http::HeaderValue,
+}
+
+impl Tagged {
+    pub(super) fn new(body: Bytes) -> Self {
+        let etag = axum::http::HeaderValue::from_str(&super::handlers::etag_of(&body))
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"0\""));
+        Self { body, etag }
+    }
+}
+
 /// Response bodies by normalised query, bounded in entries and bytes; the oldest entries go first.
 #[derive(Debug, Default)]
 pub(super) struct ResponseCache {
-    map: HashMap<String, (Instant, Bytes)>,
+    map: HashMap<String, (Instant, Tagged)>,
     order: std::collections::VecDeque<String>,
     bytes: usize,
 }
@@ -51,22 +66,22 @@ impl ResponseCache {
         if let Some(k) = self.order.pop_front()
             && let Some((_, b)) = self.map.remove(&k)
         {
-            self.bytes -= b.len();
+            self.bytes -= b.body.len();
         }
     }
 
-    fn put(&mut self, key: String, body: Bytes, max_entries: usize, max_bytes: usize) {
-        if body.len() > max_bytes {
+    fn put(&mut self, key: String, body: Tagged, max_entries: usize, max_bytes: usize) {
+        if body.body.len() > max_bytes {
             return;
         }
         if let Some((_, old)) = self.map.remove(&key) {
-            self.bytes -= old.len();
+            self.bytes -= old.body.len();
             self.order.retain(|k| *k != key);
         }
-        while !self.order.is_empty() && (self.map.len() >= max_entries || self.bytes + body.len() > max_bytes) {
+        while !self.order.is_empty() && (self.map.len() >= max_entries || self.bytes + body.body.len() > max_bytes) {
             self.evict_oldest();
         }
-        self.bytes += body.len();
+        self.bytes += body.body.len();
         self.order.push_back(key.clone());
         self.map.insert(key, (Instant::now(), body));
     }
@@ -235,18 +250,18 @@ impl AppState {
 
     /// A cached response body for `key` no older than `max_age` (`None`: any age, served marked stale while
     /// the database is unavailable).
-    fn cached_within(&self, key: &str, max_age: Option<Duration>) -> Option<Bytes> {
+    fn cached_within(&self, key: &str, max_age: Option<Duration>) -> Option<Tagged> {
         let c = self.cache.lock().ok()?;
         c.map.get(key).filter(|(t, _)| max_age.is_none_or(|m| t.elapsed() < m)).map(|(_, b)| b.clone())
     }
 
     /// A cached response body for `key` of any age (served, marked stale, while the database is unavailable).
-    pub(super) fn cached_stale(&self, key: &str) -> Option<Bytes> {
+    pub(super) fn cached_stale(&self, key: &str) -> Option<Tagged> {
         self.cached_within(key, None)
     }
 
     /// A cached response body for `key`, if fresh.
-    pub(super) fn cached(&self, key: &str) -> Option<Bytes> {
+    pub(super) fn cached(&self, key: &str) -> Option<Tagged> {
         let ttl = Duration::from_millis(self.cfg.cache_ttl_ms);
         if ttl.is_zero() {
             return None;
@@ -266,7 +281,7 @@ impl AppState {
 
     /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first). Kept even with
     /// `cache_ttl_ms = 0`, for the stale answers of a database outage.
-    pub(super) fn cache_put(&self, key: String, body: Bytes) {
+    pub(super) fn cache_put(&self, key: String, body: Tagged) {
         if let Ok(mut c) = self.cache.lock() {
             c.put(key, body, CACHE_ENTRIES, self.cfg.cache_max_bytes);
         }

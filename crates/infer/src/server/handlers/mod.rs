@@ -179,20 +179,28 @@ pub(super) fn etag_of(body: &[u8]) -> String {
 
 /// The JSON `body` with its ETag, or 304 (no body) when `If-None-Match` names that ETag (or `*`).
 pub(super) fn etagged(headers: &HeaderMap, body: Bytes) -> Response {
-    let tag = etag_of(&body);
+    tagged(headers, super::state::Tagged::new(body))
+}
+
+/// [`etagged`] for a body whose ETag is known (a cached answer: hashed once, when it was cached).
+pub(super) fn tagged(headers: &HeaderMap, answer: super::state::Tagged) -> Response {
+    let super::state::Tagged { body, etag } = answer;
+    let tag = etag.as_bytes();
     let matches =
-        headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
-            |t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == tag
-            },
-        );
-    let value = HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        headers.get_all(header::IF_NONE_MATCH).iter().flat_map(|v| v.as_bytes().split(|b| *b == b',')).any(|t| {
+            let mut t = t.trim_ascii();
+            if t == b"*" {
+                return true;
+            }
+            while let Some(rest) = t.strip_prefix(b"W/") {
+                t = rest;
+            }
+            t == tag
+        });
     if matches {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, value)]).into_response();
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, value)], body)
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag)], body).into_response()
 }
 
 /// Runs CPU work (quality checks, features, scoring) through [`cancellable`]. A panic there is the JSON 500; the

@@ -3,7 +3,7 @@
 
 use super::{
     Action, ApiError, ApiResult, AppState, Arc, BTreeSet, Bytes, HeaderMap, Json, NaiveDate, Ordering, Query,
-    QueryRejection, Response, State, api, check_symbols, etagged, query, stale, store, stored_model,
+    QueryRejection, Response, State, api, check_symbols, etagged, query, stale, store, stored_model, tagged,
 };
 
 /// `GET /v1/predictions?…`.
@@ -166,14 +166,14 @@ pub(in crate::server) async fn recommendations(
     );
     if let Some(body) = state.cached(&key) {
         state.metrics.cache_hits.inc();
-        return Ok(etagged(&headers, body));
+        return Ok(tagged(&headers, body));
     }
     // The database is known to be down (the probe or an earlier request said so): answer from memory at once
     // rather than waiting for the pool's acquire timeout on every request.
     if !state.db_up.load(Ordering::Relaxed)
         && let Some(body) = state.cached_stale(&key)
     {
-        return Ok(stale(etagged(&headers, body), "database unavailable"));
+        return Ok(stale(tagged(&headers, body), "database unavailable"));
     }
     // An expired answer is refreshed by one request at a time; the others meanwhile answer with the previous
     // body (stale by at most the TTL plus one request timeout), so a slow or lost database delays one request
@@ -182,7 +182,7 @@ pub(in crate::server) async fn recommendations(
     if refresh.is_none()
         && let Some(body) = state.cached_stale(&key)
     {
-        return Ok(stale(etagged(&headers, body), "refreshing"));
+        return Ok(stale(tagged(&headers, body), "refreshing"));
     }
     let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
     let fetched = async {
@@ -196,7 +196,7 @@ pub(in crate::server) async fn recommendations(
         // The database is down: an answer cached earlier (a stored run does not change until it is rerun) is
         // served, marked stale, instead of a 503.
         Err(e) if e.is_database_unavailable() => match state.cached_stale(&key) {
-            Some(body) => return Ok(stale(etagged(&headers, body), "database unavailable")),
+            Some(body) => return Ok(stale(tagged(&headers, body), "database unavailable")),
             None => return Err(e),
         },
         Err(e) => return Err(e),
@@ -211,7 +211,8 @@ pub(in crate::server) async fn recommendations(
         next_after,
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?);
-    state.cache_put(key, bytes.clone());
+    let answer = crate::server::state::Tagged::new(bytes);
+    state.cache_put(key, answer.clone());
     drop(refresh);
-    Ok(etagged(&headers, bytes))
+    Ok(tagged(&headers, answer))
 }
