@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 
 /// Every route pattern of [`router`] (the metrics' route labels borrow these instead of allocating a copy per
 /// request).
-pub(crate) const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 10] = [
     "/healthz",
     "/readyz",
     "/metrics",
