@@ -163,9 +163,8 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // The client's address for per-client rate limits.
-        // The client's address rides on each request's extensions (a wrapper per connection, not a re-layered
-        // copy of every route).
+        // The client's address (per-client rate limits) rides on each request's extensions: a wrapper per
+        // connection, not a re-layered copy of every route.
         let client = middleware::ClientAddr(peer.ip());
         let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),

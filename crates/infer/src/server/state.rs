@@ -70,20 +70,20 @@ impl ResponseCache {
         }
     }
 
-    fn put(&mut self, key: String, body: Tagged, max_entries: usize, max_bytes: usize) {
-        if body.body.len() > max_bytes {
+    fn put(&mut self, key: String, answer: Tagged, max_entries: usize, max_bytes: usize) {
+        if answer.body.len() > max_bytes {
             return;
         }
         if let Some((_, old)) = self.map.remove(&key) {
             self.bytes -= old.body.len();
             self.order.retain(|k| *k != key);
         }
-        while !self.order.is_empty() && (self.map.len() >= max_entries || self.bytes + body.body.len() > max_bytes) {
+        while !self.order.is_empty() && (self.map.len() >= max_entries || self.bytes + answer.body.len() > max_bytes) {
             self.evict_oldest();
         }
-        self.bytes += body.body.len();
+        self.bytes += answer.body.len();
         self.order.push_back(key.clone());
-        self.map.insert(key, (Instant::now(), body));
+        self.map.insert(key, (Instant::now(), answer));
     }
 }
 
@@ -281,9 +281,9 @@ impl AppState {
 
     /// Caches a response body (bounded by `cache_max_bytes` and 10,000 entries; oldest out first). Kept even with
     /// `cache_ttl_ms = 0`, for the stale answers of a database outage.
-    pub(super) fn cache_put(&self, key: String, body: Tagged) {
+    pub(super) fn cache_put(&self, key: String, answer: Tagged) {
         if let Ok(mut c) = self.cache.lock() {
-            c.put(key, body, CACHE_ENTRIES, self.cfg.cache_max_bytes);
+            c.put(key, answer, CACHE_ENTRIES, self.cfg.cache_max_bytes);
         }
     }
 

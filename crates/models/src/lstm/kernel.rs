@@ -68,9 +68,17 @@ pub(super) struct LayerWeights {
 impl LayerWeights {
     /// `x·W_x + b` for step-major rows `x` (`[steps·batch, inputs]`): the first term of every step's gates.
     pub(super) fn project(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut out = Array2::from_shape_fn((x.nrows(), self.bias.len()), |(_, c)| self.bias[c]);
-        general_mat_mul(1.0, &x, &self.input, 1.0, &mut out);
+        let mut out = Array2::zeros((x.nrows(), self.bias.len()));
+        self.project_into(x, &mut out);
         out
+    }
+
+    /// [`Self::project`] into `out` (`[rows, 4·hidden]`), overwriting it: the bias, then `x·W_x` added.
+    pub(super) fn project_into(&self, x: ArrayView2<'_, f32>, out: &mut Array2<f32>) {
+        for mut row in out.rows_mut() {
+            row.assign(&self.bias);
+        }
+        general_mat_mul(1.0, &x, &self.input, 1.0, out);
     }
 }
 
@@ -155,13 +163,8 @@ pub(super) fn forward_last(
             let hidden = w.recurrent.nrows();
             match below.last() {
                 None => first(t, st.gates.as_slice_mut().expect("row-major")),
-                Some(b) => {
-                    // `project`: the bias, then `x·W_x` added (the same matmul per row as on all steps at once).
-                    for mut row in st.gates.rows_mut() {
-                        row.assign(&w.bias);
-                    }
-                    general_mat_mul(1.0, &b.h, &w.input, 1.0, &mut st.gates);
-                }
+                // The layer below's `h_t`, projected: per row the same matmul as on all steps at once.
+                Some(b) => w.project_into(b.h.view(), &mut st.gates),
             }
             // `h_{t−1}·W_h` from the previous step's `h`, which this step then overwrites.
             if t > 0 {
