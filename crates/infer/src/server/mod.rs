@@ -29,6 +29,7 @@ pub use api::{Refused, ReloadReport};
 pub use config::ServeConfig;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use middleware::fast_answer;
 pub use state::{AppState, Clock, ModelSet, build_state, connect_with_retry};
 
 use crate::error::{Error, Result};
@@ -163,16 +164,7 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // The client's address (per-client rate limits) rides on each request's extensions: a wrapper per
-        // connection, not a re-layered copy of every route.
-        let client = middleware::ClientAddr(peer.ip());
-        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(client);
-                req
-            },
-        ));
+        let service = Connection { app: app.clone(), state: state.clone(), client: middleware::ClientAddr(peer.ip()) };
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Errors here are the client's (reset, header timeout, malformed request): nothing to report.
@@ -185,6 +177,34 @@ async fn accept_loop(
     // Requests in flight finish; idle keep-alive connections close at once.
     let _ = tokio::time::timeout(Duration::from_millis(cfg.request_timeout_ms.max(1000)), graceful.shutdown()).await;
     Ok(())
+}
+
+/// One connection's service: a fresh cached read answered by [`fast_answer`], everything else by the router, with
+/// the client's address (per-client rate limits) on the request's extensions (a wrapper per connection, not a
+/// re-layered copy of every route).
+#[derive(Clone)]
+struct Connection {
+    app: Router,
+    state: Arc<AppState>,
+    client: middleware::ClientAddr,
+}
+
+impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for Connection {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<std::result::Result<Self::Response, Self::Error>>,
+        tower::util::Oneshot<Router, axum::http::Request<hyper::body::Incoming>>,
+    >;
+
+    fn call(&self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures_util::future::Either;
+        if let Some(resp) = fast_answer(&self.state, &req) {
+            return Either::Left(std::future::ready(Ok(resp)));
+        }
+        req.extensions_mut().insert(self.client);
+        Either::Right(tower::ServiceExt::oneshot(self.app.clone(), req))
+    }
 }
 
 /// One open connection of an address ([`ServeConfig::max_connections_per_address`]), released on drop.

@@ -931,3 +931,126 @@ async fn a_client_starting_computations_faster_than_its_rate_gets_429() {
     assert_eq!(post(a, "/v1/predict", &[], &json!({"symbols": ["AAPL"], "date": old[30]})).await.status, 200);
     s.stop().await;
 }
+
+/// Status, headers (the request id blanked) in order, the request id and the body of a response.
+async fn response_parts(r: axum::response::Response) -> (u16, Vec<(String, String)>, String, Vec<u8>) {
+    let status = r.status().as_u16();
+    let mut id = String::new();
+    let mut headers = Vec::new();
+    for (k, v) in r.headers() {
+        let v = v.to_str().unwrap().to_owned();
+        if k == "x-request-id" {
+            id.clone_from(&v);
+        }
+        // The request id differs per request; its place among the headers must not.
+        headers.push((k.to_string(), if k == "x-request-id" { String::new() } else { v }));
+    }
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec();
+    // As hyper puts it on the wire: the length of a body of known size after the headers when no header
+    // gives it (the compression layer gives it in a header), and no length on a 304.
+    if status == 304 {
+        headers.retain(|(k, _)| k != "content-length");
+    } else if !headers.iter().any(|(k, _)| k == "content-length") {
+        headers.push(("content-length".to_owned(), body.len().to_string()));
+    }
+    (status, headers, id, body)
+}
+/// The sum of a metric's samples for `/v1/recommendations`, read through the router.
+async fn recommendation_metric(app: &axum::Router, name: &str) -> f64 {
+    let r = tower::ServiceExt::oneshot(
+        app.clone(),
+        axum::http::Request::builder().uri("/metrics").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains("route=\"/v1/recommendations\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The server's fast path (`server::fast_answer`, taken by every connection before the router) answers a fresh
+/// cached `GET /v1/recommendations` exactly as the routed path does (status, headers in order, body; a 304 for
+/// its ETag), counts it in the metrics, and declines everything it must not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_read_is_answered_without_the_router_exactly_as_through_it() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use stockcast_infer::recommend::{Action, Recommendation};
+    use stockcast_infer::server::{self, fast_answer};
+    use tower::ServiceExt as _;
+
+    let e = env("fastpath").await;
+    let clock = server::Clock::fixed("2026-11-23T12:00:00Z".parse().unwrap());
+    let state = server::build_state(config(&e), clock).await.unwrap();
+    let app = server::router(state.clone());
+    let pool = store::connect(&e.url, store::PoolConfig::default()).await.unwrap();
+    let manifest = e.reg.manifest("lin", 1).unwrap();
+    let rows: Vec<Recommendation> = (0..20)
+        .map(|i| Recommendation {
+            symbol: format!("Z{i:02}"),
+            score: -f64::from(i),
+            rank: i + 1,
+            expected_return: 0.01 - f64::from(i) * 1e-4,
+            action: if i < 5 { Action::Buy } else { Action::Hold },
+            sector: Some(format!("sector{}", i % 3)),
+        })
+        .collect();
+    let run = store::NewRun {
+        manifest: &manifest,
+        as_of: date("2012-12-31"),
+        created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+        params: json!({}),
+        rows: &rows,
+    };
+    store::store_run(&pool, &run).await.unwrap();
+
+    let uri = "/v1/recommendations?date=2012-12-31&limit=5";
+    let req = |headers: &[(&str, &str)], uri: &str| {
+        let mut b = Request::builder().method("GET").uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    // Not cached yet: declined (the routed path reads the database and caches the answer).
+    assert!(fast_answer(&state, &req(&[], uri)).is_none());
+    let first = response_parts(app.clone().oneshot(req(&[], uri)).await.unwrap()).await;
+    assert_eq!(first.0, 200, "{}", String::from_utf8_lossy(&first.3));
+    let before = recommendation_metric(&app, "stockcast_http_requests_total").await;
+    let fast = response_parts(fast_answer(&state, &req(&[], uri)).expect("a fresh cached read is answered")).await;
+    let after = recommendation_metric(&app, "stockcast_http_requests_total").await;
+    assert!((after - before - 1.0).abs() < 1e-9, "the fast answer is counted: {before} -> {after}");
+    // The routed path answering from the same cache entry (`accept-encoding: identity` keeps it off the fast path
+    // and leaves the body uncompressed).
+    let routed = response_parts(app.clone().oneshot(req(&[("accept-encoding", "identity")], uri)).await.unwrap()).await;
+    assert_eq!((fast.0, &fast.1, &fast.3), (routed.0, &routed.1, &routed.3));
+    assert_eq!(first.3, fast.3);
+    assert!(fast.1.iter().any(|(k, v)| k == "vary" && v == "accept-encoding"), "{:?}", fast.1);
+    assert!(fast.2.starts_with("sc-") && routed.2.starts_with("sc-") && fast.2 != routed.2, "{} {}", fast.2, routed.2);
+    let body: Value = serde_json::from_slice(&fast.3).unwrap();
+    assert_eq!(body["recommendations"].as_array().unwrap().len(), 5);
+    // A client's request id is echoed; its ETag gets the same 304 both ways.
+    let tag = fast.1.iter().find(|(k, _)| k == "etag").unwrap().1.clone();
+    let mine = [("x-request-id", "client-42"), ("if-none-match", tag.as_str())];
+    let fast304 = response_parts(fast_answer(&state, &req(&mine, uri)).unwrap()).await;
+    let routed304 = response_parts(
+        app.clone().oneshot(req(&[mine[0], mine[1], ("accept-encoding", "identity")], uri)).await.unwrap(),
+    )
+    .await;
+    assert_eq!(fast304.0, 304);
+    assert_eq!(fast304.2, "client-42");
+    assert_eq!((fast304.0, &fast304.1, &fast304.3), (routed304.0, &routed304.1, &routed304.3));
+    // Declined: a client that may get gzip, another route or method, a query the handler refuses, a page not
+    // cached; each then answers through the router as before.
+    assert!(fast_answer(&state, &req(&[("accept-encoding", "gzip")], uri)).is_none());
+    assert!(fast_answer(&state, &req(&[], "/v1/predictions?date=2012-12-31")).is_none());
+    let post = Request::builder().method("POST").uri(uri).body(Body::empty()).unwrap();
+    assert!(fast_answer(&state, &post).is_none());
+    for bad in ["/v1/recommendations?date=2012-12-31&limit=5&bogus=1", "/v1/recommendations?limit=0"] {
+        assert!(fast_answer(&state, &req(&[], bad)).is_none(), "{bad}");
+        assert_eq!(app.clone().oneshot(req(&[], bad)).await.unwrap().status(), 400, "{bad}");
+    }
+    assert!(fast_answer(&state, &req(&[], "/v1/recommendations?date=2012-12-31&limit=6")).is_none());
+}

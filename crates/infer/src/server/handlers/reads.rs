@@ -3,7 +3,7 @@
 
 use super::{
     Action, ApiError, ApiResult, AppState, Arc, BTreeSet, Bytes, HeaderMap, Json, NaiveDate, Ordering, Query,
-    QueryRejection, Response, State, api, check_symbols, etagged, query, stale, store, stored_model, tagged,
+    QueryRejection, Response, State, Uri, api, check_symbols, etagged, query, stale, store, stored_model, tagged,
 };
 
 /// `GET /v1/predictions?…`.
@@ -122,6 +122,57 @@ pub(in crate::server) async fn predictions(
     Ok(etagged(&headers, Bytes::from(serde_json::to_vec(&body).map_err(|_| ApiError::internal())?)))
 }
 
+/// A checked `GET /v1/recommendations` query and its response-cache key.
+struct Page {
+    name: String,
+    version: u64,
+    date: Option<NaiveDate>,
+    sector: Option<String>,
+    action: Option<Action>,
+    limit: usize,
+    after: Option<i32>,
+    key: String,
+}
+
+impl Page {
+    fn of(state: &AppState, q: RecommendationsQuery) -> ApiResult<Self> {
+        let RecommendationsQuery { date, sector, action, limit, after, model } = q;
+        let limit = match limit {
+            Some(l) if !(1..=state.cfg.max_limit).contains(&l) => {
+                return Err(ApiError::bad_request(format!("`limit` must be 1..={}, got {l}", state.cfg.max_limit)));
+            }
+            Some(l) => l,
+            None => 100,
+        };
+        let after = after
+            .map(|a| i32::try_from(a).map_err(|_| ApiError::bad_request(format!("`after` must be a rank, got {a}"))))
+            .transpose()?;
+        if sector.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
+            return Err(ApiError::bad_request("`sector` must be 1–100 characters"));
+        }
+        let (name, version) = stored_model(state, model.as_deref())?;
+        // The key holds the parsed values (one spelling per query), so `limit=010` and `limit=10` share an entry.
+        let key = format!(
+            "{name}@{version}|{}|{}|{limit}|{}|{}",
+            date.map(|d| d.to_string()).unwrap_or_default(),
+            sector.as_deref().unwrap_or(""),
+            action.map_or("", Action::as_str),
+            after.map(|a| a.to_string()).unwrap_or_default(),
+        );
+        Ok(Self { name, version, date, sector, action, limit, after, key })
+    }
+}
+
+/// The answer [`recommendations`] gives from its fresh cache entry, without the router: `None` for anything
+/// else (a query it would refuse, a miss, an expired entry), which then takes the routed path. The same parser,
+/// checks, key and response as the handler's first branch.
+pub(in crate::server) fn cached_recommendations(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    let Query(q) = Query::<RecommendationsQuery>::try_from_uri(uri).ok()?;
+    let answer = state.cached(&Page::of(state, q).ok()?.key)?;
+    state.metrics.cache_hits.inc();
+    Some(tagged(headers, answer))
+}
+
 /// Ranked recommendations of a run (cached in memory for cache_ttl_ms).
 #[utoipa::path(get, tag = "handlers", path = "/v1/recommendations",
     params(
@@ -141,29 +192,7 @@ pub(in crate::server) async fn recommendations(
     headers: HeaderMap,
     q: Result<Query<RecommendationsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let RecommendationsQuery { date, sector, action, limit, after, model } = query(q)?;
-    let limit = match limit {
-        Some(l) if !(1..=state.cfg.max_limit).contains(&l) => {
-            return Err(ApiError::bad_request(format!("`limit` must be 1..={}, got {l}", state.cfg.max_limit)));
-        }
-        Some(l) => l,
-        None => 100,
-    };
-    let after = after
-        .map(|a| i32::try_from(a).map_err(|_| ApiError::bad_request(format!("`after` must be a rank, got {a}"))))
-        .transpose()?;
-    if sector.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
-        return Err(ApiError::bad_request("`sector` must be 1–100 characters"));
-    }
-    let (name, version) = stored_model(&state, model.as_deref())?;
-    // The key holds the parsed values (one spelling per query), so `limit=010` and `limit=10` share an entry.
-    let key = format!(
-        "{name}@{version}|{}|{}|{limit}|{}|{}",
-        date.map(|d| d.to_string()).unwrap_or_default(),
-        sector.as_deref().unwrap_or(""),
-        action.map_or("", Action::as_str),
-        after.map(|a| a.to_string()).unwrap_or_default(),
-    );
+    let Page { name, version, date, sector, action, limit, after, key } = Page::of(&state, query(q)?)?;
     if let Some(body) = state.cached(&key) {
         state.metrics.cache_hits.inc();
         return Ok(tagged(&headers, body));
