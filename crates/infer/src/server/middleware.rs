@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
@@ -42,27 +42,103 @@ pub(super) async fn guard(State(state): State<Arc<AppState>>, mut req: Request, 
 /// which then takes the routed path. Only where nothing between would change the answer: rate limits off, and no
 /// `accept-encoding` (a client that may get gzip goes through compression).
 pub fn fast_answer<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
-    if req.method() != axum::http::Method::GET
-        || req.uri().path() != "/v1/recommendations"
-        || state.limiter.enabled()
-        || req.headers().contains_key(axum::http::header::ACCEPT_ENCODING)
-    {
+    if req.method() != Method::GET || req.uri().path() != "/v1/recommendations" || !unchanged_between(state, req) {
         return None;
     }
-    let start = Instant::now();
-    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    answered(state, req.headers(), ("/v1/recommendations", "GET"), Instant::now(), || {
         super::handlers::cached_recommendations(state, req.uri(), req.headers())
-    }));
-    let mut resp = answer.unwrap_or_else(|_| {
+    })
+}
+
+/// [`fast_answer`] for `POST /v1/predict` given its body: stored symbols on a day scored already (the route's
+/// only answer that needs no database or computation); `None` for anything else.
+pub fn fast_prediction(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    answered(state, headers, ("/v1/predict", "POST"), Instant::now(), || {
+        super::handlers::cached_prediction(state, body)
+    })
+}
+
+/// Whether a request may be a [`fast_prediction`]: `POST /v1/predict` with a JSON body of a stated length of at
+/// most 64 KiB (and within the body limit), read before the router by [`with_body`].
+pub(super) fn may_be_fast_prediction<B>(state: &AppState, req: &axum::http::Request<B>) -> bool {
+    let h = req.headers();
+    req.method() == Method::POST
+        && req.uri().path() == "/v1/predict"
+        && unchanged_between(state, req)
+        && h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
+        && !h.contains_key(header::TRANSFER_ENCODING)
+        && h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= state.cfg.body_limit_bytes.min(64 << 10))
+}
+
+/// No layer between the connection and the handler would change the answer: rate limits off, and the client
+/// does not accept compressed answers.
+fn unchanged_between<B>(state: &AppState, req: &axum::http::Request<B>) -> bool {
+    !state.limiter.enabled() && !req.headers().contains_key(header::ACCEPT_ENCODING)
+}
+
+/// Reads the body of a [`may_be_fast_prediction`] request (under the request timeout, as the routed path reads
+/// it) and answers it by [`fast_prediction`], else through the router with the body read.
+pub(super) async fn with_body(
+    state: Arc<AppState>,
+    app: axum::Router,
+    client: ClientAddr,
+    req: axum::http::Request<hyper::body::Incoming>,
+) -> Response {
+    use http_body_util::BodyExt as _;
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
+    let deadline = tokio::time::Instant::now() + limit;
+    // A small body usually came with the headers: read on the first poll, it needs no timer (as in [`timed`]).
+    let mut collect = std::pin::pin!(body.collect());
+    let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
+        Poll::Ready(r) => Ok(r),
+        Poll::Pending => tokio::time::timeout_at(deadline, collect).await,
+    };
+    let body = match read {
+        Ok(Ok(b)) => b.to_bytes(),
+        failed => {
+            let resp = match failed {
+                Err(_) => timeout_error(limit),
+                _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the request body could not be read")
+                    .into_response(),
+            };
+            return answered(&state, &parts.headers, ("/v1/predict", "POST"), start, || Some(resp))
+                .unwrap_or_else(|| ApiError::internal().into_response());
+        }
+    };
+    if let Some(resp) = fast_prediction(&state, &parts.headers, &body) {
+        return resp;
+    }
+    parts.extensions.insert(client);
+    let routed = tower::ServiceExt::oneshot(app, axum::http::Request::from_parts(parts, axum::body::Body::from(body)));
+    match routed.await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// What [`guard`] and compression add to an answer made without them: the panic catcher, the request id, the
+/// metrics and compression's `Vary`.
+fn answered(
+    state: &AppState,
+    headers: &HeaderMap,
+    (route, method): (&'static str, &'static str),
+    start: Instant,
+    answer: impl FnOnce() -> Option<Response>,
+) -> Option<Response> {
+    let mut resp = std::panic::catch_unwind(AssertUnwindSafe(answer)).unwrap_or_else(|_| {
         tracing::error!("a request handler panicked");
         Some(ApiError::internal().into_response())
     })?;
-    let id = request_id(state, req.headers());
-    state.metrics.observe("/v1/recommendations", "GET", resp.status().as_u16(), start.elapsed());
+    let id = request_id(state, headers);
+    state.metrics.observe(route, method, resp.status().as_u16(), start.elapsed());
     resp.headers_mut().insert("x-request-id", id);
     // What the compression layer adds to a response it could have compressed.
     if tower_http::compression::Predicate::should_compress(&tower_http::compression::DefaultPredicate::new(), &resp) {
-        resp.headers_mut().append(axum::http::header::VARY, HeaderValue::from_static("accept-encoding"));
+        resp.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     Some(resp)
 }
@@ -148,13 +224,17 @@ async fn timed(state: &AppState, answer: impl Future<Output = Response>) -> Resp
     }
     match tokio::time::timeout_at(start + limit, answer).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request took longer than {} ms", limit.as_millis()),
-        )
-        .into_response(),
+        Err(_) => timeout_error(limit),
     }
+}
+
+fn timeout_error(limit: Duration) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        format!("the request took longer than {} ms", limit.as_millis()),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

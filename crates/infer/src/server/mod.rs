@@ -29,7 +29,7 @@ pub use api::{Refused, ReloadReport};
 pub use config::ServeConfig;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use middleware::fast_answer;
+pub use middleware::{fast_answer, fast_prediction};
 pub use state::{AppState, Clock, ModelSet, build_state, connect_with_retry};
 
 use crate::error::{Error, Result};
@@ -179,7 +179,8 @@ async fn accept_loop(
     Ok(())
 }
 
-/// One connection's service: a fresh cached read answered by [`fast_answer`], everything else by the router, with
+/// One connection's service: a fresh cached read answered by [`fast_answer`], a scored day's prediction by
+/// [`fast_prediction`], everything else by the router, with
 /// the client's address (per-client rate limits) on the request's extensions (a wrapper per connection, not a
 /// re-layered copy of every route).
 #[derive(Clone)]
@@ -194,7 +195,12 @@ impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for Con
     type Error = std::convert::Infallible;
     type Future = futures_util::future::Either<
         std::future::Ready<std::result::Result<Self::Response, Self::Error>>,
-        tower::util::Oneshot<Router, axum::http::Request<hyper::body::Incoming>>,
+        futures_util::future::Either<
+            std::pin::Pin<
+                Box<dyn std::future::Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>,
+            >,
+            tower::util::Oneshot<Router, axum::http::Request<hyper::body::Incoming>>,
+        >,
     >;
 
     fn call(&self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
@@ -202,8 +208,12 @@ impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for Con
         if let Some(resp) = fast_answer(&self.state, &req) {
             return Either::Left(std::future::ready(Ok(resp)));
         }
+        if middleware::may_be_fast_prediction(&self.state, &req) {
+            let answer = middleware::with_body(self.state.clone(), self.app.clone(), self.client, req);
+            return Either::Right(Either::Left(Box::pin(async move { Ok(answer.await) })));
+        }
         req.extensions_mut().insert(self.client);
-        Either::Right(tower::ServiceExt::oneshot(self.app.clone(), req))
+        Either::Right(Either::Right(tower::ServiceExt::oneshot(self.app.clone(), req)))
     }
 }
 

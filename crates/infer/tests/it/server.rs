@@ -511,6 +511,24 @@ async fn the_registry_poll_picks_up_a_new_champion_and_slow_requests_time_out() 
     let r = post(s.addr, "/v1/recommendations/run", &[AUTH], &json!({"date": "2012-12-31"})).await;
     let msg = error(&r, 503, "timeout");
     assert!(msg.contains("1 ms"), "{msg}");
+    // A body that stops halfway is under the same timeout (read before the router, for the fast path).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n{\"sym")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains('}') {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains("x-request-id: sc-") && text.contains(r#""error":"timeout""#), "{text}");
+    }
     s.stop().await;
 }
 
@@ -591,22 +609,19 @@ fn rss_bytes() -> usize {
     kb.trim().trim_end_matches("kB").trim().parse::<usize>().unwrap() * 1024
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etags_pagination_and_bounded_caches() {
+/// Stores a run of `n` ranked recommendations of `lin@1` for 2012-12-31 (symbols `Z0000`…, the first fifth buys,
+/// seven sectors).
+async fn store_ranked_run(e: &Env, n: u32) {
     use stockcast_infer::recommend::{Action, Recommendation};
-    let e = env("paging").await;
-    let s = Server::start(ServeConfig { cache_max_bytes: 256 << 10, ..config(&e) }).await;
-    let a = s.addr;
-    // A stored run of 5,000 recommendations (more symbols than the prices have: a run stores what it was given).
     let pool = store::connect(&e.url, store::PoolConfig::default()).await.unwrap();
     let manifest = e.reg.manifest("lin", 1).unwrap();
-    let rows: Vec<Recommendation> = (0..5000)
+    let rows: Vec<Recommendation> = (0..n)
         .map(|i| Recommendation {
             symbol: format!("Z{i:04}"),
             score: -f64::from(i),
             rank: i + 1,
             expected_return: 0.01 - f64::from(i) * 1e-6,
-            action: if i < 1000 { Action::Buy } else { Action::Hold },
+            action: if i < n / 5 { Action::Buy } else { Action::Hold },
             sector: Some(format!("sector{}", i % 7)),
         })
         .collect();
@@ -618,6 +633,16 @@ async fn etags_pagination_and_bounded_caches() {
         rows: &rows,
     };
     store::store_run(&pool, &run).await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etags_pagination_and_bounded_caches() {
+    let e = env("paging").await;
+    let s = Server::start(ServeConfig { cache_max_bytes: 256 << 10, ..config(&e) }).await;
+    let a = s.addr;
+    // A stored run of 5,000 recommendations (more symbols than the prices have: a run stores what it was given).
+    store_ranked_run(&e, 5000).await;
     // Paging with `after` returns each row exactly once, in rank order.
     let mut seen = Vec::new();
     let mut after: Option<i64> = None;
@@ -970,41 +995,22 @@ async fn recommendation_metric(app: &axum::Router, name: &str) -> f64 {
         .sum()
 }
 
-/// The server's fast path (`server::fast_answer`, taken by every connection before the router) answers a fresh
-/// cached `GET /v1/recommendations` exactly as the routed path does (status, headers in order, body; a 304 for
-/// its ETag), counts it in the metrics, and declines everything it must not answer.
+/// The server's fast paths (`server::fast_answer` and `server::fast_prediction`, taken by every connection before
+/// the router) answer a fresh cached `GET /v1/recommendations` (a 304 for its ETag too) and a `POST /v1/predict`
+/// of a scored day exactly as the routed path does (status, headers in order, body), count them in the metrics,
+/// and decline everything they must not answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_read_is_answered_without_the_router_exactly_as_through_it() {
+async fn cached_reads_and_scored_days_are_answered_without_the_router_exactly_as_through_it() {
     use axum::body::Body;
     use axum::http::Request;
-    use stockcast_infer::recommend::{Action, Recommendation};
-    use stockcast_infer::server::{self, fast_answer};
+    use stockcast_infer::server::{self, fast_answer, fast_prediction};
     use tower::ServiceExt as _;
 
     let e = env("fastpath").await;
     let clock = server::Clock::fixed("2026-11-23T12:00:00Z".parse().unwrap());
     let state = server::build_state(config(&e), clock).await.unwrap();
     let app = server::router(state.clone());
-    let pool = store::connect(&e.url, store::PoolConfig::default()).await.unwrap();
-    let manifest = e.reg.manifest("lin", 1).unwrap();
-    let rows: Vec<Recommendation> = (0..20)
-        .map(|i| Recommendation {
-            symbol: format!("Z{i:02}"),
-            score: -f64::from(i),
-            rank: i + 1,
-            expected_return: 0.01 - f64::from(i) * 1e-4,
-            action: if i < 5 { Action::Buy } else { Action::Hold },
-            sector: Some(format!("sector{}", i % 3)),
-        })
-        .collect();
-    let run = store::NewRun {
-        manifest: &manifest,
-        as_of: date("2012-12-31"),
-        created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-        params: json!({}),
-        rows: &rows,
-    };
-    store::store_run(&pool, &run).await.unwrap();
+    store_ranked_run(&e, 20).await;
 
     let uri = "/v1/recommendations?date=2012-12-31&limit=5";
     let req = |headers: &[(&str, &str)], uri: &str| {
@@ -1053,4 +1059,44 @@ async fn a_cached_read_is_answered_without_the_router_exactly_as_through_it() {
         assert_eq!(app.clone().oneshot(req(&[], bad)).await.unwrap().status(), 400, "{bad}");
     }
     assert!(fast_answer(&state, &req(&[], "/v1/recommendations?date=2012-12-31&limit=6")).is_none());
+
+    // `POST /v1/predict` of stored symbols: declined until the day is scored, then answered as the routed path
+    // answers from the day's scores (a symbol without a score missing, a repeated one once).
+    let body = json!({"symbols": ["ZZZ", "AAPL", "AAPL"], "date": "2012-12-31"}).to_string();
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut b = Request::builder().method("POST").uri("/v1/predict").header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::from(body.to_owned())).unwrap()
+    };
+    let none = axum::http::HeaderMap::new();
+    assert!(fast_prediction(&state, &none, body.as_bytes()).is_none());
+    let scored = response_parts(app.clone().oneshot(post(&[], &body)).await.unwrap()).await;
+    assert_eq!(scored.0, 200, "{}", String::from_utf8_lossy(&scored.3));
+    let fast = response_parts(fast_prediction(&state, &none, body.as_bytes()).expect("a scored day is answered")).await;
+    let routed =
+        response_parts(app.clone().oneshot(post(&[("accept-encoding", "identity")], &body)).await.unwrap()).await;
+    assert_eq!((fast.0, &fast.1, &fast.3), (routed.0, &routed.1, &routed.3));
+    assert_eq!(scored.3, fast.3);
+    let v: Value = serde_json::from_slice(&fast.3).unwrap();
+    assert_eq!(v["missing"], json!(["ZZZ"]));
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["predictions"][0]["symbol"], "AAPL");
+    // Declined: a day not scored, no date (the latest is a database read), bars, fields or symbols the handler
+    // refuses, a model not served, only unscored symbols (the handler's 404).
+    for declined in [
+        json!({"symbols": ["AAPL"], "date": "2012-12-28"}),
+        json!({"symbols": ["AAPL"]}),
+        json!({"bars": [{"symbol": "AAPL", "date": "2012-12-31", "close": 1.0}], "date": "2012-12-31"}),
+        json!({"symbols": ["AAPL"], "date": "2012-12-31", "extra": 1}),
+        json!({"symbols": [], "date": "2012-12-31"}),
+        json!({"symbols": ["not a symbol"], "date": "2012-12-31"}),
+        json!({"symbols": ["AAPL"], "date": "2012-12-31", "model": "nope"}),
+        json!({"symbols": ["ZZZ"], "date": "2012-12-31"}),
+    ] {
+        let text = declined.to_string();
+        assert!(fast_prediction(&state, &none, text.as_bytes()).is_none(), "{text}");
+    }
+    assert!(fast_prediction(&state, &none, b"{not json").is_none());
 }

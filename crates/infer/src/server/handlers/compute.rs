@@ -157,7 +157,6 @@ pub(in crate::server) async fn predict(
     // Who is asking, for the per-client bounds of computations (worked out when one is needed).
     let client = || crate::server::middleware::client_of(&state, &headers, peer.as_ref().map(|p| p.0.0));
     let scorer = served(&state, body.model.as_deref())?;
-    let mut missing: Vec<String> = Vec::new();
     let (scores, date): (BTreeMap<String, f64>, NaiveDate) = match (body.symbols, body.bars) {
         (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either `symbols` or `bars`, not both")),
         (None, None) => return Err(ApiError::unprocessable("give `symbols` (scored from stored prices) or `bars`")),
@@ -171,8 +170,7 @@ pub(in crate::server) async fn predict(
                 None => latest_price_date(&state).await?,
             };
             let all = day_scores(&state, &scorer, date, &client).await?;
-            missing = symbols.iter().filter(|s| !all.contains_key(*s)).cloned().collect();
-            (symbols.iter().filter_map(|s| all.get(s).map(|v| (s.clone(), *v))).collect(), date)
+            return Ok(Json(predicted(&scorer, date, &symbols, &all)?));
         }
         (None, Some(bars)) => {
             if bars.is_empty() || bars.len() > state.cfg.max_bars {
@@ -216,14 +214,55 @@ pub(in crate::server) async fn predict(
         }
     };
     if scores.is_empty() {
-        return Err(ApiError::not_found(format!("none of the symbols has prices on {date}")));
+        return Err(none_scored(date));
     }
     Ok(Json(api::Predicted {
         model: scorer.label(),
         date,
         predictions: scores.into_iter().map(|(symbol, score)| api::Score { symbol, score }).collect(),
-        missing,
+        missing: Vec::new(),
     }))
+}
+
+fn none_scored(date: NaiveDate) -> ApiError {
+    ApiError::not_found(format!("none of the symbols has prices on {date}"))
+}
+
+/// The answer for stored `symbols` from the day's scores `all`: each symbol's score in name order, the ones
+/// without one named as missing; 404 when none has one.
+fn predicted(
+    scorer: &Scorer,
+    date: NaiveDate,
+    symbols: &[String],
+    all: &BTreeMap<String, f64>,
+) -> ApiResult<api::Predicted> {
+    let scores: BTreeMap<&String, f64> = symbols.iter().filter_map(|s| all.get(s).map(|v| (s, *v))).collect();
+    if scores.is_empty() {
+        return Err(none_scored(date));
+    }
+    Ok(api::Predicted {
+        model: scorer.label(),
+        date,
+        predictions: scores.into_iter().map(|(symbol, score)| api::Score { symbol: symbol.clone(), score }).collect(),
+        missing: symbols.iter().filter(|s| !all.contains_key(*s)).cloned().collect(),
+    })
+}
+
+/// The answer [`predict`] gives for stored symbols on a day scored already (given the request's JSON body),
+/// without the router: `None` for anything else (no date, bars, a model not served, a day not in memory, a body
+/// the handler would refuse, no symbol scored), which then takes the routed path.
+pub(in crate::server) fn cached_prediction(state: &AppState, body: &[u8]) -> Option<Response> {
+    let api::PredictIn { model, date: Some(date), symbols: Some(symbols), bars: None } =
+        serde_json::from_slice(body).ok()?
+    else {
+        return None;
+    };
+    if symbols.is_empty() || check_symbols(&symbols, state.cfg.max_symbols).is_err() {
+        return None;
+    }
+    let scorer = served(state, model.as_deref()).ok()?;
+    let all = state.day_done(&(scorer.name.clone(), scorer.version, date))?;
+    Some(Json(predicted(&scorer, date, &symbols, &all).ok()?).into_response())
 }
 
 /// Compute and store a day's recommendations (one transaction per model version; a rerun replaces).
