@@ -34,8 +34,9 @@ pub(super) async fn guard(State(state): State<Arc<AppState>>, mut req: Request, 
     // The route pattern the router matched (bounded label set); the fallback has none.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let start = Instant::now();
-    let mut resp = caught(rate_limited(&state, req, next)).await;
+    // A request whose body was read before the router ([`with_body`]) counts from when it was received.
+    let start = req.extensions().get::<Received>().map_or_else(Instant::now, |r| r.0);
+    let mut resp = caught(rate_limited(&state, start, req, next)).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state.metrics.observe(route, method.as_str(), resp.status().as_u16(), start.elapsed());
     resp.headers_mut().insert("x-request-id", id);
@@ -59,9 +60,12 @@ pub fn fast_answer<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<
 /// [`fast_answer`] for `POST /v1/predict` given its body: stored symbols on a day scored already (the route's
 /// only answer that needs no database or computation); `None` for anything else.
 pub fn fast_prediction(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
-    answered(state, headers, ("/v1/predict", "POST"), Instant::now(), || {
-        super::handlers::cached_prediction(state, body)
-    })
+    prediction_received(state, headers, body, Instant::now())
+}
+
+/// [`fast_prediction`] of a request received at `start`.
+fn prediction_received(state: &AppState, headers: &HeaderMap, body: &[u8], start: Instant) -> Option<Response> {
+    answered(state, headers, ("/v1/predict", "POST"), start, || super::handlers::cached_prediction(state, body))
 }
 
 /// Whether a request may be a [`fast_prediction`]: `POST /v1/predict` with a JSON body of a stated length of at
@@ -96,7 +100,7 @@ pub(super) async fn with_body(
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
     let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = tokio::time::Instant::from_std(start) + limit;
     // A small body usually came with the headers: read on the first poll, it needs no timer (as in [`timed`]).
     let mut collect = std::pin::pin!(body.collect());
     let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
@@ -115,10 +119,12 @@ pub(super) async fn with_body(
                 .unwrap_or_else(|| ApiError::internal().into_response());
         }
     };
-    if let Some(resp) = fast_prediction(&state, &parts.headers, &body) {
+    if let Some(resp) = prediction_received(&state, &parts.headers, &body, start) {
         return resp;
     }
     parts.extensions.insert(client);
+    // The routed path's timeout and latency count the time the body took.
+    parts.extensions.insert(Received(start));
     let routed = tower::ServiceExt::oneshot(app, axum::http::Request::from_parts(parts, axum::body::Body::from(body)));
     match routed.await {
         Ok(resp) => resp,
@@ -170,6 +176,10 @@ pub(super) async fn caught(answer: impl Future<Output = Response>) -> Response {
     })
 }
 
+/// When a request routed after [`with_body`] read its body was received.
+#[derive(Debug, Clone, Copy)]
+struct Received(Instant);
+
 /// The peer address of the connection a request came on (set by the accept loop).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ClientAddr(pub(super) std::net::IpAddr);
@@ -193,14 +203,14 @@ pub(super) fn client_of(state: &AppState, headers: &axum::http::HeaderMap, peer:
 
 /// The per-client rate limit of `/v1/` routes (when configured): 429 with `retry-after` beyond it, the
 /// `ratelimit-*` headers on every limited route's answer.
-async fn rate_limited(state: &Arc<AppState>, req: Request, next: Next) -> Response {
+async fn rate_limited(state: &Arc<AppState>, start: Instant, req: Request, next: Next) -> Response {
     if !state.limiter.enabled() || !req.uri().path().starts_with("/v1/") {
-        return timed(state, next.run(req)).await;
+        return timed(state, start, next.run(req)).await;
     }
     let client = client_of(state, req.headers(), req.extensions().get::<ClientAddr>().map(|c| c.0));
     let d = state.limiter.take(&client).await;
     let mut resp = if d.allowed {
-        timed(state, next.run(req)).await
+        timed(state, start, next.run(req)).await
     } else {
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -218,10 +228,10 @@ async fn rate_limited(state: &Arc<AppState>, req: Request, next: Next) -> Respon
     resp
 }
 
-/// The request timeout: a JSON 503 `timeout` when the handler takes longer than `request_timeout_ms`.
-async fn timed(state: &AppState, answer: impl Future<Output = Response>) -> Response {
+/// The request timeout: a JSON 503 `timeout` when the request takes longer than `request_timeout_ms` from `start`.
+async fn timed(state: &AppState, start: Instant, answer: impl Future<Output = Response>) -> Response {
     let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
-    let start = tokio::time::Instant::now();
+    let start = tokio::time::Instant::from_std(start);
     let mut answer = std::pin::pin!(answer);
     // A request answered on its first poll (a cached read, a health check) needs no timer: the deadline is armed,
     // from the request's start, only when the handler has to wait.

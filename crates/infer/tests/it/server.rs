@@ -609,6 +609,47 @@ fn rss_bytes() -> usize {
     kb.trim().trim_end_matches("kB").trim().parse::<usize>().unwrap() * 1024
 }
 
+/// A prediction's body read before the router (for the fast path) and then routed counts from when the request
+/// came: its latency includes the body's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_prediction_counts_the_time_its_body_took() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = env("bodytime").await;
+    let s = Server::start(config(&e)).await;
+    let latency = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("stockcast_http_request_duration_seconds_sum") && l.contains("/v1/predict"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = latency(&get(s.addr, "/metrics").await.text());
+    // A body the handler refuses (an unknown field: 422), sent in two parts 300 ms apart.
+    let body = br#"{"symbols": ["AAPL"], "date": "2012-12-31", "extra": 1}"#;
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.write_all(&body[10..]).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains('}') {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 422"), "{text}");
+    let after = latency(&get(s.addr, "/metrics").await.text());
+    // The server saw the head a little after it was written: 0.25 s leaves room for that, and fails a count from the
+    // body's end (a few ms).
+    assert!(after - before >= 0.25, "the latency counted {} s of a request that took 0.3 s", after - before);
+    s.stop().await;
+}
+
 /// Stores a run of `n` ranked recommendations of `lin@1` for 2012-12-31 (symbols `Z0000`…, the first fifth buys,
 /// seven sectors).
 async fn store_ranked_run(e: &Env, n: u32) {
