@@ -7,7 +7,8 @@
 //! Before the router, each connection tries the two answers that need neither the database nor a computation — a
 //! fresh cached `GET /v1/recommendations` ([`fast_answer`]) and `POST /v1/predict` of a day scored already
 //! ([`fast_prediction`]) — with the same bytes, request id, metrics and panic catcher as the routed path, and only
-//! where no layer between would change the answer (rate limits off, no `accept-encoding`): the cached GET's server
+//! where no layer between would change the answer (rate limits off; for the POST, a client that takes no gzip):
+//! the cached GET's server
 //! CPU fell from 15–18 to 10–11.5 µs a request (docs/benchmarks.md, serving).
 
 use std::future::Future;
@@ -46,10 +47,10 @@ pub(super) async fn guard(State(state): State<Arc<AppState>>, mut req: Request, 
 /// What the routed path ([`guard`], the router, compression) answers to a `GET /v1/recommendations` that the
 /// handler would serve from its fresh cache entry, without the router: the same status, headers (in the same
 /// order) and body, counted in the metrics and given a request id the same way; `None` for every other request,
-/// which then takes the routed path. Only where nothing between would change the answer: rate limits off, and no
-/// `accept-encoding` (a client that may get gzip goes through compression).
+/// which then takes the routed path. Only where nothing between would change the answer: rate limits off (the
+/// answer's gzip copy is the handler's, which the compression layer passes as it is).
 pub fn fast_answer<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
-    if req.method() != Method::GET || req.uri().path() != "/v1/recommendations" || !unchanged_between(state, req) {
+    if req.method() != Method::GET || req.uri().path() != "/v1/recommendations" || state.limiter.enabled() {
         return None;
     }
     answered(state, req.headers(), ("/v1/recommendations", "GET"), Instant::now(), || {
@@ -58,13 +59,17 @@ pub fn fast_answer<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<
 }
 
 /// [`fast_answer`] for `POST /v1/predict` given its body: stored symbols on a day scored already (the route's
-/// only answer that needs no database or computation); `None` for anything else.
+/// only answer that needs no database or computation); `None` for anything else. For a client that does not take
+/// gzip (the compression layer would compress this answer for one that does).
 pub fn fast_prediction(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     prediction_received(state, headers, body, Instant::now())
 }
 
 /// [`fast_prediction`] of a request received at `start`.
 fn prediction_received(state: &AppState, headers: &HeaderMap, body: &[u8], start: Instant) -> Option<Response> {
+    if super::handlers::gzip_wanted(headers) {
+        return None;
+    }
     answered(state, headers, ("/v1/predict", "POST"), start, || super::handlers::cached_prediction(state, body))
 }
 
@@ -74,18 +79,13 @@ pub(super) fn may_be_fast_prediction<B>(state: &AppState, req: &axum::http::Requ
     let h = req.headers();
     req.method() == Method::POST
         && req.uri().path() == "/v1/predict"
-        && unchanged_between(state, req)
+        && !state.limiter.enabled()
+        && !super::handlers::gzip_wanted(h)
         && h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
         && !h.contains_key(header::TRANSFER_ENCODING)
         && h.get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
             .is_some_and(|n| n <= state.cfg.body_limit_bytes.min(64 << 10))
-}
-
-/// No layer between the connection and the handler would change the answer: rate limits off, and the client
-/// does not accept compressed answers.
-fn unchanged_between<B>(state: &AppState, req: &axum::http::Request<B>) -> bool {
-    !state.limiter.enabled() && !req.headers().contains_key(header::ACCEPT_ENCODING)
 }
 
 /// Reads the body of a [`may_be_fast_prediction`] request (under the request timeout, as the routed path reads
@@ -148,8 +148,18 @@ fn answered(
     let id = request_id(state, headers);
     state.metrics.observe(route, method, resp.status().as_u16(), start.elapsed());
     resp.headers_mut().insert("x-request-id", id);
-    // What the compression layer adds to a response it could have compressed.
-    if tower_http::compression::Predicate::should_compress(&tower_http::compression::DefaultPredicate::new(), &resp) {
+    // What the compression layer adds to an answer it could have compressed and that does not say it yet.
+    let compressible = !resp.headers().contains_key(header::CONTENT_ENCODING)
+        && tower_http::compression::Predicate::should_compress(
+            &tower_http::compression::DefaultPredicate::new(),
+            &resp,
+        );
+    let says = resp
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    if compressible && !says {
         resp.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     Some(resp)

@@ -37,13 +37,29 @@ impl ModelSet {
 pub(super) struct Tagged {
     pub(super) body: Bytes,
     pub(super) etag: axum::http::HeaderValue,
+    /// The body gzip-compressed: made by the first request that takes gzip and shared by every clone, so a cached
+    /// answer is compressed once, not per request. (The cache's byte bound counts the bodies; each gzip copy adds
+    /// its compressed size, a fraction of its body's.)
+    gzip: Arc<std::sync::OnceLock<Option<Bytes>>>,
 }
 
 impl Tagged {
     pub(super) fn new(body: Bytes) -> Self {
         let etag = axum::http::HeaderValue::from_str(&super::handlers::etag_of(&body))
             .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"0\""));
-        Self { body, etag }
+        Self { body, etag, gzip: Arc::default() }
+    }
+
+    /// The body gzip-compressed (compression's default level, as the compression layer's).
+    pub(super) fn gzipped(&self) -> Option<&Bytes> {
+        self.gzip
+            .get_or_init(|| {
+                use std::io::Write as _;
+                let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                z.write_all(&self.body).ok()?;
+                z.finish().ok().map(Bytes::from)
+            })
+            .as_ref()
     }
 }
 

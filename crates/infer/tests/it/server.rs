@@ -1089,9 +1089,17 @@ async fn cached_reads_and_scored_days_are_answered_without_the_router_exactly_as
     assert_eq!(fast304.0, 304);
     assert_eq!(fast304.2, "client-42");
     assert_eq!((fast304.0, &fast304.1, &fast304.3), (routed304.0, &routed304.1, &routed304.3));
-    // Declined: a client that may get gzip, another route or method, a query the handler refuses, a page not
-    // cached; each then answers through the router as before.
-    assert!(fast_answer(&state, &req(&[("accept-encoding", "gzip")], uri)).is_none());
+    // A client that takes gzip gets the answer's gzip copy (compressed once, when first asked for) both ways.
+    let gz = [("accept-encoding", "gzip, deflate")];
+    let fast_gz = response_parts(fast_answer(&state, &req(&gz, uri)).expect("answered for gzip too")).await;
+    let routed_gz = response_parts(app.clone().oneshot(req(&gz, uri)).await.unwrap()).await;
+    assert_eq!((fast_gz.0, &fast_gz.1, &fast_gz.3), (routed_gz.0, &routed_gz.1, &routed_gz.3));
+    assert!(fast_gz.1.iter().any(|(k, v)| k == "content-encoding" && v == "gzip"), "{:?}", fast_gz.1);
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&fast_gz.3[..]), &mut decoded).unwrap();
+    assert_eq!(decoded, fast.3);
+    // Declined: another route or method, a query the handler refuses, a page not cached; each then answers
+    // through the router as before.
     assert!(fast_answer(&state, &req(&[], "/v1/predictions?date=2012-12-31")).is_none());
     let post = Request::builder().method("POST").uri(uri).body(Body::empty()).unwrap();
     assert!(fast_answer(&state, &post).is_none());
@@ -1112,6 +1120,8 @@ async fn cached_reads_and_scored_days_are_answered_without_the_router_exactly_as
         b.body(Body::from(body.to_owned())).unwrap()
     };
     let none = axum::http::HeaderMap::new();
+    let mut takes_gzip = axum::http::HeaderMap::new();
+    takes_gzip.insert("accept-encoding", axum::http::HeaderValue::from_static("gzip"));
     assert!(fast_prediction(&state, &none, body.as_bytes()).is_none());
     let scored = response_parts(app.clone().oneshot(post(&[], &body)).await.unwrap()).await;
     assert_eq!(scored.0, 200, "{}", String::from_utf8_lossy(&scored.3));
@@ -1124,6 +1134,8 @@ async fn cached_reads_and_scored_days_are_answered_without_the_router_exactly_as
     assert_eq!(v["missing"], json!(["ZZZ"]));
     assert_eq!(v["predictions"].as_array().unwrap().len(), 1);
     assert_eq!(v["predictions"][0]["symbol"], "AAPL");
+    // A client that takes gzip is routed (the compression layer compresses this answer).
+    assert!(fast_prediction(&state, &takes_gzip, body.as_bytes()).is_none());
     // Declined: a day not scored, no date (the latest is a database read), bars, fields or symbols the handler
     // refuses, a model not served, only unscored symbols (the handler's 404).
     for declined in [

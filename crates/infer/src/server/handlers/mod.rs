@@ -179,12 +179,12 @@ pub(super) fn etag_of(body: &[u8]) -> String {
 
 /// The JSON `body` with its ETag, or 304 (no body) when `If-None-Match` names that ETag (or `*`).
 pub(super) fn etagged(headers: &HeaderMap, body: Bytes) -> Response {
-    tagged(headers, super::state::Tagged::new(body))
+    tagged(headers, &super::state::Tagged::new(body))
 }
 
 /// [`etagged`] for a body whose ETag is known (a cached answer: hashed once, when it was cached).
-pub(super) fn tagged(headers: &HeaderMap, answer: super::state::Tagged) -> Response {
-    let super::state::Tagged { body, etag } = answer;
+pub(super) fn tagged(headers: &HeaderMap, answer: &super::state::Tagged) -> Response {
+    let (body, etag) = (&answer.body, &answer.etag);
     let tag = etag.as_bytes();
     let matches =
         headers.get_all(header::IF_NONE_MATCH).iter().flat_map(|v| v.as_bytes().split(|b| *b == b',')).any(|t| {
@@ -198,9 +198,77 @@ pub(super) fn tagged(headers: &HeaderMap, answer: super::state::Tagged) -> Respo
             t == tag
         });
     if matches {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.clone())]).into_response();
     }
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag)], body).into_response()
+    let json = HeaderValue::from_static("application/json");
+    let plain = ([(header::CONTENT_TYPE, json.clone()), (header::ETAG, etag.clone())], body.clone()).into_response();
+    // The answer's gzip copy, compressed once (the compression layer leaves an encoded answer as it is).
+    let compressible =
+        tower_http::compression::Predicate::should_compress(&tower_http::compression::DefaultPredicate::new(), &plain);
+    match answer.gzipped().filter(|_| compressible && gzip_wanted(headers)) {
+        Some(gz) => (
+            [
+                (header::CONTENT_TYPE, json),
+                (header::ETAG, etag.clone()),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                (header::VARY, HeaderValue::from_static("accept-encoding")),
+            ],
+            gz.clone(),
+        )
+            .into_response(),
+        None => plain,
+    }
+}
+
+/// Whether the client's `Accept-Encoding` picks gzip, decided as the compression layer (tower-http 0.6, gzip its
+/// only codec) decides: among the entries naming gzip, x-gzip or identity (any case; others ignored) with a
+/// q-value above 0 (absent: 1; malformed: the entry is ignored), the highest q wins, gzip over identity on a tie;
+/// none: identity.
+pub(super) fn gzip_wanted(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|entry| {
+            let mut parts = entry.splitn(2, ';');
+            let name = parts.next()?.trim();
+            let gzip = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+                true
+            } else if name.eq_ignore_ascii_case("identity") {
+                false
+            } else {
+                return None;
+            };
+            let q = match parts.next() {
+                Some(q) => q_value(q.trim())?,
+                None => 1000,
+            };
+            Some((q, gzip))
+        })
+        .filter(|&(q, _)| q > 0)
+        .max()
+        .is_some_and(|(_, gzip)| gzip)
+}
+
+/// An `Accept-Encoding` q-value (`q=0`, `q=1`, `q=0.5`, at most three decimals, at most 1) in thousandths.
+fn q_value(s: &str) -> Option<u16> {
+    let rest = s.strip_prefix(['q', 'Q'])?.strip_prefix('=')?;
+    let (whole, decimals) = rest.split_once('.').map_or((rest, None), |(w, d)| (w, Some(d)));
+    let mut value: u16 = match whole {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    if let Some(d) = decimals {
+        if d.len() > 3 || !d.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        for (b, factor) in d.bytes().zip([100u16, 10, 1]) {
+            value += factor * u16::from(b - b'0');
+        }
+    }
+    (value <= 1000).then_some(value)
 }
 
 /// Runs CPU work (quality checks, features, scoring) through [`cancellable`]. A panic there is the JSON 500; the
@@ -264,5 +332,65 @@ mod tests {
         for wrong in ["", "s3cret", "s3cret-token-012345678", "s3cret-token-01234567890", "S3cret-token-0123456789"] {
             assert!(!super::token_matches(wrong, t), "{wrong}");
         }
+    }
+
+    /// `gzip_wanted` decides as the compression layer does: every listed header and every pair of entries (as one
+    /// header and as two), each sent through a router with tower-http's `CompressionLayer`.
+    #[tokio::test]
+    async fn gzip_is_wanted_exactly_when_the_compression_layer_would_gzip() {
+        use axum::body::Body;
+        use axum::http::{HeaderMap, HeaderValue, Request, header};
+        use tower::ServiceExt as _;
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "x".repeat(100) }))
+            .layer(tower_http::compression::CompressionLayer::new());
+        let entries = [
+            "gzip",
+            "GZIP",
+            "x-gzip",
+            " gzip ",
+            "gzip;q=0",
+            "gzip;q=0.5",
+            "gzip; q=0.5",
+            "gzip;q=1.",
+            "gzip;q=1.5",
+            "gzip;q=0.0001",
+            "gzip;q=0.001",
+            "gzip;Q=0.3",
+            "gzip;q=",
+            "gzip;level=1",
+            "identity",
+            "identity;q=0",
+            "identity;q=0.5",
+            "IDENTITY;q=0.3",
+            "br",
+            "deflate;q=1.0",
+            "*",
+            "",
+            "zstd;q=0.9",
+        ];
+        let mut cases: Vec<Vec<String>> = vec![vec![]];
+        cases.extend(entries.iter().map(|e| vec![(*e).to_owned()]));
+        for a in entries {
+            for b in entries {
+                cases.push(vec![format!("{a},{b}")]);
+                cases.push(vec![a.to_owned(), b.to_owned()]);
+            }
+        }
+        let mut gzipped = 0;
+        for values in &cases {
+            let mut req = Request::builder().uri("/");
+            let mut headers = HeaderMap::new();
+            for v in values {
+                req = req.header(header::ACCEPT_ENCODING, v.as_str());
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let layer = resp.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v == "gzip");
+            assert_eq!(super::gzip_wanted(&headers), layer, "accept-encoding {values:?}");
+            gzipped += usize::from(layer);
+        }
+        // Both answers occur often enough for the comparison to mean something.
+        assert!(gzipped > 100 && cases.len() - gzipped > 100, "{gzipped} of {}", cases.len());
     }
 }

@@ -170,7 +170,7 @@ pub(in crate::server) fn cached_recommendations(state: &AppState, uri: &Uri, hea
     let Query(q) = Query::<RecommendationsQuery>::try_from_uri(uri).ok()?;
     let answer = state.cached(&Page::of(state, q).ok()?.key)?;
     state.metrics.cache_hits.inc();
-    Some(tagged(headers, answer))
+    Some(tagged(headers, &answer))
 }
 
 /// Ranked recommendations of a run (cached in memory for cache_ttl_ms).
@@ -195,14 +195,14 @@ pub(in crate::server) async fn recommendations(
     let Page { name, version, date, sector, action, limit, after, key } = Page::of(&state, query(q)?)?;
     if let Some(body) = state.cached(&key) {
         state.metrics.cache_hits.inc();
-        return Ok(tagged(&headers, body));
+        return Ok(tagged(&headers, &body));
     }
     // The database is known to be down (the probe or an earlier request said so): answer from memory at once
     // rather than waiting for the pool's acquire timeout on every request.
     if !state.db_up.load(Ordering::Relaxed)
         && let Some(body) = state.cached_stale(&key)
     {
-        return Ok(stale(tagged(&headers, body), "database unavailable"));
+        return Ok(stale(tagged(&headers, &body), "database unavailable"));
     }
     // An expired answer is refreshed by one request at a time; the others meanwhile answer with the previous
     // body (stale by at most the TTL plus one request timeout), so a slow or lost database delays one request
@@ -211,7 +211,7 @@ pub(in crate::server) async fn recommendations(
     if refresh.is_none()
         && let Some(body) = state.cached_stale(&key)
     {
-        return Ok(stale(tagged(&headers, body), "refreshing"));
+        return Ok(stale(tagged(&headers, &body), "refreshing"));
     }
     let q = store::RecommendationQuery { sector, action: action.map(|a| a.as_str().to_owned()), limit, after };
     let fetched = async {
@@ -225,7 +225,7 @@ pub(in crate::server) async fn recommendations(
         // The database is down: an answer cached earlier (a stored run does not change until it is rerun) is
         // served, marked stale, instead of a 503.
         Err(e) if e.is_database_unavailable() => match state.cached_stale(&key) {
-            Some(body) => return Ok(stale(tagged(&headers, body), "database unavailable")),
+            Some(body) => return Ok(stale(tagged(&headers, &body), "database unavailable")),
             None => return Err(e),
         },
         Err(e) => return Err(e),
@@ -243,5 +243,5 @@ pub(in crate::server) async fn recommendations(
     let answer = crate::server::state::Tagged::new(bytes);
     state.cache_put(key, answer.clone());
     drop(refresh);
-    Ok(tagged(&headers, answer))
+    Ok(tagged(&headers, &answer))
 }
