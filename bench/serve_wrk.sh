@@ -9,7 +9,8 @@
 # model trained and promoted, the latest day's recommendations stored (`stockcast recommend`), then
 # `stockcast serve` and `wrk -t2 -c32 -d${SECONDS_PER_PASS}s` (closed loop) on
 #   1. GET /healthz
-#   2. GET /v1/recommendations?limit=3 (cached after the first request)
+#   2. GET /v1/recommendations?limit=3 (cached after the first request), then ?limit=100 from a client that sends
+#      `Accept-Encoding: gzip` (as most HTTP libraries do)
 #   3. POST /v1/predict, two symbols, the latest date (scored once at start-up)
 #   4. POST /v1/predict, 500 symbols, the latest date
 # and, last in each round, `stockcast-bench http-floor` (a bare hyper server with the cached GET's body size and
@@ -100,6 +101,9 @@ for r in $(seq "$rounds"); do
         echo "== round $r: $bin"
         pass "$n healthz" "http://$addr/healthz"
         pass "$n GET recommendations?limit=3 (cached)" "http://$addr/v1/recommendations?limit=3"
+        curl -sf -o /dev/null "http://$addr/v1/recommendations?limit=100"
+        pass "$n GET ?limit=100 (cached), gzip client" -H 'Accept-Encoding: gzip' \
+            "http://$addr/v1/recommendations?limit=100"
         pass "$n POST predict, 2 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$two], \"date\": \"$latest\"}"
         pass "$n POST predict, 500 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$many], \"date\": \"$latest\"}"
         kill "$server"; wait "$server" 2>/dev/null || true
