@@ -13,6 +13,8 @@
 #      `Accept-Encoding: gzip` (as most HTTP libraries do)
 #   3. POST /v1/predict, two symbols, the latest date (scored once at start-up)
 #   4. POST /v1/predict, 500 symbols, the latest date
+#   5. that POST and the cached GET again at one fixed rate (RATE, 5,000 req/s; bench/wrk_fixed_rate.lua), for
+#      their p99 side by side (wrk's connections stay closed loops: a stall delays its connection's next request)
 # and, last in each round, `stockcast-bench http-floor` (a bare hyper server with the cached GET's body size and
 # headers, no router or middleware: what no layer of ours can remove on this machine) under the same wrk.
 # ROUNDS (3) rounds, binaries alternating within each; prints each pass's statuses, req/s and p50/p99 (µs), then
@@ -28,6 +30,7 @@ symbols=${SYMBOLS:-1000}
 days=${DAYS:-600}
 seconds=${SECONDS_PER_PASS:-10}
 rounds=${ROUNDS:-3}
+rate=${RATE:-5000}
 
 work=$(mktemp -d /tmp/stockcast-serve-wrk.XXXXXX)
 chmod 755 "$work"
@@ -106,6 +109,12 @@ for r in $(seq "$rounds"); do
             "http://$addr/v1/recommendations?limit=100"
         pass "$n POST predict, 2 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$two], \"date\": \"$latest\"}"
         pass "$n POST predict, 500 symbols" -s "$work/predict.lua" "http://$addr" -- "{\"symbols\": [$many], \"date\": \"$latest\"}"
+        # The same two reads at one fixed rate (RATE, 5,000/s: each of the 32 connections paced), for the 500-symbol
+        # POST's p99 beside the cached GET's at the same load.
+        pass "$n at ${rate}/s: POST predict, 500 symbols" -s bench/wrk_fixed_rate.lua "http://$addr" -- "$rate" 32 \
+            "$many" "$latest"
+        pass "$n at ${rate}/s: GET recommendations?limit=3" -s bench/wrk_fixed_rate.lua \
+            "http://$addr/v1/recommendations?limit=3" -- "$rate" 32
         kill "$server"; wait "$server" 2>/dev/null || true
         server=
     done
