@@ -114,8 +114,7 @@ pub(super) async fn with_body(
                 _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the request body could not be read")
                     .into_response(),
             };
-            return answered(&state, &parts.headers, ("/v1/predict", "POST"), start, || Some(resp))
-                .unwrap_or_else(|| ApiError::internal().into_response());
+            return finished(&state, &parts.headers, ("/v1/predict", "POST"), start, resp);
         }
     };
     if let Some(resp) = prediction_received(&state, &parts.headers, &body, start) {
@@ -131,37 +130,44 @@ pub(super) async fn with_body(
     }
 }
 
-/// What [`guard`] and compression add to an answer made without them: the panic catcher, the request id, the
-/// metrics and compression's `Vary`.
+/// An answer made without the router, if `answer` gives one, with what [`guard`] and compression add ([`finished`]);
+/// a panic in `answer` is the JSON 500, as in [`caught`].
 fn answered(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: (&'static str, &'static str),
+    start: Instant,
+    answer: impl FnOnce() -> Option<Response>,
+) -> Option<Response> {
+    let resp = std::panic::catch_unwind(AssertUnwindSafe(answer)).unwrap_or_else(|_| {
+        tracing::error!("a request handler panicked");
+        Some(ApiError::internal().into_response())
+    })?;
+    Some(finished(state, headers, route, start, resp))
+}
+
+/// What [`guard`] and compression add to an answer made without them: the request id, the metrics and
+/// compression's `Vary`.
+fn finished(
     state: &AppState,
     headers: &HeaderMap,
     (route, method): (&'static str, &'static str),
     start: Instant,
-    answer: impl FnOnce() -> Option<Response>,
-) -> Option<Response> {
-    let mut resp = std::panic::catch_unwind(AssertUnwindSafe(answer)).unwrap_or_else(|_| {
-        tracing::error!("a request handler panicked");
-        Some(ApiError::internal().into_response())
-    })?;
+    mut resp: Response,
+) -> Response {
     let id = request_id(state, headers);
     state.metrics.observe(route, method, resp.status().as_u16(), start.elapsed());
     resp.headers_mut().insert("x-request-id", id);
     // What the compression layer adds to an answer it could have compressed and that does not say it yet.
-    let compressible = !resp.headers().contains_key(header::CONTENT_ENCODING)
-        && tower_http::compression::Predicate::should_compress(
-            &tower_http::compression::DefaultPredicate::new(),
-            &resp,
-        );
     let says = resp
         .headers()
         .get_all(header::VARY)
         .iter()
         .any(|v| v.as_bytes().windows(15).any(|w| w.eq_ignore_ascii_case(b"accept-encoding")));
-    if compressible && !says {
+    if super::handlers::compressible(&resp) && !says {
         resp.headers_mut().append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    Some(resp)
+    resp
 }
 
 /// The client's `x-request-id` when it is 1–128 visible ASCII characters, else `sc-<sequence number>`.

@@ -180,9 +180,8 @@ async fn accept_loop(
 }
 
 /// One connection's service: a fresh cached read answered by [`fast_answer`], a scored day's prediction by
-/// [`fast_prediction`], everything else by the router, with
-/// the client's address (per-client rate limits) on the request's extensions (a wrapper per connection, not a
-/// re-layered copy of every route).
+/// [`fast_prediction`], everything else by the router, with the client's address (per-client rate limits) on the
+/// request's extensions (a wrapper per connection, not a re-layered copy of every route).
 #[derive(Clone)]
 struct Connection {
     app: Router,

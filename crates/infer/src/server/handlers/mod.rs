@@ -203,9 +203,7 @@ pub(super) fn tagged(headers: &HeaderMap, answer: &super::state::Tagged) -> Resp
     let json = HeaderValue::from_static("application/json");
     let plain = ([(header::CONTENT_TYPE, json.clone()), (header::ETAG, etag.clone())], body.clone()).into_response();
     // The answer's gzip copy, compressed once (the compression layer leaves an encoded answer as it is).
-    let compressible =
-        tower_http::compression::Predicate::should_compress(&tower_http::compression::DefaultPredicate::new(), &plain);
-    match answer.gzipped().filter(|_| compressible && gzip_wanted(headers)) {
+    match answer.gzipped().filter(|_| compressible(&plain) && gzip_wanted(headers)) {
         Some(gz) => (
             [
                 (header::CONTENT_TYPE, json),
@@ -218,6 +216,14 @@ pub(super) fn tagged(headers: &HeaderMap, answer: &super::state::Tagged) -> Resp
             .into_response(),
         None => plain,
     }
+}
+
+/// Whether the compression layer would compress `resp` for a client that takes gzip (and says so in `Vary`): not
+/// encoded already, not a range, and its default predicate (32 bytes or more, not gRPC, an image or events).
+pub(super) fn compressible(resp: &Response) -> bool {
+    !resp.headers().contains_key(header::CONTENT_ENCODING)
+        && !resp.headers().contains_key(header::CONTENT_RANGE)
+        && tower_http::compression::Predicate::should_compress(&tower_http::compression::DefaultPredicate::new(), resp)
 }
 
 /// Whether the client's `Accept-Encoding` picks gzip, decided as the compression layer (tower-http 0.6, gzip its

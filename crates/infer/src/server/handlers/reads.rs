@@ -168,7 +168,12 @@ impl Page {
 /// checks, key and response as the handler's first branch.
 pub(in crate::server) fn cached_recommendations(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
     let Query(q) = Query::<RecommendationsQuery>::try_from_uri(uri).ok()?;
-    let answer = state.cached(&Page::of(state, q).ok()?.key)?;
+    fresh(state, &Page::of(state, q).ok()?.key, headers)
+}
+
+/// The fresh cache entry of `key` as the answer (counted as a cache hit), if there is one.
+fn fresh(state: &AppState, key: &str, headers: &HeaderMap) -> Option<Response> {
+    let answer = state.cached(key)?;
     state.metrics.cache_hits.inc();
     Some(tagged(headers, &answer))
 }
@@ -193,9 +198,8 @@ pub(in crate::server) async fn recommendations(
     q: Result<Query<RecommendationsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Page { name, version, date, sector, action, limit, after, key } = Page::of(&state, query(q)?)?;
-    if let Some(body) = state.cached(&key) {
-        state.metrics.cache_hits.inc();
-        return Ok(tagged(&headers, &body));
+    if let Some(answer) = fresh(&state, &key, &headers) {
+        return Ok(answer);
     }
     // The database is known to be down (the probe or an earlier request said so): answer from memory at once
     // rather than waiting for the pool's acquire timeout on every request.
