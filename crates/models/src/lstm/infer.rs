@@ -93,7 +93,7 @@ impl Inference {
         for key in keys {
             let (offset, window) = index.window(key, lookback);
             gather.extend(std::iter::repeat_n(0, offset));
-            for &(_, row) in window {
+            for row in window {
                 let next = slot.len() + 1;
                 gather.push(*slot.entry(row).or_insert_with(|| {
                     let at = rows.len();

@@ -208,6 +208,52 @@ mod tests {
         d
     }
 
+    /// A matrix in symbol and date order is indexed by runs, the same rows in another order by lists; both give
+    /// every sequence the same context rows (by key), padding included, for dates inside, before and after the
+    /// data, a date missing from a symbol, repeated dates and an unknown symbol.
+    #[test]
+    fn run_and_listed_sequence_indexes_give_the_same_windows() {
+        let mut data = panel(30, 4);
+        data.context = None;
+        // A gap and a repeated date in symbol S03.
+        let m = Arc::get_mut(&mut data.matrix).unwrap();
+        m.index.remove(3 * 30 + 10);
+        m.x = m.x.select(ndarray::Axis(0), &(0..m.x.nrows()).filter(|&i| i != 3 * 30 + 10).collect::<Vec<_>>());
+        m.index[3 * 30 + 15].1 = m.index[3 * 30 + 14].1;
+        let ordered = &*data.matrix;
+        let mut order: Vec<usize> = (0..ordered.nrows()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(5));
+        let shuffled = data.rows(&order);
+        let (runs, listed) = (SeqIndex::new(ordered), SeqIndex::new(&shuffled.matrix));
+        assert!(runs.by_runs() && !listed.by_runs());
+        let start = NaiveDate::from_ymd_opt(2001, 1, 1).unwrap();
+        let mut keys: Vec<stockcast_features::matrix::RowKey> = ordered.index.clone();
+        keys.extend((-3..40).map(|k| ("S07".into(), start + chrono::Duration::days(k))));
+        keys.push(("S03".into(), start + chrono::Duration::days(10)));
+        keys.push(("NOPE".into(), start + chrono::Duration::days(5)));
+        let mut checked = 0;
+        for lookback in [1, 5, 12] {
+            for key in &keys {
+                let (pad_a, a) = runs.window(key, lookback);
+                let (pad_b, b) = listed.window(key, lookback);
+                let a: Vec<_> = a.map(|i| ordered.index[i].clone()).collect();
+                let b: Vec<_> = b.map(|i| shuffled.matrix.index[i].clone()).collect();
+                assert_eq!((pad_a, &a), (pad_b, &b), "{key:?}, lookback {lookback}");
+                assert_eq!(pad_a + a.len(), lookback);
+                assert!(a.iter().all(|(s, d)| *s == key.0 && *d <= key.1));
+                checked += usize::from(!a.is_empty());
+            }
+        }
+        assert!(checked > 3 * ordered.nrows());
+        // Rows of a symbol in two runs, or dates going back within a run, are listed.
+        let mut split = ordered.clone();
+        split.index.swap(0, 30);
+        assert!(!SeqIndex::new(&split).by_runs());
+        let mut back = ordered.clone();
+        back.index.swap(0, 1);
+        assert!(!SeqIndex::new(&back).by_runs());
+    }
+
     #[test]
     fn batched_prediction_equals_the_network_on_each_built_sequence() {
         let data = panel(60, 3);

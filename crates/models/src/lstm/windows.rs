@@ -1,15 +1,72 @@
 //! Sequence windows: per symbol, the last `lookback` context rows of each row, standardised and left-padded.
 
+use std::sync::Arc;
+
 use super::{Device, Error, FeatureMatrix, HashMap, NaiveDate, Result, Rows, Saved, Tensor, TensorData};
 
-/// Per symbol, the context rows in date order.
+/// Per symbol, the context rows in date order. A matrix whose rows come grouped by symbol, each symbol's in date
+/// order (every matrix the features build), is indexed by each symbol's run of rows: a few bytes a symbol, where
+/// a list of `(date, row)` per row is 16 bytes a row (400 MB over a 25 M-row context, built again by every fit and
+/// prediction). Any other order lists the rows per symbol and sorts them.
 pub(super) struct SeqIndex<'a> {
     pub(super) matrix: &'a FeatureMatrix,
-    pub(super) by_symbol: HashMap<&'a str, Vec<(NaiveDate, usize)>>,
+    layout: Layout<'a>,
+}
+
+enum Layout<'a> {
+    /// Each symbol's rows are the matrix rows of this range, dates not decreasing.
+    Runs(HashMap<&'a str, std::ops::Range<usize>>),
+    /// Each symbol's `(date, row)`s, sorted.
+    Listed(HashMap<&'a str, Vec<(NaiveDate, usize)>>),
+}
+
+/// The context rows of one sequence, oldest first.
+pub(super) enum Window<'a> {
+    /// Consecutive matrix rows.
+    Run(std::ops::Range<usize>),
+    /// Listed rows.
+    Listed(std::slice::Iter<'a, (NaiveDate, usize)>),
+}
+
+impl Iterator for Window<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Self::Run(r) => r.next(),
+            Self::Listed(l) => l.next().map(|&(_, row)| row),
+        }
+    }
 }
 
 impl<'a> SeqIndex<'a> {
     pub(super) fn new(matrix: &'a FeatureMatrix) -> Self {
+        let layout = Self::runs(matrix).map_or_else(|| Layout::Listed(Self::listed(matrix)), Layout::Runs);
+        Self { matrix, layout }
+    }
+
+    /// Each symbol's range of rows, when every symbol's rows are one run with dates not decreasing.
+    fn runs(matrix: &'a FeatureMatrix) -> Option<HashMap<&'a str, std::ops::Range<usize>>> {
+        let index = &matrix.index;
+        let mut runs: HashMap<&str, std::ops::Range<usize>> = HashMap::new();
+        let mut start = 0;
+        while start < index.len() {
+            let symbol = &index[start].0;
+            let mut end = start + 1;
+            while end < index.len() && (Arc::ptr_eq(&index[end].0, symbol) || index[end].0 == *symbol) {
+                if index[end].1 < index[end - 1].1 {
+                    return None;
+                }
+                end += 1;
+            }
+            if runs.insert(&**symbol, start..end).is_some() {
+                return None;
+            }
+            start = end;
+        }
+        Some(runs)
+    }
+
+    fn listed(matrix: &'a FeatureMatrix) -> HashMap<&'a str, Vec<(NaiveDate, usize)>> {
         let mut by_symbol: HashMap<&str, Vec<(NaiveDate, usize)>> = HashMap::new();
         for (i, (s, d)) in matrix.index.iter().enumerate() {
             by_symbol.entry(&**s).or_default().push((*d, i));
@@ -17,20 +74,33 @@ impl<'a> SeqIndex<'a> {
         for rows in by_symbol.values_mut() {
             rows.sort_unstable();
         }
-        Self { matrix, by_symbol }
+        by_symbol
     }
 
-    /// The context rows of the sequence of `(symbol, date)`: its last `lookback` rows dated ≤ the date, and how
-    /// many zero steps pad them on the left.
-    pub(super) fn window(
-        &self,
-        key: &stockcast_features::matrix::RowKey,
-        lookback: usize,
-    ) -> (usize, &[(NaiveDate, usize)]) {
-        let Some(rows) = self.by_symbol.get(&*key.0) else { return (lookback, &[]) };
-        let end = rows.partition_point(|(d, _)| *d <= key.1);
-        let start = end.saturating_sub(lookback);
-        (lookback - (end - start), &rows[start..end])
+    /// The context rows of the sequence of `(symbol, date)`: how many zero steps pad it on the left, and its
+    /// last `lookback` rows dated ≤ the date.
+    pub(super) fn window(&self, key: &stockcast_features::matrix::RowKey, lookback: usize) -> (usize, Window<'_>) {
+        let (len, rows) = match &self.layout {
+            Layout::Runs(runs) => {
+                let Some(r) = runs.get(&*key.0) else { return (lookback, Window::Run(0..0)) };
+                let end = r.start + self.matrix.index[r.clone()].partition_point(|(_, d)| *d <= key.1);
+                let start = end.saturating_sub(lookback).max(r.start);
+                (end - start, Window::Run(start..end))
+            }
+            Layout::Listed(by_symbol) => {
+                let Some(rows) = by_symbol.get(&*key.0) else { return (lookback, Window::Run(0..0)) };
+                let end = rows.partition_point(|(d, _)| *d <= key.1);
+                let start = end.saturating_sub(lookback);
+                (end - start, Window::Listed(rows[start..end].iter()))
+            }
+        };
+        (lookback - len, rows)
+    }
+
+    /// Whether the rows are indexed by runs (for tests).
+    #[cfg(test)]
+    pub(super) fn by_runs(&self) -> bool {
+        matches!(self.layout, Layout::Runs(_))
     }
 
     /// Writes context row `row` normalised by the training statistics (NaN → 0, clipped at ±10σ) into `out`.
@@ -52,7 +122,7 @@ impl<'a> SeqIndex<'a> {
         out.fill(0.0);
         let (offset, rows) = self.window(key, lookback);
         let f = saved.inputs;
-        for (k, &(_, row)) in rows.iter().enumerate() {
+        for (k, row) in rows.enumerate() {
             self.normalise(row, saved, &mut out[(offset + k) * f..(offset + k + 1) * f]);
         }
     }
