@@ -228,6 +228,9 @@ pub struct BacktestArgs {
     /// Fits in parallel.
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Keep the walk-forward's concurrent fits under this much resident memory (GB; the config's `memory_gb`).
+    #[arg(long, value_name = "GB")]
+    pub memory_gb: Option<f64>,
     /// Label horizon in trading days.
     #[arg(long)]
     pub horizon: Option<usize>,
@@ -305,6 +308,7 @@ impl BacktestArgs {
             models: Vec::new(),
             seed: None,
             jobs: None,
+            memory_gb: None,
             horizon: None,
             test_days: None,
             min_train_days: None,

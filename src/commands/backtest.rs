@@ -31,6 +31,7 @@ fn config(a: &BacktestArgs) -> anyhow::Result<BacktestConfig> {
         models: a.models.clone(),
         seed: a.seed,
         jobs: a.jobs,
+        memory_gb: a.memory_gb,
         horizon: a.horizon,
         test_days: a.test_days,
         min_train_days: a.min_train_days,

@@ -114,6 +114,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// `jobs` (≥ 1, as in the file).
     pub jobs: Option<usize>,
+    /// `memory_gb` (> 0, as in the file).
+    pub memory_gb: Option<f64>,
     /// `data.horizon`: the label horizon, which the purge gap and every model's target follow.
     pub horizon: Option<usize>,
     /// `split.test_days`.
@@ -141,6 +143,11 @@ pub struct BacktestConfig {
     /// Fits in parallel (default: 1).
     #[serde(default = "default_jobs")]
     pub jobs: usize,
+    /// Resident memory, in GB, the walk-forward keeps its concurrent fits under: a fit starts only while its
+    /// estimated memory fits beside the running ones (one always runs). Changes no result, only which fits run
+    /// together. Default: no limit (`jobs` fits at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gb: Option<f64>,
     /// Data.
     #[serde(default)]
     pub data: DataConfig,
@@ -243,6 +250,9 @@ impl BacktestConfig {
         if self.jobs == 0 {
             return Err(Error::Config("jobs must be at least 1".into()));
         }
+        if let Some(gb) = self.memory_gb.filter(|gb| !(gb.is_finite() && *gb > 0.0)) {
+            return Err(Error::Config(format!("memory_gb must be a positive number of gigabytes, not {gb}")));
+        }
         if self.data.horizon == Some(0) {
             return Err(Error::Config("the label horizon must be at least 1 trading day".into()));
         }
@@ -286,6 +296,7 @@ impl BacktestConfig {
         }
         self.seed = o.seed.unwrap_or(self.seed);
         self.jobs = o.jobs.unwrap_or(self.jobs);
+        self.memory_gb = o.memory_gb.or(self.memory_gb);
         self.data.horizon = o.horizon.or(self.data.horizon);
         self.split.test_days = o.test_days.unwrap_or(self.split.test_days);
         self.split.min_train_days = o.min_train_days.unwrap_or(self.split.min_train_days);

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -112,12 +112,21 @@ pub struct RunOptions {
     pub seed: u64,
     /// Fits in parallel (at least 1).
     pub jobs: usize,
+    /// Resident memory the run keeps under, in bytes, by starting a task only while its estimated working memory
+    /// fits beside the tasks running (see [`run_tasks`]); `None`: `jobs` tasks at a time whatever their size.
+    pub memory_limit: Option<u64>,
 }
 
 impl RunOptions {
     /// Options for data labelled by `label`.
     pub fn new(label: &stockcast_features::LabelSpec, seed: u64, jobs: usize) -> Self {
-        Self { horizon: label.horizon, label_span: label.span_rows(), seed, jobs }
+        Self { horizon: label.horizon, label_span: label.span_rows(), seed, jobs, memory_limit: None }
+    }
+
+    /// With a memory limit of `gb` gigabytes (10^9 bytes), when given.
+    #[must_use]
+    pub fn with_memory_gb(self, gb: Option<f64>) -> Self {
+        Self { memory_limit: gb.map(|g| (g * 1e9) as u64), ..self }
     }
 }
 
@@ -146,27 +155,65 @@ pub fn training_rows(
     before: NaiveDate,
     label_span: usize,
 ) -> Vec<usize> {
-    data.trainable_rows(from, to)
-        .into_iter()
-        .filter(|&i| {
-            let (symbol, date) = &data.matrix.index[i];
-            data.history.get(symbol).is_some_and(|h| {
-                h.dates
-                    .binary_search(date)
-                    .ok()
-                    .and_then(|p| h.dates.get(p + label_span))
-                    .is_some_and(|end| *end < before)
+    LabelEnds::new(data, label_span).rows(data, from, to, before)
+}
+
+/// Per row of a dataset, the date its label window ends (the symbol's own row `label_span` rows later) when the
+/// row can be trained on (a finite label, every feature present): worked out once per run, so that each fit's
+/// [`training_rows`] is one pass of date comparisons instead of reading every feature of its rows and looking
+/// up the symbol's history per row (on a 25 M-row expanding run, seconds per fit, again for every model).
+#[derive(Debug)]
+pub struct LabelEnds(Vec<Option<NaiveDate>>);
+
+impl LabelEnds {
+    /// The ends of `data`'s rows.
+    pub fn new(data: &Dataset, label_span: usize) -> Self {
+        let m = &data.matrix;
+        let Some(y) = m.y.as_ref() else { return Self(vec![None; m.nrows()]) };
+        // Rows of a symbol usually come together: its history is looked up once a run.
+        let mut last: Option<(&Arc<str>, Option<&stockcast_models::SymbolHistory>)> = None;
+        let ends = m
+            .index
+            .iter()
+            .zip(m.x.rows())
+            .zip(y)
+            .map(|(((symbol, date), x), y)| {
+                if !y.is_finite() || !x.iter().all(|v| v.is_finite()) {
+                    return None;
+                }
+                let history = match last {
+                    Some((s, h)) if Arc::ptr_eq(s, symbol) => h,
+                    _ => {
+                        let h = data.history.get(symbol);
+                        last = Some((symbol, h));
+                        h
+                    }
+                }?;
+                let p = history.dates.binary_search(date).ok()?;
+                history.dates.get(p + label_span).copied()
             })
-        })
-        .collect()
+            .collect();
+        Self(ends)
+    }
+
+    /// [`training_rows`] of `data` (the dataset these ends are of).
+    pub fn rows(&self, data: &Dataset, from: NaiveDate, to: NaiveDate, before: NaiveDate) -> Vec<usize> {
+        let index = &data.matrix.index;
+        (0..index.len())
+            .filter(|&i| {
+                let d = index[i].1;
+                d >= from && d <= to && self.0.get(i).copied().flatten().is_some_and(|end| end < before)
+            })
+            .collect()
+    }
 }
 
 /// [`training_rows`] over the calendar span `span`, purged against the date at calendar index `before`.
-fn span_training_rows(data: &Dataset, cal: &[NaiveDate], span: &Span, before: usize, label_span: usize) -> Vec<usize> {
+fn span_training_rows(data: &Dataset, ends: &LabelEnds, cal: &[NaiveDate], span: &Span, before: usize) -> Vec<usize> {
     let Some((a, b)) = span_dates(cal, span) else { return Vec::new() };
     // Past the calendar's end nothing follows: every label known in the data may be used.
     let before = cal.get(before).copied().unwrap_or(NaiveDate::MAX);
-    training_rows(data, a, b, before, label_span)
+    ends.rows(data, a, b, before)
 }
 
 /// One unit of walk-forward work: a model's fit on its refit fold and the predictions of every fold that uses
@@ -267,6 +314,13 @@ pub fn run(
 /// Runs the tasks `which` (indices into `plan.tasks`) of `plan` on `jobs` threads; the outputs come in the order
 /// of `which`. `progress` counts the folds of these tasks.
 ///
+/// With a memory limit, tasks are taken largest first, and a task starts only while its estimated working
+/// memory ([`task_bytes`]) fits, beside the estimates of the tasks running and the predictions of those
+/// finished, in what the limit leaves above the process's resident memory when the run starts (the dataset). A
+/// worker whose next task does not fit takes the first later one that does, or waits for a running task to
+/// finish; a task runs alone whatever its size. Which tasks run together changes no result: each fit is seeded
+/// by its fold.
+///
 /// # Errors
 /// The first failing task's error ([`Error::Model`] naming the model and fold, [`Error::Data`]).
 pub fn run_tasks(
@@ -277,7 +331,6 @@ pub fn run_tasks(
     opts: RunOptions,
     progress: Progress<'_>,
 ) -> Result<Vec<TaskOutput>> {
-    let (cal, folds) = (&plan.calendar, &plan.folds);
     // Sequence models look up the rows before each row in the full matrix, which the train/test views made
     // below do not carry; datasets built with `DatasetOptions::context` have it already (no copy here).
     let with_context;
@@ -288,24 +341,49 @@ pub fn run_tasks(
         data
     };
     let tasks: Vec<&Task> = which.iter().map(|&t| &plan.tasks[t]).collect();
+    let learns = tasks.iter().any(|t| models[t.model].config.learns());
+    let ends = if learns { LabelEnds::new(data, opts.label_span) } else { LabelEnds(Vec::new()) };
+    let work = Work { data, ends: &ends, cal: &plan.calendar, folds: &plan.folds };
+    let sizes: Vec<u64> = tasks.iter().map(|t| task_bytes(plan, data, &models[t.model], t)).collect();
+    let kept: Vec<u64> =
+        tasks.iter().map(|t| predicted_rows(plan, data, t) * std::mem::size_of::<OosPrediction>() as u64).collect();
+    let mut pending: Vec<usize> = (0..tasks.len()).collect();
+    let budget = opts.memory_limit.map(|limit| {
+        // Largest first: the large fits run while few predictions are held, the small ones fill in beside them.
+        pending.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+        let resident = resident_bytes().unwrap_or(0);
+        let budget = limit.saturating_sub(resident);
+        tracing::info!(
+            limit_mb = limit >> 20,
+            resident_mb = resident >> 20,
+            predictions_mb = kept.iter().sum::<u64>() >> 20,
+            largest_task_mb = sizes.iter().max().copied().unwrap_or(0) >> 20,
+            "walk-forward tasks scheduled under a memory limit"
+        );
+        budget
+    });
     let total = tasks.iter().map(|t| t.folds.len()).sum();
     let done = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
+    let queue = Mutex::new(Queue { pending, running: 0, bytes: 0, kept: 0 });
+    let finished = Condvar::new();
     let outputs: Mutex<Vec<Option<Result<TaskOutput>>>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
     let worker = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(task) = tasks.get(i) else { break };
-            let out = run_task(data, cal, folds, &models[task.model], task, opts, &|fold| {
+        while let Some(i) = next_task(&queue, &finished, &sizes, budget) {
+            let task = tasks[i];
+            let out = run_task(&work, &models[task.model], task, opts, &|fold| {
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(&models[task.model].name, fold, n, total);
             });
             let failed = out.is_err();
             outputs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(out);
+            let mut q = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.finish(sizes[i], kept[i]);
             if failed {
                 // Stop handing out work; running tasks finish.
-                next.store(tasks.len(), Ordering::Relaxed);
+                q.pending.clear();
             }
+            drop(q);
+            finished.notify_all();
         }
     };
     std::thread::scope(|s| {
@@ -324,6 +402,85 @@ pub fn run_tasks(
         }
     }
     Ok(done)
+}
+
+/// The tasks not started yet (in the order they start when they fit), the estimated bytes of those running
+/// and the predictions returned by those finished.
+struct Queue {
+    pending: Vec<usize>,
+    running: usize,
+    bytes: u64,
+    kept: u64,
+}
+
+impl Queue {
+    /// A running task of estimated `bytes` finished, returning predictions of `kept` bytes.
+    fn finish(&mut self, bytes: u64, kept: u64) {
+        self.running -= 1;
+        self.bytes -= bytes;
+        self.kept += kept;
+    }
+}
+
+/// The next task to run: the first pending one that fits `budget` beside the running ones and the predictions
+/// kept (any, when none runs), waiting for a running task to finish when none fits; `None` when nothing is left.
+fn next_task(queue: &Mutex<Queue>, finished: &Condvar, sizes: &[u64], budget: Option<u64>) -> Option<usize> {
+    let mut q = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        if q.pending.is_empty() {
+            return None;
+        }
+        let fits = |i: usize| q.running == 0 || budget.is_none_or(|b| q.kept + q.bytes + sizes[i] <= b);
+        if let Some(k) = q.pending.iter().position(|&i| fits(i)) {
+            let i = q.pending.remove(k);
+            q.running += 1;
+            q.bytes += sizes[i];
+            return Some(i);
+        }
+        q = finished.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+/// A task's estimated working memory beyond the dataset, in bytes: its model's fit over the training rows
+/// ([`ModelConfig::fit_bytes`]) and their positions, and the largest of its test folds as a copy of their rows
+/// with its predictions. Rows are estimated from the calendar dates at the dataset's mean rows per date.
+pub fn task_bytes(plan: &Plan, data: &Dataset, spec: &ModelSpec, task: &Task) -> u64 {
+    let per_date = data.len() as f64 / plan.calendar.len().max(1) as f64;
+    let rows = |dates: usize| (dates as f64 * per_date).ceil() as usize;
+    let features = data.matrix.ncols();
+    let f = &plan.folds[task.fit_fold];
+    let fit = if spec.config.learns() {
+        let train = rows(f.train.len() + f.valid.len() + f.train_parts.iter().map(|(s, _)| s.len()).sum::<usize>());
+        spec.config.fit_bytes(train, features) + 8 * train as u64
+    } else {
+        0
+    };
+    // A test fold's copy: features, label and key per row; the model's scores and keys; the predictions.
+    let test_row = 4 * features as u64 + 4 + 2 * std::mem::size_of::<stockcast_features::matrix::RowKey>() as u64 + 8;
+    let test = task.folds.iter().map(|&i| rows(plan.folds[i].test.len()) as u64).max().unwrap_or(0);
+    fit + test * test_row
+}
+
+/// The predictions a task returns (rows of its test folds), estimated as in [`task_bytes`].
+fn predicted_rows(plan: &Plan, data: &Dataset, task: &Task) -> u64 {
+    let per_date = data.len() as f64 / plan.calendar.len().max(1) as f64;
+    task.folds.iter().map(|&i| (plan.folds[i].test.len() as f64 * per_date).ceil() as u64).sum()
+}
+
+/// This process's resident memory (Linux: `VmRSS`), when known.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// What every task of a run reads.
+struct Work<'a> {
+    data: &'a Dataset,
+    ends: &'a LabelEnds,
+    cal: &'a [NaiveDate],
+    folds: &'a [Fold],
 }
 
 /// Puts task outputs (by task index; every task of `plan` once, in any order) together into the run's result:
@@ -432,14 +589,13 @@ pub fn fold_stats(config: &ModelConfig, rows: &[OosPrediction]) -> (SignalStats,
 }
 
 fn run_task(
-    data: &Dataset,
-    cal: &[NaiveDate],
-    folds: &[Fold],
+    work: &Work<'_>,
     spec: &ModelSpec,
     task: &Task,
     opts: RunOptions,
     on_fold: &dyn Fn(usize),
 ) -> Result<TaskOutput> {
+    let Work { data, ends, cal, folds } = *work;
     let fit_fold = &folds[task.fit_fold];
     let model_err =
         |fold: usize| move |e: stockcast_models::Error| Error::Model { model: spec.name.clone(), fold, source: e };
@@ -451,19 +607,18 @@ fn run_task(
         fit_fold.train.start..fit_fold.valid.end
     };
     // Training labels end before the next window (validation or test), validation labels before the test.
-    let span = opts.label_span;
     let train_before = if uses_valid { fit_fold.valid.start } else { fit_fold.test.start };
     // Positions in `data`: the fit reads them in place (`fit_rows`), no copy of a fold's training matrix.
     let train_rows: Vec<usize> = if !spec.config.learns() {
         // Rules fit nothing: selecting (and purging) a training set would only cost time. `train_rows` is 0.
         Vec::new()
     } else if fit_fold.train_parts.is_empty() {
-        span_training_rows(data, cal, &train_span, train_before, span)
+        span_training_rows(data, ends, cal, &train_span, train_before)
     } else {
         // CPCV: the training runs around the test groups, each purged against the group that follows it.
-        fit_fold.train_parts.iter().flat_map(|(s, before)| span_training_rows(data, cal, s, *before, span)).collect()
+        fit_fold.train_parts.iter().flat_map(|(s, before)| span_training_rows(data, ends, cal, s, *before)).collect()
     };
-    let valid_rows = uses_valid.then(|| span_training_rows(data, cal, &fit_fold.valid, fit_fold.test.start, span));
+    let valid_rows = uses_valid.then(|| span_training_rows(data, ends, cal, &fit_fold.valid, fit_fold.test.start));
     let train = Rows::of(data, &train_rows);
     let valid = valid_rows.as_deref().map(|v| Rows::of(data, v));
     if train.is_empty() && spec.config.learns() {
@@ -552,6 +707,41 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+
+    /// Under a budget a worker takes the first pending task that fits beside the running ones and the predictions
+    /// kept, skipping larger ones, any task when none runs, and waits when none fits until a running task
+    /// finishes; without a budget, the pending order.
+    #[test]
+    fn tasks_start_in_order_while_they_fit_the_memory_budget() {
+        let sizes = [5, 5, 1, 4, 9, 2];
+        let queue = Mutex::new(Queue { pending: (0..sizes.len()).collect(), running: 0, bytes: 0, kept: 0 });
+        let finished = Condvar::new();
+        let take = || next_task(&queue, &finished, &sizes, Some(7));
+        let release = |i: usize, kept: u64| {
+            queue.lock().unwrap().finish(sizes[i], kept);
+            finished.notify_all();
+        };
+        assert_eq!(take(), Some(0)); // 5
+        assert_eq!(take(), Some(2)); // 5 + 1; task 1 (5) does not fit beside task 0
+        release(0, 0);
+        assert_eq!(take(), Some(1)); // 1 + 5
+        release(2, 0);
+        release(1, 1); // one byte of predictions kept from here on
+        assert_eq!(take(), Some(3)); // 1 + 4; task 5 (2) fits beside it, task 4 (9) never beside anything
+        assert_eq!(take(), Some(5)); // 1 + 4 + 2
+        release(5, 0);
+        // Task 4 is over the budget: it waits until task 3 finishes, then runs alone.
+        std::thread::scope(|s| {
+            let waiting = s.spawn(take);
+            release(3, 0);
+            assert_eq!(waiting.join().unwrap(), Some(4));
+        });
+        release(4, 0);
+        assert_eq!(take(), None);
+        let free = Mutex::new(Queue { pending: vec![3, 1, 0, 2], running: 0, bytes: 0, kept: 0 });
+        let order: Vec<_> = (0..4).map(|_| next_task(&free, &finished, &sizes, None).unwrap()).collect();
+        assert_eq!(order, [3, 1, 0, 2]);
+    }
 
     /// The counting sort's order is the comparison sort's for rows grouped by symbol (its fast path), shuffled
     /// rows and rows whose symbols come in another order within a date (its fallback), with gaps in the dates.

@@ -338,8 +338,9 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let synth_s = t.elapsed().as_secs_f64();
     let config = a.out.join("backtest.toml");
     let window = a.train_days.map_or_else(String::new, |n| format!("window = \"rolling\"\ntrain_days = {n}\n"));
+    let memory = a.memory_gb.map_or_else(String::new, |gb| format!("memory_gb = {gb}\n"));
     let text = format!(
-        "name = \"bench\"\nseed = 42\njobs = {}\n\n[data]\nprices = {:?}\nhorizon = 5\n\n[split]\nmin_train_days = 504\n\
+        "name = \"bench\"\nseed = 42\njobs = {}\n{memory}\n[data]\nprices = {:?}\nhorizon = 5\n\n[split]\nmin_train_days = 504\n\
          test_days = 252\nvalid_days = 63\n{window}{models}\n[strategy]\nkind = \"top_k\"\nk = 50\nn_drop = 10\n\
          rebalance_days = 5\ncommission_bps = 10\nslippage_bps = 5\n",
         a.jobs,

@@ -135,6 +135,9 @@ pub struct BenchBacktestArgs {
     /// Fits in parallel.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// The config's `memory_gb`: concurrent fits kept under this resident total (GB).
+    #[arg(long, value_name = "GB")]
+    pub memory_gb: Option<f64>,
     /// Which of the benchmark's models to run (comma-separated: gbm, lstm, linear, forecast, momentum, ensemble).
     #[arg(long, value_delimiter = ',', default_value = "gbm,lstm,linear,forecast,momentum,ensemble")]
     pub models: Vec<String>,

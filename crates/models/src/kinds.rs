@@ -94,6 +94,11 @@ impl ModelConfig {
         self.as_kind().history_days(warmup)
     }
 
+    /// See [`ModelKind::fit_bytes`].
+    pub fn fit_bytes(&self, rows: usize, features: usize) -> u64 {
+        self.as_kind().fit_bytes(rows, features)
+    }
+
     /// See [`ModelKind::score_is_label`].
     pub fn score_is_label(&self) -> bool {
         self.as_kind().score_is_label()

@@ -75,6 +75,12 @@ impl ModelKind for LinearConfig {
     fn load(&self, dir: &Path, _meta: &ModelMeta) -> Result<Box<dyn Model>> {
         Ok(Box::new(Linear::load(dir)?))
     }
+    /// Ridge reads the rows in place (their positions and f64 labels: 16 bytes a row); the elastic net fits on a
+    /// standardised f64 copy, which linfa may copy again.
+    fn fit_bytes(&self, rows: usize, features: usize) -> u64 {
+        let copy = if self.l1_ratio == 0.0 { 0 } else { 16 * features as u64 };
+        rows as u64 * (16 + copy)
+    }
 }
 
 /// A fitted linear model (coefficients on standardised features).

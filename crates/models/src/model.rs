@@ -74,6 +74,12 @@ pub trait ModelKind: std::fmt::Debug + Send + Sync {
     fn uses_validation(&self) -> bool {
         false
     }
+    /// The memory a fit on `rows` training rows of `features` features allocates beyond the dataset it reads in
+    /// place, in bytes: an estimate a scheduler keeps concurrent fits under a memory limit with (0: nothing that
+    /// grows with the rows).
+    fn fit_bytes(&self, _rows: usize, _features: usize) -> u64 {
+        0
+    }
     /// True when the model reads the feature columns; false for kinds that read only the price history and the
     /// rows' `(symbol, date)` (rules, forecasting), so a run of only such models computes no features.
     fn uses_features(&self) -> bool {

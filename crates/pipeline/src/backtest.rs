@@ -326,7 +326,10 @@ impl ShardedJob for BacktestJob {
             return Err(Error::Failed(format!("the dataset has {dates} trading dates, the prices {}", work.dates)));
         }
         let dataset = members(dataset, self.data.universe.as_ref());
-        Ok(Inputs { dataset: Cow::Owned(dataset), options: RunOptions::new(&work.spec.label, cfg.seed, cfg.jobs) })
+        Ok(Inputs {
+            dataset: Cow::Owned(dataset),
+            options: RunOptions::new(&work.spec.label, cfg.seed, cfg.jobs).with_memory_gb(cfg.memory_gb),
+        })
     }
 
     /// The market and the report's facts are taken from the prices, which are then freed (when the job held the
@@ -498,7 +501,7 @@ pub fn run(ctx: &Ctx, cfg: &BacktestConfig, data: &BacktestData) -> Result<Backt
 }
 
 /// The configuration a plan records and its shards and merge run: every model inline (sweeps expanded, model
-/// files read), `jobs` left out (it changes no result), and a database URL without its password.
+/// files read), `jobs` and `memory_gb` left out (they change no result), and a database URL without its password.
 pub(crate) fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> BacktestConfig {
     let mut r = cfg.clone();
     r.models = models
@@ -507,6 +510,7 @@ pub(crate) fn resolved_config(cfg: &BacktestConfig, models: &[ModelSpec]) -> Bac
         .collect();
     r.sweep.clear();
     r.jobs = 1;
+    r.memory_gb = None;
     if let Some(p) = r.data.prices.as_mut().filter(|p| stockcast_features::is_database_url(p)) {
         *p = PathBuf::from(stockcast_infer::store::redact(&p.to_string_lossy()));
     }

@@ -354,7 +354,10 @@ impl ShardedJob for TrainJob {
 
     fn inputs<'a>(&self, _: &Ctx, work: &'a TrainWork) -> Result<Inputs<'a>> {
         let bt = &self.config.backtest;
-        Ok(Inputs { dataset: Cow::Borrowed(&work.data), options: RunOptions::new(&work.spec.label, bt.seed, bt.jobs) })
+        Ok(Inputs {
+            dataset: Cow::Borrowed(&work.data),
+            options: RunOptions::new(&work.spec.label, bt.seed, bt.jobs).with_memory_gb(bt.memory_gb),
+        })
     }
 
     fn finish(self, ctx: &Ctx, work: TrainWork, wf: WalkForward, _: Timings) -> Result<TrainSummary> {

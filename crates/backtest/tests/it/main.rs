@@ -366,6 +366,45 @@ fn every_prediction_comes_from_a_fit_that_ended_a_gap_before_it() {
     assert!(n > 0 && wf.predictions.values().all(|v| v.len() == n));
 }
 
+/// A memory limit changes which fits run together, never what they produce: runs whose limit leaves room for
+/// one task at a time and for every task at once equal the unlimited run (predictions bit for bit, every fold's
+/// rows and metrics). Which tasks are held back under a budget is `next_task`'s unit test.
+#[test]
+fn a_memory_limit_changes_no_prediction_or_metric() {
+    let prices = synth(12, 520, 3);
+    let data = dataset(&prices, &FeatureSpec::default());
+    let opts = RunOptions::new(&FeatureSpec::default().label, 1, 2);
+    let models = small_models();
+    let run = |o: RunOptions| runner::run(&data, &models, &split(), o, &|_, _, _, _| {}).unwrap();
+    let free = run(opts);
+    let plan = runner::plan(&data, &models, &split(), opts).unwrap();
+    let sizes: Vec<u64> = plan.tasks.iter().map(|t| runner::task_bytes(&plan, &data, &models[t.model], t)).collect();
+    assert!(sizes.iter().all(|&b| b > 0) && sizes.iter().any(|&b| b != sizes[0]), "{sizes:?}");
+    for limit in [1, u64::MAX] {
+        let limited = run(RunOptions { memory_limit: Some(limit), ..opts });
+        let strip = |wf: &runner::WalkForward| -> Vec<String> {
+            wf.results
+                .iter()
+                .map(|r| {
+                    format!("{} {} {} {} {:?} {:?}", r.model, r.fold, r.train_rows, r.test_rows, r.signal, r.forecast)
+                })
+                .collect()
+        };
+        assert_eq!(strip(&free), strip(&limited), "limit {limit}");
+        for m in &models {
+            let bits = |v: &[runner::OosPrediction]| -> Vec<(String, NaiveDate, u32, u64, u64)> {
+                v.iter().map(|p| (p.symbol.to_string(), p.date, p.fold, p.score.to_bits(), p.label.to_bits())).collect()
+            };
+            assert_eq!(
+                bits(&free.predictions[&m.name]),
+                bits(&limited.predictions[&m.name]),
+                "{} limit {limit}",
+                m.name
+            );
+        }
+    }
+}
+
 /// Multiplies every price after `after` by a random factor per row (keeping each bar consistent).
 fn perturb_after(prices: &PriceFrame, after: NaiveDate) -> PriceFrame {
     let mut df = prices.df().clone();
@@ -826,9 +865,21 @@ fn overrides_are_checked_by_the_same_rules_as_the_file() {
     assert!(e.to_string().contains("--model x") && e.to_string().contains("m, b"), "{e}");
     let e = base.clone().with_overrides(&Overrides { commission_bps: Some(-1.0), ..Overrides::default() });
     assert!(e.is_err());
-    let o = Overrides { jobs: Some(2), horizon: Some(10), models: vec!["b".into()], ..Overrides::default() };
+    for gb in ["0", "-2", "nan"] {
+        let file_err = BacktestConfig::from_toml(&format!("memory_gb = {gb}\n{text}")).unwrap_err().to_string();
+        assert!(file_err.contains("memory_gb must be a positive number"), "{file_err}");
+        let over = Overrides { memory_gb: Some(gb.parse().unwrap()), ..Overrides::default() };
+        assert_eq!(base.clone().with_overrides(&over).unwrap_err().to_string(), file_err);
+    }
+    let o = Overrides {
+        jobs: Some(2),
+        memory_gb: Some(16.0),
+        horizon: Some(10),
+        models: vec!["b".into()],
+        ..Overrides::default()
+    };
     let c = base.with_overrides(&o).unwrap();
-    assert_eq!((c.jobs, c.data.horizon, c.models.len()), (2, Some(10), 1));
+    assert_eq!((c.jobs, c.memory_gb, c.data.horizon, c.models.len()), (2, Some(16.0), Some(10), 1));
     assert_eq!(c.models[0].name, "b");
 }
 

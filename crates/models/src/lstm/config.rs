@@ -176,4 +176,10 @@ impl ModelKind for LstmConfig {
     fn history_days(&self, warmup: usize) -> Option<usize> {
         Some(warmup + self.lookback)
     }
+    /// In place: the labelled rows' positions (8 bytes a row), then the rows kept (`max_train_rows`) with their
+    /// keys and standardised labels (20 bytes each); mini-batches are a few MB.
+    fn fit_bytes(&self, rows: usize, _features: usize) -> u64 {
+        let kept = if self.max_train_rows > 0 { rows.min(self.max_train_rows) } else { rows };
+        8 * rows as u64 + 20 * kept as u64
+    }
 }
