@@ -168,17 +168,15 @@ pub struct LabelEnds(Vec<Option<NaiveDate>>);
 impl LabelEnds {
     /// The ends of `data`'s rows.
     pub fn new(data: &Dataset, label_span: usize) -> Self {
-        let m = &data.matrix;
-        let Some(y) = m.y.as_ref() else { return Self(vec![None; m.nrows()]) };
         // Rows of a symbol usually come together: its history is looked up once a run.
         let mut last: Option<(&Arc<str>, Option<&stockcast_models::SymbolHistory>)> = None;
-        let ends = m
+        let ends = data
+            .matrix
             .index
             .iter()
-            .zip(m.x.rows())
-            .zip(y)
-            .map(|(((symbol, date), x), y)| {
-                if !y.is_finite() || !x.iter().all(|v| v.is_finite()) {
+            .enumerate()
+            .map(|(i, (symbol, date))| {
+                if !data.is_trainable(i) {
                     return None;
                 }
                 let history = match last {
@@ -247,13 +245,18 @@ impl Plan {
     /// or every CPCV training part) plus the test dates it predicts. Fit costs grow with the rows trained on, and
     /// under an expanding window the later folds' fits are the large ones.
     pub fn weight(&self, t: &Task) -> usize {
+        self.train_dates(t) + t.folds.iter().map(|&i| self.folds[i].test.len()).sum::<usize>()
+    }
+
+    /// The calendar dates a task's fit trains on: its fold's training and validation dates, or every CPCV
+    /// training part.
+    pub fn train_dates(&self, t: &Task) -> usize {
         let f = &self.folds[t.fit_fold];
-        let train = if f.train_parts.is_empty() {
+        if f.train_parts.is_empty() {
             f.train.len() + f.valid.len()
         } else {
             f.train_parts.iter().map(|(s, _)| s.len()).sum()
-        };
-        train + t.folds.iter().map(|&i| self.folds[i].test.len()).sum::<usize>()
+        }
     }
 }
 
@@ -445,33 +448,43 @@ fn next_task(queue: &Mutex<Queue>, finished: &Condvar, sizes: &[u64], budget: Op
 /// ([`ModelConfig::fit_bytes`]) and their positions, and the largest of its test folds as a copy of their rows
 /// with its predictions. Rows are estimated from the calendar dates at the dataset's mean rows per date.
 pub fn task_bytes(plan: &Plan, data: &Dataset, spec: &ModelSpec, task: &Task) -> u64 {
-    let per_date = data.len() as f64 / plan.calendar.len().max(1) as f64;
-    let rows = |dates: usize| (dates as f64 * per_date).ceil() as usize;
     let features = data.matrix.ncols();
-    let f = &plan.folds[task.fit_fold];
     let fit = if spec.config.learns() {
-        let train = rows(f.train.len() + f.valid.len() + f.train_parts.iter().map(|(s, _)| s.len()).sum::<usize>());
+        let train = rows_of_dates(plan, data, plan.train_dates(task));
         spec.config.fit_bytes(train, features) + 8 * train as u64
     } else {
         0
     };
     // A test fold's copy: features, label and key per row; the model's scores and keys; the predictions.
     let test_row = 4 * features as u64 + 4 + 2 * std::mem::size_of::<stockcast_features::matrix::RowKey>() as u64 + 8;
-    let test = task.folds.iter().map(|&i| rows(plan.folds[i].test.len()) as u64).max().unwrap_or(0);
-    fit + test * test_row
+    let test = task.folds.iter().map(|&i| rows_of_dates(plan, data, plan.folds[i].test.len())).max().unwrap_or(0);
+    fit + test as u64 * test_row
 }
 
 /// The predictions a task returns (rows of its test folds), estimated as in [`task_bytes`].
 fn predicted_rows(plan: &Plan, data: &Dataset, task: &Task) -> u64 {
-    let per_date = data.len() as f64 / plan.calendar.len().max(1) as f64;
-    task.folds.iter().map(|&i| (plan.folds[i].test.len() as f64 * per_date).ceil() as u64).sum()
+    task.folds.iter().map(|&i| rows_of_dates(plan, data, plan.folds[i].test.len()) as u64).sum()
+}
+
+/// The rows of `dates` calendar dates at `data`'s mean rows per date (rounded up).
+fn rows_of_dates(plan: &Plan, data: &Dataset, dates: usize) -> usize {
+    (dates as f64 * data.len() as f64 / plan.calendar.len().max(1) as f64).ceil() as usize
 }
 
 /// This process's resident memory (Linux: `VmRSS`), when known.
-fn resident_bytes() -> Option<u64> {
+pub fn resident_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+/// This process's peak resident memory (Linux: `VmHWM`), when known.
+pub fn peak_resident_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()?;
     Some(kb * 1024)
 }
 

@@ -16,14 +16,6 @@ use crate::{
     BenchBacktestArgs, BenchCommand, BenchFeaturesArgs, BenchForecastArgs, BenchGbmArgs, BenchLstmArgs, BenchServeArgs,
 };
 
-/// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Resets the peak RSS counter (Linux ≥ 4.0), so a measurement excludes data generation.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -78,7 +70,10 @@ fn time_one(
         features_s: best.1,
         total_s: best.2,
         rows_per_s: best.3 as f64 / best.2,
-        peak_rss_mb: peak_reset.then(peak_rss).flatten().map(|b| b as f64 / 1_048_576.0),
+        peak_rss_mb: peak_reset
+            .then(stockcast_backtest::runner::peak_resident_bytes)
+            .flatten()
+            .map(|b| b as f64 / 1_048_576.0),
     })
 }
 
@@ -361,7 +356,7 @@ fn backtest(ctx: &Ctx, a: &BenchBacktestArgs) -> anyhow::Result<()> {
     let total = t.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
     let peak = peak_reset
-        .then(peak_rss)
+        .then(stockcast_backtest::runner::peak_resident_bytes)
         .flatten()
         .map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} MB", b as f64 / 1_048_576.0));
     out(&format!(

@@ -168,16 +168,21 @@ impl Dataset {
         self.matrix.y.as_ref().ok_or_else(|| Error::Data("the training data has no labels".into()))
     }
 
-    /// Rows dated in `[from, to]` that can be trained on: a finite label and every feature present.
+    /// Rows dated in `[from, to]` that can be trained on ([`Dataset::is_trainable`]).
     pub fn trainable_rows(&self, from: NaiveDate, to: NaiveDate) -> Vec<usize> {
         let m = &self.matrix;
-        let Some(y) = m.y.as_ref() else { return Vec::new() };
         (0..m.nrows())
             .filter(|&i| {
                 let d = m.index[i].1;
-                d >= from && d <= to && y[i].is_finite() && m.x.row(i).iter().all(|v| v.is_finite())
+                d >= from && d <= to && self.is_trainable(i)
             })
             .collect()
+    }
+
+    /// Whether row `i` can be trained on: a finite label and every feature present.
+    pub fn is_trainable(&self, i: usize) -> bool {
+        let m = &self.matrix;
+        m.y.as_ref().is_some_and(|y| y[i].is_finite()) && m.x.row(i).iter().all(|v| v.is_finite())
     }
 
     /// Splits off the last `fraction` of dates as validation (early stopping), leaving a gap of `gap` trading
