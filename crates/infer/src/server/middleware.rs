@@ -98,19 +98,12 @@ pub(super) async fn with_body(
     use http_body_util::BodyExt as _;
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
-    let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
-    let deadline = tokio::time::Instant::from_std(start) + limit;
-    // A small body usually came with the headers: read on the first poll, it needs no timer (as in [`timed`]).
-    let mut collect = std::pin::pin!(body.collect());
-    let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
-        Poll::Ready(r) => Ok(r),
-        Poll::Pending => tokio::time::timeout_at(deadline, collect).await,
-    };
-    let body = match read {
+    // A small body usually came with the headers: read on the first poll, it needs no timer.
+    let body = match within_timeout(&state, start, body.collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
         failed => {
             let resp = match failed {
-                Err(_) => timeout_error(limit),
+                Err(limit) => timeout_error(limit),
                 _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the request body could not be read")
                     .into_response(),
             };
@@ -245,18 +238,19 @@ async fn rate_limited(state: &Arc<AppState>, start: Instant, req: Request, next:
 
 /// The request timeout: a JSON 503 `timeout` when the request takes longer than `request_timeout_ms` from `start`.
 async fn timed(state: &AppState, start: Instant, answer: impl Future<Output = Response>) -> Response {
+    within_timeout(state, start, answer).await.unwrap_or_else(timeout_error)
+}
+
+/// `work`'s output, or `Err(limit)` when it is not done `request_timeout_ms` after `start`. Work done on its first
+/// poll (a cached read, a health check, a body that came with the headers) needs no timer: the deadline is armed,
+/// from the request's start, only when it has to wait.
+async fn within_timeout<T>(state: &AppState, start: Instant, work: impl Future<Output = T>) -> Result<T, Duration> {
     let limit = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
-    let start = tokio::time::Instant::from_std(start);
-    let mut answer = std::pin::pin!(answer);
-    // A request answered on its first poll (a cached read, a health check) needs no timer: the deadline is armed,
-    // from the request's start, only when the handler has to wait.
-    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
-        return r;
+    let mut work = std::pin::pin!(work);
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return Ok(r);
     }
-    match tokio::time::timeout_at(start + limit, answer).await {
-        Ok(r) => r,
-        Err(_) => timeout_error(limit),
-    }
+    tokio::time::timeout_at(tokio::time::Instant::from_std(start) + limit, work).await.map_err(|_| limit)
 }
 
 fn timeout_error(limit: Duration) -> Response {

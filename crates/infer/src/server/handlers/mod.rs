@@ -202,8 +202,9 @@ pub(super) fn tagged(headers: &HeaderMap, answer: &super::state::Tagged) -> Resp
     }
     let json = HeaderValue::from_static("application/json");
     let plain = ([(header::CONTENT_TYPE, json.clone()), (header::ETAG, etag.clone())], body.clone()).into_response();
-    // The answer's gzip copy, compressed once (the compression layer leaves an encoded answer as it is).
-    match answer.gzipped().filter(|_| compressible(&plain) && gzip_wanted(headers)) {
+    // The answer's gzip copy, compressed once (the compression layer leaves an encoded answer as it is), and only
+    // for a client that takes it: an answer made per request is not compressed for identity clients.
+    match (compressible(&plain) && gzip_wanted(headers)).then(|| answer.gzipped()).flatten() {
         Some(gz) => (
             [
                 (header::CONTENT_TYPE, json),
