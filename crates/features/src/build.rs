@@ -1,8 +1,9 @@
 //! Feature and label computation with Polars lazy window expressions.
 //!
-//! Every time-series feature is an expression evaluated `over(symbol)` on rows sorted by date, using only
+//! Every time-series feature is an expression evaluated per symbol on rows sorted by date, using only
 //! shifts by positive lags, trailing rolling windows and forward-recursive EWMs: the value at date t is a
-//! function of the symbol's rows ≤ t. Cross-sectional features are evaluated `over(date)`, so they use other
+//! function of the symbol's rows ≤ t. Rolling statistics and EWMs call Polars' own Series functions on each
+//! symbol's rows ([`crate::kernels`]), which is what `over(symbol)` evaluates, without its group lists. Cross-sectional features are evaluated `over(date)`, so they use other
 //! symbols' values of the same date only. The label is the only expression that looks forward.
 
 use polars::prelude::*;
@@ -10,6 +11,7 @@ use polars::prelude::*;
 use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::io::write_frame;
+use crate::kernels::{self, Runs, Shared, Stat};
 use crate::load::PriceField;
 use crate::prices::PriceFrame;
 use crate::spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
@@ -322,15 +324,11 @@ fn is_cs_family(f: Family) -> bool {
 const SYMBOL: &str = "symbol";
 const DATE: &str = "date";
 
-fn per_symbol(e: Expr) -> Result<Expr> {
-    Ok(e.over([col(SYMBOL)])?)
-}
-
 /// Row position within its symbol, and rows remaining after it (helper columns).
 const ROW: &str = "__row";
 const ROWS_LEFT: &str = "__rows_left";
 
-fn null_f64() -> Expr {
+pub(crate) fn null_f64() -> Expr {
     lit(NULL).cast(DataType::Float64)
 }
 
@@ -351,15 +349,17 @@ fn trailing(e: Expr, w: usize) -> Expr {
     when(f(ROW).gt_eq(lit(w as i64 - 1))).then(e).otherwise(null_f64())
 }
 
-/// Row-in-symbol and rows-left columns for a frame sorted by symbol.
-fn row_positions(df: &DataFrame) -> Result<(Column, Column)> {
+/// Row-in-symbol and rows-left columns for a frame sorted by symbol, and its symbols' runs.
+fn row_positions(df: &DataFrame) -> Result<(Column, Column, Runs)> {
     let sym = df.column(SYMBOL)?.str()?;
     let n = df.height();
     let mut row = vec![0i64; n];
     let mut left = vec![0i64; n];
+    let mut starts = Vec::new();
     let mut start = 0;
     let values: Vec<Option<&str>> = sym.iter().collect();
     while start < n {
+        starts.push(start);
         let mut end = start + 1;
         while end < n && values[end] == values[start] {
             end += 1;
@@ -370,7 +370,8 @@ fn row_positions(df: &DataFrame) -> Result<(Column, Column)> {
         }
         start = end;
     }
-    Ok((Column::new(ROW.into(), row), Column::new(ROWS_LEFT.into(), left)))
+    starts.push(n);
+    Ok((Column::new(ROW.into(), row), Column::new(ROWS_LEFT.into(), left), Runs::new(starts)))
 }
 
 /// A trailing window of exactly `w` rows (null until the window is full).
@@ -380,7 +381,7 @@ pub(crate) fn window(w: usize) -> RollingOptionsFixedWindow {
 
 /// A recursive EWM `y[t] = (1-α) y[t-1] + α x[t]`, seeded with the first value, null for the first
 /// `min_periods - 1` observations.
-fn ewm(alpha: f64, min_periods: usize) -> EWMOptions {
+pub(crate) fn ewm(alpha: f64, min_periods: usize) -> EWMOptions {
     EWMOptions { alpha, adjust: false, bias: false, min_periods, ignore_nulls: true }
 }
 
@@ -404,17 +405,19 @@ const RAW_LABEL: &str = "__raw_label";
 
 /// Expressions of one time-series family entry: `(output name, expression)`. `stage` 0 = needs only the base
 /// columns, 1 = needs the stage-0 outputs (MACD signal), 2 = needs stage 1 (MACD histogram).
-fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
+/// `complete`: the close and the volume have no nulls (the price-volume correlation's shared form).
+fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize, String, Expr)> {
+    let runs = shared.runs();
     let close = || f("close");
     let mut out = Vec::new();
     let names = def.output_names();
     match def.family {
         Family::Macd => {
             let [fast, slow, signal] = def.macd_spans();
-            let ema = |span: usize| per_symbol(close().ewm_mean(ewm(span_alpha(span), span)));
-            let line = (ema(fast)? - ema(slow)?) / close();
+            let ema = |span: usize| shared.of("close", Stat::Ewm(span_alpha(span), span));
+            let line = (ema(fast) - ema(slow)) / close();
             out.push((0, names[0].clone(), line));
-            out.push((1, names[1].clone(), per_symbol(f(&names[0]).ewm_mean(ewm(span_alpha(signal), signal)))?));
+            out.push((1, names[1].clone(), runs.each(f(&names[0]), Stat::Ewm(span_alpha(signal), signal))));
             out.push((2, names[2].clone(), f(&names[0]) - f(&names[1])));
         }
         Family::CsRank | Family::CsZscore => unreachable!("cross-sectional families are built separately"),
@@ -430,11 +433,9 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
                 for &w in &def.windows {
                     let name = names.next().unwrap_or_default();
                     let e = match fam {
-                        Family::FactorMean => per_symbol(x().rolling_mean(window(w)))?,
-                        Family::FactorStd => per_symbol(x().rolling_std(window(w)))?,
-                        Family::FactorZscore => {
-                            (x() - per_symbol(x().rolling_mean(window(w)))?) / per_symbol(x().rolling_std(window(w)))?
-                        }
+                        Family::FactorMean => shared.of(c, Stat::Mean(w)),
+                        Family::FactorStd => shared.of(c, Stat::Std(w)),
+                        Family::FactorZscore => (x() - shared.of(c, Stat::Mean(w))) / shared.of(c, Stat::Std(w)),
                         _ => x() / lag(x(), w) - lit(1.0),
                     };
                     out.push((0, name, e));
@@ -446,59 +447,50 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
                 let e = match fam {
                     Family::Returns => close() / lag(close(), w) - lit(1.0),
                     Family::LogReturns => (close() / lag(close(), w)).log(lit(std::f64::consts::E)),
-                    Family::MaRatio => close() / per_symbol(close().rolling_mean(window(w)))? - lit(1.0),
-                    Family::EmaRatio => close() / per_symbol(close().ewm_mean(ewm(span_alpha(w), w)))? - lit(1.0),
-                    Family::Volatility => per_symbol(f(LR1).rolling_std(window(w)))?,
+                    Family::MaRatio => close() / shared.of("close", Stat::Mean(w)) - lit(1.0),
+                    Family::EmaRatio => close() / shared.of("close", Stat::Ewm(span_alpha(w), w)) - lit(1.0),
+                    Family::Volatility => shared.of(LR1, Stat::Std(w)),
                     Family::Rsi => {
-                        let g = per_symbol(f(GAIN).ewm_mean(ewm(1.0 / w as f64, w)))?;
-                        let l = per_symbol(f(LOSS).ewm_mean(ewm(1.0 / w as f64, w)))?;
+                        let g = shared.of(GAIN, Stat::Ewm(1.0 / w as f64, w));
+                        let l = shared.of(LOSS, Stat::Ewm(1.0 / w as f64, w));
                         // 100·g/(g+l) written with each smoothed series used once (no common-subexpression
                         // elimination in this Polars build); l = 0 gives 100, g = l = 0 gives NaN → null.
                         lit(100.0) - lit(100.0) / (lit(1.0) + g / l)
                     }
                     Family::Bollinger => {
                         let k = def.bollinger_k();
-                        let mean = per_symbol(close().rolling_mean(window(w)))?;
-                        let sd = per_symbol(close().rolling_std(window(w)))?;
+                        let mean = shared.of("close", Stat::Mean(w));
+                        let sd = shared.of("close", Stat::Std(w));
                         // (close - (mean - k·sd)) / (2k·sd) = 1/2 + (close - mean) / (2k·sd)
                         lit(0.5) + (close() - mean) / (lit(2.0 * k) * sd)
                     }
-                    Family::Atr => per_symbol(f(TR).ewm_mean(ewm(1.0 / w as f64, w)))? / close(),
+                    Family::Atr => shared.of(TR, Stat::Ewm(1.0 / w as f64, w)) / close(),
                     Family::Stochastic => {
                         // The window low is used twice: computed once as a helper column in stage 0.
                         let (lo, hi) = (format!("__stoch_lo_{w}"), format!("__stoch_hi_{w}"));
-                        out.push((0, lo.clone(), trailing(f("low").rolling_min(window(w)), w)));
-                        out.push((0, hi.clone(), trailing(f("high").rolling_max(window(w)), w)));
+                        out.push((0, lo.clone(), trailing(kernels::trailing_extreme(f("low"), w, false), w)));
+                        out.push((0, hi.clone(), trailing(kernels::trailing_extreme(f("high"), w, true), w)));
                         out.push((1, name, lit(100.0) * (close() - f(&lo)) / (f(&hi) - f(&lo))));
                         continue;
                     }
                     Family::VolumeZ => {
-                        let mean = per_symbol(f(LOG_VOL).rolling_mean(window(w)))?;
-                        let sd = per_symbol(f(LOG_VOL).rolling_std(window(w)))?;
+                        let mean = shared.of(LOG_VOL, Stat::Mean(w));
+                        let sd = shared.of(LOG_VOL, Stat::Std(w));
                         (f(LOG_VOL) - mean) / sd
                     }
-                    Family::PriceVolumeCorr => per_symbol(rolling_corr(
-                        close(),
-                        f(LOG_VOL),
-                        RollingCovOptions { window_size: w as IdxSize, min_periods: w as IdxSize, ddof: 1 },
-                    ))?,
-                    Family::DistMax => close() / trailing(close().rolling_max(window(w)), w) - lit(1.0),
-                    Family::DistMin => close() / trailing(close().rolling_min(window(w)), w) - lit(1.0),
-                    Family::Skew => per_symbol(f(R1).rolling_skew(RollingOptionsFixedWindow {
-                        fn_params: Some(RollingFnParams::Skew { bias: true }),
-                        ..window(w)
-                    }))?,
-                    Family::Kurtosis => per_symbol(f(R1).rolling_kurtosis(RollingOptionsFixedWindow {
-                        fn_params: Some(RollingFnParams::Kurtosis { fisher: true, bias: true }),
-                        ..window(w)
-                    }))?,
+                    Family::PriceVolumeCorr if complete => shared.corr_complete("close", LOG_VOL, w),
+                    Family::PriceVolumeCorr => runs.corr(close(), f(LOG_VOL), w),
+                    Family::DistMax => close() / trailing(kernels::trailing_extreme(close(), w, true), w) - lit(1.0),
+                    Family::DistMin => close() / trailing(kernels::trailing_extreme(close(), w, false), w) - lit(1.0),
+                    Family::Skew => shared.of(R1, Stat::Skew(w)),
+                    Family::Kurtosis => shared.of(R1, Stat::Kurtosis(w)),
                     Family::HlRange => {
                         let x = (f("high") - f("low")) / close();
-                        if w == 1 { x } else { per_symbol(x.rolling_mean(window(w)))? }
+                        if w == 1 { x } else { runs.each(x, Stat::Mean(w)) }
                     }
                     Family::OpenGap => {
                         let x = f("open") / f(PREV_CLOSE) - lit(1.0);
-                        if w == 1 { x } else { per_symbol(x.rolling_mean(window(w)))? }
+                        if w == 1 { x } else { runs.each(x, Stat::Mean(w)) }
                     }
                     Family::Macd
                     | Family::CsRank
@@ -514,7 +506,7 @@ fn family_exprs(def: &FeatureDef) -> Result<Vec<(usize, String, Expr)>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Expr {
@@ -549,7 +541,7 @@ fn skip_or_fail(
 
 /// Replaces NaN and ±inf by null.
 fn finite(name: &str) -> Expr {
-    when(f(name).is_finite()).then(f(name)).otherwise(lit(NULL).cast(DataType::Float64)).alias(name)
+    kernels::finite(f(name)).alias(name)
 }
 
 /// Cross-sectional transforms per date: `(family, source feature, output name)` jobs evaluated on the rows of
@@ -777,24 +769,32 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         base1.push(when(ab.clone().gt_eq(c.clone())).then(ab).otherwise(c).alias(TR));
     }
 
-    let mut stages: [Vec<Expr>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for def in &ts_defs {
-        for (stage, name, e) in family_exprs(def)? {
-            stages[stage].push(e.alias(name));
-        }
-    }
-    stages[0].push(label_expr(&spec.label, prices).alias(RAW_LABEL));
-
     // Rows are sorted by symbol (a PriceFrame invariant). Flagging the column lets Polars form contiguous
     // slice groups for `over(symbol)` and put results back without a scatter: several times faster.
     let mut df = prices.df().clone();
     let mut sym = df.column(SYMBOL)?.clone();
     sym.set_sorted_flag(polars::series::IsSorted::Ascending);
     df.with_column(sym)?;
-    let (row, left) = row_positions(&df)?;
+    let (row, left, runs) = row_positions(&df)?;
     df.with_column(row)?;
     df.with_column(left)?;
+
+    let shared = Shared::new(&runs);
+    let complete = [PriceField::Close, PriceField::Volume]
+        .iter()
+        .all(|c| prices.df().column(c.name()).is_ok_and(|c| c.null_count() == 0));
+    let mut stages: [Vec<Expr>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for def in &ts_defs {
+        for (stage, name, e) in family_exprs(def, &shared, complete) {
+            stages[stage].push(e.alias(name));
+        }
+    }
+    stages[0].push(label_expr(&spec.label, prices).alias(RAW_LABEL));
+    let helpers = shared.into_helpers();
     let mut lf = df.lazy().with_columns(base0).with_columns(base1);
+    if !helpers.is_empty() {
+        lf = lf.with_columns(helpers);
+    }
     for stage in stages {
         if !stage.is_empty() {
             lf = lf.with_columns(stage);

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod groups;
 pub mod incremental;
 pub mod io;
+mod kernels;
 pub mod load;
 pub mod matrix;
 pub mod objects;

@@ -1,0 +1,414 @@
+//! Per-symbol and per-column kernels of the feature build that replace slower Polars expression forms with
+//! the same values, bit for bit: rolling statistics per symbol without `over(symbol)`'s group lists, trailing
+//! maxima and minima in O(n) whatever the window, and the one-pass NaN/inf-to-null cleaning of every output.
+//! The tests compare each with the Polars form it replaces.
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+use polars_arrow::array::PrimitiveArray;
+use polars_arrow::bitmap::Bitmap;
+use polars_time::prelude::SeriesOpsTime;
+
+use crate::build::{ewm, null_f64, window};
+
+/// A statistic of one symbol's rows that [`Runs::each`] evaluates: the Polars Series function that
+/// `over(symbol)` would call on each symbol's group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stat {
+    Mean(usize),
+    Std(usize),
+    Var(usize),
+    /// A sum over up to `w` rows (no minimum), as `rolling_corr` counts its valid pairs.
+    Count(usize),
+    Skew(usize),
+    Kurtosis(usize),
+    /// [`ewm`]`(alpha, min_periods)`.
+    Ewm(f64, usize),
+}
+
+impl Stat {
+    fn of(self, s: &Series) -> PolarsResult<Series> {
+        match self {
+            Stat::Mean(w) => s.rolling_mean(window(w)),
+            Stat::Std(w) => s.rolling_std(window(w)),
+            Stat::Var(w) => s.rolling_var(window(w)),
+            Stat::Count(w) => {
+                s.rolling_sum(RollingOptionsFixedWindow { window_size: w, min_periods: 0, ..Default::default() })
+            }
+            Stat::Skew(w) => rolling_skew(
+                s,
+                RollingOptionsFixedWindow { fn_params: Some(RollingFnParams::Skew { bias: true }), ..window(w) },
+            ),
+            Stat::Kurtosis(w) => rolling_kurtosis(
+                s,
+                RollingOptionsFixedWindow {
+                    fn_params: Some(RollingFnParams::Kurtosis { fisher: true, bias: true }),
+                    ..window(w)
+                },
+            ),
+            Stat::Ewm(alpha, min_periods) => ewm_mean(s, ewm(alpha, min_periods)),
+        }
+    }
+}
+
+/// Each symbol's rows of a frame sorted by symbol: one contiguous run per symbol, given by the first row of
+/// each run and, last, the row count.
+#[derive(Debug, Clone)]
+pub(crate) struct Runs(Arc<[usize]>);
+
+impl Runs {
+    /// Runs from their first rows and, last, the row count.
+    pub(crate) fn new(starts: Vec<usize>) -> Self {
+        Self(starts.into())
+    }
+
+    /// `stat` of `e` per symbol, evaluated by calling the same Polars Series function that `e.over(symbol)`
+    /// calls for each group, on the same rows (each run is a slice of the column): the same values, bit for bit,
+    /// without `over`'s list of groups built and exploded back (which cost more than the statistics themselves:
+    /// about 70 % of a default build's CPU went to window expressions).
+    pub(crate) fn each(&self, e: Expr, stat: Stat) -> Expr {
+        let runs = self.clone();
+        e.apply(
+            move |c| runs.apply(&c, stat),
+            |_, field| {
+                let dtype = if field.dtype() == &DataType::Float32 { DataType::Float32 } else { DataType::Float64 };
+                Ok(Field::new(field.name().clone(), dtype))
+            },
+        )
+    }
+
+    /// `rolling_corr(x, y)` (ddof 1, a full window of `w`) per symbol, as Polars evaluates it for each group
+    /// (`polars_expr::dispatch::rolling::rolling_corr_cov`): the rolling means and variances per symbol through
+    /// [`Runs::each`], the element-wise steps on the whole column, in the same order. Where a symbol has nulls
+    /// Polars masks x and y to the rows where both are present and counts those rows; without nulls it takes
+    /// min(w, row + 1) as the count, which the same masked sum gives exactly.
+    pub(crate) fn corr(&self, x: Expr, y: Expr, w: usize) -> Expr {
+        let both = x.clone().is_not_null().and(y.clone().is_not_null());
+        let masked = |e: Expr| when(both.clone()).then(e).otherwise(null_f64());
+        let (xm, ym) = (masked(x.clone()), masked(y.clone()));
+        let mean_xy = self.each(x * y, Stat::Mean(w));
+        let count = self.each(both.cast(DataType::Float64), Stat::Count(w));
+        let numerator = (mean_xy - self.each(xm.clone(), Stat::Mean(w)) * self.each(ym.clone(), Stat::Mean(w)))
+            * (count.clone() / (count - lit(1.0)));
+        let denominator = (self.each(xm, Stat::Var(w)) * self.each(ym, Stat::Var(w))).sqrt();
+        numerator / denominator
+    }
+
+    fn apply(&self, c: &Column, stat: Stat) -> PolarsResult<Column> {
+        let s = c.as_materialized_series().rechunk();
+        let rows = self.0.last().copied().unwrap_or(0);
+        polars_ensure!(
+            s.len() == rows,
+            ComputeError: "a per-symbol statistic got {} rows for a frame of {rows}", s.len()
+        );
+        let mut out: Option<Series> = None;
+        for run in self.0.windows(2) {
+            let part = stat.of(&s.slice(run[0] as i64, run[1] - run[0]))?;
+            match out.as_mut() {
+                Some(o) => {
+                    o.append_owned(part)?;
+                }
+                None => out = Some(part),
+            }
+        }
+        let out = match out {
+            Some(o) => o.rechunk(),
+            None => stat.of(&s)?,
+        };
+        Ok(out.with_name(s.name().clone()).into_column())
+    }
+}
+
+impl Stat {
+    /// A name for the statistic, unique per kind and parameters (helper column names).
+    fn key(self) -> String {
+        match self {
+            Stat::Mean(w) => format!("mean{w}"),
+            Stat::Std(w) => format!("std{w}"),
+            Stat::Var(w) => format!("var{w}"),
+            Stat::Count(w) => format!("count{w}"),
+            Stat::Skew(w) => format!("skew{w}"),
+            Stat::Kurtosis(w) => format!("kurtosis{w}"),
+            Stat::Ewm(alpha, min_periods) => format!("ewm{:x}_{min_periods}", alpha.to_bits()),
+        }
+    }
+}
+
+/// Per-symbol statistics of whole columns, each computed once as a helper column however many features read
+/// it: the MA ratio and the Bollinger band both take the 20-day mean of the close, the EMA ratio and MACD the
+/// 12- and 26-day EMAs, the price-volume correlation the means and variances that the Bollinger band and the
+/// volume z-score take. A standard deviation is the square root of the shared variance, which is how Polars'
+/// `rolling_std` computes it (`rolling_var`, then `sqrt` of each value), so the bits are the same.
+pub(crate) struct Shared<'a> {
+    runs: &'a Runs,
+    helpers: std::cell::RefCell<Vec<(String, Expr)>>,
+}
+
+impl<'a> Shared<'a> {
+    pub(crate) fn new(runs: &'a Runs) -> Self {
+        Self { runs, helpers: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    /// The symbols' runs, for statistics of expressions (computed where they are used).
+    pub(crate) fn runs(&self) -> &Runs {
+        self.runs
+    }
+
+    /// `stat` of `column` per symbol (its helper column).
+    pub(crate) fn of(&self, column: &str, stat: Stat) -> Expr {
+        if let Stat::Std(w) = stat {
+            return self.of(column, Stat::Var(w)).sqrt();
+        }
+        let name = format!("__{}_{column}", stat.key());
+        let mut helpers = self.helpers.borrow_mut();
+        if !helpers.iter().any(|(n, _)| *n == name) {
+            helpers.push((name.clone(), self.runs.each(col(column), stat)));
+        }
+        col(name.as_str())
+    }
+
+    /// `rolling_corr(x, y)` per symbol (as [`Runs::corr`]) for columns without nulls: Polars then takes the
+    /// means and variances of x and y unmasked, which are the shared ones, and counts min(w, row + 1) pairs,
+    /// which is `w` on every row with a full window (the others are null).
+    pub(crate) fn corr_complete(&self, x: &str, y: &str, w: usize) -> Expr {
+        let count = || lit(w as f64);
+        let mean_xy = self.runs.each(col(x) * col(y), Stat::Mean(w));
+        let numerator =
+            (mean_xy - self.of(x, Stat::Mean(w)) * self.of(y, Stat::Mean(w))) * (count() / (count() - lit(1.0)));
+        let denominator = (self.of(x, Stat::Var(w)) * self.of(y, Stat::Var(w))).sqrt();
+        numerator / denominator
+    }
+
+    /// The helper columns to compute before the features that read them.
+    pub(crate) fn into_helpers(self) -> Vec<Expr> {
+        self.helpers.into_inner().into_iter().map(|(name, e)| e.alias(name)).collect()
+    }
+}
+
+/// `e` with NaN and ±inf made null, as f64: what `when(e.is_finite()).then(e).otherwise(null)` gave, in one
+/// pass. A column without such values comes back as it is; otherwise their validity bits are cleared (and the
+/// values under them zeroed).
+pub(crate) fn finite(e: Expr) -> Expr {
+    e.apply(|c| finite_column(&c), |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)))
+}
+
+fn finite_column(c: &Column) -> PolarsResult<Column> {
+    let s = c.as_materialized_series().cast(&DataType::Float64)?;
+    let ca = s.f64()?;
+    let chunks: Vec<PrimitiveArray<f64>> = ca
+        .downcast_iter()
+        .map(|arr| {
+            let values = arr.values().as_slice();
+            let clean = match arr.validity() {
+                None => values.iter().all(|v| v.is_finite()),
+                Some(valid) => values.iter().zip(valid.iter()).all(|(v, ok)| !ok || v.is_finite()),
+            };
+            if clean {
+                return arr.clone();
+            }
+            let finite: Bitmap = values.iter().map(|v| v.is_finite()).collect();
+            let validity = match arr.validity() {
+                Some(valid) => valid & &finite,
+                None => finite,
+            };
+            let kept: Vec<f64> = values.iter().map(|&v| if v.is_finite() { v } else { 0.0 }).collect();
+            PrimitiveArray::from_vec(kept).with_validity(Some(validity))
+        })
+        .collect();
+    Ok(Float64Chunked::from_chunk_iter(s.name().clone(), chunks).into_series().into_column())
+}
+
+/// The trailing `w`-row maximum (`max`) or minimum of the whole column, null for its first `w - 1` rows: Polars'
+/// `rolling_max(window(w))` / `rolling_min`. When every value is a positive finite number (prices) it is computed
+/// by van Herk / Gil-Werman (the extremes of each block of `w` rows from its start and from its end; a window
+/// spans at most two blocks), three comparisons a row whatever `w`, where Polars' window rescans when its
+/// extreme leaves; an extreme is one of the values, so the bits are the same. Any other column goes to Polars.
+pub(crate) fn trailing_extreme(e: Expr, w: usize, max: bool) -> Expr {
+    e.apply(move |c| extreme_column(&c, w, max), |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)))
+}
+
+fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
+    let s = c.as_materialized_series().rechunk();
+    let polars = || if max { s.rolling_max(window(w)) } else { s.rolling_min(window(w)) }.map(Column::from);
+    let Ok(ca) = s.f64() else { return polars() };
+    let Ok(values) = ca.cont_slice() else { return polars() };
+    if w == 0 || !values.iter().all(|v| v.is_finite() && *v > 0.0) {
+        return polars();
+    }
+    // Positive finite values: a plain comparison picks the same value as f64::max / min.
+    let pick = |a: f64, b: f64| if (a > b) == max { a } else { b };
+    let n = values.len();
+    // The extreme from each row to the end of its block of `w` rows, and from its block's start to it.
+    let mut suffix = values.to_vec();
+    for block in suffix.chunks_mut(w) {
+        for i in (0..block.len().saturating_sub(1)).rev() {
+            block[i] = pick(block[i + 1], block[i]);
+        }
+    }
+    let mut out = values.to_vec();
+    for block in out.chunks_mut(w) {
+        for i in 1..block.len() {
+            block[i] = pick(block[i - 1], block[i]);
+        }
+    }
+    // The window i + 1 - w ..= i: the rest of the block before i's block, then i's block up to i.
+    if n >= w {
+        for (o, s) in out[w - 1..].iter_mut().zip(&suffix[..n + 1 - w]) {
+            *o = pick(*s, *o);
+        }
+    }
+    let valid: Bitmap = (0..n).map(|i| i + 1 >= w).collect();
+    for v in out.iter_mut().take(w - 1) {
+        *v = 0.0;
+    }
+    let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid));
+    Ok(Float64Chunked::with_chunk(s.name().clone(), arr).into_series().into_column())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A frame sorted by symbol (runs of 1 to 40 rows) with a column `x` of values that are sometimes null,
+    /// NaN, ±inf, zero or negative, a column `y` with its own nulls, a positive column `p` (prices) and `q`
+    /// (`y` without nulls).
+    fn frame(runs: &[usize], x: &[Option<f64>], y: &[Option<f64>]) -> (DataFrame, Runs) {
+        let mut starts = vec![0];
+        let mut symbols = Vec::new();
+        for (k, &n) in runs.iter().enumerate() {
+            symbols.extend(std::iter::repeat_n(format!("S{k:03}"), n));
+            starts.push(starts.last().copied().unwrap_or(0) + n);
+        }
+        let n = symbols.len();
+        let p: Vec<f64> = (0..n).map(|i| x[i % x.len()].map_or(1.5, |v| 1.0 + v.abs().min(1e6))).collect();
+        let q: Vec<f64> = (0..n).map(|i| y[i % y.len()].unwrap_or(-0.25)).collect();
+        let mut sym = Column::new("symbol".into(), symbols);
+        sym.set_sorted_flag(polars::series::IsSorted::Ascending);
+        let df = DataFrame::new_infer_height(vec![
+            sym,
+            Column::new("x".into(), (0..n).map(|i| x[i % x.len()]).collect::<Vec<_>>()),
+            Column::new("y".into(), (0..n).map(|i| y[i % y.len()]).collect::<Vec<_>>()),
+            Column::new("p".into(), p),
+            Column::new("q".into(), q),
+        ])
+        .expect("frame");
+        starts.dedup();
+        (df, Runs::new(starts))
+    }
+
+    fn bits(df: &DataFrame, name: &str) -> Vec<Option<u64>> {
+        df.column(name).expect("column").f64().expect("f64").iter().map(|v| v.map(f64::to_bits)).collect()
+    }
+
+    fn value() -> impl Strategy<Value = Option<f64>> {
+        prop_oneof![
+            6 => (-50.0f64..50.0).prop_map(Some),
+            1 => Just(None),
+            1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(0.0), Just(-0.0)]
+                .prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Every per-symbol statistic (direct and shared), rolling_corr (with nulls, and the shared form
+        /// without), the finite cleaning and the trailing extremes equal the Polars expressions they replace,
+        /// bit for bit (nulls where they have nulls).
+        #[test]
+        fn kernels_equal_the_polars_forms_they_replace(
+            runs in prop::collection::vec(1usize..40, 1..12),
+            x in prop::collection::vec(value(), 1..90),
+            y in prop::collection::vec(value(), 1..90),
+            w in prop_oneof![Just(1usize), Just(2), Just(3), Just(5), Just(20)],
+        ) {
+            let (df, runs) = frame(&runs, &x, &y);
+            let shared = Shared::new(&runs);
+            let over = |e: Expr| e.over([col("symbol")]).expect("over");
+            let opts = |p: Option<RollingFnParams>| RollingOptionsFixedWindow { fn_params: p, ..window(w) };
+            let alpha = 2.0 / (w as f64 + 1.0);
+            let cases: Vec<(Expr, Expr)> = vec![
+                (runs.each(col("x"), Stat::Mean(w)), over(col("x").rolling_mean(window(w)))),
+                (runs.each(col("x"), Stat::Std(w)), over(col("x").rolling_std(window(w)))),
+                (runs.each(col("x"), Stat::Var(w)), over(col("x").rolling_var(window(w)))),
+                (
+                    runs.each(col("x"), Stat::Skew(w)),
+                    over(col("x").rolling_skew(opts(Some(RollingFnParams::Skew { bias: true })))),
+                ),
+                (
+                    runs.each(col("x"), Stat::Kurtosis(w)),
+                    over(col("x").rolling_kurtosis(opts(Some(RollingFnParams::Kurtosis { fisher: true, bias: true })))),
+                ),
+                (runs.each(col("x"), Stat::Ewm(alpha, w)), over(col("x").ewm_mean(ewm(alpha, w)))),
+                (runs.each(col("y"), Stat::Ewm(1.0 / w as f64, w)), over(col("y").ewm_mean(ewm(1.0 / w as f64, w)))),
+                (
+                    runs.corr(col("x"), col("y"), w),
+                    over(rolling_corr(
+                        col("x"),
+                        col("y"),
+                        RollingCovOptions { window_size: w as IdxSize, min_periods: w as IdxSize, ddof: 1 },
+                    )),
+                ),
+                (
+                    runs.corr(col("p"), col("y"), w),
+                    over(rolling_corr(
+                        col("p"),
+                        col("y"),
+                        RollingCovOptions { window_size: w as IdxSize, min_periods: w as IdxSize, ddof: 1 },
+                    )),
+                ),
+                (
+                    shared.corr_complete("p", "q", w),
+                    over(rolling_corr(
+                        col("p"),
+                        col("q"),
+                        RollingCovOptions { window_size: w as IdxSize, min_periods: w as IdxSize, ddof: 1 },
+                    )),
+                ),
+                (shared.of("x", Stat::Std(w)), over(col("x").rolling_std(window(w)))),
+                (shared.of("q", Stat::Ewm(alpha, w)), over(col("q").ewm_mean(ewm(alpha, w)))),
+                (finite(col("x")), when(col("x").is_finite()).then(col("x")).otherwise(null_f64())),
+                (trailing_extreme(col("p"), w, true), col("p").rolling_max(window(w))),
+                (trailing_extreme(col("p"), w, false), col("p").rolling_min(window(w))),
+                (trailing_extreme(col("x"), w, true), col("x").rolling_max(window(w))),
+                (trailing_extreme(col("x"), w, false), col("x").rolling_min(window(w))),
+            ];
+            let helpers = shared.into_helpers();
+            for (k, (ours, theirs)) in cases.into_iter().enumerate() {
+                let out = df
+                    .clone()
+                    .lazy()
+                    .with_columns(helpers.clone())
+                    .with_columns([ours.alias("ours"), theirs.alias("theirs")])
+                    .collect()
+                    .expect("collect");
+                prop_assert_eq!(bits(&out, "ours"), bits(&out, "theirs"), "case {} (w = {})", k, w);
+            }
+        }
+    }
+
+    /// The fast extreme path (positive values) is taken and equals Polars on long windows and a long column.
+    #[test]
+    fn trailing_extremes_of_prices_equal_polars_for_long_windows() {
+        let n = 5_000;
+        let p: Vec<f64> = (0..n).map(|i| 100.0 + ((i * 7919) % 1013) as f64 / 7.0 - (i % 17) as f64).collect();
+        let df = DataFrame::new_infer_height(vec![Column::new("p".into(), p)]).expect("frame");
+        for w in [1, 7, 64, 250, 4_999, 5_000, 6_000] {
+            for max in [true, false] {
+                let theirs = if max { col("p").rolling_max(window(w)) } else { col("p").rolling_min(window(w)) };
+                let out = df
+                    .clone()
+                    .lazy()
+                    .with_columns([trailing_extreme(col("p"), w, max).alias("ours"), theirs.alias("theirs")])
+                    .collect()
+                    .expect("collect");
+                assert_eq!(bits(&out, "ours"), bits(&out, "theirs"), "w = {w}, max = {max}");
+                let nulls = out.column("ours").expect("ours").null_count();
+                assert_eq!(nulls, (w - 1).min(n), "w = {w}");
+            }
+        }
+    }
+}
