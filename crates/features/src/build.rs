@@ -332,23 +332,6 @@ pub(crate) fn null_f64() -> Expr {
     lit(NULL).cast(DataType::Float64)
 }
 
-/// `e` shifted down by `k` rows of the same symbol. Exact operations (shifts, rolling max/min) run on the whole
-/// column and the first rows of each symbol, which would see the previous symbol, are set to null: bit-identical
-/// to a per-symbol evaluation and much cheaper than `over(symbol)`.
-fn lag(e: Expr, k: usize) -> Expr {
-    when(f(ROW).gt_eq(lit(k as i64))).then(e.shift(lit(k as i64))).otherwise(null_f64())
-}
-
-/// `e` from `k` rows later of the same symbol (labels only).
-fn lead(e: Expr, k: usize) -> Expr {
-    when(f(ROWS_LEFT).gt_eq(lit(k as i64))).then(e.shift(lit(-(k as i64)))).otherwise(null_f64())
-}
-
-/// A whole-column trailing window of `w` rows of an exact statistic (max, min), null until the symbol has `w` rows.
-fn trailing(e: Expr, w: usize) -> Expr {
-    when(f(ROW).gt_eq(lit(w as i64 - 1))).then(e).otherwise(null_f64())
-}
-
 /// Row-in-symbol and rows-left columns for a frame sorted by symbol, and its symbols' runs.
 fn row_positions(df: &DataFrame) -> Result<(Column, Column, Runs)> {
     let sym = df.column(SYMBOL)?.str()?;
@@ -436,7 +419,7 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
                         Family::FactorMean => shared.of(c, Stat::Mean(w)),
                         Family::FactorStd => shared.of(c, Stat::Std(w)),
                         Family::FactorZscore => (x() - shared.of(c, Stat::Mean(w))) / shared.of(c, Stat::Std(w)),
-                        _ => x() / lag(x(), w) - lit(1.0),
+                        _ => x() / runs.lag(x(), w) - lit(1.0),
                     };
                     out.push((0, name, e));
                 }
@@ -445,8 +428,8 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
         fam => {
             for (w, name) in def.windows.iter().copied().zip(names) {
                 let e = match fam {
-                    Family::Returns => close() / lag(close(), w) - lit(1.0),
-                    Family::LogReturns => (close() / lag(close(), w)).log(lit(std::f64::consts::E)),
+                    Family::Returns => close() / runs.lag(close(), w) - lit(1.0),
+                    Family::LogReturns => (close() / runs.lag(close(), w)).log(lit(std::f64::consts::E)),
                     Family::MaRatio => close() / shared.of("close", Stat::Mean(w)) - lit(1.0),
                     Family::EmaRatio => close() / shared.of("close", Stat::Ewm(span_alpha(w), w)) - lit(1.0),
                     Family::Volatility => shared.of(LR1, Stat::Std(w)),
@@ -468,8 +451,16 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
                     Family::Stochastic => {
                         // The window low is used twice: computed once as a helper column in stage 0.
                         let (lo, hi) = (format!("__stoch_lo_{w}"), format!("__stoch_hi_{w}"));
-                        out.push((0, lo.clone(), trailing(kernels::trailing_extreme(f("low"), w, false), w)));
-                        out.push((0, hi.clone(), trailing(kernels::trailing_extreme(f("high"), w, true), w)));
+                        out.push((
+                            0,
+                            lo.clone(),
+                            runs.after(kernels::trailing_extreme(f("low"), w, false), w.saturating_sub(1)),
+                        ));
+                        out.push((
+                            0,
+                            hi.clone(),
+                            runs.after(kernels::trailing_extreme(f("high"), w, true), w.saturating_sub(1)),
+                        ));
                         out.push((1, name, lit(100.0) * (close() - f(&lo)) / (f(&hi) - f(&lo))));
                         continue;
                     }
@@ -480,8 +471,14 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
                     }
                     Family::PriceVolumeCorr if complete => shared.corr_complete("close", LOG_VOL, w),
                     Family::PriceVolumeCorr => runs.corr(close(), f(LOG_VOL), w),
-                    Family::DistMax => close() / trailing(kernels::trailing_extreme(close(), w, true), w) - lit(1.0),
-                    Family::DistMin => close() / trailing(kernels::trailing_extreme(close(), w, false), w) - lit(1.0),
+                    Family::DistMax => {
+                        close() / runs.after(kernels::trailing_extreme(close(), w, true), w.saturating_sub(1))
+                            - lit(1.0)
+                    }
+                    Family::DistMin => {
+                        close() / runs.after(kernels::trailing_extreme(close(), w, false), w.saturating_sub(1))
+                            - lit(1.0)
+                    }
                     Family::Skew => shared.of(R1, Stat::Skew(w)),
                     Family::Kurtosis => shared.of(R1, Stat::Kurtosis(w)),
                     Family::HlRange => {
@@ -509,13 +506,13 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
     out
 }
 
-fn label_expr(label: &LabelSpec, prices: &PriceFrame) -> Expr {
+fn label_expr(label: &LabelSpec, prices: &PriceFrame, runs: &Runs) -> Expr {
     let ratio = match label.price {
-        LabelPrice::Close => lead(f("close"), label.horizon) / f("close"),
+        LabelPrice::Close => runs.lead(f("close"), label.horizon) / f("close"),
         // Close-only data: the close of t+1 stands in for its open, as it does for next-open fills.
         LabelPrice::Open => {
             let p = if prices.has(PriceField::Open) { "open" } else { "close" };
-            lead(f(p), label.horizon + 1) / lead(f(p), 1)
+            runs.lead(f(p), label.horizon + 1) / runs.lead(f(p), 1)
         }
     };
     match label.kind {
@@ -748,7 +745,17 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         ts_defs.push(def);
     }
 
-    let mut base0 = vec![lag(f("close"), 1).alias(PREV_CLOSE)];
+    // Rows are sorted by symbol (a PriceFrame invariant). Flagging the column lets Polars form contiguous
+    // slice groups for `over(symbol)` and put results back without a scatter: several times faster.
+    let mut df = prices.df().clone();
+    let mut sym = df.column(SYMBOL)?.clone();
+    sym.set_sorted_flag(polars::series::IsSorted::Ascending);
+    df.with_column(sym)?;
+    let (row, left, runs) = row_positions(&df)?;
+    df.with_column(row)?;
+    df.with_column(left)?;
+
+    let mut base0 = vec![runs.lag(f("close"), 1).alias(PREV_CLOSE)];
     if has_volume {
         base0.push((f("volume") + lit(1.0)).log(lit(std::f64::consts::E)).alias(LOG_VOL));
     }
@@ -769,16 +776,6 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         base1.push(when(ab.clone().gt_eq(c.clone())).then(ab).otherwise(c).alias(TR));
     }
 
-    // Rows are sorted by symbol (a PriceFrame invariant). Flagging the column lets Polars form contiguous
-    // slice groups for `over(symbol)` and put results back without a scatter: several times faster.
-    let mut df = prices.df().clone();
-    let mut sym = df.column(SYMBOL)?.clone();
-    sym.set_sorted_flag(polars::series::IsSorted::Ascending);
-    df.with_column(sym)?;
-    let (row, left, runs) = row_positions(&df)?;
-    df.with_column(row)?;
-    df.with_column(left)?;
-
     let shared = Shared::new(&runs);
     let complete = [PriceField::Close, PriceField::Volume]
         .iter()
@@ -789,7 +786,7 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
             stages[stage].push(e.alias(name));
         }
     }
-    stages[0].push(label_expr(&spec.label, prices).alias(RAW_LABEL));
+    stages[0].push(label_expr(&spec.label, prices, &runs).alias(RAW_LABEL));
     let helpers = shared.into_helpers();
     let mut lf = df.lazy().with_columns(base0).with_columns(base1);
     if !helpers.is_empty() {
@@ -801,7 +798,12 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         }
     }
     // Formula features in spec order, each after the features it may read.
-    let compiler = crate::expr::Compiler { lag: &lag, per_symbol: &|e| e.over([col(SYMBOL)]), row: f(ROW), date: DATE };
+    let compiler = crate::expr::Compiler {
+        lag: &|e, k| runs.lag(e, k),
+        per_symbol: &|e| e.over([col(SYMBOL)]),
+        row: f(ROW),
+        date: DATE,
+    };
     for (name, ast) in &expr_defs {
         lf = lf.with_columns([compiler.compile(ast)?.alias(name.as_str())]);
     }

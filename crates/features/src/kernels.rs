@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 use polars_arrow::array::PrimitiveArray;
-use polars_arrow::bitmap::Bitmap;
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 use polars_time::prelude::SeriesOpsTime;
 
 use crate::build::{ewm, null_f64, window};
@@ -76,6 +76,71 @@ impl Runs {
                 Ok(Field::new(field.name().clone(), dtype))
             },
         )
+    }
+
+    /// `e` (as f64) from `k` rows earlier of the same symbol, null for each symbol's first `k` rows: what
+    /// `e.shift(k)` masked by the row position gave (the values are moved, not computed).
+    pub(crate) fn lag(&self, e: Expr, k: usize) -> Expr {
+        let runs = self.clone();
+        e.apply(move |c| runs.moved(&c, k, false), |_, f| Ok(f64_field(f)))
+    }
+
+    /// `e` (as f64) from `k` rows later of the same symbol, null for each symbol's last `k` rows (labels only).
+    pub(crate) fn lead(&self, e: Expr, k: usize) -> Expr {
+        let runs = self.clone();
+        e.apply(move |c| runs.moved(&c, k, true), |_, f| Ok(f64_field(f)))
+    }
+
+    /// `e` (as f64) null for each symbol's first `skip` rows (a whole-column trailing window of `skip + 1` rows
+    /// reaches into the symbol before), the values untouched.
+    pub(crate) fn after(&self, e: Expr, skip: usize) -> Expr {
+        let runs = self.clone();
+        e.apply(
+            move |c| {
+                let s = c.as_materialized_series().cast(&DataType::Float64)?.rechunk();
+                let arr = first_chunk(&s)?;
+                let mut valid = MutableBitmap::with_capacity(arr.len());
+                for run in runs.0.windows(2) {
+                    let (start, len) = (run[0], run[1] - run[0]);
+                    let masked = skip.min(len);
+                    valid.extend_constant(masked, false);
+                    extend_valid(&mut valid, arr.validity(), start + masked, len - masked);
+                }
+                let out = arr.clone().with_validity(Some(valid.into()));
+                Ok(Float64Chunked::with_chunk(s.name().clone(), out).into_series().into_column())
+            },
+            |_, f| Ok(f64_field(f)),
+        )
+    }
+
+    /// Each symbol's values moved `k` rows down (`ahead`: up) within the symbol, the rows left without a value null.
+    fn moved(&self, c: &Column, k: usize, ahead: bool) -> PolarsResult<Column> {
+        let s = c.as_materialized_series().cast(&DataType::Float64)?.rechunk();
+        let arr = first_chunk(&s)?;
+        let (values, n) = (arr.values().as_slice(), arr.len());
+        let k_all = k.min(n);
+        let mut out = Vec::with_capacity(n);
+        if ahead {
+            out.extend_from_slice(&values[k_all..]);
+            out.resize(n, 0.0);
+        } else {
+            out.resize(k_all, 0.0);
+            out.extend_from_slice(&values[..n - k_all]);
+        }
+        let mut valid = MutableBitmap::with_capacity(n);
+        for run in self.0.windows(2) {
+            let (start, len) = (run[0], run[1] - run[0]);
+            let kept = len.saturating_sub(k);
+            if ahead {
+                extend_valid(&mut valid, arr.validity(), start + k, kept);
+                valid.extend_constant(len - kept, false);
+            } else {
+                valid.extend_constant(len - kept, false);
+                extend_valid(&mut valid, arr.validity(), start, kept);
+            }
+        }
+        let out = PrimitiveArray::from_vec(out).with_validity(Some(valid.into()));
+        Ok(Float64Chunked::with_chunk(s.name().clone(), out).into_series().into_column())
     }
 
     /// `rolling_corr(x, y)` (ddof 1, a full window of `w`) per symbol, as Polars evaluates it for each group
@@ -186,11 +251,35 @@ impl<'a> Shared<'a> {
     }
 }
 
+fn f64_field(field: &Field) -> Field {
+    Field::new(field.name().clone(), DataType::Float64)
+}
+
+/// The one chunk of a rechunked f64 series.
+fn first_chunk(s: &Series) -> PolarsResult<PrimitiveArray<f64>> {
+    let ca = s.f64()?;
+    Ok(ca.downcast_iter().next().cloned().unwrap_or_else(|| PrimitiveArray::from_vec(Vec::new())))
+}
+
+/// `len` validity bits of `validity` from `start` (all set without a bitmap).
+fn extend_valid(out: &mut MutableBitmap, validity: Option<&Bitmap>, start: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    match validity {
+        Some(v) => {
+            let (bytes, offset, _) = v.as_slice();
+            out.extend_from_slice(bytes, offset + start, len);
+        }
+        None => out.extend_constant(len, true),
+    }
+}
+
 /// `e` with NaN and ±inf made null, as f64: what `when(e.is_finite()).then(e).otherwise(null)` gave, in one
 /// pass. A column without such values comes back as it is; otherwise their validity bits are cleared (and the
 /// values under them zeroed).
 pub(crate) fn finite(e: Expr) -> Expr {
-    e.apply(|c| finite_column(&c), |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)))
+    e.apply(|c| finite_column(&c), |_, f| Ok(f64_field(f)))
 }
 
 fn finite_column(c: &Column) -> PolarsResult<Column> {
@@ -225,7 +314,7 @@ fn finite_column(c: &Column) -> PolarsResult<Column> {
 /// spans at most two blocks), three comparisons a row whatever `w`, where Polars' window rescans when its
 /// extreme leaves; an extreme is one of the values, so the bits are the same. Any other column goes to Polars.
 pub(crate) fn trailing_extreme(e: Expr, w: usize, max: bool) -> Expr {
-    e.apply(move |c| extreme_column(&c, w, max), |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)))
+    e.apply(move |c| extreme_column(&c, w, max), |_, f| Ok(f64_field(f)))
 }
 
 fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
@@ -233,7 +322,8 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
     let polars = || if max { s.rolling_max(window(w)) } else { s.rolling_min(window(w)) }.map(Column::from);
     let Ok(ca) = s.f64() else { return polars() };
     let Ok(values) = ca.cont_slice() else { return polars() };
-    if w == 0 || !values.iter().all(|v| v.is_finite() && *v > 0.0) {
+    // Counted rather than `all` (no early exit), so the check vectorises.
+    if w == 0 || values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count() > 0 {
         return polars();
     }
     // Positive finite values: a plain comparison picks the same value as f64::max / min.
@@ -258,11 +348,13 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
             *o = pick(*s, *o);
         }
     }
-    let valid: Bitmap = (0..n).map(|i| i + 1 >= w).collect();
+    let mut valid = MutableBitmap::with_capacity(n);
+    valid.extend_constant((w - 1).min(n), false);
+    valid.extend_constant(n - (w - 1).min(n), true);
     for v in out.iter_mut().take(w - 1) {
         *v = 0.0;
     }
-    let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid));
+    let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid.into()));
     Ok(Float64Chunked::with_chunk(s.name().clone(), arr).into_series().into_column())
 }
 
@@ -273,8 +365,8 @@ mod tests {
     use super::*;
 
     /// A frame sorted by symbol (runs of 1 to 40 rows) with a column `x` of values that are sometimes null,
-    /// NaN, ±inf, zero or negative, a column `y` with its own nulls, a positive column `p` (prices) and `q`
-    /// (`y` without nulls).
+    /// NaN, ±inf, zero or negative, a column `y` with its own nulls, a positive column `p` (prices), `q`
+    /// (`y` without nulls), and each row's position in its symbol from the start (`row`) and the end (`left`).
     fn frame(runs: &[usize], x: &[Option<f64>], y: &[Option<f64>]) -> (DataFrame, Runs) {
         let mut starts = vec![0];
         let mut symbols = Vec::new();
@@ -285,6 +377,8 @@ mod tests {
         let n = symbols.len();
         let p: Vec<f64> = (0..n).map(|i| x[i % x.len()].map_or(1.5, |v| 1.0 + v.abs().min(1e6))).collect();
         let q: Vec<f64> = (0..n).map(|i| y[i % y.len()].unwrap_or(-0.25)).collect();
+        let row: Vec<i64> = runs.iter().flat_map(|&n| 0..n as i64).collect();
+        let left: Vec<i64> = runs.iter().flat_map(|&n| (0..n as i64).rev()).collect();
         let mut sym = Column::new("symbol".into(), symbols);
         sym.set_sorted_flag(polars::series::IsSorted::Ascending);
         let df = DataFrame::new_infer_height(vec![
@@ -293,6 +387,8 @@ mod tests {
             Column::new("y".into(), (0..n).map(|i| y[i % y.len()]).collect::<Vec<_>>()),
             Column::new("p".into(), p),
             Column::new("q".into(), q),
+            Column::new("row".into(), row),
+            Column::new("left".into(), left),
         ])
         .expect("frame");
         starts.dedup();
@@ -313,11 +409,11 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
         /// Every per-symbol statistic (direct and shared), rolling_corr (with nulls, and the shared form
-        /// without), the finite cleaning and the trailing extremes equal the Polars expressions they replace,
-        /// bit for bit (nulls where they have nulls).
+        /// without), the finite cleaning, the trailing extremes and the per-symbol lags, leads and masks equal
+        /// the Polars expressions they replace, bit for bit (nulls where they have nulls).
         #[test]
         fn kernels_equal_the_polars_forms_they_replace(
             runs in prop::collection::vec(1usize..40, 1..12),
@@ -330,6 +426,10 @@ mod tests {
             let over = |e: Expr| e.over([col("symbol")]).expect("over");
             let opts = |p: Option<RollingFnParams>| RollingOptionsFixedWindow { fn_params: p, ..window(w) };
             let alpha = 2.0 / (w as f64 + 1.0);
+            // The masked whole-column forms that lag, lead and after replace.
+            let masked = |position: &str, k: usize, e: Expr| {
+                when(col(position).gt_eq(lit(k as i64))).then(e).otherwise(null_f64())
+            };
             let cases: Vec<(Expr, Expr)> = vec![
                 (runs.each(col("x"), Stat::Mean(w)), over(col("x").rolling_mean(window(w)))),
                 (runs.each(col("x"), Stat::Std(w)), over(col("x").rolling_std(window(w)))),
@@ -371,6 +471,10 @@ mod tests {
                 (shared.of("x", Stat::Std(w)), over(col("x").rolling_std(window(w)))),
                 (shared.of("q", Stat::Ewm(alpha, w)), over(col("q").ewm_mean(ewm(alpha, w)))),
                 (finite(col("x")), when(col("x").is_finite()).then(col("x")).otherwise(null_f64())),
+                (runs.lag(col("x"), w), masked("row", w, col("x").shift(lit(w as i64)))),
+                (runs.lag(col("x"), w - 1), masked("row", w - 1, col("x").shift(lit(w as i64 - 1)))),
+                (runs.lead(col("x"), w), masked("left", w, col("x").shift(lit(-(w as i64))))),
+                (runs.after(col("x"), w - 1), masked("row", w - 1, col("x"))),
                 (trailing_extreme(col("p"), w, true), col("p").rolling_max(window(w))),
                 (trailing_extreme(col("p"), w, false), col("p").rolling_min(window(w))),
                 (trailing_extreme(col("x"), w, true), col("x").rolling_max(window(w))),
