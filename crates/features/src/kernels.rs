@@ -1,5 +1,6 @@
 //! Per-symbol and per-column kernels of the feature build that replace slower Polars expression forms with
-//! the same values, bit for bit: rolling statistics per symbol without `over(symbol)`'s group lists, trailing
+//! the same values, bit for bit: rolling statistics per symbol without `over(symbol)`'s group lists (and those
+//! several features read, once), lags, leads and first-row masks that move values within each symbol, trailing
 //! maxima and minima in O(n) whatever the window, and the one-pass NaN/inf-to-null cleaning of every output.
 //! The tests compare each with the Polars form it replaces.
 
@@ -97,8 +98,7 @@ impl Runs {
         let runs = self.clone();
         e.apply(
             move |c| {
-                let s = c.as_materialized_series().cast(&DataType::Float64)?.rechunk();
-                let arr = first_chunk(&s)?;
+                let (s, arr) = runs.f64_of(&c)?;
                 let mut valid = MutableBitmap::with_capacity(arr.len());
                 for run in runs.0.windows(2) {
                     let (start, len) = (run[0], run[1] - run[0]);
@@ -115,8 +115,7 @@ impl Runs {
 
     /// Each symbol's values moved `k` rows down (`ahead`: up) within the symbol, the rows left without a value null.
     fn moved(&self, c: &Column, k: usize, ahead: bool) -> PolarsResult<Column> {
-        let s = c.as_materialized_series().cast(&DataType::Float64)?.rechunk();
-        let arr = first_chunk(&s)?;
+        let (s, arr) = self.f64_of(c)?;
         let (values, n) = (arr.values().as_slice(), arr.len());
         let k_all = k.min(n);
         let mut out = Vec::with_capacity(n);
@@ -160,13 +159,24 @@ impl Runs {
         numerator / denominator
     }
 
+    /// The frame's rows, which a column must have.
+    fn check_rows(&self, len: usize) -> PolarsResult<()> {
+        let rows = self.0.last().copied().unwrap_or(0);
+        polars_ensure!(len == rows, ComputeError: "a per-symbol kernel got {len} rows for a frame of {rows}");
+        Ok(())
+    }
+
+    /// `c` as one f64 chunk of the frame's rows.
+    fn f64_of(&self, c: &Column) -> PolarsResult<(Series, PrimitiveArray<f64>)> {
+        let s = c.as_materialized_series().cast(&DataType::Float64)?.rechunk();
+        self.check_rows(s.len())?;
+        let arr = s.f64()?.downcast_iter().next().cloned().unwrap_or_else(|| PrimitiveArray::from_vec(Vec::new()));
+        Ok((s, arr))
+    }
+
     fn apply(&self, c: &Column, stat: Stat) -> PolarsResult<Column> {
         let s = c.as_materialized_series().rechunk();
-        let rows = self.0.last().copied().unwrap_or(0);
-        polars_ensure!(
-            s.len() == rows,
-            ComputeError: "a per-symbol statistic got {} rows for a frame of {rows}", s.len()
-        );
+        self.check_rows(s.len())?;
         let mut out: Option<Series> = None;
         for run in self.0.windows(2) {
             let part = stat.of(&s.slice(run[0] as i64, run[1] - run[0]))?;
@@ -177,9 +187,13 @@ impl Runs {
                 None => out = Some(part),
             }
         }
-        let out = match out {
-            Some(o) => o.rechunk(),
-            None => stat.of(&s)?,
+        // No rows, no runs: an empty column (Polars' moment kernels index the first row, and `over` never
+        // calls them on an empty frame either).
+        let out = if let Some(o) = out {
+            o.rechunk()
+        } else {
+            let dtype = if s.dtype() == &DataType::Float32 { DataType::Float32 } else { DataType::Float64 };
+            Series::new_empty(s.name().clone(), &dtype)
         };
         Ok(out.with_name(s.name().clone()).into_column())
     }
@@ -253,12 +267,6 @@ impl<'a> Shared<'a> {
 
 fn f64_field(field: &Field) -> Field {
     Field::new(field.name().clone(), DataType::Float64)
-}
-
-/// The one chunk of a rechunked f64 series.
-fn first_chunk(s: &Series) -> PolarsResult<PrimitiveArray<f64>> {
-    let ca = s.f64()?;
-    Ok(ca.downcast_iter().next().cloned().unwrap_or_else(|| PrimitiveArray::from_vec(Vec::new())))
 }
 
 /// `len` validity bits of `validity` from `start` (all set without a bitmap).
@@ -491,6 +499,33 @@ mod tests {
                     .expect("collect");
                 prop_assert_eq!(bits(&out, "ours"), bits(&out, "theirs"), "case {} (w = {})", k, w);
             }
+        }
+    }
+
+    /// A frame without rows (a date before the data) goes through every kernel to empty f64 columns.
+    #[test]
+    fn an_empty_frame_gives_empty_columns() {
+        let (df, runs) = frame(&[], &[Some(1.0)], &[Some(1.0)]);
+        assert_eq!(df.height(), 0);
+        let shared = Shared::new(&runs);
+        let stats = [Stat::Mean(5), Stat::Std(5), Stat::Var(5), Stat::Count(5), Stat::Skew(5), Stat::Kurtosis(5)];
+        let mut cases: Vec<Expr> = stats.iter().map(|&s| runs.each(col("x"), s)).collect();
+        cases.extend([
+            runs.each(col("x"), Stat::Ewm(0.5, 3)),
+            runs.corr(col("x"), col("y"), 5),
+            shared.corr_complete("p", "q", 5),
+            runs.lag(col("x"), 2),
+            runs.lead(col("x"), 2),
+            runs.after(col("x"), 2),
+            trailing_extreme(col("p"), 5, true),
+            finite(col("x")),
+        ]);
+        let helpers = shared.into_helpers();
+        for (k, e) in cases.into_iter().enumerate() {
+            let out = df.clone().lazy().with_columns(helpers.clone()).with_columns([e.alias("out")]).collect();
+            let out = out.unwrap_or_else(|e| panic!("case {k}: {e}"));
+            assert_eq!(out.column("out").expect("out").dtype(), &DataType::Float64, "case {k}");
+            assert_eq!(out.height(), 0, "case {k}");
         }
     }
 
