@@ -3,8 +3,9 @@
 //! Every time-series feature is an expression evaluated per symbol on rows sorted by date, using only
 //! shifts by positive lags, trailing rolling windows and forward-recursive EWMs: the value at date t is a
 //! function of the symbol's rows ≤ t. Rolling statistics and EWMs call Polars' own Series functions on each
-//! symbol's rows ([`crate::kernels`]), which is what `over(symbol)` evaluates, without its group lists. Cross-sectional features are evaluated `over(date)`, so they use other
-//! symbols' values of the same date only. The label is the only expression that looks forward.
+//! symbol's rows ([`crate::kernels`]), which is what `over(symbol)` evaluates, without its group lists.
+//! Cross-sectional features are evaluated `over(date)`, so they use other symbols' values of the same date
+//! only. The label is the only expression that looks forward.
 
 use polars::prelude::*;
 
@@ -324,20 +325,18 @@ fn is_cs_family(f: Family) -> bool {
 const SYMBOL: &str = "symbol";
 const DATE: &str = "date";
 
-/// Row position within its symbol, and rows remaining after it (helper columns).
+/// Row position within its symbol (a helper column, which formula features read).
 const ROW: &str = "__row";
-const ROWS_LEFT: &str = "__rows_left";
 
 pub(crate) fn null_f64() -> Expr {
     lit(NULL).cast(DataType::Float64)
 }
 
-/// Row-in-symbol and rows-left columns for a frame sorted by symbol, and its symbols' runs.
-fn row_positions(df: &DataFrame) -> Result<(Column, Column, Runs)> {
+/// The row-in-symbol column of a frame sorted by symbol, and its symbols' runs.
+fn row_positions(df: &DataFrame) -> Result<(Column, Runs)> {
     let sym = df.column(SYMBOL)?.str()?;
     let n = df.height();
     let mut row = vec![0i64; n];
-    let mut left = vec![0i64; n];
     let mut starts = Vec::new();
     let mut start = 0;
     let values: Vec<Option<&str>> = sym.iter().collect();
@@ -347,14 +346,13 @@ fn row_positions(df: &DataFrame) -> Result<(Column, Column, Runs)> {
         while end < n && values[end] == values[start] {
             end += 1;
         }
-        for i in start..end {
-            row[i] = (i - start) as i64;
-            left[i] = (end - 1 - i) as i64;
+        for (k, r) in row[start..end].iter_mut().enumerate() {
+            *r = k as i64;
         }
         start = end;
     }
     starts.push(n);
-    Ok((Column::new(ROW.into(), row), Column::new(ROWS_LEFT.into(), left), Runs::new(starts)))
+    Ok((Column::new(ROW.into(), row), Runs::new(starts)))
 }
 
 /// A trailing window of exactly `w` rows (null until the window is full).
@@ -451,16 +449,8 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
                     Family::Stochastic => {
                         // The window low is used twice: computed once as a helper column in stage 0.
                         let (lo, hi) = (format!("__stoch_lo_{w}"), format!("__stoch_hi_{w}"));
-                        out.push((
-                            0,
-                            lo.clone(),
-                            runs.after(kernels::trailing_extreme(f("low"), w, false), w.saturating_sub(1)),
-                        ));
-                        out.push((
-                            0,
-                            hi.clone(),
-                            runs.after(kernels::trailing_extreme(f("high"), w, true), w.saturating_sub(1)),
-                        ));
+                        out.push((0, lo.clone(), runs.extreme(f("low"), w, false)));
+                        out.push((0, hi.clone(), runs.extreme(f("high"), w, true)));
                         out.push((1, name, lit(100.0) * (close() - f(&lo)) / (f(&hi) - f(&lo))));
                         continue;
                     }
@@ -471,14 +461,8 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
                     }
                     Family::PriceVolumeCorr if complete => shared.corr_complete("close", LOG_VOL, w),
                     Family::PriceVolumeCorr => runs.corr(close(), f(LOG_VOL), w),
-                    Family::DistMax => {
-                        close() / runs.after(kernels::trailing_extreme(close(), w, true), w.saturating_sub(1))
-                            - lit(1.0)
-                    }
-                    Family::DistMin => {
-                        close() / runs.after(kernels::trailing_extreme(close(), w, false), w.saturating_sub(1))
-                            - lit(1.0)
-                    }
+                    Family::DistMax => close() / runs.extreme(close(), w, true) - lit(1.0),
+                    Family::DistMin => close() / runs.extreme(close(), w, false) - lit(1.0),
                     Family::Skew => shared.of(R1, Stat::Skew(w)),
                     Family::Kurtosis => shared.of(R1, Stat::Kurtosis(w)),
                     Family::HlRange => {
@@ -751,9 +735,8 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
     let mut sym = df.column(SYMBOL)?.clone();
     sym.set_sorted_flag(polars::series::IsSorted::Ascending);
     df.with_column(sym)?;
-    let (row, left, runs) = row_positions(&df)?;
+    let (row, runs) = row_positions(&df)?;
     df.with_column(row)?;
-    df.with_column(left)?;
 
     let mut base0 = vec![runs.lag(f("close"), 1).alias(PREV_CLOSE)];
     if has_volume {

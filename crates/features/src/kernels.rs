@@ -72,10 +72,7 @@ impl Runs {
         let runs = self.clone();
         e.apply(
             move |c| runs.apply(&c, stat),
-            |_, field| {
-                let dtype = if field.dtype() == &DataType::Float32 { DataType::Float32 } else { DataType::Float64 };
-                Ok(Field::new(field.name().clone(), dtype))
-            },
+            |_, field| Ok(Field::new(field.name().clone(), stat_dtype(field.dtype()))),
         )
     }
 
@@ -111,6 +108,13 @@ impl Runs {
             },
             |_, f| Ok(f64_field(f)),
         )
+    }
+
+    /// The trailing `w`-row maximum (`max`) or minimum of `e` per symbol, null until the symbol has `w` rows:
+    /// [`trailing_extreme`] on the whole column, its first `w - 1` rows of each symbol (which reach into the
+    /// symbol before) masked.
+    pub(crate) fn extreme(&self, e: Expr, w: usize, max: bool) -> Expr {
+        self.after(trailing_extreme(e, w, max), w.saturating_sub(1))
     }
 
     /// Each symbol's values moved `k` rows down (`ahead`: up) within the symbol, the rows left without a value null.
@@ -189,12 +193,8 @@ impl Runs {
         }
         // No rows, no runs: an empty column (Polars' moment kernels index the first row, and `over` never
         // calls them on an empty frame either).
-        let out = if let Some(o) = out {
-            o.rechunk()
-        } else {
-            let dtype = if s.dtype() == &DataType::Float32 { DataType::Float32 } else { DataType::Float64 };
-            Series::new_empty(s.name().clone(), &dtype)
-        };
+        let out =
+            if let Some(o) = out { o.rechunk() } else { Series::new_empty(s.name().clone(), &stat_dtype(s.dtype())) };
         Ok(out.with_name(s.name().clone()).into_column())
     }
 }
@@ -263,6 +263,11 @@ impl<'a> Shared<'a> {
     pub(crate) fn into_helpers(self) -> Vec<Expr> {
         self.helpers.into_inner().into_iter().map(|(name, e)| e.alias(name)).collect()
     }
+}
+
+/// A statistic's type for an input of `dtype`: f32 stays f32 (Polars computes it in f32), anything else is f64.
+fn stat_dtype(dtype: &DataType) -> DataType {
+    if dtype == &DataType::Float32 { DataType::Float32 } else { DataType::Float64 }
 }
 
 fn f64_field(field: &Field) -> Field {
