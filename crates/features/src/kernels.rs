@@ -339,8 +339,20 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
     if w == 0 || values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count() > 0 {
         return polars();
     }
-    // Positive finite values: a plain comparison picks the same value as f64::max / min.
-    let pick = |a: f64, b: f64| if (a > b) == max { a } else { b };
+    let n = values.len();
+    let out = if max { van_herk::<true>(values, w) } else { van_herk::<false>(values, w) };
+    let mut valid = MutableBitmap::with_capacity(n);
+    valid.extend_constant((w - 1).min(n), false);
+    valid.extend_constant(n - (w - 1).min(n), true);
+    let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid.into()));
+    Ok(Float64Chunked::with_chunk(s.name().clone(), arr).into_series().into_column())
+}
+
+/// The trailing extremes of `w >= 1` positive finite values, 0 in the first `w - 1` rows. `MAX` is a constant so
+/// each direction compiles to its own max/min instructions instead of a comparison chosen at run time. For positive
+/// finite values a plain comparison picks the same value as `f64::max` / `min`.
+fn van_herk<const MAX: bool>(values: &[f64], w: usize) -> Vec<f64> {
+    let pick = |a: f64, b: f64| if MAX { if a > b { a } else { b } } else if a < b { a } else { b };
     let n = values.len();
     // The extreme from each row to the end of its block of `w` rows, and from its block's start to it.
     let mut suffix = values.to_vec();
@@ -361,14 +373,10 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
             *o = pick(*s, *o);
         }
     }
-    let mut valid = MutableBitmap::with_capacity(n);
-    valid.extend_constant((w - 1).min(n), false);
-    valid.extend_constant(n - (w - 1).min(n), true);
     for v in out.iter_mut().take(w - 1) {
         *v = 0.0;
     }
-    let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid.into()));
-    Ok(Float64Chunked::with_chunk(s.name().clone(), arr).into_series().into_column())
+    out
 }
 
 #[cfg(test)]
