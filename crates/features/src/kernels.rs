@@ -352,7 +352,15 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
 /// each direction compiles to its own max/min instructions instead of a comparison chosen at run time. For positive
 /// finite values a plain comparison picks the same value as `f64::max` / `min`.
 fn van_herk<const MAX: bool>(values: &[f64], w: usize) -> Vec<f64> {
-    let pick = |a: f64, b: f64| if MAX { if a > b { a } else { b } } else if a < b { a } else { b };
+    let pick = |a: f64, b: f64| {
+        if MAX {
+            if a > b { a } else { b }
+        } else if a < b {
+            a
+        } else {
+            b
+        }
+    };
     let n = values.len();
     // The extreme from each row to the end of its block of `w` rows, and from its block's start to it.
     let mut suffix = values.to_vec();
