@@ -611,6 +611,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     })?;
     let cold_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(cold.status == 200, "first prediction failed: {} {}", cold.status, cold.text());
+    let probe = symbols[0].clone();
     let syms = Arc::new(symbols);
     let predicts = load_rt.block_on(http_client::load(addr, a.connections, duration, move |i| {
         let n = syms.len();
@@ -618,6 +619,18 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         let body = serde_json::json!({ "symbols": [pick(0), pick(1), pick(2)], "date": last }).to_string();
         LoadRequest { method: "POST", path: "/v1/predict".into(), body: Some(body.into_bytes()) }
     }))?;
+    // A day the server has not scored (the trading date before the last), asked with nothing else running: the
+    // whole computation (read, checks, features, scores) without the start-up warm-up's head start.
+    let calendar = prices.calendar()?;
+    let earlier = *calendar.iter().rev().nth(1).context("fewer than two trading dates")?;
+    let body = format!(r#"{{"symbols":["{probe}"],"date":"{earlier}"}}"#);
+    let t = Instant::now();
+    let unwarmed = load_rt.block_on(async {
+        let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
+        c.send("POST", "/v1/predict", &[], Some(body.as_bytes())).await
+    })?;
+    let unwarmed_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(unwarmed.status == 200, "prediction for {earlier} failed: {} {}", unwarmed.status, unwarmed.text());
     server_rt.block_on(background.stop())?;
     drop(cluster);
 
@@ -646,6 +659,11 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
         "  first POST /v1/predict of the day (reads {} stored rows, scores all symbols): {cold_s:.2} s",
         imported.rows
     ));
+    out(&format!(
+        "  first POST /v1/predict of a day not scored yet ({earlier}; nothing else running; reads {} stored rows): \
+         {unwarmed_s:.2} s",
+        prices.until(earlier)?.height()
+    ));
     out("  | endpoint | requests | failures | req/s | p50 ms | p99 ms | max ms |");
     out("  |---|---|---|---|---|---|---|");
     for (name, r) in
@@ -659,7 +677,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     let results = serde_json::json!({
         "symbols": a.symbols, "days": a.days, "connections": a.connections, "seconds": a.seconds,
         "server_threads": a.server_threads, "load_threads": a.load_threads,
-        "import_s": import_s, "score_day_s": score_s, "write_ms": write_ms, "write_median_ms": write_median, "first_predict_s": cold_s,
+        "import_s": import_s, "score_day_s": score_s, "write_ms": write_ms, "write_median_ms": write_median, "first_predict_s": cold_s, "unwarmed_predict_s": unwarmed_s,
         "recommendations": reads, "predict": predicts,
     });
     let p = a.out.join("results.json");

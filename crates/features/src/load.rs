@@ -221,11 +221,19 @@ impl BarsBuilder {
 
     /// Appends one row; `values` are in [`PriceField::ALL`] order (open, high, low, close, volume, adj_close).
     pub fn push(&mut self, symbol: &str, date: NaiveDate, values: [Option<f64>; 6]) {
-        let next = self.code.len() as u32;
-        let code = *self.code.entry(symbol.to_owned()).or_insert_with(|| {
-            self.bars.symbol_names.push(symbol.to_owned());
-            next
-        });
+        // Rows come grouped by symbol: the previous row's code, else a lookup, allocating only a new name.
+        let code = match self.bars.symbol.last() {
+            Some(&c) if self.bars.symbol_names[c as usize] == symbol => c,
+            _ => match self.code.get(symbol) {
+                Some(&c) => c,
+                None => {
+                    let next = self.code.len() as u32;
+                    self.code.insert(symbol.to_owned(), next);
+                    self.bars.symbol_names.push(symbol.to_owned());
+                    next
+                }
+            },
+        };
         self.bars.symbol.push(code);
         self.bars.date.push(Some(date));
         self.bars.line.push(self.bars.line.len() as u64 + 1);
@@ -238,6 +246,34 @@ impl BarsBuilder {
     /// Rows pushed so far.
     pub fn len(&self) -> usize {
         self.bars.len()
+    }
+
+    /// Appends `other`'s rows after this builder's, as if they had been pushed here in order: symbols keep their
+    /// first-seen codes, row numbers continue (for reads split into parts, e.g. one per database connection).
+    pub fn append(&mut self, other: BarsBuilder) {
+        let offset = self.bars.line.len() as u64;
+        let Bars { symbol_names, symbol, date, fields, line, .. } = other.bars;
+        let codes: Vec<u32> = symbol_names
+            .iter()
+            .map(|name| match self.code.get(name) {
+                Some(&c) => c,
+                None => {
+                    let next = self.code.len() as u32;
+                    self.code.insert(name.clone(), next);
+                    self.bars.symbol_names.push(name.clone());
+                    next
+                }
+            })
+            .collect();
+        self.bars.symbol.extend(symbol.iter().map(|&c| codes[c as usize]));
+        self.bars.date.extend(date);
+        self.bars.line.extend(line.iter().map(|l| l + offset));
+        for ((mine, theirs), (seen, more)) in
+            self.bars.fields.iter_mut().zip(fields).zip(self.seen.iter_mut().zip(other.seen))
+        {
+            mine.1.extend(theirs.1);
+            *seen += more;
+        }
     }
 
     /// True when no row was pushed.

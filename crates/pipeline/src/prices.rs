@@ -133,7 +133,8 @@ fn load_from_db(url: &str, input: &PriceInput, opts: &LoadOptions) -> Result<sto
     use stockcast_infer::store::{self, PoolConfig, PriceQuery};
     let label = source_label(Path::new(url));
     let read = async {
-        let pool = store::connect(url, PoolConfig { max_connections: 1, ..PoolConfig::default() }).await?;
+        // Up to 4 connections: a full read splits across them (see `store::read_prices`).
+        let pool = store::connect(url, PoolConfig { max_connections: 4, ..PoolConfig::default() }).await?;
         let q = PriceQuery { symbols: input.symbol.iter().cloned().collect(), ..PriceQuery::default() };
         let r = store::read_prices(&pool, &label, &q).await;
         pool.close().await;

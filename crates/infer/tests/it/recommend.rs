@@ -36,6 +36,7 @@ async fn stored_prices_read_back_as_the_file_loaded_them() {
         symbols: vec!["MSFT".into()],
         until: Some(date("2012-12-31")),
         since: Some(date("2012-01-03")),
+        ..store::PriceQuery::default()
     };
     let (bars, _) = store::read_prices(&pool, "test db", &q).await.unwrap();
     assert!(bars.date.iter().all(|d| (date("2012-01-03")..=date("2012-12-31")).contains(&d.unwrap())));
@@ -44,6 +45,34 @@ async fn stored_prices_read_back_as_the_file_loaded_them() {
     assert_eq!(store::nth_last_date(&pool, date("2012-12-31"), 250).await.unwrap(), Some(date("2012-01-03")));
     assert_eq!(store::nth_last_date(&pool, date("2000-03-03"), 5).await.unwrap(), None);
     assert_eq!(bars.symbol_names, ["MSFT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_split_across_connections_is_the_one_streams_rows() {
+    let cluster = pg::Cluster::start();
+    let pool = store::connect(&cluster.url("split"), store::PoolConfig::default()).await.unwrap();
+    store::migrate(&pool).await.unwrap();
+    store::import_prices(&pool, &us5().prices, &[]).await.unwrap();
+    // Securities without prices, before, between and after the priced ones: parts with no rows.
+    for s in ["AAA", "IBMX", "ZZZ"] {
+        sqlx::query("INSERT INTO securities (symbol) VALUES ($1)").bind(s).execute(&pool).await.unwrap();
+    }
+    for (until, since) in [(None, None), (Some(date("2012-12-31")), Some(date("2011-01-03")))] {
+        let read = |streams: usize| {
+            let q = store::PriceQuery { until, since, streams: Some(streams), ..store::PriceQuery::default() };
+            let pool = pool.clone();
+            async move { store::read_prices(&pool, "test db", &q).await.unwrap() }
+        };
+        let (one, secs) = read(1).await;
+        assert!(one.len() > 1000 && one.symbol_names.len() == 5, "{} rows", one.len());
+        // Symbol codes, row numbers, dates and every value, NaN bits included: the whole Debug form.
+        let whole = format!("{one:?}");
+        for streams in [2, 3, 4, 8, 20] {
+            let (split, split_secs) = read(streams).await;
+            assert_eq!(format!("{split:?}"), whole, "{streams} streams, {until:?}..{since:?}");
+            assert_eq!(split_secs, secs);
+        }
+    }
 }
 
 fn day(scores: &[f64]) -> DayScores {

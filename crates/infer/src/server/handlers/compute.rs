@@ -26,7 +26,7 @@ pub(super) async fn stored_bars(
         Some(n) => store::nth_last_date(&state.pool, until, n + 1).await?,
         None => None,
     };
-    let q = PriceQuery { symbols: Vec::new(), until: Some(until), since };
+    let q = PriceQuery { symbols: Vec::new(), until: Some(until), since, streams: None };
     store::read_prices(&state.pool, "prices table", &q).await
 }
 
