@@ -173,7 +173,7 @@ pub fn write_features(
     shard_rows: usize,
 ) -> Result<WrittenFeatures> {
     if crate::io::FrameFormat::from_path(path) != crate::io::FrameFormat::Parquet {
-        let frame = build_checked(prices, spec)?;
+        let frame = build_checked(prices, spec, None)?;
         frame.write(path)?;
         return Ok(WrittenFeatures::of(&frame));
     }
@@ -240,7 +240,7 @@ pub fn for_each_shard(
         d.expr.as_deref().and_then(|e| crate::expr::parse(e, &|_| true).ok()).is_some_and(|a| a.is_cross_sectional())
     });
     if spec.label.demean.is_on() || cross_formula || prices.height() <= shard_rows.max(1) {
-        let frame = build_checked(prices, spec)?;
+        let frame = build_checked(prices, spec, None)?;
         let summary = WrittenFeatures::of(&frame);
         each(frame.df, &summary.features)?;
         return Ok(summary);
@@ -261,7 +261,7 @@ pub fn for_each_shard(
             .filter_map(|d| restricted(d, |n| sources.contains(n)))
             .chain(cs_defs.iter().map(|d| (*d).clone()))
             .collect();
-        Some(build_checked(prices, &FeatureSpec { features, ..(**spec).clone() })?)
+        Some(build_checked(prices, &FeatureSpec { features, ..(**spec).clone() }, None)?)
     };
     let cs_outputs: Vec<String> = cs_defs.iter().flat_map(|d| d.output_names()).collect();
     let cs_names: Vec<String> = cs
@@ -282,7 +282,7 @@ pub fn for_each_shard(
     let taken: Vec<&str> = computed.iter().copied().filter(|n| !in_shards.iter().any(|s| s == n)).collect();
     let mut summary: Option<WrittenFeatures> = None;
     for (offset, len) in prices.symbol_shards(shard_rows.max(1))? {
-        let part = build_checked(&prices.slice_rows(offset, len), &shard_spec)?;
+        let part = build_checked(&prices.slice_rows(offset, len), &shard_spec, None)?;
         // Every shard has the same columns: what the first one says holds for all.
         let s = summary.get_or_insert_with(|| {
             let features = spec
@@ -647,7 +647,21 @@ fn cs_kernel(family: Family, name: &str, x: &Float64Chunked, groups: &[&[usize]]
 /// [`Error::Config`] for an invalid spec; [`Error::MissingRequired`] when a `required` family (or an
 /// open-price label) needs a column the data lacks.
 pub fn build_features(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<FeatureFrame> {
-    build_checked(prices, spec)
+    build_checked(prices, spec, None)
+}
+
+/// The rows of `prices` dated `date`, with the features the whole of `prices` gives them: what
+/// `build_features(prices, spec)?.on(date)` returns, with the cross-sectional families computed for that date
+/// only (a date's ranks and z-scores read that date's rows alone). For scoring one day.
+///
+/// # Errors
+/// As [`build_features`].
+pub fn build_features_on(
+    prices: &PriceFrame,
+    spec: &Checked<FeatureSpec>,
+    date: chrono::NaiveDate,
+) -> Result<FeatureFrame> {
+    build_checked(prices, spec, Some(date))
 }
 
 /// The label of `spec` for every row of `prices`, without any feature: the frame of a run whose models read
@@ -657,10 +671,10 @@ pub fn build_features(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Resul
 /// # Errors
 /// As [`build_features`].
 pub fn build_labels(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<FeatureFrame> {
-    build_checked(prices, &FeatureSpec { features: Vec::new(), ..(**spec).clone() })
+    build_checked(prices, &FeatureSpec { features: Vec::new(), ..(**spec).clone() }, None)
 }
 
-fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame> {
+fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::NaiveDate>) -> Result<FeatureFrame> {
     let has_volume = prices.has(PriceField::Volume);
     let has_hl = prices.has(PriceField::High) && prices.has(PriceField::Low);
 
@@ -858,6 +872,10 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec) -> Result<FeatureFrame
         select.push(col(crate::universe::MEMBER));
     }
     let mut df = lf.select(select).collect()?;
+    if let Some(date) = on {
+        let mask = df.column(DATE)?.date()?.physical().equal(crate::prices::date_to_days(date));
+        df = df.filter(&mask)?;
+    }
     for c in cross_sectional(&df, &cs_jobs)? {
         df.with_column(c)?;
     }

@@ -110,7 +110,7 @@ impl Dataset {
             let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
             return Ok(Self::from_prices(prices, spec, opts)?.filter(|(_, d)| *d == as_of));
         }
-        let frame = stockcast_features::build_features(prices, spec)?.on(as_of)?;
+        let frame = stockcast_features::build_features_on(prices, spec, as_of)?;
         Self::from_frame(&frame, prices, DatasetOptions::default())
     }
 

@@ -120,3 +120,47 @@ fn changing_a_future_price_does_not_change_past_features() {
     let (la, lb) = (col_f64(a.df(), "label"), col_f64(b.df(), "label"));
     assert!((la[196].unwrap() - lb[196].unwrap()).abs() > 0.5);
 }
+
+#[test]
+fn one_days_features_are_the_whole_builds_rows_of_that_day() {
+    let full = panel(11, 40);
+    let spec = stockcast_features::Checked::new(spec_with_formulas()).unwrap();
+    let whole = build_features(&full, &spec).unwrap();
+    let dates = full.df().column("date").unwrap().date().unwrap().physical().clone();
+    let mut days: Vec<i32> = dates.iter().flatten().collect();
+    days.sort_unstable();
+    days.dedup();
+    let listed = |d: i32| dates.iter().filter(|x| *x == Some(d)).count();
+    // The first date (two symbols listed), the late listing's first date, the sector change, the last date, and
+    // a date without prices.
+    let late = *days.iter().find(|&&d| listed(d) == 3).unwrap();
+    let last = *days.last().unwrap();
+    let probes = [days[0], late, days[150], last, last + 30];
+    assert_eq!(probes.map(listed), [2, 3, 3, 3, 0]);
+    for k in probes {
+        let day = days_to_date(k).unwrap();
+        let a = whole.on(day).unwrap();
+        let b = stockcast_features::build_features_on(&full, &spec, day).unwrap();
+        assert_eq!(a.features(), b.features());
+        assert_eq!((a.height(), b.height()), (listed(k), listed(k)), "day {day}");
+        assert_eq!(a.df().get_column_names(), b.df().get_column_names());
+        for name in a.df().get_column_names() {
+            let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
+            match x.f64() {
+                Ok(xf) => {
+                    let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+                    assert_eq!(bits(xf), bits(y.f64().unwrap()), "{name} on {day}");
+                }
+                Err(_) => assert!(x.equals_missing(y), "{name} on {day}"),
+            }
+        }
+    }
+    // The ranks are over the day's three symbols (mid-rank percentiles 1/6, 1/2, 5/6), not over one row.
+    let on_last = stockcast_features::build_features_on(&full, &spec, days_to_date(last).unwrap()).unwrap();
+    let mut ranks: Vec<f64> = col_f64(on_last.df(), "cs_rank_ret_5").into_iter().flatten().collect();
+    ranks.sort_by(f64::total_cmp);
+    assert_eq!(ranks.len(), 3);
+    for (r, e) in ranks.iter().zip([1.0 / 6.0, 0.5, 5.0 / 6.0]) {
+        assert!((r - e).abs() < 1e-12, "{ranks:?}");
+    }
+}
