@@ -30,7 +30,7 @@ fn keep_freed_memory(cli: &stockcast::cli::Cli) {
         // SAFETY: sets an integer option; mimalloc reads it at each purge.
         #[allow(unsafe_code)]
         unsafe {
-            mi_option_set(MI_OPTION_PURGE_DELAY, -1)
+            mi_option_set(MI_OPTION_PURGE_DELAY, -1);
         }
     }
 }

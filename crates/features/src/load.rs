@@ -224,15 +224,7 @@ impl BarsBuilder {
         // Rows come grouped by symbol: the previous row's code, else a lookup, allocating only a new name.
         let code = match self.bars.symbol.last() {
             Some(&c) if self.bars.symbol_names[c as usize] == symbol => c,
-            _ => match self.code.get(symbol) {
-                Some(&c) => c,
-                None => {
-                    let next = self.code.len() as u32;
-                    self.code.insert(symbol.to_owned(), next);
-                    self.bars.symbol_names.push(symbol.to_owned());
-                    next
-                }
-            },
+            _ => self.code_of(symbol),
         };
         self.bars.symbol.push(code);
         self.bars.date.push(Some(date));
@@ -241,6 +233,17 @@ impl BarsBuilder {
             self.seen[i] += usize::from(v.is_some());
             self.bars.fields[i].1.push(v.unwrap_or(f64::NAN));
         }
+    }
+
+    /// `symbol`'s code, a new one (and its name stored) the first time.
+    fn code_of(&mut self, symbol: &str) -> u32 {
+        if let Some(&c) = self.code.get(symbol) {
+            return c;
+        }
+        let next = self.code.len() as u32;
+        self.code.insert(symbol.to_owned(), next);
+        self.bars.symbol_names.push(symbol.to_owned());
+        next
     }
 
     /// Rows pushed so far.
@@ -253,18 +256,7 @@ impl BarsBuilder {
     pub fn append(&mut self, other: BarsBuilder) {
         let offset = self.bars.line.len() as u64;
         let Bars { symbol_names, symbol, date, fields, line, .. } = other.bars;
-        let codes: Vec<u32> = symbol_names
-            .iter()
-            .map(|name| match self.code.get(name) {
-                Some(&c) => c,
-                None => {
-                    let next = self.code.len() as u32;
-                    self.code.insert(name.clone(), next);
-                    self.bars.symbol_names.push(name.clone());
-                    next
-                }
-            })
-            .collect();
+        let codes: Vec<u32> = symbol_names.iter().map(|name| self.code_of(name)).collect();
         self.bars.symbol.extend(symbol.iter().map(|&c| codes[c as usize]));
         self.bars.date.extend(date);
         self.bars.line.extend(line.iter().map(|l| l + offset));
