@@ -602,15 +602,19 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    // One `POST /v1/predict` of `symbol` on `date` on a new connection: its seconds (a 200 required).
+    let predict_once = |symbol: &str, date: chrono::NaiveDate| -> anyhow::Result<f64> {
+        let body = format!(r#"{{"symbols":["{symbol}"],"date":"{date}"}}"#);
+        let t = Instant::now();
+        let r = load_rt.block_on(async {
+            let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
+            c.send("POST", "/v1/predict", &[], Some(body.as_bytes())).await
+        })?;
+        anyhow::ensure!(r.status == 200, "prediction for {date} failed: {} {}", r.status, r.text());
+        Ok(t.elapsed().as_secs_f64())
+    };
     // The first prediction of a day reads the stored prices and scores every symbol once; later ones are cached.
-    let first = format!(r#"{{"symbols":["{}"],"date":"{last}"}}"#, symbols[0]);
-    let t = Instant::now();
-    let cold = load_rt.block_on(async {
-        let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
-        c.send("POST", "/v1/predict", &[], Some(first.as_bytes())).await
-    })?;
-    let cold_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(cold.status == 200, "first prediction failed: {} {}", cold.status, cold.text());
+    let cold_s = predict_once(&symbols[0], last)?;
     let probe = symbols[0].clone();
     let syms = Arc::new(symbols);
     let predicts = load_rt.block_on(http_client::load(addr, a.connections, duration, move |i| {
@@ -623,14 +627,7 @@ fn serve(ctx: &Ctx, a: &BenchServeArgs) -> anyhow::Result<()> {
     // whole computation (read, checks, features, scores) without the start-up warm-up's head start.
     let calendar = prices.calendar()?;
     let earlier = *calendar.iter().rev().nth(1).context("fewer than two trading dates")?;
-    let body = format!(r#"{{"symbols":["{probe}"],"date":"{earlier}"}}"#);
-    let t = Instant::now();
-    let unwarmed = load_rt.block_on(async {
-        let mut c = stockcast_infer::testkit::HttpClient::connect(addr).await?;
-        c.send("POST", "/v1/predict", &[], Some(body.as_bytes())).await
-    })?;
-    let unwarmed_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(unwarmed.status == 200, "prediction for {earlier} failed: {} {}", unwarmed.status, unwarmed.text());
+    let unwarmed_s = predict_once(&probe, earlier)?;
     server_rt.block_on(background.stop())?;
     drop(cluster);
 
