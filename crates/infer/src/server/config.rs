@@ -87,7 +87,8 @@ pub struct ServeConfig {
     pub poll_s: u64,
     /// Probe the database every this many ms (`/healthz`, `stockcast_database_up`); 0 = only on `/readyz`.
     pub health_probe_ms: u64,
-    /// Most database connections.
+    /// Most database connections. Scoring a day reads the stored history over up to one per core (at most 4) at
+    /// once, taking only those the pool gives within 200 ms.
     pub db_max_connections: u32,
     /// Wait for a pooled connection at most this long, ms (503 after it).
     pub db_acquire_timeout_ms: u64,
