@@ -379,22 +379,24 @@ async fn copy_all(
     }
     let parts = txs.len();
     tracing::debug!(parts, symbols = n, "reading every symbol's prices in parts");
-    let tasks: Vec<_> = txs
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut tx)| {
-            let (lo, hi) = ((i > 0).then(|| i * n / parts), (i + 1 < parts).then(|| (i + 1) * n / parts));
-            let (statement, source) = (statement(lo, hi), source.to_owned());
-            tokio::spawn(async move {
-                let mut part = BarsBuilder::new(source.clone(), "row");
-                copy_into(&mut tx, &statement, &source, &mut part).await?;
-                tx.rollback().await?;
-                Ok::<_, Error>(part)
-            })
-        })
-        .collect();
-    for task in tasks {
-        let part = task.await.map_err(|e| Error::Data(format!("{source}: a read task failed: {e}")))??;
+    // A JoinSet aborts the parts still reading when this future is dropped (a cancelled request) or returns early.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut tx) in txs.into_iter().enumerate() {
+        let (lo, hi) = ((i > 0).then(|| i * n / parts), (i + 1 < parts).then(|| (i + 1) * n / parts));
+        let (statement, source) = (statement(lo, hi), source.to_owned());
+        tasks.spawn(async move {
+            let mut part = BarsBuilder::new(source.clone(), "row");
+            copy_into(&mut tx, &statement, &source, &mut part).await?;
+            tx.rollback().await?;
+            Ok::<_, Error>((i, part))
+        });
+    }
+    let mut done: Vec<Option<BarsBuilder>> = (0..parts).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, part) = joined.map_err(|e| Error::Data(format!("{source}: a read task failed: {e}")))??;
+        done[i] = Some(part);
+    }
+    for part in done.into_iter().flatten() {
         builder.append(part);
     }
     Ok(())
