@@ -58,8 +58,7 @@ impl FeatureFrame {
     /// # Errors
     /// Polars errors only.
     pub fn on(&self, date: chrono::NaiveDate) -> Result<Self> {
-        let mask = self.df.column("date")?.date()?.physical().equal(crate::prices::date_to_days(date));
-        Ok(self.with_df(self.df.filter(&mask)?))
+        Ok(self.with_df(rows_on(&self.df, date)?))
     }
 
     /// The frame.
@@ -324,6 +323,12 @@ fn is_cs_family(f: Family) -> bool {
 
 const SYMBOL: &str = "symbol";
 const DATE: &str = "date";
+
+/// The rows of `df` dated `date`.
+fn rows_on(df: &DataFrame, date: chrono::NaiveDate) -> Result<DataFrame> {
+    let mask = df.column(DATE)?.date()?.physical().equal(crate::prices::date_to_days(date));
+    Ok(df.filter(&mask)?)
+}
 
 /// Row position within its symbol (a helper column, which formula features read).
 const ROW: &str = "__row";
@@ -873,8 +878,7 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
     }
     let mut df = lf.select(select).collect()?;
     if let Some(date) = on {
-        let mask = df.column(DATE)?.date()?.physical().equal(crate::prices::date_to_days(date));
-        df = df.filter(&mask)?;
+        df = rows_on(&df, date)?;
     }
     for c in cross_sectional(&df, &cs_jobs)? {
         df.with_column(c)?;

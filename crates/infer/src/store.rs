@@ -320,6 +320,9 @@ pub async fn read_prices(pool: &PgPool, source: &str, q: &PriceQuery) -> Result<
     Ok((bars, securities))
 }
 
+/// How each part of a split read starts its transaction (before importing or exporting the snapshot).
+const SNAPSHOT_READ: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 /// How many connections a full read uses: one per core, at most 4 and at most the pool's size.
 fn read_streams(pool: &PgPool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -360,7 +363,7 @@ async fn copy_all(
     }
     // The first connection exports its snapshot; the others read the same one.
     let mut first = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *first).await?;
+    sqlx::query(SNAPSHOT_READ).execute(&mut *first).await?;
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *first).await?;
     if !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(Error::Data(format!("{source}: unexpected snapshot id {snapshot:?}")));
@@ -371,7 +374,7 @@ async fn copy_all(
     // Only connections the pool gives at once: a read never waits on others' connections while holding one.
     while txs.len() < streams.min(n) {
         let Ok(Ok(mut tx)) = tokio::time::timeout(Duration::from_millis(200), pool.begin()).await else { break };
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        sqlx::query(SNAPSHOT_READ).execute(&mut *tx).await?;
         // The id was checked above to be hex digits and dashes.
         let set = sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{snapshot}'"));
         sqlx::query(set).execute(&mut *tx).await?;
