@@ -402,8 +402,16 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
             let [fast, slow, signal] = def.macd_spans();
             let ema = |span: usize| shared.of("close", Stat::Ewm(span_alpha(span), span));
             let line = (ema(fast) - ema(slow)) / close();
+            // Runs of one day compute the signal before the line is a column: from the whole line then.
+            let of = if runs.one_day() {
+                let whole = runs.whole();
+                let ema = |span: usize| whole.each(close(), Stat::Ewm(span_alpha(span), span));
+                (ema(fast) - ema(slow)) / close()
+            } else {
+                f(&names[0])
+            };
             out.push((0, names[0].clone(), line));
-            out.push((1, names[1].clone(), runs.each(f(&names[0]), Stat::Ewm(span_alpha(signal), signal))));
+            out.push((1, names[1].clone(), runs.each(of, Stat::Ewm(span_alpha(signal), signal))));
             out.push((2, names[2].clone(), f(&names[0]) - f(&names[1])));
         }
         Family::CsRank | Family::CsZscore => unreachable!("cross-sectional families are built separately"),
@@ -778,6 +786,14 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
         base1.push(when(ab.clone().gt_eq(c.clone())).then(ab).otherwise(c).alias(TR));
     }
 
+    // A one-day build (no formula features, which may read any row) computes each per-symbol result from every
+    // row and keeps its value at the day's rows; everything element-wise after those is computed on the day's
+    // rows only: the same values, element by element, for a fraction of the work (see `Runs::on_day`).
+    let one_day = on.filter(|_| expr_defs.is_empty()).map(crate::prices::date_to_days);
+    let runs = match one_day {
+        Some(day) => runs.on_day(df.column(DATE)?.date()?.physical(), day),
+        None => runs,
+    };
     let shared = Shared::new(&runs);
     let complete = [PriceField::Close, PriceField::Volume]
         .iter()
@@ -789,9 +805,31 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
         }
     }
     stages[0].push(label_expr(&spec.label, prices, &runs).alias(RAW_LABEL));
-    let helpers = shared.into_helpers();
+    let mut helpers = shared.into_helpers();
     let mut lf = df.lazy().with_columns(base0).with_columns(base1);
-    if !helpers.is_empty() {
+    if let Some(date) = on.filter(|_| runs.one_day()) {
+        // Every helper has one value per row of the day: computed from the whole frame, set on the day's rows.
+        helpers.extend(runs.take_helpers());
+        let full = lf.collect()?;
+        let mut day = rows_on(&full, date)?;
+        if !helpers.is_empty() {
+            let columns = full.lazy().select(helpers).collect()?;
+            if columns.height() != day.height() || runs.out_rows() != day.height() {
+                return Err(Error::Config {
+                    what: "features",
+                    message: format!(
+                        "a one-day build got {} helper rows for the {} rows of {date}",
+                        columns.height(),
+                        day.height()
+                    ),
+                });
+            }
+            for c in columns.columns() {
+                day.with_column(c.clone())?;
+            }
+        }
+        lf = day.lazy();
+    } else if !helpers.is_empty() {
         lf = lf.with_columns(helpers);
     }
     for stage in stages {
@@ -877,7 +915,7 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
         select.push(col(crate::universe::MEMBER));
     }
     let mut df = lf.select(select).collect()?;
-    if let Some(date) = on {
+    if let Some(date) = on.filter(|_| !runs.one_day()) {
         df = rows_on(&df, date)?;
     }
     for c in cross_sectional(&df, &cs_jobs)? {

@@ -55,13 +55,80 @@ impl Stat {
 
 /// Each symbol's rows of a frame sorted by symbol: one contiguous run per symbol, given by the first row of
 /// each run and, last, the row count.
+///
+/// Runs of one day ([`Runs::on_day`]) give each per-symbol result only at that day's rows, as a helper column
+/// of one value per symbol that has the day: what a one-day build computes from every row of the frame before
+/// it keeps the day's rows (see [`Runs::on_day`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Runs(Arc<[usize]>);
+pub(crate) struct Runs {
+    starts: Arc<[usize]>,
+    day: Option<Arc<Day>>,
+}
+
+/// The rows of one date in [`Runs`] of one day, and the helper columns registered for it.
+#[derive(Debug)]
+struct Day {
+    /// `(first row, end, row of the date)` of each run that has the date, in row order.
+    rows: Vec<(usize, usize, usize)>,
+    helpers: std::sync::Mutex<Vec<Expr>>,
+}
 
 impl Runs {
     /// Runs from their first rows and, last, the row count.
     pub(crate) fn new(starts: Vec<usize>) -> Self {
-        Self(starts.into())
+        Self { starts: starts.into(), day: None }
+    }
+
+    /// The same runs for the rows dated `day` (`dates`: the frame's physical dates; at most one row a symbol).
+    /// Each per-symbol result ([`Runs::each`], [`Runs::lag`], [`Runs::lead`], [`Runs::after`],
+    /// [`Runs::extreme`], and so the statistics inside [`Runs::corr`]) is then a helper column (`__day_{n}`,
+    /// [`Runs::take_helpers`]) computed from the whole frame, as the full build computes it, with one value for
+    /// each row of the day (in row order), and read back as `col(name)` on the day's rows. A statistic is still
+    /// computed over the symbol's whole run (Polars' rolling sums carry their error terms from a run's start),
+    /// then its value at the day's row is kept; moved values and trailing extremes are read at that row.
+    pub(crate) fn on_day(&self, dates: &Int32Chunked, day: i32) -> Self {
+        let sorted = dates.cont_slice().ok();
+        let row_of = |start: usize, end: usize| match sorted {
+            // A symbol's dates ascend (a price frame's order).
+            Some(d) => d[start..end].binary_search(&day).ok().map(|i| start + i),
+            None => (start..end).find(|&i| dates.get(i) == Some(day)),
+        };
+        let rows =
+            self.starts.windows(2).filter_map(|run| row_of(run[0], run[1]).map(|r| (run[0], run[1], r))).collect();
+        Self { starts: self.starts.clone(), day: Some(Arc::new(Day { rows, helpers: std::sync::Mutex::default() })) }
+    }
+
+    /// The helper columns of runs of one day registered so far (each aliased), in order: each reads only the
+    /// whole frame's columns, never another helper, and has one value per row of the day.
+    pub(crate) fn take_helpers(&self) -> Vec<Expr> {
+        self.day
+            .as_ref()
+            .map(|d| std::mem::take(&mut *d.helpers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
+            .unwrap_or_default()
+    }
+
+    /// The number of rows of the day (runs of one day), or of the frame.
+    pub(crate) fn out_rows(&self) -> usize {
+        self.day.as_ref().map_or_else(|| self.starts.last().copied().unwrap_or(0), |d| d.rows.len())
+    }
+
+    /// True for runs of one day.
+    pub(crate) fn one_day(&self) -> bool {
+        self.day.is_some()
+    }
+
+    /// The runs of every row (no day): what a statistic that another statistic reads is computed with.
+    pub(crate) fn whole(&self) -> Self {
+        Self { starts: self.starts.clone(), day: None }
+    }
+
+    /// `e` itself, or for runs of one day a helper column computing it.
+    fn helper(&self, e: Expr) -> Expr {
+        let Some(d) = &self.day else { return e };
+        let mut h = d.helpers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let name = format!("__day_{}", h.len());
+        h.push(e.alias(name.as_str()));
+        col(name.as_str())
     }
 
     /// `stat` of `e` per symbol, evaluated by calling the same Polars Series function that `e.over(symbol)`
@@ -69,6 +136,11 @@ impl Runs {
     /// without `over`'s list of groups built and exploded back (which cost more than the statistics themselves:
     /// about 70 % of a default build's CPU went to window expressions).
     pub(crate) fn each(&self, e: Expr, stat: Stat) -> Expr {
+        self.helper(self.each_expr(e, stat))
+    }
+
+    /// [`Runs::each`] as an expression, never a helper of the day ([`Shared`]'s helpers are columns already).
+    fn each_expr(&self, e: Expr, stat: Stat) -> Expr {
         let runs = self.clone();
         e.apply(
             move |c| runs.apply(&c, stat),
@@ -80,24 +152,28 @@ impl Runs {
     /// `e.shift(k)` masked by the row position gave (the values are moved, not computed).
     pub(crate) fn lag(&self, e: Expr, k: usize) -> Expr {
         let runs = self.clone();
-        e.apply(move |c| runs.moved(&c, k, false), |_, f| Ok(f64_field(f)))
+        self.helper(e.apply(move |c| runs.moved(&c, k, false), |_, f| Ok(f64_field(f))))
     }
 
     /// `e` (as f64) from `k` rows later of the same symbol, null for each symbol's last `k` rows (labels only).
     pub(crate) fn lead(&self, e: Expr, k: usize) -> Expr {
         let runs = self.clone();
-        e.apply(move |c| runs.moved(&c, k, true), |_, f| Ok(f64_field(f)))
+        self.helper(e.apply(move |c| runs.moved(&c, k, true), |_, f| Ok(f64_field(f))))
     }
 
     /// `e` (as f64) null for each symbol's first `skip` rows (a whole-column trailing window of `skip + 1` rows
     /// reaches into the symbol before), the values untouched.
     pub(crate) fn after(&self, e: Expr, skip: usize) -> Expr {
         let runs = self.clone();
-        e.apply(
+        self.helper(e.apply(
             move |c| {
                 let (s, arr) = runs.f64_of(&c)?;
+                if let Some(day) = &runs.day {
+                    let at = day.rows.iter().map(|&(start, _, r)| if r - start < skip { None } else { arr.get(r) });
+                    return Ok(Float64Chunked::from_iter_options(s.name().clone(), at).into_series().into_column());
+                }
                 let mut valid = MutableBitmap::with_capacity(arr.len());
-                for run in runs.0.windows(2) {
+                for run in runs.starts.windows(2) {
                     let (start, len) = (run[0], run[1] - run[0]);
                     let masked = skip.min(len);
                     valid.extend_constant(masked, false);
@@ -107,19 +183,49 @@ impl Runs {
                 Ok(Float64Chunked::with_chunk(s.name().clone(), out).into_series().into_column())
             },
             |_, f| Ok(f64_field(f)),
-        )
+        ))
     }
 
     /// The trailing `w`-row maximum (`max`) or minimum of `e` per symbol, null until the symbol has `w` rows:
     /// [`trailing_extreme`] on the whole column, its first `w - 1` rows of each symbol (which reach into the
-    /// symbol before) masked.
+    /// symbol before) masked. Runs of one day take the extreme of the `w` rows up to each day's row when the
+    /// whole column is positive and finite (the van Herk path picks one of those values), and the whole column's
+    /// [`trailing_extreme`] at that row otherwise.
     pub(crate) fn extreme(&self, e: Expr, w: usize, max: bool) -> Expr {
-        self.after(trailing_extreme(e, w, max), w.saturating_sub(1))
+        let Some(day) = self.day.clone() else { return self.after(trailing_extreme(e, w, max), w.saturating_sub(1)) };
+        self.helper(e.apply(
+            move |c| {
+                let s = c.as_materialized_series().rechunk();
+                let window = |v: &[f64]| v.iter().copied().reduce(|a, b| if max { a.max(b) } else { a.min(b) });
+                let full = |r: usize, start: usize| r - start + 1 >= w;
+                let at: Vec<Option<f64>> = match s.f64().map(|ca| ca.cont_slice()) {
+                    Ok(Ok(values)) if w > 0 && positive_finite(values) => day
+                        .rows
+                        .iter()
+                        .map(|&(start, _, r)| if full(r, start) { window(&values[r + 1 - w..=r]) } else { None })
+                        .collect(),
+                    _ => {
+                        let whole = extreme_column(&Column::from(s.clone()), w, max)?;
+                        let whole = whole.f64()?;
+                        day.rows.iter().map(|&(start, _, r)| if full(r, start) { whole.get(r) } else { None }).collect()
+                    }
+                };
+                Ok(Float64Chunked::from_iter_options(s.name().clone(), at.into_iter()).into_series().into_column())
+            },
+            |_, f| Ok(f64_field(f)),
+        ))
     }
 
     /// Each symbol's values moved `k` rows down (`ahead`: up) within the symbol, the rows left without a value null.
     fn moved(&self, c: &Column, k: usize, ahead: bool) -> PolarsResult<Column> {
         let (s, arr) = self.f64_of(c)?;
+        if let Some(day) = &self.day {
+            let at = day.rows.iter().map(|&(start, end, r)| {
+                let from = if ahead { (r + k < end).then_some(r + k) } else { (r - start >= k).then(|| r - k) };
+                from.and_then(|i| arr.get(i))
+            });
+            return Ok(Float64Chunked::from_iter_options(s.name().clone(), at).into_series().into_column());
+        }
         let (values, n) = (arr.values().as_slice(), arr.len());
         let k_all = k.min(n);
         let mut out = Vec::with_capacity(n);
@@ -131,7 +237,7 @@ impl Runs {
             out.extend_from_slice(&values[..n - k_all]);
         }
         let mut valid = MutableBitmap::with_capacity(n);
-        for run in self.0.windows(2) {
+        for run in self.starts.windows(2) {
             let (start, len) = (run[0], run[1] - run[0]);
             let kept = len.saturating_sub(k);
             if ahead {
@@ -165,7 +271,7 @@ impl Runs {
 
     /// The frame's rows, which a column must have.
     fn check_rows(&self, len: usize) -> PolarsResult<()> {
-        let rows = self.0.last().copied().unwrap_or(0);
+        let rows = self.starts.last().copied().unwrap_or(0);
         polars_ensure!(len == rows, ComputeError: "a per-symbol kernel got {len} rows for a frame of {rows}");
         Ok(())
     }
@@ -182,8 +288,17 @@ impl Runs {
         let s = c.as_materialized_series().rechunk();
         self.check_rows(s.len())?;
         let mut out: Option<Series> = None;
-        for run in self.0.windows(2) {
-            let part = stat.of(&s.slice(run[0] as i64, run[1] - run[0]))?;
+        let whole = self.starts.windows(2).map(|run| (run[0], run[1], None));
+        let parts: Box<dyn Iterator<Item = (usize, usize, Option<usize>)>> = match &self.day {
+            Some(day) => Box::new(day.rows.iter().map(|&(start, end, r)| (start, end, Some(r - start)))),
+            None => Box::new(whole),
+        };
+        for (start, end, at) in parts {
+            let part = stat.of(&s.slice(start as i64, end - start))?;
+            let part = match at {
+                Some(i) => part.slice(i as i64, 1),
+                None => part,
+            };
             match out.as_mut() {
                 Some(o) => {
                     o.append_owned(part)?;
@@ -242,7 +357,7 @@ impl<'a> Shared<'a> {
         let name = format!("__{}_{column}", stat.key());
         let mut helpers = self.helpers.borrow_mut();
         if !helpers.iter().any(|(n, _)| *n == name) {
-            helpers.push((name.clone(), self.runs.each(col(column), stat)));
+            helpers.push((name.clone(), self.runs.each_expr(col(column), stat)));
         }
         col(name.as_str())
     }
@@ -335,8 +450,7 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
     let polars = || if max { s.rolling_max(window(w)) } else { s.rolling_min(window(w)) }.map(Column::from);
     let Ok(ca) = s.f64() else { return polars() };
     let Ok(values) = ca.cont_slice() else { return polars() };
-    // Counted rather than `all` (no early exit), so the check vectorises.
-    if w == 0 || values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count() > 0 {
+    if w == 0 || !positive_finite(values) {
         return polars();
     }
     let n = values.len();
@@ -346,6 +460,11 @@ fn extreme_column(c: &Column, w: usize, max: bool) -> PolarsResult<Column> {
     valid.extend_constant(n - (w - 1).min(n), true);
     let arr = PrimitiveArray::from_vec(out).with_validity(Some(valid.into()));
     Ok(Float64Chunked::with_chunk(s.name().clone(), arr).into_series().into_column())
+}
+
+/// Every value is a positive finite number (counted rather than `all`, without an early exit, so it vectorises).
+fn positive_finite(values: &[f64]) -> bool {
+    values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count() == 0
 }
 
 /// The trailing extremes of `w >= 1` positive finite values, 0 in the first `w - 1` rows. `MAX` is a constant so

@@ -164,3 +164,88 @@ fn one_days_features_are_the_whole_builds_rows_of_that_day() {
         assert!((r - e).abs() < 1e-12, "{ranks:?}");
     }
 }
+
+/// `build_features(prices, spec)?.on(day)` and `build_features_on(prices, spec, day)` hold the same columns and
+/// the same bits (`what` names the case).
+fn assert_same_day(prices: &PriceFrame, spec: &stockcast_features::Checked<FeatureSpec>, days: &[i32], what: &str) {
+    let whole = build_features(prices, spec).unwrap();
+    for &k in days {
+        let day = days_to_date(k).unwrap();
+        let a = whole.on(day).unwrap();
+        let b = stockcast_features::build_features_on(prices, spec, day).unwrap();
+        assert_eq!(a.features(), b.features(), "{what}");
+        assert_eq!(a.df().get_column_names(), b.df().get_column_names(), "{what}");
+        assert_eq!(a.height(), b.height(), "{what} on {day}");
+        for name in a.df().get_column_names() {
+            let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
+            match x.f64() {
+                Ok(xf) => {
+                    let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+                    assert_eq!(bits(xf), bits(y.f64().unwrap()), "{what}: {name} on {day}");
+                }
+                Err(_) => assert!(x.equals_missing(y), "{what}: {name} on {day}"),
+            }
+        }
+    }
+}
+
+/// Every date of `p` and a date after the last.
+fn every_day(p: &PriceFrame) -> Vec<i32> {
+    let mut days: Vec<i32> = p.df().column("date").unwrap().date().unwrap().physical().iter().flatten().collect();
+    days.sort_unstable();
+    days.dedup();
+    days.push(days.last().unwrap() + 30);
+    days
+}
+
+/// A one-day build without formula features computes each per-symbol result from every row and the element-wise
+/// steps on the day's rows only: on every date of a panel with a late listing, sectors that change, volume with
+/// gaps (the price-volume correlation's masked form), highs with gaps, a factor column with gaps, universe membership, every
+/// family, labels demeaned by date and by sector, and on a single symbol's days, each column is the whole build's, bit for bit.
+#[test]
+fn a_one_day_build_is_the_whole_builds_rows_of_that_day_on_every_date() {
+    let base = panel(5, 70);
+    let n = base.height();
+    let mut df = base.df().clone();
+    let volume = col_f64(&df, "volume");
+    let gappy: Vec<Option<f64>> = volume.iter().enumerate().map(|(i, v)| if i % 37 == 5 { None } else { *v }).collect();
+    df.with_column(Column::new("volume".into(), gappy)).unwrap();
+    // A missing high: the trailing maximum of the stochastic takes Polars' path over the whole column.
+    let high = col_f64(&df, "high");
+    let gappy: Vec<Option<f64>> = high.iter().enumerate().map(|(i, v)| if i % 53 == 40 { None } else { *v }).collect();
+    df.with_column(Column::new("high".into(), gappy)).unwrap();
+    let book: Vec<Option<f64>> = (0..n).map(|i| (i % 11 != 3).then_some(1.0 + (i / 23) as f64 * 0.25)).collect();
+    df.with_column(Column::new("book".into(), book)).unwrap();
+    let member: Vec<bool> = (0..n).map(|i| i % 13 != 0).collect();
+    df.with_column(Column::new(stockcast_features::universe::MEMBER.into(), member)).unwrap();
+    let gaps = PriceFrame::from_df(df).unwrap();
+    let first: BooleanChunked = base.df().column("symbol").unwrap().str().unwrap().equal("S0000");
+    let single = PriceFrame::from_df(base.df().filter(&first).unwrap()).unwrap();
+    let extra = "[[features]]\nfamily = \"factor\"\nof = [\"book\"]\n\
+         [[features]]\nfamily = \"factor_mean\"\nof = [\"book\"]\nwindows = [5]\n\
+         [[features]]\nfamily = \"factor_std\"\nof = [\"book\"]\nwindows = [10]\n\
+         [[features]]\nfamily = \"factor_zscore\"\nof = [\"book\"]\nwindows = [10]\n\
+         [[features]]\nfamily = \"factor_change\"\nof = [\"book\"]\nwindows = [20]\n\
+         [[features]]\nfamily = \"cs_zscore\"\nof = [\"f_book_chg_20\", \"pv_corr_20\", \"macd_signal_12_26_9\", \"stoch_k_14\"]\n";
+    for (label, data, what) in [
+        ("demean = \"sector\"\nkind = \"log\"\n", &gaps, "gaps, sector-demeaned log label"),
+        ("demean = true\nprice = \"close\"\n", &gaps, "gaps, date-demeaned close label"),
+        ("", &base, "complete data, default label"),
+        ("", &single, "one symbol"),
+    ] {
+        let label =
+            FeatureSpec::from_toml(&format!("[label]\n{label}[[features]]\nfamily = \"returns\"\nwindows = [1]\n"))
+                .unwrap()
+                .label
+                .clone();
+        let default = FeatureSpec { label, ..FeatureSpec::default() }.to_toml();
+        let factors = if data.df().column("book").is_ok() { extra } else { "" };
+        let spec = FeatureSpec::from_toml(&format!("{default}\n{factors}")).unwrap();
+        assert_same_day(data, &spec, &every_day(data), what);
+    }
+    // The bundled raw panel (splits in it), default spec.
+    let raw = crate::load(&crate::dataset("us5_daily.csv")).unwrap().prices;
+    let days = every_day(&raw);
+    let picks: Vec<i32> = days.iter().step_by(97).chain(&days[days.len() - 3..]).copied().collect();
+    assert_same_day(&raw, &stockcast_features::Checked::default(), &picks, "us5");
+}
