@@ -290,7 +290,18 @@ impl Runs {
         let mut out: Option<Series> = None;
         let whole = self.starts.windows(2).map(|run| (run[0], run[1], None));
         let parts: Box<dyn Iterator<Item = (usize, usize, Option<usize>)>> = match &self.day {
-            Some(day) => Box::new(day.rows.iter().map(|&(start, end, r)| (start, end, Some(r - start)))),
+            // A day's value: a moment statistic from its latest restart row (see `moment_restart`), any other
+            // from the symbol's first row.
+            Some(day) => {
+                let validity = s.chunks().first().and_then(|a| a.validity());
+                Box::new(day.rows.iter().map(move |&(start, end, r)| match stat.moment_window() {
+                    Some(w) => {
+                        let from = moment_restart(validity, start, r, w);
+                        (from, r + 1, Some(r - from))
+                    }
+                    None => (start, end, Some(r - start)),
+                }))
+            }
             None => Box::new(whole),
         };
         for (start, end, at) in parts {
@@ -314,7 +325,51 @@ impl Runs {
     }
 }
 
+/// The first row from which Polars' moment window (`rolling_var`, and so `rolling_std`, `rolling_skew`,
+/// `rolling_kurtosis`: `polars_compute::rolling::MomentWindow`) over a run from `start` reaches row `r` in the same
+/// state, so with the same bits: the latest row `t - w` such that the window's front stack is empty before step
+/// `t`, or `start`.
+///
+/// The window keeps two stacks: the values pushed since the last flip, aggregated in push order from a fresh
+/// state (back), and suffix aggregates of the values flipped out of the back (front). A step pops the row that
+/// leaves (from the front; when the front is empty, the back is flipped into it first), then pushes the row that
+/// enters; a null is neither pushed nor popped, a NaN or infinity is pushed as 0 and counted. With the front empty
+/// before step `t`, every value of the window `t - w .. t` is in the back, aggregated in order from a fresh
+/// state: exactly the state of a window started at row `t - w` after its first `w` steps (the no-nulls kernel
+/// pushes those rows at once, in the same order). Both then take the same steps. This replays the stack sizes
+/// only (integers), for `w >= 2`; with `w = 1` every step starts afresh (the window is reset), so `r` itself.
+fn moment_restart(validity: Option<&Bitmap>, start: usize, r: usize, w: usize) -> usize {
+    if w <= 1 {
+        return r;
+    }
+    let valid = |i: usize| validity.is_none_or(|v| v.get_bit(i));
+    let (mut front, mut back, mut from) = (0usize, 0usize, start);
+    for t in start..=r {
+        if t >= start + w {
+            if front == 0 {
+                from = t - w;
+            }
+            if valid(t - w) {
+                if front == 0 {
+                    (front, back) = (back, 0);
+                }
+                front -= 1;
+            }
+        }
+        back += usize::from(valid(t));
+    }
+    from
+}
+
 impl Stat {
+    /// The window of a statistic that Polars computes with its moment window (see [`moment_restart`]).
+    fn moment_window(self) -> Option<usize> {
+        match self {
+            Stat::Std(w) | Stat::Var(w) | Stat::Skew(w) | Stat::Kurtosis(w) => Some(w),
+            Stat::Mean(_) | Stat::Count(_) | Stat::Ewm(..) => None,
+        }
+    }
+
     /// A name for the statistic, unique per kind and parameters (helper column names).
     fn key(self) -> String {
         match self {
@@ -554,6 +609,39 @@ mod tests {
             1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(0.0), Just(-0.0)]
                 .prop_map(Some),
         ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A moment statistic (variance, sd, skewness, kurtosis) at each row of a run is the same, bit for bit,
+        /// computed from the row `moment_restart` gives as from the run's first row: with nulls, NaN and
+        /// infinities, windows from 1 to 13, and the run after other rows.
+        #[test]
+        fn a_moment_window_restarted_where_its_front_is_empty_has_the_same_bits(
+            before in prop::collection::vec(value(), 0..5),
+            run in prop::collection::vec(value(), 1..90),
+            w in 1usize..14,
+            which in 0usize..4,
+        ) {
+            let stat = [Stat::Var(w), Stat::Std(w), Stat::Skew(w), Stat::Kurtosis(w)][which];
+            let all: Vec<Option<f64>> = before.iter().chain(&run).copied().collect();
+            let s = Series::new("x".into(), all).rechunk();
+            let start = before.len();
+            let whole = stat.of(&s.slice(start as i64, run.len())).unwrap();
+            let validity = s.chunks().first().and_then(|a| a.validity());
+            let bits = |s: &Series, i: usize| s.f64().unwrap().get(i).map(f64::to_bits);
+            let mut restarted = 0;
+            for r in start..start + run.len() {
+                let from = moment_restart(validity, start, r, w);
+                prop_assert!(from >= start && from <= r);
+                restarted += usize::from(from > start);
+                let part = stat.of(&s.slice(from as i64, r + 1 - from)).unwrap();
+                prop_assert_eq!(bits(&whole, r - start), bits(&part, r - from), "{:?} row {} from {}", stat, r, from);
+            }
+            // Long runs do restart (the point of it).
+            prop_assert!(run.len() < 4 * w + 4 || restarted > 0);
+        }
     }
 
     proptest! {
