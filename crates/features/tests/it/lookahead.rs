@@ -141,19 +141,8 @@ fn one_days_features_are_the_whole_builds_rows_of_that_day() {
         let day = days_to_date(k).unwrap();
         let a = whole.on(day).unwrap();
         let b = stockcast_features::build_features_on(&full, &spec, day).unwrap();
-        assert_eq!(a.features(), b.features());
         assert_eq!((a.height(), b.height()), (listed(k), listed(k)), "day {day}");
-        assert_eq!(a.df().get_column_names(), b.df().get_column_names());
-        for name in a.df().get_column_names() {
-            let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
-            match x.f64() {
-                Ok(xf) => {
-                    let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
-                    assert_eq!(bits(xf), bits(y.f64().unwrap()), "{name} on {day}");
-                }
-                Err(_) => assert!(x.equals_missing(y), "{name} on {day}"),
-            }
-        }
+        assert_same_frames(&a, &b, &format!("formulas on {day}"));
     }
     // The ranks are over the day's three symbols (mid-rank percentiles 1/6, 1/2, 5/6), not over one row.
     let on_last = stockcast_features::build_features_on(&full, &spec, days_to_date(last).unwrap()).unwrap();
@@ -165,27 +154,30 @@ fn one_days_features_are_the_whole_builds_rows_of_that_day() {
     }
 }
 
-/// `build_features(prices, spec)?.on(day)` and `build_features_on(prices, spec, day)` hold the same columns and
-/// the same bits (`what` names the case).
+/// Two feature frames with the same features, columns, rows and bits (`what` names the case).
+fn assert_same_frames(a: &stockcast_features::FeatureFrame, b: &stockcast_features::FeatureFrame, what: &str) {
+    assert_eq!(a.features(), b.features(), "{what}");
+    assert_eq!(a.df().get_column_names(), b.df().get_column_names(), "{what}");
+    assert_eq!(a.height(), b.height(), "{what}");
+    for name in a.df().get_column_names() {
+        let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
+        match x.f64() {
+            Ok(xf) => {
+                let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+                assert_eq!(bits(xf), bits(y.f64().unwrap()), "{what}: {name}");
+            }
+            Err(_) => assert!(x.equals_missing(y), "{what}: {name}"),
+        }
+    }
+}
+
+/// `build_features(prices, spec)?.on(day)` and `build_features_on(prices, spec, day)` are the same frames.
 fn assert_same_day(prices: &PriceFrame, spec: &stockcast_features::Checked<FeatureSpec>, days: &[i32], what: &str) {
     let whole = build_features(prices, spec).unwrap();
     for &k in days {
         let day = days_to_date(k).unwrap();
-        let a = whole.on(day).unwrap();
         let b = stockcast_features::build_features_on(prices, spec, day).unwrap();
-        assert_eq!(a.features(), b.features(), "{what}");
-        assert_eq!(a.df().get_column_names(), b.df().get_column_names(), "{what}");
-        assert_eq!(a.height(), b.height(), "{what} on {day}");
-        for name in a.df().get_column_names() {
-            let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
-            match x.f64() {
-                Ok(xf) => {
-                    let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
-                    assert_eq!(bits(xf), bits(y.f64().unwrap()), "{what}: {name} on {day}");
-                }
-                Err(_) => assert!(x.equals_missing(y), "{what}: {name} on {day}"),
-            }
-        }
+        assert_same_frames(&whole.on(day).unwrap(), &b, &format!("{what} on {day}"));
     }
 }
 
