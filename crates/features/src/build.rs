@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::io::write_frame;
 use crate::kernels::{self, Runs, Shared, Stat};
 use crate::load::PriceField;
-use crate::prices::PriceFrame;
+use crate::prices::{PriceFrame, date_to_days};
 use crate::spec::{Family, FeatureDef, FeatureSpec, LabelPrice, LabelSpec, ReturnKind, SpecHash};
 use crate::stats;
 
@@ -326,7 +326,16 @@ const DATE: &str = "date";
 
 /// The rows of `df` dated `date`.
 fn rows_on(df: &DataFrame, date: chrono::NaiveDate) -> Result<DataFrame> {
-    let mask = df.column(DATE)?.date()?.physical().equal(crate::prices::date_to_days(date));
+    rows_in(df, &[date_to_days(date)])
+}
+
+/// The rows of `df` dated one of `days` (day numbers, ascending).
+fn rows_in(df: &DataFrame, days: &[i32]) -> Result<DataFrame> {
+    let dates = df.column(DATE)?.date()?.physical();
+    let mask = match days {
+        [day] => dates.equal(*day),
+        _ => dates.iter().map(|d| Some(d.is_some_and(|d| days.binary_search(&d).is_ok()))).collect(),
+    };
     Ok(df.filter(&mask)?)
 }
 
@@ -402,8 +411,8 @@ fn family_exprs(def: &FeatureDef, shared: &Shared, complete: bool) -> Vec<(usize
             let [fast, slow, signal] = def.macd_spans();
             let ema = |span: usize| shared.of("close", Stat::Ewm(span_alpha(span), span));
             let line = (ema(fast) - ema(slow)) / close();
-            // Runs of one day compute the signal before the line is a column: from the whole line then.
-            let of = if runs.one_day() {
+            // Runs of some days compute the signal before the line is a column: from the whole line then.
+            let of = if runs.keeps_days() {
                 let whole = runs.whole();
                 let ema = |span: usize| whole.each(close(), Stat::Ewm(span_alpha(span), span));
                 (ema(fast) - ema(slow)) / close()
@@ -674,7 +683,43 @@ pub fn build_features_on(
     spec: &Checked<FeatureSpec>,
     date: chrono::NaiveDate,
 ) -> Result<FeatureFrame> {
-    build_checked(prices, spec, Some(date))
+    build_checked(prices, spec, Some((date, 1)))
+}
+
+/// The rows a sequence model reads to score `date`: every symbol with prices on `date` has its last `rows` rows up
+/// to it (that one included), and every date among those rows is whole (each of its rows is there, so its
+/// cross-sectional ranks are over the same rows as in the full build), each row with the features the whole of
+/// `prices` gives it: what `build_features(prices, spec)?` filtered to those dates returns. `rows = 1` is
+/// [`build_features_on`].
+///
+/// # Errors
+/// As [`build_features`].
+pub fn build_features_before(
+    prices: &PriceFrame,
+    spec: &Checked<FeatureSpec>,
+    date: chrono::NaiveDate,
+    rows: usize,
+) -> Result<FeatureFrame> {
+    build_checked(prices, spec, Some((date, rows.max(1))))
+}
+
+/// The dates of the rows [`build_features_before`] keeps, ascending: the dates of each symbol's last `rows` rows up
+/// to `day`, over the symbols with a row on `day` (a frame sorted by symbol, then date; `runs` its symbols' rows).
+fn dates_before(dates: &Int32Chunked, runs: &[usize], day: i32, rows: usize) -> Vec<i32> {
+    let sorted = dates.cont_slice().ok();
+    let mut out = Vec::new();
+    for run in runs.windows(2) {
+        let (start, end) = (run[0], run[1]);
+        let r = match sorted {
+            Some(d) => d[start..end].binary_search(&day).ok().map(|i| start + i),
+            None => (start..end).find(|&i| dates.get(i) == Some(day)),
+        };
+        let Some(r) = r else { continue };
+        out.extend((r.saturating_sub(rows - 1).max(start)..=r).filter_map(|i| dates.get(i)));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The label of `spec` for every row of `prices`, without any feature: the frame of a run whose models read
@@ -687,7 +732,12 @@ pub fn build_labels(prices: &PriceFrame, spec: &Checked<FeatureSpec>) -> Result<
     build_checked(prices, &FeatureSpec { features: Vec::new(), ..(**spec).clone() }, None)
 }
 
-fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::NaiveDate>) -> Result<FeatureFrame> {
+/// `on`: only the rows of [`build_features_before`]`(date, rows)`.
+fn build_checked(
+    prices: &PriceFrame,
+    spec: &FeatureSpec,
+    on: Option<(chrono::NaiveDate, usize)>,
+) -> Result<FeatureFrame> {
     let has_volume = prices.has(PriceField::Volume);
     let has_hl = prices.has(PriceField::High) && prices.has(PriceField::Low);
 
@@ -788,10 +838,15 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
 
     // A one-day build (no formula features, which may read any row) computes each per-symbol result from every
     // row and keeps its value at the day's rows; everything element-wise after those is computed on the day's
-    // rows only: the same values, element by element, for a fraction of the work (see `Runs::on_day`).
-    let one_day = on.filter(|_| expr_defs.is_empty()).map(crate::prices::date_to_days);
-    let runs = match one_day {
-        Some(day) => runs.on_day(df.column(DATE)?.date()?.physical(), day),
+    // rows only: the same values, element by element, for a fraction of the work (see `Runs::on_days`).
+    let days = match on {
+        Some((date, rows)) => {
+            Some(dates_before(df.column(DATE)?.date()?.physical(), runs.starts(), date_to_days(date), rows))
+        }
+        None => None,
+    };
+    let runs = match days.as_deref().filter(|_| expr_defs.is_empty()) {
+        Some(days) => runs.on_days(df.column(DATE)?.date()?.physical(), days),
         None => runs,
     };
     let shared = Shared::new(&runs);
@@ -807,20 +862,21 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
     stages[0].push(label_expr(&spec.label, prices, &runs).alias(RAW_LABEL));
     let mut helpers = shared.into_helpers();
     let mut lf = df.lazy().with_columns(base0).with_columns(base1);
-    if let Some(date) = on.filter(|_| runs.one_day()) {
+    if let Some(days) = days.as_deref().filter(|_| runs.keeps_days()) {
         // Every helper has one value per row of the day: computed from the whole frame, set on the day's rows.
         helpers.extend(runs.take_helpers());
         let full = lf.collect()?;
-        let mut day = rows_on(&full, date)?;
+        let mut day = rows_in(&full, days)?;
         if !helpers.is_empty() {
             let columns = full.lazy().select(helpers).collect()?;
             if columns.height() != day.height() || runs.out_rows() != day.height() {
                 return Err(Error::Config {
                     what: "features",
                     message: format!(
-                        "a one-day build got {} helper rows for the {} rows of {date}",
+                        "a one-day build got {} helper rows for the {} rows of its {} dates",
                         columns.height(),
-                        day.height()
+                        day.height(),
+                        days.len()
                     ),
                 });
             }
@@ -915,8 +971,8 @@ fn build_checked(prices: &PriceFrame, spec: &FeatureSpec, on: Option<chrono::Nai
         select.push(col(crate::universe::MEMBER));
     }
     let mut df = lf.select(select).collect()?;
-    if let Some(date) = on.filter(|_| !runs.one_day()) {
-        df = rows_on(&df, date)?;
+    if let Some(days) = days.as_deref().filter(|_| !runs.keeps_days()) {
+        df = rows_in(&df, days)?;
     }
     for c in cross_sectional(&df, &cs_jobs)? {
         df.with_column(c)?;

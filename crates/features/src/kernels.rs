@@ -56,19 +56,19 @@ impl Stat {
 /// Each symbol's rows of a frame sorted by symbol: one contiguous run per symbol, given by the first row of
 /// each run and, last, the row count.
 ///
-/// Runs of one day ([`Runs::on_day`]) give each per-symbol result only at that day's rows, as a helper column
-/// of one value per symbol that has the day: what a one-day build computes from every row of the frame before
-/// it keeps the day's rows (see [`Runs::on_day`]).
+/// Runs of some days ([`Runs::on_days`]) give each per-symbol result only at those days' rows, as a helper
+/// column of one value per kept row: what a one-day build (or a sequence model's last rows) computes from every
+/// row of the frame before it keeps those rows.
 #[derive(Debug, Clone)]
 pub(crate) struct Runs {
     starts: Arc<[usize]>,
     day: Option<Arc<Day>>,
 }
 
-/// The rows of one date in [`Runs`] of one day, and the helper columns registered for it.
+/// The rows kept by [`Runs`] of some days, and the helper columns registered for them.
 #[derive(Debug)]
 struct Day {
-    /// `(first row, end, row of the date)` of each run that has the date, in row order.
+    /// `(first row, end, kept row)` of each kept row (a run's rows together), in row order.
     rows: Vec<(usize, usize, usize)>,
     helpers: std::sync::Mutex<Vec<Expr>>,
 }
@@ -79,26 +79,41 @@ impl Runs {
         Self { starts: starts.into(), day: None }
     }
 
-    /// The same runs for the rows dated `day` (`dates`: the frame's physical dates; at most one row a symbol).
-    /// Each per-symbol result ([`Runs::each`], [`Runs::lag`], [`Runs::lead`], [`Runs::after`],
+    /// The first row of each run and, last, the row count.
+    pub(crate) fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
+    /// The same runs for the rows dated one of `days` (ascending; `dates`: the frame's physical dates, ascending
+    /// within a symbol). Each per-symbol result ([`Runs::each`], [`Runs::lag`], [`Runs::lead`], [`Runs::after`],
     /// [`Runs::extreme`], and so the statistics inside [`Runs::corr`]) is then a helper column (`__day_{n}`,
     /// [`Runs::take_helpers`]) computed from the whole frame, as the full build computes it, with one value for
-    /// each row of the day (in row order), and read back as `col(name)` on the day's rows. A statistic is still
-    /// computed over the symbol's whole run (Polars' rolling sums carry their error terms from a run's start),
-    /// then its value at the day's row is kept; moved values and trailing extremes are read at that row.
-    pub(crate) fn on_day(&self, dates: &Int32Chunked, day: i32) -> Self {
+    /// each of those rows (in row order), and read back as `col(name)` on those rows. A statistic is still
+    /// computed over the symbol's whole run (Polars' rolling sums carry their error terms from a run's start), a
+    /// moment statistic from its restart row (see [`moment_restart`]), then its values at the kept rows are
+    /// taken; moved values and trailing extremes are read at each row.
+    pub(crate) fn on_days(&self, dates: &Int32Chunked, days: &[i32]) -> Self {
         let sorted = dates.cont_slice().ok();
-        let row_of = |start: usize, end: usize| match sorted {
-            // A symbol's dates ascend (a price frame's order).
-            Some(d) => d[start..end].binary_search(&day).ok().map(|i| start + i),
-            None => (start..end).find(|&i| dates.get(i) == Some(day)),
-        };
-        let rows =
-            self.starts.windows(2).filter_map(|run| row_of(run[0], run[1]).map(|r| (run[0], run[1], r))).collect();
+        let mut rows = Vec::new();
+        for run in self.starts.windows(2) {
+            let (start, end) = (run[0], run[1]);
+            match sorted {
+                Some(d) => rows.extend(
+                    days.iter()
+                        .filter_map(|day| d[start..end].binary_search(day).ok())
+                        .map(|i| (start, end, start + i)),
+                ),
+                None => rows.extend(
+                    (start..end)
+                        .filter(|&i| dates.get(i).is_some_and(|d| days.binary_search(&d).is_ok()))
+                        .map(|i| (start, end, i)),
+                ),
+            }
+        }
         Self { starts: self.starts.clone(), day: Some(Arc::new(Day { rows, helpers: std::sync::Mutex::default() })) }
     }
 
-    /// The helper columns of runs of one day registered so far (each aliased), in order: each reads only the
+    /// The helper columns of runs of some days registered so far (each aliased), in order: each reads only the
     /// whole frame's columns, never another helper, and has one value per row of the day.
     pub(crate) fn take_helpers(&self) -> Vec<Expr> {
         self.day
@@ -107,13 +122,13 @@ impl Runs {
             .unwrap_or_default()
     }
 
-    /// The number of rows of the day (runs of one day), or of the frame.
+    /// The rows kept (runs of some days), or the frame's rows.
     pub(crate) fn out_rows(&self) -> usize {
         self.day.as_ref().map_or_else(|| self.starts.last().copied().unwrap_or(0), |d| d.rows.len())
     }
 
-    /// True for runs of one day.
-    pub(crate) fn one_day(&self) -> bool {
+    /// True for runs of some days ([`Runs::on_days`]).
+    pub(crate) fn keeps_days(&self) -> bool {
         self.day.is_some()
     }
 
@@ -122,7 +137,7 @@ impl Runs {
         Self { starts: self.starts.clone(), day: None }
     }
 
-    /// `e` itself, or for runs of one day a helper column computing it.
+    /// `e` itself, or for runs of some days a helper column computing it.
     fn helper(&self, e: Expr) -> Expr {
         let Some(d) = &self.day else { return e };
         let mut h = d.helpers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -188,7 +203,7 @@ impl Runs {
 
     /// The trailing `w`-row maximum (`max`) or minimum of `e` per symbol, null until the symbol has `w` rows:
     /// [`trailing_extreme`] on the whole column, its first `w - 1` rows of each symbol (which reach into the
-    /// symbol before) masked. Runs of one day take the extreme of the `w` rows up to each day's row when the
+    /// symbol before) masked. Runs of some days take the extreme of the `w` rows up to each kept row when the
     /// whole column is positive and finite (the van Herk path picks one of those values), and the whole column's
     /// [`trailing_extreme`] at that row otherwise.
     pub(crate) fn extreme(&self, e: Expr, w: usize, max: bool) -> Expr {
@@ -288,33 +303,34 @@ impl Runs {
         let s = c.as_materialized_series().rechunk();
         self.check_rows(s.len())?;
         let mut out: Option<Series> = None;
-        let whole = self.starts.windows(2).map(|run| (run[0], run[1], None));
-        let parts: Box<dyn Iterator<Item = (usize, usize, Option<usize>)>> = match &self.day {
-            // A day's value: a moment statistic from its latest restart row (see `moment_restart`), any other
-            // from the symbol's first row.
+        let mut push = |part: Series| {
+            if let Some(o) = out.as_mut() {
+                return o.append_owned(part).map(|_| ());
+            }
+            out = Some(part);
+            Ok(())
+        };
+        match &self.day {
+            // The kept rows' values: a moment statistic from the latest restart row of a symbol's first kept row
+            // (see `moment_restart`) to its last, any other over the symbol's whole run.
             Some(day) => {
                 let validity = s.chunks().first().and_then(|a| a.validity());
-                Box::new(day.rows.iter().map(move |&(start, end, r)| match stat.moment_window() {
-                    Some(w) => {
-                        let from = moment_restart(validity, start, r, w);
-                        (from, r + 1, Some(r - from))
+                for kept in day.rows.chunk_by(|a, b| a.0 == b.0) {
+                    let (start, end, first, last) = (kept[0].0, kept[0].1, kept[0].2, kept[kept.len() - 1].2);
+                    let (from, to) = match stat.moment_window() {
+                        Some(w) => (moment_restart(validity, start, first, w), last + 1),
+                        None => (start, end),
+                    };
+                    let part = stat.of(&s.slice(from as i64, to - from))?;
+                    for &(_, _, r) in kept {
+                        push(part.slice((r - from) as i64, 1))?;
                     }
-                    None => (start, end, Some(r - start)),
-                }))
-            }
-            None => Box::new(whole),
-        };
-        for (start, end, at) in parts {
-            let part = stat.of(&s.slice(start as i64, end - start))?;
-            let part = match at {
-                Some(i) => part.slice(i as i64, 1),
-                None => part,
-            };
-            match out.as_mut() {
-                Some(o) => {
-                    o.append_owned(part)?;
                 }
-                None => out = Some(part),
+            }
+            None => {
+                for run in self.starts.windows(2) {
+                    push(stat.of(&s.slice(run[0] as i64, run[1] - run[0]))?)?;
+                }
             }
         }
         // No rows, no runs: an empty column (Polars' moment kernels index the first row, and `over` never

@@ -29,8 +29,8 @@ pub mod synth;
 pub mod universe;
 
 pub use build::{
-    FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_features_on, build_labels, for_each_shard,
-    write_features,
+    FeatureFrame, LABEL, Skipped, WrittenFeatures, build_features, build_features_before, build_features_on,
+    build_labels, for_each_shard, write_features,
 };
 pub use checked::{Checked, Params};
 pub use clock::Clock;

@@ -117,7 +117,7 @@ impl Scorer {
             None => known,
         };
         let all_symbols = known.symbols()?;
-        let day = Dataset::for_day(&known, &self.spec, as_of, self.config().uses_sequences())?;
+        let day = Dataset::for_day(&known, &self.spec, as_of, self.config().day_context())?;
         if day.is_empty() {
             return Err(Error::Data(format!("no prices on {as_of} (the data ends on {last}; dates are trading days)")));
         }

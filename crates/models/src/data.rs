@@ -78,6 +78,17 @@ pub struct Dataset {
     pub context: Option<Arc<FeatureMatrix>>,
 }
 
+/// The feature rows a model reads beside those of the date it scores ([`Dataset::for_day`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayContext {
+    /// None: the date's own rows (models without sequences).
+    None,
+    /// Each scored symbol's last `n` rows up to the date (a sequence model's look-back), with whole dates.
+    Rows(usize),
+    /// Every row (a reach the model does not state).
+    All,
+}
+
 /// How [`Dataset::from_prices`] builds a dataset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DatasetOptions {
@@ -100,18 +111,27 @@ impl Dataset {
     }
 
     /// The rows of date `as_of`, for scoring it: the features of all of `prices` (the history they need), the
-    /// matrix of that date's rows only (the same values as filtering the whole matrix after); with `context`
-    /// (sequence models), every row as the context.
+    /// matrix of that date's rows only (the same values as filtering the whole matrix after); with a `context`
+    /// (sequence models), the feature rows their sequences read beside it, as the whole build gives them.
     ///
     /// # Errors
     /// Feature errors.
-    pub fn for_day(prices: &PriceFrame, spec: &Checked<FeatureSpec>, as_of: NaiveDate, context: bool) -> Result<Self> {
-        if context {
-            let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
-            return Ok(Self::from_prices(prices, spec, opts)?.filter(|(_, d)| *d == as_of));
-        }
-        let frame = stockcast_features::build_features_on(prices, spec, as_of)?;
-        Self::from_frame(&frame, prices, DatasetOptions::default())
+    pub fn for_day(
+        prices: &PriceFrame,
+        spec: &Checked<FeatureSpec>,
+        as_of: NaiveDate,
+        context: DayContext,
+    ) -> Result<Self> {
+        let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
+        let frame = match context {
+            DayContext::None => {
+                let frame = stockcast_features::build_features_on(prices, spec, as_of)?;
+                return Self::from_frame(&frame, prices, DatasetOptions::default());
+            }
+            DayContext::Rows(rows) => stockcast_features::build_features_before(prices, spec, as_of, rows)?,
+            DayContext::All => stockcast_features::build_features(prices, spec)?,
+        };
+        Ok(Self::from_frame(&frame, prices, opts)?.filter(|(_, d)| *d == as_of))
     }
 
     /// As [`Dataset::from_prices`], computing the features `shard_rows` rows (whole symbols) at a time

@@ -94,6 +94,15 @@ impl ModelConfig {
         self.as_kind().history_days(warmup)
     }
 
+    /// The feature rows scoring a date reads beside its own: none without sequences; with them, the rows before
+    /// it that [`ModelKind::history_days`] states without a feature warm-up (the look-back), else all of them.
+    pub fn day_context(&self) -> crate::DayContext {
+        if !self.uses_sequences() {
+            return crate::DayContext::None;
+        }
+        self.history_days(0).map_or(crate::DayContext::All, |n| crate::DayContext::Rows(n.max(1)))
+    }
+
     /// See [`ModelKind::fit_bytes`].
     pub fn fit_bytes(&self, rows: usize, features: usize) -> u64 {
         self.as_kind().fit_bytes(rows, features)

@@ -18,7 +18,7 @@ pub mod progress;
 pub mod registry;
 pub mod rules;
 
-pub use data::{Dataset, DatasetOptions, History, Predictions, Rows, SymbolHistory};
+pub use data::{Dataset, DatasetOptions, DayContext, History, Predictions, Rows, SymbolHistory};
 pub use error::{Error, Result};
 pub use model::{
     Importance, MODEL_MARKER, Model, ModelConfig, ModelKind, ModelMeta, Replace, TrainedModel, fit, fit_rows,

@@ -108,7 +108,7 @@ pub fn predict(
     let spec = FeatureSpec::from_file(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let loaded = load(ctx, data, quarantine_beside, None)?;
     let known = loaded.prices.until(date)?;
-    let day = stockcast_models::Dataset::for_day(&known, &spec, date, model.meta.config.uses_sequences())?;
+    let day = stockcast_models::Dataset::for_day(&known, &spec, date, model.meta.config.day_context())?;
     if day.is_empty() {
         let last = loaded.prices.date_range()?.map(|(_, l)| l.to_string()).unwrap_or_default();
         return Err(Error::usage(format!("no prices on {date} (the data ends on {last}; dates are trading days)")));

@@ -157,10 +157,15 @@ fn one_days_features_are_the_whole_builds_rows_of_that_day() {
 /// Two feature frames with the same features, columns, rows and bits (`what` names the case).
 fn assert_same_frames(a: &stockcast_features::FeatureFrame, b: &stockcast_features::FeatureFrame, what: &str) {
     assert_eq!(a.features(), b.features(), "{what}");
-    assert_eq!(a.df().get_column_names(), b.df().get_column_names(), "{what}");
+    assert_same_dfs(a.df(), b.df(), what);
+}
+
+/// Two frames with the same columns, rows and bits.
+fn assert_same_dfs(a: &DataFrame, b: &DataFrame, what: &str) {
+    assert_eq!(a.get_column_names(), b.get_column_names(), "{what}");
     assert_eq!(a.height(), b.height(), "{what}");
-    for name in a.df().get_column_names() {
-        let (x, y) = (a.df().column(name).unwrap(), b.df().column(name).unwrap());
+    for name in a.get_column_names() {
+        let (x, y) = (a.column(name).unwrap(), b.column(name).unwrap());
         match x.f64() {
             Ok(xf) => {
                 let bits = |c: &Float64Chunked| c.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
@@ -178,6 +183,39 @@ fn assert_same_day(prices: &PriceFrame, spec: &stockcast_features::Checked<Featu
         let day = days_to_date(k).unwrap();
         let b = stockcast_features::build_features_on(prices, spec, day).unwrap();
         assert_same_frames(&whole.on(day).unwrap(), &b, &format!("{what} on {day}"));
+    }
+}
+
+/// `build_features_before(prices, spec, day, rows)` is the whole build's rows of its dates, and those hold each
+/// symbol's last `rows` rows up to `day` (every symbol with a row on `day`).
+fn assert_same_tail(
+    prices: &PriceFrame,
+    spec: &stockcast_features::Checked<FeatureSpec>,
+    days: &[i32],
+    rows: usize,
+    what: &str,
+) {
+    let whole = build_features(prices, spec).unwrap();
+    let keys = |df: &DataFrame| -> Vec<(String, i32)> {
+        let s = df.column("symbol").unwrap().str().unwrap().clone();
+        let d = df.column("date").unwrap().date().unwrap().physical().clone();
+        s.iter().zip(d.iter()).map(|(s, d)| (s.unwrap().to_owned(), d.unwrap())).collect()
+    };
+    let all = keys(whole.df());
+    for &k in days {
+        let day = days_to_date(k).unwrap();
+        let b = stockcast_features::build_features_before(prices, spec, day, rows).unwrap();
+        let kept = keys(b.df());
+        let mut dates: Vec<i32> = kept.iter().map(|(_, d)| *d).collect();
+        dates.dedup();
+        let mask: BooleanChunked = all.iter().map(|(_, d)| Some(dates.contains(d))).collect();
+        assert_eq!(whole.features(), b.features());
+        assert_same_dfs(&whole.df().filter(&mask).unwrap(), b.df(), &format!("{what}, {rows} rows before {day}"));
+        for (symbol, _) in all.iter().filter(|(_, d)| *d == k) {
+            let mine: Vec<i32> = all.iter().filter(|(s, d)| s == symbol && *d <= k).map(|(_, d)| *d).collect();
+            let tail = &mine[mine.len().saturating_sub(rows)..];
+            assert!(tail.iter().all(|d| kept.contains(&(symbol.clone(), *d))), "{what}: {symbol}'s last {rows} rows");
+        }
     }
 }
 
@@ -234,6 +272,10 @@ fn a_one_day_build_is_the_whole_builds_rows_of_that_day_on_every_date() {
         let factors = if data.df().column("book").is_ok() { extra } else { "" };
         let spec = FeatureSpec::from_toml(&format!("{default}\n{factors}")).unwrap();
         assert_same_day(data, &spec, &every_day(data), what);
+        let some: Vec<i32> = every_day(data).into_iter().step_by(29).collect();
+        for rows in [2, 25] {
+            assert_same_tail(data, &spec, &some, rows, what);
+        }
     }
     // The bundled raw panel (splits in it), default spec.
     let raw = crate::load(&crate::dataset("us5_daily.csv")).unwrap().prices;

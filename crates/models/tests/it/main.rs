@@ -427,3 +427,34 @@ fn the_forecast_model_scores_its_own_label() {
     assert!(spread > 0.004, "label size {spread}");
     assert!(mae < 0.1 * spread, "MAE {mae} against labels of mean size {spread}");
 }
+
+/// Scoring a date with only the look-back rows of its context (each scored symbol's last `lookback` rows, whole
+/// dates) gives the sequence model the same scores, bit for bit, as a context of every row; one row fewer does
+/// not (the test can fail). On the bundled panel, early (fewer rows than the look-back), mid-history and last.
+#[test]
+fn a_days_sequences_need_only_the_look_back_rows() {
+    let (train, _) = us5();
+    let cfg = ModelConfig::from_toml("kind = \"lstm\"\nlookback = 10\nhidden = 8\nepochs = 1\npatience = 0").unwrap();
+    assert_eq!(cfg.day_context(), stockcast_models::DayContext::Rows(10));
+    assert_eq!(config("linear").day_context(), stockcast_models::DayContext::None);
+    let m = fit(&cfg, train, None, 3).unwrap();
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo and nextest at run time"))
+        .join("../../datasets/us5_daily.csv");
+    let prices = load_prices(&path, &LoadOptions::default()).unwrap().prices;
+    let spec = Checked::new(FeatureSpec::default()).unwrap();
+    let calendar = prices.calendar().unwrap();
+    for t in [calendar[4], calendar[1300], *calendar.last().unwrap()] {
+        let known = prices.until(t).unwrap();
+        let day = |c| Dataset::for_day(&known, &spec, t, c).unwrap();
+        let (all, tail) = (day(stockcast_models::DayContext::All), day(stockcast_models::DayContext::Rows(10)));
+        assert_eq!(all.matrix.index, tail.matrix.index, "{t}");
+        assert!(!tail.is_empty(), "{t}");
+        assert!(tail.context.as_ref().unwrap().index.len() <= 10 * 5, "{t}: a context of the last 10 dates");
+        let scores = m.predict(&all).unwrap().score;
+        assert_identical(&scores, &m.predict(&tail).unwrap().score, &format!("lstm on {t}, look-back rows only"));
+        if t != calendar[4] {
+            let short = m.predict(&day(stockcast_models::DayContext::Rows(9))).unwrap().score;
+            assert!(scores.iter().zip(&short).all(|(a, b)| a.to_bits() != b.to_bits()), "{t}: 9 rows scored the same");
+        }
+    }
+}
