@@ -250,7 +250,12 @@ fn a_one_day_build_is_the_whole_builds_rows_of_that_day_on_every_date() {
     df.with_column(Column::new(stockcast_features::universe::MEMBER.into(), member)).unwrap();
     let gaps = PriceFrame::from_df(df).unwrap();
     let first: BooleanChunked = base.df().column("symbol").unwrap().str().unwrap().equal("S0000");
-    let single = PriceFrame::from_df(base.df().filter(&first).unwrap()).unwrap();
+    // In two chunks (as frames stacked from parts come): the date lookups' path for a column of several chunks.
+    let one = base.df().filter(&first).unwrap();
+    let half = one.height() / 2;
+    let stacked = one.slice(0, half).vstack(&one.slice(half as i64, one.height() - half)).unwrap();
+    assert_eq!(stacked.column("date").unwrap().as_materialized_series().n_chunks(), 2);
+    let single = PriceFrame::from_df(stacked).unwrap();
     let extra = "[[features]]\nfamily = \"factor\"\nof = [\"book\"]\n\
          [[features]]\nfamily = \"factor_mean\"\nof = [\"book\"]\nwindows = [5]\n\
          [[features]]\nfamily = \"factor_std\"\nof = [\"book\"]\nwindows = [10]\n\
@@ -261,7 +266,7 @@ fn a_one_day_build_is_the_whole_builds_rows_of_that_day_on_every_date() {
         ("demean = \"sector\"\nkind = \"log\"\n", &gaps, "gaps, sector-demeaned log label"),
         ("demean = true\nprice = \"close\"\n", &gaps, "gaps, date-demeaned close label"),
         ("", &base, "complete data, default label"),
-        ("", &single, "one symbol"),
+        ("", &single, "one symbol, two chunks"),
     ] {
         let label =
             FeatureSpec::from_toml(&format!("[label]\n{label}[[features]]\nfamily = \"returns\"\nwindows = [1]\n"))
