@@ -703,25 +703,6 @@ pub fn build_features_before(
     build_checked(prices, spec, Some((date, rows.max(1))))
 }
 
-/// The dates of the rows [`build_features_before`] keeps, ascending: the dates of each symbol's last `rows` rows up
-/// to `day`, over the symbols with a row on `day` (a frame sorted by symbol, then date; `runs` its symbols' rows).
-fn dates_before(dates: &Int32Chunked, runs: &[usize], day: i32, rows: usize) -> Vec<i32> {
-    let sorted = dates.cont_slice().ok();
-    let mut out = Vec::new();
-    for run in runs.windows(2) {
-        let (start, end) = (run[0], run[1]);
-        let r = match sorted {
-            Some(d) => d[start..end].binary_search(&day).ok().map(|i| start + i),
-            None => (start..end).find(|&i| dates.get(i) == Some(day)),
-        };
-        let Some(r) = r else { continue };
-        out.extend((r.saturating_sub(rows - 1).max(start)..=r).filter_map(|i| dates.get(i)));
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// The label of `spec` for every row of `prices`, without any feature: the frame of a run whose models read
 /// prices only (rules, forecasting), which would otherwise compute every feature for nothing. Its spec hash is
 /// that of the label-only spec.
@@ -839,14 +820,10 @@ fn build_checked(
     // A one-day build (no formula features, which may read any row) computes each per-symbol result from every
     // row and keeps its value at the day's rows; everything element-wise after those is computed on the day's
     // rows only: the same values, element by element, for a fraction of the work (see `Runs::on_days`).
-    let days = match on {
-        Some((date, rows)) => {
-            Some(dates_before(df.column(DATE)?.date()?.physical(), runs.starts(), date_to_days(date), rows))
-        }
-        None => None,
-    };
+    let dates = df.column(DATE)?.date()?.physical().clone();
+    let days = on.map(|(date, rows)| runs.dates_before(&dates, date_to_days(date), rows));
     let runs = match days.as_deref().filter(|_| expr_defs.is_empty()) {
-        Some(days) => runs.on_days(df.column(DATE)?.date()?.physical(), days),
+        Some(days) => runs.on_days(&dates, days),
         None => runs,
     };
     let shared = Shared::new(&runs);

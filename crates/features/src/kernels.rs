@@ -79,11 +79,6 @@ impl Runs {
         Self { starts: starts.into(), day: None }
     }
 
-    /// The first row of each run and, last, the row count.
-    pub(crate) fn starts(&self) -> &[usize] {
-        &self.starts
-    }
-
     /// The same runs for the rows dated one of `days` (ascending; `dates`: the frame's physical dates, ascending
     /// within a symbol). Each per-symbol result ([`Runs::each`], [`Runs::lag`], [`Runs::lead`], [`Runs::after`],
     /// [`Runs::extreme`], and so the statistics inside [`Runs::corr`]) is then a helper column (`__day_{n}`,
@@ -93,24 +88,28 @@ impl Runs {
     /// moment statistic from its restart row (see [`moment_restart`]), then its values at the kept rows are
     /// taken; moved values and trailing extremes are read at each row.
     pub(crate) fn on_days(&self, dates: &Int32Chunked, days: &[i32]) -> Self {
-        let sorted = dates.cont_slice().ok();
-        let mut rows = Vec::new();
-        for run in self.starts.windows(2) {
-            let (start, end) = (run[0], run[1]);
-            match sorted {
-                Some(d) => rows.extend(
-                    days.iter()
-                        .filter_map(|day| d[start..end].binary_search(day).ok())
-                        .map(|i| (start, end, start + i)),
-                ),
-                None => rows.extend(
-                    (start..end)
-                        .filter(|&i| dates.get(i).is_some_and(|d| days.binary_search(&d).is_ok()))
-                        .map(|i| (start, end, i)),
-                ),
-            }
-        }
+        let rows = self
+            .starts
+            .windows(2)
+            .flat_map(|run| {
+                days.iter().filter_map(|&day| row_dated(dates, run[0], run[1], day)).map(|r| (run[0], run[1], r))
+            })
+            .collect();
         Self { starts: self.starts.clone(), day: Some(Arc::new(Day { rows, helpers: std::sync::Mutex::default() })) }
+    }
+
+    /// The dates of each symbol's last `rows` rows up to `day`, over the symbols with a row on `day`, ascending
+    /// (`dates`: the frame's physical dates, ascending within a symbol): the days whose rows a sequence model's
+    /// build keeps.
+    pub(crate) fn dates_before(&self, dates: &Int32Chunked, day: i32, rows: usize) -> Vec<i32> {
+        let mut out = Vec::new();
+        for run in self.starts.windows(2) {
+            let Some(r) = row_dated(dates, run[0], run[1], day) else { continue };
+            out.extend((r.saturating_sub(rows.saturating_sub(1)).max(run[0])..=r).filter_map(|i| dates.get(i)));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The helper columns of runs of some days registered so far (each aliased), in order: each reads only the
@@ -338,6 +337,15 @@ impl Runs {
         let out =
             if let Some(o) = out { o.rechunk() } else { Series::new_empty(s.name().clone(), &stat_dtype(s.dtype())) };
         Ok(out.with_name(s.name().clone()).into_column())
+    }
+}
+
+/// The row of `start..end` (one symbol's rows, dates ascending) dated `day`: a binary search where the dates are
+/// one slice, a scan otherwise.
+fn row_dated(dates: &Int32Chunked, start: usize, end: usize, day: i32) -> Option<usize> {
+    match dates.cont_slice() {
+        Ok(d) => d[start..end].binary_search(&day).ok().map(|i| start + i),
+        Err(_) => (start..end).find(|&i| dates.get(i) == Some(day)),
     }
 }
 
