@@ -73,6 +73,14 @@ struct Day {
     helpers: std::sync::Mutex<Vec<Expr>>,
 }
 
+impl Day {
+    /// A column `name` of one value per kept row: `value(first row, end, kept row)` of its run.
+    fn column(&self, name: PlSmallStr, value: impl Fn(usize, usize, usize) -> Option<f64>) -> Column {
+        let values = self.rows.iter().map(|&(start, end, r)| value(start, end, r));
+        Float64Chunked::from_iter_options(name, values).into_series().into_column()
+    }
+}
+
 impl Runs {
     /// Runs from their first rows and, last, the row count.
     pub(crate) fn new(starts: Vec<usize>) -> Self {
@@ -183,8 +191,7 @@ impl Runs {
             move |c| {
                 let (s, arr) = runs.f64_of(&c)?;
                 if let Some(day) = &runs.day {
-                    let at = day.rows.iter().map(|&(start, _, r)| if r - start < skip { None } else { arr.get(r) });
-                    return Ok(Float64Chunked::from_iter_options(s.name().clone(), at).into_series().into_column());
+                    return Ok(day.column(s.name().clone(), |start, _, r| (r - start >= skip).then(|| arr.get(r))?));
                 }
                 let mut valid = MutableBitmap::with_capacity(arr.len());
                 for run in runs.starts.windows(2) {
@@ -212,19 +219,17 @@ impl Runs {
                 let s = c.as_materialized_series().rechunk();
                 let window = |v: &[f64]| v.iter().copied().reduce(|a, b| if max { a.max(b) } else { a.min(b) });
                 let full = |r: usize, start: usize| r - start + 1 >= w;
-                let at: Vec<Option<f64>> = match s.f64().map(|ca| ca.cont_slice()) {
-                    Ok(Ok(values)) if w > 0 && positive_finite(values) => day
-                        .rows
-                        .iter()
-                        .map(|&(start, _, r)| if full(r, start) { window(&values[r + 1 - w..=r]) } else { None })
-                        .collect(),
+                let name = s.name().clone();
+                match s.f64().map(|ca| ca.cont_slice()) {
+                    Ok(Ok(values)) if w > 0 && positive_finite(values) => {
+                        Ok(day.column(name, |start, _, r| full(r, start).then(|| window(&values[r + 1 - w..=r]))?))
+                    }
                     _ => {
                         let whole = extreme_column(&Column::from(s.clone()), w, max)?;
                         let whole = whole.f64()?;
-                        day.rows.iter().map(|&(start, _, r)| if full(r, start) { whole.get(r) } else { None }).collect()
+                        Ok(day.column(name, |start, _, r| full(r, start).then(|| whole.get(r))?))
                     }
-                };
-                Ok(Float64Chunked::from_iter_options(s.name().clone(), at.into_iter()).into_series().into_column())
+                }
             },
             |_, f| Ok(f64_field(f)),
         ))
@@ -234,11 +239,10 @@ impl Runs {
     fn moved(&self, c: &Column, k: usize, ahead: bool) -> PolarsResult<Column> {
         let (s, arr) = self.f64_of(c)?;
         if let Some(day) = &self.day {
-            let at = day.rows.iter().map(|&(start, end, r)| {
+            return Ok(day.column(s.name().clone(), |start, end, r| {
                 let from = if ahead { (r + k < end).then_some(r + k) } else { (r - start >= k).then(|| r - k) };
                 from.and_then(|i| arr.get(i))
-            });
-            return Ok(Float64Chunked::from_iter_options(s.name().clone(), at).into_series().into_column());
+            }));
         }
         let (values, n) = (arr.values().as_slice(), arr.len());
         let k_all = k.min(n);

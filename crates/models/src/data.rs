@@ -122,7 +122,6 @@ impl Dataset {
         as_of: NaiveDate,
         context: DayContext,
     ) -> Result<Self> {
-        let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
         let frame = match context {
             DayContext::None => {
                 let frame = stockcast_features::build_features_on(prices, spec, as_of)?;
@@ -131,6 +130,8 @@ impl Dataset {
             DayContext::Rows(rows) => stockcast_features::build_features_before(prices, spec, as_of, rows)?,
             DayContext::All => stockcast_features::build_features(prices, spec)?,
         };
+        // The matrix keeps the date's rows; the context keeps every row built.
+        let opts = DatasetOptions { matrix: MatrixOptions::default(), context: true };
         Ok(Self::from_frame(&frame, prices, opts)?.filter(|(_, d)| *d == as_of))
     }
 
